@@ -1,0 +1,30 @@
+# make demo: set up .venv, build the demo data, train on it (CPU, ~5 min).
+# make test: set up .venv and run the test suite.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export TF_CPP_MIN_LOG_LEVEL ?= 3
+
+.PHONY: demo test venv clean
+
+$(VENV)/.installed: setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo: venv
+	$(PY) tools/make_demo_dataset.py --output=datasets/demo
+	$(PY) -m pix2pix_tf.train --flagfile=configs/demo.flags
+	@echo
+	@echo "Samples (input | generated | target): runs/demo/samples/"
+	@echo "TensorBoard logs: tensorboard --logdir runs/demo/logs"
+
+test: venv
+	$(PY) -m pytest -q tests
+
+clean:
+	rm -rf $(VENV) runs/demo datasets/demo

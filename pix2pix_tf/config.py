@@ -1,0 +1,168 @@
+"""The one configuration object that flows from the command line into the library.
+
+Entry points (`train.py`, `summary.py`, ...) define absl flags whose names are
+exactly the field names below; `Config.from_flag_values` builds the frozen
+dataclass from them, and library code reads only the dataclass. Every default
+is the paper's or the reference implementation's value.
+"""
+
+import dataclasses
+import json
+import os
+
+GENERATOR_DEPTHS = {"unet_256": 8, "unet_128": 7}
+GENERATORS = ("unet_256", "unet_128", "unet")
+DISCRIMINATORS = ("patchgan",)
+NORMS = ("batch", "instance", "sync_batch", "none")
+GAN_MODES = ("vanilla", "lsgan", "none")
+DIRECTIONS = ("AtoB", "BtoA")
+STRATEGIES = ("mirrored", "one_device", "multi_worker")
+INFERENCE_MODES = ("paper", "eval")
+
+
+class ConfigError(ValueError):
+  """A flag value, or a combination of them, that cannot work."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """Everything a run needs. Field names equal the flag names."""
+
+  # Data.
+  data_dir: str = "datasets/facades"
+  direction: str = "AtoB"
+  load_size: int = 286
+  crop_size: int = 256
+  flip: bool = True
+  input_channels: int = 3
+  output_channels: int = 3
+  shuffle_buffer: int = 1000
+  deterministic: bool = False
+
+  # Models.
+  generator: str = "unet_256"
+  unet_depth: int = 8
+  ngf: int = 64
+  ndf: int = 64
+  discriminator: str = "patchgan"
+  d_layers: int = 3
+  norm: str = "batch"
+  dropout: float = 0.5
+
+  # Objective and optimisation.
+  gan_mode: str = "vanilla"
+  lambda_l1: float = 100.0
+  learning_rate: float = 2e-4
+  beta_1: float = 0.5
+  beta_2: float = 0.999
+  batch_size: int = 1
+  epochs: int = 100
+  epochs_decay: int = 100
+  max_steps: int = 0
+  seed: int = 0
+
+  # Execution.
+  strategy: str = "mirrored"
+  jit_compile: bool = False
+
+  # Outputs.
+  model_dir: str = "runs/facades"
+  checkpoint_every_steps: int = 1000
+  keep_checkpoints: int = 3
+  log_every_steps: int = 100
+  sample_every_steps: int = 1000
+  eval_every_steps: int = 1000
+  num_samples: int = 4
+  inference_mode: str = "paper"
+
+  @classmethod
+  def from_flag_values(cls, flag_values) -> "Config":
+    """Builds a Config from absl FlagValues holding one flag per field."""
+    return cls(**{f.name: flag_values[f.name].value
+                  for f in dataclasses.fields(cls)})
+
+  @property
+  def generator_depth(self) -> int:
+    """Number of stride-2 downsamplings in the U-Net generator."""
+    return GENERATOR_DEPTHS.get(self.generator, self.unet_depth)
+
+  @property
+  def dataset_name(self) -> str:
+    return os.path.basename(os.path.normpath(self.data_dir))
+
+  def to_json(self) -> str:
+    return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+  @classmethod
+  def from_json(cls, text: str) -> "Config":
+    known = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in json.loads(text).items() if k in known})
+
+  def validate(self, num_replicas: int = 1) -> "Config":
+    """Checks flag values before any model is built or file written.
+
+    Raises:
+      ConfigError: naming the flag and what to do instead.
+    """
+    _check_choice("direction", self.direction, DIRECTIONS)
+    _check_choice("generator", self.generator, GENERATORS)
+    _check_choice("discriminator", self.discriminator, DISCRIMINATORS)
+    _check_choice("norm", self.norm, NORMS)
+    _check_choice("gan_mode", self.gan_mode, GAN_MODES)
+    _check_choice("strategy", self.strategy, STRATEGIES)
+    _check_choice("inference_mode", self.inference_mode, INFERENCE_MODES)
+    for name in ("input_channels", "output_channels"):
+      _check_choice(name, getattr(self, name), (1, 3))
+    for name in ("load_size", "crop_size", "batch_size", "ngf", "ndf",
+                 "checkpoint_every_steps", "keep_checkpoints",
+                 "log_every_steps", "sample_every_steps", "eval_every_steps"):
+      if getattr(self, name) < 1:
+        raise ConfigError(f"--{name}={getattr(self, name)} must be at least 1.")
+    for name in ("epochs", "epochs_decay", "max_steps", "num_samples"):
+      if getattr(self, name) < 0:
+        raise ConfigError(f"--{name}={getattr(self, name)} must not be negative.")
+    if self.epochs + self.epochs_decay < 1 and self.max_steps < 1:
+      raise ConfigError("--epochs plus --epochs_decay is 0 and --max_steps is "
+                        "unset: nothing to train. Set one of them.")
+    if not 0.0 <= self.dropout < 1.0:
+      raise ConfigError(f"--dropout={self.dropout} must be in [0, 1).")
+    if self.lambda_l1 < 0:
+      raise ConfigError(f"--lambda_l1={self.lambda_l1} must not be negative.")
+    if self.gan_mode == "none" and self.lambda_l1 == 0:
+      raise ConfigError("--gan_mode=none with --lambda_l1=0 leaves nothing to "
+                        "optimise: enable the GAN loss or a distance term.")
+    if self.crop_size > self.load_size:
+      raise ConfigError(
+          f"--crop_size={self.crop_size} is larger than --load_size="
+          f"{self.load_size}: images are resized to load_size before the "
+          "random crop, so set --load_size >= --crop_size.")
+    if self.generator == "unet" and not 1 <= self.unet_depth <= 9:
+      raise ConfigError(f"--unet_depth={self.unet_depth} must be in 1..9.")
+    multiple = 2 ** self.generator_depth
+    if self.crop_size % multiple:
+      raise ConfigError(
+          f"--crop_size={self.crop_size} is not a multiple of {multiple}: "
+          f"--generator={self.generator} downsamples {self.generator_depth} "
+          "times. Choose a crop size that is a multiple of "
+          f"{multiple}, or a shallower generator (--generator=unet "
+          "--unet_depth=D).")
+    if not 1 <= self.d_layers <= 6:
+      raise ConfigError(f"--d_layers={self.d_layers} must be in 1..6.")
+    patch_map = self.crop_size // 2 ** self.d_layers - 2
+    if patch_map < 1:
+      raise ConfigError(
+          f"--d_layers={self.d_layers} is too deep for --crop_size="
+          f"{self.crop_size}: the discriminator's output map would be empty. "
+          "Use fewer layers or larger crops.")
+    if self.batch_size % num_replicas:
+      raise ConfigError(
+          f"--batch_size={self.batch_size} is not divisible by the "
+          f"{num_replicas} replicas of the strategy: it is the global batch, "
+          "split evenly across replicas.")
+    return self
+
+
+def _check_choice(name, value, choices):
+  if value not in choices:
+    listed = "|".join(str(c) for c in choices)
+    raise ConfigError(f"--{name}={value} is not one of {listed}.")

@@ -1,0 +1,222 @@
+"""The pix2pix networks: U-Net generator and PatchGAN discriminator (Keras 3).
+
+Built to match the paper's appendix and the reference implementation layer for
+layer, so parameter counts equal the reference's exactly:
+
+* Convolutions are 4x4 with stride 2 and "padding 1" (Keras "same" gives the
+  same output size for even inputs); the PatchGAN's two stride-1 convolutions
+  pad explicitly by 1 and so shrink the map by 1 each, as in the reference.
+* Bias rule: a convolution followed by batch norm has no bias; with instance
+  norm or no norm it has one. The generator's first convolution follows the
+  same rule (the reference builds it with `bias=use_bias` although no norm
+  follows), while its final transposed convolution and the discriminator's
+  first and last convolutions always have one.
+* Weights N(0, 0.02); batch-norm gamma N(1, 0.02), beta 0.
+"""
+
+from typing import Sequence
+
+import keras
+from keras import layers
+
+from pix2pix_tf import config as config_lib
+
+LEAKY_SLOPE = 0.2
+
+
+def conv_initializer():
+  return keras.initializers.RandomNormal(mean=0.0, stddev=0.02)
+
+
+def norm_layer(norm: str, name: str):
+  """Returns a fresh normalisation layer, or None for `norm='none'`."""
+  if norm in ("batch", "sync_batch"):
+    # Momentum 0.9 and epsilon 1e-5 are PyTorch's BatchNorm2d defaults.
+    return layers.BatchNormalization(
+        momentum=0.9, epsilon=1e-5, synchronized=norm == "sync_batch",
+        gamma_initializer=keras.initializers.RandomNormal(1.0, 0.02),
+        name=name)
+  if norm == "instance":
+    # Instance norm = group norm with one group per channel. The reference's
+    # InstanceNorm2d has no affine parameters.
+    return layers.GroupNormalization(groups=-1, epsilon=1e-5, center=False,
+                                     scale=False, name=name)
+  if norm == "none":
+    return None
+  raise ValueError(f"Unknown norm {norm!r}.")
+
+
+def uses_bias(norm: str) -> bool:
+  """The reference's rule: no bias in a convolution followed by batch norm."""
+  return norm not in ("batch", "sync_batch")
+
+
+def _apply_norm(x, norm, name):
+  layer = norm_layer(norm, name)
+  return x if layer is None else layer(x)
+
+
+def unet_generator(depth: int = 8, input_channels: int = 3,
+                   output_channels: int = 3, ngf: int = 64,
+                   norm: str = "batch", dropout: float = 0.5,
+                   name: str = "generator") -> keras.Model:
+  """The U-Net generator of the paper with `depth` downsamplings.
+
+  depth 8 is `unet_256` (1x1 bottleneck at 256x256), depth 7 `unet_128`.
+  Encoder filters are ngf * (1, 2, 4, 8, 8, ...); the decoder mirrors them,
+  each decoder block taking its encoder twin's output as a skip connection.
+  The first three decoder blocks apply dropout, as in the paper's
+  CD512-CD512-CD512 and its original Torch code.
+
+  The model is fully convolutional: it takes any height and width that are
+  multiples of 2**depth.
+  """
+  bias = uses_bias(norm)
+  filters = [ngf * min(2 ** i, 8) for i in range(depth)]
+  input_image = keras.Input(shape=(None, None, input_channels),
+                            name="input_image")
+
+  # Encoder. Each block: [LeakyReLU] - conv(stride 2) - [norm]. The first
+  # block has no activation before it and no norm after it; the innermost
+  # has no norm (the paper's errata: with batch size 1 it zeroes activations).
+  skips = []
+  x = input_image  # (batch, 256, 256, 3) for unet_256
+  for i, f in enumerate(filters):
+    if i > 0:
+      x = layers.LeakyReLU(LEAKY_SLOPE, name=f"down{i}_lrelu")(x)
+    x = layers.Conv2D(f, 4, strides=2, padding="same", use_bias=bias,
+                      kernel_initializer=conv_initializer(),
+                      name=f"down{i}_conv")(x)
+    if 0 < i < depth - 1:
+      x = _apply_norm(x, norm, f"down{i}_norm")
+    skips.append(x)  # i=0: (batch, 128, 128, 64) ... i=7: (batch, 1, 1, 512)
+
+  # Decoder. Each block: ReLU - transposed conv(stride 2) - norm - [dropout],
+  # then concatenation with the encoder output of the same size.
+  for j, i in enumerate(reversed(range(1, depth))):
+    x = layers.ReLU(name=f"up{i}_relu")(x)
+    x = layers.Conv2DTranspose(filters[i - 1], 4, strides=2, padding="same",
+                               use_bias=bias,
+                               kernel_initializer=conv_initializer(),
+                               name=f"up{i}_conv")(x)
+    x = _apply_norm(x, norm, f"up{i}_norm")
+    if j < 3 and dropout > 0:
+      x = layers.Dropout(dropout, name=f"up{i}_dropout")(x)
+    x = layers.Concatenate(name=f"up{i}_skip")([skips[i - 1], x])
+
+  # Outermost block: back to image channels in [-1, 1].
+  x = layers.ReLU(name="up0_relu")(x)
+  x = layers.Conv2DTranspose(output_channels, 4, strides=2, padding="same",
+                             kernel_initializer=conv_initializer(),
+                             name="up0_conv")(x)
+  generated_image = layers.Activation("tanh", dtype="float32",
+                                      name="generated_image")(x)
+  return keras.Model(input_image, generated_image, name=name)
+
+
+def patchgan_discriminator(n_layers: int = 3, input_channels: int = 3,
+                           output_channels: int = 3, ndf: int = 64,
+                           norm: str = "batch",
+                           name: str = "discriminator") -> keras.Model:
+  """The conditional PatchGAN discriminator.
+
+  Takes `[input_image, candidate_image]` (the target or a generated image),
+  concatenated on channels, and returns one logit per overlapping patch.
+  `n_layers` stride-2 convolutions, then a stride-1 convolution and a stride-1
+  convolution to one channel. n_layers=3 is the paper's 70x70 PatchGAN
+  (a 256x256 pair gives a 30x30 map); 1, 2, 4, 5 give receptive fields of
+  16, 34, 142 and 286.
+  """
+  bias = uses_bias(norm)
+  input_image = keras.Input(shape=(None, None, input_channels),
+                            name="input_image")
+  candidate_image = keras.Input(shape=(None, None, output_channels),
+                                name="candidate_image")
+  x = layers.Concatenate(name="pair")([input_image, candidate_image])
+
+  # C64 without norm: (batch, 128, 128, 64) for a 256x256 pair.
+  x = layers.Conv2D(ndf, 4, strides=2, padding="same",
+                    kernel_initializer=conv_initializer(), name="conv0")(x)
+  x = layers.LeakyReLU(LEAKY_SLOPE, name="conv0_lrelu")(x)
+  for i in range(1, n_layers + 1):
+    # Stride 2 up to n_layers - 1, then one stride-1 block: for n_layers=3,
+    # C128 (64x64), C256 (32x32), C512 stride 1 (31x31).
+    stride = 2 if i < n_layers else 1
+    f = ndf * min(2 ** i, 8)
+    if stride == 1:
+      x = layers.ZeroPadding2D(1, name=f"conv{i}_pad")(x)
+    x = layers.Conv2D(f, 4, strides=stride,
+                      padding="same" if stride == 2 else "valid",
+                      use_bias=bias, kernel_initializer=conv_initializer(),
+                      name=f"conv{i}")(x)
+    x = _apply_norm(x, norm, f"conv{i}_norm")
+    x = layers.LeakyReLU(LEAKY_SLOPE, name=f"conv{i}_lrelu")(x)
+
+  # One logit per patch: (batch, 30, 30, 1) for n_layers=3 at 256x256.
+  x = layers.ZeroPadding2D(1, name="logits_pad")(x)
+  x = layers.Conv2D(1, 4, strides=1, padding="valid",
+                    kernel_initializer=conv_initializer(), name="logits")(x)
+  logits = layers.Activation("linear", dtype="float32", name="patch_logits")(x)
+  return keras.Model([input_image, candidate_image], logits, name=name)
+
+
+# Flag value -> builder. Each takes the Config.
+GENERATORS = {
+    "unet_256": lambda c: unet_generator(8, c.input_channels,
+                                         c.output_channels, c.ngf, c.norm,
+                                         c.dropout),
+    "unet_128": lambda c: unet_generator(7, c.input_channels,
+                                         c.output_channels, c.ngf, c.norm,
+                                         c.dropout),
+    "unet": lambda c: unet_generator(c.unet_depth, c.input_channels,
+                                     c.output_channels, c.ngf, c.norm,
+                                     c.dropout),
+}
+
+DISCRIMINATORS = {
+    "patchgan": lambda c: patchgan_discriminator(
+        c.d_layers, c.input_channels, c.output_channels, c.ndf, c.norm),
+}
+
+
+def build_generator(config: config_lib.Config) -> keras.Model:
+  return GENERATORS[config.generator](config)
+
+
+def build_discriminator(config: config_lib.Config) -> keras.Model:
+  return DISCRIMINATORS[config.discriminator](config)
+
+
+def receptive_field(model: keras.Model) -> int:
+  """The receptive field of one output unit, computed from the layers.
+
+  Walks the model's convolution and pooling layers from the output back to
+  the input with r = (r - 1) * stride + kernel. Padding and pointwise layers
+  do not change it. Valid for chains of layers such as the PatchGAN.
+  """
+  r = 1
+  for layer in reversed(_flat_layers(model)):
+    kernel = getattr(layer, "kernel_size", None) or getattr(
+        layer, "pool_size", None)
+    if kernel is None:
+      continue
+    strides = getattr(layer, "strides", None) or kernel
+    r = (r - 1) * _square(strides, layer) + _square(kernel, layer)
+  return r
+
+
+def _flat_layers(model) -> Sequence[keras.layers.Layer]:
+  flat = []
+  for layer in model.layers:
+    if isinstance(layer, keras.Model):
+      flat.extend(_flat_layers(layer))
+    else:
+      flat.append(layer)
+  return flat
+
+
+def _square(value, layer) -> int:
+  values = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+  if len(set(values)) != 1:
+    raise ValueError(f"Layer {layer.name} is not square: {values}.")
+  return int(values[0])

@@ -1,0 +1,138 @@
+r"""Trains pix2pix on a folder of side-by-side A|B image pairs.
+
+    python -m pix2pix_tf.train --flagfile=configs/facades.flags
+    python -m pix2pix_tf.train --data_dir=datasets/maps --model_dir=runs/maps
+
+Running the same command again resumes from the latest checkpoint in
+<model_dir>/checkpoints. Every flag's default is the paper's value.
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+
+from pix2pix_tf import config as config_lib
+
+_D = config_lib.Config()
+
+# Data.
+flags.DEFINE_string("data_dir", _D.data_dir,
+                    "Folder with train/ (and optionally val/, test/) "
+                    "subfolders of A|B image pairs (.jpg, .jpeg, .png, .bmp).")
+flags.DEFINE_enum("direction", _D.direction, config_lib.DIRECTIONS,
+                  "AtoB translates the left half into the right half; BtoA "
+                  "the reverse.")
+flags.DEFINE_integer("load_size", _D.load_size,
+                     "Each half is resized to load_size x load_size before "
+                     "the random crop.")
+flags.DEFINE_integer("crop_size", _D.crop_size,
+                     "Training crop size; the size the networks are trained "
+                     "at. A multiple of 2**generator depth.")
+flags.DEFINE_bool("flip", _D.flip, "Random horizontal mirroring in training.")
+flags.DEFINE_integer("input_channels", _D.input_channels,
+                     "Channels of the input image: 3 (RGB) or 1 (grayscale).")
+flags.DEFINE_integer("output_channels", _D.output_channels,
+                     "Channels of the target image: 3 (RGB) or 1.")
+flags.DEFINE_integer("shuffle_buffer", _D.shuffle_buffer,
+                     "Shuffle buffer of file names (0: the whole split).")
+flags.DEFINE_bool("deterministic", _D.deterministic,
+                  "Keep the input pipeline's element order fixed (slower).")
+
+# Models.
+flags.DEFINE_enum("generator", _D.generator, config_lib.GENERATORS,
+                  "unet_256 (8 downsamplings), unet_128 (7), or unet with "
+                  "--unet_depth.")
+flags.DEFINE_integer("unet_depth", _D.unet_depth,
+                     "Downsamplings of --generator=unet.")
+flags.DEFINE_integer("ngf", _D.ngf, "Generator filters in the first layer.")
+flags.DEFINE_integer("ndf", _D.ndf,
+                     "Discriminator filters in the first layer.")
+flags.DEFINE_enum("discriminator", _D.discriminator,
+                  config_lib.DISCRIMINATORS, "Discriminator architecture.")
+flags.DEFINE_integer("d_layers", _D.d_layers,
+                     "PatchGAN stride-2 layers: 1, 2, 3, 4, 5 give receptive "
+                     "fields 16, 34, 70, 142, 286.")
+flags.DEFINE_enum("norm", _D.norm, config_lib.NORMS,
+                  "Normalisation in both networks. instance is "
+                  "keras.layers.GroupNormalization(groups=-1); sync_batch "
+                  "synchronises batch statistics across replicas.")
+flags.DEFINE_float("dropout", _D.dropout,
+                   "Dropout rate in the first three decoder blocks (the "
+                   "paper's only noise source).")
+
+# Objective and optimisation.
+flags.DEFINE_enum("gan_mode", _D.gan_mode, config_lib.GAN_MODES,
+                  "vanilla: the paper's cGAN loss (BCE on logits); lsgan: "
+                  "least squares; none: no discriminator (L1 only).")
+flags.DEFINE_float("lambda_l1", _D.lambda_l1,
+                   "Weight of the L1 term (0 disables it).")
+flags.DEFINE_float("learning_rate", _D.learning_rate,
+                   "Adam learning rate for both networks.")
+flags.DEFINE_float("beta_1", _D.beta_1, "Adam beta_1.")
+flags.DEFINE_float("beta_2", _D.beta_2, "Adam beta_2.")
+flags.DEFINE_integer("batch_size", _D.batch_size,
+                     "Global batch size, split across replicas.")
+flags.DEFINE_integer("epochs", _D.epochs,
+                     "Epochs at the initial learning rate.")
+flags.DEFINE_integer("epochs_decay", _D.epochs_decay,
+                     "Epochs of linear decay of the learning rate to zero.")
+flags.DEFINE_integer("max_steps", _D.max_steps,
+                     "Stop after this many steps (0: run every epoch).")
+flags.DEFINE_integer("seed", _D.seed,
+                     "Seed of weights, dropout, shuffling and jitter.")
+
+# Execution.
+flags.DEFINE_enum("strategy", _D.strategy, config_lib.STRATEGIES,
+                  "mirrored: all local GPUs, else the CPU; one_device; "
+                  "multi_worker: MultiWorkerMirroredStrategy from TF_CONFIG.")
+flags.DEFINE_bool("jit_compile", _D.jit_compile,
+                  "Compile the forward and backward passes with XLA.")
+
+# Outputs.
+flags.DEFINE_string("model_dir", _D.model_dir,
+                    "Where checkpoints, logs, samples and flags are written.")
+flags.DEFINE_integer("checkpoint_every_steps", _D.checkpoint_every_steps,
+                     "Save a checkpoint every this many steps (and at the "
+                     "end).")
+flags.DEFINE_integer("keep_checkpoints", _D.keep_checkpoints,
+                     "How many recent checkpoints to keep.")
+flags.DEFINE_integer("log_every_steps", _D.log_every_steps,
+                     "Write training scalars every this many steps.")
+flags.DEFINE_integer("sample_every_steps", _D.sample_every_steps,
+                     "Write an input | generated | target grid every this "
+                     "many steps.")
+flags.DEFINE_integer("eval_every_steps", _D.eval_every_steps,
+                     "Evaluate on the val split every this many steps.")
+flags.DEFINE_integer("num_samples", _D.num_samples,
+                     "Examples in the sample grid (from val, else train).")
+flags.DEFINE_enum("inference_mode", _D.inference_mode,
+                  config_lib.INFERENCE_MODES,
+                  "How samples and val metrics run the generator. paper: "
+                  "dropout on and batch statistics, as the paper; eval: "
+                  "moving statistics, no dropout.")
+
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+  # Imported here so that --help and flag errors do not wait for TensorFlow.
+  from pix2pix_tf import input_pipeline
+  from pix2pix_tf import trainer
+
+  try:
+    config = config_lib.Config.from_flag_values(FLAGS)
+    config.validate()
+    trainer.train_and_evaluate(config)
+  except (config_lib.ConfigError, input_pipeline.DatasetError) as e:
+    sys.exit(f"pix2pix_tf.train: error: {e}")
+
+
+def run():
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,450 @@
+"""Training: the paper's update under a tf.distribute strategy, and the loop.
+
+`train_and_evaluate(config)` is the whole job behind `python -m
+pix2pix_tf.train`. The pieces:
+
+* `create_state` builds G, D, both Adam optimizers and the step counter under
+  the strategy's scope, held by one `tf.train.Checkpoint`.
+* `make_train_step` is the per-replica update, in the paper's order.
+* `make_distributed_step` applies the strategy once, where the step is called.
+* The loop is step-based with named periodic actions: log, sample, evaluate,
+  checkpoint.
+"""
+
+import dataclasses
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from typing import Callable, Dict, Optional, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from pix2pix_tf import config as config_lib
+from pix2pix_tf import input_pipeline
+from pix2pix_tf import losses
+from pix2pix_tf import models
+
+SCALARS = ("gen_total_loss", "gen_gan_loss", "gen_l1_loss", "disc_loss",
+           "disc_real_loss", "disc_generated_loss")
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+  """The tf.distribute strategy for `--strategy`.
+
+  mirrored: every local GPU, else the CPU. one_device: the first GPU, else
+  the CPU. multi_worker: MultiWorkerMirroredStrategy, configured by TF_CONFIG.
+  """
+  if name == "multi_worker":
+    return tf.distribute.MultiWorkerMirroredStrategy()
+  gpus = tf.config.list_logical_devices("GPU")
+  if name == "one_device":
+    return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else
+                                           "/cpu:0")
+  if name == "mirrored":
+    # With no GPU, MirroredStrategy() runs one replica on the CPU.
+    return tf.distribute.MirroredStrategy()
+  raise ValueError(f"Unknown strategy {name!r}.")
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+  """Whether this process writes checkpoints, logs, samples and exports."""
+  resolver = getattr(strategy.extended, "_cluster_resolver", None)
+  if resolver is None or not resolver.cluster_spec().as_dict():
+    return True
+  task_type, task_id = resolver.task_type, resolver.task_id
+  return (task_type == "chief" or (task_type == "worker" and task_id == 0 and
+                                   "chief" not in resolver.cluster_spec().jobs))
+
+
+class LinearDecay(keras.optimizers.schedules.LearningRateSchedule):
+  """The reference's policy: constant, then linear decay to zero."""
+
+  def __init__(self, initial_learning_rate, constant_steps, decay_steps):
+    self.initial_learning_rate = initial_learning_rate
+    self.constant_steps = constant_steps
+    self.decay_steps = decay_steps
+
+  def __call__(self, step):
+    step = tf.cast(step, tf.float32)
+    if self.decay_steps <= 0:
+      return tf.constant(self.initial_learning_rate, tf.float32)
+    fraction = (step - self.constant_steps) / float(self.decay_steps)
+    return self.initial_learning_rate * tf.clip_by_value(1.0 - fraction, 0.0,
+                                                         1.0)
+
+  def get_config(self):
+    return {"initial_learning_rate": self.initial_learning_rate,
+            "constant_steps": self.constant_steps,
+            "decay_steps": self.decay_steps}
+
+
+@dataclasses.dataclass
+class TrainState:
+  """Everything a checkpoint holds."""
+  generator: keras.Model
+  discriminator: keras.Model
+  generator_optimizer: keras.optimizers.Optimizer
+  discriminator_optimizer: keras.optimizers.Optimizer
+  step: tf.Variable
+
+  def checkpoint(self) -> tf.train.Checkpoint:
+    return tf.train.Checkpoint(
+        generator=self.generator, discriminator=self.discriminator,
+        generator_optimizer=self.generator_optimizer,
+        discriminator_optimizer=self.discriminator_optimizer, step=self.step)
+
+
+def create_state(config: config_lib.Config, steps_per_epoch: int,
+                 strategy: tf.distribute.Strategy) -> TrainState:
+  """Builds models, optimizers and step counter under the strategy's scope."""
+  with strategy.scope():
+    generator = models.build_generator(config)
+    discriminator = models.build_discriminator(config)
+
+    def adam():
+      schedule = LinearDecay(config.learning_rate,
+                             config.epochs * steps_per_epoch,
+                             config.epochs_decay * steps_per_epoch)
+      return keras.optimizers.Adam(schedule, beta_1=config.beta_1,
+                                   beta_2=config.beta_2)
+
+    state = TrainState(generator, discriminator, adam(), adam(),
+                       tf.Variable(0, dtype=tf.int64, trainable=False,
+                                   name="step"))
+    # Create the optimizer slots now so a checkpoint restores into them.
+    state.generator_optimizer.build(generator.trainable_variables)
+    state.discriminator_optimizer.build(discriminator.trainable_variables)
+  return state
+
+
+def make_train_step(state: TrainState, config: config_lib.Config,
+                    global_batch_size: int) -> Callable:
+  """The per-replica pix2pix update for one batch.
+
+  Generate, score the real and the generated pair, take both gradients, and
+  apply both (the paper's alternating update, with one D and one G step per
+  batch). Per-example losses are averaged over the global batch, so that
+  summing the replicas' gradients gives the gradient of the global mean.
+  """
+  generator, discriminator = state.generator, state.discriminator
+  train_discriminator = config.gan_mode != "none"
+
+  def average(per_example):
+    return tf.nn.compute_average_loss(per_example,
+                                      global_batch_size=global_batch_size)
+
+  def compute_gradients(input_image, target_image):
+    with tf.GradientTape() as gen_tape, tf.GradientTape() as disc_tape:
+      generated_image = generator(input_image, training=True)
+      disc_real_logits = discriminator([input_image, target_image],
+                                       training=True)
+      disc_generated_logits = discriminator([input_image, generated_image],
+                                            training=True)
+      gen_losses = losses.generator_loss(
+          disc_generated_logits, generated_image, target_image,
+          config.gan_mode, config.lambda_l1)
+      disc_losses = losses.discriminator_loss(
+          disc_real_logits, disc_generated_logits,
+          config.gan_mode if train_discriminator else "vanilla")
+      metrics = {k: average(v) for k, v in {**gen_losses,
+                                            **disc_losses}.items()}
+    gen_gradients = gen_tape.gradient(metrics["gen_total_loss"],
+                                      generator.trainable_variables)
+    disc_gradients = disc_tape.gradient(metrics["disc_loss"],
+                                        discriminator.trainable_variables)
+    return gen_gradients, disc_gradients, metrics
+
+  if config.jit_compile:
+    # XLA compiles the forward and backward passes; applying the gradients
+    # stays outside, where the strategy all-reduces them across replicas.
+    compute_gradients = tf.function(compute_gradients, jit_compile=True)
+
+  def train_step(batch):
+    input_image, target_image = batch
+    gen_gradients, disc_gradients, metrics = compute_gradients(
+        input_image, target_image)
+    state.generator_optimizer.apply_gradients(
+        zip(gen_gradients, generator.trainable_variables))
+    if train_discriminator:
+      state.discriminator_optimizer.apply_gradients(
+          zip(disc_gradients, discriminator.trainable_variables))
+    return metrics
+
+  return train_step
+
+
+def make_distributed_step(strategy: tf.distribute.Strategy,
+                          train_step: Callable,
+                          step: tf.Variable) -> Callable:
+  """One tf.function: next batch, `strategy.run` of the step, reduce."""
+
+  @tf.function
+  def distributed_step(iterator):
+    per_replica = strategy.run(train_step, args=(next(iterator),))
+    step.assign_add(1)
+    # Each replica's losses are already divided by the global batch: the sum
+    # over replicas is the global mean.
+    return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
+            for k, v in per_replica.items()}
+
+  return distributed_step
+
+
+def make_generate(generator: keras.Model, inference_mode: str) -> Callable:
+  """A tf.function that runs the generator for samples and evaluation.
+
+  paper: as the paper and the reference test: dropout on and batch norm with
+  the statistics of the batch at hand. Running Keras layers in training mode
+  also updates batch norm's moving statistics, so they are saved before and
+  restored after: evaluation never changes the model.
+  eval: the usual inference mode (moving statistics, no dropout).
+  """
+  moving = [v for v in generator.non_trainable_variables
+            if "moving" in v.path]
+
+  @tf.function
+  def generate(input_image):
+    if inference_mode == "eval":
+      return generator(input_image, training=False)
+    saved = [tf.identity(v) for v in moving]
+    with tf.control_dependencies(saved):
+      generated_image = generator(input_image, training=True)
+    with tf.control_dependencies([generated_image]):
+      for variable, value in zip(moving, saved):
+        variable.assign(value)
+    return tf.identity(generated_image)
+
+  return generate
+
+
+def image_grid(input_image, generated_image, target_image) -> tf.Tensor:
+  """Rows of input | generated | target, as one uint8 image (H, W, 3)."""
+  columns = [input_pipeline.to_uint8(x) for x in
+             (input_image, generated_image, target_image)]
+  columns = [tf.image.grayscale_to_rgb(x) if x.shape[-1] == 1 else x
+             for x in columns]
+  rows = tf.concat(columns, axis=2)  # (n, h, 3w, 3)
+  return tf.reshape(rows, [-1, rows.shape[2], 3])  # (n*h, 3w, 3)
+
+
+@dataclasses.dataclass
+class RunPaths:
+  """Where a run writes. Non-chief workers write to a temporary folder."""
+  model_dir: str
+
+  @property
+  def checkpoints(self):
+    return os.path.join(self.model_dir, "checkpoints")
+
+  @property
+  def samples(self):
+    return os.path.join(self.model_dir, "samples")
+
+  def logs(self, split):
+    return os.path.join(self.model_dir, "logs", split)
+
+
+class Evaluator:
+  """Val-split metrics and the fixed sample grid."""
+
+  def __init__(self, config, generate, eval_files, sample_batch):
+    self.config = config
+    self.generate = generate
+    self.eval_files = eval_files
+    self.sample_batch = sample_batch
+
+  def evaluate(self) -> Dict[str, float]:
+    """Mean L1 (in [-1, 1] units, as gen_l1_loss) over the val split."""
+    dataset = input_pipeline.make_dataset(self.eval_files, self.config,
+                                          self.config.batch_size,
+                                          training=False)
+    total, count = 0.0, 0
+    for input_image, target_image in dataset:
+      generated_image = self.generate(input_image)
+      per_example = tf.reduce_mean(tf.abs(generated_image - target_image),
+                                   axis=[1, 2, 3])
+      total += float(tf.reduce_sum(per_example))
+      count += int(per_example.shape[0])
+    return {"gen_l1_loss": total / count}
+
+  def sample(self) -> tf.Tensor:
+    input_image, target_image = self.sample_batch
+    return image_grid(input_image, self.generate(input_image), target_image)
+
+
+def _first_examples(files, config, n):
+  dataset = input_pipeline.make_dataset(files[:n], config, n, training=False)
+  return next(iter(dataset))
+
+
+def write_run_config(config: config_lib.Config, model_dir: str) -> None:
+  """Saves the resolved flags: flags.txt (a flagfile) and config.json."""
+  os.makedirs(model_dir, exist_ok=True)
+  with open(os.path.join(model_dir, "flags.txt"), "w") as f:
+    for field in dataclasses.fields(config):
+      value = getattr(config, field.name)
+      f.write(f"--{field.name}={str(value).lower() if isinstance(value, bool) else value}\n")
+  with open(os.path.join(model_dir, "config.json"), "w") as f:
+    f.write(config.to_json())
+
+
+def train_and_evaluate(config: config_lib.Config,
+                       strategy: Optional[tf.distribute.Strategy] = None
+                       ) -> Dict[str, float]:
+  """Trains (or resumes) a pix2pix model as `config` says.
+
+  Returns:
+    the final metrics: the last logged training losses and, when a val split
+    exists, `val_gen_l1_loss` at the start (for a fresh run) and the end.
+
+  Raises:
+    config_lib.ConfigError, input_pipeline.DatasetError: bad flags or data,
+      raised before anything is written.
+  """
+  strategy = strategy or make_strategy(config.strategy)
+  config.validate(strategy.num_replicas_in_sync)
+  train_files = input_pipeline.list_images(config.data_dir, "train")
+  input_pipeline.check_headers(train_files)
+  has_val = input_pipeline.has_split(config.data_dir, "val")
+  eval_files = (input_pipeline.list_images(config.data_dir, "val")
+                if has_val else [])
+  input_pipeline.check_headers(eval_files)
+  global_batch_size = config.batch_size
+  steps_per_epoch = len(train_files) // global_batch_size
+  if steps_per_epoch == 0:
+    raise input_pipeline.DatasetError(
+        f"{config.data_dir}/train has {len(train_files)} images, fewer than "
+        f"--batch_size={global_batch_size}. Lower the batch size.")
+  total_steps = (config.epochs + config.epochs_decay) * steps_per_epoch
+  if config.max_steps:
+    total_steps = min(total_steps, config.max_steps) if total_steps else (
+        config.max_steps)
+
+  keras.utils.set_random_seed(config.seed)
+  chief = is_chief(strategy)
+  paths = RunPaths(config.model_dir if chief else tempfile.mkdtemp())
+  write_run_config(config, paths.model_dir)
+
+  state = create_state(config, steps_per_epoch, strategy)
+  checkpoint = state.checkpoint()
+  manager = tf.train.CheckpointManager(checkpoint, paths.checkpoints,
+                                       max_to_keep=config.keep_checkpoints,
+                                       step_counter=state.step)
+  if manager.latest_checkpoint:
+    checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    logging.info("Resumed from %s at step %d.", manager.latest_checkpoint,
+                 int(state.step.numpy()))
+    print(f"Resumed from {manager.latest_checkpoint} at step "
+          f"{int(state.step.numpy())}.", flush=True)
+
+  dataset = strategy.distribute_datasets_from_function(
+      lambda context: input_pipeline.make_dataset(
+          train_files, config,
+          context.get_per_replica_batch_size(global_batch_size),
+          training=True, input_context=context))
+  iterator = iter(dataset)
+  distributed_step = make_distributed_step(
+      strategy, make_train_step(state, config, global_batch_size), state.step)
+
+  generate = make_generate(state.generator, config.inference_mode)
+  sample_files = eval_files or train_files
+  evaluator = Evaluator(
+      config, generate, eval_files,
+      _first_examples(sample_files, config,
+                      min(config.num_samples, len(sample_files)))
+      if config.num_samples else None)
+
+  train_writer = tf.summary.create_file_writer(paths.logs("train"))
+  val_writer = (tf.summary.create_file_writer(paths.logs("val"))
+                if has_val else None)
+  results = {}
+
+  def evaluate(step):
+    val_metrics = evaluator.evaluate()
+    with val_writer.as_default(step=step):
+      for name, value in val_metrics.items():
+        tf.summary.scalar(name, value)
+    return val_metrics
+
+  def write_sample(step):
+    grid = evaluator.sample()
+    with train_writer.as_default(step=step):
+      tf.summary.image("input_generated_target", grid[None], max_outputs=1)
+    os.makedirs(paths.samples, exist_ok=True)
+    tf.io.write_file(os.path.join(paths.samples, f"step_{step:07d}.png"),
+                     tf.io.encode_png(grid))
+
+  step = int(state.step.numpy())
+  if has_val and step == 0:
+    results["val_gen_l1_loss_start"] = evaluate(0)["gen_l1_loss"]
+    print(f"val gen_l1_loss at step 0: "
+          f"{results['val_gen_l1_loss_start']:.4f}", flush=True)
+
+  window = {name: 0.0 for name in SCALARS}
+  window_steps, window_start = 0, time.perf_counter()
+  progbar = None
+  verbose = 1 if sys.stdout.isatty() else 2
+  while step < total_steps:
+    if progbar is None or step % steps_per_epoch == 0:
+      epoch = step // steps_per_epoch
+      print(f"Epoch {epoch + 1}/{-(-total_steps // steps_per_epoch)}",
+            flush=True)
+      progbar = keras.utils.Progbar(
+          min(steps_per_epoch, total_steps - epoch * steps_per_epoch),
+          verbose=verbose, stateful_metrics=SCALARS + ("images/s",))
+    try:
+      metrics = distributed_step(iterator)
+    except (tf.errors.InvalidArgumentError, tf.errors.DataLossError):
+      bad = input_pipeline.find_unreadable(train_files)
+      if bad is None:
+        raise
+      raise input_pipeline.DatasetError(
+          f"{bad} could not be decoded (corrupt or truncated image). Remove "
+          "or replace it, then run the same command again to resume.")
+    step += 1
+    metrics = {k: float(v) for k, v in metrics.items()}
+    for name in SCALARS:
+      window[name] += metrics[name]
+    window_steps += 1
+    elapsed = time.perf_counter() - window_start
+    images_per_second = window_steps * global_batch_size / max(elapsed, 1e-9)
+    progbar.update(step - (step - 1) // steps_per_epoch * steps_per_epoch,
+                   [(k, metrics[k]) for k in SCALARS] +
+                   [("images/s", images_per_second)])
+
+    if step % config.log_every_steps == 0 or step == total_steps:
+      with train_writer.as_default(step=step):
+        for name in SCALARS:
+          tf.summary.scalar(name, window[name] / window_steps)
+        tf.summary.scalar("learning_rate",
+                          float(state.generator_optimizer.learning_rate))
+        tf.summary.scalar("images_per_second", images_per_second)
+      results.update({k: window[k] / window_steps for k in SCALARS})
+      window = {name: 0.0 for name in SCALARS}
+      window_steps, window_start = 0, time.perf_counter()
+    if evaluator.sample_batch is not None and (
+        step % config.sample_every_steps == 0 or step == total_steps):
+      write_sample(step)
+    if has_val and step % config.eval_every_steps == 0 and (
+        step != total_steps):
+      evaluate(step)
+    if step % config.checkpoint_every_steps == 0 or step == total_steps:
+      manager.save(checkpoint_number=step)
+
+  if has_val and step == total_steps:
+    results["val_gen_l1_loss"] = evaluate(step)["gen_l1_loss"]
+    print(f"val gen_l1_loss at step {step}: {results['val_gen_l1_loss']:.4f}",
+          flush=True)
+  train_writer.flush()
+  if val_writer:
+    val_writer.flush()
+  if not chief:
+    shutil.rmtree(paths.model_dir, ignore_errors=True)
+  results["step"] = step
+  return results

@@ -1,0 +1,35 @@
+"""pix2pix_tf: pix2pix image-to-image translation in TensorFlow and Keras 3."""
+
+import setuptools
+
+setuptools.setup(
+    name="pix2pix_tf",
+    version="0.1.0",
+    description=("pix2pix (Isola et al. 2017) in TensorFlow: U-Net generator, "
+                 "PatchGAN discriminator, tf.distribute training, SavedModel "
+                 "export."),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=setuptools.find_packages(include=["pix2pix_tf", "pix2pix_tf.*"]),
+    python_requires=">=3.10,<3.13",
+    # The tested range: TensorFlow 2.18 to 2.21 with Keras 3.
+    install_requires=[
+        "tensorflow>=2.18,<2.22",
+        "keras>=3.6,<4",
+        "numpy>=1.26,<3",
+        "pillow>=10",
+        "absl-py>=2.1",
+        "tensorboard>=2.18,<2.22",
+    ],
+    extras_require={
+        "gpu": ["tensorflow[and-cuda]>=2.18,<2.22"],
+        "test": ["pytest>=8"],
+    },
+    entry_points={
+        "console_scripts": [
+            "pix2pix-train=pix2pix_tf.train:run",
+            "pix2pix-summary=pix2pix_tf.summary:run",
+        ],
+    },
+    license="Apache-2.0",
+)
