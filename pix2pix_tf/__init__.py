@@ -2,8 +2,8 @@
 
 import os
 
-# TensorFlow logs CUDA probing messages at import on machines without a GPU.
-# Quiet by default; export TF_CPP_MIN_LOG_LEVEL=0 to see everything.
+# Hide TensorFlow's C++ errors about missing CUDA drivers on CPU-only
+# machines (set TF_CPP_MIN_LOG_LEVEL=0 to see every message).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 __version__ = "0.1.0"

@@ -100,6 +100,12 @@ class TrainState:
         discriminator_optimizer=self.discriminator_optimizer, step=self.step)
 
 
+def learning_rate_schedule(config: config_lib.Config,
+                           steps_per_epoch: int) -> LinearDecay:
+  return LinearDecay(config.learning_rate, config.epochs * steps_per_epoch,
+                     config.epochs_decay * steps_per_epoch)
+
+
 def create_state(config: config_lib.Config, steps_per_epoch: int,
                  strategy: tf.distribute.Strategy) -> TrainState:
   """Builds models, optimizers and step counter under the strategy's scope."""
@@ -108,9 +114,7 @@ def create_state(config: config_lib.Config, steps_per_epoch: int,
     discriminator = models.build_discriminator(config)
 
     def adam():
-      schedule = LinearDecay(config.learning_rate,
-                             config.epochs * steps_per_epoch,
-                             config.epochs_decay * steps_per_epoch)
+      schedule = learning_rate_schedule(config, steps_per_epoch)
       return keras.optimizers.Adam(schedule, beta_1=config.beta_1,
                                    beta_2=config.beta_2)
 
@@ -332,6 +336,7 @@ def train_and_evaluate(config: config_lib.Config,
   write_run_config(config, paths.model_dir)
 
   state = create_state(config, steps_per_epoch, strategy)
+  schedule = learning_rate_schedule(config, steps_per_epoch)
   checkpoint = state.checkpoint()
   manager = tf.train.CheckpointManager(checkpoint, paths.checkpoints,
                                        max_to_keep=config.keep_checkpoints,
@@ -422,8 +427,8 @@ def train_and_evaluate(config: config_lib.Config,
       with train_writer.as_default(step=step):
         for name in SCALARS:
           tf.summary.scalar(name, window[name] / window_steps)
-        tf.summary.scalar("learning_rate",
-                          float(state.generator_optimizer.learning_rate))
+        # The rate of the update this step applied.
+        tf.summary.scalar("learning_rate", float(schedule(step - 1)))
         tf.summary.scalar("images_per_second", images_per_second)
       results.update({k: window[k] / window_steps for k in SCALARS})
       window = {name: 0.0 for name in SCALARS}

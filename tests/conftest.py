@@ -1,0 +1,52 @@
+"""Shared fixtures. Tests run on the CPU, split into two logical devices."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from PIL import Image  # noqa: E402
+
+# Two logical CPU devices, so a 2-replica MirroredStrategy can run here. This
+# must happen before TensorFlow initialises its devices.
+_cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(
+    _cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+
+from pix2pix_tf import config as config_lib  # noqa: E402
+from pix2pix_tf import demo_data  # noqa: E402
+
+
+def small_config(data_dir, model_dir, **overrides):
+  """A shallow, fast configuration for 32x32 crops."""
+  values = dict(
+      data_dir=str(data_dir), model_dir=str(model_dir), load_size=36,
+      crop_size=32, generator="unet", unet_depth=5, ngf=8, ndf=8,
+      batch_size=2, epochs=1, epochs_decay=1, num_samples=2,
+      log_every_steps=2, sample_every_steps=2, eval_every_steps=2,
+      checkpoint_every_steps=2, strategy="one_device")
+  values.update(overrides)
+  return config_lib.Config(**values)
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path):
+  """Eight train and two val demo pairs of 32x32 halves."""
+  return demo_data.write_dataset(str(tmp_path / "tiny"), num_train=8,
+                                 num_val=2, size=32)
+
+
+def write_pair(path, left, right):
+  """Saves two HxWxC uint8 arrays side by side."""
+  pair = np.concatenate([left, right], axis=1)
+  Image.fromarray(pair.squeeze()).save(path)
+  return str(path)
+
+
+def gradient_image(height, width, channels=3, offset=0):
+  """A deterministic, asymmetric uint8 image (no two pixels alike)."""
+  y, x = np.mgrid[0:height, 0:width]
+  planes = [(x * 7 + y * 3 + offset + 60 * c) % 256 for c in range(channels)]
+  return np.stack(planes, axis=-1).astype(np.uint8)

@@ -1,0 +1,185 @@
+"""The tf.data pipeline: values, paired jitter, direction, odd files, errors."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from conftest import gradient_image, small_config, write_pair
+from pix2pix_tf import input_pipeline
+
+
+def make_split(tmp_path, pairs, split="train"):
+  folder = tmp_path / "data" / split
+  folder.mkdir(parents=True, exist_ok=True)
+  for name, (left, right) in pairs.items():
+    write_pair(folder / name, left, right)
+  return str(tmp_path / "data")
+
+
+def test_values_are_in_range_and_shapes_follow_the_config(tiny_dataset,
+                                                          tmp_path):
+  config = small_config(tiny_dataset, tmp_path)
+  files = input_pipeline.list_images(tiny_dataset, "train")
+  dataset = input_pipeline.make_dataset(files, config, 4, training=True)
+  input_image, target_image = next(iter(dataset))
+  assert input_image.shape == (4, 32, 32, 3)
+  assert target_image.shape == (4, 32, 32, 3)
+  for x in (input_image, target_image):
+    assert float(tf.reduce_min(x)) >= -1.0
+    assert float(tf.reduce_max(x)) <= 1.0
+    # Real content spans most of the range, not a sliver of it.
+    assert float(tf.reduce_max(x)) - float(tf.reduce_min(x)) > 1.0
+
+
+def test_both_halves_get_the_same_crop_and_flip(tmp_path):
+  image = gradient_image(40, 40)
+  data_dir = make_split(tmp_path, {"same.png": (image, image)})
+  config = small_config(data_dir, tmp_path, load_size=48, crop_size=32)
+  files = input_pipeline.list_images(data_dir, "train")
+  dataset = input_pipeline.make_dataset(files, config, 1, training=True)
+  crops = []
+  for input_image, target_image in dataset.take(12):
+    np.testing.assert_array_equal(input_image.numpy(), target_image.numpy())
+    crops.append(input_image.numpy())
+  # The jitter really varies: not every crop is the same.
+  assert len({c.tobytes() for c in crops}) > 1
+
+
+def test_flip_mirrors_both_halves(tmp_path):
+  left, right = gradient_image(32, 32), gradient_image(32, 32, offset=90)
+  input_image = tf.constant(left, tf.float32)
+  target_image = tf.constant(right, tf.float32)
+  flipped = None
+  for i in range(20):
+    seed = tf.constant([0, i], tf.int64)
+    a, b = input_pipeline.random_jitter(input_image, target_image, seed,
+                                        load_size=32, crop_size=32)
+    if not np.array_equal(a.numpy(), input_image.numpy()):
+      flipped = (a, b)
+      break
+  assert flipped is not None
+  np.testing.assert_allclose(flipped[0].numpy(), left[:, ::-1], atol=1e-3)
+  np.testing.assert_allclose(flipped[1].numpy(), right[:, ::-1], atol=1e-3)
+
+
+def test_no_flip_flag_never_mirrors():
+  image = tf.constant(gradient_image(32, 32), tf.float32)
+  for i in range(10):
+    a, _ = input_pipeline.random_jitter(image, image, tf.constant([0, i],
+                                                                   tf.int64),
+                                        32, 32, flip=False)
+    np.testing.assert_allclose(a.numpy(), image.numpy(), atol=1e-3)
+
+
+def test_direction_swaps_input_and_target(tmp_path):
+  left = np.full((8, 8, 3), 10, np.uint8)
+  right = np.full((8, 8, 3), 200, np.uint8)
+  path = write_pair(tmp_path / "pair.png", left, right)
+  a_to_b = input_pipeline.load_pair(path, "AtoB")
+  b_to_a = input_pipeline.load_pair(path, "BtoA")
+  assert float(tf.reduce_mean(a_to_b[0])) == 10
+  assert float(tf.reduce_mean(a_to_b[1])) == 200
+  assert float(tf.reduce_mean(b_to_a[0])) == 200
+  assert float(tf.reduce_mean(b_to_a[1])) == 10
+
+
+def test_odd_sizes_become_crop_sized_pairs(tmp_path):
+  # 101 px wide (not 2:1, odd), 37 px high.
+  odd = gradient_image(37, 101)
+  path = tmp_path / "odd.png"
+  Image.fromarray(odd).save(path)
+  input_image, target_image = input_pipeline.load_pair(str(path))
+  assert input_image.shape == (37, 50, 3)
+  assert target_image.shape == (37, 51, 3)  # B gets the extra column.
+  data_dir = make_split(tmp_path, {})
+  Image.fromarray(odd).save(tmp_path / "data" / "train" / "odd.png")
+  config = small_config(data_dir, tmp_path)
+  files = input_pipeline.list_images(data_dir, "train")
+  for training in (True, False):
+    batch = next(iter(input_pipeline.make_dataset(files, config, 1,
+                                                  training)))
+    assert batch[0].shape == batch[1].shape == (1, 32, 32, 3)
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "P", "LA"])
+def test_grayscale_palette_and_rgba_files_become_rgb(tmp_path, mode):
+  rgb = Image.fromarray(gradient_image(16, 32))
+  image = rgb.convert(mode)
+  path = tmp_path / f"pair_{mode}.png"
+  image.save(path)
+  input_image, target_image = input_pipeline.load_pair(str(path))
+  assert input_image.shape == (16, 16, 3)
+  expected = np.asarray(image.convert("RGB"), np.float32)
+  np.testing.assert_array_equal(input_image.numpy(), expected[:, :16])
+  np.testing.assert_array_equal(target_image.numpy(), expected[:, 16:])
+
+
+def test_bmp_and_jpeg_files_are_read(tmp_path):
+  image = Image.fromarray(gradient_image(16, 32))
+  for name in ("pair.bmp", "pair.jpg", "pair.JPEG"):
+    image.save(tmp_path / name)
+    input_image, _ = input_pipeline.load_pair(str(tmp_path / name))
+    assert input_image.shape == (16, 16, 3)
+
+
+def test_one_channel_inputs_and_targets(tmp_path):
+  path = write_pair(tmp_path / "pair.png", gradient_image(8, 8),
+                    gradient_image(8, 8, offset=5))
+  input_image, target_image = input_pipeline.load_pair(path, "AtoB", 1, 3)
+  assert input_image.shape == (8, 8, 1)
+  assert target_image.shape == (8, 8, 3)
+
+
+def test_jitter_is_the_same_eagerly_and_inside_tf_data(tmp_path):
+  data_dir = make_split(tmp_path, {"a.png": (gradient_image(40, 40),
+                                             gradient_image(40, 40, offset=33))})
+  config = small_config(data_dir, tmp_path, load_size=44, crop_size=32)
+  files = input_pipeline.list_images(data_dir, "train")
+  dataset = input_pipeline.make_dataset(files, config, 1, training=True)
+  from_pipeline = [b for b in dataset.take(3)]
+  for index, (input_image, target_image) in enumerate(from_pipeline):
+    a, b = input_pipeline.load_pair(files[0])
+    seed = tf.constant([config.seed, index], tf.int64)
+    a, b = input_pipeline.random_jitter(a, b, seed, 44, 32, True)
+    np.testing.assert_allclose(input_pipeline.normalize(a).numpy(),
+                               input_image[0].numpy(), atol=1e-6)
+    np.testing.assert_allclose(input_pipeline.normalize(b).numpy(),
+                               target_image[0].numpy(), atol=1e-6)
+
+
+def test_missing_dataset_names_the_folder_and_the_download_command(tmp_path):
+  with pytest.raises(input_pipeline.DatasetError) as error:
+    input_pipeline.list_images(str(tmp_path / "datasets" / "facades"),
+                               "train")
+  message = str(error.value)
+  assert str(tmp_path / "datasets" / "facades" / "train") in message
+  assert "python tools/download_dataset.py facades --dest" in message
+
+
+def test_empty_dataset_folder_is_named(tmp_path):
+  (tmp_path / "d" / "train").mkdir(parents=True)
+  (tmp_path / "d" / "train" / "notes.txt").write_text("not an image")
+  with pytest.raises(input_pipeline.DatasetError,
+                     match=r"d/train holds no .jpg"):
+    input_pipeline.list_images(str(tmp_path / "d"), "train")
+
+
+def test_a_file_that_is_not_an_image_is_named(tmp_path):
+  bad = tmp_path / "fake.jpg"
+  bad.write_text("this is text, not a JPEG")
+  good = write_pair(tmp_path / "good.png", gradient_image(8, 8),
+                    gradient_image(8, 8))
+  with pytest.raises(input_pipeline.DatasetError, match="fake.jpg is not a"):
+    input_pipeline.check_headers([good, str(bad)])
+
+
+def test_a_corrupt_image_is_found_by_name(tmp_path):
+  good = tmp_path / "good.jpg"
+  Image.fromarray(gradient_image(64, 128)).save(good)
+  truncated = tmp_path / "truncated.jpg"
+  truncated.write_bytes(good.read_bytes()[:300])
+  input_pipeline.check_headers([str(good), str(truncated)])  # Header is fine.
+  assert input_pipeline.find_unreadable([str(good)]) is None
+  assert input_pipeline.find_unreadable(
+      [str(good), str(truncated)]) == str(truncated)

@@ -1,0 +1,131 @@
+r"""Downloads and extracts a standard pix2pix dataset.
+
+    python tools/download_dataset.py facades --dest datasets
+    # -> datasets/facades/{train,val,test}/*.jpg
+
+NAME is one of facades, cityscapes, maps, edges2shoes, edges2handbags,
+night2day. The archive is downloaded next to the destination, extracted into
+a temporary folder and moved into place only when complete: a failure leaves
+no half-extracted dataset behind.
+"""
+
+import os
+import shutil
+import sys
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+
+from absl import app
+from absl import flags
+
+DATASETS = ("facades", "cityscapes", "maps", "edges2shoes", "edges2handbags",
+            "night2day")
+BASE_URL = "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets"
+
+flags.DEFINE_string("dest", "datasets", "Folder to extract the dataset into.")
+flags.DEFINE_string("base_url", BASE_URL,
+                    "Where NAME.tar.gz is downloaded from.")
+flags.DEFINE_integer("timeout", 60, "Network timeout in seconds.")
+FLAGS = flags.FLAGS
+
+_CHUNK = 1 << 20
+
+
+class DownloadError(RuntimeError):
+  pass
+
+
+def download(url: str, path: str, timeout: float) -> None:
+  """Downloads `url` to `path` with a progress bar."""
+  from keras.utils import Progbar  # Imported late: it loads TensorFlow.
+
+  try:
+    with urllib.request.urlopen(url, timeout=timeout) as response, open(
+        path, "wb") as f:
+      size = int(response.headers.get("Content-Length") or 0)
+      progbar = Progbar(size or None, unit_name="byte")
+      done = 0
+      while chunk := response.read(_CHUNK):
+        f.write(chunk)
+        done += len(chunk)
+        progbar.update(done)
+      if size and done != size:
+        raise DownloadError(f"{url}: got {done} of {size} bytes; the "
+                            "connection was cut. Run the command again.")
+  except (urllib.error.URLError, OSError) as e:
+    reason = getattr(e, "reason", e)
+    raise DownloadError(
+        f"Could not download {url}: {reason}. Check the network connection "
+        "(or --base_url), or download the archive by hand and extract it "
+        "into the destination folder.") from e
+
+
+def extract(archive: str, name: str, dest: str) -> str:
+  """Extracts `archive` and moves its `name` folder to `dest/name`."""
+  staging = tempfile.mkdtemp(prefix=f".{name}-", dir=dest)
+  try:
+    try:
+      with tarfile.open(archive, "r:*") as tar:
+        tar.extractall(staging, filter="data")
+    except (tarfile.TarError, EOFError, OSError) as e:
+      raise DownloadError(f"{archive} is not a readable .tar.gz archive "
+                          f"({e}). Run the command again to download it "
+                          "anew.") from e
+    root = os.path.join(staging, name)
+    if not os.path.isdir(root):
+      entries = os.listdir(staging)
+      if len(entries) != 1 or not os.path.isdir(
+          os.path.join(staging, entries[0])):
+        raise DownloadError(f"{archive} does not hold a single {name}/ "
+                            "folder.")
+      root = os.path.join(staging, entries[0])
+    if not os.path.isdir(os.path.join(root, "train")):
+      raise DownloadError(f"{archive} has no {name}/train folder.")
+    target = os.path.join(dest, name)
+    os.replace(root, target)
+    return target
+  finally:
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def fetch(name: str, dest: str, base_url: str = BASE_URL,
+          timeout: float = 60) -> str:
+  """Downloads and extracts dataset `name` into `dest/name`; returns it."""
+  target = os.path.join(dest, name)
+  if os.path.isdir(os.path.join(target, "train")):
+    print(f"{target} already exists; nothing to do.")
+    return target
+  if os.path.exists(target):
+    raise DownloadError(f"{target} exists but has no train/ folder. Remove "
+                        "it and run the command again.")
+  os.makedirs(dest, exist_ok=True)
+  url = f"{base_url.rstrip('/')}/{name}.tar.gz"
+  archive = os.path.join(dest, f".{name}.tar.gz.part")
+  try:
+    print(f"Downloading {url}")
+    download(url, archive, timeout)
+    extract(archive, name, dest)
+  finally:
+    if os.path.exists(archive):
+      os.remove(archive)
+  splits = sorted(s for s in os.listdir(target)
+                  if os.path.isdir(os.path.join(target, s)))
+  counts = ", ".join(f"{s}: {len(os.listdir(os.path.join(target, s)))}"
+                     for s in splits)
+  print(f"Extracted {name} into {target} ({counts}).")
+  return target
+
+
+def main(argv):
+  if len(argv) != 2 or argv[1] not in DATASETS:
+    raise app.UsageError(f"Give one dataset name: {', '.join(DATASETS)}.")
+  try:
+    fetch(argv[1], FLAGS.dest, FLAGS.base_url, FLAGS.timeout)
+  except DownloadError as e:
+    sys.exit(f"download_dataset: error: {e}")
+
+
+if __name__ == "__main__":
+  app.run(main)
