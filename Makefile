@@ -1,4 +1,5 @@
-# make demo: set up .venv, build the demo data, train on it (CPU, ~5 min).
+# make demo: set up .venv, build the demo data, train on it (CPU, ~5 min),
+#            export the generator and translate the val split with it.
 # make test: set up .venv and run the test suite.
 
 PYTHON ?= python3
@@ -19,9 +20,9 @@ venv: $(VENV)/.installed
 demo: venv
 	$(PY) tools/make_demo_dataset.py --output=datasets/demo
 	$(PY) -m pix2pix_tf.train --flagfile=configs/demo.flags
-	@echo
-	@echo "Samples (input | generated | target): runs/demo/samples/"
-	@echo "TensorBoard logs: tensorboard --logdir runs/demo/logs"
+	$(PY) -m pix2pix_tf.predict --saved_model=runs/demo/export --paired \
+	    --input=datasets/demo/val --output=runs/demo/results
+	@echo "Results page (input | generated | target): runs/demo/results/index.html"
 
 test: venv
 	$(PY) -m pytest -q tests

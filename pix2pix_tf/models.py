@@ -17,6 +17,7 @@ layer, so parameter counts equal the reference's exactly:
 from typing import Sequence
 
 import keras
+import tensorflow as tf
 from keras import layers
 
 from pix2pix_tf import config as config_lib
@@ -158,6 +159,61 @@ def patchgan_discriminator(n_layers: int = 3, input_channels: int = 3,
                     kernel_initializer=conv_initializer(), name="logits")(x)
   logits = layers.Activation("linear", dtype="float32", name="patch_logits")(x)
   return keras.Model([input_image, candidate_image], logits, name=name)
+
+
+class BatchStatisticsNormalization(layers.Layer):
+  """A trained BatchNormalization run as the paper runs it at test time.
+
+  Normalises with the statistics of the batch at hand (never the moving
+  averages) and updates nothing. Shares gamma and beta with the wrapped layer.
+  """
+
+  def __init__(self, batch_norm: layers.BatchNormalization, **kwargs):
+    super().__init__(name=f"{batch_norm.name}_batch_statistics", **kwargs)
+    self.batch_norm = batch_norm
+
+  def call(self, inputs, training=None, mask=None):
+    del training, mask  # The same at training and at test time.
+    bn = self.batch_norm
+    x = keras.ops.cast(inputs, "float32")
+    mean, variance = keras.ops.moments(x, axes=[0, 1, 2])
+    x = keras.ops.batch_normalization(x, mean, variance, axis=-1,
+                                      offset=bn.beta, scale=bn.gamma,
+                                      epsilon=bn.epsilon)
+    return keras.ops.cast(x, self.compute_dtype)
+
+
+class AlwaysDropout(layers.Layer):
+  """Dropout that stays on at inference: the paper's only noise source.
+
+  Uses TensorFlow's stateful dropout op, so a SavedModel holding it needs no
+  random-state variable.
+  """
+
+  def __init__(self, rate: float, **kwargs):
+    super().__init__(**kwargs)
+    self.rate = rate
+
+  def call(self, inputs):
+    return tf.nn.dropout(inputs, rate=self.rate)
+
+
+def paper_mode(generator: keras.Model) -> keras.Model:
+  """The generator as the paper and the reference run it at test time.
+
+  Dropout stays on and batch norm uses the statistics of the test batch
+  (with batch size 1 this is instance normalisation). Returns a model that
+  shares every weight with `generator`; calling it changes nothing.
+  """
+
+  def swap(layer):
+    if isinstance(layer, layers.BatchNormalization):
+      return BatchStatisticsNormalization(layer)
+    if isinstance(layer, layers.Dropout):
+      return AlwaysDropout(layer.rate, name=f"{layer.name}_always")
+    return layer  # Reused: shares its weights.
+
+  return keras.models.clone_model(generator, clone_function=swap)
 
 
 # Flag value -> builder. Each takes the Config.

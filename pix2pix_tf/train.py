@@ -11,6 +11,7 @@ import sys
 
 from absl import app
 from absl import flags
+from absl import logging
 
 from pix2pix_tf import config as config_lib
 
@@ -37,7 +38,9 @@ flags.DEFINE_integer("output_channels", _D.output_channels,
 flags.DEFINE_integer("shuffle_buffer", _D.shuffle_buffer,
                      "Shuffle buffer of file names (0: the whole split).")
 flags.DEFINE_bool("deterministic", _D.deterministic,
-                  "Keep the input pipeline's element order fixed (slower).")
+                  "Bit-identical runs: fixed element order in the input "
+                  "pipeline and deterministic ops (slower). --seed alone "
+                  "fixes the weights' init, dropout, shuffling and jitter.")
 
 # Models.
 flags.DEFINE_enum("generator", _D.generator, config_lib.GENERATORS,
@@ -122,6 +125,9 @@ def main(argv):
   from pix2pix_tf import input_pipeline
   from pix2pix_tf import trainer
 
+  # TensorFlow's INFO messages (checkpoint sharding and the like) drown the
+  # progress bar; warnings and errors still show.
+  logging.set_verbosity(logging.WARNING)
   try:
     config = config_lib.Config.from_flag_values(FLAGS)
     config.validate()

@@ -53,13 +53,18 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
-  """Whether this process writes checkpoints, logs, samples and exports."""
-  resolver = getattr(strategy.extended, "_cluster_resolver", None)
+  """Whether this process writes checkpoints, logs, samples and exports.
+
+  The chief is the "chief" task of TF_CONFIG, else worker 0; a single
+  process is always the chief.
+  """
+  resolver = strategy.cluster_resolver
   if resolver is None or not resolver.cluster_spec().as_dict():
     return True
-  task_type, task_id = resolver.task_type, resolver.task_id
-  return (task_type == "chief" or (task_type == "worker" and task_id == 0 and
-                                   "chief" not in resolver.cluster_spec().jobs))
+  if resolver.task_type == "chief":
+    return True
+  return (resolver.task_type == "worker" and resolver.task_id == 0 and
+          "chief" not in resolver.cluster_spec().jobs)
 
 
 class LinearDecay(keras.optimizers.schedules.LearningRateSchedule):
@@ -204,25 +209,16 @@ def make_generate(generator: keras.Model, inference_mode: str) -> Callable:
   """A tf.function that runs the generator for samples and evaluation.
 
   paper: as the paper and the reference test: dropout on and batch norm with
-  the statistics of the batch at hand. Running Keras layers in training mode
-  also updates batch norm's moving statistics, so they are saved before and
-  restored after: evaluation never changes the model.
-  eval: the usual inference mode (moving statistics, no dropout).
+  the statistics of the batch at hand (`models.paper_mode`, which shares the
+  generator's weights and updates nothing). eval: the usual inference mode,
+  moving statistics and no dropout.
   """
-  moving = [v for v in generator.non_trainable_variables
-            if "moving" in v.path]
+  model = models.paper_mode(generator) if inference_mode == "paper" else (
+      generator)
 
   @tf.function
   def generate(input_image):
-    if inference_mode == "eval":
-      return generator(input_image, training=False)
-    saved = [tf.identity(v) for v in moving]
-    with tf.control_dependencies(saved):
-      generated_image = generator(input_image, training=True)
-    with tf.control_dependencies([generated_image]):
-      for variable, value in zip(moving, saved):
-        variable.assign(value)
-    return tf.identity(generated_image)
+    return model(input_image, training=False)
 
   return generate
 
@@ -298,6 +294,19 @@ def write_run_config(config: config_lib.Config, model_dir: str) -> None:
     f.write(config.to_json())
 
 
+def export_generator(generator: keras.Model, config: config_lib.Config,
+                     step: int, model_dir: str) -> str:
+  """Exports the generator's current weights to <model_dir>/export."""
+  from pix2pix_tf import export  # The export module defines its own flags.
+
+  # A fresh copy outside any strategy, so the SavedModel holds plain
+  # variables whatever the training strategy was.
+  fresh = models.build_generator(config)
+  fresh.set_weights(generator.get_weights())
+  return export.save(fresh, config, step, os.path.join(model_dir, "export"),
+                     config.inference_mode)
+
+
 def train_and_evaluate(config: config_lib.Config,
                        strategy: Optional[tf.distribute.Strategy] = None
                        ) -> Dict[str, float]:
@@ -330,7 +339,13 @@ def train_and_evaluate(config: config_lib.Config,
     total_steps = min(total_steps, config.max_steps) if total_steps else (
         config.max_steps)
 
+  devices = strategy.extended.worker_devices
+  print(f"Training on {strategy.num_replicas_in_sync} replica(s) "
+        f"({', '.join(devices)}); {len(train_files)} training pairs, "
+        f"{steps_per_epoch} steps per epoch, {total_steps} steps.", flush=True)
   keras.utils.set_random_seed(config.seed)
+  if config.deterministic:
+    tf.config.experimental.enable_op_determinism()
   chief = is_chief(strategy)
   paths = RunPaths(config.model_dir if chief else tempfile.mkdtemp())
   write_run_config(config, paths.model_dir)
@@ -357,7 +372,8 @@ def train_and_evaluate(config: config_lib.Config,
   distributed_step = make_distributed_step(
       strategy, make_train_step(state, config, global_batch_size), state.step)
 
-  generate = make_generate(state.generator, config.inference_mode)
+  with strategy.scope():
+    generate = make_generate(state.generator, config.inference_mode)
   sample_files = eval_files or train_files
   evaluator = Evaluator(
       config, generate, eval_files,
@@ -402,7 +418,7 @@ def train_and_evaluate(config: config_lib.Config,
             flush=True)
       progbar = keras.utils.Progbar(
           min(steps_per_epoch, total_steps - epoch * steps_per_epoch),
-          verbose=verbose, stateful_metrics=SCALARS + ("images/s",))
+          verbose=verbose, stateful_metrics=("images/s",))
     try:
       metrics = distributed_step(iterator)
     except (tf.errors.InvalidArgumentError, tf.errors.DataLossError):
@@ -449,6 +465,13 @@ def train_and_evaluate(config: config_lib.Config,
   train_writer.flush()
   if val_writer:
     val_writer.flush()
+  if chief:
+    export_dir = export_generator(state.generator, config, step,
+                                  paths.model_dir)
+    print(f"Checkpoints: {paths.checkpoints}\n"
+          f"SavedModel: {export_dir}\n"
+          f"Samples (input | generated | target): {paths.samples}\n"
+          f"TensorBoard: tensorboard --logdir {paths.logs('')}", flush=True)
   if not chief:
     shutil.rmtree(paths.model_dir, ignore_errors=True)
   results["step"] = step

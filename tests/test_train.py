@@ -37,8 +37,8 @@ def scalar_tags(log_dir):
       for value in event.summary.value:
         tags.setdefault(value.tag, []).append(
             (event.step, float(tf.make_ndarray(value.tensor))
-             if value.tensor.dtype != tf.string.as_datatype_enum else None))
-  return tags
+             if value.tensor.dtype != tf.string.as_datatype_enum else 0.0))
+  return {tag: sorted(values) for tag, values in tags.items()}
 
 
 def test_entry_point_trains_writes_everything_and_resumes(tiny_dataset,
@@ -278,3 +278,23 @@ def test_paper_mode_generation_leaves_the_model_unchanged(tmp_path):
   np.testing.assert_array_equal(
       evaluated.numpy(),
       trainer.make_generate(state.generator, "eval")(x).numpy())
+
+
+def test_same_seed_and_deterministic_give_identical_runs(tiny_dataset,
+                                                         tmp_path):
+  weights = []
+  for run, seed in (("a", 7), ("b", 7), ("c", 8)):
+    result = run_train(*SMALL_FLAGS, f"--data_dir={tiny_dataset}",
+                       f"--model_dir={tmp_path}/{run}", "--max_steps=3",
+                       "--deterministic", f"--seed={seed}")
+    assert result.returncode == 0, result.stderr
+    reader = tf.train.load_checkpoint(f"{tmp_path}/{run}/checkpoints")
+    weights.append({k: reader.get_tensor(k)
+                    for k in reader.get_variable_to_shape_map()
+                    if k.startswith("generator/") and "OPTIMIZER" not in k})
+  assert len(weights[0]) > 10
+  for key, value in weights[0].items():
+    np.testing.assert_array_equal(value, weights[1][key], err_msg=key)
+  # Another seed gives another model.
+  assert any(not np.array_equal(value, weights[2][key])
+             for key, value in weights[0].items())

@@ -55,7 +55,8 @@ def download(url: str, path: str, timeout: float) -> None:
         raise DownloadError(f"{url}: got {done} of {size} bytes; the "
                             "connection was cut. Run the command again.")
   except (urllib.error.URLError, OSError) as e:
-    reason = getattr(e, "reason", e)
+    reason = (f"HTTP {e.code} {e.reason}" if isinstance(
+        e, urllib.error.HTTPError) else getattr(e, "reason", e))
     raise DownloadError(
         f"Could not download {url}: {reason}. Check the network connection "
         "(or --base_url), or download the archive by hand and extract it "

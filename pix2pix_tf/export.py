@@ -1,0 +1,263 @@
+r"""Exports a trained generator as a SavedModel for serving.
+
+    python -m pix2pix_tf.export --model_dir=runs/facades --export_dir=exports/facades
+    python -m pix2pix_tf.export --model_dir=runs/facades \
+        --checkpoint=runs/facades/checkpoints/ckpt-40000 --inference_mode=eval \
+        --export_dir=exports/facades-eval
+
+The SavedModel needs nothing of this package to load (`tf.saved_model.load`,
+`keras.layers.TFSMLayer`, TensorFlow Serving). Its signatures:
+
+* serving_default: float32 [batch, height, width, C] in [-1, 1] -> float32 in
+  [-1, 1]; height and width multiples of 2**depth. (The signatures declare
+  an unknown rank and check rank, channels and size on every call, with a
+  message that gives the expected shape.)
+* translate_uint8: uint8 [batch, height, width, C] of any size -> uint8 of the
+  same size (resized to the training size and back).
+* translate_encoded: string [batch] of encoded JPEG/PNG/BMP/GIF -> PNG strings,
+  each the size of its input (TensorFlow Serving REST: {"b64": ...}).
+* metadata: () -> a JSON string (training flags, direction, image size,
+  step, inference mode); also the variable `metadata_json`.
+"""
+
+import datetime
+import json
+import os
+import shutil
+import sys
+import tempfile
+
+from absl import app
+from absl import flags
+
+from pix2pix_tf import config as config_lib
+
+FLAGS = flags.FLAGS
+
+
+class ExportError(ValueError):
+  """A missing run or checkpoint, named with what to do."""
+
+
+def load_run_config(model_dir: str) -> config_lib.Config:
+  path = os.path.join(model_dir, "config.json")
+  if not os.path.exists(path):
+    raise ExportError(f"{path} not found: {model_dir} is not a training run "
+                      "of pix2pix_tf (train one with python -m "
+                      "pix2pix_tf.train --model_dir=...).")
+  with open(path) as f:
+    return config_lib.Config.from_json(f.read())
+
+
+def restore_generator(config, checkpoint_path):
+  """Builds the generator and restores its weights; returns (model, step)."""
+  import tensorflow as tf
+  from pix2pix_tf import models
+
+  generator = models.build_generator(config)
+  step = tf.Variable(0, dtype=tf.int64, trainable=False)
+  checkpoint = tf.train.Checkpoint(generator=generator, step=step)
+  checkpoint.restore(checkpoint_path).expect_partial()
+  return generator, int(step.numpy())
+
+
+def latest_checkpoint(model_dir: str) -> str:
+  import tensorflow as tf
+  folder = os.path.join(model_dir, "checkpoints")
+  path = tf.train.latest_checkpoint(folder)
+  if path is None:
+    raise ExportError(f"No checkpoint in {folder}. Train first, or name one "
+                      "with --checkpoint.")
+  return path
+
+
+def build_module(generator, config, step: int, inference_mode: str):
+  """A tf.Module with the serving signatures around `generator`."""
+  import tensorflow as tf
+  from pix2pix_tf import input_pipeline
+  from pix2pix_tf import models
+
+  model = models.paper_mode(generator) if inference_mode == "paper" else (
+      generator)
+  multiple = 2 ** config.generator_depth
+  size = config.crop_size
+  in_channels, out_channels = config.input_channels, config.output_channels
+  metadata = {
+      "format": "pix2pix_tf SavedModel 1",
+      "direction": config.direction,
+      "image_size": size,
+      "size_multiple": multiple,
+      "input_channels": in_channels,
+      "output_channels": out_channels,
+      "step": step,
+      "inference_mode": inference_mode,
+      "generator": config.generator,
+      "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(
+          timespec="seconds"),
+      "flags": json.loads(config.to_json()),
+  }
+
+  class Translator(tf.Module):
+    """Serving signatures of a pix2pix generator."""
+
+    def __init__(self):
+      super().__init__(name="pix2pix")
+      self.model = model
+      self.metadata_json = tf.Variable(json.dumps(metadata, sort_keys=True),
+                                       trainable=False, name="metadata_json")
+
+    def _generate(self, images):
+      return tf.cast(model(images, training=False), tf.float32)
+
+    def _checked(self, images, multiple_of):
+      """`images`, once checked to be [batch, height, width, C].
+
+      The signatures declare an unknown rank so that these checks run on
+      every call: a request of the wrong rank or channel count must fail with
+      this message, not reach the convolutions.
+      """
+      expected = (f"[batch, height, width, {in_channels}]" + (
+          f" with height and width multiples of {multiple_of}"
+          if multiple_of > 1 else ""))
+      # Padded, so that reading four dimensions cannot fail whatever the rank.
+      shape = tf.concat([tf.shape(images), tf.ones([4], tf.int32)], 0)[:4]
+      checks = [
+          tf.debugging.assert_equal(tf.rank(images), 4,
+                                    message=f"expected shape {expected}"),
+          tf.debugging.assert_equal(shape[3], in_channels,
+                                    message=f"expected shape {expected}")]
+      if multiple_of > 1:
+        checks.append(tf.debugging.assert_equal(
+            tf.math.floormod(shape[1:3], multiple_of), 0, message=(
+                f"expected shape {expected}; use translate_uint8 for other "
+                "sizes")))
+      with tf.control_dependencies(checks):
+        images = tf.identity(images)
+      return tf.ensure_shape(images, [None, None, None, in_channels])
+
+    @tf.function(input_signature=[tf.TensorSpec(None, tf.float32,
+                                                name="images")])
+    def serving_default(self, images):
+      images = self._checked(images, multiple)
+      return {"generated_image": self._generate(images)}
+
+    def _translate(self, images_uint8):
+      """uint8 [b, h, w, c] -> uint8 [b, h, w, out], via the trained size."""
+      height_width = tf.shape(images_uint8)[1:3]
+      x = input_pipeline.resize(tf.cast(images_uint8, tf.float32), size)
+      generated = self._generate(input_pipeline.normalize(x))
+      generated = tf.image.resize(generated, height_width, method="bicubic",
+                                  antialias=True)
+      return input_pipeline.to_uint8(generated)
+
+    @tf.function(input_signature=[tf.TensorSpec(None, tf.uint8,
+                                                name="images")])
+    def translate_uint8(self, images):
+      return {"generated_image": self._translate(self._checked(images, 1))}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string,
+                                                name="images_bytes")])
+    def translate_encoded(self, images_bytes):
+      def one(encoded):
+        image = tf.io.decode_image(encoded, channels=3,
+                                   expand_animations=False)
+        if in_channels == 1:
+          image = tf.image.rgb_to_grayscale(image)
+        return tf.io.encode_png(self._translate(image[None])[0])
+
+      # The output name ends in _bytes so that TensorFlow Serving's REST API
+      # returns it base64-encoded as {"b64": ...}.
+      return {"generated_image_bytes": tf.map_fn(
+          one, images_bytes, fn_output_signature=tf.string)}
+
+    @tf.function(input_signature=[])
+    def metadata(self):
+      return {"metadata": tf.identity(self.metadata_json)}
+
+  return Translator()
+
+
+def export(model_dir: str, export_dir: str = None, checkpoint: str = None,
+           inference_mode: str = None) -> str:
+  """Writes the SavedModel of a run's generator to `export_dir`.
+
+  The SavedModel is written to a temporary folder beside `export_dir` and
+  moved into place when complete: a failure never leaves a half-written
+  export where a good one was.
+
+  Returns:
+    export_dir.
+  """
+  config = load_run_config(model_dir)
+  checkpoint = checkpoint or latest_checkpoint(model_dir)
+  generator, step = restore_generator(config, checkpoint)
+  return save(generator, config, step, export_dir or os.path.join(
+      model_dir, "export"), inference_mode or config.inference_mode)
+
+
+def save(generator, config, step, export_dir, inference_mode) -> str:
+  """Saves `generator` with its signatures to `export_dir`, atomically."""
+  import tensorflow as tf
+
+  module = build_module(generator, config, step, inference_mode)
+  export_dir = os.path.normpath(export_dir)
+  parent = os.path.dirname(export_dir) or "."
+  os.makedirs(parent, exist_ok=True)
+  staging = tempfile.mkdtemp(prefix=f".{os.path.basename(export_dir)}-",
+                             dir=parent)
+  try:
+    tf.saved_model.save(module, staging, signatures={
+        "serving_default": module.serving_default,
+        "translate_uint8": module.translate_uint8,
+        "translate_encoded": module.translate_encoded,
+        "metadata": module.metadata,
+    })
+    old = None
+    if os.path.exists(export_dir):
+      old = tempfile.mkdtemp(prefix=f".{os.path.basename(export_dir)}-old-",
+                             dir=parent)
+      os.replace(export_dir, os.path.join(old, "export"))
+    os.replace(staging, export_dir)
+    if old:
+      shutil.rmtree(old, ignore_errors=True)
+  finally:
+    shutil.rmtree(staging, ignore_errors=True)
+  return export_dir
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+  if not FLAGS.model_dir:
+    raise app.UsageError("--model_dir is required.")
+  try:
+    path = export(FLAGS.model_dir, FLAGS.export_dir, FLAGS.checkpoint,
+                  FLAGS.inference_mode)
+  except ExportError as e:
+    sys.exit(f"pix2pix_tf.export: error: {e}")
+  print(f"Exported to {path}")
+
+
+def define_flags():
+  """Defines this command's flags (not at import: the training loop imports
+  this module, and its flags share names with training's)."""
+  flags.DEFINE_string("model_dir", None, "The training run to export from.")
+  flags.DEFINE_string("checkpoint", None,
+                      "A checkpoint path (e.g. RUN/checkpoints/ckpt-4000); "
+                      "default: the latest in <model_dir>/checkpoints.")
+  flags.DEFINE_string("export_dir", None,
+                      "Where to write the SavedModel (default: "
+                      "<model_dir>/export).")
+  flags.DEFINE_enum("inference_mode", None, list(config_lib.INFERENCE_MODES),
+                    "paper: dropout on and batch statistics at test time, as "
+                    "the paper; eval: moving statistics, no dropout. Default: "
+                    "the run's --inference_mode.")
+
+
+def run():
+  define_flags()
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()

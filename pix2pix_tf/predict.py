@@ -1,0 +1,167 @@
+r"""Translates images, or a whole test split, with an exported generator.
+
+    python -m pix2pix_tf.predict --saved_model=runs/facades/export \
+        --input=photos/ --output=translated/
+    python -m pix2pix_tf.predict --model_dir=runs/facades --paired \
+        --input=datasets/facades/test --output=results/facades
+
+Images of any size are translated at the model's training size and resized
+back, keeping file names. With --paired each input file is an A|B pair: the
+input half (by the model's direction) is translated, and `index.html` shows
+input | generated | target for every pair, as the reference's results page.
+A file that cannot be read is reported and skipped; the command exits
+non-zero at the end if any failed.
+"""
+
+import html
+import os
+import sys
+
+from absl import app
+from absl import flags
+
+FLAGS = flags.FLAGS
+
+EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif",
+              ".tiff")
+
+
+def list_inputs(path):
+  if os.path.isfile(path):
+    return [path]
+  if not os.path.isdir(path):
+    raise FileNotFoundError(f"--input={path} is neither a file nor a folder.")
+  files = sorted(os.path.join(path, f) for f in os.listdir(path)
+                 if f.lower().endswith(EXTENSIONS))
+  if not files:
+    raise FileNotFoundError(f"--input={path} holds no images "
+                            f"({', '.join(EXTENSIONS)}).")
+  return files
+
+
+def read_rgb(path, channels):
+  """The image as uint8 (h, w, channels), EXIF rotation applied."""
+  import numpy as np
+  from PIL import Image, ImageOps
+  with Image.open(path) as image:
+    image = ImageOps.exif_transpose(image)
+    return np.asarray(image.convert("L" if channels == 1 else "RGB"))
+
+
+def save_image(array, path):
+  from PIL import Image
+  Image.fromarray(array.squeeze(-1) if array.shape[-1] == 1 else array).save(
+      path)
+
+
+def translate_files(saved_model, files, output, paired=False):
+  """Translates `files` into `output`; returns the list of failed files."""
+  import json
+  import numpy as np
+  import tensorflow as tf
+  from keras.utils import Progbar
+
+  loaded = tf.saved_model.load(saved_model)
+  metadata = json.loads(loaded.metadata_json.numpy().decode())
+  translate = loaded.signatures["translate_uint8"]
+  in_channels = metadata["input_channels"]
+  os.makedirs(output, exist_ok=True)
+  if paired:
+    os.makedirs(os.path.join(output, "images"), exist_ok=True)
+  rows, failed = [], []
+  progbar = Progbar(len(files), unit_name="image")
+  for i, path in enumerate(files):
+    name = os.path.basename(path)
+    try:
+      image = read_rgb(path, 3)
+      if paired:
+        half = image.shape[1] // 2
+        input_image, target = image[:, :half], image[:, half:]
+        if metadata["direction"] == "BtoA":
+          input_image, target = target, input_image
+      else:
+        input_image, target = image, None
+      if in_channels == 1:
+        input_image = np.asarray(tf.image.rgb_to_grayscale(input_image))
+      generated = translate(images=tf.constant(input_image[None]))[
+          "generated_image"][0].numpy()
+      stem = os.path.splitext(name)[0]
+      save_image(generated, os.path.join(output, name))
+      if paired:
+        save_image(input_image, os.path.join(output, "images",
+                                             f"{stem}_input.png"))
+        save_image(target, os.path.join(output, "images",
+                                        f"{stem}_target.png"))
+        rows.append((name, f"images/{stem}_input.png", name,
+                     f"images/{stem}_target.png"))
+    except Exception as e:  # pylint: disable=broad-except
+      # One bad file must not stop the rest: report it and go on.
+      failed.append(path)
+      print(f"\nSkipped {path}: {type(e).__name__}: {e}", file=sys.stderr)
+    progbar.update(i + 1)
+  if paired:
+    write_index(os.path.join(output, "index.html"), rows, metadata)
+  return failed
+
+
+def write_index(path, rows, metadata):
+  """The results page: one row per pair, input | generated | target."""
+  title = (f"pix2pix_tf results, {metadata['direction']}, step "
+           f"{metadata['step']}, {metadata['inference_mode']} inference")
+  lines = ["<!DOCTYPE html>", "<html><head><meta charset='utf-8'>",
+           f"<title>{html.escape(title)}</title>",
+           "<style>td{padding:4px;text-align:center;font:12px sans-serif}"
+           "img{width:256px}</style></head><body>",
+           f"<h1>{html.escape(title)}</h1>", "<table>",
+           "<tr><th>name</th><th>input</th><th>generated</th>"
+           "<th>target</th></tr>"]
+  for name, input_src, generated_src, target_src in rows:
+    cells = "".join(f"<td><img src='{html.escape(src, quote=True)}'></td>"
+                    for src in (input_src, generated_src, target_src))
+    lines.append(f"<tr><td>{html.escape(name)}</td>{cells}</tr>")
+  lines += ["</table>", "</body></html>"]
+  with open(path, "w") as f:
+    f.write("\n".join(lines) + "\n")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+  if bool(FLAGS.saved_model) == bool(FLAGS.model_dir):
+    raise app.UsageError("Give one of --saved_model or --model_dir.")
+  if not FLAGS.input or not FLAGS.output:
+    raise app.UsageError("--input and --output are required.")
+  saved_model = FLAGS.saved_model or os.path.join(FLAGS.model_dir, "export")
+  if not os.path.exists(os.path.join(saved_model, "saved_model.pb")):
+    sys.exit(f"pix2pix_tf.predict: error: {saved_model} is not a SavedModel. "
+             "Export one with python -m pix2pix_tf.export --model_dir=RUN.")
+  try:
+    files = list_inputs(FLAGS.input)
+  except FileNotFoundError as e:
+    sys.exit(f"pix2pix_tf.predict: error: {e}")
+  failed = translate_files(saved_model, files, FLAGS.output, FLAGS.paired)
+  written = len(files) - len(failed)
+  print(f"Translated {written} of {len(files)} images into {FLAGS.output}.")
+  if failed:
+    sys.exit(f"pix2pix_tf.predict: {len(failed)} of {len(files)} images "
+             f"failed: {', '.join(failed)}")
+
+
+def define_flags():
+  """Defines this command's flags (at start-up, like export's)."""
+  flags.DEFINE_string("saved_model", None, "An exported SavedModel folder.")
+  flags.DEFINE_string("model_dir", None,
+                      "A training run: uses its export (<model_dir>/export).")
+  flags.DEFINE_string("input", None, "An image file or a folder of images.")
+  flags.DEFINE_string("output", None, "Folder for the translated images.")
+  flags.DEFINE_bool("paired", False,
+                    "Inputs are A|B pairs; also write index.html.")
+
+
+def run():
+  define_flags()
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()

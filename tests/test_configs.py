@@ -1,0 +1,92 @@
+"""The flagfiles in configs/ parse, validate and carry the paper's settings."""
+
+import glob
+import os
+
+import numpy as np
+import pytest
+from absl import flags
+
+from pix2pix_tf import config as config_lib
+from pix2pix_tf import demo_data
+from pix2pix_tf import train  # noqa: F401  (defines the training flags)
+
+CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs")
+
+# name: (direction, batch size, total epochs, jitter, mirror), REFERENCE.md.
+PAPER = {
+    "facades": ("BtoA", 1, 200, True, True),
+    "cityscapes": ("BtoA", 1, 200, True, True),
+    "maps": ("AtoB", 1, 200, True, True),
+    "edges2shoes": ("AtoB", 4, 15, False, False),
+    "edges2handbags": ("AtoB", 4, 15, False, False),
+    "night2day": ("BtoA", 4, 17, True, True),
+}
+
+
+def load_flagfile(path):
+  flag_values = flags.FLAGS
+  flag_values.unparse_flags()
+  flag_values(["train", f"--flagfile={path}"])
+  try:
+    return config_lib.Config.from_flag_values(flag_values)
+  finally:
+    flag_values.unparse_flags()
+
+
+def test_every_standard_dataset_has_a_flagfile():
+  names = {os.path.basename(p)[:-6] for p in glob.glob(f"{CONFIGS}/*.flags")}
+  assert set(PAPER) | {"demo"} <= names
+
+
+@pytest.mark.parametrize("name", sorted(PAPER))
+def test_flagfile_carries_the_papers_settings(name):
+  path = os.path.join(CONFIGS, f"{name}.flags")
+  config = load_flagfile(path).validate()
+  direction, batch_size, epochs, jitter, mirror = PAPER[name]
+  assert config.data_dir == f"datasets/{name}"
+  assert config.direction == direction
+  assert config.batch_size == batch_size
+  assert config.epochs + config.epochs_decay == epochs
+  assert (config.load_size > config.crop_size) == jitter
+  assert config.flip == mirror
+  assert (config.generator, config.crop_size, config.lambda_l1) == (
+      "unet_256", 256, 100.0)
+  header = open(path).read().split("\n--")[0]
+  assert f"python -m pix2pix_tf.train --flagfile=configs/{name}.flags" in (
+      header)
+  assert f"tools/download_dataset.py {name}" in header
+
+
+def test_demo_flagfile_is_valid_and_small():
+  path = os.path.join(CONFIGS, "demo.flags")
+  config = load_flagfile(path).validate()
+  assert config.data_dir == "datasets/demo"
+  assert config.crop_size == 64
+  assert "python -m pix2pix_tf.train --flagfile=configs/demo.flags" in (
+      open(path).read())
+
+
+def test_demo_data_is_deterministic_and_paired(tmp_path):
+  first = demo_data.write_dataset(str(tmp_path / "a"), 3, 1, 32, seed=5)
+  second = demo_data.write_dataset(str(tmp_path / "b"), 3, 1, 32, seed=5)
+  for split, count in (("train", 3), ("val", 1)):
+    names = sorted(os.listdir(os.path.join(first, split)))
+    assert len(names) == count
+    for name in names:
+      a = open(os.path.join(first, split, name), "rb").read()
+      b = open(os.path.join(second, split, name), "rb").read()
+      assert a == b
+  # Label map colours come from the palette; the photo is textured.
+  photo, label_map = demo_data.draw_example(np.random.RandomState(0), 64)
+  colours = {tuple(c) for c in label_map.reshape(-1, 3)}
+  assert colours <= set(demo_data.PALETTE.values())
+  assert {demo_data.PALETTE["window"], demo_data.PALETTE["wall"]} <= colours
+  assert len({tuple(c) for c in photo.reshape(-1, 3)}) > 100
+
+
+def test_readme_documents_every_flag():
+  readme = open(os.path.join(CONFIGS, "..", "README.md")).read()
+  import dataclasses
+  for field in dataclasses.fields(config_lib.Config):
+    assert f"| `--{field.name}` |" in readme, field.name

@@ -1,0 +1,105 @@
+"""tools/download_dataset.py against a local HTTP server on 127.0.0.1."""
+
+import functools
+import http.server
+import io
+import os
+import socket
+import subprocess
+import sys
+import tarfile
+import threading
+
+import pytest
+
+TOOL = os.path.join(os.path.dirname(__file__), "..", "tools",
+                    "download_dataset.py")
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def make_archive(path, name="facades"):
+  """A small NAME.tar.gz laid out like the real ones."""
+  with tarfile.open(path, "w:gz") as tar:
+    for split, count in (("train", 3), ("val", 2), ("test", 1)):
+      for i in range(count):
+        data = f"{split}-{i}".encode() * 100
+        info = tarfile.TarInfo(f"{name}/{split}/{i + 1}.jpg")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+
+
+@pytest.fixture
+def server(tmp_path):
+  root = tmp_path / "www"
+  root.mkdir()
+  handler = functools.partial(http.server.SimpleHTTPRequestHandler,
+                              directory=str(root))
+  httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+  thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+  thread.start()
+  yield root, f"http://127.0.0.1:{httpd.server_address[1]}"
+  httpd.shutdown()
+  httpd.server_close()
+
+
+def run_tool(*args):
+  return subprocess.run([sys.executable, TOOL, *args], capture_output=True,
+                        text=True, env=ENV, timeout=120)
+
+
+def test_downloads_and_extracts_into_dest(server, tmp_path):
+  root, url = server
+  make_archive(root / "facades.tar.gz")
+  dest = tmp_path / "datasets"
+  result = run_tool("facades", f"--dest={dest}", f"--base_url={url}")
+  assert result.returncode == 0, result.stderr
+  for split, count in (("train", 3), ("val", 2), ("test", 1)):
+    assert len(os.listdir(dest / "facades" / split)) == count
+  assert (dest / "facades" / "val" / "2.jpg").read_bytes() == b"val-1" * 100
+  # Nothing else is left beside it: no archive, no staging folder.
+  assert os.listdir(dest) == ["facades"]
+  # A second run finds it and does nothing.
+  again = run_tool("facades", f"--dest={dest}", f"--base_url={url}")
+  assert again.returncode == 0 and "already exists" in again.stdout
+
+
+def test_unreachable_server_is_a_clear_error(tmp_path):
+  with socket.socket() as s:  # A port on loopback that nobody listens on.
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+  dest = tmp_path / "datasets"
+  result = run_tool("maps", f"--dest={dest}",
+                    f"--base_url=http://127.0.0.1:{port}")
+  assert result.returncode != 0
+  assert f"Could not download http://127.0.0.1:{port}/maps.tar.gz" in (
+      result.stderr)
+  assert "Check the network connection" in result.stderr
+  assert not (dest / "maps").exists()
+  assert os.listdir(dest) == []
+
+
+def test_missing_archive_is_a_clear_error(server, tmp_path):
+  _, url = server
+  result = run_tool("cityscapes", f"--dest={tmp_path}/d", f"--base_url={url}")
+  assert result.returncode != 0
+  assert "404" in result.stderr and "cityscapes.tar.gz" in result.stderr
+  assert not (tmp_path / "d" / "cityscapes").exists()
+
+
+def test_corrupt_archive_leaves_no_half_extracted_folder(server, tmp_path):
+  root, url = server
+  make_archive(root / "good.tar.gz")
+  # Cut the archive short: the first members extract, the rest fail.
+  data = (root / "good.tar.gz").read_bytes()
+  (root / "night2day.tar.gz").write_bytes(data[: len(data) // 2])
+  dest = tmp_path / "datasets"
+  result = run_tool("night2day", f"--dest={dest}", f"--base_url={url}")
+  assert result.returncode != 0
+  assert "not a readable .tar.gz archive" in result.stderr
+  assert os.listdir(dest) == []
+
+
+def test_unknown_dataset_name_is_rejected(tmp_path):
+  result = run_tool("imagenet", f"--dest={tmp_path}")
+  assert result.returncode != 0
+  assert "facades" in result.stderr

@@ -1,0 +1,273 @@
+"""SavedModel export, its signatures, loading without this package, predict."""
+
+import base64
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from conftest import gradient_image, small_config, write_pair
+from pix2pix_tf import demo_data
+from pix2pix_tf import export
+from pix2pix_tf import models
+from pix2pix_tf import trainer
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+  """A run of a few steps on tiny data; the training loop exports it."""
+  root = tmp_path_factory.mktemp("run")
+  data_dir = demo_data.write_dataset(str(root / "data"), 4, 2, 32)
+  config = small_config(data_dir, root / "model", max_steps=3)
+  trainer.train_and_evaluate(config,
+                             tf.distribute.OneDeviceStrategy("/cpu:0"))
+  return config
+
+
+@pytest.fixture(scope="module")
+def eval_export(trained_run, tmp_path_factory):
+  path = str(tmp_path_factory.mktemp("exports") / "eval")
+  return export.export(trained_run.model_dir, path, inference_mode="eval")
+
+
+def test_training_exports_at_the_end(trained_run):
+  path = os.path.join(trained_run.model_dir, "export")
+  loaded = tf.saved_model.load(path)
+  metadata = json.loads(loaded.metadata_json.numpy())
+  assert metadata["step"] == 3
+  assert metadata["inference_mode"] == "paper"
+  assert metadata["direction"] == trained_run.direction
+  assert metadata["image_size"] == 32
+  assert metadata["size_multiple"] == 32
+  assert metadata["flags"]["ngf"] == 8
+  signature = loaded.signatures["metadata"]()
+  assert json.loads(signature["metadata"].numpy()) == metadata
+  assert set(loaded.signatures) == {"serving_default", "translate_uint8",
+                                    "translate_encoded", "metadata"}
+
+
+def keras_generator(config):
+  generator, step = export.restore_generator(
+      config, tf.train.latest_checkpoint(
+          os.path.join(config.model_dir, "checkpoints")))
+  assert step == 3
+  return generator
+
+
+def test_eval_export_equals_the_keras_generator_in_another_process(
+    trained_run, eval_export, tmp_path):
+  rng = np.random.RandomState(0)
+  images = rng.uniform(-1, 1, (2, 64, 96, 3)).astype(np.float32)
+  np.save(tmp_path / "in.npy", images)
+  # A separate process that imports TensorFlow and Keras only.
+  script = f"""
+import sys
+import numpy as np
+import tensorflow as tf
+import keras
+images = np.load({str(tmp_path / 'in.npy')!r})
+loaded = tf.saved_model.load({eval_export!r})
+out = loaded.signatures["serving_default"](images=tf.constant(images))
+np.save({str(tmp_path / 'saved_model.npy')!r}, out["generated_image"].numpy())
+layer = keras.layers.TFSMLayer({eval_export!r},
+                               call_endpoint="serving_default")
+out = layer(tf.constant(images))
+np.save({str(tmp_path / 'tfsm.npy')!r}, out["generated_image"].numpy())
+assert not any(m.startswith("pix2pix_tf") for m in sys.modules)
+"""
+  subprocess.run([sys.executable, "-c", script], check=True, env=ENV,
+                 cwd=str(tmp_path), capture_output=True)
+  expected = keras_generator(trained_run)(images, training=False).numpy()
+  for name in ("saved_model.npy", "tfsm.npy"):
+    got = np.load(tmp_path / name)
+    assert got.shape == (2, 64, 96, 3)
+    assert np.abs(got - expected).max() < 1e-5
+
+
+def test_paper_mode_is_stochastic_and_eval_mode_deterministic(
+    trained_run, eval_export):
+  images = tf.random.uniform([1, 32, 32, 3], -1, 1, seed=1)
+  paper = tf.saved_model.load(os.path.join(trained_run.model_dir, "export"))
+  first = paper.signatures["serving_default"](images=images)
+  second = paper.signatures["serving_default"](images=images)
+  assert np.abs(first["generated_image"] - second["generated_image"]).max(
+  ) > 1e-3  # Dropout at test time.
+  evaluated = tf.saved_model.load(eval_export)
+  first = evaluated.signatures["serving_default"](images=images)
+  second = evaluated.signatures["serving_default"](images=images)
+  np.testing.assert_array_equal(first["generated_image"],
+                                second["generated_image"])
+  assert json.loads(evaluated.metadata_json.numpy())["inference_mode"] == (
+      "eval")
+
+
+def test_paper_mode_uses_batch_statistics(trained_run, tmp_path):
+  # With dropout off, the paper-mode export equals the generator run in
+  # training mode (batch statistics) on the same batch.
+  config = trained_run
+  generator = keras_generator(config)
+  no_dropout = models.build_generator(
+      small_config(config.data_dir, config.model_dir, dropout=0.0))
+  no_dropout.set_weights(generator.get_weights())
+  path = export.save(no_dropout, config, 3, str(tmp_path / "paper"), "paper")
+  images = tf.random.uniform([2, 32, 32, 3], -1, 1, seed=2)
+  exported = tf.saved_model.load(path).signatures["serving_default"](
+      images=images)["generated_image"]
+  expected = no_dropout(images, training=True)
+  assert np.abs(exported.numpy() - expected.numpy()).max() < 1e-5
+  assert np.abs(exported.numpy() - no_dropout(images, training=False)).max(
+  ) > 1e-3
+
+
+def test_translate_uint8_takes_any_size(eval_export):
+  loaded = tf.saved_model.load(eval_export)
+  translate = loaded.signatures["translate_uint8"]
+  for height, width in [(32, 32), (17, 45), (100, 64)]:
+    images = tf.constant(np.stack([gradient_image(height, width)] * 2))
+    out = translate(images=images)["generated_image"]
+    assert out.dtype == tf.uint8
+    assert out.shape == (2, height, width, 3)
+  # At the working size, it is serving_default with the value mapping.
+  images = gradient_image(32, 32)[None]
+  out = translate(images=tf.constant(images))["generated_image"].numpy()
+  floats = loaded.signatures["serving_default"](
+      images=tf.constant(images / 127.5 - 1.0, tf.float32))["generated_image"]
+  expected = np.round(np.clip((floats.numpy() + 1) * 127.5, 0, 255))
+  assert np.abs(out.astype(int) - expected).max() <= 1
+
+
+def test_translate_encoded_round_trips_png_and_jpeg(eval_export, tmp_path):
+  loaded = tf.saved_model.load(eval_export)
+  encoded = []
+  for name, size in (("a.png", (40, 24)), ("b.jpg", (32, 32))):
+    Image.fromarray(gradient_image(*size)).save(tmp_path / name)
+    encoded.append((tmp_path / name).read_bytes())
+  out = loaded.signatures["translate_encoded"](
+      images_bytes=tf.constant(encoded))["generated_image_bytes"].numpy()
+  assert len(out) == 2
+  shapes = [tf.io.decode_png(png).shape for png in out]
+  assert shapes == [(40, 24, 3), (32, 32, 3)]
+  # TensorFlow Serving's REST form: base64 of these bytes.
+  assert base64.b64decode(base64.b64encode(out[0])) == out[0]
+
+
+def test_serving_default_says_what_it_expects(eval_export):
+  loaded = tf.saved_model.load(eval_export)
+  serving = loaded.signatures["serving_default"]
+  expected = r"expected shape \[batch, height, width, 3\]"
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match=expected + " with height and width multiples of 32"):
+    serving(images=tf.zeros([1, 40, 32, 3]))
+  with pytest.raises(tf.errors.InvalidArgumentError, match=expected):
+    serving(images=tf.zeros([32, 32, 3]))  # No batch axis.
+  with pytest.raises(tf.errors.InvalidArgumentError, match=expected):
+    serving(images=tf.zeros([1, 32, 32, 4]))  # RGBA.
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match="expected to be a float tensor but is a int32"):
+    serving(images=tf.zeros([1, 32, 32, 3], tf.int32))
+  with pytest.raises(tf.errors.InvalidArgumentError, match=expected):
+    loaded.signatures["translate_uint8"](images=tf.zeros([5, 5], tf.uint8))
+  # The model still answers after bad requests.
+  assert serving(images=tf.zeros([1, 32, 32, 3]))["generated_image"].shape == (
+      1, 32, 32, 3)
+
+
+def test_export_command_replaces_an_export_atomically(trained_run, tmp_path):
+  target = tmp_path / "exports" / "model"
+  target.mkdir(parents=True)
+  (target / "old.txt").write_text("previous export")
+  result = subprocess.run(
+      [sys.executable, "-m", "pix2pix_tf.export",
+       f"--model_dir={trained_run.model_dir}", f"--export_dir={target}",
+       "--inference_mode=eval"], capture_output=True, text=True, env=ENV)
+  assert result.returncode == 0, result.stderr
+  assert (target / "saved_model.pb").exists()
+  assert not (target / "old.txt").exists()
+  assert os.listdir(tmp_path / "exports") == ["model"]  # No staging left.
+
+
+def test_failed_export_leaves_the_previous_one(trained_run, tmp_path,
+                                              monkeypatch):
+  target = tmp_path / "model"
+  export.export(trained_run.model_dir, str(target), inference_mode="eval")
+  before = {name: (target / name).stat().st_mtime_ns
+            for name in os.listdir(target)}
+
+  def failing_save(obj, path, signatures=None):
+    del obj, signatures
+    with open(os.path.join(path, "saved_model.pb"), "wb") as f:
+      f.write(b"half")  # Half-written, then the disk fills up.
+    raise OSError("No space left on device")
+
+  monkeypatch.setattr(tf.saved_model, "save", failing_save)
+  with pytest.raises(OSError, match="No space left"):
+    export.export(trained_run.model_dir, str(target), inference_mode="eval")
+  assert {name: (target / name).stat().st_mtime_ns
+          for name in os.listdir(target)} == before
+  assert os.listdir(tmp_path) == ["model"]  # No staging folder left.
+  monkeypatch.undo()
+  assert tf.saved_model.load(str(target)).signatures["serving_default"]
+
+
+def test_export_command_names_a_run_without_checkpoints(tmp_path):
+  result = subprocess.run(
+      [sys.executable, "-m", "pix2pix_tf.export", f"--model_dir={tmp_path}"],
+      capture_output=True, text=True, env=ENV)
+  assert result.returncode != 0
+  assert f"{tmp_path}/config.json not found" in result.stderr
+
+
+def run_predict(*args):
+  return subprocess.run([sys.executable, "-m", "pix2pix_tf.predict", *args],
+                        capture_output=True, text=True, env=ENV)
+
+
+def test_predict_translates_a_folder_and_skips_a_corrupt_file(eval_export,
+                                                              tmp_path):
+  inputs = tmp_path / "in"
+  inputs.mkdir()
+  Image.fromarray(gradient_image(30, 50)).save(inputs / "wide.png")
+  Image.fromarray(gradient_image(64, 64)).save(inputs / "square.jpg")
+  (inputs / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+  result = run_predict(f"--saved_model={eval_export}", f"--input={inputs}",
+                       f"--output={tmp_path / 'out'}")
+  assert result.returncode != 0
+  assert "broken.png" in result.stderr
+  assert "1 of 3 images failed" in result.stderr
+  assert Image.open(tmp_path / "out" / "wide.png").size == (50, 30)
+  assert Image.open(tmp_path / "out" / "square.jpg").size == (64, 64)
+  assert not (tmp_path / "out" / "broken.png").exists()
+
+
+def test_predict_paired_writes_a_results_page(trained_run, tmp_path):
+  test_dir = tmp_path / "test"
+  test_dir.mkdir()
+  names = []
+  for i in range(3):
+    names.append(f"{i}.png")
+    write_pair(test_dir / names[-1], gradient_image(32, 32, offset=i),
+               gradient_image(32, 32, offset=100 + i))
+  result = run_predict(f"--model_dir={trained_run.model_dir}", "--paired",
+                       f"--input={test_dir}", f"--output={tmp_path / 'out'}")
+  assert result.returncode == 0, result.stderr
+  page = (tmp_path / "out" / "index.html").read_text()
+  assert page.count("<tr><td>") == 3
+  for name in names:
+    stem = name[:-4]
+    for src in (f"images/{stem}_input.png", name, f"images/{stem}_target.png"):
+      assert f"src='{src}'" in page
+      assert (tmp_path / "out" / src).exists()
+  # The direction is honoured: input and target halves as the model's.
+  a_half = gradient_image(32, 32, offset=0)
+  b_half = gradient_image(32, 32, offset=100)
+  saved_input = np.asarray(Image.open(tmp_path / "out" / "images" /
+                                      "0_input.png"))
+  expected_input = b_half if trained_run.direction == "BtoA" else a_half
+  np.testing.assert_array_equal(saved_input, expected_input)
