@@ -29,6 +29,8 @@ setuptools.setup(
         "console_scripts": [
             "pix2pix-train=pix2pix_tf.train:run",
             "pix2pix-summary=pix2pix_tf.summary:run",
+            "pix2pix-export=pix2pix_tf.export:run",
+            "pix2pix-predict=pix2pix_tf.predict:run",
         ],
     },
     license="Apache-2.0",

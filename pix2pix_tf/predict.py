@@ -69,7 +69,8 @@ def translate_files(saved_model, files, output, paired=False):
   if paired:
     os.makedirs(os.path.join(output, "images"), exist_ok=True)
   rows, failed = [], []
-  progbar = Progbar(len(files), unit_name="image")
+  progbar = Progbar(len(files), unit_name="image",
+                    verbose=1 if sys.stdout.isatty() else 2)
   for i, path in enumerate(files):
     name = os.path.basename(path)
     try:

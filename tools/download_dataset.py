@@ -45,7 +45,8 @@ def download(url: str, path: str, timeout: float) -> None:
     with urllib.request.urlopen(url, timeout=timeout) as response, open(
         path, "wb") as f:
       size = int(response.headers.get("Content-Length") or 0)
-      progbar = Progbar(size or None, unit_name="byte")
+      progbar = Progbar(size or None, unit_name="byte",
+                        verbose=1 if sys.stdout.isatty() else 2)
       done = 0
       while chunk := response.read(_CHUNK):
         f.write(chunk)
