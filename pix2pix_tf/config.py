@@ -9,12 +9,19 @@ is the paper's or the reference implementation's value.
 import dataclasses
 import json
 import os
+from typing import Tuple
 
-GENERATOR_DEPTHS = {"unet_256": 8, "unet_128": 7}
-GENERATORS = ("unet_256", "unet_128", "unet")
-DISCRIMINATORS = ("patchgan",)
+# Stride-2 downsamplings of each generator (unet: --unet_depth).
+GENERATOR_DEPTHS = {"unet_256": 8, "unet_128": 7, "resnet_9blocks": 2,
+                    "resnet_6blocks": 2}
+GENERATORS = ("unet_256", "unet_128", "unet", "resnet_9blocks",
+              "resnet_6blocks")
+DISCRIMINATORS = ("patchgan", "pixel")
+# --d_receptive_fields values: the PixelGAN (1) and PatchGANs of 1..5 layers.
+RECEPTIVE_FIELDS = (1, 16, 34, 70, 142, 286)
 NORMS = ("batch", "instance", "sync_batch", "none")
-GAN_MODES = ("vanilla", "lsgan", "none")
+GAN_MODES = ("vanilla", "lsgan", "hinge", "wgangp", "none")
+LR_POLICIES = ("linear", "step", "cosine", "constant")
 DIRECTIONS = ("AtoB", "BtoA")
 STRATEGIES = ("mirrored", "one_device", "multi_worker")
 INFERENCE_MODES = ("paper", "eval")
@@ -46,13 +53,21 @@ class Config:
   ndf: int = 64
   discriminator: str = "patchgan"
   d_layers: int = 3
+  num_discriminators: int = 1
+  d_receptive_fields: str = ""
+  conditional_discriminator: bool = True
   norm: str = "batch"
   dropout: float = 0.5
 
   # Objective and optimisation.
   gan_mode: str = "vanilla"
   lambda_l1: float = 100.0
+  lambda_l2: float = 0.0
+  lambda_feature_matching: float = 0.0
+  lambda_gp: float = 10.0
   learning_rate: float = 2e-4
+  lr_policy: str = "linear"
+  lr_decay_epochs: int = 50
   beta_1: float = 0.5
   beta_2: float = 0.999
   batch_size: int = 1
@@ -87,6 +102,17 @@ class Config:
     return GENERATOR_DEPTHS.get(self.generator, self.unet_depth)
 
   @property
+  def receptive_field_list(self) -> Tuple[int, ...]:
+    """--d_receptive_fields as integers (empty when unset)."""
+    try:
+      return tuple(int(f) for f in self.d_receptive_fields.split(",")
+                   if f.strip())
+    except ValueError:
+      raise ConfigError(
+          f"--d_receptive_fields={self.d_receptive_fields} is not a comma-"
+          "separated list of integers, e.g. 16,286.") from None
+
+  @property
   def dataset_name(self) -> str:
     return os.path.basename(os.path.normpath(self.data_dir))
 
@@ -109,12 +135,14 @@ class Config:
     _check_choice("discriminator", self.discriminator, DISCRIMINATORS)
     _check_choice("norm", self.norm, NORMS)
     _check_choice("gan_mode", self.gan_mode, GAN_MODES)
+    _check_choice("lr_policy", self.lr_policy, LR_POLICIES)
     _check_choice("strategy", self.strategy, STRATEGIES)
     _check_choice("inference_mode", self.inference_mode, INFERENCE_MODES)
     for name in ("input_channels", "output_channels"):
       _check_choice(name, getattr(self, name), (1, 3))
     for name in ("load_size", "crop_size", "batch_size", "ngf", "ndf",
                  "checkpoint_every_steps", "keep_checkpoints",
+                 "num_discriminators", "lr_decay_epochs",
                  "log_every_steps", "sample_every_steps", "eval_every_steps"):
       if getattr(self, name) < 1:
         raise ConfigError(f"--{name}={getattr(self, name)} must be at least 1.")
@@ -126,18 +154,26 @@ class Config:
                         "unset: nothing to train. Set one of them.")
     if not 0.0 <= self.dropout < 1.0:
       raise ConfigError(f"--dropout={self.dropout} must be in [0, 1).")
-    if self.lambda_l1 < 0:
-      raise ConfigError(f"--lambda_l1={self.lambda_l1} must not be negative.")
-    if self.gan_mode == "none" and self.lambda_l1 == 0:
-      raise ConfigError("--gan_mode=none with --lambda_l1=0 leaves nothing to "
-                        "optimise: enable the GAN loss or a distance term.")
+    for name in ("lambda_l1", "lambda_l2", "lambda_feature_matching",
+                 "lambda_gp"):
+      if getattr(self, name) < 0:
+        raise ConfigError(f"--{name}={getattr(self, name)} must not be "
+                          "negative.")
+    if self.gan_mode == "none" and self.lambda_l1 == 0 and self.lambda_l2 == 0:
+      raise ConfigError(
+          "--gan_mode=none with --lambda_l1=0 and --lambda_l2=0 leaves "
+          "nothing to optimise: enable the GAN loss or a distance term.")
+    if self.gan_mode == "none" and self.lambda_feature_matching > 0:
+      raise ConfigError(
+          "--lambda_feature_matching needs a discriminator, but "
+          "--gan_mode=none trains none. Choose a GAN loss or set it to 0.")
     if self.crop_size > self.load_size:
       raise ConfigError(
           f"--crop_size={self.crop_size} is larger than --load_size="
           f"{self.load_size}: images are resized to load_size before the "
           "random crop, so set --load_size >= --crop_size.")
-    if self.generator == "unet" and not 1 <= self.unet_depth <= 9:
-      raise ConfigError(f"--unet_depth={self.unet_depth} must be in 1..9.")
+    if self.generator == "unet" and not 2 <= self.unet_depth <= 9:
+      raise ConfigError(f"--unet_depth={self.unet_depth} must be in 2..9.")
     multiple = 2 ** self.generator_depth
     if self.crop_size % multiple:
       raise ConfigError(
@@ -146,20 +182,49 @@ class Config:
           "times. Choose a crop size that is a multiple of "
           f"{multiple}, or a shallower generator (--generator=unet "
           "--unet_depth=D).")
-    if not 1 <= self.d_layers <= 6:
-      raise ConfigError(f"--d_layers={self.d_layers} must be in 1..6.")
-    patch_map = self.crop_size // 2 ** self.d_layers - 2
-    if patch_map < 1:
-      raise ConfigError(
-          f"--d_layers={self.d_layers} is too deep for --crop_size="
-          f"{self.crop_size}: the discriminator's output map would be empty. "
-          "Use fewer layers or larger crops.")
+    self._validate_discriminators()
     if self.batch_size % num_replicas:
       raise ConfigError(
           f"--batch_size={self.batch_size} is not divisible by the "
           f"{num_replicas} replicas of the strategy: it is the global batch, "
           "split evenly across replicas.")
     return self
+
+
+  def _validate_discriminators(self):
+    fields = self.receptive_field_list
+    if fields:
+      for field in fields:
+        if field not in RECEPTIVE_FIELDS:
+          raise ConfigError(
+              f"--d_receptive_fields has {field}; the receptive fields "
+              f"available are {', '.join(map(str, RECEPTIVE_FIELDS))}.")
+      if self.num_discriminators != 1:
+        raise ConfigError(
+            "--d_receptive_fields and --num_discriminators both choose the "
+            "discriminators; give one of them.")
+      layer_counts = [RECEPTIVE_FIELDS.index(f) for f in fields]
+      scales = [0] * len(fields)
+      labels = [f"--d_receptive_fields={f}" for f in fields]
+    else:
+      if not 1 <= self.d_layers <= 6:
+        raise ConfigError(f"--d_layers={self.d_layers} must be in 1..6.")
+      layer_counts = [0 if self.discriminator == "pixel" else self.d_layers
+                      ] * self.num_discriminators
+      scales = list(range(self.num_discriminators))
+      labels = [f"--d_layers={self.d_layers}" + (
+          f" at scale 1/{2 ** k} of --num_discriminators="
+          f"{self.num_discriminators}" if k else "") for k in scales]
+    for n_layers, scale, label in zip(layer_counts, scales, labels):
+      size = self.crop_size
+      for _ in range(scale):
+        size = -(-size // 2)  # Average pooling, padding "same".
+      patch_map = size // 2 ** n_layers - 2 if n_layers else size
+      if patch_map < 1:
+        raise ConfigError(
+            f"{label} is too deep for --crop_size={self.crop_size}: the "
+            "discriminator's output map would be empty. Use fewer layers or "
+            "scales, or larger crops.")
 
 
 def _check_choice(name, value, choices):

@@ -25,7 +25,9 @@ def network_summary(config: config_lib.Config) -> dict:
   Returns:
     {"generator": {...}, "discriminator": {..., "receptive_field": int}}
     with trainable_params, total_params, size_mb (float32 weights, MiB) and
-    output_shape [h, w, c] for a crop_size x crop_size input.
+    output_shape [h, w, c] for a crop_size x crop_size input. With several
+    discriminators, output_shape and receptive_field are the first's, and
+    output_shapes and receptive_fields list every one.
   """
   from pix2pix_tf import models
 
@@ -34,15 +36,20 @@ def network_summary(config: config_lib.Config) -> dict:
   size = config.crop_size
   gen_shape = generator.compute_output_shape(
       (1, size, size, config.input_channels))
-  disc_shape = discriminator.compute_output_shape(
+  disc_shapes = [d.compute_output_shape(
       [(1, size, size, config.input_channels),
-       (1, size, size, config.output_channels)])
+       (1, size, size, config.output_channels)][
+           0 if config.conditional_discriminator else 1:])[0]
+                 for d in discriminator.discriminators]
+  fields = models.receptive_fields(discriminator)
   summary = {
       "generator": _counts(generator, gen_shape),
-      "discriminator": _counts(discriminator, disc_shape),
+      "discriminator": _counts(discriminator, disc_shapes[0]),
   }
-  summary["discriminator"]["receptive_field"] = models.receptive_field(
-      discriminator)
+  summary["discriminator"]["receptive_field"] = fields[0]
+  summary["discriminator"]["receptive_fields"] = fields
+  summary["discriminator"]["output_shapes"] = [
+      [int(d) for d in shape[1:]] for shape in disc_shapes]
   return summary
 
 
@@ -61,15 +68,22 @@ def format_table(summary: dict, config: config_lib.Config) -> str:
   lines = [f"{'network':<15}{'trainable':>14}{'total':>14}{'size MB':>10}"
            f"{'output':>16}{'receptive field':>17}"]
   names = {"generator": config.generator,
-           "discriminator": f"{config.discriminator} (d_layers="
-                            f"{config.d_layers})"}
+           "discriminator": (
+               f"receptive fields {config.d_receptive_fields}"
+               if config.d_receptive_fields else
+               f"{config.num_discriminators} x {config.discriminator}"
+               f" (d_layers={config.d_layers})")}
   for key in ("generator", "discriminator"):
     s = summary[key]
-    rf = s.get("receptive_field")
-    lines.append(
-        f"{key:<15}{s['trainable_params']:>14,}{s['total_params']:>14,}"
-        f"{s['size_mb']:>10.2f}{'x'.join(map(str, s['output_shape'])):>16}"
-        f"{(f'{rf}x{rf}' if rf else '-'):>17}")
+    shapes = s.get("output_shapes", [s["output_shape"]])
+    fields = s.get("receptive_fields", [None])
+    for i, (shape, rf) in enumerate(zip(shapes, fields)):
+      counts = (f"{s['trainable_params']:>14,}{s['total_params']:>14,}"
+                f"{s['size_mb']:>10.2f}" if i == 0 else " " * 38)
+      lines.append(
+          f"{key if i == 0 else '':<15}{counts}"
+          f"{'x'.join(map(str, shape)):>16}"
+          f"{(f'{rf}x{rf}' if rf else '-'):>17}")
   lines.append(f"generator: {names['generator']}, norm {config.norm}; "
                f"discriminator: {names['discriminator']}; input "
                f"{config.crop_size}x{config.crop_size}x"

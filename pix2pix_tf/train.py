@@ -44,18 +44,31 @@ flags.DEFINE_bool("deterministic", _D.deterministic,
 
 # Models.
 flags.DEFINE_enum("generator", _D.generator, config_lib.GENERATORS,
-                  "unet_256 (8 downsamplings), unet_128 (7), or unet with "
-                  "--unet_depth.")
+                  "unet_256 (8 downsamplings), unet_128 (7), unet with "
+                  "--unet_depth, or the reference's resnet_9blocks and "
+                  "resnet_6blocks.")
 flags.DEFINE_integer("unet_depth", _D.unet_depth,
                      "Downsamplings of --generator=unet.")
 flags.DEFINE_integer("ngf", _D.ngf, "Generator filters in the first layer.")
 flags.DEFINE_integer("ndf", _D.ndf,
                      "Discriminator filters in the first layer.")
 flags.DEFINE_enum("discriminator", _D.discriminator,
-                  config_lib.DISCRIMINATORS, "Discriminator architecture.")
+                  config_lib.DISCRIMINATORS,
+                  "patchgan, or pixel (1x1 receptive field).")
 flags.DEFINE_integer("d_layers", _D.d_layers,
                      "PatchGAN stride-2 layers: 1, 2, 3, 4, 5 give receptive "
                      "fields 16, 34, 70, 142, 286.")
+flags.DEFINE_integer("num_discriminators", _D.num_discriminators,
+                     "Multi-scale discriminator (pix2pixHD): K discriminators, "
+                     "the k-th on the pair downsampled 2^k times; their "
+                     "losses are summed.")
+flags.DEFINE_string("d_receptive_fields", _D.d_receptive_fields,
+                    "Discriminators given by receptive field, all at full "
+                    "resolution, losses summed: e.g. 16,286. Fields: 1, 16, "
+                    "34, 70, 142, 286.")
+flags.DEFINE_bool("conditional_discriminator", _D.conditional_discriminator,
+                  "D sees the input with the candidate (cGAN); false: the "
+                  "candidate alone (the paper's unconditional GAN).")
 flags.DEFINE_enum("norm", _D.norm, config_lib.NORMS,
                   "Normalisation in both networks. instance is "
                   "keras.layers.GroupNormalization(groups=-1); sync_batch "
@@ -67,11 +80,26 @@ flags.DEFINE_float("dropout", _D.dropout,
 # Objective and optimisation.
 flags.DEFINE_enum("gan_mode", _D.gan_mode, config_lib.GAN_MODES,
                   "vanilla: the paper's cGAN loss (BCE on logits); lsgan: "
-                  "least squares; none: no discriminator (L1 only).")
+                  "least squares; hinge; wgangp: Wasserstein with gradient "
+                  "penalty; none: no discriminator (distance terms only).")
 flags.DEFINE_float("lambda_l1", _D.lambda_l1,
                    "Weight of the L1 term (0 disables it).")
+flags.DEFINE_float("lambda_l2", _D.lambda_l2,
+                   "Weight of the L2 (mean squared error) term (0 disables "
+                   "it).")
+flags.DEFINE_float("lambda_feature_matching", _D.lambda_feature_matching,
+                   "Weight of pix2pixHD's discriminator feature-matching "
+                   "term (0 disables it).")
+flags.DEFINE_float("lambda_gp", _D.lambda_gp,
+                   "Weight of the gradient penalty with --gan_mode=wgangp.")
 flags.DEFINE_float("learning_rate", _D.learning_rate,
                    "Adam learning rate for both networks.")
+flags.DEFINE_enum("lr_policy", _D.lr_policy, config_lib.LR_POLICIES,
+                  "linear: constant for --epochs, then linearly to 0 over "
+                  "--epochs_decay; step: x0.1 every --lr_decay_epochs; "
+                  "cosine: to 0 over the run; constant.")
+flags.DEFINE_integer("lr_decay_epochs", _D.lr_decay_epochs,
+                     "Epochs between x0.1 steps of --lr_policy=step.")
 flags.DEFINE_float("beta_1", _D.beta_1, "Adam beta_1.")
 flags.DEFINE_float("beta_2", _D.beta_2, "Adam beta_2.")
 flags.DEFINE_integer("batch_size", _D.batch_size,

@@ -34,6 +34,24 @@ SCALARS = ("gen_total_loss", "gen_gan_loss", "gen_l1_loss", "disc_loss",
            "disc_real_loss", "disc_generated_loss")
 
 
+def metric_names(config: config_lib.Config) -> Sequence[str]:
+  """The losses a run's step reports (and logs): the paper's six, less the
+  GAN terms without a GAN, plus whichever variant terms are switched on."""
+  names = ["gen_total_loss"]
+  if config.gan_mode != "none":
+    names.append("gen_gan_loss")
+  names.append("gen_l1_loss")
+  if config.lambda_l2:
+    names.append("gen_l2_loss")
+  if config.lambda_feature_matching:
+    names.append("gen_feature_matching_loss")
+  if config.gan_mode != "none":
+    names += ["disc_loss", "disc_real_loss", "disc_generated_loss"]
+  if config.gan_mode == "wgangp":
+    names.append("disc_gradient_penalty")
+  return tuple(names)
+
+
 def make_strategy(name: str) -> tf.distribute.Strategy:
   """The tf.distribute strategy for `--strategy`.
 
@@ -105,21 +123,38 @@ class TrainState:
         discriminator_optimizer=self.discriminator_optimizer, step=self.step)
 
 
-def learning_rate_schedule(config: config_lib.Config,
-                           steps_per_epoch: int) -> LinearDecay:
-  return LinearDecay(config.learning_rate, config.epochs * steps_per_epoch,
-                     config.epochs_decay * steps_per_epoch)
+def learning_rate_schedule(config: config_lib.Config, steps_per_epoch: int,
+                           total_steps: int):
+  """The learning rate per optimizer step, for `--lr_policy`.
+
+  linear: the reference's default, constant for --epochs then linearly to
+  zero over --epochs_decay. step: times 0.1 every --lr_decay_epochs.
+  cosine: cosine decay to zero over the whole run. constant.
+  """
+  lr = config.learning_rate
+  if config.lr_policy == "linear":
+    return LinearDecay(lr, config.epochs * steps_per_epoch,
+                       config.epochs_decay * steps_per_epoch)
+  if config.lr_policy == "step":
+    return keras.optimizers.schedules.ExponentialDecay(
+        lr, config.lr_decay_epochs * steps_per_epoch, 0.1, staircase=True)
+  if config.lr_policy == "cosine":
+    return keras.optimizers.schedules.CosineDecay(lr, max(total_steps, 1))
+  if config.lr_policy == "constant":
+    return LinearDecay(lr, 0, 0)
+  raise ValueError(f"Unknown lr_policy {config.lr_policy!r}.")
 
 
 def create_state(config: config_lib.Config, steps_per_epoch: int,
-                 strategy: tf.distribute.Strategy) -> TrainState:
+                 strategy: tf.distribute.Strategy,
+                 total_steps: int = 0) -> TrainState:
   """Builds models, optimizers and step counter under the strategy's scope."""
   with strategy.scope():
     generator = models.build_generator(config)
     discriminator = models.build_discriminator(config)
 
     def adam():
-      schedule = learning_rate_schedule(config, steps_per_epoch)
+      schedule = learning_rate_schedule(config, steps_per_epoch, total_steps)
       return keras.optimizers.Adam(schedule, beta_1=config.beta_1,
                                    beta_2=config.beta_2)
 
@@ -143,6 +178,7 @@ def make_train_step(state: TrainState, config: config_lib.Config,
   """
   generator, discriminator = state.generator, state.discriminator
   train_discriminator = config.gan_mode != "none"
+  names = metric_names(config)
 
   def average(per_example):
     return tf.nn.compute_average_loss(per_example,
@@ -151,23 +187,43 @@ def make_train_step(state: TrainState, config: config_lib.Config,
   def compute_gradients(input_image, target_image):
     with tf.GradientTape() as gen_tape, tf.GradientTape() as disc_tape:
       generated_image = generator(input_image, training=True)
-      disc_real_logits = discriminator([input_image, target_image],
-                                       training=True)
-      disc_generated_logits = discriminator([input_image, generated_image],
-                                            training=True)
-      gen_losses = losses.generator_loss(
-          disc_generated_logits, generated_image, target_image,
-          config.gan_mode, config.lambda_l1)
-      disc_losses = losses.discriminator_loss(
-          disc_real_logits, disc_generated_logits,
-          config.gan_mode if train_discriminator else "vanilla")
-      metrics = {k: average(v) for k, v in {**gen_losses,
-                                            **disc_losses}.items()}
+      disc_real_outputs = disc_generated_outputs = None
+      if train_discriminator:
+        disc_real_outputs = discriminator([input_image, target_image],
+                                          training=True)
+        disc_generated_outputs = discriminator([input_image, generated_image],
+                                               training=True)
+      per_example = losses.generator_loss(
+          disc_real_outputs, disc_generated_outputs, generated_image,
+          target_image, config.gan_mode, config.lambda_l1, config.lambda_l2,
+          config.lambda_feature_matching)
+      if train_discriminator:
+        per_example.update(losses.discriminator_loss(
+            disc_real_outputs, disc_generated_outputs, config.gan_mode))
+      if config.gan_mode == "wgangp":
+        penalty = gradient_penalty(input_image, target_image,
+                                   generated_image)
+        per_example["disc_gradient_penalty"] = penalty
+        per_example["disc_loss"] += config.lambda_gp * penalty
+      metrics = {name: average(per_example[name]) for name in names}
     gen_gradients = gen_tape.gradient(metrics["gen_total_loss"],
                                       generator.trainable_variables)
-    disc_gradients = disc_tape.gradient(metrics["disc_loss"],
-                                        discriminator.trainable_variables)
+    disc_gradients = (disc_tape.gradient(metrics["disc_loss"],
+                                         discriminator.trainable_variables)
+                      if train_discriminator else None)
     return gen_gradients, disc_gradients, metrics
+
+  def gradient_penalty(input_image, target_image, generated_image):
+    """WGAN-GP: D's gradient norm at random points between real and fake."""
+    batch = tf.shape(target_image)[0]
+    alpha = tf.random.uniform([batch, 1, 1, 1])
+    interpolated = (alpha * target_image +
+                    (1.0 - alpha) * tf.stop_gradient(generated_image))
+    with tf.GradientTape() as tape:
+      tape.watch(interpolated)
+      outputs = discriminator([input_image, interpolated], training=True)
+      score = tf.add_n([tf.reduce_sum(d[0]) for d in outputs])
+    return losses.gradient_penalty(tape.gradient(score, interpolated))
 
   if config.jit_compile:
     # XLA compiles the forward and backward passes; applying the gradients
@@ -350,8 +406,8 @@ def train_and_evaluate(config: config_lib.Config,
   paths = RunPaths(config.model_dir if chief else tempfile.mkdtemp())
   write_run_config(config, paths.model_dir)
 
-  state = create_state(config, steps_per_epoch, strategy)
-  schedule = learning_rate_schedule(config, steps_per_epoch)
+  state = create_state(config, steps_per_epoch, strategy, total_steps)
+  schedule = learning_rate_schedule(config, steps_per_epoch, total_steps)
   checkpoint = state.checkpoint()
   manager = tf.train.CheckpointManager(checkpoint, paths.checkpoints,
                                        max_to_keep=config.keep_checkpoints,
@@ -407,7 +463,8 @@ def train_and_evaluate(config: config_lib.Config,
     print(f"val gen_l1_loss at step 0: "
           f"{results['val_gen_l1_loss_start']:.4f}", flush=True)
 
-  window = {name: 0.0 for name in SCALARS}
+  names = metric_names(config)
+  window = {name: 0.0 for name in names}
   window_steps, window_start = 0, time.perf_counter()
   progbar = None
   verbose = 1 if sys.stdout.isatty() else 2
@@ -430,24 +487,24 @@ def train_and_evaluate(config: config_lib.Config,
           "or replace it, then run the same command again to resume.")
     step += 1
     metrics = {k: float(v) for k, v in metrics.items()}
-    for name in SCALARS:
+    for name in names:
       window[name] += metrics[name]
     window_steps += 1
     elapsed = time.perf_counter() - window_start
     images_per_second = window_steps * global_batch_size / max(elapsed, 1e-9)
     progbar.update(step - (step - 1) // steps_per_epoch * steps_per_epoch,
-                   [(k, metrics[k]) for k in SCALARS] +
+                   [(k, metrics[k]) for k in names] +
                    [("images/s", images_per_second)])
 
     if step % config.log_every_steps == 0 or step == total_steps:
       with train_writer.as_default(step=step):
-        for name in SCALARS:
+        for name in names:
           tf.summary.scalar(name, window[name] / window_steps)
         # The rate of the update this step applied.
         tf.summary.scalar("learning_rate", float(schedule(step - 1)))
         tf.summary.scalar("images_per_second", images_per_second)
-      results.update({k: window[k] / window_steps for k in SCALARS})
-      window = {name: 0.0 for name in SCALARS}
+      results.update({k: window[k] / window_steps for k in names})
+      window = {name: 0.0 for name in names}
       window_steps, window_start = 0, time.perf_counter()
     if evaluator.sample_batch is not None and (
         step % config.sample_every_steps == 0 or step == total_steps):

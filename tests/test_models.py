@@ -36,16 +36,114 @@ def test_patchgan_matches_reference(n_layers, field, side, params):
   disc = models.patchgan_discriminator(n_layers)
   assert trainable_params(disc) == params
   assert models.receptive_field(disc) == field
-  shape = disc.compute_output_shape([(1, 256, 256, 3), (1, 256, 256, 3)])
-  assert tuple(shape) == (1, side, side, 1)
+  shapes = disc.compute_output_shape([(1, 256, 256, 3), (1, 256, 256, 3)])
+  assert tuple(shapes[0]) == (1, side, side, 1)
 
 
 def test_discriminator_scores_a_256_pair_with_a_30x30_map():
   disc = models.patchgan_discriminator(3, ndf=8)
   x = tf.zeros([2, 256, 256, 3])
-  logits = disc([x, x], training=False)
+  logits, *features = disc([x, x], training=False)
   assert logits.shape == (2, 30, 30, 1)
   assert logits.dtype == tf.float32
+  # The activations after each block, for feature matching.
+  assert [f.shape[1:] for f in features] == [
+      (128, 128, 8), (64, 64, 16), (32, 32, 32), (31, 31, 64)]
+
+
+def test_pixel_discriminator_matches_reference():
+  disc = models.pixel_discriminator()
+  assert trainable_params(disc) == 9_024
+  assert models.receptive_field(disc) == 1
+  shapes = disc.compute_output_shape([(1, 256, 256, 3), (1, 256, 256, 3)])
+  assert tuple(shapes[0]) == (1, 256, 256, 1)
+
+
+def variant(**overrides):
+  values = dict(crop_size=256, load_size=286)
+  values.update(overrides)
+  return config_lib.Config(**values).validate()
+
+
+@pytest.mark.parametrize("fields", ["1", "16", "34", "70", "142", "286"])
+def test_receptive_fields_from_flags(fields):
+  disc = models.build_discriminator(variant(d_receptive_fields=fields,
+                                            ndf=8))
+  assert models.receptive_fields(disc) == [int(fields)]
+
+
+def test_small_and_large_discriminator_pair():
+  config = variant(d_receptive_fields="16,286", ndf=8)
+  disc = models.build_discriminator(config)
+  assert models.receptive_fields(disc) == [16, 286]
+  x = tf.zeros([1, 256, 256, 3])
+  outputs = disc([x, x])
+  assert [o[0].shape for o in outputs] == [(1, 126, 126, 1), (1, 6, 6, 1)]
+
+
+def test_multiscale_discriminator_sees_downsampled_pairs():
+  config = variant(num_discriminators=3, ndf=8)
+  disc = models.build_discriminator(config)
+  x = tf.zeros([1, 256, 256, 3])
+  outputs = disc([x, x])
+  assert [o[0].shape for o in outputs] == [(1, 30, 30, 1), (1, 14, 14, 1),
+                                            (1, 6, 6, 1)]
+  # Each 3x3 stride-2 pooling widens the field: r' = (r - 1) * 2 + 3.
+  assert models.receptive_fields(disc) == [70, 141, 283]
+  # Three independent PatchGANs.
+  one = models.build_discriminator(variant(ndf=8))
+  assert trainable_params(disc) == 3 * trainable_params(one)
+
+
+def test_unconditional_discriminator_sees_the_candidate_only():
+  conditional = models.build_discriminator(variant())
+  unconditional = models.build_discriminator(
+      variant(conditional_discriminator=False))
+  # The first convolution has 3 input channels instead of 6.
+  assert trainable_params(conditional) - trainable_params(unconditional) == (
+      3 * 64 * 16)
+  x = tf.zeros([1, 256, 256, 3])
+  noise = tf.random.uniform([1, 256, 256, 3])
+  # Changing the input image does not change an unconditional D's verdict.
+  a = unconditional([x, x])[0][0]
+  b = unconditional([noise, x])[0][0]
+  np.testing.assert_array_equal(a.numpy(), b.numpy())
+  assert not np.array_equal(conditional([x, x])[0][0].numpy(),
+                            conditional([noise, x])[0][0].numpy())
+
+
+@pytest.mark.parametrize("name, norm, expected", [
+    ("resnet_9blocks", "batch", 11_383_427),
+    ("resnet_9blocks", "instance", 11_378_179),
+    ("resnet_6blocks", "batch", 7_841_411),
+    ("resnet_6blocks", "instance", 7_837_699),
+])
+def test_resnet_parameter_counts_match_reference(name, norm, expected):
+  generator = models.build_generator(variant(generator=name, norm=norm))
+  assert trainable_params(generator) == expected
+
+
+def test_resnet_generator_shapes_and_reflection_padding():
+  generator = models.resnet_generator(2, ngf=4)
+  out = generator(tf.random.uniform([1, 32, 48, 3], -1, 1))
+  assert out.shape == (1, 32, 48, 3)
+  pad = models.ReflectionPadding2D(2)
+  x = tf.reshape(tf.range(9, dtype=tf.float32), [1, 3, 3, 1])
+  padded = pad(x)[0, :, :, 0].numpy()
+  assert padded.shape == (7, 7)
+  np.testing.assert_array_equal(padded[2], [2, 1, 0, 1, 2, 1, 0])  # Row 0.
+  np.testing.assert_array_equal(padded[:, 2], [6, 3, 0, 3, 6, 3, 0])
+
+
+def test_unet_with_instance_norm_count_follows_the_bias_rule():
+  # From the reference's UnetGenerator with InstanceNorm2d (no affine): the
+  # batch-norm count, less gamma and beta of its 4,928 normalised channels,
+  # plus a bias in every convolution that had none (encoder 64 + 128 + 256 +
+  # 5 x 512, decoder 4 x 512 + 256 + 128 + 64).
+  expected = 54_413_955 - 2 * 4_928 + (3_008 + 2_496)
+  assert expected == 54_409_603
+  generator = models.build_generator(variant(norm="instance"))
+  assert trainable_params(generator) == expected
 
 
 def test_receptive_field_is_computed_from_layers():
@@ -109,6 +207,9 @@ def test_bias_rule_follows_the_reference():
   disc = models.patchgan_discriminator(3, ndf=8, norm="batch")
   assert [l.name for l in disc.layers if getattr(l, "use_bias", False)] == [
       "conv0", "logits"]
+  disc = models.patchgan_discriminator(3, ndf=8, norm="instance")
+  assert [l.name for l in disc.layers if getattr(l, "use_bias", False)] == [
+      "conv0", "conv1", "conv2", "conv3", "logits"]
 
 
 def test_initialisation_follows_the_reference():
