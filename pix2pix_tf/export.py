@@ -29,6 +29,7 @@ import tempfile
 
 from absl import app
 from absl import flags
+from absl import logging
 
 from pix2pix_tf import config as config_lib
 
@@ -228,6 +229,7 @@ def save(generator, config, step, export_dir, inference_mode) -> str:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+  logging.set_verbosity(logging.WARNING)
   if not FLAGS.model_dir:
     raise app.UsageError("--model_dir is required.")
   try:

@@ -28,6 +28,7 @@ from absl import logging
 from pix2pix_tf import config as config_lib
 from pix2pix_tf import input_pipeline
 from pix2pix_tf import losses
+from pix2pix_tf import metrics
 from pix2pix_tf import models
 
 SCALARS = ("gen_total_loss", "gen_gan_loss", "gen_l1_loss", "disc_loss",
@@ -316,22 +317,28 @@ class Evaluator:
     self.sample_batch = sample_batch
 
   def evaluate(self) -> Dict[str, float]:
-    """Mean L1 (in [-1, 1] units, as gen_l1_loss) over the val split."""
+    """Means over the val split: gen_l1_loss (L1 in [-1, 1] units, as the
+    training loss), mse, psnr and ssim (see `metrics`)."""
     dataset = input_pipeline.make_dataset(self.eval_files, self.config,
                                           self.config.batch_size,
                                           training=False)
-    total, count = 0.0, 0
+    totals, count = {}, 0
     for input_image, target_image in dataset:
-      generated_image = self.generate(input_image)
-      per_example = tf.reduce_mean(tf.abs(generated_image - target_image),
-                                   axis=[1, 2, 3])
-      total += float(tf.reduce_sum(per_example))
-      count += int(per_example.shape[0])
-    return {"gen_l1_loss": total / count}
+      values = metrics.image_metrics(self.generate(input_image), target_image)
+      for name, per_example in values.items():
+        totals[name] = totals.get(name, 0.0) + float(
+            tf.reduce_sum(per_example))
+      count += int(input_image.shape[0])
+    return {("gen_l1_loss" if name == "l1" else name): total / count
+            for name, total in totals.items()}
 
   def sample(self) -> tf.Tensor:
     input_image, target_image = self.sample_batch
     return image_grid(input_image, self.generate(input_image), target_image)
+
+
+def _format_metrics(values: Dict[str, float]) -> str:
+  return ", ".join(f"{name} {value:.4f}" for name, value in values.items())
 
 
 def _first_examples(files, config, n):
@@ -459,9 +466,9 @@ def train_and_evaluate(config: config_lib.Config,
 
   step = int(state.step.numpy())
   if has_val and step == 0:
-    results["val_gen_l1_loss_start"] = evaluate(0)["gen_l1_loss"]
-    print(f"val gen_l1_loss at step 0: "
-          f"{results['val_gen_l1_loss_start']:.4f}", flush=True)
+    start = evaluate(0)
+    results["val_gen_l1_loss_start"] = start["gen_l1_loss"]
+    print(f"val at step 0: {_format_metrics(start)}", flush=True)
 
   names = metric_names(config)
   window = {name: 0.0 for name in names}
@@ -516,9 +523,9 @@ def train_and_evaluate(config: config_lib.Config,
       manager.save(checkpoint_number=step)
 
   if has_val and step == total_steps:
-    results["val_gen_l1_loss"] = evaluate(step)["gen_l1_loss"]
-    print(f"val gen_l1_loss at step {step}: {results['val_gen_l1_loss']:.4f}",
-          flush=True)
+    end = evaluate(step)
+    results.update({f"val_{name}": value for name, value in end.items()})
+    print(f"val at step {step}: {_format_metrics(end)}", flush=True)
   train_writer.flush()
   if val_writer:
     val_writer.flush()

@@ -49,8 +49,8 @@ def test_entry_point_trains_writes_everything_and_resumes(tiny_dataset,
                                                f"--model_dir={model_dir}"]))
   first = run_train(f"--flagfile={flagfile}", "--max_steps=4")
   assert first.returncode == 0, first.stderr
-  assert "val gen_l1_loss at step 0" in first.stdout
-  assert "val gen_l1_loss at step 4" in first.stdout
+  assert "val at step 0: gen_l1_loss " in first.stdout
+  assert "val at step 4: gen_l1_loss " in first.stdout
 
   # Checkpoints, with the step counter inside.
   checkpoints = model_dir / "checkpoints"
@@ -68,7 +68,8 @@ def test_entry_point_trains_writes_everything_and_resumes(tiny_dataset,
     assert all(np.isfinite(v) for _, v in train_tags[name])
   assert "input_generated_target" in train_tags
   val_tags = scalar_tags(str(model_dir / "logs" / "val"))
-  assert [s for s, _ in val_tags["gen_l1_loss"]] == [0, 2, 4]
+  for name in ("gen_l1_loss", "mse", "psnr", "ssim"):
+    assert [s for s, _ in val_tags[name]] == [0, 2, 4], name
   # 8 images, batch 2: 4 steps an epoch; epochs=2 at 2e-4, no decay yet.
   assert train_tags["learning_rate"][-1][1] == pytest.approx(2e-4)
 
@@ -85,7 +86,7 @@ def test_entry_point_trains_writes_everything_and_resumes(tiny_dataset,
   second = run_train(f"--flagfile={flagfile}", "--max_steps=10")
   assert second.returncode == 0, second.stderr
   assert "Resumed from" in second.stdout and "at step 4." in second.stdout
-  assert "val gen_l1_loss at step 0" not in second.stdout
+  assert "val at step 0" not in second.stdout
   assert tf.train.latest_checkpoint(str(checkpoints)).endswith("ckpt-10")
   train_tags = scalar_tags(str(model_dir / "logs" / "train"))
   assert [s for s, _ in train_tags["gen_l1_loss"]] == [2, 4, 6, 8, 10]
