@@ -23,7 +23,9 @@ setuptools.setup(
     ],
     extras_require={
         "gpu": ["tensorflow[and-cuda]>=2.18,<2.22"],
-        "test": ["pytest>=8"],
+        # tools/ablate.py draws its figures with matplotlib.
+        "tools": ["matplotlib>=3.7"],
+        "test": ["pytest>=8", "matplotlib>=3.7"],
     },
     entry_points={
         "console_scripts": [
