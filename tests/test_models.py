@@ -272,3 +272,17 @@ def test_every_config_field_is_a_training_flag():
   for field in dataclasses.fields(config_lib.Config):
     assert field.name in flags.FLAGS, field.name
     assert flags.FLAGS[field.name].default == field.default, field.name
+
+
+def test_summary_reports_every_discriminators_receptive_field():
+  from pix2pix_tf import summary
+  config = config_lib.Config(d_receptive_fields="1,16,34,70,142,286",
+                             ndf=4, ngf=4).validate()
+  disc = summary.network_summary(config)["discriminator"]
+  assert disc["receptive_fields"] == [1, 16, 34, 70, 142, 286]
+  assert disc["output_shapes"] == [[256, 256, 1], [126, 126, 1],
+                                   [62, 62, 1], [30, 30, 1], [14, 14, 1],
+                                   [6, 6, 1]]
+  config = config_lib.Config(num_discriminators=2, ndf=4, ngf=4).validate()
+  assert summary.network_summary(config)["discriminator"][
+      "receptive_fields"] == [70, 141]
