@@ -89,6 +89,8 @@ class Config:
   eval_every_steps: int = 1000
   num_samples: int = 4
   inference_mode: str = "paper"
+  label_palette: str = ""
+  segmenter: str = ""
 
   @classmethod
   def from_flag_values(cls, flag_values) -> "Config":
@@ -183,6 +185,9 @@ class Config:
           f"{multiple}, or a shallower generator (--generator=unet "
           "--unet_depth=D).")
     self._validate_discriminators()
+    if self.segmenter and not self.label_palette:
+      raise ConfigError("--segmenter needs --label_palette: the palette "
+                        "turns the input label maps into classes.")
     if self.batch_size % num_replicas:
       raise ConfigError(
           f"--batch_size={self.batch_size} is not divisible by the "

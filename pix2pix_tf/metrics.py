@@ -1,13 +1,16 @@
-"""Image-quality metrics, per example, for images in [-1, 1].
+"""Image-quality metrics for images in [-1, 1].
 
-L1 and MSE are on the [-1, 1] scale of the model's outputs (L1 equals the
-training loss `gen_l1_loss`); PSNR and SSIM are computed on images mapped to
-[0, 1] (`tf.image.psnr` and `tf.image.ssim` with max_val 1, SSIM's 11x11
-Gaussian window, so images must be at least 11 pixels high and wide).
+Per example: L1 and MSE on the [-1, 1] scale of the model's outputs (L1 equals
+the training loss `gen_l1_loss`); PSNR and SSIM on images mapped to [0, 1]
+(`tf.image.psnr` and `tf.image.ssim` with max_val 1 and SSIM's 11x11 Gaussian
+window, so images must be at least 11 pixels high and wide); pixel accuracy.
+Per set: colour-distribution distances, FID and KID from InceptionV3
+features.
 """
 
 from typing import Dict
 
+import numpy as np
 import tensorflow as tf
 
 
@@ -28,3 +31,114 @@ def image_metrics(generated_image, target_image) -> Dict[str, tf.Tensor]:
       "psnr": tf.image.psnr(generated_unit, target_unit, max_val=1.0),
       "ssim": tf.image.ssim(generated_unit, target_unit, max_val=1.0),
   }
+
+
+def pixel_accuracy(generated_image, target_image, tolerance: float = 25.0):
+  """Per example: the share of pixels whose largest channel error is at most
+  `tolerance` intensity levels (of 255)."""
+  error = tf.abs(tf.cast(generated_image, tf.float32) -
+                 tf.cast(target_image, tf.float32)) * 127.5
+  within = tf.reduce_max(error, axis=-1) <= tolerance + 1e-3
+  return tf.reduce_mean(tf.cast(within, tf.float32), axis=[1, 2])
+
+
+def color_histograms(images, bins: int = 64) -> np.ndarray:
+  """Per-channel histograms (channels, bins) of a set of [-1, 1] images,
+  summed over the set (unnormalised counts)."""
+  values = tf.cast(tf.round((tf.cast(images, tf.float32) + 1.0) * 127.5),
+                   tf.int32)
+  values = tf.clip_by_value(values * bins // 256, 0, bins - 1)
+  channels = values.shape[-1]
+  flat = tf.reshape(values, [-1, channels])
+  return np.stack([np.bincount(flat[:, c].numpy(), minlength=bins)
+                   for c in range(channels)]).astype(np.float64)
+
+
+def color_distribution_distance(generated_histograms: np.ndarray,
+                                target_histograms: np.ndarray
+                                ) -> Dict[str, float]:
+  """How far the generated set's colours are from the target set's.
+
+  Returns, averaged over channels: `color_histogram_intersection` (1 for the
+  same distribution, 0 for disjoint ones) and `color_emd`, the earth mover's
+  distance between the two distributions of intensity (0..255 levels).
+  """
+  generated = generated_histograms / generated_histograms.sum(
+      axis=1, keepdims=True)
+  target = target_histograms / target_histograms.sum(axis=1, keepdims=True)
+  bins = generated.shape[1]
+  intersection = np.minimum(generated, target).sum(axis=1)
+  # In one dimension the EMD is the L1 distance between the CDFs.
+  emd = np.abs(np.cumsum(generated, 1) - np.cumsum(target, 1)).sum(1) * (
+      256.0 / bins)
+  return {"color_histogram_intersection": float(intersection.mean()),
+          "color_emd": float(emd.mean())}
+
+
+INCEPTION_WEIGHTS_URL = (
+    "https://storage.googleapis.com/tensorflow/keras-applications/"
+    "inception_v3/inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5")
+
+
+def inception_model(weights_path=None):
+  """InceptionV3 up to its 2048-d average pool, from a weights file.
+
+  `weights_path` is Keras's ImageNet file (INCEPTION_WEIGHTS_URL); None
+  leaves the weights random (for tests only: the distances are then not
+  comparable to published ones).
+  """
+  import keras
+  model = keras.applications.InceptionV3(include_top=False, weights=None,
+                                         pooling="avg",
+                                         input_shape=(299, 299, 3))
+  if weights_path:
+    model.load_weights(weights_path)
+  return model
+
+
+def inception_features(model, images) -> np.ndarray:
+  """(batch, 2048) pool features of [-1, 1] images (Inception's own input
+  range), resized to 299x299; grayscale images are repeated to RGB."""
+  images = tf.cast(images, tf.float32)
+  if images.shape[-1] == 1:
+    images = tf.image.grayscale_to_rgb(images)
+  images = tf.image.resize(images, [299, 299], method="bilinear")
+  return model(images, training=False).numpy().astype(np.float64)
+
+
+def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
+  """FID: ||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2))."""
+  mu_a, mu_b = features_a.mean(0), features_b.mean(0)
+  cov_a = np.cov(features_a, rowvar=False)
+  cov_b = np.cov(features_b, rowvar=False)
+  # Tr((S_a S_b)^(1/2)) = sum of the square roots of the eigenvalues of the
+  # symmetric S_a^(1/2) S_b S_a^(1/2).
+  values, vectors = np.linalg.eigh(cov_a)
+  sqrt_a = (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+  middle = np.linalg.eigvalsh(sqrt_a @ cov_b @ sqrt_a)
+  trace_sqrt = np.sqrt(np.clip(middle, 0, None)).sum()
+  distance = (np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a) + np.trace(cov_b)
+              - 2 * trace_sqrt)
+  return float(max(distance, 0.0))
+
+
+def kernel_inception_distance(features_a: np.ndarray, features_b: np.ndarray,
+                              num_subsets: int = 10, subset_size: int = 1000,
+                              seed: int = 0) -> float:
+  """KID: unbiased MMD^2 with the kernel (x.y / d + 1)^3, averaged over
+  random subsets (Binkowski et al.)."""
+  rng = np.random.RandomState(seed)
+  size = min(subset_size, len(features_a), len(features_b))
+  dims = features_a.shape[1]
+  estimates = []
+  for _ in range(num_subsets):
+    a = features_a[rng.choice(len(features_a), size, replace=False)]
+    b = features_b[rng.choice(len(features_b), size, replace=False)]
+    k_aa = (a @ a.T / dims + 1) ** 3
+    k_bb = (b @ b.T / dims + 1) ** 3
+    k_ab = (a @ b.T / dims + 1) ** 3
+    off_diagonal = size * (size - 1)
+    estimates.append((k_aa.sum() - np.trace(k_aa)) / off_diagonal +
+                     (k_bb.sum() - np.trace(k_bb)) / off_diagonal -
+                     2 * k_ab.mean())
+  return float(np.mean(estimates))

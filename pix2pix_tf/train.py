@@ -143,6 +143,15 @@ flags.DEFINE_enum("inference_mode", _D.inference_mode,
                   "dropout on and batch statistics, as the paper; eval: "
                   "moving statistics, no dropout.")
 
+flags.DEFINE_string("label_palette", _D.label_palette,
+                    "For label-map datasets (cityscapes, facades, or a "
+                    "palette JSON file): also log the segmentation scores "
+                    "of photo -> labels, or with --segmenter the FCN-score "
+                    "of labels -> photo, at each evaluation.")
+flags.DEFINE_string("segmenter", _D.segmenter,
+                    "A segmenter SavedModel (tools/train_segmenter.py) for "
+                    "the FCN-score during training.")
+
 FLAGS = flags.FLAGS
 
 

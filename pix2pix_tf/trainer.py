@@ -28,7 +28,6 @@ from absl import logging
 from pix2pix_tf import config as config_lib
 from pix2pix_tf import input_pipeline
 from pix2pix_tf import losses
-from pix2pix_tf import metrics
 from pix2pix_tf import models
 
 SCALARS = ("gen_total_loss", "gen_gan_loss", "gen_l1_loss", "disc_loss",
@@ -311,26 +310,48 @@ class Evaluator:
   """Val-split metrics and the fixed sample grid."""
 
   def __init__(self, config, generate, eval_files, sample_batch):
+    from pix2pix_tf import evaluate  # Its flags are defined only by its run().
+    from pix2pix_tf import segmentation
+
     self.config = config
     self.generate = generate
     self.eval_files = eval_files
     self.sample_batch = sample_batch
+    self.palette = (segmentation.load_palette(config.label_palette)
+                    if config.label_palette else None)
+    self.segmenter = (evaluate.load_segmenter(config.segmenter)
+                      if config.segmenter else None)
+    self.labels_side = None
 
   def evaluate(self) -> Dict[str, float]:
     """Means over the val split: gen_l1_loss (L1 in [-1, 1] units, as the
-    training loss), mse, psnr and ssim (see `metrics`)."""
+    training loss), mse, psnr and ssim (see `metrics`); with a label palette
+    also the segmentation scores, e.g. fcn_generated/class_iou."""
+    from pix2pix_tf import evaluate
+
     dataset = input_pipeline.make_dataset(self.eval_files, self.config,
                                           self.config.batch_size,
                                           training=False)
-    totals, count = {}, 0
+    accumulator = evaluate.Accumulator(
+        ("l1", "mse", "psnr", "ssim"), palette=self.palette,
+        labels_side=self.labels_side, segmenter=self.segmenter)
+    done = 0
     for input_image, target_image in dataset:
-      values = metrics.image_metrics(self.generate(input_image), target_image)
-      for name, per_example in values.items():
-        totals[name] = totals.get(name, 0.0) + float(
-            tf.reduce_sum(per_example))
-      count += int(input_image.shape[0])
-    return {("gen_l1_loss" if name == "l1" else name): total / count
-            for name, total in totals.items()}
+      if self.palette is not None and accumulator.labels_side is None:
+        self.labels_side = accumulator.labels_side = (
+            evaluate.detect_labels_side(input_image, target_image,
+                                        self.palette))
+      batch_files = self.eval_files[done:done + int(input_image.shape[0])]
+      accumulator.add(batch_files, input_image, self.generate(input_image),
+                      target_image)
+      done += len(batch_files)
+    result = accumulator.result()
+    values = {("gen_l1_loss" if name == "l1" else name): value
+              for name, value in result["metrics"].items()}
+    for task, scores in result.get("segmentation", {}).items():
+      for name in ("per_pixel_accuracy", "per_class_accuracy", "class_iou"):
+        values[f"{task}/{name}"] = scores[name]
+    return values
 
   def sample(self) -> tf.Tensor:
     input_image, target_image = self.sample_batch
@@ -370,6 +391,21 @@ def export_generator(generator: keras.Model, config: config_lib.Config,
                      config.inference_mode)
 
 
+def check_evaluation_files(config: config_lib.Config) -> None:
+  """The palette and segmenter flags name readable files, or ConfigError."""
+  from pix2pix_tf import segmentation
+  if config.label_palette:
+    try:
+      segmentation.load_palette(config.label_palette)
+    except ValueError as e:
+      raise config_lib.ConfigError(str(e)) from e
+  if config.segmenter and not os.path.exists(
+      os.path.join(config.segmenter, "saved_model.pb")):
+    raise config_lib.ConfigError(
+        f"--segmenter={config.segmenter} is not a SavedModel. Train one with "
+        "python tools/train_segmenter.py.")
+
+
 def train_and_evaluate(config: config_lib.Config,
                        strategy: Optional[tf.distribute.Strategy] = None
                        ) -> Dict[str, float]:
@@ -385,6 +421,7 @@ def train_and_evaluate(config: config_lib.Config,
   """
   strategy = strategy or make_strategy(config.strategy)
   config.validate(strategy.num_replicas_in_sync)
+  check_evaluation_files(config)
   train_files = input_pipeline.list_images(config.data_dir, "train")
   input_pipeline.check_headers(train_files)
   has_val = input_pipeline.has_split(config.data_dir, "val")

@@ -1,5 +1,6 @@
 """Shared fixtures. Tests run on the CPU, split into two logical devices."""
 
+import glob
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -50,3 +51,15 @@ def gradient_image(height, width, channels=3, offset=0):
   y, x = np.mgrid[0:height, 0:width]
   planes = [(x * 7 + y * 3 + offset + 60 * c) % 256 for c in range(channels)]
   return np.stack(planes, axis=-1).astype(np.uint8)
+
+
+def scalar_tags(log_dir):
+  """TensorBoard values of a log folder: tag -> sorted [(step, value)]."""
+  tags = {}
+  for path in glob.glob(os.path.join(log_dir, "events.out.tfevents.*")):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        tags.setdefault(value.tag, []).append(
+            (event.step, float(tf.make_ndarray(value.tensor))
+             if value.tensor.dtype != tf.string.as_datatype_enum else 0.0))
+  return {tag: sorted(values) for tag, values in tags.items()}

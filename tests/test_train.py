@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from conftest import gradient_image, small_config, write_pair
+from conftest import gradient_image, scalar_tags, small_config, write_pair
 from pix2pix_tf import config as config_lib
 from pix2pix_tf import demo_data
 from pix2pix_tf import input_pipeline
@@ -28,17 +28,6 @@ SMALL_FLAGS = ["--load_size=36", "--crop_size=32", "--generator=unet",
 def run_train(*flags):
   return subprocess.run([sys.executable, "-m", "pix2pix_tf.train", *flags],
                         capture_output=True, text=True, env=ENV, timeout=600)
-
-
-def scalar_tags(log_dir):
-  tags = {}
-  for path in glob.glob(os.path.join(log_dir, "events.out.tfevents.*")):
-    for event in tf.compat.v1.train.summary_iterator(path):
-      for value in event.summary.value:
-        tags.setdefault(value.tag, []).append(
-            (event.step, float(tf.make_ndarray(value.tensor))
-             if value.tensor.dtype != tf.string.as_datatype_enum else 0.0))
-  return {tag: sorted(values) for tag, values in tags.items()}
 
 
 def test_entry_point_trains_writes_everything_and_resumes(tiny_dataset,

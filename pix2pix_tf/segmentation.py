@@ -1,0 +1,141 @@
+"""Label maps: palettes, colour -> class, and the paper's segmentation scores.
+
+A palette maps class names to RGB colours (`palettes/*.json` in the package,
+or any file of the same form). Label images are usually JPEG-compressed, so
+each pixel is given the class of the nearest palette colour; pixels nearest a
+"void" colour are not scored.
+
+Scores follow the paper's FCN-score tables: per-pixel accuracy, per-class
+accuracy (mean over classes present in the ground truth) and class IoU (mean
+intersection over union over classes present in the ground truth or the
+prediction), from a confusion matrix accumulated over the whole split.
+"""
+
+import dataclasses
+import json
+import os
+from typing import Dict, List, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+PALETTE_DIR = os.path.join(os.path.dirname(__file__), "palettes")
+BUILT_IN = ("cityscapes", "facades")
+IGNORE = -1
+
+
+@dataclasses.dataclass(frozen=True)
+class Palette:
+  name: str
+  class_names: List[str]
+  colors: np.ndarray  # (num_classes, 3) uint8
+  void_colors: np.ndarray  # (num_void, 3) uint8
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.class_names)
+
+
+def load_palette(spec: str) -> Palette:
+  """A built-in palette name (cityscapes, facades) or a JSON file path.
+
+  The file holds {"name": ..., "classes": [{"name": ..., "color": [r, g, b]},
+  ...], "void": [[r, g, b], ...]}.
+  """
+  path = (os.path.join(PALETTE_DIR, f"{spec}.json") if spec in BUILT_IN
+          else spec)
+  if not os.path.isfile(path):
+    raise ValueError(f"--label_palette={spec} is neither a built-in palette "
+                     f"({', '.join(BUILT_IN)}) nor a file.")
+  try:
+    with open(path) as f:
+      data = json.load(f)
+    names = [c["name"] for c in data["classes"]]
+    colors = np.array([c["color"] for c in data["classes"]], np.uint8)
+    void = np.array(data.get("void", []), np.uint8).reshape(-1, 3)
+  except (ValueError, KeyError, TypeError) as e:
+    raise ValueError(f"{path} is not a palette file ({e}): expected "
+                     '{"classes": [{"name": ..., "color": [r, g, b]}, ...]}.'
+                     ) from e
+  if colors.ndim != 2 or colors.shape[1] != 3 or not len(colors):
+    raise ValueError(f"{path}: every class needs an [r, g, b] colour.")
+  return Palette(data.get("name", os.path.basename(path)), names, colors,
+                 void)
+
+
+def colors_to_classes(images, palette: Palette) -> tf.Tensor:
+  """Class index of each pixel's nearest palette colour; IGNORE for void.
+
+  Args:
+    images: (..., h, w, 3), uint8 or float in [-1, 1].
+  Returns:
+    int32 (..., h, w).
+  """
+  images = tf.convert_to_tensor(images)
+  if images.dtype != tf.uint8:
+    images = (tf.cast(images, tf.float32) + 1.0) * 127.5
+  images = tf.cast(images, tf.float32)
+  colors = tf.constant(np.concatenate([palette.colors, palette.void_colors]),
+                       tf.float32)
+  distances = tf.reduce_sum(tf.square(images[..., None, :] - colors), -1)
+  nearest = tf.cast(tf.argmin(distances, axis=-1), tf.int32)
+  return tf.where(nearest >= palette.num_classes, IGNORE, nearest)
+
+
+def classes_to_colors(classes, palette: Palette) -> np.ndarray:
+  """uint8 RGB image of a class map (void shown black)."""
+  colors = np.concatenate([palette.colors, np.zeros((1, 3), np.uint8)])
+  return colors[np.asarray(classes)]
+
+
+def confusion_matrix(true_classes, predicted_classes,
+                     num_classes: int) -> np.ndarray:
+  """(num_classes, num_classes) counts, rows true, columns predicted; pixels
+  whose true class is IGNORE are left out."""
+  true = np.asarray(true_classes).reshape(-1)
+  predicted = np.asarray(predicted_classes).reshape(-1)
+  keep = (true != IGNORE) & (predicted != IGNORE)
+  return np.bincount(true[keep] * num_classes + predicted[keep],
+                     minlength=num_classes ** 2).reshape(num_classes,
+                                                         num_classes)
+
+
+def scores(confusion: np.ndarray,
+           class_names: Sequence[str] = ()) -> Dict[str, object]:
+  """Per-pixel accuracy, per-class accuracy and class IoU of a confusion
+  matrix, plus each class's accuracy and IoU."""
+  confusion = confusion.astype(np.float64)
+  true_totals = confusion.sum(1)
+  predicted_totals = confusion.sum(0)
+  correct = np.diag(confusion)
+  present = true_totals > 0
+  union = true_totals + predicted_totals - correct
+  with np.errstate(divide="ignore", invalid="ignore"):
+    class_accuracy = np.where(present, correct / true_totals, np.nan)
+    class_iou = np.where(union > 0, correct / union, np.nan)
+  total = confusion.sum()
+  result = {
+      "per_pixel_accuracy": float(correct.sum() / total) if total else 0.0,
+      "per_class_accuracy": float(np.nanmean(class_accuracy))
+                            if present.any() else 0.0,
+      "class_iou": float(np.nanmean(class_iou)) if (union > 0).any() else 0.0,
+  }
+  if class_names:
+    result["classes"] = {
+        name: {"accuracy": None if np.isnan(a) else float(a),
+               "iou": None if np.isnan(i) else float(i)}
+        for name, a, i in zip(class_names, class_accuracy, class_iou)}
+  return result
+
+
+def labels_fraction(images, palette: Palette, tolerance: float = 40.0
+                    ) -> float:
+  """Share of pixels within `tolerance` (RGB distance) of a palette colour:
+  near 1 for label maps, low for photos."""
+  images = tf.cast((tf.cast(images, tf.float32) + 1.0) * 127.5, tf.float32)
+  colors = tf.constant(np.concatenate([palette.colors, palette.void_colors]),
+                       tf.float32)
+  distances = tf.reduce_min(tf.reduce_sum(
+      tf.square(images[..., None, :] - colors), -1), -1)
+  return float(tf.reduce_mean(tf.cast(distances <= tolerance ** 2,
+                                      tf.float32)))

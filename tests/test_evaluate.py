@@ -1,0 +1,217 @@
+"""Evaluation: metrics on known cases, segmentation scores, FID/KID, the CLI."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import scalar_tags, small_config
+from pix2pix_tf import demo_data
+from pix2pix_tf import metrics
+from pix2pix_tf import segmentation
+from pix2pix_tf import trainer
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+ROOT = os.path.join(os.path.dirname(__file__), "..")
+
+
+def test_pixel_accuracy_counts_pixels_within_tolerance():
+  target = tf.zeros([1, 2, 2, 3])
+  # Errors of 10, 20, 30 and 40 intensity levels in one channel.
+  levels = tf.constant([10.0, 20.0, 30.0, 40.0]) / 127.5
+  generated = tf.reshape(tf.stack([levels, tf.zeros(4), tf.zeros(4)], -1),
+                         [1, 2, 2, 3])
+  assert metrics.pixel_accuracy(generated, target, 25.0).numpy() == (
+      pytest.approx([0.5]))
+  assert metrics.pixel_accuracy(generated, target, 40.0).numpy() == (
+      pytest.approx([1.0]))
+
+
+def test_color_distribution_distance():
+  rng = np.random.RandomState(0)
+  images = tf.constant(rng.uniform(-0.5, 0.5, (4, 16, 16, 3)), tf.float32)
+  same = metrics.color_distribution_distance(
+      metrics.color_histograms(images), metrics.color_histograms(images))
+  assert same["color_histogram_intersection"] == pytest.approx(1.0)
+  assert same["color_emd"] == pytest.approx(0.0)
+  # Brighter by 0.2 on [-1, 1] = 25.5 intensity levels.
+  shifted = metrics.color_distribution_distance(
+      metrics.color_histograms(images + 0.2), metrics.color_histograms(images))
+  assert shifted["color_emd"] == pytest.approx(25.5, abs=4.0)
+  assert shifted["color_histogram_intersection"] < 0.9
+
+
+def palette_file(tmp_path):
+  path = tmp_path / "palette.json"
+  path.write_text(json.dumps({
+      "name": "demo", "classes": [{"name": k, "color": list(v)}
+                                  for k, v in demo_data.PALETTE.items()],
+      "void": [[0, 0, 0]]}))
+  return str(path)
+
+
+def test_label_map_classes_and_known_iou(tmp_path):
+  palette = segmentation.load_palette(palette_file(tmp_path))
+  sky, wall = demo_data.PALETTE["sky"], demo_data.PALETTE["wall"]
+  # JPEG-like noise on the colours still gives the nearest class; black is
+  # void.
+  image = np.array([[sky, wall], [(5, 80, 250), (0, 0, 0)]], np.uint8)
+  classes = segmentation.colors_to_classes(image[None], palette).numpy()[0]
+  assert classes.tolist() == [[0, 1], [1, segmentation.IGNORE]]
+  # true [0, 0, 1, 1], predicted [0, 1, 1, 1]: accuracy 3/4; per class 1/2
+  # and 1; IoU 1/2 and 2/3.
+  confusion = segmentation.confusion_matrix([0, 0, 1, 1, -1], [0, 1, 1, 1, 0],
+                                            3)
+  result = segmentation.scores(confusion, ["a", "b", "c"])
+  assert result["per_pixel_accuracy"] == pytest.approx(0.75)
+  assert result["per_class_accuracy"] == pytest.approx(0.75)
+  assert result["class_iou"] == pytest.approx((1 / 2 + 2 / 3) / 2)
+  assert result["classes"]["c"] == {"accuracy": None, "iou": None}
+
+
+def test_built_in_palettes():
+  cityscapes = segmentation.load_palette("cityscapes")
+  assert cityscapes.num_classes == 19
+  assert cityscapes.class_names[0] == "road"
+  assert cityscapes.colors[0].tolist() == [128, 64, 128]
+  assert segmentation.load_palette("facades").num_classes == 12
+  with pytest.raises(ValueError, match="neither a built-in palette"):
+    segmentation.load_palette("nope")
+
+
+@pytest.fixture(scope="module")
+def inception(tmp_path_factory):
+  """InceptionV3 with random weights, loaded from a weights file."""
+  path = str(tmp_path_factory.mktemp("inception") / "random.weights.h5")
+  keras.utils.set_random_seed(0)
+  metrics.inception_model().save_weights(path)
+  return metrics.inception_model(path)
+
+
+def test_fid_and_kid_are_zero_for_a_set_and_grow_with_noise(inception):
+  rng = np.random.RandomState(0)
+  images = rng.uniform(-1, 1, (12, 32, 32, 3)).astype(np.float32)
+  images = tf.image.resize(images, [64, 64]).numpy()  # Smoother content.
+  reference = metrics.inception_features(inception, images)
+  fids, kids = [], []
+  for noise in (0.0, 0.2, 0.8):
+    noisy = np.clip(images + noise * rng.normal(size=images.shape), -1, 1)
+    features = metrics.inception_features(inception, noisy)
+    fids.append(metrics.frechet_distance(reference, features))
+    kids.append(metrics.kernel_inception_distance(reference, features,
+                                                  num_subsets=3))
+  assert fids[0] == pytest.approx(0.0, abs=1e-6 * max(fids[1], 1))
+  assert fids[0] < fids[1] < fids[2]
+  assert abs(kids[0]) < 0.1 * kids[1]
+  assert kids[1] < kids[2]
+
+
+def test_frechet_distance_of_gaussians():
+  rng = np.random.RandomState(0)
+  a = rng.normal(size=(4000, 2))
+  b = rng.normal(size=(4000, 2)) * 2 + 1
+  # ||mu||^2 = 2; Tr(S_a + S_b - 2 sqrt(S_a S_b)) = 2 + 8 - 2 * 4 = 2.
+  assert metrics.frechet_distance(a, b) == pytest.approx(4.0, rel=0.08)
+
+
+@pytest.fixture(scope="module")
+def photo_to_labels_run(tmp_path_factory):
+  """A tiny run that translates photos (A) into demo label maps (B)."""
+  root = tmp_path_factory.mktemp("p2l")
+  data_dir = demo_data.write_dataset(str(root / "data"), 4, 3, 32)
+  os.rename(os.path.join(data_dir, "val"), os.path.join(data_dir, "test"))
+  config = small_config(data_dir, root / "run", max_steps=2)
+  trainer.train_and_evaluate(config,
+                             tf.distribute.OneDeviceStrategy("/cpu:0"))
+  return config, root
+
+
+def run_evaluate(*args):
+  return subprocess.run([sys.executable, "-m", "pix2pix_tf.evaluate", *args],
+                        capture_output=True, text=True, env=ENV, timeout=600)
+
+
+def test_evaluate_command_json_and_photo_to_labels(photo_to_labels_run,
+                                                   tmp_path):
+  config, _ = photo_to_labels_run
+  output = tmp_path / "result.json"
+  result = run_evaluate(f"--model_dir={config.model_dir}",
+                        f"--data_dir={config.data_dir}", "--split=test",
+                        f"--label_palette={palette_file(tmp_path)}",
+                        f"--output={output}")
+  assert result.returncode == 0, result.stderr
+  data = json.loads(output.read_text())
+  assert data["num_images"] == 3
+  assert [row["file"] for row in data["per_image"]] == [
+      "0001.png", "0002.png", "0003.png"]
+  for name in ("l1", "mse", "psnr", "ssim", "pixel_accuracy"):
+    assert data["metrics"][name] == pytest.approx(
+        np.mean([row[name] for row in data["per_image"]]))
+  assert 0 <= data["metrics"]["color_histogram_intersection"] <= 1
+  assert data["labels_side"] == "target"
+  scores = data["segmentation"]["photo_to_labels"]
+  assert 0 <= scores["class_iou"] <= scores["per_pixel_accuracy"] <= 1
+  assert set(scores["classes"]) == set(demo_data.PALETTE)
+  assert "FID and KID skipped" in data["notes"][0]
+  # The console table.
+  assert "l1" in result.stdout and "photo_to_labels: per-pixel acc" in (
+      result.stdout)
+
+
+def test_fcn_score_with_a_trained_segmenter(tmp_path):
+  data_dir = demo_data.write_dataset(str(tmp_path / "data"), 8, 2, 32)
+  palette = palette_file(tmp_path)
+  segmenter = tmp_path / "segmenter"
+  trained = subprocess.run(
+      [sys.executable, os.path.join(ROOT, "tools", "train_segmenter.py"),
+       f"--data_dir={data_dir}", f"--label_palette={palette}",
+       f"--output={segmenter}", "--image_size=32", "--depth=3",
+       "--filters=8", "--epochs=2", "--batch_size=4"],
+      capture_output=True, text=True, env=ENV, timeout=600)
+  assert trained.returncode == 0, trained.stderr
+  assert "labels: B half" in trained.stdout
+  # labels -> photo: the demo data's B half is the label map. Training logs
+  # the FCN-score of the val split with the other val metrics.
+  config = small_config(data_dir, tmp_path / "run", max_steps=2,
+                        direction="BtoA", label_palette=palette,
+                        segmenter=str(segmenter))
+  trainer.train_and_evaluate(config,
+                             tf.distribute.OneDeviceStrategy("/cpu:0"))
+  val = scalar_tags(str(tmp_path / "run" / "logs" / "val"))
+  for row in ("fcn_generated", "fcn_ground_truth"):
+    for name in ("per_pixel_accuracy", "per_class_accuracy", "class_iou"):
+      steps = [s for s, _ in val[f"{row}/{name}"]]
+      assert steps == [0, 2]
+      assert all(0 <= v <= 1 for _, v in val[f"{row}/{name}"])
+  output = tmp_path / "result.json"
+  result = run_evaluate(f"--model_dir={config.model_dir}",
+                        f"--data_dir={data_dir}", "--split=val",
+                        f"--label_palette={palette}",
+                        f"--segmenter={segmenter}", f"--output={output}")
+  assert result.returncode == 0, result.stderr
+  data = json.loads(output.read_text())
+  assert data["labels_side"] == "input"
+  for row in ("fcn_generated", "fcn_ground_truth"):
+    scores = data["segmentation"][row]
+    assert 0 < scores["per_pixel_accuracy"] <= 1
+
+
+def test_evaluate_names_a_missing_model(tmp_path):
+  result = run_evaluate(f"--model_dir={tmp_path}", f"--data_dir={tmp_path}")
+  assert result.returncode != 0
+  assert f"{tmp_path}/export is not a SavedModel" in result.stderr
+
+
+def test_training_rejects_a_missing_segmenter_before_writing(tmp_path):
+  from pix2pix_tf import config as config_lib
+  config = small_config(tmp_path, tmp_path / "run", label_palette="facades",
+                        segmenter=str(tmp_path / "none"))
+  with pytest.raises(config_lib.ConfigError, match="is not a SavedModel"):
+    trainer.train_and_evaluate(config,
+                               tf.distribute.OneDeviceStrategy("/cpu:0"))
+  assert not (tmp_path / "run").exists()
