@@ -11,6 +11,7 @@ setuptools.setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=setuptools.find_packages(include=["pix2pix_tf", "pix2pix_tf.*"]),
+    package_data={"pix2pix_tf": ["palettes/*.json"]},
     python_requires=">=3.10,<3.13",
     # The tested range: TensorFlow 2.18 to 2.21 with Keras 3.
     install_requires=[
@@ -20,12 +21,16 @@ setuptools.setup(
         "pillow>=10",
         "absl-py>=2.1",
         "tensorboard>=2.18,<2.22",
+        # The perceptual study page (and the translation page) are served
+        # with Flask.
+        "flask>=3.0",
     ],
     extras_require={
         "gpu": ["tensorflow[and-cuda]>=2.18,<2.22"],
         # tools/ablate.py draws its figures with matplotlib.
         "tools": ["matplotlib>=3.7"],
-        "test": ["pytest>=8", "matplotlib>=3.7"],
+        # The browser tests drive Debian's chromium with Selenium.
+        "test": ["pytest>=8", "matplotlib>=3.7", "selenium>=4.20"],
     },
     entry_points={
         "console_scripts": [
@@ -33,6 +38,8 @@ setuptools.setup(
             "pix2pix-summary=pix2pix_tf.summary:run",
             "pix2pix-export=pix2pix_tf.export:run",
             "pix2pix-predict=pix2pix_tf.predict:run",
+            "pix2pix-evaluate=pix2pix_tf.evaluate:run",
+            "pix2pix-study=pix2pix_tf.study:run",
         ],
     },
     license="Apache-2.0",

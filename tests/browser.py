@@ -1,0 +1,48 @@
+"""Headless Chromium from Debian's packages, driven by Selenium.
+
+Nothing downloads a browser: the test uses /usr/bin/chromium and
+/usr/bin/chromedriver (`apt-get install chromium chromium-driver`; .ci/run
+installs them). Without them the browser tests are skipped, unless
+PIX2PIX_REQUIRE_BROWSER=1 (set by .ci/run) makes that a failure.
+"""
+
+import os
+import shutil
+import tempfile
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+def chromium_driver():
+  """A headless Chromium WebDriver; the caller quits it."""
+  if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
+    message = ("Debian's chromium and chromium-driver are not installed "
+               "(apt-get install chromium chromium-driver).")
+    if os.environ.get("PIX2PIX_REQUIRE_BROWSER") == "1":
+      pytest.fail(message)
+    pytest.skip(message)
+  from selenium import webdriver
+  from selenium.webdriver.chrome.service import Service
+
+  options = webdriver.ChromeOptions()
+  options.binary_location = CHROMIUM
+  profile = tempfile.mkdtemp(prefix="chromium-profile-")
+  for argument in ("--headless=new", "--no-sandbox", "--disable-gpu",
+                   "--disable-quic", "--no-first-run",
+                   "--disable-background-networking",
+                   "--disable-component-update", "--disable-sync",
+                   "--disable-dev-shm-usage", "--window-size=1000,900",
+                   f"--user-data-dir={profile}"):
+    options.add_argument(argument)
+  driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+  original_quit = driver.quit
+
+  def quit_and_clean():
+    original_quit()
+    shutil.rmtree(profile, ignore_errors=True)
+
+  driver.quit = quit_and_clean
+  return driver
