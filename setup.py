@@ -21,8 +21,7 @@ setuptools.setup(
         "pillow>=10",
         "absl-py>=2.1",
         "tensorboard>=2.18,<2.22",
-        # The perceptual study page (and the translation page) are served
-        # with Flask.
+        # The perceptual study page is served with Flask.
         "flask>=3.0",
     ],
     extras_require={
