@@ -246,7 +246,11 @@ def define_flags():
   """Defines this command's flags (at start-up, like export's)."""
   flags.DEFINE_string("saved_model", None, "An exported SavedModel folder.")
   flags.DEFINE_string("model_dir", None,
-                      "A training run: uses its export (<model_dir>/export).")
+                      "A training run: uses its export (<model_dir>/export), "
+                      "or with --checkpoint that checkpoint.")
+  flags.DEFINE_string("checkpoint", None,
+                      "With --model_dir: evaluate this checkpoint (e.g. "
+                      "RUN/checkpoints/ckpt-4000) instead of the export.")
   flags.DEFINE_string("data_dir", None, "The dataset folder.")
   flags.DEFINE_string("split", "test", "The split to evaluate (a subfolder).")
   flags.DEFINE_list("metrics", list(ALL_METRICS),
@@ -284,7 +288,21 @@ def main(argv):
   if unknown:
     raise app.UsageError(f"Unknown --metrics {', '.join(sorted(unknown))}; "
                          f"choose from {', '.join(ALL_METRICS)}.")
+  if FLAGS.checkpoint and not FLAGS.model_dir:
+    raise app.UsageError("--checkpoint goes with --model_dir.")
   saved_model = FLAGS.saved_model or os.path.join(FLAGS.model_dir, "export")
+  staging = None
+  if FLAGS.checkpoint:
+    # Export the checkpoint to a temporary folder and evaluate that.
+    import tempfile
+    from pix2pix_tf import export
+    staging = tempfile.mkdtemp(prefix="pix2pix-evaluate-")
+    try:
+      saved_model = export.export(FLAGS.model_dir,
+                                  os.path.join(staging, "export"),
+                                  FLAGS.checkpoint)
+    except (export.ExportError, ValueError) as e:
+      sys.exit(f"pix2pix_tf.evaluate: error: {e}")
   if not os.path.exists(os.path.join(saved_model, "saved_model.pb")):
     sys.exit(f"pix2pix_tf.evaluate: error: {saved_model} is not a "
              "SavedModel. Export one with python -m pix2pix_tf.export "
@@ -300,6 +318,12 @@ def main(argv):
         FLAGS.labels, FLAGS.segmenter, FLAGS.inception_weights)
   except (ValueError, input_pipeline.DatasetError) as e:
     sys.exit(f"pix2pix_tf.evaluate: error: {e}")
+  finally:
+    if staging:
+      import shutil
+      shutil.rmtree(staging, ignore_errors=True)
+  if FLAGS.checkpoint:
+    result["checkpoint"] = FLAGS.checkpoint
   print(format_table(result))
   if FLAGS.output:
     with open(FLAGS.output + ".tmp", "w") as f:

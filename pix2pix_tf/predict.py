@@ -7,8 +7,9 @@ r"""Translates images, or a whole test split, with an exported generator.
 
 Images of any size are translated at the model's training size and resized
 back, keeping file names. With --paired each input file is an A|B pair: the
-input half (by the model's direction) is translated, and `index.html` shows
-input | generated | target for every pair, as the reference's results page.
+input half (by the model's direction) is translated, the halves are saved to
+inputs/ and targets/, and `index.html` shows input | generated | target for
+every pair, as the reference's results page.
 A file that cannot be read is reported and skipped; the command exits
 non-zero at the end if any failed.
 """
@@ -68,7 +69,8 @@ def translate_files(saved_model, files, output, paired=False):
   in_channels = metadata["input_channels"]
   os.makedirs(output, exist_ok=True)
   if paired:
-    os.makedirs(os.path.join(output, "images"), exist_ok=True)
+    for folder in ("inputs", "targets"):
+      os.makedirs(os.path.join(output, folder), exist_ok=True)
   rows, failed = [], []
   progbar = Progbar(len(files), unit_name="image",
                     verbose=1 if sys.stdout.isatty() else 2)
@@ -90,12 +92,10 @@ def translate_files(saved_model, files, output, paired=False):
       stem = os.path.splitext(name)[0]
       save_image(generated, os.path.join(output, name))
       if paired:
-        save_image(input_image, os.path.join(output, "images",
-                                             f"{stem}_input.png"))
-        save_image(target, os.path.join(output, "images",
-                                        f"{stem}_target.png"))
-        rows.append((name, f"images/{stem}_input.png", name,
-                     f"images/{stem}_target.png"))
+        save_image(input_image, os.path.join(output, "inputs", f"{stem}.png"))
+        save_image(target, os.path.join(output, "targets", f"{stem}.png"))
+        rows.append((name, f"inputs/{stem}.png", name,
+                     f"targets/{stem}.png"))
     except Exception as e:  # pylint: disable=broad-except
       # One bad file must not stop the rest: report it and go on.
       failed.append(path)

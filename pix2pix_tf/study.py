@@ -1,6 +1,6 @@
 r"""A real-vs-fake perceptual study page, as the pix2pix studies ran on AMT.
 
-    python -m pix2pix_tf.study --real_dir=results/facades/images \
+    python -m pix2pix_tf.study --real_dir=results/facades/targets \
         --generated_dir=results/facades --answers=facades_study.jsonl
 
 Serves, on 127.0.0.1 by default, a page that shows the real and generated

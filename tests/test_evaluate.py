@@ -215,3 +215,17 @@ def test_training_rejects_a_missing_segmenter_before_writing(tmp_path):
     trainer.train_and_evaluate(config,
                                tf.distribute.OneDeviceStrategy("/cpu:0"))
   assert not (tmp_path / "run").exists()
+
+
+def test_evaluate_a_named_checkpoint(photo_to_labels_run, tmp_path):
+  config, _ = photo_to_labels_run
+  checkpoint = os.path.join(config.model_dir, "checkpoints", "ckpt-2")
+  output = tmp_path / "result.json"
+  result = run_evaluate(f"--model_dir={config.model_dir}",
+                        f"--checkpoint={checkpoint}",
+                        f"--data_dir={config.data_dir}", "--split=test",
+                        "--metrics=l1,psnr", f"--output={output}")
+  assert result.returncode == 0, result.stderr
+  data = json.loads(output.read_text())
+  assert data["checkpoint"] == checkpoint and data["step"] == 2
+  assert set(data["metrics"]) == {"l1", "psnr"}

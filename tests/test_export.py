@@ -261,13 +261,13 @@ def test_predict_paired_writes_a_results_page(trained_run, tmp_path):
   assert page.count("<tr><td>") == 3
   for name in names:
     stem = name[:-4]
-    for src in (f"images/{stem}_input.png", name, f"images/{stem}_target.png"):
+    for src in (f"inputs/{stem}.png", name, f"targets/{stem}.png"):
       assert f"src='{src}'" in page
       assert (tmp_path / "out" / src).exists()
   # The direction is honoured: input and target halves as the model's.
   a_half = gradient_image(32, 32, offset=0)
   b_half = gradient_image(32, 32, offset=100)
-  saved_input = np.asarray(Image.open(tmp_path / "out" / "images" /
-                                      "0_input.png"))
+  saved_input = np.asarray(Image.open(tmp_path / "out" / "inputs" /
+                                      "0.png"))
   expected_input = b_half if trained_run.direction == "BtoA" else a_half
   np.testing.assert_array_equal(saved_input, expected_input)
