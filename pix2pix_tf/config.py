@@ -45,6 +45,8 @@ class Config:
   output_channels: int = 3
   shuffle_buffer: int = 1000
   deterministic: bool = False
+  cache: str = ""
+  on_bad_image: str = "error"
 
   # Models.
   generator: str = "unet_256"
@@ -140,6 +142,7 @@ class Config:
     _check_choice("lr_policy", self.lr_policy, LR_POLICIES)
     _check_choice("strategy", self.strategy, STRATEGIES)
     _check_choice("inference_mode", self.inference_mode, INFERENCE_MODES)
+    _check_choice("on_bad_image", self.on_bad_image, ("error", "skip"))
     for name in ("input_channels", "output_channels"):
       _check_choice(name, getattr(self, name), (1, 3))
     for name in ("load_size", "crop_size", "batch_size", "ngf", "ndf",

@@ -4,13 +4,19 @@ The steps are small pure functions, composed by `make_dataset`:
 
     load_pair -> random_jitter (training) or resize (evaluation) -> normalize
 
+A split is read from a folder of image files or from the sharded TFRecords of
+tools/make_tfrecords.py (a folder with a dataset.json); `open_split` returns
+either as a `Split`.
+
 `load_pair` splits a file into its left (A) and right (B) halves and orders
 them by `direction` into (input_image, target_image). Both halves then go
 through the same resize, crop and flip: they are stacked and transformed once.
 """
 
+import dataclasses
+import json
 import os
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
@@ -66,6 +72,95 @@ def has_split(data_dir: str, split: str) -> bool:
       f.lower().endswith(IMAGE_EXTENSIONS) for f in os.listdir(folder))
 
 
+TFRECORD_INFO = "dataset.json"
+
+
+def shard_name(split: str, index: int, count: int) -> str:
+  return f"{split}-{index:05d}-of-{count:05d}.tfrecord"
+
+
+def encode_record(contents: bytes, name: str) -> bytes:
+  """A tf.train.Example with a pair file's bytes, as they are, and its name."""
+  feature = {
+      "pair": tf.train.Feature(bytes_list=tf.train.BytesList(
+          value=[contents])),
+      "name": tf.train.Feature(bytes_list=tf.train.BytesList(
+          value=[name.encode()])),
+  }
+  return tf.train.Example(features=tf.train.Features(
+      feature=feature)).SerializeToString()
+
+
+def parse_record(record):
+  """(name, contents) of a serialized record."""
+  parsed = tf.io.parse_single_example(record, {
+      "pair": tf.io.FixedLenFeature([], tf.string),
+      "name": tf.io.FixedLenFeature([], tf.string)})
+  return parsed["name"], parsed["pair"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+  """A split's data: image files, or TFRecord shards holding `count` pairs."""
+  paths: Tuple[str, ...]
+  count: int
+  tfrecord: bool = False
+  description: str = ""
+
+  def without(self, names: Sequence[str]) -> "Split":
+    """The split less the named files (folders only)."""
+    bad = set(names)
+    paths = tuple(p for p in self.paths if p not in bad)
+    return dataclasses.replace(self, paths=paths, count=len(paths)) if (
+        not self.tfrecord) else self
+
+
+def is_tfrecord_dataset(data_dir: str) -> bool:
+  return os.path.isfile(os.path.join(data_dir, TFRECORD_INFO))
+
+
+def open_split(data_dir: str, split: str) -> Split:
+  """The `split` of a folder dataset or of a TFRecord dataset.
+
+  Raises:
+    DatasetError: the split is missing or empty, naming the path.
+  """
+  if not is_tfrecord_dataset(data_dir):
+    files = list_images(data_dir, split)
+    return Split(tuple(files), len(files), False,
+                 os.path.join(data_dir, split))
+  info_path = os.path.join(data_dir, TFRECORD_INFO)
+  try:
+    with open(info_path) as f:
+      info = json.load(f)["splits"][split]
+  except KeyError:
+    raise DatasetError(f"{info_path} lists no {split} split. Write it with "
+                       "tools/make_tfrecords.py from a folder that has "
+                       f"{split}/.") from None
+  except ValueError as e:
+    raise DatasetError(f"{info_path} is not readable ({e}); write the "
+                       "dataset again with tools/make_tfrecords.py.") from e
+  shards = tuple(os.path.join(data_dir, shard_name(split, i, info["shards"]))
+                 for i in range(info["shards"]))
+  missing = [p for p in shards if not os.path.exists(p)]
+  if missing:
+    raise DatasetError(f"{missing[0]} is missing ({len(missing)} of "
+                       f"{len(shards)} {split} shards). Write the dataset "
+                       "again with tools/make_tfrecords.py.")
+  return Split(shards, int(info["pairs"]), True,
+               os.path.join(data_dir, f"{split}-*.tfrecord"))
+
+
+def split_exists(data_dir: str, split: str) -> bool:
+  if is_tfrecord_dataset(data_dir):
+    try:
+      open_split(data_dir, split)
+      return True
+    except DatasetError:
+      return False
+  return has_split(data_dir, split)
+
+
 def check_headers(files: Sequence[str]) -> None:
   """Rejects files whose first bytes are not those of their format.
 
@@ -117,8 +212,14 @@ def load_pair(path, direction: str = "AtoB", input_channels: int = 3,
   The left half is A and the right half B (for an odd width B gets the extra
   column, as the reference does). `direction='BtoA'` swaps them.
   """
-  image = tf.io.read_file(path)
-  image = tf.cast(_decode(image, 3), tf.float32)
+  return split_pair(_decode(tf.io.read_file(path), 3), direction,
+                    input_channels, output_channels)
+
+
+def split_pair(image, direction: str = "AtoB", input_channels: int = 3,
+               output_channels: int = 3):
+  """A decoded A|B image (h, w, 3) -> (input_image, target_image) float32."""
+  image = tf.cast(image, tf.float32)
   half = tf.shape(image)[1] // 2
   image_a = image[:, :half, :]
   image_b = image[:, half:, :]
@@ -173,57 +274,132 @@ def to_uint8(image):
                  tf.uint8)
 
 
-def make_dataset(files: Sequence[str], config, batch_size: int,
-                 training: bool, input_context=None) -> tf.data.Dataset:
+def find_undecodable(split: Split) -> List[str]:
+  """Every file (or record name) of `split` that does not decode.
+
+  One parallel decoding pass; used by --on_bad_image=skip to name each bad
+  image once before training.
+  """
+  def check(name, contents):
+    return name, tf.shape(_decode(contents, 3))[0]
+
+  dataset = _named_contents(split, input_context=None)
+  dataset = dataset.map(check, num_parallel_calls=tf.data.AUTOTUNE)
+  dataset = dataset.ignore_errors()
+  good = {name.decode() for name, _ in dataset.as_numpy_iterator()}
+  if not split.tfrecord:
+    return [p for p in split.paths if p not in good]
+  names = _named_contents(split, None).map(lambda name, _: name)
+  return sorted({n.decode() for n in names.as_numpy_iterator()} - good)
+
+
+def _named_contents(split: Split, input_context, shuffle_seed=None):
+  """(name, encoded bytes) of every pair, sharded across input pipelines."""
+  paths = tf.data.Dataset.from_tensor_slices(list(split.paths))
+  if input_context is not None and input_context.num_input_pipelines > 1:
+    # Shard by file (image files or TFRecord shards) before anything is
+    # read, so each worker reads only its own part.
+    paths = paths.shard(input_context.num_input_pipelines,
+                        input_context.input_pipeline_id)
+  if shuffle_seed is not None:
+    paths = paths.shuffle(len(split.paths), seed=shuffle_seed,
+                          reshuffle_each_iteration=True)
+  if not split.tfrecord:
+    return paths.map(lambda path: (path, tf.io.read_file(path)),
+                     num_parallel_calls=tf.data.AUTOTUNE)
+  records = paths.interleave(tf.data.TFRecordDataset,
+                             cycle_length=tf.data.AUTOTUNE,
+                             num_parallel_calls=tf.data.AUTOTUNE,
+                             deterministic=shuffle_seed is None)
+  return records.map(parse_record, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def make_dataset(split, config, batch_size: int, training: bool,
+                 input_context=None, with_names: bool = False,
+                 skip: int = 0) -> tf.data.Dataset:
   """The batched dataset of (input_image, target_image) in [-1, 1].
 
   Args:
-    files: image paths, from `list_images`.
+    split: a `Split` from `open_split`, or a list of image paths.
     config: the run's Config (direction, sizes, flip, channels, seed,
-      shuffle_buffer, deterministic).
+      shuffle_buffer, deterministic, cache, on_bad_image).
     batch_size: the batch size of this input pipeline (per replica under
       `distribute_datasets_from_function`).
     training: jitter, shuffle and repeat forever; otherwise one pass, resized
-      to crop_size, in file order.
+      to crop_size, in order.
     input_context: a `tf.distribute.InputContext`; shards the files across
       input pipelines (workers).
+    with_names: evaluation only: yield (names, input_image, target_image).
+    skip: training only: leave out this many elements of the stream first
+      (a resumed run skips what it already trained on).
   """
-  dataset = tf.data.Dataset.from_tensor_slices(list(files))
-  if input_context is not None and input_context.num_input_pipelines > 1:
-    # Shard by file, before anything is read, so each worker reads only its
-    # own part.
-    dataset = dataset.shard(input_context.num_input_pipelines,
-                            input_context.input_pipeline_id)
+  if not isinstance(split, Split):
+    split = Split(tuple(split), len(split))
+  cache = getattr(config, "cache", "")
+  skip_bad = getattr(config, "on_bad_image", "error") == "skip"
+  deterministic = config.deterministic or not training
 
-  def load(path):
-    return load_pair(path, config.direction, config.input_channels,
-                     config.output_channels)
+  def decode(name, contents):
+    # Decoded pairs stay uint8 until after the cache: a quarter of float32.
+    return name, _decode(contents, 3)
 
+  def pair(image):
+    return split_pair(image, config.direction, config.input_channels,
+                      config.output_channels)
+
+  # Without a cache, file names are shuffled (cheap) before they are read.
+  # With one, the decoded pairs are cached first and shuffled after, so each
+  # epoch still comes in a new order.
+  shuffle_names = training and not cache
+  dataset = _named_contents(split, input_context,
+                            config.seed if shuffle_names else None)
+  if shuffle_names and split.tfrecord:
+    dataset = dataset.shuffle(config.shuffle_buffer or 1000, seed=config.seed)
+  if cache:
+    dataset = dataset.map(decode, num_parallel_calls=tf.data.AUTOTUNE,
+                          deterministic=deterministic)
+    if skip_bad:
+      dataset = dataset.ignore_errors()
+    dataset = dataset.cache("" if cache == "memory" else cache)
   if training:
-    # Shuffle file names (cheap) before repeat, so each epoch is a full pass
-    # in a new order and epochs do not blend into each other.
-    dataset = dataset.shuffle(min(len(files), config.shuffle_buffer)
-                              if config.shuffle_buffer else len(files),
-                              seed=config.seed, reshuffle_each_iteration=True)
+    if cache:
+      dataset = dataset.shuffle(config.shuffle_buffer or 1000,
+                                seed=config.seed,
+                                reshuffle_each_iteration=True)
+    # Shuffle before repeat, so each epoch is a full pass and epochs do not
+    # blend into each other.
     dataset = dataset.repeat()
     # A per-element index gives each element its own stateless seed.
     dataset = dataset.enumerate()
+    if skip:
+      # Skipped before decoding, so resuming costs no image reads.
+      dataset = dataset.skip(skip)
 
-    def preprocess(index, path):
-      input_image, target_image = load(path)
+    def preprocess(index, element):
+      name, contents = element
+      image = contents if cache else _decode(contents, 3)
+      input_image, target_image = pair(image)
       seed = tf.stack([tf.constant(config.seed, tf.int64), index])
       input_image, target_image = random_jitter(
           input_image, target_image, seed, config.load_size,
           config.crop_size, config.flip)
       return normalize(input_image), normalize(target_image)
   else:
-    def preprocess(path):
-      input_image, target_image = load(path)
-      return (normalize(resize(input_image, config.crop_size)),
-              normalize(resize(target_image, config.crop_size)))
+    def preprocess(name, contents):
+      image = contents if cache else _decode(contents, 3)
+      input_image, target_image = pair(image)
+      input_image = normalize(resize(input_image, config.crop_size))
+      target_image = normalize(resize(target_image, config.crop_size))
+      if with_names:
+        return name, input_image, target_image
+      return input_image, target_image
 
   dataset = dataset.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE,
-                        deterministic=config.deterministic or not training)
+                        deterministic=deterministic)
+  if skip_bad and not cache:
+    # Bad files were named before training (find_undecodable); this drops
+    # any that remain, e.g. records of a TFRecord dataset.
+    dataset = dataset.ignore_errors()
   # Under a strategy every replica needs a full batch: drop the remainder in
   # training. Evaluation keeps every example.
   dataset = dataset.batch(batch_size, drop_remainder=training)

@@ -37,6 +37,13 @@ flags.DEFINE_integer("output_channels", _D.output_channels,
                      "Channels of the target image: 3 (RGB) or 1.")
 flags.DEFINE_integer("shuffle_buffer", _D.shuffle_buffer,
                      "Shuffle buffer of file names (0: the whole split).")
+flags.DEFINE_string("cache", _D.cache,
+                    "Cache decoded pairs: 'memory', or a file path prefix "
+                    "for a disk cache (empty: no cache).")
+flags.DEFINE_enum("on_bad_image", _D.on_bad_image, ["error", "skip"],
+                  "error: stop at an unreadable image, naming it; skip: name "
+                  "each bad image once, count them in TensorBoard, and train "
+                  "on the rest.")
 flags.DEFINE_bool("deterministic", _D.deterministic,
                   "Bit-identical runs: fixed element order in the input "
                   "pipeline and deterministic ops (slower). --seed alone "
@@ -169,7 +176,8 @@ def main(argv):
     config = config_lib.Config.from_flag_values(FLAGS)
     config.validate()
     trainer.train_and_evaluate(config)
-  except (config_lib.ConfigError, input_pipeline.DatasetError) as e:
+  except (config_lib.ConfigError, input_pipeline.DatasetError,
+          trainer.NumericalError) as e:
     sys.exit(f"pix2pix_tf.train: error: {e}")
 
 

@@ -18,12 +18,11 @@ import shutil
 import sys
 import tempfile
 import time
-from typing import Callable, Dict, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
-from absl import logging
 
 from pix2pix_tf import config as config_lib
 from pix2pix_tf import input_pipeline
@@ -115,12 +114,25 @@ class TrainState:
   generator_optimizer: keras.optimizers.Optimizer
   discriminator_optimizer: keras.optimizers.Optimizer
   step: tf.Variable
+  # Random state of the step's own noise (the gradient penalty's mixing).
+  noise: keras.random.SeedGenerator
+
+  def random_states(self) -> List[tf.Variable]:
+    """The random-number states of dropout and of `noise`. Saved with the
+    weights, so that a resumed --deterministic run draws what an
+    uninterrupted one would have."""
+    generators = [self.noise] + [
+        layer.seed_generator for layer in self.generator.layers
+        if isinstance(getattr(layer, "seed_generator", None),
+                      keras.random.SeedGenerator)]
+    return [g.state for g in generators]
 
   def checkpoint(self) -> tf.train.Checkpoint:
     return tf.train.Checkpoint(
         generator=self.generator, discriminator=self.discriminator,
         generator_optimizer=self.generator_optimizer,
-        discriminator_optimizer=self.discriminator_optimizer, step=self.step)
+        discriminator_optimizer=self.discriminator_optimizer, step=self.step,
+        random_states=self.random_states())
 
 
 def learning_rate_schedule(config: config_lib.Config, steps_per_epoch: int,
@@ -160,7 +172,8 @@ def create_state(config: config_lib.Config, steps_per_epoch: int,
 
     state = TrainState(generator, discriminator, adam(), adam(),
                        tf.Variable(0, dtype=tf.int64, trainable=False,
-                                   name="step"))
+                                   name="step"),
+                       keras.random.SeedGenerator(config.seed, name="noise"))
     # Create the optimizer slots now so a checkpoint restores into them.
     state.generator_optimizer.build(generator.trainable_variables)
     state.discriminator_optimizer.build(discriminator.trainable_variables)
@@ -216,7 +229,7 @@ def make_train_step(state: TrainState, config: config_lib.Config,
   def gradient_penalty(input_image, target_image, generated_image):
     """WGAN-GP: D's gradient norm at random points between real and fake."""
     batch = tf.shape(target_image)[0]
-    alpha = tf.random.uniform([batch, 1, 1, 1])
+    alpha = keras.random.uniform([batch, 1, 1, 1], seed=state.noise)
     interpolated = (alpha * target_image +
                     (1.0 - alpha) * tf.stop_gradient(generated_image))
     with tf.GradientTape() as tape:
@@ -309,13 +322,13 @@ class RunPaths:
 class Evaluator:
   """Val-split metrics and the fixed sample grid."""
 
-  def __init__(self, config, generate, eval_files, sample_batch):
+  def __init__(self, config, generate, eval_split, sample_batch):
     from pix2pix_tf import evaluate  # Its flags are defined only by its run().
     from pix2pix_tf import segmentation
 
     self.config = config
     self.generate = generate
-    self.eval_files = eval_files
+    self.eval_split = eval_split
     self.sample_batch = sample_batch
     self.palette = (segmentation.load_palette(config.label_palette)
                     if config.label_palette else None)
@@ -329,22 +342,19 @@ class Evaluator:
     also the segmentation scores, e.g. fcn_generated/class_iou."""
     from pix2pix_tf import evaluate
 
-    dataset = input_pipeline.make_dataset(self.eval_files, self.config,
+    dataset = input_pipeline.make_dataset(self.eval_split, self.config,
                                           self.config.batch_size,
-                                          training=False)
+                                          training=False, with_names=True)
     accumulator = evaluate.Accumulator(
         ("l1", "mse", "psnr", "ssim"), palette=self.palette,
         labels_side=self.labels_side, segmenter=self.segmenter)
-    done = 0
-    for input_image, target_image in dataset:
+    for names, input_image, target_image in dataset:
       if self.palette is not None and accumulator.labels_side is None:
         self.labels_side = accumulator.labels_side = (
             evaluate.detect_labels_side(input_image, target_image,
                                         self.palette))
-      batch_files = self.eval_files[done:done + int(input_image.shape[0])]
-      accumulator.add(batch_files, input_image, self.generate(input_image),
-                      target_image)
-      done += len(batch_files)
+      accumulator.add([n.decode() for n in names.numpy()], input_image,
+                      self.generate(input_image), target_image)
     result = accumulator.result()
     values = {("gen_l1_loss" if name == "l1" else name): value
               for name, value in result["metrics"].items()}
@@ -362,8 +372,8 @@ def _format_metrics(values: Dict[str, float]) -> str:
   return ", ".join(f"{name} {value:.4f}" for name, value in values.items())
 
 
-def _first_examples(files, config, n):
-  dataset = input_pipeline.make_dataset(files[:n], config, n, training=False)
+def _first_examples(split, config, n):
+  dataset = input_pipeline.make_dataset(split, config, n, training=False)
   return next(iter(dataset))
 
 
@@ -406,42 +416,119 @@ def check_evaluation_files(config: config_lib.Config) -> None:
         "python tools/train_segmenter.py.")
 
 
+@dataclasses.dataclass
+class RunData:
+  """A run's data, checked before anything is written."""
+  train: input_pipeline.Split
+  val: Optional[input_pipeline.Split]
+  steps_per_epoch: int
+  total_steps: int
+  skipped: List[str]
+
+
+def prepare_data(config: config_lib.Config) -> RunData:
+  """Opens the train and val splits and plans the run's steps.
+
+  Raises:
+    input_pipeline.DatasetError: naming the missing, empty or bad data.
+  """
+  train = input_pipeline.open_split(config.data_dir, "train")
+  val = (input_pipeline.open_split(config.data_dir, "val")
+         if input_pipeline.split_exists(config.data_dir, "val") else None)
+  skipped = []
+  if config.on_bad_image == "skip":
+    # Name each bad image once, then train on the rest.
+    skipped = input_pipeline.find_undecodable(train)
+    for name in skipped:
+      print(f"Skipping {name}: it is not a readable image.", flush=True)
+    train = train.without(skipped)
+    if val is not None:
+      bad_val = input_pipeline.find_undecodable(val)
+      for name in bad_val:
+        print(f"Skipping {name}: it is not a readable image.", flush=True)
+      val = val.without(bad_val)
+      skipped += bad_val
+  else:
+    for split in (train, val):
+      if split is not None and not split.tfrecord:
+        input_pipeline.check_headers(split.paths)
+  count = train.count - (len(skipped) if train.tfrecord else 0)
+  steps_per_epoch = count // config.batch_size
+  if steps_per_epoch == 0:
+    raise input_pipeline.DatasetError(
+        f"{train.description} has {count} readable pairs, fewer than "
+        f"--batch_size={config.batch_size}. Lower the batch size.")
+  total_steps = (config.epochs + config.epochs_decay) * steps_per_epoch
+  if config.max_steps:
+    total_steps = min(total_steps, config.max_steps) if total_steps else (
+        config.max_steps)
+  return RunData(train, val, steps_per_epoch, total_steps, skipped)
+
+
+class NumericalError(RuntimeError):
+  """A NaN or Inf loss; the last good checkpoint stays the latest."""
+
+
+class StopSignal:
+  """Turns SIGTERM (preemption, `kill`) into a request to save and stop.
+
+  The loop checks `requested` after every step, saves a checkpoint and
+  returns. Multi-worker runs use TensorFlow's PreemptionCheckpointHandler
+  instead, which agrees on the step with every worker.
+  """
+
+  def __init__(self):
+    self.requested = False
+    self._previous = None
+
+  def __enter__(self):
+    import signal
+    if threading_is_main():
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    self.requested = True
+
+  def __exit__(self, *exc):
+    import signal
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+
+def threading_is_main() -> bool:
+  import threading
+  return threading.current_thread() is threading.main_thread()
+
+
 def train_and_evaluate(config: config_lib.Config,
                        strategy: Optional[tf.distribute.Strategy] = None
                        ) -> Dict[str, float]:
   """Trains (or resumes) a pix2pix model as `config` says.
 
   Returns:
-    the final metrics: the last logged training losses and, when a val split
-    exists, `val_gen_l1_loss` at the start (for a fresh run) and the end.
+    the final metrics: the last logged training losses, and when a val split
+    exists `val_gen_l1_loss_start` (for a fresh run) and the val metrics at
+    the end; `step`, and `stopped` when SIGTERM ended the run early.
 
   Raises:
     config_lib.ConfigError, input_pipeline.DatasetError: bad flags or data,
-      raised before anything is written.
+      raised before anything is written (or, for an image that only fails to
+      decode during training, before any checkpoint is written after it).
+    NumericalError: a NaN or Inf loss.
   """
   strategy = strategy or make_strategy(config.strategy)
   config.validate(strategy.num_replicas_in_sync)
   check_evaluation_files(config)
-  train_files = input_pipeline.list_images(config.data_dir, "train")
-  input_pipeline.check_headers(train_files)
-  has_val = input_pipeline.has_split(config.data_dir, "val")
-  eval_files = (input_pipeline.list_images(config.data_dir, "val")
-                if has_val else [])
-  input_pipeline.check_headers(eval_files)
+  check_writable(config.model_dir)
+  data = prepare_data(config)
   global_batch_size = config.batch_size
-  steps_per_epoch = len(train_files) // global_batch_size
-  if steps_per_epoch == 0:
-    raise input_pipeline.DatasetError(
-        f"{config.data_dir}/train has {len(train_files)} images, fewer than "
-        f"--batch_size={global_batch_size}. Lower the batch size.")
-  total_steps = (config.epochs + config.epochs_decay) * steps_per_epoch
-  if config.max_steps:
-    total_steps = min(total_steps, config.max_steps) if total_steps else (
-        config.max_steps)
+  steps_per_epoch, total_steps = data.steps_per_epoch, data.total_steps
 
   devices = strategy.extended.worker_devices
   print(f"Training on {strategy.num_replicas_in_sync} replica(s) "
-        f"({', '.join(devices)}); {len(train_files)} training pairs, "
+        f"({', '.join(devices)}); {data.train.count} training pairs, "
         f"{steps_per_epoch} steps per epoch, {total_steps} steps.", flush=True)
   keras.utils.set_random_seed(config.seed)
   if config.deterministic:
@@ -457,33 +544,39 @@ def train_and_evaluate(config: config_lib.Config,
                                        max_to_keep=config.keep_checkpoints,
                                        step_counter=state.step)
   if manager.latest_checkpoint:
-    checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-    logging.info("Resumed from %s at step %d.", manager.latest_checkpoint,
-                 int(state.step.numpy()))
+    checkpoint.restore(
+        manager.latest_checkpoint).assert_existing_objects_matched()
     print(f"Resumed from {manager.latest_checkpoint} at step "
           f"{int(state.step.numpy())}.", flush=True)
+  step = int(state.step.numpy())
 
-  dataset = strategy.distribute_datasets_from_function(
-      lambda context: input_pipeline.make_dataset(
-          train_files, config,
-          context.get_per_replica_batch_size(global_batch_size),
-          training=True, input_context=context))
-  iterator = iter(dataset)
+  def make_train_dataset(context):
+    # A resumed run skips what the earlier run consumed, so that (with fixed
+    # seeds) it sees the same data in the same order.
+    per_pipeline = global_batch_size // context.num_input_pipelines
+    return input_pipeline.make_dataset(
+        data.train, config,
+        context.get_per_replica_batch_size(global_batch_size),
+        training=True, input_context=context,
+        skip=step * per_pipeline)
+
+  iterator = iter(strategy.distribute_datasets_from_function(
+      make_train_dataset))
   distributed_step = make_distributed_step(
       strategy, make_train_step(state, config, global_batch_size), state.step)
 
   with strategy.scope():
     generate = make_generate(state.generator, config.inference_mode)
-  sample_files = eval_files or train_files
+  sample_split = data.val or data.train
   evaluator = Evaluator(
-      config, generate, eval_files,
-      _first_examples(sample_files, config,
-                      min(config.num_samples, len(sample_files)))
+      config, generate, data.val,
+      _first_examples(sample_split, config,
+                      min(config.num_samples, sample_split.count))
       if config.num_samples else None)
 
   train_writer = tf.summary.create_file_writer(paths.logs("train"))
   val_writer = (tf.summary.create_file_writer(paths.logs("val"))
-                if has_val else None)
+                if data.val else None)
   results = {}
 
   def evaluate(step):
@@ -501,72 +594,102 @@ def train_and_evaluate(config: config_lib.Config,
     tf.io.write_file(os.path.join(paths.samples, f"step_{step:07d}.png"),
                      tf.io.encode_png(grid))
 
-  step = int(state.step.numpy())
-  if has_val and step == 0:
+  if data.skipped:
+    with train_writer.as_default(step=step):
+      tf.summary.scalar("skipped_images", len(data.skipped))
+  if data.val and step == 0:
     start = evaluate(0)
     results["val_gen_l1_loss_start"] = start["gen_l1_loss"]
     print(f"val at step 0: {_format_metrics(start)}", flush=True)
 
+  preemption = None
+  if config.strategy == "multi_worker":
+    preemption = tf.distribute.experimental.PreemptionCheckpointHandler(
+        strategy.cluster_resolver, manager)
   names = metric_names(config)
   window = {name: 0.0 for name in names}
   window_steps, window_start = 0, time.perf_counter()
   progbar = None
   verbose = 1 if sys.stdout.isatty() else 2
-  while step < total_steps:
-    if progbar is None or step % steps_per_epoch == 0:
-      epoch = step // steps_per_epoch
-      print(f"Epoch {epoch + 1}/{-(-total_steps // steps_per_epoch)}",
-            flush=True)
-      progbar = keras.utils.Progbar(
-          min(steps_per_epoch, total_steps - epoch * steps_per_epoch),
-          verbose=verbose, stateful_metrics=("images/s",))
-    try:
-      metrics = distributed_step(iterator)
-    except (tf.errors.InvalidArgumentError, tf.errors.DataLossError):
-      bad = input_pipeline.find_unreadable(train_files)
-      if bad is None:
-        raise
-      raise input_pipeline.DatasetError(
-          f"{bad} could not be decoded (corrupt or truncated image). Remove "
-          "or replace it, then run the same command again to resume.")
-    step += 1
-    metrics = {k: float(v) for k, v in metrics.items()}
-    for name in names:
-      window[name] += metrics[name]
-    window_steps += 1
-    elapsed = time.perf_counter() - window_start
-    images_per_second = window_steps * global_batch_size / max(elapsed, 1e-9)
-    progbar.update(step - (step - 1) // steps_per_epoch * steps_per_epoch,
-                   [(k, metrics[k]) for k in names] +
-                   [("images/s", images_per_second)])
+  saved_step = step
+  with StopSignal() as stop:
+    while step < total_steps:
+      if progbar is None or step % steps_per_epoch == 0:
+        epoch = step // steps_per_epoch
+        print(f"Epoch {epoch + 1}/{-(-total_steps // steps_per_epoch)}",
+              flush=True)
+        progbar = keras.utils.Progbar(
+            min(steps_per_epoch, total_steps - epoch * steps_per_epoch),
+            verbose=verbose, stateful_metrics=("images/s",))
+      try:
+        metrics = distributed_step(iterator)
+      except (tf.errors.InvalidArgumentError, tf.errors.DataLossError):
+        bad = input_pipeline.find_undecodable(data.train)
+        if not bad:
+          raise
+        raise input_pipeline.DatasetError(
+            f"{bad[0]} could not be decoded (corrupt or truncated image). "
+            "Remove or replace it, or pass --on_bad_image=skip, then run "
+            "the same command again to resume.") from None
+      step += 1
+      metrics = {k: float(v) for k, v in metrics.items()}
+      # Checked before anything is saved: a checkpoint never holds the
+      # weights of a step whose losses were not finite.
+      broken = [k for k, v in metrics.items() if not np.isfinite(v)]
+      if broken:
+        raise NumericalError(
+            f"{', '.join(broken)} became {metrics[broken[0]]} at step {step}. "
+            f"The latest checkpoint ({manager.latest_checkpoint}) holds the "
+            "last good weights; lower --learning_rate or check the data, "
+            "then run again to resume from it.")
+      for name in names:
+        window[name] += metrics[name]
+      window_steps += 1
+      elapsed = time.perf_counter() - window_start
+      images_per_second = window_steps * global_batch_size / max(elapsed,
+                                                                 1e-9)
+      progbar.update(step - (step - 1) // steps_per_epoch * steps_per_epoch,
+                     [(k, metrics[k]) for k in names] +
+                     [("images/s", images_per_second)])
 
-    if step % config.log_every_steps == 0 or step == total_steps:
-      with train_writer.as_default(step=step):
-        for name in names:
-          tf.summary.scalar(name, window[name] / window_steps)
-        # The rate of the update this step applied.
-        tf.summary.scalar("learning_rate", float(schedule(step - 1)))
-        tf.summary.scalar("images_per_second", images_per_second)
-      results.update({k: window[k] / window_steps for k in names})
-      window = {name: 0.0 for name in names}
-      window_steps, window_start = 0, time.perf_counter()
-    if evaluator.sample_batch is not None and (
-        step % config.sample_every_steps == 0 or step == total_steps):
-      write_sample(step)
-    if has_val and step % config.eval_every_steps == 0 and (
-        step != total_steps):
-      evaluate(step)
-    if step % config.checkpoint_every_steps == 0 or step == total_steps:
-      manager.save(checkpoint_number=step)
+      if step % config.log_every_steps == 0 or step == total_steps:
+        with train_writer.as_default(step=step):
+          for name in names:
+            tf.summary.scalar(name, window[name] / window_steps)
+          # The rate of the update this step applied.
+          tf.summary.scalar("learning_rate", float(schedule(step - 1)))
+          tf.summary.scalar("images_per_second", images_per_second)
+        results.update({k: window[k] / window_steps for k in names})
+        window = {name: 0.0 for name in names}
+        window_steps, window_start = 0, time.perf_counter()
+      if evaluator.sample_batch is not None and (
+          step % config.sample_every_steps == 0 or step == total_steps):
+        write_sample(step)
+      if data.val and step % config.eval_every_steps == 0 and (
+          step != total_steps):
+        evaluate(step)
+      if step % config.checkpoint_every_steps == 0 or step == total_steps:
+        manager.save(checkpoint_number=step)
+        saved_step = step
+      if preemption is not None:
+        preemption.save_checkpoint_if_preempted()
+      if stop.requested:
+        if saved_step != step:
+          manager.save(checkpoint_number=step)
+        print(f"\nStopped by SIGTERM at step {step}; saved "
+              f"{manager.latest_checkpoint}. Run the same command to resume.",
+              flush=True)
+        results["stopped"] = True
+        break
 
-  if has_val and step == total_steps:
+  if data.val and step == total_steps:
     end = evaluate(step)
     results.update({f"val_{name}": value for name, value in end.items()})
     print(f"val at step {step}: {_format_metrics(end)}", flush=True)
   train_writer.flush()
   if val_writer:
     val_writer.flush()
-  if chief:
+  if chief and step == total_steps:
     export_dir = export_generator(state.generator, config, step,
                                   paths.model_dir)
     print(f"Checkpoints: {paths.checkpoints}\n"
@@ -576,4 +699,25 @@ def train_and_evaluate(config: config_lib.Config,
   if not chief:
     shutil.rmtree(paths.model_dir, ignore_errors=True)
   results["step"] = step
+  results["weights_digest"] = weights_digest(state.generator)
   return results
+
+
+def weights_digest(model: keras.Model) -> str:
+  """A short hash of a model's weights, to compare replicas and workers."""
+  import hashlib
+  digest = hashlib.sha256()
+  for weight in model.get_weights():
+    digest.update(np.ascontiguousarray(weight).tobytes())
+  return digest.hexdigest()[:16]
+
+
+def check_writable(model_dir: str) -> None:
+  """--model_dir can be created and written, or ConfigError."""
+  folder = os.path.abspath(model_dir)
+  while not os.path.exists(folder):
+    folder = os.path.dirname(folder)
+  if not os.path.isdir(folder) or not os.access(folder, os.W_OK | os.X_OK):
+    raise config_lib.ConfigError(
+        f"--model_dir={model_dir} cannot be written ({folder} is not a "
+        "writable folder). Choose another --model_dir.")

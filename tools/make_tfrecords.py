@@ -1,0 +1,90 @@
+r"""Packs a folder dataset into sharded TFRecords, for large datasets.
+
+    python tools/make_tfrecords.py --data_dir=datasets/edges2handbags \
+        --output=datasets/edges2handbags-tfrecords --shards=64
+    python -m pix2pix_tf.train --flagfile=configs/edges2handbags.flags \
+        --data_dir=datasets/edges2handbags-tfrecords
+
+Each record holds one A|B file's bytes exactly as they are on disk (no
+re-encoding, so no quality is lost) and its file name. Every split folder
+(train, val, test) becomes `<split>-NNNNN-of-MMMMM.tfrecord` shards, and
+`dataset.json` records the number of pairs per split. Training detects such a
+folder by its `dataset.json`; across workers it shards by file.
+"""
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+
+flags.DEFINE_string("data_dir", None, "Folder dataset (train/, val/, test/).")
+flags.DEFINE_string("output", None, "Folder to write the shards into.")
+flags.DEFINE_integer("shards", 16, "Shards per split (fewer for small "
+                     "splits: at most one per file).")
+FLAGS = flags.FLAGS
+
+
+def write_split(files, split, output, shards):
+  import tensorflow as tf
+  from pix2pix_tf import input_pipeline
+
+  shards = max(1, min(shards, len(files)))
+  for shard in range(shards):
+    path = os.path.join(output, input_pipeline.shard_name(split, shard,
+                                                          shards))
+    with tf.io.TFRecordWriter(path) as writer:
+      for name in files[shard::shards]:
+        with open(name, "rb") as f:
+          writer.write(input_pipeline.encode_record(
+              f.read(), os.path.basename(name)))
+  return shards
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+  if not FLAGS.data_dir or not FLAGS.output:
+    raise app.UsageError("--data_dir and --output are required.")
+  from pix2pix_tf import input_pipeline
+
+  try:
+    splits = {split: input_pipeline.list_images(FLAGS.data_dir, split)
+              for split in ("train", "val", "test")
+              if input_pipeline.has_split(FLAGS.data_dir, split)}
+    if "train" not in splits:
+      input_pipeline.list_images(FLAGS.data_dir, "train")  # Names the error.
+    for files in splits.values():
+      input_pipeline.check_headers(files)
+  except input_pipeline.DatasetError as e:
+    sys.exit(f"make_tfrecords: error: {e}")
+  output = os.path.normpath(FLAGS.output)
+  parent = os.path.dirname(output) or "."
+  os.makedirs(parent, exist_ok=True)
+  # Written to a temporary folder and moved into place when complete.
+  staging = tempfile.mkdtemp(prefix=".tfrecords-", dir=parent)
+  try:
+    info = {"format": "pix2pix_tf tfrecords 1", "splits": {}}
+    for split, files in splits.items():
+      shards = write_split(files, split, staging, FLAGS.shards)
+      info["splits"][split] = {"pairs": len(files), "shards": shards}
+      print(f"{split}: {len(files)} pairs in {shards} shards")
+    with open(os.path.join(staging, input_pipeline.TFRECORD_INFO), "w") as f:
+      json.dump(info, f, indent=2)
+    if os.path.exists(output):
+      sys.exit(f"make_tfrecords: error: {output} exists; remove it or choose "
+               "another --output.")
+    os.replace(staging, output)
+  finally:
+    shutil.rmtree(staging, ignore_errors=True)
+  print(f"Wrote {output}")
+
+
+if __name__ == "__main__":
+  app.run(main)
