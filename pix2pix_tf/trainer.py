@@ -700,15 +700,21 @@ def train_and_evaluate(config: config_lib.Config,
     shutil.rmtree(paths.model_dir, ignore_errors=True)
   results["step"] = step
   results["weights_digest"] = weights_digest(state.generator)
+  print(f"Generator trainable weights digest at step {step}: "
+        f"{results['weights_digest']}", flush=True)
   return results
 
 
 def weights_digest(model: keras.Model) -> str:
-  """A short hash of a model's weights, to compare replicas and workers."""
+  """A short hash of a model's trainable weights, to compare workers.
+
+  (Batch norm's moving statistics are left out: with --norm=batch each
+  replica keeps those of its own data, as within one machine.)
+  """
   import hashlib
   digest = hashlib.sha256()
-  for weight in model.get_weights():
-    digest.update(np.ascontiguousarray(weight).tobytes())
+  for weight in model.trainable_weights:
+    digest.update(np.ascontiguousarray(weight.numpy()).tobytes())
   return digest.hexdigest()[:16]
 
 
