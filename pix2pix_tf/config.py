@@ -22,6 +22,7 @@ RECEPTIVE_FIELDS = (1, 16, 34, 70, 142, 286)
 NORMS = ("batch", "instance", "sync_batch", "none")
 GAN_MODES = ("vanilla", "lsgan", "hinge", "wgangp", "none")
 LR_POLICIES = ("linear", "step", "cosine", "constant")
+MIXED_PRECISIONS = ("none", "bf16", "fp16")
 DIRECTIONS = ("AtoB", "BtoA")
 STRATEGIES = ("mirrored", "one_device", "multi_worker")
 INFERENCE_MODES = ("paper", "eval")
@@ -81,6 +82,8 @@ class Config:
   # Execution.
   strategy: str = "mirrored"
   jit_compile: bool = False
+  mixed_precision: str = "none"
+  steps_per_execution: int = 1
 
   # Outputs.
   model_dir: str = "runs/facades"
@@ -143,11 +146,13 @@ class Config:
     _check_choice("strategy", self.strategy, STRATEGIES)
     _check_choice("inference_mode", self.inference_mode, INFERENCE_MODES)
     _check_choice("on_bad_image", self.on_bad_image, ("error", "skip"))
+    _check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISIONS)
     for name in ("input_channels", "output_channels"):
       _check_choice(name, getattr(self, name), (1, 3))
     for name in ("load_size", "crop_size", "batch_size", "ngf", "ndf",
                  "checkpoint_every_steps", "keep_checkpoints",
                  "num_discriminators", "lr_decay_epochs",
+                 "steps_per_execution",
                  "log_every_steps", "sample_every_steps", "eval_every_steps"):
       if getattr(self, name) < 1:
         raise ConfigError(f"--{name}={getattr(self, name)} must be at least 1.")

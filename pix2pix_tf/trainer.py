@@ -11,6 +11,7 @@ pix2pix_tf.train`. The pieces:
   checkpoint.
 """
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -157,18 +158,43 @@ def learning_rate_schedule(config: config_lib.Config, steps_per_epoch: int,
   raise ValueError(f"Unknown lr_policy {config.lr_policy!r}.")
 
 
+POLICIES = {"none": "float32", "bf16": "mixed_bfloat16",
+            "fp16": "mixed_float16"}
+
+
+@contextlib.contextmanager
+def dtype_policy(mixed_precision: str):
+  """Builds layers under `--mixed_precision`'s Keras dtype policy.
+
+  Variables stay float32; bf16/fp16 set the layers' compute dtype. The
+  models' last layers (tanh output, discriminator logits) are float32 in any
+  policy, and the losses are computed in float32.
+  """
+  previous = keras.mixed_precision.dtype_policy()
+  keras.mixed_precision.set_dtype_policy(POLICIES[mixed_precision])
+  try:
+    yield
+  finally:
+    keras.mixed_precision.set_dtype_policy(previous)
+
+
 def create_state(config: config_lib.Config, steps_per_epoch: int,
                  strategy: tf.distribute.Strategy,
                  total_steps: int = 0) -> TrainState:
   """Builds models, optimizers and step counter under the strategy's scope."""
-  with strategy.scope():
+  with strategy.scope(), dtype_policy(config.mixed_precision):
     generator = models.build_generator(config)
     discriminator = models.build_discriminator(config)
 
     def adam():
       schedule = learning_rate_schedule(config, steps_per_epoch, total_steps)
-      return keras.optimizers.Adam(schedule, beta_1=config.beta_1,
-                                   beta_2=config.beta_2)
+      optimizer = keras.optimizers.Adam(schedule, beta_1=config.beta_1,
+                                        beta_2=config.beta_2)
+      if config.mixed_precision == "fp16":
+        # float16 gradients underflow: scale the loss, unscale the gradients,
+        # and skip steps whose gradients overflow (Keras's dynamic scaling).
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+      return optimizer
 
     state = TrainState(generator, discriminator, adam(), adam(),
                        tf.Variable(0, dtype=tf.int64, trainable=False,
@@ -192,6 +218,12 @@ def make_train_step(state: TrainState, config: config_lib.Config,
   generator, discriminator = state.generator, state.discriminator
   train_discriminator = config.gan_mode != "none"
   names = metric_names(config)
+
+  def scale(optimizer, loss):
+    # fp16: the LossScaleOptimizer unscales the gradients it applies.
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+      return optimizer.scale_loss(loss)
+    return loss
 
   def average(per_example):
     return tf.nn.compute_average_loss(per_example,
@@ -219,9 +251,13 @@ def make_train_step(state: TrainState, config: config_lib.Config,
         per_example["disc_gradient_penalty"] = penalty
         per_example["disc_loss"] += config.lambda_gp * penalty
       metrics = {name: average(per_example[name]) for name in names}
-    gen_gradients = gen_tape.gradient(metrics["gen_total_loss"],
+      # Scaled inside the tapes, so that the scaling is differentiated.
+      gen_loss = scale(state.generator_optimizer, metrics["gen_total_loss"])
+      disc_loss = (scale(state.discriminator_optimizer, metrics["disc_loss"])
+                   if train_discriminator else None)
+    gen_gradients = gen_tape.gradient(gen_loss,
                                       generator.trainable_variables)
-    disc_gradients = (disc_tape.gradient(metrics["disc_loss"],
+    disc_gradients = (disc_tape.gradient(disc_loss,
                                          discriminator.trainable_variables)
                       if train_discriminator else None)
     return gen_gradients, disc_gradients, metrics
@@ -248,28 +284,40 @@ def make_train_step(state: TrainState, config: config_lib.Config,
     gen_gradients, disc_gradients, metrics = compute_gradients(
         input_image, target_image)
     state.generator_optimizer.apply_gradients(
-        zip(gen_gradients, generator.trainable_variables))
+        list(zip(gen_gradients, generator.trainable_variables)))
     if train_discriminator:
       state.discriminator_optimizer.apply_gradients(
-          zip(disc_gradients, discriminator.trainable_variables))
+          list(zip(disc_gradients, discriminator.trainable_variables)))
     return metrics
 
+  train_step.metric_names = names
   return train_step
 
 
 def make_distributed_step(strategy: tf.distribute.Strategy,
                           train_step: Callable,
                           step: tf.Variable) -> Callable:
-  """One tf.function: next batch, `strategy.run` of the step, reduce."""
+  """One tf.function: `num_steps` x (next batch, `strategy.run`), reduced.
+
+  Running several steps per call (--steps_per_execution) saves the Python
+  round trip between steps. Returns each loss's mean over the steps.
+  """
+
+  names = train_step.metric_names
 
   @tf.function
-  def distributed_step(iterator):
-    per_replica = strategy.run(train_step, args=(next(iterator),))
-    step.assign_add(1)
-    # Each replica's losses are already divided by the global batch: the sum
-    # over replicas is the global mean.
-    return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
-            for k, v in per_replica.items()}
+  def distributed_step(iterator, num_steps=tf.constant(1)):
+    totals = {name: tf.constant(0.0) for name in names}
+    for _ in tf.range(num_steps):
+      per_replica = strategy.run(train_step, args=(next(iterator),))
+      # Each replica's losses are already divided by the global batch: the
+      # sum over replicas is the global mean.
+      metrics = {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
+                 for k, v in per_replica.items()}
+      totals = {k: totals[k] + tf.cast(metrics[k], tf.float32) for k in names}
+      step.assign_add(1)
+    count = tf.cast(num_steps, tf.float32)
+    return {k: v / count for k, v in totals.items()}
 
   return distributed_step
 
@@ -611,6 +659,16 @@ def train_and_evaluate(config: config_lib.Config,
   window_steps, window_start = 0, time.perf_counter()
   progbar = None
   verbose = 1 if sys.stdout.isatty() else 2
+  def next_block(step):
+    """Steps for the next call: up to --steps_per_execution, ending at the
+    next periodic action, epoch end or run end, so they fire on time."""
+    block = min(config.steps_per_execution, total_steps - step)
+    for every in (config.log_every_steps, config.sample_every_steps,
+                  config.eval_every_steps, config.checkpoint_every_steps,
+                  steps_per_epoch):
+      block = min(block, every - step % every)
+    return block
+
   saved_step = step
   with StopSignal() as stop:
     while step < total_steps:
@@ -621,8 +679,9 @@ def train_and_evaluate(config: config_lib.Config,
         progbar = keras.utils.Progbar(
             min(steps_per_epoch, total_steps - epoch * steps_per_epoch),
             verbose=verbose, stateful_metrics=("images/s",))
+      block = next_block(step)
       try:
-        metrics = distributed_step(iterator)
+        metrics = distributed_step(iterator, tf.constant(block))
       except (tf.errors.InvalidArgumentError, tf.errors.DataLossError):
         bad = input_pipeline.find_undecodable(data.train)
         if not bad:
@@ -631,7 +690,7 @@ def train_and_evaluate(config: config_lib.Config,
             f"{bad[0]} could not be decoded (corrupt or truncated image). "
             "Remove or replace it, or pass --on_bad_image=skip, then run "
             "the same command again to resume.") from None
-      step += 1
+      step += block
       metrics = {k: float(v) for k, v in metrics.items()}
       # Checked before anything is saved: a checkpoint never holds the
       # weights of a step whose losses were not finite.
@@ -643,8 +702,8 @@ def train_and_evaluate(config: config_lib.Config,
             "last good weights; lower --learning_rate or check the data, "
             "then run again to resume from it.")
       for name in names:
-        window[name] += metrics[name]
-      window_steps += 1
+        window[name] += metrics[name] * block
+      window_steps += block
       elapsed = time.perf_counter() - window_start
       images_per_second = window_steps * global_batch_size / max(elapsed,
                                                                  1e-9)

@@ -1,0 +1,103 @@
+"""Mixed precision and multi-step execution change what runs, and still learn."""
+
+import itertools
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import small_config
+from pix2pix_tf import demo_data
+from pix2pix_tf import input_pipeline
+from pix2pix_tf import trainer
+
+
+def demo_batches(batch_size=2, size=32):
+  rng = np.random.RandomState(0)
+  pairs = [demo_data.draw_example(rng, size) for _ in range(batch_size)]
+  input_image = input_pipeline.normalize(
+      tf.constant(np.stack([p[1] for p in pairs]), tf.float32))
+  target = input_pipeline.normalize(
+      tf.constant(np.stack([p[0] for p in pairs]), tf.float32))
+  return tf.data.Dataset.from_tensors((input_image, target)).repeat()
+
+
+def build(config, batch_size=2):
+  strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+  keras.utils.set_random_seed(0)
+  state = trainer.create_state(config, 100, strategy)
+  step = trainer.make_distributed_step(
+      strategy, trainer.make_train_step(state, config, batch_size),
+      state.step)
+  iterator = iter(strategy.experimental_distribute_dataset(
+      demo_batches(batch_size)))
+  return state, step, iterator
+
+
+def test_bf16_computes_in_bfloat16_with_float32_variables_and_outputs(
+    tmp_path):
+  state, step, iterator = build(small_config(tmp_path, tmp_path,
+                                             mixed_precision="bf16"))
+  conv = state.generator.get_layer("down1_conv")
+  assert conv.compute_dtype == "bfloat16"
+  assert conv.kernel.dtype == "float32"
+  assert all(v.dtype == "float32" for v in state.generator.trainable_weights)
+  x = tf.zeros([1, 32, 32, 3])
+  inner = keras.Model(state.generator.input, conv.output)
+  assert inner(x).dtype == tf.bfloat16
+  # The tanh output and the logits are float32.
+  assert state.generator(x).dtype == tf.float32
+  assert state.discriminator([x, x])[0][0].dtype == tf.float32
+  metrics = step(iterator)
+  assert all(v.dtype == tf.float32 for v in metrics.values())
+  # The policy applied to these models only.
+  assert keras.mixed_precision.dtype_policy().name == "float32"
+
+
+def test_fp16_scales_the_loss(tmp_path):
+  state, step, iterator = build(small_config(tmp_path, tmp_path,
+                                             mixed_precision="fp16"))
+  assert isinstance(state.generator_optimizer,
+                    keras.optimizers.LossScaleOptimizer)
+  assert state.generator.get_layer("down1_conv").compute_dtype == "float16"
+  before = float(state.generator_optimizer.dynamic_scale)
+  for _ in range(3):
+    metrics = step(iterator)
+  assert np.isfinite(float(metrics["gen_total_loss"]))
+  assert float(state.generator_optimizer.dynamic_scale) <= before
+
+
+def test_steps_per_execution_runs_several_steps_per_call(tmp_path):
+  state, step, iterator = build(small_config(tmp_path, tmp_path))
+  step(iterator, tf.constant(4))
+  assert int(state.step.numpy()) == 4
+  assert int(state.generator_optimizer.iterations.numpy()) == 4
+  # One traced function serves every block size.
+  step(iterator, tf.constant(3))
+  assert int(state.step.numpy()) == 7
+  assert step.experimental_get_tracing_count() == 1
+
+
+def test_steps_per_execution_end_to_end_keeps_periodic_actions(tiny_dataset,
+                                                              tmp_path):
+  config = small_config(tiny_dataset, tmp_path / "run", max_steps=7,
+                        steps_per_execution=3, checkpoint_every_steps=2,
+                        log_every_steps=2)
+  results = trainer.train_and_evaluate(
+      config, tf.distribute.OneDeviceStrategy("/cpu:0"))
+  assert results["step"] == 7
+  checkpoints = tf.train.get_checkpoint_state(
+      str(tmp_path / "run" / "checkpoints")).all_model_checkpoint_paths
+  assert [int(p.rsplit("-", 1)[1]) for p in checkpoints] == [4, 6, 7]
+
+
+@pytest.mark.parametrize("precision, jit, steps", list(itertools.product(
+    ["none", "bf16", "fp16"], [False, True], [1, 4])))
+def test_every_combination_lowers_the_loss(tmp_path, precision, jit, steps):
+  config = small_config(tmp_path, tmp_path, mixed_precision=precision,
+                        jit_compile=jit, learning_rate=2e-3)
+  state, step, iterator = build(config)
+  losses = [float(step(iterator, tf.constant(steps))["gen_l1_loss"])
+            for _ in range(32 // steps)]
+  assert np.mean(losses[-2:]) < 0.75 * losses[0], losses
