@@ -131,6 +131,35 @@ class Config:
     known = {f.name for f in dataclasses.fields(cls)}
     return cls(**{k: v for k, v in json.loads(text).items() if k in known})
 
+  def with_flags(self, flag_text: str) -> "Config":
+    """This config with `--name=value` flags applied (a flagfile's lines or a
+    command line's words; `#` comments are ignored). Types follow the
+    fields.
+
+    Raises:
+      ConfigError: a flag that is not a training flag, or a bad value.
+    """
+    import shlex
+    fields = {f.name: f for f in dataclasses.fields(Config)}
+    changes = {}
+    words = shlex.split(flag_text, comments=True)
+    for word in words:
+      name, has_value, value = word.lstrip("-").partition("=")
+      if name.startswith("no") and name[2:] in fields and not has_value:
+        name, value = name[2:], "false"
+      if name not in fields:
+        raise ConfigError(f"Unknown training flag --{name}.")
+      kind = type(getattr(self, name))
+      try:
+        if kind is bool:
+          changes[name] = value.lower() in ("", "true", "1", "yes")
+        else:
+          changes[name] = kind(value)
+      except ValueError:
+        raise ConfigError(f"--{name}={value} is not a valid "
+                          f"{kind.__name__}.") from None
+    return dataclasses.replace(self, **changes)
+
   def validate(self, num_replicas: int = 1) -> "Config":
     """Checks flag values before any model is built or file written.
 

@@ -90,3 +90,15 @@ def test_readme_documents_every_flag():
   import dataclasses
   for field in dataclasses.fields(config_lib.Config):
     assert f"| `--{field.name}` |" in readme, field.name
+
+
+def test_with_flags_reads_flagfiles_like_absl():
+  path = os.path.join(CONFIGS, "facades.flags")
+  with open(path) as f:
+    parsed = config_lib.Config().with_flags(f.read())
+  assert parsed == load_flagfile(path)
+  assert config_lib.Config().with_flags("--noflip --ngf=8").flip is False
+  with pytest.raises(config_lib.ConfigError, match="Unknown training flag"):
+    config_lib.Config().with_flags("--not_a_flag=1")
+  with pytest.raises(config_lib.ConfigError, match="not a valid int"):
+    config_lib.Config().with_flags("--ngf=many")

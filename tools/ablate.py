@@ -21,11 +21,9 @@ A grid that was stopped resumes where it stopped: finished variants are kept
 """
 
 import csv
-import dataclasses
 import json
 import math
 import os
-import shlex
 import sys
 from typing import Dict, List, Sequence, Tuple
 
@@ -106,21 +104,8 @@ def load_variants(spec: str) -> List[Tuple[str, str]]:
 
 
 def apply_flags(config: config_lib.Config, flag_text: str) -> config_lib.Config:
-  """`config` with `--name=value` flags applied (types from the fields)."""
-  fields = {f.name: f for f in dataclasses.fields(config_lib.Config)}
-  changes = {}
-  for token in shlex.split(flag_text):
-    name, _, value = token.lstrip("-").partition("=")
-    if name.startswith("no") and name[2:] in fields and not value:
-      name, value = name[2:], "false"
-    if name not in fields:
-      raise ValueError(f"Unknown training flag --{name} in {flag_text!r}.")
-    kind = type(getattr(config, name))
-    if kind is bool:
-      changes[name] = value.lower() in ("", "true", "1", "yes")
-    else:
-      changes[name] = kind(value)
-  return dataclasses.replace(config, **changes)
+  """`config` with `--name=value` flags applied."""
+  return config.with_flags(flag_text)
 
 
 def base_config(data_dir, image_size, steps, model_dir) -> config_lib.Config:

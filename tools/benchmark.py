@@ -1,0 +1,403 @@
+r"""Measures pix2pix_tf's speed and memory against a plain baseline, in one run.
+
+    python tools/benchmark.py --flagfile=configs/facades.flags \
+        --data_dir=../shared/data/facades --batch_sizes=1,16 --output=bench.json
+
+In one process, with warm-up (tracing, compilation) excluded and the median
+of --repeats timed repeats:
+
+  (a) input pipeline images/s alone;
+  (b) training images/s of the plain baseline (fp32, no XLA, one step per
+      call) and of each optimisation alone and combined, as ratios to the
+      baseline at the same batch size;
+  (c) SavedModel inference images/s and p50/p95 latency at batch 1 and 8;
+  (d) achieved GFLOP/s, from the FLOPs per training step that this tool
+      counts from the models' convolution layers;
+  (e) peak host memory (and peak GPU memory on a GPU).
+
+--quality_steps=N also trains the demo configuration N steps in fp32 and in
+each reduced precision and prints the val L1 of each, to check that the
+faster precision loses no quality. Prints a table and writes JSON.
+"""
+
+import dataclasses
+import json
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
+
+from pix2pix_tf import config as config_lib  # noqa: E402
+from pix2pix_tf import train  # noqa: E402,F401  (defines the training flags)
+
+flags.DEFINE_list("batch_sizes", ["1", "16"], "Training batch sizes.")
+flags.DEFINE_list("inference_batch_sizes", ["1", "8"],
+                  "SavedModel inference batch sizes.")
+flags.DEFINE_list("variants", ["baseline", "bf16", "fp16", "xla", "spe",
+                               "combined"],
+                  "Training configurations: baseline (fp32, no XLA, 1 step "
+                  "per call), bf16, fp16, xla, spe (--bench_spe steps per "
+                  "call), combined (every optimisation that beat the "
+                  "baseline alone at this batch size, the faster of bf16 "
+                  "and fp16).")
+flags.DEFINE_integer("bench_spe", 4, "Steps per call of the spe variants.")
+flags.DEFINE_integer("repeats", 5, "Timed repeats; the median is reported.")
+flags.DEFINE_integer("steps_per_repeat", 4, "Training steps per repeat.")
+flags.DEFINE_integer("warmup_steps", 2, "Untimed steps before timing.")
+flags.DEFINE_integer("quality_steps", 0,
+                     "Train the demo configuration this many steps per "
+                     "precision and compare val L1 (0: skip).")
+flags.DEFINE_string("quality_data_dir", "datasets/demo",
+                    "Demo data for --quality_steps (made if missing).")
+flags.DEFINE_string("output", None, "Write the results as JSON here.")
+FLAGS = flags.FLAGS
+
+VARIANTS = {
+    "baseline": dict(mixed_precision="none", jit_compile=False,
+                     steps_per_execution=1),
+    "bf16": dict(mixed_precision="bf16"),
+    "fp16": dict(mixed_precision="fp16"),
+    "xla": dict(jit_compile=True),
+    "spe": dict(steps_per_execution=None),  # --bench_spe
+    "combined": None,  # Chosen from the single optimisations' results.
+}
+
+
+def combined_overrides(rows) -> dict:
+  """The optimisations that beat the baseline alone, together."""
+
+  def helped(name):
+    return ((rows.get(name) or {}).get("ratio_to_baseline") or 0) > 1.0
+
+  overrides = {}
+  precisions = [p for p in ("bf16", "fp16") if helped(p)]
+  if precisions:
+    overrides["mixed_precision"] = max(
+        precisions, key=lambda p: rows[p]["ratio_to_baseline"])
+  if helped("xla"):
+    overrides["jit_compile"] = True
+  if helped("spe"):
+    overrides["steps_per_execution"] = None  # --bench_spe
+  return overrides
+
+
+def conv_flops(model, input_shapes) -> int:
+  """Multiply-adds x 2 of every convolution for one example of this size.
+
+  Clones the model on fixed-size inputs so that every layer's shapes are
+  known, then counts Conv2D (2 k^2 c_in c_out H_out W_out) and
+  Conv2DTranspose (2 k^2 c_in c_out H_in W_in) layers. Normalisation and
+  activations (a few FLOPs per value) are left out.
+  """
+  import keras
+  from pix2pix_tf import models
+
+  if isinstance(model, models.Discriminators):
+    shapes = input_shapes if model.conditional else input_shapes[1:]
+    return sum(conv_flops(d, shapes) for d in model.discriminators)
+  inputs = [keras.Input(shape=s, batch_size=1) for s in input_shapes]
+  clone = keras.models.clone_model(
+      model, input_tensors=inputs if len(inputs) > 1 else inputs[0])
+  total = 0
+  for layer in clone.layers:
+    if isinstance(layer, keras.layers.Conv2DTranspose):
+      _, h, w, c_in = layer.input.shape
+      total += 2 * layer.kernel_size[0] * layer.kernel_size[1] * c_in * (
+          layer.filters) * h * w
+    elif isinstance(layer, keras.layers.Conv2D):
+      c_in = layer.input.shape[-1]
+      _, h, w, _ = layer.output.shape
+      total += 2 * layer.kernel_size[0] * layer.kernel_size[1] * c_in * (
+          layer.filters) * h * w
+  return int(total)
+
+
+def training_flops(config) -> dict:
+  """FLOPs per image of one training step.
+
+  Forward: G once, D twice (real and generated pair). Backward: about twice
+  the forward for D's two passes (input and weight gradients), once more
+  through D's generated pass for G's loss (input gradients only), and twice
+  G's forward: 3 G + 7 D.
+  """
+  from pix2pix_tf import models
+  size = config.crop_size
+  generator = models.build_generator(config)
+  discriminator = models.build_discriminator(config)
+  g = conv_flops(generator, [(size, size, config.input_channels)])
+  d = conv_flops(discriminator, [(size, size, config.input_channels),
+                                 (size, size, config.output_channels)])
+  return {"generator_forward": g, "discriminator_forward": d,
+          "train_step": 3 * g + 7 * d}
+
+
+def peak_host_memory_mb() -> float:
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def peak_gpu_memory_mb():
+  import tensorflow as tf
+  if not tf.config.list_physical_devices("GPU"):
+    return None
+  return tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
+
+
+def reset_gpu_peak():
+  import tensorflow as tf
+  if tf.config.list_physical_devices("GPU"):
+    tf.config.experimental.reset_memory_stats("GPU:0")
+
+
+def time_calls(call, repeats):
+  """Median seconds of `repeats` calls of `call` (which blocks)."""
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    call()
+    times.append(time.perf_counter() - start)
+  return statistics.median(times), times
+
+
+def bench_input_pipeline(config, split, batch_size, repeats):
+  from pix2pix_tf import input_pipeline
+  dataset = input_pipeline.make_dataset(split, config, batch_size, True)
+  iterator = iter(dataset)
+  for _ in range(3):
+    next(iterator)
+  batches = 20
+
+  def run():
+    for _ in range(batches):
+      next(iterator)[0].numpy()
+
+  median, _ = time_calls(run, repeats)
+  return batches * batch_size / median
+
+
+def bench_training(config, split, batch_size, repeats, steps_per_repeat,
+                   warmup_steps):
+  """Images/s of training `config` at `batch_size`, warm-up excluded."""
+  import keras
+  import tensorflow as tf
+  from pix2pix_tf import input_pipeline
+  from pix2pix_tf import trainer
+
+  keras.backend.clear_session()
+  keras.utils.set_random_seed(0)
+  strategy = trainer.make_strategy(config.strategy)
+  state = trainer.create_state(config, 100, strategy, 10000)
+  step = trainer.make_distributed_step(
+      strategy, trainer.make_train_step(state, config, batch_size),
+      state.step)
+  iterator = iter(strategy.distribute_datasets_from_function(
+      lambda context: input_pipeline.make_dataset(
+          split, config, context.get_per_replica_batch_size(batch_size),
+          True, input_context=context)))
+  per_call = config.steps_per_execution
+  calls = max(1, steps_per_repeat // per_call)
+
+  def run(n):
+    for _ in range(n):
+      metrics = step(iterator, tf.constant(per_call))
+    float(metrics["gen_total_loss"])  # Waits for the device.
+
+  reset_gpu_peak()
+  run(max(1, warmup_steps // per_call) + 1)  # Tracing and compilation.
+  median, _ = time_calls(lambda: run(calls), repeats)
+  return calls * per_call * batch_size / median
+
+
+def bench_inference(config, batch_sizes, repeats):
+  """SavedModel serving_default: images/s and p50/p95 latency per batch."""
+  import keras
+  import numpy as np
+  import tensorflow as tf
+  from pix2pix_tf import export
+  from pix2pix_tf import models
+
+  keras.backend.clear_session()
+  generator = models.build_generator(config)
+  folder = tempfile.mkdtemp(prefix="pix2pix-benchmark-")
+  path = export.save(generator, config, 0, os.path.join(folder, "export"),
+                     config.inference_mode)
+  serving = tf.saved_model.load(path).signatures["serving_default"]
+  results = {}
+  for batch in batch_sizes:
+    images = tf.constant(np.random.uniform(
+        -1, 1, (batch, config.crop_size, config.crop_size,
+                config.input_channels)).astype(np.float32))
+    for _ in range(3):
+      serving(images=images)["generated_image"].numpy()
+    latencies = []
+    for _ in range(max(repeats, 20)):
+      start = time.perf_counter()
+      serving(images=images)["generated_image"].numpy()
+      latencies.append(time.perf_counter() - start)
+    p50 = float(np.percentile(latencies, 50))
+    results[batch] = {"images_per_second": batch / p50,
+                      "p50_ms": 1000 * p50,
+                      "p95_ms": 1000 * float(np.percentile(latencies, 95))}
+  return results
+
+
+def quality_check(steps, data_dir, precisions):
+  """val L1 of the demo configuration after `steps` steps per precision."""
+  import tensorflow as tf
+  from pix2pix_tf import demo_data
+  from pix2pix_tf import trainer
+
+  if not os.path.isdir(os.path.join(data_dir, "train")):
+    demo_data.write_dataset(data_dir)
+  demo_flags = os.path.join(os.path.dirname(__file__), "..", "configs",
+                            "demo.flags")
+  with open(demo_flags) as f:
+    base = config_lib.Config().with_flags(f.read())
+  results = {}
+  for precision in precisions:
+    with tempfile.TemporaryDirectory() as folder:
+      config = dataclasses.replace(
+          base, data_dir=data_dir, model_dir=folder, max_steps=steps,
+          mixed_precision=precision, num_samples=0,
+          eval_every_steps=steps, checkpoint_every_steps=steps,
+          sample_every_steps=steps, log_every_steps=max(1, steps // 10),
+          lr_policy="constant")
+      result = trainer.train_and_evaluate(
+          config, tf.distribute.OneDeviceStrategy(
+              "/gpu:0" if tf.config.list_logical_devices("GPU")
+              else "/cpu:0"))
+    results[precision] = result["val_gen_l1_loss"]
+  return results
+
+
+def machine_description():
+  import platform
+  import tensorflow as tf
+  gpus = tf.config.list_physical_devices("GPU")
+  names = [tf.config.experimental.get_device_details(g).get("device_name",
+                                                           g.name)
+           for g in gpus]
+  return {"cpu_cores": os.cpu_count(), "gpus": names,
+          "platform": platform.platform(), "tensorflow": tf.__version__,
+          "date": time.strftime("%Y-%m-%d")}
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+  logging.set_verbosity(logging.WARNING)
+  from pix2pix_tf import input_pipeline
+
+  unknown = set(FLAGS.variants) - set(VARIANTS)
+  if unknown:
+    raise app.UsageError(f"Unknown --variants {', '.join(sorted(unknown))}.")
+  base = config_lib.Config.from_flag_values(FLAGS)
+  batch_sizes = [int(b) for b in FLAGS.batch_sizes]
+  try:
+    base.validate()
+    split = input_pipeline.open_split(base.data_dir, "train")
+  except (config_lib.ConfigError, input_pipeline.DatasetError) as e:
+    sys.exit(f"benchmark: error: {e}")
+  flops = training_flops(base)
+  report = {"machine": machine_description(),
+            "model": {"generator": base.generator, "crop_size": base.crop_size,
+                      "discriminator_layers": base.d_layers,
+                      "flops_per_image": flops},
+            "input_pipeline": {}, "training": {}, "inference": {}}
+  print(f"FLOPs per image of a training step: "
+        f"{flops['train_step'] / 1e9:.1f} G (generator forward "
+        f"{flops['generator_forward'] / 1e9:.1f} G, discriminator forward "
+        f"{flops['discriminator_forward'] / 1e9:.2f} G)", flush=True)
+
+  for batch in batch_sizes:
+    rate = bench_input_pipeline(base, split, batch, FLAGS.repeats)
+    report["input_pipeline"][batch] = rate
+    print(f"input pipeline, batch {batch}: {rate:.1f} images/s", flush=True)
+
+  for batch in batch_sizes:
+    rows = {}
+    for name in FLAGS.variants:
+      overrides = dict(VARIANTS["baseline"])
+      chosen = (combined_overrides(rows) if name == "combined" else
+                VARIANTS[name])
+      overrides.update({k: (FLAGS.bench_spe if v is None else v)
+                        for k, v in chosen.items()})
+      config = dataclasses.replace(base, batch_size=batch, **overrides)
+      rate = bench_training(config, split, batch, FLAGS.repeats,
+                            FLAGS.steps_per_repeat, FLAGS.warmup_steps)
+      rows[name] = {
+          "images_per_second": rate,
+          "gflops_per_second": rate * flops["train_step"] / 1e9,
+          "peak_host_memory_mb": peak_host_memory_mb(),
+          "peak_gpu_memory_mb": peak_gpu_memory_mb(),
+          "overrides": overrides,
+      }
+      baseline = rows.get("baseline", {}).get("images_per_second")
+      rows[name]["ratio_to_baseline"] = rate / baseline if baseline else None
+      print(f"train batch {batch:>3} {name:<9} {rate:8.2f} images/s  "
+            f"{rows[name]['gflops_per_second']:8.1f} GFLOP/s  "
+            + (f"x{rows[name]['ratio_to_baseline']:.2f}"
+               if baseline else ""), flush=True)
+    report["training"][batch] = rows
+
+  report["inference"] = bench_inference(
+      base, [int(b) for b in FLAGS.inference_batch_sizes], FLAGS.repeats)
+  for batch, row in report["inference"].items():
+    print(f"SavedModel batch {batch}: {row['images_per_second']:.1f} "
+          f"images/s, p50 {row['p50_ms']:.1f} ms, p95 {row['p95_ms']:.1f} ms",
+          flush=True)
+  report["peak_host_memory_mb"] = peak_host_memory_mb()
+
+  if FLAGS.quality_steps:
+    # float16 has no fast CPU kernels: it is compared on GPUs only.
+    import tensorflow as tf
+    reduced = ["bf16", "fp16"] if tf.config.list_physical_devices("GPU") else (
+        ["bf16"])
+    precisions = ["none"] + [p for p in reduced if p in FLAGS.variants]
+    quality = quality_check(FLAGS.quality_steps, FLAGS.quality_data_dir,
+                            precisions)
+    report["quality"] = {
+        "steps": FLAGS.quality_steps, "val_l1": quality,
+        "relative_to_fp32": {p: quality[p] / quality["none"] - 1
+                             for p in quality}}
+    for precision, value in quality.items():
+      print(f"quality: val L1 after {FLAGS.quality_steps} demo steps, "
+            f"{precision}: {value:.4f} "
+            f"({100 * (value / quality['none'] - 1):+.1f}% vs fp32)")
+
+  print(format_table(report))
+  if FLAGS.output:
+    with open(FLAGS.output, "w") as f:
+      json.dump(report, f, indent=2, default=str)
+    print(f"Wrote {FLAGS.output}")
+
+
+def format_table(report) -> str:
+  lines = ["", "| batch | configuration | images/s | x baseline | GFLOP/s "
+           "| peak host MB |", "|---|---|---|---|---|---|"]
+  for batch, rows in report["training"].items():
+    for name, row in rows.items():
+      ratio = row["ratio_to_baseline"]
+      lines.append(f"| {batch} | {name} | {row['images_per_second']:.2f} | "
+                   f"{'' if ratio is None else f'{ratio:.2f}'} | "
+                   f"{row['gflops_per_second']:.1f} | "
+                   f"{row['peak_host_memory_mb']:.0f} |")
+  best = max(row["images_per_second"] for rows in report["training"].values()
+             for row in rows.values())
+  pipeline = max(report["input_pipeline"].values())
+  lines.append("")
+  lines.append(f"input pipeline: {pipeline:.1f} images/s = "
+               f"{pipeline / best:.1f}x the best training rate")
+  return "\n".join(lines)
+
+
+if __name__ == "__main__":
+  app.run(main)
