@@ -23,6 +23,8 @@ setuptools.setup(
         "tensorboard>=2.18,<2.22",
         # The perceptual study page is served with Flask.
         "flask>=3.0",
+        # Canny edges for `pix2pix_tf.datasets edges`.
+        "opencv-python-headless>=4.8",
     ],
     extras_require={
         "gpu": ["tensorflow[and-cuda]>=2.18,<2.22"],
@@ -39,6 +41,7 @@ setuptools.setup(
             "pix2pix-predict=pix2pix_tf.predict:run",
             "pix2pix-evaluate=pix2pix_tf.evaluate:run",
             "pix2pix-study=pix2pix_tf.study:run",
+            "pix2pix-datasets=pix2pix_tf.datasets:run",
         ],
     },
     license="Apache-2.0",

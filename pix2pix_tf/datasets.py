@@ -1,0 +1,326 @@
+r"""Builds paired A|B datasets from your own images.
+
+    python -m pix2pix_tf.datasets combine --a_dir=inputs --b_dir=targets --output=datasets/mine
+    python -m pix2pix_tf.datasets colorize --photos=photos --output=datasets/colorize --size=256
+    python -m pix2pix_tf.datasets edges --photos=photos --output=datasets/edges --size=256
+    python -m pix2pix_tf.datasets split --data_dir=datasets/colorize --val=0.1 --test=0.1
+
+combine: pairs files of the same name (or the same --pattern key) from two
+  folders into A|B images; B is resized to A's size (or both to --size);
+  unmatched names are listed.
+colorize: A = the grayscale version, B = the colour photo; photos that are
+  already grayscale are skipped and counted.
+edges: A = Canny edges (OpenCV; --low and --high thresholds), black on white
+  as in edges2shoes, B = the photo.
+split: moves (or with --copy, copies) the pairs into train/, val/ and test/,
+  reproducibly from --seed; refuses to touch existing splits without --force.
+
+Every command reads jpg, png, bmp, webp (and what else Pillow reads), any
+size, applies EXIF rotation, and turns palette and RGBA images into RGB (on
+white). A corrupt file is named and skipped. Each output file is written to a
+temporary name and renamed, so an interrupted run can be run again: it skips
+what is already written. A summary says what was written and skipped, and why.
+"""
+
+import collections
+import os
+import random
+import re
+import shutil
+import sys
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+from absl import app
+from absl import flags
+
+import numpy as np
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif",
+                    ".tiff", ".gif")
+COMMANDS = ("combine", "colorize", "edges", "split")
+
+
+class Summary:
+  """Counts of what a command wrote and skipped, with reasons and names."""
+
+  def __init__(self):
+    self.written = 0
+    self.skipped: Dict[str, List[str]] = collections.defaultdict(list)
+
+  def skip(self, reason: str, name: str) -> None:
+    self.skipped[reason].append(name)
+
+  def report(self) -> str:
+    lines = [f"Written: {self.written}"]
+    for reason, names in self.skipped.items():
+      shown = ", ".join(names[:10]) + (" ..." if len(names) > 10 else "")
+      lines.append(f"Skipped, {reason}: {len(names)} ({shown})")
+    return "\n".join(lines)
+
+
+def list_images(folder: str) -> List[str]:
+  if not os.path.isdir(folder):
+    raise ValueError(f"{folder} is not a folder.")
+  return sorted(os.path.join(folder, f) for f in os.listdir(folder)
+                if f.lower().endswith(IMAGE_EXTENSIONS)
+                and os.path.isfile(os.path.join(folder, f)))
+
+
+def read_rgb(path: str):
+  """An image as RGB, EXIF rotation applied; transparency composited on
+  white. Raises OSError (or ValueError) for a file Pillow cannot read."""
+  from PIL import Image, ImageOps
+  with Image.open(path) as image:
+    image.load()
+    image = ImageOps.exif_transpose(image)
+    if image.mode == "P" or image.mode.endswith("A") or (
+        "transparency" in image.info):
+      image = image.convert("RGBA")
+      background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+      image = Image.alpha_composite(background, image)
+    return image.convert("RGB")
+
+
+def is_grayscale(image, tolerance: int = 2) -> bool:
+  array = np.asarray(image, np.int16)
+  return bool(np.abs(array - array.mean(axis=2, keepdims=True)).max()
+              <= tolerance)
+
+
+def write_pair(left, right, path: str) -> None:
+  """Saves left | right side by side, atomically (temporary name, rename)."""
+  from PIL import Image
+  pair = Image.new("RGB", (left.width + right.width, left.height))
+  pair.paste(left, (0, 0))
+  pair.paste(right, (left.width, 0))
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  temporary = path + ".tmp"
+  pair.save(temporary, format="PNG")
+  os.replace(temporary, path)
+
+
+def resized(image, size: Optional[Tuple[int, int]]):
+  from PIL import Image
+  if size is None or image.size == size:
+    return image
+  return image.resize(size, Image.BICUBIC)
+
+
+def progress(count: int):
+  from keras.utils import Progbar
+  return Progbar(count, unit_name="file",
+                 verbose=1 if sys.stdout.isatty() else 2)
+
+
+def make_pairs(photos: Sequence[str], output: str, size: Optional[int],
+               make_a: Callable, skip_photo: Callable = None) -> Summary:
+  """For each photo: A = make_a(photo), B = photo, written to output."""
+  summary = Summary()
+  bar = progress(len(photos))
+  for i, path in enumerate(photos):
+    name = os.path.splitext(os.path.basename(path))[0] + ".png"
+    target = os.path.join(output, name)
+    if os.path.exists(target):
+      summary.skip("already written", name)
+    else:
+      try:
+        photo = read_rgb(path)
+        reason = skip_photo(photo) if skip_photo else None
+        if reason:
+          summary.skip(reason, os.path.basename(path))
+        else:
+          photo = resized(photo, (size, size) if size else None)
+          write_pair(make_a(photo), photo, target)
+          summary.written += 1
+      except (OSError, ValueError) as e:
+        summary.skip("unreadable", f"{path} ({type(e).__name__})")
+    bar.update(i + 1)
+  return summary
+
+
+def colorize(photos: Sequence[str], output: str,
+             size: Optional[int] = 256) -> Summary:
+  """A = grayscale (as RGB), B = colour photo; grayscale photos skipped."""
+  return make_pairs(
+      photos, output, size,
+      make_a=lambda photo: photo.convert("L").convert("RGB"),
+      skip_photo=lambda photo: "already grayscale" if is_grayscale(photo)
+      else None)
+
+
+def canny_edges(photo, low: int = 100, high: int = 200):
+  """Canny edges of a photo, black lines on white (edges2shoes style)."""
+  import cv2
+  from PIL import Image
+  gray = np.asarray(photo.convert("L"))
+  edges = cv2.Canny(gray, low, high)
+  return Image.fromarray(255 - edges).convert("RGB")
+
+
+def edges(photos: Sequence[str], output: str, size: Optional[int] = 256,
+          low: int = 100, high: int = 200) -> Summary:
+  return make_pairs(photos, output, size,
+                    make_a=lambda photo: canny_edges(photo, low, high))
+
+
+def pair_key(path: str, pattern: Optional[str]) -> Optional[str]:
+  stem = os.path.splitext(os.path.basename(path))[0]
+  if not pattern:
+    return stem
+  match = re.search(pattern, stem)
+  if not match:
+    return None
+  return match.group(1) if match.groups() else match.group(0)
+
+
+def combine(a_files: Sequence[str], b_files: Sequence[str], output: str,
+            size: Optional[int] = None, pattern: Optional[str] = None
+            ) -> Summary:
+  """Pairs A and B files by name (or --pattern key) into A|B images."""
+  summary = Summary()
+  a_keys = {pair_key(p, pattern): p for p in a_files}
+  b_keys = {pair_key(p, pattern): p for p in b_files}
+  for key, path in a_keys.items():
+    if key is None or key not in b_keys:
+      summary.skip("no B file of the same name", os.path.basename(path))
+  for key, path in b_keys.items():
+    if key is None or key not in a_keys:
+      summary.skip("no A file of the same name", os.path.basename(path))
+  keys = sorted(k for k in a_keys if k is not None and k in b_keys)
+  bar = progress(len(keys))
+  for i, key in enumerate(keys):
+    target = os.path.join(output, f"{key}.png")
+    if os.path.exists(target):
+      summary.skip("already written", f"{key}.png")
+    else:
+      try:
+        image_a = read_rgb(a_keys[key])
+        image_b = read_rgb(b_keys[key])
+        shape = (size, size) if size else image_a.size
+        write_pair(resized(image_a, shape), resized(image_b, shape), target)
+        summary.written += 1
+      except (OSError, ValueError) as e:
+        bad = a_keys[key]
+        try:
+          read_rgb(bad)
+          bad = b_keys[key]
+        except (OSError, ValueError):
+          pass
+        summary.skip("unreadable", f"{bad} ({type(e).__name__})")
+    bar.update(i + 1)
+  return summary
+
+
+def split(data_dir: str, val: float, test: float, seed: int = 0,
+          copy: bool = False, force: bool = False) -> Summary:
+  """Distributes the pairs of data_dir (or data_dir/train) into splits."""
+  if not 0 <= val < 1 or not 0 <= test < 1 or val + test >= 1:
+    raise ValueError(f"--val={val} and --test={test} must be fractions in "
+                     "[0, 1) leaving some pairs for training.")
+  existing = [s for s in ("val", "test")
+              if os.path.isdir(os.path.join(data_dir, s))
+              and os.listdir(os.path.join(data_dir, s))]
+  if existing and not force:
+    raise ValueError(
+        f"{data_dir} already has {' and '.join(existing)} splits; pass "
+        "--force to split again (their files are moved back first).")
+  train_dir = os.path.join(data_dir, "train")
+  files = list_images(data_dir)
+  if force:  # Gather every split back before splitting again.
+    for name in ("train", "val", "test"):
+      if os.path.isdir(os.path.join(data_dir, name)):
+        files += list_images(os.path.join(data_dir, name))
+  elif not files and os.path.isdir(train_dir):
+    files = list_images(train_dir)
+  if not files:
+    raise ValueError(f"{data_dir} holds no images to split.")
+  names = sorted(files, key=os.path.basename)
+  random.Random(seed).shuffle(names)
+  n_val, n_test = round(len(names) * val), round(len(names) * test)
+  plan = {"val": names[:n_val], "test": names[n_val:n_val + n_test],
+          "train": names[n_val + n_test:]}
+  summary = Summary()
+  for name, paths in plan.items():
+    folder = os.path.join(data_dir, name)
+    os.makedirs(folder, exist_ok=True)
+    for path in paths:
+      target = os.path.join(folder, os.path.basename(path))
+      if os.path.abspath(path) == os.path.abspath(target):
+        summary.written += 1
+        continue
+      if copy:
+        shutil.copy2(path, target + ".tmp")
+        os.replace(target + ".tmp", target)
+      else:
+        os.replace(path, target)
+      summary.written += 1
+  print(", ".join(f"{name}: {len(paths)}" for name, paths in plan.items()))
+  return summary
+
+
+def define_flags():
+  """Defines this command's flags (at start-up, like export's)."""
+  flags.DEFINE_string("a_dir", None, "combine: folder of A (input) images.")
+  flags.DEFINE_string("b_dir", None, "combine: folder of B (target) images.")
+  flags.DEFINE_string("pattern", None,
+                      "combine: a regular expression whose first group (or "
+                      "whole match) in the file name pairs A with B, e.g. "
+                      r"'(\d+)'. Default: the same file name.")
+  flags.DEFINE_string("photos", None, "colorize, edges: folder of photos.")
+  flags.DEFINE_string("output", None, "Dataset folder to write into.")
+  flags.DEFINE_string("split", "train",
+                      "Subfolder of --output to write pairs into.")
+  flags.DEFINE_integer("size", None,
+                       "Resize each half to size x size (combine default: "
+                       "A's size; colorize and edges default: 256; 0 keeps "
+                       "the photo's size).")
+  flags.DEFINE_integer("low", 100, "edges: Canny's lower threshold.")
+  flags.DEFINE_integer("high", 200, "edges: Canny's upper threshold.")
+  flags.DEFINE_string("data_dir", None, "split: the dataset folder.")
+  flags.DEFINE_float("val", 0.1, "split: share of pairs for val/.")
+  flags.DEFINE_float("test", 0.1, "split: share of pairs for test/.")
+  flags.DEFINE_integer("seed", 0, "split: seed of the shuffle.")
+  flags.DEFINE_bool("copy", False, "split: copy instead of moving.")
+  flags.DEFINE_bool("force", False, "split: split again over existing "
+                    "splits.")
+
+
+def _require(*names):
+  missing = [n for n in names if not flags.FLAGS[n].value]
+  if missing:
+    raise app.UsageError(f"needs {', '.join('--' + n for n in missing)}.")
+
+
+def main(argv):
+  if len(argv) != 2 or argv[1] not in COMMANDS:
+    raise app.UsageError(f"Give one command: {', '.join(COMMANDS)}.")
+  command, FLAGS = argv[1], flags.FLAGS
+  try:
+    if command == "split":
+      _require("data_dir")
+      summary = split(FLAGS.data_dir, FLAGS.val, FLAGS.test, FLAGS.seed,
+                      FLAGS.copy, FLAGS.force)
+    else:
+      _require("output", *(("a_dir", "b_dir") if command == "combine"
+                           else ("photos",)))
+      output = os.path.join(FLAGS.output, FLAGS.split)
+      if command == "combine":
+        summary = combine(list_images(FLAGS.a_dir), list_images(FLAGS.b_dir),
+                          output, FLAGS.size, FLAGS.pattern)
+      else:
+        size = 256 if FLAGS.size is None else (FLAGS.size or None)
+        photos = list_images(FLAGS.photos)
+        summary = (colorize(photos, output, size) if command == "colorize"
+                   else edges(photos, output, size, FLAGS.low, FLAGS.high))
+  except ValueError as e:
+    sys.exit(f"pix2pix_tf.datasets {command}: error: {e}")
+  print(summary.report())
+
+
+def run():
+  define_flags()
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()
