@@ -1,0 +1,74 @@
+"""tools/benchmark.py: FLOPs counted from the layers, and a tiny full run."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import pytest
+
+from pix2pix_tf import config as config_lib
+from pix2pix_tf import demo_data
+
+TOOL = os.path.join(os.path.dirname(__file__), "..", "tools", "benchmark.py")
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+@pytest.fixture(scope="module")
+def benchmark():
+  spec = importlib.util.spec_from_file_location("benchmark", TOOL)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_conv_flops_are_counted_from_the_layers(benchmark):
+  inputs = keras.Input((None, None, 2))
+  x = keras.layers.Conv2D(4, 3, padding="same")(inputs)  # 8x8 out
+  x = keras.layers.Conv2DTranspose(5, 4, strides=2, padding="same")(x)
+  model = keras.Model(inputs, x)
+  conv = 2 * 3 * 3 * 2 * 4 * 8 * 8
+  transposed = 2 * 4 * 4 * 4 * 5 * 8 * 8  # Over the 8x8 input.
+  assert benchmark.conv_flops(model, [(8, 8, 2)]) == conv + transposed
+
+
+def test_paper_model_costs_about_90_gflop_per_image(benchmark):
+  flops = benchmark.training_flops(config_lib.Config())
+  assert 11e9 < flops["generator_forward"] < 13e9
+  assert 80e9 < flops["train_step"] < 95e9
+
+
+def test_combined_takes_what_helped(benchmark):
+  rows = {"baseline": {"ratio_to_baseline": 1.0},
+          "bf16": {"ratio_to_baseline": 1.5},
+          "fp16": {"ratio_to_baseline": 0.1},
+          "xla": {"ratio_to_baseline": 0.8},
+          "spe": {"ratio_to_baseline": 1.1}}
+  assert benchmark.combined_overrides(rows) == {
+      "mixed_precision": "bf16", "steps_per_execution": None}
+
+
+def test_benchmark_runs_and_writes_json(tmp_path):
+  data_dir = demo_data.write_dataset(str(tmp_path / "data"), 8, 2, 32)
+  output = tmp_path / "bench.json"
+  result = subprocess.run(
+      [sys.executable, TOOL, f"--data_dir={data_dir}", "--crop_size=32",
+       "--load_size=36", "--generator=unet", "--unet_depth=5", "--ngf=8",
+       "--ndf=8", "--batch_sizes=2", "--inference_batch_sizes=1",
+       "--variants=baseline,spe,combined", "--bench_spe=2", "--repeats=2",
+       "--steps_per_repeat=2", "--warmup_steps=1", f"--output={output}"],
+      capture_output=True, text=True, env=ENV, timeout=600)
+  assert result.returncode == 0, result.stderr
+  report = json.loads(output.read_text())
+  rows = report["training"]["2"]
+  assert set(rows) == {"baseline", "spe", "combined"}
+  assert rows["baseline"]["ratio_to_baseline"] == 1.0
+  for row in rows.values():
+    assert row["images_per_second"] > 0 and row["peak_host_memory_mb"] > 0
+  assert rows["spe"]["overrides"]["steps_per_execution"] == 2
+  assert report["input_pipeline"]["2"] > 0
+  assert report["inference"]["1"]["p95_ms"] >= report["inference"]["1"][
+      "p50_ms"] > 0
+  assert "x baseline" in result.stdout and "input pipeline:" in result.stdout
