@@ -24,30 +24,17 @@ from absl import logging
 
 FLAGS = flags.FLAGS
 
-EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif",
-              ".tiff")
-
-
 def list_inputs(path):
+  from pix2pix_tf import datasets
   if os.path.isfile(path):
     return [path]
   if not os.path.isdir(path):
     raise FileNotFoundError(f"--input={path} is neither a file nor a folder.")
-  files = sorted(os.path.join(path, f) for f in os.listdir(path)
-                 if f.lower().endswith(EXTENSIONS))
+  files = datasets.list_images(path)
   if not files:
     raise FileNotFoundError(f"--input={path} holds no images "
-                            f"({', '.join(EXTENSIONS)}).")
+                            f"({', '.join(datasets.IMAGE_EXTENSIONS)}).")
   return files
-
-
-def read_rgb(path, channels):
-  """The image as uint8 (h, w, channels), EXIF rotation applied."""
-  import numpy as np
-  from PIL import Image, ImageOps
-  with Image.open(path) as image:
-    image = ImageOps.exif_transpose(image)
-    return np.asarray(image.convert("L" if channels == 1 else "RGB"))
 
 
 def save_image(array, path):
@@ -62,6 +49,7 @@ def translate_files(saved_model, files, output, paired=False):
   import numpy as np
   import tensorflow as tf
   from keras.utils import Progbar
+  from pix2pix_tf import datasets
 
   loaded = tf.saved_model.load(saved_model)
   metadata = json.loads(loaded.metadata_json.numpy().decode())
@@ -77,7 +65,7 @@ def translate_files(saved_model, files, output, paired=False):
   for i, path in enumerate(files):
     name = os.path.basename(path)
     try:
-      image = read_rgb(path, 3)
+      image = np.asarray(datasets.read_rgb(path))
       if paired:
         half = image.shape[1] // 2
         input_image, target = image[:, :half], image[:, half:]

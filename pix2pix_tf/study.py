@@ -25,17 +25,12 @@ from absl import app
 from absl import flags
 from absl import logging
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
-
-
 def list_images(folder: str) -> List[str]:
-  if not os.path.isdir(folder):
-    raise ValueError(f"{folder} is not a folder of images.")
-  files = sorted(os.path.join(folder, f) for f in os.listdir(folder)
-                 if f.lower().endswith(IMAGE_EXTENSIONS))
+  from pix2pix_tf import datasets
+  files = datasets.list_images(folder)
   if not files:
-    raise ValueError(f"{folder} holds no images ({', '.join(IMAGE_EXTENSIONS)}"
-                     ").")
+    raise ValueError(f"{folder} holds no images "
+                     f"({', '.join(datasets.IMAGE_EXTENSIONS)}).")
   return files
 
 
