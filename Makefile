@@ -23,6 +23,8 @@ demo: venv
 	$(PY) -m pix2pix_tf.predict --saved_model=runs/demo/export --paired \
 	    --input=datasets/demo/val --output=runs/demo/results
 	@echo "Results page (input | generated | target): runs/demo/results/index.html"
+	@echo "Draw label maps and translate them in the browser:"
+	@echo "  $(PY) -m pix2pix_tf.serve --saved_model=runs/demo/export   # then open http://127.0.0.1:8000/"
 
 test: venv
 	$(PY) -m pytest -q tests

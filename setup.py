@@ -21,7 +21,7 @@ setuptools.setup(
         "pillow>=10",
         "absl-py>=2.1",
         "tensorboard>=2.18,<2.22",
-        # The perceptual study page is served with Flask.
+        # The translation and perceptual study pages are served with Flask.
         "flask>=3.0",
         # Canny edges for `pix2pix_tf.datasets edges`.
         "opencv-python-headless>=4.8",
@@ -42,6 +42,7 @@ setuptools.setup(
             "pix2pix-evaluate=pix2pix_tf.evaluate:run",
             "pix2pix-study=pix2pix_tf.study:run",
             "pix2pix-datasets=pix2pix_tf.datasets:run",
+            "pix2pix-serve=pix2pix_tf.serve:run",
         ],
     },
     license="Apache-2.0",

@@ -111,13 +111,26 @@ def _render(rng, labels, size):
   return np.clip(photo, 0, 255).astype(np.uint8)
 
 
+def write_palette(path: str) -> str:
+  """The label colours as a palette file (`--label_palette`)."""
+  import json
+  with open(path, "w") as f:
+    json.dump({"name": "demo", "classes": [
+        {"name": name, "color": list(color)}
+        for name, color in PALETTE.items()]}, f, indent=2)
+  return path
+
+
 def write_dataset(output_dir: str, num_train: int = 200, num_val: int = 20,
                   size: int = 64, seed: int = 0) -> str:
-  """Writes `<output_dir>/{train,val}/NNNN.png` (photo | labels).
+  """Writes `<output_dir>/{train,val}/NNNN.png` (photo | labels) and the
+  label colours to `<output_dir>/palette.json`.
 
   Returns:
     output_dir.
   """
+  os.makedirs(output_dir, exist_ok=True)
+  write_palette(os.path.join(output_dir, "palette.json"))
   for split, count, offset in (("train", num_train, 0),
                                ("val", num_val, 1_000_000)):
     folder = os.path.join(output_dir, split)

@@ -97,6 +97,13 @@ def build_module(generator, config, step: int, inference_mode: str):
           timespec="seconds"),
       "flags": json.loads(config.to_json()),
   }
+  if config.label_palette:
+    # The palette travels with the model, for pages that draw label maps.
+    from pix2pix_tf import segmentation
+    palette = segmentation.load_palette(config.label_palette)
+    metadata["palette"] = [{"name": n, "color": [int(v) for v in c]}
+                           for n, c in zip(palette.class_names,
+                                           palette.colors)]
 
   class Translator(tf.Module):
     """Serving signatures of a pix2pix generator."""

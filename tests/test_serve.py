@@ -1,0 +1,181 @@
+"""The translation page and its TensorFlow Serving-style REST API."""
+
+import base64
+import concurrent.futures
+import io
+import json
+import os
+import threading
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from browser import chromium_driver
+from conftest import gradient_image, small_config
+from pix2pix_tf import demo_data
+from pix2pix_tf import serve
+from pix2pix_tf import trainer
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+  """A tiny labels -> photo model whose export carries the demo palette."""
+  root = tmp_path_factory.mktemp("serve")
+  data_dir = demo_data.write_dataset(str(root / "data"), 4, 0, 32)
+  config = small_config(data_dir, root / "run", max_steps=20,
+                        learning_rate=2e-3, batch_size=1,
+                        direction="BtoA", inference_mode="eval",
+                        label_palette=os.path.join(data_dir, "palette.json"))
+  trainer.train_and_evaluate(config,
+                             tf.distribute.OneDeviceStrategy("/cpu:0"))
+  return str(root / "run" / "export")
+
+
+@pytest.fixture(scope="module")
+def server(exported):
+  from werkzeug.serving import make_server
+  translator = serve.Translator(exported)
+  app = serve.create_app(translator, translator.metadata.get("palette"),
+                         max_upload_mb=0.05)
+  httpd = make_server("127.0.0.1", 0, app, threaded=True)
+  thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+  thread.start()
+  yield f"http://127.0.0.1:{httpd.server_port}", translator
+  httpd.shutdown()
+
+
+def request(url, body=None, raw=None):
+  data = raw if raw is not None else (
+      json.dumps(body).encode() if body is not None else None)
+  req = urllib.request.Request(url, data=data, headers={
+      "Content-Type": "application/json"})
+  try:
+    with urllib.request.urlopen(req, timeout=60) as reply:
+      return reply.status, json.loads(reply.read())
+  except urllib.error.HTTPError as e:
+    return e.code, json.loads(e.read())
+
+
+def png_bytes(array):
+  buffer = io.BytesIO()
+  Image.fromarray(array).save(buffer, format="PNG")
+  return buffer.getvalue()
+
+
+def predict_body(*images):
+  return {"instances": [{"b64": base64.b64encode(i).decode()}
+                        for i in images]}
+
+
+def test_health_and_metadata(server):
+  url, _ = server
+  assert request(f"{url}/healthz") == (200, {"status": "ok"})
+  status, body = request(f"{url}/v1/models/pix2pix/metadata")
+  assert status == 200
+  assert body["metadata"]["direction"] == "BtoA"
+  assert [p["name"] for p in body["palette"]] == list(demo_data.PALETTE)
+
+
+def test_fifty_concurrent_requests_get_correct_answers(server, exported):
+  url, _ = server
+  signature = tf.saved_model.load(exported).signatures["translate_encoded"]
+  inputs = [png_bytes(gradient_image(24 + i % 5, 40, offset=i))
+            for i in range(50)]
+
+  def call(i):
+    return request(f"{url}/v1/models/pix2pix:predict",
+                   predict_body(inputs[i]))
+
+  with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
+    answers = list(pool.map(call, range(50)))
+  for i, (status, body) in enumerate(answers):
+    assert status == 200, body
+    got = base64.b64decode(body["predictions"][0]["b64"])
+    expected = signature(images_bytes=tf.constant([inputs[i]]))[
+        "generated_image_bytes"].numpy()[0]
+    np.testing.assert_array_equal(tf.io.decode_png(got).numpy(),
+                                  tf.io.decode_png(expected).numpy())
+    assert tf.io.decode_png(got).shape == (24 + i % 5, 40, 3)
+
+
+def test_bad_requests_get_json_errors_and_the_server_keeps_serving(server):
+  url, _ = server
+  predict = f"{url}/v1/models/pix2pix:predict"
+  status, body = request(predict, raw=b"{not json")
+  assert status == 400 and "instances" in body["error"]
+  status, body = request(predict, predict_body(b"this is not an image"))
+  assert status == 400 and "not a JPEG, PNG" in body["error"]
+  status, body = request(predict, {"instances": [{"b64": "***"}]})
+  assert status == 400 and "base64" in body["error"]
+  big = os.urandom(80_000)  # Over --max_upload_mb=0.05 once encoded.
+  status, body = request(predict, predict_body(big))
+  assert status == 413 and "max_upload_mb" in body["error"]
+  status, body = request(predict, predict_body(png_bytes(
+      gradient_image(32, 32))))
+  assert status == 200 and body["predictions"][0]["b64"]
+
+
+def test_page_in_a_real_browser(server, tmp_path):
+  from selenium.webdriver.common.action_chains import ActionChains
+  from selenium.webdriver.common.by import By
+  from selenium.webdriver.support.ui import WebDriverWait
+
+  url, _ = server
+  bad = tmp_path / "not_an_image.png"
+  bad.write_bytes(b"just text")
+  driver = chromium_driver()
+  try:
+    wait = WebDriverWait(driver, 30)
+    driver.get(url + "/")
+    swatches = driver.find_elements(By.CSS_SELECTOR, ".swatch")
+    assert len(swatches) == len(demo_data.PALETTE)
+    canvas = driver.find_element(By.ID, "canvas")
+    # Draw strokes with two brushes (pointer events).
+    for swatch, offsets in ((swatches[2], [(-80, -80), (60, -70), (60, 40)]),
+                            (swatches[3], [(-60, 90), (70, 90)])):
+      swatch.click()
+      actions = ActionChains(driver).move_to_element_with_offset(
+          canvas, *offsets[0]).click_and_hold()
+      for x, y in offsets[1:]:
+        actions = actions.move_to_element_with_offset(canvas, x, y)
+      actions.release().perform()
+    painted = driver.execute_script("""
+        const c = document.getElementById('canvas');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        const seen = new Set();
+        for (let i = 0; i < d.length; i += 4) seen.add(d[i] + ',' + d[i+1] + ',' + d[i+2]);
+        return seen.size;""")
+    assert painted >= 3  # Background and two brush colours.
+    driver.find_element(By.ID, "translate").click()
+    wait.until(lambda d: d.execute_script(
+        "return document.getElementById('output').naturalWidth") > 0)
+    width, height, spread = driver.execute_script("""
+        const img = document.getElementById('output');
+        const c = document.createElement('canvas');
+        c.width = img.naturalWidth; c.height = img.naturalHeight;
+        const g = c.getContext('2d'); g.drawImage(img, 0, 0);
+        const d = g.getImageData(0, 0, c.width, c.height).data;
+        let spread = 0;
+        for (let k = 0; k < 3; k++) {
+          let lo = 255, hi = 0;
+          for (let i = k; i < d.length; i += 4) { lo = Math.min(lo, d[i]); hi = Math.max(hi, d[i]); }
+          spread = Math.max(spread, hi - lo);
+        }
+        return [c.width, c.height, spread];""")
+    assert (width, height) == (32, 32)
+    assert spread > 10  # Not a blank image.
+    assert driver.find_element(By.ID, "download").get_attribute(
+        "href").startswith("data:image/png;base64,")
+    driver.save_screenshot(str(tmp_path / "page.png"))
+    # A bad upload is refused by the server, and the page says so.
+    driver.find_element(By.ID, "upload").send_keys(str(bad))
+    driver.find_element(By.ID, "translate").click()
+    wait.until(lambda d: "not a JPEG, PNG" in d.find_element(
+        By.ID, "error").text)
+  finally:
+    driver.quit()
+  assert Image.open(tmp_path / "page.png").size[0] > 500
