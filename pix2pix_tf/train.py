@@ -128,9 +128,11 @@ flags.DEFINE_bool("jit_compile", _D.jit_compile,
                   "Compile the forward and backward passes with XLA.")
 flags.DEFINE_enum("mixed_precision", _D.mixed_precision,
                   config_lib.MIXED_PRECISIONS,
-                  "Compute dtype of the layers: none (float32), bf16, or "
-                  "fp16 with loss scaling. Variables, the tanh output, the "
-                  "discriminator logits and the losses stay float32.")
+                  "Compute dtype of the layers: none (float32), bf16, "
+                  "fp16 with loss scaling, or auto (bf16 on GPUs of compute "
+                  "capability 8.0+ and CPUs with AMX, else none). Variables, "
+                  "the tanh output, the discriminator logits and the losses "
+                  "stay float32.")
 flags.DEFINE_integer("steps_per_execution", _D.steps_per_execution,
                      "Training steps per tf.function call.")
 

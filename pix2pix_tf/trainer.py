@@ -162,6 +162,27 @@ POLICIES = {"none": "float32", "bf16": "mixed_bfloat16",
             "fp16": "mixed_float16"}
 
 
+def fast_bfloat16() -> bool:
+  """Whether this machine computes bfloat16 faster than float32: GPUs of
+  compute capability 8.0 or newer (A100, H100, ...), or CPUs with AMX."""
+  gpus = tf.config.list_physical_devices("GPU")
+  if gpus:
+    return all(tf.config.experimental.get_device_details(gpu).get(
+        "compute_capability", (0, 0)) >= (8, 0) for gpu in gpus)
+  try:
+    with open("/proc/cpuinfo") as f:
+      return "amx_bf16" in f.read().split()
+  except OSError:
+    return False
+
+
+def resolve_mixed_precision(mixed_precision: str) -> str:
+  """--mixed_precision, with auto resolved to bf16 where it is fast."""
+  if mixed_precision == "auto":
+    return "bf16" if fast_bfloat16() else "none"
+  return mixed_precision
+
+
 @contextlib.contextmanager
 def dtype_policy(mixed_precision: str):
   """Builds layers under `--mixed_precision`'s Keras dtype policy.
@@ -171,7 +192,8 @@ def dtype_policy(mixed_precision: str):
   policy, and the losses are computed in float32.
   """
   previous = keras.mixed_precision.dtype_policy()
-  keras.mixed_precision.set_dtype_policy(POLICIES[mixed_precision])
+  keras.mixed_precision.set_dtype_policy(
+      POLICIES[resolve_mixed_precision(mixed_precision)])
   try:
     yield
   finally:
@@ -190,7 +212,7 @@ def create_state(config: config_lib.Config, steps_per_epoch: int,
       schedule = learning_rate_schedule(config, steps_per_epoch, total_steps)
       optimizer = keras.optimizers.Adam(schedule, beta_1=config.beta_1,
                                         beta_2=config.beta_2)
-      if config.mixed_precision == "fp16":
+      if resolve_mixed_precision(config.mixed_precision) == "fp16":
         # float16 gradients underflow: scale the loss, unscale the gradients,
         # and skip steps whose gradients overflow (Keras's dynamic scaling).
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
@@ -575,9 +597,11 @@ def train_and_evaluate(config: config_lib.Config,
   steps_per_epoch, total_steps = data.steps_per_epoch, data.total_steps
 
   devices = strategy.extended.worker_devices
+  precision = resolve_mixed_precision(config.mixed_precision)
   print(f"Training on {strategy.num_replicas_in_sync} replica(s) "
-        f"({', '.join(devices)}); {data.train.count} training pairs, "
-        f"{steps_per_epoch} steps per epoch, {total_steps} steps.", flush=True)
+        f"({', '.join(devices)}), {POLICIES[precision]}; {data.train.count} "
+        f"training pairs, {steps_per_epoch} steps per epoch, {total_steps} "
+        "steps.", flush=True)
   keras.utils.set_random_seed(config.seed)
   if config.deterministic:
     tf.config.experimental.enable_op_determinism()

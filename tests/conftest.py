@@ -27,7 +27,8 @@ def small_config(data_dir, model_dir, **overrides):
       crop_size=32, generator="unet", unet_depth=5, ngf=8, ndf=8,
       batch_size=2, epochs=1, epochs_decay=1, num_samples=2,
       log_every_steps=2, sample_every_steps=2, eval_every_steps=2,
-      checkpoint_every_steps=2, strategy="one_device")
+      checkpoint_every_steps=2, strategy="one_device",
+      mixed_precision="none", steps_per_execution=1)
   values.update(overrides)
   return config_lib.Config(**values)
 

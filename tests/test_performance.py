@@ -101,3 +101,22 @@ def test_every_combination_lowers_the_loss(tmp_path, precision, jit, steps):
   losses = [float(step(iterator, tf.constant(steps))["gen_l1_loss"])
             for _ in range(32 // steps)]
   assert np.mean(losses[-2:]) < 0.75 * losses[0], losses
+
+
+@pytest.mark.parametrize("cpuinfo, expected", [
+    ("flags : fpu avx512f avx512_bf16 amx_bf16 amx_tile", "bf16"),
+    ("flags : fpu avx2 fma", "none"),
+])
+def test_auto_precision_picks_bf16_where_it_is_fast(monkeypatch, tmp_path,
+                                                    cpuinfo, expected):
+  import builtins
+  fake = tmp_path / "cpuinfo"
+  fake.write_text(cpuinfo)
+  real_open = builtins.open
+  monkeypatch.setattr(
+      trainer, "open",
+      lambda path, *a, **k: real_open(fake if path == "/proc/cpuinfo"
+                                      else path, *a, **k), raising=False)
+  assert trainer.resolve_mixed_precision("auto") == expected
+  assert trainer.resolve_mixed_precision("none") == "none"
+  assert trainer.resolve_mixed_precision("fp16") == "fp16"
