@@ -683,6 +683,7 @@ def train_and_evaluate(config: config_lib.Config,
   window_steps, window_start = 0, time.perf_counter()
   progbar = None
   verbose = 1 if sys.stdout.isatty() else 2
+
   def next_block(step):
     """Steps for the next call: up to --steps_per_execution, ending at the
     next periodic action, epoch end or run end, so they fire on time."""
