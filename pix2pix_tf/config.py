@@ -82,7 +82,7 @@ class Config:
   # Execution.
   strategy: str = "mirrored"
   jit_compile: bool = False
-  mixed_precision: str = "none"
+  mixed_precision: str = "auto"
   steps_per_execution: int = 1
 
   # Outputs.

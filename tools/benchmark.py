@@ -266,7 +266,7 @@ def quality_check(steps, data_dir, precisions):
     with tempfile.TemporaryDirectory() as folder:
       config = dataclasses.replace(
           base, data_dir=data_dir, model_dir=folder, max_steps=steps,
-          mixed_precision=precision, num_samples=0,
+          mixed_precision=precision, num_samples=0, label_palette="",
           eval_every_steps=steps, checkpoint_every_steps=steps,
           sample_every_steps=steps, log_every_steps=max(1, steps // 10),
           lr_policy="constant")
@@ -355,6 +355,7 @@ def main(argv):
           f"images/s, p50 {row['p50_ms']:.1f} ms, p95 {row['p95_ms']:.1f} ms",
           flush=True)
   report["peak_host_memory_mb"] = peak_host_memory_mb()
+  write_report(report)
 
   if FLAGS.quality_steps:
     # float16 has no fast CPU kernels: it is compared on GPUs only.
@@ -374,10 +375,17 @@ def main(argv):
             f"({100 * (value / quality['none'] - 1):+.1f}% vs fp32)")
 
   print(format_table(report))
+  write_report(report)
   if FLAGS.output:
-    with open(FLAGS.output, "w") as f:
-      json.dump(report, f, indent=2, default=str)
     print(f"Wrote {FLAGS.output}")
+
+
+def write_report(report):
+  """Writes the JSON (again after each part, so a failure keeps the rest)."""
+  if FLAGS.output:
+    with open(FLAGS.output + ".tmp", "w") as f:
+      json.dump(report, f, indent=2, default=str)
+    os.replace(FLAGS.output + ".tmp", FLAGS.output)
 
 
 def format_table(report) -> str:
