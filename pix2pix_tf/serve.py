@@ -178,6 +178,8 @@ const api = new URLSearchParams(location.search).get("api") ||
     `/v1/models/${CONFIG.model}`;
 const canvas = document.getElementById("canvas");
 canvas.width = canvas.height = CONFIG.size;
+// Brush sizes in the model's pixels: a 256 model starts at 4, a 64 one at 1.
+document.getElementById("width").value = Math.max(1, Math.round(CONFIG.size / 64));
 const ctx = canvas.getContext("2d");
 const background = CONFIG.kind === "labels" ? CONFIG.palette[0].color : [255, 255, 255];
 const rgb = (c) => `rgb(${c[0]},${c[1]},${c[2]})`;
