@@ -66,17 +66,6 @@ VARIANT_SETS = {
     ],
 }
 
-flags.DEFINE_string("data_dir", None, "Dataset with train/ and val/ (or "
-                    "test/) folders of A|B pairs.")
-flags.DEFINE_string("variants", "receptive_field",
-                    f"A built-in set ({', '.join(VARIANT_SETS)}) or a file of "
-                    "'name: --flag=value ...' lines.")
-flags.DEFINE_integer("steps", 2000, "Training steps per variant.")
-flags.DEFINE_integer("image_size", 128, "Training and evaluation size.")
-flags.DEFINE_string("out", "ablations", "Output folder.")
-flags.DEFINE_string("flags", "", "Training flags for every variant, before "
-                    "the variant's own, e.g. '--direction=BtoA --ngf=32'.")
-flags.DEFINE_integer("num_samples", 4, "Inputs in samples.png.")
 FLAGS = flags.FLAGS
 
 
@@ -311,5 +300,22 @@ def main(argv):
   print(f"Wrote {FLAGS.out}/results.csv, results.md, losses.png, samples.png")
 
 
+def define_flags():
+  """Defines this tool's flags when it runs (importing it, as the tests do,
+  defines none: --data_dir and --num_samples are also training flags)."""
+  flags.DEFINE_string("data_dir", None, "Dataset with train/ and val/ (or "
+                      "test/) folders of A|B pairs.")
+  flags.DEFINE_string("variants", "receptive_field",
+                      f"A built-in set ({', '.join(VARIANT_SETS)}) or a file of "
+                      "'name: --flag=value ...' lines.")
+  flags.DEFINE_integer("steps", 2000, "Training steps per variant.")
+  flags.DEFINE_integer("image_size", 128, "Training and evaluation size.")
+  flags.DEFINE_string("out", "ablations", "Output folder.")
+  flags.DEFINE_string("flags", "", "Training flags for every variant, before "
+                      "the variant's own, e.g. '--direction=BtoA --ngf=32'.")
+  flags.DEFINE_integer("num_samples", 4, "Inputs in samples.png.")
+
+
 if __name__ == "__main__":
+  define_flags()
   app.run(main)
