@@ -134,6 +134,7 @@ def test_page_in_a_real_browser(server, tmp_path):
     swatches = driver.find_elements(By.CSS_SELECTOR, ".swatch")
     assert len(swatches) == len(demo_data.PALETTE)
     canvas = driver.find_element(By.ID, "canvas")
+    driver.execute_script("document.getElementById('width').value = 6")
     # Draw strokes with two brushes (pointer events).
     for swatch, offsets in ((swatches[2], [(-80, -80), (60, -70), (60, 40)]),
                             (swatches[3], [(-60, 90), (70, 90)])):
@@ -167,7 +168,7 @@ def test_page_in_a_real_browser(server, tmp_path):
         }
         return [c.width, c.height, spread];""")
     assert (width, height) == (32, 32)
-    assert spread > 10  # Not a blank image.
+    assert spread > 5  # Not a blank (uniform) image.
     assert driver.find_element(By.ID, "download").get_attribute(
         "href").startswith("data:image/png;base64,")
     driver.save_screenshot(str(tmp_path / "page.png"))
