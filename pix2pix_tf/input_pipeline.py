@@ -16,7 +16,7 @@ through the same resize, crop and flip: they are stacked and transformed once.
 import dataclasses
 import json
 import os
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 import tensorflow as tf
 
@@ -166,7 +166,7 @@ def check_headers(files: Sequence[str]) -> None:
 
   Reads a few bytes per file, so it is cheap even for large datasets.
   Corrupt image data beyond the header is found when decoding (see
-  `find_unreadable`).
+  `find_undecodable`).
 
   Raises:
     DatasetError: naming the first such file.
@@ -179,20 +179,6 @@ def check_headers(files: Sequence[str]) -> None:
       raise DatasetError(
           f"{path} is not a {os.path.splitext(path)[1]} image (its first "
           "bytes do not match the format). Remove or replace it.")
-
-
-def find_unreadable(files: Sequence[str]) -> Optional[str]:
-  """Decodes each file and returns the first that fails, else None.
-
-  Used after the pipeline reported a decode error, which TensorFlow raises
-  without the file's name.
-  """
-  for path in files:
-    try:
-      _decode(tf.io.read_file(path), 3)
-    except (tf.errors.InvalidArgumentError, tf.errors.DataLossError):
-      return path
-  return None
 
 
 def _decode(contents, channels):

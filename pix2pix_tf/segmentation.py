@@ -82,12 +82,6 @@ def colors_to_classes(images, palette: Palette) -> tf.Tensor:
   return tf.where(nearest >= palette.num_classes, IGNORE, nearest)
 
 
-def classes_to_colors(classes, palette: Palette) -> np.ndarray:
-  """uint8 RGB image of a class map (void shown black)."""
-  colors = np.concatenate([palette.colors, np.zeros((1, 3), np.uint8)])
-  return colors[np.asarray(classes)]
-
-
 def confusion_matrix(true_classes, predicted_classes,
                      num_classes: int) -> np.ndarray:
   """(num_classes, num_classes) counts, rows true, columns predicted; pixels

@@ -13,7 +13,6 @@ pix2pix_tf.train`. The pieces:
 
 import contextlib
 import dataclasses
-import json
 import os
 import shutil
 import sys

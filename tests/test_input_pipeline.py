@@ -180,6 +180,7 @@ def test_a_corrupt_image_is_found_by_name(tmp_path):
   truncated = tmp_path / "truncated.jpg"
   truncated.write_bytes(good.read_bytes()[:300])
   input_pipeline.check_headers([str(good), str(truncated)])  # Header is fine.
-  assert input_pipeline.find_unreadable([str(good)]) is None
-  assert input_pipeline.find_unreadable(
-      [str(good), str(truncated)]) == str(truncated)
+  assert input_pipeline.find_undecodable(
+      input_pipeline.Split((str(good),), 1)) == []
+  assert input_pipeline.find_undecodable(input_pipeline.Split(
+      (str(good), str(truncated)), 2)) == [str(truncated)]
