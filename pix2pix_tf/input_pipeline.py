@@ -14,6 +14,8 @@ through the same resize, crop and flip: they are stacked and transformed once.
 """
 
 import dataclasses
+import glob
+import hashlib
 import json
 import os
 from typing import List, Sequence, Tuple
@@ -279,36 +281,98 @@ def find_undecodable(split: Split) -> List[str]:
   return sorted({n.decode() for n in names.as_numpy_iterator()} - good)
 
 
-def _named_contents(split: Split, input_context, shuffle_seed=None):
-  """(name, encoded bytes) of every pair, sharded across input pipelines."""
+def _named_contents(split: Split, input_context) -> tf.data.Dataset:
+  """(name, encoded bytes) of every pair, in order, sharded across input
+  pipelines. (Training streams are built from `_shard_paths` and `_read` by
+  `make_dataset`, which skips before it reads.)"""
+  return _read(split, _shard_paths(split, input_context), deterministic=True)
+
+
+def _shard_paths(split: Split, input_context) -> tf.data.Dataset:
+  """This input pipeline's part of the split's files (or TFRecord shards)."""
   paths = tf.data.Dataset.from_tensor_slices(list(split.paths))
   if input_context is not None and input_context.num_input_pipelines > 1:
     # Shard by file (image files or TFRecord shards) before anything is
     # read, so each worker reads only its own part.
     paths = paths.shard(input_context.num_input_pipelines,
                         input_context.input_pipeline_id)
-  if shuffle_seed is not None:
-    paths = paths.shuffle(len(split.paths), seed=shuffle_seed,
-                          reshuffle_each_iteration=True)
+  return paths
+
+
+def _read(split: Split, paths: tf.data.Dataset,
+          deterministic: bool) -> tf.data.Dataset:
+  """(name, encoded bytes) for a dataset of image paths or TFRecord shards."""
   if not split.tfrecord:
     return paths.map(lambda path: (path, tf.io.read_file(path)),
-                     num_parallel_calls=tf.data.AUTOTUNE)
+                     num_parallel_calls=tf.data.AUTOTUNE,
+                     deterministic=deterministic)
+  # Several shards are read at once; with deterministic=False records come
+  # in whichever order the reads finish, so --deterministic fixes it.
   records = paths.interleave(tf.data.TFRecordDataset,
                              cycle_length=tf.data.AUTOTUNE,
                              num_parallel_calls=tf.data.AUTOTUNE,
-                             deterministic=shuffle_seed is None)
-  return records.map(parse_record, num_parallel_calls=tf.data.AUTOTUNE)
+                             deterministic=deterministic)
+  return records.map(parse_record, num_parallel_calls=tf.data.AUTOTUNE,
+                     deterministic=deterministic)
+
+
+# Bumped whenever what the cache holds changes (the decoding rule, say), so
+# that no cache written by an older version is read back.
+_CACHE_FORMAT = 1
+
+
+def cache_path(prefix: str, split: Split, config, input_context=None) -> str:
+  """The disk-cache file of this split and configuration under `prefix`.
+
+  The name carries a digest of what is cached: the split's files (names,
+  sizes and modification times, or the TFRecord shards'), this pipeline's
+  shard, and the settings that shape a pair. Another split, another
+  configuration or changed files give another file, so a cache is never read
+  back for data it does not hold; it is rebuilt instead.
+  """
+  files = []
+  for path in split.paths:
+    try:
+      info = os.stat(path)
+      files.append([path, info.st_size, info.st_mtime_ns])
+    except OSError:
+      files.append([path, None, None])
+  shard = ([input_context.num_input_pipelines, input_context.input_pipeline_id]
+           if input_context is not None else [1, 0])
+  what = {"format": _CACHE_FORMAT, "files": files, "tfrecord": split.tfrecord,
+          "shard": shard, "direction": config.direction,
+          "load_size": config.load_size, "crop_size": config.crop_size,
+          "input_channels": config.input_channels,
+          "output_channels": config.output_channels}
+  digest = hashlib.sha256(json.dumps(what).encode()).hexdigest()[:16]
+  return f"{prefix}-{digest}"
+
+
+def _remove_stale_cache_files(path: str) -> None:
+  """Removes what a killed run left of an unfinished cache at `path`.
+
+  TensorFlow finishes a disk cache (writes `<path>.index`) only after a
+  whole pass; a run killed before that leaves a lockfile that makes every
+  later run fail with "a concurrent caching iterator". The path is unique to
+  this split, configuration and input pipeline, so no other live run of the
+  same data writes it.
+  """
+  if os.path.exists(path + ".index"):
+    return
+  for leftover in glob.glob(glob.escape(path) + "_*.lockfile") + glob.glob(
+      glob.escape(path) + "_*.tempstate*"):
+    os.remove(leftover)
 
 
 def make_dataset(split, config, batch_size: int, training: bool,
                  input_context=None, with_names: bool = False,
-                 skip: int = 0) -> tf.data.Dataset:
+                 skip: int = 0, cache: str = "") -> tf.data.Dataset:
   """The batched dataset of (input_image, target_image) in [-1, 1].
 
   Args:
     split: a `Split` from `open_split`, or a list of image paths.
     config: the run's Config (direction, sizes, flip, channels, seed,
-      shuffle_buffer, deterministic, cache, on_bad_image).
+      shuffle_buffer, deterministic, on_bad_image).
     batch_size: the batch size of this input pipeline (per replica under
       `distribute_datasets_from_function`).
     training: jitter, shuffle and repeat forever; otherwise one pass, resized
@@ -318,12 +382,20 @@ def make_dataset(split, config, batch_size: int, training: bool,
     with_names: evaluation only: yield (names, input_image, target_image).
     skip: training only: leave out this many elements of the stream first
       (a resumed run skips what it already trained on).
+    cache: training only: "memory", or a path prefix for a disk cache of the
+      decoded pairs (`cache_path` names the file). Evaluation makes one pass
+      and is never cached.
   """
   if not isinstance(split, Split):
     split = Split(tuple(split), len(split))
-  cache = getattr(config, "cache", "")
+  if cache and not training:
+    raise ValueError("Only training data is cached: evaluation makes one "
+                     "pass over its split.")
   skip_bad = getattr(config, "on_bad_image", "error") == "skip"
   deterministic = config.deterministic or not training
+  # --shuffle_buffer counts elements (file names, records, or cached pairs);
+  # 0 shuffles the whole split, as the reference's data loader does.
+  buffer = config.shuffle_buffer or max(split.count, 1)
 
   def decode(name, contents):
     # Decoded pairs stay uint8 until after the cache: a quarter of float32.
@@ -333,33 +405,51 @@ def make_dataset(split, config, batch_size: int, training: bool,
     return split_pair(image, config.direction, config.input_channels,
                       config.output_channels)
 
-  # Without a cache, file names are shuffled (cheap) before they are read.
-  # With one, the decoded pairs are cached first and shuffled after, so each
-  # epoch still comes in a new order.
-  shuffle_names = training and not cache
-  dataset = _named_contents(split, input_context,
-                            config.seed if shuffle_names else None)
-  if shuffle_names and split.tfrecord:
-    dataset = dataset.shuffle(config.shuffle_buffer or 1000, seed=config.seed)
-  if cache:
-    dataset = dataset.map(decode, num_parallel_calls=tf.data.AUTOTUNE,
-                          deterministic=deterministic)
+  paths = _shard_paths(split, input_context)
+  if not training:
+    dataset = _read(split, paths, deterministic=True)
+  elif cache:
+    # The decoded pairs are cached after the first pass and shuffled after
+    # the cache, so each epoch still comes in a new order. (The first pass
+    # reads every file to fill the cache, resumed or not.)
+    dataset = _read(split, paths, deterministic).map(
+        decode, num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=deterministic)
     if skip_bad:
       dataset = dataset.ignore_errors()
+    if cache != "memory":
+      cache = cache_path(cache, split, config, input_context)
+      _remove_stale_cache_files(cache)
     dataset = dataset.cache("" if cache == "memory" else cache)
+    dataset = dataset.shuffle(buffer, seed=config.seed,
+                              reshuffle_each_iteration=True)
+  elif not split.tfrecord:
+    # Folders: the file names are shuffled (cheap) and nothing is read
+    # before the skip below, so resuming late in a run costs no reads.
+    dataset = paths.shuffle(buffer, seed=config.seed,
+                            reshuffle_each_iteration=True)
+  else:
+    # TFRecords: shards in a new order each epoch, then records through a
+    # shuffle buffer. Records must be read to be counted, so a resumed run
+    # reads (but does not decode) the records it skips.
+    dataset = _read(split, paths.shuffle(len(split.paths), seed=config.seed,
+                                         reshuffle_each_iteration=True),
+                    deterministic)
+    dataset = dataset.shuffle(buffer, seed=config.seed,
+                              reshuffle_each_iteration=True)
   if training:
-    if cache:
-      dataset = dataset.shuffle(config.shuffle_buffer or 1000,
-                                seed=config.seed,
-                                reshuffle_each_iteration=True)
     # Shuffle before repeat, so each epoch is a full pass and epochs do not
     # blend into each other.
     dataset = dataset.repeat()
     # A per-element index gives each element its own stateless seed.
     dataset = dataset.enumerate()
     if skip:
-      # Skipped before decoding, so resuming costs no image reads.
+      # Before decoding (and, for folders, before reading).
       dataset = dataset.skip(skip)
+    if not cache and not split.tfrecord:
+      dataset = dataset.map(
+          lambda index, path: (index, (path, tf.io.read_file(path))),
+          num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
 
     def preprocess(index, element):
       name, contents = element
@@ -372,8 +462,7 @@ def make_dataset(split, config, batch_size: int, training: bool,
       return normalize(input_image), normalize(target_image)
   else:
     def preprocess(name, contents):
-      image = contents if cache else _decode(contents, 3)
-      input_image, target_image = pair(image)
+      input_image, target_image = pair(_decode(contents, 3))
       input_image = normalize(resize(input_image, config.crop_size))
       target_image = normalize(resize(target_image, config.crop_size))
       if with_names:
