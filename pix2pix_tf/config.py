@@ -26,6 +26,23 @@ MIXED_PRECISIONS = ("auto", "none", "bf16", "fp16")
 DIRECTIONS = ("AtoB", "BtoA")
 STRATEGIES = ("mirrored", "one_device", "multi_worker")
 INFERENCE_MODES = ("paper", "eval")
+# alternating: D's step, then G's against the updated D (paper, reference).
+# simultaneous: both gradients from one forward pass against the old D.
+UPDATE_ORDERS = ("alternating", "simultaneous")
+# Where the U-Net's three dropout layers sit: paper: the first three decoder
+# blocks (CD512 x3, as the original Torch code); reference: one block further
+# out, as the PyTorch reference's UnetSkipConnectionBlock.
+DROPOUT_PLACEMENTS = ("paper", "reference")
+
+
+# The flags that define what a run's checkpoints hold and what its model
+# means: a run resumed with other values would not restore, or would go on
+# training another model under the old name.
+MODEL_FIELDS = ("generator", "unet_depth", "ngf", "ndf", "discriminator",
+                "d_layers", "num_discriminators", "d_receptive_fields",
+                "conditional_discriminator", "norm", "dropout",
+                "dropout_placement", "input_channels", "output_channels",
+                "direction")
 
 
 class ConfigError(ValueError):
@@ -44,7 +61,7 @@ class Config:
   flip: bool = True
   input_channels: int = 3
   output_channels: int = 3
-  shuffle_buffer: int = 1000
+  shuffle_buffer: int = 0
   deterministic: bool = False
   cache: str = ""
   on_bad_image: str = "error"
@@ -61,9 +78,11 @@ class Config:
   conditional_discriminator: bool = True
   norm: str = "batch"
   dropout: float = 0.5
+  dropout_placement: str = "paper"
 
   # Objective and optimisation.
   gan_mode: str = "vanilla"
+  update_order: str = "alternating"
   lambda_l1: float = 100.0
   lambda_l2: float = 0.0
   lambda_feature_matching: float = 0.0
@@ -87,6 +106,7 @@ class Config:
 
   # Outputs.
   model_dir: str = "runs/facades"
+  force_config: bool = False
   checkpoint_every_steps: int = 1000
   keep_checkpoints: int = 3
   log_every_steps: int = 100
@@ -125,6 +145,13 @@ class Config:
 
   def to_json(self) -> str:
     return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+  def model_differences(self, other: "Config") -> Tuple[str, ...]:
+    """`--name: other's value -> this value` for each MODEL_FIELDS flag
+    that differs between `other` (e.g. a run's recorded config) and this."""
+    return tuple(f"--{name}: {getattr(other, name)} -> {getattr(self, name)}"
+                 for name in MODEL_FIELDS
+                 if getattr(other, name) != getattr(self, name))
 
   @classmethod
   def from_json(cls, text: str) -> "Config":
@@ -176,6 +203,9 @@ class Config:
     _check_choice("inference_mode", self.inference_mode, INFERENCE_MODES)
     _check_choice("on_bad_image", self.on_bad_image, ("error", "skip"))
     _check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISIONS)
+    _check_choice("update_order", self.update_order, UPDATE_ORDERS)
+    _check_choice("dropout_placement", self.dropout_placement,
+                  DROPOUT_PLACEMENTS)
     for name in ("input_channels", "output_channels"):
       _check_choice(name, getattr(self, name), (1, 3))
     for name in ("load_size", "crop_size", "batch_size", "ngf", "ndf",
@@ -185,7 +215,8 @@ class Config:
                  "log_every_steps", "sample_every_steps", "eval_every_steps"):
       if getattr(self, name) < 1:
         raise ConfigError(f"--{name}={getattr(self, name)} must be at least 1.")
-    for name in ("epochs", "epochs_decay", "max_steps", "num_samples"):
+    for name in ("epochs", "epochs_decay", "max_steps", "num_samples",
+                 "shuffle_buffer"):
       if getattr(self, name) < 0:
         raise ConfigError(f"--{name}={getattr(self, name)} must not be negative.")
     if self.epochs + self.epochs_decay < 1 and self.max_steps < 1:
@@ -249,8 +280,9 @@ class Config:
       scales = [0] * len(fields)
       labels = [f"--d_receptive_fields={f}" for f in fields]
     else:
-      if not 1 <= self.d_layers <= 6:
-        raise ConfigError(f"--d_layers={self.d_layers} must be in 1..6.")
+      if not 1 <= self.d_layers <= 5:
+        raise ConfigError(f"--d_layers={self.d_layers} must be in 1..5 "
+                          "(receptive fields 16, 34, 70, 142, 286).")
       layer_counts = [0 if self.discriminator == "pixel" else self.d_layers
                       ] * self.num_discriminators
       scales = list(range(self.num_discriminators))

@@ -60,14 +60,20 @@ def _apply_norm(x, norm, name):
 def unet_generator(depth: int = 8, input_channels: int = 3,
                    output_channels: int = 3, ngf: int = 64,
                    norm: str = "batch", dropout: float = 0.5,
-                   name: str = "generator") -> keras.Model:
+                   name: str = "generator",
+                   dropout_placement: str = "paper") -> keras.Model:
   """The U-Net generator of the paper with `depth` downsamplings.
 
   depth 8 is `unet_256` (1x1 bottleneck at 256x256), depth 7 `unet_128`.
   Encoder filters are ngf * (1, 2, 4, 8, 8, ...); the decoder mirrors them,
   each decoder block taking its encoder twin's output as a skip connection.
-  The first three decoder blocks apply dropout, as in the paper's
-  CD512-CD512-CD512 and its original Torch code.
+
+  Dropout: with `dropout_placement="paper"` the first three decoder blocks
+  apply it, as the paper's CD512-CD512-CD512 and its original Torch code.
+  With "reference", the blocks the PyTorch reference gives it: its
+  `depth - 5` middle ngf*8 blocks, one block further out than the paper's
+  (the innermost decoder block has none; unet_256 has three, unet_128 two).
+  The parameter count is the same either way.
 
   The model is fully convolutional: it takes any height and width that are
   multiples of 2**depth.
@@ -101,7 +107,9 @@ def unet_generator(depth: int = 8, input_channels: int = 3,
                                kernel_initializer=conv_initializer(),
                                name=f"up{i}_conv")(x)
     x = _apply_norm(x, norm, f"up{i}_norm")
-    if j < 3 and dropout > 0:
+    with_dropout = (j < 3 if dropout_placement == "paper" else
+                    1 <= j <= depth - 5)
+    if with_dropout and dropout > 0:
       x = layers.Dropout(dropout, name=f"up{i}_dropout")(x)
     x = layers.Concatenate(name=f"up{i}_skip")([skips[i - 1], x])
 
@@ -398,13 +406,16 @@ def paper_mode(generator: keras.Model) -> keras.Model:
 GENERATORS = {
     "unet_256": lambda c: unet_generator(8, c.input_channels,
                                          c.output_channels, c.ngf, c.norm,
-                                         c.dropout),
+                                         c.dropout,
+                                         dropout_placement=c.dropout_placement),
     "unet_128": lambda c: unet_generator(7, c.input_channels,
                                          c.output_channels, c.ngf, c.norm,
-                                         c.dropout),
+                                         c.dropout,
+                                         dropout_placement=c.dropout_placement),
     "unet": lambda c: unet_generator(c.unet_depth, c.input_channels,
                                      c.output_channels, c.ngf, c.norm,
-                                     c.dropout),
+                                     c.dropout,
+                                     dropout_placement=c.dropout_placement),
     "resnet_9blocks": lambda c: resnet_generator(9, c.input_channels,
                                                  c.output_channels, c.ngf,
                                                  c.norm, c.dropout),

@@ -36,10 +36,16 @@ flags.DEFINE_integer("input_channels", _D.input_channels,
 flags.DEFINE_integer("output_channels", _D.output_channels,
                      "Channels of the target image: 3 (RGB) or 1.")
 flags.DEFINE_integer("shuffle_buffer", _D.shuffle_buffer,
-                     "Shuffle buffer of file names (0: the whole split).")
+                     "Training shuffle buffer, in elements: file names for "
+                     "a folder, records for TFRecords, decoded pairs with "
+                     "--cache. 0: the whole split (a full shuffle each "
+                     "epoch, as the reference); for large TFRecord datasets "
+                     "set a number, as the buffer holds the records' bytes.")
 flags.DEFINE_string("cache", _D.cache,
-                    "Cache decoded pairs: 'memory', or a file path prefix "
-                    "for a disk cache (empty: no cache).")
+                    "Cache the training split's decoded pairs: 'memory', or "
+                    "a file path prefix for a disk cache, one file per "
+                    "split and configuration (PREFIX-<digest>). Val data is "
+                    "never cached. Empty: no cache.")
 flags.DEFINE_enum("on_bad_image", _D.on_bad_image, ["error", "skip"],
                   "error: stop at an unreadable image, naming it; skip: name "
                   "each bad image once, count them in TensorBoard, and train "
@@ -81,14 +87,25 @@ flags.DEFINE_enum("norm", _D.norm, config_lib.NORMS,
                   "keras.layers.GroupNormalization(groups=-1); sync_batch "
                   "synchronises batch statistics across replicas.")
 flags.DEFINE_float("dropout", _D.dropout,
-                   "Dropout rate in the first three decoder blocks (the "
+                   "Dropout rate of the U-Net's three dropout layers (the "
                    "paper's only noise source).")
+flags.DEFINE_enum("dropout_placement", _D.dropout_placement,
+                  config_lib.DROPOUT_PLACEMENTS,
+                  "paper: dropout in the first three decoder blocks (the "
+                  "paper's CD512 x3, the original Torch code); reference: "
+                  "one block further out, as the PyTorch reference's U-Net "
+                  "(for runs and imported models that match it exactly).")
 
 # Objective and optimisation.
 flags.DEFINE_enum("gan_mode", _D.gan_mode, config_lib.GAN_MODES,
                   "vanilla: the paper's cGAN loss (BCE on logits); lsgan: "
                   "least squares; hinge; wgangp: Wasserstein with gradient "
                   "penalty; none: no discriminator (distance terms only).")
+flags.DEFINE_enum("update_order", _D.update_order, config_lib.UPDATE_ORDERS,
+                  "alternating: one D step, then one G step against the "
+                  "updated D (the paper and the reference); simultaneous: "
+                  "both gradients from one forward pass against the old D "
+                  "(one D forward cheaper; for comparison).")
 flags.DEFINE_float("lambda_l1", _D.lambda_l1,
                    "Weight of the L1 term (0 disables it).")
 flags.DEFINE_float("lambda_l2", _D.lambda_l2,
@@ -139,6 +156,10 @@ flags.DEFINE_integer("steps_per_execution", _D.steps_per_execution,
 # Outputs.
 flags.DEFINE_string("model_dir", _D.model_dir,
                     "Where checkpoints, logs, samples and flags are written.")
+flags.DEFINE_bool("force_config", _D.force_config,
+                  "Resume a --model_dir even though the model flags "
+                  "(architecture, channels, direction) differ from the ones "
+                  "it was trained with; the new ones are recorded.")
 flags.DEFINE_integer("checkpoint_every_steps", _D.checkpoint_every_steps,
                      "Save a checkpoint every this many steps (and at the "
                      "end).")

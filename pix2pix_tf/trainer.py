@@ -231,14 +231,20 @@ def make_train_step(state: TrainState, config: config_lib.Config,
                     global_batch_size: int) -> Callable:
   """The per-replica pix2pix update for one batch.
 
-  Generate, score the real and the generated pair, take both gradients, and
-  apply both (the paper's alternating update, with one D and one G step per
-  batch). Per-example losses are averaged over the global batch, so that
-  summing the replicas' gradients gives the gradient of the global mean.
+  alternating (the default, the paper's and the reference's order):
+  generate; one D step on the real pair and the generated pair (G's output
+  held fixed); then one G step whose adversarial loss comes from the
+  *updated* D. simultaneous: both gradients from one forward pass against
+  the old D, then both applied (cheaper by one D forward; for comparison).
+
+  Per-example losses are averaged over the global batch, so that summing
+  the replicas' gradients gives the gradient of the global mean.
   """
   generator, discriminator = state.generator, state.discriminator
   train_discriminator = config.gan_mode != "none"
   names = metric_names(config)
+  gen_names = [n for n in names if n.startswith("gen_")]
+  disc_names = [n for n in names if n.startswith("disc_")]
 
   def scale(optimizer, loss):
     # fp16: the LossScaleOptimizer unscales the gradients it applies.
@@ -249,39 +255,6 @@ def make_train_step(state: TrainState, config: config_lib.Config,
   def average(per_example):
     return tf.nn.compute_average_loss(per_example,
                                       global_batch_size=global_batch_size)
-
-  def compute_gradients(input_image, target_image):
-    with tf.GradientTape() as gen_tape, tf.GradientTape() as disc_tape:
-      generated_image = generator(input_image, training=True)
-      disc_real_outputs = disc_generated_outputs = None
-      if train_discriminator:
-        disc_real_outputs = discriminator([input_image, target_image],
-                                          training=True)
-        disc_generated_outputs = discriminator([input_image, generated_image],
-                                               training=True)
-      per_example = losses.generator_loss(
-          disc_real_outputs, disc_generated_outputs, generated_image,
-          target_image, config.gan_mode, config.lambda_l1, config.lambda_l2,
-          config.lambda_feature_matching)
-      if train_discriminator:
-        per_example.update(losses.discriminator_loss(
-            disc_real_outputs, disc_generated_outputs, config.gan_mode))
-      if config.gan_mode == "wgangp":
-        penalty = gradient_penalty(input_image, target_image,
-                                   generated_image)
-        per_example["disc_gradient_penalty"] = penalty
-        per_example["disc_loss"] += config.lambda_gp * penalty
-      metrics = {name: average(per_example[name]) for name in names}
-      # Scaled inside the tapes, so that the scaling is differentiated.
-      gen_loss = scale(state.generator_optimizer, metrics["gen_total_loss"])
-      disc_loss = (scale(state.discriminator_optimizer, metrics["disc_loss"])
-                   if train_discriminator else None)
-    gen_gradients = gen_tape.gradient(gen_loss,
-                                      generator.trainable_variables)
-    disc_gradients = (disc_tape.gradient(disc_loss,
-                                         discriminator.trainable_variables)
-                      if train_discriminator else None)
-    return gen_gradients, disc_gradients, metrics
 
   def gradient_penalty(input_image, target_image, generated_image):
     """WGAN-GP: D's gradient norm at random points between real and fake."""
@@ -295,21 +268,136 @@ def make_train_step(state: TrainState, config: config_lib.Config,
       score = tf.add_n([tf.reduce_sum(d[0]) for d in outputs])
     return losses.gradient_penalty(tape.gradient(score, interpolated))
 
+  def discriminator_losses(input_image, target_image, generated_image,
+                           disc_real_outputs, disc_generated_outputs):
+    """D's losses (means over the global batch), the penalty included."""
+    per_example = losses.discriminator_loss(
+        disc_real_outputs, disc_generated_outputs, config.gan_mode)
+    if config.gan_mode == "wgangp":
+      penalty = gradient_penalty(input_image, target_image, generated_image)
+      per_example["disc_gradient_penalty"] = penalty
+      per_example["disc_loss"] += config.lambda_gp * penalty
+    return {name: average(per_example[name]) for name in disc_names}
+
+  def generator_losses(generated_image, target_image, disc_real_outputs,
+                       disc_generated_outputs):
+    """G's losses (means over the global batch)."""
+    per_example = losses.generator_loss(
+        disc_real_outputs, disc_generated_outputs, generated_image,
+        target_image, config.gan_mode, config.lambda_l1, config.lambda_l2,
+        config.lambda_feature_matching)
+    return {name: average(per_example[name]) for name in gen_names}
+
+  def discriminator_gradients(input_image, target_image, generated_image):
+    """The D step's gradients on the real and the (fixed) generated pair."""
+    generated_image = tf.stop_gradient(generated_image)
+    with tf.GradientTape() as disc_tape:
+      disc_real_outputs = discriminator([input_image, target_image],
+                                        training=True)
+      disc_generated_outputs = discriminator([input_image, generated_image],
+                                             training=True)
+      metrics = discriminator_losses(input_image, target_image,
+                                     generated_image, disc_real_outputs,
+                                     disc_generated_outputs)
+      disc_loss = scale(state.discriminator_optimizer, metrics["disc_loss"])
+    return disc_tape.gradient(disc_loss,
+                              discriminator.trainable_variables), metrics
+
+  def generator_objective(input_image, target_image, generated_image):
+    """G's losses against the discriminator as it is now."""
+    disc_real_outputs = disc_generated_outputs = None
+    if train_discriminator:
+      disc_generated_outputs = discriminator([input_image, generated_image],
+                                             training=True)
+      if config.lambda_feature_matching:
+        # Feature matching compares with D's features of the real pair.
+        disc_real_outputs = discriminator([input_image, target_image],
+                                          training=True)
+    return generator_losses(generated_image, target_image, disc_real_outputs,
+                            disc_generated_outputs)
+
+  def simultaneous_gradients(input_image, target_image):
+    """Both gradients from one forward pass against the current D."""
+    with tf.GradientTape() as gen_tape, tf.GradientTape() as disc_tape:
+      generated_image = generator(input_image, training=True)
+      disc_real_outputs = disc_generated_outputs = None
+      if train_discriminator:
+        disc_real_outputs = discriminator([input_image, target_image],
+                                          training=True)
+        disc_generated_outputs = discriminator([input_image, generated_image],
+                                               training=True)
+      metrics = generator_losses(generated_image, target_image,
+                                 disc_real_outputs, disc_generated_outputs)
+      if train_discriminator:
+        metrics.update(discriminator_losses(
+            input_image, target_image, generated_image, disc_real_outputs,
+            disc_generated_outputs))
+      # Scaled inside the tapes, so that the scaling is differentiated.
+      gen_loss = scale(state.generator_optimizer, metrics["gen_total_loss"])
+      disc_loss = (scale(state.discriminator_optimizer, metrics["disc_loss"])
+                   if train_discriminator else None)
+    gen_gradients = gen_tape.gradient(gen_loss,
+                                      generator.trainable_variables)
+    disc_gradients = (disc_tape.gradient(disc_loss,
+                                         discriminator.trainable_variables)
+                      if train_discriminator else None)
+    return gen_gradients, disc_gradients, metrics
+
+  def generate(input_image):
+    return generator(input_image, training=True)
+
   if config.jit_compile:
     # XLA compiles the forward and backward passes; applying the gradients
     # stays outside, where the strategy all-reduces them across replicas.
-    compute_gradients = tf.function(compute_gradients, jit_compile=True)
+    # (The tape below differentiates through the compiled functions.)
+    simultaneous_gradients = tf.function(simultaneous_gradients,
+                                         jit_compile=True)
+    discriminator_gradients = tf.function(discriminator_gradients,
+                                          jit_compile=True)
+    generator_objective = tf.function(generator_objective, jit_compile=True)
+    generate = tf.function(generate, jit_compile=True)
+
+  def apply_discriminator(gradients):
+    state.discriminator_optimizer.apply_gradients(
+        list(zip(gradients, discriminator.trainable_variables)))
+
+  def apply_generator(gradients):
+    state.generator_optimizer.apply_gradients(
+        list(zip(gradients, generator.trainable_variables)))
+
+  def alternating_step(input_image, target_image):
+    """The paper's order: D step, then G step against the updated D."""
+    with tf.GradientTape() as gen_tape:
+      generated_image = generate(input_image)
+      metrics = {}
+      if train_discriminator:
+        with gen_tape.stop_recording():
+          disc_gradients, metrics = discriminator_gradients(
+              input_image, target_image, generated_image)
+          apply_discriminator(disc_gradients)
+      # Read after D's update: its variables are read anew from here on.
+      metrics.update(generator_objective(input_image, target_image,
+                                         generated_image))
+      gen_loss = scale(state.generator_optimizer, metrics["gen_total_loss"])
+    apply_generator(gen_tape.gradient(gen_loss,
+                                      generator.trainable_variables))
+    return metrics
+
+  def simultaneous_step(input_image, target_image):
+    gen_gradients, disc_gradients, metrics = simultaneous_gradients(
+        input_image, target_image)
+    apply_generator(gen_gradients)
+    if train_discriminator:
+      apply_discriminator(disc_gradients)
+    return metrics
+
+  step = (alternating_step if config.update_order == "alternating" else
+          simultaneous_step)
 
   def train_step(batch):
     input_image, target_image = batch
-    gen_gradients, disc_gradients, metrics = compute_gradients(
-        input_image, target_image)
-    state.generator_optimizer.apply_gradients(
-        list(zip(gen_gradients, generator.trainable_variables)))
-    if train_discriminator:
-      state.discriminator_optimizer.apply_gradients(
-          list(zip(disc_gradients, discriminator.trainable_variables)))
-    return metrics
+    metrics = step(input_image, target_image)
+    return {name: metrics[name] for name in names}
 
   train_step.metric_names = names
   return train_step
@@ -446,8 +534,58 @@ def _first_examples(split, config, n):
   return next(iter(dataset))
 
 
+def check_resumed_config(config: config_lib.Config) -> None:
+  """A --model_dir that already holds a run is resumed only with the model
+  flags it was trained with (`config_lib.MODEL_FIELDS`), unless
+  --force_config.
+
+  Raises:
+    config_lib.ConfigError: listing the differing flags, or naming an
+      unreadable config.json.
+  """
+  path = os.path.join(config.model_dir, "config.json")
+  if not os.path.exists(path):
+    return
+  try:
+    with open(path) as f:
+      recorded = config_lib.Config.from_json(f.read())
+  except (OSError, ValueError, TypeError) as e:
+    raise config_lib.ConfigError(
+        f"{path} is not readable ({e}). It records the flags of the run in "
+        f"{config.model_dir}: restore it, or choose another --model_dir."
+    ) from None
+  differences = config.model_differences(recorded)
+  if differences and not config.force_config:
+    raise config_lib.ConfigError(
+        f"{config.model_dir} holds a run trained with other model flags: "
+        f"{'; '.join(differences)}. Resume it with the flags it was "
+        f"trained with (--flagfile={os.path.join(config.model_dir, 'flags.txt')}"
+        "), choose another --model_dir, or pass --force_config to go on "
+        "with the new ones.")
+
+
+def restore(checkpoint: tf.train.Checkpoint, path: str) -> None:
+  """Restores every variable of `checkpoint` from `path`, or ConfigError."""
+  status = None
+  try:
+    status = checkpoint.restore(path)
+    status.assert_existing_objects_matched()
+  except (AssertionError, ValueError) as e:
+    if status is not None:
+      status.expect_partial()  # Reported here, not again when collected.
+    first_line = str(e).strip().splitlines()[0][:300] if str(e) else ""
+    raise config_lib.ConfigError(
+        f"{path} does not fit the models these flags build ({first_line}). "
+        "Resume with the flags the run was trained with, or choose another "
+        "--model_dir.") from None
+
+
 def write_run_config(config: config_lib.Config, model_dir: str) -> None:
-  """Saves the resolved flags: flags.txt (a flagfile) and config.json."""
+  """Saves the resolved flags: flags.txt (a flagfile) and config.json.
+
+  --force_config is a one-time permission, not part of the run's flags.
+  """
+  config = dataclasses.replace(config, force_config=False)
   os.makedirs(model_dir, exist_ok=True)
   with open(os.path.join(model_dir, "flags.txt"), "w") as f:
     for field in dataclasses.fields(config):
@@ -591,6 +729,7 @@ def train_and_evaluate(config: config_lib.Config,
   config.validate(strategy.num_replicas_in_sync)
   check_evaluation_files(config)
   check_writable(config.model_dir)
+  check_resumed_config(config)
   data = prepare_data(config)
   global_batch_size = config.batch_size
   steps_per_epoch, total_steps = data.steps_per_epoch, data.total_steps
@@ -606,7 +745,6 @@ def train_and_evaluate(config: config_lib.Config,
     tf.config.experimental.enable_op_determinism()
   chief = is_chief(strategy)
   paths = RunPaths(config.model_dir if chief else tempfile.mkdtemp())
-  write_run_config(config, paths.model_dir)
 
   state = create_state(config, steps_per_epoch, strategy, total_steps)
   schedule = learning_rate_schedule(config, steps_per_epoch, total_steps)
@@ -615,10 +753,11 @@ def train_and_evaluate(config: config_lib.Config,
                                        max_to_keep=config.keep_checkpoints,
                                        step_counter=state.step)
   if manager.latest_checkpoint:
-    checkpoint.restore(
-        manager.latest_checkpoint).assert_existing_objects_matched()
+    restore(checkpoint, manager.latest_checkpoint)
     print(f"Resumed from {manager.latest_checkpoint} at step "
           f"{int(state.step.numpy())}.", flush=True)
+  # Written once the flags, the data and the checkpoint have been checked.
+  write_run_config(config, paths.model_dir)
   step = int(state.step.numpy())
 
   def make_train_dataset(context):
@@ -629,7 +768,7 @@ def train_and_evaluate(config: config_lib.Config,
         data.train, config,
         context.get_per_replica_batch_size(global_batch_size),
         training=True, input_context=context,
-        skip=step * per_pipeline)
+        skip=step * per_pipeline, cache=config.cache)
 
   iterator = iter(strategy.distribute_datasets_from_function(
       make_train_dataset))

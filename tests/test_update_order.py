@@ -1,0 +1,194 @@
+"""The update order: one D step, then one G step against the updated D, as
+the paper and the reference; and the reference's dropout placement."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import small_config
+from pix2pix_tf import losses
+from pix2pix_tf import models
+from pix2pix_tf import trainer
+
+
+@pytest.fixture(scope="module")
+def two_replicas():
+  return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+
+def one_step(strategy, config, batch):
+  """One training step with plain SGD at learning rate 1, so that each
+  network's weight change is exactly minus its gradient. Returns the initial
+  and the final weights of G and D."""
+  keras.utils.set_random_seed(0)
+  with strategy.scope():
+    state = trainer.create_state(config, 100, strategy)
+    state.generator_optimizer = keras.optimizers.SGD(1.0)
+    state.discriminator_optimizer = keras.optimizers.SGD(1.0)
+    state.generator_optimizer.build(state.generator.trainable_variables)
+    state.discriminator_optimizer.build(
+        state.discriminator.trainable_variables)
+  before = ([v.numpy().copy() for v in state.generator.trainable_variables],
+            [v.numpy().copy() for v in
+             state.discriminator.trainable_variables])
+  step = trainer.make_distributed_step(
+      strategy, trainer.make_train_step(state, config, 2), state.step)
+  dataset = tf.data.Dataset.from_tensors(batch).repeat()
+  step(iter(strategy.experimental_distribute_dataset(dataset)))
+  after = ([v.numpy() for v in state.generator.trainable_variables],
+           [v.numpy() for v in state.discriminator.trainable_variables])
+  return before, after
+
+
+def gradients_by_hand(config, weights, batch):
+  """G's and D's gradients of the paper's update, computed step by step on
+  fresh copies of the networks: D's gradient on the real and the generated
+  pair, D updated by it (SGD, rate 1), and G's gradient against the updated
+  D and against the old one."""
+  input_image, target_image = batch
+  generator = models.build_generator(config)
+  discriminator = models.build_discriminator(config)
+  generator.set_weights(weights[0])
+  discriminator.set_weights(weights[1])
+  generated_image = generator(input_image, training=True)
+  with tf.GradientTape() as tape:
+    disc_loss = tf.reduce_mean(losses.discriminator_loss(
+        discriminator([input_image, target_image], training=True),
+        discriminator([input_image, generated_image], training=True),
+        config.gan_mode)["disc_loss"])
+  disc_gradients = tape.gradient(disc_loss, discriminator.trainable_variables)
+
+  def generator_gradients(disc_weights):
+    discriminator.set_weights(disc_weights)
+    with tf.GradientTape() as tape:
+      generated_image = generator(input_image, training=True)
+      loss = tf.reduce_mean(losses.generator_loss(
+          None, discriminator([input_image, generated_image], training=True),
+          generated_image, target_image, config.gan_mode,
+          config.lambda_l1)["gen_total_loss"])
+    return [g.numpy() for g in
+            tape.gradient(loss, generator.trainable_variables)]
+
+  updated = [w - g.numpy() for w, g in zip(weights[1], disc_gradients)]
+  return ([g.numpy() for g in disc_gradients],
+          generator_gradients(updated), generator_gradients(weights[1]))
+
+
+def scale(gradients):
+  return max(np.abs(g).max() for g in gradients)
+
+
+def assert_close(got, expected):
+  # Relative to the largest gradient: the biases that instance norm cancels
+  # have gradients of rounding noise.
+  for a, b in zip(got, expected):
+    np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4 * scale(expected))
+
+
+def differ(got, expected):
+  """By far more than the tolerance of `assert_close`."""
+  return any(np.abs(a - b).max() > 1e-2 * scale(expected)
+             for a, b in zip(got, expected))
+
+
+# Instance norm and no dropout: the result does not depend on how the batch
+# is split across replicas, and the step is deterministic.
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_the_generator_steps_against_the_updated_discriminator(
+    tmp_path, replicas, two_replicas):
+  # A small L1 weight, so that the adversarial term shows in G's gradient.
+  config = small_config(tmp_path, tmp_path, norm="instance", dropout=0.0,
+                        lambda_l1=1.0)
+  assert config.update_order == "alternating"  # The default.
+  strategy = (two_replicas if replicas == 2 else
+              tf.distribute.OneDeviceStrategy("/cpu:0"))
+  rng = np.random.RandomState(0)
+  batch = tuple(tf.constant(rng.uniform(-1, 1, (2, 32, 32, 3)), tf.float32)
+                for _ in range(2))
+  before, after = one_step(strategy, config, batch)
+  gen_step = [b - a for b, a in zip(before[0], after[0])]
+  disc_step = [b - a for b, a in zip(before[1], after[1])]
+  disc_by_hand, gen_updated_d, gen_old_d = gradients_by_hand(
+      config, before, batch)
+  assert_close(disc_step, disc_by_hand)
+  assert_close(gen_step, gen_updated_d)
+  # The two orders really differ here, so the check above can fail.
+  assert differ(gen_updated_d, gen_old_d)
+
+
+def test_the_simultaneous_order_steps_against_the_old_discriminator(
+    tmp_path):
+  config = small_config(tmp_path, tmp_path, norm="instance", dropout=0.0,
+                        lambda_l1=1.0, update_order="simultaneous")
+  rng = np.random.RandomState(0)
+  batch = tuple(tf.constant(rng.uniform(-1, 1, (2, 32, 32, 3)), tf.float32)
+                for _ in range(2))
+  before, after = one_step(tf.distribute.OneDeviceStrategy("/cpu:0"),
+                           config, batch)
+  gen_step = [b - a for b, a in zip(before[0], after[0])]
+  _, _, gen_old_d = gradients_by_hand(config, before, batch)
+  assert_close(gen_step, gen_old_d)
+
+
+def dropout_blocks(config):
+  generator = models.build_generator(config)
+  return sorted(layer.name for layer in generator.layers
+                if isinstance(layer, keras.layers.Dropout))
+
+
+def test_dropout_sits_where_the_paper_or_the_reference_puts_it(tmp_path):
+  paper = small_config(tmp_path, tmp_path, generator="unet_256", ngf=4)
+  reference = small_config(tmp_path, tmp_path, generator="unet_256", ngf=4,
+                           dropout_placement="reference")
+  # unet_256's decoder blocks from the innermost out: up7, up6, ..., up1.
+  assert dropout_blocks(paper) == ["up5_dropout", "up6_dropout",
+                                   "up7_dropout"]
+  assert dropout_blocks(reference) == ["up4_dropout", "up5_dropout",
+                                       "up6_dropout"]
+  # unet_128: the reference has two (its depth - 5 middle blocks).
+  assert dropout_blocks(small_config(
+      tmp_path, tmp_path, generator="unet_128", ngf=4,
+      dropout_placement="reference")) == ["up4_dropout", "up5_dropout"]
+  # The same weights either way.
+  assert (models.build_generator(paper).count_params() ==
+          models.build_generator(reference).count_params())
+
+
+def test_resuming_with_other_model_flags_is_refused_before_writing(tmp_path):
+  from pix2pix_tf import config as config_lib
+  from pix2pix_tf import demo_data
+  data_dir = demo_data.write_dataset(str(tmp_path / "data"), 4, 0, 32)
+  config = small_config(data_dir, tmp_path / "run", max_steps=2)
+  trainer.train_and_evaluate(config)
+  run_files = {p: p.read_bytes() for p in (tmp_path / "run").rglob("*")
+               if p.is_file()}
+  changed = small_config(data_dir, tmp_path / "run", max_steps=4, ndf=16,
+                         dropout_placement="reference")
+  with pytest.raises(config_lib.ConfigError) as error:
+    trainer.train_and_evaluate(changed)
+  message = str(error.value)
+  assert "--ndf: 8 -> 16" in message
+  assert "--dropout_placement: paper -> reference" in message
+  assert "--force_config" in message
+  # Nothing was written: config.json and flags.txt still describe the run.
+  assert {p: p.read_bytes() for p in (tmp_path / "run").rglob("*")
+          if p.is_file()} == run_files
+  # --force_config goes on with flags whose checkpoint still fits.
+  forced = small_config(data_dir, tmp_path / "run", max_steps=4,
+                        dropout=0.3, force_config=True)
+  assert trainer.train_and_evaluate(forced)["step"] == 4
+  recorded = config_lib.Config.from_json(
+      (tmp_path / "run" / "config.json").read_text())
+  assert recorded.dropout == 0.3
+  assert not recorded.force_config
+  run_files = {p: p.read_bytes() for p in (tmp_path / "run").rglob("*")
+               if p.is_file()}
+  # A checkpoint that does not fit stops with a sentence, not a traceback,
+  # and again writes nothing.
+  misfit = small_config(data_dir, tmp_path / "run", max_steps=6, ndf=16,
+                        dropout=0.3, force_config=True)
+  with pytest.raises(config_lib.ConfigError, match="does not fit"):
+    trainer.train_and_evaluate(misfit)
+  assert {p: p.read_bytes() for p in (tmp_path / "run").rglob("*")
+          if p.is_file()} == run_files
