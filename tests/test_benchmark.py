@@ -38,6 +38,12 @@ def test_paper_model_costs_about_90_gflop_per_image(benchmark):
   flops = benchmark.training_flops(config_lib.Config())
   assert 11e9 < flops["generator_forward"] < 13e9
   assert 80e9 < flops["train_step"] < 95e9
+  # The alternating update's G step runs D once more on the generated pair.
+  simultaneous = benchmark.training_flops(
+      config_lib.Config(update_order="simultaneous"))
+  assert (flops["train_step"] - simultaneous["train_step"] ==
+          flops["discriminator_forward"])
+  assert 1.05 < flops["train_step"] / simultaneous["train_step"] < 1.10
 
 
 def test_combined_takes_what_helped(benchmark):
@@ -57,17 +63,21 @@ def test_benchmark_runs_and_writes_json(tmp_path):
       [sys.executable, TOOL, f"--data_dir={data_dir}", "--crop_size=32",
        "--load_size=36", "--generator=unet", "--unet_depth=5", "--ngf=8",
        "--ndf=8", "--batch_sizes=2", "--inference_batch_sizes=1",
-       "--variants=baseline,spe,combined", "--bench_spe=2", "--repeats=2",
+       "--variants=baseline,simultaneous,spe,combined", "--bench_spe=2", "--repeats=2",
        "--steps_per_repeat=2", "--warmup_steps=1", f"--output={output}"],
       capture_output=True, text=True, env=ENV, timeout=600)
   assert result.returncode == 0, result.stderr
   report = json.loads(output.read_text())
   rows = report["training"]["2"]
-  assert set(rows) == {"baseline", "spe", "combined"}
+  assert set(rows) == {"baseline", "simultaneous", "spe", "combined"}
   assert rows["baseline"]["ratio_to_baseline"] == 1.0
   for row in rows.values():
     assert row["images_per_second"] > 0 and row["peak_host_memory_mb"] > 0
   assert rows["spe"]["overrides"]["steps_per_execution"] == 2
+  assert rows["baseline"]["overrides"]["update_order"] == "alternating"
+  assert rows["simultaneous"]["overrides"]["update_order"] == "simultaneous"
+  assert (rows["baseline"]["flops_per_image"] >
+          rows["simultaneous"]["flops_per_image"])
   assert report["input_pipeline"]["2"] > 0
   assert report["inference"]["1"]["p95_ms"] >= report["inference"]["1"][
       "p50_ms"] > 0

@@ -42,13 +42,15 @@ from pix2pix_tf import train  # noqa: E402,F401  (defines the training flags)
 flags.DEFINE_list("batch_sizes", ["1", "16"], "Training batch sizes.")
 flags.DEFINE_list("inference_batch_sizes", ["1", "8"],
                   "SavedModel inference batch sizes.")
-flags.DEFINE_list("variants", ["baseline", "bf16", "fp16", "xla", "spe",
-                               "combined"],
+flags.DEFINE_list("variants", ["baseline", "simultaneous", "bf16", "fp16",
+                               "xla", "spe", "combined"],
                   "Training configurations: baseline (fp32, no XLA, 1 step "
-                  "per call), bf16, fp16, xla, spe (--bench_spe steps per "
-                  "call), combined (every optimisation that beat the "
-                  "baseline alone at this batch size, the faster of bf16 "
-                  "and fp16).")
+                  "per call, the alternating update), simultaneous (the "
+                  "baseline with --update_order=simultaneous: what the "
+                  "alternating update costs), bf16, fp16, xla, spe "
+                  "(--bench_spe steps per call), combined (every "
+                  "optimisation that beat the baseline alone at this batch "
+                  "size, the faster of bf16 and fp16).")
 flags.DEFINE_integer("bench_spe", 4, "Steps per call of the spe variants.")
 flags.DEFINE_integer("repeats", 5, "Timed repeats; the median is reported.")
 flags.DEFINE_integer("steps_per_repeat", 4, "Training steps per repeat.")
@@ -63,7 +65,8 @@ FLAGS = flags.FLAGS
 
 VARIANTS = {
     "baseline": dict(mixed_precision="none", jit_compile=False,
-                     steps_per_execution=1),
+                     steps_per_execution=1, update_order="alternating"),
+    "simultaneous": dict(update_order="simultaneous"),
     "bf16": dict(mixed_precision="bf16"),
     "fp16": dict(mixed_precision="fp16"),
     "xla": dict(jit_compile=True),
@@ -124,10 +127,12 @@ def conv_flops(model, input_shapes) -> int:
 def training_flops(config) -> dict:
   """FLOPs per image of one training step.
 
-  Forward: G once, D twice (real and generated pair). Backward: about twice
-  the forward for D's two passes (input and weight gradients), once more
-  through D's generated pass for G's loss (input gradients only), and twice
-  G's forward: 3 G + 7 D.
+  simultaneous: forward G once and D twice (real and generated pair);
+  backward about twice the forward for D's two passes (input and weight
+  gradients), once more through D's generated pass for G's loss (input
+  gradients only), and twice G's forward: 3 G + 7 D. alternating adds the
+  G step's own forward of D on the generated pair (against the updated D):
+  3 G + 8 D.
   """
   from pix2pix_tf import models
   size = config.crop_size
@@ -136,8 +141,9 @@ def training_flops(config) -> dict:
   g = conv_flops(generator, [(size, size, config.input_channels)])
   d = conv_flops(discriminator, [(size, size, config.input_channels),
                                  (size, size, config.output_channels)])
+  d_passes = 8 if config.update_order == "alternating" else 7
   return {"generator_forward": g, "discriminator_forward": d,
-          "train_step": 3 * g + 7 * d}
+          "train_step": 3 * g + d_passes * d}
 
 
 def peak_host_memory_mb() -> float:
@@ -312,8 +318,8 @@ def main(argv):
                       "discriminator_layers": base.d_layers,
                       "flops_per_image": flops},
             "input_pipeline": {}, "training": {}, "inference": {}}
-  print(f"FLOPs per image of a training step: "
-        f"{flops['train_step'] / 1e9:.1f} G (generator forward "
+  print(f"FLOPs per image of a training step ({base.update_order} "
+        f"update): {flops['train_step'] / 1e9:.1f} G (generator forward "
         f"{flops['generator_forward'] / 1e9:.1f} G, discriminator forward "
         f"{flops['discriminator_forward'] / 1e9:.2f} G)", flush=True)
 
@@ -333,9 +339,11 @@ def main(argv):
       config = dataclasses.replace(base, batch_size=batch, **overrides)
       rate = bench_training(config, split, batch, FLAGS.repeats,
                             FLAGS.steps_per_repeat, FLAGS.warmup_steps)
+      step_flops = training_flops(config)["train_step"]
       rows[name] = {
           "images_per_second": rate,
-          "gflops_per_second": rate * flops["train_step"] / 1e9,
+          "flops_per_image": step_flops,
+          "gflops_per_second": rate * step_flops / 1e9,
           "peak_host_memory_mb": peak_host_memory_mb(),
           "peak_gpu_memory_mb": peak_gpu_memory_mb(),
           "overrides": overrides,
