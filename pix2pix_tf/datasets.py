@@ -67,17 +67,35 @@ def list_images(folder: str) -> List[str]:
 
 
 def read_rgb(path: str):
-  """An image as RGB, EXIF rotation applied; transparency composited on
-  white. Raises OSError (or ValueError) for a file Pillow cannot read."""
+  """An image as RGB by the project's one decoding rule, with Pillow.
+
+  The rule is `input_pipeline.decode_image`'s (which training, the
+  SavedModel and predict use): the Exif orientation of a JPEG applied,
+  transparency (RGBA, LA, palette with transparency) composited on white,
+  16-bit samples reduced to their high byte. Pillow reads more formats
+  (TIFF), which the dataset tools accept. Raises OSError (or ValueError) for
+  a file Pillow cannot read.
+  """
   from PIL import Image, ImageOps
   with Image.open(path) as image:
     image.load()
-    image = ImageOps.exif_transpose(image)
-    if image.mode == "P" or image.mode.endswith("A") or (
-        "transparency" in image.info):
-      image = image.convert("RGBA")
-      background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-      image = Image.alpha_composite(background, image)
+    source_format = image.format
+    if source_format == "JPEG":
+      image = ImageOps.exif_transpose(image)
+    if image.mode.startswith("I"):
+      # 16-bit gray: Pillow's convert() clips at 255; the rule keeps the
+      # high byte, as tf.io.decode_image(dtype=uint8) does.
+      image = Image.fromarray(
+          (np.asarray(image).astype(np.uint32) >> 8).astype(np.uint8), "L")
+    # BMP alpha and GIF transparency are ignored, as decode_image does.
+    if source_format not in ("BMP", "GIF") and (
+        image.mode in ("RGBA", "LA", "PA") or (
+            image.mode == "P" and "transparency" in image.info)):
+      rgba = np.asarray(image.convert("RGBA"), np.float32)
+      # The same arithmetic as input_pipeline's, so both give equal bytes.
+      opacity = rgba[..., 3:] / 255.0
+      on_white = rgba[..., :3] * opacity + 255.0 * (1.0 - opacity)
+      return Image.fromarray(np.round(on_white).astype(np.uint8), "RGB")
     return image.convert("RGB")
 
 

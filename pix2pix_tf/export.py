@@ -167,8 +167,9 @@ def build_module(generator, config, step: int, inference_mode: str):
                                                 name="images_bytes")])
     def translate_encoded(self, images_bytes):
       def one(encoded):
-        image = tf.io.decode_image(encoded, channels=3,
-                                   expand_animations=False)
+        # The decoding rule of training and predict (Exif orientation,
+        # alpha on white), in TensorFlow ops that the SavedModel keeps.
+        image = input_pipeline.decode_image(encoded)
         if in_channels == 1:
           image = tf.image.rgb_to_grayscale(image)
         return tf.io.encode_png(self._translate(image[None])[0])

@@ -23,6 +23,8 @@ from typing import List, Sequence, Tuple
 import tensorflow as tf
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+# What `decode_image` reads (training folders take IMAGE_EXTENSIONS only).
+TENSORFLOW_FORMATS = IMAGE_EXTENSIONS + (".gif", ".webp")
 
 # The first bytes of each accepted format: a quick check that catches files
 # that are not images at all before training starts.
@@ -183,11 +185,192 @@ def check_headers(files: Sequence[str]) -> None:
           "bytes do not match the format). Remove or replace it.")
 
 
+# The Exif orientation is searched for in JPEG segments that start within
+# this many bytes (an Exif APP1 segment comes first, or right after JFIF's).
+_EXIF_SCAN_BYTES = 64 * 1024
+_EXIF_HEADER = (0x45, 0x78, 0x69, 0x66, 0, 0)  # "Exif\0\0"
+_ORIENTATION_TAG = 0x0112
+_SHORT = 3  # The TIFF type of the orientation tag.
+
+
+def exif_orientation(contents):
+  """The Exif orientation (1..8) of an encoded image, as an int32 scalar.
+
+  Hand-written because TensorFlow has no op that reads Exif, and a Python
+  reader (tf.py_function) would not run inside a SavedModel. It walks the
+  JPEG header's application segments (APPn and comments) up to the first
+  Exif APP1, stopping at the first other segment (the quantisation tables,
+  which come before the image data in every JPEG writer's output) or after
+  _EXIF_SCAN_BYTES, and reads tag 0x0112 of its first IFD. Anything
+  else (no Exif, other formats, a malformed or truncated segment, a value
+  outside 1..8) gives 1, never an error: orientation is a display hint, and
+  a bad one must not lose an image.
+  """
+  # The segment that starts last in the scan can reach 64 KiB beyond it.
+  head = tf.io.decode_raw(
+      tf.strings.substr(contents, 0, 2 * _EXIF_SCAN_BYTES + 4), tf.uint8)
+  size = tf.size(head, out_type=tf.int64)
+  # Reads past the end give zeros (indices are clipped into the padding),
+  # so a truncated file needs no special case; the checks below then fail.
+  padded = tf.concat([head, tf.zeros([8], tf.uint8)], 0)
+
+  def byte(i):
+    i = tf.clip_by_value(tf.cast(i, tf.int64), 0, size + 7)
+    return tf.cast(tf.gather(padded, i), tf.int64)
+
+  def segment(pos, tiff_start, tiff_end):
+    marker = byte(pos + 1)
+    length = byte(pos + 2) * 256 + byte(pos + 3)
+    is_exif = tf.logical_and(tf.equal(marker, 0xE1), length >= 8)
+    for i, expected in enumerate(_EXIF_HEADER):
+      is_exif = tf.logical_and(is_exif, tf.equal(byte(pos + 4 + i), expected))
+    # Fill bytes (0xFF) and markers without a length (TEM, RSTn) are
+    # stepped over; any segment but APPn and COM (the header's application
+    # part is over), a missing 0xFF or a length under 2 end the search.
+    fill = tf.equal(marker, 0xFF)
+    standalone = tf.logical_or(
+        tf.equal(marker, 0x01),
+        tf.logical_and(marker >= 0xD0, marker <= 0xD7))
+    has_length = tf.logical_not(tf.logical_or(fill, standalone))
+    application = tf.logical_or(
+        tf.logical_and(marker >= 0xE0, marker <= 0xEF), tf.equal(marker, 0xFE))
+    stop = tf.reduce_any(tf.stack([
+        tf.not_equal(byte(pos), 0xFF),
+        tf.logical_and(has_length, tf.logical_not(application)),
+        tf.logical_and(has_length, length < 2)]))
+    step = tf.where(fill, tf.constant(1, tf.int64),
+                    tf.where(standalone, tf.constant(2, tf.int64), 2 + length))
+    next_pos = tf.where(stop, tf.constant(_EXIF_SCAN_BYTES, tf.int64),
+                        pos + step)
+    return (next_pos, tf.where(is_exif, pos + 10, tiff_start),
+            tf.where(is_exif, pos + 2 + length, tiff_end))
+
+  def searching(pos, tiff_start, tiff_end):
+    del tiff_end
+    return tf.logical_and(tf.logical_and(tiff_start < 0,
+                                         pos < _EXIF_SCAN_BYTES),
+                          pos + 4 <= size)
+
+  is_jpeg = tf.logical_and(tf.equal(byte(0), 0xFF), tf.equal(byte(1), 0xD8))
+  start = tf.where(is_jpeg, tf.constant(2, tf.int64),
+                   tf.constant(_EXIF_SCAN_BYTES, tf.int64))
+  minus_one = tf.constant(-1, tf.int64)
+  # Each step advances at least one byte, so the loop ends by itself;
+  # maximum_iterations bounds a file of nothing but fill bytes.
+  _, tiff, end = tf.while_loop(searching, segment,
+                               (start, minus_one, minus_one),
+                               maximum_iterations=4096)
+  end = tf.minimum(end, size)
+
+  # The TIFF structure inside the segment: byte order, 42, IFD0's offset.
+  little = tf.logical_and(tf.equal(byte(tiff), 0x49),
+                          tf.equal(byte(tiff + 1), 0x49))  # "II"
+  big = tf.logical_and(tf.equal(byte(tiff), 0x4D),
+                       tf.equal(byte(tiff + 1), 0x4D))  # "MM"
+
+  def u16(i):
+    return tf.where(little, byte(i) + 256 * byte(i + 1),
+                    256 * byte(i) + byte(i + 1))
+
+  def u32(i):
+    return tf.where(little, u16(i) + 65536 * u16(i + 2),
+                    65536 * u16(i) + u16(i + 2))
+
+  ifd = tiff + u32(tiff + 4)
+  valid = tf.reduce_all(tf.stack([
+      tiff >= 0, tf.logical_or(little, big), tf.equal(u16(tiff + 2), 42),
+      tiff + 8 <= end, ifd + 2 <= end]))
+  # Only the entries (12 bytes each) that lie wholly inside the segment.
+  count = tf.where(valid, tf.minimum(u16(ifd), (end - ifd - 2) // 12), 0)
+  entries = ifd + 2 + 12 * tf.range(tf.maximum(count, 0))
+  matches = tf.logical_and(tf.equal(u16(entries), _ORIENTATION_TAG),
+                           tf.equal(u16(entries + 2), _SHORT))
+  # The value of a SHORT sits in the first two bytes of the value field.
+  value = tf.reduce_max(tf.where(matches, u16(entries + 8), 0))
+  in_range = tf.logical_and(value >= 1, value <= 8)
+  return tf.cast(tf.where(in_range, value, 1), tf.int32)
+
+
+def apply_orientation(image, orientation):
+  """Turns a decoded (h, w, c) image upright, as PIL's ImageOps.exif_transpose.
+
+  Args:
+    image: the pixels as stored.
+    orientation: the Exif orientation, 1..8 (1: as stored).
+  """
+  return tf.switch_case(orientation - 1, [
+      lambda: image,  # 1: upright.
+      lambda: image[:, ::-1],  # 2: mirrored.
+      lambda: image[::-1, ::-1],  # 3: rotated 180 degrees.
+      lambda: image[::-1],  # 4: flipped.
+      lambda: tf.transpose(image, [1, 0, 2]),  # 5: transposed.
+      lambda: tf.image.rot90(image, 3),  # 6: turned 90 degrees clockwise.
+      lambda: tf.transpose(image[::-1, ::-1], [1, 0, 2]),  # 7: transverse.
+      lambda: tf.image.rot90(image, 1),  # 8: turned 90 counterclockwise.
+  ])
+
+
+def _on_white(color, alpha):
+  """`color` composited over white by `alpha` (same dtype, its full range)."""
+  white = color.dtype.max
+  opacity = tf.cast(alpha, tf.float32) / white
+  blended = tf.cast(color, tf.float32) * opacity + white * (1.0 - opacity)
+  return tf.cast(tf.round(blended), color.dtype)
+
+
+def decode_image(contents):
+  """Encoded image bytes -> uint8 (height, width, 3): the one decoding rule.
+
+  Training, the SavedModel's translate_encoded and predict all decode with
+  this function, so a model sees at serving time exactly what it was trained
+  on. The rule, which `datasets.read_rgb` follows with Pillow:
+
+  * JPEG (with libjpeg's accurate integer DCT), PNG, BMP, GIF (first
+    frame) and WebP; 16-bit PNGs are reduced to 8 bits (the high byte).
+  * The Exif orientation of a JPEG is applied (see `exif_orientation`).
+  * Gray becomes RGB; palette images become RGB (or RGBA with a
+    transparent entry); transparency is composited on white. BMP alpha is
+    ignored, as Pillow does: 32-bit BMPs often leave that byte 0.
+
+  Exif in PNG and WebP files, the single transparent colour of gray and RGB
+  PNGs and GIF transparency are not used (Pillow would use some of them by
+  itself; `read_rgb` does not either).
+
+  Pure TensorFlow: it runs eagerly, in tf.data and inside a SavedModel that
+  is loaded without this package.
+
+  Args:
+    contents: a scalar string, the file's bytes.
+
+  Returns:
+    uint8 (height, width, 3), upright.
+  """
+  is_jpeg = tf.equal(tf.strings.substr(contents, 0, 3), b"\xff\xd8\xff")
+  # INTEGER_ACCURATE is libjpeg's default DCT, the one Pillow uses: the two
+  # then give equal bytes (TensorFlow's own default differs by up to 6).
+  image = tf.cond(
+      is_jpeg,
+      lambda: tf.io.decode_jpeg(contents, channels=3,
+                                dct_method="INTEGER_ACCURATE"),
+      lambda: tf.io.decode_image(contents, channels=0, dtype=tf.uint8,
+                                 expand_animations=False))
+  channels = tf.shape(image)[-1]
+  is_bmp = tf.equal(tf.strings.substr(contents, 0, 2), b"BM")
+  channels = tf.where(tf.logical_and(is_bmp, tf.equal(channels, 4)), 3,
+                      channels)
+  image = tf.switch_case(channels - 1, [
+      lambda: tf.tile(image, [1, 1, 3]),  # Gray.
+      lambda: _on_white(tf.tile(image[..., :1], [1, 1, 3]), image[..., 1:]),
+      lambda: image[..., :3],  # RGB (or a BMP's RGBX).
+      lambda: _on_white(image[..., :3], image[..., 3:]),  # RGBA.
+  ])
+  image = tf.ensure_shape(image, [None, None, 3])
+  return apply_orientation(image, exif_orientation(contents))
+
+
 def _decode(contents, channels):
-  # decode_image handles JPEG, PNG, BMP and GIF; channels=3 turns grayscale,
-  # palette and RGBA files into RGB (alpha dropped), channels=1 into luma.
-  image = tf.io.decode_image(contents, channels=3, expand_animations=False)
-  image.set_shape([None, None, 3])
+  # `decode_image` gives RGB; channels=1 then takes its luma.
+  image = decode_image(contents)
   if channels == 1:
     image = tf.image.rgb_to_grayscale(image)
   return image
@@ -318,7 +501,7 @@ def _read(split: Split, paths: tf.data.Dataset,
 
 # Bumped whenever what the cache holds changes (the decoding rule, say), so
 # that no cache written by an older version is read back.
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2  # 2: decode_image (Exif orientation, alpha on white).
 
 
 def cache_path(prefix: str, split: Split, config, input_context=None) -> str:

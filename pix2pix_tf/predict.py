@@ -6,7 +6,9 @@ r"""Translates images, or a whole test split, with an exported generator.
         --input=datasets/facades/test --output=results/facades
 
 Images of any size are translated at the model's training size and resized
-back, keeping file names. With --paired each input file is an A|B pair: the
+back. Every output is a PNG named after the input's stem (photo.jpg ->
+photo.png); images are decoded by the same rule as in training and the
+SavedModel (Exif orientation applied, transparency on white). With --paired each input file is an A|B pair: the
 input half (by the model's direction) is translated, the halves are saved to
 inputs/ and targets/, and `index.html` shows input | generated | target for
 every pair, as the reference's results page.
@@ -43,18 +45,63 @@ def save_image(array, path):
       path)
 
 
+def output_names(files):
+  """The PNG name of each input's generated image: its stem plus ".png".
+
+  Inputs whose stems collide (a.jpg and a.png) keep their extension in the
+  name (a_jpg.png, a_png.png) so that no output overwrites another.
+  """
+  stems = [os.path.splitext(os.path.basename(f))[0] for f in files]
+  counts = {}
+  for stem in stems:
+    counts[stem] = counts.get(stem, 0) + 1
+  names = []
+  for path, stem in zip(files, stems):
+    if counts[stem] > 1:
+      stem = os.path.basename(path).replace(".", "_")
+    names.append(f"{stem}.png")
+  if len(set(names)) != len(names):
+    raise ValueError("Inputs whose names differ only in case or punctuation "
+                     "would overwrite each other's outputs; rename them.")
+  return names
+
+
+def read_image(path, decode):
+  """The file's pixels by the decoding rule of training and the SavedModel
+  (`decode`: input_pipeline.decode_image); Pillow, by the same rule, for
+  the formats TensorFlow cannot read (TIFF)."""
+  import numpy as np
+  from pix2pix_tf import datasets
+  from pix2pix_tf import input_pipeline
+  if path.lower().endswith(input_pipeline.TENSORFLOW_FORMATS):
+    with open(path, "rb") as f:
+      return decode(f.read()).numpy()
+  return np.asarray(datasets.read_rgb(path))
+
+
 def translate_files(saved_model, files, output, paired=False):
-  """Translates `files` into `output`; returns the list of failed files."""
+  """Translates `files` into `output`; returns the list of failed files.
+
+  Every image is written as PNG (lossless: a JPEG output would add its own
+  artefacts to what FID or a perceptual study then measures).
+  """
   import json
   import numpy as np
   import tensorflow as tf
   from keras.utils import Progbar
-  from pix2pix_tf import datasets
+  from pix2pix_tf import input_pipeline
 
   loaded = tf.saved_model.load(saved_model)
   metadata = json.loads(loaded.metadata_json.numpy().decode())
   translate = loaded.signatures["translate_uint8"]
+  decode = tf.function(input_pipeline.decode_image,
+                       input_signature=[tf.TensorSpec([], tf.string)])
   in_channels = metadata["input_channels"]
+  names = output_names(files)
+  for path, name in zip(files, names):
+    if name != os.path.splitext(os.path.basename(path))[0] + ".png":
+      print(f"{path} shares its name with another input: written as {name}.",
+            file=sys.stderr)
   os.makedirs(output, exist_ok=True)
   if paired:
     for folder in ("inputs", "targets"):
@@ -62,10 +109,9 @@ def translate_files(saved_model, files, output, paired=False):
   rows, failed = [], []
   progbar = Progbar(len(files), unit_name="image",
                     verbose=1 if sys.stdout.isatty() else 2)
-  for i, path in enumerate(files):
-    name = os.path.basename(path)
+  for i, (path, name) in enumerate(zip(files, names)):
     try:
-      image = np.asarray(datasets.read_rgb(path))
+      image = read_image(path, decode)
       if paired:
         half = image.shape[1] // 2
         input_image, target = image[:, :half], image[:, half:]
@@ -77,13 +123,12 @@ def translate_files(saved_model, files, output, paired=False):
         input_image = np.asarray(tf.image.rgb_to_grayscale(input_image))
       generated = translate(images=tf.constant(input_image[None]))[
           "generated_image"][0].numpy()
-      stem = os.path.splitext(name)[0]
       save_image(generated, os.path.join(output, name))
       if paired:
-        save_image(input_image, os.path.join(output, "inputs", f"{stem}.png"))
-        save_image(target, os.path.join(output, "targets", f"{stem}.png"))
-        rows.append((name, f"inputs/{stem}.png", name,
-                     f"targets/{stem}.png"))
+        save_image(input_image, os.path.join(output, "inputs", name))
+        save_image(target, os.path.join(output, "targets", name))
+        rows.append((os.path.basename(path), f"inputs/{name}", name,
+                     f"targets/{name}"))
     except Exception as e:  # pylint: disable=broad-except
       # One bad file must not stop the rest: report it and go on.
       failed.append(path)

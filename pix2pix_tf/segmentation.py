@@ -2,8 +2,9 @@
 
 A palette maps class names to RGB colours (`palettes/*.json` in the package,
 or any file of the same form). Label images are usually JPEG-compressed, so
-each pixel is given the class of the nearest palette colour; pixels nearest a
-"void" colour are not scored.
+each pixel is given the class of the nearest palette colour. Pixels whose
+true colour is nearest a "void" colour are not scored; a *predicted* void
+pixel is scored as an error (see `confusion_matrix`).
 
 Scores follow the paper's FCN-score tables: per-pixel accuracy, per-class
 accuracy (mean over classes present in the ground truth) and class IoU (mean
@@ -84,24 +85,40 @@ def colors_to_classes(images, palette: Palette) -> tf.Tensor:
 
 def confusion_matrix(true_classes, predicted_classes,
                      num_classes: int) -> np.ndarray:
-  """(num_classes, num_classes) counts, rows true, columns predicted; pixels
-  whose true class is IGNORE are left out."""
+  """(num_classes, num_classes + 1) pixel counts: rows true, columns
+  predicted, the last column the pixels predicted void (IGNORE).
+
+  Only pixels whose *true* class is void are left out. A void prediction is
+  an error like any wrong class: were such pixels dropped too, a segmenter
+  that answered "void" wherever unsure would score higher.
+  """
   true = np.asarray(true_classes).reshape(-1)
   predicted = np.asarray(predicted_classes).reshape(-1)
-  keep = (true != IGNORE) & (predicted != IGNORE)
-  return np.bincount(true[keep] * num_classes + predicted[keep],
-                     minlength=num_classes ** 2).reshape(num_classes,
-                                                         num_classes)
+  keep = true != IGNORE
+  true, predicted = true[keep], predicted[keep]
+  predicted = np.where(predicted == IGNORE, num_classes, predicted)
+  columns = num_classes + 1
+  return np.bincount(true * columns + predicted,
+                     minlength=num_classes * columns).reshape(num_classes,
+                                                              columns)
 
 
 def scores(confusion: np.ndarray,
            class_names: Sequence[str] = ()) -> Dict[str, object]:
   """Per-pixel accuracy, per-class accuracy and class IoU of a confusion
-  matrix, plus each class's accuracy and IoU."""
+  matrix from `confusion_matrix`, plus each class's accuracy and IoU.
+
+  Pixels predicted void count against their true class (and in no class's
+  predictions), so an all-void prediction scores 0 everywhere.
+  """
   confusion = confusion.astype(np.float64)
+  num_classes = confusion.shape[0]
+  if confusion.shape != (num_classes, num_classes + 1):
+    raise ValueError(f"A confusion matrix from confusion_matrix has shape "
+                     f"(n, n + 1), not {confusion.shape}.")
   true_totals = confusion.sum(1)
-  predicted_totals = confusion.sum(0)
-  correct = np.diag(confusion)
+  predicted_totals = confusion[:, :num_classes].sum(0)
+  correct = np.diag(confusion[:, :num_classes])
   present = true_totals > 0
   union = true_totals + predicted_totals - correct
   with np.errstate(divide="ignore", invalid="ignore"):

@@ -74,6 +74,23 @@ def test_label_map_classes_and_known_iou(tmp_path):
   assert result["classes"]["c"] == {"accuracy": None, "iou": None}
 
 
+def test_predicted_void_is_an_error_not_left_out():
+  # True void pixels are left out; predicted void ones count against their
+  # true class.
+  confusion = segmentation.confusion_matrix([0, 0, 1, 1, -1],
+                                            [0, -1, 1, -1, -1], 2)
+  assert confusion.tolist() == [[1, 0, 1], [0, 1, 1]]
+  result = segmentation.scores(confusion, ["a", "b"])
+  assert result["per_pixel_accuracy"] == pytest.approx(0.5)
+  assert result["per_class_accuracy"] == pytest.approx(0.5)
+  assert result["class_iou"] == pytest.approx(0.5)
+  # A segmenter that answers "void" everywhere scores nothing.
+  all_void = segmentation.scores(
+      segmentation.confusion_matrix([0, 1, 1, 2], [-1] * 4, 3))
+  assert all_void == {"per_pixel_accuracy": 0.0, "per_class_accuracy": 0.0,
+                      "class_iou": 0.0}
+
+
 def test_built_in_palettes():
   cityscapes = segmentation.load_palette("cityscapes")
   assert cityscapes.num_classes == 19

@@ -242,8 +242,87 @@ def test_predict_translates_a_folder_and_skips_a_corrupt_file(eval_export,
   assert "broken.png" in result.stderr
   assert "1 of 3 images failed" in result.stderr
   assert Image.open(tmp_path / "out" / "wide.png").size == (50, 30)
-  assert Image.open(tmp_path / "out" / "square.jpg").size == (64, 64)
+  # Outputs are PNG whatever the input's format, named by its stem.
+  with Image.open(tmp_path / "out" / "square.png") as square:
+    assert (square.format, square.size) == ("PNG", (64, 64))
+  assert not (tmp_path / "out" / "square.jpg").exists()
   assert not (tmp_path / "out" / "broken.png").exists()
+
+
+def test_predict_keeps_outputs_of_inputs_sharing_a_stem(eval_export, tmp_path):
+  inputs = tmp_path / "in"
+  inputs.mkdir()
+  Image.fromarray(gradient_image(32, 32)).save(inputs / "twin.png")
+  Image.fromarray(gradient_image(32, 32, offset=50)).save(inputs / "twin.jpg")
+  result = run_predict(f"--saved_model={eval_export}", f"--input={inputs}",
+                       f"--output={tmp_path / 'out'}")
+  assert result.returncode == 0, result.stderr
+  assert sorted(os.listdir(tmp_path / "out")) == ["twin_jpg.png",
+                                                  "twin_png.png"]
+  assert "written as twin_jpg.png" in result.stderr
+
+
+def decoding_cases(folder):
+  """Two A|B pair files whose right decoding needs the rule: an RGBA PNG
+  (alpha varies) and a JPEG stored turned, with Exif orientation 6."""
+  folder.mkdir()
+  pair = np.concatenate([gradient_image(32, 32),
+                         gradient_image(32, 32, offset=90)], axis=1)
+  alpha = np.tile(np.linspace(0, 255, 64).astype(np.uint8), (32, 1))
+  Image.fromarray(np.dstack([pair, alpha]), "RGBA").save(folder / "alpha.png")
+  exif = Image.Exif()
+  exif[0x0112] = 6  # Stored turned; turn 90 degrees clockwise to view.
+  Image.fromarray(np.ascontiguousarray(np.rot90(pair))).save(
+      folder / "turned.jpg", exif=exif, quality=95)
+  return [str(folder / "alpha.png"), str(folder / "turned.jpg")]
+
+
+def test_training_export_and_predict_decode_alike(trained_run, eval_export,
+                                                  tmp_path):
+  from pix2pix_tf import datasets
+  from pix2pix_tf import input_pipeline
+  files = decoding_cases(tmp_path / "pairs")
+  # The rule, as Pillow applies it: upright, alpha on white.
+  expected = [np.asarray(datasets.read_rgb(f)) for f in files]
+  for f, image in zip(files, expected):
+    assert image.shape == (32, 64, 3)
+    # What a plain tf.io.decode_image gives differs (alpha dropped, turned).
+    plain = tf.io.decode_image(open(f, "rb").read(), channels=3).numpy()
+    assert plain.shape != image.shape or np.abs(
+        plain.astype(int) - image).max() > 50
+
+  def input_half(image):
+    a, b = image[:, :32], image[:, 32:]
+    return b if trained_run.direction == "BtoA" else a
+
+  # 1. The tf.data pipeline (evaluation: resize to crop_size, [-1, 1]).
+  dataset = input_pipeline.make_dataset(files, trained_run, 2, training=False)
+  got, _ = next(iter(dataset))
+  for row, image in zip(got.numpy(), expected):
+    want = input_pipeline.normalize(input_pipeline.resize(
+        tf.constant(input_half(image), tf.float32), trained_run.crop_size))
+    np.testing.assert_array_equal(row, want.numpy())
+
+  # 2. The SavedModel's translate_encoded equals translate_uint8 of the
+  # rule's pixels.
+  loaded = tf.saved_model.load(eval_export)
+  for f, image in zip(files, expected):
+    encoded = loaded.signatures["translate_encoded"](
+        images_bytes=tf.constant([open(f, "rb").read()]))[
+            "generated_image_bytes"][0]
+    direct = loaded.signatures["translate_uint8"](
+        images=tf.constant(image[None]))["generated_image"][0]
+    np.testing.assert_array_equal(tf.io.decode_png(encoded).numpy(),
+                                  direct.numpy())
+
+  # 3. predict: the input halves it saves are the rule's.
+  result = run_predict(f"--saved_model={eval_export}", "--paired",
+                       f"--input={tmp_path / 'pairs'}",
+                       f"--output={tmp_path / 'out'}")
+  assert result.returncode == 0, result.stderr
+  for name, image in zip(("alpha.png", "turned.png"), expected):
+    saved = np.asarray(Image.open(tmp_path / "out" / "inputs" / name))
+    np.testing.assert_array_equal(saved, input_half(image))
 
 
 def test_predict_paired_writes_a_results_page(trained_run, tmp_path):
@@ -251,7 +330,7 @@ def test_predict_paired_writes_a_results_page(trained_run, tmp_path):
   test_dir.mkdir()
   names = []
   for i in range(3):
-    names.append(f"{i}.png")
+    names.append(f"{i}.jpg" if i == 2 else f"{i}.png")
     write_pair(test_dir / names[-1], gradient_image(32, 32, offset=i),
                gradient_image(32, 32, offset=100 + i))
   result = run_predict(f"--model_dir={trained_run.model_dir}", "--paired",
@@ -261,7 +340,8 @@ def test_predict_paired_writes_a_results_page(trained_run, tmp_path):
   assert page.count("<tr><td>") == 3
   for name in names:
     stem = name[:-4]
-    for src in (f"inputs/{stem}.png", name, f"targets/{stem}.png"):
+    # Every image is a PNG, the JPEG pair's too.
+    for src in (f"inputs/{stem}.png", f"{stem}.png", f"targets/{stem}.png"):
       assert f"src='{src}'" in page
       assert (tmp_path / "out" / src).exists()
   # The direction is honoured: input and target halves as the model's.

@@ -115,6 +115,98 @@ def test_grayscale_palette_and_rgba_files_become_rgb(tmp_path, mode):
   np.testing.assert_array_equal(target_image.numpy(), expected[:, 16:])
 
 
+def quadrants(height, width):
+  """Four flat colours: any turn or mirror of it is told apart."""
+  image = np.zeros((height, width, 3), np.uint8)
+  image[:height // 2, :width // 2] = (250, 10, 10)
+  image[:height // 2, width // 2:] = (10, 250, 10)
+  image[height // 2:, :width // 2] = (10, 10, 250)
+  image[height // 2:, width // 2:] = (240, 240, 20)
+  return image
+
+
+def decoded(path):
+  return input_pipeline.decode_image(tf.io.read_file(str(path))).numpy()
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_is_applied_as_pillow_does(tmp_path,
+                                                          orientation):
+  from PIL import ImageOps
+  exif = Image.Exif()
+  exif[0x0112] = orientation
+  path = tmp_path / "photo.jpg"
+  Image.fromarray(quadrants(32, 48)).save(path, exif=exif, quality=95)
+  with Image.open(path) as image:
+    upright = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+  assert upright.shape == ((32, 48, 3) if orientation < 5 else (48, 32, 3))
+  assert input_pipeline.exif_orientation(
+      tf.io.read_file(str(path))).numpy() == orientation
+  np.testing.assert_array_equal(decoded(path), upright)
+
+
+def test_exif_after_jfif_big_endian_and_broken_exif(tmp_path):
+  """Orientation is found after a JFIF segment and in big-endian TIFF, and a
+  malformed or truncated Exif segment is ignored (orientation 1), never an
+  error."""
+  jpeg = tmp_path / "plain.jpg"
+  Image.fromarray(quadrants(16, 24)).save(jpeg, quality=95)
+  body = jpeg.read_bytes()
+  assert body[2:4] == b"\xff\xe0"  # Pillow writes JFIF (APP0) first.
+
+  def with_app1(payload):
+    segment = b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload
+    jfif_end = 4 + int.from_bytes(body[4:6], "big")
+    return body[:jfif_end] + segment + body[jfif_end:]
+
+  big_endian = (b"Exif\0\0MM\0\x2a\0\0\0\x08" + b"\0\x01" +
+                b"\x01\x12\0\x03\0\0\0\x01\0\x03\0\0" + b"\0\0\0\0")
+  orientation = input_pipeline.exif_orientation
+  assert orientation(tf.constant(with_app1(big_endian))).numpy() == 3
+  # The first directory outside the segment, a wrong magic number, a value
+  # out of range, a truncated file: all orientation 1.
+  broken = [big_endian.replace(b"\0\0\0\x08", b"\0\0\x10\0"),
+            big_endian.replace(b"\0\x2a", b"\0\x2b"),
+            big_endian.replace(b"\0\x03\0\0\0\0", b"\0\x09\0\0\0\0"),
+            ]
+  for payload in broken:
+    assert orientation(tf.constant(with_app1(payload))).numpy() == 1
+  assert orientation(tf.constant(with_app1(big_endian)[:30])).numpy() == 1
+  assert orientation(tf.constant(b"")).numpy() == 1
+  assert orientation(tf.constant(b"\x89PNG\r\n\x1a\n")).numpy() == 1
+
+
+def test_decoding_rule_matches_read_rgb_on_every_kind_of_file(tmp_path):
+  """Transparency on white, palettes, 16-bit samples, BMP, GIF and WebP:
+  the pipeline's decode_image and Pillow's read_rgb give equal bytes."""
+  from pix2pix_tf import datasets
+  rng = np.random.default_rng(0)
+  rgba = rng.integers(0, 256, (8, 10, 4)).astype(np.uint8)
+  Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
+  Image.fromarray(rgba[..., [0, 3]], "LA").save(tmp_path / "la.png")
+  palette = Image.fromarray(rgba[..., :3]).convert("P")
+  palette.save(tmp_path / "palette.png")
+  palette.save(tmp_path / "transparent_entry.png", transparency=3)
+  sixteen = rng.integers(0, 65536, (8, 10)).astype(np.uint16)
+  Image.fromarray(sixteen).save(tmp_path / "sixteen.png")
+  Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.bmp")
+  Image.fromarray(rgba[..., :3]).save(tmp_path / "frame.gif")
+  Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.webp", lossless=True)
+  Image.fromarray(rgba[..., 0]).save(tmp_path / "gray.jpg")
+  for path in sorted(tmp_path.iterdir()):
+    np.testing.assert_array_equal(decoded(path),
+                                  np.asarray(datasets.read_rgb(str(path))),
+                                  err_msg=path.name)
+  # Alpha on white, 16 bits by their high byte: checked against the
+  # arithmetic itself.
+  opacity = rgba[..., 3:] / 255.0
+  np.testing.assert_array_equal(
+      decoded(tmp_path / "rgba.png"),
+      np.round(rgba[..., :3] * opacity + 255.0 * (1.0 - opacity)))
+  np.testing.assert_array_equal(decoded(tmp_path / "sixteen.png")[..., 0],
+                                sixteen >> 8)
+
+
 def test_bmp_and_jpeg_files_are_read(tmp_path):
   image = Image.fromarray(gradient_image(16, 32))
   for name in ("pair.bmp", "pair.jpg", "pair.JPEG"):
