@@ -350,8 +350,13 @@ def resnet_generator(n_blocks: int = 9, input_channels: int = 3,
 class BatchStatisticsNormalization(layers.Layer):
   """A trained BatchNormalization run as the paper runs it at test time.
 
-  Normalises with the statistics of the batch at hand (never the moving
-  averages) and updates nothing. Shares gamma and beta with the wrapped layer.
+  Normalises each image with its own statistics (mean and variance over
+  height and width, per channel), never the moving averages, and updates
+  nothing. The reference tests one image per batch, so its batch norm sees
+  exactly these statistics; computing them per image makes a batch of N give
+  the N results of N single-image calls, so predict, evaluate, the val
+  metrics and the sample grids all describe the images users get. Shares
+  gamma and beta with the wrapped layer.
   """
 
   def __init__(self, batch_norm: layers.BatchNormalization, **kwargs):
@@ -362,10 +367,9 @@ class BatchStatisticsNormalization(layers.Layer):
     del training, mask  # The same at training and at test time.
     bn = self.batch_norm
     x = keras.ops.cast(inputs, "float32")
-    mean, variance = keras.ops.moments(x, axes=[0, 1, 2])
-    x = keras.ops.batch_normalization(x, mean, variance, axis=-1,
-                                      offset=bn.beta, scale=bn.gamma,
-                                      epsilon=bn.epsilon)
+    mean, variance = keras.ops.moments(x, axes=[1, 2], keepdims=True)
+    x = (x - mean) * keras.ops.rsqrt(variance + bn.epsilon)
+    x = x * bn.gamma + bn.beta
     return keras.ops.cast(x, self.compute_dtype)
 
 
@@ -387,8 +391,9 @@ class AlwaysDropout(layers.Layer):
 def paper_mode(generator: keras.Model) -> keras.Model:
   """The generator as the paper and the reference run it at test time.
 
-  Dropout stays on and batch norm uses the statistics of the test batch
-  (with batch size 1 this is instance normalisation). Returns a model that
+  Dropout stays on and batch norm uses each image's own statistics, as the
+  reference's test (batch size 1) does: instance normalisation with batch
+  norm's gamma and beta. Returns a model that
   shares every weight with `generator`; calling it changes nothing.
   """
 

@@ -435,8 +435,9 @@ def make_generate(generator: keras.Model, inference_mode: str) -> Callable:
   """A tf.function that runs the generator for samples and evaluation.
 
   paper: as the paper and the reference test: dropout on and batch norm with
-  the statistics of the batch at hand (`models.paper_mode`, which shares the
-  generator's weights and updates nothing). eval: the usual inference mode,
+  each image's own statistics (`models.paper_mode`, which shares the
+  generator's weights and updates nothing), so a batch gives what one call
+  per image gives. eval: the usual inference mode,
   moving statistics and no dropout.
   """
   model = models.paper_mode(generator) if inference_mode == "paper" else (

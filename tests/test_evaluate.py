@@ -180,6 +180,49 @@ def test_evaluate_command_json_and_photo_to_labels(photo_to_labels_run,
       result.stdout)
 
 
+def test_evaluate_scores_the_images_predict_writes(tmp_path):
+  """Batches of 8 in evaluate, one image per call in predict: in paper mode
+  (batch norm, dropout off to compare) both give each image the same output,
+  so evaluate's per-image L1 is that of predict's files."""
+  from PIL import Image
+  from pix2pix_tf import export
+  from pix2pix_tf import models
+  data_dir = demo_data.write_dataset(str(tmp_path / "data"), 4, 5, 32)
+  config = small_config(data_dir, tmp_path / "run", dropout=0.0,
+                        norm="batch")
+  generator = models.build_generator(config)
+  # A freshly initialised generator answers near 0 whatever its batch norm
+  # does; a larger last layer makes its output show the statistics used.
+  last = generator.get_layer("up0_conv")
+  last.kernel.assign(last.kernel * 30.0)
+  saved_model = export.save(generator, config, 0, str(tmp_path / "export"),
+                            "paper")
+  output = tmp_path / "result.json"
+  result = run_evaluate(f"--saved_model={saved_model}",
+                        f"--data_dir={data_dir}", "--split=val",
+                        "--metrics=l1", f"--output={output}")
+  assert result.returncode == 0, result.stderr
+  evaluated = {row["file"]: row["l1"]
+               for row in json.loads(output.read_text())["per_image"]}
+  assert len(evaluated) == 5
+  predicted = tmp_path / "predicted"
+  result = subprocess.run(
+      [sys.executable, "-m", "pix2pix_tf.predict",
+       f"--saved_model={saved_model}", "--paired",
+       f"--input={os.path.join(data_dir, 'val')}", f"--output={predicted}"],
+      capture_output=True, text=True, env=ENV, timeout=600)
+  assert result.returncode == 0, result.stderr
+
+  def unit(name, folder=""):
+    return np.asarray(Image.open(predicted / folder / name), np.float32
+                      ) / 127.5 - 1.0
+
+  for name, l1 in evaluated.items():
+    scored = np.abs(unit(name) - unit(name, "targets")).mean()
+    # predict's PNGs are rounded to 8 bits: at most 1/255 apart.
+    assert abs(scored - l1) < 0.004, name
+
+
 def test_fcn_score_with_a_trained_segmenter(tmp_path):
   data_dir = demo_data.write_dataset(str(tmp_path / "data"), 8, 2, 32)
   palette = palette_file(tmp_path)

@@ -108,20 +108,27 @@ def test_paper_mode_is_stochastic_and_eval_mode_deterministic(
       "eval")
 
 
-def test_paper_mode_uses_batch_statistics(trained_run, tmp_path):
-  # With dropout off, the paper-mode export equals the generator run in
-  # training mode (batch statistics) on the same batch.
+def test_paper_mode_uses_each_images_statistics(trained_run, tmp_path):
+  # With dropout off, the paper-mode export of a batch equals the generator
+  # run in training mode (batch statistics) on each image alone, as the
+  # reference tests with batch size 1.
   config = trained_run
   generator = keras_generator(config)
   no_dropout = models.build_generator(
       small_config(config.data_dir, config.model_dir, dropout=0.0))
   no_dropout.set_weights(generator.get_weights())
   path = export.save(no_dropout, config, 3, str(tmp_path / "paper"), "paper")
-  images = tf.random.uniform([2, 32, 32, 3], -1, 1, seed=2)
+  images = tf.concat([tf.random.uniform([2, 32, 32, 3], -1, 1, seed=2),
+                      tf.random.uniform([2, 32, 32, 3], -0.2, 0.9, seed=3)],
+                     0)
   exported = tf.saved_model.load(path).signatures["serving_default"](
       images=images)["generated_image"]
-  expected = no_dropout(images, training=True)
+  expected = tf.concat([no_dropout(images[i:i + 1], training=True)
+                        for i in range(4)], 0)
   assert np.abs(exported.numpy() - expected.numpy()).max() < 1e-5
+  # Statistics pooled over the batch would give other images.
+  assert np.abs(exported.numpy() - no_dropout(images, training=True)).max(
+  ) > 1e-3
   assert np.abs(exported.numpy() - no_dropout(images, training=False)).max(
   ) > 1e-3
 
