@@ -682,16 +682,19 @@ class StopSignal:
 
   The loop checks `requested` after every step, saves a checkpoint and
   returns. Multi-worker runs use TensorFlow's PreemptionCheckpointHandler
-  instead, which agrees on the step with every worker.
+  instead, which agrees on the step with every worker: there (enabled=False)
+  SIGTERM is left to the handler it installed, since replacing it would make
+  only the signalled worker stop while the others wait in the collective.
   """
 
-  def __init__(self):
+  def __init__(self, enabled: bool = True):
+    self.enabled = enabled
     self.requested = False
     self._previous = None
 
   def __enter__(self):
     import signal
-    if threading_is_main():
+    if self.enabled and threading_is_main():
       self._previous = signal.signal(signal.SIGTERM, self._handle)
     return self
 
@@ -703,6 +706,14 @@ class StopSignal:
     import signal
     if self._previous is not None:
       signal.signal(signal.SIGTERM, self._previous)
+
+
+class PreemptionCheckpointSaved(Exception):
+  """A multi-worker run saved its checkpoint after a worker got SIGTERM."""
+
+
+def _stop_after_preemption_checkpoint():
+  raise PreemptionCheckpointSaved()
 
 
 def threading_is_main() -> bool:
@@ -753,10 +764,13 @@ def train_and_evaluate(config: config_lib.Config,
   manager = tf.train.CheckpointManager(checkpoint, paths.checkpoints,
                                        max_to_keep=config.keep_checkpoints,
                                        step_counter=state.step)
-  if manager.latest_checkpoint:
-    restore(checkpoint, manager.latest_checkpoint)
-    print(f"Resumed from {manager.latest_checkpoint} at step "
-          f"{int(state.step.numpy())}.", flush=True)
+  # Every worker resumes from the chief's checkpoints (the others write theirs
+  # to a scratch folder that is removed at the end).
+  latest = tf.train.latest_checkpoint(RunPaths(config.model_dir).checkpoints)
+  if latest:
+    restore(checkpoint, latest)
+    print(f"Resumed from {latest} at step {int(state.step.numpy())}.",
+          flush=True)
   # Written once the flags, the data and the checkpoint have been checked.
   write_run_config(config, paths.model_dir)
   step = int(state.step.numpy())
@@ -815,8 +829,13 @@ def train_and_evaluate(config: config_lib.Config,
 
   preemption = None
   if config.strategy == "multi_worker":
+    # Every worker saves at the step they agree on, then stops as a
+    # single-process run does on SIGTERM (instead of TensorFlow's default
+    # exit).
     preemption = tf.distribute.experimental.PreemptionCheckpointHandler(
-        strategy.cluster_resolver, manager)
+        strategy.cluster_resolver, manager,
+        termination_config=tf.distribute.experimental.TerminationConfig(
+            exit_fn=_stop_after_preemption_checkpoint))
   names = metric_names(config)
   window = {name: 0.0 for name in names}
   window_steps, window_start = 0, time.perf_counter()
@@ -834,7 +853,7 @@ def train_and_evaluate(config: config_lib.Config,
     return block
 
   saved_step = step
-  with StopSignal() as stop:
+  with StopSignal(enabled=preemption is None) as stop:
     while step < total_steps:
       if progbar is None or step % steps_per_epoch == 0:
         epoch = step // steps_per_epoch
@@ -895,7 +914,14 @@ def train_and_evaluate(config: config_lib.Config,
         manager.save(checkpoint_number=step)
         saved_step = step
       if preemption is not None:
-        preemption.save_checkpoint_if_preempted()
+        try:
+          preemption.save_checkpoint_if_preempted(checkpoint_number=step)
+        except PreemptionCheckpointSaved:
+          print(f"\nStopped by SIGTERM to a worker at step {step}; saved "
+                f"{manager.latest_checkpoint}. Run the same command on every "
+                "worker to resume.", flush=True)
+          results["stopped"] = True
+          break
       if stop.requested:
         if saved_step != step:
           manager.save(checkpoint_number=step)

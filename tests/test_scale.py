@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -83,15 +84,50 @@ def test_two_workers_train_in_step_and_only_the_chief_writes(tmp_path):
   assert os.listdir(tmp_path / "tmp1") == []
 
 
-def wait_for(path_pattern, process, timeout=300):
+class Lines:
+  """Collects a process's output lines on a thread, so that a test can wait
+  for a line (a condition the program states) without filling the pipe."""
+
+  def __init__(self, stream):
+    self.lines = []
+    self._thread = threading.Thread(target=self._read, args=(stream,),
+                                    daemon=True)
+    self._thread.start()
+
+  def _read(self, stream):
+    for line in stream:
+      self.lines.append(line)
+
+  def wait_for(self, text, process, timeout=300):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+      if any(text in line for line in list(self.lines)):
+        return
+      if process.poll() is not None and not self._thread.is_alive():
+        raise AssertionError(f"exited before printing {text!r}:\n"
+                             + self.text())
+      time.sleep(0.05)
+    raise AssertionError(f"{text!r} not printed in {timeout} s")
+
+  def text(self):
+    self._thread.join(timeout=600)
+    return "".join(self.lines)
+
+
+def wait_for_checkpoint(model_dir, at_least, process, timeout=300):
+  """Waits until the checkpoint state (written atomically after a
+  checkpoint's files are complete) names a step >= at_least."""
   deadline = time.time() + timeout
   while time.time() < deadline:
-    if glob.glob(path_pattern):
+    state = tf.train.get_checkpoint_state(os.path.join(model_dir,
+                                                       "checkpoints"))
+    if state and int(state.model_checkpoint_path.rsplit("-", 1)[1]) >= (
+        at_least):
       return
     if process.poll() is not None:
       raise AssertionError(process.communicate()[1])
     time.sleep(0.05)
-  raise AssertionError(f"{path_pattern} did not appear")
+  raise AssertionError(f"no checkpoint of step >= {at_least} recorded")
 
 
 def checkpoint_weights(model_dir):
@@ -102,10 +138,26 @@ def checkpoint_weights(model_dir):
           if k != "_CHECKPOINTABLE_OBJECT_GRAPH"}
 
 
-def test_killed_run_resumes_to_the_same_weights(tmp_path):
+def make_tfrecords(data_dir, output, shards):
+  made = subprocess.run(
+      [sys.executable, os.path.join(ROOT, "tools", "make_tfrecords.py"),
+       f"--data_dir={data_dir}", f"--output={output}", f"--shards={shards}"],
+      capture_output=True, text=True, env=ENV)
+  assert made.returncode == 0, made.stderr
+  return str(output)
+
+
+@pytest.mark.parametrize("source", ["folder", "tfrecords"])
+def test_killed_run_resumes_to_the_same_weights(tmp_path, source):
+  """A run killed (SIGKILL) and resumed under --deterministic ends with the
+  weights, statistics, optimizer state and random states of an unbroken run:
+  the resumed data stream, skip included, is the same for folders and for
+  TFRecord shards (interleaved in a fixed order)."""
   data_dir = demo_data.write_dataset(str(tmp_path / "data"), 8, 0, 32)
-  flags = [f"--data_dir={data_dir}", "--batch_size=2", "--max_steps=10",
-           "--checkpoint_every_steps=2", "--keep_checkpoints=10",
+  if source == "tfrecords":
+    data_dir = make_tfrecords(data_dir, tmp_path / "records", shards=3)
+  flags = [f"--data_dir={data_dir}", "--batch_size=2", "--max_steps=20",
+           "--checkpoint_every_steps=2", "--keep_checkpoints=20",
            "--deterministic", "--seed=3"]
   whole = subprocess.run(train_command(*flags,
                                        f"--model_dir={tmp_path}/whole"),
@@ -116,7 +168,9 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
   process = subprocess.Popen(train_command(*flags, f"--model_dir={killed}"),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True, env=ENV)
-  wait_for(f"{killed}/checkpoints/ckpt-4.index", process)
+  # Killed once a checkpoint of step 4 or later is recorded; the kill may
+  # land anywhere after that, even in the middle of writing the next one.
+  wait_for_checkpoint(killed, 4, process)
   process.send_signal(signal.SIGKILL)
   process.communicate()
   saved = tf.train.get_checkpoint_state(str(killed / "checkpoints"))
@@ -127,7 +181,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
     assert reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == int(
         path.rsplit("-", 1)[1])
   resumed_from = int(saved.model_checkpoint_path.rsplit("-", 1)[1])
-  assert 4 <= resumed_from < 10
+  assert 4 <= resumed_from < 20
 
   again = subprocess.run(train_command(*flags, f"--model_dir={killed}"),
                          capture_output=True, text=True, env=ENV)
@@ -148,10 +202,12 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path):
                     "--batch_size=2", "--max_steps=100000",
                     "--checkpoint_every_steps=100000"),
       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
-  wait_for(f"{model_dir}/logs/train/events.*", process)
-  time.sleep(2)
+  stdout_lines, stderr_lines = Lines(process.stdout), Lines(process.stderr)
+  # "Epoch 1/..." is printed once the loop (and its SIGTERM handler) runs.
+  stdout_lines.wait_for("Epoch 1/", process)
   process.send_signal(signal.SIGTERM)
-  stdout, stderr = process.communicate(timeout=120)
+  process.wait(timeout=120)
+  stdout, stderr = stdout_lines.text(), stderr_lines.text()
   assert process.returncode == 0, stderr
   assert "Stopped by SIGTERM at step" in stdout
   step = int(stdout.split("Stopped by SIGTERM at step ")[1].split(";")[0])
@@ -160,14 +216,63 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path):
       f"ckpt-{step}")
 
 
+def start_workers(tmp_path, data_dir, model_dir, *flags):
+  """Two workers of a --strategy=multi_worker run on 127.0.0.1."""
+  ports = free_ports(2)
+  workers = []
+  for index in range(2):
+    scratch = tmp_path / f"tmp{index}"
+    scratch.mkdir(exist_ok=True)
+    tf_config = {"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
+                 "task": {"type": "worker", "index": index}}
+    process = subprocess.Popen(
+        train_command(f"--data_dir={data_dir}", f"--model_dir={model_dir}",
+                      "--strategy=multi_worker", "--batch_size=4", *flags),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**ENV, "TF_CONFIG": json.dumps(tf_config),
+             "TMPDIR": str(scratch)})
+    workers.append((process, Lines(process.stdout), Lines(process.stderr)))
+  return workers
+
+
+def test_sigterm_to_one_worker_stops_every_worker_with_a_checkpoint(
+    tmp_path):
+  data_dir = demo_data.write_dataset(str(tmp_path / "data"), 8, 0, 32)
+  model_dir = tmp_path / "run"
+  workers = start_workers(tmp_path, data_dir, model_dir,
+                          "--max_steps=100000",
+                          "--checkpoint_every_steps=100000")
+  for process, stdout, _ in workers:
+    stdout.wait_for("Epoch 1/", process)
+  # The non-chief worker is preempted; the chief must save all the same.
+  workers[1][0].send_signal(signal.SIGTERM)
+  steps = []
+  for process, stdout, stderr in workers:
+    process.wait(timeout=300)
+    out = stdout.text()
+    assert process.returncode == 0, stderr.text()[-3000:]
+    assert "Stopped by SIGTERM to a worker at step " in out, out
+    steps.append(int(out.split("at step ")[-2].split(";")[0]))
+  assert steps[0] == steps[1] > 0
+  saved = tf.train.latest_checkpoint(str(model_dir / "checkpoints"))
+  assert saved.endswith(f"ckpt-{steps[0]}")
+
+  resumed = start_workers(tmp_path, data_dir, model_dir,
+                          f"--max_steps={steps[0] + 2}",
+                          "--checkpoint_every_steps=100000")
+  for process, stdout, stderr in resumed:
+    process.wait(timeout=300)
+    out = stdout.text()
+    assert process.returncode == 0, stderr.text()[-3000:]
+    assert f"at step {steps[0]}." in out
+  assert tf.train.latest_checkpoint(str(model_dir / "checkpoints")).endswith(
+      f"ckpt-{steps[0] + 2}")
+
+
 def test_tfrecords_hold_the_files_and_train(tmp_path):
   data_dir = demo_data.write_dataset(str(tmp_path / "data"), 6, 3, 32)
   records = tmp_path / "records"
-  made = subprocess.run(
-      [sys.executable, os.path.join(ROOT, "tools", "make_tfrecords.py"),
-       f"--data_dir={data_dir}", f"--output={records}", "--shards=4"],
-      capture_output=True, text=True, env=ENV)
-  assert made.returncode == 0, made.stderr
+  make_tfrecords(data_dir, records, shards=4)
   assert sorted(os.listdir(records)) == [
       "dataset.json", *[f"train-0000{i}-of-00004.tfrecord" for i in range(4)],
       *[f"val-0000{i}-of-00003.tfrecord" for i in range(3)]]
