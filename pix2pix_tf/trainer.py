@@ -588,12 +588,29 @@ def write_run_config(config: config_lib.Config, model_dir: str) -> None:
   """
   config = dataclasses.replace(config, force_config=False)
   os.makedirs(model_dir, exist_ok=True)
-  with open(os.path.join(model_dir, "flags.txt"), "w") as f:
-    for field in dataclasses.fields(config):
-      value = getattr(config, field.name)
-      f.write(f"--{field.name}={str(value).lower() if isinstance(value, bool) else value}\n")
-  with open(os.path.join(model_dir, "config.json"), "w") as f:
-    f.write(config.to_json())
+  flag_lines = []
+  for field in dataclasses.fields(config):
+    value = getattr(config, field.name)
+    if isinstance(value, bool):
+      value = str(value).lower()
+    flag_lines.append(f"--{field.name}={value}\n")
+  _write_atomically(os.path.join(model_dir, "flags.txt"), "".join(flag_lines))
+  _write_atomically(os.path.join(model_dir, "config.json"), config.to_json())
+
+
+def _write_atomically(path: str, text: str) -> None:
+  """Writes `text` under a temporary name and renames it into place, so that
+  a kill mid-write never leaves a truncated file where a good one was."""
+  directory, name = os.path.split(path)
+  handle, staging = tempfile.mkstemp(prefix=f".{name}-", dir=directory)
+  try:
+    with os.fdopen(handle, "w") as f:
+      f.write(text)
+    os.replace(staging, path)
+  except BaseException:
+    if os.path.exists(staging):
+      os.remove(staging)
+    raise
 
 
 def export_generator(generator: keras.Model, config: config_lib.Config,

@@ -1,6 +1,9 @@
 """The update order: one D step, then one G step against the updated D, as
 the paper and the reference; and the reference's dropout placement."""
 
+import dataclasses
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -192,3 +195,24 @@ def test_resuming_with_other_model_flags_is_refused_before_writing(tmp_path):
     trainer.train_and_evaluate(misfit)
   assert {p: p.read_bytes() for p in (tmp_path / "run").rglob("*")
           if p.is_file()} == run_files
+
+
+def test_run_config_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
+  """config.json and flags.txt are written under a temporary name and
+  renamed: a failure (or kill) mid-write leaves the previous file intact."""
+  config = small_config(str(tmp_path / "data"), tmp_path / "run")
+  trainer.write_run_config(config, str(tmp_path / "run"))
+  before = (tmp_path / "run" / "config.json").read_text()
+  real_replace = os.replace
+
+  def failing_replace(source, target):
+    if target.endswith("config.json"):
+      raise OSError("disk full")
+    real_replace(source, target)
+
+  monkeypatch.setattr(os, "replace", failing_replace)
+  with pytest.raises(OSError, match="disk full"):
+    trainer.write_run_config(
+        dataclasses.replace(config, crop_size=64), str(tmp_path / "run"))
+  assert (tmp_path / "run" / "config.json").read_text() == before
+  assert sorted(os.listdir(tmp_path / "run")) == ["config.json", "flags.txt"]
