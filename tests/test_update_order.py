@@ -20,10 +20,10 @@ def two_replicas():
   return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 
 
-def one_step(strategy, config, batch):
-  """One training step with plain SGD at learning rate 1, so that each
-  network's weight change is exactly minus its gradient. Returns the initial
-  and the final weights of G and D."""
+def one_step(strategy, config, batch, num_steps=1):
+  """`num_steps` training steps in one call, with plain SGD at learning rate
+  1, so that each network's weight change is exactly minus its gradient.
+  Returns the initial and the final weights of G and D."""
   keras.utils.set_random_seed(0)
   with strategy.scope():
     state = trainer.create_state(config, 100, strategy)
@@ -38,7 +38,8 @@ def one_step(strategy, config, batch):
   step = trainer.make_distributed_step(
       strategy, trainer.make_train_step(state, config, 2), state.step)
   dataset = tf.data.Dataset.from_tensors(batch).repeat()
-  step(iter(strategy.experimental_distribute_dataset(dataset)))
+  step(iter(strategy.experimental_distribute_dataset(dataset)),
+       tf.constant(num_steps))
   after = ([v.numpy() for v in state.generator.trainable_variables],
            [v.numpy() for v in state.discriminator.trainable_variables])
   return before, after
@@ -50,8 +51,9 @@ def gradients_by_hand(config, weights, batch):
   pair, D updated by it (SGD, rate 1), and G's gradient against the updated
   D and against the old one."""
   input_image, target_image = batch
-  generator = models.build_generator(config)
-  discriminator = models.build_discriminator(config)
+  with trainer.dtype_policy(config.mixed_precision):
+    generator = models.build_generator(config)
+    discriminator = models.build_discriminator(config)
   generator.set_weights(weights[0])
   discriminator.set_weights(weights[1])
   generated_image = generator(input_image, training=True)
@@ -118,6 +120,54 @@ def test_the_generator_steps_against_the_updated_discriminator(
   assert_close(gen_step, gen_updated_d)
   # The two orders really differ here, so the check above can fail.
   assert differ(gen_updated_d, gen_old_d)
+
+
+def relative_error(got, expected):
+  return (np.sqrt(sum(np.sum((a - b) ** 2) for a, b in zip(got, expected))) /
+          np.sqrt(sum(np.sum(b ** 2) for b in expected)))
+
+
+@pytest.mark.parametrize("setting", [
+    dict(jit_compile=True), dict(mixed_precision="bf16")])
+def test_the_order_holds_under_xla_and_bfloat16(tmp_path, setting):
+  config = small_config(tmp_path, tmp_path, norm="instance", dropout=0.0,
+                        lambda_l1=1.0, **setting)
+  rng = np.random.RandomState(0)
+  batch = tuple(tf.constant(rng.uniform(-1, 1, (2, 32, 32, 3)), tf.float32)
+                for _ in range(2))
+  before, after = one_step(tf.distribute.OneDeviceStrategy("/cpu:0"),
+                           config, batch)
+  gen_step = [b - a for b, a in zip(before[0], after[0])]
+  _, gen_updated_d, gen_old_d = gradients_by_hand(config, before, batch)
+  # bfloat16 rounds each product to 8 bits of mantissa: rather than to a
+  # tolerance, G's step is held to be far nearer the updated-D gradient
+  # than the old-D one.
+  gap = relative_error(gen_updated_d, gen_old_d)
+  assert gap > 0.05
+  assert relative_error(gen_step, gen_updated_d) < gap / 5
+  if "jit_compile" in setting:
+    assert_close(gen_step, gen_updated_d)
+
+
+def test_several_steps_per_call_are_each_the_papers_update(tmp_path):
+  """--steps_per_execution=2: each step inside the one call is a D step
+  and then a G step against the updated D, as two steps by hand."""
+  config = small_config(tmp_path, tmp_path, norm="instance", dropout=0.0,
+                        lambda_l1=1.0)
+  rng = np.random.RandomState(0)
+  batch = tuple(tf.constant(rng.uniform(-1, 1, (2, 32, 32, 3)), tf.float32)
+                for _ in range(2))
+  before, after = one_step(tf.distribute.OneDeviceStrategy("/cpu:0"),
+                           config, batch, num_steps=2)
+  weights = before
+  for _ in range(2):
+    disc_gradients, gen_gradients, _ = gradients_by_hand(config, weights,
+                                                         batch)
+    weights = ([w - g for w, g in zip(weights[0], gen_gradients)],
+               [w - g for w, g in zip(weights[1], disc_gradients)])
+  for got, expected, start in zip(after, weights, before):
+    assert_close([a - s for a, s in zip(got, start)],
+                 [e - s for e, s in zip(expected, start)])
 
 
 def test_the_simultaneous_order_steps_against_the_old_discriminator(
