@@ -35,6 +35,8 @@ from absl import flags
 
 import numpy as np
 
+from pix2pix_tf import config as config_lib
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif",
                     ".tiff", ".gif")
 COMMANDS = ("combine", "colorize", "edges", "split")
@@ -46,16 +48,56 @@ class Summary:
   def __init__(self):
     self.written = 0
     self.skipped: Dict[str, List[str]] = collections.defaultdict(list)
+    self.renamed: List[str] = []
 
   def skip(self, reason: str, name: str) -> None:
     self.skipped[reason].append(name)
 
   def report(self) -> str:
     lines = [f"Written: {self.written}"]
+    if self.renamed:
+      shown = ", ".join(self.renamed[:10]) + (
+          " ..." if len(self.renamed) > 10 else "")
+      lines.append(f"Written under another name (inputs share a name): "
+                   f"{len(self.renamed)} ({shown})")
     for reason, names in self.skipped.items():
       shown = ", ".join(names[:10]) + (" ..." if len(names) > 10 else "")
       lines.append(f"Skipped, {reason}: {len(names)} ({shown})")
     return "\n".join(lines)
+
+
+def png_names(files: Sequence[str]) -> List[str]:
+  """The PNG name of each input's output: its stem plus ".png".
+
+  Inputs whose stems collide (a.jpg and a.png) keep their extension in the
+  name (a_jpg.png, a_png.png) so that no output overwrites another.
+  """
+  stems = [os.path.splitext(os.path.basename(f))[0] for f in files]
+  counts = collections.Counter(stems)
+  names = []
+  for path, stem in zip(files, stems):
+    if counts[stem] > 1:
+      stem = os.path.basename(path).replace(".", "_")
+    names.append(f"{stem}.png")
+  if len(set(names)) != len(names):
+    raise ValueError("Inputs whose names differ only in case or punctuation "
+                     "would overwrite each other's outputs; rename them.")
+  return names
+
+
+def check_output_folder(output: str) -> None:
+  """`output` is (or can be made) a folder, or ValueError before any work."""
+  existing = os.path.abspath(output)
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    raise ValueError(f"--output: {existing} is a file, not a folder. Choose "
+                     "a folder to write the pairs into.")
+  try:
+    os.makedirs(output, exist_ok=True)
+  except OSError as e:
+    raise ValueError(f"--output: {output} cannot be created ({e.strerror})."
+                     " Choose another folder.") from None
 
 
 def list_images(folder: str) -> List[str]:
@@ -66,7 +108,32 @@ def list_images(folder: str) -> List[str]:
                 and os.path.isfile(os.path.join(folder, f)))
 
 
-def read_rgb(path: str):
+class TooLargeError(ValueError):
+  """An image that declares more pixels than --max_pixels."""
+
+  def __init__(self, path: str, message: str):
+    super().__init__(message)
+    self.path = path
+
+
+def check_pixels(path: str, max_pixels: int) -> None:
+  """Reads the size from the file's header (Pillow decodes nothing until it
+  is asked to) and raises TooLargeError above `max_pixels`, so that a small
+  file declaring a huge image (a decompression bomb) is never decoded."""
+  from PIL import Image
+  try:
+    with Image.open(path) as image:
+      width, height = image.size
+  except Image.DecompressionBombError as e:
+    raise TooLargeError(path, f"{path}: {e}") from None
+  if width * height > max_pixels:
+    raise TooLargeError(
+        path, f"{path} is {width}x{height} = {width * height} pixels, more than "
+        f"--max_pixels={max_pixels}. Shrink it, or raise --max_pixels if "
+        "the machine has the memory.")
+
+
+def read_rgb(path: str, max_pixels: int = None):
   """An image as RGB by the project's one decoding rule, with Pillow.
 
   The rule is `input_pipeline.decode_image`'s (which training, the
@@ -74,9 +141,11 @@ def read_rgb(path: str):
   transparency (RGBA, LA, palette with transparency) composited on white,
   16-bit samples reduced to their high byte. Pillow reads more formats
   (TIFF), which the dataset tools accept. Raises OSError (or ValueError) for
-  a file Pillow cannot read.
+  a file Pillow cannot read, TooLargeError above `max_pixels` (default:
+  config_lib.DEFAULT_MAX_PIXELS), before decoding.
   """
   from PIL import Image, ImageOps
+  check_pixels(path, max_pixels or config_lib.DEFAULT_MAX_PIXELS)
   with Image.open(path) as image:
     image.load()
     source_format = image.format
@@ -131,18 +200,22 @@ def progress(count: int):
 
 
 def make_pairs(photos: Sequence[str], output: str, size: Optional[int],
-               make_a: Callable, skip_photo: Callable = None) -> Summary:
+               make_a: Callable, skip_photo: Callable = None,
+               max_pixels: Optional[int] = None) -> Summary:
   """For each photo: A = make_a(photo), B = photo, written to output."""
   summary = Summary()
+  check_output_folder(output)
+  names = png_names(photos)
   bar = progress(len(photos))
-  for i, path in enumerate(photos):
-    name = os.path.splitext(os.path.basename(path))[0] + ".png"
+  for i, (path, name) in enumerate(zip(photos, names)):
     target = os.path.join(output, name)
+    if name != os.path.splitext(os.path.basename(path))[0] + ".png":
+      summary.renamed.append(f"{os.path.basename(path)} -> {name}")
     if os.path.exists(target):
       summary.skip("already written", name)
     else:
       try:
-        photo = read_rgb(path)
+        photo = read_rgb(path, max_pixels)
         reason = skip_photo(photo) if skip_photo else None
         if reason:
           summary.skip(reason, os.path.basename(path))
@@ -150,6 +223,8 @@ def make_pairs(photos: Sequence[str], output: str, size: Optional[int],
           photo = resized(photo, (size, size) if size else None)
           write_pair(make_a(photo), photo, target)
           summary.written += 1
+      except TooLargeError:
+        summary.skip("larger than --max_pixels", path)
       except (OSError, ValueError) as e:
         summary.skip("unreadable", f"{path} ({type(e).__name__})")
     bar.update(i + 1)
@@ -157,13 +232,14 @@ def make_pairs(photos: Sequence[str], output: str, size: Optional[int],
 
 
 def colorize(photos: Sequence[str], output: str,
-             size: Optional[int] = 256) -> Summary:
+             size: Optional[int] = 256,
+             max_pixels: Optional[int] = None) -> Summary:
   """A = grayscale (as RGB), B = colour photo; grayscale photos skipped."""
   return make_pairs(
       photos, output, size,
       make_a=lambda photo: photo.convert("L").convert("RGB"),
       skip_photo=lambda photo: "already grayscale" if is_grayscale(photo)
-      else None)
+      else None, max_pixels=max_pixels)
 
 
 def canny_edges(photo, low: int = 100, high: int = 200):
@@ -176,9 +252,11 @@ def canny_edges(photo, low: int = 100, high: int = 200):
 
 
 def edges(photos: Sequence[str], output: str, size: Optional[int] = 256,
-          low: int = 100, high: int = 200) -> Summary:
+          low: int = 100, high: int = 200,
+          max_pixels: Optional[int] = None) -> Summary:
   return make_pairs(photos, output, size,
-                    make_a=lambda photo: canny_edges(photo, low, high))
+                    make_a=lambda photo: canny_edges(photo, low, high),
+                    max_pixels=max_pixels)
 
 
 def pair_key(path: str, pattern: Optional[str]) -> Optional[str]:
@@ -192,12 +270,29 @@ def pair_key(path: str, pattern: Optional[str]) -> Optional[str]:
 
 
 def combine(a_files: Sequence[str], b_files: Sequence[str], output: str,
-            size: Optional[int] = None, pattern: Optional[str] = None
-            ) -> Summary:
+            size: Optional[int] = None, pattern: Optional[str] = None,
+            max_pixels: Optional[int] = None) -> Summary:
   """Pairs A and B files by name (or --pattern key) into A|B images."""
   summary = Summary()
-  a_keys = {pair_key(p, pattern): p for p in a_files}
-  b_keys = {pair_key(p, pattern): p for p in b_files}
+  check_output_folder(output)
+  a_groups, b_groups = collections.defaultdict(list), collections.defaultdict(
+      list)
+  for files, groups in ((a_files, a_groups), (b_files, b_groups)):
+    for path in files:
+      groups[pair_key(path, pattern)].append(path)
+  for path in a_groups.pop(None, []) + b_groups.pop(None, []):
+    summary.skip("name does not match --pattern", os.path.basename(path))
+  # A key shared by several files on one side pairs none of them: which one
+  # was meant is not known. All are named.
+  for key in sorted(set(a_groups) | set(b_groups)):
+    a_paths, b_paths = a_groups.get(key, []), b_groups.get(key, [])
+    if len(a_paths) > 1 or len(b_paths) > 1:
+      summary.skip("several files share a key", f"{key}: " + ", ".join(
+          os.path.basename(p) for p in a_paths + b_paths))
+      a_groups.pop(key, None)
+      b_groups.pop(key, None)
+  a_keys = {key: paths[0] for key, paths in a_groups.items()}
+  b_keys = {key: paths[0] for key, paths in b_groups.items()}
   for key, path in a_keys.items():
     if key is None or key not in b_keys:
       summary.skip("no B file of the same name", os.path.basename(path))
@@ -212,11 +307,13 @@ def combine(a_files: Sequence[str], b_files: Sequence[str], output: str,
       summary.skip("already written", f"{key}.png")
     else:
       try:
-        image_a = read_rgb(a_keys[key])
-        image_b = read_rgb(b_keys[key])
+        image_a = read_rgb(a_keys[key], max_pixels)
+        image_b = read_rgb(b_keys[key], max_pixels)
         shape = (size, size) if size else image_a.size
         write_pair(resized(image_a, shape), resized(image_b, shape), target)
         summary.written += 1
+      except TooLargeError as e:
+        summary.skip("larger than --max_pixels", e.path)
       except (OSError, ValueError) as e:
         bad = a_keys[key]
         try:
@@ -252,6 +349,32 @@ def split(data_dir: str, val: float, test: float, seed: int = 0,
     files = list_images(train_dir)
   if not files:
     raise ValueError(f"{data_dir} holds no images to split.")
+  # Nothing is moved until every move is known to be safe: no two files of
+  # one name, and no move onto a file that is not itself being moved.
+  by_name = collections.defaultdict(list)
+  for path in files:
+    by_name[os.path.basename(path)].append(path)
+  shared = {n: p for n, p in by_name.items() if len(p) > 1}
+  if shared:
+    name, paths = sorted(shared.items())[0]
+    raise ValueError(
+        f"{len(shared)} file name(s) occur in more than one place, e.g. "
+        f"{name}: {', '.join(paths)}; splitting would overwrite one with "
+        "another. Rename or remove them, then split again.")
+  moving = {os.path.abspath(p) for p in files}
+  in_the_way = sorted(
+      os.path.join(data_dir, split_name, os.path.basename(p))
+      for p in files for split_name in ("train", "val", "test")
+      if os.path.exists(os.path.join(data_dir, split_name,
+                                     os.path.basename(p)))
+      and os.path.abspath(os.path.join(data_dir, split_name,
+                                       os.path.basename(p))) not in moving)
+  if in_the_way:
+    raise ValueError(
+        f"{len(in_the_way)} file(s) in the splits share a name with a file "
+        f"to split, e.g. {in_the_way[0]}; splitting would overwrite them. "
+        "Rename or remove them (or pass --force to split every split "
+        "again), then split again.")
   names = sorted(files, key=os.path.basename)
   random.Random(seed).shuffle(names)
   n_val, n_test = round(len(names) * val), round(len(names) * test)
@@ -301,6 +424,10 @@ def define_flags():
   flags.DEFINE_bool("copy", False, "split: copy instead of moving.")
   flags.DEFINE_bool("force", False, "split: split again over existing "
                     "splits.")
+  flags.DEFINE_integer("max_pixels", config_lib.DEFAULT_MAX_PIXELS,
+                       "colorize, edges, combine: images whose header "
+                       "declares more pixels (width x height) are skipped, "
+                       "before they are decoded.", lower_bound=1)
 
 
 def _require(*names):
@@ -324,15 +451,21 @@ def main(argv):
       output = os.path.join(FLAGS.output, FLAGS.split)
       if command == "combine":
         summary = combine(list_images(FLAGS.a_dir), list_images(FLAGS.b_dir),
-                          output, FLAGS.size, FLAGS.pattern)
+                          output, FLAGS.size, FLAGS.pattern,
+                          FLAGS.max_pixels)
       else:
         size = 256 if FLAGS.size is None else (FLAGS.size or None)
         photos = list_images(FLAGS.photos)
-        summary = (colorize(photos, output, size) if command == "colorize"
-                   else edges(photos, output, size, FLAGS.low, FLAGS.high))
+        summary = (colorize(photos, output, size, FLAGS.max_pixels)
+                   if command == "colorize" else
+                   edges(photos, output, size, FLAGS.low, FLAGS.high,
+                         FLAGS.max_pixels))
   except ValueError as e:
     sys.exit(f"pix2pix_tf.datasets {command}: error: {e}")
   print(summary.report())
+  if not summary.written and not summary.skipped.get("already written"):
+    sys.exit(f"pix2pix_tf.datasets {command}: error: no pair was written "
+             "(the summary above says why).")
 
 
 def run():

@@ -40,25 +40,126 @@ class ExportError(ValueError):
   """A missing run or checkpoint, named with what to do."""
 
 
+# What tf.saved_model.save writes, and the folder TensorFlow Serving reads
+# extra files from: an export folder holds nothing else.
+SAVED_MODEL_ENTRIES = frozenset(
+    {"saved_model.pb", "fingerprint.pb", "variables", "assets", "assets.extra"})
+FORMAT = "pix2pix_tf SavedModel"
+# Where the Translator's `metadata_json` variable sits in the SavedModel's
+# variables, read without loading (and running) the graph.
+METADATA_KEY = "metadata_json/.ATTRIBUTES/VARIABLE_VALUE"
+
+
 def load_run_config(model_dir: str) -> config_lib.Config:
   path = os.path.join(model_dir, "config.json")
   if not os.path.exists(path):
     raise ExportError(f"{path} not found: {model_dir} is not a training run "
                       "of pix2pix_tf (train one with python -m "
                       "pix2pix_tf.train --model_dir=...).")
-  with open(path) as f:
-    return config_lib.Config.from_json(f.read())
+  try:
+    with open(path) as f:
+      return config_lib.Config.from_json(f.read())
+  except (OSError, ValueError, TypeError) as e:
+    raise ExportError(
+        f"{path} is not readable ({str(e).splitlines()[0][:200]}). It "
+        "records the run's flags: restore it from a copy, or write it again "
+        f"by resuming the run with its flags (--flagfile="
+        f"{os.path.join(model_dir, 'flags.txt')}).") from None
+
+
+def read_metadata(export_dir: str):
+  """The metadata of a SavedModel that pix2pix_tf wrote, read from its
+  variables; None for any folder that is not one."""
+  import tensorflow as tf
+  if not os.path.exists(os.path.join(export_dir, "saved_model.pb")):
+    return None
+  try:
+    reader = tf.train.load_checkpoint(
+        os.path.join(export_dir, "variables", "variables"))
+    metadata = json.loads(reader.get_tensor(METADATA_KEY))
+  except (tf.errors.OpError, ValueError, KeyError):
+    return None
+  if not (isinstance(metadata, dict) and
+          str(metadata.get("format", "")).startswith(FORMAT)):
+    return None
+  return metadata
+
+
+def load(saved_model: str):
+  """tf.saved_model.load, with one ExportError sentence (not TensorFlow's
+  pages) for a folder that is not a readable SavedModel of pix2pix_tf."""
+  import tensorflow as tf
+  if not os.path.exists(os.path.join(saved_model, "saved_model.pb")):
+    raise ExportError(f"{saved_model} is not a SavedModel. Export one with "
+                      "python -m pix2pix_tf.export --model_dir=RUN.")
+  try:
+    loaded = tf.saved_model.load(saved_model)
+    json.loads(loaded.metadata_json.numpy())
+  except Exception as e:  # pylint: disable=broad-except
+    first_line = (str(e).strip().splitlines() or [""])[0][:200]
+    raise ExportError(
+        f"{saved_model} could not be loaded ({type(e).__name__}: "
+        f"{first_line}). It is damaged or was not written by pix2pix_tf: "
+        "export it again with python -m pix2pix_tf.export.") from None
+  return loaded
+
+
+def check_replaceable(export_dir: str,
+                      advice: str = "Choose another --export_dir") -> None:
+  """`export_dir` is absent, empty or a SavedModel that pix2pix_tf wrote
+  (with nothing else in it); anything else is an ExportError, so that an
+  export never deletes a user's files."""
+  if not os.path.lexists(export_dir):
+    return
+  if os.path.islink(export_dir) or not os.path.isdir(export_dir):
+    raise ExportError(
+        f"{export_dir} exists and is not a folder: an export is a folder. "
+        f"{advice}.")
+  entries = sorted(os.listdir(export_dir))
+  if not entries:
+    return
+  others = [e for e in entries if e not in SAVED_MODEL_ENTRIES]
+  if others or read_metadata(export_dir) is None:
+    what = (f"files that an export does not hold ({', '.join(others[:5])}"
+            f"{', ...' if len(others) > 5 else ''})" if others else
+            "something other than a SavedModel written by pix2pix_tf")
+    raise ExportError(
+        f"{export_dir} holds {what}; an export replaces only a SavedModel "
+        "that pix2pix_tf wrote, and nothing in this folder was touched. "
+        f"{advice}, or move the folder away first.")
 
 
 def restore_generator(config, checkpoint_path):
-  """Builds the generator and restores its weights; returns (model, step)."""
+  """Builds the generator and restores every one of its weights; returns
+  (model, step). A checkpoint that lacks a weight or holds one of another
+  shape is an ExportError: an export with weights left at their random
+  initial values must never be written."""
   import tensorflow as tf
   from pix2pix_tf import models
 
+  if not tf.io.gfile.exists(checkpoint_path + ".index"):
+    raise ExportError(f"Checkpoint {checkpoint_path} not found (no "
+                      f"{checkpoint_path}.index). Name one listed in the "
+                      "run's checkpoints/ folder, or leave --checkpoint out "
+                      "for the latest.")
   generator = models.build_generator(config)
   step = tf.Variable(0, dtype=tf.int64, trainable=False)
   checkpoint = tf.train.Checkpoint(generator=generator, step=step)
-  checkpoint.restore(checkpoint_path).expect_partial()
+  status = None
+  try:
+    status = checkpoint.restore(checkpoint_path)
+    # Every weight of the generator (and the step) must come from the file;
+    # the discriminator and the optimizers in it are not needed here.
+    status.assert_existing_objects_matched()
+  except (AssertionError, ValueError, tf.errors.OpError) as e:
+    first_line = str(e).strip().splitlines()[0][:300] if str(e) else ""
+    raise ExportError(
+        f"{checkpoint_path} does not fit the generator that the run's "
+        f"config.json describes ({first_line}). Export from the run that "
+        "wrote this checkpoint, with its own config.json.") from None
+  finally:
+    if status is not None:
+      status.expect_partial()  # The unmatched D and optimizers: not needed.
   return generator, int(step.numpy())
 
 
@@ -72,19 +173,23 @@ def latest_checkpoint(model_dir: str) -> str:
   return path
 
 
-def build_module(generator, config, step: int, inference_mode: str):
-  """A tf.Module with the serving signatures around `generator`."""
+def build_module(generator, config, step: int, inference_mode: str,
+                 max_pixels: int = None):
+  """A tf.Module with the serving signatures around `generator`;
+  translate_encoded refuses images larger than `max_pixels` before decoding
+  them (default: input_pipeline.DEFAULT_MAX_PIXELS)."""
   import tensorflow as tf
   from pix2pix_tf import input_pipeline
   from pix2pix_tf import models
 
   model = models.paper_mode(generator) if inference_mode == "paper" else (
       generator)
+  max_pixels = max_pixels or input_pipeline.DEFAULT_MAX_PIXELS
   multiple = 2 ** config.generator_depth
   size = config.crop_size
   in_channels, out_channels = config.input_channels, config.output_channels
   metadata = {
-      "format": "pix2pix_tf SavedModel 1",
+      "format": f"{FORMAT} 1",
       "direction": config.direction,
       "image_size": size,
       "size_multiple": multiple,
@@ -92,6 +197,7 @@ def build_module(generator, config, step: int, inference_mode: str):
       "output_channels": out_channels,
       "step": step,
       "inference_mode": inference_mode,
+      "max_pixels": max_pixels,
       "generator": config.generator,
       "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(
           timespec="seconds"),
@@ -169,7 +275,8 @@ def build_module(generator, config, step: int, inference_mode: str):
       def one(encoded):
         # The decoding rule of training and predict (Exif orientation,
         # alpha on white), in TensorFlow ops that the SavedModel keeps.
-        image = input_pipeline.decode_image(encoded)
+        image = input_pipeline.decode_image(
+            input_pipeline.check_pixels(encoded, max_pixels))
         if in_channels == 1:
           image = tf.image.rgb_to_grayscale(image)
         return tf.io.encode_png(self._translate(image[None])[0])
@@ -187,7 +294,7 @@ def build_module(generator, config, step: int, inference_mode: str):
 
 
 def export(model_dir: str, export_dir: str = None, checkpoint: str = None,
-           inference_mode: str = None) -> str:
+           inference_mode: str = None, max_pixels: int = None) -> str:
   """Writes the SavedModel of a run's generator to `export_dir`.
 
   The SavedModel is written to a temporary folder beside `export_dir` and
@@ -198,18 +305,22 @@ def export(model_dir: str, export_dir: str = None, checkpoint: str = None,
     export_dir.
   """
   config = load_run_config(model_dir)
+  export_dir = export_dir or os.path.join(model_dir, "export")
+  check_replaceable(export_dir)  # Before the work, not only after it.
   checkpoint = checkpoint or latest_checkpoint(model_dir)
   generator, step = restore_generator(config, checkpoint)
-  return save(generator, config, step, export_dir or os.path.join(
-      model_dir, "export"), inference_mode or config.inference_mode)
+  return save(generator, config, step, export_dir,
+              inference_mode or config.inference_mode, max_pixels)
 
 
-def save(generator, config, step, export_dir, inference_mode) -> str:
+def save(generator, config, step, export_dir, inference_mode,
+         max_pixels: int = None) -> str:
   """Saves `generator` with its signatures to `export_dir`, atomically."""
   import tensorflow as tf
 
-  module = build_module(generator, config, step, inference_mode)
   export_dir = os.path.normpath(export_dir)
+  check_replaceable(export_dir)
+  module = build_module(generator, config, step, inference_mode, max_pixels)
   parent = os.path.dirname(export_dir) or "."
   os.makedirs(parent, exist_ok=True)
   staging = tempfile.mkdtemp(prefix=f".{os.path.basename(export_dir)}-",
@@ -222,7 +333,8 @@ def save(generator, config, step, export_dir, inference_mode) -> str:
         "metadata": module.metadata,
     })
     old = None
-    if os.path.exists(export_dir):
+    if os.path.lexists(export_dir):
+      check_replaceable(export_dir)  # Again: it may have changed meanwhile.
       old = tempfile.mkdtemp(prefix=f".{os.path.basename(export_dir)}-old-",
                              dir=parent)
       os.replace(export_dir, os.path.join(old, "export"))
@@ -242,7 +354,7 @@ def main(argv):
     raise app.UsageError("--model_dir is required.")
   try:
     path = export(FLAGS.model_dir, FLAGS.export_dir, FLAGS.checkpoint,
-                  FLAGS.inference_mode)
+                  FLAGS.inference_mode, FLAGS.max_pixels)
   except ExportError as e:
     sys.exit(f"pix2pix_tf.export: error: {e}")
   print(f"Exported to {path}")
@@ -262,6 +374,10 @@ def define_flags():
                     "paper: dropout on and batch statistics at test time, as "
                     "the paper; eval: moving statistics, no dropout. Default: "
                     "the run's --inference_mode.")
+  flags.DEFINE_integer("max_pixels", config_lib.DEFAULT_MAX_PIXELS,
+                       "translate_encoded refuses images whose header "
+                       "declares more pixels (width x height), before "
+                       "decoding them.", lower_bound=1)
 
 
 def run():

@@ -22,6 +22,8 @@ from typing import List, Sequence, Tuple
 
 import tensorflow as tf
 
+from pix2pix_tf import config as config_lib
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 # What `decode_image` reads (training folders take IMAGE_EXTENSIONS only).
 TENSORFLOW_FORMATS = IMAGE_EXTENSIONS + (".gif", ".webp")
@@ -318,6 +320,78 @@ def _on_white(color, alpha):
   return tf.cast(tf.round(blended), color.dtype)
 
 
+DEFAULT_MAX_PIXELS = config_lib.DEFAULT_MAX_PIXELS
+
+
+def encoded_pixels(contents):
+  """width x height as declared in an encoded image's header, int64 scalar.
+
+  Read from the header alone, before any decoding. Hand-written (but for
+  JPEG, where tf.image.extract_jpeg_shape reads the header) because
+  TensorFlow has no op that reads an image's size without decoding it.
+  Knows every format `decode_image` decodes: PNG (IHDR), GIF (the logical
+  screen, which TensorFlow decodes into), BMP (both header kinds), WebP
+  (VP8, VP8L and VP8X) and JPEG; -1 for anything else, which then fails to
+  decode.
+  """
+  head = tf.io.decode_raw(tf.strings.substr(contents, 0, 32), tf.uint8)
+  padded = tf.concat([tf.cast(head, tf.int64), tf.zeros([32], tf.int64)], 0)
+
+  def little(i, n):
+    return tf.add_n([padded[i + k] * 256 ** k for k in range(n)])
+
+  def big(i, n):
+    return tf.add_n([padded[i + k] * 256 ** (n - 1 - k) for k in range(n)])
+
+  def signed32(value):
+    return tf.abs(tf.where(value >= 2 ** 31, value - 2 ** 32, value))
+
+  def starts(offset, magic):
+    return tf.equal(tf.strings.substr(contents, offset, len(magic)), magic)
+
+  png = big(16, 4) * big(20, 4)
+  gif = little(6, 2) * little(8, 2)
+  bmp = tf.where(tf.equal(little(14, 4), 12),
+                 little(18, 2) * little(20, 2),  # OS/2 1.x header.
+                 signed32(little(18, 4)) * signed32(little(22, 4)))
+  # VP8L packs width - 1 and height - 1 into 14 bits each.
+  vp8l = ((padded[21] + (padded[22] % 64) * 256 + 1) *
+          (padded[22] // 64 + padded[23] * 4 + (padded[24] % 16) * 1024 + 1))
+  webp = tf.where(
+      starts(12, b"VP8X"), (little(24, 3) + 1) * (little(27, 3) + 1),
+      tf.where(starts(12, b"VP8L"), vp8l,
+               tf.where(starts(12, b"VP8 "),
+                        (little(26, 2) % 16384) * (little(28, 2) % 16384),
+                        tf.constant(-1, tf.int64))))
+  is_webp = tf.logical_and(starts(0, b"RIFF"), starts(8, b"WEBP"))
+
+  def jpeg():
+    shape = tf.cast(tf.image.extract_jpeg_shape(contents), tf.int64)
+    return shape[0] * shape[1]
+
+  def other():
+    return tf.where(
+        starts(0, b"\x89PNG\r\n\x1a\n"), png,
+        tf.where(starts(0, b"GIF8"), gif,
+                 tf.where(starts(0, b"BM"), bmp,
+                          tf.where(is_webp, webp,
+                                   tf.constant(-1, tf.int64)))))
+
+  return tf.cond(starts(0, b"\xff\xd8\xff"), jpeg, other)
+
+
+def check_pixels(contents, max_pixels: int):
+  """`contents`, once its header declares at most `max_pixels` pixels
+  (an InvalidArgumentError otherwise, raised before any decoding)."""
+  pixels = encoded_pixels(contents)
+  check = tf.debugging.assert_less_equal(
+      pixels, tf.constant(max_pixels, tf.int64), message=(
+          f"the image has more than max_pixels={max_pixels} pixels (width "
+          "x height)"))
+  with tf.control_dependencies([check]):
+    return tf.identity(contents)
+
+
 def decode_image(contents):
   """Encoded image bytes -> uint8 (height, width, 3): the one decoding rule.
 
@@ -446,13 +520,17 @@ def to_uint8(image):
 
 
 def find_undecodable(split: Split) -> List[str]:
-  """Every file (or record name) of `split` that does not decode.
+  """Every file (or record name) of `split` that is no usable A|B pair: it
+  does not decode, or it is narrower than 2 pixels (no two halves).
 
   One parallel decoding pass; used by --on_bad_image=skip to name each bad
-  image once before training.
+  image once before training, and to name the one that stopped a run.
   """
   def check(name, contents):
-    return name, tf.shape(_decode(contents, 3))[0]
+    width = tf.shape(_decode(contents, 3))[1]
+    with tf.control_dependencies([tf.debugging.assert_greater_equal(
+        width, 2, message="narrower than 2 pixels")]):
+      return name, tf.identity(width)
 
   dataset = _named_contents(split, input_context=None)
   dataset = dataset.map(check, num_parallel_calls=tf.data.AUTOTUNE)

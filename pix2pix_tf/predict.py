@@ -24,6 +24,8 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from pix2pix_tf import config as config_lib
+
 FLAGS = flags.FLAGS
 
 def list_inputs(path):
@@ -66,20 +68,24 @@ def output_names(files):
   return names
 
 
-def read_image(path, decode):
+def read_image(path, decode, max_pixels=None):
   """The file's pixels by the decoding rule of training and the SavedModel
   (`decode`: input_pipeline.decode_image); Pillow, by the same rule, for
-  the formats TensorFlow cannot read (TIFF)."""
+  the formats TensorFlow cannot read (TIFF). An image larger than
+  `max_pixels` is refused (datasets.TooLargeError) before it is decoded."""
   import numpy as np
   from pix2pix_tf import datasets
   from pix2pix_tf import input_pipeline
+  max_pixels = max_pixels or config_lib.DEFAULT_MAX_PIXELS
+  datasets.check_pixels(path, max_pixels)
   if path.lower().endswith(input_pipeline.TENSORFLOW_FORMATS):
     with open(path, "rb") as f:
       return decode(f.read()).numpy()
-  return np.asarray(datasets.read_rgb(path))
+  return np.asarray(datasets.read_rgb(path, max_pixels))
 
 
-def translate_files(saved_model, files, output, paired=False):
+def translate_files(saved_model, files, output, paired=False,
+                    max_pixels=None):
   """Translates `files` into `output`; returns the list of failed files.
 
   Every image is written as PNG (lossless: a JPEG output would add its own
@@ -89,9 +95,10 @@ def translate_files(saved_model, files, output, paired=False):
   import numpy as np
   import tensorflow as tf
   from keras.utils import Progbar
+  from pix2pix_tf import export
   from pix2pix_tf import input_pipeline
 
-  loaded = tf.saved_model.load(saved_model)
+  loaded = export.load(saved_model)
   metadata = json.loads(loaded.metadata_json.numpy().decode())
   translate = loaded.signatures["translate_uint8"]
   decode = tf.function(input_pipeline.decode_image,
@@ -111,7 +118,7 @@ def translate_files(saved_model, files, output, paired=False):
                     verbose=1 if sys.stdout.isatty() else 2)
   for i, (path, name) in enumerate(zip(files, names)):
     try:
-      image = read_image(path, decode)
+      image = read_image(path, decode, max_pixels)
       if paired:
         half = image.shape[1] // 2
         input_image, target = image[:, :half], image[:, half:]
@@ -167,15 +174,14 @@ def main(argv):
     raise app.UsageError("Give one of --saved_model or --model_dir.")
   if not FLAGS.input or not FLAGS.output:
     raise app.UsageError("--input and --output are required.")
+  from pix2pix_tf import export
   saved_model = FLAGS.saved_model or os.path.join(FLAGS.model_dir, "export")
-  if not os.path.exists(os.path.join(saved_model, "saved_model.pb")):
-    sys.exit(f"pix2pix_tf.predict: error: {saved_model} is not a SavedModel. "
-             "Export one with python -m pix2pix_tf.export --model_dir=RUN.")
   try:
     files = list_inputs(FLAGS.input)
-  except FileNotFoundError as e:
+    failed = translate_files(saved_model, files, FLAGS.output, FLAGS.paired,
+                             FLAGS.max_pixels)
+  except (FileNotFoundError, export.ExportError) as e:
     sys.exit(f"pix2pix_tf.predict: error: {e}")
-  failed = translate_files(saved_model, files, FLAGS.output, FLAGS.paired)
   written = len(files) - len(failed)
   print(f"Translated {written} of {len(files)} images into {FLAGS.output}.")
   if failed:
@@ -192,6 +198,10 @@ def define_flags():
   flags.DEFINE_string("output", None, "Folder for the translated images.")
   flags.DEFINE_bool("paired", False,
                     "Inputs are A|B pairs; also write index.html.")
+  flags.DEFINE_integer("max_pixels", config_lib.DEFAULT_MAX_PIXELS,
+                       "Images whose header declares more pixels (width x "
+                       "height) are skipped with a message, before they are "
+                       "decoded.", lower_bound=1)
 
 
 def run():

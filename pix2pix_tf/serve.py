@@ -14,13 +14,17 @@ GET /healthz                          "ok" once the model is loaded
 The page can talk to a TensorFlow Serving deployment of the same export
 instead: open it with ?api=http://serving-host:8501/v1/models/pix2pix.
 Requests are served concurrently; model calls are serialised by a lock, so a
-single model copy is used safely. Errors are JSON with a 4xx status.
+single model copy is used safely. Errors are JSON with a 4xx or 5xx status.
+Limits: bodies over --max_upload_mb (413), images whose header declares more
+than --max_pixels pixels (413, before decoding), a wait for the model over
+--request_timeout (503); pages are sent with a Content-Security-Policy that
+runs no script but their own.
 """
 
 import base64
 import binascii
+import io
 import json
-import os
 import sys
 import threading
 
@@ -28,7 +32,22 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from pix2pix_tf import config as config_lib
+from pix2pix_tf import web
+
 MODEL_NAME = "pix2pix"
+INSTANCES = 'JSON {"instances": [{"b64": "..."}]}'
+
+
+# Flags whose values are paths on the training machine: the metadata
+# endpoint leaves them out, so that a server does not tell its visitors
+# where its owner keeps data and runs.
+PATH_FLAGS = frozenset({"data_dir", "model_dir", "cache", "label_palette",
+                        "segmenter", "inception_weights", "labels"})
+
+
+class Busy(RuntimeError):
+  """The model was busy for longer than the request may wait."""
 
 
 class Translator:
@@ -36,33 +55,69 @@ class Translator:
 
   def __init__(self, saved_model: str):
     import tensorflow as tf
+    from pix2pix_tf import export
     self._tf = tf
-    loaded = tf.saved_model.load(saved_model)
+    loaded = export.load(saved_model)  # ExportError: one sentence.
     self._loaded = loaded
     self._translate = loaded.signatures["translate_encoded"]
     self.metadata = json.loads(loaded.metadata_json.numpy())
     self._lock = threading.Lock()
 
-  def translate(self, encoded_images):
+  def translate(self, encoded_images, wait: float = None):
     """Encoded images (bytes) -> encoded PNGs. Raises ValueError for data
-    that is not an image."""
+    that is not an image, Busy when the model stays taken for `wait`
+    seconds."""
     tf = self._tf
-    with self._lock:
-      try:
-        out = self._translate(images_bytes=tf.constant(encoded_images))
-      except tf.errors.InvalidArgumentError as e:
-        raise ValueError("an instance is not a JPEG, PNG, BMP or GIF image"
-                         ) from e
+    if not self._lock.acquire(timeout=-1 if wait is None else wait):
+      raise Busy(f"The model was busy for {wait:g} s; try again.")
+    try:
+      out = self._translate(images_bytes=tf.constant(encoded_images))
+    except tf.errors.InvalidArgumentError as e:
+      raise ValueError("an instance is not a JPEG, PNG, BMP, GIF or WebP "
+                       "image") from e
+    finally:
+      self._lock.release()
     return [bytes(x) for x in out["generated_image_bytes"].numpy()]
 
 
+def public_metadata(metadata):
+  """The export's metadata without the training machine's paths."""
+  public = dict(metadata)
+  public["flags"] = {k: v for k, v in metadata.get("flags", {}).items()
+                     if k not in PATH_FLAGS}
+  return public
+
+
+def declared_pixels(encoded: bytes):
+  """width x height from an image's header (nothing decoded), or None for
+  data that is no image Pillow knows."""
+  from PIL import Image
+  try:
+    with Image.open(io.BytesIO(encoded)) as image:
+      width, height = image.size
+  except Image.DecompressionBombError:
+    return float("inf")
+  except Exception:  # pylint: disable=broad-except
+    return None  # Left to the SavedModel, which answers "not an image".
+  return width * height
+
+
 def create_app(translator: Translator, palette=None,
-               max_upload_mb: float = 8.0):
-  """The Flask app around `translator`."""
+               max_upload_mb: float = 8.0, max_pixels: int = None,
+               request_timeout: float = web.DEFAULT_REQUEST_TIMEOUT):
+  """The Flask app around `translator`. Images whose header declares more
+  than `max_pixels` pixels (default: the export's own limit) are answered
+  413 before anything is decoded; a request waits at most
+  `request_timeout` seconds for the model."""
   import flask
 
   server = flask.Flask(__name__)
   server.config["MAX_CONTENT_LENGTH"] = int(max_upload_mb * 2**20)
+  # The export refuses larger images itself: the server's limit can only
+  # be lower (raise the export's with export --max_pixels).
+  exported_limit = translator.metadata.get("max_pixels",
+                                           config_lib.DEFAULT_MAX_PIXELS)
+  max_pixels = min(max_pixels or exported_limit, exported_limit)
   kind = "labels" if palette else "edges"
   page_config = {
       "kind": kind,
@@ -74,23 +129,13 @@ def create_app(translator: Translator, palette=None,
   def error(status, message):
     return flask.jsonify({"error": message}), status
 
-  @server.errorhandler(413)
-  def too_large(_):
-    return error(413, f"The request is larger than --max_upload_mb="
+  web.install(server, f"The request is larger than --max_upload_mb="
                       f"{max_upload_mb:g} MB.")
-
-  @server.errorhandler(404)
-  def not_found(_):
-    return error(404, "No such page.")
-
-  @server.errorhandler(405)
-  def not_allowed(_):
-    return error(405, "Method not allowed.")
 
   @server.get("/")
   def page():
-    html = PAGE.replace("__CONFIG__", json.dumps(page_config))
-    return flask.Response(html, mimetype="text/html")
+    return web.page(flask, PAGE.replace("__CONFIG__",
+                                        web.script_json(page_config)))
 
   @server.get("/healthz")
   def healthz():
@@ -99,15 +144,14 @@ def create_app(translator: Translator, palette=None,
   @server.get(f"/v1/models/{MODEL_NAME}/metadata")
   def metadata():
     return flask.jsonify({"model_spec": {"name": MODEL_NAME},
-                          "metadata": translator.metadata,
+                          "metadata": public_metadata(translator.metadata),
                           "palette": palette})
 
   @server.post(f"/v1/models/{MODEL_NAME}:predict")
   def predict():
-    body = flask.request.get_json(silent=True)
-    if not isinstance(body, dict) or not isinstance(body.get("instances"),
-                                                    list):
-      return error(400, 'Expected JSON {"instances": [{"b64": "..."}]}.')
+    body = web.json_object(flask.request, INSTANCES)
+    if not isinstance(body.get("instances"), list):
+      return error(400, f"Expected {INSTANCES}.")
     if not body["instances"]:
       return error(400, "No instances given.")
     images = []
@@ -121,10 +165,17 @@ def create_app(translator: Translator, palette=None,
         images.append(base64.b64decode(instance["b64"], validate=True))
       except (binascii.Error, ValueError):
         return error(400, f"instances[{i}] is not valid base64.")
+      pixels = declared_pixels(images[-1])
+      if pixels is not None and pixels > max_pixels:
+        return error(413, f"instances[{i}] declares "
+                          f"{'too many' if pixels == float('inf') else pixels}"
+                          f" pixels, more than --max_pixels={max_pixels}.")
     try:
-      outputs = translator.translate(images)
+      outputs = translator.translate(images, wait=request_timeout)
     except ValueError as e:
       return error(400, str(e))
+    except Busy as e:
+      return error(503, str(e))
     return flask.jsonify({"predictions": [
         {"b64": base64.b64encode(png).decode()} for png in outputs]})
 
@@ -306,6 +357,14 @@ def define_flags():
                       "label-map model's brush; default: the model's "
                       "--label_palette, else an edges pen.")
   flags.DEFINE_float("max_upload_mb", 8.0, "Largest request body accepted.")
+  flags.DEFINE_integer("max_pixels", None,
+                       "Images whose header declares more pixels (width x "
+                       "height) are answered 413 before decoding; default: "
+                       "the export's limit (its --max_pixels), which is also "
+                       "the most this can be.", lower_bound=1)
+  flags.DEFINE_float("request_timeout", web.DEFAULT_REQUEST_TIMEOUT,
+                     "Seconds a connection may stay silent, and a request "
+                     "may wait for the model (then 503).", lower_bound=0.1)
 
 
 def main(argv):
@@ -315,19 +374,20 @@ def main(argv):
   if not FLAGS.saved_model:
     raise app.UsageError("--saved_model is required.")
   logging.set_verbosity(logging.WARNING)
-  if not os.path.exists(os.path.join(FLAGS.saved_model, "saved_model.pb")):
-    sys.exit(f"pix2pix_tf.serve: error: {FLAGS.saved_model} is not a "
-             "SavedModel. Export one with python -m pix2pix_tf.export.")
-  translator = Translator(FLAGS.saved_model)
+  from pix2pix_tf import export
+  try:
+    translator = Translator(FLAGS.saved_model)
+  except export.ExportError as e:
+    sys.exit(f"pix2pix_tf.serve: error: {e}")
   try:
     palette = (load_palette_colors(FLAGS.palette) if FLAGS.palette
                else translator.metadata.get("palette"))
   except ValueError as e:
     sys.exit(f"pix2pix_tf.serve: error: {e}")
-  from werkzeug.serving import make_server
-  server = make_server(FLAGS.host, FLAGS.port,
-                       create_app(translator, palette, FLAGS.max_upload_mb),
-                       threaded=True)
+  server = web.make_server(
+      FLAGS.host, FLAGS.port,
+      create_app(translator, palette, FLAGS.max_upload_mb, FLAGS.max_pixels,
+                 FLAGS.request_timeout), FLAGS.request_timeout)
   print(f"Serving {FLAGS.saved_model} on http://{FLAGS.host}:"
         f"{server.server_port}/", flush=True)
   server.serve_forever()

@@ -25,6 +25,8 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from pix2pix_tf import web
+
 def list_images(folder: str) -> List[str]:
   from pix2pix_tf import datasets
   files = datasets.list_images(folder)
@@ -53,32 +55,48 @@ class Study:
       self._load()
 
   def _load(self):
-    """Reads earlier answers, skipping a line cut short by a crash."""
-    by_file = {t["file"]: t["id"] for t in self.trials}
-    with open(self.answers_path) as f:
+    """Reads earlier answers, skipping a line cut short by a crash.
+
+    Answers are matched to images by their real paths, so a restart that
+    names the same folders differently (relative, absolute, through a
+    link) continues the same session.
+    """
+    by_file = {os.path.realpath(t["file"]): t["id"] for t in self.trials}
+    with open(self.answers_path, "rb") as f:
       for line in f:
         try:
           record = json.loads(line)
-        except ValueError:
-          continue
-        trial_id = by_file.get(record.get("file"))
+          trial_id = by_file.get(os.path.realpath(record["file"]))
+        except (ValueError, TypeError, KeyError, AttributeError):
+          continue  # A torn or foreign line.
         if trial_id is not None and record.get("answer") in ("real", "fake"):
-          self.answers[trial_id] = record["answer"]
+          self.answers.setdefault(trial_id, record["answer"])
 
   def answer(self, trial_id: int, answer: str) -> None:
-    """Records one answer (the first answer to a trial counts)."""
+    """Records one answer (the first answer to a trial counts): one whole
+    line, flushed to disk before the answer is acknowledged."""
     if answer not in ("real", "fake"):
       raise ValueError("answer must be 'real' or 'fake'.")
-    if not 0 <= trial_id < len(self.trials):
-      raise ValueError(f"no trial {trial_id}.")
+    if (not isinstance(trial_id, int) or isinstance(trial_id, bool) or
+        not 0 <= trial_id < len(self.trials)):
+      raise ValueError(f"no trial {trial_id!r}: ids are the integers 0 to "
+                       f"{len(self.trials) - 1}.")
     with self.lock:
       if trial_id in self.answers:
         return
       trial = self.trials[trial_id]
-      record = {"file": trial["file"], "truth": trial["truth"],
-                "answer": answer, "time": time.time()}
-      with open(self.answers_path, "a") as f:
-        f.write(json.dumps(record) + "\n")
+      record = {"file": os.path.realpath(trial["file"]),
+                "truth": trial["truth"], "answer": answer,
+                "time": time.time()}
+      line = (json.dumps(record) + "\n").encode()
+      with open(self.answers_path, "ab+") as f:
+        # A crash may have cut the last line short: end it first, so that
+        # this answer is a line of its own (the torn one is skipped).
+        if f.seek(0, os.SEEK_END) > 0:
+          f.seek(-1, os.SEEK_END)
+          if f.read(1) != b"\n":
+            line = b"\n" + line
+        f.write(line)
         f.flush()
         os.fsync(f.fileno())
       self.answers[trial_id] = answer
@@ -110,10 +128,17 @@ def create_app(study: Study):
   import flask
 
   server = flask.Flask(__name__)
+  server.config["MAX_CONTENT_LENGTH"] = 64 * 1024  # An answer is tiny.
+  web.install(server, "An answer is a small JSON object; this body is "
+                      "larger than 64 KB.")
 
   @server.get("/")
   def page():
-    return flask.Response(PAGE, mimetype="text/html")
+    return web.page(flask, PAGE)
+
+  @server.get("/healthz")
+  def healthz():
+    return flask.jsonify({"status": "ok"})
 
   @server.get("/api/session")
   def session():
@@ -131,10 +156,10 @@ def create_app(study: Study):
 
   @server.post("/api/answer")
   def answer():
-    body = flask.request.get_json(silent=True) or {}
+    body = web.json_object(flask.request)
     try:
-      study.answer(int(body.get("id", -1)), body.get("answer"))
-    except (TypeError, ValueError) as e:
+      study.answer(body.get("id"), body.get("answer"))
+    except ValueError as e:
       return flask.jsonify({"error": str(e)}), 400
     return flask.jsonify({"answered": len(study.answers),
                           "total": len(study.trials)})
@@ -233,22 +258,38 @@ async function showResults() {
   $("question").hidden = true;
   $("instructions").hidden = true;
   $("progress").textContent = `Done: ${r.answered} of ${r.total} answered.`;
-  const rows = ["real", "generated"].map((truth) => {
+  // Built with elements and textContent, never with HTML strings: file
+  // names come from the user's folders and may hold markup.
+  const element = (tag, text, attributes = {}) => {
+    const e = document.createElement(tag);
+    if (text !== null) e.textContent = text;
+    for (const [k, v] of Object.entries(attributes)) e.setAttribute(k, v);
+    return e;
+  };
+  const table = element("table", null, {id: "table"});
+  const header = element("tr", null);
+  for (const h of ["images", "answered", "judged real", "share judged real"])
+    header.append(element("th", h));
+  table.append(header);
+  for (const truth of ["real", "generated"]) {
     const t = r.table[truth];
-    return `<tr id="row-${truth}"><td>${truth}</td><td>${t.answered}</td>` +
-           `<td>${t.judged_real}</td><td>${percent(t.share_judged_real)}</td></tr>`;
-  }).join("");
-  const figures = r.images.map((i) => {
+    const row = element("tr", null, {id: `row-${truth}`});
+    for (const cell of [truth, t.answered, t.judged_real,
+                        percent(t.share_judged_real)])
+      row.append(element("td", String(cell)));
+    table.append(row);
+  }
+  const figures = element("div", null, {id: "answers"});
+  for (const i of r.images) {
     const judged = i.answer === "real" ? "judged real" : "judged fake";
     const wrong = (i.answer === "real") !== (i.truth === "real");
-    return `<figure><img src="/image/${i.id}" alt="${i.name}">` +
-           `<figcaption class="${wrong ? "wrong" : ""}">${i.truth}, ${judged}` +
-           `</figcaption></figure>`;
-  }).join("");
-  $("results").innerHTML =
-      `<table id="table"><tr><th>images</th><th>answered</th>` +
-      `<th>judged real</th><th>share judged real</th></tr>${rows}</table>` +
-      `<div id="answers">${figures}</div>`;
+    const figure = element("figure", null);
+    figure.append(element("img", null, {src: `/image/${i.id}`, alt: i.name}),
+                  element("figcaption", `${i.truth}, ${judged}`,
+                          {class: wrong ? "wrong" : ""}));
+    figures.append(figure);
+  }
+  $("results").replaceChildren(table, figures);
   $("results").hidden = false;
 }
 load();
@@ -283,9 +324,8 @@ def main(argv):
                   FLAGS.seconds, FLAGS.seed)
   except ValueError as e:
     sys.exit(f"pix2pix_tf.study: error: {e}")
-  from werkzeug.serving import make_server
-  server = make_server(FLAGS.host, FLAGS.port, create_app(study),
-                       threaded=True)
+  server = web.make_server(FLAGS.host, FLAGS.port, create_app(study),
+                           web.DEFAULT_REQUEST_TIMEOUT)
   print(f"Study of {len(study.trials)} images ({len(study.answers)} answered "
         f"before), answers in {FLAGS.answers}: http://{FLAGS.host}:"
         f"{server.server_port}/", flush=True)

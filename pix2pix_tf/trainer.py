@@ -651,6 +651,9 @@ class RunData:
   skipped: List[str]
 
 
+BAD_IMAGE = "corrupt, truncated, or narrower than 2 pixels"
+
+
 def prepare_data(config: config_lib.Config) -> RunData:
   """Opens the train and val splits and plans the run's steps.
 
@@ -677,6 +680,14 @@ def prepare_data(config: config_lib.Config) -> RunData:
     for split in (train, val):
       if split is not None and not split.tfrecord:
         input_pipeline.check_headers(split.paths)
+    if val is not None:
+      # The val split is small and read whole at every val pass: decoded
+      # once here, so that a bad file is named now, not hours into the run.
+      bad_val = input_pipeline.find_undecodable(val)
+      if bad_val:
+        raise input_pipeline.DatasetError(
+            f"{bad_val[0]} (val) is not a usable image pair ({BAD_IMAGE}). "
+            "Remove or replace it, or pass --on_bad_image=skip.")
   count = train.count - (len(skipped) if train.tfrecord else 0)
   steps_per_epoch = count // config.batch_size
   if steps_per_epoch == 0:
@@ -759,6 +770,7 @@ def train_and_evaluate(config: config_lib.Config,
   check_evaluation_files(config)
   check_writable(config.model_dir)
   check_resumed_config(config)
+  check_export_dir(config.model_dir)
   data = prepare_data(config)
   global_batch_size = config.batch_size
   steps_per_epoch, total_steps = data.steps_per_epoch, data.total_steps
@@ -887,7 +899,7 @@ def train_and_evaluate(config: config_lib.Config,
         if not bad:
           raise
         raise input_pipeline.DatasetError(
-            f"{bad[0]} could not be decoded (corrupt or truncated image). "
+            f"{bad[0]} is not a usable image pair ({BAD_IMAGE}). "
             "Remove or replace it, or pass --on_bad_image=skip, then run "
             "the same command again to resume.") from None
       step += block
@@ -984,12 +996,32 @@ def weights_digest(model: keras.Model) -> str:
   return digest.hexdigest()[:16]
 
 
+def check_export_dir(model_dir: str) -> None:
+  """<model_dir>/export, which the run writes at its end, holds nothing that
+  the export would destroy: checked before hours of training, not after."""
+  from pix2pix_tf import export  # The export module defines its own flags.
+  try:
+    export.check_replaceable(os.path.join(model_dir, "export"),
+                             "Choose another --model_dir")
+  except export.ExportError as e:
+    raise config_lib.ConfigError(str(e)) from None
+
+
 def check_writable(model_dir: str) -> None:
   """--model_dir can be created and written, or ConfigError."""
   folder = os.path.abspath(model_dir)
   while not os.path.exists(folder):
     folder = os.path.dirname(folder)
-  if not os.path.isdir(folder) or not os.access(folder, os.W_OK | os.X_OK):
+  writable = os.path.isdir(folder)
+  if writable:
+    # Tried, not asked: os.access says yes to root even on a read-only
+    # file system or in /proc. The probe file is gone when closed.
+    try:
+      with tempfile.TemporaryFile(dir=folder):
+        pass
+    except OSError:
+      writable = False
+  if not writable:
     raise config_lib.ConfigError(
         f"--model_dir={model_dir} cannot be written ({folder} is not a "
         "writable folder). Choose another --model_dir.")

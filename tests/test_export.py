@@ -188,15 +188,13 @@ def test_serving_default_says_what_it_expects(eval_export):
 
 def test_export_command_replaces_an_export_atomically(trained_run, tmp_path):
   target = tmp_path / "exports" / "model"
-  target.mkdir(parents=True)
-  (target / "old.txt").write_text("previous export")
+  export.export(trained_run.model_dir, str(target), inference_mode="paper")
   result = subprocess.run(
       [sys.executable, "-m", "pix2pix_tf.export",
        f"--model_dir={trained_run.model_dir}", f"--export_dir={target}",
        "--inference_mode=eval"], capture_output=True, text=True, env=ENV)
   assert result.returncode == 0, result.stderr
-  assert (target / "saved_model.pb").exists()
-  assert not (target / "old.txt").exists()
+  assert export.read_metadata(str(target))["inference_mode"] == "eval"
   assert os.listdir(tmp_path / "exports") == ["model"]  # No staging left.
 
 

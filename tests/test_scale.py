@@ -384,7 +384,7 @@ def test_bad_images_stop_the_run_in_error_mode(tmp_path):
                                         "--checkpoint_every_steps=1"),
                           capture_output=True, text=True, env=ENV)
   assert result.returncode != 0
-  assert f"{truncated} could not be decoded" in result.stderr
+  assert f"{truncated} is not a usable image pair" in result.stderr
   assert "--on_bad_image=skip" in result.stderr
 
 

@@ -109,7 +109,7 @@ def test_entry_point_names_a_corrupt_image_and_saves_no_checkpoint(
                      f"--model_dir={tmp_path}/run", "--max_steps=20",
                      "--shuffle_buffer=0")
   assert result.returncode != 0
-  assert f"{corrupt} could not be decoded" in result.stderr
+  assert f"{corrupt} is not a usable image pair" in result.stderr
   assert not glob.glob(f"{tmp_path}/run/checkpoints/ckpt-*")
 
 

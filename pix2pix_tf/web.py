@@ -1,0 +1,107 @@
+"""What both pages' servers (serve, study) share: JSON errors, security
+headers, request bodies read safely, and data put into a page safely."""
+
+import json
+import secrets
+
+# Werkzeug's request handler closes a connection that sends nothing for
+# this long, so that a slow client cannot hold a worker thread forever.
+DEFAULT_REQUEST_TIMEOUT = 30.0
+
+
+class BadRequest(ValueError):
+  """A request body that is not what the endpoint takes (answered 400)."""
+
+
+def script_json(value) -> str:
+  """`value` as JSON that is safe inside a <script> element: `<`, `>` and
+  `&` are escaped, so no string in it can close the element (`</script>`)
+  or open a comment."""
+  return (json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e")
+          .replace("&", "\\u0026"))
+
+
+def json_object(request, expected: str = "a JSON object") -> dict:
+  """The request's JSON body, which must be an object; BadRequest for
+  anything else, deep nesting included (Python's parser would raise
+  RecursionError, which is not a ValueError)."""
+  from werkzeug.exceptions import RequestEntityTooLarge
+  data = request.get_data(cache=False)
+  limit = request.max_content_length
+  if (request.content_length is None and limit is not None and
+      len(data) >= limit):
+    # A chunked body (no Content-Length): Werkzeug stops reading at the
+    # limit and returns what it read, so the cut is detected here.
+    raise RequestEntityTooLarge()
+  try:
+    body = json.loads(data or b"null")
+  except (ValueError, RecursionError):
+    raise BadRequest(f"Expected {expected}; the body is not JSON (or is "
+                     "nested too deeply).") from None
+  if not isinstance(body, dict):
+    raise BadRequest(f"Expected {expected}; the body is JSON but no object.")
+  return body
+
+
+def page(flask, html: str):
+  """An HTML response whose inline scripts carry a fresh nonce, which the
+  Content-Security-Policy header then requires of every script."""
+  nonce = secrets.token_urlsafe(16)
+  response = flask.Response(html.replace("<script>",
+                                         f'<script nonce="{nonce}">'),
+                            mimetype="text/html")
+  response.headers["Content-Security-Policy"] = (
+      "default-src 'self'; "
+      f"script-src 'nonce-{nonce}'; "
+      "style-src 'self' 'unsafe-inline'; "
+      "img-src 'self' data: blob:; "
+      # The translation page may talk to a TensorFlow Serving host (?api=).
+      "connect-src 'self' http: https:; "
+      "object-src 'none'; base-uri 'none'; form-action 'self'; "
+      "frame-ancestors 'none'")
+  return response
+
+
+def install(server, too_large_message: str) -> None:
+  """JSON errors for every status, and headers that keep browsers from
+  guessing content types or framing the pages."""
+  import flask
+  from werkzeug import exceptions
+
+  def error(status, message):
+    return flask.jsonify({"error": message}), status
+
+  @server.errorhandler(BadRequest)
+  def bad_request(e):
+    return error(400, str(e))
+
+  @server.errorhandler(exceptions.HTTPException)
+  def http_error(e):
+    if e.code == 413:
+      return error(413, too_large_message)
+    return error(e.code, {404: "No such page.",
+                          405: "Method not allowed."}.get(e.code, e.name))
+
+  @server.errorhandler(Exception)
+  def internal_error(e):
+    server.logger.exception("Unhandled error", exc_info=e)
+    return error(500, "Internal error; the server's log has the details.")
+
+  @server.after_request
+  def headers(response):
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    return response
+
+
+def make_server(host: str, port: int, app, request_timeout: float):
+  """A threaded Werkzeug server whose connections time out after
+  `request_timeout` seconds of silence."""
+  from werkzeug import serving
+
+  class Handler(serving.WSGIRequestHandler):
+    timeout = request_timeout  # socketserver sets it on each connection.
+
+  return serving.make_server(host, port, app, threaded=True,
+                             request_handler=Handler)

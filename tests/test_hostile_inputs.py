@@ -1,0 +1,649 @@
+"""Careless and hostile inputs: each gets a clear message and the right exit
+code, and every file that existed before is byte-identical afterwards."""
+
+import base64
+import hashlib
+import http.client as http_client
+import io
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from conftest import small_config
+from pix2pix_tf import config as config_lib
+from pix2pix_tf import datasets
+from pix2pix_tf import demo_data
+from pix2pix_tf import export
+from pix2pix_tf import input_pipeline
+from pix2pix_tf import serve
+from pix2pix_tf import study
+from pix2pix_tf import trainer
+from pix2pix_tf import web
+
+
+def tree(root):
+  """{relative path: sha256} of every file under `root`, and every folder
+  (as None), so that a removed empty folder shows as well."""
+  files = {}
+  for folder, subfolders, names in os.walk(root):
+    for name in subfolders:
+      files[os.path.relpath(os.path.join(folder, name), root)] = None
+    for name in names:
+      path = os.path.join(folder, name)
+      with open(path, "rb") as f:
+        files[os.path.relpath(path, root)] = hashlib.sha256(
+            f.read()).hexdigest()
+  return files
+
+
+def run_command(module, *args):
+  return subprocess.run([sys.executable, "-m", f"pix2pix_tf.{module}", *args],
+                        capture_output=True, text=True, timeout=300,
+                        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+
+
+def assert_one_line_error(result, *fragments):
+  """A non-zero exit with a one-line message (no traceback) that holds
+  every fragment."""
+  assert result.returncode != 0, result.stdout
+  assert "Traceback" not in result.stderr, result.stderr
+  lines = [line for line in result.stderr.splitlines()
+           if line.startswith("pix2pix_tf.")]
+  assert len(lines) == 1, result.stderr
+  for fragment in fragments:
+    assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+  """A run of two steps on tiny data, with its export."""
+  root = tmp_path_factory.mktemp("hostile")
+  data_dir = demo_data.write_dataset(str(root / "data"), 4, 2, 32)
+  config = small_config(data_dir, root / "run", max_steps=2)
+  trainer.train_and_evaluate(config,
+                             tf.distribute.OneDeviceStrategy("/cpu:0"))
+  return config
+
+
+@pytest.fixture
+def run_copy(trained_run, tmp_path):
+  """A copy of the trained run, free to be damaged by a test."""
+  path = str(tmp_path / "run")
+  shutil.copytree(trained_run.model_dir, path)
+  return path
+
+
+def foreign_saved_model(path):
+  """A SavedModel that pix2pix_tf did not write."""
+  module = tf.Module()
+  module.v = tf.Variable(1.0)
+  module.f = tf.function(lambda x: x * module.v,
+                         input_signature=[tf.TensorSpec([], tf.float32)])
+  tf.saved_model.save(module, path)
+
+
+def own_export_with_a_note(run, path):
+  export.export(run, path)
+  with open(os.path.join(path, "NOTES.txt"), "w") as f:
+    f.write("my notes")
+
+
+@pytest.mark.parametrize("target", [
+    "the run folder", "a folder of user files", "a file",
+    "a foreign SavedModel", "an export with a user's file in it",
+    "a symbolic link to a folder"])
+def test_export_replaces_nothing_but_its_own_export(run_copy, tmp_path,
+                                                     target):
+  user = tmp_path / "user"
+  user.mkdir()
+  (user / "thesis.tex").write_text("years of work")
+  if target == "the run folder":
+    export_dir = run_copy
+  elif target == "a folder of user files":
+    export_dir = str(user)
+  elif target == "a file":
+    export_dir = str(user / "thesis.tex")
+  elif target == "a foreign SavedModel":
+    export_dir = str(tmp_path / "foreign")
+    foreign_saved_model(export_dir)
+  elif target == "an export with a user's file in it":
+    export_dir = str(tmp_path / "noted")
+    own_export_with_a_note(run_copy, export_dir)
+  else:
+    export_dir = str(tmp_path / "link")
+    os.symlink(user, export_dir)
+  before = tree(tmp_path)
+  with pytest.raises(export.ExportError) as error:
+    export.export(run_copy, export_dir)
+  assert export_dir in str(error.value)
+  assert "nothing in this folder was touched" in str(
+      error.value) or "is not a folder" in str(error.value)
+  assert tree(tmp_path) == before
+
+
+def test_export_replaces_its_own_export(run_copy, tmp_path):
+  path = str(tmp_path / "export")
+  export.export(run_copy, path, inference_mode="eval")
+  export.export(run_copy, path, inference_mode="paper")
+  assert export.read_metadata(path)["inference_mode"] == "paper"
+  assert sorted(os.listdir(tmp_path)) == ["export", "run"]
+
+
+def test_the_export_command_refuses_the_run_folder(run_copy):
+  before = tree(run_copy)
+  result = run_command("export", f"--model_dir={run_copy}",
+                       f"--export_dir={run_copy}")
+  assert_one_line_error(result, run_copy, "--export_dir")
+  assert tree(run_copy) == before
+
+
+def test_training_checks_the_export_folder_before_it_starts(
+    trained_run, tmp_path):
+  run = tmp_path / "run"
+  (run / "export").mkdir(parents=True)
+  (run / "export" / "plots.png").write_bytes(b"not a SavedModel")
+  before = tree(tmp_path)
+  config = small_config(trained_run.data_dir, run, max_steps=2)
+  with pytest.raises(config_lib.ConfigError, match="plots.png"):
+    trainer.train_and_evaluate(config,
+                               tf.distribute.OneDeviceStrategy("/cpu:0"))
+  assert tree(tmp_path) == before
+
+
+@pytest.mark.parametrize("change", [
+    dict(unet_depth=4), dict(unet_depth=6), dict(ngf=16),
+    dict(generator="resnet_6blocks")])
+def test_export_refuses_a_checkpoint_that_does_not_fit(run_copy, tmp_path,
+                                                       change):
+  """A config.json that describes another generator (edited, or from another
+  run) must not give an export with some weights left random."""
+  path = os.path.join(run_copy, "config.json")
+  recorded = config_lib.Config.from_json(open(path).read())
+  changed = recorded.__class__(**{**json.loads(recorded.to_json()), **change})
+  with open(path, "w") as f:
+    f.write(changed.to_json())
+  before = tree(tmp_path)
+  with pytest.raises(export.ExportError, match="does not fit"):
+    export.export(run_copy, str(tmp_path / "export"))
+  assert tree(tmp_path) == before
+
+
+def test_export_errors_name_the_file(run_copy, tmp_path):
+  missing = os.path.join(run_copy, "checkpoints", "ckpt-999")
+  result = run_command("export", f"--model_dir={run_copy}",
+                       f"--checkpoint={missing}")
+  assert_one_line_error(result, missing, "not found")
+  config_path = os.path.join(run_copy, "config.json")
+  with open(config_path, "w") as f:
+    f.write('{"data_dir": "x", "crop_si')
+  before = tree(tmp_path)
+  result = run_command("export", f"--model_dir={run_copy}")
+  assert_one_line_error(result, config_path, "not readable")
+  assert tree(tmp_path) == before
+
+
+# --- Images that declare more pixels than they are worth ------------------
+
+
+def encode(array, image_format, **options):
+  buffer = io.BytesIO()
+  Image.fromarray(array).save(buffer, format=image_format, **options)
+  return buffer.getvalue()
+
+
+@pytest.mark.parametrize("image_format, mode, options", [
+    ("PNG", "RGB", {}), ("PNG", "RGBA", {}), ("PNG", "L", {}),
+    ("JPEG", "RGB", {}), ("GIF", "P", {}), ("BMP", "RGB", {}),
+    ("WEBP", "RGB", {"lossless": False}), ("WEBP", "RGB", {"lossless": True}),
+    ("WEBP", "RGBA", {"lossless": False})])
+def test_the_declared_size_is_read_from_the_header_alone(image_format, mode,
+                                                        options):
+  """encoded_pixels, which runs before decoding, agrees with Pillow's size
+  and with the decoded image (a 37x23 image, so width and height differ)."""
+  array = np.random.RandomState(0).randint(0, 255, (23, 37, 4), np.uint8)
+  image = Image.fromarray(array).convert(mode)
+  buffer = io.BytesIO()
+  image.save(buffer, format=image_format, **options)
+  contents = buffer.getvalue()
+  assert Image.open(io.BytesIO(contents)).size == (37, 23)
+  assert int(input_pipeline.encoded_pixels(tf.constant(contents))) == 37 * 23
+  # And the header is all that is read: the first 32 bytes (JPEG aside,
+  # whose header libjpeg parses) give the same count.
+  if image_format != "JPEG":
+    assert int(input_pipeline.encoded_pixels(
+        tf.constant(contents[:32]))) == 37 * 23
+
+
+def small_bomb(path=None, side=3000):
+  """A PNG of a few kilobytes that declares side x side pixels."""
+  contents = encode(np.zeros((side, side), np.uint8), "PNG", optimize=True)
+  assert len(contents) < 40_000
+  if path:
+    with open(path, "wb") as f:
+      f.write(contents)
+  return contents
+
+
+def test_the_export_refuses_too_large_images_before_decoding(run_copy,
+                                                             tmp_path):
+  path = export.export(run_copy, str(tmp_path / "export"),
+                       max_pixels=1_000_000)
+  loaded = tf.saved_model.load(path)
+  assert json.loads(loaded.metadata_json.numpy())["max_pixels"] == 1_000_000
+  translate = loaded.signatures["translate_encoded"]
+  fine = encode(np.zeros((40, 60, 3), np.uint8), "PNG")
+  assert len(translate(images_bytes=tf.constant([fine]))[
+      "generated_image_bytes"].numpy()) == 1
+  with pytest.raises(tf.errors.InvalidArgumentError, match="max_pixels"):
+    translate(images_bytes=tf.constant([small_bomb()]))
+
+
+def test_predict_skips_a_too_large_image_with_a_message(trained_run,
+                                                       tmp_path):
+  inputs = tmp_path / "inputs"
+  inputs.mkdir()
+  Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(inputs / "ok.png")
+  small_bomb(inputs / "bomb.png")
+  result = run_command(
+      "predict", f"--saved_model={os.path.join(trained_run.model_dir, 'export')}",
+      f"--input={inputs}", f"--output={tmp_path / 'out'}",
+      "--max_pixels=1000000")
+  assert result.returncode != 0  # Not every image was translated.
+  assert "bomb.png is 3000x3000 = 9000000 pixels, more than " \
+         "--max_pixels=1000000" in result.stderr
+  assert sorted(os.listdir(tmp_path / "out")) == ["ok.png"]
+
+
+def test_dataset_tools_skip_too_large_images(tmp_path):
+  photos = tmp_path / "photos"
+  photos.mkdir()
+  Image.fromarray(np.random.RandomState(0).randint(
+      0, 255, (40, 40, 3), np.uint8)).save(photos / "ok.png")
+  small_bomb(photos / "bomb.png")
+  summary = datasets.colorize(datasets.list_images(str(photos)),
+                              str(tmp_path / "out"), 32,
+                              max_pixels=1_000_000)
+  assert summary.written == 1
+  assert "larger than --max_pixels" in summary.report()
+  assert str(photos / "bomb.png") in summary.report()
+
+
+# --- The translation server ------------------------------------------------
+
+
+class Unused:
+  """A translator that must not be reached: what is refused is refused
+  before anything is decoded or translated."""
+
+  metadata = {"image_size": 32, "max_pixels": 1_000_000,
+              "flags": {"data_dir": "/home/someone/data",
+                        "model_dir": "/home/someone/runs/x", "ngf": 64}}
+
+  def translate(self, images, wait=None):
+    raise AssertionError("the model was called")
+
+
+@pytest.fixture
+def translation_server():
+  app = serve.create_app(Unused(), [
+      {"name": "</script><script>document.title='pwned'</script>",
+       "color": [1, 2, 3]}], max_upload_mb=0.05, request_timeout=1.0)
+  httpd = web.make_server("127.0.0.1", 0, app, request_timeout=1.0)
+  thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+  thread.start()
+  yield httpd.server_port
+  httpd.shutdown()
+
+
+def http(port, method, path, body=None, headers=None, chunked=False):
+  connection = http_client.HTTPConnection("127.0.0.1", port, timeout=10)
+  try:
+    connection.request(method, path, body=body, headers=headers or {},
+                       encode_chunked=chunked)
+    reply = connection.getresponse()
+    return reply.status, dict(reply.getheaders()), reply.read()
+  finally:
+    connection.close()
+
+
+def healthy_within_a_second(port):
+  start = time.monotonic()
+  status, _, _ = http(port, "GET", "/healthz")
+  return status == 200 and time.monotonic() - start < 1.0
+
+
+def b64_body(contents):
+  return json.dumps({"instances": [{"b64": base64.b64encode(
+      contents).decode()}]}).encode()
+
+
+def chunks(size, piece=16_384):
+  for start in range(0, size, piece):
+    yield b"x" * min(piece, size - start)
+
+
+HOSTILE_REQUESTS = {
+    "a decompression bomb": (lambda: b64_body(small_bomb()), False, 413,
+                             "--max_pixels=1000000"),
+    "deeply nested JSON": (lambda: b"[" * 100_000 + b"]" * 100_000, False,
+                           413, "--max_upload_mb"),
+    "nested JSON under the size limit": (
+        lambda: b"[" * 20_000 + b"]" * 20_000, False, 400, "nested"),
+    "a JSON list": (lambda: b"[1, 2]", False, 400, "no object"),
+    "not JSON": (lambda: b"\xff\xfe{", False, 400, "not JSON"),
+    "an oversized chunked body": (lambda: chunks(200_000), True, 413,
+                                  "--max_upload_mb"),
+    "not base64": (lambda: b'{"instances": [{"b64": "%%%"}]}', False, 400,
+                   "base64"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_REQUESTS))
+def test_the_server_refuses_hostile_requests_with_json(translation_server,
+                                                      name):
+  make_body, chunked, status, fragment = HOSTILE_REQUESTS[name]
+  got, headers, body = http(translation_server, "POST",
+                            "/v1/models/pix2pix:predict", make_body(),
+                            {"Content-Type": "application/json"}, chunked)
+  assert got == status, body[:300]
+  assert headers["Content-Type"] == "application/json"
+  assert fragment in json.loads(body)["error"]
+  assert healthy_within_a_second(translation_server)
+
+
+def test_a_silent_connection_is_closed_after_the_timeout(translation_server):
+  sock = socket.create_connection(("127.0.0.1", translation_server))
+  sock.sendall(b"POST /v1/models/pix2pix:predict HTTP/1.1\r\n"
+               b"Host: x\r\nContent-Length: 1000\r\n\r\n{")
+  assert healthy_within_a_second(translation_server)
+  sock.settimeout(10)  # The server's timeout is 1 s.
+  start = time.monotonic()
+  try:
+    while sock.recv(4096):
+      pass  # Whatever the server answers, it then closes.
+  finally:
+    sock.close()
+  assert time.monotonic() - start < 9
+
+
+def test_a_request_waits_for_the_model_no_longer_than_the_timeout():
+  translator = object.__new__(serve.Translator)
+  translator._tf = tf
+  translator._lock = threading.Lock()
+  translator._translate = lambda images_bytes: {
+      "generated_image_bytes": images_bytes}
+  assert translator.translate([b"x"], wait=0.1) == [b"x"]
+  with translator._lock:  # Another request holds the model.
+    with pytest.raises(serve.Busy):
+      translator.translate([b"x"], wait=0.1)
+
+
+def test_the_page_runs_only_its_own_script(translation_server):
+  status, headers, body = http(translation_server, "GET", "/")
+  assert status == 200
+  html = body.decode()
+  # The palette name cannot close the page's script element.
+  assert html.count("<script") == 1 and html.count("</script>") == 1
+  assert "\\u003c/script\\u003e" in html
+  policy = headers["Content-Security-Policy"]
+  nonce = re.search(r"'nonce-([^']+)'", policy).group(1)
+  assert f'<script nonce="{nonce}">' in html
+  assert "unsafe-inline" not in policy.split("script-src")[1].split(";")[0]
+  # A fresh nonce for every page.
+  assert nonce not in http(translation_server, "GET", "/")[1][
+      "Content-Security-Policy"]
+
+
+def test_the_metadata_endpoint_tells_no_paths(translation_server):
+  status, _, body = http(translation_server, "GET",
+                         "/v1/models/pix2pix/metadata")
+  assert status == 200
+  assert "/home/someone" not in body.decode()
+  assert json.loads(body)["metadata"]["flags"] == {"ngf": 64}
+
+
+# --- The perceptual study --------------------------------------------------
+
+
+def study_folders(root, hostile_name=False):
+  folders = []
+  for kind, value in (("real", 10), ("generated", 200)):
+    folder = root / kind
+    folder.mkdir()
+    for i in range(2):
+      name = (f'"><img src=x onerror=alert({i})>.png'
+              if hostile_name and kind == "generated" else f"{i}.png")
+      Image.fromarray(np.full((8, 8, 3), value + i, np.uint8)).save(
+          folder / name)
+    folders.append(str(folder))
+  return folders
+
+
+def test_study_answers_survive_a_torn_line_and_other_spellings_of_paths(
+    tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  real, generated = study_folders(tmp_path)
+  answers = tmp_path / "answers.jsonl"
+  relative = [os.path.relpath(f, tmp_path) for f in (real, generated)]
+  first = study.Study(study.list_images(relative[0]),
+                      study.list_images(relative[1]), str(answers))
+  first.answer(0, "real")
+  # A crash cut the next line short.
+  with open(answers, "a") as f:
+    f.write('{"file": "/x", "truth": "re')
+  # Restarted with absolute paths: the same session, and the next answer is
+  # a whole line of its own.
+  second = study.Study(study.list_images(real), study.list_images(generated),
+                       str(answers))
+  assert second.answers == {0: "real"}
+  second.answer(1, "fake")
+  third = study.Study(study.list_images(real), study.list_images(generated),
+                      str(answers))
+  assert third.answers == {0: "real", 1: "fake"}
+  lines = answers.read_bytes().split(b"\n")
+  assert lines[-1] == b"" and json.loads(lines[-2])["answer"] == "fake"
+
+
+@pytest.mark.parametrize("body", [
+    b'{"id": 1.5, "answer": "real"}', b'{"id": NaN, "answer": "real"}',
+    b'{"id": Infinity, "answer": "real"}', b'{"id": "1", "answer": "real"}',
+    b'{"id": true, "answer": "real"}', b'{"id": 99, "answer": "real"}',
+    b'{"id": 0, "answer": "maybe"}', b'[0, "real"]', b'"real"',
+    b"[" * 5000 + b"]" * 5000, b"not json"])
+def test_study_refuses_bad_answers_with_json(tmp_path, body):
+  real, generated = study_folders(tmp_path)
+  answers = tmp_path / "answers.jsonl"
+  client = study.create_app(study.Study(
+      study.list_images(real), study.list_images(generated),
+      str(answers))).test_client()
+  reply = client.post("/api/answer", data=body,
+                      content_type="application/json")
+  assert reply.status_code == 400, reply.data
+  assert "error" in reply.get_json()
+  assert not answers.exists()
+  assert client.get("/healthz").status_code == 200
+  assert client.get("/api/session").status_code == 200
+
+
+def test_study_page_shows_hostile_file_names_as_text(tmp_path):
+  from browser import chromium_driver
+  from selenium.webdriver.common.by import By
+  from selenium.webdriver.support.ui import WebDriverWait
+
+  real, generated = study_folders(tmp_path, hostile_name=True)
+  the_study = study.Study(study.list_images(real),
+                          study.list_images(generated),
+                          str(tmp_path / "answers.jsonl"))
+  for trial in the_study.trials:
+    the_study.answer(trial["id"], "real")
+  httpd = web.make_server("127.0.0.1", 0, study.create_app(the_study), 5.0)
+  threading.Thread(target=httpd.serve_forever, daemon=True).start()
+  driver = chromium_driver()
+  try:
+    driver.get(f"http://127.0.0.1:{httpd.server_port}/")
+    WebDriverWait(driver, 20, poll_frequency=0.05).until(
+        lambda d: len(d.find_elements(By.CSS_SELECTOR, "#answers figure"))
+        == 4)
+    # One image per figure: the names became alt text, not elements.
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#answers img")) == 4
+    alts = sorted(i.get_attribute("alt") for i in
+                  driver.find_elements(By.CSS_SELECTOR, "#answers img"))
+    assert alts[:2] == ['"><img src=x onerror=alert(0)>.png',
+                        '"><img src=x onerror=alert(1)>.png']
+  finally:
+    driver.quit()
+    httpd.shutdown()
+
+
+# --- Dataset tools ---------------------------------------------------------
+
+
+def photo(path, seed=0, size=24):
+  Image.fromarray(np.random.RandomState(seed).randint(
+      0, 255, (size, size, 3), np.uint8)).save(path)
+
+
+def test_split_never_overwrites_a_file_it_does_not_move(tmp_path):
+  data = tmp_path / "data"
+  (data / "train").mkdir(parents=True)
+  photo(data / "train" / "0001.png", seed=1)  # Already in place.
+  for i in range(5):
+    photo(data / f"000{i}.png", seed=10 + i)  # Including a second 0001.png.
+  before = tree(data)
+  with pytest.raises(ValueError, match="0001.png"):
+    datasets.split(str(data), 0.2, 0.2)
+  assert tree(data) == before
+
+
+def test_split_with_force_refuses_one_name_in_two_splits(tmp_path):
+  data = tmp_path / "data"
+  for split_name in ("train", "val"):
+    (data / split_name).mkdir(parents=True)
+    photo(data / split_name / "a.png", seed=len(split_name))
+  photo(data / "train" / "b.png")
+  before = tree(data)
+  with pytest.raises(ValueError, match="a.png"):
+    datasets.split(str(data), 0.3, 0.0, force=True)
+  assert tree(data) == before
+
+
+def test_colorize_keeps_photos_that_share_a_stem(tmp_path):
+  photos = tmp_path / "photos"
+  photos.mkdir()
+  photo(photos / "a.png", seed=1)
+  photo(photos / "a.jpg", seed=2)
+  summary = datasets.colorize(datasets.list_images(str(photos)),
+                              str(tmp_path / "out"), 24)
+  assert summary.written == 2
+  assert sorted(os.listdir(tmp_path / "out")) == ["a_jpg.png", "a_png.png"]
+  assert "a.jpg -> a_jpg.png" in summary.report()
+  # Run again (resumed): nothing is overwritten or written twice.
+  before = tree(tmp_path / "out")
+  again = datasets.colorize(datasets.list_images(str(photos)),
+                            str(tmp_path / "out"), 24)
+  assert again.written == 0 and len(again.skipped["already written"]) == 2
+  assert tree(tmp_path / "out") == before
+
+
+def test_combine_names_every_file_of_a_shared_key(tmp_path):
+  a_dir, b_dir = tmp_path / "a", tmp_path / "b"
+  a_dir.mkdir()
+  b_dir.mkdir()
+  photo(a_dir / "x_1.png", 1)
+  photo(a_dir / "y_1.png", 2)  # Both have the key 1.
+  photo(a_dir / "x_2.png", 3)
+  photo(b_dir / "t_1.png", 4)
+  photo(b_dir / "t_2.png", 5)
+  summary = datasets.combine(datasets.list_images(str(a_dir)),
+                             datasets.list_images(str(b_dir)),
+                             str(tmp_path / "out"), pattern=r"_(\d+)$")
+  assert summary.written == 1
+  assert summary.skipped["several files share a key"] == [
+      "1: x_1.png, y_1.png, t_1.png"]
+  assert os.listdir(tmp_path / "out") == ["2.png"]
+
+
+def test_dataset_tools_exit_non_zero_when_nothing_is_written(tmp_path):
+  photos = tmp_path / "photos"
+  photos.mkdir()
+  photo(photos / "a.png")
+  output = tmp_path / "a_file"
+  output.write_text("mine")
+  before = tree(tmp_path)
+  result = run_command("datasets", "colorize", f"--photos={photos}",
+                       f"--output={output}")
+  assert_one_line_error(result, str(output), "is a file")
+  assert tree(tmp_path) == before
+  # Every photo unreadable: a summary, and a non-zero exit.
+  (photos / "a.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+  result = run_command("datasets", "colorize", f"--photos={photos}",
+                       f"--output={tmp_path / 'out'}")
+  assert "Skipped, unreadable: 1" in result.stdout
+  assert_one_line_error(result, "no pair was written")
+
+
+# --- Training, export, predict and serve: sentences, not tracebacks ------
+
+
+def test_bad_training_data_is_named_before_anything_is_written(tmp_path):
+  data = demo_data.write_dataset(str(tmp_path / "data"), 4, 2, 32)
+  val = sorted(os.listdir(os.path.join(data, "val")))[0]
+  contents = open(os.path.join(data, "val", val), "rb").read()
+  with open(os.path.join(data, "val", val), "wb") as f:
+    f.write(contents[:len(contents) // 2])  # A truncated val image.
+  run = tmp_path / "run"
+  result = run_command("train", f"--data_dir={data}", f"--model_dir={run}",
+                       "--max_steps=2", "--crop_size=32", "--load_size=36",
+                       "--generator=unet", "--unet_depth=5", "--ngf=8",
+                       "--ndf=8", "--batch_size=2")
+  assert_one_line_error(result, os.path.join(data, "val", val), "(val)",
+                        "--on_bad_image=skip")
+  assert not run.exists()
+
+
+def test_a_one_pixel_training_image_is_named(tmp_path):
+  data = demo_data.write_dataset(str(tmp_path / "data"), 4, 0, 32)
+  tiny = os.path.join(data, "train", "tiny.png")
+  Image.fromarray(np.zeros((1, 1, 3), np.uint8)).save(tiny)
+  config = small_config(data, tmp_path / "run", max_steps=4, batch_size=1)
+  with pytest.raises(input_pipeline.DatasetError, match="narrower than 2"):
+    trainer.train_and_evaluate(config,
+                               tf.distribute.OneDeviceStrategy("/cpu:0"))
+
+
+def test_an_unwritable_model_dir_is_a_sentence(tmp_path):
+  data = demo_data.write_dataset(str(tmp_path / "data"), 4, 0, 32)
+  # Not even root can create files in /proc.
+  config = small_config(data, "/proc/pix2pix_run", max_steps=2)
+  with pytest.raises(config_lib.ConfigError, match="cannot be written"):
+    trainer.train_and_evaluate(config,
+                               tf.distribute.OneDeviceStrategy("/cpu:0"))
+
+
+@pytest.mark.parametrize("command", ["predict", "serve"])
+def test_a_damaged_saved_model_is_a_sentence(trained_run, tmp_path,
+                                             command):
+  damaged = tmp_path / "export"
+  shutil.copytree(os.path.join(trained_run.model_dir, "export"), damaged)
+  (damaged / "saved_model.pb").write_bytes(b"\x08\x01garbage")
+  before = tree(tmp_path)
+  args = [f"--saved_model={damaged}"]
+  if command == "predict":
+    args += [f"--input={trained_run.data_dir}/val",
+             f"--output={tmp_path / 'out'}"]
+  else:
+    args += ["--port=0"]
+  result = run_command(command, *args)
+  assert_one_line_error(result, str(damaged), "could not be loaded")
+  assert tree(tmp_path) == before
