@@ -26,8 +26,12 @@ demo: venv
 	@echo "Draw label maps and translate them in the browser:"
 	@echo "  $(PY) -m pix2pix_tf.serve --saved_model=runs/demo/export   # then open http://127.0.0.1:8000/"
 
+# Two worker processes: most tests keep one core busy. Modules stay whole on
+# one worker (--dist loadscope), so each module-scoped fixture trains once.
+TEST_WORKERS ?= 2
+
 test: venv
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope tests
 
 clean:
 	rm -rf $(VENV) runs/demo datasets/demo

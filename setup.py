@@ -31,7 +31,9 @@ setuptools.setup(
         # tools/ablate.py draws its figures with matplotlib.
         "tools": ["matplotlib>=3.7"],
         # The browser tests drive Debian's chromium with Selenium.
-        "test": ["pytest>=8", "matplotlib>=3.7", "selenium>=4.20"],
+        # pytest-xdist: the suite runs on two processes (make test).
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "matplotlib>=3.7",
+                 "selenium>=4.20"],
     },
     entry_points={
         "console_scripts": [
