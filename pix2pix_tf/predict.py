@@ -48,24 +48,10 @@ def save_image(array, path):
 
 
 def output_names(files):
-  """The PNG name of each input's generated image: its stem plus ".png".
-
-  Inputs whose stems collide (a.jpg and a.png) keep their extension in the
-  name (a_jpg.png, a_png.png) so that no output overwrites another.
-  """
-  stems = [os.path.splitext(os.path.basename(f))[0] for f in files]
-  counts = {}
-  for stem in stems:
-    counts[stem] = counts.get(stem, 0) + 1
-  names = []
-  for path, stem in zip(files, stems):
-    if counts[stem] > 1:
-      stem = os.path.basename(path).replace(".", "_")
-    names.append(f"{stem}.png")
-  if len(set(names)) != len(names):
-    raise ValueError("Inputs whose names differ only in case or punctuation "
-                     "would overwrite each other's outputs; rename them.")
-  return names
+  """The PNG name of each input's generated image (see datasets.png_names:
+  inputs whose stems collide keep their extension in the name)."""
+  from pix2pix_tf import datasets
+  return datasets.png_names(files)
 
 
 def read_image(path, decode, max_pixels=None):

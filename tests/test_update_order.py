@@ -20,6 +20,13 @@ def two_replicas():
   return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 
 
+def random_batch():
+  """An (input, target) batch of two 32x32 images, values in [-1, 1]."""
+  rng = np.random.RandomState(0)
+  return tuple(tf.constant(rng.uniform(-1, 1, (2, 32, 32, 3)), tf.float32)
+               for _ in range(2))
+
+
 def one_step(strategy, config, batch, num_steps=1):
   """`num_steps` training steps in one call, with plain SGD at learning rate
   1, so that each network's weight change is exactly minus its gradient.
@@ -108,9 +115,7 @@ def test_the_generator_steps_against_the_updated_discriminator(
   assert config.update_order == "alternating"  # The default.
   strategy = (two_replicas if replicas == 2 else
               tf.distribute.OneDeviceStrategy("/cpu:0"))
-  rng = np.random.RandomState(0)
-  batch = tuple(tf.constant(rng.uniform(-1, 1, (2, 32, 32, 3)), tf.float32)
-                for _ in range(2))
+  batch = random_batch()
   before, after = one_step(strategy, config, batch)
   gen_step = [b - a for b, a in zip(before[0], after[0])]
   disc_step = [b - a for b, a in zip(before[1], after[1])]
@@ -132,9 +137,7 @@ def relative_error(got, expected):
 def test_the_order_holds_under_xla_and_bfloat16(tmp_path, setting):
   config = small_config(tmp_path, tmp_path, norm="instance", dropout=0.0,
                         lambda_l1=1.0, **setting)
-  rng = np.random.RandomState(0)
-  batch = tuple(tf.constant(rng.uniform(-1, 1, (2, 32, 32, 3)), tf.float32)
-                for _ in range(2))
+  batch = random_batch()
   before, after = one_step(tf.distribute.OneDeviceStrategy("/cpu:0"),
                            config, batch)
   gen_step = [b - a for b, a in zip(before[0], after[0])]
@@ -154,9 +157,7 @@ def test_several_steps_per_call_are_each_the_papers_update(tmp_path):
   and then a G step against the updated D, as two steps by hand."""
   config = small_config(tmp_path, tmp_path, norm="instance", dropout=0.0,
                         lambda_l1=1.0)
-  rng = np.random.RandomState(0)
-  batch = tuple(tf.constant(rng.uniform(-1, 1, (2, 32, 32, 3)), tf.float32)
-                for _ in range(2))
+  batch = random_batch()
   before, after = one_step(tf.distribute.OneDeviceStrategy("/cpu:0"),
                            config, batch, num_steps=2)
   weights = before
@@ -174,9 +175,7 @@ def test_the_simultaneous_order_steps_against_the_old_discriminator(
     tmp_path):
   config = small_config(tmp_path, tmp_path, norm="instance", dropout=0.0,
                         lambda_l1=1.0, update_order="simultaneous")
-  rng = np.random.RandomState(0)
-  batch = tuple(tf.constant(rng.uniform(-1, 1, (2, 32, 32, 3)), tf.float32)
-                for _ in range(2))
+  batch = random_batch()
   before, after = one_step(tf.distribute.OneDeviceStrategy("/cpu:0"),
                            config, batch)
   gen_step = [b - a for b, a in zip(before[0], after[0])]
