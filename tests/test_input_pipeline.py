@@ -226,7 +226,11 @@ def test_one_channel_inputs_and_targets(tmp_path):
 def test_jitter_is_the_same_eagerly_and_inside_tf_data(tmp_path):
   data_dir = make_split(tmp_path, {"a.png": (gradient_image(40, 40),
                                              gradient_image(40, 40, offset=33))})
-  config = small_config(data_dir, tmp_path, load_size=44, crop_size=32)
+  # --deterministic: the k-th element out is the k-th in. Without it the
+  # parallel map may hand out element 1 before element 0 (each still with
+  # its own index's jitter), and comparing by position would race.
+  config = small_config(data_dir, tmp_path, load_size=44, crop_size=32,
+                        deterministic=True)
   files = input_pipeline.list_images(data_dir, "train")
   dataset = input_pipeline.make_dataset(files, config, 1, training=True)
   from_pipeline = [b for b in dataset.take(3)]
