@@ -136,6 +136,7 @@ def restore_generator(config, checkpoint_path):
   initial values must never be written."""
   import tensorflow as tf
   from pix2pix_tf import models
+  from pix2pix_tf import trainer
 
   if not tf.io.gfile.exists(checkpoint_path + ".index"):
     raise ExportError(f"Checkpoint {checkpoint_path} not found (no "
@@ -145,21 +146,16 @@ def restore_generator(config, checkpoint_path):
   generator = models.build_generator(config)
   step = tf.Variable(0, dtype=tf.int64, trainable=False)
   checkpoint = tf.train.Checkpoint(generator=generator, step=step)
-  status = None
+  # Every weight of the generator (and the step) must come from the file;
+  # the discriminator and the optimizers in it are not needed here.
   try:
-    status = checkpoint.restore(checkpoint_path)
-    # Every weight of the generator (and the step) must come from the file;
-    # the discriminator and the optimizers in it are not needed here.
-    status.assert_existing_objects_matched()
-  except (AssertionError, ValueError, tf.errors.OpError) as e:
-    first_line = str(e).strip().splitlines()[0][:300] if str(e) else ""
-    raise ExportError(
-        f"{checkpoint_path} does not fit the generator that the run's "
-        f"config.json describes ({first_line}). Export from the run that "
-        "wrote this checkpoint, with its own config.json.") from None
-  finally:
-    if status is not None:
-      status.expect_partial()  # The unmatched D and optimizers: not needed.
+    trainer.restore(
+        checkpoint, checkpoint_path,
+        "the generator that the run's config.json describes",
+        "Export from the run that wrote this checkpoint, with its own "
+        "config.json.")
+  except config_lib.ConfigError as e:
+    raise ExportError(str(e)) from None
   return generator, int(step.numpy())
 
 

@@ -47,13 +47,6 @@ def save_image(array, path):
       path)
 
 
-def output_names(files):
-  """The PNG name of each input's generated image (see datasets.png_names:
-  inputs whose stems collide keep their extension in the name)."""
-  from pix2pix_tf import datasets
-  return datasets.png_names(files)
-
-
 def read_image(path, decode, max_pixels=None):
   """The file's pixels by the decoding rule of training and the SavedModel
   (`decode`: input_pipeline.decode_image); Pillow, by the same rule, for
@@ -63,11 +56,11 @@ def read_image(path, decode, max_pixels=None):
   from pix2pix_tf import datasets
   from pix2pix_tf import input_pipeline
   max_pixels = max_pixels or config_lib.DEFAULT_MAX_PIXELS
-  datasets.check_pixels(path, max_pixels)
   if path.lower().endswith(input_pipeline.TENSORFLOW_FORMATS):
+    datasets.check_pixels(path, max_pixels)
     with open(path, "rb") as f:
       return decode(f.read()).numpy()
-  return np.asarray(datasets.read_rgb(path, max_pixels))
+  return np.asarray(datasets.read_rgb(path, max_pixels))  # Checks it too.
 
 
 def translate_files(saved_model, files, output, paired=False,
@@ -81,6 +74,7 @@ def translate_files(saved_model, files, output, paired=False,
   import numpy as np
   import tensorflow as tf
   from keras.utils import Progbar
+  from pix2pix_tf import datasets
   from pix2pix_tf import export
   from pix2pix_tf import input_pipeline
 
@@ -90,7 +84,8 @@ def translate_files(saved_model, files, output, paired=False,
   decode = tf.function(input_pipeline.decode_image,
                        input_signature=[tf.TensorSpec([], tf.string)])
   in_channels = metadata["input_channels"]
-  names = output_names(files)
+  # PNG names; inputs whose stems collide keep their extension in the name.
+  names = datasets.png_names(files)
   for path, name in zip(files, names):
     if name != os.path.splitext(os.path.basename(path))[0] + ".png":
       print(f"{path} shares its name with another input: written as {name}.",

@@ -565,20 +565,26 @@ def check_resumed_config(config: config_lib.Config) -> None:
         "with the new ones.")
 
 
-def restore(checkpoint: tf.train.Checkpoint, path: str) -> None:
-  """Restores every variable of `checkpoint` from `path`, or ConfigError."""
+def restore(checkpoint: tf.train.Checkpoint, path: str,
+            models: str = "the models these flags build",
+            advice: str = ("Resume with the flags the run was trained with, "
+                           "or choose another --model_dir.")) -> None:
+  """Restores every variable that `checkpoint` tracks from `path`, or
+  ConfigError naming `models` and giving `advice`: a variable missing from
+  the file, or of another shape, must never be left at its initial value.
+  Values in the file that `checkpoint` does not track (an export restores
+  the generator alone) are ignored."""
   status = None
   try:
     status = checkpoint.restore(path)
     status.assert_existing_objects_matched()
-  except (AssertionError, ValueError) as e:
-    if status is not None:
-      status.expect_partial()  # Reported here, not again when collected.
+  except (AssertionError, ValueError, tf.errors.OpError) as e:
     first_line = str(e).strip().splitlines()[0][:300] if str(e) else ""
     raise config_lib.ConfigError(
-        f"{path} does not fit the models these flags build ({first_line}). "
-        "Resume with the flags the run was trained with, or choose another "
-        "--model_dir.") from None
+        f"{path} does not fit {models} ({first_line}). {advice}") from None
+  finally:
+    if status is not None:
+      status.expect_partial()  # Reported here, not again when collected.
 
 
 def write_run_config(config: config_lib.Config, model_dir: str) -> None:
