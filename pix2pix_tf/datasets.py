@@ -85,14 +85,17 @@ def png_names(files: Sequence[str]) -> List[str]:
   return names
 
 
-def check_output_folder(output: str) -> None:
-  """`output` is (or can be made) a folder, or ValueError before any work."""
+def check_output_folder(output: str, create: bool = True) -> None:
+  """`output` is (or can be made) a folder, or ValueError before any work;
+  made now if `create`."""
   existing = os.path.abspath(output)
   while not os.path.exists(existing):
     existing = os.path.dirname(existing)
   if not os.path.isdir(existing):
     raise ValueError(f"--output: {existing} is a file, not a folder. Choose "
-                     "a folder to write the pairs into.")
+                     "a folder to write into.")
+  if not create:
+    return
   try:
     os.makedirs(output, exist_ok=True)
   except OSError as e:

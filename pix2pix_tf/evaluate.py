@@ -141,7 +141,14 @@ def load_segmenter(path: str):
   if not os.path.exists(os.path.join(path, "saved_model.pb")):
     raise ValueError(f"--segmenter={path} is not a SavedModel. Train one with "
                      "python tools/train_segmenter.py.")
-  signature = tf.saved_model.load(path).signatures["serving_default"]
+  try:
+    signature = tf.saved_model.load(path).signatures["serving_default"]
+  except Exception as e:  # pylint: disable=broad-except
+    # TensorFlow's own message runs to pages; one line names the problem.
+    first_line = (str(e).strip().splitlines() or [""])[0][:200]
+    raise ValueError(f"--segmenter={path} could not be loaded "
+                     f"({type(e).__name__}: {first_line}). Train it again "
+                     "with python tools/train_segmenter.py.") from None
   output = list(signature.structured_outputs)[0]
   name = list(signature.structured_input_signature[1])[0]
   return lambda photos: signature(**{name: tf.cast(photos, tf.float32)})[
@@ -162,22 +169,34 @@ def evaluate_saved_model(saved_model: str, data_dir: str, split: str,
                          batch_size: int = 8, pixel_tolerance: float = 25.0,
                          label_palette: str = "", labels: str = "auto",
                          segmenter: str = "", inception_weights: str = "",
-                         verbose: bool = True) -> Dict[str, object]:
-  """Evaluates an exported generator on `<data_dir>/<split>`."""
-  import tensorflow as tf
+                         verbose: bool = True,
+                         max_pixels: Optional[int] = None
+                         ) -> Dict[str, object]:
+  """Evaluates an exported generator on `<data_dir>/<split>`.
+
+  Raises export.ExportError for a SavedModel that cannot be loaded,
+  input_pipeline.DatasetError for a file that is not an image, and
+  datasets.TooLargeError for one that declares more than `max_pixels`
+  (default: config_lib.DEFAULT_MAX_PIXELS) pixels, all before anything is
+  decoded or translated.
+  """
   from keras.utils import Progbar
   from pix2pix_tf import config as config_lib
+  from pix2pix_tf import datasets
+  from pix2pix_tf import export
   from pix2pix_tf import input_pipeline
   from pix2pix_tf import metrics as metrics_lib
   from pix2pix_tf import segmentation
 
-  loaded = tf.saved_model.load(saved_model)
+  loaded = export.load(saved_model)
   metadata = json.loads(loaded.metadata_json.numpy())
   config = config_lib.Config.from_json(json.dumps(metadata["flags"]))
   config = config_lib.dataclasses.replace(config, data_dir=data_dir)
   translate = loaded.signatures["serving_default"]
   files = input_pipeline.list_images(data_dir, split)
   input_pipeline.check_headers(files)
+  for path in files:
+    datasets.check_pixels(path, max_pixels or config_lib.DEFAULT_MAX_PIXELS)
 
   metrics = [m for m in metrics if m not in ("fid", "kid") or
              inception_weights]
@@ -244,6 +263,7 @@ def format_table(result: Dict[str, object]) -> str:
 
 def define_flags():
   """Defines this command's flags (at start-up, like export's)."""
+  from pix2pix_tf import config as config_lib
   flags.DEFINE_string("saved_model", None, "An exported SavedModel folder.")
   flags.DEFINE_string("model_dir", None,
                       "A training run: uses its export (<model_dir>/export), "
@@ -273,6 +293,21 @@ def define_flags():
   flags.DEFINE_string("inception_weights", "",
                       "Keras's InceptionV3 ImageNet notop weights file, for "
                       "FID and KID.")
+  flags.DEFINE_integer("max_pixels", config_lib.DEFAULT_MAX_PIXELS,
+                       "Refuse (before decoding) an image whose header "
+                       "declares more pixels (width x height) than this.")
+
+
+def check_output_file(path: str) -> None:
+  """Exits with a sentence, before any work, if the results could not be
+  written to `path` at the end."""
+  folder = os.path.dirname(os.path.abspath(path))
+  if os.path.isdir(path):
+    sys.exit(f"pix2pix_tf.evaluate: error: --output={path} is a folder; give "
+             f"a file name, such as {os.path.join(path, 'results.json')}.")
+  if not os.path.isdir(folder):
+    sys.exit(f"pix2pix_tf.evaluate: error: --output={path}: the folder "
+             f"{folder} does not exist. Create it first.")
 
 
 def main(argv):
@@ -290,6 +325,8 @@ def main(argv):
                          f"choose from {', '.join(ALL_METRICS)}.")
   if FLAGS.checkpoint and not FLAGS.model_dir:
     raise app.UsageError("--checkpoint goes with --model_dir.")
+  if FLAGS.output:
+    check_output_file(FLAGS.output)
   saved_model = FLAGS.saved_model or os.path.join(FLAGS.model_dir, "export")
   staging = None
   if FLAGS.checkpoint:
@@ -303,20 +340,18 @@ def main(argv):
                                   FLAGS.checkpoint)
     except (export.ExportError, ValueError) as e:
       sys.exit(f"pix2pix_tf.evaluate: error: {e}")
-  if not os.path.exists(os.path.join(saved_model, "saved_model.pb")):
-    sys.exit(f"pix2pix_tf.evaluate: error: {saved_model} is not a "
-             "SavedModel. Export one with python -m pix2pix_tf.export "
-             "--model_dir=RUN.")
   if FLAGS.inception_weights and not os.path.isfile(FLAGS.inception_weights):
     sys.exit(f"pix2pix_tf.evaluate: error: --inception_weights="
              f"{FLAGS.inception_weights} does not exist.")
+  from pix2pix_tf import export
   from pix2pix_tf import input_pipeline
   try:
     result = evaluate_saved_model(
         saved_model, FLAGS.data_dir, FLAGS.split, FLAGS.metrics,
         FLAGS.batch_size, FLAGS.pixel_tolerance, FLAGS.label_palette,
-        FLAGS.labels, FLAGS.segmenter, FLAGS.inception_weights)
-  except (ValueError, input_pipeline.DatasetError) as e:
+        FLAGS.labels, FLAGS.segmenter, FLAGS.inception_weights,
+        max_pixels=FLAGS.max_pixels)
+  except (ValueError, input_pipeline.DatasetError, export.ExportError) as e:
     sys.exit(f"pix2pix_tf.evaluate: error: {e}")
   finally:
     if staging:

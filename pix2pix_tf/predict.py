@@ -155,13 +155,15 @@ def main(argv):
     raise app.UsageError("Give one of --saved_model or --model_dir.")
   if not FLAGS.input or not FLAGS.output:
     raise app.UsageError("--input and --output are required.")
+  from pix2pix_tf import datasets
   from pix2pix_tf import export
   saved_model = FLAGS.saved_model or os.path.join(FLAGS.model_dir, "export")
   try:
     files = list_inputs(FLAGS.input)
+    datasets.check_output_folder(FLAGS.output, create=False)
     failed = translate_files(saved_model, files, FLAGS.output, FLAGS.paired,
                              FLAGS.max_pixels)
-  except (FileNotFoundError, export.ExportError) as e:
+  except (FileNotFoundError, ValueError, export.ExportError) as e:
     sys.exit(f"pix2pix_tf.predict: error: {e}")
   written = len(files) - len(failed)
   print(f"Translated {written} of {len(files)} images into {FLAGS.output}.")

@@ -382,12 +382,13 @@ def main(argv):
   try:
     palette = (load_palette_colors(FLAGS.palette) if FLAGS.palette
                else translator.metadata.get("palette"))
+    server = web.make_server(
+        FLAGS.host, FLAGS.port,
+        create_app(translator, palette, FLAGS.max_upload_mb,
+                   FLAGS.max_pixels, FLAGS.request_timeout),
+        FLAGS.request_timeout)
   except ValueError as e:
     sys.exit(f"pix2pix_tf.serve: error: {e}")
-  server = web.make_server(
-      FLAGS.host, FLAGS.port,
-      create_app(translator, palette, FLAGS.max_upload_mb, FLAGS.max_pixels,
-                 FLAGS.request_timeout), FLAGS.request_timeout)
   print(f"Serving {FLAGS.saved_model} on http://{FLAGS.host}:"
         f"{server.server_port}/", flush=True)
   server.serve_forever()

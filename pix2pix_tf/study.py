@@ -17,6 +17,7 @@ import json
 import os
 import random
 import sys
+import tempfile
 import threading
 import time
 from typing import Dict, List
@@ -36,6 +37,26 @@ def list_images(folder: str) -> List[str]:
   return files
 
 
+def check_answers_file(path: str) -> None:
+  """Raises ValueError unless answers can be appended to `path`, so that a
+  participant's first answer is not the first to find out."""
+  if os.path.isdir(path):
+    raise ValueError(f"--answers={path} is a folder; give a file name, such "
+                     f"as {os.path.join(path, 'answers.jsonl')}.")
+  folder = os.path.dirname(os.path.abspath(path))
+  if not os.path.isdir(folder):
+    raise ValueError(f"--answers={path}: the folder {folder} does not exist. "
+                     "Create it first.")
+  try:  # A probe that changes nothing (os.access says yes to root).
+    if os.path.exists(path):
+      open(path, "ab").close()
+    else:
+      tempfile.TemporaryFile(dir=folder).close()
+  except OSError as e:
+    raise ValueError(f"--answers={path} cannot be written ({e.strerror}). "
+                     "Choose a file in a folder you can write to.") from None
+
+
 class Study:
   """The trials, their order, and the answers file."""
 
@@ -51,6 +72,7 @@ class Study:
     self.answers_path = answers_path
     self.lock = threading.Lock()
     self.answers: Dict[int, str] = {}
+    check_answers_file(answers_path)
     if os.path.exists(answers_path):
       self._load()
 
@@ -322,10 +344,10 @@ def main(argv):
     study = Study(list_images(FLAGS.real_dir),
                   list_images(FLAGS.generated_dir), FLAGS.answers,
                   FLAGS.seconds, FLAGS.seed)
+    server = web.make_server(FLAGS.host, FLAGS.port, create_app(study),
+                             web.DEFAULT_REQUEST_TIMEOUT)
   except ValueError as e:
     sys.exit(f"pix2pix_tf.study: error: {e}")
-  server = web.make_server(FLAGS.host, FLAGS.port, create_app(study),
-                           web.DEFAULT_REQUEST_TIMEOUT)
   print(f"Study of {len(study.trials)} images ({len(study.answers)} answered "
         f"before), answers in {FLAGS.answers}: http://{FLAGS.host}:"
         f"{server.server_port}/", flush=True)

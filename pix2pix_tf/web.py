@@ -2,7 +2,9 @@
 headers, request bodies read safely, and data put into a page safely."""
 
 import json
+import os
 import secrets
+import socket
 
 # Werkzeug's request handler closes a connection that sends nothing for
 # this long, so that a slow client cannot hold a worker thread forever.
@@ -97,11 +99,26 @@ def install(server, too_large_message: str) -> None:
 
 def make_server(host: str, port: int, app, request_timeout: float):
   """A threaded Werkzeug server whose connections time out after
-  `request_timeout` seconds of silence."""
+  `request_timeout` seconds of silence. Raises ValueError (a sentence) when
+  it cannot listen."""
   from werkzeug import serving
 
   class Handler(serving.WSGIRequestHandler):
     timeout = request_timeout  # socketserver sets it on each connection.
 
-  return serving.make_server(host, port, app, threaded=True,
-                             request_handler=Handler)
+  # The socket is bound here, not by Werkzeug, which prints its own lines
+  # and exits when it cannot bind.
+  family = serving.select_address_family(host, port)
+  try:
+    sock = socket.create_server((host, port), family=family)
+  except OSError as e:  # In use, not this machine's address, or privileged.
+    raise ValueError(
+        f"cannot listen on {host}:{port} "
+        f"({os.strerror(e.errno) if e.errno else e}). Choose another "
+        "--port (--port=0 takes a free one) or --host.") from None
+  with sock:  # Werkzeug listens on a duplicate of it.
+    server = serving.make_server(host, port, app, threaded=True,
+                                 request_handler=Handler, fd=sock.fileno())
+  # What http.server's bind would have set: the port chosen for --port=0.
+  server.server_name, server.server_port = host, server.port
+  return server

@@ -33,6 +33,19 @@ def small_config(data_dir, model_dir, **overrides):
   return config_lib.Config(**values)
 
 
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+  """A run of three steps on four 32x32 demo pairs (two in val); the training
+  loop exports it to <model_dir>/export. One per test module."""
+  from pix2pix_tf import trainer
+  root = tmp_path_factory.mktemp("run")
+  data_dir = demo_data.write_dataset(str(root / "data"), 4, 2, 32)
+  config = small_config(data_dir, root / "model", max_steps=3)
+  trainer.train_and_evaluate(config,
+                             tf.distribute.OneDeviceStrategy("/cpu:0"))
+  return config
+
+
 @pytest.fixture
 def tiny_dataset(tmp_path):
   """Eight train and two val demo pairs of 32x32 halves."""
@@ -44,6 +57,18 @@ def write_pair(path, left, right):
   """Saves two HxWxC uint8 arrays side by side."""
   pair = np.concatenate([left, right], axis=1)
   Image.fromarray(pair.squeeze()).save(path)
+  return str(path)
+
+
+def truncate_after_header(path):
+  """Cuts an image file in half, past its header: its size can still be
+  read, and decoding it fails (a copy interrupted midway)."""
+  with open(path, "rb") as f:
+    contents = f.read()
+  with open(path, "wb") as f:
+    f.write(contents[:len(contents) // 2])
+  with Image.open(path) as image:
+    assert image.size[0] >= 2  # The header survived.
   return str(path)
 
 

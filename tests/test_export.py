@@ -12,23 +12,10 @@ import tensorflow as tf
 from PIL import Image
 
 from conftest import gradient_image, small_config, write_pair
-from pix2pix_tf import demo_data
 from pix2pix_tf import export
 from pix2pix_tf import models
-from pix2pix_tf import trainer
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-
-
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-  """A run of a few steps on tiny data; the training loop exports it."""
-  root = tmp_path_factory.mktemp("run")
-  data_dir = demo_data.write_dataset(str(root / "data"), 4, 2, 32)
-  config = small_config(data_dir, root / "model", max_steps=3)
-  trainer.train_and_evaluate(config,
-                             tf.distribute.OneDeviceStrategy("/cpu:0"))
-  return config
 
 
 @pytest.fixture(scope="module")

@@ -65,17 +65,6 @@ def assert_one_line_error(result, *fragments):
     assert fragment in lines[0], lines[0]
 
 
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-  """A run of two steps on tiny data, with its export."""
-  root = tmp_path_factory.mktemp("hostile")
-  data_dir = demo_data.write_dataset(str(root / "data"), 4, 2, 32)
-  config = small_config(data_dir, root / "run", max_steps=2)
-  trainer.train_and_evaluate(config,
-                             tf.distribute.OneDeviceStrategy("/cpu:0"))
-  return config
-
-
 @pytest.fixture
 def run_copy(trained_run, tmp_path):
   """A copy of the trained run, free to be damaged by a test."""
@@ -191,6 +180,99 @@ def test_export_errors_name_the_file(run_copy, tmp_path):
   result = run_command("export", f"--model_dir={run_copy}")
   assert_one_line_error(result, config_path, "not readable")
   assert tree(tmp_path) == before
+
+
+# --- Every command: one sentence, a non-zero exit, nothing changed --------
+
+
+def damaged_export(run, path):
+  shutil.copytree(os.path.join(run.model_dir, "export"), path)
+  with open(os.path.join(path, "saved_model.pb"), "wb") as f:
+    f.write(b"\x08\x01garbage")
+  return str(path)
+
+
+def split_with_a_bomb(run, path):
+  shutil.copytree(os.path.join(run.data_dir, "val"), path / "val")
+  small_bomb(path / "val" / "bomb.png")
+  return str(path)
+
+
+def listening_socket():
+  sock = socket.socket()
+  sock.bind(("127.0.0.1", 0))
+  sock.listen()
+  return sock
+
+
+# name: (command, a function of (trained run, tmp_path, busy port) giving the
+# arguments, the fragments the one-line error holds (each formatted with
+# tmp=tmp_path and port=the busy port)).
+HOSTILE_COMMANDS = {
+    "evaluate: a damaged SavedModel": (
+        "evaluate", lambda run, tmp, port: [
+            f"--saved_model={damaged_export(run, tmp / 'export')}",
+            f"--data_dir={run.data_dir}", "--split=val"],
+        ["{tmp}/export", "could not be loaded"]),
+    "evaluate: a decompression bomb in the split": (
+        "evaluate", lambda run, tmp, port: [
+            f"--model_dir={run.model_dir}",
+            f"--data_dir={split_with_a_bomb(run, tmp / 'data')}",
+            "--split=val", "--max_pixels=1000000"],
+        ["{tmp}/data/val/bomb.png", "--max_pixels=1000000"]),
+    "evaluate: --output names a folder": (
+        "evaluate", lambda run, tmp, port: [
+            f"--model_dir={run.model_dir}", f"--data_dir={run.data_dir}",
+            "--split=val", f"--output={tmp}"],
+        ["--output={tmp}", "is a folder"]),
+    "evaluate: a split that is not there": (
+        "evaluate", lambda run, tmp, port: [
+            f"--model_dir={run.model_dir}", f"--data_dir={run.data_dir}",
+            "--split=tset"],
+        ["tset"]),
+    "predict: --output names a file": (
+        "predict", lambda run, tmp, port: [
+            f"--model_dir={run.model_dir}", f"--input={run.data_dir}/val",
+            f"--output={tmp / 'notes.txt'}"],
+        ["{tmp}/notes.txt"]),
+    "serve: a port in use": (
+        "serve", lambda run, tmp, port: [
+            f"--saved_model={run.model_dir}/export", f"--port={port}"],
+        ["127.0.0.1:{port}", "--port"]),
+    "study: --answers names a folder": (
+        "study", lambda run, tmp, port: [
+            f"--real_dir={run.data_dir}/val",
+            f"--generated_dir={run.data_dir}/train", f"--answers={tmp}"],
+        ["--answers={tmp}", "is a folder"]),
+    "study: a port in use": (
+        "study", lambda run, tmp, port: [
+            f"--real_dir={run.data_dir}/val",
+            f"--generated_dir={run.data_dir}/train",
+            f"--answers={tmp / 'answers.jsonl'}", f"--port={port}"],
+        ["127.0.0.1:{port}", "--port"]),
+    "train: a data folder that is not there": (
+        "train", lambda run, tmp, port: [
+            f"--data_dir={tmp / 'nothing'}", f"--model_dir={tmp / 'run'}"],
+        ["{tmp}/nothing"]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_COMMANDS))
+def test_each_command_answers_bad_input_with_a_sentence(trained_run, tmp_path,
+                                                       name):
+  command, make_args, fragments = HOSTILE_COMMANDS[name]
+  (tmp_path / "notes.txt").write_text("a user's notes")
+  busy = listening_socket()
+  try:
+    port = busy.getsockname()[1]
+    args = make_args(trained_run, tmp_path, port)
+    before = tree(tmp_path), tree(trained_run.model_dir)
+    result = run_command(command, *args)
+  finally:
+    busy.close()
+  assert_one_line_error(result, *(f.format(tmp=tmp_path, port=port)
+                                  for f in fragments))
+  assert (tree(tmp_path), tree(trained_run.model_dir)) == before
 
 
 # --- Images that declare more pixels than they are worth ------------------
@@ -455,25 +537,72 @@ def test_study_answers_survive_a_torn_line_and_other_spellings_of_paths(
   assert lines[-1] == b"" and json.loads(lines[-2])["answer"] == "fake"
 
 
-@pytest.mark.parametrize("body", [
+@pytest.fixture
+def study_server(tmp_path):
+  """A live study server on two real and two generated images, with the
+  tree of tmp_path as it was before any request."""
+  real, generated = study_folders(tmp_path)
+  app = study.create_app(study.Study(
+      study.list_images(real), study.list_images(generated),
+      str(tmp_path / "answers.jsonl")))
+  httpd = web.make_server("127.0.0.1", 0, app, request_timeout=1.0)
+  threading.Thread(target=httpd.serve_forever, daemon=True).start()
+  yield httpd.server_port, tree(tmp_path)
+  httpd.shutdown()
+
+
+HOSTILE_ANSWERS = [
     b'{"id": 1.5, "answer": "real"}', b'{"id": NaN, "answer": "real"}',
     b'{"id": Infinity, "answer": "real"}', b'{"id": "1", "answer": "real"}',
     b'{"id": true, "answer": "real"}', b'{"id": 99, "answer": "real"}',
-    b'{"id": 0, "answer": "maybe"}', b'[0, "real"]', b'"real"',
-    b"[" * 5000 + b"]" * 5000, b"not json"])
-def test_study_refuses_bad_answers_with_json(tmp_path, body):
-  real, generated = study_folders(tmp_path)
-  answers = tmp_path / "answers.jsonl"
-  client = study.create_app(study.Study(
-      study.list_images(real), study.list_images(generated),
-      str(answers))).test_client()
-  reply = client.post("/api/answer", data=body,
-                      content_type="application/json")
-  assert reply.status_code == 400, reply.data
-  assert "error" in reply.get_json()
-  assert not answers.exists()
-  assert client.get("/healthz").status_code == 200
-  assert client.get("/api/session").status_code == 200
+    b'{"id": -1, "answer": "real"}', b'{"id": 0, "answer": "maybe"}',
+    b'[0, "real"]', b'"real"', b"[" * 5000 + b"]" * 5000, b"not json",
+    b"\xff\xfe{"]
+
+
+@pytest.mark.parametrize("body", HOSTILE_ANSWERS)
+def test_study_refuses_bad_answers_with_json(study_server, tmp_path, body):
+  port, before = study_server
+  status, headers, reply = http(port, "POST", "/api/answer", body,
+                                {"Content-Type": "application/json"})
+  assert status == 400, reply
+  assert headers["Content-Type"] == "application/json"
+  assert "error" in json.loads(reply)
+  assert healthy_within_a_second(port)
+  assert tree(tmp_path) == before  # No answers file, nothing else touched.
+
+
+@pytest.mark.parametrize("path, body, chunked, status", [
+    ("/api/answer", lambda: b"{" + b" " * 100_000 + b"}", False, 413),
+    ("/api/answer", lambda: chunks(100_000), True, 413),
+    ("/image/99", None, False, 404),
+    ("/image/-1", None, False, 404),
+    ("/image/..%2f..%2fetc%2fpasswd", None, False, 404),
+    ("/../../etc/passwd", None, False, 404)])
+def test_study_server_refuses_hostile_requests(study_server, tmp_path, path,
+                                               body, chunked, status):
+  port, before = study_server
+  got, headers, reply = http(port, "POST" if body else "GET", path,
+                             body() if body else None,
+                             {"Content-Type": "application/json"}, chunked)
+  assert got == status, reply[:300]
+  assert headers["Content-Type"] == "application/json"
+  assert "error" in json.loads(reply)
+  assert b"root:" not in reply
+  assert healthy_within_a_second(port)
+  assert tree(tmp_path) == before
+
+
+def test_a_silent_connection_does_not_hold_the_study(study_server):
+  port, _ = study_server
+  sock = socket.create_connection(("127.0.0.1", port))
+  sock.sendall(b"POST /api/answer HTTP/1.1\r\n"
+               b"Host: x\r\nContent-Length: 1000\r\n\r\n{")
+  try:
+    assert healthy_within_a_second(port)
+    assert http(port, "GET", "/api/session")[0] == 200
+  finally:
+    sock.close()
 
 
 def test_study_page_shows_hostile_file_names_as_text(tmp_path):
@@ -620,6 +749,7 @@ def test_a_one_pixel_training_image_is_named(tmp_path):
   with pytest.raises(input_pipeline.DatasetError, match="narrower than 2"):
     trainer.train_and_evaluate(config,
                                tf.distribute.OneDeviceStrategy("/cpu:0"))
+  assert not (tmp_path / "run").exists()  # No flags.txt, config.json, logs.
 
 
 def test_an_unwritable_model_dir_is_a_sentence(tmp_path):

@@ -5,7 +5,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from conftest import gradient_image, small_config, write_pair
+from conftest import (gradient_image, small_config, truncate_after_header,
+                      write_pair)
 from pix2pix_tf import input_pipeline
 
 
@@ -274,8 +275,15 @@ def test_a_corrupt_image_is_found_by_name(tmp_path):
   good = tmp_path / "good.jpg"
   Image.fromarray(gradient_image(64, 128)).save(good)
   truncated = tmp_path / "truncated.jpg"
-  truncated.write_bytes(good.read_bytes()[:300])
+  truncated.write_bytes(good.read_bytes())
+  truncate_after_header(truncated)
   input_pipeline.check_headers([str(good), str(truncated)])  # Header is fine.
+  # Cut inside the header: named up front, before any decoding.
+  no_header = tmp_path / "no_header.jpg"
+  no_header.write_bytes(good.read_bytes()[:200])
+  with pytest.raises(input_pipeline.DatasetError,
+                     match="no_header.jpg has an unreadable header"):
+    input_pipeline.check_headers([str(good), str(no_header)])
   assert input_pipeline.find_undecodable(
       input_pipeline.Split((str(good),), 1)) == []
   assert input_pipeline.find_undecodable(input_pipeline.Split(

@@ -17,7 +17,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from conftest import scalar_tags, small_config
+from conftest import scalar_tags, small_config, truncate_after_header
 from pix2pix_tf import config as config_lib
 from pix2pix_tf import demo_data
 from pix2pix_tf import input_pipeline
@@ -358,10 +358,7 @@ def add_bad_files(data_dir):
   good = os.path.join(data_dir, "train", "0001.png")
   truncated = os.path.join(data_dir, "train", "truncated.jpg")
   Image.open(good).convert("RGB").save(truncated)
-  with open(truncated, "rb") as f:
-    head = f.read(300)
-  with open(truncated, "wb") as f:
-    f.write(head)
+  truncate_after_header(truncated)
   text = os.path.join(data_dir, "train", "notes.jpg")
   with open(text, "w") as f:
     f.write("this is not an image")

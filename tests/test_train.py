@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from conftest import gradient_image, scalar_tags, small_config, write_pair
+from conftest import scalar_tags, small_config, truncate_after_header
 from pix2pix_tf import config as config_lib
 from pix2pix_tf import demo_data
 from pix2pix_tf import input_pipeline
@@ -100,11 +100,8 @@ def test_entry_point_names_a_corrupt_image_and_saves_no_checkpoint(
     tiny_dataset, tmp_path):
   good = os.path.join(tiny_dataset, "train", "0001.png")
   Image.open(good).save(os.path.join(tiny_dataset, "train", "0002.jpg"))
-  corrupt = os.path.join(tiny_dataset, "train", "0002.jpg")
-  with open(corrupt, "rb") as f:
-    head = f.read(200)
-  with open(corrupt, "wb") as f:
-    f.write(head)
+  corrupt = truncate_after_header(
+      os.path.join(tiny_dataset, "train", "0002.jpg"))
   result = run_train(*SMALL_FLAGS, f"--data_dir={tiny_dataset}",
                      f"--model_dir={tmp_path}/run", "--max_steps=20",
                      "--shuffle_buffer=0")
