@@ -1,15 +1,25 @@
 """The one configuration object that flows from the command line into the library.
 
-Entry points (`train.py`, `summary.py`, ...) define absl flags whose names are
-exactly the field names below; `Config.from_flag_values` builds the frozen
-dataclass from them, and library code reads only the dataclass. Every default
-is the paper's or the reference implementation's value.
+Each option is one `Config` field, declared with `option(default, help,
+choices)`. From these, `define_flags` defines the absl flags of the commands
+that take training flags (`train`, `summary`, tools/benchmark.py),
+`Config.from_flag_values` builds the frozen dataclass from them, and
+`flag_table` writes the README's flag reference; library code reads only the
+dataclass. Every default is the paper's or the reference implementation's
+value.
 """
 
 import dataclasses
 import json
 import os
-from typing import Tuple
+import shlex
+from typing import Optional, Sequence, Tuple
+
+from absl import flags
+
+# The flags define_flags defines belong to the command that calls it, so that
+# its --help lists them.
+flags.disclaim_key_flags()
 
 # Stride-2 downsamplings of each generator (unet: --unet_depth).
 GENERATOR_DEPTHS = {"unet_256": 8, "unet_128": 7, "resnet_9blocks": 2,
@@ -39,6 +49,7 @@ UPDATE_ORDERS = ("alternating", "simultaneous")
 # blocks (CD512 x3, as the original Torch code); reference: one block further
 # out, as the PyTorch reference's UnetSkipConnectionBlock.
 DROPOUT_PLACEMENTS = ("paper", "reference")
+BAD_IMAGE_MODES = ("error", "skip")
 
 
 # The flags that define what a run's checkpoints hold and what its model
@@ -55,77 +66,250 @@ class ConfigError(ValueError):
   """A flag value, or a combination of them, that cannot work."""
 
 
+def option(default, help: str,  # pylint: disable=redefined-builtin
+           choices: Optional[Sequence] = None):
+  """A Config field with what its command-line flag needs: the default,
+  the help text and, for an enum, the choices. `define_flags` and the
+  README's flag table are generated from these, so an option is one edit."""
+  return dataclasses.field(default=default, metadata={
+      "help": help, "choices": tuple(choices) if choices else None})
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
-  """Everything a run needs. Field names equal the flag names."""
+  """Everything a training run needs. Field names are the flag names;
+  every default is the paper's or the reference's value."""
 
   # Data.
-  data_dir: str = "datasets/facades"
-  direction: str = "AtoB"
-  load_size: int = 286
-  crop_size: int = 256
-  flip: bool = True
-  input_channels: int = 3
-  output_channels: int = 3
-  shuffle_buffer: int = 0
-  deterministic: bool = False
-  cache: str = ""
-  on_bad_image: str = "error"
+  data_dir: str = option(
+      "datasets/facades",
+      "Folder with train/ (and optionally val/, test/) subfolders of A|B "
+      "image pairs (.jpg, .jpeg, .png, .bmp).")
+  direction: str = option(
+      "AtoB",
+      "AtoB translates the left half into the right half; BtoA the reverse.",
+      choices=DIRECTIONS)
+  load_size: int = option(
+      286,
+      "Each half is resized to load_size x load_size before the random crop.")
+  crop_size: int = option(
+      256,
+      "Training crop size; the size the networks are trained at. A multiple "
+      "of 2**generator depth.")
+  flip: bool = option(
+      True,
+      "Random horizontal mirroring in training.")
+  input_channels: int = option(
+      3,
+      "Channels of the input image: 3 (RGB) or 1 (grayscale).",
+      choices=(1, 3))
+  output_channels: int = option(
+      3,
+      "Channels of the target image: 3 (RGB) or 1.",
+      choices=(1, 3))
+  shuffle_buffer: int = option(
+      0,
+      "Training shuffle buffer, in elements: file names for a folder, "
+      "records for TFRecords, decoded pairs with --cache. 0: the whole split "
+      "(a full shuffle each epoch, as the reference); for large TFRecord "
+      "datasets set a number, as the buffer holds the records' bytes.")
+  deterministic: bool = option(
+      False,
+      "Bit-identical runs: fixed element order in the input pipeline and "
+      "deterministic ops (slower). --seed alone fixes the weights' init, "
+      "dropout, shuffling and jitter.")
+  cache: str = option(
+      "",
+      "Cache the training split's decoded pairs: 'memory', or a file path "
+      "prefix for a disk cache, one file per split and configuration "
+      "(PREFIX-<digest>). Val data is never cached. Empty: no cache.")
+  on_bad_image: str = option(
+      "error",
+      "error: stop at an unreadable image, naming it; skip: name each bad "
+      "image once, count them in TensorBoard, and train on the rest.",
+      choices=BAD_IMAGE_MODES)
 
   # Models.
-  generator: str = "unet_256"
-  unet_depth: int = 8
-  ngf: int = 64
-  ndf: int = 64
-  discriminator: str = "patchgan"
-  d_layers: int = 3
-  num_discriminators: int = 1
-  d_receptive_fields: str = ""
-  conditional_discriminator: bool = True
-  norm: str = "batch"
-  dropout: float = 0.5
-  dropout_placement: str = "paper"
+  generator: str = option(
+      "unet_256",
+      "unet_256 (8 downsamplings), unet_128 (7), unet with --unet_depth, or "
+      "the reference's resnet_9blocks and resnet_6blocks.",
+      choices=GENERATORS)
+  unet_depth: int = option(
+      8,
+      "Downsamplings of --generator=unet.")
+  ngf: int = option(
+      64,
+      "Generator filters in the first layer.")
+  ndf: int = option(
+      64,
+      "Discriminator filters in the first layer.")
+  discriminator: str = option(
+      "patchgan",
+      "patchgan, or pixel (1x1 receptive field).",
+      choices=DISCRIMINATORS)
+  d_layers: int = option(
+      3,
+      "PatchGAN stride-2 layers: 1, 2, 3, 4, 5 give receptive fields 16, 34, "
+      "70, 142, 286.")
+  num_discriminators: int = option(
+      1,
+      "Multi-scale discriminator (pix2pixHD): K discriminators, the k-th on "
+      "the pair downsampled 2^k times; their losses are summed.")
+  d_receptive_fields: str = option(
+      "",
+      "Discriminators given by receptive field, all at full resolution, "
+      "losses summed: e.g. 16,286. Fields: 1, 16, 34, 70, 142, 286.")
+  conditional_discriminator: bool = option(
+      True,
+      "D sees the input with the candidate (cGAN); false: the candidate "
+      "alone (the paper's unconditional GAN).")
+  norm: str = option(
+      "batch",
+      "Normalisation in both networks. instance is "
+      "keras.layers.GroupNormalization(groups=-1); sync_batch synchronises "
+      "batch statistics across replicas.",
+      choices=NORMS)
+  dropout: float = option(
+      0.5,
+      "Dropout rate of the U-Net's three dropout layers (the paper's only "
+      "noise source).")
+  dropout_placement: str = option(
+      "paper",
+      "paper: dropout in the first three decoder blocks (the paper's CD512 "
+      "x3, the original Torch code); reference: one block further out, as "
+      "the PyTorch reference's U-Net (for runs and imported models that "
+      "match it exactly).",
+      choices=DROPOUT_PLACEMENTS)
 
   # Objective and optimisation.
-  gan_mode: str = "vanilla"
-  update_order: str = "alternating"
-  lambda_l1: float = 100.0
-  lambda_l2: float = 0.0
-  lambda_feature_matching: float = 0.0
-  lambda_gp: float = 10.0
-  learning_rate: float = 2e-4
-  lr_policy: str = "linear"
-  lr_decay_epochs: int = 50
-  beta_1: float = 0.5
-  beta_2: float = 0.999
-  batch_size: int = 1
-  epochs: int = 100
-  epochs_decay: int = 100
-  max_steps: int = 0
-  seed: int = 0
+  gan_mode: str = option(
+      "vanilla",
+      "vanilla: the paper's cGAN loss (BCE on logits); lsgan: least squares; "
+      "hinge; wgangp: Wasserstein with gradient penalty; none: no "
+      "discriminator (distance terms only).",
+      choices=GAN_MODES)
+  update_order: str = option(
+      "alternating",
+      "alternating: one D step, then one G step against the updated D (the "
+      "paper and the reference); simultaneous: both gradients from one "
+      "forward pass against the old D (one D forward cheaper; for "
+      "comparison).",
+      choices=UPDATE_ORDERS)
+  lambda_l1: float = option(
+      100.0,
+      "Weight of the L1 term (0 disables it).")
+  lambda_l2: float = option(
+      0.0,
+      "Weight of the L2 (mean squared error) term (0 disables it).")
+  lambda_feature_matching: float = option(
+      0.0,
+      "Weight of pix2pixHD's discriminator feature-matching term (0 disables "
+      "it).")
+  lambda_gp: float = option(
+      10.0,
+      "Weight of the gradient penalty with --gan_mode=wgangp.")
+  learning_rate: float = option(
+      2e-4,
+      "Adam learning rate for both networks.")
+  lr_policy: str = option(
+      "linear",
+      "linear: constant for --epochs, then linearly to 0 over "
+      "--epochs_decay; step: x0.1 every --lr_decay_epochs; cosine: to 0 over "
+      "the run; constant.",
+      choices=LR_POLICIES)
+  lr_decay_epochs: int = option(
+      50,
+      "Epochs between x0.1 steps of --lr_policy=step.")
+  beta_1: float = option(
+      0.5,
+      "Adam beta_1.")
+  beta_2: float = option(
+      0.999,
+      "Adam beta_2.")
+  batch_size: int = option(
+      1,
+      "Global batch size, split across replicas.")
+  epochs: int = option(
+      100,
+      "Epochs at the initial learning rate.")
+  epochs_decay: int = option(
+      100,
+      "Epochs of linear decay of the learning rate to zero.")
+  max_steps: int = option(
+      0,
+      "Stop after this many steps (0: run every epoch).")
+  seed: int = option(
+      0,
+      "Seed of weights, dropout, shuffling and jitter.")
 
   # Execution.
-  strategy: str = "mirrored"
-  jit_compile: bool = False
-  mixed_precision: str = "auto"
-  steps_per_execution: int = 1
+  strategy: str = option(
+      "mirrored",
+      "mirrored: all local GPUs, else the CPU; one_device; multi_worker: "
+      "MultiWorkerMirroredStrategy from TF_CONFIG.",
+      choices=STRATEGIES)
+  jit_compile: bool = option(
+      False,
+      "Compile the forward and backward passes with XLA.")
+  mixed_precision: str = option(
+      "auto",
+      "Compute dtype of the layers: none (float32), bf16, fp16 with loss "
+      "scaling, or auto (bf16 on GPUs of compute capability 8.0+ and CPUs "
+      "with AMX, else none). Variables, the tanh output, the discriminator "
+      "logits and the losses stay float32.",
+      choices=MIXED_PRECISIONS)
+  steps_per_execution: int = option(
+      1,
+      "Training steps per tf.function call.")
 
   # Outputs.
-  model_dir: str = "runs/facades"
-  force_config: bool = False
-  checkpoint_every_steps: int = 1000
-  keep_checkpoints: int = 3
-  log_every_steps: int = 100
-  sample_every_steps: int = 1000
-  eval_every_steps: int = 1000
-  num_samples: int = 4
-  inference_mode: str = "paper"
-  label_palette: str = ""
-  segmenter: str = ""
+  model_dir: str = option(
+      "runs/facades",
+      "Where checkpoints, logs, samples and flags are written.")
+  force_config: bool = option(
+      False,
+      "Resume a --model_dir even though the model flags (architecture, "
+      "channels, direction) differ from the ones it was trained with; the "
+      "new ones are recorded.")
+  checkpoint_every_steps: int = option(
+      1000,
+      "Save a checkpoint every this many steps (and at the end).")
+  keep_checkpoints: int = option(
+      3,
+      "How many recent checkpoints to keep.")
+  log_every_steps: int = option(
+      100,
+      "Write training scalars every this many steps.")
+  sample_every_steps: int = option(
+      1000,
+      "Write an input | generated | target grid every this many steps.")
+  eval_every_steps: int = option(
+      1000,
+      "Evaluate on the val split every this many steps.")
+  num_samples: int = option(
+      4,
+      "Examples in the sample grid (from val, else train).")
+  inference_mode: str = option(
+      "paper",
+      "How samples and val metrics run the generator. paper: dropout on and "
+      "batch statistics, as the paper; eval: moving statistics, no dropout.",
+      choices=INFERENCE_MODES)
+  label_palette: str = option(
+      "",
+      "For label-map datasets (cityscapes, facades, or a palette JSON file): "
+      "also log the segmentation scores of photo -> labels, or with "
+      "--segmenter the FCN-score of labels -> photo, at each evaluation.")
+  segmenter: str = option(
+      "",
+      "A segmenter SavedModel (tools/train_segmenter.py) for the FCN-score "
+      "during training.")
+
+
 
   @classmethod
   def from_flag_values(cls, flag_values) -> "Config":
-    """Builds a Config from absl FlagValues holding one flag per field."""
+    """Builds a Config from absl FlagValues that `define_flags` filled."""
     return cls(**{f.name: flag_values[f.name].value
                   for f in dataclasses.fields(cls)})
 
@@ -166,32 +350,22 @@ class Config:
 
   def with_flags(self, flag_text: str) -> "Config":
     """This config with `--name=value` flags applied (a flagfile's lines or a
-    command line's words; `#` comments are ignored). Types follow the
-    fields.
+    command line's words; `#` comments are ignored), parsed by absl as the
+    train command parses them.
 
     Raises:
       ConfigError: a flag that is not a training flag, or a bad value.
     """
-    import shlex
-    fields = {f.name: f for f in dataclasses.fields(Config)}
-    changes = {}
+    flag_values = flags.FlagValues()
+    define_flags(flag_values, self)
     words = shlex.split(flag_text, comments=True)
-    for word in words:
-      name, has_value, value = word.lstrip("-").partition("=")
-      if name.startswith("no") and name[2:] in fields and not has_value:
-        name, value = name[2:], "false"
-      if name not in fields:
-        raise ConfigError(f"Unknown training flag --{name}.")
-      kind = type(getattr(self, name))
-      try:
-        if kind is bool:
-          changes[name] = value.lower() in ("", "true", "1", "yes")
-        else:
-          changes[name] = kind(value)
-      except ValueError:
-        raise ConfigError(f"--{name}={value} is not a valid "
-                          f"{kind.__name__}.") from None
-    return dataclasses.replace(self, **changes)
+    try:
+      flag_values(["with_flags"] + words, known_only=False)
+    except flags.UnrecognizedFlagError as e:
+      raise ConfigError(f"Unknown training flag --{e.flagname}.") from None
+    except flags.Error as e:
+      raise ConfigError(str(e)) from None
+    return Config.from_flag_values(flag_values)
 
   def validate(self, num_replicas: int = 1) -> "Config":
     """Checks flag values before any model is built or file written.
@@ -199,21 +373,10 @@ class Config:
     Raises:
       ConfigError: naming the flag and what to do instead.
     """
-    _check_choice("direction", self.direction, DIRECTIONS)
-    _check_choice("generator", self.generator, GENERATORS)
-    _check_choice("discriminator", self.discriminator, DISCRIMINATORS)
-    _check_choice("norm", self.norm, NORMS)
-    _check_choice("gan_mode", self.gan_mode, GAN_MODES)
-    _check_choice("lr_policy", self.lr_policy, LR_POLICIES)
-    _check_choice("strategy", self.strategy, STRATEGIES)
-    _check_choice("inference_mode", self.inference_mode, INFERENCE_MODES)
-    _check_choice("on_bad_image", self.on_bad_image, ("error", "skip"))
-    _check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISIONS)
-    _check_choice("update_order", self.update_order, UPDATE_ORDERS)
-    _check_choice("dropout_placement", self.dropout_placement,
-                  DROPOUT_PLACEMENTS)
-    for name in ("input_channels", "output_channels"):
-      _check_choice(name, getattr(self, name), (1, 3))
+    for field in dataclasses.fields(self):
+      if field.metadata["choices"]:
+        _check_choice(field.name, getattr(self, field.name),
+                      field.metadata["choices"])
     for name in ("load_size", "crop_size", "batch_size", "ngf", "ndf",
                  "checkpoint_every_steps", "keep_checkpoints",
                  "num_discriminators", "lr_decay_epochs",
@@ -305,6 +468,56 @@ class Config:
             f"{label} is too deep for --crop_size={self.crop_size}: the "
             "discriminator's output map would be empty. Use fewer layers or "
             "scales, or larger crops.")
+
+
+def flag_help(field: dataclasses.Field) -> str:
+  """A field's --help text, with its choices as absl shows an enum's."""
+  text, choices = field.metadata["help"], field.metadata["choices"]
+  if choices and field.type is str:
+    return f"<{'|'.join(choices)}>: {text}"
+  return text  # An int's choices are in its help text (validate checks).
+
+
+def flag_table() -> str:
+  """The README's flag reference, one Markdown row per Config field."""
+  rows = ["| flag | default | meaning |", "|---|---|---|"]
+  for field in dataclasses.fields(Config):
+    default = field.default
+    if isinstance(default, bool):
+      default = str(default).lower()
+    elif default == "":
+      default = '""'
+    meaning = flag_help(field).replace("|", "\\|")
+    rows.append(f"| `--{field.name}` | `{default}` | {meaning} |")
+  return "\n".join(rows) + "\n"
+
+
+def define_flags(flag_values=None, defaults: Config = Config()) -> None:
+  """Defines one absl flag per Config field, from the field's metadata:
+  DEFINE_bool, _integer, _float, _enum (str fields with choices) or _string,
+  with `defaults`' values as the defaults.
+
+  Args:
+    flag_values: where to define them (default: absl's global FLAGS).
+    defaults: the Config whose values become the flags' defaults.
+  """
+  flag_values = flags.FLAGS if flag_values is None else flag_values
+  for field in dataclasses.fields(Config):
+    default = getattr(defaults, field.name)
+    text = flag_help(field)
+    kwargs = dict(flag_values=flag_values)
+    if field.type is bool:
+      flags.DEFINE_bool(field.name, default, text, **kwargs)
+    elif field.type is int:
+      flags.DEFINE_integer(field.name, default, text, **kwargs)
+    elif field.type is float:
+      flags.DEFINE_float(field.name, default, text, **kwargs)
+    elif field.metadata["choices"]:
+      # absl puts the choices in front of an enum's help itself.
+      flags.DEFINE_enum(field.name, default, field.metadata["choices"],
+                        field.metadata["help"], **kwargs)
+    else:
+      flags.DEFINE_string(field.name, default, text, **kwargs)
 
 
 def _check_choice(name, value, choices):

@@ -13,9 +13,6 @@ from absl import app
 from absl import flags
 
 from pix2pix_tf import config as config_lib
-from pix2pix_tf import train  # noqa: F401  (defines the training flags)
-
-flags.DEFINE_enum("format", "table", ["table", "json"], "Output format.")
 FLAGS = flags.FLAGS
 
 
@@ -106,6 +103,8 @@ def main(argv):
 
 
 def run():
+  config_lib.define_flags()  # The training flags.
+  flags.DEFINE_enum("format", "table", ["table", "json"], "Output format.")
   app.run(main)
 
 

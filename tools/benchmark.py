@@ -37,8 +37,8 @@ from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
 
 from pix2pix_tf import config as config_lib  # noqa: E402
-from pix2pix_tf import train  # noqa: E402,F401  (defines the training flags)
 
+config_lib.define_flags()  # The training flags, for the base configuration.
 flags.DEFINE_list("batch_sizes", ["1", "16"], "Training batch sizes.")
 flags.DEFINE_list("inference_batch_sizes", ["1", "8"],
                   "SavedModel inference batch sizes.")
