@@ -28,13 +28,12 @@ import sys
 from typing import Dict, List, Sequence, Tuple
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
-from absl import logging  # noqa: E402
+from absl import app
+from absl import flags
+from absl import logging
 
-from pix2pix_tf import config as config_lib  # noqa: E402
+from pix2pix_tf import config as config_lib
 
 # The studies' comparisons. Each variant: (name, training flags).
 VARIANT_SETS = {

@@ -30,13 +30,12 @@ import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
-from absl import logging  # noqa: E402
+from absl import app
+from absl import flags
+from absl import logging
 
-from pix2pix_tf import config as config_lib  # noqa: E402
+from pix2pix_tf import config as config_lib
 
 config_lib.define_flags()  # The training flags, for the base configuration.
 flags.DEFINE_list("batch_sizes", ["1", "16"], "Training batch sizes.")

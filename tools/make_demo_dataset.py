@@ -3,14 +3,10 @@ r"""Writes the built-in demo dataset (procedural facades) used by `make demo`.
     python tools/make_demo_dataset.py --output=datasets/demo
 """
 
-import os
-import sys
-
 from absl import app
 from absl import flags
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from pix2pix_tf import demo_data  # noqa: E402
+from pix2pix_tf import demo_data
 
 flags.DEFINE_string("output", "datasets/demo", "Folder to write train/ and "
                     "val/ into.")

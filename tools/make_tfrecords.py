@@ -19,10 +19,9 @@ import sys
 import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
+from absl import app
+from absl import flags
 
 flags.DEFINE_string("data_dir", None, "Folder dataset (train/, val/, test/).")
 flags.DEFINE_string("output", None, "Folder to write the shards into.")

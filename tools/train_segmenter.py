@@ -22,11 +22,10 @@ import sys
 import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
-from absl import logging  # noqa: E402
+from absl import app
+from absl import flags
+from absl import logging
 
 flags.DEFINE_string("data_dir", None, "Dataset with train/ A|B pairs.")
 flags.DEFINE_string("label_palette", None,
