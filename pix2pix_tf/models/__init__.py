@@ -1,0 +1,43 @@
+"""The pix2pix networks: U-Net and ResNet generators, PatchGAN and PixelGAN
+discriminators (Keras 3 functional models).
+
+Built to match the paper's appendix and the reference implementation layer for
+layer, so parameter counts equal the reference's exactly:
+
+* Convolutions are 4x4 with stride 2 and "padding 1" (Keras "same" gives the
+  same output size for even inputs); the PatchGAN's two stride-1 convolutions
+  pad explicitly by 1 and so shrink the map by 1 each, as in the reference.
+* Bias rule: a convolution followed by batch norm has no bias; with instance
+  norm or no norm it has one. The generator's first convolution follows the
+  same rule (the reference builds it with `bias=use_bias` although no norm
+  follows), while its final transposed convolution and the discriminator's
+  first and last convolutions always have one.
+* Weights N(0, 0.02); batch-norm gamma N(1, 0.02), beta 0.
+
+Modules: `layers` (initialisation, norms, custom layers), `generators`,
+`discriminators`.
+"""
+
+from pix2pix_tf.models.discriminators import (RECEPTIVE_FIELD_LAYERS,
+                                              Discriminators,
+                                              build_discriminator,
+                                              build_discriminators,
+                                              patchgan_discriminator,
+                                              pixel_discriminator,
+                                              receptive_field,
+                                              receptive_fields)
+from pix2pix_tf.models.generators import (GENERATORS, build_generator,
+                                          paper_mode, resnet_generator,
+                                          unet_generator)
+from pix2pix_tf.models.layers import (AlwaysDropout,
+                                      BatchStatisticsNormalization,
+                                      ReflectionPadding2D, norm_layer,
+                                      uses_bias)
+
+__all__ = [
+    "AlwaysDropout", "BatchStatisticsNormalization", "ReflectionPadding2D",
+    "RECEPTIVE_FIELD_LAYERS", "Discriminators", "GENERATORS",
+    "build_discriminator", "build_discriminators", "build_generator",
+    "norm_layer", "paper_mode", "patchgan_discriminator",
+    "pixel_discriminator", "receptive_field", "receptive_fields",
+    "resnet_generator", "unet_generator", "uses_bias"]
