@@ -175,16 +175,15 @@ def evaluate_saved_model(saved_model: str, data_dir: str, split: str,
   """Evaluates an exported generator on `<data_dir>/<split>`.
 
   Raises export.ExportError for a SavedModel that cannot be loaded,
-  input_pipeline.DatasetError for a file that is not an image, and
-  datasets.TooLargeError for one that declares more than `max_pixels`
+  data_lib.DatasetError for a file that is not an image, and
+  data_lib.TooLargeError for one that declares more than `max_pixels`
   (default: config_lib.DEFAULT_MAX_PIXELS) pixels, all before anything is
   decoded or translated.
   """
   from keras.utils import Progbar
   from pix2pix_tf import config as config_lib
-  from pix2pix_tf import datasets
+  from pix2pix_tf import data as data_lib
   from pix2pix_tf import export
-  from pix2pix_tf import input_pipeline
   from pix2pix_tf import metrics as metrics_lib
   from pix2pix_tf import segmentation
 
@@ -193,10 +192,10 @@ def evaluate_saved_model(saved_model: str, data_dir: str, split: str,
   config = config_lib.Config.from_json(json.dumps(metadata["flags"]))
   config = config_lib.dataclasses.replace(config, data_dir=data_dir)
   translate = loaded.signatures["serving_default"]
-  files = input_pipeline.list_images(data_dir, split)
-  input_pipeline.check_headers(files)
+  files = data_lib.list_split(data_dir, split)
+  data_lib.check_headers(files)
   for path in files:
-    datasets.check_pixels(path, max_pixels or config_lib.DEFAULT_MAX_PIXELS)
+    data_lib.check_pixels(path, max_pixels or config_lib.DEFAULT_MAX_PIXELS)
 
   metrics = [m for m in metrics if m not in ("fid", "kid") or
              inception_weights]
@@ -205,7 +204,7 @@ def evaluate_saved_model(saved_model: str, data_dir: str, split: str,
   if not inception_weights:
     notes.append("FID and KID skipped: give --inception_weights (the Keras "
                  f"InceptionV3 notop file, {metrics_lib.INCEPTION_WEIGHTS_URL}).")
-  dataset = input_pipeline.make_dataset(files, config, batch_size,
+  dataset = data_lib.make_dataset(files, config, batch_size,
                                         training=False)
   accumulator = Accumulator(
       metrics, pixel_tolerance, palette,
@@ -344,14 +343,14 @@ def main(argv):
     sys.exit(f"pix2pix_tf.evaluate: error: --inception_weights="
              f"{FLAGS.inception_weights} does not exist.")
   from pix2pix_tf import export
-  from pix2pix_tf import input_pipeline
+  from pix2pix_tf import data as data_lib
   try:
     result = evaluate_saved_model(
         saved_model, FLAGS.data_dir, FLAGS.split, FLAGS.metrics,
         FLAGS.batch_size, FLAGS.pixel_tolerance, FLAGS.label_palette,
         FLAGS.labels, FLAGS.segmenter, FLAGS.inception_weights,
         max_pixels=FLAGS.max_pixels)
-  except (ValueError, input_pipeline.DatasetError, export.ExportError) as e:
+  except (ValueError, data_lib.DatasetError, export.ExportError) as e:
     sys.exit(f"pix2pix_tf.evaluate: error: {e}")
   finally:
     if staging:

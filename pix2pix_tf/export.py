@@ -173,14 +173,14 @@ def build_module(generator, config, step: int, inference_mode: str,
                  max_pixels: int = None):
   """A tf.Module with the serving signatures around `generator`;
   translate_encoded refuses images larger than `max_pixels` before decoding
-  them (default: input_pipeline.DEFAULT_MAX_PIXELS)."""
+  them (default: config_lib.DEFAULT_MAX_PIXELS)."""
   import tensorflow as tf
-  from pix2pix_tf import input_pipeline
+  from pix2pix_tf import data as data_lib
   from pix2pix_tf import models
 
   model = models.paper_mode(generator) if inference_mode == "paper" else (
       generator)
-  max_pixels = max_pixels or input_pipeline.DEFAULT_MAX_PIXELS
+  max_pixels = max_pixels or config_lib.DEFAULT_MAX_PIXELS
   multiple = 2 ** config.generator_depth
   size = config.crop_size
   in_channels, out_channels = config.input_channels, config.output_channels
@@ -254,11 +254,11 @@ def build_module(generator, config, step: int, inference_mode: str,
     def _translate(self, images_uint8):
       """uint8 [b, h, w, c] -> uint8 [b, h, w, out], via the trained size."""
       height_width = tf.shape(images_uint8)[1:3]
-      x = input_pipeline.resize(tf.cast(images_uint8, tf.float32), size)
-      generated = self._generate(input_pipeline.normalize(x))
+      x = data_lib.resize(tf.cast(images_uint8, tf.float32), size)
+      generated = self._generate(data_lib.normalize(x))
       generated = tf.image.resize(generated, height_width, method="bicubic",
                                   antialias=True)
-      return input_pipeline.to_uint8(generated)
+      return data_lib.to_uint8(generated)
 
     @tf.function(input_signature=[tf.TensorSpec(None, tf.uint8,
                                                 name="images")])
@@ -271,8 +271,8 @@ def build_module(generator, config, step: int, inference_mode: str,
       def one(encoded):
         # The decoding rule of training and predict (Exif orientation,
         # alpha on white), in TensorFlow ops that the SavedModel keeps.
-        image = input_pipeline.decode_image(
-            input_pipeline.check_pixels(encoded, max_pixels))
+        image = data_lib.decode_image(
+            data_lib.check_encoded_pixels(encoded, max_pixels))
         if in_channels == 1:
           image = tf.image.rgb_to_grayscale(image)
         return tf.io.encode_png(self._translate(image[None])[0])

@@ -29,15 +29,15 @@ from pix2pix_tf import config as config_lib
 FLAGS = flags.FLAGS
 
 def list_inputs(path):
-  from pix2pix_tf import datasets
+  from pix2pix_tf import data as data_lib
   if os.path.isfile(path):
     return [path]
   if not os.path.isdir(path):
     raise FileNotFoundError(f"--input={path} is neither a file nor a folder.")
-  files = datasets.list_images(path)
+  files = data_lib.list_images(path)
   if not files:
     raise FileNotFoundError(f"--input={path} holds no images "
-                            f"({', '.join(datasets.IMAGE_EXTENSIONS)}).")
+                            f"({', '.join(data_lib.IMAGE_EXTENSIONS)}).")
   return files
 
 
@@ -49,18 +49,17 @@ def save_image(array, path):
 
 def read_image(path, decode, max_pixels=None):
   """The file's pixels by the decoding rule of training and the SavedModel
-  (`decode`: input_pipeline.decode_image); Pillow, by the same rule, for
+  (`decode`: data_lib.decode_image); Pillow, by the same rule, for
   the formats TensorFlow cannot read (TIFF). An image larger than
-  `max_pixels` is refused (datasets.TooLargeError) before it is decoded."""
+  `max_pixels` is refused (data_lib.TooLargeError) before it is decoded."""
   import numpy as np
-  from pix2pix_tf import datasets
-  from pix2pix_tf import input_pipeline
+  from pix2pix_tf import data as data_lib
   max_pixels = max_pixels or config_lib.DEFAULT_MAX_PIXELS
-  if path.lower().endswith(input_pipeline.TENSORFLOW_FORMATS):
-    datasets.check_pixels(path, max_pixels)
+  if path.lower().endswith(data_lib.TENSORFLOW_FORMATS):
+    data_lib.check_pixels(path, max_pixels)
     with open(path, "rb") as f:
       return decode(f.read()).numpy()
-  return np.asarray(datasets.read_rgb(path, max_pixels))  # Checks it too.
+  return np.asarray(data_lib.read_rgb(path, max_pixels))  # Checks it too.
 
 
 def translate_files(saved_model, files, output, paired=False,
@@ -74,18 +73,17 @@ def translate_files(saved_model, files, output, paired=False,
   import numpy as np
   import tensorflow as tf
   from keras.utils import Progbar
-  from pix2pix_tf import datasets
+  from pix2pix_tf import data as data_lib
   from pix2pix_tf import export
-  from pix2pix_tf import input_pipeline
 
   loaded = export.load(saved_model)
   metadata = json.loads(loaded.metadata_json.numpy().decode())
   translate = loaded.signatures["translate_uint8"]
-  decode = tf.function(input_pipeline.decode_image,
+  decode = tf.function(data_lib.decode_image,
                        input_signature=[tf.TensorSpec([], tf.string)])
   in_channels = metadata["input_channels"]
   # PNG names; inputs whose stems collide keep their extension in the name.
-  names = datasets.png_names(files)
+  names = data_lib.png_names(files)
   for path, name in zip(files, names):
     if name != os.path.splitext(os.path.basename(path))[0] + ".png":
       print(f"{path} shares its name with another input: written as {name}.",
@@ -155,12 +153,12 @@ def main(argv):
     raise app.UsageError("Give one of --saved_model or --model_dir.")
   if not FLAGS.input or not FLAGS.output:
     raise app.UsageError("--input and --output are required.")
-  from pix2pix_tf import datasets
+  from pix2pix_tf import data as data_lib
   from pix2pix_tf import export
   saved_model = FLAGS.saved_model or os.path.join(FLAGS.model_dir, "export")
   try:
     files = list_inputs(FLAGS.input)
-    datasets.check_output_folder(FLAGS.output, create=False)
+    data_lib.check_output_folder(FLAGS.output, create=False)
     failed = translate_files(saved_model, files, FLAGS.output, FLAGS.paired,
                              FLAGS.max_pixels)
   except (FileNotFoundError, ValueError, export.ExportError) as e:

@@ -29,11 +29,11 @@ from absl import logging
 from pix2pix_tf import web
 
 def list_images(folder: str) -> List[str]:
-  from pix2pix_tf import datasets
-  files = datasets.list_images(folder)
+  from pix2pix_tf import data as data_lib
+  files = data_lib.list_images(folder)
   if not files:
     raise ValueError(f"{folder} holds no images "
-                     f"({', '.join(datasets.IMAGE_EXTENSIONS)}).")
+                     f"({', '.join(data_lib.IMAGE_EXTENSIONS)}).")
   return files
 
 

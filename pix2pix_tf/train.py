@@ -22,7 +22,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   # Imported here so that --help and flag errors do not wait for TensorFlow.
-  from pix2pix_tf import input_pipeline
+  from pix2pix_tf import data as data_lib
   from pix2pix_tf import trainer
 
   # TensorFlow's INFO messages (checkpoint sharding and the like) drown the
@@ -32,7 +32,7 @@ def main(argv):
     config = config_lib.Config.from_flag_values(FLAGS)
     config.validate()
     trainer.train_and_evaluate(config)
-  except (config_lib.ConfigError, input_pipeline.DatasetError,
+  except (config_lib.ConfigError, data_lib.DatasetError,
           trainer.NumericalError) as e:
     sys.exit(f"pix2pix_tf.train: error: {e}")
 

@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from pix2pix_tf import config as config_lib
-from pix2pix_tf import input_pipeline
+from pix2pix_tf import data as data_lib
 from pix2pix_tf import losses
 from pix2pix_tf import models
 
@@ -452,7 +452,7 @@ def make_generate(generator: keras.Model, inference_mode: str) -> Callable:
 
 def image_grid(input_image, generated_image, target_image) -> tf.Tensor:
   """Rows of input | generated | target, as one uint8 image (H, W, 3)."""
-  columns = [input_pipeline.to_uint8(x) for x in
+  columns = [data_lib.to_uint8(x) for x in
              (input_image, generated_image, target_image)]
   columns = [tf.image.grayscale_to_rgb(x) if x.shape[-1] == 1 else x
              for x in columns]
@@ -500,7 +500,7 @@ class Evaluator:
     also the segmentation scores, e.g. fcn_generated/class_iou."""
     from pix2pix_tf import evaluate
 
-    dataset = input_pipeline.make_dataset(self.eval_split, self.config,
+    dataset = data_lib.make_dataset(self.eval_split, self.config,
                                           self.config.batch_size,
                                           training=False, with_names=True)
     accumulator = evaluate.Accumulator(
@@ -531,7 +531,7 @@ def _format_metrics(values: Dict[str, float]) -> str:
 
 
 def _first_examples(split, config, n):
-  dataset = input_pipeline.make_dataset(split, config, n, training=False)
+  dataset = data_lib.make_dataset(split, config, n, training=False)
   return next(iter(dataset))
 
 
@@ -650,8 +650,8 @@ def check_evaluation_files(config: config_lib.Config) -> None:
 @dataclasses.dataclass
 class RunData:
   """A run's data, checked before anything is written."""
-  train: input_pipeline.Split
-  val: Optional[input_pipeline.Split]
+  train: data_lib.Split
+  val: Optional[data_lib.Split]
   steps_per_epoch: int
   total_steps: int
   skipped: List[str]
@@ -664,20 +664,20 @@ def prepare_data(config: config_lib.Config) -> RunData:
   """Opens the train and val splits and plans the run's steps.
 
   Raises:
-    input_pipeline.DatasetError: naming the missing, empty or bad data.
+    data_lib.DatasetError: naming the missing, empty or bad data.
   """
-  train = input_pipeline.open_split(config.data_dir, "train")
-  val = (input_pipeline.open_split(config.data_dir, "val")
-         if input_pipeline.split_exists(config.data_dir, "val") else None)
+  train = data_lib.open_split(config.data_dir, "train")
+  val = (data_lib.open_split(config.data_dir, "val")
+         if data_lib.split_exists(config.data_dir, "val") else None)
   skipped = []
   if config.on_bad_image == "skip":
     # Name each bad image once, then train on the rest.
-    skipped = input_pipeline.find_undecodable(train)
+    skipped = data_lib.find_undecodable(train)
     for name in skipped:
       print(f"Skipping {name}: it is not a readable image.", flush=True)
     train = train.without(skipped)
     if val is not None:
-      bad_val = input_pipeline.find_undecodable(val)
+      bad_val = data_lib.find_undecodable(val)
       for name in bad_val:
         print(f"Skipping {name}: it is not a readable image.", flush=True)
       val = val.without(bad_val)
@@ -685,19 +685,19 @@ def prepare_data(config: config_lib.Config) -> RunData:
   else:
     for split in (train, val):
       if split is not None and not split.tfrecord:
-        input_pipeline.check_headers(split.paths)
+        data_lib.check_headers(split.paths)
     if val is not None:
       # The val split is small and read whole at every val pass: decoded
       # once here, so that a bad file is named now, not hours into the run.
-      bad_val = input_pipeline.find_undecodable(val)
+      bad_val = data_lib.find_undecodable(val)
       if bad_val:
-        raise input_pipeline.DatasetError(
+        raise data_lib.DatasetError(
             f"{bad_val[0]} (val) is not a usable image pair ({BAD_IMAGE}). "
             "Remove or replace it, or pass --on_bad_image=skip.")
   count = train.count - (len(skipped) if train.tfrecord else 0)
   steps_per_epoch = count // config.batch_size
   if steps_per_epoch == 0:
-    raise input_pipeline.DatasetError(
+    raise data_lib.DatasetError(
         f"{train.description} has {count} readable pairs, fewer than "
         f"--batch_size={config.batch_size}. Lower the batch size.")
   total_steps = (config.epochs + config.epochs_decay) * steps_per_epoch
@@ -766,7 +766,7 @@ def train_and_evaluate(config: config_lib.Config,
     the end; `step`, and `stopped` when SIGTERM ended the run early.
 
   Raises:
-    config_lib.ConfigError, input_pipeline.DatasetError: bad flags or data,
+    config_lib.ConfigError, data_lib.DatasetError: bad flags or data,
       raised before anything is written (or, for an image that only fails to
       decode during training, before any checkpoint is written after it).
     NumericalError: a NaN or Inf loss.
@@ -814,7 +814,7 @@ def train_and_evaluate(config: config_lib.Config,
     # A resumed run skips what the earlier run consumed, so that (with fixed
     # seeds) it sees the same data in the same order.
     per_pipeline = global_batch_size // context.num_input_pipelines
-    return input_pipeline.make_dataset(
+    return data_lib.make_dataset(
         data.train, config,
         context.get_per_replica_batch_size(global_batch_size),
         training=True, input_context=context,
@@ -901,10 +901,10 @@ def train_and_evaluate(config: config_lib.Config,
       try:
         metrics = distributed_step(iterator, tf.constant(block))
       except (tf.errors.InvalidArgumentError, tf.errors.DataLossError):
-        bad = input_pipeline.find_undecodable(data.train)
+        bad = data_lib.find_undecodable(data.train)
         if not bad:
           raise
-        raise input_pipeline.DatasetError(
+        raise data_lib.DatasetError(
             f"{bad[0]} is not a usable image pair ({BAD_IMAGE}). "
             "Remove or replace it, or pass --on_bad_image=skip, then run "
             "the same command again to resume.") from None

@@ -17,7 +17,7 @@ tf.config.set_logical_device_configuration(
     _cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
 from pix2pix_tf import config as config_lib  # noqa: E402
-from pix2pix_tf import demo_data  # noqa: E402
+from pix2pix_tf.data import demo
 
 
 def small_config(data_dir, model_dir, **overrides):
@@ -39,7 +39,7 @@ def trained_run(tmp_path_factory):
   loop exports it to <model_dir>/export. One per test module."""
   from pix2pix_tf import trainer
   root = tmp_path_factory.mktemp("run")
-  data_dir = demo_data.write_dataset(str(root / "data"), 4, 2, 32)
+  data_dir = demo.write_dataset(str(root / "data"), 4, 2, 32)
   config = small_config(data_dir, root / "model", max_steps=3)
   trainer.train_and_evaluate(config,
                              tf.distribute.OneDeviceStrategy("/cpu:0"))
@@ -49,7 +49,7 @@ def trained_run(tmp_path_factory):
 @pytest.fixture
 def tiny_dataset(tmp_path):
   """Eight train and two val demo pairs of 32x32 halves."""
-  return demo_data.write_dataset(str(tmp_path / "tiny"), num_train=8,
+  return demo.write_dataset(str(tmp_path / "tiny"), num_train=8,
                                  num_val=2, size=32)
 
 

@@ -8,7 +8,7 @@ import sys
 
 from PIL import Image
 
-from pix2pix_tf import demo_data
+from pix2pix_tf.data import demo
 
 TOOL = os.path.join(os.path.dirname(__file__), "..", "tools", "ablate.py")
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -24,7 +24,7 @@ def run_grid(data_dir, variants, out, steps=3):
 
 
 def test_grid_writes_tables_and_figures_and_resumes(tmp_path):
-  data_dir = demo_data.write_dataset(str(tmp_path / "data"), 6, 3, 32)
+  data_dir = demo.write_dataset(str(tmp_path / "data"), 6, 3, 32)
   variants = tmp_path / "grid.txt"
   variants.write_text("# receptive field, then loss\n"
                       "small_d: --d_layers=1\n"
@@ -68,7 +68,7 @@ def test_grid_writes_tables_and_figures_and_resumes(tmp_path):
 
 
 def test_bad_variants_are_rejected_before_training(tmp_path):
-  data_dir = demo_data.write_dataset(str(tmp_path / "data"), 2, 2, 32)
+  data_dir = demo.write_dataset(str(tmp_path / "data"), 2, 2, 32)
   variants = tmp_path / "grid.txt"
   variants.write_text("ok: --d_layers=1\ntoo_deep: --d_layers=5\n")
   result = run_grid(data_dir, variants, tmp_path / "out")

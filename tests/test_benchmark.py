@@ -10,7 +10,7 @@ import keras
 import pytest
 
 from pix2pix_tf import config as config_lib
-from pix2pix_tf import demo_data
+from pix2pix_tf.data import demo
 
 TOOL = os.path.join(os.path.dirname(__file__), "..", "tools", "benchmark.py")
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -57,7 +57,7 @@ def test_combined_takes_what_helped(benchmark):
 
 
 def test_benchmark_runs_and_writes_json(tmp_path):
-  data_dir = demo_data.write_dataset(str(tmp_path / "data"), 8, 2, 32)
+  data_dir = demo.write_dataset(str(tmp_path / "data"), 8, 2, 32)
   output = tmp_path / "bench.json"
   result = subprocess.run(
       [sys.executable, TOOL, f"--data_dir={data_dir}", "--crop_size=32",

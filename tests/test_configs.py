@@ -8,7 +8,7 @@ import pytest
 from absl import flags
 
 from pix2pix_tf import config as config_lib
-from pix2pix_tf import demo_data
+from pix2pix_tf.data import demo
 
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs")
 
@@ -65,8 +65,8 @@ def test_demo_flagfile_is_valid_and_small():
 
 
 def test_demo_data_is_deterministic_and_paired(tmp_path):
-  first = demo_data.write_dataset(str(tmp_path / "a"), 3, 1, 32, seed=5)
-  second = demo_data.write_dataset(str(tmp_path / "b"), 3, 1, 32, seed=5)
+  first = demo.write_dataset(str(tmp_path / "a"), 3, 1, 32, seed=5)
+  second = demo.write_dataset(str(tmp_path / "b"), 3, 1, 32, seed=5)
   for split, count in (("train", 3), ("val", 1)):
     names = sorted(os.listdir(os.path.join(first, split)))
     assert len(names) == count
@@ -75,10 +75,10 @@ def test_demo_data_is_deterministic_and_paired(tmp_path):
       b = open(os.path.join(second, split, name), "rb").read()
       assert a == b
   # Label map colours come from the palette; the photo is textured.
-  photo, label_map = demo_data.draw_example(np.random.RandomState(0), 64)
+  photo, label_map = demo.draw_example(np.random.RandomState(0), 64)
   colours = {tuple(c) for c in label_map.reshape(-1, 3)}
-  assert colours <= set(demo_data.PALETTE.values())
-  assert {demo_data.PALETTE["window"], demo_data.PALETTE["wall"]} <= colours
+  assert colours <= set(demo.PALETTE.values())
+  assert {demo.PALETTE["window"], demo.PALETTE["wall"]} <= colours
   assert len({tuple(c) for c in photo.reshape(-1, 3)}) > 100
 
 

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from conftest import small_config
-from pix2pix_tf import input_pipeline
+from pix2pix_tf import data as data_lib
 from pix2pix_tf import trainer
 
 
@@ -42,10 +42,10 @@ VALUES = [10, 40, 70, 100, 130, 160, 190, 220]
 def test_shuffle_buffer_of_one_keeps_file_order_and_zero_shuffles_all(
     tmp_path):
   files = constant_pairs(str(tmp_path / "train"), VALUES)
-  in_order = input_pipeline.make_dataset(
+  in_order = data_lib.make_dataset(
       files, plain_config(tmp_path, shuffle_buffer=1), 1, training=True)
   assert stream_values(in_order, 16) == VALUES * 2
-  whole = input_pipeline.make_dataset(
+  whole = data_lib.make_dataset(
       files, plain_config(tmp_path, shuffle_buffer=0), 1, training=True)
   epochs = stream_values(whole, 24)
   for start in (0, 8, 16):
@@ -57,7 +57,7 @@ def test_a_resumed_stream_skips_file_names_before_reading_them(tmp_path):
   files = constant_pairs(str(tmp_path / "train"), VALUES)
   config = plain_config(tmp_path)
   whole = stream_values(
-      input_pipeline.make_dataset(files, config, 1, training=True), 24)
+      data_lib.make_dataset(files, config, 1, training=True), 24)
   # Resume in the middle of the third epoch: the first half of that epoch
   # was trained on. Delete those files; a pipeline that reads before it
   # skips fails on them.
@@ -66,7 +66,7 @@ def test_a_resumed_stream_skips_file_names_before_reading_them(tmp_path):
   for path, value in zip(files, VALUES):
     if value in skipped:
       os.remove(path)
-  resumed = input_pipeline.make_dataset(files, config, 1, training=True,
+  resumed = data_lib.make_dataset(files, config, 1, training=True,
                                         skip=skip)
   assert stream_values(resumed, 4) == whole[skip:24]
 
@@ -77,16 +77,16 @@ def test_the_disk_cache_is_per_split_and_configuration(tmp_path):
   prefix = str(tmp_path / "cache" / "pairs")
   os.makedirs(os.path.dirname(prefix))
   config = plain_config(tmp_path, cache=prefix)
-  train_split = input_pipeline.Split(tuple(train), len(train))
-  val_split = input_pipeline.Split(tuple(val), len(val))
+  train_split = data_lib.Split(tuple(train), len(train))
+  val_split = data_lib.Split(tuple(val), len(val))
 
   def cached_stream(split, config):
-    return stream_values(input_pipeline.make_dataset(
+    return stream_values(data_lib.make_dataset(
         split, config, 1, training=True, cache=config.cache), 2 * split.count)
 
   assert cached_stream(train_split, config) == [0] * 8
   assert cached_stream(val_split, config) == [255] * 4
-  names = {input_pipeline.cache_path(prefix, s, config)
+  names = {data_lib.cache_path(prefix, s, config)
            for s in (train_split, val_split)}
   assert len(names) == 2
   for name in names:
@@ -94,26 +94,26 @@ def test_the_disk_cache_is_per_split_and_configuration(tmp_path):
   # Another direction, or changed files, give another cache file: a cache is
   # never read back for data it does not hold.
   flipped = plain_config(tmp_path, cache=prefix, direction="BtoA")
-  assert input_pipeline.cache_path(prefix, train_split, flipped) not in names
+  assert data_lib.cache_path(prefix, train_split, flipped) not in names
   constant_pairs(str(tmp_path / "data" / "train"), [90] * 4)
   assert cached_stream(train_split, config) == [90] * 8
   # Evaluation data is not cached at all.
   with pytest.raises(ValueError, match="Only training data is cached"):
-    input_pipeline.make_dataset(val_split, config, 1, training=False,
+    data_lib.make_dataset(val_split, config, 1, training=False,
                                 cache=prefix)
 
 
 def test_a_cache_left_unfinished_by_a_killed_run_is_rebuilt(tmp_path):
   files = constant_pairs(str(tmp_path / "train"), VALUES)
-  split = input_pipeline.Split(tuple(files), len(files))
+  split = data_lib.Split(tuple(files), len(files))
   prefix = str(tmp_path / "pairs")
   config = plain_config(tmp_path, cache=prefix)
-  name = input_pipeline.cache_path(prefix, split, config)
+  name = data_lib.cache_path(prefix, split, config)
   # What a run killed during its first pass leaves behind.
   for leftover in ("_0.lockfile", "_0.data-00000-of-00001.tempstate1"):
     with open(name + leftover, "w") as f:
       f.write("")
-  dataset = input_pipeline.make_dataset(split, config, 1, training=True,
+  dataset = data_lib.make_dataset(split, config, 1, training=True,
                                         cache=prefix)
   assert sorted(stream_values(dataset, 8)) == VALUES
   assert os.path.exists(name + ".index")
@@ -135,6 +135,6 @@ def test_val_samples_and_metrics_are_val_data_under_a_disk_cache(tmp_path):
   assert (grid[:, 2 * width:] == 255).all()  # The target column.
   # One cache, of the training split, holding training pairs.
   assert len(glob.glob(str(tmp_path / "pairs-*.index"))) == 1
-  train = input_pipeline.open_split(str(data_dir), "train")
-  assert stream_values(input_pipeline.make_dataset(
+  train = data_lib.open_split(str(data_dir), "train")
+  assert stream_values(data_lib.make_dataset(
       train, config, 1, training=True, cache=config.cache), 8) == [0] * 8

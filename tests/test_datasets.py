@@ -10,8 +10,8 @@ import tensorflow as tf
 from PIL import Image
 
 from conftest import gradient_image, small_config
-from pix2pix_tf import datasets
-from pix2pix_tf import demo_data
+from pix2pix_tf import data as data_lib
+from pix2pix_tf.data import demo
 from pix2pix_tf import summary
 from pix2pix_tf import trainer
 
@@ -46,15 +46,15 @@ def run_command(*args):
 
 def test_read_rgb_applies_exif_and_flattens_transparency(tmp_path):
   photos = make_photos(tmp_path / "photos")
-  rotated = datasets.read_rgb(os.path.join(photos, "rotated.jpg"))
+  rotated = data_lib.read_rgb(os.path.join(photos, "rotated.jpg"))
   assert rotated.size == (20, 40)  # Was 40 wide and 20 high, turned.
-  transparent = np.asarray(datasets.read_rgb(
+  transparent = np.asarray(data_lib.read_rgb(
       os.path.join(photos, "transparent.png")), np.int16)
   original = gradient_image(30, 50).astype(np.int16)
   # Half transparent on white: halfway between the colour and 255.
   assert np.abs(transparent - (original + 255) / 2).max() <= 1.5
   with pytest.raises(OSError):
-    datasets.read_rgb(os.path.join(photos, "corrupt.jpg"))
+    data_lib.read_rgb(os.path.join(photos, "corrupt.jpg"))
 
 
 def test_colorize_writes_gray_and_colour_pairs(tmp_path):
@@ -154,7 +154,7 @@ def test_split_is_reproducible_and_guards_existing_splits(tmp_path):
 
 
 def test_one_channel_input_model(tmp_path):
-  data_dir = demo_data.write_dataset(str(tmp_path / "data"), 4, 2, 32)
+  data_dir = demo.write_dataset(str(tmp_path / "data"), 4, 2, 32)
   config = small_config(data_dir, tmp_path / "run", input_channels=1,
                         max_steps=2)
   results = trainer.train_and_evaluate(

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import scalar_tags, small_config
-from pix2pix_tf import demo_data
+from pix2pix_tf.data import demo
 from pix2pix_tf import metrics
 from pix2pix_tf import segmentation
 from pix2pix_tf import trainer
@@ -50,14 +50,14 @@ def palette_file(tmp_path):
   path = tmp_path / "palette.json"
   path.write_text(json.dumps({
       "name": "demo", "classes": [{"name": k, "color": list(v)}
-                                  for k, v in demo_data.PALETTE.items()],
+                                  for k, v in demo.PALETTE.items()],
       "void": [[0, 0, 0]]}))
   return str(path)
 
 
 def test_label_map_classes_and_known_iou(tmp_path):
   palette = segmentation.load_palette(palette_file(tmp_path))
-  sky, wall = demo_data.PALETTE["sky"], demo_data.PALETTE["wall"]
+  sky, wall = demo.PALETTE["sky"], demo.PALETTE["wall"]
   # JPEG-like noise on the colours still gives the nearest class; black is
   # void.
   image = np.array([[sky, wall], [(5, 80, 250), (0, 0, 0)]], np.uint8)
@@ -140,7 +140,7 @@ def test_frechet_distance_of_gaussians():
 def photo_to_labels_run(tmp_path_factory):
   """A tiny run that translates photos (A) into demo label maps (B)."""
   root = tmp_path_factory.mktemp("p2l")
-  data_dir = demo_data.write_dataset(str(root / "data"), 4, 3, 32)
+  data_dir = demo.write_dataset(str(root / "data"), 4, 3, 32)
   os.rename(os.path.join(data_dir, "val"), os.path.join(data_dir, "test"))
   config = small_config(data_dir, root / "run", max_steps=2)
   trainer.train_and_evaluate(config,
@@ -173,7 +173,7 @@ def test_evaluate_command_json_and_photo_to_labels(photo_to_labels_run,
   assert data["labels_side"] == "target"
   scores = data["segmentation"]["photo_to_labels"]
   assert 0 <= scores["class_iou"] <= scores["per_pixel_accuracy"] <= 1
-  assert set(scores["classes"]) == set(demo_data.PALETTE)
+  assert set(scores["classes"]) == set(demo.PALETTE)
   assert "FID and KID skipped" in data["notes"][0]
   # The console table.
   assert "l1" in result.stdout and "photo_to_labels: per-pixel acc" in (
@@ -187,7 +187,7 @@ def test_evaluate_scores_the_images_predict_writes(tmp_path):
   from PIL import Image
   from pix2pix_tf import export
   from pix2pix_tf import models
-  data_dir = demo_data.write_dataset(str(tmp_path / "data"), 4, 5, 32)
+  data_dir = demo.write_dataset(str(tmp_path / "data"), 4, 5, 32)
   config = small_config(data_dir, tmp_path / "run", dropout=0.0,
                         norm="batch")
   generator = models.build_generator(config)
@@ -224,7 +224,7 @@ def test_evaluate_scores_the_images_predict_writes(tmp_path):
 
 
 def test_fcn_score_with_a_trained_segmenter(tmp_path):
-  data_dir = demo_data.write_dataset(str(tmp_path / "data"), 8, 2, 32)
+  data_dir = demo.write_dataset(str(tmp_path / "data"), 8, 2, 32)
   palette = palette_file(tmp_path)
   segmenter = tmp_path / "segmenter"
   trained = subprocess.run(

@@ -271,11 +271,10 @@ def decoding_cases(folder):
 
 def test_training_export_and_predict_decode_alike(trained_run, eval_export,
                                                   tmp_path):
-  from pix2pix_tf import datasets
-  from pix2pix_tf import input_pipeline
+  from pix2pix_tf import data as data_lib
   files = decoding_cases(tmp_path / "pairs")
   # The rule, as Pillow applies it: upright, alpha on white.
-  expected = [np.asarray(datasets.read_rgb(f)) for f in files]
+  expected = [np.asarray(data_lib.read_rgb(f)) for f in files]
   for f, image in zip(files, expected):
     assert image.shape == (32, 64, 3)
     # What a plain tf.io.decode_image gives differs (alpha dropped, turned).
@@ -288,10 +287,10 @@ def test_training_export_and_predict_decode_alike(trained_run, eval_export,
     return b if trained_run.direction == "BtoA" else a
 
   # 1. The tf.data pipeline (evaluation: resize to crop_size, [-1, 1]).
-  dataset = input_pipeline.make_dataset(files, trained_run, 2, training=False)
+  dataset = data_lib.make_dataset(files, trained_run, 2, training=False)
   got, _ = next(iter(dataset))
   for row, image in zip(got.numpy(), expected):
-    want = input_pipeline.normalize(input_pipeline.resize(
+    want = data_lib.normalize(data_lib.resize(
         tf.constant(input_half(image), tf.float32), trained_run.crop_size))
     np.testing.assert_array_equal(row, want.numpy())
 

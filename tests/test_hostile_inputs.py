@@ -22,10 +22,10 @@ from PIL import Image
 
 from conftest import small_config
 from pix2pix_tf import config as config_lib
-from pix2pix_tf import datasets
-from pix2pix_tf import demo_data
+from pix2pix_tf.data import building
+from pix2pix_tf.data import demo
 from pix2pix_tf import export
-from pix2pix_tf import input_pipeline
+from pix2pix_tf import data as data_lib
 from pix2pix_tf import serve
 from pix2pix_tf import study
 from pix2pix_tf import trainer
@@ -299,11 +299,11 @@ def test_the_declared_size_is_read_from_the_header_alone(image_format, mode,
   image.save(buffer, format=image_format, **options)
   contents = buffer.getvalue()
   assert Image.open(io.BytesIO(contents)).size == (37, 23)
-  assert int(input_pipeline.encoded_pixels(tf.constant(contents))) == 37 * 23
+  assert int(data_lib.encoded_pixels(tf.constant(contents))) == 37 * 23
   # And the header is all that is read: the first 32 bytes (JPEG aside,
   # whose header libjpeg parses) give the same count.
   if image_format != "JPEG":
-    assert int(input_pipeline.encoded_pixels(
+    assert int(data_lib.encoded_pixels(
         tf.constant(contents[:32]))) == 37 * 23
 
 
@@ -353,7 +353,7 @@ def test_dataset_tools_skip_too_large_images(tmp_path):
   Image.fromarray(np.random.RandomState(0).randint(
       0, 255, (40, 40, 3), np.uint8)).save(photos / "ok.png")
   small_bomb(photos / "bomb.png")
-  summary = datasets.colorize(datasets.list_images(str(photos)),
+  summary = building.colorize(data_lib.list_images(str(photos)),
                               str(tmp_path / "out"), 32,
                               max_pixels=1_000_000)
   assert summary.written == 1
@@ -651,7 +651,7 @@ def test_split_never_overwrites_a_file_it_does_not_move(tmp_path):
     photo(data / f"000{i}.png", seed=10 + i)  # Including a second 0001.png.
   before = tree(data)
   with pytest.raises(ValueError, match="0001.png"):
-    datasets.split(str(data), 0.2, 0.2)
+    building.split(str(data), 0.2, 0.2)
   assert tree(data) == before
 
 
@@ -663,7 +663,7 @@ def test_split_with_force_refuses_one_name_in_two_splits(tmp_path):
   photo(data / "train" / "b.png")
   before = tree(data)
   with pytest.raises(ValueError, match="a.png"):
-    datasets.split(str(data), 0.3, 0.0, force=True)
+    building.split(str(data), 0.3, 0.0, force=True)
   assert tree(data) == before
 
 
@@ -672,14 +672,14 @@ def test_colorize_keeps_photos_that_share_a_stem(tmp_path):
   photos.mkdir()
   photo(photos / "a.png", seed=1)
   photo(photos / "a.jpg", seed=2)
-  summary = datasets.colorize(datasets.list_images(str(photos)),
+  summary = building.colorize(data_lib.list_images(str(photos)),
                               str(tmp_path / "out"), 24)
   assert summary.written == 2
   assert sorted(os.listdir(tmp_path / "out")) == ["a_jpg.png", "a_png.png"]
   assert "a.jpg -> a_jpg.png" in summary.report()
   # Run again (resumed): nothing is overwritten or written twice.
   before = tree(tmp_path / "out")
-  again = datasets.colorize(datasets.list_images(str(photos)),
+  again = building.colorize(data_lib.list_images(str(photos)),
                             str(tmp_path / "out"), 24)
   assert again.written == 0 and len(again.skipped["already written"]) == 2
   assert tree(tmp_path / "out") == before
@@ -694,8 +694,8 @@ def test_combine_names_every_file_of_a_shared_key(tmp_path):
   photo(a_dir / "x_2.png", 3)
   photo(b_dir / "t_1.png", 4)
   photo(b_dir / "t_2.png", 5)
-  summary = datasets.combine(datasets.list_images(str(a_dir)),
-                             datasets.list_images(str(b_dir)),
+  summary = building.combine(data_lib.list_images(str(a_dir)),
+                             data_lib.list_images(str(b_dir)),
                              str(tmp_path / "out"), pattern=r"_(\d+)$")
   assert summary.written == 1
   assert summary.skipped["several files share a key"] == [
@@ -726,7 +726,7 @@ def test_dataset_tools_exit_non_zero_when_nothing_is_written(tmp_path):
 
 
 def test_bad_training_data_is_named_before_anything_is_written(tmp_path):
-  data = demo_data.write_dataset(str(tmp_path / "data"), 4, 2, 32)
+  data = demo.write_dataset(str(tmp_path / "data"), 4, 2, 32)
   val = sorted(os.listdir(os.path.join(data, "val")))[0]
   contents = open(os.path.join(data, "val", val), "rb").read()
   with open(os.path.join(data, "val", val), "wb") as f:
@@ -742,18 +742,18 @@ def test_bad_training_data_is_named_before_anything_is_written(tmp_path):
 
 
 def test_a_one_pixel_training_image_is_named(tmp_path):
-  data = demo_data.write_dataset(str(tmp_path / "data"), 4, 0, 32)
+  data = demo.write_dataset(str(tmp_path / "data"), 4, 0, 32)
   tiny = os.path.join(data, "train", "tiny.png")
   Image.fromarray(np.zeros((1, 1, 3), np.uint8)).save(tiny)
   config = small_config(data, tmp_path / "run", max_steps=4, batch_size=1)
-  with pytest.raises(input_pipeline.DatasetError, match="narrower than 2"):
+  with pytest.raises(data_lib.DatasetError, match="narrower than 2"):
     trainer.train_and_evaluate(config,
                                tf.distribute.OneDeviceStrategy("/cpu:0"))
   assert not (tmp_path / "run").exists()  # No flags.txt, config.json, logs.
 
 
 def test_an_unwritable_model_dir_is_a_sentence(tmp_path):
-  data = demo_data.write_dataset(str(tmp_path / "data"), 4, 0, 32)
+  data = demo.write_dataset(str(tmp_path / "data"), 4, 0, 32)
   # Not even root can create files in /proc.
   config = small_config(data, "/proc/pix2pix_run", max_steps=2)
   with pytest.raises(config_lib.ConfigError, match="cannot be written"):

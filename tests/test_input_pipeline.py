@@ -7,7 +7,7 @@ from PIL import Image
 
 from conftest import (gradient_image, small_config, truncate_after_header,
                       write_pair)
-from pix2pix_tf import input_pipeline
+from pix2pix_tf import data as data_lib
 
 
 def make_split(tmp_path, pairs, split="train"):
@@ -21,8 +21,8 @@ def make_split(tmp_path, pairs, split="train"):
 def test_values_are_in_range_and_shapes_follow_the_config(tiny_dataset,
                                                           tmp_path):
   config = small_config(tiny_dataset, tmp_path)
-  files = input_pipeline.list_images(tiny_dataset, "train")
-  dataset = input_pipeline.make_dataset(files, config, 4, training=True)
+  files = data_lib.list_split(tiny_dataset, "train")
+  dataset = data_lib.make_dataset(files, config, 4, training=True)
   input_image, target_image = next(iter(dataset))
   assert input_image.shape == (4, 32, 32, 3)
   assert target_image.shape == (4, 32, 32, 3)
@@ -37,8 +37,8 @@ def test_both_halves_get_the_same_crop_and_flip(tmp_path):
   image = gradient_image(40, 40)
   data_dir = make_split(tmp_path, {"same.png": (image, image)})
   config = small_config(data_dir, tmp_path, load_size=48, crop_size=32)
-  files = input_pipeline.list_images(data_dir, "train")
-  dataset = input_pipeline.make_dataset(files, config, 1, training=True)
+  files = data_lib.list_split(data_dir, "train")
+  dataset = data_lib.make_dataset(files, config, 1, training=True)
   crops = []
   for input_image, target_image in dataset.take(12):
     np.testing.assert_array_equal(input_image.numpy(), target_image.numpy())
@@ -54,7 +54,7 @@ def test_flip_mirrors_both_halves(tmp_path):
   flipped = None
   for i in range(20):
     seed = tf.constant([0, i], tf.int64)
-    a, b = input_pipeline.random_jitter(input_image, target_image, seed,
+    a, b = data_lib.random_jitter(input_image, target_image, seed,
                                         load_size=32, crop_size=32)
     if not np.array_equal(a.numpy(), input_image.numpy()):
       flipped = (a, b)
@@ -67,7 +67,7 @@ def test_flip_mirrors_both_halves(tmp_path):
 def test_no_flip_flag_never_mirrors():
   image = tf.constant(gradient_image(32, 32), tf.float32)
   for i in range(10):
-    a, _ = input_pipeline.random_jitter(image, image, tf.constant([0, i],
+    a, _ = data_lib.random_jitter(image, image, tf.constant([0, i],
                                                                    tf.int64),
                                         32, 32, flip=False)
     np.testing.assert_allclose(a.numpy(), image.numpy(), atol=1e-3)
@@ -77,8 +77,8 @@ def test_direction_swaps_input_and_target(tmp_path):
   left = np.full((8, 8, 3), 10, np.uint8)
   right = np.full((8, 8, 3), 200, np.uint8)
   path = write_pair(tmp_path / "pair.png", left, right)
-  a_to_b = input_pipeline.load_pair(path, "AtoB")
-  b_to_a = input_pipeline.load_pair(path, "BtoA")
+  a_to_b = data_lib.load_pair(path, "AtoB")
+  b_to_a = data_lib.load_pair(path, "BtoA")
   assert float(tf.reduce_mean(a_to_b[0])) == 10
   assert float(tf.reduce_mean(a_to_b[1])) == 200
   assert float(tf.reduce_mean(b_to_a[0])) == 200
@@ -90,15 +90,15 @@ def test_odd_sizes_become_crop_sized_pairs(tmp_path):
   odd = gradient_image(37, 101)
   path = tmp_path / "odd.png"
   Image.fromarray(odd).save(path)
-  input_image, target_image = input_pipeline.load_pair(str(path))
+  input_image, target_image = data_lib.load_pair(str(path))
   assert input_image.shape == (37, 50, 3)
   assert target_image.shape == (37, 51, 3)  # B gets the extra column.
   data_dir = make_split(tmp_path, {})
   Image.fromarray(odd).save(tmp_path / "data" / "train" / "odd.png")
   config = small_config(data_dir, tmp_path)
-  files = input_pipeline.list_images(data_dir, "train")
+  files = data_lib.list_split(data_dir, "train")
   for training in (True, False):
-    batch = next(iter(input_pipeline.make_dataset(files, config, 1,
+    batch = next(iter(data_lib.make_dataset(files, config, 1,
                                                   training)))
     assert batch[0].shape == batch[1].shape == (1, 32, 32, 3)
 
@@ -109,7 +109,7 @@ def test_grayscale_palette_and_rgba_files_become_rgb(tmp_path, mode):
   image = rgb.convert(mode)
   path = tmp_path / f"pair_{mode}.png"
   image.save(path)
-  input_image, target_image = input_pipeline.load_pair(str(path))
+  input_image, target_image = data_lib.load_pair(str(path))
   assert input_image.shape == (16, 16, 3)
   expected = np.asarray(image.convert("RGB"), np.float32)
   np.testing.assert_array_equal(input_image.numpy(), expected[:, :16])
@@ -127,7 +127,7 @@ def quadrants(height, width):
 
 
 def decoded(path):
-  return input_pipeline.decode_image(tf.io.read_file(str(path))).numpy()
+  return data_lib.decode_image(tf.io.read_file(str(path))).numpy()
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
@@ -141,7 +141,7 @@ def test_every_exif_orientation_is_applied_as_pillow_does(tmp_path,
   with Image.open(path) as image:
     upright = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
   assert upright.shape == ((32, 48, 3) if orientation < 5 else (48, 32, 3))
-  assert input_pipeline.exif_orientation(
+  assert data_lib.exif_orientation(
       tf.io.read_file(str(path))).numpy() == orientation
   np.testing.assert_array_equal(decoded(path), upright)
 
@@ -162,7 +162,7 @@ def test_exif_after_jfif_big_endian_and_broken_exif(tmp_path):
 
   big_endian = (b"Exif\0\0MM\0\x2a\0\0\0\x08" + b"\0\x01" +
                 b"\x01\x12\0\x03\0\0\0\x01\0\x03\0\0" + b"\0\0\0\0")
-  orientation = input_pipeline.exif_orientation
+  orientation = data_lib.exif_orientation
   assert orientation(tf.constant(with_app1(big_endian))).numpy() == 3
   # The first directory outside the segment, a wrong magic number, a value
   # out of range, a truncated file: all orientation 1.
@@ -180,7 +180,7 @@ def test_exif_after_jfif_big_endian_and_broken_exif(tmp_path):
 def test_decoding_rule_matches_read_rgb_on_every_kind_of_file(tmp_path):
   """Transparency on white, palettes, 16-bit samples, BMP, GIF and WebP:
   the pipeline's decode_image and Pillow's read_rgb give equal bytes."""
-  from pix2pix_tf import datasets
+  from pix2pix_tf import data as data_lib
   rng = np.random.default_rng(0)
   rgba = rng.integers(0, 256, (8, 10, 4)).astype(np.uint8)
   Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
@@ -196,7 +196,7 @@ def test_decoding_rule_matches_read_rgb_on_every_kind_of_file(tmp_path):
   Image.fromarray(rgba[..., 0]).save(tmp_path / "gray.jpg")
   for path in sorted(tmp_path.iterdir()):
     np.testing.assert_array_equal(decoded(path),
-                                  np.asarray(datasets.read_rgb(str(path))),
+                                  np.asarray(data_lib.read_rgb(str(path))),
                                   err_msg=path.name)
   # Alpha on white, 16 bits by their high byte: checked against the
   # arithmetic itself.
@@ -212,14 +212,14 @@ def test_bmp_and_jpeg_files_are_read(tmp_path):
   image = Image.fromarray(gradient_image(16, 32))
   for name in ("pair.bmp", "pair.jpg", "pair.JPEG"):
     image.save(tmp_path / name)
-    input_image, _ = input_pipeline.load_pair(str(tmp_path / name))
+    input_image, _ = data_lib.load_pair(str(tmp_path / name))
     assert input_image.shape == (16, 16, 3)
 
 
 def test_one_channel_inputs_and_targets(tmp_path):
   path = write_pair(tmp_path / "pair.png", gradient_image(8, 8),
                     gradient_image(8, 8, offset=5))
-  input_image, target_image = input_pipeline.load_pair(path, "AtoB", 1, 3)
+  input_image, target_image = data_lib.load_pair(path, "AtoB", 1, 3)
   assert input_image.shape == (8, 8, 1)
   assert target_image.shape == (8, 8, 3)
 
@@ -232,22 +232,22 @@ def test_jitter_is_the_same_eagerly_and_inside_tf_data(tmp_path):
   # its own index's jitter), and comparing by position would race.
   config = small_config(data_dir, tmp_path, load_size=44, crop_size=32,
                         deterministic=True)
-  files = input_pipeline.list_images(data_dir, "train")
-  dataset = input_pipeline.make_dataset(files, config, 1, training=True)
+  files = data_lib.list_split(data_dir, "train")
+  dataset = data_lib.make_dataset(files, config, 1, training=True)
   from_pipeline = [b for b in dataset.take(3)]
   for index, (input_image, target_image) in enumerate(from_pipeline):
-    a, b = input_pipeline.load_pair(files[0])
+    a, b = data_lib.load_pair(files[0])
     seed = tf.constant([config.seed, index], tf.int64)
-    a, b = input_pipeline.random_jitter(a, b, seed, 44, 32, True)
-    np.testing.assert_allclose(input_pipeline.normalize(a).numpy(),
+    a, b = data_lib.random_jitter(a, b, seed, 44, 32, True)
+    np.testing.assert_allclose(data_lib.normalize(a).numpy(),
                                input_image[0].numpy(), atol=1e-6)
-    np.testing.assert_allclose(input_pipeline.normalize(b).numpy(),
+    np.testing.assert_allclose(data_lib.normalize(b).numpy(),
                                target_image[0].numpy(), atol=1e-6)
 
 
 def test_missing_dataset_names_the_folder_and_the_download_command(tmp_path):
-  with pytest.raises(input_pipeline.DatasetError) as error:
-    input_pipeline.list_images(str(tmp_path / "datasets" / "facades"),
+  with pytest.raises(data_lib.DatasetError) as error:
+    data_lib.list_split(str(tmp_path / "datasets" / "facades"),
                                "train")
   message = str(error.value)
   assert str(tmp_path / "datasets" / "facades" / "train") in message
@@ -257,9 +257,9 @@ def test_missing_dataset_names_the_folder_and_the_download_command(tmp_path):
 def test_empty_dataset_folder_is_named(tmp_path):
   (tmp_path / "d" / "train").mkdir(parents=True)
   (tmp_path / "d" / "train" / "notes.txt").write_text("not an image")
-  with pytest.raises(input_pipeline.DatasetError,
+  with pytest.raises(data_lib.DatasetError,
                      match=r"d/train holds no .jpg"):
-    input_pipeline.list_images(str(tmp_path / "d"), "train")
+    data_lib.list_split(str(tmp_path / "d"), "train")
 
 
 def test_a_file_that_is_not_an_image_is_named(tmp_path):
@@ -267,8 +267,8 @@ def test_a_file_that_is_not_an_image_is_named(tmp_path):
   bad.write_text("this is text, not a JPEG")
   good = write_pair(tmp_path / "good.png", gradient_image(8, 8),
                     gradient_image(8, 8))
-  with pytest.raises(input_pipeline.DatasetError, match="fake.jpg is not a"):
-    input_pipeline.check_headers([good, str(bad)])
+  with pytest.raises(data_lib.DatasetError, match="fake.jpg is not a"):
+    data_lib.check_headers([good, str(bad)])
 
 
 def test_a_corrupt_image_is_found_by_name(tmp_path):
@@ -277,14 +277,14 @@ def test_a_corrupt_image_is_found_by_name(tmp_path):
   truncated = tmp_path / "truncated.jpg"
   truncated.write_bytes(good.read_bytes())
   truncate_after_header(truncated)
-  input_pipeline.check_headers([str(good), str(truncated)])  # Header is fine.
+  data_lib.check_headers([str(good), str(truncated)])  # Header is fine.
   # Cut inside the header: named up front, before any decoding.
   no_header = tmp_path / "no_header.jpg"
   no_header.write_bytes(good.read_bytes()[:200])
-  with pytest.raises(input_pipeline.DatasetError,
+  with pytest.raises(data_lib.DatasetError,
                      match="no_header.jpg has an unreadable header"):
-    input_pipeline.check_headers([str(good), str(no_header)])
-  assert input_pipeline.find_undecodable(
-      input_pipeline.Split((str(good),), 1)) == []
-  assert input_pipeline.find_undecodable(input_pipeline.Split(
+    data_lib.check_headers([str(good), str(no_header)])
+  assert data_lib.find_undecodable(
+      data_lib.Split((str(good),), 1)) == []
+  assert data_lib.find_undecodable(data_lib.Split(
       (str(good), str(truncated)), 2)) == [str(truncated)]

@@ -8,17 +8,17 @@ import pytest
 import tensorflow as tf
 
 from conftest import small_config
-from pix2pix_tf import demo_data
-from pix2pix_tf import input_pipeline
+from pix2pix_tf.data import demo
+from pix2pix_tf import data as data_lib
 from pix2pix_tf import trainer
 
 
 def demo_batches(batch_size=2, size=32):
   rng = np.random.RandomState(0)
-  pairs = [demo_data.draw_example(rng, size) for _ in range(batch_size)]
-  input_image = input_pipeline.normalize(
+  pairs = [demo.draw_example(rng, size) for _ in range(batch_size)]
+  input_image = data_lib.normalize(
       tf.constant(np.stack([p[1] for p in pairs]), tf.float32))
-  target = input_pipeline.normalize(
+  target = data_lib.normalize(
       tf.constant(np.stack([p[0] for p in pairs]), tf.float32))
   return tf.data.Dataset.from_tensors((input_image, target)).repeat()
 

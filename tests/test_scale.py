@@ -19,8 +19,8 @@ from PIL import Image
 
 from conftest import scalar_tags, small_config, truncate_after_header
 from pix2pix_tf import config as config_lib
-from pix2pix_tf import demo_data
-from pix2pix_tf import input_pipeline
+from pix2pix_tf.data import demo
+from pix2pix_tf import data as data_lib
 from pix2pix_tf import losses
 from pix2pix_tf import trainer
 
@@ -53,7 +53,7 @@ def digest(output):
 
 
 def test_two_workers_train_in_step_and_only_the_chief_writes(tmp_path):
-  data_dir = demo_data.write_dataset(str(tmp_path / "data"), 8, 2, 32)
+  data_dir = demo.write_dataset(str(tmp_path / "data"), 8, 2, 32)
   model_dir = tmp_path / "run"
   ports = free_ports(2)
   workers = []
@@ -153,7 +153,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, source):
   weights, statistics, optimizer state and random states of an unbroken run:
   the resumed data stream, skip included, is the same for folders and for
   TFRecord shards (interleaved in a fixed order)."""
-  data_dir = demo_data.write_dataset(str(tmp_path / "data"), 8, 0, 32)
+  data_dir = demo.write_dataset(str(tmp_path / "data"), 8, 0, 32)
   if source == "tfrecords":
     data_dir = make_tfrecords(data_dir, tmp_path / "records", shards=3)
   flags = [f"--data_dir={data_dir}", "--batch_size=2", "--max_steps=20",
@@ -195,7 +195,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, source):
 
 
 def test_sigterm_saves_and_exits_cleanly(tmp_path):
-  data_dir = demo_data.write_dataset(str(tmp_path / "data"), 8, 0, 32)
+  data_dir = demo.write_dataset(str(tmp_path / "data"), 8, 0, 32)
   model_dir = tmp_path / "run"
   process = subprocess.Popen(
       train_command(f"--data_dir={data_dir}", f"--model_dir={model_dir}",
@@ -237,7 +237,7 @@ def start_workers(tmp_path, data_dir, model_dir, *flags):
 
 def test_sigterm_to_one_worker_stops_every_worker_with_a_checkpoint(
     tmp_path):
-  data_dir = demo_data.write_dataset(str(tmp_path / "data"), 8, 0, 32)
+  data_dir = demo.write_dataset(str(tmp_path / "data"), 8, 0, 32)
   model_dir = tmp_path / "run"
   workers = start_workers(tmp_path, data_dir, model_dir,
                           "--max_steps=100000",
@@ -270,19 +270,19 @@ def test_sigterm_to_one_worker_stops_every_worker_with_a_checkpoint(
 
 
 def test_tfrecords_hold_the_files_and_train(tmp_path):
-  data_dir = demo_data.write_dataset(str(tmp_path / "data"), 6, 3, 32)
+  data_dir = demo.write_dataset(str(tmp_path / "data"), 6, 3, 32)
   records = tmp_path / "records"
   make_tfrecords(data_dir, records, shards=4)
   assert sorted(os.listdir(records)) == [
       "dataset.json", *[f"train-0000{i}-of-00004.tfrecord" for i in range(4)],
       *[f"val-0000{i}-of-00003.tfrecord" for i in range(3)]]
   # The bytes are the files' own: nothing was re-encoded.
-  split = input_pipeline.open_split(str(records), "train")
+  split = data_lib.open_split(str(records), "train")
   assert split.tfrecord and split.count == 6
   stored = {}
   for path in split.paths:
     for record in tf.data.TFRecordDataset(path):
-      name, contents = input_pipeline.parse_record(record)
+      name, contents = data_lib.parse_record(record)
       stored[name.numpy().decode()] = contents.numpy()
   for name in os.listdir(os.path.join(data_dir, "train")):
     with open(os.path.join(data_dir, "train", name), "rb") as f:
@@ -290,11 +290,11 @@ def test_tfrecords_hold_the_files_and_train(tmp_path):
 
   # The same pairs in the same order as the folder, for evaluation.
   config = small_config(str(records), tmp_path)
-  from_records = list(input_pipeline.make_dataset(
-      input_pipeline.open_split(str(records), "val"), config, 3, False,
+  from_records = list(data_lib.make_dataset(
+      data_lib.open_split(str(records), "val"), config, 3, False,
       with_names=True))[0]
-  from_folder = list(input_pipeline.make_dataset(
-      input_pipeline.open_split(data_dir, "val"), config, 3, False))[0]
+  from_folder = list(data_lib.make_dataset(
+      data_lib.open_split(data_dir, "val"), config, 3, False))[0]
   names = sorted(n.decode() for n in from_records[0].numpy())
   assert names == ["0001.png", "0002.png", "0003.png"]
   order = np.argsort([n.decode() for n in from_records[0].numpy()])
@@ -309,19 +309,19 @@ def test_tfrecords_hold_the_files_and_train(tmp_path):
 
 
 def test_tfrecord_shards_split_by_file_across_workers(tmp_path):
-  data_dir = demo_data.write_dataset(str(tmp_path / "data"), 8, 0, 32)
+  data_dir = demo.write_dataset(str(tmp_path / "data"), 8, 0, 32)
   records = tmp_path / "records"
   subprocess.run([sys.executable, os.path.join(ROOT, "tools",
                                                "make_tfrecords.py"),
                   f"--data_dir={data_dir}", f"--output={records}",
                   "--shards=4"], check=True, capture_output=True, env=ENV)
-  split = input_pipeline.open_split(str(records), "train")
+  split = data_lib.open_split(str(records), "train")
   seen = []
   for worker in range(2):
     context = tf.distribute.InputContext(num_input_pipelines=2,
                                          input_pipeline_id=worker,
                                          num_replicas_in_sync=2)
-    names = input_pipeline._named_contents(split, context).map(
+    names = data_lib.named_contents(split, context).map(
         lambda name, _: name)
     seen.append({n.decode() for n in names.as_numpy_iterator()})
   assert len(seen[0]) == len(seen[1]) == 4
@@ -330,8 +330,8 @@ def test_tfrecord_shards_split_by_file_across_workers(tmp_path):
 
 @pytest.mark.parametrize("cache", ["memory", "disk"])
 def test_cache_gives_the_same_data(tmp_path, cache):
-  data_dir = demo_data.write_dataset(str(tmp_path / "data"), 4, 0, 32)
-  split = input_pipeline.open_split(data_dir, "train")
+  data_dir = demo.write_dataset(str(tmp_path / "data"), 4, 0, 32)
+  split = data_lib.open_split(data_dir, "train")
   value = "memory" if cache == "memory" else str(tmp_path / "cache")
   # Whole-image crops, no flip: each element is exactly its pair.
   plain = small_config(data_dir, tmp_path, load_size=32, crop_size=32,
@@ -339,7 +339,7 @@ def test_cache_gives_the_same_data(tmp_path, cache):
   cached = dataclasses.replace(plain, cache=value)
 
   def epochs(config):
-    dataset = input_pipeline.make_dataset(split, config, 1, True,
+    dataset = data_lib.make_dataset(split, config, 1, True,
                                           cache=config.cache)
     return [b[0].numpy() for b in dataset.take(8)]
 
@@ -366,7 +366,7 @@ def add_bad_files(data_dir):
 
 
 def test_bad_images_stop_the_run_in_error_mode(tmp_path):
-  data_dir = demo_data.write_dataset(str(tmp_path / "data"), 6, 2, 32)
+  data_dir = demo.write_dataset(str(tmp_path / "data"), 6, 2, 32)
   truncated, text = add_bad_files(data_dir)
   result = subprocess.run(train_command(f"--data_dir={data_dir}",
                                         f"--model_dir={tmp_path}/run",
@@ -386,7 +386,7 @@ def test_bad_images_stop_the_run_in_error_mode(tmp_path):
 
 
 def test_bad_images_are_named_counted_and_skipped(tmp_path):
-  data_dir = demo_data.write_dataset(str(tmp_path / "data"), 6, 2, 32)
+  data_dir = demo.write_dataset(str(tmp_path / "data"), 6, 2, 32)
   truncated, text = add_bad_files(data_dir)
   result = subprocess.run(train_command(f"--data_dir={data_dir}",
                                         f"--model_dir={tmp_path}/run",
@@ -404,7 +404,7 @@ def test_bad_images_are_named_counted_and_skipped(tmp_path):
 
 def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
     tmp_path, monkeypatch):
-  data_dir = demo_data.write_dataset(str(tmp_path / "data"), 4, 0, 32)
+  data_dir = demo.write_dataset(str(tmp_path / "data"), 4, 0, 32)
   calls = tf.Variable(0)
   original = losses.generator_loss
 
@@ -432,7 +432,7 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
 
 
 def test_flag_errors_before_anything_is_written(tmp_path):
-  data_dir = demo_data.write_dataset(str(tmp_path / "data"), 4, 0, 32)
+  data_dir = demo.write_dataset(str(tmp_path / "data"), 4, 0, 32)
   locked = tmp_path / "locked"
   locked.mkdir()
   locked.chmod(0o500)

@@ -16,7 +16,7 @@ from PIL import Image
 
 from browser import chromium_driver
 from conftest import gradient_image, small_config
-from pix2pix_tf import demo_data
+from pix2pix_tf.data import demo
 from pix2pix_tf import serve
 from pix2pix_tf import trainer
 
@@ -25,7 +25,7 @@ from pix2pix_tf import trainer
 def exported(tmp_path_factory):
   """A tiny labels -> photo model whose export carries the demo palette."""
   root = tmp_path_factory.mktemp("serve")
-  data_dir = demo_data.write_dataset(str(root / "data"), 4, 0, 32)
+  data_dir = demo.write_dataset(str(root / "data"), 4, 0, 32)
   config = small_config(data_dir, root / "run", max_steps=20,
                         learning_rate=2e-3, batch_size=1,
                         direction="BtoA", inference_mode="eval",
@@ -77,7 +77,7 @@ def test_health_and_metadata(server):
   status, body = request(f"{url}/v1/models/pix2pix/metadata")
   assert status == 200
   assert body["metadata"]["direction"] == "BtoA"
-  assert [p["name"] for p in body["palette"]] == list(demo_data.PALETTE)
+  assert [p["name"] for p in body["palette"]] == list(demo.PALETTE)
 
 
 def test_fifty_concurrent_requests_get_correct_answers(server, exported):
@@ -132,7 +132,7 @@ def test_page_in_a_real_browser(server, tmp_path):
     wait = WebDriverWait(driver, 30)
     driver.get(url + "/")
     swatches = driver.find_elements(By.CSS_SELECTOR, ".swatch")
-    assert len(swatches) == len(demo_data.PALETTE)
+    assert len(swatches) == len(demo.PALETTE)
     canvas = driver.find_element(By.ID, "canvas")
     driver.execute_script("document.getElementById('width').value = 6")
     # Draw strokes with two brushes (pointer events).

@@ -13,8 +13,8 @@ from PIL import Image
 
 from conftest import scalar_tags, small_config, truncate_after_header
 from pix2pix_tf import config as config_lib
-from pix2pix_tf import demo_data
-from pix2pix_tf import input_pipeline
+from pix2pix_tf.data import demo
+from pix2pix_tf import data as data_lib
 from pix2pix_tf import trainer
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -160,9 +160,9 @@ def test_learning_rate_is_constant_then_decays_linearly_to_zero():
 
 def single_pair_batches(batch_size=1, size=32):
   """One demo pair (label map -> photo), repeated."""
-  photo, label_map = demo_data.draw_example(np.random.RandomState(0), size)
-  input_image = input_pipeline.normalize(tf.constant(label_map, tf.float32))
-  target = input_pipeline.normalize(tf.constant(photo, tf.float32))
+  photo, label_map = demo.draw_example(np.random.RandomState(0), size)
+  input_image = data_lib.normalize(tf.constant(label_map, tf.float32))
+  target = data_lib.normalize(tf.constant(photo, tf.float32))
   return tf.data.Dataset.from_tensors((input_image, target)).repeat().batch(
       batch_size)
 

@@ -209,8 +209,8 @@ def test_dropout_sits_where_the_paper_or_the_reference_puts_it(tmp_path):
 
 def test_resuming_with_other_model_flags_is_refused_before_writing(tmp_path):
   from pix2pix_tf import config as config_lib
-  from pix2pix_tf import demo_data
-  data_dir = demo_data.write_dataset(str(tmp_path / "data"), 4, 0, 32)
+  from pix2pix_tf.data import demo
+  data_dir = demo.write_dataset(str(tmp_path / "data"), 4, 0, 32)
   config = small_config(data_dir, tmp_path / "run", max_steps=2)
   trainer.train_and_evaluate(config)
   run_files = {p: p.read_bytes() for p in (tmp_path / "run").rglob("*")

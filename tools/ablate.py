@@ -109,9 +109,9 @@ def base_config(data_dir, image_size, steps, model_dir) -> config_lib.Config:
 
 
 def eval_split(data_dir: str) -> str:
-  from pix2pix_tf import input_pipeline
+  from pix2pix_tf import data as data_lib
   for split in ("val", "test"):
-    if input_pipeline.has_split(data_dir, split):
+    if data_lib.has_split(data_dir, split):
       return split
   raise ValueError(f"{data_dir} has neither val/ nor test/ images to "
                    "evaluate on. Hold out part of train/ into val/.")
@@ -121,11 +121,11 @@ def evaluate_export(export_dir, config, files) -> Tuple[Dict[str, float],
                                                         list]:
   """Mean metrics of an exported generator on `files`, and its first outputs."""
   import tensorflow as tf
-  from pix2pix_tf import input_pipeline
+  from pix2pix_tf import data as data_lib
   from pix2pix_tf import metrics
 
   translate = tf.saved_model.load(export_dir).signatures["serving_default"]
-  dataset = input_pipeline.make_dataset(files, config, 8, training=False)
+  dataset = data_lib.make_dataset(files, config, 8, training=False)
   totals, count, generated_images = {}, 0, []
   for input_image, target_image in dataset:
     generated = translate(images=input_image)["generated_image"]
@@ -234,10 +234,10 @@ def plot_samples(names, out, config, files, num_samples) -> None:
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
   import numpy as np
-  from pix2pix_tf import input_pipeline
+  from pix2pix_tf import data as data_lib
 
   files = files[:num_samples]
-  dataset = input_pipeline.make_dataset(files, config, len(files),
+  dataset = data_lib.make_dataset(files, config, len(files),
                                         training=False)
   input_image, target_image = next(iter(dataset))
   rows = [("input", input_image.numpy()), ("target", target_image.numpy())]
@@ -269,7 +269,7 @@ def main(argv):
   if not FLAGS.data_dir:
     raise app.UsageError("--data_dir is required.")
   import keras
-  from pix2pix_tf import input_pipeline
+  from pix2pix_tf import data as data_lib
   from pix2pix_tf import trainer
 
   try:
@@ -283,7 +283,7 @@ def main(argv):
         FLAGS.flags), text).validate() for _, text in variants]
   except (ValueError, config_lib.ConfigError) as e:
     sys.exit(f"ablate: error: {e}")
-  files = input_pipeline.list_images(FLAGS.data_dir, split)
+  files = data_lib.list_split(FLAGS.data_dir, split)
   os.makedirs(FLAGS.out, exist_ok=True)
   # One strategy for the whole grid: a process should not create several.
   strategy = trainer.make_strategy(configs[0].strategy)

@@ -173,8 +173,8 @@ def time_calls(call, repeats):
 
 
 def bench_input_pipeline(config, split, batch_size, repeats):
-  from pix2pix_tf import input_pipeline
-  dataset = input_pipeline.make_dataset(split, config, batch_size, True)
+  from pix2pix_tf import data as data_lib
+  dataset = data_lib.make_dataset(split, config, batch_size, True)
   iterator = iter(dataset)
   for _ in range(3):
     next(iterator)
@@ -193,7 +193,7 @@ def bench_training(config, split, batch_size, repeats, steps_per_repeat,
   """Images/s of training `config` at `batch_size`, warm-up excluded."""
   import keras
   import tensorflow as tf
-  from pix2pix_tf import input_pipeline
+  from pix2pix_tf import data as data_lib
   from pix2pix_tf import trainer
 
   keras.backend.clear_session()
@@ -204,7 +204,7 @@ def bench_training(config, split, batch_size, repeats, steps_per_repeat,
       strategy, trainer.make_train_step(state, config, batch_size),
       state.step)
   iterator = iter(strategy.distribute_datasets_from_function(
-      lambda context: input_pipeline.make_dataset(
+      lambda context: data_lib.make_dataset(
           split, config, context.get_per_replica_batch_size(batch_size),
           True, input_context=context)))
   per_call = config.steps_per_execution
@@ -257,11 +257,11 @@ def bench_inference(config, batch_sizes, repeats):
 def quality_check(steps, data_dir, precisions):
   """val L1 of the demo configuration after `steps` steps per precision."""
   import tensorflow as tf
-  from pix2pix_tf import demo_data
+  from pix2pix_tf.data import demo
   from pix2pix_tf import trainer
 
   if not os.path.isdir(os.path.join(data_dir, "train")):
-    demo_data.write_dataset(data_dir)
+    demo.write_dataset(data_dir)
   demo_flags = os.path.join(os.path.dirname(__file__), "..", "configs",
                             "demo.flags")
   with open(demo_flags) as f:
@@ -299,7 +299,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   logging.set_verbosity(logging.WARNING)
-  from pix2pix_tf import input_pipeline
+  from pix2pix_tf import data as data_lib
 
   unknown = set(FLAGS.variants) - set(VARIANTS)
   if unknown:
@@ -308,8 +308,8 @@ def main(argv):
   batch_sizes = [int(b) for b in FLAGS.batch_sizes]
   try:
     base.validate()
-    split = input_pipeline.open_split(base.data_dir, "train")
-  except (config_lib.ConfigError, input_pipeline.DatasetError) as e:
+    split = data_lib.open_split(base.data_dir, "train")
+  except (config_lib.ConfigError, data_lib.DatasetError) as e:
     sys.exit(f"benchmark: error: {e}")
   flops = training_flops(base)
   report = {"machine": machine_description(),

@@ -6,7 +6,7 @@ r"""Writes the built-in demo dataset (procedural facades) used by `make demo`.
 from absl import app
 from absl import flags
 
-from pix2pix_tf import demo_data
+from pix2pix_tf.data import demo
 
 flags.DEFINE_string("output", "datasets/demo", "Folder to write train/ and "
                     "val/ into.")
@@ -19,7 +19,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  demo_data.write_dataset(FLAGS.output, FLAGS.num_train, FLAGS.num_val,
+  demo.write_dataset(FLAGS.output, FLAGS.num_train, FLAGS.num_val,
                           FLAGS.size, FLAGS.seed)
   print(f"Wrote {FLAGS.num_train} train and {FLAGS.num_val} val pairs of "
         f"{FLAGS.size}x{FLAGS.size} to {FLAGS.output}.")

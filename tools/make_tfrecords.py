@@ -32,16 +32,16 @@ FLAGS = flags.FLAGS
 
 def write_split(files, split, output, shards):
   import tensorflow as tf
-  from pix2pix_tf import input_pipeline
+  from pix2pix_tf import data as data_lib
 
   shards = max(1, min(shards, len(files)))
   for shard in range(shards):
-    path = os.path.join(output, input_pipeline.shard_name(split, shard,
+    path = os.path.join(output, data_lib.shard_name(split, shard,
                                                           shards))
     with tf.io.TFRecordWriter(path) as writer:
       for name in files[shard::shards]:
         with open(name, "rb") as f:
-          writer.write(input_pipeline.encode_record(
+          writer.write(data_lib.encode_record(
               f.read(), os.path.basename(name)))
   return shards
 
@@ -51,17 +51,17 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   if not FLAGS.data_dir or not FLAGS.output:
     raise app.UsageError("--data_dir and --output are required.")
-  from pix2pix_tf import input_pipeline
+  from pix2pix_tf import data as data_lib
 
   try:
-    splits = {split: input_pipeline.list_images(FLAGS.data_dir, split)
+    splits = {split: data_lib.list_split(FLAGS.data_dir, split)
               for split in ("train", "val", "test")
-              if input_pipeline.has_split(FLAGS.data_dir, split)}
+              if data_lib.has_split(FLAGS.data_dir, split)}
     if "train" not in splits:
-      input_pipeline.list_images(FLAGS.data_dir, "train")  # Names the error.
+      data_lib.list_split(FLAGS.data_dir, "train")  # Names the error.
     for files in splits.values():
-      input_pipeline.check_headers(files)
-  except input_pipeline.DatasetError as e:
+      data_lib.check_headers(files)
+  except data_lib.DatasetError as e:
     sys.exit(f"make_tfrecords: error: {e}")
   output = os.path.normpath(FLAGS.output)
   parent = os.path.dirname(output) or "."
@@ -74,7 +74,7 @@ def main(argv):
       shards = write_split(files, split, staging, FLAGS.shards)
       info["splits"][split] = {"pairs": len(files), "shards": shards}
       print(f"{split}: {len(files)} pairs in {shards} shards")
-    with open(os.path.join(staging, input_pipeline.TFRECORD_INFO), "w") as f:
+    with open(os.path.join(staging, data_lib.TFRECORD_INFO), "w") as f:
       json.dump(info, f, indent=2)
     if os.path.exists(output):
       sys.exit(f"make_tfrecords: error: {output} exists; remove it or choose "

@@ -56,13 +56,13 @@ def build_segmenter(num_classes, depth, filters):
 def make_dataset(files, palette, labels_half, size, batch_size, training,
                  seed):
   import tensorflow as tf
-  from pix2pix_tf import input_pipeline
+  from pix2pix_tf import data as data_lib
   from pix2pix_tf import segmentation
 
   def load(index, path):
     direction = "BtoA" if labels_half == "A" else "AtoB"
-    photo, labels = input_pipeline.load_pair(path, direction)
-    photo = input_pipeline.resize(photo, size)
+    photo, labels = data_lib.load_pair(path, direction)
+    photo = data_lib.resize(photo, size)
     # Nearest-neighbour resizing keeps label colours pure.
     labels = tf.image.resize(labels, [size, size], method="nearest")
     if training:
@@ -72,7 +72,7 @@ def make_dataset(files, palette, labels_half, size, batch_size, training,
       labels = tf.cond(flip, lambda: labels[:, ::-1], lambda: labels)
     classes = segmentation.colors_to_classes(tf.cast(labels, tf.uint8),
                                              palette)
-    return input_pipeline.normalize(photo), classes
+    return data_lib.normalize(photo), classes
 
   dataset = tf.data.Dataset.from_tensor_slices(list(files))
   if training:
@@ -82,11 +82,11 @@ def make_dataset(files, palette, labels_half, size, batch_size, training,
 
 
 def detect_labels_half(files, palette):
-  from pix2pix_tf import input_pipeline
+  from pix2pix_tf import data as data_lib
   from pix2pix_tf import segmentation
-  a, b = input_pipeline.load_pair(files[0])
+  a, b = data_lib.load_pair(files[0])
   fractions = {half: segmentation.labels_fraction(
-      input_pipeline.normalize(image)[None], palette)
+      data_lib.normalize(image)[None], palette)
                for half, image in (("A", a), ("B", b))}
   half = max(fractions, key=fractions.get)
   if fractions[half] < 0.5:
@@ -138,16 +138,16 @@ def main(argv):
                          f"of 2^--depth={2 ** FLAGS.depth}.")
   logging.set_verbosity(logging.WARNING)
   import keras
-  from pix2pix_tf import input_pipeline
+  from pix2pix_tf import data as data_lib
   from pix2pix_tf import segmentation
 
   try:
     palette = segmentation.load_palette(FLAGS.label_palette)
-    files = input_pipeline.list_images(FLAGS.data_dir, "train")
-    input_pipeline.check_headers(files)
+    files = data_lib.list_split(FLAGS.data_dir, "train")
+    data_lib.check_headers(files)
     labels_half = (detect_labels_half(files, palette)
                    if FLAGS.labels == "auto" else FLAGS.labels)
-  except (ValueError, input_pipeline.DatasetError) as e:
+  except (ValueError, data_lib.DatasetError) as e:
     sys.exit(f"train_segmenter: error: {e}")
   keras.utils.set_random_seed(FLAGS.seed)
   model = build_segmenter(palette.num_classes, FLAGS.depth, FLAGS.filters)

@@ -1,0 +1,270 @@
+"""Building a dataset of A|B pairs from your own images: combine two folders,
+colorize (grayscale -> colour), edges (Canny edges -> photo), and split into
+train/val/test."""
+
+import collections
+import os
+import random
+import re
+import shutil
+import sys
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from pix2pix_tf.data import images
+
+
+class Summary:
+  """Counts of what a command wrote and skipped, with reasons and names."""
+
+  def __init__(self):
+    self.written = 0
+    self.skipped: Dict[str, List[str]] = collections.defaultdict(list)
+    self.renamed: List[str] = []
+
+  def skip(self, reason: str, name: str) -> None:
+    self.skipped[reason].append(name)
+
+  def report(self) -> str:
+    lines = [f"Written: {self.written}"]
+    if self.renamed:
+      shown = ", ".join(self.renamed[:10]) + (
+          " ..." if len(self.renamed) > 10 else "")
+      lines.append(f"Written under another name (inputs share a name): "
+                   f"{len(self.renamed)} ({shown})")
+    for reason, names in self.skipped.items():
+      shown = ", ".join(names[:10]) + (" ..." if len(names) > 10 else "")
+      lines.append(f"Skipped, {reason}: {len(names)} ({shown})")
+    return "\n".join(lines)
+
+
+def is_grayscale(image, tolerance: int = 2) -> bool:
+  array = np.asarray(image, np.int16)
+  return bool(np.abs(array - array.mean(axis=2, keepdims=True)).max()
+              <= tolerance)
+
+
+def write_pair(left, right, path: str) -> None:
+  """Saves left | right side by side, atomically (temporary name, rename)."""
+  from PIL import Image
+  pair = Image.new("RGB", (left.width + right.width, left.height))
+  pair.paste(left, (0, 0))
+  pair.paste(right, (left.width, 0))
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  temporary = path + ".tmp"
+  pair.save(temporary, format="PNG")
+  os.replace(temporary, path)
+
+
+def resized(image, size: Optional[Tuple[int, int]]):
+  from PIL import Image
+  if size is None or image.size == size:
+    return image
+  return image.resize(size, Image.BICUBIC)
+
+
+def progress(count: int):
+  from keras.utils import Progbar
+  return Progbar(count, unit_name="file",
+                 verbose=1 if sys.stdout.isatty() else 2)
+
+
+def make_pairs(photos: Sequence[str], output: str, size: Optional[int],
+               make_a: Callable, skip_photo: Callable = None,
+               max_pixels: Optional[int] = None) -> Summary:
+  """For each photo: A = make_a(photo), B = photo, written to output."""
+  summary = Summary()
+  images.check_output_folder(output)
+  names = images.png_names(photos)
+  bar = progress(len(photos))
+  for i, (path, name) in enumerate(zip(photos, names)):
+    target = os.path.join(output, name)
+    if name != os.path.splitext(os.path.basename(path))[0] + ".png":
+      summary.renamed.append(f"{os.path.basename(path)} -> {name}")
+    if os.path.exists(target):
+      summary.skip("already written", name)
+    else:
+      try:
+        photo = images.read_rgb(path, max_pixels)
+        reason = skip_photo(photo) if skip_photo else None
+        if reason:
+          summary.skip(reason, os.path.basename(path))
+        else:
+          photo = resized(photo, (size, size) if size else None)
+          write_pair(make_a(photo), photo, target)
+          summary.written += 1
+      except images.TooLargeError:
+        summary.skip("larger than --max_pixels", path)
+      except (OSError, ValueError) as e:
+        summary.skip("unreadable", f"{path} ({type(e).__name__})")
+    bar.update(i + 1)
+  return summary
+
+
+def colorize(photos: Sequence[str], output: str,
+             size: Optional[int] = 256,
+             max_pixels: Optional[int] = None) -> Summary:
+  """A = grayscale (as RGB), B = colour photo; grayscale photos skipped."""
+  return make_pairs(
+      photos, output, size,
+      make_a=lambda photo: photo.convert("L").convert("RGB"),
+      skip_photo=lambda photo: "already grayscale" if is_grayscale(photo)
+      else None, max_pixels=max_pixels)
+
+
+def canny_edges(photo, low: int = 100, high: int = 200):
+  """Canny edges of a photo, black lines on white (edges2shoes style)."""
+  import cv2
+  from PIL import Image
+  gray = np.asarray(photo.convert("L"))
+  edges = cv2.Canny(gray, low, high)
+  return Image.fromarray(255 - edges).convert("RGB")
+
+
+def edges(photos: Sequence[str], output: str, size: Optional[int] = 256,
+          low: int = 100, high: int = 200,
+          max_pixels: Optional[int] = None) -> Summary:
+  return make_pairs(photos, output, size,
+                    make_a=lambda photo: canny_edges(photo, low, high),
+                    max_pixels=max_pixels)
+
+
+def pair_key(path: str, pattern: Optional[str]) -> Optional[str]:
+  stem = os.path.splitext(os.path.basename(path))[0]
+  if not pattern:
+    return stem
+  match = re.search(pattern, stem)
+  if not match:
+    return None
+  return match.group(1) if match.groups() else match.group(0)
+
+
+def combine(a_files: Sequence[str], b_files: Sequence[str], output: str,
+            size: Optional[int] = None, pattern: Optional[str] = None,
+            max_pixels: Optional[int] = None) -> Summary:
+  """Pairs A and B files by name (or --pattern key) into A|B images."""
+  summary = Summary()
+  images.check_output_folder(output)
+  a_groups, b_groups = collections.defaultdict(list), collections.defaultdict(
+      list)
+  for files, groups in ((a_files, a_groups), (b_files, b_groups)):
+    for path in files:
+      groups[pair_key(path, pattern)].append(path)
+  for path in a_groups.pop(None, []) + b_groups.pop(None, []):
+    summary.skip("name does not match --pattern", os.path.basename(path))
+  # A key shared by several files on one side pairs none of them: which one
+  # was meant is not known. All are named.
+  for key in sorted(set(a_groups) | set(b_groups)):
+    a_paths, b_paths = a_groups.get(key, []), b_groups.get(key, [])
+    if len(a_paths) > 1 or len(b_paths) > 1:
+      summary.skip("several files share a key", f"{key}: " + ", ".join(
+          os.path.basename(p) for p in a_paths + b_paths))
+      a_groups.pop(key, None)
+      b_groups.pop(key, None)
+  a_keys = {key: paths[0] for key, paths in a_groups.items()}
+  b_keys = {key: paths[0] for key, paths in b_groups.items()}
+  for key, path in a_keys.items():
+    if key is None or key not in b_keys:
+      summary.skip("no B file of the same name", os.path.basename(path))
+  for key, path in b_keys.items():
+    if key is None or key not in a_keys:
+      summary.skip("no A file of the same name", os.path.basename(path))
+  keys = sorted(k for k in a_keys if k is not None and k in b_keys)
+  bar = progress(len(keys))
+  for i, key in enumerate(keys):
+    target = os.path.join(output, f"{key}.png")
+    if os.path.exists(target):
+      summary.skip("already written", f"{key}.png")
+    else:
+      try:
+        image_a = images.read_rgb(a_keys[key], max_pixels)
+        image_b = images.read_rgb(b_keys[key], max_pixels)
+        shape = (size, size) if size else image_a.size
+        write_pair(resized(image_a, shape), resized(image_b, shape), target)
+        summary.written += 1
+      except images.TooLargeError as e:
+        summary.skip("larger than --max_pixels", e.path)
+      except (OSError, ValueError) as e:
+        bad = a_keys[key]
+        try:
+          images.read_rgb(bad)
+          bad = b_keys[key]
+        except (OSError, ValueError):
+          pass
+        summary.skip("unreadable", f"{bad} ({type(e).__name__})")
+    bar.update(i + 1)
+  return summary
+
+
+def split(data_dir: str, val: float, test: float, seed: int = 0,
+          copy: bool = False, force: bool = False) -> Summary:
+  """Distributes the pairs of data_dir (or data_dir/train) into splits."""
+  if not 0 <= val < 1 or not 0 <= test < 1 or val + test >= 1:
+    raise ValueError(f"--val={val} and --test={test} must be fractions in "
+                     "[0, 1) leaving some pairs for training.")
+  existing = [s for s in ("val", "test")
+              if os.path.isdir(os.path.join(data_dir, s))
+              and os.listdir(os.path.join(data_dir, s))]
+  if existing and not force:
+    raise ValueError(
+        f"{data_dir} already has {' and '.join(existing)} splits; pass "
+        "--force to split again (their files are moved back first).")
+  train_dir = os.path.join(data_dir, "train")
+  files = images.list_images(data_dir)
+  if force:  # Gather every split back before splitting again.
+    for name in ("train", "val", "test"):
+      if os.path.isdir(os.path.join(data_dir, name)):
+        files += images.list_images(os.path.join(data_dir, name))
+  elif not files and os.path.isdir(train_dir):
+    files = images.list_images(train_dir)
+  if not files:
+    raise ValueError(f"{data_dir} holds no images to split.")
+  # Nothing is moved until every move is known to be safe: no two files of
+  # one name, and no move onto a file that is not itself being moved.
+  by_name = collections.defaultdict(list)
+  for path in files:
+    by_name[os.path.basename(path)].append(path)
+  shared = {n: p for n, p in by_name.items() if len(p) > 1}
+  if shared:
+    name, paths = sorted(shared.items())[0]
+    raise ValueError(
+        f"{len(shared)} file name(s) occur in more than one place, e.g. "
+        f"{name}: {', '.join(paths)}; splitting would overwrite one with "
+        "another. Rename or remove them, then split again.")
+  moving = {os.path.abspath(p) for p in files}
+  in_the_way = sorted(
+      os.path.join(data_dir, split_name, os.path.basename(p))
+      for p in files for split_name in ("train", "val", "test")
+      if os.path.exists(os.path.join(data_dir, split_name,
+                                     os.path.basename(p)))
+      and os.path.abspath(os.path.join(data_dir, split_name,
+                                       os.path.basename(p))) not in moving)
+  if in_the_way:
+    raise ValueError(
+        f"{len(in_the_way)} file(s) in the splits share a name with a file "
+        f"to split, e.g. {in_the_way[0]}; splitting would overwrite them. "
+        "Rename or remove them (or pass --force to split every split "
+        "again), then split again.")
+  names = sorted(files, key=os.path.basename)
+  random.Random(seed).shuffle(names)
+  n_val, n_test = round(len(names) * val), round(len(names) * test)
+  plan = {"val": names[:n_val], "test": names[n_val:n_val + n_test],
+          "train": names[n_val + n_test:]}
+  summary = Summary()
+  for name, paths in plan.items():
+    folder = os.path.join(data_dir, name)
+    os.makedirs(folder, exist_ok=True)
+    for path in paths:
+      target = os.path.join(folder, os.path.basename(path))
+      if os.path.abspath(path) == os.path.abspath(target):
+        summary.written += 1
+        continue
+      if copy:
+        shutil.copy2(path, target + ".tmp")
+        os.replace(target + ".tmp", target)
+      else:
+        os.replace(path, target)
+      summary.written += 1
+  print(", ".join(f"{name}: {len(paths)}" for name, paths in plan.items()))
+  return summary

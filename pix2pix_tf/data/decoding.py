@@ -1,0 +1,270 @@
+"""One decoding rule for every path (tf.data, the SavedModel, predict):
+JPEG Exif orientation applied, transparency composited on white, 16-bit
+samples reduced to their high byte; and the declared size read from the
+header, before decoding."""
+
+import tensorflow as tf
+
+from pix2pix_tf.data import images
+
+
+# What `decode_image` reads (training folders take IMAGE_EXTENSIONS only).
+TENSORFLOW_FORMATS = images.PAIR_EXTENSIONS + (".gif", ".webp")
+
+
+# The Exif orientation is searched for in JPEG segments that start within
+# this many bytes (an Exif APP1 segment comes first, or right after JFIF's).
+_EXIF_SCAN_BYTES = 64 * 1024
+
+
+_EXIF_HEADER = (0x45, 0x78, 0x69, 0x66, 0, 0)  # "Exif\0\0"
+
+
+_ORIENTATION_TAG = 0x0112
+
+
+_SHORT = 3  # The TIFF type of the orientation tag.
+
+
+def exif_orientation(contents):
+  """The Exif orientation (1..8) of an encoded image, as an int32 scalar.
+
+  Hand-written because TensorFlow has no op that reads Exif, and a Python
+  reader (tf.py_function) would not run inside a SavedModel. It walks the
+  JPEG header's application segments (APPn and comments) up to the first
+  Exif APP1, stopping at the first other segment (the quantisation tables,
+  which come before the image data in every JPEG writer's output) or after
+  _EXIF_SCAN_BYTES, and reads tag 0x0112 of its first IFD. Anything
+  else (no Exif, other formats, a malformed or truncated segment, a value
+  outside 1..8) gives 1, never an error: orientation is a display hint, and
+  a bad one must not lose an image.
+  """
+  # The segment that starts last in the scan can reach 64 KiB beyond it.
+  head = tf.io.decode_raw(
+      tf.strings.substr(contents, 0, 2 * _EXIF_SCAN_BYTES + 4), tf.uint8)
+  size = tf.size(head, out_type=tf.int64)
+  # Reads past the end give zeros (indices are clipped into the padding),
+  # so a truncated file needs no special case; the checks below then fail.
+  padded = tf.concat([head, tf.zeros([8], tf.uint8)], 0)
+
+  def byte(i):
+    i = tf.clip_by_value(tf.cast(i, tf.int64), 0, size + 7)
+    return tf.cast(tf.gather(padded, i), tf.int64)
+
+  def segment(pos, tiff_start, tiff_end):
+    marker = byte(pos + 1)
+    length = byte(pos + 2) * 256 + byte(pos + 3)
+    is_exif = tf.logical_and(tf.equal(marker, 0xE1), length >= 8)
+    for i, expected in enumerate(_EXIF_HEADER):
+      is_exif = tf.logical_and(is_exif, tf.equal(byte(pos + 4 + i), expected))
+    # Fill bytes (0xFF) and markers without a length (TEM, RSTn) are
+    # stepped over; any segment but APPn and COM (the header's application
+    # part is over), a missing 0xFF or a length under 2 end the search.
+    fill = tf.equal(marker, 0xFF)
+    standalone = tf.logical_or(
+        tf.equal(marker, 0x01),
+        tf.logical_and(marker >= 0xD0, marker <= 0xD7))
+    has_length = tf.logical_not(tf.logical_or(fill, standalone))
+    application = tf.logical_or(
+        tf.logical_and(marker >= 0xE0, marker <= 0xEF), tf.equal(marker, 0xFE))
+    stop = tf.reduce_any(tf.stack([
+        tf.not_equal(byte(pos), 0xFF),
+        tf.logical_and(has_length, tf.logical_not(application)),
+        tf.logical_and(has_length, length < 2)]))
+    step = tf.where(fill, tf.constant(1, tf.int64),
+                    tf.where(standalone, tf.constant(2, tf.int64), 2 + length))
+    next_pos = tf.where(stop, tf.constant(_EXIF_SCAN_BYTES, tf.int64),
+                        pos + step)
+    return (next_pos, tf.where(is_exif, pos + 10, tiff_start),
+            tf.where(is_exif, pos + 2 + length, tiff_end))
+
+  def searching(pos, tiff_start, tiff_end):
+    del tiff_end
+    return tf.logical_and(tf.logical_and(tiff_start < 0,
+                                         pos < _EXIF_SCAN_BYTES),
+                          pos + 4 <= size)
+
+  is_jpeg = tf.logical_and(tf.equal(byte(0), 0xFF), tf.equal(byte(1), 0xD8))
+  start = tf.where(is_jpeg, tf.constant(2, tf.int64),
+                   tf.constant(_EXIF_SCAN_BYTES, tf.int64))
+  minus_one = tf.constant(-1, tf.int64)
+  # Each step advances at least one byte, so the loop ends by itself;
+  # maximum_iterations bounds a file of nothing but fill bytes.
+  _, tiff, end = tf.while_loop(searching, segment,
+                               (start, minus_one, minus_one),
+                               maximum_iterations=4096)
+  end = tf.minimum(end, size)
+
+  # The TIFF structure inside the segment: byte order, 42, IFD0's offset.
+  little = tf.logical_and(tf.equal(byte(tiff), 0x49),
+                          tf.equal(byte(tiff + 1), 0x49))  # "II"
+  big = tf.logical_and(tf.equal(byte(tiff), 0x4D),
+                       tf.equal(byte(tiff + 1), 0x4D))  # "MM"
+
+  def u16(i):
+    return tf.where(little, byte(i) + 256 * byte(i + 1),
+                    256 * byte(i) + byte(i + 1))
+
+  def u32(i):
+    return tf.where(little, u16(i) + 65536 * u16(i + 2),
+                    65536 * u16(i) + u16(i + 2))
+
+  ifd = tiff + u32(tiff + 4)
+  valid = tf.reduce_all(tf.stack([
+      tiff >= 0, tf.logical_or(little, big), tf.equal(u16(tiff + 2), 42),
+      tiff + 8 <= end, ifd + 2 <= end]))
+  # Only the entries (12 bytes each) that lie wholly inside the segment.
+  count = tf.where(valid, tf.minimum(u16(ifd), (end - ifd - 2) // 12), 0)
+  entries = ifd + 2 + 12 * tf.range(tf.maximum(count, 0))
+  matches = tf.logical_and(tf.equal(u16(entries), _ORIENTATION_TAG),
+                           tf.equal(u16(entries + 2), _SHORT))
+  # The value of a SHORT sits in the first two bytes of the value field.
+  value = tf.reduce_max(tf.where(matches, u16(entries + 8), 0))
+  in_range = tf.logical_and(value >= 1, value <= 8)
+  return tf.cast(tf.where(in_range, value, 1), tf.int32)
+
+
+def apply_orientation(image, orientation):
+  """Turns a decoded (h, w, c) image upright, as PIL's ImageOps.exif_transpose.
+
+  Args:
+    image: the pixels as stored.
+    orientation: the Exif orientation, 1..8 (1: as stored).
+  """
+  return tf.switch_case(orientation - 1, [
+      lambda: image,  # 1: upright.
+      lambda: image[:, ::-1],  # 2: mirrored.
+      lambda: image[::-1, ::-1],  # 3: rotated 180 degrees.
+      lambda: image[::-1],  # 4: flipped.
+      lambda: tf.transpose(image, [1, 0, 2]),  # 5: transposed.
+      lambda: tf.image.rot90(image, 3),  # 6: turned 90 degrees clockwise.
+      lambda: tf.transpose(image[::-1, ::-1], [1, 0, 2]),  # 7: transverse.
+      lambda: tf.image.rot90(image, 1),  # 8: turned 90 counterclockwise.
+  ])
+
+
+def _on_white(color, alpha):
+  """`color` composited over white by `alpha` (same dtype, its full range)."""
+  white = color.dtype.max
+  opacity = tf.cast(alpha, tf.float32) / white
+  blended = tf.cast(color, tf.float32) * opacity + white * (1.0 - opacity)
+  return tf.cast(tf.round(blended), color.dtype)
+
+
+def encoded_pixels(contents):
+  """width x height as declared in an encoded image's header, int64 scalar.
+
+  Read from the header alone, before any decoding. Hand-written (but for
+  JPEG, where tf.image.extract_jpeg_shape reads the header) because
+  TensorFlow has no op that reads an image's size without decoding it.
+  Knows every format `decode_image` decodes: PNG (IHDR), GIF (the logical
+  screen, which TensorFlow decodes into), BMP (both header kinds), WebP
+  (VP8, VP8L and VP8X) and JPEG; -1 for anything else, which then fails to
+  decode.
+  """
+  head = tf.io.decode_raw(tf.strings.substr(contents, 0, 32), tf.uint8)
+  padded = tf.concat([tf.cast(head, tf.int64), tf.zeros([32], tf.int64)], 0)
+
+  def little(i, n):
+    return tf.add_n([padded[i + k] * 256 ** k for k in range(n)])
+
+  def big(i, n):
+    return tf.add_n([padded[i + k] * 256 ** (n - 1 - k) for k in range(n)])
+
+  def signed32(value):
+    return tf.abs(tf.where(value >= 2 ** 31, value - 2 ** 32, value))
+
+  def starts(offset, magic):
+    return tf.equal(tf.strings.substr(contents, offset, len(magic)), magic)
+
+  png = big(16, 4) * big(20, 4)
+  gif = little(6, 2) * little(8, 2)
+  bmp = tf.where(tf.equal(little(14, 4), 12),
+                 little(18, 2) * little(20, 2),  # OS/2 1.x header.
+                 signed32(little(18, 4)) * signed32(little(22, 4)))
+  # VP8L packs width - 1 and height - 1 into 14 bits each.
+  vp8l = ((padded[21] + (padded[22] % 64) * 256 + 1) *
+          (padded[22] // 64 + padded[23] * 4 + (padded[24] % 16) * 1024 + 1))
+  webp = tf.where(
+      starts(12, b"VP8X"), (little(24, 3) + 1) * (little(27, 3) + 1),
+      tf.where(starts(12, b"VP8L"), vp8l,
+               tf.where(starts(12, b"VP8 "),
+                        (little(26, 2) % 16384) * (little(28, 2) % 16384),
+                        tf.constant(-1, tf.int64))))
+  is_webp = tf.logical_and(starts(0, b"RIFF"), starts(8, b"WEBP"))
+
+  def jpeg():
+    shape = tf.cast(tf.image.extract_jpeg_shape(contents), tf.int64)
+    return shape[0] * shape[1]
+
+  def other():
+    return tf.where(
+        starts(0, b"\x89PNG\r\n\x1a\n"), png,
+        tf.where(starts(0, b"GIF8"), gif,
+                 tf.where(starts(0, b"BM"), bmp,
+                          tf.where(is_webp, webp,
+                                   tf.constant(-1, tf.int64)))))
+
+  return tf.cond(starts(0, b"\xff\xd8\xff"), jpeg, other)
+
+
+def check_encoded_pixels(contents, max_pixels: int):
+  """`contents`, once its header declares at most `max_pixels` pixels
+  (an InvalidArgumentError otherwise, raised before any decoding)."""
+  pixels = encoded_pixels(contents)
+  check = tf.debugging.assert_less_equal(
+      pixels, tf.constant(max_pixels, tf.int64), message=(
+          f"the image has more than max_pixels={max_pixels} pixels (width "
+          "x height)"))
+  with tf.control_dependencies([check]):
+    return tf.identity(contents)
+
+
+def decode_image(contents):
+  """Encoded image bytes -> uint8 (height, width, 3): the one decoding rule.
+
+  Training, the SavedModel's translate_encoded and predict all decode with
+  this function, so a model sees at serving time exactly what it was trained
+  on. The rule, which `datasets.read_rgb` follows with Pillow:
+
+  * JPEG (with libjpeg's accurate integer DCT), PNG, BMP, GIF (first
+    frame) and WebP; 16-bit PNGs are reduced to 8 bits (the high byte).
+  * The Exif orientation of a JPEG is applied (see `exif_orientation`).
+  * Gray becomes RGB; palette images become RGB (or RGBA with a
+    transparent entry); transparency is composited on white. BMP alpha is
+    ignored, as Pillow does: 32-bit BMPs often leave that byte 0.
+
+  Exif in PNG and WebP files, the single transparent colour of gray and RGB
+  PNGs and GIF transparency are not used (Pillow would use some of them by
+  itself; `read_rgb` does not either).
+
+  Pure TensorFlow: it runs eagerly, in tf.data and inside a SavedModel that
+  is loaded without this package.
+
+  Args:
+    contents: a scalar string, the file's bytes.
+
+  Returns:
+    uint8 (height, width, 3), upright.
+  """
+  is_jpeg = tf.equal(tf.strings.substr(contents, 0, 3), b"\xff\xd8\xff")
+  # INTEGER_ACCURATE is libjpeg's default DCT, the one Pillow uses: the two
+  # then give equal bytes (TensorFlow's own default differs by up to 6).
+  image = tf.cond(
+      is_jpeg,
+      lambda: tf.io.decode_jpeg(contents, channels=3,
+                                dct_method="INTEGER_ACCURATE"),
+      lambda: tf.io.decode_image(contents, channels=0, dtype=tf.uint8,
+                                 expand_animations=False))
+  channels = tf.shape(image)[-1]
+  is_bmp = tf.equal(tf.strings.substr(contents, 0, 2), b"BM")
+  channels = tf.where(tf.logical_and(is_bmp, tf.equal(channels, 4)), 3,
+                      channels)
+  image = tf.switch_case(channels - 1, [
+      lambda: tf.tile(image, [1, 1, 3]),  # Gray.
+      lambda: _on_white(tf.tile(image[..., :1], [1, 1, 3]), image[..., 1:]),
+      lambda: image[..., :3],  # RGB (or a BMP's RGBX).
+      lambda: _on_white(image[..., :3], image[..., 3:]),  # RGBA.
+  ])
+  image = tf.ensure_shape(image, [None, None, 3])
+  return apply_orientation(image, exif_orientation(contents))

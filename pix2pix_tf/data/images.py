@@ -1,0 +1,130 @@
+"""Image files as Pillow reads them: listing, names, the declared size, and
+`read_rgb`, the project's decoding rule for the dataset tools and predict."""
+
+import collections
+import os
+from typing import List, Sequence
+
+import numpy as np
+
+from pix2pix_tf import config as config_lib
+
+
+# What the dataset tools and predict read (with Pillow).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif",
+                    ".tiff", ".gif")
+# What a training folder holds: the formats whose first bytes
+# sources.check_headers knows, and TensorFlow decodes.
+PAIR_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+def png_names(files: Sequence[str]) -> List[str]:
+  """The PNG name of each input's output: its stem plus ".png".
+
+  Inputs whose stems collide (a.jpg and a.png) keep their extension in the
+  name (a_jpg.png, a_png.png) so that no output overwrites another.
+  """
+  stems = [os.path.splitext(os.path.basename(f))[0] for f in files]
+  counts = collections.Counter(stems)
+  names = []
+  for path, stem in zip(files, stems):
+    if counts[stem] > 1:
+      stem = os.path.basename(path).replace(".", "_")
+    names.append(f"{stem}.png")
+  if len(set(names)) != len(names):
+    raise ValueError("Inputs whose names differ only in case or punctuation "
+                     "would overwrite each other's outputs; rename them.")
+  return names
+
+
+def check_output_folder(output: str, create: bool = True) -> None:
+  """`output` is (or can be made) a folder, or ValueError before any work;
+  made now if `create`."""
+  existing = os.path.abspath(output)
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    raise ValueError(f"--output: {existing} is a file, not a folder. Choose "
+                     "a folder to write into.")
+  if not create:
+    return
+  try:
+    os.makedirs(output, exist_ok=True)
+  except OSError as e:
+    raise ValueError(f"--output: {output} cannot be created ({e.strerror})."
+                     " Choose another folder.") from None
+
+
+def list_images(folder: str,
+                extensions: Sequence[str] = IMAGE_EXTENSIONS) -> List[str]:
+  """The sorted paths of the files in `folder` whose names end with one of
+  `extensions` (any case).
+
+  Raises:
+    ValueError: `folder` is not a folder.
+  """
+  if not os.path.isdir(folder):
+    raise ValueError(f"{folder} is not a folder.")
+  return sorted(os.path.join(folder, f) for f in os.listdir(folder)
+                if f.lower().endswith(tuple(extensions))
+                and os.path.isfile(os.path.join(folder, f)))
+
+
+class TooLargeError(ValueError):
+  """An image that declares more pixels than --max_pixels."""
+
+  def __init__(self, path: str, message: str):
+    super().__init__(message)
+    self.path = path
+
+
+def check_pixels(path: str, max_pixels: int) -> None:
+  """Reads the size from the file's header (Pillow decodes nothing until it
+  is asked to) and raises TooLargeError above `max_pixels`, so that a small
+  file declaring a huge image (a decompression bomb) is never decoded."""
+  from PIL import Image
+  try:
+    with Image.open(path) as image:
+      width, height = image.size
+  except Image.DecompressionBombError as e:
+    raise TooLargeError(path, f"{path}: {e}") from None
+  if width * height > max_pixels:
+    raise TooLargeError(
+        path, f"{path} is {width}x{height} = {width * height} pixels, more than "
+        f"--max_pixels={max_pixels}. Shrink it, or raise --max_pixels if "
+        "the machine has the memory.")
+
+
+def read_rgb(path: str, max_pixels: int = None):
+  """An image as RGB by the project's one decoding rule, with Pillow.
+
+  The rule is `input_pipeline.decode_image`'s (which training, the
+  SavedModel and predict use): the Exif orientation of a JPEG applied,
+  transparency (RGBA, LA, palette with transparency) composited on white,
+  16-bit samples reduced to their high byte. Pillow reads more formats
+  (TIFF), which the dataset tools accept. Raises OSError (or ValueError) for
+  a file Pillow cannot read, TooLargeError above `max_pixels` (default:
+  config_lib.DEFAULT_MAX_PIXELS), before decoding.
+  """
+  from PIL import Image, ImageOps
+  check_pixels(path, max_pixels or config_lib.DEFAULT_MAX_PIXELS)
+  with Image.open(path) as image:
+    image.load()
+    source_format = image.format
+    if source_format == "JPEG":
+      image = ImageOps.exif_transpose(image)
+    if image.mode.startswith("I"):
+      # 16-bit gray: Pillow's convert() clips at 255; the rule keeps the
+      # high byte, as tf.io.decode_image(dtype=uint8) does.
+      image = Image.fromarray(
+          (np.asarray(image).astype(np.uint32) >> 8).astype(np.uint8), "L")
+    # BMP alpha and GIF transparency are ignored, as decode_image does.
+    if source_format not in ("BMP", "GIF") and (
+        image.mode in ("RGBA", "LA", "PA") or (
+            image.mode == "P" and "transparency" in image.info)):
+      rgba = np.asarray(image.convert("RGBA"), np.float32)
+      # The same arithmetic as input_pipeline's, so both give equal bytes.
+      opacity = rgba[..., 3:] / 255.0
+      on_white = rgba[..., :3] * opacity + 255.0 * (1.0 - opacity)
+      return Image.fromarray(np.round(on_white).astype(np.uint8), "RGB")
+    return image.convert("RGB")

@@ -1,0 +1,180 @@
+"""`make_dataset`: a split as batches of (input_image, target_image) in
+[-1, 1], for training (shuffled, jittered, repeated) or evaluation."""
+
+import glob
+import hashlib
+import json
+import os
+
+import tensorflow as tf
+
+from pix2pix_tf import config as config_lib
+from pix2pix_tf.data import decoding
+from pix2pix_tf.data import sources
+from pix2pix_tf.data import transforms
+
+
+# Bumped whenever what the cache holds changes (the decoding rule, say), so
+# that no cache written by an older version is read back.
+_CACHE_FORMAT = 2  # 2: decode_image (Exif orientation, alpha on white).
+
+
+def cache_path(prefix: str, split: sources.Split, config, input_context=None) -> str:
+  """The disk-cache file of this split and configuration under `prefix`.
+
+  The name carries a digest of what is cached: the split's files (names,
+  sizes and modification times, or the TFRecord shards'), this pipeline's
+  shard, and the settings that shape a pair. Another split, another
+  configuration or changed files give another file, so a cache is never read
+  back for data it does not hold; it is rebuilt instead.
+  """
+  files = []
+  for path in split.paths:
+    try:
+      info = os.stat(path)
+      files.append([path, info.st_size, info.st_mtime_ns])
+    except OSError:
+      files.append([path, None, None])
+  shard = ([input_context.num_input_pipelines, input_context.input_pipeline_id]
+           if input_context is not None else [1, 0])
+  what = {"format": _CACHE_FORMAT, "files": files, "tfrecord": split.tfrecord,
+          "shard": shard, "direction": config.direction,
+          "load_size": config.load_size, "crop_size": config.crop_size,
+          "input_channels": config.input_channels,
+          "output_channels": config.output_channels}
+  digest = hashlib.sha256(json.dumps(what).encode()).hexdigest()[:16]
+  return f"{prefix}-{digest}"
+
+
+def _remove_stale_cache_files(path: str) -> None:
+  """Removes what a killed run left of an unfinished cache at `path`.
+
+  TensorFlow finishes a disk cache (writes `<path>.index`) only after a
+  whole pass; a run killed before that leaves a lockfile that makes every
+  later run fail with "a concurrent caching iterator". The path is unique to
+  this split, configuration and input pipeline, so no other live run of the
+  same data writes it.
+  """
+  if os.path.exists(path + ".index"):
+    return
+  for leftover in glob.glob(glob.escape(path) + "_*.lockfile") + glob.glob(
+      glob.escape(path) + "_*.tempstate*"):
+    os.remove(leftover)
+
+
+def make_dataset(split, config: config_lib.Config, batch_size: int,
+                 training: bool,
+                 input_context=None, with_names: bool = False,
+                 skip: int = 0, cache: str = "") -> tf.data.Dataset:
+  """The batched dataset of (input_image, target_image) in [-1, 1].
+
+  Args:
+    split: a `sources.Split` from `open_split`, or a list of image paths.
+    config: the run's Config (direction, sizes, flip, channels, seed,
+      shuffle_buffer, deterministic, on_bad_image).
+    batch_size: the batch size of this input pipeline (per replica under
+      `distribute_datasets_from_function`).
+    training: jitter, shuffle and repeat forever; otherwise one pass, resized
+      to crop_size, in order.
+    input_context: a `tf.distribute.InputContext`; shards the files across
+      input pipelines (workers).
+    with_names: evaluation only: yield (names, input_image, target_image).
+    skip: training only: leave out this many elements of the stream first
+      (a resumed run skips what it already trained on).
+    cache: training only: "memory", or a path prefix for a disk cache of the
+      decoded pairs (`cache_path` names the file). Evaluation makes one pass
+      and is never cached.
+  """
+  if not isinstance(split, sources.Split):
+    split = sources.Split(tuple(split), len(split))
+  if cache and not training:
+    raise ValueError("Only training data is cached: evaluation makes one "
+                     "pass over its split.")
+  skip_bad = getattr(config, "on_bad_image", "error") == "skip"
+  deterministic = config.deterministic or not training
+  # --shuffle_buffer counts elements (file names, records, or cached pairs);
+  # 0 shuffles the whole split, as the reference's data loader does.
+  buffer = config.shuffle_buffer or max(split.count, 1)
+
+  def decode(name, contents):
+    # Decoded pairs stay uint8 until after the cache: a quarter of float32.
+    return name, decoding.decode_image(contents)
+
+  def pair(image):
+    return transforms.split_pair(image, config.direction, config.input_channels,
+                      config.output_channels)
+
+  paths = sources.shard_paths(split, input_context)
+  if not training:
+    dataset = sources.read_contents(split, paths, deterministic=True)
+  elif cache:
+    # The decoded pairs are cached after the first pass and shuffled after
+    # the cache, so each epoch still comes in a new order. (The first pass
+    # reads every file to fill the cache, resumed or not.)
+    dataset = sources.read_contents(split, paths, deterministic).map(
+        decode, num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=deterministic)
+    if skip_bad:
+      dataset = dataset.ignore_errors()
+    if cache != "memory":
+      cache = cache_path(cache, split, config, input_context)
+      _remove_stale_cache_files(cache)
+    dataset = dataset.cache("" if cache == "memory" else cache)
+    dataset = dataset.shuffle(buffer, seed=config.seed,
+                              reshuffle_each_iteration=True)
+  elif not split.tfrecord:
+    # Folders: the file names are shuffled (cheap) and nothing is read
+    # before the skip below, so resuming late in a run costs no reads.
+    dataset = paths.shuffle(buffer, seed=config.seed,
+                            reshuffle_each_iteration=True)
+  else:
+    # TFRecords: shards in a new order each epoch, then records through a
+    # shuffle buffer. Records must be read to be counted, so a resumed run
+    # reads (but does not decode) the records it skips.
+    dataset = sources.read_contents(split, paths.shuffle(len(split.paths), seed=config.seed,
+                                         reshuffle_each_iteration=True),
+                    deterministic)
+    dataset = dataset.shuffle(buffer, seed=config.seed,
+                              reshuffle_each_iteration=True)
+  if training:
+    # Shuffle before repeat, so each epoch is a full pass and epochs do not
+    # blend into each other.
+    dataset = dataset.repeat()
+    # A per-element index gives each element its own stateless seed.
+    dataset = dataset.enumerate()
+    if skip:
+      # Before decoding (and, for folders, before reading).
+      dataset = dataset.skip(skip)
+    if not cache and not split.tfrecord:
+      dataset = dataset.map(
+          lambda index, path: (index, (path, tf.io.read_file(path))),
+          num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+
+    def preprocess(index, element):
+      name, contents = element
+      image = contents if cache else decoding.decode_image(contents)
+      input_image, target_image = pair(image)
+      seed = tf.stack([tf.constant(config.seed, tf.int64), index])
+      input_image, target_image = transforms.random_jitter(
+          input_image, target_image, seed, config.load_size,
+          config.crop_size, config.flip)
+      return transforms.normalize(input_image), transforms.normalize(target_image)
+  else:
+    def preprocess(name, contents):
+      input_image, target_image = pair(decoding.decode_image(contents))
+      input_image = transforms.normalize(transforms.resize(input_image, config.crop_size))
+      target_image = transforms.normalize(transforms.resize(target_image, config.crop_size))
+      if with_names:
+        return name, input_image, target_image
+      return input_image, target_image
+
+  dataset = dataset.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE,
+                        deterministic=deterministic)
+  if skip_bad and not cache:
+    # Bad files were named before training (find_undecodable); this drops
+    # any that remain, e.g. records of a TFRecord dataset.
+    dataset = dataset.ignore_errors()
+  # Under a strategy every replica needs a full batch: drop the remainder in
+  # training. Evaluation keeps every example.
+  dataset = dataset.batch(batch_size, drop_remainder=training)
+  return dataset.prefetch(tf.data.AUTOTUNE)
