@@ -1,18 +1,25 @@
 """pix2pix_tf: pix2pix image-to-image translation in TensorFlow and Keras 3."""
 
+import re
+
 import setuptools
+
+# The one version string is pix2pix_tf.__version__.
+VERSION = re.search(r'__version__ = "([^"]+)"',
+                    open("pix2pix_tf/__init__.py").read()).group(1)
 
 setuptools.setup(
     name="pix2pix_tf",
-    version="0.1.0",
+    version=VERSION,
     description=("pix2pix (Isola et al. 2017) in TensorFlow: U-Net generator, "
                  "PatchGAN discriminator, tf.distribute training, SavedModel "
                  "export."),
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=setuptools.find_packages(include=["pix2pix_tf", "pix2pix_tf.*"]),
-    package_data={"pix2pix_tf": ["palettes/*.json"]},
-    python_requires=">=3.10,<3.13",
+    package_data={"pix2pix_tf": ["data/palettes/*.json",
+                                 "serving/pages/*.html"]},
+    python_requires=">=3.10,<3.14",
     # The tested range: TensorFlow 2.18 to 2.21 with Keras 3.
     install_requires=[
         "tensorflow>=2.18,<2.22",
@@ -23,17 +30,17 @@ setuptools.setup(
         "tensorboard>=2.18,<2.22",
         # The translation and perceptual study pages are served with Flask.
         "flask>=3.0",
-        # Canny edges for `pix2pix_tf.datasets edges`.
-        "opencv-python-headless>=4.8",
     ],
     extras_require={
         "gpu": ["tensorflow[and-cuda]>=2.18,<2.22"],
+        # Canny edges for `pix2pix_tf.datasets edges` (about 150 MB).
+        "edges": ["opencv-python-headless>=4.8"],
         # tools/ablate.py draws its figures with matplotlib.
         "tools": ["matplotlib>=3.7"],
         # The browser tests drive Debian's chromium with Selenium.
         # pytest-xdist: the suite runs on two processes (make test).
         "test": ["pytest>=8", "pytest-xdist>=3.5", "matplotlib>=3.7",
-                 "selenium>=4.20"],
+                 "selenium>=4.20", "opencv-python-headless>=4.8"],
     },
     entry_points={
         "console_scripts": [

@@ -1,9 +1,12 @@
-"""pix2pix_tf: pix2pix image-to-image translation in TensorFlow and Keras 3."""
+"""pix2pix_tf: pix2pix image-to-image translation in TensorFlow and Keras 3.
 
-import os
+The commands (`python -m pix2pix_tf.<command>`): train, export, predict,
+evaluate, serve, study, datasets, summary; each holds its flags and one call
+into the library below.
 
-# Hide TensorFlow's C++ errors about missing CUDA drivers on CPU-only
-# machines (set TF_CPP_MIN_LOG_LEVEL=0 to see every message).
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+The library: `config` (every training option once), `models`, `data`,
+`training`, `evaluation`, `serving`. Imports run one way: commands ->
+training -> evaluation, serving -> models, data -> config.
+"""
 
 __version__ = "0.1.0"

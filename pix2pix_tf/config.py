@@ -36,12 +36,18 @@ MIXED_PRECISIONS = ("auto", "none", "bf16", "fp16")
 DIRECTIONS = ("AtoB", "BtoA")
 STRATEGIES = ("mirrored", "one_device", "multi_worker")
 INFERENCE_MODES = ("paper", "eval")
+# What `evaluate --metrics` computes (fid and kid need Inception weights).
+METRICS = ("l1", "mse", "psnr", "ssim", "pixel_accuracy", "color", "fid",
+           "kid")
 # Images that declare more pixels (width x height) are refused before they
 # are decoded (--max_pixels of export, predict, serve and datasets): a file of
 # a few kilobytes can declare a 20000 x 20000 image (a decompression bomb)
 # that would take gigabytes to decode. 4096 x 4096 RGB is 48 MiB as uint8,
 # about 200 MiB as float32.
 DEFAULT_MAX_PIXELS = 4096 * 4096
+# Seconds a server connection may stay silent, and a request may wait for
+# the model (--request_timeout of serve; the study uses it too).
+DEFAULT_REQUEST_TIMEOUT = 30.0
 # alternating: D's step, then G's against the updated D (paper, reference).
 # simultaneous: both gradients from one forward pass against the old D.
 UPDATE_ORDERS = ("alternating", "simultaneous")

@@ -16,7 +16,6 @@ A file that cannot be read is reported and skipped; the command exits
 non-zero at the end if any failed.
 """
 
-import html
 import os
 import sys
 
@@ -28,123 +27,6 @@ from pix2pix_tf import config as config_lib
 
 FLAGS = flags.FLAGS
 
-def list_inputs(path):
-  from pix2pix_tf import data as data_lib
-  if os.path.isfile(path):
-    return [path]
-  if not os.path.isdir(path):
-    raise FileNotFoundError(f"--input={path} is neither a file nor a folder.")
-  files = data_lib.list_images(path)
-  if not files:
-    raise FileNotFoundError(f"--input={path} holds no images "
-                            f"({', '.join(data_lib.IMAGE_EXTENSIONS)}).")
-  return files
-
-
-def save_image(array, path):
-  from PIL import Image
-  Image.fromarray(array.squeeze(-1) if array.shape[-1] == 1 else array).save(
-      path)
-
-
-def read_image(path, decode, max_pixels=None):
-  """The file's pixels by the decoding rule of training and the SavedModel
-  (`decode`: data_lib.decode_image); Pillow, by the same rule, for
-  the formats TensorFlow cannot read (TIFF). An image larger than
-  `max_pixels` is refused (data_lib.TooLargeError) before it is decoded."""
-  import numpy as np
-  from pix2pix_tf import data as data_lib
-  max_pixels = max_pixels or config_lib.DEFAULT_MAX_PIXELS
-  if path.lower().endswith(data_lib.TENSORFLOW_FORMATS):
-    data_lib.check_pixels(path, max_pixels)
-    with open(path, "rb") as f:
-      return decode(f.read()).numpy()
-  return np.asarray(data_lib.read_rgb(path, max_pixels))  # Checks it too.
-
-
-def translate_files(saved_model, files, output, paired=False,
-                    max_pixels=None):
-  """Translates `files` into `output`; returns the list of failed files.
-
-  Every image is written as PNG (lossless: a JPEG output would add its own
-  artefacts to what FID or a perceptual study then measures).
-  """
-  import json
-  import numpy as np
-  import tensorflow as tf
-  from keras.utils import Progbar
-  from pix2pix_tf import data as data_lib
-  from pix2pix_tf import export
-
-  loaded = export.load(saved_model)
-  metadata = json.loads(loaded.metadata_json.numpy().decode())
-  translate = loaded.signatures["translate_uint8"]
-  decode = tf.function(data_lib.decode_image,
-                       input_signature=[tf.TensorSpec([], tf.string)])
-  in_channels = metadata["input_channels"]
-  # PNG names; inputs whose stems collide keep their extension in the name.
-  names = data_lib.png_names(files)
-  for path, name in zip(files, names):
-    if name != os.path.splitext(os.path.basename(path))[0] + ".png":
-      print(f"{path} shares its name with another input: written as {name}.",
-            file=sys.stderr)
-  os.makedirs(output, exist_ok=True)
-  if paired:
-    for folder in ("inputs", "targets"):
-      os.makedirs(os.path.join(output, folder), exist_ok=True)
-  rows, failed = [], []
-  progbar = Progbar(len(files), unit_name="image",
-                    verbose=1 if sys.stdout.isatty() else 2)
-  for i, (path, name) in enumerate(zip(files, names)):
-    try:
-      image = read_image(path, decode, max_pixels)
-      if paired:
-        half = image.shape[1] // 2
-        input_image, target = image[:, :half], image[:, half:]
-        if metadata["direction"] == "BtoA":
-          input_image, target = target, input_image
-      else:
-        input_image, target = image, None
-      if in_channels == 1:
-        input_image = np.asarray(tf.image.rgb_to_grayscale(input_image))
-      generated = translate(images=tf.constant(input_image[None]))[
-          "generated_image"][0].numpy()
-      save_image(generated, os.path.join(output, name))
-      if paired:
-        save_image(input_image, os.path.join(output, "inputs", name))
-        save_image(target, os.path.join(output, "targets", name))
-        rows.append((os.path.basename(path), f"inputs/{name}", name,
-                     f"targets/{name}"))
-    except Exception as e:  # pylint: disable=broad-except
-      # One bad file must not stop the rest: report it and go on.
-      failed.append(path)
-      print(f"\nSkipped {path}: {type(e).__name__}: {e}", file=sys.stderr)
-    progbar.update(i + 1)
-  if paired:
-    write_index(os.path.join(output, "index.html"), rows, metadata)
-  return failed
-
-
-def write_index(path, rows, metadata):
-  """The results page: one row per pair, input | generated | target."""
-  title = (f"pix2pix_tf results, {metadata['direction']}, step "
-           f"{metadata['step']}, {metadata['inference_mode']} inference")
-  lines = ["<!DOCTYPE html>", "<html><head><meta charset='utf-8'>",
-           f"<title>{html.escape(title)}</title>",
-           "<style>td{padding:4px;text-align:center;font:12px sans-serif}"
-           "img{width:256px}</style></head><body>",
-           f"<h1>{html.escape(title)}</h1>", "<table>",
-           "<tr><th>name</th><th>input</th><th>generated</th>"
-           "<th>target</th></tr>"]
-  for name, input_src, generated_src, target_src in rows:
-    cells = "".join(f"<td><img src='{html.escape(src, quote=True)}'></td>"
-                    for src in (input_src, generated_src, target_src))
-    lines.append(f"<tr><td>{html.escape(name)}</td>{cells}</tr>")
-  lines += ["</table>", "</body></html>"]
-  with open(path, "w") as f:
-    f.write("\n".join(lines) + "\n")
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
@@ -153,15 +35,16 @@ def main(argv):
     raise app.UsageError("Give one of --saved_model or --model_dir.")
   if not FLAGS.input or not FLAGS.output:
     raise app.UsageError("--input and --output are required.")
+  # After the flags: a fast --help.
   from pix2pix_tf import data as data_lib
-  from pix2pix_tf import export
+  from pix2pix_tf import serving
   saved_model = FLAGS.saved_model or os.path.join(FLAGS.model_dir, "export")
   try:
-    files = list_inputs(FLAGS.input)
+    files = serving.list_inputs(FLAGS.input)
     data_lib.check_output_folder(FLAGS.output, create=False)
-    failed = translate_files(saved_model, files, FLAGS.output, FLAGS.paired,
+    failed = serving.translate_files(saved_model, files, FLAGS.output, FLAGS.paired,
                              FLAGS.max_pixels)
-  except (FileNotFoundError, ValueError, export.ExportError) as e:
+  except (FileNotFoundError, ValueError, serving.ExportError) as e:
     sys.exit(f"pix2pix_tf.predict: error: {e}")
   written = len(files) - len(failed)
   print(f"Translated {written} of {len(files)} images into {FLAGS.output}.")
@@ -186,6 +69,7 @@ def define_flags():
 
 
 def run():
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # No CUDA-driver noise.
   define_flags()
   app.run(main)
 

@@ -7,6 +7,7 @@ Running the same command again resumes from the latest checkpoint in
 <model_dir>/checkpoints. Every flag's default is the paper's value.
 """
 
+import os
 import sys
 
 from absl import app
@@ -21,23 +22,23 @@ FLAGS = flags.FLAGS
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  # Imported here so that --help and flag errors do not wait for TensorFlow.
+  # After the flags: --help and flag errors do not wait for TensorFlow.
   from pix2pix_tf import data as data_lib
-  from pix2pix_tf import trainer
+  from pix2pix_tf import training
 
   # TensorFlow's INFO messages (checkpoint sharding and the like) drown the
   # progress bar; warnings and errors still show.
   logging.set_verbosity(logging.WARNING)
   try:
-    config = config_lib.Config.from_flag_values(FLAGS)
-    config.validate()
-    trainer.train_and_evaluate(config)
+    training.train_and_evaluate(
+        config_lib.Config.from_flag_values(FLAGS).validate())
   except (config_lib.ConfigError, data_lib.DatasetError,
-          trainer.NumericalError) as e:
+          training.NumericalError) as e:
     sys.exit(f"pix2pix_tf.train: error: {e}")
 
 
 def run():
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # No CUDA-driver noise.
   config_lib.define_flags()  # One flag per Config field.
   app.run(main)
 

@@ -37,11 +37,11 @@ def small_config(data_dir, model_dir, **overrides):
 def trained_run(tmp_path_factory):
   """A run of three steps on four 32x32 demo pairs (two in val); the training
   loop exports it to <model_dir>/export. One per test module."""
-  from pix2pix_tf import trainer
+  from pix2pix_tf import training
   root = tmp_path_factory.mktemp("run")
   data_dir = demo.write_dataset(str(root / "data"), 4, 2, 32)
   config = small_config(data_dir, root / "model", max_steps=3)
-  trainer.train_and_evaluate(config,
+  training.train_and_evaluate(config,
                              tf.distribute.OneDeviceStrategy("/cpu:0"))
   return config
 

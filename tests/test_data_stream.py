@@ -10,7 +10,7 @@ from PIL import Image
 
 from conftest import small_config
 from pix2pix_tf import data as data_lib
-from pix2pix_tf import trainer
+from pix2pix_tf import training
 
 
 def constant_pairs(folder, values, size=32):
@@ -128,7 +128,7 @@ def test_val_samples_and_metrics_are_val_data_under_a_disk_cache(tmp_path):
   config = small_config(data_dir, tmp_path / "run", load_size=32,
                         crop_size=32, max_steps=2, num_samples=2,
                         cache=str(tmp_path / "pairs"))
-  trainer.train_and_evaluate(config)
+  training.train_and_evaluate(config)
   grid = np.asarray(Image.open(
       tmp_path / "run" / "samples" / "step_0000002.png"))
   width = grid.shape[1] // 3

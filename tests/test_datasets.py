@@ -12,8 +12,8 @@ from PIL import Image
 from conftest import gradient_image, small_config
 from pix2pix_tf import data as data_lib
 from pix2pix_tf.data import demo
-from pix2pix_tf import summary
-from pix2pix_tf import trainer
+from pix2pix_tf.models import summary
+from pix2pix_tf import training
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
@@ -157,7 +157,7 @@ def test_one_channel_input_model(tmp_path):
   data_dir = demo.write_dataset(str(tmp_path / "data"), 4, 2, 32)
   config = small_config(data_dir, tmp_path / "run", input_channels=1,
                         max_steps=2)
-  results = trainer.train_and_evaluate(
+  results = training.train_and_evaluate(
       config, tf.distribute.OneDeviceStrategy("/cpu:0"))
   assert results["step"] == 2
   loaded = tf.saved_model.load(str(tmp_path / "run" / "export"))

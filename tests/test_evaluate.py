@@ -12,9 +12,10 @@ import tensorflow as tf
 
 from conftest import scalar_tags, small_config
 from pix2pix_tf.data import demo
-from pix2pix_tf import metrics
-from pix2pix_tf import segmentation
-from pix2pix_tf import trainer
+from pix2pix_tf.evaluation import metrics
+from pix2pix_tf import data as data_lib
+from pix2pix_tf.evaluation import segmentation
+from pix2pix_tf import training
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 ROOT = os.path.join(os.path.dirname(__file__), "..")
@@ -56,7 +57,7 @@ def palette_file(tmp_path):
 
 
 def test_label_map_classes_and_known_iou(tmp_path):
-  palette = segmentation.load_palette(palette_file(tmp_path))
+  palette = data_lib.load_palette(palette_file(tmp_path))
   sky, wall = demo.PALETTE["sky"], demo.PALETTE["wall"]
   # JPEG-like noise on the colours still gives the nearest class; black is
   # void.
@@ -92,13 +93,13 @@ def test_predicted_void_is_an_error_not_left_out():
 
 
 def test_built_in_palettes():
-  cityscapes = segmentation.load_palette("cityscapes")
+  cityscapes = data_lib.load_palette("cityscapes")
   assert cityscapes.num_classes == 19
   assert cityscapes.class_names[0] == "road"
   assert cityscapes.colors[0].tolist() == [128, 64, 128]
-  assert segmentation.load_palette("facades").num_classes == 12
+  assert data_lib.load_palette("facades").num_classes == 12
   with pytest.raises(ValueError, match="neither a built-in palette"):
-    segmentation.load_palette("nope")
+    data_lib.load_palette("nope")
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +144,7 @@ def photo_to_labels_run(tmp_path_factory):
   data_dir = demo.write_dataset(str(root / "data"), 4, 3, 32)
   os.rename(os.path.join(data_dir, "val"), os.path.join(data_dir, "test"))
   config = small_config(data_dir, root / "run", max_steps=2)
-  trainer.train_and_evaluate(config,
+  training.train_and_evaluate(config,
                              tf.distribute.OneDeviceStrategy("/cpu:0"))
   return config, root
 
@@ -185,7 +186,7 @@ def test_evaluate_scores_the_images_predict_writes(tmp_path):
   (batch norm, dropout off to compare) both give each image the same output,
   so evaluate's per-image L1 is that of predict's files."""
   from PIL import Image
-  from pix2pix_tf import export
+  from pix2pix_tf import serving
   from pix2pix_tf import models
   data_dir = demo.write_dataset(str(tmp_path / "data"), 4, 5, 32)
   config = small_config(data_dir, tmp_path / "run", dropout=0.0,
@@ -195,7 +196,7 @@ def test_evaluate_scores_the_images_predict_writes(tmp_path):
   # does; a larger last layer makes its output show the statistics used.
   last = generator.get_layer("up0_conv")
   last.kernel.assign(last.kernel * 30.0)
-  saved_model = export.save(generator, config, 0, str(tmp_path / "export"),
+  saved_model = serving.save(generator, config, 0, str(tmp_path / "export"),
                             "paper")
   output = tmp_path / "result.json"
   result = run_evaluate(f"--saved_model={saved_model}",
@@ -240,7 +241,7 @@ def test_fcn_score_with_a_trained_segmenter(tmp_path):
   config = small_config(data_dir, tmp_path / "run", max_steps=2,
                         direction="BtoA", label_palette=palette,
                         segmenter=str(segmenter))
-  trainer.train_and_evaluate(config,
+  training.train_and_evaluate(config,
                              tf.distribute.OneDeviceStrategy("/cpu:0"))
   val = scalar_tags(str(tmp_path / "run" / "logs" / "val"))
   for row in ("fcn_generated", "fcn_ground_truth"):
@@ -272,7 +273,7 @@ def test_training_rejects_a_missing_segmenter_before_writing(tmp_path):
   config = small_config(tmp_path, tmp_path / "run", label_palette="facades",
                         segmenter=str(tmp_path / "none"))
   with pytest.raises(config_lib.ConfigError, match="is not a SavedModel"):
-    trainer.train_and_evaluate(config,
+    training.train_and_evaluate(config,
                                tf.distribute.OneDeviceStrategy("/cpu:0"))
   assert not (tmp_path / "run").exists()
 

@@ -12,7 +12,7 @@ import tensorflow as tf
 from PIL import Image
 
 from conftest import gradient_image, small_config, write_pair
-from pix2pix_tf import export
+from pix2pix_tf import serving
 from pix2pix_tf import models
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -21,7 +21,7 @@ ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 @pytest.fixture(scope="module")
 def eval_export(trained_run, tmp_path_factory):
   path = str(tmp_path_factory.mktemp("exports") / "eval")
-  return export.export(trained_run.model_dir, path, inference_mode="eval")
+  return serving.export(trained_run.model_dir, path, inference_mode="eval")
 
 
 def test_training_exports_at_the_end(trained_run):
@@ -41,7 +41,7 @@ def test_training_exports_at_the_end(trained_run):
 
 
 def keras_generator(config):
-  generator, step = export.restore_generator(
+  generator, step = serving.saved_model.restore_generator(
       config, tf.train.latest_checkpoint(
           os.path.join(config.model_dir, "checkpoints")))
   assert step == 3
@@ -104,7 +104,7 @@ def test_paper_mode_uses_each_images_statistics(trained_run, tmp_path):
   no_dropout = models.build_generator(
       small_config(config.data_dir, config.model_dir, dropout=0.0))
   no_dropout.set_weights(generator.get_weights())
-  path = export.save(no_dropout, config, 3, str(tmp_path / "paper"), "paper")
+  path = serving.save(no_dropout, config, 3, str(tmp_path / "paper"), "paper")
   images = tf.concat([tf.random.uniform([2, 32, 32, 3], -1, 1, seed=2),
                       tf.random.uniform([2, 32, 32, 3], -0.2, 0.9, seed=3)],
                      0)
@@ -175,20 +175,20 @@ def test_serving_default_says_what_it_expects(eval_export):
 
 def test_export_command_replaces_an_export_atomically(trained_run, tmp_path):
   target = tmp_path / "exports" / "model"
-  export.export(trained_run.model_dir, str(target), inference_mode="paper")
+  serving.export(trained_run.model_dir, str(target), inference_mode="paper")
   result = subprocess.run(
       [sys.executable, "-m", "pix2pix_tf.export",
        f"--model_dir={trained_run.model_dir}", f"--export_dir={target}",
        "--inference_mode=eval"], capture_output=True, text=True, env=ENV)
   assert result.returncode == 0, result.stderr
-  assert export.read_metadata(str(target))["inference_mode"] == "eval"
+  assert serving.read_metadata(str(target))["inference_mode"] == "eval"
   assert os.listdir(tmp_path / "exports") == ["model"]  # No staging left.
 
 
 def test_failed_export_leaves_the_previous_one(trained_run, tmp_path,
                                               monkeypatch):
   target = tmp_path / "model"
-  export.export(trained_run.model_dir, str(target), inference_mode="eval")
+  serving.export(trained_run.model_dir, str(target), inference_mode="eval")
   before = {name: (target / name).stat().st_mtime_ns
             for name in os.listdir(target)}
 
@@ -200,7 +200,7 @@ def test_failed_export_leaves_the_previous_one(trained_run, tmp_path,
 
   monkeypatch.setattr(tf.saved_model, "save", failing_save)
   with pytest.raises(OSError, match="No space left"):
-    export.export(trained_run.model_dir, str(target), inference_mode="eval")
+    serving.export(trained_run.model_dir, str(target), inference_mode="eval")
   assert {name: (target / name).stat().st_mtime_ns
           for name in os.listdir(target)} == before
   assert os.listdir(tmp_path) == ["model"]  # No staging folder left.

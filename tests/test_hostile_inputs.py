@@ -24,12 +24,12 @@ from conftest import small_config
 from pix2pix_tf import config as config_lib
 from pix2pix_tf.data import building
 from pix2pix_tf.data import demo
-from pix2pix_tf import export
+from pix2pix_tf import serving
 from pix2pix_tf import data as data_lib
-from pix2pix_tf import serve
-from pix2pix_tf import study
-from pix2pix_tf import trainer
-from pix2pix_tf import web
+from pix2pix_tf.serving import server as server_lib
+from pix2pix_tf.serving import study
+from pix2pix_tf import training
+from pix2pix_tf.serving import web
 
 
 def tree(root):
@@ -83,7 +83,7 @@ def foreign_saved_model(path):
 
 
 def own_export_with_a_note(run, path):
-  export.export(run, path)
+  serving.export(run, path)
   with open(os.path.join(path, "NOTES.txt"), "w") as f:
     f.write("my notes")
 
@@ -113,8 +113,8 @@ def test_export_replaces_nothing_but_its_own_export(run_copy, tmp_path,
     export_dir = str(tmp_path / "link")
     os.symlink(user, export_dir)
   before = tree(tmp_path)
-  with pytest.raises(export.ExportError) as error:
-    export.export(run_copy, export_dir)
+  with pytest.raises(serving.ExportError) as error:
+    serving.export(run_copy, export_dir)
   assert export_dir in str(error.value)
   assert "nothing in this folder was touched" in str(
       error.value) or "is not a folder" in str(error.value)
@@ -123,9 +123,9 @@ def test_export_replaces_nothing_but_its_own_export(run_copy, tmp_path,
 
 def test_export_replaces_its_own_export(run_copy, tmp_path):
   path = str(tmp_path / "export")
-  export.export(run_copy, path, inference_mode="eval")
-  export.export(run_copy, path, inference_mode="paper")
-  assert export.read_metadata(path)["inference_mode"] == "paper"
+  serving.export(run_copy, path, inference_mode="eval")
+  serving.export(run_copy, path, inference_mode="paper")
+  assert serving.read_metadata(path)["inference_mode"] == "paper"
   assert sorted(os.listdir(tmp_path)) == ["export", "run"]
 
 
@@ -145,7 +145,7 @@ def test_training_checks_the_export_folder_before_it_starts(
   before = tree(tmp_path)
   config = small_config(trained_run.data_dir, run, max_steps=2)
   with pytest.raises(config_lib.ConfigError, match="plots.png"):
-    trainer.train_and_evaluate(config,
+    training.train_and_evaluate(config,
                                tf.distribute.OneDeviceStrategy("/cpu:0"))
   assert tree(tmp_path) == before
 
@@ -163,8 +163,8 @@ def test_export_refuses_a_checkpoint_that_does_not_fit(run_copy, tmp_path,
   with open(path, "w") as f:
     f.write(changed.to_json())
   before = tree(tmp_path)
-  with pytest.raises(export.ExportError, match="does not fit"):
-    export.export(run_copy, str(tmp_path / "export"))
+  with pytest.raises(serving.ExportError, match="does not fit"):
+    serving.export(run_copy, str(tmp_path / "export"))
   assert tree(tmp_path) == before
 
 
@@ -319,7 +319,7 @@ def small_bomb(path=None, side=3000):
 
 def test_the_export_refuses_too_large_images_before_decoding(run_copy,
                                                              tmp_path):
-  path = export.export(run_copy, str(tmp_path / "export"),
+  path = serving.export(run_copy, str(tmp_path / "export"),
                        max_pixels=1_000_000)
   loaded = tf.saved_model.load(path)
   assert json.loads(loaded.metadata_json.numpy())["max_pixels"] == 1_000_000
@@ -378,7 +378,7 @@ class Unused:
 
 @pytest.fixture
 def translation_server():
-  app = serve.create_app(Unused(), [
+  app = server_lib.create_app(Unused(), [
       {"name": "</script><script>document.title='pwned'</script>",
        "color": [1, 2, 3]}], max_upload_mb=0.05, request_timeout=1.0)
   httpd = web.make_server("127.0.0.1", 0, app, request_timeout=1.0)
@@ -460,14 +460,13 @@ def test_a_silent_connection_is_closed_after_the_timeout(translation_server):
 
 
 def test_a_request_waits_for_the_model_no_longer_than_the_timeout():
-  translator = object.__new__(serve.Translator)
-  translator._tf = tf
+  translator = object.__new__(server_lib.Translator)
   translator._lock = threading.Lock()
   translator._translate = lambda images_bytes: {
       "generated_image_bytes": images_bytes}
   assert translator.translate([b"x"], wait=0.1) == [b"x"]
   with translator._lock:  # Another request holds the model.
-    with pytest.raises(serve.Busy):
+    with pytest.raises(server_lib.Busy):
       translator.translate([b"x"], wait=0.1)
 
 
@@ -747,7 +746,7 @@ def test_a_one_pixel_training_image_is_named(tmp_path):
   Image.fromarray(np.zeros((1, 1, 3), np.uint8)).save(tiny)
   config = small_config(data, tmp_path / "run", max_steps=4, batch_size=1)
   with pytest.raises(data_lib.DatasetError, match="narrower than 2"):
-    trainer.train_and_evaluate(config,
+    training.train_and_evaluate(config,
                                tf.distribute.OneDeviceStrategy("/cpu:0"))
   assert not (tmp_path / "run").exists()  # No flags.txt, config.json, logs.
 
@@ -757,7 +756,7 @@ def test_an_unwritable_model_dir_is_a_sentence(tmp_path):
   # Not even root can create files in /proc.
   config = small_config(data, "/proc/pix2pix_run", max_steps=2)
   with pytest.raises(config_lib.ConfigError, match="cannot be written"):
-    trainer.train_and_evaluate(config,
+    training.train_and_evaluate(config,
                                tf.distribute.OneDeviceStrategy("/cpu:0"))
 
 

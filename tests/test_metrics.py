@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pix2pix_tf import metrics
+from pix2pix_tf.evaluation import metrics
 
 
 def test_identical_images():

@@ -279,7 +279,7 @@ def test_every_config_field_is_a_training_flag():
 
 
 def test_summary_reports_every_discriminators_receptive_field():
-  from pix2pix_tf import summary
+  from pix2pix_tf.models import summary
   config = config_lib.Config(d_receptive_fields="1,16,34,70,142,286",
                              ndf=4, ngf=4).validate()
   disc = summary.network_summary(config)["discriminator"]

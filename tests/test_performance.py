@@ -1,5 +1,6 @@
 """Mixed precision and multi-step execution change what runs, and still learn."""
 
+import dataclasses
 import itertools
 
 import keras
@@ -10,7 +11,7 @@ import tensorflow as tf
 from conftest import small_config
 from pix2pix_tf.data import demo
 from pix2pix_tf import data as data_lib
-from pix2pix_tf import trainer
+from pix2pix_tf import training
 
 
 def demo_batches(batch_size=2, size=32):
@@ -26,10 +27,9 @@ def demo_batches(batch_size=2, size=32):
 def build(config, batch_size=2):
   strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
   keras.utils.set_random_seed(0)
-  state = trainer.create_state(config, 100, strategy)
-  step = trainer.make_distributed_step(
-      strategy, trainer.make_train_step(state, config, batch_size),
-      state.step)
+  built = training.build(dataclasses.replace(config, batch_size=batch_size),
+                         strategy, 100)
+  state, step = built.state, built.distributed_step
   iterator = iter(strategy.experimental_distribute_dataset(
       demo_batches(batch_size)))
   return state, step, iterator
@@ -84,7 +84,7 @@ def test_steps_per_execution_end_to_end_keeps_periodic_actions(tiny_dataset,
   config = small_config(tiny_dataset, tmp_path / "run", max_steps=7,
                         steps_per_execution=3, checkpoint_every_steps=2,
                         log_every_steps=2)
-  results = trainer.train_and_evaluate(
+  results = training.train_and_evaluate(
       config, tf.distribute.OneDeviceStrategy("/cpu:0"))
   assert results["step"] == 7
   checkpoints = tf.train.get_checkpoint_state(
@@ -114,9 +114,9 @@ def test_auto_precision_picks_bf16_where_it_is_fast(monkeypatch, tmp_path,
   fake.write_text(cpuinfo)
   real_open = builtins.open
   monkeypatch.setattr(
-      trainer, "open",
+      training.precision, "open",
       lambda path, *a, **k: real_open(fake if path == "/proc/cpuinfo"
                                       else path, *a, **k), raising=False)
-  assert trainer.resolve_mixed_precision("auto") == expected
-  assert trainer.resolve_mixed_precision("none") == "none"
-  assert trainer.resolve_mixed_precision("fp16") == "fp16"
+  assert training.resolve_mixed_precision("auto") == expected
+  assert training.resolve_mixed_precision("none") == "none"
+  assert training.resolve_mixed_precision("fp16") == "fp16"

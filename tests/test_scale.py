@@ -21,8 +21,8 @@ from conftest import scalar_tags, small_config, truncate_after_header
 from pix2pix_tf import config as config_lib
 from pix2pix_tf.data import demo
 from pix2pix_tf import data as data_lib
-from pix2pix_tf import losses
-from pix2pix_tf import trainer
+from pix2pix_tf.training import losses
+from pix2pix_tf import training
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -302,7 +302,7 @@ def test_tfrecords_hold_the_files_and_train(tmp_path):
                              from_folder[0].numpy(), atol=1e-6)
 
   # Training reads them (detected from dataset.json).
-  results = trainer.train_and_evaluate(
+  results = training.train_and_evaluate(
       small_config(str(records), tmp_path / "run", max_steps=2),
       tf.distribute.OneDeviceStrategy("/cpu:0"))
   assert results["step"] == 2 and "val_gen_l1_loss" in results
@@ -420,9 +420,9 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
   monkeypatch.setattr(losses, "generator_loss", poisoned)
   config = small_config(data_dir, tmp_path / "run", batch_size=1,
                         max_steps=10, checkpoint_every_steps=2)
-  with pytest.raises(trainer.NumericalError,
+  with pytest.raises(training.NumericalError,
                      match="gen_total_loss, gen_l1_loss became nan at step 4"):
-    trainer.train_and_evaluate(config,
+    training.train_and_evaluate(config,
                                tf.distribute.OneDeviceStrategy("/cpu:0"))
   latest = tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints"))
   assert latest.endswith("ckpt-2")

@@ -17,8 +17,8 @@ from PIL import Image
 from browser import chromium_driver
 from conftest import gradient_image, small_config
 from pix2pix_tf.data import demo
-from pix2pix_tf import serve
-from pix2pix_tf import trainer
+from pix2pix_tf.serving import server as server_lib
+from pix2pix_tf import training
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def exported(tmp_path_factory):
                         learning_rate=2e-3, batch_size=1,
                         direction="BtoA", inference_mode="eval",
                         label_palette=os.path.join(data_dir, "palette.json"))
-  trainer.train_and_evaluate(config,
+  training.train_and_evaluate(config,
                              tf.distribute.OneDeviceStrategy("/cpu:0"))
   return str(root / "run" / "export")
 
@@ -38,8 +38,8 @@ def exported(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(exported):
   from werkzeug.serving import make_server
-  translator = serve.Translator(exported)
-  app = serve.create_app(translator, translator.metadata.get("palette"),
+  translator = server_lib.Translator(exported)
+  app = server_lib.create_app(translator, translator.metadata.get("palette"),
                          max_upload_mb=0.05)
   httpd = make_server("127.0.0.1", 0, app, threaded=True)
   thread = threading.Thread(target=httpd.serve_forever, daemon=True)

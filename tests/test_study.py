@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from browser import chromium_driver
-from pix2pix_tf import study as study_lib
+from pix2pix_tf.serving import study as study_lib
 
 
 def make_images(folder, count, value):

@@ -15,7 +15,8 @@ from conftest import scalar_tags, small_config, truncate_after_header
 from pix2pix_tf import config as config_lib
 from pix2pix_tf.data import demo
 from pix2pix_tf import data as data_lib
-from pix2pix_tf import trainer
+from pix2pix_tf import models
+from pix2pix_tf import training
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 SMALL_FLAGS = ["--load_size=36", "--crop_size=32", "--generator=unet",
@@ -51,7 +52,7 @@ def test_entry_point_trains_writes_everything_and_resumes(tiny_dataset,
 
   # TensorBoard scalars and images.
   train_tags = scalar_tags(str(model_dir / "logs" / "train"))
-  for name in trainer.SCALARS + ("learning_rate", "images_per_second"):
+  for name in training.step.SCALARS + ("learning_rate", "images_per_second"):
     assert name in train_tags, name
     assert [s for s, _ in train_tags[name]] == [2, 4]
     assert all(np.isfinite(v) for _, v in train_tags[name])
@@ -150,7 +151,7 @@ def test_batch_must_split_evenly_across_replicas(tmp_path):
 
 
 def test_learning_rate_is_constant_then_decays_linearly_to_zero():
-  schedule = trainer.LinearDecay(2e-4, constant_steps=100, decay_steps=100)
+  schedule = training.LinearDecay(2e-4, constant_steps=100, decay_steps=100)
   assert float(schedule(0)) == pytest.approx(2e-4)
   assert float(schedule(100)) == pytest.approx(2e-4)
   assert float(schedule(150)) == pytest.approx(1e-4)
@@ -172,9 +173,9 @@ def test_a_few_dozen_steps_on_one_pair_lower_the_l1_loss(tmp_path):
   config = small_config(tmp_path, tmp_path, batch_size=1, learning_rate=2e-3)
   strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
   keras.utils.set_random_seed(0)
-  state = trainer.create_state(config, 100, strategy)
-  step = trainer.make_distributed_step(
-      strategy, trainer.make_train_step(state, config, 1), state.step)
+  state = training.create_state(config, 100, strategy)
+  step = training.make_distributed_step(
+      strategy, training.make_train_step(state, config, 1), state.step)
   iterator = iter(strategy.experimental_distribute_dataset(
       single_pair_batches()))
   l1 = [float(step(iterator)["gen_l1_loss"]) for _ in range(40)]
@@ -184,11 +185,11 @@ def test_a_few_dozen_steps_on_one_pair_lower_the_l1_loss(tmp_path):
 
 def train_replicated(strategy, config, initial_weights, steps=3):
   with strategy.scope():
-    state = trainer.create_state(config, 100, strategy)
+    state = training.create_state(config, 100, strategy)
   state.generator.set_weights(initial_weights[0])
   state.discriminator.set_weights(initial_weights[1])
-  step = trainer.make_distributed_step(
-      strategy, trainer.make_train_step(state, config, 2), state.step)
+  step = training.make_distributed_step(
+      strategy, training.make_train_step(state, config, 2), state.step)
   dataset = tf.data.Dataset.from_tensor_slices(
       tuple(np.random.RandomState(1).uniform(-1, 1, (2, 2, 32, 32, 3))
             .astype(np.float32))).repeat().batch(2)
@@ -216,7 +217,7 @@ def test_two_replicas_match_one_replica_on_the_same_global_batch(
   two = two_replicas
   assert two.num_replicas_in_sync == 2
   keras.utils.set_random_seed(0)
-  reference = trainer.create_state(config, 100, one)
+  reference = training.create_state(config, 100, one)
   initial = (reference.generator.get_weights(),
              reference.discriminator.get_weights())
   state_one, metrics_one = train_replicated(one, config, initial)
@@ -236,21 +237,21 @@ def test_two_replicas_match_one_replica_on_the_same_global_batch(
 
 def test_paper_mode_generation_leaves_the_model_unchanged(tmp_path):
   config = small_config(tmp_path, tmp_path)
-  state = trainer.create_state(config, 10, tf.distribute.OneDeviceStrategy(
+  state = training.create_state(config, 10, tf.distribute.OneDeviceStrategy(
       "/cpu:0"))
   before = [v.numpy().copy() for v in state.generator.weights]
-  generate = trainer.make_generate(state.generator, "paper")
+  generate = models.make_generate(state.generator, "paper")
   x = tf.random.uniform([2, 32, 32, 3], -1, 1)
   paper = generate(x)
   after = [v.numpy() for v in state.generator.weights]
   for a, b in zip(before, after):
     np.testing.assert_array_equal(a, b)
   # Paper mode uses batch statistics and dropout; eval mode does not.
-  evaluated = trainer.make_generate(state.generator, "eval")(x)
+  evaluated = models.make_generate(state.generator, "eval")(x)
   assert not np.allclose(paper.numpy(), evaluated.numpy(), atol=1e-3)
   np.testing.assert_array_equal(
       evaluated.numpy(),
-      trainer.make_generate(state.generator, "eval")(x).numpy())
+      models.make_generate(state.generator, "eval")(x).numpy())
 
 
 def test_same_seed_and_deterministic_give_identical_runs(tiny_dataset,

@@ -10,9 +10,9 @@ import pytest
 import tensorflow as tf
 
 from conftest import small_config
-from pix2pix_tf import losses
+from pix2pix_tf.training import losses
 from pix2pix_tf import models
-from pix2pix_tf import trainer
+from pix2pix_tf import training
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def one_step(strategy, config, batch, num_steps=1):
   Returns the initial and the final weights of G and D."""
   keras.utils.set_random_seed(0)
   with strategy.scope():
-    state = trainer.create_state(config, 100, strategy)
+    state = training.create_state(config, 100, strategy)
     state.generator_optimizer = keras.optimizers.SGD(1.0)
     state.discriminator_optimizer = keras.optimizers.SGD(1.0)
     state.generator_optimizer.build(state.generator.trainable_variables)
@@ -42,8 +42,8 @@ def one_step(strategy, config, batch, num_steps=1):
   before = ([v.numpy().copy() for v in state.generator.trainable_variables],
             [v.numpy().copy() for v in
              state.discriminator.trainable_variables])
-  step = trainer.make_distributed_step(
-      strategy, trainer.make_train_step(state, config, 2), state.step)
+  step = training.make_distributed_step(
+      strategy, training.make_train_step(state, config, 2), state.step)
   dataset = tf.data.Dataset.from_tensors(batch).repeat()
   step(iter(strategy.experimental_distribute_dataset(dataset)),
        tf.constant(num_steps))
@@ -58,7 +58,7 @@ def gradients_by_hand(config, weights, batch):
   pair, D updated by it (SGD, rate 1), and G's gradient against the updated
   D and against the old one."""
   input_image, target_image = batch
-  with trainer.dtype_policy(config.mixed_precision):
+  with training.dtype_policy(config.mixed_precision):
     generator = models.build_generator(config)
     discriminator = models.build_discriminator(config)
   generator.set_weights(weights[0])
@@ -212,13 +212,13 @@ def test_resuming_with_other_model_flags_is_refused_before_writing(tmp_path):
   from pix2pix_tf.data import demo
   data_dir = demo.write_dataset(str(tmp_path / "data"), 4, 0, 32)
   config = small_config(data_dir, tmp_path / "run", max_steps=2)
-  trainer.train_and_evaluate(config)
+  training.train_and_evaluate(config)
   run_files = {p: p.read_bytes() for p in (tmp_path / "run").rglob("*")
                if p.is_file()}
   changed = small_config(data_dir, tmp_path / "run", max_steps=4, ndf=16,
                          dropout_placement="reference")
   with pytest.raises(config_lib.ConfigError) as error:
-    trainer.train_and_evaluate(changed)
+    training.train_and_evaluate(changed)
   message = str(error.value)
   assert "--ndf: 8 -> 16" in message
   assert "--dropout_placement: paper -> reference" in message
@@ -229,7 +229,7 @@ def test_resuming_with_other_model_flags_is_refused_before_writing(tmp_path):
   # --force_config goes on with flags whose checkpoint still fits.
   forced = small_config(data_dir, tmp_path / "run", max_steps=4,
                         dropout=0.3, force_config=True)
-  assert trainer.train_and_evaluate(forced)["step"] == 4
+  assert training.train_and_evaluate(forced)["step"] == 4
   recorded = config_lib.Config.from_json(
       (tmp_path / "run" / "config.json").read_text())
   assert recorded.dropout == 0.3
@@ -241,7 +241,7 @@ def test_resuming_with_other_model_flags_is_refused_before_writing(tmp_path):
   misfit = small_config(data_dir, tmp_path / "run", max_steps=6, ndf=16,
                         dropout=0.3, force_config=True)
   with pytest.raises(config_lib.ConfigError, match="does not fit"):
-    trainer.train_and_evaluate(misfit)
+    training.train_and_evaluate(misfit)
   assert {p: p.read_bytes() for p in (tmp_path / "run").rglob("*")
           if p.is_file()} == run_files
 
@@ -250,7 +250,7 @@ def test_run_config_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
   """config.json and flags.txt are written under a temporary name and
   renamed: a failure (or kill) mid-write leaves the previous file intact."""
   config = small_config(str(tmp_path / "data"), tmp_path / "run")
-  trainer.write_run_config(config, str(tmp_path / "run"))
+  training.write_run_config(config, str(tmp_path / "run"))
   before = (tmp_path / "run" / "config.json").read_text()
   real_replace = os.replace
 
@@ -261,7 +261,7 @@ def test_run_config_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
 
   monkeypatch.setattr(os, "replace", failing_replace)
   with pytest.raises(OSError, match="disk full"):
-    trainer.write_run_config(
+    training.write_run_config(
         dataclasses.replace(config, crop_size=64), str(tmp_path / "run"))
   assert (tmp_path / "run" / "config.json").read_text() == before
   assert sorted(os.listdir(tmp_path / "run")) == ["config.json", "flags.txt"]

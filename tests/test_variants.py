@@ -7,8 +7,8 @@ import tensorflow as tf
 
 from conftest import small_config
 from pix2pix_tf import config as config_lib
-from pix2pix_tf import losses
-from pix2pix_tf import trainer
+from pix2pix_tf.training import losses
+from pix2pix_tf import training
 
 VARIANTS = {
     "paper": {},
@@ -43,9 +43,8 @@ def test_variant_builds_and_trains(tmp_path, name):
                         **VARIANTS[name]).validate()
   strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
   keras.utils.set_random_seed(0)
-  state = trainer.create_state(config, 4, strategy, total_steps=8)
-  step = trainer.make_distributed_step(
-      strategy, trainer.make_train_step(state, config, 2), state.step)
+  built = training.build(config, strategy, 4, total_steps=8)
+  state, step = built.state, built.distributed_step
   rng = np.random.RandomState(0)
   batch = tuple(rng.uniform(-1, 1, (2, 2, 32, 32, 3)).astype(np.float32))
   iterator = iter(strategy.experimental_distribute_dataset(
@@ -54,7 +53,7 @@ def test_variant_builds_and_trains(tmp_path, name):
   disc_before = [w.numpy().copy()
                  for w in state.discriminator.trainable_weights]
   metrics = {k: float(v) for k, v in step(iterator).items()}
-  assert set(metrics) == set(trainer.metric_names(config))
+  assert set(metrics) == set(training.metric_names(config))
   assert all(np.isfinite(v) for v in metrics.values()), metrics
   changed = lambda old, new: any(  # noqa: E731
       not np.array_equal(a, b.numpy()) for a, b in zip(old, new))
@@ -67,11 +66,11 @@ def test_variant_builds_and_trains(tmp_path, name):
 def test_unconditional_and_pixel_terms_are_reported():
   config = small_config(".", ".", gan_mode="wgangp", lambda_l2=1.0,
                         lambda_feature_matching=1.0)
-  assert trainer.metric_names(config) == (
+  assert training.metric_names(config) == (
       "gen_total_loss", "gen_gan_loss", "gen_l1_loss", "gen_l2_loss",
       "gen_feature_matching_loss", "disc_loss", "disc_real_loss",
       "disc_generated_loss", "disc_gradient_penalty")
-  assert trainer.metric_names(small_config(".", ".", gan_mode="none")) == (
+  assert training.metric_names(small_config(".", ".", gan_mode="none")) == (
       "gen_total_loss", "gen_l1_loss")
 
 
@@ -101,7 +100,7 @@ def test_learning_rate_policies():
   config = small_config(".", ".", epochs=2, epochs_decay=2, lr_decay_epochs=1)
   values = {}
   for policy in config_lib.LR_POLICIES:
-    schedule = trainer.learning_rate_schedule(
+    schedule = training.learning_rate_schedule(
         small_config(".", ".", epochs=2, epochs_decay=2, lr_decay_epochs=1,
                      lr_policy=policy), steps_per_epoch=10, total_steps=40)
     values[policy] = [float(schedule(s)) for s in (0, 10, 20, 30, 40)]

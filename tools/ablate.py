@@ -119,22 +119,25 @@ def eval_split(data_dir: str) -> str:
 
 def evaluate_export(export_dir, config, files) -> Tuple[Dict[str, float],
                                                         list]:
-  """Mean metrics of an exported generator on `files`, and its first outputs."""
-  import tensorflow as tf
+  """Mean metrics of an exported generator on `files` (the evaluation loop
+  of training and `evaluate`), and its outputs."""
   from pix2pix_tf import data as data_lib
-  from pix2pix_tf import metrics
+  from pix2pix_tf import evaluation
+  from pix2pix_tf import serving
 
-  translate = tf.saved_model.load(export_dir).signatures["serving_default"]
-  dataset = data_lib.make_dataset(files, config, 8, training=False)
-  totals, count, generated_images = {}, 0, []
-  for input_image, target_image in dataset:
-    generated = translate(images=input_image)["generated_image"]
+  translate = serving.load(export_dir).signatures["serving_default"]
+  generated_images = []
+
+  def generate(images):
+    generated = translate(images=images)["generated_image"]
     generated_images.extend(generated.numpy())
-    for name, values in metrics.image_metrics(generated, target_image).items():
-      totals[name] = totals.get(name, 0.0) + float(tf.reduce_sum(values))
-    count += int(input_image.shape[0])
-  return ({name: total / count for name, total in totals.items()},
-          generated_images)
+    return generated
+
+  batches = data_lib.make_dataset(files, config, 8, training=False,
+                                  with_names=True)
+  result = evaluation.evaluate(generate, batches, evaluation.Accumulator(
+      ("l1", "mse", "psnr", "ssim")))
+  return result["metrics"], generated_images
 
 
 def read_scalars(log_dir: str) -> Dict[str, List[Tuple[int, float]]]:
@@ -155,7 +158,7 @@ def read_scalars(log_dir: str) -> Dict[str, List[Tuple[int, float]]]:
 
 def run_variant(name, flag_text, args, strategy, files):
   """Trains (or resumes) and evaluates one variant; returns its result row."""
-  from pix2pix_tf import trainer
+  from pix2pix_tf import training
 
   model_dir = os.path.join(args["out"], name)
   result_path = os.path.join(model_dir, "metrics.json")
@@ -170,7 +173,7 @@ def run_variant(name, flag_text, args, strategy, files):
       strategy.num_replicas_in_sync)
   print(f"[{name}] training {args['steps']} steps: {flag_text or 'defaults'}",
         flush=True)
-  final = trainer.train_and_evaluate(config, strategy)
+  final = training.train_and_evaluate(config, strategy)
   values, _ = evaluate_export(os.path.join(model_dir, "export"), config, files)
   row = {"variant": name, "flags": flag_text, "steps": final["step"],
          **{k: round(v, 5) for k, v in values.items()},
@@ -270,7 +273,7 @@ def main(argv):
     raise app.UsageError("--data_dir is required.")
   import keras
   from pix2pix_tf import data as data_lib
-  from pix2pix_tf import trainer
+  from pix2pix_tf import training
 
   try:
     variants = load_variants(FLAGS.variants)
@@ -286,7 +289,7 @@ def main(argv):
   files = data_lib.list_split(FLAGS.data_dir, split)
   os.makedirs(FLAGS.out, exist_ok=True)
   # One strategy for the whole grid: a process should not create several.
-  strategy = trainer.make_strategy(configs[0].strategy)
+  strategy = training.make_strategy(configs[0].strategy)
   rows = []
   for name, flag_text in variants:
     rows.append(run_variant(name, flag_text, args, strategy, files))

@@ -193,20 +193,14 @@ def bench_training(config, split, batch_size, repeats, steps_per_repeat,
   """Images/s of training `config` at `batch_size`, warm-up excluded."""
   import keras
   import tensorflow as tf
-  from pix2pix_tf import data as data_lib
-  from pix2pix_tf import trainer
+  from pix2pix_tf import training
 
   keras.backend.clear_session()
   keras.utils.set_random_seed(0)
-  strategy = trainer.make_strategy(config.strategy)
-  state = trainer.create_state(config, 100, strategy, 10000)
-  step = trainer.make_distributed_step(
-      strategy, trainer.make_train_step(state, config, batch_size),
-      state.step)
-  iterator = iter(strategy.distribute_datasets_from_function(
-      lambda context: data_lib.make_dataset(
-          split, config, context.get_per_replica_batch_size(batch_size),
-          True, input_context=context)))
+  strategy = training.make_strategy(config.strategy)
+  config = dataclasses.replace(config, batch_size=batch_size)
+  step = training.build(config, strategy, 100, 10000).distributed_step
+  iterator = training.train_iterator(strategy, config, split)
   per_call = config.steps_per_execution
   calls = max(1, steps_per_repeat // per_call)
 
@@ -226,13 +220,13 @@ def bench_inference(config, batch_sizes, repeats):
   import keras
   import numpy as np
   import tensorflow as tf
-  from pix2pix_tf import export
+  from pix2pix_tf import serving
   from pix2pix_tf import models
 
   keras.backend.clear_session()
   generator = models.build_generator(config)
   folder = tempfile.mkdtemp(prefix="pix2pix-benchmark-")
-  path = export.save(generator, config, 0, os.path.join(folder, "export"),
+  path = serving.save(generator, config, 0, os.path.join(folder, "export"),
                      config.inference_mode)
   serving = tf.saved_model.load(path).signatures["serving_default"]
   results = {}
@@ -258,7 +252,7 @@ def quality_check(steps, data_dir, precisions):
   """val L1 of the demo configuration after `steps` steps per precision."""
   import tensorflow as tf
   from pix2pix_tf.data import demo
-  from pix2pix_tf import trainer
+  from pix2pix_tf import training
 
   if not os.path.isdir(os.path.join(data_dir, "train")):
     demo.write_dataset(data_dir)
@@ -275,7 +269,7 @@ def quality_check(steps, data_dir, precisions):
           eval_every_steps=steps, checkpoint_every_steps=steps,
           sample_every_steps=steps, log_every_steps=max(1, steps // 10),
           lr_policy="constant")
-      result = trainer.train_and_evaluate(
+      result = training.train_and_evaluate(
           config, tf.distribute.OneDeviceStrategy(
               "/gpu:0" if tf.config.list_logical_devices("GPU")
               else "/cpu:0"))

@@ -57,7 +57,7 @@ def make_dataset(files, palette, labels_half, size, batch_size, training,
                  seed):
   import tensorflow as tf
   from pix2pix_tf import data as data_lib
-  from pix2pix_tf import segmentation
+  from pix2pix_tf.evaluation import segmentation
 
   def load(index, path):
     direction = "BtoA" if labels_half == "A" else "AtoB"
@@ -83,7 +83,7 @@ def make_dataset(files, palette, labels_half, size, batch_size, training,
 
 def detect_labels_half(files, palette):
   from pix2pix_tf import data as data_lib
-  from pix2pix_tf import segmentation
+  from pix2pix_tf.evaluation import segmentation
   a, b = data_lib.load_pair(files[0])
   fractions = {half: segmentation.labels_fraction(
       data_lib.normalize(image)[None], palette)
@@ -139,10 +139,10 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   import keras
   from pix2pix_tf import data as data_lib
-  from pix2pix_tf import segmentation
+  from pix2pix_tf.evaluation import segmentation
 
   try:
-    palette = segmentation.load_palette(FLAGS.label_palette)
+    palette = data_lib.load_palette(FLAGS.label_palette)
     files = data_lib.list_split(FLAGS.data_dir, "train")
     data_lib.check_headers(files)
     labels_half = (detect_labels_half(files, palette)

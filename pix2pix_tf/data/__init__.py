@@ -11,6 +11,7 @@ Modules, in the order a pair travels:
 * `transforms`: `load_pair`, the joint jitter of both halves, `normalize`.
 * `pipeline`: `make_dataset`, the tf.data pipeline for training and
   evaluation.
+* `palettes`: label-map colours (cityscapes, facades, or a file).
 * `demo`: the procedural demo facades; `building`: datasets from your own
   images (combine, colorize, edges, split); `download`: the standard
   datasets.
@@ -21,8 +22,9 @@ from pix2pix_tf.data.decoding import (TENSORFLOW_FORMATS, check_encoded_pixels,
                                       exif_orientation)
 from pix2pix_tf.data.images import (IMAGE_EXTENSIONS, PAIR_EXTENSIONS,
                                     TooLargeError, check_output_folder,
-                                    check_pixels, list_images, png_names,
-                                    read_rgb)
+                                    check_pixels, declared_pixels,
+                                    list_images, png_names, read_rgb)
+from pix2pix_tf.data.palettes import Palette, load_palette
 from pix2pix_tf.data.pipeline import cache_path, make_dataset
 from pix2pix_tf.data.sources import (STANDARD_DATASETS, TFRECORD_INFO,
                                      DatasetError, Split, check_headers,
@@ -34,12 +36,13 @@ from pix2pix_tf.data.transforms import (load_pair, normalize, random_jitter,
                                         resize, split_pair, to_uint8)
 
 __all__ = [
-    "IMAGE_EXTENSIONS", "PAIR_EXTENSIONS", "STANDARD_DATASETS",
-    "TENSORFLOW_FORMATS", "TFRECORD_INFO", "DatasetError", "Split",
+    "DatasetError", "IMAGE_EXTENSIONS", "PAIR_EXTENSIONS", "Palette",
+    "STANDARD_DATASETS", "Split", "TENSORFLOW_FORMATS", "TFRECORD_INFO",
     "TooLargeError", "cache_path", "check_encoded_pixels", "check_headers",
-    "check_output_folder", "check_pixels", "decode_image", "encode_record",
-    "encoded_pixels", "exif_orientation", "find_undecodable", "has_split",
-    "is_tfrecord_dataset", "list_images", "list_split", "load_pair",
-    "make_dataset", "named_contents", "normalize", "open_split",
-    "parse_record", "png_names", "random_jitter", "read_rgb", "resize",
-    "shard_name", "split_exists", "split_pair", "to_uint8"]
+    "check_output_folder", "check_pixels", "declared_pixels",
+    "decode_image", "encode_record", "encoded_pixels", "exif_orientation",
+    "find_undecodable", "has_split", "is_tfrecord_dataset", "list_images",
+    "list_split", "load_pair", "load_palette", "make_dataset",
+    "named_contents", "normalize", "open_split", "parse_record",
+    "png_names", "random_jitter", "read_rgb", "resize", "shard_name",
+    "split_exists", "split_pair", "to_uint8"]

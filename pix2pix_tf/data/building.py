@@ -10,7 +10,9 @@ import shutil
 import sys
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+import keras
 import numpy as np
+from PIL import Image
 
 from pix2pix_tf.data import images
 
@@ -47,7 +49,6 @@ def is_grayscale(image, tolerance: int = 2) -> bool:
 
 def write_pair(left, right, path: str) -> None:
   """Saves left | right side by side, atomically (temporary name, rename)."""
-  from PIL import Image
   pair = Image.new("RGB", (left.width + right.width, left.height))
   pair.paste(left, (0, 0))
   pair.paste(right, (left.width, 0))
@@ -58,15 +59,13 @@ def write_pair(left, right, path: str) -> None:
 
 
 def resized(image, size: Optional[Tuple[int, int]]):
-  from PIL import Image
   if size is None or image.size == size:
     return image
   return image.resize(size, Image.BICUBIC)
 
 
 def progress(count: int):
-  from keras.utils import Progbar
-  return Progbar(count, unit_name="file",
+  return keras.utils.Progbar(count, unit_name="file",
                  verbose=1 if sys.stdout.isatty() else 2)
 
 
@@ -113,18 +112,34 @@ def colorize(photos: Sequence[str], output: str,
       else None, max_pixels=max_pixels)
 
 
+def opencv():
+  """The cv2 module, which only `edges` needs: an optional dependency.
+
+  Raises:
+    ValueError: OpenCV is not installed, with the command that installs it.
+  """
+  try:
+    import cv2  # pylint: disable=g-import-not-at-top  (optional: [edges])
+  except ImportError:
+    raise ValueError(
+        "edges needs OpenCV, an optional dependency of about 150 MB: pip "
+        "install 'pix2pix_tf[edges]' (or opencv-python-headless).") from None
+  return cv2
+
+
 def canny_edges(photo, low: int = 100, high: int = 200):
   """Canny edges of a photo, black lines on white (edges2shoes style)."""
-  import cv2
-  from PIL import Image
   gray = np.asarray(photo.convert("L"))
-  edges = cv2.Canny(gray, low, high)
+  edges = opencv().Canny(gray, low, high)
   return Image.fromarray(255 - edges).convert("RGB")
 
 
 def edges(photos: Sequence[str], output: str, size: Optional[int] = 256,
           low: int = 100, high: int = 200,
           max_pixels: Optional[int] = None) -> Summary:
+  """Pairs of (Canny edges, photo), as edges2shoes; ValueError without
+  OpenCV, before anything is written."""
+  opencv()
   return make_pairs(photos, output, size,
                     make_a=lambda photo: canny_edges(photo, low, high),
                     max_pixels=max_pixels)

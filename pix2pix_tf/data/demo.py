@@ -10,6 +10,7 @@ Everything is drawn with numpy from a seed: the same arguments always give
 the same files.
 """
 
+import json
 import os
 from typing import Tuple
 
@@ -113,7 +114,6 @@ def _render(rng, labels, size):
 
 def write_palette(path: str) -> str:
   """The label colours as a palette file (`--label_palette`)."""
-  import json
   with open(path, "w") as f:
     json.dump({"name": "demo", "classes": [
         {"name": name, "color": list(color)}

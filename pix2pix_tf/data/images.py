@@ -2,10 +2,12 @@
 `read_rgb`, the project's decoding rule for the dataset tools and predict."""
 
 import collections
+import io
 import os
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
+from PIL import Image, ImageOps
 
 from pix2pix_tf import config as config_lib
 
@@ -78,11 +80,24 @@ class TooLargeError(ValueError):
     self.path = path
 
 
+def declared_pixels(encoded: bytes) -> Optional[float]:
+  """width x height from an encoded image's header (nothing decoded); inf
+  for one past Pillow's own bomb limit, None for data that is no image
+  Pillow knows."""
+  try:
+    with Image.open(io.BytesIO(encoded)) as image:
+      width, height = image.size
+  except Image.DecompressionBombError:
+    return float("inf")
+  except Exception:  # pylint: disable=broad-except
+    return None  # Not an image: whoever decodes it says so.
+  return width * height
+
+
 def check_pixels(path: str, max_pixels: int) -> None:
   """Reads the size from the file's header (Pillow decodes nothing until it
   is asked to) and raises TooLargeError above `max_pixels`, so that a small
   file declaring a huge image (a decompression bomb) is never decoded."""
-  from PIL import Image
   try:
     with Image.open(path) as image:
       width, height = image.size
@@ -90,9 +105,9 @@ def check_pixels(path: str, max_pixels: int) -> None:
     raise TooLargeError(path, f"{path}: {e}") from None
   if width * height > max_pixels:
     raise TooLargeError(
-        path, f"{path} is {width}x{height} = {width * height} pixels, more than "
-        f"--max_pixels={max_pixels}. Shrink it, or raise --max_pixels if "
-        "the machine has the memory.")
+        path, f"{path} is {width}x{height} = {width * height} pixels, more "
+        f"than --max_pixels={max_pixels}. Shrink it, or raise --max_pixels "
+        "if the machine has the memory.")
 
 
 def read_rgb(path: str, max_pixels: int = None):
@@ -106,7 +121,6 @@ def read_rgb(path: str, max_pixels: int = None):
   a file Pillow cannot read, TooLargeError above `max_pixels` (default:
   config_lib.DEFAULT_MAX_PIXELS), before decoding.
   """
-  from PIL import Image, ImageOps
   check_pixels(path, max_pixels or config_lib.DEFAULT_MAX_PIXELS)
   with Image.open(path) as image:
     image.load()

@@ -14,10 +14,12 @@ layer, so parameter counts equal the reference's exactly:
   first and last convolutions always have one.
 * Weights N(0, 0.02); batch-norm gamma N(1, 0.02), beta 0.
 
-Modules: `layers` (initialisation, norms, custom layers), `generators`,
-`discriminators`.
+Modules: `layers` (initialisation, norms, custom layers), `generators`
+(and paper-mode inference), `discriminators`, `checkpoints` (restore with
+every variable matched).
 """
 
+from pix2pix_tf.models.checkpoints import restore
 from pix2pix_tf.models.discriminators import (RECEPTIVE_FIELD_LAYERS,
                                               Discriminators,
                                               build_discriminator,
@@ -27,8 +29,8 @@ from pix2pix_tf.models.discriminators import (RECEPTIVE_FIELD_LAYERS,
                                               receptive_field,
                                               receptive_fields)
 from pix2pix_tf.models.generators import (GENERATORS, build_generator,
-                                          paper_mode, resnet_generator,
-                                          unet_generator)
+                                          make_generate, paper_mode,
+                                          resnet_generator, unet_generator)
 from pix2pix_tf.models.layers import (AlwaysDropout,
                                       BatchStatisticsNormalization,
                                       ReflectionPadding2D, norm_layer,
@@ -38,6 +40,7 @@ __all__ = [
     "AlwaysDropout", "BatchStatisticsNormalization", "ReflectionPadding2D",
     "RECEPTIVE_FIELD_LAYERS", "Discriminators", "GENERATORS",
     "build_discriminator", "build_discriminators", "build_generator",
+    "make_generate", "restore",
     "norm_layer", "paper_mode", "patchgan_discriminator",
     "pixel_discriminator", "receptive_field", "receptive_fields",
     "resnet_generator", "unet_generator", "uses_bias"]

@@ -1,7 +1,10 @@
 """Generators: the paper's U-Net and the reference's ResNet, and paper-mode
 inference."""
 
+from typing import Callable
+
 import keras
+import tensorflow as tf
 from keras import layers
 
 from pix2pix_tf import config as config_lib
@@ -172,3 +175,22 @@ GENERATORS = {
 
 def build_generator(config: config_lib.Config) -> keras.Model:
   return GENERATORS[config.generator](config)
+
+
+def make_generate(generator: keras.Model, inference_mode: str) -> Callable:
+  """A tf.function that runs the generator for samples and evaluation.
+
+  paper: as the paper and the reference test: dropout on and batch norm with
+  each image's own statistics (`paper_mode`, which shares the
+  generator's weights and updates nothing), so a batch gives what one call
+  per image gives. eval: the usual inference mode,
+  moving statistics and no dropout.
+  """
+  model = paper_mode(generator) if inference_mode == "paper" else (
+      generator)
+
+  @tf.function
+  def generate(input_image):
+    return model(input_image, training=False)
+
+  return generate

@@ -1,14 +1,16 @@
-"""What both pages' servers (serve, study) share: JSON errors, security
+"""What both pages' servers (the translation server and the study) share: JSON errors, security
 headers, request bodies read safely, and data put into a page safely."""
 
+import importlib.resources
 import json
 import os
 import secrets
 import socket
 
-# Werkzeug's request handler closes a connection that sends nothing for
-# this long, so that a slow client cannot hold a worker thread forever.
-DEFAULT_REQUEST_TIMEOUT = 30.0
+import flask
+from werkzeug import exceptions
+from werkzeug import serving
+
 
 
 class BadRequest(ValueError):
@@ -27,14 +29,13 @@ def json_object(request, expected: str = "a JSON object") -> dict:
   """The request's JSON body, which must be an object; BadRequest for
   anything else, deep nesting included (Python's parser would raise
   RecursionError, which is not a ValueError)."""
-  from werkzeug.exceptions import RequestEntityTooLarge
   data = request.get_data(cache=False)
   limit = request.max_content_length
   if (request.content_length is None and limit is not None and
       len(data) >= limit):
     # A chunked body (no Content-Length): Werkzeug stops reading at the
     # limit and returns what it read, so the cut is detected here.
-    raise RequestEntityTooLarge()
+    raise exceptions.RequestEntityTooLarge()
   try:
     body = json.loads(data or b"null")
   except (ValueError, RecursionError):
@@ -45,7 +46,13 @@ def json_object(request, expected: str = "a JSON object") -> dict:
   return body
 
 
-def page(flask, html: str):
+def read_page(name: str) -> str:
+  """A page of this package (pages/NAME), as text."""
+  return (importlib.resources.files("pix2pix_tf.serving") / "pages" /
+          name).read_text(encoding="utf-8")
+
+
+def page(html: str):
   """An HTML response whose inline scripts carry a fresh nonce, which the
   Content-Security-Policy header then requires of every script."""
   nonce = secrets.token_urlsafe(16)
@@ -67,9 +74,6 @@ def page(flask, html: str):
 def install(server, too_large_message: str) -> None:
   """JSON errors for every status, and headers that keep browsers from
   guessing content types or framing the pages."""
-  import flask
-  from werkzeug import exceptions
-
   def error(status, message):
     return flask.jsonify({"error": message}), status
 
@@ -101,8 +105,6 @@ def make_server(host: str, port: int, app, request_timeout: float):
   """A threaded Werkzeug server whose connections time out after
   `request_timeout` seconds of silence. Raises ValueError (a sentence) when
   it cannot listen."""
-  from werkzeug import serving
-
   class Handler(serving.WSGIRequestHandler):
     timeout = request_timeout  # socketserver sets it on each connection.
 

@@ -1,7 +1,6 @@
-"""Label maps: palettes, colour -> class, and the paper's segmentation scores.
+"""Label maps: colour -> class, and the paper's segmentation scores.
 
-A palette maps class names to RGB colours (`palettes/*.json` in the package,
-or any file of the same form). Label images are usually JPEG-compressed, so
+A palette (`data.palettes`) maps class names to RGB colours. Label images are usually JPEG-compressed, so
 each pixel is given the class of the nearest palette colour. Pixels whose
 true colour is nearest a "void" colour are not scored; a *predicted* void
 pixel is scored as an error (see `confusion_matrix`).
@@ -12,56 +11,14 @@ intersection over union over classes present in the ground truth or the
 prediction), from a confusion matrix accumulated over the whole split.
 """
 
-import dataclasses
-import json
-import os
-from typing import Dict, List, Sequence
+from typing import Dict, Sequence
 
 import numpy as np
 import tensorflow as tf
 
-PALETTE_DIR = os.path.join(os.path.dirname(__file__), "palettes")
-BUILT_IN = ("cityscapes", "facades")
+from pix2pix_tf.data.palettes import Palette
+
 IGNORE = -1
-
-
-@dataclasses.dataclass(frozen=True)
-class Palette:
-  name: str
-  class_names: List[str]
-  colors: np.ndarray  # (num_classes, 3) uint8
-  void_colors: np.ndarray  # (num_void, 3) uint8
-
-  @property
-  def num_classes(self) -> int:
-    return len(self.class_names)
-
-
-def load_palette(spec: str) -> Palette:
-  """A built-in palette name (cityscapes, facades) or a JSON file path.
-
-  The file holds {"name": ..., "classes": [{"name": ..., "color": [r, g, b]},
-  ...], "void": [[r, g, b], ...]}.
-  """
-  path = (os.path.join(PALETTE_DIR, f"{spec}.json") if spec in BUILT_IN
-          else spec)
-  if not os.path.isfile(path):
-    raise ValueError(f"--label_palette={spec} is neither a built-in palette "
-                     f"({', '.join(BUILT_IN)}) nor a file.")
-  try:
-    with open(path) as f:
-      data = json.load(f)
-    names = [c["name"] for c in data["classes"]]
-    colors = np.array([c["color"] for c in data["classes"]], np.uint8)
-    void = np.array(data.get("void", []), np.uint8).reshape(-1, 3)
-  except (ValueError, KeyError, TypeError) as e:
-    raise ValueError(f"{path} is not a palette file ({e}): expected "
-                     '{"classes": [{"name": ..., "color": [r, g, b]}, ...]}.'
-                     ) from e
-  if colors.ndim != 2 or colors.shape[1] != 3 or not len(colors):
-    raise ValueError(f"{path}: every class needs an [r, g, b] colour.")
-  return Palette(data.get("name", os.path.basename(path)), names, colors,
-                 void)
 
 
 def colors_to_classes(images, palette: Palette) -> tf.Tensor:

@@ -10,6 +10,7 @@ features.
 
 from typing import Dict
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -87,7 +88,6 @@ def inception_model(weights_path=None):
   leaves the weights random (for tests only: the distances are then not
   comparable to published ones).
   """
-  import keras
   model = keras.applications.InceptionV3(include_top=False, weights=None,
                                          pooling="avg",
                                          input_shape=(299, 299, 3))

@@ -1,0 +1,51 @@
+"""Label-map palettes: class names and their RGB colours, built in
+(`palettes/*.json`: cityscapes, facades) or from a file of the same form."""
+
+import dataclasses
+import json
+import os
+from typing import List
+
+import numpy as np
+
+PALETTE_DIR = os.path.join(os.path.dirname(__file__), "palettes")
+BUILT_IN = ("cityscapes", "facades")
+
+
+@dataclasses.dataclass(frozen=True)
+class Palette:
+  name: str
+  class_names: List[str]
+  colors: np.ndarray  # (num_classes, 3) uint8
+  void_colors: np.ndarray  # (num_void, 3) uint8
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.class_names)
+
+
+def load_palette(spec: str) -> Palette:
+  """A built-in palette name (cityscapes, facades) or a JSON file path.
+
+  The file holds {"name": ..., "classes": [{"name": ..., "color": [r, g, b]},
+  ...], "void": [[r, g, b], ...]}.
+  """
+  path = (os.path.join(PALETTE_DIR, f"{spec}.json") if spec in BUILT_IN
+          else spec)
+  if not os.path.isfile(path):
+    raise ValueError(f"--label_palette={spec} is neither a built-in palette "
+                     f"({', '.join(BUILT_IN)}) nor a file.")
+  try:
+    with open(path) as f:
+      data = json.load(f)
+    names = [c["name"] for c in data["classes"]]
+    colors = np.array([c["color"] for c in data["classes"]], np.uint8)
+    void = np.array(data.get("void", []), np.uint8).reshape(-1, 3)
+  except (ValueError, KeyError, TypeError) as e:
+    raise ValueError(f"{path} is not a palette file ({e}): expected "
+                     '{"classes": [{"name": ..., "color": [r, g, b]}, ...]}.'
+                     ) from e
+  if colors.ndim != 2 or colors.shape[1] != 3 or not len(colors):
+    raise ValueError(f"{path}: every class needs an [r, g, b] colour.")
+  return Palette(data.get("name", os.path.basename(path)), names, colors,
+                 void)

@@ -1,0 +1,219 @@
+"""The SavedModel that pix2pix_tf writes: export from a run (atomically, never
+over a folder it did not write), and load with one-line errors.
+
+The SavedModel needs nothing of this package to load (`tf.saved_model.load`,
+`keras.layers.TFSMLayer`, TensorFlow Serving); `signatures` says what it
+holds.
+"""
+
+import json
+import os
+import shutil
+import tempfile
+import keras
+import tensorflow as tf
+
+from pix2pix_tf import config as config_lib
+from pix2pix_tf import models
+from pix2pix_tf.serving import signatures
+
+
+class ExportError(ValueError):
+  """A missing run or checkpoint, named with what to do."""
+
+
+# What tf.saved_model.save writes, and the folder TensorFlow Serving reads
+# extra files from: an export folder holds nothing else.
+SAVED_MODEL_ENTRIES = frozenset(
+    {"saved_model.pb", "fingerprint.pb", "variables", "assets", "assets.extra"})
+
+
+# Where the Translator's `metadata_json` variable sits in the SavedModel's
+# variables, read without loading (and running) the graph.
+METADATA_KEY = "metadata_json/.ATTRIBUTES/VARIABLE_VALUE"
+
+
+def load_run_config(model_dir: str) -> config_lib.Config:
+  path = os.path.join(model_dir, "config.json")
+  if not os.path.exists(path):
+    raise ExportError(f"{path} not found: {model_dir} is not a training run "
+                      "of pix2pix_tf (train one with python -m "
+                      "pix2pix_tf.train --model_dir=...).")
+  try:
+    with open(path) as f:
+      return config_lib.Config.from_json(f.read())
+  except (OSError, ValueError, TypeError) as e:
+    raise ExportError(
+        f"{path} is not readable ({str(e).splitlines()[0][:200]}). It "
+        "records the run's flags: restore it from a copy, or write it again "
+        f"by resuming the run with its flags (--flagfile="
+        f"{os.path.join(model_dir, 'flags.txt')}).") from None
+
+
+def read_metadata(export_dir: str):
+  """The metadata of a SavedModel that pix2pix_tf wrote, read from its
+  variables; None for any folder that is not one."""
+  if not os.path.exists(os.path.join(export_dir, "saved_model.pb")):
+    return None
+  try:
+    reader = tf.train.load_checkpoint(
+        os.path.join(export_dir, "variables", "variables"))
+    metadata = json.loads(reader.get_tensor(METADATA_KEY))
+  except (tf.errors.OpError, ValueError, KeyError):
+    return None
+  if not (isinstance(metadata, dict) and
+          str(metadata.get("format", "")).startswith(signatures.FORMAT)):
+    return None
+  return metadata
+
+
+def is_saved_model(path: str) -> bool:
+  """Whether `path` is a folder holding a SavedModel."""
+  return os.path.exists(os.path.join(path, "saved_model.pb"))
+
+
+def load(saved_model: str):
+  """tf.saved_model.load, with one ExportError sentence (not TensorFlow's
+  pages) for a folder that is not a readable SavedModel of pix2pix_tf."""
+  if not os.path.exists(os.path.join(saved_model, "saved_model.pb")):
+    raise ExportError(f"{saved_model} is not a SavedModel. Export one with "
+                      "python -m pix2pix_tf.export --model_dir=RUN.")
+  try:
+    loaded = tf.saved_model.load(saved_model)
+    json.loads(loaded.metadata_json.numpy())
+  except Exception as e:  # pylint: disable=broad-except
+    first_line = (str(e).strip().splitlines() or [""])[0][:200]
+    raise ExportError(
+        f"{saved_model} could not be loaded ({type(e).__name__}: "
+        f"{first_line}). It is damaged or was not written by pix2pix_tf: "
+        "export it again with python -m pix2pix_tf.export.") from None
+  return loaded
+
+
+def check_replaceable(export_dir: str,
+                      advice: str = "Choose another --export_dir") -> None:
+  """`export_dir` is absent, empty or a SavedModel that pix2pix_tf wrote
+  (with nothing else in it); anything else is an ExportError, so that an
+  export never deletes a user's files."""
+  if not os.path.lexists(export_dir):
+    return
+  if os.path.islink(export_dir) or not os.path.isdir(export_dir):
+    raise ExportError(
+        f"{export_dir} exists and is not a folder: an export is a folder. "
+        f"{advice}.")
+  entries = sorted(os.listdir(export_dir))
+  if not entries:
+    return
+  others = [e for e in entries if e not in SAVED_MODEL_ENTRIES]
+  if others or read_metadata(export_dir) is None:
+    what = (f"files that an export does not hold ({', '.join(others[:5])}"
+            f"{', ...' if len(others) > 5 else ''})" if others else
+            "something other than a SavedModel written by pix2pix_tf")
+    raise ExportError(
+        f"{export_dir} holds {what}; an export replaces only a SavedModel "
+        "that pix2pix_tf wrote, and nothing in this folder was touched. "
+        f"{advice}, or move the folder away first.")
+
+
+def restore_generator(config, checkpoint_path):
+  """Builds the generator and restores every one of its weights; returns
+  (model, step). A checkpoint that lacks a weight or holds one of another
+  shape is an ExportError: an export with weights left at their random
+  initial values must never be written."""
+
+  if not tf.io.gfile.exists(checkpoint_path + ".index"):
+    raise ExportError(f"Checkpoint {checkpoint_path} not found (no "
+                      f"{checkpoint_path}.index). Name one listed in the "
+                      "run's checkpoints/ folder, or leave --checkpoint out "
+                      "for the latest.")
+  generator = models.build_generator(config)
+  step = tf.Variable(0, dtype=tf.int64, trainable=False)
+  checkpoint = tf.train.Checkpoint(generator=generator, step=step)
+  # Every weight of the generator (and the step) must come from the file;
+  # the discriminator and the optimizers in it are not needed here.
+  try:
+    models.restore(
+        checkpoint, checkpoint_path,
+        "the generator that the run's config.json describes",
+        "Export from the run that wrote this checkpoint, with its own "
+        "config.json.")
+  except config_lib.ConfigError as e:
+    raise ExportError(str(e)) from None
+  return generator, int(step.numpy())
+
+
+def latest_checkpoint(model_dir: str) -> str:
+  folder = os.path.join(model_dir, "checkpoints")
+  path = tf.train.latest_checkpoint(folder)
+  if path is None:
+    raise ExportError(f"No checkpoint in {folder}. Train first, or name one "
+                      "with --checkpoint.")
+  return path
+
+
+def export(model_dir: str, export_dir: str = None, checkpoint: str = None,
+           inference_mode: str = None, max_pixels: int = None) -> str:
+  """Writes the SavedModel of a run's generator to `export_dir`.
+
+  The SavedModel is written to a temporary folder beside `export_dir` and
+  moved into place when complete: a failure never leaves a half-written
+  export where a good one was.
+
+  Returns:
+    export_dir.
+  """
+  config = load_run_config(model_dir)
+  export_dir = export_dir or os.path.join(model_dir, "export")
+  check_replaceable(export_dir)  # Before the work, not only after it.
+  checkpoint = checkpoint or latest_checkpoint(model_dir)
+  generator, step = restore_generator(config, checkpoint)
+  return save(generator, config, step, export_dir,
+              inference_mode or config.inference_mode, max_pixels)
+
+
+def save(generator, config, step, export_dir, inference_mode,
+         max_pixels: int = None) -> str:
+  """Saves `generator` with its signatures to `export_dir`, atomically."""
+
+  export_dir = os.path.normpath(export_dir)
+  check_replaceable(export_dir)
+  module = signatures.build_module(generator, config, step, inference_mode, max_pixels)
+  parent = os.path.dirname(export_dir) or "."
+  os.makedirs(parent, exist_ok=True)
+  staging = tempfile.mkdtemp(prefix=f".{os.path.basename(export_dir)}-",
+                             dir=parent)
+  try:
+    tf.saved_model.save(module, staging, signatures=module.signatures())
+    old = None
+    if os.path.lexists(export_dir):
+      check_replaceable(export_dir)  # Again: it may have changed meanwhile.
+      old = tempfile.mkdtemp(prefix=f".{os.path.basename(export_dir)}-old-",
+                             dir=parent)
+      os.replace(export_dir, os.path.join(old, "export"))
+    os.replace(staging, export_dir)
+    if old:
+      shutil.rmtree(old, ignore_errors=True)
+  finally:
+    shutil.rmtree(staging, ignore_errors=True)
+  return export_dir
+
+
+def export_generator(generator: keras.Model, config: config_lib.Config,
+                     step: int, model_dir: str) -> str:
+  """Exports the generator's current weights to <model_dir>/export."""
+  # A fresh copy outside any strategy, so the SavedModel holds plain
+  # variables whatever the training strategy was.
+  fresh = models.build_generator(config)
+  fresh.set_weights(generator.get_weights())
+  return save(fresh, config, step, os.path.join(model_dir, "export"),
+                     config.inference_mode)
+
+
+def check_export_dir(model_dir: str) -> None:
+  """<model_dir>/export, which the run writes at its end, holds nothing that
+  the export would destroy: checked before hours of training, not after."""
+  try:
+    check_replaceable(os.path.join(model_dir, "export"),
+                             "Choose another --model_dir")
+  except ExportError as e:
+    raise config_lib.ConfigError(str(e)) from None

@@ -1,0 +1,164 @@
+"""The translation server: a drawing page, and TensorFlow Serving's REST API
+around an export's translate_encoded signature.
+
+GET /                                 the page (pages/translate.html): draw a
+                                      label map (palette brush) or edges (pen),
+                                      or upload an image; Translate
+POST /v1/models/pix2pix:predict       {"instances": [{"b64": ...}]} ->
+                                      {"predictions": [{"b64": ...}]}
+GET /v1/models/pix2pix/metadata       the model's metadata (no paths)
+GET /healthz                          "ok" once the model is loaded
+
+Requests are served concurrently; model calls are serialised by a lock, so a
+single model copy is used safely. Errors are JSON with a 4xx or 5xx status.
+Limits: bodies over --max_upload_mb (413), images whose header declares more
+than --max_pixels pixels (413, before decoding), a wait for the model over
+--request_timeout (503); pages are sent with a Content-Security-Policy that
+runs no script but their own.
+"""
+
+import base64
+import binascii
+import json
+import threading
+
+import flask
+import tensorflow as tf
+
+from pix2pix_tf import config as config_lib
+from pix2pix_tf import data as data_lib
+from pix2pix_tf.serving import saved_model as saved_model_lib
+from pix2pix_tf.serving import web
+
+MODEL_NAME = "pix2pix"
+INSTANCES = 'JSON {"instances": [{"b64": "..."}]}'
+
+# Flags whose values are paths on the training machine: the metadata
+# endpoint leaves them out, so that a server does not tell its visitors
+# where its owner keeps data and runs.
+PATH_FLAGS = frozenset({"data_dir", "model_dir", "cache", "label_palette",
+                        "segmenter", "inception_weights", "labels"})
+
+
+class Busy(RuntimeError):
+  """The model was busy for longer than the request may wait."""
+
+
+class Translator:
+  """The SavedModel's translate_encoded signature, one call at a time."""
+
+  def __init__(self, saved_model: str):
+    loaded = saved_model_lib.load(saved_model)  # ExportError: one sentence.
+    self._loaded = loaded
+    self._translate = loaded.signatures["translate_encoded"]
+    self.metadata = json.loads(loaded.metadata_json.numpy())
+    self._lock = threading.Lock()
+
+  def translate(self, encoded_images, wait: float = None):
+    """Encoded images (bytes) -> encoded PNGs. Raises ValueError for data
+    that is not an image, Busy when the model stays taken for `wait`
+    seconds."""
+    if not self._lock.acquire(timeout=-1 if wait is None else wait):
+      raise Busy(f"The model was busy for {wait:g} s; try again.")
+    try:
+      out = self._translate(images_bytes=tf.constant(encoded_images))
+    except tf.errors.InvalidArgumentError as e:
+      raise ValueError("an instance is not a JPEG, PNG, BMP, GIF or WebP "
+                       "image") from e
+    finally:
+      self._lock.release()
+    return [bytes(x) for x in out["generated_image_bytes"].numpy()]
+
+
+def public_metadata(metadata):
+  """The export's metadata without the training machine's paths."""
+  public = dict(metadata)
+  public["flags"] = {k: v for k, v in metadata.get("flags", {}).items()
+                     if k not in PATH_FLAGS}
+  return public
+
+
+def create_app(translator: Translator, palette=None,
+               max_upload_mb: float = 8.0, max_pixels: int = None,
+               request_timeout: float = config_lib.DEFAULT_REQUEST_TIMEOUT):
+  """The Flask app around `translator`. Images whose header declares more
+  than `max_pixels` pixels (default: the export's own limit) are answered
+  413 before anything is decoded; a request waits at most
+  `request_timeout` seconds for the model."""
+
+  server = flask.Flask(__name__)
+  server.config["MAX_CONTENT_LENGTH"] = int(max_upload_mb * 2**20)
+  # The export refuses larger images itself: the server's limit can only
+  # be lower (raise the export's with export --max_pixels).
+  exported_limit = translator.metadata.get("max_pixels",
+                                           config_lib.DEFAULT_MAX_PIXELS)
+  max_pixels = min(max_pixels or exported_limit, exported_limit)
+  kind = "labels" if palette else "edges"
+  page_config = {
+      "kind": kind,
+      "palette": palette or [],
+      "size": translator.metadata.get("image_size", 256),
+      "model": MODEL_NAME,
+  }
+
+  def error(status, message):
+    return flask.jsonify({"error": message}), status
+
+  web.install(server, f"The request is larger than --max_upload_mb="
+                      f"{max_upload_mb:g} MB.")
+
+  @server.get("/")
+  def page():
+    return web.page(web.read_page("translate.html").replace(
+        "__CONFIG__", web.script_json(page_config)))
+
+  @server.get("/healthz")
+  def healthz():
+    return flask.jsonify({"status": "ok"})
+
+  @server.get(f"/v1/models/{MODEL_NAME}/metadata")
+  def metadata():
+    return flask.jsonify({"model_spec": {"name": MODEL_NAME},
+                          "metadata": public_metadata(translator.metadata),
+                          "palette": palette})
+
+  @server.post(f"/v1/models/{MODEL_NAME}:predict")
+  def predict():
+    body = web.json_object(flask.request, INSTANCES)
+    if not isinstance(body.get("instances"), list):
+      return error(400, f"Expected {INSTANCES}.")
+    if not body["instances"]:
+      return error(400, "No instances given.")
+    images = []
+    for i, instance in enumerate(body["instances"]):
+      if isinstance(instance, dict) and "images_bytes" in instance:
+        instance = instance["images_bytes"]
+      if not isinstance(instance, dict) or not isinstance(
+          instance.get("b64"), str):
+        return error(400, f'instances[{i}] is not {{"b64": "..."}}.')
+      try:
+        images.append(base64.b64decode(instance["b64"], validate=True))
+      except (binascii.Error, ValueError):
+        return error(400, f"instances[{i}] is not valid base64.")
+      pixels = data_lib.declared_pixels(images[-1])
+      if pixels is not None and pixels > max_pixels:
+        return error(413, f"instances[{i}] declares "
+                          f"{'too many' if pixels == float('inf') else pixels}"
+                          f" pixels, more than --max_pixels={max_pixels}.")
+    try:
+      outputs = translator.translate(images, wait=request_timeout)
+    except ValueError as e:
+      return error(400, str(e))
+    except Busy as e:
+      return error(503, str(e))
+    return flask.jsonify({"predictions": [
+        {"b64": base64.b64encode(png).decode()} for png in outputs]})
+
+  return server
+
+
+def load_palette_colors(spec):
+  """[[r, g, b], ...] of a palette name or file, for the page's brush."""
+  palette = data_lib.load_palette(spec)
+  return [{"name": n, "color": [int(v) for v in c]}
+          for n, c in zip(palette.class_names, palette.colors)]

@@ -1,0 +1,135 @@
+"""Translating image files with an export, as `python -m pix2pix_tf.predict`
+does: one image per call, by the decoding rule of training, each written as
+a PNG; paired inputs also give inputs/, targets/ and an index.html page."""
+
+import html
+import json
+import os
+import sys
+from typing import List, Optional, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+from pix2pix_tf import config as config_lib
+from pix2pix_tf import data as data_lib
+from pix2pix_tf.serving import saved_model as saved_model_lib
+
+
+def list_inputs(path: str) -> List[str]:
+  """`path` itself if it is a file, else the images in the folder."""
+  if os.path.isfile(path):
+    return [path]
+  if not os.path.isdir(path):
+    raise FileNotFoundError(f"--input={path} is neither a file nor a folder.")
+  files = data_lib.list_images(path)
+  if not files:
+    raise FileNotFoundError(f"--input={path} holds no images "
+                            f"({', '.join(data_lib.IMAGE_EXTENSIONS)}).")
+  return files
+
+
+def save_image(array, path):
+  Image.fromarray(array.squeeze(-1) if array.shape[-1] == 1 else array).save(
+      path)
+
+
+def read_image(path, decode, max_pixels=None):
+  """The file's pixels by the decoding rule of training and the SavedModel
+  (`decode`: data_lib.decode_image); Pillow, by the same rule, for
+  the formats TensorFlow cannot read (TIFF). An image larger than
+  `max_pixels` is refused (data_lib.TooLargeError) before it is decoded."""
+  max_pixels = max_pixels or config_lib.DEFAULT_MAX_PIXELS
+  if path.lower().endswith(data_lib.TENSORFLOW_FORMATS):
+    data_lib.check_pixels(path, max_pixels)
+    with open(path, "rb") as f:
+      return decode(f.read()).numpy()
+  return np.asarray(data_lib.read_rgb(path, max_pixels))  # Checks it too.
+
+
+def split_input(image: np.ndarray, paired: bool, metadata: dict):
+  """(input_image, target_image or None) of a file's pixels: a pair's halves
+  in the export's direction, in the export's input channels."""
+  target = None
+  if paired:
+    half = image.shape[1] // 2
+    image, target = image[:, :half], image[:, half:]
+    if metadata["direction"] == "BtoA":
+      image, target = target, image
+  if metadata["input_channels"] == 1:
+    image = np.asarray(tf.image.rgb_to_grayscale(image))
+  return image, target
+
+
+def output_names(files: Sequence[str]) -> List[str]:
+  """PNG names for `files`; inputs whose stems collide keep their extension
+  in the name, which is reported."""
+  names = data_lib.png_names(files)
+  for path, name in zip(files, names):
+    if name != os.path.splitext(os.path.basename(path))[0] + ".png":
+      print(f"{path} shares its name with another input: written as {name}.",
+            file=sys.stderr)
+  return names
+
+
+def translate_files(saved_model: str, files: Sequence[str], output: str,
+                    paired: bool = False,
+                    max_pixels: Optional[int] = None) -> List[str]:
+  """Translates `files` into `output`; returns the files that failed.
+
+  Every image is written as PNG (lossless: a JPEG output would add its own
+  artefacts to what FID or a perceptual study then measures).
+  """
+  loaded = saved_model_lib.load(saved_model)
+  metadata = json.loads(loaded.metadata_json.numpy().decode())
+  translate = loaded.signatures["translate_uint8"]
+  decode = tf.function(data_lib.decode_image,
+                       input_signature=[tf.TensorSpec([], tf.string)])
+  names = output_names(files)
+  for folder in ("", "inputs", "targets") if paired else ("",):
+    os.makedirs(os.path.join(output, folder), exist_ok=True)
+  rows, failed = [], []
+  progbar = keras.utils.Progbar(len(files), unit_name="image",
+                                verbose=1 if sys.stdout.isatty() else 2)
+  for i, (path, name) in enumerate(zip(files, names)):
+    try:
+      input_image, target = split_input(
+          read_image(path, decode, max_pixels), paired, metadata)
+      generated = translate(images=tf.constant(input_image[None]))[
+          "generated_image"][0].numpy()
+      save_image(generated, os.path.join(output, name))
+      if paired:
+        save_image(input_image, os.path.join(output, "inputs", name))
+        save_image(target, os.path.join(output, "targets", name))
+        rows.append((os.path.basename(path), f"inputs/{name}", name,
+                     f"targets/{name}"))
+    except Exception as e:  # pylint: disable=broad-except
+      # One bad file must not stop the rest: report it and go on.
+      failed.append(path)
+      print(f"\nSkipped {path}: {type(e).__name__}: {e}", file=sys.stderr)
+    progbar.update(i + 1)
+  if paired:
+    write_index(os.path.join(output, "index.html"), rows, metadata)
+  return failed
+
+
+def write_index(path, rows, metadata):
+  """The results page: one row per pair, input | generated | target."""
+  title = (f"pix2pix_tf results, {metadata['direction']}, step "
+           f"{metadata['step']}, {metadata['inference_mode']} inference")
+  lines = ["<!DOCTYPE html>", "<html><head><meta charset='utf-8'>",
+           f"<title>{html.escape(title)}</title>",
+           "<style>td{padding:4px;text-align:center;font:12px sans-serif}"
+           "img{width:256px}</style></head><body>",
+           f"<h1>{html.escape(title)}</h1>", "<table>",
+           "<tr><th>name</th><th>input</th><th>generated</th>"
+           "<th>target</th></tr>"]
+  for name, input_src, generated_src, target_src in rows:
+    cells = "".join(f"<td><img src='{html.escape(src, quote=True)}'></td>"
+                    for src in (input_src, generated_src, target_src))
+    lines.append(f"<tr><td>{html.escape(name)}</td>{cells}</tr>")
+  lines += ["</table>", "</body></html>"]
+  with open(path, "w") as f:
+    f.write("\n".join(lines) + "\n")

@@ -1,0 +1,293 @@
+"""Run set-up, the one every caller uses: checks, data, state and step.
+
+`build` gives the state and the distributed step for a configuration (the
+benchmark and tests time and check steps with it); `setup` does everything
+a training run does before its first step: check the flags, the data and
+--model_dir before anything is written, build, restore the latest
+checkpoint, record the flags, and open the training stream.
+"""
+
+import dataclasses
+import os
+import tempfile
+from typing import Callable, Iterator, List, Optional
+
+import keras
+import tensorflow as tf
+
+from pix2pix_tf import config as config_lib
+from pix2pix_tf import data as data_lib
+from pix2pix_tf.training import distribution
+from pix2pix_tf.training import precision
+from pix2pix_tf.training import schedules
+from pix2pix_tf.training import state as state_lib
+from pix2pix_tf.training import step as step_lib
+
+
+@dataclasses.dataclass
+class RunPaths:
+  """Where a run writes. Non-chief workers write to a temporary folder."""
+  model_dir: str
+
+  @property
+  def checkpoints(self):
+    return os.path.join(self.model_dir, "checkpoints")
+
+  @property
+  def samples(self):
+    return os.path.join(self.model_dir, "samples")
+
+  def logs(self, split):
+    return os.path.join(self.model_dir, "logs", split)
+
+
+@dataclasses.dataclass
+class RunData:
+  """A run's data, checked before anything is written."""
+  train: data_lib.Split
+  val: Optional[data_lib.Split]
+  steps_per_epoch: int
+  total_steps: int
+  skipped: List[str]
+
+
+BAD_IMAGE = "corrupt, truncated, or narrower than 2 pixels"
+
+
+def prepare_data(config: config_lib.Config) -> RunData:
+  """Opens the train and val splits and plans the run's steps.
+
+  Raises:
+    data_lib.DatasetError: naming the missing, empty or bad data.
+  """
+  train = data_lib.open_split(config.data_dir, "train")
+  val = (data_lib.open_split(config.data_dir, "val")
+         if data_lib.split_exists(config.data_dir, "val") else None)
+  skipped = []
+  if config.on_bad_image == "skip":
+    # Name each bad image once, then train on the rest.
+    skipped = data_lib.find_undecodable(train)
+    for name in skipped:
+      print(f"Skipping {name}: it is not a readable image.", flush=True)
+    train = train.without(skipped)
+    if val is not None:
+      bad_val = data_lib.find_undecodable(val)
+      for name in bad_val:
+        print(f"Skipping {name}: it is not a readable image.", flush=True)
+      val = val.without(bad_val)
+      skipped += bad_val
+  else:
+    for split in (train, val):
+      if split is not None and not split.tfrecord:
+        data_lib.check_headers(split.paths)
+    if val is not None:
+      # The val split is small and read whole at every val pass: decoded
+      # once here, so that a bad file is named now, not hours into the run.
+      bad_val = data_lib.find_undecodable(val)
+      if bad_val:
+        raise data_lib.DatasetError(
+            f"{bad_val[0]} (val) is not a usable image pair ({BAD_IMAGE}). "
+            "Remove or replace it, or pass --on_bad_image=skip.")
+  count = train.count - (len(skipped) if train.tfrecord else 0)
+  steps_per_epoch = count // config.batch_size
+  if steps_per_epoch == 0:
+    raise data_lib.DatasetError(
+        f"{train.description} has {count} readable pairs, fewer than "
+        f"--batch_size={config.batch_size}. Lower the batch size.")
+  total_steps = (config.epochs + config.epochs_decay) * steps_per_epoch
+  if config.max_steps:
+    total_steps = min(total_steps, config.max_steps) if total_steps else (
+        config.max_steps)
+  return RunData(train, val, steps_per_epoch, total_steps, skipped)
+
+
+class NumericalError(RuntimeError):
+  """A NaN or Inf loss; the last good checkpoint stays the latest."""
+
+
+@dataclasses.dataclass
+class Built:
+  """A configuration's state and its one distributed step."""
+  state: state_lib.TrainState
+  train_step: step_lib.TrainStep
+  distributed_step: Callable
+
+
+def build(config: config_lib.Config, strategy: tf.distribute.Strategy,
+          steps_per_epoch: int, total_steps: int = 0) -> Built:
+  """The state (under the strategy's scope) and the distributed step for
+  `config`, whose --batch_size is the global batch."""
+  state = state_lib.create_state(config, steps_per_epoch, strategy,
+                                 total_steps)
+  train_step = step_lib.make_train_step(state, config, config.batch_size)
+  return Built(state, train_step, distribution.make_distributed_step(
+      strategy, train_step, state.step))
+
+
+def train_iterator(strategy: tf.distribute.Strategy,
+                   config: config_lib.Config, split: data_lib.Split,
+                   skip_steps: int = 0) -> Iterator:
+  """The distributed training stream of `split`, `skip_steps` steps in (a
+  resumed run skips what the earlier run consumed, so that, with fixed
+  seeds, it sees the same data in the same order)."""
+  global_batch_size = config.batch_size
+
+  def make_dataset(context):
+    per_pipeline = global_batch_size // context.num_input_pipelines
+    return data_lib.make_dataset(
+        split, config, context.get_per_replica_batch_size(global_batch_size),
+        training=True, input_context=context,
+        skip=skip_steps * per_pipeline, cache=config.cache)
+
+  return iter(strategy.distribute_datasets_from_function(make_dataset))
+
+
+@dataclasses.dataclass
+class Run:
+  """A training run, set up: what the loop and its actions need."""
+  config: config_lib.Config
+  strategy: tf.distribute.Strategy
+  data: RunData
+  paths: RunPaths
+  chief: bool
+  built: Built
+  checkpoint: tf.train.Checkpoint
+  manager: tf.train.CheckpointManager
+  schedule: keras.optimizers.schedules.LearningRateSchedule
+  iterator: Iterator
+
+  @property
+  def state(self) -> state_lib.TrainState:
+    return self.built.state
+
+  @property
+  def step(self) -> int:
+    return int(self.built.state.step.numpy())
+
+
+def setup(config: config_lib.Config,
+          strategy: tf.distribute.Strategy) -> Run:
+  """Everything before a run's first step; nothing is written before the
+  flags, the data and the checkpoint have been checked.
+
+  Raises:
+    config_lib.ConfigError, data_lib.DatasetError: naming the flag or file.
+  """
+  config.validate(strategy.num_replicas_in_sync)
+  check_writable(config.model_dir)
+  check_resumed_config(config)
+  data = prepare_data(config)
+  policy = precision.POLICIES[precision.resolve_mixed_precision(
+      config.mixed_precision)]
+  print(f"Training on {strategy.num_replicas_in_sync} replica(s) "
+        f"({', '.join(strategy.extended.worker_devices)}), {policy}; "
+        f"{data.train.count} training pairs, {data.steps_per_epoch} steps per "
+        f"epoch, {data.total_steps} steps.", flush=True)
+  keras.utils.set_random_seed(config.seed)
+  if config.deterministic:
+    tf.config.experimental.enable_op_determinism()
+  chief = distribution.is_chief(strategy)
+  # Non-chief workers write to a scratch folder, removed at the end.
+  paths = RunPaths(config.model_dir if chief else tempfile.mkdtemp())
+  built = build(config, strategy, data.steps_per_epoch, data.total_steps)
+  checkpoint = built.state.checkpoint()
+  manager = tf.train.CheckpointManager(
+      checkpoint, paths.checkpoints, max_to_keep=config.keep_checkpoints,
+      step_counter=built.state.step)
+  # Every worker resumes from the chief's checkpoints.
+  latest = tf.train.latest_checkpoint(RunPaths(config.model_dir).checkpoints)
+  if latest:
+    state_lib.restore(checkpoint, latest)
+    print(f"Resumed from {latest} at step {int(built.state.step.numpy())}.",
+          flush=True)
+  # Written once the flags, the data and the checkpoint have been checked.
+  write_run_config(config, paths.model_dir)
+  schedule = schedules.learning_rate_schedule(config, data.steps_per_epoch,
+                                              data.total_steps)
+  iterator = train_iterator(strategy, config, data.train,
+                            int(built.state.step.numpy()))
+  return Run(config, strategy, data, paths, chief, built, checkpoint,
+             manager, schedule, iterator)
+
+
+def check_writable(model_dir: str) -> None:
+  """--model_dir can be created and written, or ConfigError."""
+  folder = os.path.abspath(model_dir)
+  while not os.path.exists(folder):
+    folder = os.path.dirname(folder)
+  writable = os.path.isdir(folder)
+  if writable:
+    # Tried, not asked: os.access says yes to root even on a read-only
+    # file system or in /proc. The probe file is gone when closed.
+    try:
+      with tempfile.TemporaryFile(dir=folder):
+        pass
+    except OSError:
+      writable = False
+  if not writable:
+    raise config_lib.ConfigError(
+        f"--model_dir={model_dir} cannot be written ({folder} is not a "
+        "writable folder). Choose another --model_dir.")
+
+
+def check_resumed_config(config: config_lib.Config) -> None:
+  """A --model_dir that already holds a run is resumed only with the model
+  flags it was trained with (`config_lib.MODEL_FIELDS`), unless
+  --force_config.
+
+  Raises:
+    config_lib.ConfigError: listing the differing flags, or naming an
+      unreadable config.json.
+  """
+  path = os.path.join(config.model_dir, "config.json")
+  if not os.path.exists(path):
+    return
+  try:
+    with open(path) as f:
+      recorded = config_lib.Config.from_json(f.read())
+  except (OSError, ValueError, TypeError) as e:
+    raise config_lib.ConfigError(
+        f"{path} is not readable ({e}). It records the flags of the run in "
+        f"{config.model_dir}: restore it, or choose another --model_dir."
+    ) from None
+  differences = config.model_differences(recorded)
+  if differences and not config.force_config:
+    raise config_lib.ConfigError(
+        f"{config.model_dir} holds a run trained with other model flags: "
+        f"{'; '.join(differences)}. Resume it with the flags it was "
+        f"trained with (--flagfile="
+        f"{os.path.join(config.model_dir, 'flags.txt')}), choose another "
+        "--model_dir, or pass --force_config to go on "
+        "with the new ones.")
+
+
+def write_run_config(config: config_lib.Config, model_dir: str) -> None:
+  """Saves the resolved flags: flags.txt (a flagfile) and config.json.
+
+  --force_config is a one-time permission, not part of the run's flags.
+  """
+  config = dataclasses.replace(config, force_config=False)
+  os.makedirs(model_dir, exist_ok=True)
+  flag_lines = []
+  for field in dataclasses.fields(config):
+    value = getattr(config, field.name)
+    if isinstance(value, bool):
+      value = str(value).lower()
+    flag_lines.append(f"--{field.name}={value}\n")
+  _write_atomically(os.path.join(model_dir, "flags.txt"), "".join(flag_lines))
+  _write_atomically(os.path.join(model_dir, "config.json"), config.to_json())
+
+
+def _write_atomically(path: str, text: str) -> None:
+  """Writes `text` under a temporary name and renames it into place, so that
+  a kill mid-write never leaves a truncated file where a good one was."""
+  directory, name = os.path.split(path)
+  handle, staging = tempfile.mkstemp(prefix=f".{name}-", dir=directory)
+  try:
+    with os.fdopen(handle, "w") as f:
+      f.write(text)
+    os.replace(staging, path)
+  except BaseException:
+    if os.path.exists(staging):
+      os.remove(staging)
+    raise

@@ -1,0 +1,71 @@
+"""A run's state, which one checkpoint holds: G, D, both optimizers, the step
+counter and the random states; built under the strategy's scope and
+restored with every variable matched."""
+
+import dataclasses
+from typing import List
+
+import keras
+import tensorflow as tf
+
+from pix2pix_tf import config as config_lib
+from pix2pix_tf import models
+from pix2pix_tf.training import precision
+from pix2pix_tf.training import schedules
+
+
+@dataclasses.dataclass
+class TrainState:
+  """Everything a checkpoint holds."""
+  generator: keras.Model
+  discriminator: keras.Model
+  generator_optimizer: keras.optimizers.Optimizer
+  discriminator_optimizer: keras.optimizers.Optimizer
+  step: tf.Variable
+  # Random state of the step's own noise (the gradient penalty's mixing).
+  noise: keras.random.SeedGenerator
+
+  def random_states(self) -> List[tf.Variable]:
+    """The random-number states of dropout and of `noise`. Saved with the
+    weights, so that a resumed --deterministic run draws what an
+    uninterrupted one would have."""
+    generators = [self.noise] + [
+        layer.seed_generator for layer in self.generator.layers
+        if isinstance(getattr(layer, "seed_generator", None),
+                      keras.random.SeedGenerator)]
+    return [g.state for g in generators]
+
+  def checkpoint(self) -> tf.train.Checkpoint:
+    return tf.train.Checkpoint(
+        generator=self.generator, discriminator=self.discriminator,
+        generator_optimizer=self.generator_optimizer,
+        discriminator_optimizer=self.discriminator_optimizer, step=self.step,
+        random_states=self.random_states())
+
+
+def create_state(config: config_lib.Config, steps_per_epoch: int,
+                 strategy: tf.distribute.Strategy,
+                 total_steps: int = 0) -> TrainState:
+  """Builds models, optimizers and step counter under the strategy's scope."""
+  with strategy.scope(), precision.dtype_policy(config.mixed_precision):
+    generator = models.build_generator(config)
+    discriminator = models.build_discriminator(config)
+
+    def adam():
+      schedule = schedules.learning_rate_schedule(config, steps_per_epoch, total_steps)
+      optimizer = keras.optimizers.Adam(schedule, beta_1=config.beta_1,
+                                        beta_2=config.beta_2)
+      if precision.resolve_mixed_precision(config.mixed_precision) == "fp16":
+        # float16 gradients underflow: scale the loss, unscale the gradients,
+        # and skip steps whose gradients overflow (Keras's dynamic scaling).
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+      return optimizer
+
+    state = TrainState(generator, discriminator, adam(), adam(),
+                       tf.Variable(0, dtype=tf.int64, trainable=False,
+                                   name="step"),
+                       keras.random.SeedGenerator(config.seed, name="noise"))
+    # Create the optimizer slots now so a checkpoint restores into them.
+    state.generator_optimizer.build(generator.trainable_variables)
+    state.discriminator_optimizer.build(discriminator.trainable_variables)
+  return state
