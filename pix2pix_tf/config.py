@@ -383,17 +383,7 @@ class Config:
       if field.metadata["choices"]:
         _check_choice(field.name, getattr(self, field.name),
                       field.metadata["choices"])
-    for name in ("load_size", "crop_size", "batch_size", "ngf", "ndf",
-                 "checkpoint_every_steps", "keep_checkpoints",
-                 "num_discriminators", "lr_decay_epochs",
-                 "steps_per_execution",
-                 "log_every_steps", "sample_every_steps", "eval_every_steps"):
-      if getattr(self, name) < 1:
-        raise ConfigError(f"--{name}={getattr(self, name)} must be at least 1.")
-    for name in ("epochs", "epochs_decay", "max_steps", "num_samples",
-                 "shuffle_buffer"):
-      if getattr(self, name) < 0:
-        raise ConfigError(f"--{name}={getattr(self, name)} must not be negative.")
+    self._validate_ranges()
     if self.epochs + self.epochs_decay < 1 and self.max_steps < 1:
       raise ConfigError("--epochs plus --epochs_decay is 0 and --max_steps is "
                         "unset: nothing to train. Set one of them.")
@@ -438,6 +428,19 @@ class Config:
           "split evenly across replicas.")
     return self
 
+
+  def _validate_ranges(self):
+    for name in ("load_size", "crop_size", "batch_size", "ngf", "ndf",
+                 "checkpoint_every_steps", "keep_checkpoints",
+                 "num_discriminators", "lr_decay_epochs",
+                 "steps_per_execution",
+                 "log_every_steps", "sample_every_steps", "eval_every_steps"):
+      if getattr(self, name) < 1:
+        raise ConfigError(f"--{name}={getattr(self, name)} must be at least 1.")
+    for name in ("epochs", "epochs_decay", "max_steps", "num_samples",
+                 "shuffle_buffer"):
+      if getattr(self, name) < 0:
+        raise ConfigError(f"--{name}={getattr(self, name)} must not be negative.")
 
   def _validate_discriminators(self):
     fields = self.receptive_field_list

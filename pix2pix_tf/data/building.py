@@ -212,19 +212,9 @@ def combine(a_files: Sequence[str], b_files: Sequence[str], output: str,
   return summary
 
 
-def split(data_dir: str, val: float, test: float, seed: int = 0,
-          copy: bool = False, force: bool = False) -> Summary:
-  """Distributes the pairs of data_dir (or data_dir/train) into splits."""
-  if not 0 <= val < 1 or not 0 <= test < 1 or val + test >= 1:
-    raise ValueError(f"--val={val} and --test={test} must be fractions in "
-                     "[0, 1) leaving some pairs for training.")
-  existing = [s for s in ("val", "test")
-              if os.path.isdir(os.path.join(data_dir, s))
-              and os.listdir(os.path.join(data_dir, s))]
-  if existing and not force:
-    raise ValueError(
-        f"{data_dir} already has {' and '.join(existing)} splits; pass "
-        "--force to split again (their files are moved back first).")
+def _files_to_split(data_dir: str, force: bool) -> List[str]:
+  """The pairs in data_dir (or data_dir/train), and with --force those
+  already in the splits."""
   train_dir = os.path.join(data_dir, "train")
   files = images.list_images(data_dir)
   if force:  # Gather every split back before splitting again.
@@ -235,8 +225,12 @@ def split(data_dir: str, val: float, test: float, seed: int = 0,
     files = images.list_images(train_dir)
   if not files:
     raise ValueError(f"{data_dir} holds no images to split.")
-  # Nothing is moved until every move is known to be safe: no two files of
-  # one name, and no move onto a file that is not itself being moved.
+  return files
+
+
+def _check_moves(data_dir: str, files: Sequence[str]) -> None:
+  """Nothing is moved until every move is known to be safe: no two files of
+  one name, and no move onto a file that is not itself being moved."""
   by_name = collections.defaultdict(list)
   for path in files:
     by_name[os.path.basename(path)].append(path)
@@ -261,6 +255,23 @@ def split(data_dir: str, val: float, test: float, seed: int = 0,
         f"to split, e.g. {in_the_way[0]}; splitting would overwrite them. "
         "Rename or remove them (or pass --force to split every split "
         "again), then split again.")
+
+
+def split(data_dir: str, val: float, test: float, seed: int = 0,
+          copy: bool = False, force: bool = False) -> Summary:
+  """Distributes the pairs of data_dir (or data_dir/train) into splits."""
+  if not 0 <= val < 1 or not 0 <= test < 1 or val + test >= 1:
+    raise ValueError(f"--val={val} and --test={test} must be fractions in "
+                     "[0, 1) leaving some pairs for training.")
+  existing = [s for s in ("val", "test")
+              if os.path.isdir(os.path.join(data_dir, s))
+              and os.listdir(os.path.join(data_dir, s))]
+  if existing and not force:
+    raise ValueError(
+        f"{data_dir} already has {' and '.join(existing)} splits; pass "
+        "--force to split again (their files are moved back first).")
+  files = _files_to_split(data_dir, force)
+  _check_moves(data_dir, files)
   names = sorted(files, key=os.path.basename)
   random.Random(seed).shuffle(names)
   n_val, n_test = round(len(names) * val), round(len(names) * test)

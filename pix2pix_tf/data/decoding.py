@@ -40,16 +40,39 @@ def exif_orientation(contents):
   a bad one must not lose an image.
   """
   # The segment that starts last in the scan can reach 64 KiB beyond it.
-  head = tf.io.decode_raw(
-      tf.strings.substr(contents, 0, 2 * _EXIF_SCAN_BYTES + 4), tf.uint8)
-  size = tf.size(head, out_type=tf.int64)
-  # Reads past the end give zeros (indices are clipped into the padding),
-  # so a truncated file needs no special case; the checks below then fail.
-  padded = tf.concat([head, tf.zeros([8], tf.uint8)], 0)
+  head = _Bytes(tf.strings.substr(contents, 0, 2 * _EXIF_SCAN_BYTES + 4))
+  tiff, end = _exif_segment(head)
+  return _orientation_tag(head, tiff, end)
 
-  def byte(i):
-    i = tf.clip_by_value(tf.cast(i, tf.int64), 0, size + 7)
-    return tf.cast(tf.gather(padded, i), tf.int64)
+
+class _Bytes:
+  """The first bytes of an encoded image, read as unsigned integers. Reads
+  past the end give zeros (indices are clipped into the padding), so a
+  truncated file needs no special case; the checks then fail."""
+
+  def __init__(self, contents):
+    head = tf.io.decode_raw(contents, tf.uint8)
+    self.size = tf.size(head, out_type=tf.int64)
+    self._padded = tf.concat([head, tf.zeros([8], tf.uint8)], 0)
+    self.little = tf.constant(False)  # The TIFF byte order, once known.
+
+  def byte(self, i):
+    i = tf.clip_by_value(tf.cast(i, tf.int64), 0, self.size + 7)
+    return tf.cast(tf.gather(self._padded, i), tf.int64)
+
+  def u16(self, i):
+    return tf.where(self.little, self.byte(i) + 256 * self.byte(i + 1),
+                    256 * self.byte(i) + self.byte(i + 1))
+
+  def u32(self, i):
+    return tf.where(self.little, self.u16(i) + 65536 * self.u16(i + 2),
+                    65536 * self.u16(i) + self.u16(i + 2))
+
+
+def _exif_segment(head: _Bytes):
+  """(start of the TIFF structure, end of the segment) of the first Exif
+  APP1 segment in a JPEG's header; (-1, -1) when there is none."""
+  byte = head.byte
 
   def segment(pos, tiff_start, tiff_end):
     marker = byte(pos + 1)
@@ -82,7 +105,7 @@ def exif_orientation(contents):
     del tiff_end
     return tf.logical_and(tf.logical_and(tiff_start < 0,
                                          pos < _EXIF_SCAN_BYTES),
-                          pos + 4 <= size)
+                          pos + 4 <= head.size)
 
   is_jpeg = tf.logical_and(tf.equal(byte(0), 0xFF), tf.equal(byte(1), 0xD8))
   start = tf.where(is_jpeg, tf.constant(2, tf.int64),
@@ -93,26 +116,22 @@ def exif_orientation(contents):
   _, tiff, end = tf.while_loop(searching, segment,
                                (start, minus_one, minus_one),
                                maximum_iterations=4096)
-  end = tf.minimum(end, size)
+  return tiff, tf.minimum(end, head.size)
 
+
+def _orientation_tag(head: _Bytes, tiff, end):
+  """Tag 0x0112 of IFD0 in the TIFF structure at `tiff` (before `end`), as
+  an int32 in 1..8; 1 when it is missing or out of range."""
   # The TIFF structure inside the segment: byte order, 42, IFD0's offset.
-  little = tf.logical_and(tf.equal(byte(tiff), 0x49),
-                          tf.equal(byte(tiff + 1), 0x49))  # "II"
-  big = tf.logical_and(tf.equal(byte(tiff), 0x4D),
-                       tf.equal(byte(tiff + 1), 0x4D))  # "MM"
-
-  def u16(i):
-    return tf.where(little, byte(i) + 256 * byte(i + 1),
-                    256 * byte(i) + byte(i + 1))
-
-  def u32(i):
-    return tf.where(little, u16(i) + 65536 * u16(i + 2),
-                    65536 * u16(i) + u16(i + 2))
-
-  ifd = tiff + u32(tiff + 4)
+  head.little = tf.logical_and(tf.equal(head.byte(tiff), 0x49),
+                               tf.equal(head.byte(tiff + 1), 0x49))  # "II"
+  big = tf.logical_and(tf.equal(head.byte(tiff), 0x4D),
+                       tf.equal(head.byte(tiff + 1), 0x4D))  # "MM"
+  u16 = head.u16
+  ifd = tiff + head.u32(tiff + 4)
   valid = tf.reduce_all(tf.stack([
-      tiff >= 0, tf.logical_or(little, big), tf.equal(u16(tiff + 2), 42),
-      tiff + 8 <= end, ifd + 2 <= end]))
+      tiff >= 0, tf.logical_or(head.little, big),
+      tf.equal(u16(tiff + 2), 42), tiff + 8 <= end, ifd + 2 <= end]))
   # Only the entries (12 bytes each) that lie wholly inside the segment.
   count = tf.where(valid, tf.minimum(u16(ifd), (end - ifd - 2) // 12), 0)
   entries = ifd + 2 + 12 * tf.range(tf.maximum(count, 0))

@@ -90,91 +90,117 @@ def make_dataset(split, config: config_lib.Config, batch_size: int,
   if cache and not training:
     raise ValueError("Only training data is cached: evaluation makes one "
                      "pass over its split.")
-  skip_bad = getattr(config, "on_bad_image", "error") == "skip"
-  deterministic = config.deterministic or not training
+  paths = sources.shard_paths(split, input_context)
+  if training:
+    dataset = _training_stream(split, paths, config, skip, cache,
+                               input_context)
+  else:
+    dataset = sources.read_contents(split, paths, deterministic=True).map(
+        _evaluation_pairs(config, with_names),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if config.on_bad_image == "skip":
+      dataset = dataset.ignore_errors()  # Named before training.
+  # Under a strategy every replica needs a full batch: drop the remainder in
+  # training. Evaluation keeps every example.
+  dataset = dataset.batch(batch_size, drop_remainder=training)
+  return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _pair(config: config_lib.Config, image):
+  return transforms.split_pair(image, config.direction,
+                               config.input_channels, config.output_channels)
+
+
+def _evaluation_pairs(config: config_lib.Config, with_names: bool):
+  """(name, contents) -> the pair resized to --crop_size, in [-1, 1]."""
+
+  def preprocess(name, contents):
+    input_image, target_image = _pair(config,
+                                      decoding.decode_image(contents))
+    input_image = transforms.normalize(
+        transforms.resize(input_image, config.crop_size))
+    target_image = transforms.normalize(
+        transforms.resize(target_image, config.crop_size))
+    if with_names:
+      return name, input_image, target_image
+    return input_image, target_image
+
+  return preprocess
+
+
+def _shuffled_contents(split: sources.Split, paths: tf.data.Dataset,
+                       config: config_lib.Config, cache: str,
+                       input_context) -> tf.data.Dataset:
+  """One epoch of training elements in a new order each epoch: decoded
+  pairs (cached), file names (folders) or (name, contents) (TFRecords)."""
+  deterministic = config.deterministic
   # --shuffle_buffer counts elements (file names, records, or cached pairs);
   # 0 shuffles the whole split, as the reference's data loader does.
   buffer = config.shuffle_buffer or max(split.count, 1)
-
-  def decode(name, contents):
-    # Decoded pairs stay uint8 until after the cache: a quarter of float32.
-    return name, decoding.decode_image(contents)
-
-  def pair(image):
-    return transforms.split_pair(image, config.direction, config.input_channels,
-                      config.output_channels)
-
-  paths = sources.shard_paths(split, input_context)
-  if not training:
-    dataset = sources.read_contents(split, paths, deterministic=True)
-  elif cache:
+  if cache:
     # The decoded pairs are cached after the first pass and shuffled after
     # the cache, so each epoch still comes in a new order. (The first pass
-    # reads every file to fill the cache, resumed or not.)
+    # reads every file to fill the cache, resumed or not.) Decoded pairs
+    # stay uint8 until after the cache: a quarter of float32.
     dataset = sources.read_contents(split, paths, deterministic).map(
-        decode, num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=deterministic)
-    if skip_bad:
+        lambda name, contents: (name, decoding.decode_image(contents)),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    if config.on_bad_image == "skip":
       dataset = dataset.ignore_errors()
     if cache != "memory":
       cache = cache_path(cache, split, config, input_context)
       _remove_stale_cache_files(cache)
     dataset = dataset.cache("" if cache == "memory" else cache)
-    dataset = dataset.shuffle(buffer, seed=config.seed,
-                              reshuffle_each_iteration=True)
   elif not split.tfrecord:
     # Folders: the file names are shuffled (cheap) and nothing is read
-    # before the skip below, so resuming late in a run costs no reads.
-    dataset = paths.shuffle(buffer, seed=config.seed,
-                            reshuffle_each_iteration=True)
+    # before the skip in `_training_stream`, so resuming late in a run costs
+    # no reads.
+    dataset = paths
   else:
     # TFRecords: shards in a new order each epoch, then records through a
     # shuffle buffer. Records must be read to be counted, so a resumed run
     # reads (but does not decode) the records it skips.
-    dataset = sources.read_contents(split, paths.shuffle(len(split.paths), seed=config.seed,
-                                         reshuffle_each_iteration=True),
-                    deterministic)
-    dataset = dataset.shuffle(buffer, seed=config.seed,
-                              reshuffle_each_iteration=True)
-  if training:
-    # Shuffle before repeat, so each epoch is a full pass and epochs do not
-    # blend into each other.
-    dataset = dataset.repeat()
-    # A per-element index gives each element its own stateless seed.
-    dataset = dataset.enumerate()
-    if skip:
-      # Before decoding (and, for folders, before reading).
-      dataset = dataset.skip(skip)
-    if not cache and not split.tfrecord:
-      dataset = dataset.map(
-          lambda index, path: (index, (path, tf.io.read_file(path))),
-          num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    dataset = sources.read_contents(
+        split, paths.shuffle(len(split.paths), seed=config.seed,
+                             reshuffle_each_iteration=True), deterministic)
+  return dataset.shuffle(buffer, seed=config.seed,
+                         reshuffle_each_iteration=True)
 
-    def preprocess(index, element):
-      name, contents = element
-      image = contents if cache else decoding.decode_image(contents)
-      input_image, target_image = pair(image)
-      seed = tf.stack([tf.constant(config.seed, tf.int64), index])
-      input_image, target_image = transforms.random_jitter(
-          input_image, target_image, seed, config.load_size,
-          config.crop_size, config.flip)
-      return transforms.normalize(input_image), transforms.normalize(target_image)
-  else:
-    def preprocess(name, contents):
-      input_image, target_image = pair(decoding.decode_image(contents))
-      input_image = transforms.normalize(transforms.resize(input_image, config.crop_size))
-      target_image = transforms.normalize(transforms.resize(target_image, config.crop_size))
-      if with_names:
-        return name, input_image, target_image
-      return input_image, target_image
+
+def _training_stream(split: sources.Split, paths: tf.data.Dataset,
+                     config: config_lib.Config, skip: int, cache: str,
+                     input_context) -> tf.data.Dataset:
+  """Jittered training pairs in [-1, 1], forever, `skip` elements in."""
+  deterministic = config.deterministic
+  dataset = _shuffled_contents(split, paths, config, cache, input_context)
+  # Shuffle before repeat, so each epoch is a full pass and epochs do not
+  # blend into each other.
+  dataset = dataset.repeat()
+  # A per-element index gives each element its own stateless seed.
+  dataset = dataset.enumerate()
+  if skip:
+    # Before decoding (and, for folders, before reading).
+    dataset = dataset.skip(skip)
+  if not cache and not split.tfrecord:
+    dataset = dataset.map(
+        lambda index, path: (index, (path, tf.io.read_file(path))),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+
+  def preprocess(index, element):
+    _, contents = element
+    image = contents if cache else decoding.decode_image(contents)
+    input_image, target_image = _pair(config, image)
+    seed = tf.stack([tf.constant(config.seed, tf.int64), index])
+    input_image, target_image = transforms.random_jitter(
+        input_image, target_image, seed, config.load_size,
+        config.crop_size, config.flip)
+    return (transforms.normalize(input_image),
+            transforms.normalize(target_image))
 
   dataset = dataset.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE,
                         deterministic=deterministic)
-  if skip_bad and not cache:
+  if config.on_bad_image == "skip" and not cache:
     # Bad files were named before training (find_undecodable); this drops
     # any that remain, e.g. records of a TFRecord dataset.
     dataset = dataset.ignore_errors()
-  # Under a strategy every replica needs a full batch: drop the remainder in
-  # training. Evaluation keeps every example.
-  dataset = dataset.batch(batch_size, drop_remainder=training)
-  return dataset.prefetch(tf.data.AUTOTUNE)
+  return dataset

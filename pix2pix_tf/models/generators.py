@@ -14,6 +14,26 @@ from pix2pix_tf.models.layers import (LEAKY_SLOPE, AlwaysDropout,
                                       conv_initializer, uses_bias)
 
 
+def _unet_encoder(input_image, filters, norm: str):
+  """The U-Net's encoder outputs, outermost first. Each block: [LeakyReLU] -
+  conv(stride 2) - [norm]. The first block has no activation before it and
+  no norm after it; the innermost has no norm (the paper's errata: with
+  batch size 1 it zeroes activations)."""
+  skips = []
+  x = input_image  # (batch, 256, 256, 3) for unet_256
+  for i, f in enumerate(filters):
+    if i > 0:
+      x = layers.LeakyReLU(LEAKY_SLOPE, name=f"down{i}_lrelu")(x)
+    x = layers.Conv2D(f, 4, strides=2, padding="same",
+                      use_bias=uses_bias(norm),
+                      kernel_initializer=conv_initializer(),
+                      name=f"down{i}_conv")(x)
+    if 0 < i < len(filters) - 1:
+      x = apply_norm(x, norm, f"down{i}_norm")
+    skips.append(x)  # i=0: (batch, 128, 128, 64) ... i=7: (batch, 1, 1, 512)
+  return skips
+
+
 def unet_generator(depth: int = 8, input_channels: int = 3,
                    output_channels: int = 3, ngf: int = 64,
                    norm: str = "batch", dropout: float = 0.5,
@@ -35,32 +55,17 @@ def unet_generator(depth: int = 8, input_channels: int = 3,
   The model is fully convolutional: it takes any height and width that are
   multiples of 2**depth.
   """
-  bias = uses_bias(norm)
   filters = [ngf * min(2 ** i, 8) for i in range(depth)]
   input_image = keras.Input(shape=(None, None, input_channels),
                             name="input_image")
-
-  # Encoder. Each block: [LeakyReLU] - conv(stride 2) - [norm]. The first
-  # block has no activation before it and no norm after it; the innermost
-  # has no norm (the paper's errata: with batch size 1 it zeroes activations).
-  skips = []
-  x = input_image  # (batch, 256, 256, 3) for unet_256
-  for i, f in enumerate(filters):
-    if i > 0:
-      x = layers.LeakyReLU(LEAKY_SLOPE, name=f"down{i}_lrelu")(x)
-    x = layers.Conv2D(f, 4, strides=2, padding="same", use_bias=bias,
-                      kernel_initializer=conv_initializer(),
-                      name=f"down{i}_conv")(x)
-    if 0 < i < depth - 1:
-      x = apply_norm(x, norm, f"down{i}_norm")
-    skips.append(x)  # i=0: (batch, 128, 128, 64) ... i=7: (batch, 1, 1, 512)
-
+  skips = _unet_encoder(input_image, filters, norm)
+  x = skips[-1]  # (batch, 1, 1, 512) for unet_256
   # Decoder. Each block: ReLU - transposed conv(stride 2) - norm - [dropout],
   # then concatenation with the encoder output of the same size.
   for j, i in enumerate(reversed(range(1, depth))):
     x = layers.ReLU(name=f"up{i}_relu")(x)
     x = layers.Conv2DTranspose(filters[i - 1], 4, strides=2, padding="same",
-                               use_bias=bias,
+                               use_bias=uses_bias(norm),
                                kernel_initializer=conv_initializer(),
                                name=f"up{i}_conv")(x)
     x = apply_norm(x, norm, f"up{i}_norm")

@@ -21,6 +21,7 @@ import base64
 import binascii
 import json
 import threading
+from typing import List
 
 import flask
 import tensorflow as tf
@@ -78,6 +79,42 @@ def public_metadata(metadata):
   return public
 
 
+class RequestError(Exception):
+  """A predict request refused before the model: its HTTP status and why."""
+
+  def __init__(self, status: int, message: str):
+    super().__init__(message)
+    self.status = status
+
+
+def decode_instances(body: dict, max_pixels: int) -> List[bytes]:
+  """The encoded images of a REST predict body; RequestError (400, or 413
+  for an image that declares more than `max_pixels` pixels, read from its
+  header before anything is decoded)."""
+  if not isinstance(body.get("instances"), list):
+    raise RequestError(400, f"Expected {INSTANCES}.")
+  if not body["instances"]:
+    raise RequestError(400, "No instances given.")
+  images = []
+  for i, instance in enumerate(body["instances"]):
+    if isinstance(instance, dict) and "images_bytes" in instance:
+      instance = instance["images_bytes"]
+    if not isinstance(instance, dict) or not isinstance(
+        instance.get("b64"), str):
+      raise RequestError(400, f'instances[{i}] is not {{"b64": "..."}}.')
+    try:
+      images.append(base64.b64decode(instance["b64"], validate=True))
+    except (binascii.Error, ValueError):
+      raise RequestError(400,
+                         f"instances[{i}] is not valid base64.") from None
+    pixels = data_lib.declared_pixels(images[-1])
+    if pixels is not None and pixels > max_pixels:
+      count = "too many" if pixels == float("inf") else pixels
+      raise RequestError(413, f"instances[{i}] declares {count} pixels, "
+                              f"more than --max_pixels={max_pixels}.")
+  return images
+
+
 def create_app(translator: Translator, palette=None,
                max_upload_mb: float = 8.0, max_pixels: int = None,
                request_timeout: float = config_lib.DEFAULT_REQUEST_TIMEOUT):
@@ -124,30 +161,13 @@ def create_app(translator: Translator, palette=None,
 
   @server.post(f"/v1/models/{MODEL_NAME}:predict")
   def predict():
-    body = web.json_object(flask.request, INSTANCES)
-    if not isinstance(body.get("instances"), list):
-      return error(400, f"Expected {INSTANCES}.")
-    if not body["instances"]:
-      return error(400, "No instances given.")
-    images = []
-    for i, instance in enumerate(body["instances"]):
-      if isinstance(instance, dict) and "images_bytes" in instance:
-        instance = instance["images_bytes"]
-      if not isinstance(instance, dict) or not isinstance(
-          instance.get("b64"), str):
-        return error(400, f'instances[{i}] is not {{"b64": "..."}}.')
-      try:
-        images.append(base64.b64decode(instance["b64"], validate=True))
-      except (binascii.Error, ValueError):
-        return error(400, f"instances[{i}] is not valid base64.")
-      pixels = data_lib.declared_pixels(images[-1])
-      if pixels is not None and pixels > max_pixels:
-        return error(413, f"instances[{i}] declares "
-                          f"{'too many' if pixels == float('inf') else pixels}"
-                          f" pixels, more than --max_pixels={max_pixels}.")
     try:
+      images = decode_instances(web.json_object(flask.request, INSTANCES),
+                                max_pixels)
       outputs = translator.translate(images, wait=request_timeout)
-    except ValueError as e:
+    except RequestError as e:
+      return error(e.status, str(e))
+    except ValueError as e:  # Not an image.
       return error(400, str(e))
     except Busy as e:
       return error(503, str(e))

@@ -1,0 +1,150 @@
+"""The package's layout is its architecture: checked by reading its source.
+
+Commands on top (flags and one call each), then training, evaluation,
+serving, then models and data, then config; the library never imports a
+command or reaches upwards, imports at module level (but for optional
+dependencies), and keeps modules and functions short.
+"""
+
+import ast
+import os
+
+import pytest
+
+PACKAGE = os.path.join(os.path.dirname(__file__), "..", "pix2pix_tf")
+COMMANDS = ("train", "export", "predict", "evaluate", "serve", "study",
+            "datasets", "summary")
+# Each library part may import only parts of a lower rank (and itself).
+RANKS = {"config": 0, "models": 1, "data": 1, "serving": 2, "evaluation": 3,
+         "training": 4}
+SUBPACKAGES = ("models", "data", "training", "evaluation", "serving")
+# Imported where they are used: large, and needed by one feature each.
+OPTIONAL = {"cv2"}
+MAX_MODULE_LINES = 400
+# config.py is the option table: every training option with its help text
+# (the flags and the README's table are generated from it).
+LONGER_MODULES = {"config.py": 600}
+MAX_FUNCTION_LINES = 60
+
+
+def modules():
+  """(part, path) of every module: part is the command's name, "config",
+  "__init__" or the subpackage."""
+  found = []
+  for folder, _, names in os.walk(PACKAGE):
+    for name in sorted(names):
+      if not name.endswith(".py"):
+        continue
+      path = os.path.join(folder, name)
+      relative = os.path.relpath(path, PACKAGE).split(os.sep)
+      found.append((relative[0][:-3] if len(relative) == 1 else relative[0],
+                    path))
+  return found
+
+
+def imported_parts(tree):
+  """The pix2pix_tf parts a module imports: (part, line, at module level)."""
+  top_level = {id(node) for node in tree.body}
+  parts = []
+  for node in ast.walk(tree):
+    if isinstance(node, ast.ImportFrom) and node.module and (
+        node.module == "pix2pix_tf" or node.module.startswith("pix2pix_tf.")):
+      names = (node.module.split(".")[1:2] or
+               [alias.name for alias in node.names])
+      parts += [(name, node.lineno, id(node) in top_level) for name in names]
+    elif isinstance(node, ast.Import):
+      parts += [(alias.name.split(".")[1], node.lineno, id(node) in top_level)
+                for alias in node.names
+                if alias.name.startswith("pix2pix_tf.")]
+  return parts
+
+
+LIBRARY = [(part, path) for part, path in modules()
+           if part in RANKS and not path.endswith("__init__.py") or
+           part in SUBPACKAGES]
+
+
+@pytest.mark.parametrize("part, path", LIBRARY,
+                         ids=[os.path.relpath(p, PACKAGE) for _, p in LIBRARY])
+def test_the_library_imports_downwards_only(part, path):
+  tree = ast.parse(open(path).read())
+  for imported, line, _ in imported_parts(tree):
+    where = f"{os.path.relpath(path, PACKAGE)}:{line} imports {imported}"
+    assert imported not in COMMANDS, where + ", a command"
+    if imported != part:
+      assert imported in RANKS, where
+      assert RANKS[imported] < RANKS[part], where + ", which is not below it"
+
+
+@pytest.mark.parametrize("part, path", LIBRARY,
+                         ids=[os.path.relpath(p, PACKAGE) for _, p in LIBRARY])
+def test_the_library_imports_at_module_level(part, path):
+  """No import inside a function (to dodge a flag definition or a cycle),
+  but for the optional dependencies."""
+  del part
+  tree = ast.parse(open(path).read())
+  for function in ast.walk(tree):
+    if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+      continue
+    for node in ast.walk(function):
+      if isinstance(node, ast.Import):
+        names = [alias.name for alias in node.names]
+      elif isinstance(node, ast.ImportFrom):
+        names = [node.module]
+      else:
+        continue
+      assert set(names) <= OPTIONAL, (
+          f"{os.path.relpath(path, PACKAGE)}:{node.lineno} imports "
+          f"{', '.join(names)} inside {function.name}")
+
+
+@pytest.mark.parametrize("part, path", modules(),
+                         ids=[os.path.relpath(p, PACKAGE)
+                              for _, p in modules()])
+def test_modules_and_functions_are_short(part, path):
+  source = open(path).read()
+  name = os.path.relpath(path, PACKAGE)
+  assert len(source.splitlines()) <= LONGER_MODULES.get(
+      name, MAX_MODULE_LINES), name
+  for node in ast.walk(ast.parse(source)):
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+      length = node.end_lineno - node.lineno + 1
+      assert length <= MAX_FUNCTION_LINES, (
+          f"{name}: {node.name} is {length} lines")
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_commands_hold_flags_and_one_call(command):
+  """A command defines no classes and only its flags, `main` and `run`
+  (and small helpers that check flags)."""
+  tree = ast.parse(open(os.path.join(PACKAGE, f"{command}.py")).read())
+  classes = [n.name for n in tree.body if isinstance(n, ast.ClassDef)]
+  assert not classes, f"{command}.py defines {classes}"
+  functions = [n for n in tree.body if isinstance(n, ast.FunctionDef)]
+  assert {"main", "run"} <= {f.name for f in functions}
+  for function in functions:
+    assert function.end_lineno - function.lineno < 60, function.name
+
+
+@pytest.mark.parametrize("subpackage", SUBPACKAGES)
+def test_each_subpackage_says_its_role_and_exports_its_api(subpackage):
+  import importlib
+  module = importlib.import_module(f"pix2pix_tf.{subpackage}")
+  assert module.__doc__ and len(module.__doc__.split()) > 10
+  assert module.__all__
+  for name in module.__all__:
+    assert hasattr(module, name), f"{subpackage}.{name}"
+
+
+def test_importing_the_package_changes_nothing(monkeypatch):
+  """`import pix2pix_tf` sets no environment variable (the commands quiet
+  TensorFlow's log themselves)."""
+  import importlib
+  import sys
+  monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
+  saved = sys.modules.pop("pix2pix_tf")
+  try:
+    importlib.import_module("pix2pix_tf")
+    assert "TF_CPP_MIN_LOG_LEVEL" not in os.environ
+  finally:
+    sys.modules["pix2pix_tf"] = saved
