@@ -436,11 +436,13 @@ class Config:
                  "steps_per_execution",
                  "log_every_steps", "sample_every_steps", "eval_every_steps"):
       if getattr(self, name) < 1:
-        raise ConfigError(f"--{name}={getattr(self, name)} must be at least 1.")
+        raise ConfigError(
+            f"--{name}={getattr(self, name)} must be at least 1.")
     for name in ("epochs", "epochs_decay", "max_steps", "num_samples",
                  "shuffle_buffer"):
       if getattr(self, name) < 0:
-        raise ConfigError(f"--{name}={getattr(self, name)} must not be negative.")
+        raise ConfigError(
+            f"--{name}={getattr(self, name)} must not be negative.")
 
   def _validate_discriminators(self):
     fields = self.receptive_field_list

@@ -79,23 +79,24 @@ def main(argv):
   try:
     if command == "split":
       _require("data_dir")
-      summary = building.split(FLAGS.data_dir, FLAGS.val, FLAGS.test, FLAGS.seed,
-                      FLAGS.copy, FLAGS.force)
+      summary = building.split(FLAGS.data_dir, FLAGS.val, FLAGS.test,
+                               FLAGS.seed, FLAGS.copy, FLAGS.force)
     else:
       _require("output", *(("a_dir", "b_dir") if command == "combine"
                            else ("photos",)))
       output = os.path.join(FLAGS.output, FLAGS.split)
       if command == "combine":
-        summary = building.combine(data_lib.list_images(FLAGS.a_dir), data_lib.list_images(FLAGS.b_dir),
-                          output, FLAGS.size, FLAGS.pattern,
-                          FLAGS.max_pixels)
+        summary = building.combine(
+            data_lib.list_images(FLAGS.a_dir),
+            data_lib.list_images(FLAGS.b_dir), output, FLAGS.size,
+            FLAGS.pattern, FLAGS.max_pixels)
       else:
         size = 256 if FLAGS.size is None else (FLAGS.size or None)
         photos = data_lib.list_images(FLAGS.photos)
         summary = (building.colorize(photos, output, size, FLAGS.max_pixels)
                    if command == "colorize" else
-                   building.edges(photos, output, size, FLAGS.low, FLAGS.high,
-                         FLAGS.max_pixels))
+                   building.edges(photos, output, size, FLAGS.low,
+                                  FLAGS.high, FLAGS.max_pixels))
   except ValueError as e:
     sys.exit(f"pix2pix_tf.datasets {command}: error: {e}")
   print(summary.report())

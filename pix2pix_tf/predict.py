@@ -42,8 +42,8 @@ def main(argv):
   try:
     files = serving.list_inputs(FLAGS.input)
     data_lib.check_output_folder(FLAGS.output, create=False)
-    failed = serving.translate_files(saved_model, files, FLAGS.output, FLAGS.paired,
-                             FLAGS.max_pixels)
+    failed = serving.translate_files(saved_model, files, FLAGS.output,
+                                     FLAGS.paired, FLAGS.max_pixels)
   except (FileNotFoundError, ValueError, serving.ExportError) as e:
     sys.exit(f"pix2pix_tf.predict: error: {e}")
   written = len(files) - len(failed)

@@ -8,6 +8,7 @@ import random
 import re
 import shutil
 import sys
+import types
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import keras
@@ -41,13 +42,14 @@ class Summary:
     return "\n".join(lines)
 
 
-def is_grayscale(image, tolerance: int = 2) -> bool:
+def is_grayscale(image: Image.Image, tolerance: int = 2) -> bool:
+  """Whether no pixel's channels differ by more than `tolerance`."""
   array = np.asarray(image, np.int16)
   return bool(np.abs(array - array.mean(axis=2, keepdims=True)).max()
               <= tolerance)
 
 
-def write_pair(left, right, path: str) -> None:
+def write_pair(left: Image.Image, right: Image.Image, path: str) -> None:
   """Saves left | right side by side, atomically (temporary name, rename)."""
   pair = Image.new("RGB", (left.width + right.width, left.height))
   pair.paste(left, (0, 0))
@@ -58,13 +60,16 @@ def write_pair(left, right, path: str) -> None:
   os.replace(temporary, path)
 
 
-def resized(image, size: Optional[Tuple[int, int]]):
+def resized(image: Image.Image,
+            size: Optional[Tuple[int, int]]) -> Image.Image:
+  """`image` at `size` (bicubic), or as it is for None or its own size."""
   if size is None or image.size == size:
     return image
   return image.resize(size, Image.BICUBIC)
 
 
-def progress(count: int):
+def progress(count: int) -> keras.utils.Progbar:
+  """A progress bar over `count` files (one line per update off a tty)."""
   return keras.utils.Progbar(count, unit_name="file",
                  verbose=1 if sys.stdout.isatty() else 2)
 
@@ -112,7 +117,7 @@ def colorize(photos: Sequence[str], output: str,
       else None, max_pixels=max_pixels)
 
 
-def opencv():
+def opencv() -> types.ModuleType:
   """The cv2 module, which only `edges` needs: an optional dependency.
 
   Raises:
@@ -127,7 +132,8 @@ def opencv():
   return cv2
 
 
-def canny_edges(photo, low: int = 100, high: int = 200):
+def canny_edges(photo: Image.Image, low: int = 100,
+                high: int = 200) -> Image.Image:
   """Canny edges of a photo, black lines on white (edges2shoes style)."""
   gray = np.asarray(photo.convert("L"))
   edges = opencv().Canny(gray, low, high)
@@ -146,6 +152,8 @@ def edges(photos: Sequence[str], output: str, size: Optional[int] = 256,
 
 
 def pair_key(path: str, pattern: Optional[str]) -> Optional[str]:
+  """What pairs a file with its twin: its stem, or with --pattern the first
+  group (or whole match) of the pattern in it; None without a match."""
   stem = os.path.splitext(os.path.basename(path))[0]
   if not pattern:
     return stem

@@ -26,7 +26,7 @@ _ORIENTATION_TAG = 0x0112
 _SHORT = 3  # The TIFF type of the orientation tag.
 
 
-def exif_orientation(contents):
+def exif_orientation(contents: tf.Tensor) -> tf.Tensor:
   """The Exif orientation (1..8) of an encoded image, as an int32 scalar.
 
   Hand-written because TensorFlow has no op that reads Exif, and a Python
@@ -143,7 +143,7 @@ def _orientation_tag(head: _Bytes, tiff, end):
   return tf.cast(tf.where(in_range, value, 1), tf.int32)
 
 
-def apply_orientation(image, orientation):
+def apply_orientation(image: tf.Tensor, orientation: tf.Tensor) -> tf.Tensor:
   """Turns a decoded (h, w, c) image upright, as PIL's ImageOps.exif_transpose.
 
   Args:
@@ -170,7 +170,7 @@ def _on_white(color, alpha):
   return tf.cast(tf.round(blended), color.dtype)
 
 
-def encoded_pixels(contents):
+def encoded_pixels(contents: tf.Tensor) -> tf.Tensor:
   """width x height as declared in an encoded image's header, int64 scalar.
 
   Read from the header alone, before any decoding. Hand-written (but for
@@ -227,7 +227,7 @@ def encoded_pixels(contents):
   return tf.cond(starts(0, b"\xff\xd8\xff"), jpeg, other)
 
 
-def check_encoded_pixels(contents, max_pixels: int):
+def check_encoded_pixels(contents: tf.Tensor, max_pixels: int) -> tf.Tensor:
   """`contents`, once its header declares at most `max_pixels` pixels
   (an InvalidArgumentError otherwise, raised before any decoding)."""
   pixels = encoded_pixels(contents)
@@ -239,7 +239,7 @@ def check_encoded_pixels(contents, max_pixels: int):
     return tf.identity(contents)
 
 
-def decode_image(contents):
+def decode_image(contents: tf.Tensor) -> tf.Tensor:
   """Encoded image bytes -> uint8 (height, width, 3): the one decoding rule.
 
   Training, the SavedModel's translate_encoded and predict all decode with

@@ -110,7 +110,7 @@ def check_pixels(path: str, max_pixels: int) -> None:
         "if the machine has the memory.")
 
 
-def read_rgb(path: str, max_pixels: int = None):
+def read_rgb(path: str, max_pixels: Optional[int] = None) -> Image.Image:
   """An image as RGB by the project's one decoding rule, with Pillow.
 
   The rule is `input_pipeline.decode_image`'s (which training, the

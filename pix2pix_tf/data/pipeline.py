@@ -5,6 +5,7 @@ import glob
 import hashlib
 import json
 import os
+from typing import Optional, Sequence, Union
 
 import tensorflow as tf
 
@@ -19,7 +20,8 @@ from pix2pix_tf.data import transforms
 _CACHE_FORMAT = 2  # 2: decode_image (Exif orientation, alpha on white).
 
 
-def cache_path(prefix: str, split: sources.Split, config, input_context=None) -> str:
+def cache_path(prefix: str, split: sources.Split,
+               config: config_lib.Config, input_context=None) -> str:
   """The disk-cache file of this split and configuration under `prefix`.
 
   The name carries a digest of what is cached: the split's files (names,
@@ -62,9 +64,10 @@ def _remove_stale_cache_files(path: str) -> None:
     os.remove(leftover)
 
 
-def make_dataset(split, config: config_lib.Config, batch_size: int,
-                 training: bool,
-                 input_context=None, with_names: bool = False,
+def make_dataset(split: Union[sources.Split, Sequence[str]],
+                 config: config_lib.Config, batch_size: int, training: bool,
+                 input_context: Optional[tf.distribute.InputContext] = None,
+                 with_names: bool = False,
                  skip: int = 0, cache: str = "") -> tf.data.Dataset:
   """The batched dataset of (input_image, target_image) in [-1, 1].
 

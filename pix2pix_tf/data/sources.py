@@ -5,7 +5,7 @@ file before training starts."""
 import dataclasses
 import json
 import os
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 from PIL import Image
@@ -59,6 +59,7 @@ def list_split(data_dir: str, split: str) -> Sequence[str]:
 
 
 def has_split(data_dir: str, split: str) -> bool:
+  """Whether `<data_dir>/<split>` is a folder holding pair images."""
   folder = os.path.join(data_dir, split)
   return os.path.isdir(folder) and any(
       f.lower().endswith(images.PAIR_EXTENSIONS) for f in os.listdir(folder))
@@ -68,6 +69,7 @@ TFRECORD_INFO = "dataset.json"
 
 
 def shard_name(split: str, index: int, count: int) -> str:
+  """The file name of TFRecord shard `index` of `count` of a split."""
   return f"{split}-{index:05d}-of-{count:05d}.tfrecord"
 
 
@@ -83,7 +85,7 @@ def encode_record(contents: bytes, name: str) -> bytes:
       feature=feature)).SerializeToString()
 
 
-def parse_record(record):
+def parse_record(record: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
   """(name, contents) of a serialized record."""
   parsed = tf.io.parse_single_example(record, {
       "pair": tf.io.FixedLenFeature([], tf.string),
@@ -108,6 +110,7 @@ class Split:
 
 
 def is_tfrecord_dataset(data_dir: str) -> bool:
+  """Whether `data_dir` holds TFRecords (it has a dataset.json)."""
   return os.path.isfile(os.path.join(data_dir, TFRECORD_INFO))
 
 
@@ -144,6 +147,7 @@ def open_split(data_dir: str, split: str) -> Split:
 
 
 def split_exists(data_dir: str, split: str) -> bool:
+  """Whether the folder or TFRecord dataset has the split."""
   if is_tfrecord_dataset(data_dir):
     try:
       open_split(data_dir, split)
@@ -209,14 +213,19 @@ def find_undecodable(split: Split) -> List[str]:
   return sorted({n.decode() for n in names.as_numpy_iterator()} - good)
 
 
-def named_contents(split: Split, input_context) -> tf.data.Dataset:
+def named_contents(split: Split,
+                   input_context: Optional[tf.distribute.InputContext]
+                   ) -> tf.data.Dataset:
   """(name, encoded bytes) of every pair, in order, sharded across input
-  pipelines. (Training streams are built from `shard_paths` and `read_contents` by
-  `make_dataset`, which skips before it reads.)"""
-  return read_contents(split, shard_paths(split, input_context), deterministic=True)
+  pipelines. (Training streams are built from `shard_paths` and
+  `read_contents` by `make_dataset`, which skips before it reads.)"""
+  return read_contents(split, shard_paths(split, input_context),
+                       deterministic=True)
 
 
-def shard_paths(split: Split, input_context) -> tf.data.Dataset:
+def shard_paths(split: Split,
+                input_context: Optional[tf.distribute.InputContext]
+                ) -> tf.data.Dataset:
   """This input pipeline's part of the split's files (or TFRecord shards)."""
   paths = tf.data.Dataset.from_tensor_slices(list(split.paths))
   if input_context is not None and input_context.num_input_pipelines > 1:

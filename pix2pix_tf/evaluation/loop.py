@@ -28,7 +28,7 @@ from pix2pix_tf.serving import saved_model as saved_model_lib
 VALIDATION_METRICS = ("l1", "mse", "psnr", "ssim")
 
 
-def load_segmenter(path: str):
+def load_segmenter(path: str) -> Callable[[tf.Tensor], tf.Tensor]:
   """A SavedModel mapping [-1, 1] photos to per-pixel class logits."""
   if not saved_model_lib.is_saved_model(path):
     raise ValueError(f"--segmenter={path} is not a SavedModel. Train one with "
@@ -47,7 +47,7 @@ def load_segmenter(path: str):
       output]
 
 
-def detect_labels_side(input_image, target_image,
+def detect_labels_side(input_image: tf.Tensor, target_image: tf.Tensor,
                        palette: data_lib.Palette) -> Optional[str]:
   """Which side of the pairs is the label map ("input" or "target"), by
   colours near the palette; None when neither looks like one."""
@@ -240,6 +240,7 @@ def _accumulator(options: Options):
 
 
 def format_table(result: Dict[str, object]) -> str:
+  """`evaluate_saved_model`'s result as the table the command prints."""
   lines = [f"{result['num_images']} images of {result['data_dir']}/"
            f"{result['split']}, step {result['step']}, "
            f"{result['inference_mode']} inference", ""]

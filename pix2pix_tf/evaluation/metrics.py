@@ -8,7 +8,7 @@ Per set: colour-distribution distances, FID and KID from InceptionV3
 features.
 """
 
-from typing import Dict
+from typing import Dict, Optional
 
 import keras
 import numpy as np
@@ -19,7 +19,8 @@ def _to_unit(image):
   return (tf.clip_by_value(tf.cast(image, tf.float32), -1.0, 1.0) + 1.0) / 2.0
 
 
-def image_metrics(generated_image, target_image) -> Dict[str, tf.Tensor]:
+def image_metrics(generated_image: tf.Tensor,
+                  target_image: tf.Tensor) -> Dict[str, tf.Tensor]:
   """Per-example metrics of a batch: dict of (batch,) float32 tensors."""
   generated_image = tf.cast(generated_image, tf.float32)
   target_image = tf.cast(target_image, tf.float32)
@@ -34,7 +35,8 @@ def image_metrics(generated_image, target_image) -> Dict[str, tf.Tensor]:
   }
 
 
-def pixel_accuracy(generated_image, target_image, tolerance: float = 25.0):
+def pixel_accuracy(generated_image: tf.Tensor, target_image: tf.Tensor,
+                   tolerance: float = 25.0) -> tf.Tensor:
   """Per example: the share of pixels whose largest channel error is at most
   `tolerance` intensity levels (of 255)."""
   error = tf.abs(tf.cast(generated_image, tf.float32) -
@@ -43,7 +45,7 @@ def pixel_accuracy(generated_image, target_image, tolerance: float = 25.0):
   return tf.reduce_mean(tf.cast(within, tf.float32), axis=[1, 2])
 
 
-def color_histograms(images, bins: int = 64) -> np.ndarray:
+def color_histograms(images: tf.Tensor, bins: int = 64) -> np.ndarray:
   """Per-channel histograms (channels, bins) of a set of [-1, 1] images,
   summed over the set (unnormalised counts)."""
   values = tf.cast(tf.round((tf.cast(images, tf.float32) + 1.0) * 127.5),
@@ -81,7 +83,7 @@ INCEPTION_WEIGHTS_URL = (
     "inception_v3/inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5")
 
 
-def inception_model(weights_path=None):
+def inception_model(weights_path: Optional[str] = None) -> keras.Model:
   """InceptionV3 up to its 2048-d average pool, from a weights file.
 
   `weights_path` is Keras's ImageNet file (INCEPTION_WEIGHTS_URL); None
@@ -96,7 +98,7 @@ def inception_model(weights_path=None):
   return model
 
 
-def inception_features(model, images) -> np.ndarray:
+def inception_features(model: keras.Model, images: tf.Tensor) -> np.ndarray:
   """(batch, 2048) pool features of [-1, 1] images (Inception's own input
   range), resized to 299x299; grayscale images are repeated to RGB."""
   images = tf.cast(images, tf.float32)

@@ -1,7 +1,8 @@
 """Label maps: colour -> class, and the paper's segmentation scores.
 
-A palette (`data.palettes`) maps class names to RGB colours. Label images are usually JPEG-compressed, so
-each pixel is given the class of the nearest palette colour. Pixels whose
+A palette (`data.palettes`) maps class names to RGB colours. Label images
+are usually JPEG-compressed, so each pixel is given the class of the nearest
+palette colour. Pixels whose
 true colour is nearest a "void" colour are not scored; a *predicted* void
 pixel is scored as an error (see `confusion_matrix`).
 
@@ -21,7 +22,7 @@ from pix2pix_tf.data.palettes import Palette
 IGNORE = -1
 
 
-def colors_to_classes(images, palette: Palette) -> tf.Tensor:
+def colors_to_classes(images: tf.Tensor, palette: Palette) -> tf.Tensor:
   """Class index of each pixel's nearest palette colour; IGNORE for void.
 
   Args:
@@ -40,7 +41,7 @@ def colors_to_classes(images, palette: Palette) -> tf.Tensor:
   return tf.where(nearest >= palette.num_classes, IGNORE, nearest)
 
 
-def confusion_matrix(true_classes, predicted_classes,
+def confusion_matrix(true_classes: tf.Tensor, predicted_classes: tf.Tensor,
                      num_classes: int) -> np.ndarray:
   """(num_classes, num_classes + 1) pixel counts: rows true, columns
   predicted, the last column the pixels predicted void (IGNORE).
@@ -96,8 +97,8 @@ def scores(confusion: np.ndarray,
   return result
 
 
-def labels_fraction(images, palette: Palette, tolerance: float = 40.0
-                    ) -> float:
+def labels_fraction(images: tf.Tensor, palette: Palette,
+                    tolerance: float = 40.0) -> float:
   """Share of pixels within `tolerance` (RGB distance) of a palette colour:
   near 1 for label maps, low for photos."""
   images = tf.cast((tf.cast(images, tf.float32) + 1.0) * 127.5, tf.float32)

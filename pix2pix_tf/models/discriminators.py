@@ -139,7 +139,7 @@ class Discriminators(keras.Model):
     return [list(d(pair, training=training)) for d in self.discriminators]
 
 
-def build_discriminators(config) -> Discriminators:
+def build_discriminators(config: config_lib.Config) -> Discriminators:
   """The discriminator set of `config`, built on a crop_size pair."""
 
   def one(kind, n_layers, downsample, index):
@@ -168,6 +168,7 @@ def build_discriminators(config) -> Discriminators:
 
 
 def build_discriminator(config: config_lib.Config) -> Discriminators:
+  """The discriminator(s) `config` asks for, under the current dtype policy."""
   return build_discriminators(config)
 
 

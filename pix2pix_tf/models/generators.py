@@ -156,19 +156,16 @@ def paper_mode(generator: keras.Model) -> keras.Model:
 
 
 # Flag value -> builder. Each takes the Config.
+def _unet(c: config_lib.Config) -> keras.Model:
+  return unet_generator(c.generator_depth, c.input_channels,
+                        c.output_channels, c.ngf, c.norm, c.dropout,
+                        dropout_placement=c.dropout_placement)
+
+
 GENERATORS = {
-    "unet_256": lambda c: unet_generator(8, c.input_channels,
-                                         c.output_channels, c.ngf, c.norm,
-                                         c.dropout,
-                                         dropout_placement=c.dropout_placement),
-    "unet_128": lambda c: unet_generator(7, c.input_channels,
-                                         c.output_channels, c.ngf, c.norm,
-                                         c.dropout,
-                                         dropout_placement=c.dropout_placement),
-    "unet": lambda c: unet_generator(c.unet_depth, c.input_channels,
-                                     c.output_channels, c.ngf, c.norm,
-                                     c.dropout,
-                                     dropout_placement=c.dropout_placement),
+    "unet_256": _unet,  # 8 downsamplings (config.GENERATOR_DEPTHS).
+    "unet_128": _unet,  # 7.
+    "unet": _unet,  # --unet_depth.
     "resnet_9blocks": lambda c: resnet_generator(9, c.input_channels,
                                                  c.output_channels, c.ngf,
                                                  c.norm, c.dropout),
@@ -179,6 +176,7 @@ GENERATORS = {
 
 
 def build_generator(config: config_lib.Config) -> keras.Model:
+  """The generator `config` asks for, under the current dtype policy."""
   return GENERATORS[config.generator](config)
 
 

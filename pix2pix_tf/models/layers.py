@@ -2,6 +2,8 @@
 layers Keras lacks (reflection padding, and the two layers of paper-mode
 inference)."""
 
+from typing import Optional
+
 import keras
 import tensorflow as tf
 from keras import layers
@@ -10,11 +12,12 @@ from keras import layers
 LEAKY_SLOPE = 0.2
 
 
-def conv_initializer():
+def conv_initializer() -> keras.initializers.Initializer:
+  """The paper's weight initialisation: N(0, 0.02)."""
   return keras.initializers.RandomNormal(mean=0.0, stddev=0.02)
 
 
-def norm_layer(norm: str, name: str):
+def norm_layer(norm: str, name: str) -> Optional[layers.Layer]:
   """Returns a fresh normalisation layer, or None for `norm='none'`."""
   if norm in ("batch", "sync_batch"):
     # Momentum 0.9 and epsilon 1e-5 are PyTorch's BatchNorm2d defaults.
@@ -37,7 +40,9 @@ def uses_bias(norm: str) -> bool:
   return norm not in ("batch", "sync_batch")
 
 
-def apply_norm(x, norm, name):
+def apply_norm(x: keras.KerasTensor, norm: str,
+               name: str) -> keras.KerasTensor:
+  """`x` through a fresh `norm_layer` (unchanged for norm="none")."""
   layer = norm_layer(norm, name)
   return x if layer is None else layer(x)
 

@@ -10,6 +10,8 @@ import json
 import os
 import shutil
 import tempfile
+from typing import Optional, Tuple
+
 import keras
 import tensorflow as tf
 
@@ -25,7 +27,8 @@ class ExportError(ValueError):
 # What tf.saved_model.save writes, and the folder TensorFlow Serving reads
 # extra files from: an export folder holds nothing else.
 SAVED_MODEL_ENTRIES = frozenset(
-    {"saved_model.pb", "fingerprint.pb", "variables", "assets", "assets.extra"})
+    {"saved_model.pb", "fingerprint.pb", "variables", "assets",
+     "assets.extra"})
 
 
 # Where the Translator's `metadata_json` variable sits in the SavedModel's
@@ -34,6 +37,8 @@ METADATA_KEY = "metadata_json/.ATTRIBUTES/VARIABLE_VALUE"
 
 
 def load_run_config(model_dir: str) -> config_lib.Config:
+  """The Config a run recorded in <model_dir>/config.json; ExportError for a
+  folder that is not a run or a config.json that cannot be read."""
   path = os.path.join(model_dir, "config.json")
   if not os.path.exists(path):
     raise ExportError(f"{path} not found: {model_dir} is not a training run "
@@ -50,7 +55,7 @@ def load_run_config(model_dir: str) -> config_lib.Config:
         f"{os.path.join(model_dir, 'flags.txt')}).") from None
 
 
-def read_metadata(export_dir: str):
+def read_metadata(export_dir: str) -> Optional[dict]:
   """The metadata of a SavedModel that pix2pix_tf wrote, read from its
   variables; None for any folder that is not one."""
   if not os.path.exists(os.path.join(export_dir, "saved_model.pb")):
@@ -72,7 +77,7 @@ def is_saved_model(path: str) -> bool:
   return os.path.exists(os.path.join(path, "saved_model.pb"))
 
 
-def load(saved_model: str):
+def load(saved_model: str) -> tf.Module:
   """tf.saved_model.load, with one ExportError sentence (not TensorFlow's
   pages) for a folder that is not a readable SavedModel of pix2pix_tf."""
   if not os.path.exists(os.path.join(saved_model, "saved_model.pb")):
@@ -115,7 +120,8 @@ def check_replaceable(export_dir: str,
         f"{advice}, or move the folder away first.")
 
 
-def restore_generator(config, checkpoint_path):
+def restore_generator(config: config_lib.Config,
+                      checkpoint_path: str) -> Tuple[keras.Model, int]:
   """Builds the generator and restores every one of its weights; returns
   (model, step). A checkpoint that lacks a weight or holds one of another
   shape is an ExportError: an export with weights left at their random
@@ -143,6 +149,7 @@ def restore_generator(config, checkpoint_path):
 
 
 def latest_checkpoint(model_dir: str) -> str:
+  """The newest checkpoint of a run; ExportError when it has none."""
   folder = os.path.join(model_dir, "checkpoints")
   path = tf.train.latest_checkpoint(folder)
   if path is None:
@@ -171,13 +178,15 @@ def export(model_dir: str, export_dir: str = None, checkpoint: str = None,
               inference_mode or config.inference_mode, max_pixels)
 
 
-def save(generator, config, step, export_dir, inference_mode,
-         max_pixels: int = None) -> str:
+def save(generator: keras.Model, config: config_lib.Config, step: int,
+         export_dir: str, inference_mode: str,
+         max_pixels: Optional[int] = None) -> str:
   """Saves `generator` with its signatures to `export_dir`, atomically."""
 
   export_dir = os.path.normpath(export_dir)
   check_replaceable(export_dir)
-  module = signatures.build_module(generator, config, step, inference_mode, max_pixels)
+  module = signatures.build_module(generator, config, step, inference_mode,
+                                   max_pixels)
   parent = os.path.dirname(export_dir) or "."
   os.makedirs(parent, exist_ok=True)
   staging = tempfile.mkdtemp(prefix=f".{os.path.basename(export_dir)}-",

@@ -21,7 +21,7 @@ import base64
 import binascii
 import json
 import threading
-from typing import List
+from typing import List, Optional
 
 import flask
 import tensorflow as tf
@@ -71,7 +71,7 @@ class Translator:
     return [bytes(x) for x in out["generated_image_bytes"].numpy()]
 
 
-def public_metadata(metadata):
+def public_metadata(metadata: dict) -> dict:
   """The export's metadata without the training machine's paths."""
   public = dict(metadata)
   public["flags"] = {k: v for k, v in metadata.get("flags", {}).items()
@@ -115,9 +115,10 @@ def decode_instances(body: dict, max_pixels: int) -> List[bytes]:
   return images
 
 
-def create_app(translator: Translator, palette=None,
-               max_upload_mb: float = 8.0, max_pixels: int = None,
-               request_timeout: float = config_lib.DEFAULT_REQUEST_TIMEOUT):
+def create_app(translator: Translator, palette: Optional[List[dict]] = None,
+               max_upload_mb: float = 8.0, max_pixels: Optional[int] = None,
+               request_timeout: float = config_lib.DEFAULT_REQUEST_TIMEOUT
+               ) -> flask.Flask:
   """The Flask app around `translator`. Images whose header declares more
   than `max_pixels` pixels (default: the export's own limit) are answered
   413 before anything is decoded; a request waits at most
@@ -177,7 +178,7 @@ def create_app(translator: Translator, palette=None,
   return server
 
 
-def load_palette_colors(spec):
+def load_palette_colors(spec: str) -> List[dict]:
   """[[r, g, b], ...] of a palette name or file, for the page's brush."""
   palette = data_lib.load_palette(spec)
   return [{"name": n, "color": [int(v) for v in c]}

@@ -25,6 +25,7 @@ from pix2pix_tf.serving import web
 
 
 def list_images(folder: str) -> List[str]:
+  """The images of a study folder; ValueError when there are none."""
   files = data_lib.list_images(folder)
   if not files:
     raise ValueError(f"{folder} holds no images "
@@ -140,7 +141,7 @@ class Study:
     }
 
 
-def create_app(study: Study):
+def create_app(study: Study) -> flask.Flask:
   """The Flask app: the page, the images, and a small JSON API."""
 
   server = flask.Flask(__name__)

@@ -6,7 +6,7 @@ import html
 import json
 import os
 import sys
-from typing import List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import keras
 import numpy as np
@@ -31,12 +31,14 @@ def list_inputs(path: str) -> List[str]:
   return files
 
 
-def save_image(array, path):
+def save_image(array: np.ndarray, path: str) -> None:
+  """Writes an HxWxC uint8 array (C of 1 or 3) as the file `path` names."""
   Image.fromarray(array.squeeze(-1) if array.shape[-1] == 1 else array).save(
       path)
 
 
-def read_image(path, decode, max_pixels=None):
+def read_image(path: str, decode: Callable,
+               max_pixels: Optional[int] = None) -> np.ndarray:
   """The file's pixels by the decoding rule of training and the SavedModel
   (`decode`: data_lib.decode_image); Pillow, by the same rule, for
   the formats TensorFlow cannot read (TIFF). An image larger than
@@ -49,7 +51,8 @@ def read_image(path, decode, max_pixels=None):
   return np.asarray(data_lib.read_rgb(path, max_pixels))  # Checks it too.
 
 
-def split_input(image: np.ndarray, paired: bool, metadata: dict):
+def split_input(image: np.ndarray, paired: bool, metadata: dict
+                ) -> Tuple[np.ndarray, Optional[np.ndarray]]:
   """(input_image, target_image or None) of a file's pixels: a pair's halves
   in the export's direction, in the export's input channels."""
   target = None
@@ -115,7 +118,8 @@ def translate_files(saved_model: str, files: Sequence[str], output: str,
   return failed
 
 
-def write_index(path, rows, metadata):
+def write_index(path: str, rows: Sequence[Tuple[str, str, str, str]],
+                metadata: dict) -> None:
   """The results page: one row per pair, input | generated | target."""
   title = (f"pix2pix_tf results, {metadata['direction']}, step "
            f"{metadata['step']}, {metadata['inference_mode']} inference")

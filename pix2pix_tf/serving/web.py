@@ -1,5 +1,7 @@
-"""What both pages' servers (the translation server and the study) share: JSON errors, security
-headers, request bodies read safely, and data put into a page safely."""
+"""What both pages' servers (the translation server and the study) share:
+JSON errors, security headers, request bodies read safely, data put into a
+page safely, the pages themselves (pages/), and a server that closes silent
+connections."""
 
 import importlib.resources
 import json
@@ -17,7 +19,7 @@ class BadRequest(ValueError):
   """A request body that is not what the endpoint takes (answered 400)."""
 
 
-def script_json(value) -> str:
+def script_json(value: object) -> str:
   """`value` as JSON that is safe inside a <script> element: `<`, `>` and
   `&` are escaped, so no string in it can close the element (`</script>`)
   or open a comment."""
@@ -25,7 +27,8 @@ def script_json(value) -> str:
           .replace("&", "\\u0026"))
 
 
-def json_object(request, expected: str = "a JSON object") -> dict:
+def json_object(request: flask.Request,
+                expected: str = "a JSON object") -> dict:
   """The request's JSON body, which must be an object; BadRequest for
   anything else, deep nesting included (Python's parser would raise
   RecursionError, which is not a ValueError)."""
@@ -52,7 +55,7 @@ def read_page(name: str) -> str:
           name).read_text(encoding="utf-8")
 
 
-def page(html: str):
+def page(html: str) -> flask.Response:
   """An HTML response whose inline scripts carry a fresh nonce, which the
   Content-Security-Policy header then requires of every script."""
   nonce = secrets.token_urlsafe(16)
@@ -71,7 +74,7 @@ def page(html: str):
   return response
 
 
-def install(server, too_large_message: str) -> None:
+def install(server: flask.Flask, too_large_message: str) -> None:
   """JSON errors for every status, and headers that keep browsers from
   guessing content types or framing the pages."""
   def error(status, message):
@@ -101,7 +104,8 @@ def install(server, too_large_message: str) -> None:
     return response
 
 
-def make_server(host: str, port: int, app, request_timeout: float):
+def make_server(host: str, port: int, app: flask.Flask,
+                request_timeout: float) -> serving.BaseWSGIServer:
   """A threaded Werkzeug server whose connections time out after
   `request_timeout` seconds of silence. Raises ValueError (a sentence) when
   it cannot listen."""

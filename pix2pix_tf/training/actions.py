@@ -16,7 +16,8 @@ from pix2pix_tf.training import run as run_lib
 from pix2pix_tf.training import step as step_lib
 
 
-def image_grid(input_image, generated_image, target_image) -> tf.Tensor:
+def image_grid(input_image: tf.Tensor, generated_image: tf.Tensor,
+               target_image: tf.Tensor) -> tf.Tensor:
   """Rows of input | generated | target, as one uint8 image (H, W, 3)."""
   columns = [data_lib.to_uint8(x) for x in
              (input_image, generated_image, target_image)]
@@ -27,6 +28,7 @@ def image_grid(input_image, generated_image, target_image) -> tf.Tensor:
 
 
 def format_metrics(values: Dict[str, float]) -> str:
+  """`name value, ...` with four decimals, for the log lines."""
   return ", ".join(f"{name} {value:.4f}" for name, value in values.items())
 
 

@@ -55,6 +55,7 @@ class StopSignal:
 
 
 def threading_is_main() -> bool:
+  """Whether this is the main thread (only it may install a handler)."""
   return threading.current_thread() is threading.main_thread()
 
 

@@ -9,6 +9,8 @@ Discriminator outputs are lists with one entry per discriminator, each
 over the discriminators, as in pix2pixHD.
 """
 
+from typing import Dict, Optional, Sequence
+
 import tensorflow as tf
 
 
@@ -18,8 +20,9 @@ def _per_example_mean(x):
   return tf.reduce_mean(tf.reshape(x, [tf.shape(x)[0], -1]), axis=1)
 
 
-def gan_loss(logits, target_is_real: bool, gan_mode: str = "vanilla",
-             for_discriminator: bool = True):
+def gan_loss(logits: tf.Tensor, target_is_real: bool,
+             gan_mode: str = "vanilla",
+             for_discriminator: bool = True) -> tf.Tensor:
   """GAN loss of one logits map, per example.
 
   vanilla: binary cross-entropy on logits (the paper's log D terms; for the
@@ -55,7 +58,8 @@ def _sum_over_discriminators(outputs, target_is_real, gan_mode,
                    for d in outputs])
 
 
-def feature_matching_loss(disc_real_outputs, disc_generated_outputs):
+def feature_matching_loss(disc_real_outputs: Sequence,
+                          disc_generated_outputs: Sequence) -> tf.Tensor:
   """pix2pixHD's feature matching: L1 between D's activations on the real and
   the generated pair, averaged over layers and discriminators. The real
   activations are constants: only G is pulled towards them."""
@@ -68,10 +72,13 @@ def feature_matching_loss(disc_real_outputs, disc_generated_outputs):
   return tf.add_n(terms) / len(terms)
 
 
-def generator_loss(disc_real_outputs, disc_generated_outputs, generated_image,
-                   target_image, gan_mode: str = "vanilla",
-                   lambda_l1: float = 100.0, lambda_l2: float = 0.0,
-                   lambda_feature_matching: float = 0.0):
+def generator_loss(disc_real_outputs: Optional[Sequence],
+                   disc_generated_outputs: Optional[Sequence],
+                   generated_image: tf.Tensor, target_image: tf.Tensor,
+                   gan_mode: str = "vanilla", lambda_l1: float = 100.0,
+                   lambda_l2: float = 0.0,
+                   lambda_feature_matching: float = 0.0
+                   ) -> Dict[str, tf.Tensor]:
   """G's objective: fool D, plus the weighted distance and feature terms.
 
   Returns:
@@ -99,8 +106,9 @@ def generator_loss(disc_real_outputs, disc_generated_outputs, generated_image,
   }
 
 
-def discriminator_loss(disc_real_outputs, disc_generated_outputs,
-                       gan_mode: str = "vanilla"):
+def discriminator_loss(disc_real_outputs: Sequence,
+                       disc_generated_outputs: Sequence,
+                       gan_mode: str = "vanilla") -> Dict[str, tf.Tensor]:
   """D's objective, halved as in the paper (and, for every GAN loss, the
   reference), so that D learns slower than G.
 
@@ -118,7 +126,7 @@ def discriminator_loss(disc_real_outputs, disc_generated_outputs,
   }
 
 
-def gradient_penalty(gradients):
+def gradient_penalty(gradients: tf.Tensor) -> tf.Tensor:
   """WGAN-GP's (||grad D(x_hat)||_2 - 1)^2 per example, from the gradients of
   D's summed outputs at the interpolated images."""
   gradients = tf.cast(gradients, tf.float32)

@@ -2,6 +2,7 @@
 dtype policy the models are built under."""
 
 import contextlib
+from typing import Iterator
 
 import keras
 import tensorflow as tf
@@ -33,7 +34,7 @@ def resolve_mixed_precision(mixed_precision: str) -> str:
 
 
 @contextlib.contextmanager
-def dtype_policy(mixed_precision: str):
+def dtype_policy(mixed_precision: str) -> Iterator[None]:
   """Builds layers under `--mixed_precision`'s Keras dtype policy.
 
   Variables stay float32; bf16/fp16 set the layers' compute dtype. The

@@ -28,8 +28,9 @@ class LinearDecay(keras.optimizers.schedules.LearningRateSchedule):
             "decay_steps": self.decay_steps}
 
 
-def learning_rate_schedule(config: config_lib.Config, steps_per_epoch: int,
-                           total_steps: int):
+def learning_rate_schedule(
+    config: config_lib.Config, steps_per_epoch: int, total_steps: int
+) -> keras.optimizers.schedules.LearningRateSchedule:
   """The learning rate per optimizer step, for `--lr_policy`.
 
   linear: the reference's default, constant for --epochs then linearly to

@@ -52,7 +52,8 @@ def create_state(config: config_lib.Config, steps_per_epoch: int,
     discriminator = models.build_discriminator(config)
 
     def adam():
-      schedule = schedules.learning_rate_schedule(config, steps_per_epoch, total_steps)
+      schedule = schedules.learning_rate_schedule(config, steps_per_epoch,
+                                                  total_steps)
       optimizer = keras.optimizers.Adam(schedule, beta_1=config.beta_1,
                                         beta_2=config.beta_2)
       if precision.resolve_mixed_precision(config.mixed_precision) == "fp16":
