@@ -123,7 +123,6 @@ def create_app(translator: Translator, palette: Optional[List[dict]] = None,
   than `max_pixels` pixels (default: the export's own limit) are answered
   413 before anything is decoded; a request waits at most
   `request_timeout` seconds for the model."""
-
   server = flask.Flask(__name__)
   server.config["MAX_CONTENT_LENGTH"] = int(max_upload_mb * 2**20)
   # The export refuses larger images itself: the server's limit can only
@@ -131,13 +130,10 @@ def create_app(translator: Translator, palette: Optional[List[dict]] = None,
   exported_limit = translator.metadata.get("max_pixels",
                                            config_lib.DEFAULT_MAX_PIXELS)
   max_pixels = min(max_pixels or exported_limit, exported_limit)
-  kind = "labels" if palette else "edges"
-  page_config = {
-      "kind": kind,
-      "palette": palette or [],
-      "size": translator.metadata.get("image_size", 256),
-      "model": MODEL_NAME,
-  }
+  page_config = {"kind": "labels" if palette else "edges",
+                 "palette": palette or [],
+                 "size": translator.metadata.get("image_size", 256),
+                 "model": MODEL_NAME}
 
   def error(status, message):
     return flask.jsonify({"error": message}), status
