@@ -16,6 +16,9 @@ _cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(
     _cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
+# The repository root (configs/, tools/, README.md).
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+
 from pix2pix_tf import config as config_lib  # noqa: E402
 from pix2pix_tf.data import demo
 

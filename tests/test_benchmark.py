@@ -9,10 +9,11 @@ import sys
 import keras
 import pytest
 
+from conftest import ROOT
 from pix2pix_tf import config as config_lib
 from pix2pix_tf.data import demo
 
-TOOL = os.path.join(os.path.dirname(__file__), "..", "tools", "benchmark.py")
+TOOL = os.path.join(ROOT, "tools", "benchmark.py")
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
@@ -56,6 +57,7 @@ def test_combined_takes_what_helped(benchmark):
       "mixed_precision": "bf16", "steps_per_execution": None}
 
 
+@pytest.mark.slow
 def test_benchmark_runs_and_writes_json(tmp_path):
   data_dir = demo.write_dataset(str(tmp_path / "data"), 8, 2, 32)
   output = tmp_path / "bench.json"

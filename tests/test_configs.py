@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 from absl import flags
 
+from conftest import ROOT
 from pix2pix_tf import config as config_lib
 from pix2pix_tf.data import demo
 
-CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs")
+CONFIGS = os.path.join(ROOT, "configs")
 
 # name: (direction, batch size, total epochs, jitter, mirror), REFERENCE.md.
 PAPER = {
@@ -85,7 +86,7 @@ def test_demo_data_is_deterministic_and_paired(tmp_path):
 def test_readme_flag_table_is_generated_from_config():
   """The README's table is what tools/update_readme_flags.py writes: every
   field, its default and its help, in order."""
-  readme = open(os.path.join(CONFIGS, "..", "README.md")).read()
+  readme = open(os.path.join(ROOT, "README.md")).read()
   table = config_lib.flag_table()
   assert table.count("\n| `--") == len(config_lib.dataclasses.fields(
       config_lib.Config))

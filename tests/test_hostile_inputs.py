@@ -88,6 +88,7 @@ def own_export_with_a_note(run, path):
     f.write("my notes")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", [
     "the run folder", "a folder of user files", "a file",
     "a foreign SavedModel", "an export with a user's file in it",
@@ -121,6 +122,7 @@ def test_export_replaces_nothing_but_its_own_export(run_copy, tmp_path,
   assert tree(tmp_path) == before
 
 
+@pytest.mark.slow
 def test_export_replaces_its_own_export(run_copy, tmp_path):
   path = str(tmp_path / "export")
   serving.export(run_copy, path, inference_mode="eval")
@@ -129,6 +131,7 @@ def test_export_replaces_its_own_export(run_copy, tmp_path):
   assert sorted(os.listdir(tmp_path)) == ["export", "run"]
 
 
+@pytest.mark.slow
 def test_the_export_command_refuses_the_run_folder(run_copy):
   before = tree(run_copy)
   result = run_command("export", f"--model_dir={run_copy}",
@@ -137,6 +140,7 @@ def test_the_export_command_refuses_the_run_folder(run_copy):
   assert tree(run_copy) == before
 
 
+@pytest.mark.slow
 def test_training_checks_the_export_folder_before_it_starts(
     trained_run, tmp_path):
   run = tmp_path / "run"
@@ -150,6 +154,7 @@ def test_training_checks_the_export_folder_before_it_starts(
   assert tree(tmp_path) == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("change", [
     dict(unet_depth=4), dict(unet_depth=6), dict(ngf=16),
     dict(generator="resnet_6blocks")])
@@ -168,6 +173,7 @@ def test_export_refuses_a_checkpoint_that_does_not_fit(run_copy, tmp_path,
   assert tree(tmp_path) == before
 
 
+@pytest.mark.slow
 def test_export_errors_name_the_file(run_copy, tmp_path):
   missing = os.path.join(run_copy, "checkpoints", "ckpt-999")
   result = run_command("export", f"--model_dir={run_copy}",
@@ -257,6 +263,7 @@ HOSTILE_COMMANDS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(HOSTILE_COMMANDS))
 def test_each_command_answers_bad_input_with_a_sentence(trained_run, tmp_path,
                                                        name):
@@ -317,6 +324,7 @@ def small_bomb(path=None, side=3000):
   return contents
 
 
+@pytest.mark.slow
 def test_the_export_refuses_too_large_images_before_decoding(run_copy,
                                                              tmp_path):
   path = serving.export(run_copy, str(tmp_path / "export"),
@@ -331,6 +339,7 @@ def test_the_export_refuses_too_large_images_before_decoding(run_copy,
     translate(images_bytes=tf.constant([small_bomb()]))
 
 
+@pytest.mark.slow
 def test_predict_skips_a_too_large_image_with_a_message(trained_run,
                                                        tmp_path):
   inputs = tmp_path / "inputs"
@@ -702,6 +711,7 @@ def test_combine_names_every_file_of_a_shared_key(tmp_path):
   assert os.listdir(tmp_path / "out") == ["2.png"]
 
 
+@pytest.mark.slow
 def test_dataset_tools_exit_non_zero_when_nothing_is_written(tmp_path):
   photos = tmp_path / "photos"
   photos.mkdir()
@@ -724,6 +734,7 @@ def test_dataset_tools_exit_non_zero_when_nothing_is_written(tmp_path):
 # --- Training, export, predict and serve: sentences, not tracebacks ------
 
 
+@pytest.mark.slow
 def test_bad_training_data_is_named_before_anything_is_written(tmp_path):
   data = demo.write_dataset(str(tmp_path / "data"), 4, 2, 32)
   val = sorted(os.listdir(os.path.join(data, "val")))[0]
@@ -740,6 +751,7 @@ def test_bad_training_data_is_named_before_anything_is_written(tmp_path):
   assert not run.exists()
 
 
+@pytest.mark.slow
 def test_a_one_pixel_training_image_is_named(tmp_path):
   data = demo.write_dataset(str(tmp_path / "data"), 4, 0, 32)
   tiny = os.path.join(data, "train", "tiny.png")
@@ -751,6 +763,7 @@ def test_a_one_pixel_training_image_is_named(tmp_path):
   assert not (tmp_path / "run").exists()  # No flags.txt, config.json, logs.
 
 
+@pytest.mark.slow
 def test_an_unwritable_model_dir_is_a_sentence(tmp_path):
   data = demo.write_dataset(str(tmp_path / "data"), 4, 0, 32)
   # Not even root can create files in /proc.
@@ -760,6 +773,7 @@ def test_an_unwritable_model_dir_is_a_sentence(tmp_path):
                                tf.distribute.OneDeviceStrategy("/cpu:0"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["predict", "serve"])
 def test_a_damaged_saved_model_is_a_sentence(trained_run, tmp_path,
                                              command):

@@ -11,7 +11,9 @@ import os
 
 import pytest
 
-PACKAGE = os.path.join(os.path.dirname(__file__), "..", "pix2pix_tf")
+from conftest import ROOT
+
+PACKAGE = os.path.join(ROOT, "pix2pix_tf")
 COMMANDS = ("train", "export", "predict", "evaluate", "serve", "study",
             "datasets", "summary")
 # Each library part may import only parts of a lower rank (and itself).

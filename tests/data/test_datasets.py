@@ -57,6 +57,7 @@ def test_read_rgb_applies_exif_and_flattens_transparency(tmp_path):
     data_lib.read_rgb(os.path.join(photos, "corrupt.jpg"))
 
 
+@pytest.mark.slow
 def test_colorize_writes_gray_and_colour_pairs(tmp_path):
   photos = make_photos(tmp_path / "photos")
   result = run_command("colorize", f"--photos={photos}",
@@ -82,6 +83,7 @@ def test_colorize_writes_gray_and_colour_pairs(tmp_path):
   assert "Skipped, already written: 6" in again.stdout
 
 
+@pytest.mark.slow
 def test_edges_are_black_on_white(tmp_path):
   photos = tmp_path / "photos"
   photos.mkdir()
@@ -99,6 +101,7 @@ def test_edges_are_black_on_white(tmp_path):
   assert a[:, :14].min() == 255  # Nothing away from the square.
 
 
+@pytest.mark.slow
 def test_combine_pairs_by_name_and_lists_the_unmatched(tmp_path):
   a_dir, b_dir = tmp_path / "a", tmp_path / "b"
   a_dir.mkdir()
@@ -126,6 +129,7 @@ def test_combine_pairs_by_name_and_lists_the_unmatched(tmp_path):
   assert Image.open(tmp_path / "out2" / "train" / "7.png").size == (32, 16)
 
 
+@pytest.mark.slow
 def test_split_is_reproducible_and_guards_existing_splits(tmp_path):
   def make(folder):
     os.makedirs(folder / "train")
@@ -153,6 +157,7 @@ def test_split_is_reproducible_and_guards_existing_splits(tmp_path):
   assert total == 20
 
 
+@pytest.mark.slow
 def test_one_channel_input_model(tmp_path):
   data_dir = demo.write_dataset(str(tmp_path / "data"), 4, 2, 32)
   config = small_config(data_dir, tmp_path / "run", input_channels=1,

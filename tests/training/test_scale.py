@@ -17,14 +17,13 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from conftest import scalar_tags, small_config, truncate_after_header
+from conftest import ROOT, scalar_tags, small_config, truncate_after_header
 from pix2pix_tf import config as config_lib
 from pix2pix_tf.data import demo
 from pix2pix_tf import data as data_lib
 from pix2pix_tf.training import losses
 from pix2pix_tf import training
 
-ROOT = os.path.join(os.path.dirname(__file__), "..")
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 SMALL_FLAGS = ["--load_size=36", "--crop_size=32", "--generator=unet",
                "--unet_depth=5", "--ngf=8", "--ndf=8", "--num_samples=2",
@@ -52,6 +51,7 @@ def digest(output):
   return lines[-1].split()[-1]
 
 
+@pytest.mark.slow
 def test_two_workers_train_in_step_and_only_the_chief_writes(tmp_path):
   data_dir = demo.write_dataset(str(tmp_path / "data"), 8, 2, 32)
   model_dir = tmp_path / "run"
@@ -147,6 +147,7 @@ def make_tfrecords(data_dir, output, shards):
   return str(output)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source", ["folder", "tfrecords"])
 def test_killed_run_resumes_to_the_same_weights(tmp_path, source):
   """A run killed (SIGKILL) and resumed under --deterministic ends with the
@@ -194,6 +195,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, source):
     np.testing.assert_array_equal(expected[key], got[key], err_msg=key)
 
 
+@pytest.mark.slow
 def test_sigterm_saves_and_exits_cleanly(tmp_path):
   data_dir = demo.write_dataset(str(tmp_path / "data"), 8, 0, 32)
   model_dir = tmp_path / "run"
@@ -235,6 +237,7 @@ def start_workers(tmp_path, data_dir, model_dir, *flags):
   return workers
 
 
+@pytest.mark.slow
 def test_sigterm_to_one_worker_stops_every_worker_with_a_checkpoint(
     tmp_path):
   data_dir = demo.write_dataset(str(tmp_path / "data"), 8, 0, 32)
@@ -269,6 +272,7 @@ def test_sigterm_to_one_worker_stops_every_worker_with_a_checkpoint(
       f"ckpt-{steps[0] + 2}")
 
 
+@pytest.mark.slow
 def test_tfrecords_hold_the_files_and_train(tmp_path):
   data_dir = demo.write_dataset(str(tmp_path / "data"), 6, 3, 32)
   records = tmp_path / "records"
@@ -308,6 +312,7 @@ def test_tfrecords_hold_the_files_and_train(tmp_path):
   assert results["step"] == 2 and "val_gen_l1_loss" in results
 
 
+@pytest.mark.slow
 def test_tfrecord_shards_split_by_file_across_workers(tmp_path):
   data_dir = demo.write_dataset(str(tmp_path / "data"), 8, 0, 32)
   records = tmp_path / "records"
@@ -365,6 +370,7 @@ def add_bad_files(data_dir):
   return truncated, text
 
 
+@pytest.mark.slow
 def test_bad_images_stop_the_run_in_error_mode(tmp_path):
   data_dir = demo.write_dataset(str(tmp_path / "data"), 6, 2, 32)
   truncated, text = add_bad_files(data_dir)
@@ -385,6 +391,7 @@ def test_bad_images_stop_the_run_in_error_mode(tmp_path):
   assert "--on_bad_image=skip" in result.stderr
 
 
+@pytest.mark.slow
 def test_bad_images_are_named_counted_and_skipped(tmp_path):
   data_dir = demo.write_dataset(str(tmp_path / "data"), 6, 2, 32)
   truncated, text = add_bad_files(data_dir)
@@ -402,6 +409,7 @@ def test_bad_images_are_named_counted_and_skipped(tmp_path):
   assert tags["gen_l1_loss"][-1][0] == 8
 
 
+@pytest.mark.slow
 def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
     tmp_path, monkeypatch):
   data_dir = demo.write_dataset(str(tmp_path / "data"), 4, 0, 32)
@@ -431,6 +439,7 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
              if np.issubdtype(v.dtype, np.floating))
 
 
+@pytest.mark.slow
 def test_flag_errors_before_anything_is_written(tmp_path):
   data_dir = demo.write_dataset(str(tmp_path / "data"), 4, 0, 32)
   locked = tmp_path / "locked"

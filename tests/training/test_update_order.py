@@ -207,6 +207,7 @@ def test_dropout_sits_where_the_paper_or_the_reference_puts_it(tmp_path):
           models.build_generator(reference).count_params())
 
 
+@pytest.mark.slow
 def test_resuming_with_other_model_flags_is_refused_before_writing(tmp_path):
   from pix2pix_tf import config as config_lib
   from pix2pix_tf.data import demo

@@ -79,6 +79,7 @@ def test_steps_per_execution_runs_several_steps_per_call(tmp_path):
   assert step.experimental_get_tracing_count() == 1
 
 
+@pytest.mark.slow
 def test_steps_per_execution_end_to_end_keeps_periodic_actions(tiny_dataset,
                                                               tmp_path):
   config = small_config(tiny_dataset, tmp_path / "run", max_steps=7,
@@ -92,6 +93,7 @@ def test_steps_per_execution_end_to_end_keeps_periodic_actions(tiny_dataset,
   assert [int(p.rsplit("-", 1)[1]) for p in checkpoints] == [4, 6, 7]
 
 
+@pytest.mark.slow  # Emulated bf16/fp16 on CPUs without AVX-512: long.
 @pytest.mark.parametrize("precision, jit, steps", list(itertools.product(
     ["none", "bf16", "fp16"], [False, True], [1, 4])))
 def test_every_combination_lowers_the_loss(tmp_path, precision, jit, steps):

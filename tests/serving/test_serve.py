@@ -71,6 +71,7 @@ def predict_body(*images):
                         for i in images]}
 
 
+@pytest.mark.slow
 def test_health_and_metadata(server):
   url, _ = server
   assert request(f"{url}/healthz") == (200, {"status": "ok"})
@@ -80,6 +81,7 @@ def test_health_and_metadata(server):
   assert [p["name"] for p in body["palette"]] == list(demo.PALETTE)
 
 
+@pytest.mark.slow
 def test_fifty_concurrent_requests_get_correct_answers(server, exported):
   url, _ = server
   signature = tf.saved_model.load(exported).signatures["translate_encoded"]
@@ -102,6 +104,7 @@ def test_fifty_concurrent_requests_get_correct_answers(server, exported):
     assert tf.io.decode_png(got).shape == (24 + i % 5, 40, 3)
 
 
+@pytest.mark.slow
 def test_bad_requests_get_json_errors_and_the_server_keeps_serving(server):
   url, _ = server
   predict = f"{url}/v1/models/pix2pix:predict"
@@ -119,6 +122,7 @@ def test_bad_requests_get_json_errors_and_the_server_keeps_serving(server):
   assert status == 200 and body["predictions"][0]["b64"]
 
 
+@pytest.mark.slow
 def test_page_in_a_real_browser(server, tmp_path):
   from selenium.webdriver.common.action_chains import ActionChains
   from selenium.webdriver.common.by import By

@@ -24,6 +24,7 @@ def eval_export(trained_run, tmp_path_factory):
   return serving.export(trained_run.model_dir, path, inference_mode="eval")
 
 
+@pytest.mark.slow
 def test_training_exports_at_the_end(trained_run):
   path = os.path.join(trained_run.model_dir, "export")
   loaded = tf.saved_model.load(path)
@@ -48,6 +49,7 @@ def keras_generator(config):
   return generator
 
 
+@pytest.mark.slow
 def test_eval_export_equals_the_keras_generator_in_another_process(
     trained_run, eval_export, tmp_path):
   rng = np.random.RandomState(0)
@@ -78,6 +80,7 @@ assert not any(m.startswith("pix2pix_tf") for m in sys.modules)
     assert np.abs(got - expected).max() < 1e-5
 
 
+@pytest.mark.slow
 def test_paper_mode_is_stochastic_and_eval_mode_deterministic(
     trained_run, eval_export):
   images = tf.random.uniform([1, 32, 32, 3], -1, 1, seed=1)
@@ -95,6 +98,7 @@ def test_paper_mode_is_stochastic_and_eval_mode_deterministic(
       "eval")
 
 
+@pytest.mark.slow
 def test_paper_mode_uses_each_images_statistics(trained_run, tmp_path):
   # With dropout off, the paper-mode export of a batch equals the generator
   # run in training mode (batch statistics) on each image alone, as the
@@ -120,6 +124,7 @@ def test_paper_mode_uses_each_images_statistics(trained_run, tmp_path):
   ) > 1e-3
 
 
+@pytest.mark.slow
 def test_translate_uint8_takes_any_size(eval_export):
   loaded = tf.saved_model.load(eval_export)
   translate = loaded.signatures["translate_uint8"]
@@ -137,6 +142,7 @@ def test_translate_uint8_takes_any_size(eval_export):
   assert np.abs(out.astype(int) - expected).max() <= 1
 
 
+@pytest.mark.slow
 def test_translate_encoded_round_trips_png_and_jpeg(eval_export, tmp_path):
   loaded = tf.saved_model.load(eval_export)
   encoded = []
@@ -152,6 +158,7 @@ def test_translate_encoded_round_trips_png_and_jpeg(eval_export, tmp_path):
   assert base64.b64decode(base64.b64encode(out[0])) == out[0]
 
 
+@pytest.mark.slow
 def test_serving_default_says_what_it_expects(eval_export):
   loaded = tf.saved_model.load(eval_export)
   serving = loaded.signatures["serving_default"]
@@ -173,6 +180,7 @@ def test_serving_default_says_what_it_expects(eval_export):
       1, 32, 32, 3)
 
 
+@pytest.mark.slow
 def test_export_command_replaces_an_export_atomically(trained_run, tmp_path):
   target = tmp_path / "exports" / "model"
   serving.export(trained_run.model_dir, str(target), inference_mode="paper")
@@ -185,6 +193,7 @@ def test_export_command_replaces_an_export_atomically(trained_run, tmp_path):
   assert os.listdir(tmp_path / "exports") == ["model"]  # No staging left.
 
 
+@pytest.mark.slow
 def test_failed_export_leaves_the_previous_one(trained_run, tmp_path,
                                               monkeypatch):
   target = tmp_path / "model"
@@ -208,6 +217,7 @@ def test_failed_export_leaves_the_previous_one(trained_run, tmp_path,
   assert tf.saved_model.load(str(target)).signatures["serving_default"]
 
 
+@pytest.mark.slow
 def test_export_command_names_a_run_without_checkpoints(tmp_path):
   result = subprocess.run(
       [sys.executable, "-m", "pix2pix_tf.export", f"--model_dir={tmp_path}"],
@@ -221,6 +231,7 @@ def run_predict(*args):
                         capture_output=True, text=True, env=ENV)
 
 
+@pytest.mark.slow
 def test_predict_translates_a_folder_and_skips_a_corrupt_file(eval_export,
                                                               tmp_path):
   inputs = tmp_path / "in"
@@ -241,6 +252,7 @@ def test_predict_translates_a_folder_and_skips_a_corrupt_file(eval_export,
   assert not (tmp_path / "out" / "broken.png").exists()
 
 
+@pytest.mark.slow
 def test_predict_keeps_outputs_of_inputs_sharing_a_stem(eval_export, tmp_path):
   inputs = tmp_path / "in"
   inputs.mkdir()
@@ -269,6 +281,7 @@ def decoding_cases(folder):
   return [str(folder / "alpha.png"), str(folder / "turned.jpg")]
 
 
+@pytest.mark.slow
 def test_training_export_and_predict_decode_alike(trained_run, eval_export,
                                                   tmp_path):
   from pix2pix_tf import data as data_lib
@@ -316,6 +329,7 @@ def test_training_export_and_predict_decode_alike(trained_run, eval_export,
     np.testing.assert_array_equal(saved, input_half(image))
 
 
+@pytest.mark.slow
 def test_predict_paired_writes_a_results_page(trained_run, tmp_path):
   test_dir = tmp_path / "test"
   test_dir.mkdir()

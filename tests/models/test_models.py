@@ -234,6 +234,7 @@ def test_instance_norm_is_group_norm_with_one_group_per_channel():
                  for l in gen.layers)
 
 
+@pytest.mark.slow
 def test_summary_tool_json(tmp_path):
   flagfile = tmp_path / "run.flags"
   flagfile.write_text("--crop_size=256\n--data_dir=unused\n")
@@ -256,6 +257,7 @@ def test_summary_tool_json(tmp_path):
   assert disc["receptive_field"] == 70
 
 
+@pytest.mark.slow
 def test_summary_tool_rejects_a_bad_flag_combination():
   result = subprocess.run(
       [sys.executable, "-m", "pix2pix_tf.summary", "--crop_size=100"],

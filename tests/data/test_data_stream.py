@@ -119,6 +119,7 @@ def test_a_cache_left_unfinished_by_a_killed_run_is_rebuilt(tmp_path):
   assert os.path.exists(name + ".index")
 
 
+@pytest.mark.slow
 def test_val_samples_and_metrics_are_val_data_under_a_disk_cache(tmp_path):
   # Black training pairs, white val pairs: a val pass that read the
   # training cache would show black targets.

@@ -12,8 +12,9 @@ import threading
 
 import pytest
 
-TOOL = os.path.join(os.path.dirname(__file__), "..", "tools",
-                    "download_dataset.py")
+from conftest import ROOT
+
+TOOL = os.path.join(ROOT, "tools", "download_dataset.py")
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
@@ -47,6 +48,7 @@ def run_tool(*args):
                         text=True, env=ENV, timeout=120)
 
 
+@pytest.mark.slow
 def test_downloads_and_extracts_into_dest(server, tmp_path):
   root, url = server
   make_archive(root / "facades.tar.gz")
@@ -63,6 +65,7 @@ def test_downloads_and_extracts_into_dest(server, tmp_path):
   assert again.returncode == 0 and "already exists" in again.stdout
 
 
+@pytest.mark.slow
 def test_unreachable_server_is_a_clear_error(tmp_path):
   with socket.socket() as s:  # A port on loopback that nobody listens on.
     s.bind(("127.0.0.1", 0))
@@ -78,6 +81,7 @@ def test_unreachable_server_is_a_clear_error(tmp_path):
   assert os.listdir(dest) == []
 
 
+@pytest.mark.slow
 def test_missing_archive_is_a_clear_error(server, tmp_path):
   _, url = server
   result = run_tool("cityscapes", f"--dest={tmp_path}/d", f"--base_url={url}")
@@ -86,6 +90,7 @@ def test_missing_archive_is_a_clear_error(server, tmp_path):
   assert not (tmp_path / "d" / "cityscapes").exists()
 
 
+@pytest.mark.slow
 def test_corrupt_archive_leaves_no_half_extracted_folder(server, tmp_path):
   root, url = server
   make_archive(root / "good.tar.gz")
@@ -99,6 +104,7 @@ def test_corrupt_archive_leaves_no_half_extracted_folder(server, tmp_path):
   assert os.listdir(dest) == []
 
 
+@pytest.mark.slow
 def test_unknown_dataset_name_is_rejected(tmp_path):
   result = run_tool("imagenet", f"--dest={tmp_path}")
   assert result.returncode != 0

@@ -6,11 +6,13 @@ import os
 import subprocess
 import sys
 
+import pytest
 from PIL import Image
 
+from conftest import ROOT
 from pix2pix_tf.data import demo
 
-TOOL = os.path.join(os.path.dirname(__file__), "..", "tools", "ablate.py")
+TOOL = os.path.join(ROOT, "tools", "ablate.py")
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
@@ -23,6 +25,7 @@ def run_grid(data_dir, variants, out, steps=3):
       timeout=600)
 
 
+@pytest.mark.slow
 def test_grid_writes_tables_and_figures_and_resumes(tmp_path):
   data_dir = demo.write_dataset(str(tmp_path / "data"), 6, 3, 32)
   variants = tmp_path / "grid.txt"
@@ -67,6 +70,7 @@ def test_grid_writes_tables_and_figures_and_resumes(tmp_path):
   assert [r["steps"] for r in rows] == ["3", "5"]
 
 
+@pytest.mark.slow
 def test_bad_variants_are_rejected_before_training(tmp_path):
   data_dir = demo.write_dataset(str(tmp_path / "data"), 2, 2, 32)
   variants = tmp_path / "grid.txt"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import scalar_tags, small_config
+from conftest import ROOT, scalar_tags, small_config
 from pix2pix_tf.data import demo
 from pix2pix_tf.evaluation import metrics
 from pix2pix_tf import data as data_lib
@@ -18,7 +18,6 @@ from pix2pix_tf.evaluation import segmentation
 from pix2pix_tf import training
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-ROOT = os.path.join(os.path.dirname(__file__), "..")
 
 
 def test_pixel_accuracy_counts_pixels_within_tolerance():
@@ -154,6 +153,7 @@ def run_evaluate(*args):
                         capture_output=True, text=True, env=ENV, timeout=600)
 
 
+@pytest.mark.slow
 def test_evaluate_command_json_and_photo_to_labels(photo_to_labels_run,
                                                    tmp_path):
   config, _ = photo_to_labels_run
@@ -181,6 +181,7 @@ def test_evaluate_command_json_and_photo_to_labels(photo_to_labels_run,
       result.stdout)
 
 
+@pytest.mark.slow
 def test_evaluate_scores_the_images_predict_writes(tmp_path):
   """Batches of 8 in evaluate, one image per call in predict: in paper mode
   (batch norm, dropout off to compare) both give each image the same output,
@@ -224,6 +225,7 @@ def test_evaluate_scores_the_images_predict_writes(tmp_path):
     assert abs(scored - l1) < 0.004, name
 
 
+@pytest.mark.slow
 def test_fcn_score_with_a_trained_segmenter(tmp_path):
   data_dir = demo.write_dataset(str(tmp_path / "data"), 8, 2, 32)
   palette = palette_file(tmp_path)
@@ -262,12 +264,14 @@ def test_fcn_score_with_a_trained_segmenter(tmp_path):
     assert 0 < scores["per_pixel_accuracy"] <= 1
 
 
+@pytest.mark.slow
 def test_evaluate_names_a_missing_model(tmp_path):
   result = run_evaluate(f"--model_dir={tmp_path}", f"--data_dir={tmp_path}")
   assert result.returncode != 0
   assert f"{tmp_path}/export is not a SavedModel" in result.stderr
 
 
+@pytest.mark.slow
 def test_training_rejects_a_missing_segmenter_before_writing(tmp_path):
   from pix2pix_tf import config as config_lib
   config = small_config(tmp_path, tmp_path / "run", label_palette="facades",
@@ -278,6 +282,7 @@ def test_training_rejects_a_missing_segmenter_before_writing(tmp_path):
   assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_evaluate_a_named_checkpoint(photo_to_labels_run, tmp_path):
   config, _ = photo_to_labels_run
   checkpoint = os.path.join(config.model_dir, "checkpoints", "ckpt-2")

@@ -31,6 +31,7 @@ def run_train(*flags):
                         capture_output=True, text=True, env=ENV, timeout=600)
 
 
+@pytest.mark.slow
 def test_entry_point_trains_writes_everything_and_resumes(tiny_dataset,
                                                            tmp_path):
   model_dir = tmp_path / "run"
@@ -88,6 +89,7 @@ def test_entry_point_trains_writes_everything_and_resumes(tiny_dataset,
   assert len(glob.glob(str(checkpoints / "ckpt-*.index"))) == 3
 
 
+@pytest.mark.slow
 def test_entry_point_names_a_missing_dataset(tmp_path):
   result = run_train(f"--data_dir={tmp_path}/datasets/facades",
                      f"--model_dir={tmp_path}/run")
@@ -97,6 +99,7 @@ def test_entry_point_names_a_missing_dataset(tmp_path):
   assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_entry_point_names_a_corrupt_image_and_saves_no_checkpoint(
     tiny_dataset, tmp_path):
   good = os.path.join(tiny_dataset, "train", "0001.png")
@@ -111,6 +114,7 @@ def test_entry_point_names_a_corrupt_image_and_saves_no_checkpoint(
   assert not glob.glob(f"{tmp_path}/run/checkpoints/ckpt-*")
 
 
+@pytest.mark.slow
 def test_entry_point_names_a_text_file_posing_as_an_image(tiny_dataset,
                                                           tmp_path):
   fake = os.path.join(tiny_dataset, "train", "notes.jpg")
@@ -123,6 +127,7 @@ def test_entry_point_names_a_text_file_posing_as_an_image(tiny_dataset,
   assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_flag_errors_are_one_clear_line(tiny_dataset, tmp_path):
   result = run_train(f"--data_dir={tiny_dataset}", "--load_size=200",
                      "--crop_size=256", f"--model_dir={tmp_path}/run")
@@ -254,6 +259,7 @@ def test_paper_mode_generation_leaves_the_model_unchanged(tmp_path):
       models.make_generate(state.generator, "eval")(x).numpy())
 
 
+@pytest.mark.slow
 def test_same_seed_and_deterministic_give_identical_runs(tiny_dataset,
                                                          tmp_path):
   weights = []
