@@ -1,11 +1,13 @@
-"""The one configuration object that flows from the command line into the library.
+"""Every option of every command, once, and the flags generated from them.
 
-Each option is one `Config` field, declared with `option(default, help,
-choices)`. From these, `define_flags` defines the absl flags of the commands
-that take training flags (`train`, `summary`, tools/benchmark.py),
-`Config.from_flag_values` builds the frozen dataclass from them, and
-`flag_table` writes the README's flag reference; library code reads only the
-dataclass. Every default is the paper's or the reference implementation's
+Training options are `Config` fields, declared with `option(default, help,
+choices)`; `define_flags` defines their absl flags (train, summary,
+tools/benchmark.py), `Config.from_flag_values` builds the frozen dataclass,
+and `flag_table` writes the README's table. The other commands' options are
+`COMMAND_OPTIONS` (an option several commands take is defined once);
+`define_command_flags` and `command_flag_table` do the same for them.
+Library code reads only the dataclass or explicit arguments, never flags.
+Every training default is the paper's or the reference implementation's
 value.
 """
 
@@ -535,3 +537,193 @@ def _check_choice(name, value, choices):
   if value not in choices:
     listed = "|".join(str(c) for c in choices)
     raise ConfigError(f"--{name}={value} is not one of {listed}.")
+
+
+# --- The other commands' options -------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+  """An option of a command other than train (whose options are Config's
+  fields): its flag's name, type, default, help and choices."""
+  name: str
+  type: type
+  default: object
+  help: str
+  choices: Optional[Tuple] = None
+  lower_bound: Optional[float] = None
+
+  def but(self, **changes) -> "Option":
+    """This option with a command's own default or help."""
+    return dataclasses.replace(self, **changes)
+
+
+# Options that several commands take, defined once.
+SAVED_MODEL = Option("saved_model", str, None,
+                     "An exported SavedModel folder.")
+RUN_DIR = Option("model_dir", str, None,
+                 "A training run: uses its export (<model_dir>/export).")
+CHECKPOINT = Option("checkpoint", str, None,
+                    "A checkpoint of --model_dir (e.g. "
+                    "RUN/checkpoints/ckpt-4000) instead of its export.")
+MAX_PIXELS = Option("max_pixels", int, DEFAULT_MAX_PIXELS,
+                    "Images whose header declares more pixels (width x "
+                    "height) are refused before they are decoded.",
+                    lower_bound=1)
+HOST = Option("host", str, "127.0.0.1", "Address to serve on.")
+PORT = Option("port", int, 8000, "Port to serve on (0: a free one).")
+SEED = Option("seed", int, 0, "Seed of the order.")
+
+# Which commands take which options.
+COMMAND_OPTIONS = {
+    "export": (
+        RUN_DIR.but(help="The training run to export from."),
+        CHECKPOINT.but(help="A checkpoint path (e.g. "
+                       "RUN/checkpoints/ckpt-4000); default: the latest in "
+                       "<model_dir>/checkpoints."),
+        Option("export_dir", str, None, "Where to write the SavedModel "
+               "(default: <model_dir>/export)."),
+        Option("inference_mode", str, None, "paper: dropout on and batch "
+               "statistics at test time, as the paper; eval: moving "
+               "statistics, no dropout. Default: the run's "
+               "--inference_mode.", choices=INFERENCE_MODES),
+        MAX_PIXELS.but(help="translate_encoded refuses images whose header "
+                       "declares more pixels (width x height), before "
+                       "decoding them.")),
+    "predict": (
+        SAVED_MODEL, RUN_DIR,
+        Option("input", str, None, "An image file or a folder of images."),
+        Option("output", str, None, "Folder for the translated images."),
+        Option("paired", bool, False,
+               "Inputs are A|B pairs; also write index.html."),
+        MAX_PIXELS.but(help="Images whose header declares more pixels "
+                       "(width x height) are skipped with a message, before "
+                       "they are decoded.")),
+    "evaluate": (
+        SAVED_MODEL,
+        RUN_DIR.but(help="A training run: uses its export "
+                    "(<model_dir>/export), or with --checkpoint that "
+                    "checkpoint."),
+        CHECKPOINT,
+        Option("data_dir", str, None, "The dataset folder."),
+        Option("split", str, "test", "The split to evaluate (a subfolder)."),
+        Option("metrics", list, list(METRICS), "Metrics to compute (fid and "
+               "kid need --inception_weights)."),
+        Option("output", str, None, "Write the results as JSON here."),
+        Option("batch_size", int, 8, "Images per batch."),
+        Option("pixel_tolerance", float, 25.0, "Pixel accuracy counts pixels "
+               "whose largest channel error is at most this many intensity "
+               "levels (of 255)."),
+        Option("label_palette", str, "", "cityscapes, facades, or a palette "
+               "JSON file: score label maps (photo -> labels, or labels -> "
+               "photo with --segmenter)."),
+        Option("labels", str, "auto", "Which side of the pairs is the label "
+               "map.", choices=("auto", "input", "target")),
+        Option("segmenter", str, "", "A SavedModel from photos in [-1, 1] to "
+               "per-pixel class logits (tools/train_segmenter.py), for the "
+               "FCN-score."),
+        Option("inception_weights", str, "", "Keras's InceptionV3 ImageNet "
+               "notop weights file, for FID and KID."),
+        MAX_PIXELS),
+    "serve": (
+        SAVED_MODEL, HOST, PORT,
+        Option("palette", str, None, "A palette (cityscapes, facades or a "
+               "JSON file) for a label-map model's brush; default: the "
+               "model's --label_palette, else an edges pen."),
+        Option("max_upload_mb", float, 8.0, "Largest request body accepted."),
+        MAX_PIXELS.but(default=None, help="Images whose header declares more "
+                       "pixels (width x height) are answered 413 before "
+                       "decoding; default: the export's limit (its "
+                       "--max_pixels), which is also the most this can be."),
+        Option("request_timeout", float, DEFAULT_REQUEST_TIMEOUT, "Seconds a "
+               "connection may stay silent, and a request may wait for the "
+               "model (then 503).", lower_bound=0.1)),
+    "study": (
+        Option("real_dir", str, None, "Folder of real images."),
+        Option("generated_dir", str, None, "Folder of generated images."),
+        Option("answers", str, "study_answers.jsonl", "JSON-lines file the "
+               "answers are appended to; an existing one resumes its "
+               "session."),
+        Option("seconds", float, 1.0, "How long each image is shown."),
+        SEED.but(help="Seed of the presentation order."), HOST, PORT),
+    "datasets": (
+        Option("a_dir", str, None, "combine: folder of A (input) images."),
+        Option("b_dir", str, None, "combine: folder of B (target) images."),
+        Option("pattern", str, None, "combine: a regular expression whose "
+               "first group (or whole match) in the file name pairs A with "
+               "B, e.g. '(\\d+)'. Default: the same file name."),
+        Option("photos", str, None, "colorize, edges: folder of photos."),
+        Option("output", str, None, "Dataset folder to write into."),
+        Option("split", str, "train",
+               "Subfolder of --output to write pairs into."),
+        Option("size", int, None, "Resize each half to size x size (combine "
+               "default: A's size; colorize and edges default: 256; 0 keeps "
+               "the photo's size)."),
+        Option("low", int, 100, "edges: Canny's lower threshold."),
+        Option("high", int, 200, "edges: Canny's upper threshold."),
+        Option("data_dir", str, None, "split: the dataset folder."),
+        Option("val", float, 0.1, "split: share of pairs for val/."),
+        Option("test", float, 0.1, "split: share of pairs for test/."),
+        SEED.but(help="split: seed of the shuffle."),
+        Option("copy", bool, False, "split: copy instead of moving."),
+        Option("force", bool, False,
+               "split: split again over existing splits."),
+        MAX_PIXELS.but(help="colorize, edges, combine: images whose header "
+                       "declares more pixels (width x height) are skipped, "
+                       "before they are decoded.")),
+    "summary": (
+        Option("format", str, "table", "Output format.",
+               choices=("table", "json")),),
+}
+
+
+def define_command_flags(command: str, flag_values=None) -> None:
+  """Defines the absl flags of `command` (a key of COMMAND_OPTIONS)."""
+  flag_values = flags.FLAGS if flag_values is None else flag_values
+  for option in COMMAND_OPTIONS[command]:
+    kwargs = dict(flag_values=flag_values)
+    if option.lower_bound is not None:
+      kwargs["lower_bound"] = option.lower_bound
+    if option.type is bool:
+      flags.DEFINE_bool(option.name, option.default, option.help, **kwargs)
+    elif option.type is int:
+      flags.DEFINE_integer(option.name, option.default, option.help, **kwargs)
+    elif option.type is float:
+      flags.DEFINE_float(option.name, option.default, option.help, **kwargs)
+    elif option.type is list:
+      flags.DEFINE_list(option.name, option.default, option.help, **kwargs)
+    elif option.choices:
+      flags.DEFINE_enum(option.name, option.default, option.choices,
+                        option.help, **kwargs)
+    else:
+      flags.DEFINE_string(option.name, option.default, option.help, **kwargs)
+
+
+def command_flag_table(command: str) -> str:
+  """The README's table of `command`'s flags."""
+  rows = ["| flag | default | meaning |", "|---|---|---|"]
+  for option in COMMAND_OPTIONS[command]:
+    default = option.default
+    if isinstance(default, bool):
+      default = str(default).lower()
+    elif isinstance(default, list):
+      default = ",".join(default)
+    elif default == "":
+      default = '""'
+    elif default is None:
+      default = "—"
+    text = option.help
+    if option.choices:
+      text = f"<{'|'.join(option.choices)}>: {text}"
+    rows.append(f"| `--{option.name}` | `{default}` | "
+                f"{text.replace('|', chr(92) + '|')} |")
+  return "\n".join(rows) + "\n"
+
+
+def command_flag_reference() -> str:
+  """The README's section of the other commands' flags: a table each."""
+  parts = []
+  for command in COMMAND_OPTIONS:
+    parts.append(f"`python -m pix2pix_tf.{command}`:\n\n"
+                 + command_flag_table(command))
+  return "\n".join(parts)

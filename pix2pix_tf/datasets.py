@@ -35,37 +35,6 @@ from pix2pix_tf.data import building
 COMMANDS = ("combine", "colorize", "edges", "split")
 
 
-def define_flags():
-  """Defines this command's flags (at start-up, like export's)."""
-  flags.DEFINE_string("a_dir", None, "combine: folder of A (input) images.")
-  flags.DEFINE_string("b_dir", None, "combine: folder of B (target) images.")
-  flags.DEFINE_string("pattern", None,
-                      "combine: a regular expression whose first group (or "
-                      "whole match) in the file name pairs A with B, e.g. "
-                      r"'(\d+)'. Default: the same file name.")
-  flags.DEFINE_string("photos", None, "colorize, edges: folder of photos.")
-  flags.DEFINE_string("output", None, "Dataset folder to write into.")
-  flags.DEFINE_string("split", "train",
-                      "Subfolder of --output to write pairs into.")
-  flags.DEFINE_integer("size", None,
-                       "Resize each half to size x size (combine default: "
-                       "A's size; colorize and edges default: 256; 0 keeps "
-                       "the photo's size).")
-  flags.DEFINE_integer("low", 100, "edges: Canny's lower threshold.")
-  flags.DEFINE_integer("high", 200, "edges: Canny's upper threshold.")
-  flags.DEFINE_string("data_dir", None, "split: the dataset folder.")
-  flags.DEFINE_float("val", 0.1, "split: share of pairs for val/.")
-  flags.DEFINE_float("test", 0.1, "split: share of pairs for test/.")
-  flags.DEFINE_integer("seed", 0, "split: seed of the shuffle.")
-  flags.DEFINE_bool("copy", False, "split: copy instead of moving.")
-  flags.DEFINE_bool("force", False, "split: split again over existing "
-                    "splits.")
-  flags.DEFINE_integer("max_pixels", config_lib.DEFAULT_MAX_PIXELS,
-                       "colorize, edges, combine: images whose header "
-                       "declares more pixels (width x height) are skipped, "
-                       "before they are decoded.", lower_bound=1)
-
-
 def _require(*names):
   missing = [n for n in names if not flags.FLAGS[n].value]
   if missing:
@@ -106,7 +75,8 @@ def main(argv):
 
 
 def run():
-  define_flags()
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # No CUDA-driver noise.
+  config_lib.define_command_flags("datasets")  # config.COMMAND_OPTIONS
   app.run(main)
 
 

@@ -26,42 +26,6 @@ from absl import logging
 
 from pix2pix_tf import config as config_lib
 
-def define_flags():
-  """Defines this command's flags (at start-up, like export's)."""
-  flags.DEFINE_string("saved_model", None, "An exported SavedModel folder.")
-  flags.DEFINE_string("model_dir", None,
-                      "A training run: uses its export (<model_dir>/export), "
-                      "or with --checkpoint that checkpoint.")
-  flags.DEFINE_string("checkpoint", None,
-                      "With --model_dir: evaluate this checkpoint (e.g. "
-                      "RUN/checkpoints/ckpt-4000) instead of the export.")
-  flags.DEFINE_string("data_dir", None, "The dataset folder.")
-  flags.DEFINE_string("split", "test", "The split to evaluate (a subfolder).")
-  flags.DEFINE_list("metrics", list(config_lib.METRICS),
-                    "Metrics to compute (fid and kid need "
-                    "--inception_weights).")
-  flags.DEFINE_string("output", None, "Write the results as JSON here.")
-  flags.DEFINE_integer("batch_size", 8, "Images per batch.")
-  flags.DEFINE_float("pixel_tolerance", 25.0,
-                     "Pixel accuracy counts pixels whose largest channel "
-                     "error is at most this many intensity levels (of 255).")
-  flags.DEFINE_string("label_palette", "",
-                      "cityscapes, facades, or a palette JSON file: score "
-                      "label maps (photo -> labels, or labels -> photo with "
-                      "--segmenter).")
-  flags.DEFINE_enum("labels", "auto", ["auto", "input", "target"],
-                    "Which side of the pairs is the label map.")
-  flags.DEFINE_string("segmenter", "",
-                      "A SavedModel from photos in [-1, 1] to per-pixel class "
-                      "logits (tools/train_segmenter.py), for the FCN-score.")
-  flags.DEFINE_string("inception_weights", "",
-                      "Keras's InceptionV3 ImageNet notop weights file, for "
-                      "FID and KID.")
-  flags.DEFINE_integer("max_pixels", config_lib.DEFAULT_MAX_PIXELS,
-                       "Refuse (before decoding) an image whose header "
-                       "declares more pixels (width x height) than this.")
-
-
 def check_output_file(path: str) -> None:
   """Exits with a sentence, before any work, if the results could not be
   written to `path` at the end."""
@@ -123,7 +87,7 @@ def main(argv):
 
 def run():
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # No CUDA-driver noise.
-  define_flags()
+  config_lib.define_command_flags("evaluate")  # config.COMMAND_OPTIONS
   app.run(main)
 
 

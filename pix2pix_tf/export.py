@@ -36,28 +36,9 @@ def main(argv):
   print(f"Exported to {path}")
 
 
-def define_flags():
-  """Defines this command's flags."""
-  flags.DEFINE_string("model_dir", None, "The training run to export from.")
-  flags.DEFINE_string("checkpoint", None,
-                      "A checkpoint path (e.g. RUN/checkpoints/ckpt-4000); "
-                      "default: the latest in <model_dir>/checkpoints.")
-  flags.DEFINE_string("export_dir", None,
-                      "Where to write the SavedModel (default: "
-                      "<model_dir>/export).")
-  flags.DEFINE_enum("inference_mode", None, list(config_lib.INFERENCE_MODES),
-                    "paper: dropout on and batch statistics at test time, as "
-                    "the paper; eval: moving statistics, no dropout. Default: "
-                    "the run's --inference_mode.")
-  flags.DEFINE_integer("max_pixels", config_lib.DEFAULT_MAX_PIXELS,
-                       "translate_encoded refuses images whose header "
-                       "declares more pixels (width x height), before "
-                       "decoding them.", lower_bound=1)
-
-
 def run():
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # No CUDA-driver noise.
-  define_flags()
+  config_lib.define_command_flags("export")  # config.COMMAND_OPTIONS
   app.run(main)
 
 

@@ -53,24 +53,9 @@ def main(argv):
              f"failed: {', '.join(failed)}")
 
 
-def define_flags():
-  """Defines this command's flags (at start-up, like export's)."""
-  flags.DEFINE_string("saved_model", None, "An exported SavedModel folder.")
-  flags.DEFINE_string("model_dir", None,
-                      "A training run: uses its export (<model_dir>/export).")
-  flags.DEFINE_string("input", None, "An image file or a folder of images.")
-  flags.DEFINE_string("output", None, "Folder for the translated images.")
-  flags.DEFINE_bool("paired", False,
-                    "Inputs are A|B pairs; also write index.html.")
-  flags.DEFINE_integer("max_pixels", config_lib.DEFAULT_MAX_PIXELS,
-                       "Images whose header declares more pixels (width x "
-                       "height) are skipped with a message, before they are "
-                       "decoded.", lower_bound=1)
-
-
 def run():
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # No CUDA-driver noise.
-  define_flags()
+  config_lib.define_command_flags("predict")  # config.COMMAND_OPTIONS
   app.run(main)
 
 

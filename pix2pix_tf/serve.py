@@ -18,26 +18,6 @@ from absl import logging
 
 from pix2pix_tf import config as config_lib
 
-def define_flags():
-  """Defines this command's flags (at start-up, like export's)."""
-  flags.DEFINE_string("saved_model", None, "An exported SavedModel folder.")
-  flags.DEFINE_string("host", "127.0.0.1", "Address to serve on.")
-  flags.DEFINE_integer("port", 8000, "Port to serve on.")
-  flags.DEFINE_string("palette", None,
-                      "A palette (cityscapes, facades or a JSON file) for a "
-                      "label-map model's brush; default: the model's "
-                      "--label_palette, else an edges pen.")
-  flags.DEFINE_float("max_upload_mb", 8.0, "Largest request body accepted.")
-  flags.DEFINE_integer("max_pixels", None,
-                       "Images whose header declares more pixels (width x "
-                       "height) are answered 413 before decoding; default: "
-                       "the export's limit (its --max_pixels), which is also "
-                       "the most this can be.", lower_bound=1)
-  flags.DEFINE_float("request_timeout", config_lib.DEFAULT_REQUEST_TIMEOUT,
-                     "Seconds a connection may stay silent, and a request "
-                     "may wait for the model (then 503).", lower_bound=0.1)
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
@@ -70,7 +50,7 @@ def main(argv):
 
 def run():
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # No CUDA-driver noise.
-  define_flags()
+  config_lib.define_command_flags("serve")  # config.COMMAND_OPTIONS
   app.run(main)
 
 

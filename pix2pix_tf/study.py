@@ -8,6 +8,7 @@ each image for --seconds, then "real or fake?"; every answer appended to
 --answers as it is given; the table at the end.
 """
 
+import os
 import sys
 
 from absl import app
@@ -15,19 +16,6 @@ from absl import flags
 from absl import logging
 
 from pix2pix_tf import config as config_lib
-
-def define_flags():
-  """Defines this command's flags (at start-up, like export's)."""
-  flags.DEFINE_string("real_dir", None, "Folder of real images.")
-  flags.DEFINE_string("generated_dir", None, "Folder of generated images.")
-  flags.DEFINE_string("answers", "study_answers.jsonl",
-                      "JSON-lines file the answers are appended to; an "
-                      "existing one resumes its session.")
-  flags.DEFINE_float("seconds", 1.0, "How long each image is shown.")
-  flags.DEFINE_integer("seed", 0, "Seed of the presentation order.")
-  flags.DEFINE_string("host", "127.0.0.1", "Address to serve on.")
-  flags.DEFINE_integer("port", 8000, "Port to serve on.")
-
 
 def main(argv):
   if len(argv) > 1:
@@ -55,7 +43,8 @@ def main(argv):
 
 
 def run():
-  define_flags()
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # No CUDA-driver noise.
+  config_lib.define_command_flags("study")  # config.COMMAND_OPTIONS
   app.run(main)
 
 

@@ -36,7 +36,7 @@ def main(argv):
 def run():
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # No CUDA-driver noise.
   config_lib.define_flags()  # The training flags.
-  flags.DEFINE_enum("format", "table", ["table", "json"], "Output format.")
+  config_lib.define_command_flags("summary")
   app.run(main)
 
 

@@ -94,6 +94,23 @@ def test_readme_flag_table_is_generated_from_config():
                            "tools/update_readme_flags.py")
 
 
+def test_readme_command_flags_are_generated_from_config():
+  """Every other command's flags: the README shows what define_command_flags
+  defines (names, defaults, help), each command's table in full."""
+  from absl import flags
+  readme = open(os.path.join(ROOT, "README.md")).read()
+  assert config_lib.command_flag_reference() in readme, (
+      "The README's command flags are stale: run python "
+      "tools/update_readme_flags.py")
+  for command, options in config_lib.COMMAND_OPTIONS.items():
+    flag_values = flags.FlagValues()
+    config_lib.define_command_flags(command, flag_values)
+    assert sorted(flag_values) == sorted(o.name for o in options)
+    for option in options:
+      assert flag_values[option.name].default == option.default
+      assert option.help in flag_values[option.name].help
+
+
 def test_with_flags_reads_flagfiles_like_absl():
   path = os.path.join(CONFIGS, "facades.flags")
   with open(path) as f:

@@ -23,9 +23,9 @@ SUBPACKAGES = ("models", "data", "training", "evaluation", "serving")
 # Imported where they are used: large, and needed by one feature each.
 OPTIONAL = {"cv2"}
 MAX_MODULE_LINES = 400
-# config.py is the option table: every training option with its help text
-# (the flags and the README's table are generated from it).
-LONGER_MODULES = {"config.py": 600}
+# config.py is the option table: every option of every command with its
+# help text, from which the flags and the README's tables are generated.
+LONGER_MODULES = {"config.py": 750}
 MAX_FUNCTION_LINES = 60
 
 

@@ -1,9 +1,10 @@
-r"""Rewrites the README's flag reference table from Config's fields.
+r"""Rewrites the README's flag tables from pix2pix_tf/config.py.
 
     python tools/update_readme_flags.py
 
-Run it after adding or changing an option in pix2pix_tf/config.py; a test
-fails while the README's table differs from the one generated here.
+Run it after adding or changing an option (a Config field or an entry of
+COMMAND_OPTIONS); a test fails while the README differs from what this
+writes.
 """
 
 import os
@@ -11,16 +12,29 @@ import os
 from pix2pix_tf import config as config_lib
 
 README = os.path.join(os.path.dirname(__file__), "..", "README.md")
+COMMANDS_HEADING = "### The other commands' flags\n"
+
+
+def replace_block(text: str, start_marker: str, block: str,
+                  end_marker: str) -> str:
+  """`text` with what lies from `start_marker` to `end_marker` replaced by
+  `block`."""
+  start = text.index(start_marker)
+  end = text.index(end_marker, start)
+  return text[:start] + block + text[end:]
 
 
 def main():
   with open(README) as f:
     text = f.read()
   header = config_lib.flag_table().split("\n", 1)[0]
-  start = text.index(header)
-  end = text.index("\n\n", start) + 1
+  text = replace_block(text, header, config_lib.flag_table(),
+                       "\n" + COMMANDS_HEADING)
+  first = "`python -m pix2pix_tf.export`:"
+  text = replace_block(text, first, config_lib.command_flag_reference(),
+                       "\n## ")
   with open(README, "w") as f:
-    f.write(text[:start] + config_lib.flag_table() + text[end:])
+    f.write(text)
 
 
 if __name__ == "__main__":
