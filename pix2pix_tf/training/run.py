@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from pix2pix_tf import config as config_lib
 from pix2pix_tf import data as data_lib
+from pix2pix_tf import models
 from pix2pix_tf.training import distribution
 from pix2pix_tf.training import precision
 from pix2pix_tf.training import schedules
@@ -197,7 +198,7 @@ def setup(config: config_lib.Config,
   # Every worker resumes from the chief's checkpoints.
   latest = tf.train.latest_checkpoint(RunPaths(config.model_dir).checkpoints)
   if latest:
-    state_lib.restore(checkpoint, latest)
+    models.restore(checkpoint, latest)
     print(f"Resumed from {latest} at step {int(built.state.step.numpy())}.",
           flush=True)
   # Written once the flags, the data and the checkpoint have been checked.
