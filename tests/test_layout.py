@@ -150,3 +150,47 @@ def test_importing_the_package_changes_nothing(monkeypatch):
     assert "TF_CPP_MIN_LOG_LEVEL" not in os.environ
   finally:
     sys.modules["pix2pix_tf"] = saved
+
+
+def module_aliases(tree):
+  """{local name: module name} of the pix2pix_tf modules a file imports."""
+  import importlib
+  aliases = {}
+  for node in tree.body:
+    if isinstance(node, ast.ImportFrom) and node.module and (
+        node.module.startswith("pix2pix_tf")):
+      for alias in node.names:
+        name = f"{node.module}.{alias.name}"
+        try:
+          importlib.import_module(name)
+        except ImportError:
+          continue  # A class or function, not a module.
+        aliases[alias.asname or alias.name] = name
+  return aliases
+
+
+SOURCES = [(part, path) for part, path in modules()] + [
+    ("", os.path.join(folder, name))
+    for top in ("tools", "tests")
+    for folder, _, names in os.walk(os.path.join(ROOT, top))
+    for name in sorted(names) if name.endswith(".py")]
+
+
+@pytest.mark.parametrize("part, path", SOURCES,
+                         ids=[os.path.relpath(p, ROOT) for _, p in SOURCES])
+def test_every_name_used_from_a_module_exists(part, path):
+  """`module.name` in the package, tools and tests (for modules imported at
+  the top of the file) names something the module has: a name
+  that moved (a function now in another module) fails here, not at the
+  first run that reaches it."""
+  import importlib
+  del part
+  tree = ast.parse(open(path).read())
+  aliases = module_aliases(tree)
+  for node in ast.walk(tree):
+    if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+        and node.value.id in aliases):
+      module = importlib.import_module(aliases[node.value.id])
+      assert hasattr(module, node.attr), (
+          f"{os.path.relpath(path, ROOT)}:{node.lineno}: "
+          f"{aliases[node.value.id]} has no {node.attr}")
