@@ -74,8 +74,8 @@ class ConfigError(ValueError):
   """A flag value, or a combination of them, that cannot work."""
 
 
-def option(default, help: str,  # pylint: disable=redefined-builtin
-           choices: Optional[Sequence] = None):
+def option(default: object, help: str,  # pylint: disable=redefined-builtin
+           choices: Optional[Sequence] = None) -> dataclasses.Field:
   """A Config field with what its command-line flag needs: the default,
   the help text and, for an enum, the choices. `define_flags` and the
   README's flag table are generated from these, so an option is one edit."""
@@ -316,7 +316,7 @@ class Config:
 
 
   @classmethod
-  def from_flag_values(cls, flag_values) -> "Config":
+  def from_flag_values(cls, flag_values: flags.FlagValues) -> "Config":
     """Builds a Config from absl FlagValues that `define_flags` filled."""
     return cls(**{f.name: flag_values[f.name].value
                   for f in dataclasses.fields(cls)})
@@ -339,9 +339,11 @@ class Config:
 
   @property
   def dataset_name(self) -> str:
+    """The last folder of --data_dir (e.g. facades)."""
     return os.path.basename(os.path.normpath(self.data_dir))
 
   def to_json(self) -> str:
+    """Every option, as the run's config.json records them."""
     return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
   def model_differences(self, other: "Config") -> Tuple[str, ...]:
@@ -353,6 +355,8 @@ class Config:
 
   @classmethod
   def from_json(cls, text: str) -> "Config":
+    """A Config from config.json; options it does not know are ignored
+    (a run recorded by another version)."""
     known = {f.name for f in dataclasses.fields(cls)}
     return cls(**{k: v for k, v in json.loads(text).items() if k in known})
 
@@ -505,7 +509,8 @@ def flag_table() -> str:
   return "\n".join(rows) + "\n"
 
 
-def define_flags(flag_values=None, defaults: Config = Config()) -> None:
+def define_flags(flag_values: Optional[flags.FlagValues] = None,
+                 defaults: Config = Config()) -> None:
   """Defines one absl flag per Config field, from the field's metadata:
   DEFINE_bool, _integer, _float, _enum (str fields with choices) or _string,
   with `defaults`' values as the defaults.
@@ -677,7 +682,9 @@ COMMAND_OPTIONS = {
 }
 
 
-def define_command_flags(command: str, flag_values=None) -> None:
+def define_command_flags(command: str,
+                         flag_values: Optional[flags.FlagValues] = None
+                         ) -> None:
   """Defines the absl flags of `command` (a key of COMMAND_OPTIONS)."""
   flag_values = flags.FLAGS if flag_values is None else flag_values
   for option in COMMAND_OPTIONS[command]:

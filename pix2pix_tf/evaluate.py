@@ -26,18 +26,6 @@ from absl import logging
 
 from pix2pix_tf import config as config_lib
 
-def check_output_file(path: str) -> None:
-  """Exits with a sentence, before any work, if the results could not be
-  written to `path` at the end."""
-  folder = os.path.dirname(os.path.abspath(path))
-  if os.path.isdir(path):
-    sys.exit(f"pix2pix_tf.evaluate: error: --output={path} is a folder; give "
-             f"a file name, such as {os.path.join(path, 'results.json')}.")
-  if not os.path.isdir(folder):
-    sys.exit(f"pix2pix_tf.evaluate: error: --output={path}: the folder "
-             f"{folder} does not exist. Create it first.")
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
@@ -53,13 +41,16 @@ def main(argv):
                          f"choose from {', '.join(config_lib.METRICS)}.")
   if FLAGS.checkpoint and not FLAGS.model_dir:
     raise app.UsageError("--checkpoint goes with --model_dir.")
-  if FLAGS.output:
-    check_output_file(FLAGS.output)
   if FLAGS.inception_weights and not os.path.isfile(FLAGS.inception_weights):
     sys.exit(f"pix2pix_tf.evaluate: error: --inception_weights="
              f"{FLAGS.inception_weights} does not exist.")
   # After the flags: a fast --help.
   from pix2pix_tf import data as data_lib
+  if FLAGS.output:
+    try:  # Before any work: the results are written at the end.
+      data_lib.check_output_file(FLAGS.output, "output")
+    except ValueError as e:
+      sys.exit(f"pix2pix_tf.evaluate: error: {e}")
   from pix2pix_tf import evaluation
   from pix2pix_tf import serving
   options = evaluation.Options(

@@ -115,6 +115,38 @@ def test_modules_and_functions_are_short(part, path):
           f"{name}: {node.name} is {length} lines")
 
 
+# Methods whose contract is Keras's (documented there), not this package's.
+KERAS_OVERRIDES = {"call", "compute_output_shape", "get_config", "build"}
+
+
+def public_functions(tree):
+  """Module-level public functions, and the public methods (with __init__)
+  of public classes."""
+  for node in tree.body:
+    if isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
+      yield node.name, node
+    elif isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+      for method in node.body:
+        if isinstance(method, ast.FunctionDef) and (
+            method.name == "__init__" or not method.name.startswith("_")
+            ) and method.name not in KERAS_OVERRIDES:
+          yield f"{node.name}.{method.name}", method
+
+
+@pytest.mark.parametrize("part, path", LIBRARY,
+                         ids=[os.path.relpath(p, PACKAGE) for _, p in LIBRARY])
+def test_public_functions_have_type_hints_and_docstrings(part, path):
+  name = os.path.relpath(path, PACKAGE)
+  for qualified, function in public_functions(ast.parse(open(path).read())):
+    arguments = [a for a in function.args.posonlyargs + function.args.args +
+                 function.args.kwonlyargs if a.arg not in ("self", "cls")]
+    unannotated = [a.arg for a in arguments if a.annotation is None]
+    assert not unannotated, f"{name}: {qualified}({', '.join(unannotated)})"
+    if function.name != "__init__":
+      assert function.returns is not None, f"{name}: {qualified} -> ?"
+      assert ast.get_docstring(function), f"{name}: {qualified} has no doc"
+
+
 @pytest.mark.parametrize("command", COMMANDS)
 def test_commands_hold_flags_and_one_call(command):
   """A command defines no classes and only its flags, `main` and `run`

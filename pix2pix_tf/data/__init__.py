@@ -21,8 +21,9 @@ from pix2pix_tf.data.decoding import (TENSORFLOW_FORMATS, check_encoded_pixels,
                                       decode_image, encoded_pixels,
                                       exif_orientation)
 from pix2pix_tf.data.images import (IMAGE_EXTENSIONS, PAIR_EXTENSIONS,
-                                    TooLargeError, check_output_folder,
-                                    check_pixels, declared_pixels,
+                                    TooLargeError, check_output_file,
+                                    check_output_folder, check_pixels,
+                                    check_size, declared_pixels,
                                     list_images, png_names, read_rgb)
 from pix2pix_tf.data.palettes import Palette, load_palette
 from pix2pix_tf.data.pipeline import cache_path, make_dataset
@@ -39,7 +40,8 @@ __all__ = [
     "DatasetError", "IMAGE_EXTENSIONS", "PAIR_EXTENSIONS", "Palette",
     "STANDARD_DATASETS", "Split", "TENSORFLOW_FORMATS", "TFRECORD_INFO",
     "TooLargeError", "cache_path", "check_encoded_pixels", "check_headers",
-    "check_output_folder", "check_pixels", "declared_pixels",
+    "check_output_file", "check_output_folder", "check_pixels",
+    "check_size", "declared_pixels",
     "decode_image", "encode_record", "encoded_pixels", "exif_orientation",
     "find_undecodable", "has_split", "is_tfrecord_dataset", "list_images",
     "list_split", "load_pair", "load_palette", "make_dataset",

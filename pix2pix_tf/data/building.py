@@ -27,9 +27,11 @@ class Summary:
     self.renamed: List[str] = []
 
   def skip(self, reason: str, name: str) -> None:
+    """Counts `name` as skipped for `reason`."""
     self.skipped[reason].append(name)
 
   def report(self) -> str:
+    """What was written, renamed and skipped (and why), for the log."""
     lines = [f"Written: {self.written}"]
     if self.renamed:
       shown = ", ".join(self.renamed[:10]) + (

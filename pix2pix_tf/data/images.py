@@ -4,6 +4,7 @@
 import collections
 import io
 import os
+import tempfile
 from typing import List, Optional, Sequence
 
 import numpy as np
@@ -57,6 +58,30 @@ def check_output_folder(output: str, create: bool = True) -> None:
                      " Choose another folder.") from None
 
 
+def check_output_file(path: str, flag: str,
+                      example: str = "results.json") -> None:
+  """A file named by --`flag` can be written (appended to, if it exists), or
+  ValueError naming the flag, before any work: a run's results and a
+  participant's first answer are not where a bad path shows up. `example`
+  is the file name the message suggests for a folder.
+  """
+  if os.path.isdir(path):
+    raise ValueError(f"--{flag}={path} is a folder; give a file name, such "
+                     f"as {os.path.join(path, example)}.")
+  folder = os.path.dirname(os.path.abspath(path))
+  if not os.path.isdir(folder):
+    raise ValueError(f"--{flag}={path}: the folder {folder} does not exist. "
+                     "Create it first.")
+  try:  # A probe that changes nothing (os.access says yes to root).
+    if os.path.exists(path):
+      open(path, "ab").close()
+    else:
+      tempfile.TemporaryFile(dir=folder).close()
+  except OSError as e:
+    raise ValueError(f"--{flag}={path} cannot be written ({e.strerror}). "
+                     "Choose a file in a folder you can write to.") from None
+
+
 def list_images(folder: str,
                 extensions: Sequence[str] = IMAGE_EXTENSIONS) -> List[str]:
   """The sorted paths of the files in `folder` whose names end with one of
@@ -103,6 +128,12 @@ def check_pixels(path: str, max_pixels: int) -> None:
       width, height = image.size
   except Image.DecompressionBombError as e:
     raise TooLargeError(path, f"{path}: {e}") from None
+  check_size(path, width, height, max_pixels)
+
+
+def check_size(path: str, width: int, height: int, max_pixels: int) -> None:
+  """TooLargeError if a `width`x`height` image at `path` has more than
+  `max_pixels` pixels."""
   if width * height > max_pixels:
     raise TooLargeError(
         path, f"{path} is {width}x{height} = {width * height} pixels, more "

@@ -21,6 +21,7 @@ class Palette:
 
   @property
   def num_classes(self) -> int:
+    """The number of classes (void colours excluded)."""
     return len(self.class_names)
 
 

@@ -21,7 +21,9 @@ _CACHE_FORMAT = 2  # 2: decode_image (Exif orientation, alpha on white).
 
 
 def cache_path(prefix: str, split: sources.Split,
-               config: config_lib.Config, input_context=None) -> str:
+               config: config_lib.Config,
+               input_context: Optional[tf.distribute.InputContext] = None
+               ) -> str:
   """The disk-cache file of this split and configuration under `prefix`.
 
   The name carries a digest of what is cached: the split's files (names,

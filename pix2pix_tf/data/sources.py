@@ -157,9 +157,11 @@ def split_exists(data_dir: str, split: str) -> bool:
   return has_split(data_dir, split)
 
 
-def check_headers(files: Sequence[str]) -> None:
-  """Rejects files whose first bytes are not those of their format, and
-  images narrower than 2 pixels (which hold no two halves).
+def check_headers(files: Sequence[str],
+                  max_pixels: Optional[int] = None) -> None:
+  """Rejects files whose first bytes are not those of their format, images
+  narrower than 2 pixels (which hold no two halves) and, if `max_pixels` is
+  given, images that declare more pixels (decompression bombs included).
 
   Reads only each file's header (about 0.1 ms per file), so it is cheap
   even for large datasets. Corrupt image data beyond the header is found
@@ -167,6 +169,7 @@ def check_headers(files: Sequence[str]) -> None:
 
   Raises:
     DatasetError: naming the first such file.
+    TooLargeError: naming the first image over `max_pixels`.
   """
   for path in files:
     magic = _MAGIC[os.path.splitext(path)[1].lower()]
@@ -179,7 +182,9 @@ def check_headers(files: Sequence[str]) -> None:
     try:  # Pillow parses the header and decodes nothing.
       with Image.open(path) as image:
         width, height = image.size
-    except Image.DecompressionBombError:
+    except Image.DecompressionBombError as e:
+      if max_pixels:
+        raise images.TooLargeError(path, f"{path}: {e}") from None
       continue  # Huge, so wide enough; decoding it is the user's choice.
     except OSError as e:
       raise DatasetError(f"{path} has an unreadable header ({e}). Remove or "
@@ -188,6 +193,8 @@ def check_headers(files: Sequence[str]) -> None:
       raise DatasetError(
           f"{path} is {width}x{height} pixels, narrower than 2 pixels: it "
           "cannot hold two halves side by side. Remove or replace it.")
+    if max_pixels:
+      images.check_size(path, width, height, max_pixels)
 
 
 def find_undecodable(split: Split) -> List[str]:

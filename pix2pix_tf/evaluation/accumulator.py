@@ -3,10 +3,12 @@
 import os
 from typing import Dict, List, Optional, Sequence
 
+import keras
 import numpy as np
 import tensorflow as tf
 
 from pix2pix_tf import config as config_lib
+from pix2pix_tf import data as data_lib
 from pix2pix_tf.evaluation import metrics as metrics_lib
 from pix2pix_tf.evaluation import segmentation
 
@@ -31,9 +33,11 @@ class Accumulator:
   """
 
   def __init__(self, metrics: Sequence[str] = PER_IMAGE,
-               pixel_tolerance: float = 25.0, palette=None,
-               labels_side: Optional[str] = None, segmenter=None,
-               inception=None):
+               pixel_tolerance: float = 25.0,
+               palette: Optional[data_lib.Palette] = None,
+               labels_side: Optional[str] = None,
+               segmenter: Optional[keras.Model] = None,
+               inception: Optional[keras.Model] = None):
     self.metrics = tuple(metrics)
     self.pixel_tolerance = pixel_tolerance
     self.palette = palette
@@ -45,8 +49,10 @@ class Accumulator:
     self.features = {"generated": [], "target": []}
     self.confusions: Dict[str, np.ndarray] = {}
 
-  def add(self, files: Sequence[str], input_image, generated_image,
-          target_image) -> None:
+  def add(self, files: Sequence[str], input_image: tf.Tensor,
+          generated_image: tf.Tensor, target_image: tf.Tensor) -> None:
+    """Adds one batch: the files it was read from and its images in
+    [-1, 1]."""
     values = metrics_lib.image_metrics(generated_image, target_image)
     values["pixel_accuracy"] = metrics_lib.pixel_accuracy(
         generated_image, target_image, self.pixel_tolerance)
@@ -91,6 +97,7 @@ class Accumulator:
         add(name, true, tf.argmax(logits, axis=-1, output_type=tf.int32))
 
   def result(self) -> Dict[str, object]:
+    """The means over every image added, and the set-level metrics."""
     means = {name: float(np.mean([row[name] for row in self.per_image]))
              for name in PER_IMAGE if name in self.metrics}
     if "color" in self.metrics:

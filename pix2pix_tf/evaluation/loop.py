@@ -191,9 +191,7 @@ def evaluate_saved_model(saved_model: str, data_dir: str, split: str,
       data_dir=data_dir)
   translate = loaded.signatures["serving_default"]
   files = data_lib.list_split(data_dir, split)
-  data_lib.check_headers(files)
-  for path in files:
-    data_lib.check_pixels(path, options.max_pixels)
+  data_lib.check_headers(files, options.max_pixels)
   accumulator, notes = _accumulator(options)
   progbar = keras.utils.Progbar(
       len(files), unit_name="image",

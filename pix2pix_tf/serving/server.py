@@ -21,7 +21,7 @@ import base64
 import binascii
 import json
 import threading
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 import flask
 import tensorflow as tf
@@ -55,7 +55,8 @@ class Translator:
     self.metadata = json.loads(loaded.metadata_json.numpy())
     self._lock = threading.Lock()
 
-  def translate(self, encoded_images, wait: float = None):
+  def translate(self, encoded_images: Sequence[bytes],
+                wait: Optional[float] = None) -> List[bytes]:
     """Encoded images (bytes) -> encoded PNGs. Raises ValueError for data
     that is not an image, Busy when the model stays taken for `wait`
     seconds."""

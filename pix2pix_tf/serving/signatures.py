@@ -107,7 +107,8 @@ class ServingModule(tf.Module):
 
   @tf.function(input_signature=[tf.TensorSpec(None, tf.float32,
                                               name="images")])
-  def serving_default(self, images):
+  def serving_default(self, images: tf.Tensor) -> Dict[str, tf.Tensor]:
+    """float32 [b, h, w, c] in [-1, 1], at a size the generator takes."""
     images = self._checked(images, self._multiple)
     return {"generated_image": self._generate(images)}
 
@@ -122,12 +123,15 @@ class ServingModule(tf.Module):
 
   @tf.function(input_signature=[tf.TensorSpec(None, tf.uint8,
                                               name="images")])
-  def translate_uint8(self, images):
+  def translate_uint8(self, images: tf.Tensor) -> Dict[str, tf.Tensor]:
+    """uint8 [b, h, w, c] of any size -> uint8 of the same size."""
     return {"generated_image": self._translate(self._checked(images, 1))}
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string,
                                               name="images_bytes")])
-  def translate_encoded(self, images_bytes):
+  def translate_encoded(self, images_bytes: tf.Tensor
+                        ) -> Dict[str, tf.Tensor]:
+    """Encoded images (JPEG, PNG, BMP, GIF, WebP) -> PNGs."""
     def one(encoded):
       # The decoding rule of training and predict (Exif orientation,
       # alpha on white), in TensorFlow ops that the SavedModel keeps.
@@ -143,7 +147,8 @@ class ServingModule(tf.Module):
         one, images_bytes, fn_output_signature=tf.string)}
 
   @tf.function(input_signature=[])
-  def metadata(self):
+  def metadata(self) -> Dict[str, tf.Tensor]:
+    """The export's metadata JSON (flags, step, palette)."""
     return {"metadata": tf.identity(self.metadata_json)}
 
   def signatures(self) -> Dict:

@@ -13,7 +13,6 @@ its answer.
 import json
 import os
 import random
-import tempfile
 import threading
 import time
 from typing import Dict, List
@@ -33,26 +32,6 @@ def list_images(folder: str) -> List[str]:
   return files
 
 
-def check_answers_file(path: str) -> None:
-  """Raises ValueError unless answers can be appended to `path`, so that a
-  participant's first answer is not the first to find out."""
-  if os.path.isdir(path):
-    raise ValueError(f"--answers={path} is a folder; give a file name, such "
-                     f"as {os.path.join(path, 'answers.jsonl')}.")
-  folder = os.path.dirname(os.path.abspath(path))
-  if not os.path.isdir(folder):
-    raise ValueError(f"--answers={path}: the folder {folder} does not exist. "
-                     "Create it first.")
-  try:  # A probe that changes nothing (os.access says yes to root).
-    if os.path.exists(path):
-      open(path, "ab").close()
-    else:
-      tempfile.TemporaryFile(dir=folder).close()
-  except OSError as e:
-    raise ValueError(f"--answers={path} cannot be written ({e.strerror}). "
-                     "Choose a file in a folder you can write to.") from None
-
-
 class Study:
   """The trials, their order, and the answers file."""
 
@@ -68,7 +47,7 @@ class Study:
     self.answers_path = answers_path
     self.lock = threading.Lock()
     self.answers: Dict[int, str] = {}
-    check_answers_file(answers_path)
+    data_lib.check_output_file(answers_path, "answers", "answers.jsonl")
     if os.path.exists(answers_path):
       self._load()
 

@@ -6,7 +6,7 @@ import dataclasses
 import os
 import sys
 import time
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import keras
 import tensorflow as tf
@@ -40,19 +40,23 @@ class Window:
     self.reset()
 
   def reset(self) -> None:
+    """Starts a new window now."""
     self.sums = {name: 0.0 for name in self.names}
     self.steps = 0
     self.start = time.perf_counter()
 
   def add(self, metrics: Dict[str, float], steps: int) -> None:
+    """Adds a call's metrics (means over its `steps` steps)."""
     for name in self.names:
       self.sums[name] += metrics[name] * steps
     self.steps += steps
 
   def means(self) -> Dict[str, float]:
+    """Each metric's mean over the window's steps."""
     return {name: total / self.steps for name, total in self.sums.items()}
 
   def images_per_second(self, batch_size: int) -> float:
+    """Training images per second since the window began."""
     elapsed = time.perf_counter() - self.start
     return self.steps * batch_size / max(elapsed, 1e-9)
 
@@ -97,6 +101,7 @@ class PeriodicAction:
   at_end: bool = False
 
   def due(self, step: int, total_steps: int) -> bool:
+    """Whether the action runs after `step` of `total_steps`."""
     if step == total_steps:
       return self.at_end
     return step % self.every == 0
@@ -111,7 +116,9 @@ class LogScalars(PeriodicAction):
 
   at_end = True
 
-  def __init__(self, every: int, writer, window: Window, schedule,
+  def __init__(self, every: int, writer: tf.summary.SummaryWriter,
+               window: Window,
+               schedule: keras.optimizers.schedules.LearningRateSchedule,
                batch_size: int, results: Dict[str, float]):
     self.every = every
     self.writer = writer
@@ -139,8 +146,9 @@ class WriteSample(PeriodicAction):
 
   at_end = True
 
-  def __init__(self, every: int, writer, folder: str, generate: Callable,
-               batch):
+  def __init__(self, every: int, writer: tf.summary.SummaryWriter,
+               folder: str, generate: Callable[[tf.Tensor], tf.Tensor],
+               batch: Tuple[tf.Tensor, tf.Tensor]):
     self.every = every
     self.writer = writer
     self.folder = folder
@@ -161,7 +169,8 @@ class Validate(PeriodicAction):
   """The val metrics, to TensorBoard (the last step's pass runs after the
   loop, in `Actions.finish`)."""
 
-  def __init__(self, every: int, writer, validator: Callable[[], Dict]):
+  def __init__(self, every: int, writer: tf.summary.SummaryWriter,
+               validator: Callable[[], Dict]):
     self.every = every
     self.writer = writer
     self.validator = validator

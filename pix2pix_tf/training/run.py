@@ -31,14 +31,17 @@ class RunPaths:
   model_dir: str
 
   @property
-  def checkpoints(self):
+  def checkpoints(self) -> str:
+    """<model_dir>/checkpoints."""
     return os.path.join(self.model_dir, "checkpoints")
 
   @property
-  def samples(self):
+  def samples(self) -> str:
+    """<model_dir>/samples: the sample grids."""
     return os.path.join(self.model_dir, "samples")
 
-  def logs(self, split):
+  def logs(self, split: str) -> str:
+    """<model_dir>/logs/<split>: TensorBoard's events of a split."""
     return os.path.join(self.model_dir, "logs", split)
 
 
@@ -159,10 +162,12 @@ class Run:
 
   @property
   def state(self) -> state_lib.TrainState:
+    """The models, optimizers and step being trained."""
     return self.built.state
 
   @property
   def step(self) -> int:
+    """The number of steps taken so far."""
     return int(self.built.state.step.numpy())
 
 

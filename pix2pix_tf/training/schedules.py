@@ -9,7 +9,8 @@ from pix2pix_tf import config as config_lib
 class LinearDecay(keras.optimizers.schedules.LearningRateSchedule):
   """The reference's policy: constant, then linear decay to zero."""
 
-  def __init__(self, initial_learning_rate, constant_steps, decay_steps):
+  def __init__(self, initial_learning_rate: float, constant_steps: int,
+               decay_steps: int):
     self.initial_learning_rate = initial_learning_rate
     self.constant_steps = constant_steps
     self.decay_steps = decay_steps

@@ -36,6 +36,7 @@ class TrainState:
     return [g.state for g in generators]
 
   def checkpoint(self) -> tf.train.Checkpoint:
+    """A checkpoint of the models, optimizers, step and noise state."""
     return tf.train.Checkpoint(
         generator=self.generator, discriminator=self.discriminator,
         generator_optimizer=self.generator_optimizer,

@@ -1,6 +1,6 @@
 """The paper's update for one batch, per replica."""
 
-from typing import Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import keras
 import tensorflow as tf
@@ -8,6 +8,8 @@ import tensorflow as tf
 from pix2pix_tf import config as config_lib
 from pix2pix_tf.training import losses
 from pix2pix_tf.training.state import TrainState
+
+Metrics = Dict[str, tf.Tensor]
 
 
 SCALARS = ("gen_total_loss", "gen_gan_loss", "gen_l1_loss", "disc_loss",
@@ -71,7 +73,8 @@ class TrainStep:
 
   # --- The two orders ------------------------------------------------------
 
-  def alternating_step(self, input_image, target_image):
+  def alternating_step(self, input_image: tf.Tensor, target_image: tf.Tensor
+                       ) -> Metrics:
     """The paper's order: D step, then G step against the updated D."""
     with tf.GradientTape() as gen_tape:
       generated_image = self.generate(input_image)
@@ -93,7 +96,8 @@ class TrainStep:
                self.state.generator)
     return metrics
 
-  def simultaneous_step(self, input_image, target_image):
+  def simultaneous_step(self, input_image: tf.Tensor, target_image: tf.Tensor
+                        ) -> Metrics:
     """Both updates from one forward pass against the old D."""
     gen_gradients, disc_gradients, metrics = self.simultaneous_gradients(
         input_image, target_image)
@@ -106,14 +110,17 @@ class TrainStep:
 
   # --- Forward passes and gradients ---------------------------------------
 
-  def generate(self, input_image):
+  def generate(self, input_image: tf.Tensor) -> tf.Tensor:
+    """G's output in training mode (dropout on, batch statistics)."""
     return self.state.generator(input_image, training=True)
 
-  def discriminate(self, input_image, candidate):
+  def discriminate(self, input_image: tf.Tensor, candidate: tf.Tensor) -> Sequence:
+    """D's outputs (one per scale) for the pair, in training mode."""
     return self.state.discriminator([input_image, candidate], training=True)
 
-  def discriminator_gradients(self, input_image, target_image,
-                              generated_image):
+  def discriminator_gradients(self, input_image: tf.Tensor, target_image: tf.Tensor,
+                              generated_image: tf.Tensor
+                              ) -> Tuple[List[tf.Tensor], Metrics]:
     """The D step's gradients on the real and the (fixed) generated pair."""
     generated_image = tf.stop_gradient(generated_image)
     with tf.GradientTape() as disc_tape:
@@ -128,7 +135,8 @@ class TrainStep:
     return disc_tape.gradient(
         disc_loss, self.state.discriminator.trainable_variables), metrics
 
-  def generator_objective(self, input_image, target_image, generated_image):
+  def generator_objective(self, input_image: tf.Tensor, target_image: tf.Tensor,
+                          generated_image: tf.Tensor) -> Metrics:
     """G's losses against the discriminator as it is now."""
     disc_real_outputs = disc_generated_outputs = None
     if self.train_discriminator:
@@ -140,7 +148,9 @@ class TrainStep:
     return self.generator_losses(generated_image, target_image,
                                  disc_real_outputs, disc_generated_outputs)
 
-  def simultaneous_gradients(self, input_image, target_image):
+  def simultaneous_gradients(self, input_image: tf.Tensor, target_image: tf.Tensor
+                             ) -> Tuple[List[tf.Tensor], Optional[List[tf.Tensor]],
+                                        Metrics]:
     """Both gradients from one forward pass against the current D."""
     state = self.state
     with tf.GradientTape() as gen_tape, tf.GradientTape() as disc_tape:
@@ -172,12 +182,14 @@ class TrainStep:
 
   # --- Losses ---------------------------------------------------------------
 
-  def average(self, per_example):
+  def average(self, per_example: tf.Tensor) -> tf.Tensor:
+    """The per-example losses' sum over the global batch size."""
     return tf.nn.compute_average_loss(
         per_example, global_batch_size=self.global_batch_size)
 
-  def discriminator_losses(self, input_image, target_image, generated_image,
-                           disc_real_outputs, disc_generated_outputs):
+  def discriminator_losses(self, input_image: tf.Tensor, target_image: tf.Tensor,
+                           generated_image: tf.Tensor, disc_real_outputs: Sequence,
+                           disc_generated_outputs: Sequence) -> Metrics:
     """D's losses (means over the global batch), the penalty included."""
     per_example = losses.discriminator_loss(
         disc_real_outputs, disc_generated_outputs, self.config.gan_mode)
@@ -189,8 +201,10 @@ class TrainStep:
     return {name: self.average(per_example[name])
             for name in self.metric_names if name.startswith("disc_")}
 
-  def generator_losses(self, generated_image, target_image,
-                       disc_real_outputs, disc_generated_outputs):
+  def generator_losses(self, generated_image: tf.Tensor, target_image: tf.Tensor,
+                       disc_real_outputs: Optional[Sequence],
+                       disc_generated_outputs: Optional[Sequence]
+                       ) -> Metrics:
     """G's losses (means over the global batch)."""
     config = self.config
     per_example = losses.generator_loss(
@@ -200,7 +214,8 @@ class TrainStep:
     return {name: self.average(per_example[name])
             for name in self.metric_names if name.startswith("gen_")}
 
-  def gradient_penalty(self, input_image, target_image, generated_image):
+  def gradient_penalty(self, input_image: tf.Tensor, target_image: tf.Tensor,
+                       generated_image: tf.Tensor) -> tf.Tensor:
     """WGAN-GP: D's gradient norm at random points between real and fake."""
     batch = tf.shape(target_image)[0]
     alpha = keras.random.uniform([batch, 1, 1, 1], seed=self.state.noise)
@@ -215,7 +230,7 @@ class TrainStep:
   # --- Optimizers -----------------------------------------------------------
 
   @staticmethod
-  def scale(optimizer, loss):
+  def scale(optimizer: keras.optimizers.Optimizer, loss: tf.Tensor) -> tf.Tensor:
     """fp16: the loss scaled; the LossScaleOptimizer unscales the gradients
     it applies."""
     if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
@@ -223,7 +238,9 @@ class TrainStep:
     return loss
 
   @staticmethod
-  def apply(optimizer, gradients, model):
+  def apply(optimizer: keras.optimizers.Optimizer, gradients: Sequence,
+            model: keras.Model) -> None:
+    """One optimizer update of `model`'s trainable variables."""
     optimizer.apply_gradients(list(zip(gradients, model.trainable_variables)))
 
 
