@@ -244,7 +244,7 @@ def decode_image(contents: tf.Tensor) -> tf.Tensor:
 
   Training, the SavedModel's translate_encoded and predict all decode with
   this function, so a model sees at serving time exactly what it was trained
-  on. The rule, which `datasets.read_rgb` follows with Pillow:
+  on. The rule, which `images.read_rgb` follows with Pillow:
 
   * JPEG (with libjpeg's accurate integer DCT), PNG, BMP, GIF (first
     frame) and WebP; 16-bit PNGs are reduced to 8 bits (the high byte).

@@ -144,7 +144,7 @@ def check_size(path: str, width: int, height: int, max_pixels: int) -> None:
 def read_rgb(path: str, max_pixels: Optional[int] = None) -> Image.Image:
   """An image as RGB by the project's one decoding rule, with Pillow.
 
-  The rule is `input_pipeline.decode_image`'s (which training, the
+  The rule is `decoding.decode_image`'s (which training, the
   SavedModel and predict use): the Exif orientation of a JPEG applied,
   transparency (RGBA, LA, palette with transparency) composited on white,
   16-bit samples reduced to their high byte. Pillow reads more formats
@@ -168,7 +168,7 @@ def read_rgb(path: str, max_pixels: Optional[int] = None) -> Image.Image:
         image.mode in ("RGBA", "LA", "PA") or (
             image.mode == "P" and "transparency" in image.info)):
       rgba = np.asarray(image.convert("RGBA"), np.float32)
-      # The same arithmetic as input_pipeline's, so both give equal bytes.
+      # The same arithmetic as decoding's, so both give equal bytes.
       opacity = rgba[..., 3:] / 255.0
       on_white = rgba[..., :3] * opacity + 255.0 * (1.0 - opacity)
       return Image.fromarray(np.round(on_white).astype(np.uint8), "RGB")
