@@ -15,8 +15,9 @@ import dataclasses
 import json
 import os
 import shlex
-from typing import Optional, Sequence, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
+from absl import app
 from absl import flags
 
 # The flags define_flags defines belong to the command that calls it, so that
@@ -734,3 +735,17 @@ def command_flag_reference() -> str:
     parts.append(f"`python -m pix2pix_tf.{command}`:\n\n"
                  + command_flag_table(command))
   return "\n".join(parts)
+
+
+def run_command(command: str, main: Callable[[Sequence[str]], None]) -> None:
+  """A command's entry point: defines its flags (the training options for
+  train and summary, COMMAND_OPTIONS for the others), quiets TensorFlow's C++
+  log (CUDA-driver lines on machines without a GPU) unless the user set
+  TF_CPP_MIN_LOG_LEVEL, and runs `main` under absl (parsing, --flagfile,
+  --help)."""
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+  if command in ("train", "summary"):
+    define_flags()
+  if command in COMMAND_OPTIONS:
+    define_command_flags(command)
+  app.run(main)

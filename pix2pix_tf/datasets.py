@@ -75,9 +75,7 @@ def main(argv):
 
 
 def run():
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # No CUDA-driver noise.
-  config_lib.define_command_flags("datasets")  # config.COMMAND_OPTIONS
-  app.run(main)
+  config_lib.run_command("datasets", main)
 
 
 if __name__ == "__main__":

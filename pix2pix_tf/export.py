@@ -9,7 +9,6 @@ The SavedModel needs nothing of this package to load; its signatures are
 described in pix2pix_tf/serving/signatures.py.
 """
 
-import os
 import sys
 
 from absl import app
@@ -37,9 +36,7 @@ def main(argv):
 
 
 def run():
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # No CUDA-driver noise.
-  config_lib.define_command_flags("export")  # config.COMMAND_OPTIONS
-  app.run(main)
+  config_lib.run_command("export", main)
 
 
 if __name__ == "__main__":

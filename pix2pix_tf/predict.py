@@ -54,9 +54,7 @@ def main(argv):
 
 
 def run():
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # No CUDA-driver noise.
-  config_lib.define_command_flags("predict")  # config.COMMAND_OPTIONS
-  app.run(main)
+  config_lib.run_command("predict", main)
 
 
 if __name__ == "__main__":

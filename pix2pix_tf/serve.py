@@ -9,7 +9,6 @@ to a TensorFlow Serving deployment of the same export instead: open it with
 ?api=http://serving-host:8501/v1/models/pix2pix.
 """
 
-import os
 import sys
 
 from absl import app
@@ -49,9 +48,7 @@ def main(argv):
 
 
 def run():
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # No CUDA-driver noise.
-  config_lib.define_command_flags("serve")  # config.COMMAND_OPTIONS
-  app.run(main)
+  config_lib.run_command("serve", main)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ each image for --seconds, then "real or fake?"; every answer appended to
 --answers as it is given; the table at the end.
 """
 
-import os
 import sys
 
 from absl import app
@@ -43,9 +42,7 @@ def main(argv):
 
 
 def run():
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # No CUDA-driver noise.
-  config_lib.define_command_flags("study")  # config.COMMAND_OPTIONS
-  app.run(main)
+  config_lib.run_command("study", main)
 
 
 if __name__ == "__main__":

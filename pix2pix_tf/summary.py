@@ -7,7 +7,6 @@ Takes the same flags as `pix2pix_tf.train`. Shapes are for --crop_size inputs.
 """
 
 import json
-import os
 import sys
 
 from absl import app
@@ -34,10 +33,7 @@ def main(argv):
 
 
 def run():
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # No CUDA-driver noise.
-  config_lib.define_flags()  # The training flags.
-  config_lib.define_command_flags("summary")
-  app.run(main)
+  config_lib.run_command("summary", main)
 
 
 if __name__ == "__main__":

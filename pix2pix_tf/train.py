@@ -7,7 +7,6 @@ Running the same command again resumes from the latest checkpoint in
 <model_dir>/checkpoints. Every flag's default is the paper's value.
 """
 
-import os
 import sys
 
 from absl import app
@@ -38,9 +37,7 @@ def main(argv):
 
 
 def run():
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # No CUDA-driver noise.
-  config_lib.define_flags()  # One flag per Config field.
-  app.run(main)
+  config_lib.run_command("train", main)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 import glob
 import os
+import subprocess
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -18,6 +20,15 @@ tf.config.set_logical_device_configuration(
 
 # The repository root (configs/, tools/, README.md).
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+# The environment of the commands the tests start: TensorFlow's C++ log quiet.
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def run_command(command, *args, timeout=600):
+  """`python -m pix2pix_tf.<command> args...`, its output captured as text."""
+  return subprocess.run([sys.executable, "-m", f"pix2pix_tf.{command}",
+                         *args], capture_output=True, text=True, env=ENV,
+                        timeout=timeout)
 
 from pix2pix_tf import config as config_lib  # noqa: E402
 from pix2pix_tf.data import demo

@@ -9,12 +9,11 @@ import sys
 import keras
 import pytest
 
-from conftest import ROOT
+from conftest import ENV, ROOT
 from pix2pix_tf import config as config_lib
 from pix2pix_tf.data import demo
 
 TOOL = os.path.join(ROOT, "tools", "benchmark.py")
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
 @pytest.fixture(scope="module")

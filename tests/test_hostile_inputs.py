@@ -10,8 +10,6 @@ import os
 import re
 import shutil
 import socket
-import subprocess
-import sys
 import threading
 import time
 
@@ -20,7 +18,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from conftest import small_config
+from conftest import run_command, small_config
 from pix2pix_tf import config as config_lib
 from pix2pix_tf.data import building
 from pix2pix_tf.data import demo
@@ -45,12 +43,6 @@ def tree(root):
         files[os.path.relpath(path, root)] = hashlib.sha256(
             f.read()).hexdigest()
   return files
-
-
-def run_command(module, *args):
-  return subprocess.run([sys.executable, "-m", f"pix2pix_tf.{module}", *args],
-                        capture_output=True, text=True, timeout=300,
-                        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
 
 
 def assert_one_line_error(result, *fragments):

@@ -1,21 +1,17 @@
 """Dataset building from your own images, and 1-channel models."""
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
 
-from conftest import gradient_image, small_config
+from conftest import gradient_image, run_command, small_config
 from pix2pix_tf import data as data_lib
 from pix2pix_tf.data import demo
 from pix2pix_tf.models import summary
 from pix2pix_tf import training
-
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
 def make_photos(folder):
@@ -39,11 +35,6 @@ def make_photos(folder):
   return str(folder)
 
 
-def run_command(*args):
-  return subprocess.run([sys.executable, "-m", "pix2pix_tf.datasets", *args],
-                        capture_output=True, text=True, env=ENV, timeout=300)
-
-
 def test_read_rgb_applies_exif_and_flattens_transparency(tmp_path):
   photos = make_photos(tmp_path / "photos")
   rotated = data_lib.read_rgb(os.path.join(photos, "rotated.jpg"))
@@ -60,7 +51,7 @@ def test_read_rgb_applies_exif_and_flattens_transparency(tmp_path):
 @pytest.mark.slow
 def test_colorize_writes_gray_and_colour_pairs(tmp_path):
   photos = make_photos(tmp_path / "photos")
-  result = run_command("colorize", f"--photos={photos}",
+  result = run_command("datasets", "colorize", f"--photos={photos}",
                        f"--output={tmp_path / 'out'}", "--size=32")
   assert result.returncode == 0, result.stderr
   out = tmp_path / "out" / "train"
@@ -77,7 +68,7 @@ def test_colorize_writes_gray_and_colour_pairs(tmp_path):
   assert np.all(a[..., 0] == a[..., 1]) and np.all(a[..., 1] == a[..., 2])
   assert np.abs(b[..., 0] - b[..., 1]).max() > 20  # B is in colour.
   # Running again continues: nothing is written twice.
-  again = run_command("colorize", f"--photos={photos}",
+  again = run_command("datasets", "colorize", f"--photos={photos}",
                       f"--output={tmp_path / 'out'}", "--size=32")
   assert "Written: 0" in again.stdout
   assert "Skipped, already written: 6" in again.stdout
@@ -90,7 +81,7 @@ def test_edges_are_black_on_white(tmp_path):
   square = np.full((64, 64, 3), 230, np.uint8)
   square[16:48, 16:48] = (200, 30, 30)
   Image.fromarray(square).save(photos / "square.png")
-  result = run_command("edges", f"--photos={photos}",
+  result = run_command("datasets", "edges", f"--photos={photos}",
                        f"--output={tmp_path / 'out'}", "--size=0")
   assert result.returncode == 0, result.stderr
   pair = np.asarray(Image.open(tmp_path / "out" / "train" / "square.png"))
@@ -111,7 +102,8 @@ def test_combine_pairs_by_name_and_lists_the_unmatched(tmp_path):
   for name in ("1", "2", "4"):
     Image.fromarray(gradient_image(40, 60, offset=9)).save(
         b_dir / f"{name}.png")
-  result = run_command("combine", f"--a_dir={a_dir}", f"--b_dir={b_dir}",
+  result = run_command("datasets", "combine", f"--a_dir={a_dir}",
+                       f"--b_dir={b_dir}", 
                        f"--output={tmp_path / 'out'}")
   assert result.returncode == 0, result.stderr
   assert sorted(os.listdir(tmp_path / "out" / "train")) == ["1.png", "2.png"]
@@ -122,7 +114,8 @@ def test_combine_pairs_by_name_and_lists_the_unmatched(tmp_path):
   # With a pattern: keys from the names' digits.
   (a_dir / "photo_7.jpg").write_bytes((a_dir / "1.jpg").read_bytes())
   (b_dir / "label_7.png").write_bytes((b_dir / "1.png").read_bytes())
-  result = run_command("combine", f"--a_dir={a_dir}", f"--b_dir={b_dir}",
+  result = run_command("datasets", "combine", f"--a_dir={a_dir}",
+                       f"--b_dir={b_dir}", 
                        f"--output={tmp_path / 'out2'}", r"--pattern=(\d+)$",
                        "--size=16")
   assert "7.png" in os.listdir(tmp_path / "out2" / "train")
@@ -141,16 +134,17 @@ def test_split_is_reproducible_and_guards_existing_splits(tmp_path):
   make(first)
   make(second)
   for folder in (first, second):
-    result = run_command("split", f"--data_dir={folder}", "--val=0.1",
+    result = run_command("datasets", "split", f"--data_dir={folder}",
+                         "--val=0.1", 
                          "--test=0.2", "--seed=4")
     assert result.returncode == 0, result.stderr
   for name, count in (("train", 14), ("val", 2), ("test", 4)):
     assert sorted(os.listdir(first / name)) == sorted(
         os.listdir(second / name))
     assert len(os.listdir(first / name)) == count
-  result = run_command("split", f"--data_dir={first}", "--seed=5")
+  result = run_command("datasets", "split", f"--data_dir={first}", "--seed=5")
   assert result.returncode != 0 and "--force" in result.stderr
-  result = run_command("split", f"--data_dir={first}", "--seed=5",
+  result = run_command("datasets", "split", f"--data_dir={first}", "--seed=5",
                        "--force")
   assert result.returncode == 0, result.stderr
   total = sum(len(os.listdir(first / n)) for n in ("train", "val", "test"))

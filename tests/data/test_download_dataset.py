@@ -12,10 +12,9 @@ import threading
 
 import pytest
 
-from conftest import ROOT
+from conftest import ENV, ROOT
 
 TOOL = os.path.join(ROOT, "tools", "download_dataset.py")
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
 def make_archive(path, name="facades"):

@@ -9,11 +9,10 @@ import sys
 import pytest
 from PIL import Image
 
-from conftest import ROOT
+from conftest import ENV, ROOT
 from pix2pix_tf.data import demo
 
 TOOL = os.path.join(ROOT, "tools", "ablate.py")
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
 def run_grid(data_dir, variants, out, steps=3):

@@ -10,14 +10,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import ROOT, scalar_tags, small_config
+from conftest import ENV, ROOT, run_command, scalar_tags, small_config
 from pix2pix_tf.data import demo
 from pix2pix_tf.evaluation import metrics
 from pix2pix_tf import data as data_lib
 from pix2pix_tf.evaluation import segmentation
 from pix2pix_tf import training
-
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
 def test_pixel_accuracy_counts_pixels_within_tolerance():
@@ -148,20 +146,15 @@ def photo_to_labels_run(tmp_path_factory):
   return config, root
 
 
-def run_evaluate(*args):
-  return subprocess.run([sys.executable, "-m", "pix2pix_tf.evaluate", *args],
-                        capture_output=True, text=True, env=ENV, timeout=600)
-
-
 @pytest.mark.slow
 def test_evaluate_command_json_and_photo_to_labels(photo_to_labels_run,
                                                    tmp_path):
   config, _ = photo_to_labels_run
   output = tmp_path / "result.json"
-  result = run_evaluate(f"--model_dir={config.model_dir}",
-                        f"--data_dir={config.data_dir}", "--split=test",
-                        f"--label_palette={palette_file(tmp_path)}",
-                        f"--output={output}")
+  result = run_command("evaluate", f"--model_dir={config.model_dir}",
+                       f"--data_dir={config.data_dir}", "--split=test",
+                       f"--label_palette={palette_file(tmp_path)}",
+                       f"--output={output}")
   assert result.returncode == 0, result.stderr
   data = json.loads(output.read_text())
   assert data["num_images"] == 3
@@ -200,9 +193,9 @@ def test_evaluate_scores_the_images_predict_writes(tmp_path):
   saved_model = serving.save(generator, config, 0, str(tmp_path / "export"),
                             "paper")
   output = tmp_path / "result.json"
-  result = run_evaluate(f"--saved_model={saved_model}",
-                        f"--data_dir={data_dir}", "--split=val",
-                        "--metrics=l1", f"--output={output}")
+  result = run_command("evaluate", f"--saved_model={saved_model}",
+                       f"--data_dir={data_dir}", "--split=val",
+                       "--metrics=l1", f"--output={output}")
   assert result.returncode == 0, result.stderr
   evaluated = {row["file"]: row["l1"]
                for row in json.loads(output.read_text())["per_image"]}
@@ -252,10 +245,10 @@ def test_fcn_score_with_a_trained_segmenter(tmp_path):
       assert steps == [0, 2]
       assert all(0 <= v <= 1 for _, v in val[f"{row}/{name}"])
   output = tmp_path / "result.json"
-  result = run_evaluate(f"--model_dir={config.model_dir}",
-                        f"--data_dir={data_dir}", "--split=val",
-                        f"--label_palette={palette}",
-                        f"--segmenter={segmenter}", f"--output={output}")
+  result = run_command("evaluate", f"--model_dir={config.model_dir}",
+                       f"--data_dir={data_dir}", "--split=val",
+                       f"--label_palette={palette}",
+                       f"--segmenter={segmenter}", f"--output={output}")
   assert result.returncode == 0, result.stderr
   data = json.loads(output.read_text())
   assert data["labels_side"] == "input"
@@ -266,7 +259,8 @@ def test_fcn_score_with_a_trained_segmenter(tmp_path):
 
 @pytest.mark.slow
 def test_evaluate_names_a_missing_model(tmp_path):
-  result = run_evaluate(f"--model_dir={tmp_path}", f"--data_dir={tmp_path}")
+  result = run_command("evaluate", f"--model_dir={tmp_path}",
+                       f"--data_dir={tmp_path}")
   assert result.returncode != 0
   assert f"{tmp_path}/export is not a SavedModel" in result.stderr
 
@@ -287,10 +281,10 @@ def test_evaluate_a_named_checkpoint(photo_to_labels_run, tmp_path):
   config, _ = photo_to_labels_run
   checkpoint = os.path.join(config.model_dir, "checkpoints", "ckpt-2")
   output = tmp_path / "result.json"
-  result = run_evaluate(f"--model_dir={config.model_dir}",
-                        f"--checkpoint={checkpoint}",
-                        f"--data_dir={config.data_dir}", "--split=test",
-                        "--metrics=l1,psnr", f"--output={output}")
+  result = run_command("evaluate", f"--model_dir={config.model_dir}",
+                       f"--checkpoint={checkpoint}",
+                       f"--data_dir={config.data_dir}", "--split=test",
+                       "--metrics=l1,psnr", f"--output={output}")
   assert result.returncode == 0, result.stderr
   data = json.loads(output.read_text())
   assert data["checkpoint"] == checkpoint and data["step"] == 2

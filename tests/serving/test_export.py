@@ -11,11 +11,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from conftest import gradient_image, small_config, write_pair
+from conftest import ENV, gradient_image, run_command, small_config, write_pair
 from pix2pix_tf import serving
 from pix2pix_tf import models
-
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
 @pytest.fixture(scope="module")
@@ -226,11 +224,6 @@ def test_export_command_names_a_run_without_checkpoints(tmp_path):
   assert f"{tmp_path}/config.json not found" in result.stderr
 
 
-def run_predict(*args):
-  return subprocess.run([sys.executable, "-m", "pix2pix_tf.predict", *args],
-                        capture_output=True, text=True, env=ENV)
-
-
 @pytest.mark.slow
 def test_predict_translates_a_folder_and_skips_a_corrupt_file(eval_export,
                                                               tmp_path):
@@ -239,7 +232,8 @@ def test_predict_translates_a_folder_and_skips_a_corrupt_file(eval_export,
   Image.fromarray(gradient_image(30, 50)).save(inputs / "wide.png")
   Image.fromarray(gradient_image(64, 64)).save(inputs / "square.jpg")
   (inputs / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
-  result = run_predict(f"--saved_model={eval_export}", f"--input={inputs}",
+  result = run_command("predict", f"--saved_model={eval_export}",
+                       f"--input={inputs}", 
                        f"--output={tmp_path / 'out'}")
   assert result.returncode != 0
   assert "broken.png" in result.stderr
@@ -258,7 +252,8 @@ def test_predict_keeps_outputs_of_inputs_sharing_a_stem(eval_export, tmp_path):
   inputs.mkdir()
   Image.fromarray(gradient_image(32, 32)).save(inputs / "twin.png")
   Image.fromarray(gradient_image(32, 32, offset=50)).save(inputs / "twin.jpg")
-  result = run_predict(f"--saved_model={eval_export}", f"--input={inputs}",
+  result = run_command("predict", f"--saved_model={eval_export}",
+                       f"--input={inputs}", 
                        f"--output={tmp_path / 'out'}")
   assert result.returncode == 0, result.stderr
   assert sorted(os.listdir(tmp_path / "out")) == ["twin_jpg.png",
@@ -320,7 +315,7 @@ def test_training_export_and_predict_decode_alike(trained_run, eval_export,
                                   direct.numpy())
 
   # 3. predict: the input halves it saves are the rule's.
-  result = run_predict(f"--saved_model={eval_export}", "--paired",
+  result = run_command("predict", f"--saved_model={eval_export}", "--paired",
                        f"--input={tmp_path / 'pairs'}",
                        f"--output={tmp_path / 'out'}")
   assert result.returncode == 0, result.stderr
@@ -338,7 +333,8 @@ def test_predict_paired_writes_a_results_page(trained_run, tmp_path):
     names.append(f"{i}.jpg" if i == 2 else f"{i}.png")
     write_pair(test_dir / names[-1], gradient_image(32, 32, offset=i),
                gradient_image(32, 32, offset=100 + i))
-  result = run_predict(f"--model_dir={trained_run.model_dir}", "--paired",
+  result = run_command("predict", f"--model_dir={trained_run.model_dir}",
+                       "--paired", 
                        f"--input={test_dir}", f"--output={tmp_path / 'out'}")
   assert result.returncode == 0, result.stderr
   page = (tmp_path / "out" / "index.html").read_text()

@@ -10,14 +10,13 @@ translate_uint8 and translate_encoded returned for it.
 import base64
 import io
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
 
+from conftest import run_command
 from pix2pix_tf import serving
 from pix2pix_tf.serving import server as server_lib
 
@@ -62,12 +61,9 @@ def test_an_old_export_serves_the_same_answer(expected):
 def test_predict_translates_with_an_old_export(expected, tmp_path):
   (tmp_path / "in").mkdir()
   Image.fromarray(expected["image"]).save(tmp_path / "in" / "a.png")
-  result = subprocess.run(
-      [sys.executable, "-m", "pix2pix_tf.predict",
-       f"--saved_model={OLD_EXPORT}", f"--input={tmp_path / 'in'}",
-       f"--output={tmp_path / 'out'}"],
-      capture_output=True, text=True,
-      env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+  result = run_command("predict", f"--saved_model={OLD_EXPORT}",
+                       f"--input={tmp_path / 'in'}",
+                       f"--output={tmp_path / 'out'}")
   assert result.returncode == 0, result.stderr
   np.testing.assert_allclose(np.array(Image.open(tmp_path / "out" / "a.png")),
                              expected["translate_encoded"], atol=1)

@@ -17,14 +17,14 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from conftest import ROOT, scalar_tags, small_config, truncate_after_header
+from conftest import (ENV, ROOT, scalar_tags, small_config,
+                      truncate_after_header)
 from pix2pix_tf import config as config_lib
 from pix2pix_tf.data import demo
 from pix2pix_tf import data as data_lib
 from pix2pix_tf.training import losses
 from pix2pix_tf import training
 
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 SMALL_FLAGS = ["--load_size=36", "--crop_size=32", "--generator=unet",
                "--unet_depth=5", "--ngf=8", "--ndf=8", "--num_samples=2",
                "--log_every_steps=1", "--sample_every_steps=100",

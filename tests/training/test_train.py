@@ -2,8 +2,6 @@
 
 import glob
 import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -11,24 +9,19 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from conftest import scalar_tags, small_config, truncate_after_header
+from conftest import (run_command, scalar_tags, small_config,
+                      truncate_after_header)
 from pix2pix_tf import config as config_lib
 from pix2pix_tf.data import demo
 from pix2pix_tf import data as data_lib
 from pix2pix_tf import models
 from pix2pix_tf import training
 
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 SMALL_FLAGS = ["--load_size=36", "--crop_size=32", "--generator=unet",
                "--unet_depth=5", "--ngf=8", "--ndf=8", "--batch_size=2",
                "--epochs=2", "--epochs_decay=2", "--num_samples=2",
                "--log_every_steps=2", "--sample_every_steps=2",
                "--eval_every_steps=2", "--checkpoint_every_steps=2"]
-
-
-def run_train(*flags):
-  return subprocess.run([sys.executable, "-m", "pix2pix_tf.train", *flags],
-                        capture_output=True, text=True, env=ENV, timeout=600)
 
 
 @pytest.mark.slow
@@ -38,7 +31,7 @@ def test_entry_point_trains_writes_everything_and_resumes(tiny_dataset,
   flagfile = tmp_path / "tiny.flags"
   flagfile.write_text("\n".join(SMALL_FLAGS + [f"--data_dir={tiny_dataset}",
                                                f"--model_dir={model_dir}"]))
-  first = run_train(f"--flagfile={flagfile}", "--max_steps=4")
+  first = run_command("train", f"--flagfile={flagfile}", "--max_steps=4")
   assert first.returncode == 0, first.stderr
   assert "val at step 0: gen_l1_loss " in first.stdout
   assert "val at step 4: gen_l1_loss " in first.stdout
@@ -74,7 +67,7 @@ def test_entry_point_trains_writes_everything_and_resumes(tiny_dataset,
   assert "--crop_size=32\n" in flags_text
 
   # The same command again resumes at the saved step and goes on.
-  second = run_train(f"--flagfile={flagfile}", "--max_steps=10")
+  second = run_command("train", f"--flagfile={flagfile}", "--max_steps=10")
   assert second.returncode == 0, second.stderr
   assert "Resumed from" in second.stdout and "at step 4." in second.stdout
   assert "val at step 0" not in second.stdout
@@ -91,8 +84,8 @@ def test_entry_point_trains_writes_everything_and_resumes(tiny_dataset,
 
 @pytest.mark.slow
 def test_entry_point_names_a_missing_dataset(tmp_path):
-  result = run_train(f"--data_dir={tmp_path}/datasets/facades",
-                     f"--model_dir={tmp_path}/run")
+  result = run_command("train", f"--data_dir={tmp_path}/datasets/facades",
+                       f"--model_dir={tmp_path}/run")
   assert result.returncode != 0
   assert f"{tmp_path}/datasets/facades/train does not exist" in result.stderr
   assert "tools/download_dataset.py facades" in result.stderr
@@ -106,9 +99,9 @@ def test_entry_point_names_a_corrupt_image_and_saves_no_checkpoint(
   Image.open(good).save(os.path.join(tiny_dataset, "train", "0002.jpg"))
   corrupt = truncate_after_header(
       os.path.join(tiny_dataset, "train", "0002.jpg"))
-  result = run_train(*SMALL_FLAGS, f"--data_dir={tiny_dataset}",
-                     f"--model_dir={tmp_path}/run", "--max_steps=20",
-                     "--shuffle_buffer=0")
+  result = run_command("train", *SMALL_FLAGS, f"--data_dir={tiny_dataset}",
+                       f"--model_dir={tmp_path}/run", "--max_steps=20",
+                       "--shuffle_buffer=0")
   assert result.returncode != 0
   assert f"{corrupt} is not a usable image pair" in result.stderr
   assert not glob.glob(f"{tmp_path}/run/checkpoints/ckpt-*")
@@ -120,8 +113,8 @@ def test_entry_point_names_a_text_file_posing_as_an_image(tiny_dataset,
   fake = os.path.join(tiny_dataset, "train", "notes.jpg")
   with open(fake, "w") as f:
     f.write("not an image")
-  result = run_train(*SMALL_FLAGS, f"--data_dir={tiny_dataset}",
-                     f"--model_dir={tmp_path}/run", "--max_steps=2")
+  result = run_command("train", *SMALL_FLAGS, f"--data_dir={tiny_dataset}",
+                       f"--model_dir={tmp_path}/run", "--max_steps=2")
   assert result.returncode != 0
   assert f"{fake} is not a .jpg image" in result.stderr
   assert not (tmp_path / "run").exists()
@@ -129,11 +122,12 @@ def test_entry_point_names_a_text_file_posing_as_an_image(tiny_dataset,
 
 @pytest.mark.slow
 def test_flag_errors_are_one_clear_line(tiny_dataset, tmp_path):
-  result = run_train(f"--data_dir={tiny_dataset}", "--load_size=200",
-                     "--crop_size=256", f"--model_dir={tmp_path}/run")
+  result = run_command("train", f"--data_dir={tiny_dataset}",
+                       "--load_size=200", 
+                       "--crop_size=256", f"--model_dir={tmp_path}/run")
   assert result.returncode != 0
   assert "--crop_size=256 is larger than --load_size=200" in result.stderr
-  result = run_train("--norm=weird")
+  result = run_command("train", "--norm=weird")
   assert result.returncode != 0 and "--norm" in result.stderr
 
 
@@ -264,9 +258,9 @@ def test_same_seed_and_deterministic_give_identical_runs(tiny_dataset,
                                                          tmp_path):
   weights = []
   for run, seed in (("a", 7), ("b", 7), ("c", 8)):
-    result = run_train(*SMALL_FLAGS, f"--data_dir={tiny_dataset}",
-                       f"--model_dir={tmp_path}/{run}", "--max_steps=3",
-                       "--deterministic", f"--seed={seed}")
+    result = run_command("train", *SMALL_FLAGS, f"--data_dir={tiny_dataset}",
+                         f"--model_dir={tmp_path}/{run}", "--max_steps=3",
+                         "--deterministic", f"--seed={seed}")
     assert result.returncode == 0, result.stderr
     reader = tf.train.load_checkpoint(f"{tmp_path}/{run}/checkpoints")
     weights.append({k: reader.get_tensor(k)
