@@ -738,11 +738,9 @@ def command_flag_reference() -> str:
 
 
 def run_command(command: str, main: Callable[[Sequence[str]], None]) -> None:
-  """A command's entry point: defines its flags (the training options for
-  train and summary, COMMAND_OPTIONS for the others), quiets TensorFlow's C++
-  log (CUDA-driver lines on machines without a GPU) unless the user set
-  TF_CPP_MIN_LOG_LEVEL, and runs `main` under absl (parsing, --flagfile,
-  --help)."""
+  """A command's entry point: defines its flags (training options for train
+  and summary, COMMAND_OPTIONS for all), quiets TensorFlow's C++ log unless
+  TF_CPP_MIN_LOG_LEVEL is set, and runs `main` under absl."""
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
   if command in ("train", "summary"):
     define_flags()
