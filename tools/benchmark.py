@@ -13,7 +13,14 @@ of --repeats timed repeats:
   (c) SavedModel inference images/s and p50/p95 latency at batch 1 and 8;
   (d) achieved GFLOP/s, from the FLOPs per training step that this tool
       counts from the models' convolution layers;
-  (e) peak host memory (and peak GPU memory on a GPU).
+  (e) peak host memory (and peak GPU memory on a GPU);
+  (f) for the configuration the flags give (the "default" row): a plain
+      Keras step (the tutorial's, on the same models, data, precision and
+      update order; no strategy, metrics or loop) in the same run, and
+      pix2pix_tf's ratio to it; a profile of its step (generator forward,
+      discriminator forwards, backward passes, optimizer updates,
+      everything else); and the matrix-multiply peak of the compute dtype,
+      measured with a large matmul, with the step's share of it.
 
 --quality_steps=N also trains the demo configuration N steps in fp32 and in
 each reduced precision and prints the val L1 of each, to check that the
@@ -41,9 +48,10 @@ config_lib.define_flags()  # The training flags, for the base configuration.
 flags.DEFINE_list("batch_sizes", ["1", "16"], "Training batch sizes.")
 flags.DEFINE_list("inference_batch_sizes", ["1", "8"],
                   "SavedModel inference batch sizes.")
-flags.DEFINE_list("variants", ["baseline", "simultaneous", "bf16", "fp16",
-                               "xla", "spe", "combined"],
-                  "Training configurations: baseline (fp32, no XLA, 1 step "
+flags.DEFINE_list("variants", ["default", "baseline", "simultaneous", "bf16",
+                               "fp16", "xla", "spe", "combined"],
+                  "Training configurations: default (the flags as given), "
+                  "baseline (fp32, no XLA, 1 step "
                   "per call, the alternating update), simultaneous (the "
                   "baseline with --update_order=simultaneous: what the "
                   "alternating update costs), bf16, fp16, xla, spe "
@@ -51,6 +59,9 @@ flags.DEFINE_list("variants", ["baseline", "simultaneous", "bf16", "fp16",
                   "optimisation that beat the baseline alone at this batch "
                   "size, the faster of bf16 and fp16).")
 flags.DEFINE_integer("bench_spe", 4, "Steps per call of the spe variants.")
+flags.DEFINE_bool("plain", True, "Time the plain Keras step beside the "
+                  "default row.")
+flags.DEFINE_bool("profile", True, "Profile the default row's step.")
 flags.DEFINE_integer("repeats", 5, "Timed repeats; the median is reported.")
 flags.DEFINE_integer("steps_per_repeat", 4, "Training steps per repeat.")
 flags.DEFINE_integer("warmup_steps", 2, "Untimed steps before timing.")
@@ -63,6 +74,7 @@ flags.DEFINE_string("output", None, "Write the results as JSON here.")
 FLAGS = flags.FLAGS
 
 VARIANTS = {
+    "default": {},  # The flags as given.
     "baseline": dict(mixed_precision="none", jit_compile=False,
                      steps_per_execution=1, update_order="alternating"),
     "simultaneous": dict(update_order="simultaneous"),
@@ -215,6 +227,104 @@ def bench_training(config, split, batch_size, repeats, steps_per_repeat,
   return calls * per_call * batch_size / median
 
 
+def bench_plain(config, split, batch_size, repeats, steps_per_repeat,
+                warmup_steps):
+  """Images/s of the plain Keras step (training.profile.PlainStep) on the
+  same tf.data stream: `for x, y in dataset: step(x, y)`."""
+  import keras
+  from pix2pix_tf import data as data_lib
+  from pix2pix_tf.training import profile
+
+  keras.backend.clear_session()
+  keras.utils.set_random_seed(0)
+  plain = profile.PlainStep(config)
+  iterator = iter(data_lib.make_dataset(split, config, batch_size, True))
+
+  def run(n):
+    for _ in range(n):
+      loss = plain.step(*next(iterator))
+    float(loss)  # Waits for the device.
+
+  run(warmup_steps + 1)
+  median, _ = time_calls(lambda: run(steps_per_repeat), repeats)
+  return steps_per_repeat * batch_size / median
+
+
+def bench_profile(config, split, batch_size, repeats):
+  """training.profile.profile_step of `config` (one step per call)."""
+  import keras
+  import tensorflow as tf
+  from pix2pix_tf import data as data_lib
+  from pix2pix_tf import training
+  from pix2pix_tf.training import profile
+
+  keras.backend.clear_session()
+  keras.utils.set_random_seed(0)
+  config = dataclasses.replace(config, steps_per_execution=1)
+  strategy = training.make_strategy(config.strategy)
+  built = training.build(config, strategy, 100, 10000)
+  iterator = training.train_iterator(strategy, config, split)
+  batch = next(iter(data_lib.make_dataset(split, config, batch_size, True)))
+
+  def whole():
+    float(built.distributed_step(iterator, tf.constant(1))["gen_total_loss"])
+
+  return profile.profile_step(built.train_step, whole, batch, repeats,
+                              strategy)
+
+
+def matmul_peak_gflops(dtype, size=2048, repeats=5):
+  """GFLOP/s of a size x size matmul chain in `dtype`: the cores' (or the
+  GPU's) practical matrix peak, for the step's share of it."""
+  import tensorflow as tf
+
+  device = "/gpu:0" if tf.config.list_logical_devices("GPU") else "/cpu:0"
+  with tf.device(device):
+    a = tf.random.uniform((size, size), dtype=tf.float32)
+    a = tf.cast(a, dtype)
+    chain = 8
+
+    @tf.function
+    def run(x):
+      for _ in range(chain):
+        x = tf.matmul(x, a) * tf.cast(1.0 / size, dtype)
+      return x
+
+    median = min(time_calls(lambda: run(a).numpy(), repeats)[1])
+  return chain * 2 * size ** 3 / median / 1e9
+
+
+def compare_default(config, split, batch_size, rate):
+  """The default row against the plain Keras step, its profile, and the
+  matmul peak of its compute dtype."""
+  from pix2pix_tf.training import precision
+
+  result = {"images_per_second": rate}
+  mode = precision.resolve_mixed_precision(config.mixed_precision)
+  dtype = {"none": "float32", "bf16": "bfloat16", "fp16": "float16"}[mode]
+  peak = matmul_peak_gflops(dtype)
+  flops = training_flops(config)["train_step"]
+  result.update(compute_dtype=dtype, matmul_peak_gflops=peak,
+                share_of_peak=rate * flops / 1e9 / peak)
+  print(f"batch {batch_size}: {dtype} matmul peak {peak:.0f} GFLOP/s; the "
+        f"default step reaches {100 * result['share_of_peak']:.0f}% of it",
+        flush=True)
+  if FLAGS.plain and mode != "fp16":
+    plain = bench_plain(config, split, batch_size, FLAGS.repeats,
+                        FLAGS.steps_per_repeat, FLAGS.warmup_steps)
+    result.update(plain_images_per_second=plain, ratio_to_plain=rate / plain)
+    print(f"batch {batch_size}: plain Keras step {plain:.2f} images/s; "
+          f"pix2pix_tf x{rate / plain:.2f}", flush=True)
+  if FLAGS.profile and config.update_order == "alternating":
+    found = bench_profile(config, split, batch_size, FLAGS.repeats)
+    result["profile_ms"] = {name: 1000 * seconds for name, seconds in
+                            {**found.parts(), "step": found.step}.items()}
+    print(f"batch {batch_size} profile (ms per step): " + ", ".join(
+        f"{name} {ms:.1f}" for name, ms in result["profile_ms"].items()),
+          flush=True)
+  return result
+
+
 def bench_inference(config, batch_sizes, repeats):
   """SavedModel serving_default: images/s and p50/p95 latency per batch."""
   import keras
@@ -310,7 +420,8 @@ def main(argv):
             "model": {"generator": base.generator, "crop_size": base.crop_size,
                       "discriminator_layers": base.d_layers,
                       "flops_per_image": flops},
-            "input_pipeline": {}, "training": {}, "inference": {}}
+            "input_pipeline": {}, "training": {}, "default": {},
+            "inference": {}}
   print(f"FLOPs per image of a training step ({base.update_order} "
         f"update): {flops['train_step'] / 1e9:.1f} G (generator forward "
         f"{flops['generator_forward'] / 1e9:.1f} G, discriminator forward "
@@ -324,7 +435,7 @@ def main(argv):
   for batch in batch_sizes:
     rows = {}
     for name in FLAGS.variants:
-      overrides = dict(VARIANTS["baseline"])
+      overrides = {} if name == "default" else dict(VARIANTS["baseline"])
       chosen = (combined_overrides(rows) if name == "combined" else
                 VARIANTS[name])
       overrides.update({k: (FLAGS.bench_spe if v is None else v)
@@ -348,6 +459,10 @@ def main(argv):
             + (f"x{rows[name]['ratio_to_baseline']:.2f}"
                if baseline else ""), flush=True)
     report["training"][batch] = rows
+    if "default" in rows:
+      default = dataclasses.replace(base, batch_size=batch)
+      report["default"][batch] = compare_default(
+          default, split, batch, rows["default"]["images_per_second"])
 
   report["inference"] = bench_inference(
       base, [int(b) for b in FLAGS.inference_batch_sizes], FLAGS.repeats)
@@ -399,6 +514,27 @@ def format_table(report) -> str:
                    f"{'' if ratio is None else f'{ratio:.2f}'} | "
                    f"{row['gflops_per_second']:.1f} | "
                    f"{row['peak_host_memory_mb']:.0f} |")
+  if report.get("default"):
+    lines += ["", "| batch | dtype | default images/s | plain Keras images/s "
+              "| x plain | % of matmul peak |", "|---|---|---|---|---|---|"]
+    for batch, row in report["default"].items():
+      plain = row.get("plain_images_per_second")
+      ratio = row.get("ratio_to_plain")
+      lines.append(
+          f"| {batch} | {row['compute_dtype']} | "
+          f"{row['images_per_second']:.2f} | "
+          f"{'' if plain is None else f'{plain:.2f}'} | "
+          f"{'' if ratio is None else f'{ratio:.2f}'} | "
+          f"{100 * row['share_of_peak']:.0f} |")
+    profiles = {b: r["profile_ms"] for b, r in report["default"].items()
+                if "profile_ms" in r}
+    if profiles:
+      names = list(next(iter(profiles.values())))
+      lines += ["", "| batch | " + " | ".join(names) + " |",
+                "|---" * (len(names) + 1) + "|"]
+      for batch, ms in profiles.items():
+        lines.append(f"| {batch} | " + " | ".join(
+            f"{ms[n]:.1f} ms" for n in names) + " |")
   best = max(row["images_per_second"] for rows in report["training"].values()
              for row in rows.values())
   pipeline = max(report["input_pipeline"].values())

@@ -1,0 +1,245 @@
+"""Where a training step's time goes, and the plain Keras step it must match.
+
+`PlainStep` is the pix2pix step as the TensorFlow tutorial writes it: the
+package's own generator and discriminator, two gradient tapes, Keras's
+BinaryCrossentropy and Adam, one `tf.function`; no strategy, no metrics, no
+loop. It is the floor: the package's step must not be slower. It takes the
+same update order, precision and XLA setting as the configuration it is
+built from, so that the two do the same arithmetic.
+
+`profile_step` times the parts of the package's step as separate compiled
+functions: the generator's forward, one discriminator forward, the
+backward passes, the two optimizer updates. What the whole step takes beyond
+their sum (the input, the metrics, the loop, the host) is "everything
+else".
+"""
+
+import dataclasses
+import statistics
+import time
+from typing import Callable, Dict, Optional, Tuple
+
+import keras
+import tensorflow as tf
+
+from pix2pix_tf import config as config_lib
+from pix2pix_tf import models
+from pix2pix_tf.training import precision
+from pix2pix_tf.training import step as step_lib
+
+
+class PlainStep:
+  """The tutorial's step on the package's models: `step(input, target)`
+  applies one update (alternating or simultaneous, as `config` says) and
+  returns the generator's total loss."""
+
+  def __init__(self, config: config_lib.Config):
+    if precision.resolve_mixed_precision(config.mixed_precision) == "fp16":
+      raise ValueError("The plain step runs in float32 or bfloat16; fp16 "
+                       "needs loss scaling, which the tutorial does not do.")
+    with precision.dtype_policy(config.mixed_precision):
+      self.generator = models.build_generator(config)
+      self.discriminator = models.build_discriminator(config)
+    if (config.gan_mode != "vanilla" or config.lambda_l2 or
+        config.lambda_feature_matching or
+        len(self.discriminator.discriminators) != 1):
+      raise ValueError("The plain step is the paper's objective: "
+                       "--gan_mode=vanilla, L1 only, one discriminator.")
+    self.lambda_l1 = config.lambda_l1
+    self.bce = keras.losses.BinaryCrossentropy(from_logits=True)
+    self.generator_optimizer = keras.optimizers.Adam(
+        config.learning_rate, beta_1=config.beta_1, beta_2=config.beta_2)
+    self.discriminator_optimizer = keras.optimizers.Adam(
+        config.learning_rate, beta_1=config.beta_1, beta_2=config.beta_2)
+    step = (self.alternating if config.update_order == "alternating" else
+            self.simultaneous)
+    self.step = tf.function(step, jit_compile=config.jit_compile)
+
+  def logits(self, input_image: tf.Tensor, candidate: tf.Tensor) -> tf.Tensor:
+    """The discriminator's logits map, in float32."""
+    outputs = self.discriminator([input_image, candidate], training=True)
+    return tf.cast(outputs[0][0], tf.float32)
+
+  def discriminator_loss(self, real: tf.Tensor, fake: tf.Tensor) -> tf.Tensor:
+    """The paper's halved D loss."""
+    return 0.5 * (self.bce(tf.ones_like(real), real) +
+                  self.bce(tf.zeros_like(fake), fake))
+
+  def generator_loss(self, fake: tf.Tensor, generated: tf.Tensor,
+                     target: tf.Tensor) -> tf.Tensor:
+    """Fool D, plus lambda x L1."""
+    l1 = tf.reduce_mean(tf.abs(target - tf.cast(generated, tf.float32)))
+    return self.bce(tf.ones_like(fake), fake) + self.lambda_l1 * l1
+
+  def alternating(self, input_image: tf.Tensor,
+                  target: tf.Tensor) -> tf.Tensor:
+    """D step on G's output held fixed, then G step against the new D."""
+    with tf.GradientTape() as gen_tape:
+      generated = self.generator(input_image, training=True)
+      with tf.GradientTape() as disc_tape:
+        disc_loss = self.discriminator_loss(
+            self.logits(input_image, target),
+            self.logits(input_image, tf.stop_gradient(generated)))
+      variables = self.discriminator.trainable_variables
+      self.discriminator_optimizer.apply_gradients(
+          zip(disc_tape.gradient(disc_loss, variables), variables))
+      gen_loss = self.generator_loss(self.logits(input_image, generated),
+                                     generated, target)
+    variables = self.generator.trainable_variables
+    self.generator_optimizer.apply_gradients(
+        zip(gen_tape.gradient(gen_loss, variables), variables))
+    return gen_loss
+
+  def simultaneous(self, input_image: tf.Tensor,
+                   target: tf.Tensor) -> tf.Tensor:
+    """Both gradients from one forward pass (the tutorial's order)."""
+    with tf.GradientTape() as gen_tape, tf.GradientTape() as disc_tape:
+      generated = self.generator(input_image, training=True)
+      real = self.logits(input_image, target)
+      fake = self.logits(input_image, generated)
+      gen_loss = self.generator_loss(fake, generated, target)
+      disc_loss = self.discriminator_loss(real, fake)
+    for tape, loss, model, optimizer in (
+        (gen_tape, gen_loss, self.generator, self.generator_optimizer),
+        (disc_tape, disc_loss, self.discriminator,
+         self.discriminator_optimizer)):
+      variables = model.trainable_variables
+      optimizer.apply_gradients(zip(tape.gradient(loss, variables),
+                                    variables))
+    return gen_loss
+
+
+def median_seconds(call: Callable[[], object], repeats: int,
+                   warmup: int = 2) -> float:
+  """The median wall time of `call()` (which must block until done), after
+  `warmup` untimed calls (tracing and compilation)."""
+  for _ in range(warmup):
+    call()
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    call()
+    times.append(time.perf_counter() - start)
+  return statistics.median(times)
+
+
+@dataclasses.dataclass
+class Profile:
+  """Seconds per step of each part of the update (see `profile_step`)."""
+  generator_forward: float
+  discriminator_forwards: float
+  backward: float
+  optimizer_updates: float
+  everything_else: float
+  step: float
+
+  def parts(self) -> Dict[str, float]:
+    """The parts, which add up to `step`."""
+    return {name: value for name, value in dataclasses.asdict(self).items()
+            if name != "step"}
+
+
+def step_prefixes(train_step: step_lib.TrainStep, input_image: tf.Tensor,
+                  target_image: tf.Tensor,
+                  strategy: Optional[tf.distribute.Strategy] = None
+                  ) -> Dict[str, Callable]:
+  """The alternating update cut after each of its parts: each function
+  runs the update up to and including the named part, so that the time of
+  a part is the difference between two prefixes (each call's fixed costs
+  cancel). The last prefix is the whole update. With `strategy` (the one
+  the state was built under), each runs in its replica context."""
+  state = train_step.state
+  d_vars = state.discriminator.trainable_variables
+  g_vars = state.generator.trainable_variables
+
+  def run(last):
+    with tf.GradientTape() as gen_tape:
+      generated = train_step.generate(input_image)
+      if last == "generator_forward":
+        return generated
+      with gen_tape.stop_recording(), tf.GradientTape() as disc_tape:
+        fixed = tf.stop_gradient(generated)
+        real = train_step.discriminate(input_image, target_image)
+        fake = train_step.discriminate(input_image, fixed)
+        disc_loss = train_step.discriminator_losses(
+            input_image, target_image, fixed, real, fake)["disc_loss"]
+      if last == "discriminator_forwards":
+        return disc_loss
+      with gen_tape.stop_recording():
+        disc_gradients = disc_tape.gradient(disc_loss, d_vars)
+      if last == "discriminator_backward":
+        return disc_gradients
+      with gen_tape.stop_recording():
+        train_step.apply(state.discriminator_optimizer, disc_gradients,
+                         state.discriminator)
+      if last == "discriminator_update":
+        return state.discriminator_optimizer.iterations
+      gen_loss = train_step.generator_objective(
+          input_image, target_image, generated)["gen_total_loss"]
+      if last == "generator_objective":
+        return gen_loss
+    gen_gradients = gen_tape.gradient(gen_loss, g_vars)
+    if last == "generator_backward":
+      return gen_gradients
+    train_step.apply(state.generator_optimizer, gen_gradients,
+                     state.generator)
+    return state.generator_optimizer.iterations
+
+  def prefix(name):
+    if strategy is None:
+      return tf.function(lambda: run(name),
+                         jit_compile=train_step.config.jit_compile)
+    inner = tf.function(lambda: run(name),
+                        jit_compile=train_step.config.jit_compile)
+    return tf.function(lambda: strategy.experimental_local_results(
+        strategy.run(inner))[0])
+
+  return {name: prefix(name) for name in PREFIXES}
+
+
+PREFIXES = ("generator_forward", "discriminator_forwards",
+            "discriminator_backward", "discriminator_update",
+            "generator_objective", "generator_backward", "generator_update")
+
+
+def profile_step(train_step: step_lib.TrainStep,
+                 whole_step: Callable[[], object],
+                 batch: Tuple[tf.Tensor, tf.Tensor], repeats: int,
+                 strategy: Optional[tf.distribute.Strategy] = None
+                 ) -> Profile:
+  """Times the parts of `train_step`'s alternating update on `batch`, and
+  `whole_step()`: one step as training runs it (strategy, metrics, loop).
+
+  Each part is the difference between two prefixes of the update (see
+  `step_prefixes`): the generator's forward; the discriminator's forwards
+  (the D step's real and generated pair, the G step's generated pair);
+  the backward passes (D's gradients, G's gradients through D); the two
+  optimizer updates. Everything else: the whole step less the whole update
+  on a fixed batch (run in `strategy`'s replica context when given), i.e.
+  what reading the next batch, the metrics, the step loop and the host
+  add. Parts can come out slightly negative when they are within the
+  timing noise.
+  """
+  if train_step.config.update_order != "alternating":
+    raise ValueError("The profile cuts the alternating update.")
+  prefixes = step_prefixes(train_step, *batch, strategy)
+
+  def blocking(function):
+    return lambda: tf.nest.map_structure(lambda t: t.numpy(), function())
+
+  seconds = {name: median_seconds(blocking(f), repeats)
+             for name, f in prefixes.items()}
+  whole = median_seconds(whole_step, repeats)
+  part = lambda later, earlier: seconds[later] - seconds[earlier]  # noqa
+  return Profile(
+      generator_forward=seconds["generator_forward"],
+      discriminator_forwards=(
+          part("discriminator_forwards", "generator_forward") +
+          part("generator_objective", "discriminator_update")),
+      backward=(part("discriminator_backward", "discriminator_forwards") +
+                part("generator_backward", "generator_objective")),
+      optimizer_updates=(
+          part("discriminator_update", "discriminator_backward") +
+          part("generator_update", "generator_backward")),
+      everything_else=whole - seconds["generator_update"],
+      step=whole)

@@ -1,0 +1,93 @@
+"""The plain Keras step the benchmark compares with, and the step profile."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import small_config
+from pix2pix_tf import training
+from pix2pix_tf.training import profile
+
+
+def batch(size=32, count=2, seed=0):
+  rng = np.random.default_rng(seed)
+  return tuple(tf.constant(rng.uniform(-1, 1, (count, size, size, 3)),
+                           tf.float32) for _ in range(2))
+
+
+@pytest.mark.parametrize("order", ["alternating", "simultaneous"])
+def test_the_plain_step_does_the_packages_update(order, tmp_path):
+  """Same weights, same batch (dropout off): one plain step and one step of
+  the package leave both networks with the same weights, so the benchmark
+  compares two implementations of the same arithmetic."""
+  config = small_config(tmp_path, tmp_path / "run", dropout=0.0,
+                        update_order=order)
+  strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+  built = training.build(config, strategy, steps_per_epoch=10)
+  plain = profile.PlainStep(config)
+  plain.generator.set_weights(built.state.generator.get_weights())
+  plain.discriminator.set_weights(built.state.discriminator.get_weights())
+  before = built.state.generator.get_weights()
+  images = batch()
+  for _ in range(2):
+    strategy.run(built.train_step, args=(images,))
+    plain.step(*images)
+  for ours, theirs in ((built.state.generator, plain.generator),
+                       (built.state.discriminator, plain.discriminator)):
+    for a, b in zip(ours.get_weights(), theirs.get_weights()):
+      np.testing.assert_allclose(a, b, atol=2e-6)
+  moved = max(np.abs(a - b).max() for a, b in
+              zip(before, built.state.generator.get_weights()))
+  assert moved > 1e-4  # Two Adam steps of 2e-4 each.
+
+
+def test_the_plain_step_refuses_what_the_tutorial_does_not_do(tmp_path):
+  for overrides in (dict(gan_mode="lsgan"), dict(lambda_l2=1.0),
+                    dict(num_discriminators=2), dict(mixed_precision="fp16")):
+    with pytest.raises(ValueError):
+      profile.PlainStep(small_config(tmp_path, tmp_path / "run",
+                                     **overrides))
+
+
+def test_the_profiles_last_cut_is_the_whole_update(tmp_path):
+  """The prefixes the profile times are the real update: the last one,
+  from the same weights, leaves the weights the step leaves."""
+  config = small_config(tmp_path, tmp_path / "run", dropout=0.0)
+  strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+  ours = training.build(config, strategy, steps_per_epoch=10)
+  cut = training.build(config, strategy, steps_per_epoch=10)
+  for a, b in ((ours.state.generator, cut.state.generator),
+               (ours.state.discriminator, cut.state.discriminator)):
+    b.set_weights(a.get_weights())
+  images = batch()
+  strategy.run(ours.train_step, args=(images,))
+  prefixes = profile.step_prefixes(cut.train_step, *images)
+  assert tuple(prefixes) == profile.PREFIXES
+  prefixes["generator_update"]()
+  for a, b in ((ours.state.generator, cut.state.generator),
+               (ours.state.discriminator, cut.state.discriminator)):
+    for x, y in zip(a.get_weights(), b.get_weights()):
+      np.testing.assert_allclose(x, y, atol=1e-6)
+
+
+def test_the_profile_names_each_part_of_the_step(tmp_path):
+  config = small_config(tmp_path, tmp_path / "run")
+  strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+  built = training.build(config, strategy, steps_per_epoch=10)
+  images = batch()
+  iterator = iter(strategy.experimental_distribute_dataset(
+      tf.data.Dataset.from_tensors(images).repeat()))
+  result = profile.profile_step(
+      built.train_step,
+      lambda: built.distributed_step(iterator)["gen_total_loss"].numpy(),
+      images, repeats=2)
+  assert set(result.parts()) == {
+      "generator_forward", "discriminator_forwards", "backward",
+      "optimizer_updates", "everything_else"}
+  assert result.step > 0 and result.generator_forward > 0
+  assert sum(result.parts().values()) == pytest.approx(result.step)
+  with pytest.raises(ValueError, match="alternating"):
+    profile.profile_step(
+        training.build(small_config(tmp_path, tmp_path / "run",
+                                    update_order="simultaneous"),
+                       strategy, 10).train_step, lambda: None, images, 1)
