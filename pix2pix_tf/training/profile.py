@@ -152,6 +152,12 @@ def step_prefixes(train_step: step_lib.TrainStep, input_image: tf.Tensor,
   d_vars = state.discriminator.trainable_variables
   g_vars = state.generator.trainable_variables
 
+  def done(tensors):
+    # A scalar that waits for `tensors`: returning the gradients themselves
+    # would time their copy to the host as well.
+    with tf.control_dependencies(tensors):
+      return tf.constant(0.0)
+
   def run(last):
     with tf.GradientTape() as gen_tape:
       generated = train_step.generate(input_image)
@@ -168,7 +174,7 @@ def step_prefixes(train_step: step_lib.TrainStep, input_image: tf.Tensor,
       with gen_tape.stop_recording():
         disc_gradients = disc_tape.gradient(disc_loss, d_vars)
       if last == "discriminator_backward":
-        return disc_gradients
+        return done(disc_gradients)
       with gen_tape.stop_recording():
         train_step.apply(state.discriminator_optimizer, disc_gradients,
                          state.discriminator)
@@ -180,7 +186,7 @@ def step_prefixes(train_step: step_lib.TrainStep, input_image: tf.Tensor,
         return gen_loss
     gen_gradients = gen_tape.gradient(gen_loss, g_vars)
     if last == "generator_backward":
-      return gen_gradients
+      return done(gen_gradients)
     train_step.apply(state.generator_optimizer, gen_gradients,
                      state.generator)
     return state.generator_optimizer.iterations
