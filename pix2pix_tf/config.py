@@ -271,6 +271,10 @@ class Config:
   steps_per_execution: int = option(
       1,
       "Training steps per tf.function call.")
+  fused_updates: bool = option(
+      True,
+      "Adam as TensorFlow's one fused kernel per variable (same arithmetic "
+      "as Keras's Adam, less memory traffic); false: Keras's Adam.")
 
   # Outputs.
   model_dir: str = option(
@@ -313,8 +317,6 @@ class Config:
       "",
       "A segmenter SavedModel (tools/train_segmenter.py) for the FCN-score "
       "during training.")
-
-
 
   @classmethod
   def from_flag_values(cls, flag_values: flags.FlagValues) -> "Config":
@@ -435,12 +437,10 @@ class Config:
           "split evenly across replicas.")
     return self
 
-
   def _validate_ranges(self):
     for name in ("load_size", "crop_size", "batch_size", "ngf", "ndf",
                  "checkpoint_every_steps", "keep_checkpoints",
-                 "num_discriminators", "lr_decay_epochs",
-                 "steps_per_execution",
+                 "num_discriminators", "lr_decay_epochs", "steps_per_execution",
                  "log_every_steps", "sample_every_steps", "eval_every_steps"):
       if getattr(self, name) < 1:
         raise ConfigError(

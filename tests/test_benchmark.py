@@ -56,6 +56,28 @@ def test_combined_takes_what_helped(benchmark):
       "mixed_precision": "bf16", "steps_per_execution": None}
 
 
+def test_the_default_variants_skip_precisions_without_fast_kernels(
+    benchmark, monkeypatch):
+  from pix2pix_tf.training import precision
+  monkeypatch.setattr(precision, "fast_bfloat16", lambda: False)
+  variants = benchmark.default_variants()
+  assert "bf16" not in variants and "default" in variants
+  assert "fused" in variants and "baseline" in variants
+  # No GPU here: float16 is emulated and not timed by default.
+  assert "fp16" not in variants
+  monkeypatch.setattr(precision, "fast_bfloat16", lambda: True)
+  assert "bf16" in benchmark.default_variants()
+
+
+def test_slow_steps_get_fewer_timed_calls(benchmark):
+  def fitted(call_seconds):  # 30 s, up to 4 calls and 5 repeats.
+    return benchmark.fitted_calls(call_seconds, 4, 30.0, 5)
+
+  assert fitted(0.1) == (4, 5)  # Fast: every call.
+  assert fitted(2.0) == (3, 5)  # 5 x 3 x 2 s = 30 s.
+  assert fitted(45.0) == (1, 3)  # At least 3 repeats of one call.
+
+
 @pytest.mark.slow
 def test_benchmark_runs_and_writes_json(tmp_path):
   data_dir = demo.write_dataset(str(tmp_path / "data"), 8, 2, 32)
@@ -64,19 +86,41 @@ def test_benchmark_runs_and_writes_json(tmp_path):
       [sys.executable, TOOL, f"--data_dir={data_dir}", "--crop_size=32",
        "--load_size=36", "--generator=unet", "--unet_depth=5", "--ngf=8",
        "--ndf=8", "--batch_sizes=2", "--inference_batch_sizes=1",
-       "--variants=baseline,simultaneous,spe,combined", "--bench_spe=2", "--repeats=2",
-       "--steps_per_repeat=2", "--warmup_steps=1", f"--output={output}"],
+       "--variants=default,baseline,simultaneous,fused,spe,combined",
+       "--bench_spe=2", "--repeats=3", "--steps_per_repeat=2",
+       "--warmup_steps=1", "--matmul_size=128", "--batch_size=2",
+       "--train_command_steps=6", "--log_every_steps=2",
+       "--sample_every_steps=3", "--checkpoint_every_steps=3",
+       "--eval_every_steps=100", f"--output={output}"],
       capture_output=True, text=True, env=ENV, timeout=600)
   assert result.returncode == 0, result.stderr
   report = json.loads(output.read_text())
   rows = report["training"]["2"]
-  assert set(rows) == {"baseline", "simultaneous", "spe", "combined"}
+  assert set(rows) == {"default", "baseline", "simultaneous", "fused", "spe",
+                       "combined"}
   assert rows["baseline"]["ratio_to_baseline"] == 1.0
   for row in rows.values():
     assert row["images_per_second"] > 0 and row["peak_host_memory_mb"] > 0
   assert rows["spe"]["overrides"]["steps_per_execution"] == 2
   assert rows["baseline"]["overrides"]["update_order"] == "alternating"
   assert rows["simultaneous"]["overrides"]["update_order"] == "simultaneous"
+  assert rows["baseline"]["overrides"]["fused_updates"] is False
+  assert rows["fused"]["overrides"]["fused_updates"] is True
+  assert rows["default"]["overrides"] == {}
+  default = report["default"]["2"]
+  assert default["plain_images_per_second"] > 0
+  assert default["ratio_to_plain"] == pytest.approx(
+      rows["default"]["images_per_second"]
+      / default["plain_images_per_second"])
+  assert default["profile_ms"]["step"] == pytest.approx(
+      sum(v for k, v in default["profile_ms"].items() if k != "step"))
+  assert 0 < default["share_of_peak"] and default["matmul_peak_gflops"] > 0
+  # The whole command, timed from the end of its first logged window (step
+  # 2) to its last (step 6), a sample and a checkpoint in between.
+  command = report["train_command"]
+  assert command["timed_steps"] == [2, 6]
+  assert command["ratio_to_benchmark"] == pytest.approx(
+      command["images_per_second"] / rows["default"]["images_per_second"])
   assert (rows["baseline"]["flops_per_image"] >
           rows["simultaneous"]["flops_per_image"])
   assert report["input_pipeline"]["2"] > 0

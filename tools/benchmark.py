@@ -48,36 +48,53 @@ config_lib.define_flags()  # The training flags, for the base configuration.
 flags.DEFINE_list("batch_sizes", ["1", "16"], "Training batch sizes.")
 flags.DEFINE_list("inference_batch_sizes", ["1", "8"],
                   "SavedModel inference batch sizes.")
-flags.DEFINE_list("variants", ["default", "baseline", "simultaneous", "bf16",
-                               "fp16", "xla", "spe", "combined"],
+flags.DEFINE_list("variants", None,
                   "Training configurations: default (the flags as given), "
-                  "baseline (fp32, no XLA, 1 step "
-                  "per call, the alternating update), simultaneous (the "
-                  "baseline with --update_order=simultaneous: what the "
-                  "alternating update costs), bf16, fp16, xla, spe "
+                  "baseline (fp32, no XLA, 1 step per call, Keras's Adam, "
+                  "the alternating update), simultaneous (the baseline with "
+                  "--update_order=simultaneous: what the alternating update "
+                  "costs), fused (--fused_updates), bf16, fp16, xla, spe "
                   "(--bench_spe steps per call), combined (every "
                   "optimisation that beat the baseline alone at this batch "
-                  "size, the faster of bf16 and fp16).")
+                  "size, the faster of bf16 and fp16). Default: all, less "
+                  "the reduced precisions this machine has no fast kernels "
+                  "for (fp16 without a GPU; bf16 without a GPU of compute "
+                  "capability 8.0+ or a CPU with AMX).")
+flags.DEFINE_integer("matmul_size", 2048, "Side of the square matrices that "
+                     "measure the matrix-multiply peak.")
 flags.DEFINE_integer("bench_spe", 4, "Steps per call of the spe variants.")
 flags.DEFINE_bool("plain", True, "Time the plain Keras step beside the "
                   "default row.")
 flags.DEFINE_bool("profile", True, "Profile the default row's step.")
-flags.DEFINE_integer("repeats", 5, "Timed repeats; the median is reported.")
-flags.DEFINE_integer("steps_per_repeat", 4, "Training steps per repeat.")
+flags.DEFINE_integer("repeats", 5, "Timed repeats at most; the median is "
+                     "reported.")
+flags.DEFINE_integer("steps_per_repeat", 4, "Training steps per repeat at "
+                     "most.")
+flags.DEFINE_float("seconds_per_row", 30.0,
+                   "Timing budget of one measurement: fewer steps per "
+                   "repeat, then fewer repeats (at least 3 of one call), "
+                   "where the steps are slow.")
 flags.DEFINE_integer("warmup_steps", 2, "Untimed steps before timing.")
 flags.DEFINE_integer("quality_steps", 0,
                      "Train the demo configuration this many steps per "
                      "precision and compare val L1 (0: skip).")
 flags.DEFINE_string("quality_data_dir", "datasets/demo",
                     "Demo data for --quality_steps (made if missing).")
+flags.DEFINE_integer("train_command_steps", 0,
+                     "Also run the whole train command this many steps on "
+                     "the flags as given (its data, logging, samples, "
+                     "validation and checkpoints at the flags' periods) and "
+                     "compare its rate with the default row's (0: skip).")
 flags.DEFINE_string("output", None, "Write the results as JSON here.")
 FLAGS = flags.FLAGS
 
 VARIANTS = {
     "default": {},  # The flags as given.
     "baseline": dict(mixed_precision="none", jit_compile=False,
-                     steps_per_execution=1, update_order="alternating"),
+                     steps_per_execution=1, update_order="alternating",
+                     fused_updates=False),
     "simultaneous": dict(update_order="simultaneous"),
+    "fused": dict(fused_updates=True),
     "bf16": dict(mixed_precision="bf16"),
     "fp16": dict(mixed_precision="fp16"),
     "xla": dict(jit_compile=True),
@@ -99,9 +116,46 @@ def combined_overrides(rows) -> dict:
         precisions, key=lambda p: rows[p]["ratio_to_baseline"])
   if helped("xla"):
     overrides["jit_compile"] = True
+  if helped("fused"):
+    overrides["fused_updates"] = True
   if helped("spe"):
     overrides["steps_per_execution"] = None  # --bench_spe
   return overrides
+
+
+def default_variants() -> list:
+  """Every variant, less the reduced precisions without fast kernels here."""
+  import tensorflow as tf
+  from pix2pix_tf.training import precision
+
+  names = list(VARIANTS)
+  if not tf.config.list_physical_devices("GPU"):
+    names.remove("fp16")
+  if not precision.fast_bfloat16():
+    names.remove("bf16")
+  return names
+
+
+def fitted_calls(call_seconds, max_calls, budget, max_repeats):
+  """(calls per repeat, repeats) that time within `budget` seconds: up to
+  `max_calls` calls and `max_repeats` repeats, at least one call and three
+  repeats."""
+  calls = int(max(1, min(max_calls, budget // (max_repeats * call_seconds))))
+  repeats = int(max(3, min(max_repeats, budget // (calls * call_seconds))))
+  return calls, repeats
+
+
+def timed_rate(run, images_per_call, max_calls, warmup):
+  """Images/s of `run(n)` (n calls, blocking): `warmup` untimed calls
+  (tracing, compilation), one more to size the timing, then the median of
+  the fitted repeats."""
+  run(warmup)
+  start = time.perf_counter()
+  run(1)
+  calls, repeats = fitted_calls(time.perf_counter() - start, max_calls,
+                                FLAGS.seconds_per_row, FLAGS.repeats)
+  median, _ = time_calls(lambda: run(calls), repeats)
+  return calls * images_per_call / median
 
 
 def conv_flops(model, input_shapes) -> int:
@@ -200,8 +254,7 @@ def bench_input_pipeline(config, split, batch_size, repeats):
   return batches * batch_size / median
 
 
-def bench_training(config, split, batch_size, repeats, steps_per_repeat,
-                   warmup_steps):
+def bench_training(config, split, batch_size, steps_per_repeat, warmup_steps):
   """Images/s of training `config` at `batch_size`, warm-up excluded."""
   import keras
   import tensorflow as tf
@@ -214,21 +267,19 @@ def bench_training(config, split, batch_size, repeats, steps_per_repeat,
   step = training.build(config, strategy, 100, 10000).distributed_step
   iterator = training.train_iterator(strategy, config, split)
   per_call = config.steps_per_execution
-  calls = max(1, steps_per_repeat // per_call)
 
   def run(n):
     for _ in range(n):
-      metrics = step(iterator, tf.constant(per_call))
+      metrics = step(iterator, per_call)
     float(metrics["gen_total_loss"])  # Waits for the device.
 
   reset_gpu_peak()
-  run(max(1, warmup_steps // per_call) + 1)  # Tracing and compilation.
-  median, _ = time_calls(lambda: run(calls), repeats)
-  return calls * per_call * batch_size / median
+  return timed_rate(run, per_call * batch_size,
+                    max(1, steps_per_repeat // per_call),
+                    max(1, warmup_steps // per_call) + 1)
 
 
-def bench_plain(config, split, batch_size, repeats, steps_per_repeat,
-                warmup_steps):
+def bench_plain(config, split, batch_size, steps_per_repeat, warmup_steps):
   """Images/s of the plain Keras step (training.profile.PlainStep) on the
   same tf.data stream: `for x, y in dataset: step(x, y)`."""
   import keras
@@ -245,9 +296,7 @@ def bench_plain(config, split, batch_size, repeats, steps_per_repeat,
       loss = plain.step(*next(iterator))
     float(loss)  # Waits for the device.
 
-  run(warmup_steps + 1)
-  median, _ = time_calls(lambda: run(steps_per_repeat), repeats)
-  return steps_per_repeat * batch_size / median
+  return timed_rate(run, batch_size, steps_per_repeat, warmup_steps + 1)
 
 
 def bench_profile(config, split, batch_size, repeats):
@@ -267,7 +316,7 @@ def bench_profile(config, split, batch_size, repeats):
   batch = next(iter(data_lib.make_dataset(split, config, batch_size, True)))
 
   def whole():
-    float(built.distributed_step(iterator, tf.constant(1))["gen_total_loss"])
+    float(built.distributed_step(iterator, 1)["gen_total_loss"])
 
   return profile.profile_step(built.train_step, whole, batch, repeats,
                               strategy)
@@ -302,7 +351,7 @@ def compare_default(config, split, batch_size, rate):
   result = {"images_per_second": rate}
   mode = precision.resolve_mixed_precision(config.mixed_precision)
   dtype = {"none": "float32", "bf16": "bfloat16", "fp16": "float16"}[mode]
-  peak = matmul_peak_gflops(dtype)
+  peak = matmul_peak_gflops(dtype, FLAGS.matmul_size)
   flops = training_flops(config)["train_step"]
   result.update(compute_dtype=dtype, matmul_peak_gflops=peak,
                 share_of_peak=rate * flops / 1e9 / peak)
@@ -310,19 +359,59 @@ def compare_default(config, split, batch_size, rate):
         f"default step reaches {100 * result['share_of_peak']:.0f}% of it",
         flush=True)
   if FLAGS.plain and mode != "fp16":
-    plain = bench_plain(config, split, batch_size, FLAGS.repeats,
-                        FLAGS.steps_per_repeat, FLAGS.warmup_steps)
+    plain = bench_plain(config, split, batch_size, FLAGS.steps_per_repeat,
+                        FLAGS.warmup_steps)
     result.update(plain_images_per_second=plain, ratio_to_plain=rate / plain)
     print(f"batch {batch_size}: plain Keras step {plain:.2f} images/s; "
           f"pix2pix_tf x{rate / plain:.2f}", flush=True)
   if FLAGS.profile and config.update_order == "alternating":
-    found = bench_profile(config, split, batch_size, FLAGS.repeats)
+    # Eight functions (seven prefixes and the step) share the row's budget.
+    _, repeats = fitted_calls(8 * batch_size / rate, 1,
+                              FLAGS.seconds_per_row, FLAGS.repeats)
+    found = bench_profile(config, split, batch_size, repeats)
     result["profile_ms"] = {name: 1000 * seconds for name, seconds in
                             {**found.parts(), "step": found.step}.items()}
     print(f"batch {batch_size} profile (ms per step): " + ", ".join(
         f"{name} {ms:.1f}" for name, ms in result["profile_ms"].items()),
           flush=True)
   return result
+
+
+def bench_train_command(config, steps):
+  """The train command run as a user runs it (a subprocess, at `config`'s
+  periods) for `steps` steps: its images/s from the first logged window's
+  end to the last's (tracing and start-up before, the final export after,
+  are not steps; every periodic action in between is), from the wall times
+  TensorBoard recorded, and the command's wall time."""
+  import subprocess
+  import tensorflow as tf
+  from pix2pix_tf import training
+
+  with tempfile.TemporaryDirectory() as folder:
+    run_dir = os.path.join(folder, "run")
+    training.write_run_config(config, folder)
+    start = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "pix2pix_tf.train",
+         f"--flagfile={os.path.join(folder, 'flags.txt')}",
+         f"--model_dir={run_dir}", f"--max_steps={steps}"],
+        check=True, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - start
+    logs = training.RunPaths(run_dir).logs("train")
+    logged = sorted(
+        (event.step, event.wall_time)
+        for name in os.listdir(logs)
+        for event in tf.compat.v1.train.summary_iterator(
+            os.path.join(logs, name))
+        if any(v.tag == "images_per_second" for v in event.summary.value))
+  if len(logged) < 2:
+    raise ValueError(f"--train_command_steps={steps} logs fewer than two "
+                     f"windows at --log_every_steps={config.log_every_steps}.")
+  (first, start_time), (last, end_time) = logged[0], logged[-1]
+  return {"steps": steps, "wall_seconds": wall,
+          "timed_steps": [first, last],
+          "images_per_second": (last - first) * config.batch_size / (
+              end_time - start_time)}
 
 
 def bench_inference(config, batch_sizes, repeats):
@@ -359,7 +448,9 @@ def bench_inference(config, batch_sizes, repeats):
 
 
 def quality_check(steps, data_dir, precisions):
-  """val L1 of the demo configuration after `steps` steps per precision."""
+  """val L1 of the demo configuration after `steps` steps per precision
+  (fused Adam), and in fp32 with Keras's Adam ("keras_adam", the reference
+  point: the step before any optimisation)."""
   import tensorflow as tf
   from pix2pix_tf.data import demo
   from pix2pix_tf import training
@@ -371,11 +462,12 @@ def quality_check(steps, data_dir, precisions):
   with open(demo_flags) as f:
     base = config_lib.Config().with_flags(f.read())
   results = {}
-  for precision in precisions:
+  for name in ["keras_adam"] + list(precisions):
     with tempfile.TemporaryDirectory() as folder:
       config = dataclasses.replace(
           base, data_dir=data_dir, model_dir=folder, max_steps=steps,
-          mixed_precision=precision, num_samples=0, label_palette="",
+          mixed_precision="none" if name == "keras_adam" else name,
+          fused_updates=name != "keras_adam", num_samples=0, label_palette="",
           eval_every_steps=steps, checkpoint_every_steps=steps,
           sample_every_steps=steps, log_every_steps=max(1, steps // 10),
           lr_policy="constant")
@@ -383,7 +475,7 @@ def quality_check(steps, data_dir, precisions):
           config, tf.distribute.OneDeviceStrategy(
               "/gpu:0" if tf.config.list_logical_devices("GPU")
               else "/cpu:0"))
-    results[precision] = result["val_gen_l1_loss"]
+    results[name] = result["val_gen_l1_loss"]
   return results
 
 
@@ -405,15 +497,21 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   from pix2pix_tf import data as data_lib
 
-  unknown = set(FLAGS.variants) - set(VARIANTS)
+  variants = FLAGS.variants or default_variants()
+  unknown = set(variants) - set(VARIANTS)
   if unknown:
     raise app.UsageError(f"Unknown --variants {', '.join(sorted(unknown))}.")
+  if not FLAGS.variants:
+    print("variants: " + ", ".join(variants) + " (--variants=... for others)",
+          flush=True)
   base = config_lib.Config.from_flag_values(FLAGS)
   batch_sizes = [int(b) for b in FLAGS.batch_sizes]
   try:
     base.validate()
     split = data_lib.open_split(base.data_dir, "train")
-  except (config_lib.ConfigError, data_lib.DatasetError) as e:
+    if base.label_palette:  # Used by the export, after the training parts.
+      data_lib.load_palette(base.label_palette)
+  except (config_lib.ConfigError, data_lib.DatasetError, ValueError) as e:
     sys.exit(f"benchmark: error: {e}")
   flops = training_flops(base)
   report = {"machine": machine_description(),
@@ -434,15 +532,15 @@ def main(argv):
 
   for batch in batch_sizes:
     rows = {}
-    for name in FLAGS.variants:
+    for name in variants:
       overrides = {} if name == "default" else dict(VARIANTS["baseline"])
       chosen = (combined_overrides(rows) if name == "combined" else
                 VARIANTS[name])
       overrides.update({k: (FLAGS.bench_spe if v is None else v)
                         for k, v in chosen.items()})
       config = dataclasses.replace(base, batch_size=batch, **overrides)
-      rate = bench_training(config, split, batch, FLAGS.repeats,
-                            FLAGS.steps_per_repeat, FLAGS.warmup_steps)
+      rate = bench_training(config, split, batch, FLAGS.steps_per_repeat,
+                            FLAGS.warmup_steps)
       step_flops = training_flops(config)["train_step"]
       rows[name] = {
           "images_per_second": rate,
@@ -464,6 +562,20 @@ def main(argv):
       report["default"][batch] = compare_default(
           default, split, batch, rows["default"]["images_per_second"])
 
+  if FLAGS.train_command_steps:
+    command = bench_train_command(base, FLAGS.train_command_steps)
+    default = (report["training"].get(base.batch_size) or {}).get("default")
+    if default:
+      command["ratio_to_benchmark"] = (command["images_per_second"]
+                                       / default["images_per_second"])
+    report["train_command"] = command
+    print(f"train command, steps {command['timed_steps'][0]}-"
+          f"{command['timed_steps'][1]}: {command['images_per_second']:.2f} "
+          "images/s" + (f" = x{command['ratio_to_benchmark']:.2f} the "
+                        "benchmark's default row" if default else "")
+          + f"; {command['wall_seconds']:.0f} s in all", flush=True)
+    write_report(report)
+
   report["inference"] = bench_inference(
       base, [int(b) for b in FLAGS.inference_batch_sizes], FLAGS.repeats)
   for batch, row in report["inference"].items():
@@ -478,17 +590,18 @@ def main(argv):
     import tensorflow as tf
     reduced = ["bf16", "fp16"] if tf.config.list_physical_devices("GPU") else (
         ["bf16"])
-    precisions = ["none"] + [p for p in reduced if p in FLAGS.variants]
+    precisions = ["none"] + [p for p in reduced if p in variants]
     quality = quality_check(FLAGS.quality_steps, FLAGS.quality_data_dir,
                             precisions)
+    reference = quality["keras_adam"]
     report["quality"] = {
         "steps": FLAGS.quality_steps, "val_l1": quality,
-        "relative_to_fp32": {p: quality[p] / quality["none"] - 1
-                             for p in quality}}
-    for precision, value in quality.items():
+        "relative_to_fp32_keras_adam": {p: quality[p] / reference - 1
+                                        for p in quality}}
+    for name, value in quality.items():
       print(f"quality: val L1 after {FLAGS.quality_steps} demo steps, "
-            f"{precision}: {value:.4f} "
-            f"({100 * (value / quality['none'] - 1):+.1f}% vs fp32)")
+            f"{name}: {value:.4f} ({100 * (value / reference - 1):+.1f}% vs "
+            "fp32 with Keras's Adam)")
 
   print(format_table(report))
   write_report(report)

@@ -45,7 +45,8 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
 def make_distributed_step(strategy: tf.distribute.Strategy,
                           train_step: Callable,
                           step: tf.Variable) -> Callable:
-  """One tf.function: `num_steps` x (next batch, `strategy.run`), reduced.
+  """`num_steps` x (next batch, `strategy.run`), reduced, in one tf.function
+  call (without a loop for one step on one replica).
 
   Running several steps per call (--steps_per_execution) saves the Python
   round trip between steps. Returns each loss's mean over the steps.
@@ -53,20 +54,39 @@ def make_distributed_step(strategy: tf.distribute.Strategy,
 
   names = train_step.metric_names
 
+  def one_step(iterator):
+    per_replica = strategy.run(train_step, args=(next(iterator),))
+    step.assign_add(1)
+    # Each replica's losses are already divided by the global batch: the
+    # sum over replicas is the global mean.
+    return {k: tf.cast(strategy.reduce(tf.distribute.ReduceOp.SUM,
+                                       per_replica[k], axis=None), tf.float32)
+            for k in names}
+
+  # One step per call on one replica runs without a loop: a tf.range loop
+  # is a While op, whose per-iteration frames and limits on graph
+  # optimisation cost time when it would run once. Several replicas keep the
+  # loop, under which their all-reduces have always run in a consistent
+  # order (without it, two CPU replicas once all-reduced different
+  # gradients as the same collective).
+  single = tf.function(one_step)
+  loop_free = strategy.num_replicas_in_sync == 1
+
   @tf.function
-  def distributed_step(iterator, num_steps=tf.constant(1)):
+  def several(iterator, num_steps):
     totals = {name: tf.constant(0.0) for name in names}
     for _ in tf.range(num_steps):
-      per_replica = strategy.run(train_step, args=(next(iterator),))
-      # Each replica's losses are already divided by the global batch: the
-      # sum over replicas is the global mean.
-      metrics = {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
-                 for k, v in per_replica.items()}
-      totals = {k: totals[k] + tf.cast(metrics[k], tf.float32) for k in names}
-      step.assign_add(1)
+      metrics = one_step(iterator)
+      totals = {k: totals[k] + metrics[k] for k in names}
     count = tf.cast(num_steps, tf.float32)
     return {k: v / count for k, v in totals.items()}
 
+  def distributed_step(iterator, num_steps: int = 1):
+    if int(num_steps) == 1 and loop_free:
+      return single(iterator)
+    return several(iterator, tf.constant(int(num_steps)))
+
+  distributed_step.single, distributed_step.several = single, several
   return distributed_step
 
 

@@ -79,7 +79,7 @@ def run_block(run: run_lib.Run, block: int) -> Dict[str, float]:
       anything is saved, so a checkpoint never holds such weights.
   """
   try:
-    metrics = run.built.distributed_step(run.iterator, tf.constant(block))
+    metrics = run.built.distributed_step(run.iterator, block)
   except (tf.errors.InvalidArgumentError, tf.errors.DataLossError):
     bad = data_lib.find_undecodable(run.data.train)
     if not bad:

@@ -192,13 +192,10 @@ def step_prefixes(train_step: step_lib.TrainStep, input_image: tf.Tensor,
     return state.generator_optimizer.iterations
 
   def prefix(name):
-    if strategy is None:
-      return tf.function(lambda: run(name),
-                         jit_compile=train_step.config.jit_compile)
     inner = tf.function(lambda: run(name),
                         jit_compile=train_step.config.jit_compile)
-    return tf.function(lambda: strategy.experimental_local_results(
-        strategy.run(inner))[0])
+    return inner if strategy is None else tf.function(
+        lambda: strategy.experimental_local_results(strategy.run(inner))[0])
 
   return {name: prefix(name) for name in PREFIXES}
 

@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from pix2pix_tf import config as config_lib
 from pix2pix_tf import models
+from pix2pix_tf.training import optimizers
 from pix2pix_tf.training import precision
 from pix2pix_tf.training import schedules
 
@@ -55,8 +56,10 @@ def create_state(config: config_lib.Config, steps_per_epoch: int,
     def adam():
       schedule = schedules.learning_rate_schedule(config, steps_per_epoch,
                                                   total_steps)
-      optimizer = keras.optimizers.Adam(schedule, beta_1=config.beta_1,
-                                        beta_2=config.beta_2)
+      adam_class = (optimizers.FusedAdam if config.fused_updates
+                    else keras.optimizers.Adam)
+      optimizer = adam_class(schedule, beta_1=config.beta_1,
+                             beta_2=config.beta_2)
       if precision.resolve_mixed_precision(config.mixed_precision) == "fp16":
         # float16 gradients underflow: scale the loss, unscale the gradients,
         # and skip steps whose gradients overflow (Keras's dynamic scaling).

@@ -76,7 +76,34 @@ def test_steps_per_execution_runs_several_steps_per_call(tmp_path):
   # One traced function serves every block size.
   step(iterator, tf.constant(3))
   assert int(state.step.numpy()) == 7
-  assert step.experimental_get_tracing_count() == 1
+  assert step.several.experimental_get_tracing_count() == 1
+
+
+def loop_ops(function, *args):
+  graph = function.get_concrete_function(*args).graph
+  return {op.type for op in graph.get_operations()}
+
+
+def test_one_step_per_call_runs_without_a_loop(tmp_path):
+  """At --steps_per_execution=1 the call is the step itself, no While op;
+  it updates the weights as the loop's one iteration does."""
+  config = small_config(tmp_path, tmp_path, dropout=0.0)
+  state, step, iterator = build(config)
+  looped, looped_step, looped_iterator = build(config)
+  looped.generator.set_weights(state.generator.get_weights())
+  looped.discriminator.set_weights(state.discriminator.get_weights())
+  metrics = step(iterator, 1)
+  looped_metrics = looped_step.several(looped_iterator, tf.constant(1))
+  assert "While" not in loop_ops(step.single, iterator)
+  assert "While" in loop_ops(looped_step.several, looped_iterator,
+                             tf.constant(1))
+  assert int(state.step.numpy()) == int(looped.step.numpy()) == 1
+  for name, value in metrics.items():
+    assert float(value) == pytest.approx(float(looped_metrics[name]),
+                                         rel=1e-5)
+  for a, b in zip(state.generator.get_weights(),
+                  looped.generator.get_weights()):
+    np.testing.assert_allclose(a, b, atol=2e-5)
 
 
 @pytest.mark.slow

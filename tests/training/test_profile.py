@@ -9,6 +9,13 @@ from pix2pix_tf import training
 from pix2pix_tf.training import profile
 
 
+# One Adam step moves a weight by about the learning rate, 2e-4. The
+# multi-threaded convolution gradients round differently from run to run,
+# and Adam's normalisation can make that ~1e-6 on a weight whose gradient is
+# near zero (seen once in five runs at 1e-6): well below one step.
+TOLERANCE = 2e-5
+
+
 def batch(size=32, count=2, seed=0):
   rng = np.random.default_rng(seed)
   return tuple(tf.constant(rng.uniform(-1, 1, (count, size, size, 3)),
@@ -35,7 +42,7 @@ def test_the_plain_step_does_the_packages_update(order, tmp_path):
   for ours, theirs in ((built.state.generator, plain.generator),
                        (built.state.discriminator, plain.discriminator)):
     for a, b in zip(ours.get_weights(), theirs.get_weights()):
-      np.testing.assert_allclose(a, b, atol=2e-6)
+      np.testing.assert_allclose(a, b, atol=TOLERANCE)
   moved = max(np.abs(a - b).max() for a, b in
               zip(before, built.state.generator.get_weights()))
   assert moved > 1e-4  # Two Adam steps of 2e-4 each.
@@ -67,7 +74,7 @@ def test_the_profiles_last_cut_is_the_whole_update(tmp_path):
   for a, b in ((ours.state.generator, cut.state.generator),
                (ours.state.discriminator, cut.state.discriminator)):
     for x, y in zip(a.get_weights(), b.get_weights()):
-      np.testing.assert_allclose(x, y, atol=1e-6)
+      np.testing.assert_allclose(x, y, atol=TOLERANCE)
 
 
 def test_the_profile_names_each_part_of_the_step(tmp_path):
