@@ -1,5 +1,6 @@
 """tools/benchmark.py: FLOPs counted from the layers, and a tiny full run."""
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -9,7 +10,7 @@ import sys
 import keras
 import pytest
 
-from conftest import ENV, ROOT
+from conftest import ENV, ROOT, small_config
 from pix2pix_tf import config as config_lib
 from pix2pix_tf.data import demo
 
@@ -127,3 +128,32 @@ def test_benchmark_runs_and_writes_json(tmp_path):
   assert report["inference"]["1"]["p95_ms"] >= report["inference"]["1"][
       "p50_ms"] > 0
   assert "x baseline" in result.stdout and "input pipeline:" in result.stdout
+  assert "train command:" in result.stdout and "x plain" in result.stdout
+
+
+def test_largest_batch_doubles_then_bisects(benchmark, monkeypatch):
+  """Against a machine where batches up to 37 fit: the answer is within an
+  eighth of 37, and a batch that fails is named."""
+  tried = []
+
+  def fits(config, batch_size):
+    tried.append(batch_size)
+    return 100.0 * batch_size if batch_size <= 37 else None
+
+  monkeypatch.setattr(benchmark, "step_fits", fits)
+  found = benchmark.largest_batch(None, 4)
+  assert tried[:5] == [4, 8, 16, 32, 64]
+  assert 37 - 37 // 8 <= found["largest"] <= 37 < found["first_failing"]
+  assert found["first_failing"] - found["largest"] <= found["largest"] // 8
+  assert found["peak_host_memory_mb"][32] == 3200.0
+  assert found["peak_host_memory_mb"][64] is None
+
+
+def test_a_step_that_fits_reports_its_memory(benchmark, tmp_path):
+  """The child process really trains: two steps of a tiny configuration
+  report a peak memory; an impossible one (a crop no U-Net of this depth
+  takes) fails in the child, not in the caller."""
+  config = small_config(tmp_path, tmp_path / "run")
+  assert benchmark.step_fits(config, 2) > 100  # MB: TensorFlow itself.
+  assert benchmark.step_fits(
+      dataclasses.replace(config, crop_size=30), 2) is None

@@ -4,12 +4,14 @@ r"""Measures pix2pix_tf's speed and memory against a plain baseline, in one run.
         --data_dir=../shared/data/facades --batch_sizes=1,16 --output=bench.json
 
 In one process, with warm-up (tracing, compilation) excluded and the median
-of --repeats timed repeats:
+of timed repeats (at most --repeats of --steps_per_repeat steps, fewer where
+steps are slow, so that a row takes about --seconds_per_row):
 
   (a) input pipeline images/s alone;
   (b) training images/s of the plain baseline (fp32, no XLA, one step per
-      call) and of each optimisation alone and combined, as ratios to the
-      baseline at the same batch size;
+      call, Keras's Adam) and of each optimisation alone and combined, as
+      ratios to the baseline at the same batch size; by default, reduced
+      precisions this machine has no fast kernels for are not timed;
   (c) SavedModel inference images/s and p50/p95 latency at batch 1 and 8;
   (d) achieved GFLOP/s, from the FLOPs per training step that this tool
       counts from the models' convolution layers;
@@ -20,12 +22,17 @@ of --repeats timed repeats:
       pix2pix_tf's ratio to it; a profile of its step (generator forward,
       discriminator forwards, backward passes, optimizer updates,
       everything else); and the matrix-multiply peak of the compute dtype,
-      measured with a large matmul, with the step's share of it.
+      measured with a large matmul, with the step's share of it;
+  (g) --train_command_steps=N: the whole train command on the same flags,
+      its rate between its first and last logged window against (f)'s;
+  (h) --largest_batch: the largest batch that trains, found by running one
+      step per batch size in a child process until one fails.
 
---quality_steps=N also trains the demo configuration N steps in fp32 and in
-each reduced precision and prints the val L1 of each, to check that the
-faster precision loses no quality. Prints a table and writes JSON.
-"""
+--quality_steps=N also trains the demo configuration N steps in fp32 with
+Keras's Adam (the step before any optimisation), with the default fused
+Adam, and in each reduced precision timed, and prints the val L1 of each, to
+check that the faster step loses no quality. Prints a table and writes JSON
+after each part."""
 
 import dataclasses
 import json
@@ -85,6 +92,13 @@ flags.DEFINE_integer("train_command_steps", 0,
                      "the flags as given (its data, logging, samples, "
                      "validation and checkpoints at the flags' periods) and "
                      "compare its rate with the default row's (0: skip).")
+flags.DEFINE_bool("largest_batch", False,
+                  "Also find the largest batch of the flags' configuration "
+                  "that trains on this machine: one step per batch size in "
+                  "a child process, doubling from the largest of "
+                  "--batch_sizes until a step fails (out of memory), then "
+                  "bisecting. The children may be stopped by the system's "
+                  "out-of-memory killer: run it on a machine of your own.")
 flags.DEFINE_string("output", None, "Write the results as JSON here.")
 FLAGS = flags.FLAGS
 
@@ -333,7 +347,7 @@ def matmul_peak_gflops(dtype, size=2048, repeats=5):
     a = tf.cast(a, dtype)
     chain = 8
 
-    @tf.function
+    @tf.function(autograph=False)  # A Python loop, unrolled.
     def run(x):
       for _ in range(chain):
         x = tf.matmul(x, a) * tf.cast(1.0 / size, dtype)
@@ -412,6 +426,65 @@ def bench_train_command(config, steps):
           "timed_steps": [first, last],
           "images_per_second": (last - first) * config.batch_size / (
               end_time - start_time)}
+
+
+# One training step at one batch size, in a child process: an allocation
+# that fails there cannot take the benchmark (or anything it wrote) along.
+ONE_STEP = """
+import dataclasses, json, resource, sys
+import tensorflow as tf
+from pix2pix_tf import config as config_lib, training
+config = config_lib.Config.from_json(sys.stdin.read())
+strategy = training.make_strategy(config.strategy)
+built = training.build(config, strategy, 100, 10000)
+shape = (config.batch_size, config.crop_size, config.crop_size)
+batch = (tf.random.uniform(shape + (config.input_channels,), -1, 1),
+         tf.random.uniform(shape + (config.output_channels,), -1, 1))
+iterator = iter(strategy.experimental_distribute_dataset(
+    tf.data.Dataset.from_tensors(batch).repeat()))
+for _ in range(2):
+  float(built.distributed_step(iterator, 1)["gen_total_loss"])
+print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+"""
+
+
+def step_fits(config, batch_size):
+  """Peak host MB of two training steps at `batch_size`, or None if the
+  child failed (out of memory)."""
+  import subprocess
+  config = dataclasses.replace(config, batch_size=batch_size,
+                               steps_per_execution=1)
+  child = subprocess.run([sys.executable, "-c", ONE_STEP],
+                         input=config.to_json(), capture_output=True,
+                         text=True)
+  print(f"largest batch: {batch_size} "
+        + ("fits" if child.returncode == 0 else
+           f"fails (exit {child.returncode})"), flush=True)
+  return (float(child.stdout.split()[-1]) if child.returncode == 0
+          else None)
+
+
+def largest_batch(config, start):
+  """The largest batch size that trains (doubling from `start`, then
+  bisecting), with the peak host memory of each batch size tried."""
+  tried = {}
+  fits, fails = 0, None
+  size = start
+  while fails is None:
+    tried[size] = step_fits(config, size)
+    if tried[size] is None:
+      fails = size
+    else:
+      fits, size = size, size * 2
+  while fails - fits > max(1, fits // 8):  # Within 1/8 of the answer.
+    size = (fits + fails) // 2
+    tried[size] = step_fits(config, size)
+    if tried[size] is None:
+      fails = size
+    else:
+      fits = size
+  return {"largest": fits, "first_failing": fails,
+          "peak_host_memory_mb": tried}
 
 
 def bench_inference(config, batch_sizes, repeats):
@@ -576,6 +649,13 @@ def main(argv):
           + f"; {command['wall_seconds']:.0f} s in all", flush=True)
     write_report(report)
 
+  if FLAGS.largest_batch:
+    report["largest_batch"] = largest_batch(base, max(batch_sizes))
+    print(f"largest batch that trains: {report['largest_batch']['largest']} "
+          f"(fails at {report['largest_batch']['first_failing']})",
+          flush=True)
+    write_report(report)
+
   report["inference"] = bench_inference(
       base, [int(b) for b in FLAGS.inference_batch_sizes], FLAGS.repeats)
   for batch, row in report["inference"].items():
@@ -654,6 +734,16 @@ def format_table(report) -> str:
   lines.append("")
   lines.append(f"input pipeline: {pipeline:.1f} images/s = "
                f"{pipeline / best:.1f}x the best training rate")
+  command = report.get("train_command")
+  if command:
+    lines.append(f"train command: {command['images_per_second']:.2f} "
+                 "images/s" + (f" = x{command['ratio_to_benchmark']:.2f} the "
+                               "default row" if "ratio_to_benchmark" in
+                               command else ""))
+  if report.get("largest_batch"):
+    found = report["largest_batch"]
+    lines.append(f"largest batch that trains: {found['largest']} (fails at "
+                 f"{found['first_failing']})")
   return "\n".join(lines)
 
 

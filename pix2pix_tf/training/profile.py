@@ -153,16 +153,18 @@ def step_prefixes(train_step: step_lib.TrainStep, input_image: tf.Tensor,
   g_vars = state.generator.trainable_variables
 
   def done(tensors):
-    # A scalar that waits for `tensors`: returning the gradients themselves
-    # would time their copy to the host as well.
-    with tf.control_dependencies(tensors):
-      return tf.constant(0.0)
+    # A scalar that needs every one of `tensors` (one element of each):
+    # returning the gradients themselves would time their copy to the host
+    # as well, and a constant under control dependencies can be folded away
+    # with the work it was to wait for.
+    return tf.add_n([tf.cast(tf.reshape(t, [-1])[0], tf.float32)
+                     for t in tensors])
 
   def run(last):
     with tf.GradientTape() as gen_tape:
       generated = train_step.generate(input_image)
       if last == "generator_forward":
-        return generated
+        return done([generated])
       with gen_tape.stop_recording(), tf.GradientTape() as disc_tape:
         fixed = tf.stop_gradient(generated)
         real = train_step.discriminate(input_image, target_image)
