@@ -634,6 +634,7 @@ def main(argv):
       default = dataclasses.replace(base, batch_size=batch)
       report["default"][batch] = compare_default(
           default, split, batch, rows["default"]["images_per_second"])
+    write_report(report)
 
   if FLAGS.train_command_steps:
     command = bench_train_command(base, FLAGS.train_command_steps)

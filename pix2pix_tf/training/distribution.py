@@ -46,7 +46,7 @@ def make_distributed_step(strategy: tf.distribute.Strategy,
                           train_step: Callable,
                           step: tf.Variable) -> Callable:
   """`num_steps` x (next batch, `strategy.run`), reduced, in one tf.function
-  call (without a loop for one step on one replica).
+  call (without a loop for one step).
 
   Running several steps per call (--steps_per_execution) saves the Python
   round trip between steps. Returns each loss's mean over the steps.
@@ -63,14 +63,10 @@ def make_distributed_step(strategy: tf.distribute.Strategy,
                                        per_replica[k], axis=None), tf.float32)
             for k in names}
 
-  # One step per call on one replica runs without a loop: a tf.range loop
-  # is a While op, whose per-iteration frames and limits on graph
-  # optimisation cost time when it would run once. Several replicas keep the
-  # loop, under which their all-reduces have always run in a consistent
-  # order (without it, two CPU replicas once all-reduced different
-  # gradients as the same collective).
+  # One step per call runs without a loop: a tf.range loop is a While op,
+  # whose per-iteration frames and limits on graph optimisation cost time
+  # when it would run once.
   single = tf.function(one_step)
-  loop_free = strategy.num_replicas_in_sync == 1
 
   @tf.function
   def several(iterator, num_steps):
@@ -82,7 +78,7 @@ def make_distributed_step(strategy: tf.distribute.Strategy,
     return {k: v / count for k, v in totals.items()}
 
   def distributed_step(iterator, num_steps: int = 1):
-    if int(num_steps) == 1 and loop_free:
+    if int(num_steps) == 1:
       return single(iterator)
     return several(iterator, tf.constant(int(num_steps)))
 

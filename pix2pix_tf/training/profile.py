@@ -153,10 +153,9 @@ def step_prefixes(train_step: step_lib.TrainStep, input_image: tf.Tensor,
   g_vars = state.generator.trainable_variables
 
   def done(tensors):
-    # A scalar that needs every one of `tensors` (one element of each):
-    # returning the gradients themselves would time their copy to the host
-    # as well, and a constant under control dependencies can be folded away
-    # with the work it was to wait for.
+    # A scalar that needs one element of each of `tensors`: returning them
+    # would time a copy to the host, and a constant under control
+    # dependencies was pruned with the work it was to wait for.
     return tf.add_n([tf.cast(tf.reshape(t, [-1])[0], tf.float32)
                      for t in tensors])
 
