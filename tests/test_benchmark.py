@@ -76,7 +76,8 @@ def test_slow_steps_get_fewer_timed_calls(benchmark):
 
   assert fitted(0.1) == (4, 5)  # Fast: every call.
   assert fitted(2.0) == (3, 5)  # 5 x 3 x 2 s = 30 s.
-  assert fitted(45.0) == (1, 3)  # At least 3 repeats of one call.
+  assert fitted(45.0) == (1, 3)  # At least 3 repeats of one call ...
+  assert benchmark.fitted_calls(45.0, 4, 30.0, 2) == (1, 2)  # ... or fewer.
 
 
 @pytest.mark.slow
@@ -141,19 +142,38 @@ def test_largest_batch_doubles_then_bisects(benchmark, monkeypatch):
     return 100.0 * batch_size if batch_size <= 37 else None
 
   monkeypatch.setattr(benchmark, "step_fits", fits)
-  found = benchmark.largest_batch(None, 4)
+  found = benchmark.largest_batch(None, 4, 1024)
   assert tried[:5] == [4, 8, 16, 32, 64]
   assert 37 - 37 // 8 <= found["largest"] <= 37 < found["first_failing"]
   assert found["first_failing"] - found["largest"] <= found["largest"] // 8
   assert found["peak_host_memory_mb"][32] == 3200.0
   assert found["peak_host_memory_mb"][64] is None
+  assert "37" not in benchmark.largest_batch_line(found)
+  # A machine where everything up to the limit fits: the search stops there.
+  tried.clear()
+  found = benchmark.largest_batch(None, 4, 20)
+  assert tried == [4, 8, 16] and found["largest"] == 16
+  assert found["first_failing"] is None
+  assert "up to 16" in benchmark.largest_batch_line(found)
 
 
 def test_a_step_that_fits_reports_its_memory(benchmark, tmp_path):
   """The child process really trains: two steps of a tiny configuration
-  report a peak memory; an impossible one (a crop no U-Net of this depth
-  takes) fails in the child, not in the caller."""
+  report a peak memory; one that fails for another reason than memory (a
+  crop no U-Net of this depth takes) fails in the child, and is reported as
+  that failure, not as the batch being too large."""
   config = small_config(tmp_path, tmp_path / "run")
   assert benchmark.step_fits(config, 2) > 100  # MB: TensorFlow itself.
-  assert benchmark.step_fits(
-      dataclasses.replace(config, crop_size=30), 2) is None
+  with pytest.raises(ValueError, match="another reason than memory"):
+    benchmark.step_fits(dataclasses.replace(config, crop_size=30), 2)
+
+
+def test_the_profile_refuses_steps_it_would_not_time_as_they_run(
+    benchmark, tmp_path):
+  config = small_config(tmp_path, tmp_path / "run")
+  assert benchmark.profile_refusal(config) is None
+  for overrides, reason in ((dict(update_order="simultaneous"), "alternating"),
+                            (dict(jit_compile=True), "XLA"),
+                            (dict(mixed_precision="fp16"), "scale the loss")):
+    assert reason in benchmark.profile_refusal(
+        dataclasses.replace(config, **overrides))

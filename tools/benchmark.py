@@ -94,11 +94,14 @@ flags.DEFINE_integer("train_command_steps", 0,
                      "compare its rate with the default row's (0: skip).")
 flags.DEFINE_bool("largest_batch", False,
                   "Also find the largest batch of the flags' configuration "
-                  "that trains on this machine: one step per batch size in "
+                  "that trains on this machine: two steps per batch size in "
                   "a child process, doubling from the largest of "
-                  "--batch_sizes until a step fails (out of memory), then "
-                  "bisecting. The children may be stopped by the system's "
-                  "out-of-memory killer: run it on a machine of your own.")
+                  "--batch_sizes (up to --largest_batch_limit) until the "
+                  "child runs out of memory, then bisecting. The children "
+                  "may be stopped by the system's out-of-memory killer: "
+                  "run it on a machine of your own.")
+flags.DEFINE_integer("largest_batch_limit", 1024,
+                     "The largest batch size --largest_batch tries.")
 flags.DEFINE_string("output", None, "Write the results as JSON here.")
 FLAGS = flags.FLAGS
 
@@ -155,7 +158,8 @@ def fitted_calls(call_seconds, max_calls, budget, max_repeats):
   `max_calls` calls and `max_repeats` repeats, at least one call and three
   repeats."""
   calls = int(max(1, min(max_calls, budget // (max_repeats * call_seconds))))
-  repeats = int(max(3, min(max_repeats, budget // (calls * call_seconds))))
+  repeats = int(max(min(3, max_repeats),
+                    min(max_repeats, budget // (calls * call_seconds))))
   return calls, repeats
 
 
@@ -271,7 +275,6 @@ def bench_input_pipeline(config, split, batch_size, repeats):
 def bench_training(config, split, batch_size, steps_per_repeat, warmup_steps):
   """Images/s of training `config` at `batch_size`, warm-up excluded."""
   import keras
-  import tensorflow as tf
   from pix2pix_tf import training
 
   keras.backend.clear_session()
@@ -316,7 +319,6 @@ def bench_plain(config, split, batch_size, steps_per_repeat, warmup_steps):
 def bench_profile(config, split, batch_size, repeats):
   """training.profile.profile_step of `config` (one step per call)."""
   import keras
-  import tensorflow as tf
   from pix2pix_tf import data as data_lib
   from pix2pix_tf import training
   from pix2pix_tf.training import profile
@@ -357,6 +359,23 @@ def matmul_peak_gflops(dtype, size=2048, repeats=5):
   return chain * 2 * size ** 3 / median / 1e9
 
 
+def profile_refusal(config):
+  """Why the profile cannot time `config`'s step as training runs it, or
+  None."""
+  from pix2pix_tf import training
+  from pix2pix_tf.training import precision
+  if config.update_order != "alternating":
+    return "it cuts the alternating update"
+  if config.jit_compile:
+    return ("its cuts would compile the updates with XLA, which the "
+            "training step does not")
+  if precision.resolve_mixed_precision(config.mixed_precision) == "fp16":
+    return "its cuts do not scale the loss as float16 training does"
+  if training.make_strategy(config.strategy).num_replicas_in_sync > 1:
+    return "its cuts run the whole batch on each replica"
+  return None
+
+
 def compare_default(config, split, batch_size, rate):
   """The default row against the plain Keras step, its profile, and the
   matmul peak of its compute dtype."""
@@ -372,13 +391,21 @@ def compare_default(config, split, batch_size, rate):
   print(f"batch {batch_size}: {dtype} matmul peak {peak:.0f} GFLOP/s; the "
         f"default step reaches {100 * result['share_of_peak']:.0f}% of it",
         flush=True)
-  if FLAGS.plain and mode != "fp16":
-    plain = bench_plain(config, split, batch_size, FLAGS.steps_per_repeat,
-                        FLAGS.warmup_steps)
-    result.update(plain_images_per_second=plain, ratio_to_plain=rate / plain)
-    print(f"batch {batch_size}: plain Keras step {plain:.2f} images/s; "
-          f"pix2pix_tf x{rate / plain:.2f}", flush=True)
-  if FLAGS.profile and config.update_order == "alternating":
+  if FLAGS.plain:
+    try:
+      plain = bench_plain(config, split, batch_size, FLAGS.steps_per_repeat,
+                          FLAGS.warmup_steps)
+    except ValueError as e:  # What the tutorial's step does not do.
+      print(f"batch {batch_size}: plain Keras step skipped: {e}", flush=True)
+    else:
+      result.update(plain_images_per_second=plain,
+                    ratio_to_plain=rate / plain)
+      print(f"batch {batch_size}: plain Keras step {plain:.2f} images/s; "
+            f"pix2pix_tf x{rate / plain:.2f}", flush=True)
+  unprofiled = profile_refusal(config)
+  if FLAGS.profile and unprofiled:
+    print(f"batch {batch_size}: profile skipped: {unprofiled}", flush=True)
+  elif FLAGS.profile:
     # Eight functions (seven prefixes and the step) share the row's budget.
     _, repeats = fitted_calls(8 * batch_size / rate, 1,
                               FLAGS.seconds_per_row, FLAGS.repeats)
@@ -448,29 +475,44 @@ print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
 """
 
 
+# How a child that ran out of memory ends: killed (by the kernel's
+# out-of-memory killer), or with TensorFlow's or Python's allocation error.
+OUT_OF_MEMORY = ("ResourceExhaustedError", "MemoryError", "OOM when allocating")
+
+
 def step_fits(config, batch_size):
   """Peak host MB of two training steps at `batch_size`, or None if the
-  child failed (out of memory)."""
+  child ran out of memory; any other failure is raised (ValueError)."""
   import subprocess
   config = dataclasses.replace(config, batch_size=batch_size,
                                steps_per_execution=1)
   child = subprocess.run([sys.executable, "-c", ONE_STEP],
                          input=config.to_json(), capture_output=True,
                          text=True)
-  print(f"largest batch: {batch_size} "
-        + ("fits" if child.returncode == 0 else
-           f"fails (exit {child.returncode})"), flush=True)
-  return (float(child.stdout.split()[-1]) if child.returncode == 0
-          else None)
+  if child.returncode == 0:
+    print(f"largest batch: {batch_size} fits", flush=True)
+    return float(child.stdout.split()[-1])
+  if child.returncode > 0 and not any(
+      sign in child.stderr for sign in OUT_OF_MEMORY):
+    last = (child.stderr.strip().splitlines() or ["no message"])[-1]
+    raise ValueError(f"One training step at batch {batch_size} failed for "
+                     f"another reason than memory: {last}")
+  print(f"largest batch: {batch_size} is out of memory (exit "
+        f"{child.returncode})", flush=True)
+  return None
 
 
-def largest_batch(config, start):
-  """The largest batch size that trains (doubling from `start`, then
-  bisecting), with the peak host memory of each batch size tried."""
+def largest_batch(config, start, limit):
+  """The largest batch size that trains (doubling from `start` up to
+  `limit`, then bisecting), with the peak host memory of each batch size
+  tried; first_failing is None when `limit` fits."""
   tried = {}
   fits, fails = 0, None
   size = start
   while fails is None:
+    if size > limit:
+      return {"largest": fits, "first_failing": None,
+              "peak_host_memory_mb": tried}
     tried[size] = step_fits(config, size)
     if tried[size] is None:
       fails = size
@@ -485,6 +527,15 @@ def largest_batch(config, start):
       fits = size
   return {"largest": fits, "first_failing": fails,
           "peak_host_memory_mb": tried}
+
+
+def largest_batch_line(found):
+  """One line for `largest_batch`'s answer."""
+  if found["first_failing"] is None:
+    return (f"largest batch that trains: every one tried up to "
+            f"{found['largest']} (--largest_batch_limit)")
+  return (f"largest batch that trains: {found['largest']} (out of memory at "
+          f"{found['first_failing']})")
 
 
 def bench_inference(config, batch_sizes, repeats):
@@ -651,10 +702,9 @@ def main(argv):
     write_report(report)
 
   if FLAGS.largest_batch:
-    report["largest_batch"] = largest_batch(base, max(batch_sizes))
-    print(f"largest batch that trains: {report['largest_batch']['largest']} "
-          f"(fails at {report['largest_batch']['first_failing']})",
-          flush=True)
+    report["largest_batch"] = largest_batch(base, max(batch_sizes),
+                                            FLAGS.largest_batch_limit)
+    print(largest_batch_line(report["largest_batch"]), flush=True)
     write_report(report)
 
   report["inference"] = bench_inference(
@@ -742,9 +792,7 @@ def format_table(report) -> str:
                                "default row" if "ratio_to_benchmark" in
                                command else ""))
   if report.get("largest_batch"):
-    found = report["largest_batch"]
-    lines.append(f"largest batch that trains: {found['largest']} (fails at "
-                 f"{found['first_failing']})")
+    lines.append(largest_batch_line(report["largest_batch"]))
   return "\n".join(lines)
 
 
