@@ -114,6 +114,11 @@ def test_benchmark_runs_and_writes_json(tmp_path):
   assert default["ratio_to_plain"] == pytest.approx(
       rows["default"]["images_per_second"]
       / default["plain_images_per_second"])
+  # The default fuses its updates: like for like, the plain step with the
+  # same fused Adam as well.
+  assert default["ratio_to_plain_same_optimizer"] == pytest.approx(
+      rows["default"]["images_per_second"]
+      / default["plain_same_optimizer_images_per_second"])
   assert default["profile_ms"]["step"] == pytest.approx(
       sum(v for k, v in default["profile_ms"].items() if k != "step"))
   assert 0 < default["share_of_peak"] and default["matmul_peak_gflops"] > 0
@@ -130,6 +135,30 @@ def test_benchmark_runs_and_writes_json(tmp_path):
       "p50_ms"] > 0
   assert "x baseline" in result.stdout and "input pipeline:" in result.stdout
   assert "train command:" in result.stdout and "x plain" in result.stdout
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_the_default_meets_the_plain_step_with_its_own_optimizer(
+    benchmark, monkeypatch, fused, tmp_path):
+  """The tutorial's plain step uses Keras's Adam; when the default fuses
+  its updates, a second plain step with the fused Adam gives the like for
+  like ratio (what the strategy, metrics and loop cost)."""
+  timed = []
+
+  def plain(config, split, batch_size, steps, warmup, fused_updates=False):
+    timed.append(fused_updates)
+    return 2.0 if fused_updates else 1.0
+
+  monkeypatch.setattr(benchmark, "bench_plain", plain)
+  benchmark.FLAGS.mark_as_parsed()  # Defaults: the test times nothing.
+  config = small_config(tmp_path, tmp_path, fused_updates=fused)
+  result = benchmark.compare_plain(config, None, 2, 3.0)
+  assert timed == ([False, True] if fused else [False])
+  assert result["ratio_to_plain"] == 3.0
+  if fused:
+    assert result["ratio_to_plain_same_optimizer"] == 1.5
+  else:
+    assert "ratio_to_plain_same_optimizer" not in result
 
 
 def test_largest_batch_doubles_then_bisects(benchmark, monkeypatch):

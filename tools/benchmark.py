@@ -19,14 +19,16 @@ steps are slow, so that a row takes about --seconds_per_row):
   (f) for the configuration the flags give (the "default" row): a plain
       Keras step (the tutorial's, on the same models, data, precision and
       update order; no strategy, metrics or loop) in the same run, and
-      pix2pix_tf's ratio to it; a profile of its step (generator forward,
+      pix2pix_tf's ratio to it, and when the default fuses its updates,
+      also to the plain step with the same fused Adam; a profile of its step (generator forward,
       discriminator forwards, backward passes, optimizer updates,
       everything else); and the matrix-multiply peak of the compute dtype,
       measured with a large matmul, with the step's share of it;
   (g) --train_command_steps=N: the whole train command on the same flags,
       its rate between its first and last logged window against (f)'s;
-  (h) --largest_batch: the largest batch that trains, found by running one
-      step per batch size in a child process until one fails.
+  (h) --largest_batch: the largest batch that trains, found by running two
+      steps per batch size in a child process, doubling until one runs out
+      of memory, then bisecting.
 
 --quality_steps=N also trains the demo configuration N steps in fp32 with
 Keras's Adam (the step before any optimisation), with the default fused
@@ -296,16 +298,18 @@ def bench_training(config, split, batch_size, steps_per_repeat, warmup_steps):
                     max(1, warmup_steps // per_call) + 1)
 
 
-def bench_plain(config, split, batch_size, steps_per_repeat, warmup_steps):
-  """Images/s of the plain Keras step (training.profile.PlainStep) on the
-  same tf.data stream: `for x, y in dataset: step(x, y)`."""
+def bench_plain(config, split, batch_size, steps_per_repeat, warmup_steps,
+                fused_updates=False):
+  """Images/s of the plain Keras step (training.profile.PlainStep, with
+  Keras's Adam or the fused one) on the same tf.data stream:
+  `for x, y in dataset: step(x, y)`."""
   import keras
   from pix2pix_tf import data as data_lib
   from pix2pix_tf.training import profile
 
   keras.backend.clear_session()
   keras.utils.set_random_seed(0)
-  plain = profile.PlainStep(config)
+  plain = profile.PlainStep(config, fused_updates)
   iterator = iter(data_lib.make_dataset(split, config, batch_size, True))
 
   def run(n):
@@ -376,6 +380,30 @@ def profile_refusal(config):
   return None
 
 
+def compare_plain(config, split, batch_size, rate):
+  """The default row against the plain Keras step as the tutorial writes
+  it (Keras's Adam) and, when the default fuses its updates, against the
+  plain step with the same fused Adam: like for like, the cost of the
+  strategy, the metrics and the loop."""
+  result = {}
+  optimizers = {"": False}
+  if config.fused_updates:
+    optimizers["_same_optimizer"] = True
+  for suffix, fused in optimizers.items():
+    try:
+      plain = bench_plain(config, split, batch_size, FLAGS.steps_per_repeat,
+                          FLAGS.warmup_steps, fused)
+    except ValueError as e:  # What the tutorial's step does not do.
+      print(f"batch {batch_size}: plain Keras step skipped: {e}", flush=True)
+      return result
+    result[f"plain{suffix}_images_per_second"] = plain
+    result[f"ratio_to_plain{suffix}"] = rate / plain
+    adam = "fused Adam" if fused else "Keras's Adam"
+    print(f"batch {batch_size}: plain Keras step with {adam} {plain:.2f} "
+          f"images/s; pix2pix_tf x{rate / plain:.2f}", flush=True)
+  return result
+
+
 def compare_default(config, split, batch_size, rate):
   """The default row against the plain Keras step, its profile, and the
   matmul peak of its compute dtype."""
@@ -392,16 +420,7 @@ def compare_default(config, split, batch_size, rate):
         f"default step reaches {100 * result['share_of_peak']:.0f}% of it",
         flush=True)
   if FLAGS.plain:
-    try:
-      plain = bench_plain(config, split, batch_size, FLAGS.steps_per_repeat,
-                          FLAGS.warmup_steps)
-    except ValueError as e:  # What the tutorial's step does not do.
-      print(f"batch {batch_size}: plain Keras step skipped: {e}", flush=True)
-    else:
-      result.update(plain_images_per_second=plain,
-                    ratio_to_plain=rate / plain)
-      print(f"batch {batch_size}: plain Keras step {plain:.2f} images/s; "
-            f"pix2pix_tf x{rate / plain:.2f}", flush=True)
+    result.update(compare_plain(config, split, batch_size, rate))
   unprofiled = profile_refusal(config)
   if FLAGS.profile and unprofiled:
     print(f"batch {batch_size}: profile skipped: {unprofiled}", flush=True)
@@ -458,7 +477,7 @@ def bench_train_command(config, steps):
 # One training step at one batch size, in a child process: an allocation
 # that fails there cannot take the benchmark (or anything it wrote) along.
 ONE_STEP = """
-import dataclasses, json, resource, sys
+import json, resource, sys
 import tensorflow as tf
 from pix2pix_tf import config as config_lib, training
 config = config_lib.Config.from_json(sys.stdin.read())
@@ -760,16 +779,18 @@ def format_table(report) -> str:
                    f"{row['peak_host_memory_mb']:.0f} |")
   if report.get("default"):
     lines += ["", "| batch | dtype | default images/s | plain Keras images/s "
-              "| x plain | % of matmul peak |", "|---|---|---|---|---|---|"]
+              "| x plain | plain, same optimizer | x plain, same optimizer "
+              "| % of matmul peak |", "|---" * 8 + "|"]
     for batch, row in report["default"].items():
-      plain = row.get("plain_images_per_second")
-      ratio = row.get("ratio_to_plain")
+      cells = [row.get(key) for key in (
+          "plain_images_per_second", "ratio_to_plain",
+          "plain_same_optimizer_images_per_second",
+          "ratio_to_plain_same_optimizer")]
       lines.append(
           f"| {batch} | {row['compute_dtype']} | "
-          f"{row['images_per_second']:.2f} | "
-          f"{'' if plain is None else f'{plain:.2f}'} | "
-          f"{'' if ratio is None else f'{ratio:.2f}'} | "
-          f"{100 * row['share_of_peak']:.0f} |")
+          f"{row['images_per_second']:.2f} | " + " | ".join(
+              "" if cell is None else f"{cell:.2f}" for cell in cells) +
+          f" | {100 * row['share_of_peak']:.0f} |")
     profiles = {b: r["profile_ms"] for b, r in report["default"].items()
                 if "profile_ms" in r}
     if profiles:

@@ -5,7 +5,7 @@ import collections
 import io
 import os
 import tempfile
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -119,15 +119,22 @@ def declared_pixels(encoded: bytes) -> Optional[float]:
   return width * height
 
 
-def check_pixels(path: str, max_pixels: int) -> None:
-  """Reads the size from the file's header (Pillow decodes nothing until it
-  is asked to) and raises TooLargeError above `max_pixels`, so that a small
-  file declaring a huge image (a decompression bomb) is never decoded."""
+def declared_size(path: str) -> Tuple[int, int]:
+  """(width, height) from the file's header: Pillow decodes nothing until
+  it is asked to. Raises TooLargeError for a size past Pillow's own bomb
+  limit, and OSError for a header Pillow cannot read."""
   try:
     with Image.open(path) as image:
-      width, height = image.size
+      return image.size
   except Image.DecompressionBombError as e:
     raise TooLargeError(path, f"{path}: {e}") from None
+
+
+def check_pixels(path: str, max_pixels: int) -> None:
+  """Raises TooLargeError if the file's header declares more than
+  `max_pixels` pixels, so that a small file declaring a huge image (a
+  decompression bomb) is never decoded."""
+  width, height = declared_size(path)
   check_size(path, width, height, max_pixels)
 
 

@@ -44,12 +44,15 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
 
 def make_distributed_step(strategy: tf.distribute.Strategy,
                           train_step: Callable,
-                          step: tf.Variable) -> Callable:
+                          step: tf.Variable, loop: bool = False) -> Callable:
   """`num_steps` x (next batch, `strategy.run`), reduced, in one tf.function
-  call (without a loop for one step).
+  call: without a loop for one step unless `loop`.
 
   Running several steps per call (--steps_per_execution) saves the Python
-  round trip between steps. Returns each loss's mean over the steps.
+  round trip between steps; with `loop` (set when it is above 1) a last,
+  shorter block, even of one step, runs through the same traced loop
+  instead of tracing the one-step function as well. Returns each loss's
+  mean over the steps.
   """
 
   names = train_step.metric_names
@@ -78,7 +81,7 @@ def make_distributed_step(strategy: tf.distribute.Strategy,
     return {k: v / count for k, v in totals.items()}
 
   def distributed_step(iterator, num_steps: int = 1):
-    if int(num_steps) == 1:
+    if int(num_steps) == 1 and not loop:
       return single(iterator)
     return several(iterator, tf.constant(int(num_steps)))
 

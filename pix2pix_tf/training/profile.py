@@ -5,7 +5,9 @@ package's own generator and discriminator, two gradient tapes, Keras's
 BinaryCrossentropy and Adam, one `tf.function`; no strategy, no metrics, no
 loop. It is the floor: the package's step must not be slower. It takes the
 same update order, precision and XLA setting as the configuration it is
-built from, so that the two do the same arithmetic.
+built from, so that the two do the same arithmetic; with `fused_updates` it
+also takes the package's fused Adam, so that the two differ only in the
+strategy, the metrics and the loop.
 
 `profile_step` times the parts of the package's step as separate compiled
 functions: the generator's forward, one discriminator forward, the
@@ -24,6 +26,7 @@ import tensorflow as tf
 
 from pix2pix_tf import config as config_lib
 from pix2pix_tf import models
+from pix2pix_tf.training import optimizers
 from pix2pix_tf.training import precision
 from pix2pix_tf.training import step as step_lib
 
@@ -31,9 +34,10 @@ from pix2pix_tf.training import step as step_lib
 class PlainStep:
   """The tutorial's step on the package's models: `step(input, target)`
   applies one update (alternating or simultaneous, as `config` says) and
-  returns the generator's total loss."""
+  returns the generator's total loss. Its optimizers are Keras's Adam, as
+  in the tutorial, or with `fused_updates` the package's `FusedAdam`."""
 
-  def __init__(self, config: config_lib.Config):
+  def __init__(self, config: config_lib.Config, fused_updates: bool = False):
     if precision.resolve_mixed_precision(config.mixed_precision) == "fp16":
       raise ValueError("The plain step runs in float32 or bfloat16; fp16 "
                        "needs loss scaling, which the tutorial does not do.")
@@ -47,9 +51,10 @@ class PlainStep:
                        "--gan_mode=vanilla, L1 only, one discriminator.")
     self.lambda_l1 = config.lambda_l1
     self.bce = keras.losses.BinaryCrossentropy(from_logits=True)
-    self.generator_optimizer = keras.optimizers.Adam(
+    adam = optimizers.FusedAdam if fused_updates else keras.optimizers.Adam
+    self.generator_optimizer = adam(
         config.learning_rate, beta_1=config.beta_1, beta_2=config.beta_2)
-    self.discriminator_optimizer = keras.optimizers.Adam(
+    self.discriminator_optimizer = adam(
         config.learning_rate, beta_1=config.beta_1, beta_2=config.beta_2)
     step = (self.alternating if config.update_order == "alternating" else
             self.simultaneous)

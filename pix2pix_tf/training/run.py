@@ -125,7 +125,8 @@ def build(config: config_lib.Config, strategy: tf.distribute.Strategy,
                                  total_steps)
   train_step = step_lib.make_train_step(state, config, config.batch_size)
   return Built(state, train_step, distribution.make_distributed_step(
-      strategy, train_step, state.step))
+      strategy, train_step, state.step,
+      loop=config.steps_per_execution > 1))
 
 
 def train_iterator(strategy: tf.distribute.Strategy,

@@ -79,6 +79,19 @@ def test_steps_per_execution_runs_several_steps_per_call(tmp_path):
   assert step.several.experimental_get_tracing_count() == 1
 
 
+def test_a_last_one_step_block_reuses_the_loop_when_blocks_are_longer(
+    tmp_path):
+  """At --steps_per_execution above 1, a run's last block can be one step:
+  it runs through the traced loop, not a second function traced for it."""
+  state, step, iterator = build(small_config(tmp_path, tmp_path,
+                                             steps_per_execution=4))
+  step(iterator, 4)
+  step(iterator, 1)
+  assert int(state.step.numpy()) == 5
+  assert step.several.experimental_get_tracing_count() == 1
+  assert step.single.experimental_get_tracing_count() == 0
+
+
 def loop_ops(function, *args):
   graph = function.get_concrete_function(*args).graph
   return {op.type for op in graph.get_operations()}

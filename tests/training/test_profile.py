@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from conftest import small_config
 from pix2pix_tf import training
+from pix2pix_tf.training import optimizers
 from pix2pix_tf.training import profile
 
 
@@ -22,16 +23,20 @@ def batch(size=32, count=2, seed=0):
                            tf.float32) for _ in range(2))
 
 
-@pytest.mark.parametrize("order", ["alternating", "simultaneous"])
-def test_the_plain_step_does_the_packages_update(order, tmp_path):
+@pytest.mark.parametrize("order,fused", [("alternating", False),
+                                         ("simultaneous", False),
+                                         ("alternating", True)])
+def test_the_plain_step_does_the_packages_update(order, fused, tmp_path):
   """Same weights, same batch (dropout off): one plain step and one step of
   the package leave both networks with the same weights, so the benchmark
-  compares two implementations of the same arithmetic."""
+  compares two implementations of the same arithmetic (with Keras's Adam
+  or the package's fused one: the same formula)."""
   config = small_config(tmp_path, tmp_path / "run", dropout=0.0,
                         update_order=order)
   strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
   built = training.build(config, strategy, steps_per_epoch=10)
-  plain = profile.PlainStep(config)
+  plain = profile.PlainStep(config, fused_updates=fused)
+  assert (type(plain.generator_optimizer) is optimizers.FusedAdam) == fused
   plain.generator.set_weights(built.state.generator.get_weights())
   plain.discriminator.set_weights(built.state.discriminator.get_weights())
   before = built.state.generator.get_weights()
