@@ -52,9 +52,12 @@ def test_combined_takes_what_helped(benchmark):
           "bf16": {"ratio_to_baseline": 1.5},
           "fp16": {"ratio_to_baseline": 0.1},
           "xla": {"ratio_to_baseline": 0.8},
-          "spe": {"ratio_to_baseline": 1.1}}
+          "spe": {"ratio_to_baseline": 1.1},
+          "one_device": {"ratio_to_baseline": 0.99}}
   assert benchmark.combined_overrides(rows) == {
       "mixed_precision": "bf16", "steps_per_execution": None}
+  rows["one_device"]["ratio_to_baseline"] = 1.02
+  assert benchmark.combined_overrides(rows)["strategy"] == "one_device"
 
 
 def test_the_default_variants_skip_precisions_without_fast_kernels(
@@ -88,7 +91,8 @@ def test_benchmark_runs_and_writes_json(tmp_path):
       [sys.executable, TOOL, f"--data_dir={data_dir}", "--crop_size=32",
        "--load_size=36", "--generator=unet", "--unet_depth=5", "--ngf=8",
        "--ndf=8", "--batch_sizes=2", "--inference_batch_sizes=1",
-       "--variants=default,baseline,simultaneous,fused,spe,combined",
+       "--variants=default,baseline,simultaneous,fused,one_device,spe,"
+       "combined",
        "--bench_spe=2", "--repeats=3", "--steps_per_repeat=2",
        "--warmup_steps=1", "--matmul_size=128", "--batch_size=2",
        "--train_command_steps=6", "--log_every_steps=2",
@@ -98,8 +102,8 @@ def test_benchmark_runs_and_writes_json(tmp_path):
   assert result.returncode == 0, result.stderr
   report = json.loads(output.read_text())
   rows = report["training"]["2"]
-  assert set(rows) == {"default", "baseline", "simultaneous", "fused", "spe",
-                       "combined"}
+  assert set(rows) == {"default", "baseline", "simultaneous", "fused",
+                       "one_device", "spe", "combined"}
   assert rows["baseline"]["ratio_to_baseline"] == 1.0
   for row in rows.values():
     assert row["images_per_second"] > 0 and row["peak_host_memory_mb"] > 0
@@ -108,6 +112,7 @@ def test_benchmark_runs_and_writes_json(tmp_path):
   assert rows["simultaneous"]["overrides"]["update_order"] == "simultaneous"
   assert rows["baseline"]["overrides"]["fused_updates"] is False
   assert rows["fused"]["overrides"]["fused_updates"] is True
+  assert rows["one_device"]["overrides"]["strategy"] == "one_device"
   assert rows["default"]["overrides"] == {}
   default = report["default"]["2"]
   assert default["plain_images_per_second"] > 0

@@ -114,6 +114,8 @@ VARIANTS = {
                      fused_updates=False),
     "simultaneous": dict(update_order="simultaneous"),
     "fused": dict(fused_updates=True),
+    # One replica without MirroredStrategy's per-replica wrappers.
+    "one_device": dict(strategy="one_device"),
     "bf16": dict(mixed_precision="bf16"),
     "fp16": dict(mixed_precision="fp16"),
     "xla": dict(jit_compile=True),
@@ -137,6 +139,8 @@ def combined_overrides(rows) -> dict:
     overrides["jit_compile"] = True
   if helped("fused"):
     overrides["fused_updates"] = True
+  if helped("one_device"):
+    overrides["strategy"] = "one_device"
   if helped("spe"):
     overrides["steps_per_execution"] = None  # --bench_spe
   return overrides
@@ -509,8 +513,10 @@ def step_fits(config, batch_size):
                          input=config.to_json(), capture_output=True,
                          text=True)
   if child.returncode == 0:
-    print(f"largest batch: {batch_size} fits", flush=True)
-    return float(child.stdout.split()[-1])
+    peak = float(child.stdout.split()[-1])
+    print(f"largest batch: {batch_size} fits (peak host memory "
+          f"{peak / 1024:.1f} GB)", flush=True)
+    return peak
   if child.returncode > 0 and not any(
       sign in child.stderr for sign in OUT_OF_MEMORY):
     last = (child.stderr.strip().splitlines() or ["no message"])[-1]
