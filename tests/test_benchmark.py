@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 
 import keras
 import pytest
@@ -155,7 +156,8 @@ def test_the_default_meets_the_plain_step_with_its_own_optimizer(
     return 2.0 if fused_updates else 1.0
 
   monkeypatch.setattr(benchmark, "bench_plain", plain)
-  benchmark.FLAGS.mark_as_parsed()  # Defaults: the test times nothing.
+  monkeypatch.setattr(benchmark, "FLAGS", types.SimpleNamespace(
+      steps_per_repeat=4, warmup_steps=2))
   config = small_config(tmp_path, tmp_path, fused_updates=fused)
   result = benchmark.compare_plain(config, None, 2, 3.0)
   assert timed == ([False, True] if fused else [False])

@@ -20,9 +20,9 @@ steps are slow, so that a row takes about --seconds_per_row):
       Keras step (the tutorial's, on the same models, data, precision and
       update order; no strategy, metrics or loop) in the same run, and
       pix2pix_tf's ratio to it, and when the default fuses its updates,
-      also to the plain step with the same fused Adam; a profile of its step (generator forward,
-      discriminator forwards, backward passes, optimizer updates,
-      everything else); and the matrix-multiply peak of the compute dtype,
+      also to the plain step with the same fused Adam; a profile of its
+      step (generator forward, discriminator forwards, backward passes,
+      optimizer updates, everything else); and the matrix-multiply peak of the compute dtype,
       measured with a large matmul, with the step's share of it;
   (g) --train_command_steps=N: the whole train command on the same flags,
       its rate between its first and last logged window against (f)'s;
@@ -40,7 +40,6 @@ import dataclasses
 import json
 import os
 import resource
-import statistics
 import sys
 import tempfile
 import time
@@ -62,7 +61,8 @@ flags.DEFINE_list("variants", None,
                   "baseline (fp32, no XLA, 1 step per call, Keras's Adam, "
                   "the alternating update), simultaneous (the baseline with "
                   "--update_order=simultaneous: what the alternating update "
-                  "costs), fused (--fused_updates), bf16, fp16, xla, spe "
+                  "costs), fused (--fused_updates), one_device "
+                  "(--strategy=one_device), bf16, fp16, xla, spe "
                   "(--bench_spe steps per call), combined (every "
                   "optimisation that beat the baseline alone at this batch "
                   "size, the faster of bf16 and fp16). Default: all, less "
@@ -173,12 +173,13 @@ def timed_rate(run, images_per_call, max_calls, warmup):
   """Images/s of `run(n)` (n calls, blocking): `warmup` untimed calls
   (tracing, compilation), one more to size the timing, then the median of
   the fitted repeats."""
+  from pix2pix_tf.training import profile
   run(warmup)
   start = time.perf_counter()
   run(1)
   calls, repeats = fitted_calls(time.perf_counter() - start, max_calls,
                                 FLAGS.seconds_per_row, FLAGS.repeats)
-  median, _ = time_calls(lambda: run(calls), repeats)
+  median = profile.median_seconds(lambda: run(calls), repeats, warmup=0)
   return calls * images_per_call / median
 
 
@@ -252,18 +253,9 @@ def reset_gpu_peak():
     tf.config.experimental.reset_memory_stats("GPU:0")
 
 
-def time_calls(call, repeats):
-  """Median seconds of `repeats` calls of `call` (which blocks)."""
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    call()
-    times.append(time.perf_counter() - start)
-  return statistics.median(times), times
-
-
 def bench_input_pipeline(config, split, batch_size, repeats):
   from pix2pix_tf import data as data_lib
+  from pix2pix_tf.training import profile
   dataset = data_lib.make_dataset(split, config, batch_size, True)
   iterator = iter(dataset)
   for _ in range(3):
@@ -274,7 +266,7 @@ def bench_input_pipeline(config, split, batch_size, repeats):
     for _ in range(batches):
       next(iterator)[0].numpy()
 
-  median, _ = time_calls(run, repeats)
+  median = profile.median_seconds(run, repeats, warmup=0)
   return batches * batch_size / median
 
 
@@ -350,6 +342,7 @@ def matmul_peak_gflops(dtype, size=2048, repeats=5):
   """GFLOP/s of a size x size matmul chain in `dtype`: the cores' (or the
   GPU's) practical matrix peak, for the step's share of it."""
   import tensorflow as tf
+  from pix2pix_tf.training import profile
 
   device = "/gpu:0" if tf.config.list_logical_devices("GPU") else "/cpu:0"
   with tf.device(device):
@@ -363,8 +356,8 @@ def matmul_peak_gflops(dtype, size=2048, repeats=5):
         x = tf.matmul(x, a) * tf.cast(1.0 / size, dtype)
       return x
 
-    median = min(time_calls(lambda: run(a).numpy(), repeats)[1])
-  return chain * 2 * size ** 3 / median / 1e9
+    fastest = min(profile.call_seconds(lambda: run(a).numpy(), repeats))
+  return chain * 2 * size ** 3 / fastest / 1e9
 
 
 def profile_refusal(config):
@@ -478,7 +471,7 @@ def bench_train_command(config, steps):
               end_time - start_time)}
 
 
-# One training step at one batch size, in a child process: an allocation
+# Two training steps at one batch size, in a child process: an allocation
 # that fails there cannot take the benchmark (or anything it wrote) along.
 ONE_STEP = """
 import json, resource, sys
@@ -520,7 +513,7 @@ def step_fits(config, batch_size):
   if child.returncode > 0 and not any(
       sign in child.stderr for sign in OUT_OF_MEMORY):
     last = (child.stderr.strip().splitlines() or ["no message"])[-1]
-    raise ValueError(f"One training step at batch {batch_size} failed for "
+    raise ValueError(f"Training at batch {batch_size} failed for "
                      f"another reason than memory: {last}")
   print(f"largest batch: {batch_size} is out of memory (exit "
         f"{child.returncode})", flush=True)
@@ -701,7 +694,7 @@ def main(argv):
       }
       baseline = rows.get("baseline", {}).get("images_per_second")
       rows[name]["ratio_to_baseline"] = rate / baseline if baseline else None
-      print(f"train batch {batch:>3} {name:<9} {rate:8.2f} images/s  "
+      print(f"train batch {batch:>3} {name:<10} {rate:8.2f} images/s  "
             f"{rows[name]['gflops_per_second']:8.1f} GFLOP/s  "
             + (f"x{rows[name]['ratio_to_baseline']:.2f}"
                if baseline else ""), flush=True)

@@ -66,9 +66,9 @@ def make_distributed_step(strategy: tf.distribute.Strategy,
                                        per_replica[k], axis=None), tf.float32)
             for k in names}
 
-  # One step per call runs without a loop: a tf.range loop is a While op,
-  # whose per-iteration frames and limits on graph optimisation cost time
-  # when it would run once.
+  # At --steps_per_execution=1 each call runs one step without a loop: a
+  # tf.range loop is a While op, whose per-iteration frames and limits on
+  # graph optimisation cost time when it would run once.
   single = tf.function(one_step)
 
   @tf.function

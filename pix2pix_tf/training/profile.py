@@ -19,7 +19,7 @@ else".
 import dataclasses
 import statistics
 import time
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import keras
 import tensorflow as tf
@@ -114,10 +114,10 @@ class PlainStep:
     return gen_loss
 
 
-def median_seconds(call: Callable[[], object], repeats: int,
-                   warmup: int = 2) -> float:
-  """The median wall time of `call()` (which must block until done), after
-  `warmup` untimed calls (tracing and compilation)."""
+def call_seconds(call: Callable[[], object], repeats: int,
+                 warmup: int = 0) -> List[float]:
+  """The wall time of each of `repeats` calls of `call()` (which must block
+  until done), after `warmup` untimed calls (tracing and compilation)."""
   for _ in range(warmup):
     call()
   times = []
@@ -125,7 +125,13 @@ def median_seconds(call: Callable[[], object], repeats: int,
     start = time.perf_counter()
     call()
     times.append(time.perf_counter() - start)
-  return statistics.median(times)
+  return times
+
+
+def median_seconds(call: Callable[[], object], repeats: int,
+                   warmup: int = 2) -> float:
+  """The median of `call_seconds(call, repeats, warmup)`."""
+  return statistics.median(call_seconds(call, repeats, warmup))
 
 
 @dataclasses.dataclass

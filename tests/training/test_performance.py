@@ -106,6 +106,9 @@ def test_one_step_per_call_runs_without_a_loop(tmp_path):
   looped.generator.set_weights(state.generator.get_weights())
   looped.discriminator.set_weights(state.discriminator.get_weights())
   metrics = step(iterator, 1)
+  # At --steps_per_execution=1 a call takes the one-step function.
+  assert step.single.experimental_get_tracing_count() == 1
+  assert step.several.experimental_get_tracing_count() == 0
   looped_metrics = looped_step.several(looped_iterator, tf.constant(1))
   assert "While" not in loop_ops(step.single, iterator)
   assert "While" in loop_ops(looped_step.several, looped_iterator,

@@ -51,6 +51,9 @@ def test_the_plain_step_does_the_packages_update(order, fused, tmp_path):
   moved = max(np.abs(a - b).max() for a, b in
               zip(before, built.state.generator.get_weights()))
   assert moved > 1e-4  # Two Adam steps of 2e-4 each.
+  ops = {op.type for op in
+         plain.step.get_concrete_function(*images).graph.get_operations()}
+  assert ("ResourceApplyAdam" in ops) == fused  # The fused kernel runs.
 
 
 def test_the_plain_step_refuses_what_the_tutorial_does_not_do(tmp_path):
@@ -103,3 +106,18 @@ def test_the_profile_names_each_part_of_the_step(tmp_path):
         training.build(small_config(tmp_path, tmp_path / "run",
                                     update_order="simultaneous"),
                        strategy, 10).train_step, lambda: None, images, 1)
+
+
+def test_timed_calls_leave_the_warmup_untimed():
+  """The one timing loop of the profile and the benchmark: `warmup` calls
+  first, untimed, then one time per repeat."""
+  calls = []
+
+  def call():
+    calls.append(len(calls))
+
+  times = profile.call_seconds(call, repeats=3, warmup=2)
+  assert len(calls) == 5 and len(times) == 3
+  assert all(t >= 0 for t in times)
+  assert profile.median_seconds(call, repeats=1, warmup=0) >= 0
+  assert len(calls) == 6
