@@ -1,7 +1,7 @@
 """The pipeline's small pure functions: a file's pair in order, the joint
 jitter of both halves, and the value ranges."""
 
-from typing import Tuple
+from typing import Tuple, Union
 
 import tensorflow as tf
 
@@ -78,3 +78,139 @@ def to_uint8(image: tf.Tensor) -> tf.Tensor:
   """Maps [-1, 1] back to uint8 0..255."""
   return tf.cast(tf.round(tf.clip_by_value((image + 1.0) * 127.5, 0, 255)),
                  tf.uint8)
+
+
+# The reference's --preprocess modes, with its meaning: what is resized
+# (both sides to load_size, or the width to load_size keeping the aspect),
+# and whether a crop_size square is then cropped at random.
+PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width",
+                    "scale_width_and_crop", "none")
+
+
+def scaled_size(height: Union[int, tf.Tensor], width: Union[int, tf.Tensor],
+                mode: str, load_size: int, crop_size: int
+                ) -> Tuple[tf.Tensor, tf.Tensor]:
+  """(height, width) of a height x width image after `mode`'s resize,
+  before its crop. scale_width keeps the aspect (the height floored, and
+  at least crop_size, as the reference does) and leaves an image alone
+  whose width is already load_size and height at least crop_size."""
+  if mode not in PREPROCESS_MODES:
+    raise ValueError(f"Unknown preprocess mode {mode!r}; choose one of "
+                     f"{', '.join(PREPROCESS_MODES)}.")
+  height, width = tf.cast(height, tf.int64), tf.cast(width, tf.int64)
+  if mode == "resize_and_crop":
+    side = tf.constant(load_size, tf.int64)
+    return side, side
+  if mode.startswith("scale_width"):
+    keep = tf.logical_and(tf.equal(width, load_size), height >= crop_size)
+    scaled = tf.maximum(load_size * height // width, crop_size)
+    return (tf.where(keep, height, scaled),
+            tf.where(keep, width, tf.constant(load_size, tf.int64)))
+  return height, width
+
+
+def output_size(height: int, width: int, mode: str, load_size: int,
+                crop_size: int) -> Tuple[int, int]:
+  """(height, width) `preprocess` gives a height x width image, before
+  `fit_to_multiple`: the crop where the mode crops, else the scaled size."""
+  if mode.endswith("crop"):
+    return crop_size, crop_size
+  scaled = scaled_size(height, width, mode, load_size, crop_size)
+  return int(scaled[0]), int(scaled[1])
+
+
+def nearest_multiple(side: int, multiple: int) -> int:
+  """The multiple of `multiple` nearest to `side` (at least `multiple`)."""
+  return max(multiple, int(round(side / multiple)) * multiple)
+
+
+def padding(side: Union[int, tf.Tensor], multiple: int) -> Tuple:
+  """(before, after): the rows (or columns) that pad `side` up to the next
+  multiple of `multiple`, split evenly (the extra one after)."""
+  total = -side % multiple
+  return total // 2, total - total // 2
+
+
+def fit_to_multiple(image: tf.Tensor, multiple: int) -> tf.Tensor:
+  """`image` (h, w, c) reflect-padded on all sides to the next multiple of
+  `multiple` in each dimension: what a generator that downsamples log2
+  (multiple) times can take. Reflection repeats no edge pixel, so the
+  padded border looks like image content, not a frame. The caller checks
+  (`check_size`) that each side is larger than its padding."""
+  shape = tf.shape(image)
+  rows, columns = padding(shape[0], multiple), padding(shape[1], multiple)
+  return tf.pad(image, [rows, columns, [0, 0]], mode="REFLECT")
+
+
+def preprocess(input_image: tf.Tensor, target_image: tf.Tensor,
+               seed: tf.Tensor, mode: str = "resize_and_crop",
+               load_size: int = 286, crop_size: int = 256,
+               flip: bool = True) -> Tuple[tf.Tensor, tf.Tensor]:
+  """The reference's --preprocess for a training pair: `mode`'s resize,
+  then (for the *_crop modes and crop) one random crop_size square, and a
+  random mirror, the same for both halves; float32 0..255.
+
+  Input and target are stacked on channels, so that one resize, one crop
+  and one flip apply to both. Stateless random ops keyed by `seed` (shape
+  [2]) give the same result eagerly and inside tf.data.
+  """
+  in_channels = tf.shape(input_image)[-1]
+  stacked = tf.concat([input_image, target_image], axis=-1)
+  shape = tf.shape(stacked)
+  height, width = scaled_size(shape[0], shape[1], mode, load_size,
+                              crop_size)
+  if mode != "crop" and mode != "none":
+    stacked = tf.clip_by_value(
+        tf.image.resize(stacked, tf.cast(tf.stack([height, width]), tf.int32),
+                        method="bicubic",
+                        antialias=True), 0.0, 255.0)
+  crop_seed, flip_seed = tf.unstack(
+      tf.random.experimental.stateless_split(seed, 2))
+  if mode.endswith("crop"):
+    stacked = tf.image.stateless_random_crop(
+        stacked, [crop_size, crop_size, tf.shape(stacked)[-1]],
+        seed=crop_seed)
+  if flip:
+    stacked = tf.image.stateless_random_flip_left_right(stacked,
+                                                        seed=flip_seed)
+  return stacked[..., :in_channels], stacked[..., in_channels:]
+
+
+def check_preprocessable(name: str, height: int, width: int, mode: str,
+                         load_size: int, crop_size: int, multiple: int,
+                         pad: bool) -> Tuple[int, int]:
+  """The (height, width) the generator gets from a height x width half
+  named `name` under `mode`: padded to a multiple of `multiple` if `pad`.
+  Raises ValueError, naming the image, its size and what to do, for a half
+  the mode cannot crop, one too small to pad by reflection, and (without
+  `pad`) one whose size is not a multiple."""
+  if mode == "crop" and min(height, width) < crop_size:
+    raise ValueError(
+        f"{name}: a {width}x{height} half is smaller than --crop_size="
+        f"{crop_size}, which --preprocess=crop cuts from it unscaled. Use "
+        "--preprocess=resize_and_crop or scale_width_and_crop, or a smaller "
+        "--crop_size.")
+  out_height, out_width = output_size(height, width, mode, load_size,
+                                      crop_size)
+  valid = (nearest_multiple(out_height, multiple),
+           nearest_multiple(out_width, multiple))
+  if out_height % multiple == 0 and out_width % multiple == 0:
+    return out_height, out_width
+  where = f"{name}: a {width}x{height} half" + (
+      f" becomes {out_width}x{out_height} under --preprocess={mode}, which"
+      if (out_height, out_width) != (height, width) else "")
+  if not pad:
+    raise ValueError(
+        f"{where} is not a multiple of {multiple} in each side, as the "
+        f"generator needs; the nearest valid size is {valid[1]}x{valid[0]}. "
+        "Resize the image, or pass --size_policy=pad to reflect-pad it.")
+  padded = tuple(side + sum(padding(side, multiple))
+                 for side in (out_height, out_width))
+  if any(max(padding(side, multiple)) >= side
+         for side in (out_height, out_width)):
+    raise ValueError(
+        f"{where} is too small to reflect-pad to {padded[1]}x{padded[0]} "
+        f"(a multiple of {multiple}); the nearest valid size is "
+        f"{valid[1]}x{valid[0]}. Resize the image, or choose a shallower "
+        "generator.")
+  return padded
