@@ -39,6 +39,9 @@ MIXED_PRECISIONS = ("auto", "none", "bf16", "fp16")
 DIRECTIONS = ("AtoB", "BtoA")
 STRATEGIES = ("mirrored", "one_device", "multi_worker")
 INFERENCE_MODES = ("paper", "eval")
+# The reference's --preprocess modes (see data.transforms.preprocess).
+PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width",
+                    "scale_width_and_crop", "none")
 # What `evaluate --metrics` computes (fid and kid need Inception weights).
 METRICS = ("l1", "mse", "psnr", "ssim", "pixel_accuracy", "color", "fid",
            "kid")
@@ -98,9 +101,25 @@ class Config:
       "AtoB",
       "AtoB translates the left half into the right half; BtoA the reverse.",
       choices=DIRECTIONS)
+  preprocess: str = option(
+      "resize_and_crop",
+      "Training preprocessing, as the reference's: resize_and_crop (each "
+      "half to load_size x load_size, then a random crop_size square), crop "
+      "(a random crop_size square, unscaled), scale_width (the width to "
+      "load_size, aspect kept), scale_width_and_crop (then a random "
+      "square), none (sizes kept). Sizes without a crop follow "
+      "--size_policy.",
+      choices=PREPROCESS_MODES)
+  size_policy: str = option(
+      "pad",
+      "--preprocess without a crop: a half whose size is not a multiple of "
+      "2**generator depth is reflect-padded to the next (pad), or stops the "
+      "run naming it and the nearest valid size (reject).",
+      choices=("pad", "reject"))
   load_size: int = option(
       286,
-      "Each half is resized to load_size x load_size before the random crop.")
+      "The size --preprocess resizes each half to (both sides, or the "
+      "width for scale_width*).")
   crop_size: int = option(
       256,
       "Training crop size; the size the networks are trained at. A multiple "
@@ -411,7 +430,8 @@ class Config:
       raise ConfigError(
           "--lambda_feature_matching needs a discriminator, but "
           "--gan_mode=none trains none. Choose a GAN loss or set it to 0.")
-    if self.crop_size > self.load_size:
+    if self.crop_size > self.load_size and self.preprocess in (
+        "resize_and_crop", "scale_width_and_crop"):
       raise ConfigError(
           f"--crop_size={self.crop_size} is larger than --load_size="
           f"{self.load_size}: images are resized to load_size before the "

@@ -32,7 +32,8 @@ from pix2pix_tf.data.sources import (STANDARD_DATASETS, TFRECORD_INFO,
                                      encode_record, find_undecodable,
                                      has_split, is_tfrecord_dataset,
                                      list_split, named_contents, open_split,
-                                     parse_record, shard_name, split_exists)
+                                     parse_record, preprocess_check,
+                                     shard_name, split_exists)
 from pix2pix_tf.data.transforms import (load_pair, normalize, random_jitter,
                                         resize, split_pair, to_uint8)
 
@@ -46,5 +47,5 @@ __all__ = [
     "find_undecodable", "has_split", "is_tfrecord_dataset", "list_images",
     "list_split", "load_pair", "load_palette", "make_dataset",
     "named_contents", "normalize", "open_split", "parse_record",
-    "png_names", "random_jitter", "read_rgb", "resize", "shard_name",
+    "png_names", "preprocess_check", "random_jitter", "read_rgb", "resize", "shard_name",
     "split_exists", "split_pair", "to_uint8"]

@@ -105,15 +105,51 @@ def make_dataset(split: Union[sources.Split, Sequence[str]],
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if config.on_bad_image == "skip":
       dataset = dataset.ignore_errors()  # Named before training.
-  # Under a strategy every replica needs a full batch: drop the remainder in
-  # training. Evaluation keeps every example.
-  dataset = dataset.batch(batch_size, drop_remainder=training)
-  return dataset.prefetch(tf.data.AUTOTUNE)
+  return _batched(dataset, config, batch_size, training).prefetch(
+      tf.data.AUTOTUNE)
 
 
 def _pair(config: config_lib.Config, image):
   return transforms.split_pair(image, config.direction,
                                config.input_channels, config.output_channels)
+
+
+def _fitted(config: config_lib.Config, input_image, target_image):
+  """A pair of one (uncropped) size fitted to the generator: reflect-padded
+  to a multiple of 2**depth (--size_policy=pad), or checked to be one
+  (reject: folders were checked by name before training; this stops a
+  record that is not)."""
+  multiple = 2 ** config.generator_depth
+  if config.size_policy == "pad":
+    return (transforms.fit_to_multiple(input_image, multiple),
+            transforms.fit_to_multiple(target_image, multiple))
+  shape = tf.shape(input_image)
+  check = tf.debugging.assert_equal(
+      shape[:2] % multiple, tf.zeros([2], tf.int32), message=(
+          f"a training image's size is not a multiple of {multiple} "
+          "under --size_policy=reject; pass --size_policy=pad"))
+  with tf.control_dependencies([check]):
+    return tf.identity(input_image), tf.identity(target_image)
+
+
+def _batched(dataset: tf.data.Dataset, config: config_lib.Config,
+             batch_size: int, training: bool) -> tf.data.Dataset:
+  """Batches; training pairs of different sizes (--preprocess without a
+  crop) are batched with others of their size, so that any batch size works
+  on images of any sizes."""
+  if not training or config.preprocess.endswith("crop") or batch_size == 1:
+    # Under a strategy every replica needs a full batch: drop the remainder
+    # in training. Evaluation keeps every example.
+    return dataset.batch(batch_size, drop_remainder=training)
+
+  def size(input_image, target_image):
+    del target_image
+    shape = tf.cast(tf.shape(input_image), tf.int64)
+    return shape[0] * 2 ** 32 + shape[1]
+
+  return dataset.group_by_window(
+      size, lambda _, same: same.batch(batch_size, drop_remainder=True),
+      window_size=batch_size)
 
 
 def _evaluation_pairs(config: config_lib.Config, with_names: bool):
@@ -196,9 +232,11 @@ def _training_stream(split: sources.Split, paths: tf.data.Dataset,
     image = contents if cache else decoding.decode_image(contents)
     input_image, target_image = _pair(config, image)
     seed = tf.stack([tf.constant(config.seed, tf.int64), index])
-    input_image, target_image = transforms.random_jitter(
-        input_image, target_image, seed, config.load_size,
+    input_image, target_image = transforms.preprocess(
+        input_image, target_image, seed, config.preprocess, config.load_size,
         config.crop_size, config.flip)
+    if not config.preprocess.endswith("crop"):
+      input_image, target_image = _fitted(config, input_image, target_image)
     return (transforms.normalize(input_image),
             transforms.normalize(target_image))
 

@@ -5,12 +5,14 @@ file before training starts."""
 import dataclasses
 import json
 import os
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
+from pix2pix_tf import config as config_lib
 from pix2pix_tf.data import decoding
 from pix2pix_tf.data import images
+from pix2pix_tf.data import transforms
 
 
 # The first bytes of each accepted format: a quick check that catches files
@@ -156,11 +158,14 @@ def split_exists(data_dir: str, split: str) -> bool:
   return has_split(data_dir, split)
 
 
-def check_headers(files: Sequence[str],
-                  max_pixels: Optional[int] = None) -> None:
+def check_headers(files: Sequence[str], max_pixels: Optional[int] = None,
+                  halves: Optional[Callable[[str, int, int], None]] = None
+                  ) -> None:
   """Rejects files whose first bytes are not those of their format, images
   narrower than 2 pixels (which hold no two halves) and, if `max_pixels` is
-  given, images that declare more pixels (decompression bombs included).
+  given, images that declare more pixels (decompression bombs included);
+  `halves(path, height, width)`, if given, checks each pair's halves (see
+  `preprocess_check`).
 
   Reads only each file's header (about 0.1 ms per file), so it is cheap
   even for large datasets. Corrupt image data beyond the header is found
@@ -193,6 +198,26 @@ def check_headers(files: Sequence[str],
           "cannot hold two halves side by side. Remove or replace it.")
     if max_pixels:
       images.check_size(path, width, height, max_pixels)
+    if halves:
+      halves(path, height, width // 2)
+
+
+def preprocess_check(config: config_lib.Config
+                     ) -> Callable[[str, int, int], None]:
+  """A `check_headers` check that a pair's halves fit --preprocess and
+  --size_policy (see `transforms.check_preprocessable`): DatasetError
+  naming the file, its size and what to do."""
+  multiple = 2 ** config.generator_depth
+
+  def check(path: str, height: int, width: int) -> None:
+    try:
+      transforms.check_preprocessable(
+          path, height, width, config.preprocess, config.load_size,
+          config.crop_size, multiple, config.size_policy == "pad")
+    except ValueError as e:
+      raise DatasetError(str(e)) from None
+
+  return check
 
 
 def find_undecodable(split: Split) -> List[str]:

@@ -5,6 +5,7 @@ from typing import Tuple, Union
 
 import tensorflow as tf
 
+from pix2pix_tf import config as config_lib
 from pix2pix_tf.data import decoding
 
 
@@ -83,8 +84,7 @@ def to_uint8(image: tf.Tensor) -> tf.Tensor:
 # The reference's --preprocess modes, with its meaning: what is resized
 # (both sides to load_size, or the width to load_size keeping the aspect),
 # and whether a crop_size square is then cropped at random.
-PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width",
-                    "scale_width_and_crop", "none")
+PREPROCESS_MODES = config_lib.PREPROCESS_MODES
 
 
 def scaled_size(height: Union[int, tf.Tensor], width: Union[int, tf.Tensor],
@@ -155,7 +155,11 @@ def preprocess(input_image: tf.Tensor, target_image: tf.Tensor,
   [2]) give the same result eagerly and inside tf.data.
   """
   in_channels = tf.shape(input_image)[-1]
-  stacked = tf.concat([input_image, target_image], axis=-1)
+  # An odd-width pair's right half is one column wider (as the reference
+  # splits it): both keep the narrower width, so that they stack.
+  width = tf.minimum(tf.shape(input_image)[1], tf.shape(target_image)[1])
+  stacked = tf.concat([input_image[:, :width], target_image[:, :width]],
+                      axis=-1)
   shape = tf.shape(stacked)
   height, width = scaled_size(shape[0], shape[1], mode, load_size,
                               crop_size)

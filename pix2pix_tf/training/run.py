@@ -80,10 +80,14 @@ def prepare_data(config: config_lib.Config) -> RunData:
         print(f"Skipping {name}: it is not a readable image.", flush=True)
       val = val.without(bad_val)
       skipped += bad_val
-  else:
-    for split in (train, val):
-      if split is not None and not split.tfrecord:
-        data_lib.check_headers(split.paths)
+  if not train.tfrecord:
+    # Headers only: the sizes --preprocess cannot take, named before
+    # training (and every unreadable header, when not skipped).
+    data_lib.check_headers(train.paths,
+                           halves=data_lib.preprocess_check(config))
+  if config.on_bad_image != "skip":
+    if val is not None and not val.tfrecord:
+      data_lib.check_headers(val.paths)
     if val is not None:
       # The val split is small and read whole at every val pass: decoded
       # once here, so that a bad file is named now, not hours into the run.

@@ -1,0 +1,61 @@
+"""Training on images of their own sizes: --preprocess without a crop."""
+
+import numpy as np
+import pytest
+
+from conftest import gradient_image, small_config, write_pair
+from pix2pix_tf import data as data_lib
+from pix2pix_tf import training
+
+# (height, width) of each training pair's halves: odd, non-square, and
+# not multiples of 16 (the depth-4 U-Net's), two of each size.
+SIZES = [(37, 45), (37, 45), (30, 52), (30, 52), (48, 32), (48, 32)]
+
+
+def odd_sized_dataset(root):
+  for split, sizes in (("train", SIZES), ("val", SIZES[:2])):
+    (root / split).mkdir(parents=True)
+    for i, (height, width) in enumerate(sizes):
+      write_pair(root / split / f"{i}.png",
+                 gradient_image(height, width, offset=i),
+                 gradient_image(height, width, offset=i + 40))
+  return root
+
+
+def config_for(tmp_path, **overrides):
+  return small_config(odd_sized_dataset(tmp_path / "data"), tmp_path / "run",
+                      unet_depth=4, max_steps=3, **overrides)
+
+
+@pytest.mark.parametrize("mode", ["none", "scale_width"])
+def test_batches_hold_one_size_fitted_to_the_generator(mode, tmp_path):
+  config = config_for(tmp_path, preprocess=mode)
+  split = data_lib.open_split(config.data_dir, "train")
+  dataset = data_lib.make_dataset(split, config, 2, training=True)
+  shapes = set()
+  for input_image, target_image in dataset.take(12):
+    assert input_image.shape == target_image.shape
+    assert input_image.shape[0] == 2
+    assert input_image.shape[1] % 16 == 0 and input_image.shape[2] % 16 == 0
+    shapes.add(tuple(input_image.shape[1:3]))
+  if mode == "none":  # 37x45 -> 48x48, 30x52 -> 32x64, 48x32 kept.
+    assert shapes == {(48, 48), (32, 64), (48, 32)}
+  else:  # Width 36 (--load_size), height scaled, at least 32: then padded.
+    assert all(width == 48 for _, width in shapes)
+
+
+@pytest.mark.parametrize("mode", ["none", "scale_width"])
+def test_a_few_steps_train_on_odd_non_square_images(mode, tmp_path):
+  results = training.train_and_evaluate(config_for(tmp_path, preprocess=mode,
+                                                   strategy="one_device"))
+  assert results["step"] == 3
+  assert np.isfinite(results["gen_total_loss"])
+
+
+def test_reject_names_the_image_and_the_nearest_valid_size(tmp_path):
+  config = config_for(tmp_path, preprocess="none", size_policy="reject")
+  with pytest.raises(data_lib.DatasetError,
+                     match=r"0\.png: a 45x37 half .*nearest valid size is "
+                     r"48x32"):
+    training.train_and_evaluate(config)
+  assert not (tmp_path / "run" / "checkpoints").exists()
