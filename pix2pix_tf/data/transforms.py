@@ -49,25 +49,10 @@ def resize(image: tf.Tensor, size: int) -> tf.Tensor:
 def random_jitter(input_image: tf.Tensor, target_image: tf.Tensor,
                   seed: tf.Tensor, load_size: int = 286, crop_size: int = 256,
                   flip: bool = True) -> Tuple[tf.Tensor, tf.Tensor]:
-  """The paper's jitter: resize to load_size, random crop, random mirror.
-
-  Input and target are stacked so that one crop and one flip apply to both.
-  Stateless random ops keyed by `seed` (shape [2]) make the result the same
-  eagerly and inside tf.data.
-  """
-  input_image = resize(input_image, load_size)
-  target_image = resize(target_image, load_size)
-  in_channels = tf.shape(input_image)[-1]
-  # Concatenate on channels (the two may differ in channel count).
-  stacked = tf.concat([input_image, target_image], axis=-1)
-  crop_seed, flip_seed = tf.unstack(
-      tf.random.experimental.stateless_split(seed, 2))
-  stacked = tf.image.stateless_random_crop(
-      stacked, [crop_size, crop_size, tf.shape(stacked)[-1]], seed=crop_seed)
-  if flip:
-    stacked = tf.image.stateless_random_flip_left_right(stacked,
-                                                        seed=flip_seed)
-  return stacked[..., :in_channels], stacked[..., in_channels:]
+  """The paper's jitter: resize to load_size, random crop, random mirror
+  (`preprocess`'s default mode)."""
+  return preprocess(input_image, target_image, seed, "resize_and_crop",
+                    load_size, crop_size, flip)
 
 
 def normalize(image: tf.Tensor) -> tf.Tensor:

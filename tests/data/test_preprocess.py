@@ -34,15 +34,23 @@ def test_each_mode_gives_the_references_size_and_one_crop_for_both_halves(
 
 
 def test_resize_and_crop_is_unchanged():
+  """The default mode is the jitter as it was: each half resized, then one
+  crop (at the offset the seed's first half draws) and one flip."""
   input_image, target_image = halves(50, 60)
   target_image = 255.0 - target_image
   for i in range(4):
     seed = tf.constant([0, i], tf.int64)
-    old = transforms.random_jitter(input_image, target_image, seed, 36, 32)
-    new = transforms.preprocess(input_image, target_image, seed,
-                                "resize_and_crop", 36, 32)
-    for x, y in zip(old, new):
-      np.testing.assert_allclose(x.numpy(), y.numpy(), atol=1e-3)
+    crop_seed, flip_seed = tf.unstack(
+        tf.random.experimental.stateless_split(seed, 2))
+    stacked = tf.concat([transforms.resize(input_image, 36),
+                         transforms.resize(target_image, 36)], axis=-1)
+    expected = tf.image.stateless_random_flip_left_right(
+        tf.image.stateless_random_crop(stacked, [32, 32, 6], seed=crop_seed),
+        seed=flip_seed)
+    a, b = transforms.preprocess(input_image, target_image, seed,
+                                 "resize_and_crop", 36, 32)
+    np.testing.assert_allclose(tf.concat([a, b], -1).numpy(),
+                               expected.numpy(), atol=1e-3)
 
 
 def test_crop_keeps_pixels_unscaled():

@@ -1,9 +1,12 @@
 """Training on images of their own sizes: --preprocess without a crop."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
-from conftest import gradient_image, small_config, write_pair
+from conftest import ENV, gradient_image, small_config, write_pair
 from pix2pix_tf import data as data_lib
 from pix2pix_tf import training
 
@@ -59,3 +62,35 @@ def test_reject_names_the_image_and_the_nearest_valid_size(tmp_path):
                      r"48x32"):
     training.train_and_evaluate(config)
   assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+# Two CPU replicas in a child process: a MirroredStrategy made in the test
+# process would share collective-op keys with the other tests' strategies.
+TWO_REPLICAS = """
+import sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(
+    cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from pix2pix_tf import config as config_lib, data as data_lib, training
+config = config_lib.Config.from_json(sys.stdin.read())
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+built = training.build(config, strategy, 3)
+iterator = training.train_iterator(
+    strategy, config, data_lib.open_split(config.data_dir, "train"))
+for _ in range(3):
+  metrics = built.distributed_step(iterator, 1)
+print(float(metrics["gen_total_loss"]), int(built.state.step.numpy()))
+"""
+
+
+def test_two_replicas_train_on_batches_of_different_sizes(tmp_path):
+  """Each replica's batches hold one size, which may differ from the other
+  replica's and from step to step."""
+  config = config_for(tmp_path, preprocess="none", batch_size=4)
+  child = subprocess.run([sys.executable, "-c", TWO_REPLICAS],
+                         input=config.to_json(), capture_output=True,
+                         text=True, env=ENV, timeout=600)
+  assert child.returncode == 0, child.stderr[-2000:]
+  loss, step = child.stdout.split()[-2:]
+  assert np.isfinite(float(loss)) and int(step) == 3
