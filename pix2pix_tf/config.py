@@ -446,6 +446,13 @@ class Config:
           "times. Choose a crop size that is a multiple of "
           f"{multiple}, or a shallower generator (--generator=unet "
           "--unet_depth=D).")
+    if self.preprocess == "scale_width" and self.load_size % multiple:
+      nearest = max(multiple, round(self.load_size / multiple) * multiple)
+      raise ConfigError(
+          f"--preprocess=scale_width makes every half --load_size="
+          f"{self.load_size} wide, not a multiple of {multiple} as "
+          f"--generator={self.generator} needs: set --load_size to one "
+          f"(e.g. {nearest}).")
     self._validate_discriminators()
     if self.segmenter and not self.label_palette:
       raise ConfigError("--segmenter needs --label_palette: the palette "

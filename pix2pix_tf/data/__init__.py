@@ -32,7 +32,7 @@ from pix2pix_tf.data.sources import (STANDARD_DATASETS, TFRECORD_INFO,
                                      encode_record, find_undecodable,
                                      has_split, is_tfrecord_dataset,
                                      list_split, named_contents, open_split,
-                                     parse_record, preprocess_check,
+                                     check_pair_sizes, parse_record,
                                      shard_name, split_exists)
 from pix2pix_tf.data.transforms import (load_pair, normalize, random_jitter,
                                         resize, split_pair, to_uint8)
@@ -41,11 +41,12 @@ __all__ = [
     "DatasetError", "IMAGE_EXTENSIONS", "PAIR_EXTENSIONS", "Palette",
     "STANDARD_DATASETS", "Split", "TENSORFLOW_FORMATS", "TFRECORD_INFO",
     "TooLargeError", "cache_path", "check_encoded_pixels", "check_headers",
+    "check_pair_sizes",
     "check_output_file", "check_output_folder", "check_pixels",
     "check_size", "declared_pixels",
     "decode_image", "encode_record", "encoded_pixels", "exif_orientation",
     "find_undecodable", "has_split", "is_tfrecord_dataset", "list_images",
     "list_split", "load_pair", "load_palette", "make_dataset",
     "named_contents", "normalize", "open_split", "parse_record",
-    "png_names", "preprocess_check", "random_jitter", "read_rgb", "resize", "shard_name",
+    "png_names", "random_jitter", "read_rgb", "resize", "shard_name",
     "split_exists", "split_pair", "to_uint8"]

@@ -119,15 +119,24 @@ def declared_pixels(encoded: bytes) -> Optional[float]:
   return width * height
 
 
-def declared_size(path: str) -> Tuple[int, int]:
+def declared_size(path: str, upright: bool = False) -> Tuple[int, int]:
   """(width, height) from the file's header: Pillow decodes nothing until
-  it is asked to. Raises TooLargeError for a size past Pillow's own bomb
-  limit, and OSError for a header Pillow cannot read."""
+  it is asked to. With `upright`, as the decoding rule turns the image
+  (a JPEG whose Exif orientation is 5..8 is transposed: its sides swap).
+  Raises TooLargeError for a size past Pillow's own bomb limit, and OSError
+  for a header Pillow cannot read."""
   try:
     with Image.open(path) as image:
-      return image.size
+      width, height = image.size
+      if upright and image.format == "JPEG" and (
+          image.getexif().get(_ORIENTATION, 1) in (5, 6, 7, 8)):
+        width, height = height, width
+      return width, height
   except Image.DecompressionBombError as e:
     raise TooLargeError(path, f"{path}: {e}") from None
+
+
+_ORIENTATION = 0x0112  # The Exif orientation tag.
 
 
 def check_pixels(path: str, max_pixels: int) -> None:

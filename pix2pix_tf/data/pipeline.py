@@ -114,20 +114,20 @@ def _pair(config: config_lib.Config, image):
                                config.input_channels, config.output_channels)
 
 
-def _fitted(config: config_lib.Config, input_image, target_image):
+def _fitted(config: config_lib.Config, name, input_image, target_image):
   """A pair of one (uncropped) size fitted to the generator: reflect-padded
   to a multiple of 2**depth (--size_policy=pad), or checked to be one
   (reject: folders were checked by name before training; this stops a
-  record that is not)."""
+  record that is not, naming it)."""
   multiple = 2 ** config.generator_depth
   if config.size_policy == "pad":
     return (transforms.fit_to_multiple(input_image, multiple),
             transforms.fit_to_multiple(target_image, multiple))
   shape = tf.shape(input_image)
-  check = tf.debugging.assert_equal(
-      shape[:2] % multiple, tf.zeros([2], tf.int32), message=(
-          f"a training image's size is not a multiple of {multiple} "
-          "under --size_policy=reject; pass --size_policy=pad"))
+  check = tf.debugging.Assert(
+      tf.reduce_all(tf.equal(shape[:2] % multiple, 0)),
+      [name, "(height, width):", shape[:2], "is not a multiple of "
+       f"{multiple} as the generator needs. Pass --size_policy=pad."])
   with tf.control_dependencies([check]):
     return tf.identity(input_image), tf.identity(target_image)
 
@@ -228,7 +228,7 @@ def _training_stream(split: sources.Split, paths: tf.data.Dataset,
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
 
   def preprocess(index, element):
-    _, contents = element
+    name, contents = element
     image = contents if cache else decoding.decode_image(contents)
     input_image, target_image = _pair(config, image)
     seed = tf.stack([tf.constant(config.seed, tf.int64), index])
@@ -236,7 +236,8 @@ def _training_stream(split: sources.Split, paths: tf.data.Dataset,
         input_image, target_image, seed, config.preprocess, config.load_size,
         config.crop_size, config.flip)
     if not config.preprocess.endswith("crop"):
-      input_image, target_image = _fitted(config, input_image, target_image)
+      input_image, target_image = _fitted(config, name, input_image,
+                                          target_image)
     return (transforms.normalize(input_image),
             transforms.normalize(target_image))
 

@@ -5,7 +5,7 @@ file before training starts."""
 import dataclasses
 import json
 import os
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
@@ -158,14 +158,11 @@ def split_exists(data_dir: str, split: str) -> bool:
   return has_split(data_dir, split)
 
 
-def check_headers(files: Sequence[str], max_pixels: Optional[int] = None,
-                  halves: Optional[Callable[[str, int, int], None]] = None
-                  ) -> None:
+def check_headers(files: Sequence[str],
+                  max_pixels: Optional[int] = None) -> None:
   """Rejects files whose first bytes are not those of their format, images
   narrower than 2 pixels (which hold no two halves) and, if `max_pixels` is
-  given, images that declare more pixels (decompression bombs included);
-  `halves(path, height, width)`, if given, checks each pair's halves (see
-  `preprocess_check`).
+  given, images that declare more pixels (decompression bombs included).
 
   Reads only each file's header (about 0.1 ms per file), so it is cheap
   even for large datasets. Corrupt image data beyond the header is found
@@ -198,26 +195,33 @@ def check_headers(files: Sequence[str], max_pixels: Optional[int] = None,
           "cannot hold two halves side by side. Remove or replace it.")
     if max_pixels:
       images.check_size(path, width, height, max_pixels)
-    if halves:
-      halves(path, height, width // 2)
 
 
-def preprocess_check(config: config_lib.Config
-                     ) -> Callable[[str, int, int], None]:
-  """A `check_headers` check that a pair's halves fit --preprocess and
-  --size_policy (see `transforms.check_preprocessable`): DatasetError
-  naming the file, its size and what to do."""
+def check_pair_sizes(files: Sequence[str], config: config_lib.Config
+                     ) -> None:
+  """Names the first pair whose halves --preprocess cannot take under
+  --size_policy (see `transforms.check_preprocessable`), from the headers
+  and the Exif orientation, before training. Only the modes that keep an
+  image's size can fail: the others are not read. Files whose header
+  cannot be read are left to the other checks (or to --on_bad_image).
+
+  Raises:
+    DatasetError: naming the file, its size and what to do.
+  """
+  if config.preprocess not in transforms.SIZE_KEEPING_MODES:
+    return
   multiple = 2 ** config.generator_depth
-
-  def check(path: str, height: int, width: int) -> None:
+  for path in files:
+    try:
+      width, height = images.declared_size(path, upright=True)
+    except (images.TooLargeError, OSError):
+      continue
     try:
       transforms.check_preprocessable(
-          path, height, width, config.preprocess, config.load_size,
+          path, height, width // 2, config.preprocess, config.load_size,
           config.crop_size, multiple, config.size_policy == "pad")
     except ValueError as e:
       raise DatasetError(str(e)) from None
-
-  return check
 
 
 def find_undecodable(split: Split) -> List[str]:

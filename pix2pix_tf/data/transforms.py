@@ -70,6 +70,9 @@ def to_uint8(image: tf.Tensor) -> tf.Tensor:
 # (both sides to load_size, or the width to load_size keeping the aspect),
 # and whether a crop_size square is then cropped at random.
 PREPROCESS_MODES = config_lib.PREPROCESS_MODES
+# The modes whose output size depends on the image's (crop: only whether
+# it is large enough); the others resize to sizes the flags fix.
+SIZE_KEEPING_MODES = ("crop", "scale_width", "none")
 
 
 def scaled_size(height: Union[int, tf.Tensor], width: Union[int, tf.Tensor],
@@ -121,7 +124,7 @@ def fit_to_multiple(image: tf.Tensor, multiple: int) -> tf.Tensor:
   `multiple` in each dimension: what a generator that downsamples log2
   (multiple) times can take. Reflection repeats no edge pixel, so the
   padded border looks like image content, not a frame. The caller checks
-  (`check_size`) that each side is larger than its padding."""
+  (`check_preprocessable`) that each side is larger than its padding."""
   shape = tf.shape(image)
   rows, columns = padding(shape[0], multiple), padding(shape[1], multiple)
   return tf.pad(image, [rows, columns, [0, 0]], mode="REFLECT")
@@ -141,18 +144,19 @@ def preprocess(input_image: tf.Tensor, target_image: tf.Tensor,
   """
   in_channels = tf.shape(input_image)[-1]
   # An odd-width pair's right half is one column wider (as the reference
-  # splits it): both keep the narrower width, so that they stack.
+  # splits it). The resizing modes resize each half from its own width to
+  # one size (the narrower half's scaled size); crop and none cut the wider
+  # half to the narrower width, so that the two stack.
   width = tf.minimum(tf.shape(input_image)[1], tf.shape(target_image)[1])
-  stacked = tf.concat([input_image[:, :width], target_image[:, :width]],
-                      axis=-1)
-  shape = tf.shape(stacked)
-  height, width = scaled_size(shape[0], shape[1], mode, load_size,
-                              crop_size)
-  if mode != "crop" and mode != "none":
-    stacked = tf.clip_by_value(
-        tf.image.resize(stacked, tf.cast(tf.stack([height, width]), tf.int32),
-                        method="bicubic",
-                        antialias=True), 0.0, 255.0)
+  size = tf.cast(tf.stack(scaled_size(tf.shape(input_image)[0], width, mode,
+                                      load_size, crop_size)), tf.int32)
+  if mode in ("crop", "none"):
+    halves = [input_image[:, :width], target_image[:, :width]]
+  else:
+    halves = [tf.clip_by_value(tf.image.resize(
+        half, size, method="bicubic", antialias=True), 0.0, 255.0)
+              for half in (input_image, target_image)]
+  stacked = tf.concat(halves, axis=-1)
   crop_seed, flip_seed = tf.unstack(
       tf.random.experimental.stateless_split(seed, 2))
   if mode.endswith("crop"):
@@ -193,6 +197,8 @@ def check_preprocessable(name: str, height: int, width: int, mode: str,
         f"{where} is not a multiple of {multiple} in each side, as the "
         f"generator needs; the nearest valid size is {valid[1]}x{valid[0]}. "
         "Resize the image, or pass --size_policy=pad to reflect-pad it.")
+  # (scale_width fixes the width to --load_size, a multiple (a Config
+  # check): only the height, which follows the image's aspect, can miss.)
   padded = tuple(side + sum(padding(side, multiple))
                  for side in (out_height, out_width))
   if any(max(padding(side, multiple)) >= side

@@ -80,14 +80,10 @@ def prepare_data(config: config_lib.Config) -> RunData:
         print(f"Skipping {name}: it is not a readable image.", flush=True)
       val = val.without(bad_val)
       skipped += bad_val
-  if not train.tfrecord:
-    # Headers only: the sizes --preprocess cannot take, named before
-    # training (and every unreadable header, when not skipped).
-    data_lib.check_headers(train.paths,
-                           halves=data_lib.preprocess_check(config))
-  if config.on_bad_image != "skip":
-    if val is not None and not val.tfrecord:
-      data_lib.check_headers(val.paths)
+  else:
+    for split in (train, val):
+      if split is not None and not split.tfrecord:
+        data_lib.check_headers(split.paths)
     if val is not None:
       # The val split is small and read whole at every val pass: decoded
       # once here, so that a bad file is named now, not hours into the run.
@@ -96,6 +92,9 @@ def prepare_data(config: config_lib.Config) -> RunData:
         raise data_lib.DatasetError(
             f"{bad_val[0]} (val) is not a usable image pair ({BAD_IMAGE}). "
             "Remove or replace it, or pass --on_bad_image=skip.")
+  if not train.tfrecord:
+    # The sizes --preprocess cannot take, named before training.
+    data_lib.check_pair_sizes(train.paths, config)
   count = train.count - (len(skipped) if train.tfrecord else 0)
   steps_per_epoch = count // config.batch_size
   if steps_per_epoch == 0:

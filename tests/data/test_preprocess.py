@@ -3,7 +3,10 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 
+from conftest import small_config
+from pix2pix_tf import data as data_lib
 from pix2pix_tf.data import transforms
 
 
@@ -36,8 +39,8 @@ def test_each_mode_gives_the_references_size_and_one_crop_for_both_halves(
 def test_resize_and_crop_is_unchanged():
   """The default mode is the jitter as it was: each half resized, then one
   crop (at the offset the seed's first half draws) and one flip."""
-  input_image, target_image = halves(50, 60)
-  target_image = 255.0 - target_image
+  input_image, _ = halves(50, 60)
+  target_image = 255.0 - halves(50, 61)[0]  # An odd pair's wider half.
   for i in range(4):
     seed = tf.constant([0, i], tf.int64)
     crop_seed, flip_seed = tf.unstack(
@@ -100,3 +103,23 @@ def test_degenerate_sizes_get_a_clear_error(height, width):
   assert transforms.check_preprocessable(
       "x.png", height, width, "resize_and_crop", 36, 32, 32, False) == (
           32, 32)
+
+
+def test_pair_sizes_are_checked_upright_before_training(tmp_path):
+  """A JPEG stored 64x40 with Exif orientation 6 decodes 40x64: its halves
+  are 20 wide, too narrow for a 32 crop; the check reads it as decoded."""
+  path = tmp_path / "turned.jpg"
+  exif = Image.Exif()
+  exif[0x0112] = 6
+  Image.new("RGB", (64, 40), (90, 120, 200)).save(path, exif=exif)
+  config = small_config(tmp_path, tmp_path, preprocess="crop")
+  with pytest.raises(data_lib.DatasetError,
+                     match=r"turned\.jpg: a 20x64 half is smaller than "
+                     r"--crop_size=32"):
+    data_lib.check_pair_sizes([str(path)], config)
+  # As stored (32x40 halves) it would pass: the orientation decides.
+  upright = tmp_path / "upright.jpg"
+  Image.new("RGB", (64, 40), (90, 120, 200)).save(upright)
+  data_lib.check_pair_sizes([str(upright)], config)
+  # The resizing modes take any size: nothing is read.
+  data_lib.check_pair_sizes([str(path)], small_config(tmp_path, tmp_path))

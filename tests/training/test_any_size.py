@@ -1,5 +1,6 @@
 """Training on images of their own sizes: --preprocess without a crop."""
 
+import json
 import subprocess
 import sys
 
@@ -26,8 +27,9 @@ def odd_sized_dataset(root):
 
 
 def config_for(tmp_path, **overrides):
+  # scale_width: every half 48 wide, a multiple of 16.
   return small_config(odd_sized_dataset(tmp_path / "data"), tmp_path / "run",
-                      unet_depth=4, max_steps=3, **overrides)
+                      unet_depth=4, max_steps=3, load_size=48, **overrides)
 
 
 @pytest.mark.parametrize("mode", ["none", "scale_width"])
@@ -43,8 +45,10 @@ def test_batches_hold_one_size_fitted_to_the_generator(mode, tmp_path):
     shapes.add(tuple(input_image.shape[1:3]))
   if mode == "none":  # 37x45 -> 48x48, 30x52 -> 32x64, 48x32 kept.
     assert shapes == {(48, 48), (32, 64), (48, 32)}
-  else:  # Width 36 (--load_size), height scaled, at least 32: then padded.
-    assert all(width == 48 for _, width in shapes)
+  else:  # Width 48 (--load_size), height scaled (at least 32), padded:
+    # 37x45 -> 39x48 -> 48x48, 30x52 -> 32x48 (at least --crop_size),
+    # 48x32 -> 72x48 -> 80x48.
+    assert shapes == {(48, 48), (32, 48), (80, 48)}
 
 
 @pytest.mark.parametrize("mode", ["none", "scale_width"])
@@ -67,7 +71,7 @@ def test_reject_names_the_image_and_the_nearest_valid_size(tmp_path):
 # Two CPU replicas in a child process: a MirroredStrategy made in the test
 # process would share collective-op keys with the other tests' strategies.
 TWO_REPLICAS = """
-import sys
+import json, sys
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(
@@ -80,7 +84,15 @@ iterator = training.train_iterator(
     strategy, config, data_lib.open_split(config.data_dir, "train"))
 for _ in range(3):
   metrics = built.distributed_step(iterator, 1)
-print(float(metrics["gen_total_loss"]), int(built.state.step.numpy()))
+# What the replicas were given: the per-replica batch shapes of six steps.
+shapes = []
+for _ in range(6):
+  batch = next(iterator)
+  shapes.append([tuple(pair[0].shape) for pair in
+                 zip(*[strategy.experimental_local_results(part)
+                       for part in batch])])
+print(json.dumps({"loss": float(metrics["gen_total_loss"]),
+                  "step": int(built.state.step.numpy()), "shapes": shapes}))
 """
 
 
@@ -92,5 +104,10 @@ def test_two_replicas_train_on_batches_of_different_sizes(tmp_path):
                          input=config.to_json(), capture_output=True,
                          text=True, env=ENV, timeout=600)
   assert child.returncode == 0, child.stderr[-2000:]
-  loss, step = child.stdout.split()[-2:]
-  assert np.isfinite(float(loss)) and int(step) == 3
+  result = json.loads(child.stdout.splitlines()[-1])
+  assert np.isfinite(result["loss"]) and result["step"] == 3
+  # Two images per replica, each batch of one size, and sizes differing
+  # between batches.
+  replica_shapes = [shape for step in result["shapes"] for shape in step]
+  assert all(shape[0] == 2 for shape in replica_shapes)
+  assert len({tuple(shape) for shape in replica_shapes}) > 1

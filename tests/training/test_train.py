@@ -136,6 +136,9 @@ def test_flag_errors_are_one_clear_line(tiny_dataset, tmp_path):
 
 @pytest.mark.parametrize("overrides, message", [
     (dict(crop_size=64, load_size=48), "--crop_size=64 is larger than"),
+    (dict(preprocess="scale_width", load_size=36),
+     "makes every half --load_size=36 wide, not a multiple of 32 .* "
+     r"\(e\.g\. 32\)"),
     (dict(crop_size=48, load_size=48), "--crop_size=48 is not a multiple of 32"),
     (dict(d_layers=5), "--d_layers=5 is too deep for --crop_size=32"),
     (dict(gan_mode="none", lambda_l1=0.0), "nothing to optimise"),
