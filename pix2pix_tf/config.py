@@ -430,6 +430,20 @@ class Config:
       raise ConfigError(
           "--lambda_feature_matching needs a discriminator, but "
           "--gan_mode=none trains none. Choose a GAN loss or set it to 0.")
+    self._validate_sizes()
+    self._validate_discriminators()
+    if self.segmenter and not self.label_palette:
+      raise ConfigError("--segmenter needs --label_palette: the palette "
+                        "turns the input label maps into classes.")
+    if self.batch_size % num_replicas:
+      raise ConfigError(
+          f"--batch_size={self.batch_size} is not divisible by the "
+          f"{num_replicas} replicas of the strategy: it is the global batch, "
+          "split evenly across replicas.")
+    return self
+
+  def _validate_sizes(self):
+    """Crop, load and generator sizes that fit together."""
     if self.crop_size > self.load_size and self.preprocess in (
         "resize_and_crop", "scale_width_and_crop"):
       raise ConfigError(
@@ -453,16 +467,6 @@ class Config:
           f"{self.load_size} wide, not a multiple of {multiple} as "
           f"--generator={self.generator} needs: set --load_size to one "
           f"(e.g. {nearest}).")
-    self._validate_discriminators()
-    if self.segmenter and not self.label_palette:
-      raise ConfigError("--segmenter needs --label_palette: the palette "
-                        "turns the input label maps into classes.")
-    if self.batch_size % num_replicas:
-      raise ConfigError(
-          f"--batch_size={self.batch_size} is not divisible by the "
-          f"{num_replicas} replicas of the strategy: it is the global batch, "
-          "split evenly across replicas.")
-    return self
 
   def _validate_ranges(self):
     for name in ("load_size", "crop_size", "batch_size", "ngf", "ndf",
