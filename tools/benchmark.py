@@ -22,8 +22,9 @@ steps are slow, so that a row takes about --seconds_per_row):
       pix2pix_tf's ratio to it, and when the default fuses its updates,
       also to the plain step with the same fused Adam; a profile of its
       step (generator forward, discriminator forwards, backward passes,
-      optimizer updates, everything else); and the matrix-multiply peak of the compute dtype,
-      measured with a large matmul, with the step's share of it;
+      optimizer updates, everything else); and the matrix-multiply peak
+      of the compute dtype, measured with a large matmul, with the step's
+      share of it;
   (g) --train_command_steps=N: the whole train command on the same flags,
       its rate between its first and last logged window against (f)'s;
   (h) --largest_batch: the largest batch that trains, found by running two
