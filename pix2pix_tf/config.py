@@ -42,6 +42,8 @@ INFERENCE_MODES = ("paper", "eval")
 # The reference's --preprocess modes (see data.transforms.preprocess).
 PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width",
                     "scale_width_and_crop", "none")
+# --resolution of inference (see data.transforms.implied_resolution).
+RESOLUTIONS = ("native", "training")
 # What `evaluate --metrics` computes (fid and kid need Inception weights).
 METRICS = ("l1", "mse", "psnr", "ssim", "pixel_accuracy", "color", "fid",
            "kid")
@@ -610,6 +612,11 @@ MAX_PIXELS = Option("max_pixels", int, DEFAULT_MAX_PIXELS,
 HOST = Option("host", str, "127.0.0.1", "Address to serve on.")
 PORT = Option("port", int, 8000, "Port to serve on (0: a free one).")
 SEED = Option("seed", int, 0, "Seed of the order.")
+RESOLUTION = Option(
+    "resolution", str, None, "native: the generator runs on each image at "
+    "its own size (reflect-padded to a multiple of 2**depth, cropped back); "
+    "training: resized to the scale training saw and back. Default: the "
+    "export's (what the run's --preprocess implies).", choices=RESOLUTIONS)
 
 # Which commands take which options.
 COMMAND_OPTIONS = {
@@ -626,13 +633,24 @@ COMMAND_OPTIONS = {
                "--inference_mode.", choices=INFERENCE_MODES),
         MAX_PIXELS.but(help="translate_encoded refuses images whose header "
                        "declares more pixels (width x height), before "
-                       "decoding them.")),
+                       "decoding them."),
+        RESOLUTION.but(help="The resolution predict, evaluate and serve "
+                       "use by default. Default: what the run's --preprocess "
+                       "implies (native for crop and none).")),
     "predict": (
         SAVED_MODEL, RUN_DIR,
         Option("input", str, None, "An image file or a folder of images."),
         Option("output", str, None, "Folder for the translated images."),
         Option("paired", bool, False,
                "Inputs are A|B pairs; also write index.html."),
+        RESOLUTION,
+        Option("tile", int, 0, "Translate at native resolution in tiles of "
+               "this many pixels a side (a multiple of 2**depth), blended "
+               "where they overlap: memory bounded by the tile, not the "
+               "image. 0: whole images.", lower_bound=0),
+        Option("overlap", int, 32, "Pixels that neighbouring tiles share "
+               "(with --tile), blended by linear ramps; at most half the "
+               "tile.", lower_bound=0),
         MAX_PIXELS.but(help="Images whose header declares more pixels "
                        "(width x height) are skipped with a message, before "
                        "they are decoded.")),
@@ -661,13 +679,14 @@ COMMAND_OPTIONS = {
                "FCN-score."),
         Option("inception_weights", str, "", "Keras's InceptionV3 ImageNet "
                "notop weights file, for FID and KID."),
-        MAX_PIXELS),
+        RESOLUTION, MAX_PIXELS),
     "serve": (
         SAVED_MODEL, HOST, PORT,
         Option("palette", str, None, "A palette (cityscapes, facades or a "
                "JSON file) for a label-map model's brush; default: the "
                "model's --label_palette, else an edges pen."),
         Option("max_upload_mb", float, 8.0, "Largest request body accepted."),
+        RESOLUTION,
         MAX_PIXELS.but(default=None, help="Images whose header declares more "
                        "pixels (width x height) are answered 413 before "
                        "decoding; default: the export's limit (its "

@@ -56,7 +56,8 @@ def main(argv):
   options = evaluation.Options(
       FLAGS.metrics, FLAGS.batch_size, FLAGS.pixel_tolerance,
       FLAGS.label_palette, FLAGS.labels, FLAGS.segmenter,
-      FLAGS.inception_weights, FLAGS.max_pixels)
+      FLAGS.inception_weights, FLAGS.max_pixels,
+      resolution=FLAGS.resolution)
   try:
     if FLAGS.checkpoint:
       result = evaluation.evaluate_checkpoint(

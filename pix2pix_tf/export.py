@@ -29,7 +29,8 @@ def main(argv):
   from pix2pix_tf import serving  # After the flags: a fast --help.
   try:
     path = serving.export(FLAGS.model_dir, FLAGS.export_dir, FLAGS.checkpoint,
-                  FLAGS.inference_mode, FLAGS.max_pixels)
+                          FLAGS.inference_mode, FLAGS.max_pixels,
+                          FLAGS.resolution)
   except serving.ExportError as e:
     sys.exit(f"pix2pix_tf.export: error: {e}")
   print(f"Exported to {path}")

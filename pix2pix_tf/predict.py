@@ -4,9 +4,15 @@ r"""Translates images, or a whole test split, with an exported generator.
         --input=photos/ --output=translated/
     python -m pix2pix_tf.predict --model_dir=runs/facades --paired \
         --input=datasets/facades/test --output=results/facades
+    python -m pix2pix_tf.predict --model_dir=runs/maps --resolution=native \
+        --input=aerial_4096.png --output=maps_out --tile=512 --overlap=64
 
-Images of any size are translated at the model's training size and resized
-back. Every output is a PNG named after the input's stem (photo.jpg ->
+Images of any size come back at their own size. --resolution=training
+resizes each to the scale the model was trained at and the result back;
+native runs the generator on the image itself (padded to a multiple of
+2**depth, cropped back). The default is the export's, which the training
+run's --preprocess implies (native for crop and none). --tile translates
+large images at native resolution in overlapping, blended tiles. Every output is a PNG named after the input's stem (photo.jpg ->
 photo.png); images are decoded by the same rule as in training and the
 SavedModel (Exif orientation applied, transparency on white). With --paired each input file is an A|B pair: the
 input half (by the model's direction) is translated, the halves are saved to
@@ -42,8 +48,9 @@ def main(argv):
   try:
     files = serving.list_inputs(FLAGS.input)
     data_lib.check_output_folder(FLAGS.output, create=False)
-    failed = serving.translate_files(saved_model, files, FLAGS.output,
-                                     FLAGS.paired, FLAGS.max_pixels)
+    failed = serving.translate_files(
+        saved_model, files, FLAGS.output, FLAGS.paired, FLAGS.max_pixels,
+        FLAGS.resolution, FLAGS.tile, FLAGS.overlap)
   except (FileNotFoundError, ValueError, serving.ExportError) as e:
     sys.exit(f"pix2pix_tf.predict: error: {e}")
   written = len(files) - len(failed)

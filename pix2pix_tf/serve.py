@@ -29,7 +29,7 @@ def main(argv):
   from pix2pix_tf.serving import server as server_lib
   from pix2pix_tf.serving import web
   try:
-    translator = server_lib.Translator(FLAGS.saved_model)
+    translator = server_lib.Translator(FLAGS.saved_model, FLAGS.resolution)
   except serving.ExportError as e:
     sys.exit(f"pix2pix_tf.serve: error: {e}")
   try:

@@ -56,6 +56,20 @@ def test_flagfile_carries_the_papers_settings(name):
   assert f"tools/download_dataset.py {name}" in header
 
 
+@pytest.mark.parametrize("name", ["facades", "cityscapes"])
+def test_label_flagfiles_record_their_palette(name):
+  # The export then carries it: the page shows each class as a brush.
+  config = load_flagfile(os.path.join(CONFIGS, f"{name}.flags"))
+  assert config.label_palette == name
+
+
+def test_maps_header_translates_at_native_resolution():
+  header = open(os.path.join(CONFIGS, "maps.flags")).read().split("\n--")[0]
+  assert ("python -m pix2pix_tf.predict --model_dir=runs/maps "
+          "--resolution=native") in header
+  assert "--tile=512" in header
+
+
 def test_demo_flagfile_is_valid_and_small():
   path = os.path.join(CONFIGS, "demo.flags")
   config = load_flagfile(path).validate()

@@ -19,7 +19,7 @@ Modules, in the order a pair travels:
 
 from pix2pix_tf.data.decoding import (TENSORFLOW_FORMATS, check_encoded_pixels,
                                       decode_image, encoded_pixels,
-                                      exif_orientation)
+                                      exif_orientation, is_16_bit_png)
 from pix2pix_tf.data.images import (IMAGE_EXTENSIONS, PAIR_EXTENSIONS,
                                     TooLargeError, check_output_file,
                                     check_output_folder, check_pixels,
@@ -34,8 +34,11 @@ from pix2pix_tf.data.sources import (STANDARD_DATASETS, TFRECORD_INFO,
                                      list_split, named_contents, open_split,
                                      check_pair_sizes, parse_record,
                                      shard_name, split_exists)
-from pix2pix_tf.data.transforms import (load_pair, normalize, random_jitter,
-                                        resize, split_pair, to_uint8)
+from pix2pix_tf.data.transforms import (crop_to, fit_to_multiple,
+                                        implied_resolution, load_pair,
+                                        normalize, random_jitter, resize,
+                                        scaled_size, split_pair,
+                                        through_padding, to_uint8)
 
 __all__ = [
     "DatasetError", "IMAGE_EXTENSIONS", "PAIR_EXTENSIONS", "Palette",
@@ -43,10 +46,12 @@ __all__ = [
     "TooLargeError", "cache_path", "check_encoded_pixels", "check_headers",
     "check_pair_sizes",
     "check_output_file", "check_output_folder", "check_pixels",
-    "check_size", "declared_pixels",
+    "check_size", "crop_to", "declared_pixels",
     "decode_image", "encode_record", "encoded_pixels", "exif_orientation",
-    "find_undecodable", "has_split", "is_tfrecord_dataset", "list_images",
+    "find_undecodable", "fit_to_multiple", "has_split", "implied_resolution",
+    "is_16_bit_png", "is_tfrecord_dataset", "list_images",
     "list_split", "load_pair", "load_palette", "make_dataset",
     "named_contents", "normalize", "open_split", "parse_record",
-    "png_names", "random_jitter", "read_rgb", "resize", "shard_name",
-    "split_exists", "split_pair", "to_uint8"]
+    "png_names", "random_jitter", "read_rgb", "resize", "scaled_size",
+    "shard_name",
+    "split_exists", "split_pair", "through_padding", "to_uint8"]

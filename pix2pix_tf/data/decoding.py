@@ -1,7 +1,9 @@
 """One decoding rule for every path (tf.data, the SavedModel, predict):
 JPEG Exif orientation applied, transparency composited on white, 16-bit
-samples reduced to their high byte; and the declared size read from the
-header, before decoding."""
+PNGs at 16 bits where asked (else their high byte); and the declared size
+read from the header, before decoding."""
+
+from typing import Union
 
 import tensorflow as tf
 
@@ -239,15 +241,32 @@ def check_encoded_pixels(contents: tf.Tensor, max_pixels: int) -> tf.Tensor:
     return tf.identity(contents)
 
 
-def decode_image(contents: tf.Tensor) -> tf.Tensor:
-  """Encoded image bytes -> uint8 (height, width, 3): the one decoding rule.
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def is_16_bit_png(contents: Union[bytes, tf.Tensor]) -> tf.Tensor:
+  """Whether encoded bytes are a PNG of 16 bits per channel (bool scalar;
+  from the IHDR chunk's bit depth, byte 24)."""
+  padded = tf.strings.join([contents, b"\0" * 25])
+  depth = tf.io.decode_raw(tf.strings.substr(padded, 24, 1), tf.uint8)[0]
+  return tf.logical_and(
+      tf.equal(tf.strings.substr(padded, 0, 8), PNG_SIGNATURE),
+      tf.equal(depth, 16))
+
+
+def decode_image(contents: tf.Tensor, dtype: tf.DType = tf.uint8
+                 ) -> tf.Tensor:
+  """Encoded image bytes -> (height, width, 3) of `dtype`: the one decoding
+  rule.
 
   Training, the SavedModel's translate_encoded and predict all decode with
   this function, so a model sees at serving time exactly what it was trained
   on. The rule, which `images.read_rgb` follows with Pillow:
 
   * JPEG (with libjpeg's accurate integer DCT), PNG, BMP, GIF (first
-    frame) and WebP; 16-bit PNGs are reduced to 8 bits (the high byte).
+    frame) and WebP. A 16-bit PNG keeps its 16 bits with dtype uint16 (8-bit
+    images are then scaled by 257, so 255 is 65535); with uint8 it is
+    reduced to its high bytes.
   * The Exif orientation of a JPEG is applied (see `exif_orientation`).
   * Gray becomes RGB; palette images become RGB (or RGBA with a
     transparent entry); transparency is composited on white. BMP alpha is
@@ -262,10 +281,19 @@ def decode_image(contents: tf.Tensor) -> tf.Tensor:
 
   Args:
     contents: a scalar string, the file's bytes.
+    dtype: tf.uint8 or tf.uint16.
 
   Returns:
-    uint8 (height, width, 3), upright.
+    `dtype` (height, width, 3), upright.
   """
+  if dtype == tf.uint16:
+    return tf.cond(
+        is_16_bit_png(contents),
+        lambda: _rgb_upright(tf.io.decode_png(contents, channels=0,
+                                              dtype=tf.uint16), contents),
+        lambda: tf.cast(decode_image(contents), tf.uint16) * 257)
+  if dtype != tf.uint8:
+    raise ValueError(f"decode_image decodes to uint8 or uint16, not {dtype}.")
   is_jpeg = tf.equal(tf.strings.substr(contents, 0, 3), b"\xff\xd8\xff")
   # INTEGER_ACCURATE is libjpeg's default DCT, the one Pillow uses: the two
   # then give equal bytes (TensorFlow's own default differs by up to 6).
@@ -275,13 +303,27 @@ def decode_image(contents: tf.Tensor) -> tf.Tensor:
                                 dct_method="INTEGER_ACCURATE"),
       lambda: tf.io.decode_image(contents, channels=0, dtype=tf.uint8,
                                  expand_animations=False))
+  return _rgb_upright(image, contents)
+
+
+def decode_float(contents: tf.Tensor) -> tf.Tensor:
+  """float32 (height, width, 3) in 0..255 by `decode_image`'s rule, read
+  at 16 bits: a 16-bit PNG keeps its precision, an 8-bit image its exact
+  values."""
+  return tf.cast(decode_image(contents, tf.uint16), tf.float32) / 257.0
+
+
+def _rgb_upright(image, contents):
+  """Decoded pixels of 1 to 4 channels -> RGB, upright (`decode_image`)."""
   channels = tf.shape(image)[-1]
   is_bmp = tf.equal(tf.strings.substr(contents, 0, 2), b"BM")
   channels = tf.where(tf.logical_and(is_bmp, tf.equal(channels, 4)), 3,
                       channels)
   image = tf.switch_case(channels - 1, [
-      lambda: tf.tile(image, [1, 1, 3]),  # Gray.
-      lambda: _on_white(tf.tile(image[..., :1], [1, 1, 3]), image[..., 1:]),
+      # (concat, not tf.tile, which has no uint16 kernel.)
+      lambda: tf.concat([image] * 3, -1),  # Gray.
+      lambda: _on_white(tf.concat([image[..., :1]] * 3, -1),
+                        image[..., 1:]),
       lambda: image[..., :3],  # RGB (or a BMP's RGBX).
       lambda: _on_white(image[..., :3], image[..., 3:]),  # RGBA.
   ])

@@ -70,7 +70,8 @@ def make_dataset(split: Union[sources.Split, Sequence[str]],
                  config: config_lib.Config, batch_size: int, training: bool,
                  input_context: Optional[tf.distribute.InputContext] = None,
                  with_names: bool = False,
-                 skip: int = 0, cache: str = "") -> tf.data.Dataset:
+                 skip: int = 0, cache: str = "",
+                 resolution: str = "training") -> tf.data.Dataset:
   """The batched dataset of (input_image, target_image) in [-1, 1].
 
   Args:
@@ -79,8 +80,8 @@ def make_dataset(split: Union[sources.Split, Sequence[str]],
       shuffle_buffer, deterministic, on_bad_image).
     batch_size: the batch size of this input pipeline (per replica under
       `distribute_datasets_from_function`).
-    training: jitter, shuffle and repeat forever; otherwise one pass, resized
-      to crop_size, in order.
+    training: jitter, shuffle and repeat forever; otherwise one pass at
+      `resolution`, in order (by size, where sizes differ).
     input_context: a `tf.distribute.InputContext`; shards the files across
       input pipelines (workers).
     with_names: evaluation only: yield (names, input_image, target_image).
@@ -89,6 +90,10 @@ def make_dataset(split: Union[sources.Split, Sequence[str]],
     cache: training only: "memory", or a path prefix for a disk cache of the
       decoded pairs (`cache_path` names the file). Evaluation makes one pass
       and is never cached.
+    resolution: evaluation only: "training" resizes each half to the scale
+      the generator was trained at (the crop_size square; width load_size,
+      aspect kept, for scale_width*); "native" keeps its size. Pairs of
+      different sizes are batched with others of their size.
   """
   if not isinstance(split, sources.Split):
     split = sources.Split(tuple(split), len(split))
@@ -101,11 +106,11 @@ def make_dataset(split: Union[sources.Split, Sequence[str]],
                                input_context)
   else:
     dataset = sources.read_contents(split, paths, deterministic=True).map(
-        _evaluation_pairs(config, with_names),
+        _evaluation_pairs(config, with_names, resolution),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if config.on_bad_image == "skip":
       dataset = dataset.ignore_errors()  # Named before training.
-  return _batched(dataset, config, batch_size, training).prefetch(
+  return _batched(dataset, config, batch_size, training, resolution).prefetch(
       tf.data.AUTOTUNE)
 
 
@@ -133,35 +138,55 @@ def _fitted(config: config_lib.Config, name, input_image, target_image):
 
 
 def _batched(dataset: tf.data.Dataset, config: config_lib.Config,
-             batch_size: int, training: bool) -> tf.data.Dataset:
-  """Batches; training pairs of different sizes (--preprocess without a
-  crop) are batched with others of their size, so that any batch size works
-  on images of any sizes."""
-  if not training or config.preprocess.endswith("crop") or batch_size == 1:
+             batch_size: int, training: bool,
+             resolution: str = "training") -> tf.data.Dataset:
+  """Batches; pairs of different sizes (training under --preprocess without
+  a crop, evaluation at native resolution or after scale_width) are batched
+  with others of their size, so that any batch size works on images of any
+  sizes."""
+  if training:
+    same_size = config.preprocess.endswith("crop")
+  else:
+    same_size = (resolution == "training" and
+                 not config.preprocess.startswith("scale_width"))
+  if same_size or batch_size == 1:
     # Under a strategy every replica needs a full batch: drop the remainder
     # in training. Evaluation keeps every example.
     return dataset.batch(batch_size, drop_remainder=training)
 
-  def size(input_image, target_image):
-    del target_image
-    shape = tf.cast(tf.shape(input_image), tf.int64)
+  def size(*element):
+    shape = tf.cast(tf.shape(element[-2]), tf.int64)  # The input image.
     return shape[0] * 2 ** 32 + shape[1]
 
   return dataset.group_by_window(
-      size, lambda _, same: same.batch(batch_size, drop_remainder=True),
+      size, lambda _, same: same.batch(batch_size, drop_remainder=training),
       window_size=batch_size)
 
 
-def _evaluation_pairs(config: config_lib.Config, with_names: bool):
-  """(name, contents) -> the pair resized to --crop_size, in [-1, 1]."""
+def _evaluation_pairs(config: config_lib.Config, with_names: bool,
+                      resolution: str = "training"):
+  """(name, contents) -> the pair at `resolution` (see `make_dataset`), in
+  [-1, 1]."""
 
   def preprocess(name, contents):
-    input_image, target_image = _pair(config,
-                                      decoding.decode_image(contents))
-    input_image = transforms.normalize(
-        transforms.resize(input_image, config.crop_size))
-    target_image = transforms.normalize(
-        transforms.resize(target_image, config.crop_size))
+    halves = _pair(config, decoding.decode_float(contents))
+    # An odd-width pair's right half is one column wider: both halves take
+    # the narrower one's size (as in training).
+    height = tf.shape(halves[0])[0]
+    width = tf.minimum(tf.shape(halves[0])[1], tf.shape(halves[1])[1])
+    if resolution == "native":
+      halves = [half[:, :width] for half in halves]
+    elif config.preprocess.startswith("scale_width"):
+      size = tf.cast(tf.stack(transforms.scaled_size(
+          height, width, "scale_width", config.load_size,
+          config.crop_size)), tf.int32)
+      halves = [tf.clip_by_value(tf.image.resize(
+          half, size, method="bicubic", antialias=True), 0.0, 255.0)
+                for half in halves]
+    else:
+      halves = [transforms.resize(half, config.crop_size) for half in halves]
+    input_image, target_image = (transforms.normalize(half)
+                                 for half in halves)
     if with_names:
       return name, input_image, target_image
     return input_image, target_image
@@ -229,7 +254,8 @@ def _training_stream(split: sources.Split, paths: tf.data.Dataset,
 
   def preprocess(index, element):
     name, contents = element
-    image = contents if cache else decoding.decode_image(contents)
+    # (The cache holds uint8 pairs; otherwise 16-bit PNGs keep 16 bits.)
+    image = contents if cache else decoding.decode_float(contents)
     input_image, target_image = _pair(config, image)
     seed = tf.stack([tf.constant(config.seed, tf.int64), index])
     input_image, target_image = transforms.preprocess(

@@ -1,7 +1,7 @@
 """The pipeline's small pure functions: a file's pair in order, the joint
 jitter of both halves, and the value ranges."""
 
-from typing import Tuple, Union
+from typing import Callable, Tuple, Union
 
 import tensorflow as tf
 
@@ -17,7 +17,7 @@ def load_pair(path: tf.Tensor, direction: str = "AtoB",
   The left half is A and the right half B (for an odd width B gets the extra
   column, as the reference does). `direction='BtoA'` swaps them.
   """
-  return split_pair(decoding.decode_image(tf.io.read_file(path)), direction,
+  return split_pair(decoding.decode_float(tf.io.read_file(path)), direction,
                     input_channels, output_channels)
 
 
@@ -107,6 +107,14 @@ def output_size(height: int, width: int, mode: str, load_size: int,
   return int(scaled[0]), int(scaled[1])
 
 
+def implied_resolution(preprocess: str) -> str:
+  """Where inference runs the generator by default after training with
+  `preprocess`: "native" (the image itself, padded to a multiple) for the
+  modes that train on unscaled pixels (crop, none); else "training"
+  (resized to the scale training saw, and the result back)."""
+  return "native" if preprocess in ("crop", "none") else "training"
+
+
 def nearest_multiple(side: int, multiple: int) -> int:
   """The multiple of `multiple` nearest to `side` (at least `multiple`)."""
   return max(multiple, int(round(side / multiple)) * multiple)
@@ -119,15 +127,51 @@ def padding(side: Union[int, tf.Tensor], multiple: int) -> Tuple:
   return total // 2, total - total // 2
 
 
+def _mirrored(side: tf.Tensor, before: tf.Tensor, total: tf.Tensor
+              ) -> tf.Tensor:
+  """Indices into a side of `side` pixels that mirror it, without
+  repeating the edge pixel, from `before` pixels before its start to
+  `total` pixels in all. Written by hand because tf.pad's REFLECT mode
+  cannot pad a side by as much as its own length, and inference must take a
+  3x5000 image as well as a 1000x1000 one: indices repeat the reflection as
+  often as needed (a side of one pixel repeats it)."""
+  period = tf.maximum(2 * (side - 1), 1)
+  index = tf.math.floormod(tf.range(total) - before, period)
+  return tf.where(index >= side, period - index, index)
+
+
 def fit_to_multiple(image: tf.Tensor, multiple: int) -> tf.Tensor:
-  """`image` (h, w, c) reflect-padded on all sides to the next multiple of
-  `multiple` in each dimension: what a generator that downsamples log2
-  (multiple) times can take. Reflection repeats no edge pixel, so the
-  padded border looks like image content, not a frame. The caller checks
-  (`check_preprocessable`) that each side is larger than its padding."""
+  """`image` ([batch,] height, width, channels) reflect-padded on all sides
+  to the next multiple of `multiple` in height and width: what a generator
+  that downsamples log2(multiple) times can take. Reflection repeats no
+  edge pixel, so the padded border looks like image content, not a frame;
+  `crop_to` cuts the image back out."""
   shape = tf.shape(image)
-  rows, columns = padding(shape[0], multiple), padding(shape[1], multiple)
-  return tf.pad(image, [rows, columns, [0, 0]], mode="REFLECT")
+  for axis in (-3, -2):
+    side = shape[axis]
+    before, after = padding(side, multiple)
+    image = tf.gather(image, _mirrored(side, before, side + before + after),
+                      axis=axis)
+  return image
+
+
+def crop_to(padded: tf.Tensor, height: tf.Tensor,
+            width: tf.Tensor) -> tf.Tensor:
+  """The height x width image that `fit_to_multiple` padded to `padded`'s
+  size (the padding is centred)."""
+  shape = tf.shape(padded)
+  top = (shape[-3] - height) // 2
+  left = (shape[-2] - width) // 2
+  return padded[..., top:top + height, left:left + width, :]
+
+
+def through_padding(generate: Callable[[tf.Tensor], tf.Tensor],
+                    images: tf.Tensor, multiple: int) -> tf.Tensor:
+  """`generate` on [batch, height, width, C] images of any size: run on
+  them reflect-padded to a multiple of `multiple`, and cropped back."""
+  shape = tf.shape(images)
+  return crop_to(generate(fit_to_multiple(images, multiple)), shape[1],
+                 shape[2])
 
 
 def preprocess(input_image: tf.Tensor, target_image: tf.Tensor,

@@ -124,16 +124,21 @@ class Validator:
     self.labels_side = None
 
   def __call__(self) -> Dict[str, float]:
-    batches = data_lib.make_dataset(self.split, self.config,
-                                    self.config.batch_size, training=False,
-                                    with_names=True)
+    # At the resolution the run's export will translate at by default.
+    batches = data_lib.make_dataset(
+        self.split, self.config, self.config.batch_size, training=False,
+        with_names=True,
+        resolution=data_lib.implied_resolution(self.config.preprocess))
+    multiple = 2 ** self.config.generator_depth
     accumulator = Accumulator(VALIDATION_METRICS, palette=self.palette,
                               labels_side=self.labels_side,
                               segmenter=self.segmenter)
     # A palette whose colours the val pairs do not show: no segmentation
     # scores, rather than a run stopped at its first val pass.
-    result = evaluate(self.generate, batches, accumulator,
-                      strict_labels=False)
+    result = evaluate(
+        lambda images: data_lib.through_padding(self.generate, images,
+                                                multiple),
+        batches, accumulator, strict_labels=False)
     self.labels_side = accumulator.labels_side
     values = {("gen_l1_loss" if name == "l1" else name): value
               for name, value in result["metrics"].items()}
@@ -170,6 +175,7 @@ class Options:
   inception_weights: str = ""
   max_pixels: int = config_lib.DEFAULT_MAX_PIXELS
   verbose: bool = True
+  resolution: Optional[str] = None  # Default: the export's.
 
 
 def evaluate_saved_model(saved_model: str, data_dir: str, split: str,
@@ -190,6 +196,7 @@ def evaluate_saved_model(saved_model: str, data_dir: str, split: str,
       config_lib.Config.from_json(json.dumps(metadata["flags"])),
       data_dir=data_dir)
   translate = loaded.signatures["serving_default"]
+  resolution = saved_model_lib.resolution_of(metadata, options.resolution)
   files = data_lib.list_split(data_dir, split)
   data_lib.check_headers(files, options.max_pixels)
   accumulator, notes = _accumulator(options)
@@ -197,10 +204,13 @@ def evaluate_saved_model(saved_model: str, data_dir: str, split: str,
       len(files), unit_name="image",
       verbose=(1 if sys.stdout.isatty() else 2) if options.verbose else 0)
   batches = data_lib.make_dataset(files, config, options.batch_size,
-                                  training=False, with_names=True)
+                                  training=False, with_names=True,
+                                  resolution=resolution)
   result = evaluate(
-      lambda images: translate(images=images)["generated_image"], batches,
-      accumulator, options.labels, f"{data_dir}/{split}",
+      lambda images: data_lib.through_padding(
+          lambda padded: translate(images=padded)["generated_image"], images,
+          metadata["size_multiple"]),
+      batches, accumulator, options.labels, f"{data_dir}/{split}",
       progress=progbar.update)
   if accumulator.palette is not None and (
       accumulator.labels_side == "input" and not options.segmenter):
@@ -209,6 +219,7 @@ def evaluate_saved_model(saved_model: str, data_dir: str, split: str,
   result.update({"saved_model": saved_model, "data_dir": data_dir,
                  "split": split, "step": metadata["step"],
                  "inference_mode": metadata["inference_mode"],
+                 "resolution": resolution,
                  "pixel_tolerance": options.pixel_tolerance, "notes": notes,
                  "per_image": accumulator.per_image})
   if accumulator.palette is not None:
@@ -241,7 +252,8 @@ def format_table(result: Dict[str, object]) -> str:
   """`evaluate_saved_model`'s result as the table the command prints."""
   lines = [f"{result['num_images']} images of {result['data_dir']}/"
            f"{result['split']}, step {result['step']}, "
-           f"{result['inference_mode']} inference", ""]
+           f"{result['inference_mode']} inference, {result['resolution']} "
+           "resolution", ""]
   width = max(len(name) for name in result["metrics"]) + 2
   for name, value in result["metrics"].items():
     lines.append(f"{name:<{width}}{value:>12.4f}")

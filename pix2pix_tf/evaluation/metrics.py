@@ -35,6 +35,16 @@ def image_metrics(generated_image: tf.Tensor,
   }
 
 
+def high_frequency_energy(image: np.ndarray) -> float:
+  """Mean squared Laplacian (4-neighbour, inside the border) of an H x W x C
+  image's channel mean, in 0..255 units squared: the detail that resizing
+  up from a smaller image cannot restore (tools/compare_resolutions.py)."""
+  gray = np.asarray(image, np.float64).mean(axis=-1)
+  laplacian = (gray[:-2, 1:-1] + gray[2:, 1:-1] + gray[1:-1, :-2] +
+               gray[1:-1, 2:] - 4 * gray[1:-1, 1:-1])
+  return float(np.mean(laplacian ** 2))
+
+
 def pixel_accuracy(generated_image: tf.Tensor, target_image: tf.Tensor,
                    tolerance: float = 25.0) -> tf.Tensor:
   """Per example: the share of pixels whose largest channel error is at most

@@ -72,6 +72,12 @@ def read_metadata(export_dir: str) -> Optional[dict]:
   return metadata
 
 
+def resolution_of(metadata: dict, resolution: Optional[str]) -> str:
+  """`resolution` if given, else the export's (exports older than native
+  inference translate at the training resolution)."""
+  return resolution or metadata.get("resolution", "training")
+
+
 def is_saved_model(path: str) -> bool:
   """Whether `path` is a folder holding a SavedModel."""
   return os.path.exists(os.path.join(path, "saved_model.pb"))
@@ -159,7 +165,8 @@ def latest_checkpoint(model_dir: str) -> str:
 
 
 def export(model_dir: str, export_dir: str = None, checkpoint: str = None,
-           inference_mode: str = None, max_pixels: int = None) -> str:
+           inference_mode: str = None, max_pixels: int = None,
+           resolution: str = None) -> str:
   """Writes the SavedModel of a run's generator to `export_dir`.
 
   The SavedModel is written to a temporary folder beside `export_dir` and
@@ -175,18 +182,22 @@ def export(model_dir: str, export_dir: str = None, checkpoint: str = None,
   checkpoint = checkpoint or latest_checkpoint(model_dir)
   generator, step = restore_generator(config, checkpoint)
   return save(generator, config, step, export_dir,
-              inference_mode or config.inference_mode, max_pixels)
+              inference_mode or config.inference_mode, max_pixels,
+              resolution)
 
 
 def save(generator: keras.Model, config: config_lib.Config, step: int,
          export_dir: str, inference_mode: str,
-         max_pixels: Optional[int] = None) -> str:
-  """Saves `generator` with its signatures to `export_dir`, atomically."""
+         max_pixels: Optional[int] = None,
+         resolution: Optional[str] = None) -> str:
+  """Saves `generator` with its signatures to `export_dir`, atomically;
+  the metadata records `resolution` (default: what the run's --preprocess
+  implies)."""
 
   export_dir = os.path.normpath(export_dir)
   check_replaceable(export_dir)
   module = signatures.build_module(generator, config, step, inference_mode,
-                                   max_pixels)
+                                   max_pixels, resolution)
   parent = os.path.dirname(export_dir) or "."
   os.makedirs(parent, exist_ok=True)
   staging = tempfile.mkdtemp(prefix=f".{os.path.basename(export_dir)}-",

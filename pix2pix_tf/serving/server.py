@@ -1,11 +1,16 @@
 """The translation server: a drawing page, and TensorFlow Serving's REST API
-around an export's translate_encoded signature.
+around an export's translate_encoded signatures.
 
 GET /                                 the page (pages/translate.html): draw a
-                                      label map (palette brush) or edges (pen),
-                                      or upload an image; Translate
+                                      label map (palette brushes, with their
+                                      class names) or edges (pen) on a canvas
+                                      of a chosen size, or upload an image;
+                                      Translate (at native resolution)
 POST /v1/models/pix2pix:predict       {"instances": [{"b64": ...}]} ->
-                                      {"predictions": [{"b64": ...}]}
+                                      {"predictions": [{"b64": ...}]};
+                                      "signature_name": translate_encoded or
+                                      translate_encoded_native (default: by
+                                      --resolution, else the export's)
 GET /v1/models/pix2pix/metadata       the model's metadata (no paths)
 GET /healthz                          "ok" once the model is loaded
 
@@ -45,31 +50,65 @@ class Busy(RuntimeError):
   """The model was busy for longer than the request may wait."""
 
 
-class Translator:
-  """The SavedModel's translate_encoded signature, one call at a time."""
+# The export's signatures that the predict endpoint runs (encoded images in,
+# PNGs out), by `signature_name`.
+ENCODED_SIGNATURES = {"training": "translate_encoded",
+                      "native": "translate_encoded_native"}
 
-  def __init__(self, saved_model: str):
+
+class Translator:
+  """The SavedModel's encoded-image signatures, one call at a time:
+  translate_encoded (training resolution) and translate_encoded_native.
+
+  `resolution`: the one a request that names no signature gets, "native"
+  or "training"; default: the export's. Raises ExportError for native
+  resolution from an export that predates it."""
+
+  def __init__(self, saved_model: str, resolution: Optional[str] = None):
     loaded = saved_model_lib.load(saved_model)  # ExportError: one sentence.
     self._loaded = loaded
-    self._translate = loaded.signatures["translate_encoded"]
     self.metadata = json.loads(loaded.metadata_json.numpy())
+    self.resolution = saved_model_lib.resolution_of(self.metadata,
+                                                    resolution)
+    self.signatures = {name: loaded.signatures[name]
+                       for name in ENCODED_SIGNATURES.values()
+                       if name in loaded.signatures}
+    self.default_signature = ENCODED_SIGNATURES[self.resolution]
+    if self.default_signature not in self.signatures:
+      raise saved_model_lib.ExportError(
+          f"{saved_model} has no {self.default_signature} signature (it "
+          "predates native-resolution inference): export it again, or pass "
+          "--resolution=training.")
     self._lock = threading.Lock()
 
   def translate(self, encoded_images: Sequence[bytes],
-                wait: Optional[float] = None) -> List[bytes]:
-    """Encoded images (bytes) -> encoded PNGs. Raises ValueError for data
+                wait: Optional[float] = None,
+                signature: Optional[str] = None) -> List[bytes]:
+    """Encoded images (bytes) -> encoded PNGs, by `signature` (one of
+    `signatures`; default: `default_signature`). Raises ValueError for data
     that is not an image, Busy when the model stays taken for `wait`
     seconds."""
+    translate = self.signatures[signature or self.default_signature]
     if not self._lock.acquire(timeout=-1 if wait is None else wait):
       raise Busy(f"The model was busy for {wait:g} s; try again.")
     try:
-      out = self._translate(images_bytes=tf.constant(encoded_images))
+      out = translate(images_bytes=tf.constant(encoded_images))
     except tf.errors.InvalidArgumentError as e:
       raise ValueError("an instance is not a JPEG, PNG, BMP, GIF or WebP "
                        "image") from e
     finally:
       self._lock.release()
     return [bytes(x) for x in out["generated_image_bytes"].numpy()]
+
+
+def canvas_sizes(metadata: dict, max_pixels: int) -> List[int]:
+  """The page's canvas sizes: the training size, 256, 512 and 1024, those
+  within `max_pixels` and multiples of the generator's (so that native
+  translation needs no padding)."""
+  multiple = metadata.get("size_multiple", 1)
+  size = metadata.get("image_size", 256)
+  return sorted(s for s in {size, 256, 512, 1024}
+                if s * s <= max_pixels and s % multiple == 0)
 
 
 def public_metadata(metadata: dict) -> dict:
@@ -116,6 +155,32 @@ def decode_instances(body: dict, max_pixels: int) -> List[bytes]:
   return images
 
 
+def _page_config(translator: Translator, palette: Optional[List[dict]],
+                 max_pixels: int) -> dict:
+  """What the page is told: brushes, canvas sizes, the signature."""
+  return {"kind": "labels" if palette else "edges",
+          "palette": palette or [],
+          "size": translator.metadata.get("image_size", 256),
+          "sizes": canvas_sizes(translator.metadata, max_pixels),
+          # The page translates its canvas at native resolution, whatever
+          # size is chosen (where the export can).
+          "signature": ENCODED_SIGNATURES[
+              "native" if "translate_encoded_native" in
+              translator.signatures else "training"],
+          "model": MODEL_NAME}
+
+
+def _signature_name(body: dict, translator: Translator) -> Optional[str]:
+  """The request's signature_name (None: the default); RequestError for
+  one the server does not run."""
+  signature = body.get("signature_name")
+  if signature is not None and signature not in translator.signatures:
+    raise RequestError(400, f"signature_name {signature!r} is not one this "
+                       "server runs; use one of "
+                       f"{', '.join(sorted(translator.signatures))}.")
+  return signature
+
+
 def create_app(translator: Translator, palette: Optional[List[dict]] = None,
                max_upload_mb: float = 8.0, max_pixels: Optional[int] = None,
                request_timeout: float = config_lib.DEFAULT_REQUEST_TIMEOUT
@@ -131,10 +196,7 @@ def create_app(translator: Translator, palette: Optional[List[dict]] = None,
   exported_limit = translator.metadata.get("max_pixels",
                                            config_lib.DEFAULT_MAX_PIXELS)
   max_pixels = min(max_pixels or exported_limit, exported_limit)
-  page_config = {"kind": "labels" if palette else "edges",
-                 "palette": palette or [],
-                 "size": translator.metadata.get("image_size", 256),
-                 "model": MODEL_NAME}
+  page_config = _page_config(translator, palette, max_pixels)
 
   def error(status, message):
     return flask.jsonify({"error": message}), status
@@ -160,9 +222,11 @@ def create_app(translator: Translator, palette: Optional[List[dict]] = None,
   @server.post(f"/v1/models/{MODEL_NAME}:predict")
   def predict():
     try:
-      images = decode_instances(web.json_object(flask.request, INSTANCES),
-                                max_pixels)
-      outputs = translator.translate(images, wait=request_timeout)
+      body = web.json_object(flask.request, INSTANCES)
+      signature = _signature_name(body, translator)
+      images = decode_instances(body, max_pixels)
+      outputs = translator.translate(images, wait=request_timeout,
+                                     signature=signature)
     except RequestError as e:
       return error(e.status, str(e))
     except ValueError as e:  # Not an image.

@@ -16,6 +16,8 @@ from PIL import Image
 from pix2pix_tf import config as config_lib
 from pix2pix_tf import data as data_lib
 from pix2pix_tf.serving import saved_model as saved_model_lib
+from pix2pix_tf.serving import signatures
+from pix2pix_tf.serving import tiling
 
 
 def list_inputs(path: str) -> List[str]:
@@ -32,7 +34,13 @@ def list_inputs(path: str) -> List[str]:
 
 
 def save_image(array: np.ndarray, path: str) -> None:
-  """Writes an HxWxC uint8 array (C of 1 or 3) as the file `path` names."""
+  """Writes an HxWxC uint8 array (C of 1 or 3) as the file `path` names; a
+  uint16 array as a 16-bit PNG."""
+  if array.dtype == np.uint16:
+    # Pillow cannot write 16-bit RGB; TensorFlow's PNG encoder can.
+    with open(path, "wb") as f:
+      f.write(tf.io.encode_png(array).numpy())
+    return
   Image.fromarray(array.squeeze(-1) if array.shape[-1] == 1 else array).save(
       path)
 
@@ -40,8 +48,8 @@ def save_image(array: np.ndarray, path: str) -> None:
 def read_image(path: str, decode: Callable,
                max_pixels: Optional[int] = None) -> np.ndarray:
   """The file's pixels by the decoding rule of training and the SavedModel
-  (`decode`: data_lib.decode_image); Pillow, by the same rule, for
-  the formats TensorFlow cannot read (TIFF). An image larger than
+  (`decode`: `decoder()`, uint16 for 16-bit PNGs); Pillow, by the same
+  rule, for the formats TensorFlow cannot read (TIFF). An image larger than
   `max_pixels` is refused (data_lib.TooLargeError) before it is decoded."""
   max_pixels = max_pixels or config_lib.DEFAULT_MAX_PIXELS
   if path.lower().endswith(data_lib.TENSORFLOW_FORMATS):
@@ -49,6 +57,17 @@ def read_image(path: str, decode: Callable,
     with open(path, "rb") as f:
       return decode(f.read()).numpy()
   return np.asarray(data_lib.read_rgb(path, max_pixels))  # Checks it too.
+
+
+def decoder() -> Callable[[bytes], tf.Tensor]:
+  """Encoded bytes -> the decoded image: uint16 for a 16-bit PNG (read at
+  full precision), else uint8."""
+  spec = [tf.TensorSpec([], tf.string)]
+  shallow = tf.function(data_lib.decode_image, input_signature=spec)
+  deep = tf.function(lambda contents: data_lib.decode_image(
+      contents, tf.uint16), input_signature=spec)
+  return lambda contents: (deep if bool(data_lib.is_16_bit_png(contents))
+                           else shallow)(contents)
 
 
 def split_input(image: np.ndarray, paired: bool, metadata: dict
@@ -77,19 +96,68 @@ def output_names(files: Sequence[str]) -> List[str]:
   return names
 
 
+def translator(loaded: tf.Module, metadata: dict,
+               resolution: Optional[str] = None, tile: int = 0,
+               overlap: int = 32) -> Callable[[np.ndarray], np.ndarray]:
+  """An H x W x C image -> its H x W x C_out translation of the same dtype
+  (uint8, or uint16 from and into 16 bits), by
+  the export `loaded` at `resolution` (default: the export's), in tiles of
+  `tile` pixels (native resolution) when `tile` is not 0.
+
+  Raises:
+    ValueError: naming the flag, for a tiling the generator cannot run,
+      tiles at the training resolution, or native resolution from an
+      export that has no translate_native signature.
+  """
+  resolution = saved_model_lib.resolution_of(metadata, resolution)
+  if tile and resolution != "native":
+    raise ValueError("--tile translates at native resolution; leave out "
+                     "--resolution=training.")
+  if resolution == "native" and "translate_native" not in loaded.signatures:
+    raise ValueError("This export has no translate_native signature (it "
+                     "predates native-resolution inference): export it "
+                     "again with python -m pix2pix_tf.export, or pass "
+                     "--resolution=training.")
+  signature = loaded.signatures[
+      "translate_native" if resolution == "native" else "translate_uint8"]
+  floats = loaded.signatures["serving_default"]
+
+  def translate(image):
+    if image.dtype == np.uint16:  # From its 16 bits, into 16 bits.
+      generated = signatures.translate_at(
+          lambda x: floats(images=x)["generated_image"],
+          tf.constant(image[None], tf.float32) / 257.0, resolution,
+          metadata)
+      return signatures.to_uint16(generated)[0].numpy()
+    return signature(images=tf.constant(image[None]))[
+        "generated_image"][0].numpy()
+
+  if not tile:
+    return translate
+  tiling.check_tiling(tile, overlap, metadata["size_multiple"])
+  if metadata["inference_mode"] == "paper":
+    print("Note: a paper-mode export normalises each tile by its own "
+          "statistics (and keeps dropout on), which can show between tiles; "
+          "an eval-mode export (export --inference_mode=eval) blends "
+          "seamlessly.", file=sys.stderr)
+  return lambda image: tiling.translate_tiled(translate, image, tile, overlap)
+
+
 def translate_files(saved_model: str, files: Sequence[str], output: str,
                     paired: bool = False,
-                    max_pixels: Optional[int] = None) -> List[str]:
+                    max_pixels: Optional[int] = None,
+                    resolution: Optional[str] = None, tile: int = 0,
+                    overlap: int = 32) -> List[str]:
   """Translates `files` into `output`; returns the files that failed.
 
   Every image is written as PNG (lossless: a JPEG output would add its own
-  artefacts to what FID or a perceptual study then measures).
+  artefacts to what FID or a perceptual study then measures). `resolution`,
+  `tile` and `overlap`: see `translator`.
   """
   loaded = saved_model_lib.load(saved_model)
   metadata = json.loads(loaded.metadata_json.numpy().decode())
-  translate = loaded.signatures["translate_uint8"]
-  decode = tf.function(data_lib.decode_image,
-                       input_signature=[tf.TensorSpec([], tf.string)])
+  translate = translator(loaded, metadata, resolution, tile, overlap)
+  decode = decoder()
   names = output_names(files)
   for folder in ("", "inputs", "targets") if paired else ("",):
     os.makedirs(os.path.join(output, folder), exist_ok=True)
@@ -100,8 +168,7 @@ def translate_files(saved_model: str, files: Sequence[str], output: str,
     try:
       input_image, target = split_input(
           read_image(path, decode, max_pixels), paired, metadata)
-      generated = translate(images=tf.constant(input_image[None]))[
-          "generated_image"][0].numpy()
+      generated = translate(input_image)
       save_image(generated, os.path.join(output, name))
       if paired:
         save_image(input_image, os.path.join(output, "inputs", name))

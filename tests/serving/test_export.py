@@ -35,8 +35,10 @@ def test_training_exports_at_the_end(trained_run):
   assert metadata["flags"]["ngf"] == 8
   signature = loaded.signatures["metadata"]()
   assert json.loads(signature["metadata"].numpy()) == metadata
-  assert set(loaded.signatures) == {"serving_default", "translate_uint8",
-                                    "translate_encoded", "metadata"}
+  assert set(loaded.signatures) == {
+      "serving_default", "translate_uint8", "translate_native",
+      "translate_encoded", "translate_encoded_native", "metadata"}
+  assert metadata["resolution"] == "training"  # --preprocess=resize_and_crop.
 
 
 def keras_generator(config):

@@ -104,6 +104,41 @@ def test_fifty_concurrent_requests_get_correct_answers(server, exported):
     assert tf.io.decode_png(got).shape == (24 + i % 5, 40, 3)
 
 
+def test_canvas_sizes_are_multiples_within_the_pixel_limit():
+  metadata = {"image_size": 256, "size_multiple": 256}
+  assert server_lib.canvas_sizes(metadata, 4096 ** 2) == [256, 512, 1024]
+  assert server_lib.canvas_sizes(metadata, 600 * 600) == [256, 512]
+  assert server_lib.canvas_sizes({"image_size": 32, "size_multiple": 32},
+                                 300 * 300) == [32, 256]
+  assert server_lib.canvas_sizes({"image_size": 128, "size_multiple": 128},
+                                 4096 ** 2) == [128, 256, 512, 1024]
+
+
+@pytest.mark.slow
+def test_signature_name_picks_the_resolution(server, exported):
+  url, translator = server
+  assert translator.default_signature == "translate_encoded"  # The export's.
+  image = png_bytes(gradient_image(64, 96))
+  answers = {}
+  for name in ("translate_encoded", "translate_encoded_native"):
+    status, body = request(f"{url}/v1/models/pix2pix:predict",
+                           {"signature_name": name,
+                            **predict_body(image)})
+    assert status == 200, body
+    answers[name] = tf.io.decode_png(base64.b64decode(
+        body["predictions"][0]["b64"])).numpy()
+    expected = tf.saved_model.load(exported).signatures[name](
+        images_bytes=tf.constant([image]))["generated_image_bytes"][0]
+    np.testing.assert_array_equal(answers[name],
+                                  tf.io.decode_png(expected).numpy())
+  assert np.abs(answers["translate_encoded"].astype(int) -
+                answers["translate_encoded_native"]).mean() > 1
+  status, body = request(f"{url}/v1/models/pix2pix:predict",
+                         {"signature_name": "nonsense", **predict_body(image)})
+  assert status == 400
+  assert "translate_encoded, translate_encoded_native" in body["error"]
+
+
 @pytest.mark.slow
 def test_bad_requests_get_json_errors_and_the_server_keeps_serving(server):
   url, _ = server
@@ -137,6 +172,17 @@ def test_page_in_a_real_browser(server, tmp_path):
     driver.get(url + "/")
     swatches = driver.find_elements(By.CSS_SELECTOR, ".swatch")
     assert len(swatches) == len(demo.PALETTE)
+    # The palette as a legend: every class's name beside its colour.
+    legend = [item.text.strip() for item in driver.find_elements(
+        By.CSS_SELECTOR, "#legend li")]
+    assert legend == list(demo.PALETTE)
+    # A 512x512 canvas, translated at native resolution.
+    sizes = [o.get_attribute("value") for o in driver.find_elements(
+        By.CSS_SELECTOR, "#size option")]
+    assert sizes == ["32", "256", "512", "1024"]
+    driver.find_element(By.CSS_SELECTOR, "#size option[value='512']").click()
+    assert driver.execute_script(
+        "return document.getElementById('canvas').width") == 512
     canvas = driver.find_element(By.ID, "canvas")
     driver.execute_script("document.getElementById('width').value = 6")
     # Draw strokes with two brushes (pointer events).
@@ -171,7 +217,7 @@ def test_page_in_a_real_browser(server, tmp_path):
           spread = Math.max(spread, hi - lo);
         }
         return [c.width, c.height, spread];""")
-    assert (width, height) == (32, 32)
+    assert (width, height) == (512, 512)
     assert spread > 5  # Not a blank (uniform) image.
     assert driver.find_element(By.ID, "download").get_attribute(
         "href").startswith("data:image/png;base64,")
