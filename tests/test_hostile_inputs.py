@@ -372,8 +372,9 @@ class Unused:
   metadata = {"image_size": 32, "max_pixels": 1_000_000,
               "flags": {"data_dir": "/home/someone/data",
                         "model_dir": "/home/someone/runs/x", "ngf": 64}}
+  signatures = {"translate_encoded": None, "translate_encoded_native": None}
 
-  def translate(self, images, wait=None):
+  def translate(self, images, wait=None, signature=None):
     raise AssertionError("the model was called")
 
 
@@ -463,8 +464,9 @@ def test_a_silent_connection_is_closed_after_the_timeout(translation_server):
 def test_a_request_waits_for_the_model_no_longer_than_the_timeout():
   translator = object.__new__(server_lib.Translator)
   translator._lock = threading.Lock()
-  translator._translate = lambda images_bytes: {
-      "generated_image_bytes": images_bytes}
+  translator.signatures = {"translate_encoded": lambda images_bytes: {
+      "generated_image_bytes": images_bytes}}
+  translator.default_signature = "translate_encoded"
   assert translator.translate([b"x"], wait=0.1) == [b"x"]
   with translator._lock:  # Another request holds the model.
     with pytest.raises(server_lib.Busy):

@@ -115,8 +115,8 @@ class ServingModule(tf.Module):
     if multiple_of > 1:
       checks.append(tf.debugging.assert_equal(
           tf.math.floormod(shape[1:3], multiple_of), 0, message=(
-              f"expected shape {expected}; use translate_uint8 for other "
-              "sizes")))
+              f"expected shape {expected}; use translate_native (or "
+              "translate_uint8) for other sizes")))
     with tf.control_dependencies(checks):
       images = tf.identity(images)
     return tf.ensure_shape(images, [None, None, None, channels])

@@ -99,10 +99,10 @@ def output_names(files: Sequence[str]) -> List[str]:
 def translator(loaded: tf.Module, metadata: dict,
                resolution: Optional[str] = None, tile: int = 0,
                overlap: int = 32) -> Callable[[np.ndarray], np.ndarray]:
-  """An H x W x C image -> its H x W x C_out translation of the same dtype
-  (uint8, or uint16 from and into 16 bits), by
-  the export `loaded` at `resolution` (default: the export's), in tiles of
-  `tile` pixels (native resolution) when `tile` is not 0.
+  """An H x W x C image -> its H x W x C_out translation, of the same dtype
+  (uint8, or uint16 translated from its 16 bits), by the export `loaded` at
+  `resolution` (default: the export's); in blended tiles of `tile` pixels
+  (native resolution) when `tile` is not 0.
 
   Raises:
     ValueError: naming the flag, for a tiling the generator cannot run,

@@ -294,8 +294,13 @@ def standard_actions(run: run_lib.Run, generate: Callable,
     batch = next(iter(data_lib.make_dataset(
         sample_split, config, min(config.num_samples, sample_split.count),
         training=False)))
-    periodic.append(WriteSample(config.sample_every_steps, writers["train"],
-                                paths.samples, generate, batch))
+    # (At --preprocess=scale_width* the samples keep their aspect: sizes
+    # the generator may take only padded.)
+    multiple = 2 ** config.generator_depth
+    periodic.append(WriteSample(
+        config.sample_every_steps, writers["train"], paths.samples,
+        lambda images: data_lib.through_padding(generate, images, multiple),
+        batch))
   validate = None
   if validator is not None:
     validate = Validate(config.eval_every_steps, writers["val"], validator)

@@ -418,3 +418,21 @@ def test_training_and_evaluation_read_16_bit_pairs_at_full_precision(
         files, config, 1, training=training, resolution=resolution)))
     np.testing.assert_allclose(input_image[0], expected[:, :32], atol=1e-5)
     np.testing.assert_allclose(target_image[0], expected[:, 32:], atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("resolution", ["native", "training"])
+def test_degenerate_sizes_come_back_at_their_size(odd_export, resolution,
+                                                  tmp_path):
+  saved_model, _ = odd_export
+  sizes = {"dot": (1, 1), "flat": (3, 5000), "tall": (5000, 3)}
+  files = []
+  for name, (height, width) in sizes.items():
+    Image.fromarray(smooth_image(height, width)).save(tmp_path / f"{name}.png")
+    files.append(str(tmp_path / f"{name}.png"))
+  failed = serving.translate_files(saved_model, files, str(tmp_path / "out"),
+                                   resolution=resolution)
+  assert failed == []
+  for name, (height, width) in sizes.items():
+    with Image.open(tmp_path / "out" / f"{name}.png") as out:
+      assert out.size == (width, height), name

@@ -6,9 +6,11 @@ import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from conftest import ENV, gradient_image, small_config, write_pair
 from pix2pix_tf import data as data_lib
+from pix2pix_tf import serving
 from pix2pix_tf import training
 
 # (height, width) of each training pair's halves: odd, non-square, and
@@ -53,10 +55,21 @@ def test_batches_hold_one_size_fitted_to_the_generator(mode, tmp_path):
 
 @pytest.mark.parametrize("mode", ["none", "scale_width"])
 def test_a_few_steps_train_on_odd_non_square_images(mode, tmp_path):
-  results = training.train_and_evaluate(config_for(tmp_path, preprocess=mode,
-                                                   strategy="one_device"))
+  config = config_for(tmp_path, preprocess=mode, strategy="one_device")
+  results = training.train_and_evaluate(config)
   assert results["step"] == 3
   assert np.isfinite(results["gen_total_loss"])
+  # And the run's export translates odd sizes back at their own size, at
+  # the resolution --preprocess implies (native for none).
+  export = str(tmp_path / "run" / "export")
+  assert serving.read_metadata(export)["resolution"] == (
+      "native" if mode == "none" else "training")
+  files = sorted(str(p) for p in (tmp_path / "data" / "val").glob("*.png"))
+  assert serving.translate_files(export, files, str(tmp_path / "out"),
+                                 paired=True) == []
+  for i, (height, width) in enumerate(SIZES[:2]):
+    generated = np.asarray(Image.open(tmp_path / "out" / f"{i}.png"))
+    assert generated.shape == (height, width, 3)
 
 
 def test_reject_names_the_image_and_the_nearest_valid_size(tmp_path):
