@@ -47,6 +47,17 @@ def small_config(data_dir, model_dir, **overrides):
   return config_lib.Config(**values)
 
 
+def visible_generator(config):
+  """A fresh generator of `config` whose output shows its input and the
+  normalisation used: a freshly initialised one answers near 0 whatever it
+  is given, so its last layer is made larger."""
+  from pix2pix_tf import models
+  generator = models.build_generator(config)
+  last = generator.get_layer("up0_conv")
+  last.kernel.assign(last.kernel * 30.0)
+  return generator
+
+
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
   """A run of three steps on four 32x32 demo pairs (two in val); the training

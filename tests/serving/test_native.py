@@ -6,16 +6,14 @@ import os
 import subprocess
 import sys
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
 
-from conftest import ENV, gradient_image, run_command, small_config, write_pair
-from pix2pix_tf import config as config_lib
+from conftest import (ENV, gradient_image, run_command, small_config,
+                      visible_generator, write_pair)
 from pix2pix_tf import data as data_lib
-from pix2pix_tf import models
 from pix2pix_tf import serving
 from pix2pix_tf.serving import tiling
 
@@ -77,12 +75,10 @@ def test_the_recorded_resolution_follows_preprocess(preprocess, expected,
 
 def module_for(tmp_path, inference_mode="eval", **overrides):
   """The signatures of a fresh depth-4 generator whose output shows its
-  input (a freshly initialised one answers near 0)."""
+  input."""
   config = small_config(tmp_path, tmp_path / "run", unet_depth=4,
                         dropout=0.0, **overrides)
-  generator = models.build_generator(config)
-  last = generator.get_layer("up0_conv")
-  last.kernel.assign(last.kernel * 30.0)
+  generator = visible_generator(config)
   return generator, serving.build_module(generator, config, 0,
                                          inference_mode)
 
@@ -197,11 +193,8 @@ def odd_export(tmp_path_factory):
   root = tmp_path_factory.mktemp("native")
   config = small_config(root, root / "run", unet_depth=4, dropout=0.0,
                         preprocess="none")
-  generator = models.build_generator(config)
-  last = generator.get_layer("up0_conv")
-  last.kernel.assign(last.kernel * 30.0)
-  saved_model = serving.save(generator, config, 0, str(root / "export"),
-                             "paper")
+  saved_model = serving.save(visible_generator(config), config, 0,
+                             str(root / "export"), "paper")
   (root / "data" / "test").mkdir(parents=True)
   for i, (height, width) in enumerate([(37, 45), (30, 52), (48, 32)]):
     write_pair(root / "data" / "test" / f"{i}.png",
@@ -214,12 +207,16 @@ def test_predict_and_evaluate_agree_at_native_resolution(odd_export,
                                                          tmp_path):
   saved_model, data_dir = odd_export
   assert serving.read_metadata(saved_model)["resolution"] == "native"
-  output = tmp_path / "result.json"
-  result = run_command("evaluate", f"--saved_model={saved_model}",
-                       f"--data_dir={data_dir}", "--metrics=l1",
-                       "--batch_size=2", f"--output={output}")
-  assert result.returncode == 0, result.stderr
-  evaluated = json.loads(output.read_text())
+
+  def evaluate(*flags):
+    output = tmp_path / "result.json"
+    result = run_command("evaluate", f"--saved_model={saved_model}",
+                         f"--data_dir={data_dir}", "--metrics=l1",
+                         f"--output={output}", *flags)
+    assert result.returncode == 0, result.stderr
+    return json.loads(output.read_text())
+
+  evaluated = evaluate("--batch_size=2")
   assert evaluated["resolution"] == "native"
   result = run_command("predict", f"--saved_model={saved_model}", "--paired",
                        f"--input={os.path.join(data_dir, 'test')}",
@@ -234,11 +231,7 @@ def test_predict_and_evaluate_agree_at_native_resolution(odd_export,
     l1 = np.abs(generated - target).mean() / 127.5
     assert abs(l1 - row["l1"]) < 0.004, row["file"]
   # At the training resolution the numbers differ: the flag is used.
-  result = run_command("evaluate", f"--saved_model={saved_model}",
-                       f"--data_dir={data_dir}", "--metrics=l1",
-                       "--resolution=training", f"--output={output}")
-  assert result.returncode == 0, result.stderr
-  training = json.loads(output.read_text())
+  training = evaluate("--resolution=training")
   assert training["resolution"] == "training"
   assert training["metrics"]["l1"] != pytest.approx(
       evaluated["metrics"]["l1"], abs=1e-3)
