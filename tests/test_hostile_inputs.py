@@ -373,6 +373,7 @@ class Unused:
               "flags": {"data_dir": "/home/someone/data",
                         "model_dir": "/home/someone/runs/x", "ngf": 64}}
   signatures = {"translate_encoded": None, "translate_encoded_native": None}
+  requested_resolution = None
 
   def translate(self, images, wait=None, signature=None):
     raise AssertionError("the model was called")

@@ -34,11 +34,16 @@ COLUMNS = ("input", "training resolution", "native", "target")
 
 def translate_pairs(saved_model, files):
   """[(input, training, native, target)] uint8 images, one per file."""
+  import tensorflow as tf
+  from pix2pix_tf import data as data_lib
   from pix2pix_tf import serving
   from pix2pix_tf.serving import translation
   loaded = serving.load(saved_model)
   metadata = json.loads(loaded.metadata_json.numpy())
-  decode = translation.decoder()
+  # 8-bit pixels (a 16-bit PNG by its high bytes): one scale for the grid
+  # and the energies.
+  decode = tf.function(data_lib.decode_image,
+                       input_signature=[tf.TensorSpec([], tf.string)])
   at = {resolution: serving.translator(loaded, metadata, resolution)
         for resolution in ("training", "native")}
   rows = []

@@ -68,6 +68,7 @@ class Translator:
     loaded = saved_model_lib.load(saved_model)  # ExportError: one sentence.
     self._loaded = loaded
     self.metadata = json.loads(loaded.metadata_json.numpy())
+    self.requested_resolution = resolution
     self.resolution = saved_model_lib.resolution_of(self.metadata,
                                                     resolution)
     self.signatures = {name: loaded.signatures[name]
@@ -102,13 +103,13 @@ class Translator:
 
 
 def canvas_sizes(metadata: dict, max_pixels: int) -> List[int]:
-  """The page's canvas sizes: the training size, 256, 512 and 1024, those
-  within `max_pixels` and multiples of the generator's (so that native
-  translation needs no padding)."""
+  """The page's canvas sizes: the training size, and 256, 512 and 1024
+  where within `max_pixels` and multiples of the generator's (so that
+  native translation needs no padding)."""
   multiple = metadata.get("size_multiple", 1)
   size = metadata.get("image_size", 256)
-  return sorted(s for s in {size, 256, 512, 1024}
-                if s * s <= max_pixels and s % multiple == 0)
+  return sorted({size} | {s for s in (256, 512, 1024)
+                          if s * s <= max_pixels and s % multiple == 0})
 
 
 def public_metadata(metadata: dict) -> dict:
@@ -163,10 +164,12 @@ def _page_config(translator: Translator, palette: Optional[List[dict]],
           "size": translator.metadata.get("image_size", 256),
           "sizes": canvas_sizes(translator.metadata, max_pixels),
           # The page translates its canvas at native resolution, whatever
-          # size is chosen (where the export can).
+          # size is chosen, unless serve --resolution=training asked
+          # otherwise (or the export predates native inference).
           "signature": ENCODED_SIGNATURES[
-              "native" if "translate_encoded_native" in
-              translator.signatures else "training"],
+              "native" if translator.requested_resolution != "training" and
+              "translate_encoded_native" in translator.signatures
+              else "training"],
           "model": MODEL_NAME}
 
 

@@ -73,11 +73,12 @@ def decoder() -> Callable[[bytes], tf.Tensor]:
 def split_input(image: np.ndarray, paired: bool, metadata: dict
                 ) -> Tuple[np.ndarray, Optional[np.ndarray]]:
   """(input_image, target_image or None) of a file's pixels: a pair's halves
-  in the export's direction, in the export's input channels."""
+  in the export's direction, in the export's input channels. An odd-width
+  pair's right half loses its extra column, as in training and evaluate."""
   target = None
   if paired:
     half = image.shape[1] // 2
-    image, target = image[:, :half], image[:, half:]
+    image, target = image[:, :half], image[:, half:2 * half]
     if metadata["direction"] == "BtoA":
       image, target = target, image
   if metadata["input_channels"] == 1:
@@ -109,10 +110,12 @@ def translator(loaded: tf.Module, metadata: dict,
       tiles at the training resolution, or native resolution from an
       export that has no translate_native signature.
   """
-  resolution = saved_model_lib.resolution_of(metadata, resolution)
-  if tile and resolution != "native":
-    raise ValueError("--tile translates at native resolution; leave out "
-                     "--resolution=training.")
+  if tile and resolution == "training":
+    raise ValueError("--tile translates at native resolution: leave out "
+                     "--resolution=training (or --tile).")
+  # Tiles are native whatever the export's default.
+  resolution = "native" if tile else saved_model_lib.resolution_of(
+      metadata, resolution)
   if resolution == "native" and "translate_native" not in loaded.signatures:
     raise ValueError("This export has no translate_native signature (it "
                      "predates native-resolution inference): export it "

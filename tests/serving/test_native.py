@@ -175,6 +175,26 @@ def test_tiled_translation_has_no_seams():
   assert np.abs(pasted[inner] - whole[inner]).max() > 30
 
 
+class FakeExport:
+  """An export whose generator is the identity, for the choice of
+  signature."""
+
+  def __init__(self):
+    identity = lambda images: {"generated_image": images}  # noqa: E731
+    self.signatures = {"translate_native": identity,
+                       "translate_uint8": None, "serving_default": None}
+
+
+def test_tiles_are_native_whatever_the_exports_default():
+  metadata = {"resolution": "training", "size_multiple": 16,
+              "inference_mode": "eval"}
+  translate = serving.translator(FakeExport(), metadata, None, 32, 8)
+  image = smooth_image(50, 70)
+  np.testing.assert_array_equal(translate(image), image)
+  with pytest.raises(ValueError, match="leave out --resolution=training"):
+    serving.translator(FakeExport(), metadata, "training", 32, 8)
+
+
 @pytest.mark.parametrize("tile,overlap,message", [
     (100, 32, "--tile=100 is not a multiple of 16"),
     (64, 40, "--overlap=40 must be from 2 to half of --tile"),
@@ -199,6 +219,9 @@ def odd_export(tmp_path_factory):
   for i, (height, width) in enumerate([(37, 45), (30, 52), (48, 32)]):
     write_pair(root / "data" / "test" / f"{i}.png",
                smooth_image(height, width), gradient_image(height, width))
+  # An odd-width pair: its right half one column wider.
+  write_pair(root / "data" / "test" / "3.png", smooth_image(33, 40),
+             gradient_image(33, 41))
   return saved_model, str(root / "data")
 
 
@@ -411,6 +434,10 @@ def test_training_and_evaluation_read_16_bit_pairs_at_full_precision(
         files, config, 1, training=training, resolution=resolution)))
     np.testing.assert_allclose(input_image[0], expected[:, :32], atol=1e-5)
     np.testing.assert_allclose(target_image[0], expected[:, 32:], atol=1e-5)
+  # The cache holds 8 bits: the nearest 8-bit values, half a level at most.
+  input_image, _ = next(iter(data_lib.make_dataset(
+      files, config, 1, training=True, cache="memory")))
+  assert np.abs(input_image[0] - expected[:, :32]).max() <= 0.5 / 127.5 + 1e-6
 
 
 @pytest.mark.slow

@@ -112,6 +112,19 @@ def test_canvas_sizes_are_multiples_within_the_pixel_limit():
                                  300 * 300) == [32, 256]
   assert server_lib.canvas_sizes({"image_size": 128, "size_multiple": 128},
                                  4096 ** 2) == [128, 256, 512, 1024]
+  # The training size is always offered (the page starts at it).
+  assert server_lib.canvas_sizes({"image_size": 96, "size_multiple": 32},
+                                 200 * 200) == [96]
+
+
+@pytest.mark.slow
+def test_the_page_follows_serve_resolution(exported):
+  pages = {}
+  for resolution in (None, "training"):
+    app = server_lib.create_app(server_lib.Translator(exported, resolution))
+    pages[resolution] = app.test_client().get("/").get_data(as_text=True)
+  assert '"signature": "translate_encoded_native"' in pages[None]
+  assert '"signature": "translate_encoded"' in pages["training"]
 
 
 @pytest.mark.slow
