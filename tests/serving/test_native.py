@@ -279,13 +279,12 @@ def test_predict_tiles_a_large_image(odd_export, tmp_path):
   assert "--tile=60 is not a multiple of 16" in result.stderr
 
 
-# Peak memory of a tiled 4096x4096 translation, measured in a child process
-# (ru_maxrss) after one tile has run: the output image (48 MiB) and the
-# accumulator of one row of tiles (512 rows x 4096 x 4 float32: 32 MiB)
-# plus 64 MiB of slack. Untiled, this generator's first activation alone
-# would take 2048 x 2048 x 8 float32 = 128 MiB, its decoder several times
-# that.
-TILED_4096_BOUND_MB = 48 + 32 + 64
+# Peak memory growth of a tiled 4096x4096 translation, measured in a child
+# process (ru_maxrss) after one tile has run: the output image (48 MiB), the
+# accumulator of one row of tiles (512 rows x 4096 x 4 float32: 32 MiB), and
+# room for one tile's work and the allocator (128 MiB grew in all when
+# measured). Untiled, the same translation grew by 1269 MiB.
+TILED_4096_BOUND_MB = 256
 
 
 @pytest.mark.slow
