@@ -1,0 +1,148 @@
+"""Reading the reference implementation's PyTorch checkpoints (`.pth`)
+without PyTorch, and without running anything the file holds.
+
+A `.pth` written by `torch.save` (the zip format, PyTorch 1.6 and later) is
+a zip of a pickle (`*/data.pkl`) and one raw file per tensor storage
+(`*/data/<key>`). Unpickling runs whatever callables the pickle names, so
+`read_state_dict` unpickles with an `Unpickler` that resolves only the
+handful of names a state dict needs (an ordered dict, PyTorch's tensor
+rebuild functions, its storage types) to local stand-ins that build numpy
+arrays; any other name stops the read. Written by hand because the point
+is to read these files where PyTorch is not installed (and `torch.load`
+with `weights_only=False`, its default before 2.6, would run the file's
+code).
+"""
+
+import collections
+import pickle
+import zipfile
+from typing import Dict, Tuple
+
+import numpy as np
+
+
+class UnsafeCheckpointError(ValueError):
+  """A .pth that names something a state dict never needs."""
+
+
+# PyTorch's storage types, by the name the pickle gives them -> numpy dtype.
+# (bfloat16 has no numpy dtype: read as uint16 and widened, see _array.)
+_STORAGE_DTYPES = {
+    "FloatStorage": np.float32, "DoubleStorage": np.float64,
+    "HalfStorage": np.float16, "BFloat16Storage": "bfloat16",
+    "LongStorage": np.int64, "IntStorage": np.int32,
+    "ShortStorage": np.int16, "CharStorage": np.int8,
+    "ByteStorage": np.uint8, "BoolStorage": np.bool_,
+}
+
+
+class _StorageType:
+  """Stands in for torch.<Name>Storage: only its dtype is used."""
+
+  def __init__(self, name: str):
+    self.name = name
+    self.dtype = _STORAGE_DTYPES[name]
+
+
+def _array(raw: bytes, dtype) -> np.ndarray:
+  """A storage's bytes as a flat numpy array (little-endian, as PyTorch
+  writes them)."""
+  if dtype == "bfloat16":
+    # The high 16 bits of a float32.
+    return (np.frombuffer(raw, "<u2").astype(np.uint32) << 16).view(
+        np.float32)
+  return np.frombuffer(raw, np.dtype(dtype).newbyteorder("<"))
+
+
+def _rebuild_tensor(storage: np.ndarray, offset: int, size: Tuple[int, ...],
+                    stride: Tuple[int, ...], *unused) -> np.ndarray:
+  """torch._utils._rebuild_tensor_v2: a view of `storage`, copied."""
+  del unused  # requires_grad, backward hooks, metadata.
+  itemsize = storage.itemsize
+  view = np.lib.stride_tricks.as_strided(
+      storage[offset:], shape=tuple(size),
+      strides=tuple(s * itemsize for s in stride))
+  return np.array(view)
+
+
+def _rebuild_parameter(data: np.ndarray, *unused) -> np.ndarray:
+  """torch._utils._rebuild_parameter: the parameter's data."""
+  del unused
+  return data
+
+
+# (module, name) -> what it becomes. Nothing else is resolved.
+_ALLOWED = {
+    ("collections", "OrderedDict"): collections.OrderedDict,
+    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
+    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+}
+_ALLOWED.update({("torch", name): _StorageType(name)
+                 for name in _STORAGE_DTYPES})
+
+
+class _Unpickler(pickle.Unpickler):
+  """Resolves only `_ALLOWED`; storages come from the zip."""
+
+  def __init__(self, file, archive: zipfile.ZipFile, prefix: str,
+               path: str):
+    super().__init__(file)
+    self._archive = archive
+    self._prefix = prefix
+    self._path = path
+    self._storages: Dict[str, np.ndarray] = {}
+
+  def find_class(self, module: str, name: str):
+    try:
+      return _ALLOWED[(module, name)]
+    except KeyError:
+      raise UnsafeCheckpointError(
+          f"{self._path} names {module}.{name}, which a PyTorch state dict "
+          "never needs: not reading it (unpickling it could run code). "
+          "Save the model's state_dict() (torch.save(net.state_dict(), "
+          "path)) and convert that.") from None
+
+  def persistent_load(self, pid):
+    kind, storage_type, key, _, _ = pid
+    if kind != "storage" or not isinstance(storage_type, _StorageType):
+      raise UnsafeCheckpointError(
+          f"{self._path} holds a persistent object {kind!r} that is not a "
+          "tensor storage.")
+    if key not in self._storages:
+      raw = self._archive.read(f"{self._prefix}/data/{key}")
+      self._storages[key] = _array(raw, storage_type.dtype)
+    return self._storages[key]
+
+
+def read_state_dict(path: str) -> Dict[str, np.ndarray]:
+  """The tensors of a PyTorch state dict file, by name, as numpy arrays;
+  the `module.` prefix of DataParallel models is removed, and batch norm's
+  `num_batches_tracked` counters are left out.
+
+  Raises:
+    UnsafeCheckpointError: the file names anything but a state dict's
+      parts.
+    ValueError: a file that is not a zip-format `.pth`, or whose pickle
+      is not a mapping of names to tensors.
+  """
+  if not zipfile.is_zipfile(path):
+    raise ValueError(
+        f"{path} is not a PyTorch zip checkpoint (torch.save writes one "
+        "since PyTorch 1.6). Load it in PyTorch and save it again with "
+        "torch.save(state_dict, path).")
+  with zipfile.ZipFile(path) as archive:
+    pickles = [n for n in archive.namelist() if n.endswith("/data.pkl")]
+    if len(pickles) != 1:
+      raise ValueError(f"{path} is a zip, but not one torch.save wrote "
+                       "(no single */data.pkl in it).")
+    prefix = pickles[0][:-len("/data.pkl")]
+    with archive.open(pickles[0]) as file:
+      state = _Unpickler(file, archive, prefix, path).load()
+  if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+    state = state["state_dict"]  # A checkpoint dict around the weights.
+  if not isinstance(state, dict) or not all(
+      isinstance(v, np.ndarray) for v in state.values()):
+    raise ValueError(f"{path} does not hold a state dict (a mapping of "
+                     "names to tensors).")
+  return {(k[len("module."):] if k.startswith("module.") else k): v
+          for k, v in state.items() if not k.endswith("num_batches_tracked")}
