@@ -16,7 +16,7 @@ code).
 import collections
 import pickle
 import zipfile
-from typing import Dict, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 
@@ -146,3 +146,104 @@ def read_state_dict(path: str) -> Dict[str, np.ndarray]:
                      "names to tensors).")
   return {(k[len("module."):] if k.startswith("module.") else k): v
           for k, v in state.items() if not k.endswith("num_batches_tracked")}
+
+
+# How a reference layer's tensors become a Keras layer's weights.
+CONV, CONV_TRANSPOSE, NORM = "conv", "conv_transpose", "norm"
+
+
+def unet_layers(depth: int) -> List[Tuple[str, str, str]]:
+  """(reference module name, Keras layer name, kind) of the reference's
+  UnetGenerator with `depth` downsamplings (`num_downs`).
+
+  The reference nests one UnetSkipConnectionBlock per level in the next
+  one's nn.Sequential: the outermost is [downconv, submodule, uprelu,
+  upconv, tanh], a middle one [downrelu, downconv, downnorm, submodule,
+  uprelu, upconv, upnorm(, dropout)], the innermost [downrelu, downconv,
+  uprelu, upconv, upnorm]; so level k's modules sit under `model.model.`
+  + `1.model.` + `3.model.` * (k - 1).
+  """
+  names = [("model.model.0", "down0_conv", CONV),
+           ("model.model.3", "up0_conv", CONV_TRANSPOSE)]
+  prefix = "model.model.1.model."
+  for level in range(1, depth):
+    if level < depth - 1:
+      names += [(prefix + "1", f"down{level}_conv", CONV),
+                (prefix + "2", f"down{level}_norm", NORM),
+                (prefix + "5", f"up{level}_conv", CONV_TRANSPOSE),
+                (prefix + "6", f"up{level}_norm", NORM)]
+      prefix += "3.model."
+    else:  # Innermost.
+      names += [(prefix + "1", f"down{level}_conv", CONV),
+                (prefix + "3", f"up{level}_conv", CONV_TRANSPOSE),
+                (prefix + "4", f"up{level}_norm", NORM)]
+  return names
+
+
+def keras_weights(state: Dict[str, np.ndarray], module: str, kind: str
+                  ) -> List[np.ndarray]:
+  """A reference module's tensors in the order and layout of the Keras
+  layer's weights; [] for a module without tensors (instance norm)."""
+  if kind == NORM:
+    keys = ("weight", "bias", "running_mean", "running_var")
+    return [state[f"{module}.{k}"] for k in keys if f"{module}.{k}" in state]
+  # Conv2d weights are (out, in, h, w), ConvTranspose2d (in, out, h, w);
+  # Keras's Conv2D kernel is (h, w, in, out) and Conv2DTranspose's
+  # (h, w, out, in): one transpose serves both.
+  weights = [state[f"{module}.weight"].transpose(2, 3, 1, 0)]
+  if f"{module}.bias" in state:
+    weights.append(state[f"{module}.bias"])
+  return weights
+
+
+def load_weights(model, state: Dict[str, np.ndarray],
+                 names: List[Tuple[str, str, str]], path: str) -> None:
+  """Sets `model`'s layers from the reference's tensors (`names`: e.g.
+  `unet_layers`). Every tensor of the file must find its layer and every
+  layer its tensors, in the right shape; otherwise ValueError naming the
+  tensor and the flag that decides it."""
+  _check_norm(model, state, names, path)
+  used = set()
+  for module, layer_name, kind in names:
+    layer = model.get_layer(layer_name)
+    in_file = sorted(k for k in state if k.rsplit(".", 1)[0] == module)
+    weights = keras_weights(state, module, kind) if in_file else []
+    expected = [tuple(w.shape) for w in layer.get_weights()]
+    if not in_file and expected:
+      raise ValueError(
+          f"{path} has no {module}.* tensors, which {layer_name} needs: it "
+          "was saved from another architecture. Check --generator (the "
+          "number of levels), and --norm (instance norm has no tensors).")
+    got = [tuple(w.shape) for w in weights]
+    if got != expected:
+      raise ValueError(
+          f"{path}: {module} holds {', '.join(in_file)} of shapes {got} "
+          f"(in Keras's layout), {layer_name} needs {expected}. Check "
+          "--ngf, --input_channels and --output_channels, and --norm "
+          "(batch norm has 4 tensors, instance norm none).")
+    layer.set_weights(weights)
+    used.update(in_file)
+  extra = sorted(set(state) - used)
+  if extra:
+    raise ValueError(
+        f"{path} holds tensors this model has no place for: "
+        f"{', '.join(extra[:4])}{', ...' if len(extra) > 4 else ''}. It "
+        "was saved from another architecture: check --generator (the "
+        "number of levels) and --norm (running_mean and running_var are "
+        "batch norm's).")
+
+
+def _check_norm(model, state: Dict[str, np.ndarray],
+                names: List[Tuple[str, str, str]], path: str) -> None:
+  """The file's normalisation is the model's: batch norm keeps running
+  statistics, the reference's instance norm has no tensors at all."""
+  statistics = sorted(k for k in state if k.endswith(".running_mean"))
+  batch_norm = any(model.get_layer(layer).get_weights()
+                   for _, layer, kind in names if kind == NORM)
+  if statistics and not batch_norm:
+    raise ValueError(f"{path} holds batch norm statistics ({statistics[0]}"
+                     ", ...): it was trained with --norm=batch, not this "
+                     "model's norm.")
+  if batch_norm and not statistics:
+    raise ValueError(f"{path} holds no batch norm statistics: it was "
+                     "trained with --norm=instance, not --norm=batch.")

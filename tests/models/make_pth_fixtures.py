@@ -10,6 +10,11 @@ torch):
   same tensors as numpy arrays, without `module.` and num_batches_tracked.
 * evil.pth: a pickle whose loading would run a shell command (it writes a
   file): what the reader must refuse without running it.
+* unet_batch.pth, unet_instance.pth: 5-level U-Nets (ngf 4) in the
+  reference's module layout (UnetSkipConnectionBlock nesting, restated
+  here), random weights and batch-norm statistics; unet_expected.npz: an
+  input and each model's output in eval mode and in train mode (batch
+  statistics of the one image; these models have no dropout).
 """
 
 import collections
@@ -24,6 +29,78 @@ HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 class Evil:
   def __reduce__(self):
     return (os.system, ("touch pix2pix_tf_evil_ran",))
+
+
+class Level(torch.nn.Module):
+  """One U-Net level in the reference's layout: the outermost
+  [downconv, submodule, uprelu, upconv, tanh], a middle one [downrelu,
+  downconv, downnorm, submodule, uprelu, upconv, upnorm], the innermost
+  [downrelu, downconv, uprelu, upconv, upnorm]; all but the outermost
+  return their input concatenated with their output."""
+
+  def __init__(self, outer, inner, submodule=None, input_channels=None,
+               outermost=False, norm="batch"):
+    super().__init__()
+    self.outermost = outermost
+    bias = norm == "instance"
+    make_norm = (torch.nn.BatchNorm2d if norm == "batch"
+                 else torch.nn.InstanceNorm2d)
+    down = torch.nn.Conv2d(input_channels or outer, inner, 4, 2, 1,
+                           bias=bias)
+    if outermost:
+      layers = [down, submodule, torch.nn.ReLU(),
+                torch.nn.ConvTranspose2d(inner * 2, outer, 4, 2, 1),
+                torch.nn.Tanh()]
+    elif submodule is None:
+      layers = [torch.nn.LeakyReLU(0.2), down, torch.nn.ReLU(),
+                torch.nn.ConvTranspose2d(inner, outer, 4, 2, 1, bias=bias),
+                make_norm(outer)]
+    else:
+      layers = [torch.nn.LeakyReLU(0.2), down, make_norm(inner), submodule,
+                torch.nn.ReLU(),
+                torch.nn.ConvTranspose2d(inner * 2, outer, 4, 2, 1,
+                                         bias=bias),
+                make_norm(outer)]
+    self.model = torch.nn.Sequential(*layers)
+
+  def forward(self, x):
+    if self.outermost:
+      return self.model(x)
+    return torch.cat([x, self.model(x)], 1)
+
+
+class UNet(torch.nn.Module):
+  def __init__(self, depth, ngf, norm, channels=3):
+    super().__init__()
+    filters = [ngf * min(2 ** i, 8) for i in range(depth)]
+    block = Level(filters[-2], filters[-1], norm=norm)
+    for level in range(depth - 2, 0, -1):
+      block = Level(filters[level - 1], filters[level], block, norm=norm)
+    self.model = Level(channels, filters[0], block, channels,
+                       outermost=True, norm=norm)
+
+  def forward(self, x):
+    return self.model(x)
+
+
+def write_unets():
+  image = torch.rand(1, 3, 32, 32) * 2 - 1
+  outputs = {"input": image.numpy()}
+  for norm in ("batch", "instance"):
+    net = UNet(5, 4, norm)
+    with torch.no_grad():
+      for module in net.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+          module.weight.uniform_(0.5, 1.5)
+          module.bias.uniform_(-0.5, 0.5)
+          module.running_mean.uniform_(-0.5, 0.5)
+          module.running_var.uniform_(0.5, 2.0)
+      torch.save(net.state_dict(), os.path.join(HERE, f"unet_{norm}.pth"))
+      net.eval()
+      outputs[f"{norm}_eval"] = net(image).numpy()
+      net.train()
+      outputs[f"{norm}_train"] = net(image).numpy()
+  np.savez(os.path.join(HERE, "unet_expected.npz"), **outputs)
 
 
 def main():
@@ -46,6 +123,7 @@ def main():
               for k, v in state.items() if "num_batches" not in k}
   np.savez(os.path.join(HERE, "state_expected.npz"), **expected)
   torch.save({"weights": Evil()}, os.path.join(HERE, "evil.pth"))
+  write_unets()
 
 
 if __name__ == "__main__":

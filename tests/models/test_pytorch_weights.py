@@ -37,3 +37,39 @@ def test_files_that_are_not_zip_checkpoints_are_named(tmp_path):
   path.write_bytes(b"\x80\x02not a zip")
   with pytest.raises(ValueError, match="old.pth is not a PyTorch zip"):
     pytorch_weights.read_state_dict(str(path))
+
+
+@pytest.mark.parametrize("norm", ["batch", "instance"])
+def test_a_reference_unet_computes_what_pytorch_computed(norm):
+  from pix2pix_tf import models
+  path = os.path.join(DATA, f"unet_{norm}.pth")
+  expected = np.load(os.path.join(DATA, "unet_expected.npz"))
+  generator = models.unet_generator(depth=5, ngf=4, norm=norm, dropout=0.0)
+  pytorch_weights.load_weights(generator,
+                               pytorch_weights.read_state_dict(path),
+                               pytorch_weights.unet_layers(5), path)
+  image = expected["input"].transpose(0, 2, 3, 1)  # NCHW -> NHWC.
+  for mode, model, training in (("eval", generator, False),
+                                ("train", models.paper_mode(generator),
+                                 False)):
+    got = np.asarray(model(image, training=training)).transpose(0, 3, 1, 2)
+    np.testing.assert_allclose(got, expected[f"{norm}_{mode}"], atol=1e-4,
+                               err_msg=mode)
+
+
+def test_a_file_of_another_architecture_names_the_tensor_and_the_flag():
+  from pix2pix_tf import models
+  path = os.path.join(DATA, "unet_batch.pth")
+  state = pytorch_weights.read_state_dict(path)
+  instance = models.unet_generator(depth=5, ngf=4, norm="instance")
+  with pytest.raises(ValueError, match=r"running_mean.*--norm"):
+    pytorch_weights.load_weights(instance, state,
+                                 pytorch_weights.unet_layers(5), path)
+  wider = models.unet_generator(depth=5, ngf=8, norm="batch")
+  with pytest.raises(ValueError, match=r"model\.model\.0 holds .*--ngf"):
+    pytorch_weights.load_weights(wider, state,
+                                 pytorch_weights.unet_layers(5), path)
+  deeper = models.unet_generator(depth=6, ngf=4, norm="batch")
+  with pytest.raises(ValueError, match=r"--generator"):
+    pytorch_weights.load_weights(deeper, state,
+                                 pytorch_weights.unet_layers(6), path)
