@@ -18,6 +18,7 @@ import pickle
 import zipfile
 from typing import Dict, List, Tuple
 
+import keras
 import numpy as np
 
 
@@ -196,7 +197,7 @@ def keras_weights(state: Dict[str, np.ndarray], module: str, kind: str
   return weights
 
 
-def load_weights(model, state: Dict[str, np.ndarray],
+def load_weights(model: keras.Model, state: Dict[str, np.ndarray],
                  names: List[Tuple[str, str, str]], path: str) -> None:
   """Sets `model`'s layers from the reference's tensors (`names`: e.g.
   `unet_layers`). Every tensor of the file must find its layer and every
@@ -233,7 +234,7 @@ def load_weights(model, state: Dict[str, np.ndarray],
         "batch norm's).")
 
 
-def _check_norm(model, state: Dict[str, np.ndarray],
+def _check_norm(model: keras.Model, state: Dict[str, np.ndarray],
                 names: List[Tuple[str, str, str]], path: str) -> None:
   """The file's normalisation is the model's: batch norm keeps running
   statistics, the reference's instance norm has no tensors at all."""
