@@ -98,7 +98,7 @@ def resnet_generator(n_blocks: int = 9, input_channels: int = 3,
   """
   bias = uses_bias(norm)
   conv = lambda f, k, s, n: layers.Conv2D(  # noqa: E731
-      f, k, strides=s, padding="valid" if s == 1 else "same", use_bias=bias,
+      f, k, strides=s, padding="valid", use_bias=bias,
       kernel_initializer=conv_initializer(), name=n)
   input_image = keras.Input(shape=(None, None, input_channels),
                             name="input_image")
@@ -107,6 +107,9 @@ def resnet_generator(n_blocks: int = 9, input_channels: int = 3,
   x = apply_norm(x, norm, "in_norm")
   x = layers.ReLU(name="in_relu")(x)
   for i in range(2):  # (batch, 128, 128, 128), then (batch, 64, 64, 256)
+    # One zero on each side, as the reference's padding=1 ('same' would
+    # pad only after, and sample the image one pixel off).
+    x = layers.ZeroPadding2D(1, name=f"down{i}_pad")(x)
     x = conv(ngf * 2 ** (i + 1), 3, 2, f"down{i}_conv")(x)
     x = apply_norm(x, norm, f"down{i}_norm")
     x = layers.ReLU(name=f"down{i}_relu")(x)
@@ -122,10 +125,14 @@ def resnet_generator(n_blocks: int = 9, input_channels: int = 3,
     y = apply_norm(y, norm, f"block{b}_norm1")
     x = layers.Add(name=f"block{b}_add")([x, y])
   for i in range(2):  # (batch, 128, 128, 128), then (batch, 256, 256, 64)
+    # The reference's ConvTranspose2d(padding=1, output_padding=1): the
+    # full 2n+1 output less its first row and column ('same' would keep
+    # the first and drop the last: one pixel off).
     x = layers.Conv2DTranspose(ngf * 2 ** (1 - i), 3, strides=2,
-                               padding="same", use_bias=bias,
+                               padding="valid", use_bias=bias,
                                kernel_initializer=conv_initializer(),
                                name=f"up{i}_conv")(x)
+    x = layers.Cropping2D(((1, 0), (1, 0)), name=f"up{i}_crop")(x)
     x = apply_norm(x, norm, f"up{i}_norm")
     x = layers.ReLU(name=f"up{i}_relu")(x)
   x = ReflectionPadding2D(3, name="out_pad")(x)

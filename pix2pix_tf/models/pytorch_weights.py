@@ -181,6 +181,32 @@ def unet_layers(depth: int) -> List[Tuple[str, str, str]]:
   return names
 
 
+def resnet_layers(n_blocks: int, dropout: bool
+                  ) -> List[Tuple[str, str, str]]:
+  """(reference module name, Keras layer name, kind) of the reference's
+  ResnetGenerator: one nn.Sequential of [pad, conv7, norm, relu], two
+  [conv, norm, relu] downsamplings, `n_blocks` ResnetBlocks (conv_block:
+  [pad, conv, norm, relu, (dropout,) pad, conv, norm]), two [convT, norm,
+  relu] upsamplings, [pad, conv7, tanh]."""
+  names = [("model.1", "in_conv", CONV), ("model.2", "in_norm", NORM),
+           ("model.4", "down0_conv", CONV), ("model.5", "down0_norm", NORM),
+           ("model.7", "down1_conv", CONV), ("model.8", "down1_norm", NORM)]
+  second = (6, 7) if dropout else (5, 6)
+  for b in range(n_blocks):
+    block = f"model.{10 + b}.conv_block."
+    names += [(block + "1", f"block{b}_conv0", CONV),
+              (block + "2", f"block{b}_norm0", NORM),
+              (block + str(second[0]), f"block{b}_conv1", CONV),
+              (block + str(second[1]), f"block{b}_norm1", NORM)]
+  up = 10 + n_blocks
+  names += [(f"model.{up}", "up0_conv", CONV_TRANSPOSE),
+            (f"model.{up + 1}", "up0_norm", NORM),
+            (f"model.{up + 3}", "up1_conv", CONV_TRANSPOSE),
+            (f"model.{up + 4}", "up1_norm", NORM),
+            (f"model.{up + 7}", "out_conv", CONV)]
+  return names
+
+
 def keras_weights(state: Dict[str, np.ndarray], module: str, kind: str
                   ) -> List[np.ndarray]:
   """A reference module's tensors in the order and layout of the Keras

@@ -83,6 +83,80 @@ class UNet(torch.nn.Module):
     return self.model(x)
 
 
+def resnet(n_blocks, ngf, norm, dropout, channels=3):
+  """The reference's ResnetGenerator layout: one nn.Sequential, blocks as
+  modules with a `conv_block` Sequential (restated here)."""
+  bias = norm == "instance"
+  make_norm = (torch.nn.BatchNorm2d if norm == "batch"
+               else torch.nn.InstanceNorm2d)
+
+  class Block(torch.nn.Module):
+    def __init__(self, dim):
+      super().__init__()
+      layers = [torch.nn.ReflectionPad2d(1),
+                torch.nn.Conv2d(dim, dim, 3, bias=bias), make_norm(dim),
+                torch.nn.ReLU()]
+      if dropout:
+        layers.append(torch.nn.Dropout(0.5))
+      layers += [torch.nn.ReflectionPad2d(1),
+                 torch.nn.Conv2d(dim, dim, 3, bias=bias), make_norm(dim)]
+      self.conv_block = torch.nn.Sequential(*layers)
+
+    def forward(self, x):
+      return x + self.conv_block(x)
+
+  layers = [torch.nn.ReflectionPad2d(3),
+            torch.nn.Conv2d(channels, ngf, 7, bias=bias), make_norm(ngf),
+            torch.nn.ReLU()]
+  for i in range(2):
+    layers += [torch.nn.Conv2d(ngf * 2 ** i, ngf * 2 ** (i + 1), 3, 2, 1,
+                               bias=bias),
+               make_norm(ngf * 2 ** (i + 1)), torch.nn.ReLU()]
+  layers += [Block(ngf * 4) for _ in range(n_blocks)]
+  for i in range(2):
+    layers += [torch.nn.ConvTranspose2d(ngf * 2 ** (2 - i),
+                                        ngf * 2 ** (1 - i), 3, 2, 1, 1,
+                                        bias=bias),
+               make_norm(ngf * 2 ** (1 - i)), torch.nn.ReLU()]
+  layers += [torch.nn.ReflectionPad2d(3),
+             torch.nn.Conv2d(ngf, channels, 7), torch.nn.Tanh()]
+  net = torch.nn.Module()
+  net.model = torch.nn.Sequential(*layers)
+  net.forward = net.model.forward
+  return net
+
+
+def randomize_batch_norm(net):
+  with torch.no_grad():
+    for module in net.modules():
+      if isinstance(module, torch.nn.BatchNorm2d):
+        module.weight.uniform_(0.5, 1.5)
+        module.bias.uniform_(-0.5, 0.5)
+        module.running_mean.uniform_(-0.5, 0.5)
+        module.running_var.uniform_(0.5, 2.0)
+
+
+def write_resnets():
+  """resnet_{norm}_{dropout}.pth (6 blocks, ngf 4) and their outputs in
+  resnet_expected.npz; with dropout, "train" outputs are not written (they
+  are random): eval only."""
+  image = torch.rand(1, 3, 32, 32) * 2 - 1
+  outputs = {"input": image.numpy()}
+  for norm in ("batch", "instance"):
+    for dropout in (False, True):
+      net = resnet(6, 4, norm, dropout)
+      randomize_batch_norm(net)
+      name = f"{norm}_{'dropout' if dropout else 'plain'}"
+      torch.save(net.state_dict(), os.path.join(HERE, f"resnet_{name}.pth"))
+      with torch.no_grad():
+        net.eval()
+        outputs[f"{name}_eval"] = net(image).numpy()
+        if not dropout:
+          net.train()
+          outputs[f"{name}_train"] = net(image).numpy()
+  np.savez(os.path.join(HERE, "resnet_expected.npz"), **outputs)
+
+
 def write_unets():
   image = torch.rand(1, 3, 32, 32) * 2 - 1
   outputs = {"input": image.numpy()}
@@ -124,6 +198,7 @@ def main():
   np.savez(os.path.join(HERE, "state_expected.npz"), **expected)
   torch.save({"weights": Evil()}, os.path.join(HERE, "evil.pth"))
   write_unets()
+  write_resnets()
 
 
 if __name__ == "__main__":

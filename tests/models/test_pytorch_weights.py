@@ -73,3 +73,24 @@ def test_a_file_of_another_architecture_names_the_tensor_and_the_flag():
   with pytest.raises(ValueError, match=r"--generator"):
     pytorch_weights.load_weights(deeper, state,
                                  pytorch_weights.unet_layers(6), path)
+
+
+@pytest.mark.parametrize("norm", ["batch", "instance"])
+@pytest.mark.parametrize("dropout", [False, True])
+def test_a_reference_resnet_computes_what_pytorch_computed(norm, dropout):
+  from pix2pix_tf import models
+  name = f"{norm}_{'dropout' if dropout else 'plain'}"
+  path = os.path.join(DATA, f"resnet_{name}.pth")
+  expected = np.load(os.path.join(DATA, "resnet_expected.npz"))
+  generator = models.resnet_generator(6, ngf=4, norm=norm,
+                                      dropout=0.5 if dropout else 0.0)
+  pytorch_weights.load_weights(
+      generator, pytorch_weights.read_state_dict(path),
+      pytorch_weights.resnet_layers(6, dropout), path)
+  image = expected["input"].transpose(0, 2, 3, 1)
+  got = np.asarray(generator(image, training=False)).transpose(0, 3, 1, 2)
+  np.testing.assert_allclose(got, expected[f"{name}_eval"], atol=1e-4)
+  if not dropout:  # Batch statistics of the one image.
+    got = np.asarray(models.paper_mode(generator)(image)).transpose(
+        0, 3, 1, 2)
+    np.testing.assert_allclose(got, expected[f"{name}_train"], atol=1e-4)
