@@ -207,6 +207,17 @@ def resnet_layers(n_blocks: int, dropout: bool
   return names
 
 
+def patchgan_layers(n_layers: int) -> List[Tuple[str, str, str]]:
+  """(reference module name, Keras layer name, kind) of the reference's
+  NLayerDiscriminator: one nn.Sequential of conv, lrelu, then [conv, norm,
+  lrelu] per layer (the last at stride 1), and the one-channel conv."""
+  names = [("model.0", "conv0", CONV)]
+  for i in range(1, n_layers + 1):
+    names += [(f"model.{3 * i - 1}", f"conv{i}", CONV),
+              (f"model.{3 * i}", f"conv{i}_norm", NORM)]
+  return names + [(f"model.{3 * n_layers + 2}", "logits", CONV)]
+
+
 def keras_weights(state: Dict[str, np.ndarray], module: str, kind: str
                   ) -> List[np.ndarray]:
   """A reference module's tensors in the order and layout of the Keras

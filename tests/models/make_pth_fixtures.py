@@ -157,6 +157,43 @@ def write_resnets():
   np.savez(os.path.join(HERE, "resnet_expected.npz"), **outputs)
 
 
+def patchgan(n_layers, ndf, norm, channels=6):
+  """The reference's NLayerDiscriminator layout (restated here)."""
+  bias = norm == "instance"
+  make_norm = (torch.nn.BatchNorm2d if norm == "batch"
+               else torch.nn.InstanceNorm2d)
+  layers = [torch.nn.Conv2d(channels, ndf, 4, 2, 1),
+            torch.nn.LeakyReLU(0.2)]
+  for i in range(1, n_layers + 1):
+    stride = 2 if i < n_layers else 1
+    layers += [torch.nn.Conv2d(ndf * min(2 ** (i - 1), 8),
+                               ndf * min(2 ** i, 8), 4, stride, 1,
+                               bias=bias),
+               make_norm(ndf * min(2 ** i, 8)), torch.nn.LeakyReLU(0.2)]
+  layers.append(torch.nn.Conv2d(ndf * min(2 ** n_layers, 8), 1, 4, 1, 1))
+  net = torch.nn.Module()
+  net.model = torch.nn.Sequential(*layers)
+  net.forward = net.model.forward
+  return net
+
+
+def write_patchgans():
+  """patchgan_{norm}.pth (3 layers, ndf 4) and their logits for an
+  (input, target) pair in patchgan_expected.npz, in eval and train mode."""
+  pair = torch.rand(1, 6, 64, 64) * 2 - 1
+  outputs = {"input": pair.numpy()}
+  for norm in ("batch", "instance"):
+    net = patchgan(3, 4, norm)
+    randomize_batch_norm(net)
+    torch.save(net.state_dict(), os.path.join(HERE, f"patchgan_{norm}.pth"))
+    with torch.no_grad():
+      net.eval()
+      outputs[f"{norm}_eval"] = net(pair).numpy()
+      net.train()
+      outputs[f"{norm}_train"] = net(pair).numpy()
+  np.savez(os.path.join(HERE, "patchgan_expected.npz"), **outputs)
+
+
 def write_unets():
   image = torch.rand(1, 3, 32, 32) * 2 - 1
   outputs = {"input": image.numpy()}
@@ -199,6 +236,7 @@ def main():
   torch.save({"weights": Evil()}, os.path.join(HERE, "evil.pth"))
   write_unets()
   write_resnets()
+  write_patchgans()
 
 
 if __name__ == "__main__":

@@ -94,3 +94,21 @@ def test_a_reference_resnet_computes_what_pytorch_computed(norm, dropout):
     got = np.asarray(models.paper_mode(generator)(image)).transpose(
         0, 3, 1, 2)
     np.testing.assert_allclose(got, expected[f"{name}_train"], atol=1e-4)
+
+
+@pytest.mark.parametrize("norm", ["batch", "instance"])
+def test_a_reference_patchgan_computes_what_pytorch_computed(norm):
+  from pix2pix_tf.models import discriminators
+  path = os.path.join(DATA, f"patchgan_{norm}.pth")
+  expected = np.load(os.path.join(DATA, "patchgan_expected.npz"))
+  discriminator = discriminators.patchgan_discriminator(3, ndf=4, norm=norm)
+  pytorch_weights.load_weights(
+      discriminator, pytorch_weights.read_state_dict(path),
+      pytorch_weights.patchgan_layers(3), path)
+  pair = expected["input"].transpose(0, 2, 3, 1)
+  inputs = [pair[..., :3], pair[..., 3:]]  # input_image, candidate.
+  for mode, training in (("eval", False), ("train", True)):
+    logits = np.asarray(discriminator(inputs, training=training)[0])
+    np.testing.assert_allclose(logits.transpose(0, 3, 1, 2),
+                               expected[f"{norm}_{mode}"], atol=1e-4,
+                               err_msg=mode)
