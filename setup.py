@@ -52,6 +52,7 @@ setuptools.setup(
             "pix2pix-study=pix2pix_tf.study:run",
             "pix2pix-datasets=pix2pix_tf.datasets:run",
             "pix2pix-serve=pix2pix_tf.serve:run",
+            "pix2pix-convert=pix2pix_tf.convert:run",
         ],
     },
     license="Apache-2.0",

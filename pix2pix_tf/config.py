@@ -694,6 +694,13 @@ COMMAND_OPTIONS = {
         Option("request_timeout", float, DEFAULT_REQUEST_TIMEOUT, "Seconds a "
                "connection may stay silent, and a request may wait for the "
                "model (then 503).", lower_bound=0.1)),
+    "convert": (
+        Option("from_pytorch", str, None, "The reference's generator "
+               "weights (latest_net_G.pth), for the model the training "
+               "flags describe (--generator, --norm, --ngf, ...)."),
+        Option("from_pytorch_discriminator", str, None, "Its "
+               "discriminator (latest_net_D.pth), if fine-tuning should "
+               "start from it too.")),
     "study": (
         Option("real_dir", str, None, "Folder of real images."),
         Option("generated_dir", str, None, "Folder of generated images."),
@@ -792,7 +799,7 @@ def run_command(command: str, main: Callable[[Sequence[str]], None]) -> None:
   and summary, COMMAND_OPTIONS for all), quiets TensorFlow's C++ log unless
   TF_CPP_MIN_LOG_LEVEL is set, and runs `main` under absl."""
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-  if command in ("train", "summary"):
+  if command in ("train", "summary", "convert"):
     define_flags()
   if command in COMMAND_OPTIONS:
     define_command_flags(command)

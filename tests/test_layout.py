@@ -25,7 +25,7 @@ OPTIONAL = {"cv2"}
 MAX_MODULE_LINES = 400
 # config.py is the option table: every option of every command with its
 # help text, from which the flags and the README's tables are generated.
-LONGER_MODULES = {"config.py": 800}
+LONGER_MODULES = {"config.py": 820}
 MAX_FUNCTION_LINES = 60
 
 

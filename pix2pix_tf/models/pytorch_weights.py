@@ -285,3 +285,22 @@ def _check_norm(model: keras.Model, state: Dict[str, np.ndarray],
   if batch_norm and not statistics:
     raise ValueError(f"{path} holds no batch norm statistics: it was "
                      "trained with --norm=instance, not --norm=batch.")
+
+
+def generator_layers(config) -> List[Tuple[str, str, str]]:
+  """The reference generator's module names for `config`'s --generator."""
+  if config.generator.startswith("resnet_"):
+    blocks = int(config.generator[len("resnet_"):-len("blocks")])
+    return resnet_layers(blocks, config.dropout > 0)
+  return unet_layers(config.generator_depth)
+
+
+def discriminator_layers(config) -> List[Tuple[str, str, str]]:
+  """The reference discriminator's module names for `config` (its one
+  PatchGAN: --discriminator=patchgan, one scale)."""
+  if config.discriminator != "patchgan" or config.num_discriminators != 1:
+    raise ValueError(
+        "The reference's discriminator is one PatchGAN: convert it with "
+        "--discriminator=patchgan --num_discriminators=1 (and its "
+        "--d_layers, 3 for the 70x70 PatchGAN).")
+  return patchgan_layers(config.d_layers)

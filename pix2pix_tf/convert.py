@@ -1,0 +1,49 @@
+r"""Makes a pix2pix_tf run from the reference implementation's PyTorch
+checkpoints.
+
+    python -m pix2pix_tf.convert --from_pytorch=latest_net_G.pth \
+        --from_pytorch_discriminator=latest_net_D.pth \
+        --generator=unet_256 --norm=batch --model_dir=runs/imported
+
+Reads the `.pth` files without PyTorch and without running anything in
+them, checks every tensor against the model the training flags describe
+(a mismatch names the tensor and the flag to change), and writes a run:
+config.json and flags.txt, a checkpoint at step 0 (resume it with `train`
+to fine-tune, with fresh optimizers) and export/, which predict, evaluate
+and serve use.
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from pix2pix_tf import config as config_lib
+
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+  logging.set_verbosity(logging.WARNING)
+  if not FLAGS.from_pytorch:
+    raise app.UsageError("--from_pytorch is required.")
+  from pix2pix_tf.training import importing  # After the flags.
+  try:
+    config = config_lib.Config.from_flag_values(FLAGS).validate()
+    export = importing.import_pytorch(config, FLAGS.from_pytorch,
+                                      FLAGS.from_pytorch_discriminator)
+  except (ValueError, OSError) as e:
+    sys.exit(f"pix2pix_tf.convert: error: {e}")
+  print(f"Converted into {config.model_dir}: checkpoint at step 0 (train "
+        f"--model_dir={config.model_dir} fine-tunes it), export at {export}.")
+
+
+def run():
+  config_lib.run_command("convert", main)
+
+
+if __name__ == "__main__":
+  run()

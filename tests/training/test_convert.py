@@ -1,0 +1,57 @@
+"""python -m pix2pix_tf.convert: a run from the reference's checkpoints,
+whose export computes what PyTorch computed and which train fine-tunes."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import run_command
+from pix2pix_tf.data import demo
+
+DATA = os.path.join(os.path.dirname(__file__), "..", "models", "data")
+# The fixtures' architecture: a 5-level U-Net and a 3-layer PatchGAN,
+# ngf = ndf = 4, batch norm, no dropout.
+FLAGS = ["--generator=unet", "--unet_depth=5", "--ngf=4", "--ndf=4",
+         "--norm=batch", "--dropout=0", "--load_size=32", "--crop_size=32",
+         "--batch_size=1", "--strategy=one_device", "--mixed_precision=none"]
+
+
+@pytest.mark.slow
+def test_convert_exports_pytorchs_model_and_train_fine_tunes_it(tmp_path):
+  run = tmp_path / "imported"
+  result = run_command(
+      "convert", f"--from_pytorch={DATA}/unet_batch.pth",
+      f"--from_pytorch_discriminator={DATA}/patchgan_batch.pth",
+      f"--model_dir={run}", *FLAGS)
+  assert result.returncode == 0, result.stderr
+  expected = np.load(os.path.join(DATA, "unet_expected.npz"))
+  image = expected["input"].transpose(0, 2, 3, 1)
+  exported = tf.saved_model.load(str(run / "export")).signatures[
+      "serving_default"](images=tf.constant(image))["generated_image"]
+  # Paper mode (the default): the image's own batch statistics.
+  np.testing.assert_allclose(np.asarray(exported).transpose(0, 3, 1, 2),
+                             expected["batch_train"], atol=1e-4)
+  # Fine-tuning: train resumes the converted run on other data.
+  data_dir = demo.write_dataset(str(tmp_path / "data"), 2, 0, 32)
+  result = run_command("train", f"--model_dir={run}",
+                       f"--data_dir={data_dir}", "--max_steps=2",
+                       "--num_samples=0", *FLAGS)
+  assert result.returncode == 0, result.stderr
+  assert "Resumed from" in result.stdout and "at step 0" in result.stdout
+  # Converting into it again would overwrite a run: refused.
+  result = run_command("convert", f"--from_pytorch={DATA}/unet_batch.pth",
+                       f"--model_dir={run}", *FLAGS)
+  assert result.returncode != 0 and "already holds" in result.stderr
+
+
+@pytest.mark.slow
+def test_convert_names_the_flag_for_a_mismatched_file(tmp_path):
+  result = run_command(
+      "convert", f"--from_pytorch={DATA}/unet_batch.pth",
+      f"--model_dir={tmp_path / 'x'}",
+      *[f if f != "--norm=batch" else "--norm=instance" for f in FLAGS])
+  assert result.returncode != 0
+  assert "--norm=batch" in result.stderr
+  assert not (tmp_path / "x" / "checkpoints").exists()
