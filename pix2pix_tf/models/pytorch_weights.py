@@ -21,6 +21,8 @@ from typing import Dict, List, Tuple
 import keras
 import numpy as np
 
+from pix2pix_tf import config as config_lib
+
 
 class UnsafeCheckpointError(ValueError):
   """A .pth that names something a state dict never needs."""
@@ -287,7 +289,7 @@ def _check_norm(model: keras.Model, state: Dict[str, np.ndarray],
                      "trained with --norm=instance, not --norm=batch.")
 
 
-def generator_layers(config) -> List[Tuple[str, str, str]]:
+def generator_layers(config: config_lib.Config) -> List[Tuple[str, str, str]]:
   """The reference generator's module names for `config`'s --generator."""
   if config.generator.startswith("resnet_"):
     blocks = int(config.generator[len("resnet_"):-len("blocks")])
@@ -295,7 +297,7 @@ def generator_layers(config) -> List[Tuple[str, str, str]]:
   return unet_layers(config.generator_depth)
 
 
-def discriminator_layers(config) -> List[Tuple[str, str, str]]:
+def discriminator_layers(config: config_lib.Config) -> List[Tuple[str, str, str]]:
   """The reference discriminator's module names for `config` (its one
   PatchGAN: --discriminator=patchgan, one scale)."""
   if config.discriminator != "patchgan" or config.num_discriminators != 1:
