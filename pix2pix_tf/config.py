@@ -306,6 +306,12 @@ class Config:
       "Resume a --model_dir even though the model flags (architecture, "
       "channels, direction) differ from the ones it was trained with; the "
       "new ones are recorded.")
+  init_from: str = option(
+      "",
+      "Fine-tune: a new run starts from another run's generator (and "
+      "discriminator, where it has one of this architecture): a run folder "
+      "(its latest checkpoint) or a checkpoint path; fresh optimizers, "
+      "step 0. Ignored when --model_dir already holds checkpoints.")
   checkpoint_every_steps: int = option(
       1000,
       "Save a checkpoint every this many steps (and at the end).")

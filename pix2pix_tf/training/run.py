@@ -210,6 +210,8 @@ def setup(config: config_lib.Config,
     models.restore(checkpoint, latest)
     print(f"Resumed from {latest} at step {int(built.state.step.numpy())}.",
           flush=True)
+  elif config.init_from:
+    init_weights(built.state, config.init_from)
   # Written once the flags, the data and the checkpoint have been checked.
   write_run_config(config, paths.model_dir)
   schedule = schedules.learning_rate_schedule(config, data.steps_per_epoch,
@@ -218,6 +220,31 @@ def setup(config: config_lib.Config,
                             int(built.state.step.numpy()))
   return Run(config, strategy, data, paths, chief, built, checkpoint,
              manager, schedule, iterator)
+
+
+def init_weights(state: state_lib.TrainState, init_from: str) -> None:
+  """--init_from: the generator's weights (every one) and, where the
+  checkpoint holds a discriminator of this architecture, the
+  discriminator's, from a run folder's latest checkpoint or a checkpoint
+  path; the optimizers and the step stay fresh."""
+  path = (tf.train.latest_checkpoint(RunPaths(init_from).checkpoints)
+          if os.path.isdir(init_from) else init_from)
+  if not path or not tf.io.gfile.exists(path + ".index"):
+    raise config_lib.ConfigError(
+        f"--init_from={init_from} is neither a run with checkpoints nor a "
+        "checkpoint (PATH.index): name a run folder or a checkpoint such "
+        "as RUN/checkpoints/ckpt-4000.")
+  models.restore(tf.train.Checkpoint(generator=state.generator), path,
+                 "the generator these flags build",
+                 "Pass the model flags of the run it comes from.")
+  try:
+    models.restore(tf.train.Checkpoint(discriminator=state.discriminator),
+                   path)
+    what = "generator and discriminator"
+  except config_lib.ConfigError:
+    what = "generator (its discriminator does not fit these flags)"
+  print(f"Initialised the {what} from {path}; fresh optimizers, step 0.",
+        flush=True)
 
 
 def check_writable(model_dir: str) -> None:

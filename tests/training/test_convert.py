@@ -40,6 +40,20 @@ def test_convert_exports_pytorchs_model_and_train_fine_tunes_it(tmp_path):
                        "--num_samples=0", *FLAGS)
   assert result.returncode == 0, result.stderr
   assert "Resumed from" in result.stdout and "at step 0" in result.stdout
+  # Or a new run starts from it (--init_from): fresh optimizers, step 0.
+  result = run_command("train", f"--model_dir={tmp_path / 'tuned'}",
+                       f"--init_from={run}", f"--data_dir={data_dir}",
+                       "--max_steps=1", "--num_samples=0",
+                       "--learning_rate=1e-6", *FLAGS)
+  assert result.returncode == 0, result.stderr
+  assert "Initialised the generator and discriminator from" in result.stdout
+  tuned = tf.saved_model.load(str(tmp_path / "tuned" / "export")).signatures[
+      "serving_default"](images=tf.constant(image))["generated_image"]
+  # From the run's latest checkpoint (the fine-tuned one, exported at its
+  # end): one step at a tiny learning rate moves little.
+  latest = tf.saved_model.load(str(run / "export")).signatures[
+      "serving_default"](images=tf.constant(image))["generated_image"]
+  assert np.abs(np.asarray(tuned) - np.asarray(latest)).max() < 1e-2
   # Converting into it again would overwrite a run: refused.
   result = run_command("convert", f"--from_pytorch={DATA}/unet_batch.pth",
                        f"--model_dir={run}", *FLAGS)
