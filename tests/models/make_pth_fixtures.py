@@ -194,6 +194,33 @@ def write_patchgans():
   np.savez(os.path.join(HERE, "patchgan_expected.npz"), **outputs)
 
 
+def pattern(size):
+  """A deterministic input in [-1, 1] (tests/models/test_pytorch_weights.py
+  computes the same): nothing to store for a 256x256 image."""
+  y, x = np.mgrid[0:size, 0:size].astype(np.float32)
+  return np.stack([np.sin(0.37 * x + 0.11 * y + c) for c in range(3)])[None]
+
+
+def write_deep_unets():
+  """unet_depth{7,8}.pth: the depths of unet_128 and unet_256 (ngf 2, batch
+  norm, no dropout); unet_deep_expected.npz: the central 64x64 of their
+  outputs for `pattern(128)` and `pattern(256)`, eval and train mode."""
+  outputs = {}
+  for depth in (7, 8):
+    size = 2 ** depth
+    image = torch.from_numpy(pattern(size))
+    net = UNet(depth, 2, "batch")
+    randomize_batch_norm(net)
+    torch.save(net.state_dict(), os.path.join(HERE, f"unet_depth{depth}.pth"))
+    centre = slice(size // 2 - 32, size // 2 + 32)
+    with torch.no_grad():
+      net.eval()
+      outputs[f"eval{depth}"] = net(image).numpy()[..., centre, centre]
+      net.train()
+      outputs[f"train{depth}"] = net(image).numpy()[..., centre, centre]
+  np.savez(os.path.join(HERE, "unet_deep_expected.npz"), **outputs)
+
+
 def write_unets():
   image = torch.rand(1, 3, 32, 32) * 2 - 1
   outputs = {"input": image.numpy()}
@@ -237,6 +264,7 @@ def main():
   write_unets()
   write_resnets()
   write_patchgans()
+  write_deep_unets()
 
 
 if __name__ == "__main__":

@@ -112,3 +112,29 @@ def test_a_reference_patchgan_computes_what_pytorch_computed(norm):
     np.testing.assert_allclose(logits.transpose(0, 3, 1, 2),
                                expected[f"{norm}_{mode}"], atol=1e-4,
                                err_msg=mode)
+
+
+def pattern(size):
+  """make_pth_fixtures.pattern: the deep U-Nets' input."""
+  y, x = np.mgrid[0:size, 0:size].astype(np.float32)
+  return np.stack([np.sin(0.37 * x + 0.11 * y + c) for c in range(3)])[None]
+
+
+@pytest.mark.parametrize("depth", [7, 8])
+def test_unet_128_and_unet_256_depths_compute_what_pytorch_computed(depth):
+  from pix2pix_tf import models
+  path = os.path.join(DATA, f"unet_depth{depth}.pth")
+  expected = np.load(os.path.join(DATA, "unet_deep_expected.npz"))
+  generator = models.unet_generator(depth=depth, ngf=2, dropout=0.0)
+  pytorch_weights.load_weights(generator,
+                               pytorch_weights.read_state_dict(path),
+                               pytorch_weights.unet_layers(depth), path)
+  size = 2 ** depth
+  centre = slice(size // 2 - 32, size // 2 + 32)
+  image = pattern(size).transpose(0, 2, 3, 1)
+  for mode, model in (("eval", generator),
+                      ("train", models.paper_mode(generator))):
+    got = np.asarray(model(image, training=False)).transpose(0, 3, 1, 2)
+    np.testing.assert_allclose(got[..., centre, centre],
+                               expected[f"{mode}{depth}"], atol=1e-4,
+                               err_msg=mode)
