@@ -35,12 +35,19 @@ setuptools.setup(
         "gpu": ["tensorflow[and-cuda]>=2.18,<2.22"],
         # Canny edges for `pix2pix_tf.datasets edges` (about 150 MB).
         "edges": ["opencv-python-headless>=4.8"],
+        # export --format=litert|onnx: Keras's exporters (Keras 3.13 has
+        # both), the LiteRT interpreter and ONNX Runtime that check them.
+        "litert": ["keras>=3.13,<4", "ai-edge-litert>=2.0"],
+        "onnx": ["keras>=3.13,<4", "tf2onnx>=1.16", "onnx>=1.16",
+                 "onnxruntime>=1.18"],
         # tools/ablate.py draws its figures with matplotlib.
         "tools": ["matplotlib>=3.7"],
         # The browser tests drive Debian's chromium with Selenium.
         # pytest-xdist: the suite runs on two processes (make test).
         "test": ["pytest>=8", "pytest-xdist>=3.5", "matplotlib>=3.7",
-                 "selenium>=4.20", "opencv-python-headless>=4.8"],
+                 "selenium>=4.20", "opencv-python-headless>=4.8",
+                 "keras>=3.13,<4", "ai-edge-litert>=2.0", "tf2onnx>=1.16",
+                 "onnx>=1.16", "onnxruntime>=1.18"],
     },
     entry_points={
         "console_scripts": [

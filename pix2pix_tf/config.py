@@ -44,6 +44,8 @@ PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width",
                     "scale_width_and_crop", "none")
 # --resolution of inference (see data.transforms.implied_resolution).
 RESOLUTIONS = ("native", "training")
+# export --format (see serving.formats).
+EXPORT_FORMATS = ("saved_model", "keras", "litert", "onnx")
 # What `evaluate --metrics` computes (fid and kid need Inception weights).
 METRICS = ("l1", "mse", "psnr", "ssim", "pixel_accuracy", "color", "fid",
            "kid")
@@ -367,11 +369,6 @@ class Config:
           f"--d_receptive_fields={self.d_receptive_fields} is not a comma-"
           "separated list of integers, e.g. 16,286.") from None
 
-  @property
-  def dataset_name(self) -> str:
-    """The last folder of --data_dir (e.g. facades)."""
-    return os.path.basename(os.path.normpath(self.data_dir))
-
   def to_json(self) -> str:
     """Every option, as the run's config.json records them."""
     return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -425,11 +422,6 @@ class Config:
                         "unset: nothing to train. Set one of them.")
     if not 0.0 <= self.dropout < 1.0:
       raise ConfigError(f"--dropout={self.dropout} must be in [0, 1).")
-    for name in ("lambda_l1", "lambda_l2", "lambda_feature_matching",
-                 "lambda_gp"):
-      if getattr(self, name) < 0:
-        raise ConfigError(f"--{name}={getattr(self, name)} must not be "
-                          "negative.")
     if self.gan_mode == "none" and self.lambda_l1 == 0 and self.lambda_l2 == 0:
       raise ConfigError(
           "--gan_mode=none with --lambda_l1=0 and --lambda_l2=0 leaves "
@@ -485,7 +477,8 @@ class Config:
         raise ConfigError(
             f"--{name}={getattr(self, name)} must be at least 1.")
     for name in ("epochs", "epochs_decay", "max_steps", "num_samples",
-                 "shuffle_buffer"):
+                 "shuffle_buffer", "lambda_l1", "lambda_l2",
+                 "lambda_feature_matching", "lambda_gp"):
       if getattr(self, name) < 0:
         raise ConfigError(
             f"--{name}={getattr(self, name)} must not be negative.")
@@ -516,9 +509,7 @@ class Config:
           f" at scale 1/{2 ** k} of --num_discriminators="
           f"{self.num_discriminators}" if k else "") for k in scales]
     for n_layers, scale, label in zip(layer_counts, scales, labels):
-      size = self.crop_size
-      for _ in range(scale):
-        size = -(-size // 2)  # Average pooling, padding "same".
+      size = -(-self.crop_size // 2 ** scale)  # Pooling, padding "same".
       patch_map = size // 2 ** n_layers - 2 if n_layers else size
       if patch_map < 1:
         raise ConfigError(
@@ -535,18 +526,42 @@ def flag_help(field: dataclasses.Field) -> str:
   return text  # An int's choices are in its help text (validate checks).
 
 
+def _markdown_row(name: str, default: object, text: str) -> str:
+  """A row of the README's flag tables."""
+  if isinstance(default, bool):
+    default = str(default).lower()
+  elif isinstance(default, list):
+    default = ",".join(default)
+  elif default == "":
+    default = '""'
+  elif default is None:
+    default = "—"
+  return f"| `--{name}` | `{default}` | {text.replace('|', chr(92) + '|')} |"
+
+
+TABLE_HEAD = ["| flag | default | meaning |", "|---|---|---|"]
+
+
 def flag_table() -> str:
   """The README's flag reference, one Markdown row per Config field."""
-  rows = ["| flag | default | meaning |", "|---|---|---|"]
-  for field in dataclasses.fields(Config):
-    default = field.default
-    if isinstance(default, bool):
-      default = str(default).lower()
-    elif default == "":
-      default = '""'
-    meaning = flag_help(field).replace("|", "\\|")
-    rows.append(f"| `--{field.name}` | `{default}` | {meaning} |")
-  return "\n".join(rows) + "\n"
+  return "\n".join(TABLE_HEAD + [
+      _markdown_row(f.name, f.default, flag_help(f))
+      for f in dataclasses.fields(Config)]) + "\n"
+
+
+def _define(flag_values: flags.FlagValues, name: str, kind: type,
+            default: object, text: str, choices: Optional[Sequence],
+            **kwargs) -> None:
+  """One absl flag: DEFINE_bool, _integer, _float, _list, _enum (a str
+  with choices; absl shows them in front of its help) or _string."""
+  if kind is str and choices:
+    flags.DEFINE_enum(name, default, choices, text, flag_values=flag_values,
+                      **kwargs)
+    return
+  define = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer,
+            float: flags.DEFINE_float, list: flags.DEFINE_list}.get(
+                kind, flags.DEFINE_string)
+  define(name, default, text, flag_values=flag_values, **kwargs)
 
 
 def define_flags(flag_values: Optional[flags.FlagValues] = None,
@@ -561,21 +576,11 @@ def define_flags(flag_values: Optional[flags.FlagValues] = None,
   """
   flag_values = flags.FLAGS if flag_values is None else flag_values
   for field in dataclasses.fields(Config):
-    default = getattr(defaults, field.name)
-    text = flag_help(field)
-    kwargs = dict(flag_values=flag_values)
-    if field.type is bool:
-      flags.DEFINE_bool(field.name, default, text, **kwargs)
-    elif field.type is int:
-      flags.DEFINE_integer(field.name, default, text, **kwargs)
-    elif field.type is float:
-      flags.DEFINE_float(field.name, default, text, **kwargs)
-    elif field.metadata["choices"]:
-      # absl puts the choices in front of an enum's help itself.
-      flags.DEFINE_enum(field.name, default, field.metadata["choices"],
-                        field.metadata["help"], **kwargs)
-    else:
-      flags.DEFINE_string(field.name, default, text, **kwargs)
+    # An int's choices are checked by validate, named in its help text.
+    _define(flag_values, field.name, field.type,
+            getattr(defaults, field.name), field.metadata["help"]
+            if field.type is str else flag_help(field),
+            field.metadata["choices"])
 
 
 def _check_choice(name, value, choices):
@@ -631,8 +636,13 @@ COMMAND_OPTIONS = {
         CHECKPOINT.but(help="A checkpoint path (e.g. "
                        "RUN/checkpoints/ckpt-4000); default: the latest in "
                        "<model_dir>/checkpoints."),
-        Option("export_dir", str, None, "Where to write the SavedModel "
-               "(default: <model_dir>/export)."),
+        Option("export_dir", str, None, "Where to write (default: "
+               "<model_dir>/export, or export.keras, .tflite, .onnx)."),
+        Option("format", str, "saved_model", "The SavedModel, or one file "
+               "checked with its runtime (litert: [1, S, S, C] at the "
+               "training crop size).", choices=EXPORT_FORMATS),
+        Option("litert_weights", str, "float32", "float16: half the size.",
+               choices=("float32", "float16")),
         Option("inference_mode", str, None, "paper: dropout on and batch "
                "statistics at test time, as the paper; eval: moving "
                "statistics, no dropout. Default: the run's "
@@ -752,43 +762,18 @@ def define_command_flags(command: str,
   """Defines the absl flags of `command` (a key of COMMAND_OPTIONS)."""
   flag_values = flags.FLAGS if flag_values is None else flag_values
   for option in COMMAND_OPTIONS[command]:
-    kwargs = dict(flag_values=flag_values)
-    if option.lower_bound is not None:
-      kwargs["lower_bound"] = option.lower_bound
-    if option.type is bool:
-      flags.DEFINE_bool(option.name, option.default, option.help, **kwargs)
-    elif option.type is int:
-      flags.DEFINE_integer(option.name, option.default, option.help, **kwargs)
-    elif option.type is float:
-      flags.DEFINE_float(option.name, option.default, option.help, **kwargs)
-    elif option.type is list:
-      flags.DEFINE_list(option.name, option.default, option.help, **kwargs)
-    elif option.choices:
-      flags.DEFINE_enum(option.name, option.default, option.choices,
-                        option.help, **kwargs)
-    else:
-      flags.DEFINE_string(option.name, option.default, option.help, **kwargs)
+    bound = ({} if option.lower_bound is None
+             else {"lower_bound": option.lower_bound})
+    _define(flag_values, option.name, option.type, option.default,
+            option.help, option.choices, **bound)
 
 
 def command_flag_table(command: str) -> str:
   """The README's table of `command`'s flags."""
-  rows = ["| flag | default | meaning |", "|---|---|---|"]
-  for option in COMMAND_OPTIONS[command]:
-    default = option.default
-    if isinstance(default, bool):
-      default = str(default).lower()
-    elif isinstance(default, list):
-      default = ",".join(default)
-    elif default == "":
-      default = '""'
-    elif default is None:
-      default = "—"
-    text = option.help
-    if option.choices:
-      text = f"<{'|'.join(option.choices)}>: {text}"
-    rows.append(f"| `--{option.name}` | `{default}` | "
-                f"{text.replace('|', chr(92) + '|')} |")
-  return "\n".join(rows) + "\n"
+  return "\n".join(TABLE_HEAD + [
+      _markdown_row(o.name, o.default, f"<{'|'.join(o.choices)}>: {o.help}"
+                    if o.choices else o.help)
+      for o in COMMAND_OPTIONS[command]]) + "\n"
 
 
 def command_flag_reference() -> str:

@@ -21,11 +21,11 @@ RANKS = {"config": 0, "models": 1, "data": 1, "serving": 2, "evaluation": 3,
          "training": 4}
 SUBPACKAGES = ("models", "data", "training", "evaluation", "serving")
 # Imported where they are used: large, and needed by one feature each.
-OPTIONAL = {"cv2"}
+OPTIONAL = {"cv2", "onnxruntime", "ai_edge_litert"}
 MAX_MODULE_LINES = 400
 # config.py is the option table: every option of every command with its
 # help text, from which the flags and the README's tables are generated.
-LONGER_MODULES = {"config.py": 820}
+LONGER_MODULES = {"config.py": 800}
 MAX_FUNCTION_LINES = 60
 
 

@@ -143,19 +143,20 @@ def resnet_generator(n_blocks: int = 9, input_channels: int = 3,
   return keras.Model(input_image, generated_image, name=name)
 
 
-def paper_mode(generator: keras.Model) -> keras.Model:
+def paper_mode(generator: keras.Model, dropout: bool = True) -> keras.Model:
   """The generator as the paper and the reference run it at test time.
 
   Dropout stays on and batch norm uses each image's own statistics, as the
   reference's test (batch size 1) does: instance normalisation with batch
   norm's gamma and beta. Returns a model that
   shares every weight with `generator`; calling it changes nothing.
+  `dropout=False`: dropout off (deterministic, for comparisons).
   """
 
   def swap(layer):
     if isinstance(layer, layers.BatchNormalization):
       return BatchStatisticsNormalization(layer)
-    if isinstance(layer, layers.Dropout):
+    if isinstance(layer, layers.Dropout) and dropout:
       return AlwaysDropout(layer.rate, name=f"{layer.name}_always")
     return layer  # Reused: shares its weights.
 

@@ -47,6 +47,9 @@ def apply_norm(x: keras.KerasTensor, norm: str,
   return x if layer is None else layer(x)
 
 
+# Registered, with their configs, so that a .keras file holding them loads
+# (export --format=keras) once pix2pix_tf.models is imported.
+@keras.saving.register_keras_serializable(package="pix2pix_tf")
 class ReflectionPadding2D(layers.Layer):
   """Pads height and width by mirroring, as PyTorch's ReflectionPad2d."""
 
@@ -63,7 +66,11 @@ class ReflectionPadding2D(layers.Layer):
     grow = lambda d: None if d is None else d + 2 * self.padding  # noqa: E731
     return (b, grow(h), grow(w), c)
 
+  def get_config(self):
+    return {**super().get_config(), "padding": self.padding}
 
+
+@keras.saving.register_keras_serializable(package="pix2pix_tf")
 class BatchStatisticsNormalization(layers.Layer):
   """A trained BatchNormalization run as the paper runs it at test time.
 
@@ -77,8 +84,25 @@ class BatchStatisticsNormalization(layers.Layer):
   """
 
   def __init__(self, batch_norm: layers.BatchNormalization, **kwargs):
-    super().__init__(name=f"{batch_norm.name}_batch_statistics", **kwargs)
+    kwargs.setdefault("name", f"{batch_norm.name}_batch_statistics")
+    super().__init__(**kwargs)
     self.batch_norm = batch_norm
+
+  def build(self, input_shape):
+    if not self.batch_norm.built:  # Read back from a .keras file.
+      self.batch_norm.build(input_shape)
+
+  def get_config(self):
+    return {**super().get_config(), "batch_norm":
+            keras.saving.serialize_keras_object(self.batch_norm)}
+
+  @classmethod
+  def from_config(cls, config: dict) -> "BatchStatisticsNormalization":
+    """The layer, with its batch norm, from `get_config`'s dict."""
+    config = dict(config)
+    batch_norm = keras.saving.deserialize_keras_object(
+        config.pop("batch_norm"))
+    return cls(batch_norm, **config)
 
   def call(self, inputs, training=None, mask=None):
     del training, mask  # The same at training and at test time.
@@ -90,6 +114,7 @@ class BatchStatisticsNormalization(layers.Layer):
     return keras.ops.cast(x, self.compute_dtype)
 
 
+@keras.saving.register_keras_serializable(package="pix2pix_tf")
 class AlwaysDropout(layers.Layer):
   """Dropout that stays on at inference: the paper's only noise source.
 
@@ -103,3 +128,6 @@ class AlwaysDropout(layers.Layer):
 
   def call(self, inputs):
     return tf.nn.dropout(inputs, rate=self.rate)
+
+  def get_config(self):
+    return {**super().get_config(), "rate": self.rate}

@@ -5,6 +5,8 @@
   with one-line errors.
 * `translation`: translate image files with an export (`predict`), at the
   training or native resolution.
+* `formats`: the generator as a .keras, LiteRT or ONNX file, checked
+  with its runtime.
 * `tiling`: tiled translation of images too large to translate whole.
 * `server`: the drawing page and TensorFlow Serving's REST API.
 * `study`: the real-vs-fake perceptual study page.
@@ -19,6 +21,7 @@ from pix2pix_tf.serving.saved_model import (SAVED_MODEL_ENTRIES, ExportError,
                                             latest_checkpoint, load,
                                             load_run_config, read_metadata,
                                             resolution_of, save)
+from pix2pix_tf.serving.formats import export_format, write_format
 from pix2pix_tf.serving.signatures import (FORMAT, ServingModule,
                                            build_module, export_metadata)
 from pix2pix_tf.serving.tiling import translate_tiled
@@ -28,7 +31,7 @@ from pix2pix_tf.serving.translation import (list_inputs, translate_files,
 __all__ = [
     "ExportError", "FORMAT", "SAVED_MODEL_ENTRIES", "ServingModule",
     "build_module", "check_export_dir", "check_replaceable", "export",
-    "export_generator", "export_metadata", "is_saved_model",
+    "export_format", "export_generator", "export_metadata", "is_saved_model",
     "latest_checkpoint", "list_inputs", "load", "load_run_config",
     "read_metadata", "resolution_of", "save", "translate_files",
-    "translate_tiled", "translator"]
+    "translate_tiled", "translator", "write_format"]

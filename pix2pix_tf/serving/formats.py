@@ -1,0 +1,206 @@
+"""Export formats besides the SavedModel: `.keras`, LiteRT and ONNX.
+
+Each file holds the generator as the export runs it (paper mode or eval;
+see saved_model), float32 images in [-1, 1] in and out, as the SavedModel's
+serving_default:
+
+* keras: the Keras model (`keras.saving.load_model`; the paper-mode layers
+  and the ResNet's reflection padding are registered by importing
+  pix2pix_tf.models).
+* litert: a `.tflite` file for the LiteRT interpreter (phones, browsers),
+  input [1, S, S, C] with S the training crop size; weights float32 or
+  float16 (half the size; computed in float32 where the device has no
+  float16 kernels).
+* onnx: an ONNX file for ONNX Runtime; any batch and any height and width
+  that are multiples of 2**depth.
+
+The files are written by Keras's own exporters (`Model.save`,
+`Model.export`) and checked after writing: read back by their runtime
+(Keras, the LiteRT interpreter, ONNX Runtime) and run on one random input
+against the TensorFlow model; the largest difference is reported. Dropout
+makes paper-mode outputs vary from call to call, so for a paper-mode model
+with dropout the check converts a copy without dropout and compares that.
+"""
+
+import dataclasses
+import importlib
+import os
+import tempfile
+from typing import Callable, List, Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from pix2pix_tf import config as config_lib
+from pix2pix_tf import models
+from pix2pix_tf.serving import saved_model as saved_model_lib
+
+# Format -> the file name it gets in the run folder by default.
+FILE_NAMES = {"keras": "export.keras", "litert": "export.tflite",
+              "onnx": "export.onnx"}
+# Format -> (module, pip extra) the format needs beyond TensorFlow.
+NEEDS = {"litert": (("ai_edge_litert", "litert"),),
+         "onnx": (("tf2onnx", "onnx"), ("onnxruntime", "onnx"))}
+
+
+@dataclasses.dataclass(frozen=True)
+class Written:
+  """An exported file: where, how large, and its check's largest
+  difference to the TensorFlow model on a random input."""
+  path: str
+  size_bytes: int
+  max_difference: float
+  checked_without_dropout: bool
+
+
+def default_path(model_dir: str, fmt: str, litert_weights: str) -> str:
+  """<model_dir>/export.keras, export.tflite (export_float16.tflite for
+  float16 weights) or export.onnx."""
+  name = FILE_NAMES[fmt]
+  if fmt == "litert" and litert_weights == "float16":
+    name = "export_float16.tflite"
+  return os.path.join(model_dir, name)
+
+
+def require(fmt: str) -> None:
+  """ExportError naming the pip extra when a format's packages are
+  missing."""
+  for module, extra in NEEDS.get(fmt, ()):
+    try:
+      importlib.import_module(module)
+    except ImportError:
+      raise saved_model_lib.ExportError(
+          f"export --format={fmt} needs the {module} package: pip install "
+          f"'pix2pix_tf[{extra}]'.") from None
+
+
+def _write(model: keras.Model, path: str, fmt: str, input_shape,
+           litert_weights: str) -> None:
+  """`model` in `fmt` at `path`, by Keras's exporters."""
+  if fmt == "keras":
+    model.save(path)
+    return
+  spec = [tf.TensorSpec(input_shape, tf.float32, name="images")]
+  if fmt == "onnx":
+    model.export(path, format="onnx", input_signature=spec, verbose=False)
+    return
+  options = {}
+  if litert_weights == "float16":
+    options = {"optimizations": [tf.lite.Optimize.DEFAULT],
+               "target_spec": {"supported_types": [tf.float16]}}
+  model.export(path, format="litert", input_signature=spec, verbose=False,
+               **options)
+
+
+def runner(path: str, fmt: str) -> Callable[[np.ndarray], np.ndarray]:
+  """A function that runs the file at `path` with its own runtime."""
+  if fmt == "keras":
+    loaded = keras.saving.load_model(path)
+    return lambda x: np.asarray(loaded(x, training=False))
+  if fmt == "onnx":
+    import onnxruntime  # An extra: imported when used.
+    session = onnxruntime.InferenceSession(
+        path, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda x: session.run(None, {name: x})[0]
+  from ai_edge_litert import interpreter  # An extra: imported when used.
+  lite = interpreter.Interpreter(model_path=path)
+  lite.allocate_tensors()
+  inputs, outputs = lite.get_input_details(), lite.get_output_details()
+
+  def run(x):
+    lite.set_tensor(inputs[0]["index"], x)
+    lite.invoke()
+    return lite.get_tensor(outputs[0]["index"])
+
+  return run
+
+
+def _atomic(path: str, write: Callable[[str], None]) -> None:
+  """`write(temporary path)`, then moved to `path`: a failure leaves
+  whatever was at `path` as it was."""
+  parent = os.path.dirname(os.path.abspath(path))
+  os.makedirs(parent, exist_ok=True)
+  staging = tempfile.mkdtemp(prefix=".export-", dir=parent)
+  try:
+    staged = os.path.join(staging, os.path.basename(path))
+    write(staged)
+    os.replace(staged, path)
+  finally:
+    for name in os.listdir(staging):
+      os.remove(os.path.join(staging, name))
+    os.rmdir(staging)
+
+
+def check_path(path: str, fmt: str) -> None:
+  """ExportError unless `path` can be (re)written as a `fmt` file."""
+  suffix = os.path.splitext(FILE_NAMES[fmt])[1]
+  if not path.endswith(suffix):
+    raise saved_model_lib.ExportError(
+        f"--export_dir={path}: a {fmt} export is a file ending in {suffix}.")
+  if os.path.lexists(path) and not os.path.isfile(path):
+    raise saved_model_lib.ExportError(
+        f"--export_dir={path} exists and is not a file: choose another "
+        "path.")
+
+
+def input_shape(config: config_lib.Config,
+                fmt: str) -> List[Optional[int]]:
+  """The exported input shape: LiteRT a fixed [1, S, S, C] at the training
+  crop size; the others any batch and size."""
+  if fmt == "litert":
+    return [1, config.crop_size, config.crop_size, config.input_channels]
+  return [None, None, None, config.input_channels]
+
+
+def write_format(generator: keras.Model, config: config_lib.Config,
+                 fmt: str, path: str, inference_mode: str,
+                 litert_weights: str = "float32", seed: int = 0) -> Written:
+  """Writes `generator` (in `inference_mode`) as `fmt` to `path`
+  atomically, and checks the file with its runtime."""
+  require(fmt)
+  check_path(path, fmt)
+  paper = inference_mode == "paper"
+  model = models.paper_mode(generator) if paper else generator
+  shape = input_shape(config, fmt)
+  _atomic(path, lambda p: _write(model, p, fmt, shape, litert_weights))
+  # The check: deterministic on both sides (dropout off where it is on).
+  without_dropout = paper and any(
+      isinstance(layer, keras.layers.Dropout) for layer in generator.layers)
+  if without_dropout:
+    model = models.paper_mode(generator, dropout=False)
+    with tempfile.TemporaryDirectory() as tmp:
+      copy = os.path.join(tmp, os.path.basename(path))
+      _write(model, copy, fmt, shape, litert_weights)
+      difference = _difference(model, runner(copy, fmt), config, seed)
+  else:
+    difference = _difference(model, runner(path, fmt), config, seed)
+  return Written(path, os.path.getsize(path), difference, without_dropout)
+
+
+def _difference(model: keras.Model, run: Callable, config: config_lib.Config,
+                seed: int) -> float:
+  """Largest |file - model| on one random image at the training size."""
+  size = config.crop_size
+  x = np.random.default_rng(seed).uniform(
+      -1, 1, (1, size, size, config.input_channels)).astype(np.float32)
+  expected = np.asarray(model(x, training=False), np.float32)
+  return float(np.abs(run(x) - expected).max())
+
+
+def export_format(model_dir: str, fmt: str, path: Optional[str] = None,
+                  checkpoint: Optional[str] = None,
+                  inference_mode: Optional[str] = None,
+                  litert_weights: str = "float32") -> Written:
+  """A run's generator (its latest checkpoint, or `checkpoint`) as a
+  `fmt` file; default path `default_path`."""
+  config = saved_model_lib.load_run_config(model_dir)
+  path = path or default_path(model_dir, fmt, litert_weights)
+  require(fmt)
+  check_path(path, fmt)
+  generator, _ = saved_model_lib.restore_generator(
+      config, checkpoint or saved_model_lib.latest_checkpoint(model_dir))
+  return write_format(generator, config, fmt, path,
+                      inference_mode or config.inference_mode,
+                      litert_weights)

@@ -1,0 +1,220 @@
+"""export --format=keras|litert|onnx: each file, read back by its own runtime
+in another process, equals the SavedModel's serving_default on the same
+input."""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from conftest import ENV, run_command, small_config, visible_generator
+from pix2pix_tf import models
+from pix2pix_tf import serving
+from pix2pix_tf.serving import formats
+
+# A script run in a fresh process: the file through its runtime, and the
+# SavedModel through TensorFlow, on the same input; prints both as JSON.
+COMPARE = """
+import json, sys
+import numpy as np
+fmt, path, saved_model, inputs = sys.argv[1:5]
+x = np.load(inputs)
+if fmt == "keras":
+  import keras
+  import pix2pix_tf.models  # Registers the paper-mode layers.
+  model = keras.saving.load_model(path)
+  y = np.asarray(model(x, training=False))
+  kinds = sorted({type(layer).__name__ for layer in model.layers})
+elif fmt == "onnx":
+  import onnxruntime
+  session = onnxruntime.InferenceSession(path)
+  y = session.run(None, {session.get_inputs()[0].name: x})[0]
+  kinds = [str(d) for d in session.get_inputs()[0].shape]
+else:
+  from ai_edge_litert import interpreter
+  lite = interpreter.Interpreter(model_path=path)
+  lite.allocate_tensors()
+  lite.set_tensor(lite.get_input_details()[0]["index"], x)
+  lite.invoke()
+  y = lite.get_tensor(lite.get_output_details()[0]["index"])
+  kinds = [int(d) for d in lite.get_input_details()[0]["shape"]]
+import tensorflow as tf
+expected = tf.saved_model.load(saved_model).signatures["serving_default"](
+    images=tf.constant(x))["generated_image"].numpy()
+print(json.dumps({"difference": float(np.abs(y - expected).max()),
+                  "spread": float(expected.std()), "kinds": kinds,
+                  "shape": list(y.shape)}))
+"""
+
+
+def with_moving_statistics(generator, seed=0):
+  """Batch norm's moving statistics made unlike their initial 0 and 1, so
+  that an eval-mode comparison shows they were carried over."""
+  rng = np.random.default_rng(seed)
+  for layer in generator.layers:
+    if isinstance(layer, keras.layers.BatchNormalization):
+      shape = layer.moving_mean.shape
+      layer.moving_mean.assign(rng.normal(0, 0.2, shape).astype(np.float32))
+      layer.moving_variance.assign(
+          rng.uniform(0.5, 2, shape).astype(np.float32))
+  return generator
+
+
+def compare(fmt, path, saved_model, images, tmp_path):
+  np.save(tmp_path / "x.npy", images)
+  out = subprocess.run(
+      [sys.executable, "-c", COMPARE, fmt, path, saved_model,
+       str(tmp_path / "x.npy")], capture_output=True, text=True, env=ENV,
+      timeout=300)
+  assert out.returncode == 0, out.stderr[-3000:]
+  return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+  """A visible 32x32 generator with batch norm, its eval-mode SavedModel."""
+  root = tmp_path_factory.mktemp("formats")
+  config = small_config(root, root / "model")
+  generator = with_moving_statistics(visible_generator(config))
+  saved_model = serving.save(generator, config, 7, str(root / "export"),
+                             "eval")
+  return config, generator, saved_model, root
+
+
+def images(config, batch=1, seed=1):
+  size = config.crop_size
+  return np.random.default_rng(seed).uniform(
+      -1, 1, (batch, size, size, 3)).astype(np.float32)
+
+
+@pytest.mark.parametrize("fmt,weights,tolerance", [
+    ("keras", "float32", 1e-5), ("onnx", "float32", 1e-4),
+    ("litert", "float32", 1e-4), ("litert", "float16", 2e-2)])
+def test_each_format_equals_the_saved_model(exported, tmp_path, fmt, weights,
+                                            tolerance):
+  config, generator, saved_model, root = exported
+  path = formats.default_path(str(root), fmt, weights)
+  written = formats.write_format(generator, config, fmt, path, "eval",
+                                 weights)
+  assert written.path == path and os.path.getsize(path) == written.size_bytes
+  assert written.max_difference <= tolerance
+  assert not written.checked_without_dropout
+  result = compare(fmt, path, saved_model, images(config), tmp_path)
+  # The outputs vary (a constant answer would match anything).
+  assert result["spread"] > 0.05
+  assert result["difference"] <= tolerance, result
+  if fmt == "onnx":  # Any batch and size (multiples of 2**depth).
+    bigger = compare(fmt, path, saved_model, images(config, 2)[:, :, :, :]
+                     .repeat(2, axis=1), tmp_path)
+    assert bigger["shape"] == [2, 64, 32, 3]
+    assert bigger["difference"] <= tolerance
+  if fmt == "litert":
+    assert result["kinds"] == [1, 32, 32, 3]
+
+
+def test_float16_weights_halve_the_litert_file(exported):
+  config, generator, _, root = exported
+  sizes = {}
+  for weights in ("float32", "float16"):
+    path = formats.default_path(str(root / "half"), "litert", weights)
+    sizes[weights] = formats.write_format(generator, config, "litert", path,
+                                          "eval", weights).size_bytes
+  assert sizes["float16"] < 0.6 * sizes["float32"]
+
+
+def test_paper_mode_keras_file_keeps_its_layers_and_statistics(exported,
+                                                               tmp_path):
+  """Paper mode (batch statistics) without dropout is deterministic: the
+  .keras file, loaded in another process, equals the paper-mode
+  SavedModel."""
+  config, _, _, root = exported
+  config = dataclasses.replace(config, dropout=0.0)
+  generator = with_moving_statistics(visible_generator(config))
+  saved_model = serving.save(generator, config, 7, str(tmp_path / "paper"),
+                             "paper")
+  path = str(tmp_path / "paper.keras")
+  written = formats.write_format(generator, config, "keras", path, "paper")
+  assert written.max_difference <= 1e-5
+  result = compare("keras", path, saved_model, images(config), tmp_path)
+  assert "BatchStatisticsNormalization" in result["kinds"]
+  assert result["difference"] <= 1e-5, result
+
+
+def test_dropout_is_kept_and_the_check_runs_without_it(exported, tmp_path):
+  config, generator, _, _ = exported
+  assert config.dropout > 0
+  path = str(tmp_path / "g.keras")
+  written = formats.write_format(generator, config, "keras", path, "paper")
+  assert written.checked_without_dropout and written.max_difference <= 1e-5
+  loaded = keras.saving.load_model(path)
+  assert any(isinstance(layer, models.layers.AlwaysDropout)
+             for layer in loaded.layers)
+  x = images(config)
+  # Dropout stays on: two calls differ.
+  assert np.abs(np.asarray(loaded(x)) - np.asarray(loaded(x))).max() > 1e-3
+
+
+def test_resnet_keras_file_loads(tmp_path):
+  config = small_config(tmp_path, tmp_path / "model",
+                        generator="resnet_6blocks", ngf=4)
+  generator = models.build_generator(config)
+  path = str(tmp_path / "resnet.keras")
+  written = formats.write_format(generator, config, "keras", path, "eval")
+  assert written.max_difference <= 1e-5
+  loaded = keras.saving.load_model(path)
+  assert any(isinstance(layer, models.layers.ReflectionPadding2D)
+             for layer in loaded.layers)
+
+
+def test_a_missing_extra_is_named(exported, monkeypatch):
+  config, generator, _, root = exported
+  monkeypatch.setitem(sys.modules, "onnxruntime", None)  # Import fails.
+  with pytest.raises(serving.ExportError, match=r"pix2pix_tf\[onnx\]"):
+    formats.write_format(generator, config, "onnx",
+                         str(root / "missing.onnx"), "eval")
+  assert not os.path.exists(root / "missing.onnx")
+
+
+def test_a_failed_export_leaves_the_old_file(exported, monkeypatch):
+  config, generator, _, root = exported
+  path = root / "kept.onnx"
+  path.write_bytes(b"an earlier export")
+
+  def fail(*args):
+    raise RuntimeError("the converter failed")
+
+  monkeypatch.setattr(formats, "_write", fail)
+  with pytest.raises(RuntimeError):
+    formats.write_format(generator, config, "onnx", str(path), "eval")
+  assert path.read_bytes() == b"an earlier export"
+  assert [p for p in os.listdir(root) if p.startswith(".export-")] == []
+
+
+def test_bad_paths_are_refused(exported):
+  config, generator, _, root = exported
+  with pytest.raises(serving.ExportError, match=r"ending in \.onnx"):
+    formats.write_format(generator, config, "onnx", str(root / "x.tflite"),
+                         "eval")
+  (root / "folder.keras").mkdir()
+  with pytest.raises(serving.ExportError, match="not a file"):
+    formats.write_format(generator, config, "keras",
+                         str(root / "folder.keras"), "eval")
+
+
+@pytest.mark.slow
+def test_export_command_writes_and_checks_each_format(trained_run):
+  for fmt in ("onnx", "litert", "keras"):
+    out = run_command("export", f"--model_dir={trained_run.model_dir}",
+                      f"--format={fmt}")
+    assert out.returncode == 0, out.stderr[-2000:]
+    path = formats.default_path(trained_run.model_dir, fmt, "float32")
+    assert f"Exported to {path}" in out.stdout
+    assert "largest difference" in out.stdout
+    # The run's paper-mode generator has dropout: compared without it.
+    assert "compared without dropout" in out.stdout
+    assert os.path.getsize(path) > 0
