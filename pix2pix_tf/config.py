@@ -794,4 +794,6 @@ def run_command(command: str, main: Callable[[Sequence[str]], None]) -> None:
     define_flags()
   if command in COMMAND_OPTIONS:
     define_command_flags(command)
+  if command == "convert":  # Where it writes is a run: --model_dir.
+    flags.DEFINE_alias("output_dir", "model_dir")
   app.run(main)

@@ -157,6 +157,19 @@ def write_resnets():
   np.savez(os.path.join(HERE, "resnet_expected.npz"), **outputs)
 
 
+def write_resnet9():
+  """resnet9_batch_dropout.pth: resnet_9blocks (ngf 4) with dropout, as the
+  reference's pix2pix trains it; its eval output in resnet9_expected.npz."""
+  image = torch.rand(1, 3, 32, 32) * 2 - 1
+  net = resnet(9, 4, "batch", True)
+  randomize_batch_norm(net)
+  torch.save(net.state_dict(), os.path.join(HERE, "resnet9_batch_dropout.pth"))
+  with torch.no_grad():
+    net.eval()
+    np.savez(os.path.join(HERE, "resnet9_expected.npz"),
+             input=image.numpy(), eval=net(image).numpy())
+
+
 def patchgan(n_layers, ndf, norm, channels=6):
   """The reference's NLayerDiscriminator layout (restated here)."""
   bias = norm == "instance"
@@ -265,6 +278,7 @@ def main():
   write_resnets()
   write_patchgans()
   write_deep_unets()
+  write_resnet9()
 
 
 if __name__ == "__main__":

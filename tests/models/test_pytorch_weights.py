@@ -138,3 +138,21 @@ def test_unet_128_and_unet_256_depths_compute_what_pytorch_computed(depth):
     np.testing.assert_allclose(got[..., centre, centre],
                                expected[f"{mode}{depth}"], atol=1e-4,
                                err_msg=mode)
+
+
+def test_resnet_9blocks_by_its_flags_computes_what_pytorch_computed():
+  """The reference's pix2pix ResNet (9 blocks, dropout), read through the
+  mapping that convert uses for --generator=resnet_9blocks."""
+  from pix2pix_tf import config as config_lib
+  from pix2pix_tf import models
+  path = os.path.join(DATA, "resnet9_batch_dropout.pth")
+  expected = np.load(os.path.join(DATA, "resnet9_expected.npz"))
+  config = config_lib.Config(generator="resnet_9blocks", ngf=4, norm="batch",
+                             dropout=0.5, crop_size=32, load_size=32)
+  generator = models.build_generator(config)
+  pytorch_weights.load_weights(
+      generator, pytorch_weights.read_state_dict(path),
+      pytorch_weights.generator_layers(config), path)
+  got = np.asarray(generator(expected["input"].transpose(0, 2, 3, 1),
+                             training=False)).transpose(0, 3, 1, 2)
+  np.testing.assert_allclose(got, expected["eval"], atol=1e-4)

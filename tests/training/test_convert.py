@@ -24,7 +24,7 @@ def test_convert_exports_pytorchs_model_and_train_fine_tunes_it(tmp_path):
   result = run_command(
       "convert", f"--from_pytorch={DATA}/unet_batch.pth",
       f"--from_pytorch_discriminator={DATA}/patchgan_batch.pth",
-      f"--model_dir={run}", *FLAGS)
+      f"--output_dir={run}", *FLAGS)  # The other name of --model_dir.
   assert result.returncode == 0, result.stderr
   expected = np.load(os.path.join(DATA, "unet_expected.npz"))
   image = expected["input"].transpose(0, 2, 3, 1)
