@@ -237,14 +237,36 @@ def init_weights(state: state_lib.TrainState, init_from: str) -> None:
   models.restore(tf.train.Checkpoint(generator=state.generator), path,
                  "the generator these flags build",
                  "Pass the model flags of the run it comes from.")
-  try:
-    models.restore(tf.train.Checkpoint(discriminator=state.discriminator),
-                   path)
-    what = "generator and discriminator"
-  except config_lib.ConfigError:
-    what = "generator (its discriminator does not fit these flags)"
+  what = ("generator and discriminator"
+          if restore_discriminator(path, state.discriminator)
+          else "generator (its discriminator does not fit these flags)")
   print(f"Initialised the {what} from {path}; fresh optimizers, step 0.",
         flush=True)
+
+
+# Where a checkpoint holds the discriminator's trainable weights: Keras 3
+# does not track the Discriminators model's list of sub-models for
+# TensorFlow checkpoints, so they are saved (and resumed) through the list
+# of variables that the discriminator's optimizer updates.
+DISCRIMINATOR_WEIGHT = ("discriminator_optimizer/_trainable_variables/{}/"
+                        ".ATTRIBUTES/VARIABLE_VALUE")
+
+
+def restore_discriminator(path: str, discriminator: keras.Model) -> bool:
+  """The discriminator's trainable weights from checkpoint `path`, when it
+  holds exactly as many, of the same shapes (checked before any is
+  assigned); False, changing nothing, otherwise."""
+  variables = discriminator.trainable_variables
+  stored = dict(tf.train.list_variables(path))
+  shapes = [stored.get(DISCRIMINATOR_WEIGHT.format(i))
+            for i in range(len(variables) + 1)]
+  if shapes[-1] is not None or shapes[:-1] != [
+      list(v.shape) for v in variables]:
+    return False
+  reader = tf.train.load_checkpoint(path)
+  for i, variable in enumerate(variables):
+    variable.assign(reader.get_tensor(DISCRIMINATOR_WEIGHT.format(i)))
+  return True
 
 
 def check_writable(model_dir: str) -> None:

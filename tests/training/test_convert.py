@@ -69,3 +69,34 @@ def test_convert_names_the_flag_for_a_mismatched_file(tmp_path):
   assert result.returncode != 0
   assert "--norm=batch" in result.stderr
   assert not (tmp_path / "x" / "checkpoints").exists()
+
+
+def test_init_from_takes_the_discriminator_only_when_it_fits(tmp_path):
+  """The discriminator's weights come from the checkpoint when they fit
+  (the same depth), and none of them when they do not (another depth)."""
+  from conftest import small_config
+  from pix2pix_tf import training
+  from pix2pix_tf.training import run as run_lib
+  strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+  source = training.create_state(
+      small_config(tmp_path, tmp_path / "a", d_layers=3), 1, strategy)
+  rng = np.random.default_rng(0)
+  for variable in source.discriminator.trainable_variables:
+    variable.assign(rng.normal(size=variable.shape).astype(np.float32))
+  path = source.checkpoint().save(str(tmp_path / "ckpt"))
+  for d_layers, fits in ((3, True), (2, False)):
+    target = training.create_state(
+        small_config(tmp_path, tmp_path / "b", d_layers=d_layers), 1,
+        strategy)
+    before = [v.numpy() for v in target.discriminator.variables]
+    run_lib.init_weights(target, path)
+    for mine, theirs in zip(target.generator.weights,
+                            source.generator.weights):
+      np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
+    if fits:
+      for mine, theirs in zip(target.discriminator.trainable_variables,
+                              source.discriminator.trainable_variables):
+        np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
+    else:
+      for variable, value in zip(target.discriminator.variables, before):
+        np.testing.assert_array_equal(variable.numpy(), value)
