@@ -373,9 +373,15 @@ class Unused:
               "flags": {"data_dir": "/home/someone/data",
                         "model_dir": "/home/someone/runs/x", "ngf": 64}}
   signatures = {"translate_encoded": None, "translate_encoded_native": None}
+  signature_defs = {}
+  default_signature = "translate_encoded"
   requested_resolution = None
+  version = 1
 
-  def translate(self, images, wait=None, signature=None):
+  def input_specs(self, signature):
+    return {"images_bytes": tf.TensorSpec([None], tf.string)}
+
+  def run(self, signature, inputs, wait=None):
     raise AssertionError("the model was called")
 
 
@@ -495,7 +501,7 @@ def test_the_metadata_endpoint_tells_no_paths(translation_server):
                          "/v1/models/pix2pix/metadata")
   assert status == 200
   assert "/home/someone" not in body.decode()
-  assert json.loads(body)["metadata"]["flags"] == {"ngf": 64}
+  assert json.loads(body)["metadata"]["pix2pix_tf"]["flags"] == {"ngf": 64}
 
 
 # --- The perceptual study --------------------------------------------------
