@@ -473,6 +473,8 @@ def test_a_request_waits_for_the_model_no_longer_than_the_timeout():
   translator._lock = threading.Lock()
   translator.signatures = {"translate_encoded": lambda images_bytes: {
       "generated_image_bytes": images_bytes}}
+  translator._input_specs = {"translate_encoded": {
+      "images_bytes": tf.TensorSpec([None], tf.string)}}
   translator.default_signature = "translate_encoded"
   assert translator.translate([b"x"], wait=0.1) == [b"x"]
   with translator._lock:  # Another request holds the model.

@@ -123,6 +123,9 @@ class Translator:
     self.signatures = {name: function
                        for name, function in loaded.signatures.items()
                        if function.structured_input_signature[1]}
+    self._input_specs = {
+        name: function.structured_input_signature[1]
+        for name, function in self.signatures.items()}
     self.default_signature = ENCODED_SIGNATURES[self.resolution]
     if self.default_signature not in self.signatures:
       raise saved_model_lib.ExportError(
@@ -133,7 +136,7 @@ class Translator:
 
   def input_specs(self, signature: str) -> Dict[str, tf.TensorSpec]:
     """The inputs of `signature` by name (TensorSpecs: dtype, shape)."""
-    return self.signatures[signature].structured_input_signature[1]
+    return self._input_specs[signature]
 
   def run(self, signature: str, inputs: Dict[str, np.ndarray],
           wait: Optional[float] = None) -> Dict[str, np.ndarray]:
@@ -141,6 +144,14 @@ class Translator:
     by name. Raises Refused (a sentence) for inputs the signature
     refuses, Busy when the model stays taken for `wait` seconds."""
     function = self.signatures[signature]
+    for name, spec in self.input_specs(signature).items():
+      # Loaded signatures check no shape before running: a string tensor
+      # of another rank would fail inside, as if it were no image.
+      if not spec.shape.is_compatible_with(inputs[name].shape):
+        dims = ", ".join("any" if d is None else str(d)
+                         for d in spec.shape.as_list())
+        raise Refused(f"{signature}: input {name!r} takes shape [{dims}]; "
+                      f"got {list(inputs[name].shape)}.")
     if not self._lock.acquire(timeout=-1 if wait is None else wait):
       raise Busy(f"The model was busy for {wait:g} s; try again.")
     try:

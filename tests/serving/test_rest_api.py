@@ -261,6 +261,10 @@ BAD_REQUESTS = {
     "a number for a string input": (
         {"signature_name": "translate_encoded", "instances": [3]}, 400,
         '{"b64": "..."}'),
+    "an image list nested too deeply": (
+        {"signature_name": "translate_encoded",
+         "inputs": [[{"b64": "AAAA"}]]}, 400,
+        "input 'images_bytes' takes shape [any]; got [1, 1]"),
     "a signature_name that is no string": (
         {"signature_name": 3, "instances": [1.0]}, 400, "must be a string"),
 }
