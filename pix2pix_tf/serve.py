@@ -3,8 +3,9 @@ r"""Serves an exported generator behind an interactive drawing page.
     python -m pix2pix_tf.serve --saved_model=runs/facades/export
     # then open http://127.0.0.1:8000/
 
-The page, TensorFlow Serving's REST API (POST /v1/models/pix2pix:predict),
-the metadata and /healthz: see pix2pix_tf/serving/server.py. The page can talk
+The page, TensorFlow Serving's REST API (predict in row and columnar format
+for every signature, model status, metadata) and /healthz: see
+pix2pix_tf/serving/server.py. The page can talk
 to a TensorFlow Serving deployment of the same export instead: open it with
 ?api=http://serving-host:8501/v1/models/pix2pix.
 """

@@ -373,9 +373,15 @@ class Unused:
               "flags": {"data_dir": "/home/someone/data",
                         "model_dir": "/home/someone/runs/x", "ngf": 64}}
   signatures = {"translate_encoded": None, "translate_encoded_native": None}
+  signature_defs = {}
+  default_signature = "translate_encoded"
   requested_resolution = None
+  version = 1
 
-  def translate(self, images, wait=None, signature=None):
+  def input_specs(self, signature):
+    return {"images_bytes": tf.TensorSpec([None], tf.string)}
+
+  def run(self, signature, inputs, wait=None):
     raise AssertionError("the model was called")
 
 
@@ -467,6 +473,8 @@ def test_a_request_waits_for_the_model_no_longer_than_the_timeout():
   translator._lock = threading.Lock()
   translator.signatures = {"translate_encoded": lambda images_bytes: {
       "generated_image_bytes": images_bytes}}
+  translator._input_specs = {"translate_encoded": {
+      "images_bytes": tf.TensorSpec([None], tf.string)}}
   translator.default_signature = "translate_encoded"
   assert translator.translate([b"x"], wait=0.1) == [b"x"]
   with translator._lock:  # Another request holds the model.
@@ -495,7 +503,7 @@ def test_the_metadata_endpoint_tells_no_paths(translation_server):
                          "/v1/models/pix2pix/metadata")
   assert status == 200
   assert "/home/someone" not in body.decode()
-  assert json.loads(body)["metadata"]["flags"] == {"ngf": 64}
+  assert json.loads(body)["metadata"]["pix2pix_tf"]["flags"] == {"ngf": 64}
 
 
 # --- The perceptual study --------------------------------------------------

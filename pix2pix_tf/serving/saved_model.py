@@ -14,6 +14,7 @@ from typing import Optional, Tuple
 
 import keras
 import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
 
 from pix2pix_tf import config as config_lib
 from pix2pix_tf import models
@@ -70,6 +71,15 @@ def read_metadata(export_dir: str) -> Optional[dict]:
           str(metadata.get("format", "")).startswith(signatures.FORMAT)):
     return None
   return metadata
+
+
+def signature_defs(export_dir: str) -> dict:
+  """The SignatureDef protos of a SavedModel, by signature name, as
+  TensorFlow Serving reads them (with their graph tensor names)."""
+  proto = saved_model_pb2.SavedModel()
+  with open(os.path.join(export_dir, "saved_model.pb"), "rb") as f:
+    proto.ParseFromString(f.read())
+  return dict(proto.meta_graphs[0].signature_def)
 
 
 def resolution_of(metadata: dict, resolution: Optional[str]) -> str:

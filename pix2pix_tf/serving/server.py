@@ -1,43 +1,74 @@
 """The translation server: a drawing page, and TensorFlow Serving's REST API
-around an export's translate_encoded signatures.
+for the export's signatures (rest.py holds the API's JSON rules), so that a
+client of TensorFlow Serving works unchanged against it, and the other way
+round.
 
-GET /                                 the page (pages/translate.html): draw a
-                                      label map (palette brushes, with their
-                                      class names) or edges (pen) on a canvas
-                                      of a chosen size, or upload an image;
-                                      Translate (at native resolution)
-POST /v1/models/pix2pix:predict       {"instances": [{"b64": ...}]} ->
-                                      {"predictions": [{"b64": ...}]};
-                                      "signature_name": translate_encoded or
-                                      translate_encoded_native (default: by
-                                      --resolution, else the export's)
-GET /v1/models/pix2pix/metadata       the model's metadata (no paths)
-GET /healthz                          "ok" once the model is loaded
+GET /                          the page (pages/translate.html): draw a label
+                               map (palette brushes, with their class
+                               names) or edges (pen) on a canvas of a chosen
+                               size, or upload an image; Translate (at
+                               native resolution)
+POST /v1/models/pix2pix:predict
+POST /v1/models/pix2pix/versions/N:predict
+    row format {"signature_name": S, "instances": [...]} ->
+    {"predictions": [...]}, or columnar {"signature_name": S, "inputs":
+    ...} -> {"outputs": ...}. S names any signature that takes inputs:
+    serving_default (float32 in [-1, 1], nested lists [batch, height,
+    width, C]), translate_uint8 and translate_native (integers 0..255),
+    translate_encoded and translate_encoded_native ({"b64": ...} images
+    in, {"b64": ...} PNGs out). The metadata signature takes no inputs and
+    is refused, as TensorFlow Serving refuses it; its contents, without
+    paths, are in the metadata document below.
+    The default signature (no signature_name, or ""): {"b64": ...} images
+    go to translate_encoded, or translate_encoded_native by --resolution
+    (else the export's resolution), as before; numbers go to
+    serving_default, TensorFlow Serving's default.
+GET /v1/models/pix2pix
+GET /v1/models/pix2pix/versions/N
+    the model status: {"model_version_status": [{"version": "N", "state":
+    "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]}
+GET /v1/models/pix2pix/metadata
+GET /v1/models/pix2pix/versions/N/metadata
+    {"model_spec": {"name", "signature_name", "version"}, "metadata":
+    {"signature_def": {"signature_def": {name: {"inputs", "outputs",
+    "method_name"}}}, "pix2pix_tf": the export's metadata without the
+    training machine's paths, and the page's palette}}
+GET /healthz                   {"status": "ok"} once the model is loaded
+
+The version N is the --saved_model folder's name when that is a number (as
+in TensorFlow Serving's /models/pix2pix/1), else 1; another version or
+model name is answered 404.
 
 Requests are served concurrently; model calls are serialised by a lock, so a
-single model copy is used safely. Errors are JSON with a 4xx or 5xx status.
-Limits: bodies over --max_upload_mb (413), images whose header declares more
-than --max_pixels pixels (413, before decoding), a wait for the model over
---request_timeout (503); pages are sent with a Content-Security-Policy that
-runs no script but their own.
+single model copy is used safely. Errors are {"error": "..."} with a 4xx or
+5xx status: 400 for a request that the signature cannot take, 404 for an
+unknown model, version or path, 405 for a wrong method, 413 for a body over
+--max_upload_mb, an image whose header declares more than --max_pixels
+pixels (before decoding) or a numeric image with more values than that many
+pixels hold, 503 for a wait for the model over --request_timeout. Pages are
+sent with a Content-Security-Policy that runs no script but their own.
 """
 
-import base64
-import binascii
 import json
+import os
+import re
 import threading
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import flask
+import numpy as np
 import tensorflow as tf
+from werkzeug import routing
 
 from pix2pix_tf import config as config_lib
 from pix2pix_tf import data as data_lib
+from pix2pix_tf.serving import rest
 from pix2pix_tf.serving import saved_model as saved_model_lib
 from pix2pix_tf.serving import web
 
 MODEL_NAME = "pix2pix"
-INSTANCES = 'JSON {"instances": [{"b64": "..."}]}'
+PREDICT_BODY = 'JSON {"instances": [...]} or {"inputs": ...}'
+DEFAULT_SIGNATURE = "serving_default"
 
 # Flags whose values are paths on the training machine: the metadata
 # endpoint leaves them out, so that a server does not tell its visitors
@@ -50,30 +81,51 @@ class Busy(RuntimeError):
   """The model was busy for longer than the request may wait."""
 
 
-# The export's signatures that the predict endpoint runs (encoded images in,
-# PNGs out), by `signature_name`.
+class Refused(ValueError):
+  """Inputs that the signature refused (the wrong shape, not an image)."""
+
+
+# The export's encoded-image signatures (images in, PNGs out), by the
+# resolution they translate at: the default for b64 requests.
 ENCODED_SIGNATURES = {"training": "translate_encoded",
                       "native": "translate_encoded_native"}
 
 
-class Translator:
-  """The SavedModel's encoded-image signatures, one call at a time:
-  translate_encoded (training resolution) and translate_encoded_native.
+def export_version(saved_model: str) -> int:
+  """The version TensorFlow Serving would give the export: its folder's
+  name when that is a number (/models/pix2pix/1), else 1."""
+  name = os.path.basename(os.path.normpath(saved_model))
+  return int(name) if name.isdigit() else 1
 
-  `resolution`: the one a request that names no signature gets, "native"
-  or "training"; default: the export's. Raises ExportError for native
-  resolution from an export that predates it."""
+
+class Translator:
+  """The SavedModel's signatures, one call at a time.
+
+  `resolution`: the one that a request of b64 images naming no signature
+  gets, "native" or "training"; default: the export's. Raises ExportError
+  for native resolution from an export that predates it.
+
+  Attributes: `metadata` (the export's), `version` (`export_version`),
+  `signature_defs` (every SignatureDef proto, by name), `signatures` (the
+  signatures that take inputs, by name), `default_signature` (the encoded
+  signature of `resolution`).
+  """
 
   def __init__(self, saved_model: str, resolution: Optional[str] = None):
     loaded = saved_model_lib.load(saved_model)  # ExportError: one sentence.
     self._loaded = loaded
     self.metadata = json.loads(loaded.metadata_json.numpy())
+    self.version = export_version(saved_model)
+    self.signature_defs = saved_model_lib.signature_defs(saved_model)
     self.requested_resolution = resolution
     self.resolution = saved_model_lib.resolution_of(self.metadata,
                                                     resolution)
-    self.signatures = {name: loaded.signatures[name]
-                       for name in ENCODED_SIGNATURES.values()
-                       if name in loaded.signatures}
+    self.signatures = {name: function
+                       for name, function in loaded.signatures.items()
+                       if function.structured_input_signature[1]}
+    self._input_specs = {
+        name: function.structured_input_signature[1]
+        for name, function in self.signatures.items()}
     self.default_signature = ENCODED_SIGNATURES[self.resolution]
     if self.default_signature not in self.signatures:
       raise saved_model_lib.ExportError(
@@ -82,24 +134,63 @@ class Translator:
           "--resolution=training.")
     self._lock = threading.Lock()
 
-  def translate(self, encoded_images: Sequence[bytes],
-                wait: Optional[float] = None,
-                signature: Optional[str] = None) -> List[bytes]:
-    """Encoded images (bytes) -> encoded PNGs, by `signature` (one of
-    `signatures`; default: `default_signature`). Raises ValueError for data
-    that is not an image, Busy when the model stays taken for `wait`
-    seconds."""
-    translate = self.signatures[signature or self.default_signature]
+  def input_specs(self, signature: str) -> Dict[str, tf.TensorSpec]:
+    """The inputs of `signature` by name (TensorSpecs: dtype, shape)."""
+    return self._input_specs[signature]
+
+  def run(self, signature: str, inputs: Dict[str, np.ndarray],
+          wait: Optional[float] = None) -> Dict[str, np.ndarray]:
+    """`signature` called on `inputs` (arrays by input name): its outputs
+    by name. Raises Refused (a sentence) for inputs the signature
+    refuses, Busy when the model stays taken for `wait` seconds."""
+    function = self.signatures[signature]
+    for name, spec in self.input_specs(signature).items():
+      # Loaded signatures check no shape before running: a string tensor
+      # of another rank would fail inside, as if it were no image.
+      if not spec.shape.is_compatible_with(inputs[name].shape):
+        dims = ", ".join("any" if d is None else str(d)
+                         for d in spec.shape.as_list())
+        raise Refused(f"{signature}: input {name!r} takes shape [{dims}]; "
+                      f"got {list(inputs[name].shape)}.")
     if not self._lock.acquire(timeout=-1 if wait is None else wait):
       raise Busy(f"The model was busy for {wait:g} s; try again.")
     try:
-      out = translate(images_bytes=tf.constant(encoded_images))
+      outputs = function(**{name: tf.constant(value)
+                            for name, value in inputs.items()})
     except tf.errors.InvalidArgumentError as e:
-      raise ValueError("an instance is not a JPEG, PNG, BMP, GIF or WebP "
-                       "image") from e
+      raise Refused(refusal(signature, inputs, e.message)) from e
     finally:
       self._lock.release()
-    return [bytes(x) for x in out["generated_image_bytes"].numpy()]
+    return {name: value.numpy() for name, value in outputs.items()}
+
+  def translate(self, encoded_images: Sequence[bytes],
+                wait: Optional[float] = None,
+                signature: Optional[str] = None) -> List[bytes]:
+    """Encoded images (bytes) -> encoded PNGs, by `signature` (an encoded
+    one; default: `default_signature`). Raises ValueError for data that is
+    not an image, Busy when the model stays taken for `wait` seconds."""
+    outputs = self.run(signature or self.default_signature,
+                       {"images_bytes": np.array(encoded_images, object)},
+                       wait)
+    return [bytes(png) for png in outputs["generated_image_bytes"]]
+
+
+def refusal(signature: str, inputs: Dict[str, np.ndarray],
+            message: str) -> str:
+  """Why `signature` refused `inputs`, in a sentence, from TensorFlow's
+  error `message` (the signatures' checks say which shape they expect)."""
+  if any(value.dtype == object for value in inputs.values()):
+    return "an instance is not a JPEG, PNG, BMP, GIF or WebP image"
+  shapes = ", ".join(f"{name} {list(value.shape)}"
+                     for name, value in inputs.items())
+  check = re.search(r"assertion failed: \[(.*?)\] \[Condition", message)
+  if check:
+    return f"{signature}: {check.group(1)}; got {shapes}."
+  lines = [line for line in message.splitlines()
+           if line.strip() and not line.startswith(("\t", "Detected at",
+                                                    "<stack", "Graph exec"))]
+  return f"{signature} cannot take {shapes}: " + (
+      lines[0][:300] if lines else "refused")
 
 
 def canvas_sizes(metadata: dict, max_pixels: int) -> List[int]:
@@ -120,40 +211,52 @@ def public_metadata(metadata: dict) -> dict:
   return public
 
 
-class RequestError(Exception):
-  """A predict request refused before the model: its HTTP status and why."""
-
-  def __init__(self, status: int, message: str):
-    super().__init__(message)
-    self.status = status
+class ModelName(routing.BaseConverter):
+  """A model name in a TensorFlow Serving path: no "/" or ":" (so that
+  /v1/models/pix2pix:predict names the model pix2pix)."""
+  regex = r"[^/:]+"
 
 
-def decode_instances(body: dict, max_pixels: int) -> List[bytes]:
-  """The encoded images of a REST predict body; RequestError (400, or 413
-  for an image that declares more than `max_pixels` pixels, read from its
-  header before anything is decoded)."""
-  if not isinstance(body.get("instances"), list):
-    raise RequestError(400, f"Expected {INSTANCES}.")
-  if not body["instances"]:
-    raise RequestError(400, "No instances given.")
-  images = []
-  for i, instance in enumerate(body["instances"]):
-    if isinstance(instance, dict) and "images_bytes" in instance:
-      instance = instance["images_bytes"]
-    if not isinstance(instance, dict) or not isinstance(
-        instance.get("b64"), str):
-      raise RequestError(400, f'instances[{i}] is not {{"b64": "..."}}.')
-    try:
-      images.append(base64.b64decode(instance["b64"], validate=True))
-    except (binascii.Error, ValueError):
-      raise RequestError(400,
-                         f"instances[{i}] is not valid base64.") from None
-    pixels = data_lib.declared_pixels(images[-1])
-    if pixels is not None and pixels > max_pixels:
-      count = "too many" if pixels == float("inf") else pixels
-      raise RequestError(413, f"instances[{i}] declares {count} pixels, "
-                              f"more than --max_pixels={max_pixels}.")
-  return images
+def check_servable(model: str, version: Optional[int],
+                   translator: Translator, status: bool = False) -> None:
+  """RequestError 404 (TensorFlow Serving's message: of the status
+  endpoint when `status`) unless the path names this model and, if any,
+  its version."""
+  served = f" (this server serves {MODEL_NAME}, version {translator.version})"
+  if model != MODEL_NAME:
+    raise rest.RequestError(404, (
+        f"Could not find any versions of model {model}" if status else
+        f"Servable not found for request: Latest({model})") + served)
+  if version is not None and version != translator.version:
+    raise rest.RequestError(404, (
+        f"Could not find version {version} of model {model}" if status else
+        f"Servable not found for request: Specific({model}, {version})") +
+        served)
+
+
+def choose_signature(body: dict, translator: Translator) -> str:
+  """The signature a predict body asks for: its signature_name, else the
+  encoded default for b64 images and serving_default for numbers (see
+  the module docstring). RequestError (400) for a signature that predict
+  cannot run."""
+  name = body.get("signature_name")
+  if name is not None and not isinstance(name, str):
+    raise rest.RequestError(400, "'signature_name' must be a string.")
+  if not name:  # TensorFlow Serving reads "" as the default too.
+    value = rest.first_value(body)
+    return (translator.default_signature
+            if isinstance(value, str) or rest.is_b64(value)
+            else DEFAULT_SIGNATURE)
+  if name in translator.signatures:
+    return name
+  if name in translator.signature_defs:
+    raise rest.RequestError(400, (
+        f"Signature {name!r} takes no inputs, so predict cannot run it "
+        "(TensorFlow Serving refuses it too); the export's metadata is at "
+        f"GET /v1/models/{MODEL_NAME}/metadata."))
+  raise rest.RequestError(400, (
+      f"Serving signature name {name!r} not found; use one of "
+      f"{', '.join(sorted(translator.signatures))}."))
 
 
 def _page_config(translator: Translator, palette: Optional[List[dict]],
@@ -173,15 +276,66 @@ def _page_config(translator: Translator, palette: Optional[List[dict]],
           "model": MODEL_NAME}
 
 
-def _signature_name(body: dict, translator: Translator) -> Optional[str]:
-  """The request's signature_name (None: the default); RequestError for
-  one the server does not run."""
-  signature = body.get("signature_name")
-  if signature is not None and signature not in translator.signatures:
-    raise RequestError(400, f"signature_name {signature!r} is not one this "
-                       "server runs; use one of "
-                       f"{', '.join(sorted(translator.signatures))}.")
-  return signature
+def _error(status: int, message: str):
+  """TensorFlow Serving's error answer."""
+  return flask.jsonify({"error": message}), status
+
+
+def _install_api(server: flask.Flask, translator: Translator,
+                 own_metadata: dict, limits: rest.Limits,
+                 request_timeout: float) -> None:
+  """TensorFlow Serving's REST endpoints (the module docstring)."""
+  server.url_map.converters["model"] = ModelName
+  model = "/v1/models/<model:model>"
+  version = model + "/versions/<int:version>"
+  latest = {"version": None}
+
+  @server.post(model + ":predict", defaults=latest)
+  @server.post(version + ":predict")
+  def predict(model, version):
+    check_servable(model, version, translator)
+    body = web.json_object(flask.request, PREDICT_BODY)
+    signature = choose_signature(body, translator)
+    inputs, form = rest.parse_predict(
+        body, translator.input_specs(signature), limits)
+    outputs = translator.run(signature, inputs, wait=request_timeout)
+    return flask.jsonify(rest.predict_answer(outputs, form))
+
+  @server.get(model, defaults=latest)
+  @server.get(version)
+  def status(model, version):
+    check_servable(model, version, translator, status=True)
+    return flask.jsonify(rest.model_status(translator.version))
+
+  @server.get(model + "/metadata", defaults=latest)
+  @server.get(version + "/metadata")
+  def metadata(model, version):
+    check_servable(model, version, translator)
+    return flask.jsonify(rest.model_metadata(
+        MODEL_NAME, translator.version, translator.signature_defs,
+        pix2pix_tf=own_metadata))
+
+  @server.errorhandler(rest.RequestError)
+  def refused(e):
+    return _error(e.status, str(e))
+
+  @server.errorhandler(Refused)
+  def not_taken(e):
+    return _error(400, str(e))
+
+  @server.errorhandler(Busy)
+  def busy(e):
+    return _error(503, str(e))
+
+  @server.errorhandler(404)
+  def not_found(e):
+    request = flask.request
+    if not request.path.startswith("/v1/"):
+      return _error(404, "No such page.")
+    return _error(404, (
+        f"Malformed request: {request.method} {request.path}; this server "
+        f"answers POST /v1/models/{MODEL_NAME}[/versions/N]:predict and "
+        f"GET /v1/models/{MODEL_NAME}[/versions/N][/metadata]."))
 
 
 def create_app(translator: Translator, palette: Optional[List[dict]] = None,
@@ -189,9 +343,10 @@ def create_app(translator: Translator, palette: Optional[List[dict]] = None,
                request_timeout: float = config_lib.DEFAULT_REQUEST_TIMEOUT
                ) -> flask.Flask:
   """The Flask app around `translator`. Images whose header declares more
-  than `max_pixels` pixels (default: the export's own limit) are answered
-  413 before anything is decoded; a request waits at most
-  `request_timeout` seconds for the model."""
+  than `max_pixels` pixels (default: the export's own limit), or numeric
+  images with more values than that many pixels hold, are answered 413
+  before anything is decoded; a request waits at most `request_timeout`
+  seconds for the model."""
   server = flask.Flask(__name__)
   server.config["MAX_CONTENT_LENGTH"] = int(max_upload_mb * 2**20)
   # The export refuses larger images itself: the server's limit can only
@@ -200,10 +355,6 @@ def create_app(translator: Translator, palette: Optional[List[dict]] = None,
                                            config_lib.DEFAULT_MAX_PIXELS)
   max_pixels = min(max_pixels or exported_limit, exported_limit)
   page_config = _page_config(translator, palette, max_pixels)
-
-  def error(status, message):
-    return flask.jsonify({"error": message}), status
-
   web.install(server, f"The request is larger than --max_upload_mb="
                       f"{max_upload_mb:g} MB.")
 
@@ -216,29 +367,12 @@ def create_app(translator: Translator, palette: Optional[List[dict]] = None,
   def healthz():
     return flask.jsonify({"status": "ok"})
 
-  @server.get(f"/v1/models/{MODEL_NAME}/metadata")
-  def metadata():
-    return flask.jsonify({"model_spec": {"name": MODEL_NAME},
-                          "metadata": public_metadata(translator.metadata),
-                          "palette": palette})
-
-  @server.post(f"/v1/models/{MODEL_NAME}:predict")
-  def predict():
-    try:
-      body = web.json_object(flask.request, INSTANCES)
-      signature = _signature_name(body, translator)
-      images = decode_instances(body, max_pixels)
-      outputs = translator.translate(images, wait=request_timeout,
-                                     signature=signature)
-    except RequestError as e:
-      return error(e.status, str(e))
-    except ValueError as e:  # Not an image.
-      return error(400, str(e))
-    except Busy as e:
-      return error(503, str(e))
-    return flask.jsonify({"predictions": [
-        {"b64": base64.b64encode(png).decode()} for png in outputs]})
-
+  own_metadata = public_metadata(translator.metadata)
+  if palette is not None:
+    own_metadata["palette"] = palette
+  _install_api(server, translator, own_metadata, rest.Limits(
+      max_pixels, translator.metadata.get("input_channels", 3)),
+               request_timeout)
   return server
 
 

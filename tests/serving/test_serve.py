@@ -77,8 +77,9 @@ def test_health_and_metadata(server):
   assert request(f"{url}/healthz") == (200, {"status": "ok"})
   status, body = request(f"{url}/v1/models/pix2pix/metadata")
   assert status == 200
-  assert body["metadata"]["direction"] == "BtoA"
-  assert [p["name"] for p in body["palette"]] == list(demo.PALETTE)
+  own = body["metadata"]["pix2pix_tf"]
+  assert own["direction"] == "BtoA"
+  assert [p["name"] for p in own["palette"]] == list(demo.PALETTE)
 
 
 @pytest.mark.slow
