@@ -10,9 +10,11 @@ them, checks every tensor against the model the training flags describe
 (a mismatch names the tensor and the flag to change), and writes a run:
 config.json and flags.txt, a checkpoint at step 0 (resume it with `train`
 to fine-tune, with fresh optimizers) and export/, which predict, evaluate
-and serve use.
+and serve use. U-Nets get --dropout_placement=reference (the reference's
+dropout blocks) unless the flag is given.
 """
 
+import dataclasses
 import sys
 
 from absl import app
@@ -32,7 +34,11 @@ def main(argv):
     raise app.UsageError("--from_pytorch is required.")
   from pix2pix_tf.training import importing  # After the flags.
   try:
-    config = config_lib.Config.from_flag_values(FLAGS).validate()
+    config = config_lib.Config.from_flag_values(FLAGS)
+    if not FLAGS["dropout_placement"].present:
+      # Where the reference's U-Net drops out (paper mode keeps dropout).
+      config = dataclasses.replace(config, dropout_placement="reference")
+    config = config.validate()
     export = importing.import_pytorch(config, FLAGS.from_pytorch,
                                       FLAGS.from_pytorch_discriminator)
   except (ValueError, OSError) as e:

@@ -2,9 +2,9 @@ r"""Exports a run in every format and measures each file against the
 SavedModel on real images: the README's "Export formats" table.
 
     python tools/compare_formats.py --model_dir=runs/facades \
-        --input=datasets/facades/val --num_images=20 --output_dir=/tmp/formats
+        --input=datasets/facades/val --num_images=50 --output_dir=/tmp/formats
 
-Writes, in --output_dir, the SavedModel and the .keras, LiteRT (float32 and
+Writes, in --output_dir, the SavedModel (export/) and the .keras, LiteRT (float32 and
 float16 weights) and ONNX files of the run's latest checkpoint in eval mode
 (deterministic, so that differences are the formats', not dropout's). Each
 file is run by its own runtime (Keras, the LiteRT interpreter, ONNX Runtime)
@@ -24,7 +24,7 @@ import numpy as np
 
 flags.DEFINE_string("model_dir", None, "A training run of pix2pix_tf.")
 flags.DEFINE_string("input", None, "A folder of A|B pairs.")
-flags.DEFINE_integer("num_images", 20, "Pairs to translate.")
+flags.DEFINE_integer("num_images", 50, "Pairs to translate.")
 flags.DEFINE_string("output_dir", None, "Where to write the exports.")
 FLAGS = flags.FLAGS
 
@@ -63,7 +63,7 @@ def main(argv):
   generator, step = serving.saved_model.restore_generator(
       config, serving.latest_checkpoint(FLAGS.model_dir))
   saved_model = serving.save(generator, config, step,
-                             os.path.join(FLAGS.output_dir, "saved_model"),
+                             os.path.join(FLAGS.output_dir, "export"),
                              "eval")
   images = inputs(config, FLAGS.input, FLAGS.num_images)
   reference = tf.saved_model.load(saved_model).signatures["serving_default"]
@@ -78,7 +78,7 @@ def main(argv):
   print("| format | file | size (MiB) | max abs diff | mean abs diff | "
         "8-bit levels changed |")
   print("|---|---|---|---|---|---|")
-  print(f"| SavedModel | saved_model/ | {size / 2**20:.1f} | 0 | 0 | 0 |")
+  print(f"| SavedModel | export/ | {size / 2**20:.1f} | 0 | 0 | 0 |")
   for fmt, weights in VARIANTS:
     path = formats.default_path(FLAGS.output_dir, fmt, weights)
     written = formats.write_format(generator, config, fmt, path, "eval",
@@ -87,7 +87,7 @@ def main(argv):
     got = np.concatenate([run(x[None]) for x in images])
     difference = np.abs(got - expected)
     changed = float((level(got) != level(expected)).mean())
-    name = fmt + (" (float16 weights)" if weights == "float16" else "")
+    name = fmt + (", float16 weights" if weights == "float16" else "")
     print(f"| {name} | {os.path.basename(path)} | "
           f"{written.size_bytes / 2**20:.1f} | {difference.max():.2g} | "
           f"{difference.mean():.2g} | {changed:.2%} |")

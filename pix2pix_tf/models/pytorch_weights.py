@@ -14,6 +14,7 @@ code).
 """
 
 import collections
+import os
 import pickle
 import zipfile
 from typing import Dict, List, Tuple
@@ -40,11 +41,19 @@ _STORAGE_DTYPES = {
 
 
 class _StorageType:
-  """Stands in for torch.<Name>Storage: only its dtype is used."""
+  """Stands in for torch.<Name>Storage: only its dtype is used. Immutable,
+  so that a pickle cannot change how this or a later file is read."""
+  __slots__ = ("name", "dtype")
 
   def __init__(self, name: str):
-    self.name = name
-    self.dtype = _STORAGE_DTYPES[name]
+    object.__setattr__(self, "name", name)
+    object.__setattr__(self, "dtype", _STORAGE_DTYPES[name])
+
+  def __setattr__(self, name, value):
+    raise UnsafeCheckpointError("A storage type cannot be changed.")
+
+  def __setstate__(self, state):
+    raise UnsafeCheckpointError("A storage type cannot be changed.")
 
 
 def _array(raw: bytes, dtype) -> np.ndarray:
@@ -61,6 +70,20 @@ def _rebuild_tensor(storage: np.ndarray, offset: int, size: Tuple[int, ...],
                     stride: Tuple[int, ...], *unused) -> np.ndarray:
   """torch._utils._rebuild_tensor_v2: a view of `storage`, copied."""
   del unused  # requires_grad, backward hooks, metadata.
+  # as_strided reads wherever it is told: the view must lie in the storage.
+  numbers = [offset, *size, *stride]
+  if not all(isinstance(n, int) and n >= 0 for n in numbers) or len(
+      size) != len(stride):
+    raise ValueError(f"a tensor of size {size}, stride {stride} at offset "
+                     f"{offset} is not a view PyTorch writes")
+  if int(np.prod(size)) > len(storage):
+    raise ValueError(f"a tensor of size {size} holds more values than its "
+                     f"storage of {len(storage)}")
+  if 0 not in size and offset + sum(
+      (n - 1) * step for n, step in zip(size, stride)) >= len(storage):
+    raise ValueError(f"a tensor of size {size}, stride {stride} at offset "
+                     f"{offset} reaches past its storage of {len(storage)} "
+                     "values")
   itemsize = storage.itemsize
   view = np.lib.stride_tricks.as_strided(
       storage[offset:], shape=tuple(size),
@@ -106,13 +129,23 @@ class _Unpickler(pickle.Unpickler):
           "path)) and convert that.") from None
 
   def persistent_load(self, pid):
+    if not isinstance(pid, tuple) or len(pid) != 5:
+      raise ValueError(f"{self._path} holds a persistent id that is not a "
+                       "tensor storage's")
     kind, storage_type, key, _, _ = pid
     if kind != "storage" or not isinstance(storage_type, _StorageType):
       raise UnsafeCheckpointError(
           f"{self._path} holds a persistent object {kind!r} that is not a "
           "tensor storage.")
     if key not in self._storages:
-      raw = self._archive.read(f"{self._prefix}/data/{key}")
+      name = f"{self._prefix}/data/{key}"
+      info = self._archive.getinfo(name)  # KeyError: no such storage.
+      if info.compress_type != zipfile.ZIP_STORED:
+        # torch.save stores tensors uncompressed; a compressed one could
+        # unpack to any size.
+        raise ValueError(f"storage {key} is compressed, which torch.save "
+                         "never does")
+      raw = self._archive.read(name)
       self._storages[key] = _array(raw, storage_type.dtype)
     return self._storages[key]
 
@@ -128,6 +161,32 @@ def read_state_dict(path: str) -> Dict[str, np.ndarray]:
     ValueError: a file that is not a zip-format `.pth`, or whose pickle
       is not a mapping of names to tensors.
   """
+  if not os.path.isfile(path):
+    raise ValueError(f"{path} is not a file: give the path of a .pth "
+                     "(e.g. checkpoints/facades_label2photo/latest_net_G.pth).")
+  try:
+    state = _read_zip(path)
+  except ValueError as e:  # UnsafeCheckpointError too: named by the file.
+    if str(e).startswith(path):
+      raise
+    raise type(e)(f"{path} cannot be read as a state dict: {e}.") from None
+  except (zipfile.BadZipFile, pickle.UnpicklingError, EOFError, KeyError,
+          TypeError, AttributeError, IndexError, MemoryError) as e:
+    raise ValueError(f"{path} is damaged or not a state dict saved by "
+                     f"torch.save ({type(e).__name__}: {e}); download or "
+                     "save it again.") from None
+  if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+    state = state["state_dict"]  # A checkpoint dict around the weights.
+  if not isinstance(state, dict) or not all(
+      isinstance(v, np.ndarray) for v in state.values()):
+    raise ValueError(f"{path} does not hold a state dict (a mapping of "
+                     "names to tensors).")
+  return {(k[len("module."):] if k.startswith("module.") else k): v
+          for k, v in state.items() if not k.endswith("num_batches_tracked")}
+
+
+def _read_zip(path: str) -> object:
+  """The unpickled contents of the zip-format .pth at `path`."""
   if not zipfile.is_zipfile(path):
     raise ValueError(
         f"{path} is not a PyTorch zip checkpoint (torch.save writes one "
@@ -140,16 +199,12 @@ def read_state_dict(path: str) -> Dict[str, np.ndarray]:
                        "(no single */data.pkl in it).")
     prefix = pickles[0][:-len("/data.pkl")]
     with archive.open(pickles[0]) as file:
-      state = _Unpickler(file, archive, prefix, path).load()
-  if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-    state = state["state_dict"]  # A checkpoint dict around the weights.
-  if not isinstance(state, dict) or not all(
-      isinstance(v, np.ndarray) for v in state.values()):
-    raise ValueError(f"{path} does not hold a state dict (a mapping of "
-                     "names to tensors).")
-  return {(k[len("module."):] if k.startswith("module.") else k): v
-          for k, v in state.items() if not k.endswith("num_batches_tracked")}
+      return _Unpickler(file, archive, prefix, path).load()
 
+
+# A ResNet block's modules shift by one with dropout: the flag to check.
+RESNET_DROPOUT = ("--dropout (0 for a file saved with the reference's "
+                  "--no_dropout, as CycleGAN's are)")
 
 # How a reference layer's tensors become a Keras layer's weights.
 CONV, CONV_TRANSPOSE, NORM = "conv", "conv_transpose", "norm"
@@ -247,20 +302,26 @@ def load_weights(model: keras.Model, state: Dict[str, np.ndarray],
   for module, layer_name, kind in names:
     layer = model.get_layer(layer_name)
     in_file = sorted(k for k in state if k.rsplit(".", 1)[0] == module)
-    weights = keras_weights(state, module, kind) if in_file else []
     expected = [tuple(w.shape) for w in layer.get_weights()]
     if not in_file and expected:
       raise ValueError(
           f"{path} has no {module}.* tensors, which {layer_name} needs: it "
           "was saved from another architecture. Check --generator (the "
-          "number of levels), and --norm (instance norm has no tensors).")
-    got = [tuple(w.shape) for w in weights]
+          "number of levels), --norm (instance norm has no tensors) and, "
+          f"for a ResNet, {RESNET_DROPOUT}.")
+    convolution = kind != NORM and state.get(f"{module}.weight",
+                                             np.zeros([0] * 4)).ndim == 4
+    weights = (keras_weights(state, module, kind)
+               if in_file and (kind == NORM or convolution) else [])
+    got = [tuple(w.shape) for w in weights] if weights else [
+        tuple(state[k].shape) for k in in_file]
     if got != expected:
       raise ValueError(
           f"{path}: {module} holds {', '.join(in_file)} of shapes {got} "
           f"(in Keras's layout), {layer_name} needs {expected}. Check "
-          "--ngf, --input_channels and --output_channels, and --norm "
-          "(batch norm has 4 tensors, instance norm none).")
+          "--ngf, --input_channels and --output_channels, --norm (batch "
+          f"norm has 4 tensors, instance norm none) and, for a ResNet, "
+          f"{RESNET_DROPOUT}.")
     layer.set_weights(weights)
     used.update(in_file)
   extra = sorted(set(state) - used)
@@ -269,8 +330,8 @@ def load_weights(model: keras.Model, state: Dict[str, np.ndarray],
         f"{path} holds tensors this model has no place for: "
         f"{', '.join(extra[:4])}{', ...' if len(extra) > 4 else ''}. It "
         "was saved from another architecture: check --generator (the "
-        "number of levels) and --norm (running_mean and running_var are "
-        "batch norm's).")
+        "number of levels), --norm (running_mean and running_var are "
+        f"batch norm's) and, for a ResNet, {RESNET_DROPOUT}.")
 
 
 def _check_norm(model: keras.Model, state: Dict[str, np.ndarray],

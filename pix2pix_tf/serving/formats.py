@@ -15,11 +15,14 @@ serving_default:
   that are multiples of 2**depth.
 
 The files are written by Keras's own exporters (`Model.save`,
-`Model.export`) and checked after writing: read back by their runtime
-(Keras, the LiteRT interpreter, ONNX Runtime) and run on one random input
-against the TensorFlow model; the largest difference is reported. Dropout
-makes paper-mode outputs vary from call to call, so for a paper-mode model
-with dropout the check converts a copy without dropout and compares that.
+`Model.export`) beside their destination and checked before they replace
+anything: read back by their runtime (Keras, the LiteRT interpreter, ONNX
+Runtime) and run on one random input against the TensorFlow model; the
+largest difference must be within TOLERANCES, else nothing is replaced.
+Dropout makes paper-mode outputs vary from call to call, so for a
+paper-mode model with dropout the check converts a copy without dropout
+and compares that (the file itself must give finite outputs of the right
+shape).
 """
 
 import dataclasses
@@ -39,6 +42,11 @@ from pix2pix_tf.serving import saved_model as saved_model_lib
 # Format -> the file name it gets in the run folder by default.
 FILE_NAMES = {"keras": "export.keras", "litert": "export.tflite",
               "onnx": "export.onnx"}
+# (format, weights) -> the largest difference to the TensorFlow model, on
+# a random image in [-1, 1], that the check accepts (measured on facades:
+# README, "Export formats").
+TOLERANCES = {("keras", "float32"): 1e-5, ("onnx", "float32"): 1e-4,
+              ("litert", "float32"): 1e-4, ("litert", "float16"): 2e-2}
 # Format -> (module, pip extra) the format needs beyond TensorFlow.
 NEEDS = {"litert": (("ai_edge_litert", "litert"),),
          "onnx": (("tf2onnx", "onnx"), ("onnxruntime", "onnx"))}
@@ -117,16 +125,20 @@ def runner(path: str, fmt: str) -> Callable[[np.ndarray], np.ndarray]:
   return run
 
 
-def _atomic(path: str, write: Callable[[str], None]) -> None:
-  """`write(temporary path)`, then moved to `path`: a failure leaves
-  whatever was at `path` as it was."""
+def _atomic(path: str, write: Callable[[str], None],
+            check: Callable[[str], float]) -> float:
+  """`write(temporary path)` and `check(temporary path)`, then moved to
+  `path`: a failure of either leaves whatever was at `path` as it was.
+  Returns what `check` returned."""
   parent = os.path.dirname(os.path.abspath(path))
   os.makedirs(parent, exist_ok=True)
   staging = tempfile.mkdtemp(prefix=".export-", dir=parent)
   try:
     staged = os.path.join(staging, os.path.basename(path))
     write(staged)
+    result = check(staged)
     os.replace(staged, path)
+    return result
   finally:
     for name in os.listdir(staging):
       os.remove(os.path.join(staging, name))
@@ -164,29 +176,53 @@ def write_format(generator: keras.Model, config: config_lib.Config,
   paper = inference_mode == "paper"
   model = models.paper_mode(generator) if paper else generator
   shape = input_shape(config, fmt)
-  _atomic(path, lambda p: _write(model, p, fmt, shape, litert_weights))
-  # The check: deterministic on both sides (dropout off where it is on).
+  # The check: deterministic on both sides, so dropout off where it is on
+  # (the written file is then run for its shape and finite values).
   without_dropout = paper and any(
       isinstance(layer, keras.layers.Dropout) for layer in generator.layers)
-  if without_dropout:
-    model = models.paper_mode(generator, dropout=False)
-    with tempfile.TemporaryDirectory() as tmp:
-      copy = os.path.join(tmp, os.path.basename(path))
-      _write(model, copy, fmt, shape, litert_weights)
-      difference = _difference(model, runner(copy, fmt), config, seed)
-  else:
-    difference = _difference(model, runner(path, fmt), config, seed)
+  deterministic = (models.paper_mode(generator, dropout=False)
+                   if without_dropout else model)
+  tolerance = TOLERANCES[fmt, litert_weights if fmt == "litert"
+                         else "float32"]
+
+  def check(staged):
+    if without_dropout:
+      _difference(model, runner(staged, fmt), config, seed, dropout=True)
+      with tempfile.TemporaryDirectory() as tmp:
+        copy = os.path.join(tmp, os.path.basename(path))
+        _write(deterministic, copy, fmt, shape, litert_weights)
+        difference = _difference(deterministic, runner(copy, fmt), config,
+                                 seed)
+    else:
+      difference = _difference(model, runner(staged, fmt), config, seed)
+    if not difference <= tolerance:  # NaN too.
+      raise saved_model_lib.ExportError(
+          f"The {fmt} file differs from the TensorFlow model by "
+          f"{difference:.3g} on a random image, more than {tolerance:g}: "
+          f"not written to {path} (whatever was there is kept).")
+    return difference
+
+  difference = _atomic(
+      path, lambda p: _write(model, p, fmt, shape, litert_weights), check)
   return Written(path, os.path.getsize(path), difference, without_dropout)
 
 
 def _difference(model: keras.Model, run: Callable, config: config_lib.Config,
-                seed: int) -> float:
-  """Largest |file - model| on one random image at the training size."""
+                seed: int, dropout: bool = False) -> float:
+  """Largest |file - model| on one random image at the training size
+  (`dropout`: outputs vary, so only their shape and finiteness are
+  checked: 0, or ExportError)."""
   size = config.crop_size
   x = np.random.default_rng(seed).uniform(
       -1, 1, (1, size, size, config.input_channels)).astype(np.float32)
+  got = np.asarray(run(x))
   expected = np.asarray(model(x, training=False), np.float32)
-  return float(np.abs(run(x) - expected).max())
+  if got.shape != expected.shape or not np.isfinite(got).all():
+    raise saved_model_lib.ExportError(
+        f"The exported file answers {got.shape} (finite: "
+        f"{bool(np.isfinite(got).all())}) where the model answers "
+        f"{expected.shape}: not written.")
+  return 0.0 if dropout else float(np.abs(got - expected).max())
 
 
 def export_format(model_dir: str, fmt: str, path: Optional[str] = None,

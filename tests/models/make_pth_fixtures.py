@@ -36,7 +36,12 @@ class Level(torch.nn.Module):
   [downconv, submodule, uprelu, upconv, tanh], a middle one [downrelu,
   downconv, downnorm, submodule, uprelu, upconv, upnorm], the innermost
   [downrelu, downconv, uprelu, upconv, upnorm]; all but the outermost
-  return their input concatenated with their output."""
+  return their input concatenated with their output. The activations are
+  in place, as the reference's: a level's LeakyReLU thus also changes the
+  input it returns as the skip, but every skip reaches the decoder through
+  the next ReLU, and ReLU(LeakyReLU(x)) = ReLU(x), so the outputs are
+  those of a U-Net with plain skips (written with out-of-place
+  activations, the fixtures come out byte for byte the same)."""
 
   def __init__(self, outer, inner, submodule=None, input_channels=None,
                outermost=False, norm="batch"):
@@ -48,16 +53,16 @@ class Level(torch.nn.Module):
     down = torch.nn.Conv2d(input_channels or outer, inner, 4, 2, 1,
                            bias=bias)
     if outermost:
-      layers = [down, submodule, torch.nn.ReLU(),
+      layers = [down, submodule, torch.nn.ReLU(True),
                 torch.nn.ConvTranspose2d(inner * 2, outer, 4, 2, 1),
                 torch.nn.Tanh()]
     elif submodule is None:
-      layers = [torch.nn.LeakyReLU(0.2), down, torch.nn.ReLU(),
+      layers = [torch.nn.LeakyReLU(0.2, True), down, torch.nn.ReLU(True),
                 torch.nn.ConvTranspose2d(inner, outer, 4, 2, 1, bias=bias),
                 make_norm(outer)]
     else:
-      layers = [torch.nn.LeakyReLU(0.2), down, make_norm(inner), submodule,
-                torch.nn.ReLU(),
+      layers = [torch.nn.LeakyReLU(0.2, True), down, make_norm(inner), submodule,
+                torch.nn.ReLU(True),
                 torch.nn.ConvTranspose2d(inner * 2, outer, 4, 2, 1,
                                          bias=bias),
                 make_norm(outer)]
@@ -95,7 +100,7 @@ def resnet(n_blocks, ngf, norm, dropout, channels=3):
       super().__init__()
       layers = [torch.nn.ReflectionPad2d(1),
                 torch.nn.Conv2d(dim, dim, 3, bias=bias), make_norm(dim),
-                torch.nn.ReLU()]
+                torch.nn.ReLU(True)]
       if dropout:
         layers.append(torch.nn.Dropout(0.5))
       layers += [torch.nn.ReflectionPad2d(1),
@@ -107,17 +112,17 @@ def resnet(n_blocks, ngf, norm, dropout, channels=3):
 
   layers = [torch.nn.ReflectionPad2d(3),
             torch.nn.Conv2d(channels, ngf, 7, bias=bias), make_norm(ngf),
-            torch.nn.ReLU()]
+            torch.nn.ReLU(True)]
   for i in range(2):
     layers += [torch.nn.Conv2d(ngf * 2 ** i, ngf * 2 ** (i + 1), 3, 2, 1,
                                bias=bias),
-               make_norm(ngf * 2 ** (i + 1)), torch.nn.ReLU()]
+               make_norm(ngf * 2 ** (i + 1)), torch.nn.ReLU(True)]
   layers += [Block(ngf * 4) for _ in range(n_blocks)]
   for i in range(2):
     layers += [torch.nn.ConvTranspose2d(ngf * 2 ** (2 - i),
                                         ngf * 2 ** (1 - i), 3, 2, 1, 1,
                                         bias=bias),
-               make_norm(ngf * 2 ** (1 - i)), torch.nn.ReLU()]
+               make_norm(ngf * 2 ** (1 - i)), torch.nn.ReLU(True)]
   layers += [torch.nn.ReflectionPad2d(3),
              torch.nn.Conv2d(ngf, channels, 7), torch.nn.Tanh()]
   net = torch.nn.Module()
@@ -176,13 +181,13 @@ def patchgan(n_layers, ndf, norm, channels=6):
   make_norm = (torch.nn.BatchNorm2d if norm == "batch"
                else torch.nn.InstanceNorm2d)
   layers = [torch.nn.Conv2d(channels, ndf, 4, 2, 1),
-            torch.nn.LeakyReLU(0.2)]
+            torch.nn.LeakyReLU(0.2, True)]
   for i in range(1, n_layers + 1):
     stride = 2 if i < n_layers else 1
     layers += [torch.nn.Conv2d(ndf * min(2 ** (i - 1), 8),
                                ndf * min(2 ** i, 8), 4, stride, 1,
                                bias=bias),
-               make_norm(ndf * min(2 ** i, 8)), torch.nn.LeakyReLU(0.2)]
+               make_norm(ndf * min(2 ** i, 8)), torch.nn.LeakyReLU(0.2, True)]
   layers.append(torch.nn.Conv2d(ndf * min(2 ** n_layers, 8), 1, 4, 1, 1))
   net = torch.nn.Module()
   net.model = torch.nn.Sequential(*layers)

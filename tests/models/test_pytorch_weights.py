@@ -156,3 +156,14 @@ def test_resnet_9blocks_by_its_flags_computes_what_pytorch_computed():
   got = np.asarray(generator(expected["input"].transpose(0, 2, 3, 1),
                              training=False)).transpose(0, 3, 1, 2)
   np.testing.assert_allclose(got, expected["eval"], atol=1e-4)
+
+
+@pytest.mark.parametrize("saved,flag", [("plain", 0.5), ("dropout", 0.0)])
+def test_a_resnet_dropout_mismatch_names_the_flag(saved, flag):
+  from pix2pix_tf import models
+  path = os.path.join(DATA, f"resnet_batch_{saved}.pth")
+  generator = models.resnet_generator(6, ngf=4, norm="batch", dropout=flag)
+  with pytest.raises(ValueError, match=r"resnet_batch_.*--dropout \(0 for"):
+    pytorch_weights.load_weights(
+        generator, pytorch_weights.read_state_dict(path),
+        pytorch_weights.resnet_layers(6, flag > 0), path)

@@ -195,6 +195,19 @@ def test_a_failed_export_leaves_the_old_file(exported, monkeypatch):
   assert [p for p in os.listdir(root) if p.startswith(".export-")] == []
 
 
+def test_a_file_that_computes_otherwise_replaces_nothing(exported,
+                                                         monkeypatch):
+  config, generator, _, root = exported
+  path = root / "checked.onnx"
+  path.write_bytes(b"an earlier export")
+  real = formats.runner
+  monkeypatch.setattr(formats, "runner",
+                      lambda p, f: lambda x: real(p, f)(x) + 0.01)
+  with pytest.raises(serving.ExportError, match=r"differs .* by 0\.01"):
+    formats.write_format(generator, config, "onnx", str(path), "eval")
+  assert path.read_bytes() == b"an earlier export"
+
+
 def test_bad_paths_are_refused(exported):
   config, generator, _, root = exported
   with pytest.raises(serving.ExportError, match=r"ending in \.onnx"):

@@ -1,6 +1,7 @@
 """python -m pix2pix_tf.convert: a run from the reference's checkpoints,
 whose export computes what PyTorch computed and which train fine-tunes."""
 
+import json
 import os
 
 import numpy as np
@@ -8,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import run_command
+from pix2pix_tf import config as config_lib
 from pix2pix_tf.data import demo
 
 DATA = os.path.join(os.path.dirname(__file__), "..", "models", "data")
@@ -26,6 +28,24 @@ def test_convert_exports_pytorchs_model_and_train_fine_tunes_it(tmp_path):
       f"--from_pytorch_discriminator={DATA}/patchgan_batch.pth",
       f"--output_dir={run}", *FLAGS)  # The other name of --model_dir.
   assert result.returncode == 0, result.stderr
+  recorded = json.loads((run / "config.json").read_text())
+  assert recorded["dropout_placement"] == "reference"  # The reference's.
+  # The discriminator's weights are the file's (where checkpoints keep
+  # them: training.run.DISCRIMINATOR_WEIGHT).
+  from pix2pix_tf import models
+  from pix2pix_tf.models import pytorch_weights as pw
+  from pix2pix_tf.training import run as run_lib
+  config = config_lib.Config.from_json((run / "config.json").read_text())
+  discriminator = models.build_discriminator(config)
+  reader = tf.train.load_checkpoint(str(run / "checkpoints"))
+  state = pw.read_state_dict(f"{DATA}/patchgan_batch.pth")
+  pw.load_weights(discriminator.discriminators[0], state,
+                  pw.discriminator_layers(config),
+                  f"{DATA}/patchgan_batch.pth")
+  for i, variable in enumerate(discriminator.trainable_variables):
+    np.testing.assert_array_equal(
+        reader.get_tensor(run_lib.DISCRIMINATOR_WEIGHT.format(i)),
+        variable.numpy())
   expected = np.load(os.path.join(DATA, "unet_expected.npz"))
   image = expected["input"].transpose(0, 2, 3, 1)
   exported = tf.saved_model.load(str(run / "export")).signatures[
