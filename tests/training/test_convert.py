@@ -55,9 +55,10 @@ def test_convert_exports_pytorchs_model_and_train_fine_tunes_it(tmp_path):
                              expected["batch_train"], atol=1e-4)
   # Fine-tuning: train resumes the converted run on other data.
   data_dir = demo.write_dataset(str(tmp_path / "data"), 2, 0, 32)
-  result = run_command("train", f"--model_dir={run}",
+  # (With its flags.txt: convert recorded --dropout_placement=reference.)
+  result = run_command("train", f"--flagfile={run}/flags.txt",
                        f"--data_dir={data_dir}", "--max_steps=2",
-                       "--num_samples=0", *FLAGS)
+                       "--num_samples=0")
   assert result.returncode == 0, result.stderr
   assert "Resumed from" in result.stdout and "at step 0" in result.stdout
   # Or a new run starts from it (--init_from): fresh optimizers, step 0.
