@@ -244,13 +244,8 @@ def write_unets():
   outputs = {"input": image.numpy()}
   for norm in ("batch", "instance"):
     net = UNet(5, 4, norm)
+    randomize_batch_norm(net)
     with torch.no_grad():
-      for module in net.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-          module.weight.uniform_(0.5, 1.5)
-          module.bias.uniform_(-0.5, 0.5)
-          module.running_mean.uniform_(-0.5, 0.5)
-          module.running_var.uniform_(0.5, 2.0)
       torch.save(net.state_dict(), os.path.join(HERE, f"unet_{norm}.pth"))
       net.eval()
       outputs[f"{norm}_eval"] = net(image).numpy()
