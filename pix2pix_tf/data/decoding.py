@@ -286,14 +286,20 @@ def decode_image(contents: tf.Tensor, dtype: tf.DType = tf.uint8
   Returns:
     `dtype` (height, width, 3), upright.
   """
-  if dtype == tf.uint16:
-    return tf.cond(
-        is_16_bit_png(contents),
-        lambda: _rgb_upright(tf.io.decode_png(contents, channels=0,
-                                              dtype=tf.uint16), contents),
-        lambda: tf.cast(decode_image(contents), tf.uint16) * 257)
-  if dtype != tf.uint8:
+  if dtype not in _DECODERS:
     raise ValueError(f"decode_image decodes to uint8 or uint16, not {dtype}.")
+  return _DECODERS[dtype](contents)
+
+
+def _decode_uint16(contents):
+  return tf.cond(
+      is_16_bit_png(contents),
+      lambda: _rgb_upright(tf.io.decode_png(contents, channels=0,
+                                            dtype=tf.uint16), contents),
+      lambda: tf.cast(_DECODERS[tf.uint8](contents), tf.uint16) * 257)
+
+
+def _decode_uint8(contents):
   is_jpeg = tf.equal(tf.strings.substr(contents, 0, 3), b"\xff\xd8\xff")
   # INTEGER_ACCURATE is libjpeg's default DCT, the one Pillow uses: the two
   # then give equal bytes (TensorFlow's own default differs by up to 6).
@@ -304,6 +310,16 @@ def decode_image(contents: tf.Tensor, dtype: tf.DType = tf.uint8
       lambda: tf.io.decode_image(contents, channels=0, dtype=tf.uint8,
                                  expand_animations=False))
   return _rgb_upright(image, contents)
+
+
+# Each rule is traced once per process and called as a function from every
+# graph that decodes (tf.data's maps, each signature of a SavedModel, which
+# stores it once): the Exif reader alone is thousands of ops. Plain graph
+# code, so AutoGraph has nothing to convert.
+_DECODERS = {dtype: tf.function(
+    fn, autograph=False, input_signature=[tf.TensorSpec([], tf.string)])
+             for dtype, fn in ((tf.uint8, _decode_uint8),
+                               (tf.uint16, _decode_uint16))}
 
 
 def decode_float(contents: tf.Tensor) -> tf.Tensor:

@@ -90,8 +90,13 @@ class ServingModule(tf.Module):
     self._in_channels = metadata["input_channels"]
     self._max_pixels = metadata["max_pixels"]
     self._metadata = metadata
+    # One function that every signature calls: the generator's graph is
+    # traced and stored once, not once per signature and branch.
+    self._generate = tf.function(
+        self._generate_fn, autograph=False, input_signature=[tf.TensorSpec(
+            [None, None, None, self._in_channels], tf.float32)])
 
-  def _generate(self, images):
+  def _generate_fn(self, images):
     return tf.cast(self.model(images, training=False), tf.float32)
 
   def _checked(self, images, multiple_of):
@@ -121,7 +126,7 @@ class ServingModule(tf.Module):
       images = tf.identity(images)
     return tf.ensure_shape(images, [None, None, None, channels])
 
-  @tf.function(input_signature=[tf.TensorSpec(None, tf.float32,
+  @tf.function(autograph=False, input_signature=[tf.TensorSpec(None, tf.float32,
                                               name="images")])
   def serving_default(self, images: tf.Tensor) -> Dict[str, tf.Tensor]:
     """float32 [b, h, w, c] in [-1, 1], at a size the generator takes."""
@@ -134,7 +139,7 @@ class ServingModule(tf.Module):
         self._generate, tf.cast(images, tf.float32), resolution,
         self._metadata))
 
-  @tf.function(input_signature=[tf.TensorSpec(None, tf.uint8,
+  @tf.function(autograph=False, input_signature=[tf.TensorSpec(None, tf.uint8,
                                               name="images")])
   def translate_uint8(self, images: tf.Tensor) -> Dict[str, tf.Tensor]:
     """uint8 [b, h, w, c] of any size -> uint8 of the same size, at the
@@ -142,7 +147,7 @@ class ServingModule(tf.Module):
     return {"generated_image": self._translate(self._checked(images, 1),
                                                "training")}
 
-  @tf.function(input_signature=[tf.TensorSpec(None, tf.uint8,
+  @tf.function(autograph=False, input_signature=[tf.TensorSpec(None, tf.uint8,
                                               name="images")])
   def translate_native(self, images: tf.Tensor) -> Dict[str, tf.Tensor]:
     """uint8 [b, h, w, c] of any size -> uint8 of the same size, at native
@@ -180,21 +185,21 @@ class ServingModule(tf.Module):
     return {"generated_image_bytes": tf.map_fn(
         one, images_bytes, fn_output_signature=tf.string)}
 
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string,
+  @tf.function(autograph=False, input_signature=[tf.TensorSpec([None], tf.string,
                                               name="images_bytes")])
   def translate_encoded(self, images_bytes: tf.Tensor
                         ) -> Dict[str, tf.Tensor]:
     """Encoded images -> PNGs, at the training resolution."""
     return self._translate_encoded(images_bytes, "training")
 
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string,
+  @tf.function(autograph=False, input_signature=[tf.TensorSpec([None], tf.string,
                                               name="images_bytes")])
   def translate_encoded_native(self, images_bytes: tf.Tensor
                                ) -> Dict[str, tf.Tensor]:
     """Encoded images -> PNGs, at native resolution."""
     return self._translate_encoded(images_bytes, "native")
 
-  @tf.function(input_signature=[])
+  @tf.function(autograph=False, input_signature=[])
   def metadata(self) -> Dict[str, tf.Tensor]:
     """The export's metadata JSON (flags, step, palette)."""
     return {"metadata": tf.identity(self.metadata_json)}

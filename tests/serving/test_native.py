@@ -256,8 +256,10 @@ def test_predict_and_evaluate_agree_at_native_resolution(odd_export,
   # At the training resolution the numbers differ: the flag is used.
   training = evaluate("--resolution=training")
   assert training["resolution"] == "training"
-  assert training["metrics"]["l1"] != pytest.approx(
-      evaluated["metrics"]["l1"], abs=1e-3)
+  # (Each image's score, not the mean: this saturated generator's means can
+  # agree to 1e-3.)
+  assert ([row["l1"] for row in training["per_image"]] !=
+          [row["l1"] for row in evaluated["per_image"]])
 
 
 @pytest.mark.slow

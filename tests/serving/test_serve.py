@@ -145,8 +145,11 @@ def test_signature_name_picks_the_resolution(server, exported):
         images_bytes=tf.constant([image]))["generated_image_bytes"][0]
     np.testing.assert_array_equal(answers[name],
                                   tf.io.decode_png(expected).numpy())
-  assert np.abs(answers["translate_encoded"].astype(int) -
-                answers["translate_encoded_native"]).mean() > 1
+  # The barely trained model answers near mid-grey at both resolutions, so
+  # the two differ by about one level on average: any difference shows the
+  # request reached the named signature (each equals its own above).
+  assert not np.array_equal(answers["translate_encoded"],
+                            answers["translate_encoded_native"])
   status, body = request(f"{url}/v1/models/pix2pix:predict",
                          {"signature_name": "nonsense", **predict_body(image)})
   assert status == 400
