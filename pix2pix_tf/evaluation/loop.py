@@ -122,13 +122,14 @@ class Validator:
     self.segmenter = (load_segmenter(config.segmenter)
                       if config.segmenter else None)
     self.labels_side = None
+    # Built once: each val pass iterates it again (the same files, read
+    # afresh), without tracing the pipeline again.
+    self.batches = data_lib.make_dataset(
+        split, config, config.batch_size, training=False, with_names=True,
+        # At the resolution the run's export will translate at by default.
+        resolution=data_lib.implied_resolution(config.preprocess))
 
   def __call__(self) -> Dict[str, float]:
-    # At the resolution the run's export will translate at by default.
-    batches = data_lib.make_dataset(
-        self.split, self.config, self.config.batch_size, training=False,
-        with_names=True,
-        resolution=data_lib.implied_resolution(self.config.preprocess))
     multiple = 2 ** self.config.generator_depth
     accumulator = Accumulator(VALIDATION_METRICS, palette=self.palette,
                               labels_side=self.labels_side,
@@ -138,7 +139,7 @@ class Validator:
     result = evaluate(
         lambda images: data_lib.through_padding(self.generate, images,
                                                 multiple),
-        batches, accumulator, strict_labels=False)
+        self.batches, accumulator, strict_labels=False)
     self.labels_side = accumulator.labels_side
     values = {("gen_l1_loss" if name == "l1" else name): value
               for name, value in result["metrics"].items()}
