@@ -128,17 +128,12 @@ class Config:
       256,
       "Training crop size; the size the networks are trained at. A multiple "
       "of 2**generator depth.")
-  flip: bool = option(
-      True,
-      "Random horizontal mirroring in training.")
+  flip: bool = option(True, "Random horizontal mirroring in training.")
   input_channels: int = option(
-      3,
-      "Channels of the input image: 3 (RGB) or 1 (grayscale).",
+      3, "Channels of the input image: 3 (RGB) or 1 (grayscale).",
       choices=(1, 3))
   output_channels: int = option(
-      3,
-      "Channels of the target image: 3 (RGB) or 1.",
-      choices=(1, 3))
+      3, "Channels of the target image: 3 (RGB) or 1.", choices=(1, 3))
   shuffle_buffer: int = option(
       0,
       "Training shuffle buffer, in elements: file names for a folder, "
@@ -718,12 +713,18 @@ COMMAND_OPTIONS = {
                "discriminator (latest_net_D.pth), if fine-tuning should "
                "start from it too.")),
     "study": (
-        Option("real_dir", str, None, "Folder of real images."),
+        Option("real_dir", str, None, "Folder of real images (e.g. "
+               "predict --paired's targets/)."),
         Option("generated_dir", str, None, "Folder of generated images."),
         Option("answers", str, "study_answers.jsonl", "JSON-lines file the "
                "answers are appended to; an existing one resumes its "
                "session."),
-        Option("seconds", float, 1.0, "How long each image is shown."),
+        Option("protocol", str, "2afc", "2afc: a real and a generated image "
+               "of the same input side by side (paired by file name), then "
+               "'which is fake?', as the paper's; single: one image, then "
+               "'real or fake?'.", choices=("2afc", "single")),
+        Option("seconds", float, 1.0, "How long each trial's images are "
+               "shown (the paper: 1)."),
         SEED.but(help="Seed of the presentation order."), HOST, PORT),
     "datasets": (
         Option("a_dir", str, None, "combine: folder of A (input) images."),

@@ -1,11 +1,15 @@
-r"""A real-vs-fake perceptual study page, as the pix2pix studies ran on AMT.
+r"""A real-vs-fake perceptual study page, as the pix2pix paper ran on AMT.
 
     python -m pix2pix_tf.study --real_dir=results/facades/targets \
         --generated_dir=results/facades --answers=facades_study.jsonl
+    python -m pix2pix_tf.study --protocol=single ...
 
 Serves, on 127.0.0.1 by default, the page of pix2pix_tf/serving/study.py:
-each image for --seconds, then "real or fake?"; every answer appended to
---answers as it is given; the table at the end.
+with --protocol=2afc (the paper's) a real and a generated image of the same
+input side by side for --seconds, then "which is fake?"; with single, one
+image, then "real or fake?". Every answer is appended to --answers as it is
+given; the table (share of generated images taken for real, with its 95%
+interval) at the end.
 """
 
 import sys
@@ -26,17 +30,18 @@ def main(argv):
   from pix2pix_tf.serving import study as study_lib  # A fast --help.
   from pix2pix_tf.serving import web
   try:
-    study = study_lib.Study(study_lib.list_images(FLAGS.real_dir),
-                            study_lib.list_images(FLAGS.generated_dir),
-                            FLAGS.answers,
-                            FLAGS.seconds, FLAGS.seed)
+    study = study_lib.STUDIES[FLAGS.protocol](
+        study_lib.list_images(FLAGS.real_dir),
+        study_lib.list_images(FLAGS.generated_dir), FLAGS.answers,
+        FLAGS.seconds, FLAGS.seed)
     server = web.make_server(FLAGS.host, FLAGS.port,
                              study_lib.create_app(study),
                              config_lib.DEFAULT_REQUEST_TIMEOUT)
   except ValueError as e:
     sys.exit(f"pix2pix_tf.study: error: {e}")
-  print(f"Study of {len(study.trials)} images ({len(study.answers)} answered "
-        f"before), answers in {FLAGS.answers}: http://{FLAGS.host}:"
+  print(f"{FLAGS.protocol} study of {len(study.trials)} trials "
+        f"({len(study.answers)} answered before), answers in "
+        f"{FLAGS.answers}: http://{FLAGS.host}:"
         f"{server.server_port}/", flush=True)
   server.serve_forever()
 

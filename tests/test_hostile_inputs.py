@@ -244,10 +244,16 @@ HOSTILE_COMMANDS = {
         ["--answers={tmp}", "is a folder"]),
     "study: a port in use": (
         "study", lambda run, tmp, port: [
-            f"--real_dir={run.data_dir}/val",
+            "--protocol=single", f"--real_dir={run.data_dir}/val",
             f"--generated_dir={run.data_dir}/train",
             f"--answers={tmp / 'answers.jsonl'}", f"--port={port}"],
         ["127.0.0.1:{port}", "--port"]),
+    "study: 2afc folders whose names do not pair": (
+        "study", lambda run, tmp, port: [
+            f"--real_dir={run.data_dir}/val",
+            f"--generated_dir={run.data_dir}/train",
+            f"--answers={tmp / 'answers.jsonl'}"],
+        ["no namesake", "--protocol=single"]),
     "train: a data folder that is not there": (
         "train", lambda run, tmp, port: [
             f"--data_dir={tmp / 'nothing'}", f"--model_dir={tmp / 'run'}"],
@@ -548,12 +554,12 @@ def test_study_answers_survive_a_torn_line_and_other_spellings_of_paths(
   assert lines[-1] == b"" and json.loads(lines[-2])["answer"] == "fake"
 
 
-@pytest.fixture
-def study_server(tmp_path):
-  """A live study server on two real and two generated images, with the
-  tree of tmp_path as it was before any request."""
+@pytest.fixture(params=["2afc", "single"])
+def study_server(request, tmp_path):
+  """A live study server (of each protocol) on two real and two generated
+  images, with the tree of tmp_path as it was before any request."""
   real, generated = study_folders(tmp_path)
-  app = study.create_app(study.Study(
+  app = study.create_app(study.STUDIES[request.param](
       study.list_images(real), study.list_images(generated),
       str(tmp_path / "answers.jsonl")))
   httpd = web.make_server("127.0.0.1", 0, app, request_timeout=1.0)
@@ -586,8 +592,11 @@ def test_study_refuses_bad_answers_with_json(study_server, tmp_path, body):
 @pytest.mark.parametrize("path, body, chunked, status", [
     ("/api/answer", lambda: b"{" + b" " * 100_000 + b"}", False, 413),
     ("/api/answer", lambda: chunks(100_000), True, 413),
-    ("/image/99", None, False, 404),
-    ("/image/-1", None, False, 404),
+    ("/image/99/0", None, False, 404),
+    ("/image/-1/0", None, False, 404),
+    ("/image/0/2", None, False, 404),
+    ("/image/0/-1", None, False, 404),
+    ("/image/0", None, False, 404),
     ("/image/..%2f..%2fetc%2fpasswd", None, False, 404),
     ("/../../etc/passwd", None, False, 404)])
 def test_study_server_refuses_hostile_requests(study_server, tmp_path, path,

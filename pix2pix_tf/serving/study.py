@@ -1,26 +1,40 @@
-"""A real-vs-fake perceptual study page, as the pix2pix studies ran on AMT.
+"""Real-vs-fake perceptual studies, as the pix2pix paper ran them on AMT.
 
-Serves a page (pages/study.html) that shows the real and generated images
-one at a time, in a fixed shuffled order, each for --seconds (the
-paper's test used 1 second), then asks "real or fake?". Every answer is
-appended to the --answers JSON-lines file as it is given, so a reload, a
-closed tab or a crash loses nothing: the page resumes at the first
-unanswered image. At the end it shows the table (share of real images judged
-real, share of generated images judged real, counts) and every image with
-its answer.
+Two protocols share one page (pages/study.html) and one answers file format:
+
+- "2afc", the paper's: each trial shows a real image and the image generated
+  from the same input side by side, in random order, for --seconds (the
+  paper used 1 second), then asks "which is fake?". Real and generated
+  images are paired by file name, as `predict --paired` writes them.
+- "single": one image at a time, real or generated, then "real or fake?".
+
+Every answer is appended to the --answers JSON-lines file as it is given
+(flushed and synced before it is acknowledged), so a reload, a closed tab or
+a crash loses nothing: the page resumes at the first unanswered trial. An
+answer is stored as what was judged (which image was taken for the fake,
+or whether the image was called real), keyed by the images' real paths, so
+a session resumed with another --seed, or with the folders spelled
+differently, still counts it. At the end the page shows the table (the share
+of generated images taken for real, with its 95% confidence interval) and
+every trial with its answer.
 """
 
 import json
+import math
 import os
 import random
+import statistics
 import threading
 import time
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import flask
 
 from pix2pix_tf import data as data_lib
 from pix2pix_tf.serving import web
+
+# The paper's protocol first: it is the default of `study --protocol`.
+PROTOCOLS = ("2afc", "single")
 
 
 def list_images(folder: str) -> List[str]:
@@ -32,48 +46,155 @@ def list_images(folder: str) -> List[str]:
   return files
 
 
+def wilson_interval(successes: int, trials: int,
+                    confidence: float = 0.95) -> Tuple[float, float]:
+  """The Wilson score interval of a binomial share successes / trials.
+
+  Chosen over the normal ("Wald") interval because a study's shares are
+  often near 0 or 1 and its counts small, where Wald's interval collapses
+  to a point or leaves [0, 1]; Wilson's stays inside and keeps its coverage.
+  Written out because it is four lines: no dependency of the project
+  provides it (statistics.NormalDist gives the quantile).
+  """
+  if trials <= 0 or not 0 <= successes <= trials:
+    raise ValueError(f"need 0 <= successes <= trials and trials > 0, got "
+                     f"{successes} of {trials}.")
+  z = statistics.NormalDist().inv_cdf(0.5 + confidence / 2)
+  share, z2 = successes / trials, z * z / trials
+  center = (share + z2 / 2) / (1 + z2)
+  half = z * math.sqrt(share * (1 - share) / trials + z2 / (4 * trials))
+  half /= 1 + z2
+  # At 0 and at `trials` the bound is exactly 0 or 1 (rounding aside).
+  low = 0.0 if successes == 0 else max(0.0, center - half)
+  high = 1.0 if successes == trials else min(1.0, center + half)
+  return low, high
+
+
+def share_row(answered: int, judged_real: int) -> Dict[str, object]:
+  """One row of a study's table: counts, share judged real, 95% interval."""
+  return {"answered": answered, "judged_real": judged_real,
+          "share_judged_real": judged_real / answered if answered else None,
+          "interval": (list(wilson_interval(judged_real, answered))
+                       if answered else None)}
+
+
+def pair_by_name(real_files: List[str],
+                 generated_files: List[str]) -> List[Tuple[str, str]]:
+  """(real, generated) pairs of the files with the same stem (name without
+  extension), in sorted order; ValueError naming the files that do not pair.
+  """
+  def by_stem(files, kind):
+    stems = {}
+    for f in files:
+      stem = os.path.splitext(os.path.basename(f))[0]
+      if stem in stems:
+        raise ValueError(f"two {kind} images are named {stem}: {stems[stem]} "
+                         f"and {f}; keep one of them.")
+      stems[stem] = f
+    return stems
+
+  real, generated = (by_stem(real_files, "real"),
+                     by_stem(generated_files, "generated"))
+  for kind, mine, other in (("real", real, generated),
+                            ("generated", generated, real)):
+    lonely = sorted(mine[s] for s in set(mine) - set(other))
+    if lonely:
+      raise ValueError(
+          f"{len(lonely)} {kind} image(s) have no namesake in the other "
+          f"folder, e.g. {', '.join(lonely[:3])}. The 2afc protocol pairs a "
+          "real and a generated image by file name, as `predict --paired` "
+          "writes them (results/ and results/targets/); remove the unpaired "
+          "files, or use --protocol=single.")
+  pairs = [(real[s], generated[s]) for s in sorted(real)]
+  for r, g in pairs:
+    if os.path.realpath(r) == os.path.realpath(g):
+      raise ValueError(f"{r} is both the real and the generated image: "
+                       "--real_dir and --generated_dir name the same files.")
+  return pairs
+
+
 class Study:
-  """The trials, their order, and the answers file."""
+  """The single-image protocol: its trials, their order, the answers file.
+
+  A trial shows `files` (one image here, two in TwoChoiceStudy); the page
+  answers with one of `choices`; what was judged is kept in `answers`
+  (trial id -> "real" or "fake" here).
+  """
+
+  protocol = "single"
+  choices = ("real", "fake")
 
   def __init__(self, real_files: List[str], generated_files: List[str],
                answers_path: str, seconds: float = 1.0, seed: int = 0):
-    trials = ([{"file": f, "truth": "real"} for f in real_files] +
-              [{"file": f, "truth": "generated"} for f in generated_files])
-    random.Random(seed).shuffle(trials)
-    for i, trial in enumerate(trials):
+    data_lib.check_output_file(answers_path, "answers", "answers.jsonl")
+    self.trials = self._make_trials(real_files, generated_files,
+                                    random.Random(seed))
+    for i, trial in enumerate(self.trials):
       trial["id"] = i
-    self.trials = trials
     self.seconds = seconds
     self.answers_path = answers_path
     self.lock = threading.Lock()
     self.answers: Dict[int, str] = {}
-    data_lib.check_output_file(answers_path, "answers", "answers.jsonl")
     if os.path.exists(answers_path):
       self._load()
 
-  def _load(self):
-    """Reads earlier answers, skipping a line cut short by a crash.
+  def _make_trials(self, real_files, generated_files, rng):
+    trials = ([{"files": [f], "truth": "real"} for f in real_files] +
+              [{"files": [f], "truth": "generated"} for f in generated_files])
+    rng.shuffle(trials)
+    return trials
 
-    Answers are matched to images by their real paths, so a restart that
-    names the same folders differently (relative, absolute, through a
-    link) continues the same session.
-    """
-    by_file = {os.path.realpath(t["file"]): t["id"] for t in self.trials}
+  def key(self, trial: Dict[str, object]) -> Tuple[str, ...]:
+    """What an answer is stored under: the real paths of the trial's images
+    (the same whatever the order, the seed or the folders' spelling)."""
+    return (os.path.realpath(trial["files"][0]),)
+
+  def _record_key(self, record):
+    return (os.path.realpath(record["file"]),)
+
+  def _judge(self, trial, answer):
+    del trial  # The answer is the judgement itself.
+    return answer
+
+  def _record(self, trial, judged, answer):
+    del answer
+    return {"file": self.key(trial)[0], "truth": trial["truth"],
+            "answer": judged}
+
+  def _judged_of(self, record):
+    return record.get("answer") if record.get("answer") in self.choices \
+        else None
+
+  def _load(self):
+    """Reads earlier answers, skipping lines cut short by a crash or foreign
+    to the study; refuses a file of the other protocol, whose answers
+    would otherwise be silently ignored."""
+    by_key = {self.key(t): t["id"] for t in self.trials}
     with open(self.answers_path, "rb") as f:
-      for line in f:
+      for number, line in enumerate(f, 1):
         try:
           record = json.loads(line)
-          trial_id = by_file.get(os.path.realpath(record["file"]))
+          # Files written before the 2afc protocol hold single answers.
+          protocol = record.get("protocol", "single")
+          key = self._record_key(record) if protocol == self.protocol \
+              else None
         except (ValueError, TypeError, KeyError, AttributeError):
           continue  # A torn or foreign line.
-        if trial_id is not None and record.get("answer") in ("real", "fake"):
-          self.answers.setdefault(trial_id, record["answer"])
+        if protocol != self.protocol and protocol in PROTOCOLS:
+          raise ValueError(
+              f"{self.answers_path} holds answers of the {protocol} protocol "
+              f"(line {number}): resume it with --protocol={protocol}, or "
+              "name a new --answers file for this study.")
+        judged = self._judged_of(record)
+        if key in by_key and judged is not None:
+          self.answers.setdefault(by_key[key], judged)
 
   def answer(self, trial_id: int, answer: str) -> None:
     """Records one answer (the first answer to a trial counts): one whole
     line, flushed to disk before the answer is acknowledged."""
-    if answer not in ("real", "fake"):
-      raise ValueError("answer must be 'real' or 'fake'.")
+    if not isinstance(answer, str) or answer not in self.choices:
+      raise ValueError(f"answer must be one of "
+                       f"{', '.join(repr(c) for c in self.choices)}.")
     if (not isinstance(trial_id, int) or isinstance(trial_id, bool) or
         not 0 <= trial_id < len(self.trials)):
       raise ValueError(f"no trial {trial_id!r}: ids are the integers 0 to "
@@ -82,9 +203,9 @@ class Study:
       if trial_id in self.answers:
         return
       trial = self.trials[trial_id]
-      record = {"file": os.path.realpath(trial["file"]),
-                "truth": trial["truth"], "answer": answer,
-                "time": time.time()}
+      judged = self._judge(trial, answer)
+      record = {"protocol": self.protocol,
+                **self._record(trial, judged, answer), "time": time.time()}
       line = (json.dumps(record) + "\n").encode()
       with open(self.answers_path, "ab+") as f:
         # A crash may have cut the last line short: end it first, so that
@@ -96,28 +217,101 @@ class Study:
         f.write(line)
         f.flush()
         os.fsync(f.fileno())
-      self.answers[trial_id] = answer
+      self.answers[trial_id] = judged
 
-  def results(self) -> Dict[str, object]:
-    """The table: for real and generated images, how many were judged real."""
+  def snapshot(self) -> Dict[int, str]:
+    """A copy of the answers, taken under the lock (requests run in
+    threads)."""
+    with self.lock:
+      return dict(self.answers)
+
+  def _table(self, answers):
     table = {}
     for truth in ("real", "generated"):
-      answered = [t for t in self.trials
-                  if t["truth"] == truth and t["id"] in self.answers]
-      judged_real = sum(self.answers[t["id"]] == "real" for t in answered)
-      table[truth] = {
-          "answered": len(answered),
-          "judged_real": judged_real,
-          "share_judged_real": (judged_real / len(answered)
-                                if answered else None)}
+      answered = [t["id"] for t in self.trials
+                  if t["truth"] == truth and t["id"] in answers]
+      table[truth] = share_row(len(answered),
+                               sum(answers[i] == "real" for i in answered))
+    return table
+
+  def _shown(self, trial, judged):
+    # An unanswered trial's truth stays hidden: the results can be fetched
+    # before the study ends.
+    return {"truth": trial["truth"] if judged else None}
+
+  def results(self) -> Dict[str, object]:
+    """The table (for real and generated images: answered, judged real,
+    the share judged real and its 95% interval) and every trial."""
+    answers = self.snapshot()
     return {
-        "table": table,
+        "protocol": self.protocol,
+        "table": self._table(answers),
         "total": len(self.trials),
-        "answered": len(self.answers),
-        "images": [{"id": t["id"], "name": os.path.basename(t["file"]),
-                    "truth": t["truth"], "answer": self.answers.get(t["id"])}
+        "answered": len(answers),
+        "trials": [{"id": t["id"],
+                    "names": [os.path.basename(f) for f in t["files"]],
+                    "answer": answers.get(t["id"]),
+                    **self._shown(t, answers.get(t["id"]))}
                    for t in self.trials],
     }
+
+
+class TwoChoiceStudy(Study):
+  """The paper's two-alternative forced choice: a real and a generated
+  image of the same input side by side, then "which is fake?".
+
+  The page answers "left" or "right" (the image picked as fake); what is
+  kept is which image that was ("generated" or "real"). The generated image
+  is on the left in half of the trials (one more when their count is
+  odd), which half drawn by the seed.
+  """
+
+  protocol = "2afc"
+  choices = ("left", "right")
+
+  def _make_trials(self, real_files, generated_files, rng):
+    pairs = pair_by_name(real_files, generated_files)
+    sides = [i % 2 for i in range(len(pairs))]
+    rng.shuffle(pairs)
+    rng.shuffle(sides)
+    return [{"files": [generated, real] if side == 0 else [real, generated],
+             "generated_side": side, "real": real, "generated": generated}
+            for (real, generated), side in zip(pairs, sides)]
+
+  def key(self, trial: Dict[str, object]) -> Tuple[str, ...]:
+    """The real paths of the trial's real and generated image."""
+    return (os.path.realpath(trial["real"]),
+            os.path.realpath(trial["generated"]))
+
+  def _record_key(self, record):
+    return (os.path.realpath(record["real"]),
+            os.path.realpath(record["generated"]))
+
+  def _judge(self, trial, answer):
+    picked = self.choices.index(answer)
+    return "generated" if picked == trial["generated_side"] else "real"
+
+  def _record(self, trial, judged, answer):
+    real, generated = self.key(trial)
+    return {"real": real, "generated": generated, "judged_fake": judged,
+            "picked": answer}
+
+  def _judged_of(self, record):
+    judged = record.get("judged_fake")
+    return judged if judged in ("generated", "real") else None
+
+  def _table(self, answers):
+    # Each trial judges both images: the generated one is taken for real
+    # exactly when the real one is picked as the fake.
+    fooled = sum(judged == "real" for judged in answers.values())
+    return {"real": share_row(len(answers), len(answers) - fooled),
+            "generated": share_row(len(answers), fooled)}
+
+  def _shown(self, trial, judged):
+    return {"generated_side": trial["generated_side"] if judged else None}
+
+
+STUDIES = {"2afc": TwoChoiceStudy, "single": Study}
 
 
 def create_app(study: Study) -> flask.Flask:
@@ -139,16 +333,21 @@ def create_app(study: Study) -> flask.Flask:
   @server.get("/api/session")
   def session():
     return flask.jsonify({
+        "protocol": study.protocol,
         "seconds": study.seconds,
-        "trials": [{"id": t["id"], "url": f"/image/{t['id']}"}
+        "trials": [{"id": t["id"],
+                    "images": [f"/image/{t['id']}/{i}"
+                               for i in range(len(t["files"]))]}
                    for t in study.trials],
-        "answered": sorted(study.answers)})
+        "answered": sorted(study.snapshot())})
 
-  @server.get("/image/<int:trial_id>")
-  def image(trial_id):
-    if not 0 <= trial_id < len(study.trials):
+  @server.get("/image/<int:trial_id>/<int:index>")
+  def image(trial_id, index):
+    if not (0 <= trial_id < len(study.trials) and
+            0 <= index < len(study.trials[trial_id]["files"])):
       flask.abort(404)
-    return flask.send_file(os.path.abspath(study.trials[trial_id]["file"]))
+    return flask.send_file(
+        os.path.abspath(study.trials[trial_id]["files"][index]))
 
   @server.post("/api/answer")
   def answer():
@@ -157,7 +356,7 @@ def create_app(study: Study) -> flask.Flask:
       study.answer(body.get("id"), body.get("answer"))
     except ValueError as e:
       return flask.jsonify({"error": str(e)}), 400
-    return flask.jsonify({"answered": len(study.answers),
+    return flask.jsonify({"answered": len(study.snapshot()),
                           "total": len(study.trials)})
 
   @server.get("/api/results")
