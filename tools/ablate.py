@@ -1,23 +1,31 @@
-r"""Trains and compares a grid of pix2pix variants: the studies' tables and figures.
+r"""Trains and compares the studies' variants of pix2pix: one table and figure each.
 
-    python tools/ablate.py --data_dir=datasets/facades --variants=receptive_field \
-        --steps=2000 --image_size=128 --out=ablations/receptive_field
-    python tools/ablate.py --data_dir=datasets/facades --variants=my_grid.txt ...
+    python tools/ablate.py --data_dir=datasets/facades --study=objective \
+        --steps=2000 --image_size=128 --out=ablations/objective
+    python tools/ablate.py --data_dir=cityscapes --study=paper_table1 \
+        --label_palette=cityscapes --segmenter=segmenter/export ...
+    python tools/ablate.py --data_dir=datasets/facades --study=my_grid.txt ...
 
---variants is a built-in set (receptive_field, loss, paper_table1) or a file
-with one variant per line, `name: --flag=value --flag=value` (training flags;
-`#` starts a comment). Every variant trains for --steps steps at
---image_size (U-Net of depth log2(image_size), jitter from 1.12x the size),
-then is evaluated on the val split (else test) through its exported
-generator. Writes to --out:
+--study (or --variants) is a built-in study (objective, paper_table1, loss,
+receptive_field, batch_size, augmentation, colorization) or a file with one
+variant per line, `name: --flag=value --flag=value` (training flags; `#`
+starts a comment; `{image_size}` stands for --image_size). Every variant
+trains for --steps steps at --image_size (U-Net of depth log2(image_size),
+jitter from 1.12x the size) with the same seed and data, then its export is
+scored on the val split (else test) by `evaluate`'s own code. Writes to
+--out:
 
-    results.csv, results.md   one row per variant: flags, L1, MSE, PSNR, SSIM
+    results.csv, results.md   one row per variant: flags, L1, MSE, PSNR,
+                              SSIM; FID and KID with --inception_weights;
+                              with --label_palette the segmentation scores
+                              (labels -> photo: the FCN-score, which needs
+                              --segmenter; photo -> labels: of the output)
     losses.png                training loss curves of every variant
     samples.png               one row per variant on the same inputs
     <variant>/                the variant's run (checkpoints, logs, export)
 
-A grid that was stopped resumes where it stopped: finished variants are kept
-(their metrics.json), a half-trained one continues from its checkpoint.
+A study that was stopped resumes where it stopped: finished variants are
+kept (their metrics.json), a half-trained one continues from its checkpoint.
 """
 
 import csv
@@ -36,7 +44,21 @@ from absl import logging
 from pix2pix_tf import config as config_lib
 
 # The studies' comparisons. Each variant: (name, training flags).
-VARIANT_SETS = {
+PAPER_TABLE1 = [
+    ("L1", "--gan_mode=none"),
+    ("GAN", "--conditional_discriminator=false --lambda_l1=0"),
+    ("cGAN", "--lambda_l1=0"),
+    ("L1+GAN", "--conditional_discriminator=false"),
+    ("L1+cGAN", ""),
+]
+STUDIES = {
+    # The paper's Table 1 (the objective, scored on Cityscapes labels ->
+    # photo by an FCN), and with the follow-up studies' L2 terms.
+    "paper_table1": PAPER_TABLE1,
+    "objective": PAPER_TABLE1 + [
+        ("L2", "--gan_mode=none --lambda_l1=0 --lambda_l2=100"),
+        ("L2+cGAN", "--lambda_l1=0 --lambda_l2=100"),
+    ],
     # Paper Table 3 and the follow-up receptive-field study, cGAN + L1.
     "receptive_field": [
         ("1x1", "--discriminator=pixel"),
@@ -55,26 +77,61 @@ VARIANT_SETS = {
         ("cGAN+L1+L2", "--lambda_l2=100"),
         ("LSGAN+L1", "--gan_mode=lsgan"),
     ],
-    # Paper Table 1.
-    "paper_table1": [
-        ("L1", "--gan_mode=none"),
-        ("GAN", "--conditional_discriminator=false --lambda_l1=0"),
-        ("cGAN", "--lambda_l1=0"),
-        ("L1+GAN", "--conditional_discriminator=false"),
-        ("L1+cGAN", ""),
+    # Batch 1 (the paper's, batch norm acting as instance norm) against 32,
+    # for the same number of steps.
+    "batch_size": [
+        ("batch1", "--batch_size=1"),
+        ("batch32", "--batch_size=32"),
+    ],
+    # Random jitter (resize to 1.12x, random crop back) and mirroring.
+    "augmentation": [
+        ("jitter+mirror", ""),
+        ("jitter", "--flip=false"),
+        ("mirror", "--load_size={image_size}"),
+        ("none", "--load_size={image_size} --flip=false"),
+    ],
+    # Grayscale -> colour (on `datasets colorize` pairs): L1 alone against
+    # L1+cGAN, the paper's Figure 15 comparison.
+    "colorization": [
+        ("L1", "--input_channels=1 --gan_mode=none"),
+        ("L1+cGAN", "--input_channels=1"),
     ],
 }
+VARIANT_SETS = STUDIES  # The name of earlier versions.
+
+# The paper's FCN-scores on Cityscapes labels -> photo at 256x256 (Tables 1
+# and 3): per-pixel accuracy, per-class accuracy, class IoU.
+PAPER_FCN_SCORES = {
+    "paper_table1": {"L1": (0.42, 0.15, 0.11), "GAN": (0.22, 0.05, 0.01),
+                     "cGAN": (0.57, 0.22, 0.16), "L1+GAN": (0.64, 0.20, 0.15),
+                     "L1+cGAN": (0.66, 0.23, 0.17),
+                     "ground truth": (0.80, 0.26, 0.21)},
+    "receptive_field": {"1x1": (0.39, 0.15, 0.10), "16x16": (0.65, 0.21, 0.17),
+                        "70x70": (0.66, 0.23, 0.17),
+                        "286x286": (0.42, 0.16, 0.11),
+                        "ground truth": (0.80, 0.26, 0.21)},
+}
+PAPER_FCN_SCORES["objective"] = PAPER_FCN_SCORES["paper_table1"]
+
+# The table's columns: (result key, header, digits). Segmentation scores are
+# "<task>/<score>" keys, as the val pass logs them.
+SCORE_COLUMNS = [("l1", "L1", 4), ("mse", "MSE", 4), ("psnr", "PSNR", 2),
+                 ("ssim", "SSIM", 4), ("fid", "FID", 2), ("kid", "KID", 4)]
+SEGMENTATION_TASKS = ("fcn_generated", "photo_to_labels")
+SEGMENTATION_SCORES = ("per_pixel_accuracy", "per_class_accuracy",
+                       "class_iou")
+SEGMENTATION_HEADERS = ("per-pixel acc.", "per-class acc.", "class IoU")
 
 FLAGS = flags.FLAGS
 
 
 def load_variants(spec: str) -> List[Tuple[str, str]]:
-  """(name, flags) pairs from a built-in set name or a variants file."""
-  if spec in VARIANT_SETS:
-    return VARIANT_SETS[spec]
+  """(name, flags) pairs from a built-in study's name or a variants file."""
+  if spec in STUDIES:
+    return STUDIES[spec]
   if not os.path.isfile(spec):
-    raise ValueError(f"--variants={spec} is neither a built-in set "
-                     f"({', '.join(VARIANT_SETS)}) nor a file.")
+    raise ValueError(f"--study={spec} is neither a built-in study "
+                     f"({', '.join(STUDIES)}) nor a file.")
   variants = []
   with open(spec) as f:
     for number, line in enumerate(f, 1):
@@ -92,8 +149,10 @@ def load_variants(spec: str) -> List[Tuple[str, str]]:
 
 
 def apply_flags(config: config_lib.Config, flag_text: str) -> config_lib.Config:
-  """`config` with `--name=value` flags applied."""
-  return config.with_flags(flag_text)
+  """`config` with `--name=value` flags applied; `{image_size}` in them
+  stands for the training size (`config.crop_size`)."""
+  return config.with_flags(
+      flag_text.replace("{image_size}", str(config.crop_size)))
 
 
 def base_config(data_dir, image_size, steps, model_dir) -> config_lib.Config:
@@ -117,27 +176,66 @@ def eval_split(data_dir: str) -> str:
                    "evaluate on. Hold out part of train/ into val/.")
 
 
-def evaluate_export(export_dir, config, files) -> Tuple[Dict[str, float],
-                                                        list]:
-  """Mean metrics of an exported generator on `files` (the evaluation loop
-  of training and `evaluate`), and its outputs."""
+def evaluation_options(args):
+  """What the variants are scored with: `evaluate`'s options."""
+  from pix2pix_tf import evaluation
+  metrics = ("l1", "mse", "psnr", "ssim") + (
+      ("fid", "kid") if args["inception_weights"] else ())
+  return evaluation.Options(
+      metrics=metrics, label_palette=args["label_palette"],
+      segmenter=args["segmenter"],
+      inception_weights=args["inception_weights"], verbose=False)
+
+
+def check_scoring(args, split: str) -> None:
+  """Refuses, before anything trains, scoring files that do not load and a
+  palette whose label maps are on neither side of the evaluated pairs."""
   from pix2pix_tf import data as data_lib
   from pix2pix_tf import evaluation
+  if args["inception_weights"] and not os.path.isfile(
+      args["inception_weights"]):
+    raise ValueError(f"--inception_weights={args['inception_weights']} is "
+                     "not a file.")
+  config = config_lib.Config(label_palette=args["label_palette"],
+                             segmenter=args["segmenter"])
+  evaluation.check_evaluation_files(config.validate())
+  if not args["label_palette"]:
+    return
+  files = data_lib.list_split(args["data_dir"], split)[:8]
+  batch = next(iter(data_lib.make_dataset(
+      files, apply_flags(base_config(args["data_dir"], args["image_size"], 1,
+                                     ""), args["flags"]),
+      len(files), training=False)))
+  if evaluation.detect_labels_side(
+      *batch, data_lib.load_palette(args["label_palette"])) is None:
+    raise ValueError(
+        f"--label_palette={args['label_palette']}: neither side of "
+        f"{args['data_dir']}/{split}'s pairs looks like its label maps.")
+
+
+def score_export(export_dir: str, args, split: str) -> Dict[str, float]:
+  """An export's scores on the evaluated split, by `evaluate`'s own code:
+  the metrics, and "<task>/<score>" for each segmentation score."""
+  from pix2pix_tf import evaluation
+  result = evaluation.evaluate_saved_model(
+      export_dir, args["data_dir"], split, evaluation_options(args))
+  scores = dict(result["metrics"])
+  for task, values in result.get("segmentation", {}).items():
+    for name in SEGMENTATION_SCORES:
+      scores[f"{task}/{name}"] = values[name]
+  return scores
+
+
+def generate_export(export_dir, config, files) -> list:
+  """An exported generator's outputs on `files`, in [-1, 1]."""
+  from pix2pix_tf import data as data_lib
   from pix2pix_tf import serving
 
   translate = serving.load(export_dir).signatures["serving_default"]
-  generated_images = []
-
-  def generate(images):
-    generated = translate(images=images)["generated_image"]
-    generated_images.extend(generated.numpy())
-    return generated
-
-  batches = data_lib.make_dataset(files, config, 8, training=False,
-                                  with_names=True)
-  result = evaluation.evaluate(generate, batches, evaluation.Accumulator(
-      ("l1", "mse", "psnr", "ssim")))
-  return result["metrics"], generated_images
+  dataset = data_lib.make_dataset(files, config, 8, training=False)
+  return [image for input_image, _ in dataset
+          for image in translate(images=input_image)[
+              "generated_image"].numpy()]
 
 
 def read_scalars(log_dir: str) -> Dict[str, List[Tuple[int, float]]]:
@@ -156,8 +254,8 @@ def read_scalars(log_dir: str) -> Dict[str, List[Tuple[int, float]]]:
   return {tag: sorted(points) for tag, points in curves.items()}
 
 
-def run_variant(name, flag_text, args, strategy, files):
-  """Trains (or resumes) and evaluates one variant; returns its result row."""
+def run_variant(name, flag_text, args, strategy, split):
+  """Trains (or resumes) and scores one variant; returns its result row."""
   from pix2pix_tf import training
 
   model_dir = os.path.join(args["out"], name)
@@ -174,7 +272,7 @@ def run_variant(name, flag_text, args, strategy, files):
   print(f"[{name}] training {args['steps']} steps: {flag_text or 'defaults'}",
         flush=True)
   final = training.train_and_evaluate(config, strategy)
-  values, _ = evaluate_export(os.path.join(model_dir, "export"), config, files)
+  values = score_export(os.path.join(model_dir, "export"), args, split)
   row = {"variant": name, "flags": flag_text, "steps": final["step"],
          **{k: round(v, 5) for k, v in values.items()},
          **{f"train_{k}": round(v, 5) for k, v in final.items()
@@ -185,9 +283,55 @@ def run_variant(name, flag_text, args, strategy, files):
   return row
 
 
+def table_columns(rows: Sequence[dict]) -> List[Tuple[str, str, int]]:
+  """The score columns some row has: (key, header, digits)."""
+  columns = [c for c in SCORE_COLUMNS if any(c[0] in row for row in rows)]
+  for task in SEGMENTATION_TASKS:
+    for name, header in zip(SEGMENTATION_SCORES, SEGMENTATION_HEADERS):
+      if any(f"{task}/{name}" in row for row in rows):
+        label = "FCN " if task == "fcn_generated" else "labels "
+        columns.append((f"{task}/{name}", label + header, 3))
+  return columns
+
+
+def markdown_table(rows: Sequence[dict], study: str) -> List[str]:
+  """The rows as a markdown table; with FCN-scores, the ground-truth
+  photos' row and, for the paper's studies, its published numbers."""
+  columns = table_columns(rows)
+  paper = PAPER_FCN_SCORES.get(study) if any(
+      "fcn_generated/class_iou" in row for row in rows) else None
+  headers = ["variant", "flags"] + [h for _, h, _ in columns] + (
+      ["paper (256x256): per-pixel / per-class / IoU"] if paper else [])
+  lines = ["| " + " | ".join(headers) + " |",
+           "|" + "---|" * len(headers)]
+
+  def line(name, flag_text, values, digits):
+    cells = [name, flag_text] + [
+        "-" if values.get(key) is None else f"{values[key]:.{d}f}"
+        for (key, _, _), d in zip(columns, digits)]
+    if paper:
+      cells.append(" / ".join(f"{v:.2f}" for v in paper[name])
+                   if name in paper else "-")
+    return "| " + " | ".join(cells) + " |"
+
+  for row in rows:
+    lines.append(line(row["variant"], f"`{row['flags'] or '(defaults)'}`",
+                      row, [d for _, _, d in columns]))
+  truth = next((row for row in rows if "fcn_ground_truth/class_iou" in row),
+               None)
+  if truth:  # The same real photos for every variant: one row.
+    values = {f"fcn_generated/{n}": truth[f"fcn_ground_truth/{n}"]
+              for n in SEGMENTATION_SCORES}
+    lines.append(line("ground truth", "(the real photos)", values,
+                      [d for _, _, d in columns]))
+  return lines
+
+
 def write_tables(rows: Sequence[dict], out: str, split: str, args) -> None:
-  columns = ["variant", "flags", "steps", "l1", "mse", "psnr", "ssim"]
-  extra = sorted({k for row in rows for k in row if k.startswith("train_")})
+  columns = ["variant", "flags", "steps"] + [k for k, _, _ in
+                                             table_columns(rows)]
+  extra = sorted({k for row in rows for k in row
+                  if k.startswith(("train_", "fcn_ground_truth/"))})
   with open(os.path.join(out, "results.csv"), "w", newline="") as f:
     writer = csv.DictWriter(f, columns + extra, extrasaction="ignore")
     writer.writeheader()
@@ -196,13 +340,9 @@ def write_tables(rows: Sequence[dict], out: str, split: str, args) -> None:
       f"Variants trained {args['steps']} steps at {args['image_size']}x"
       f"{args['image_size']} on {args['data_dir']}, evaluated on its {split} "
       "split (L1 and MSE on the [-1, 1] scale, lower is better; PSNR in dB "
-      "and SSIM, higher is better).", "",
-      "| variant | flags | L1 | MSE | PSNR | SSIM |",
-      "|---|---|---|---|---|---|"]
-  for row in rows:
-    lines.append(f"| {row['variant']} | `{row['flags'] or '(paper)'}` | "
-                 f"{row['l1']:.4f} | {row['mse']:.4f} | {row['psnr']:.2f} | "
-                 f"{row['ssim']:.4f} |")
+      "and SSIM, higher is better; FID and KID on Inception features, lower "
+      "is better; segmentation scores in [0, 1], higher is better).", ""]
+  lines += markdown_table(rows, args["study"])
   with open(os.path.join(out, "results.md"), "w") as f:
     f.write("\n".join(lines) + "\n")
 
@@ -245,8 +385,8 @@ def plot_samples(names, out, config, files, num_samples) -> None:
   input_image, target_image = next(iter(dataset))
   rows = [("input", input_image.numpy()), ("target", target_image.numpy())]
   for name in names:
-    _, generated = evaluate_export(os.path.join(out, name, "export"), config,
-                                   files)
+    generated = generate_export(os.path.join(out, name, "export"), config,
+                                files)
     rows.append((name, np.stack(generated)))
   fig, axes = plt.subplots(len(rows), len(files), squeeze=False,
                            figsize=(1.6 * len(files) + 0.8, 1.6 * len(rows)))
@@ -272,32 +412,36 @@ def main(argv):
   if not FLAGS.data_dir:
     raise app.UsageError("--data_dir is required.")
   import keras
-  from pix2pix_tf import data as data_lib
   from pix2pix_tf import training
 
+  args = {"data_dir": FLAGS.data_dir, "image_size": FLAGS.image_size,
+          "steps": FLAGS.steps, "out": FLAGS.out, "flags": FLAGS.flags,
+          "study": FLAGS.study, "label_palette": FLAGS.label_palette,
+          "segmenter": FLAGS.segmenter,
+          "inception_weights": FLAGS.inception_weights}
   try:
-    variants = load_variants(FLAGS.variants)
+    variants = load_variants(FLAGS.study)
     split = eval_split(FLAGS.data_dir)
-    args = {"data_dir": FLAGS.data_dir, "image_size": FLAGS.image_size,
-            "steps": FLAGS.steps, "out": FLAGS.out, "flags": FLAGS.flags}
-    # Check every variant's flags before training any.
+    # Check every variant's flags, and what scores them, before training.
     configs = [apply_flags(apply_flags(base_config(
         FLAGS.data_dir, FLAGS.image_size, FLAGS.steps, FLAGS.out),
         FLAGS.flags), text).validate() for _, text in variants]
+    check_scoring(args, split)
   except (ValueError, config_lib.ConfigError) as e:
     sys.exit(f"ablate: error: {e}")
-  files = data_lib.list_split(FLAGS.data_dir, split)
   os.makedirs(FLAGS.out, exist_ok=True)
-  # One strategy for the whole grid: a process should not create several.
+  # One strategy for the whole study: a process should not create several.
   strategy = training.make_strategy(configs[0].strategy)
   rows = []
   for name, flag_text in variants:
-    rows.append(run_variant(name, flag_text, args, strategy, files))
+    rows.append(run_variant(name, flag_text, args, strategy, split))
     keras.backend.clear_session()
   names = [name for name, _ in variants]
   write_tables(rows, FLAGS.out, split, args)
   plot_losses(names, FLAGS.out)
-  plot_samples(names, FLAGS.out, configs[0], files, FLAGS.num_samples)
+  from pix2pix_tf import data as data_lib
+  plot_samples(names, FLAGS.out, configs[0],
+               data_lib.list_split(FLAGS.data_dir, split), FLAGS.num_samples)
   print(open(os.path.join(FLAGS.out, "results.md")).read())
   print(f"Wrote {FLAGS.out}/results.csv, results.md, losses.png, samples.png")
 
@@ -307,15 +451,23 @@ def define_flags():
   defines none: --data_dir and --num_samples are also training flags)."""
   flags.DEFINE_string("data_dir", None, "Dataset with train/ and val/ (or "
                       "test/) folders of A|B pairs.")
-  flags.DEFINE_string("variants", "receptive_field",
-                      f"A built-in set ({', '.join(VARIANT_SETS)}) or a file of "
-                      "'name: --flag=value ...' lines.")
+  flags.DEFINE_string("study", "receptive_field",
+                      f"A built-in study ({', '.join(STUDIES)}) or a file "
+                      "of 'name: --flag=value ...' lines.")
+  flags.DEFINE_alias("variants", "study")
   flags.DEFINE_integer("steps", 2000, "Training steps per variant.")
   flags.DEFINE_integer("image_size", 128, "Training and evaluation size.")
   flags.DEFINE_string("out", "ablations", "Output folder.")
   flags.DEFINE_string("flags", "", "Training flags for every variant, before "
                       "the variant's own, e.g. '--direction=BtoA --ngf=32'.")
   flags.DEFINE_integer("num_samples", 4, "Inputs in samples.png.")
+  flags.DEFINE_string("label_palette", "", "cityscapes, facades or a "
+                      "palette file: segmentation scores (photo -> labels; "
+                      "labels -> photo with --segmenter).")
+  flags.DEFINE_string("segmenter", "", "A tools/train_segmenter.py "
+                      "SavedModel: the FCN-score of labels -> photo.")
+  flags.DEFINE_string("inception_weights", "", "The Keras InceptionV3 notop "
+                      "weights file: FID and KID.")
 
 
 if __name__ == "__main__":

@@ -15,12 +15,12 @@ from pix2pix_tf.data import demo
 TOOL = os.path.join(ROOT, "tools", "ablate.py")
 
 
-def run_grid(data_dir, variants, out, steps=3):
+def run_grid(data_dir, variants, out, steps=3, *extra, option="--study"):
   return subprocess.run(
       [sys.executable, TOOL, f"--data_dir={data_dir}",
-       f"--variants={variants}", f"--steps={steps}", "--image_size=32",
+       f"{option}={variants}", f"--steps={steps}", "--image_size=32",
        f"--out={out}", "--flags=--ngf=8 --ndf=8 --batch_size=2",
-       "--num_samples=2"], capture_output=True, text=True, env=ENV,
+       "--num_samples=2", *extra], capture_output=True, text=True, env=ENV,
       timeout=600)
 
 
@@ -30,24 +30,47 @@ def test_grid_writes_tables_and_figures_and_resumes(tmp_path):
   variants = tmp_path / "grid.txt"
   variants.write_text("# receptive field, then loss\n"
                       "small_d: --d_layers=1\n"
-                      "l1_only: --gan_mode=none\n")
+                      "l1_only: --gan_mode=none --load_size={image_size}\n")
   out = tmp_path / "out"
-  first = run_grid(data_dir, variants, out)
+  # Photo -> labels on the demo data: scored with its palette too.
+  palette = f"--label_palette={data_dir}/palette.json"
+  first = run_grid(data_dir, variants, out, 3, palette)
   assert first.returncode == 0, first.stderr
 
   with open(out / "results.csv") as f:
     rows = list(csv.DictReader(f))
   assert [r["variant"] for r in rows] == ["small_d", "l1_only"]
-  assert [r["flags"] for r in rows] == ["--d_layers=1", "--gan_mode=none"]
+  assert [r["flags"] for r in rows] == [
+      "--d_layers=1", "--gan_mode=none --load_size={image_size}"]
   for row in rows:
     assert row["steps"] == "3"
     assert 0 < float(row["l1"]) < 2 and float(row["psnr"]) > 0
     assert -1 <= float(row["ssim"]) <= 1
+  # The scores are the evaluate command's own, on the val split.
+  from pix2pix_tf import evaluation
+  for row in rows:
+    result = evaluation.evaluate_saved_model(
+        str(out / row["variant"] / "export"), data_dir, "val",
+        evaluation.Options(label_palette=f"{data_dir}/palette.json",
+                           verbose=False))
+    for name in ("l1", "mse", "psnr", "ssim"):
+      assert float(row[name]) == pytest.approx(result["metrics"][name],
+                                               abs=1e-4), name
+    scores = result["segmentation"]["photo_to_labels"]
+    for name in ("per_pixel_accuracy", "per_class_accuracy", "class_iou"):
+      assert float(row[f"photo_to_labels/{name}"]) == pytest.approx(
+          scores[name], abs=1e-4), name
+  # {image_size} became the training size: no jitter for l1_only.
+  used = [json.loads((out / name / "config.json").read_text())["load_size"]
+          for name in ("small_d", "l1_only")]
+  assert used == [36, 32]
+  table = (out / "results.md").read_text()
+  assert "labels per-pixel acc." in table and "labels class IoU" in table
   # The L1-only variant has no discriminator losses.
   assert rows[0]["train_disc_loss"] and not rows[1]["train_disc_loss"]
   table = (out / "results.md").read_text()
   assert "| small_d | `--d_layers=1` |" in table
-  assert "| l1_only | `--gan_mode=none` |" in table
+  assert "| l1_only | `--gan_mode=none --load_size={image_size}` |" in table
   for figure in ("losses.png", "samples.png"):
     image = Image.open(out / figure)
     assert image.size[0] > 200 and image.size[1] > 100
@@ -59,7 +82,8 @@ def test_grid_writes_tables_and_figures_and_resumes(tmp_path):
   # one continues from its checkpoint instead of restarting.
   os.remove(out / "l1_only" / "metrics.json")
   kept = json.loads((out / "small_d" / "metrics.json").read_text())
-  second = run_grid(data_dir, variants, out, steps=5)
+  # --variants is the older name of --study.
+  second = run_grid(data_dir, variants, out, 5, palette, option="--variants")
   assert second.returncode == 0, second.stderr
   assert "[small_d] done before" in second.stdout
   assert "Resumed from" in second.stdout and "at step 3." in second.stdout
@@ -79,7 +103,19 @@ def test_bad_variants_are_rejected_before_training(tmp_path):
   assert "--d_layers=5 is too deep for --crop_size=32" in result.stderr
   assert not (tmp_path / "out").exists()
   result = run_grid(data_dir, "no_such_set", tmp_path / "out")
-  assert result.returncode != 0 and "neither a built-in set" in result.stderr
+  assert result.returncode != 0 and "neither a built-in study" in result.stderr
+  # Scoring that cannot work is refused before anything trains: a palette
+  # whose label maps the pairs do not show, a segmenter or Inception
+  # weights that are not there.
+  for extra, message in [
+      ("--label_palette=cityscapes", "looks like its label maps"),
+      (f"--label_palette=facades --segmenter={tmp_path}/none",
+       "is not a SavedModel"),
+      (f"--inception_weights={tmp_path}/none.h5", "is not a file")]:
+    result = run_grid(data_dir, "batch_size", tmp_path / "out", 3,
+                      *extra.split())
+    assert result.returncode != 0 and message in result.stderr, extra
+    assert not (tmp_path / "out").exists()
 
 
 def load_tool():
@@ -90,9 +126,13 @@ def load_tool():
   return module
 
 
-def test_builtin_sets_are_the_studies_comparisons():
+def test_builtin_studies_are_the_studies_comparisons():
   ablate = load_tool()
-  sets = ablate.VARIANT_SETS
+  sets = ablate.STUDIES
+  assert set(sets) == {"objective", "paper_table1", "loss", "receptive_field",
+                       "batch_size", "augmentation", "colorization"}
+  assert [n for n, _ in sets["objective"]] == [
+      "L1", "GAN", "cGAN", "L1+GAN", "L1+cGAN", "L2", "L2+cGAN"]
   assert [n for n, _ in sets["receptive_field"]] == [
       "1x1", "16x16", "70x70", "142x142", "286x286"]
   assert [n for n, _ in sets["loss"]] == [
@@ -115,3 +155,49 @@ def test_builtin_sets_are_the_studies_comparisons():
     assert (config.gan_mode == "none") == (name in ("L1", "L2"))
     assert (config.lambda_l1 > 0) == ("L1" in name)
     assert (config.lambda_l2 > 0) == ("L2" in name)
+
+  def config_of(text, size=128):
+    return ablate.apply_flags(ablate.base_config("d", size, 10, "m"),
+                              text).validate()
+
+  for name, text in sets["objective"]:
+    config = config_of(text)
+    assert (config.gan_mode == "none") == (name in ("L1", "L2"))
+    assert (config.lambda_l2 > 0) == ("L2" in name)
+  assert [config_of(t).batch_size for _, t in sets["batch_size"]] == [1, 32]
+  # Augmentation: jitter is a resize above the crop size (then a random
+  # crop back), mirroring the random flip; {image_size} is the crop size.
+  for size in (64, 128):
+    assert [(config_of(t, size).load_size > size, config_of(t, size).flip)
+            for _, t in sets["augmentation"]] == [
+                (True, True), (True, False), (False, True), (False, False)]
+  assert [(config_of(t).input_channels, config_of(t).gan_mode)
+          for _, t in sets["colorization"]] == [(1, "none"), (1, "vanilla")]
+
+
+def test_results_table_has_the_ground_truth_row_and_the_papers_numbers():
+  ablate = load_tool()
+  rows = []
+  for i, name in enumerate(["L1", "L1+cGAN", "L2"]):
+    row = {"variant": name, "flags": f"--x={i}", "l1": 0.1 + i, "mse": 0.2,
+           "psnr": 20.0 + i, "ssim": 0.5}
+    for task, base in (("fcn_generated", 0.1 * i),
+                       ("fcn_ground_truth", 0.7)):
+      for j, score in enumerate(ablate.SEGMENTATION_SCORES):
+        row[f"{task}/{score}"] = base + 0.01 * j
+    rows.append(row)
+  lines = ablate.markdown_table(rows, "objective")
+  assert lines[0] == ("| variant | flags | L1 | MSE | PSNR | SSIM | FCN "
+                      "per-pixel acc. | FCN per-class acc. | FCN class IoU | "
+                      "paper (256x256): per-pixel / per-class / IoU |")
+  assert lines[2] == ("| L1 | `--x=0` | 0.1000 | 0.2000 | 20.00 | 0.5000 | "
+                      "0.000 | 0.010 | 0.020 | 0.42 / 0.15 / 0.11 |")
+  assert lines[3].endswith("| 0.100 | 0.110 | 0.120 | 0.66 / 0.23 / 0.17 |")
+  assert lines[4].endswith("| 0.200 | 0.210 | 0.220 | - |")  # Not in it.
+  assert lines[5] == ("| ground truth | (the real photos) | - | - | - | - | "
+                      "0.700 | 0.710 | 0.720 | 0.80 / 0.26 / 0.21 |")
+  # A study the paper has no FCN table for, and rows without FCN-scores:
+  # no paper column, no ground-truth row.
+  assert "paper" not in ablate.markdown_table(rows, "batch_size")[0]
+  plain = [{k: v for k, v in r.items() if "/" not in k} for r in rows]
+  assert len(ablate.markdown_table(plain, "objective")) == 5
