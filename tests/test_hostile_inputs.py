@@ -564,7 +564,7 @@ def study_server(request, tmp_path):
       str(tmp_path / "answers.jsonl")))
   httpd = web.make_server("127.0.0.1", 0, app, request_timeout=1.0)
   threading.Thread(target=httpd.serve_forever, daemon=True).start()
-  yield httpd.server_port, tree(tmp_path)
+  yield httpd.server_port, tree(tmp_path), request.param
   httpd.shutdown()
 
 
@@ -579,7 +579,10 @@ HOSTILE_ANSWERS = [
 
 @pytest.mark.parametrize("body", HOSTILE_ANSWERS)
 def test_study_refuses_bad_answers_with_json(study_server, tmp_path, body):
-  port, before = study_server
+  port, before, protocol = study_server
+  # A valid answer of the protocol, so that the id is what is checked.
+  body = body.replace(b'"real"', b'"left"' if protocol == "2afc" else
+                      b'"real"')
   status, headers, reply = http(port, "POST", "/api/answer", body,
                                 {"Content-Type": "application/json"})
   assert status == 400, reply
@@ -601,7 +604,7 @@ def test_study_refuses_bad_answers_with_json(study_server, tmp_path, body):
     ("/../../etc/passwd", None, False, 404)])
 def test_study_server_refuses_hostile_requests(study_server, tmp_path, path,
                                                body, chunked, status):
-  port, before = study_server
+  port, before, _ = study_server
   got, headers, reply = http(port, "POST" if body else "GET", path,
                              body() if body else None,
                              {"Content-Type": "application/json"}, chunked)
@@ -614,7 +617,7 @@ def test_study_server_refuses_hostile_requests(study_server, tmp_path, path,
 
 
 def test_a_silent_connection_does_not_hold_the_study(study_server):
-  port, _ = study_server
+  port, _, _ = study_server
   sock = socket.create_connection(("127.0.0.1", port))
   sock.sendall(b"POST /api/answer HTTP/1.1\r\n"
                b"Host: x\r\nContent-Length: 1000\r\n\r\n{")

@@ -33,7 +33,7 @@ import json
 import math
 import os
 import sys
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -97,7 +97,6 @@ STUDIES = {
         ("L1+cGAN", "--input_channels=1"),
     ],
 }
-VARIANT_SETS = STUDIES  # The name of earlier versions.
 
 # The paper's FCN-scores on Cityscapes labels -> photo at 256x256 (Tables 1
 # and 3): per-pixel accuracy, per-class accuracy, class IoU.
@@ -155,7 +154,10 @@ def apply_flags(config: config_lib.Config, flag_text: str) -> config_lib.Config:
       flag_text.replace("{image_size}", str(config.crop_size)))
 
 
-def base_config(data_dir, image_size, steps, model_dir) -> config_lib.Config:
+def base_config(data_dir: str, image_size: int, steps: int,
+                model_dir: str) -> config_lib.Config:
+  """Every variant's starting point: a U-Net of depth log2(image_size),
+  jitter from 1.12x the size, a constant learning rate."""
   depth = int(math.log2(image_size))
   load_size = 2 * round(image_size * 286 / 256 / 2)
   interval = max(1, steps // 50)
@@ -168,6 +170,7 @@ def base_config(data_dir, image_size, steps, model_dir) -> config_lib.Config:
 
 
 def eval_split(data_dir: str) -> str:
+  """The split the variants are scored on: val, else test."""
   from pix2pix_tf import data as data_lib
   for split in ("val", "test"):
     if data_lib.has_split(data_dir, split):
@@ -176,7 +179,7 @@ def eval_split(data_dir: str) -> str:
                    "evaluate on. Hold out part of train/ into val/.")
 
 
-def evaluation_options(args):
+def evaluation_options(args: dict) -> object:
   """What the variants are scored with: `evaluate`'s options."""
   from pix2pix_tf import evaluation
   metrics = ("l1", "mse", "psnr", "ssim") + (
@@ -187,9 +190,10 @@ def evaluation_options(args):
       inception_weights=args["inception_weights"], verbose=False)
 
 
-def check_scoring(args, split: str) -> None:
-  """Refuses, before anything trains, scoring files that do not load and a
-  palette whose label maps are on neither side of the evaluated pairs."""
+def check_scoring(args: dict, split: str) -> None:
+  """Refuses, before anything trains, scoring files that do not load, a
+  palette whose label maps are on neither side of the evaluated pairs, and
+  labels -> photo with a palette but no segmenter (no FCN-score)."""
   from pix2pix_tf import data as data_lib
   from pix2pix_tf import evaluation
   if args["inception_weights"] and not os.path.isfile(
@@ -199,6 +203,8 @@ def check_scoring(args, split: str) -> None:
   config = config_lib.Config(label_palette=args["label_palette"],
                              segmenter=args["segmenter"])
   evaluation.check_evaluation_files(config.validate())
+  if args["segmenter"]:
+    evaluation.load_segmenter(args["segmenter"])
   if not args["label_palette"]:
     return
   files = data_lib.list_split(args["data_dir"], split)[:8]
@@ -206,14 +212,21 @@ def check_scoring(args, split: str) -> None:
       files, apply_flags(base_config(args["data_dir"], args["image_size"], 1,
                                      ""), args["flags"]),
       len(files), training=False)))
-  if evaluation.detect_labels_side(
-      *batch, data_lib.load_palette(args["label_palette"])) is None:
+  side = evaluation.detect_labels_side(
+      *batch, data_lib.load_palette(args["label_palette"]))
+  if side is None:
     raise ValueError(
         f"--label_palette={args['label_palette']}: neither side of "
         f"{args['data_dir']}/{split}'s pairs looks like its label maps.")
+  if side == "input" and not args["segmenter"]:
+    raise ValueError(
+        "labels -> photo is scored by an FCN: give --segmenter (train one "
+        "with python tools/train_segmenter.py), or leave out "
+        "--label_palette.")
 
 
-def score_export(export_dir: str, args, split: str) -> Dict[str, float]:
+def score_export(export_dir: str, args: dict, split: str
+                 ) -> Dict[str, float]:
   """An export's scores on the evaluated split, by `evaluate`'s own code:
   the metrics, and "<task>/<score>" for each segmentation score."""
   from pix2pix_tf import evaluation
@@ -226,7 +239,8 @@ def score_export(export_dir: str, args, split: str) -> Dict[str, float]:
   return scores
 
 
-def generate_export(export_dir, config, files) -> list:
+def generate_export(export_dir: str, config: config_lib.Config,
+                    files: Sequence[str]) -> list:
   """An exported generator's outputs on `files`, in [-1, 1]."""
   from pix2pix_tf import data as data_lib
   from pix2pix_tf import serving
@@ -254,16 +268,47 @@ def read_scalars(log_dir: str) -> Dict[str, List[Tuple[int, float]]]:
   return {tag: sorted(points) for tag, points in curves.items()}
 
 
-def run_variant(name, flag_text, args, strategy, split):
-  """Trains (or resumes) and scores one variant; returns its result row."""
+def settings(flag_text: str, args: dict) -> dict:
+  """What a variant's row depends on, besides its steps."""
+  return {"data_dir": os.path.realpath(args["data_dir"]),
+          "image_size": args["image_size"], "flags": args["flags"],
+          "variant_flags": flag_text,
+          **{k: args[k] for k in ("label_palette", "segmenter",
+                                  "inception_weights")}}
+
+
+def finished_row(name: str, flag_text: str, args: dict) -> Optional[dict]:
+  """The row of a variant finished before with these settings and steps;
+  None when it is to train (or to continue to more steps).
+
+  Raises:
+    ValueError: its folder holds the variant trained or scored otherwise,
+      or for more steps: its row would not be what the table says.
+  """
+  folder = os.path.join(args["out"], name)
+  path = os.path.join(folder, "metrics.json")
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    row = json.load(f)
+  if row.get("settings") != settings(flag_text, args):
+    raise ValueError(
+        f"{folder} holds variant {name} trained or scored with other "
+        f"settings than these ({row.get('settings')}); give another --out, "
+        f"or remove {folder} to train it again.")
+  if row["steps"] > args["steps"]:
+    raise ValueError(f"{folder} was trained {row['steps']} steps, more than "
+                     f"--steps={args['steps']}; give another --out.")
+  return row if row["steps"] == args["steps"] else None
+
+
+def run_variant(name: str, flag_text: str, args: dict, strategy,
+                split: str) -> dict:
+  """Trains (or continues) and scores one variant; returns its result row.
+  Exits, writing no row, when SIGTERM stops the training."""
   from pix2pix_tf import training
 
   model_dir = os.path.join(args["out"], name)
-  result_path = os.path.join(model_dir, "metrics.json")
-  if os.path.exists(result_path):
-    print(f"[{name}] done before; keeping its results.", flush=True)
-    with open(result_path) as f:
-      return json.load(f)
   config = base_config(args["data_dir"], args["image_size"], args["steps"],
                        model_dir)
   config = apply_flags(config, args["flags"])
@@ -272,11 +317,17 @@ def run_variant(name, flag_text, args, strategy, split):
   print(f"[{name}] training {args['steps']} steps: {flag_text or 'defaults'}",
         flush=True)
   final = training.train_and_evaluate(config, strategy)
+  if final.get("stopped"):
+    sys.exit(f"ablate: [{name}] stopped at step {final['step']}; run the "
+             "same command again to continue.")
   values = score_export(os.path.join(model_dir, "export"), args, split)
-  row = {"variant": name, "flags": flag_text, "steps": final["step"],
+  row = {"variant": name,
+         "flags": flag_text.replace("{image_size}", str(config.crop_size)),
+         "steps": final["step"], "settings": settings(flag_text, args),
          **{k: round(v, 5) for k, v in values.items()},
          **{f"train_{k}": round(v, 5) for k, v in final.items()
             if k.startswith(("gen_", "disc_"))}}
+  result_path = os.path.join(model_dir, "metrics.json")
   with open(result_path + ".tmp", "w") as f:
     json.dump(row, f, indent=2)
   os.replace(result_path + ".tmp", result_path)
@@ -301,7 +352,8 @@ def markdown_table(rows: Sequence[dict], study: str) -> List[str]:
   paper = PAPER_FCN_SCORES.get(study) if any(
       "fcn_generated/class_iou" in row for row in rows) else None
   headers = ["variant", "flags"] + [h for _, h, _ in columns] + (
-      ["paper (256x256): per-pixel / per-class / IoU"] if paper else [])
+      ["paper, Cityscapes labels → photo, 256x256: per-pixel / per-class / "
+       "IoU"] if paper else [])
   lines = ["| " + " | ".join(headers) + " |",
            "|" + "---|" * len(headers)]
 
@@ -327,7 +379,9 @@ def markdown_table(rows: Sequence[dict], study: str) -> List[str]:
   return lines
 
 
-def write_tables(rows: Sequence[dict], out: str, split: str, args) -> None:
+def write_tables(rows: Sequence[dict], out: str, split: str,
+                 args: dict) -> None:
+  """results.csv (every score and final training loss) and results.md."""
   columns = ["variant", "flags", "steps"] + [k for k, _, _ in
                                              table_columns(rows)]
   extra = sorted({k for row in rows for k in row
@@ -348,6 +402,7 @@ def write_tables(rows: Sequence[dict], out: str, split: str, args) -> None:
 
 
 def plot_losses(names: Sequence[str], out: str) -> None:
+  """losses.png: each variant's training losses, one panel per loss."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
@@ -371,7 +426,8 @@ def plot_losses(names: Sequence[str], out: str) -> None:
   plt.close(fig)
 
 
-def plot_samples(names, out, config, files, num_samples) -> None:
+def plot_samples(names: Sequence[str], out: str, config: config_lib.Config,
+                 files: Sequence[str], num_samples: int) -> None:
   """Rows: input, target, then each variant's output on the same inputs."""
   import matplotlib
   matplotlib.use("Agg")
@@ -427,6 +483,8 @@ def main(argv):
         FLAGS.data_dir, FLAGS.image_size, FLAGS.steps, FLAGS.out),
         FLAGS.flags), text).validate() for _, text in variants]
     check_scoring(args, split)
+    finished = {name: finished_row(name, text, args)
+                for name, text in variants}
   except (ValueError, config_lib.ConfigError) as e:
     sys.exit(f"ablate: error: {e}")
   os.makedirs(FLAGS.out, exist_ok=True)
@@ -434,6 +492,10 @@ def main(argv):
   strategy = training.make_strategy(configs[0].strategy)
   rows = []
   for name, flag_text in variants:
+    if finished[name]:
+      print(f"[{name}] done before; keeping its results.", flush=True)
+      rows.append(finished[name])
+      continue
     rows.append(run_variant(name, flag_text, args, strategy, split))
     keras.backend.clear_session()
   names = [name for name, _ in variants]

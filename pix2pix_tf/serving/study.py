@@ -1,24 +1,19 @@
 """Real-vs-fake perceptual studies, as the pix2pix paper ran them on AMT.
 
 Two protocols share one page (pages/study.html) and one answers file format:
-
-- "2afc", the paper's: each trial shows a real image and the image generated
-  from the same input side by side, in random order, for --seconds (the
-  paper used 1 second), then asks "which is fake?". Real and generated
-  images are paired by file name, as `predict --paired` writes them.
-- "single": one image at a time, real or generated, then "real or fake?".
-
-Every answer is appended to the --answers JSON-lines file as it is given
-(flushed and synced before it is acknowledged), so a reload, a closed tab or
-a crash loses nothing: the page resumes at the first unanswered trial. An
-answer is stored as what was judged (which image was taken for the fake,
-or whether the image was called real), keyed by the images' real paths, so
-a session resumed with another --seed, or with the folders spelled
-differently, still counts it. At the end the page shows the table (the share
-of generated images taken for real, with its 95% confidence interval) and
-every trial with its answer.
+"2afc", the paper's, shows a real image and the image generated from the same
+input (paired by file name, as `predict --paired` writes them) side by side
+in random order for --seconds, then asks "which is fake?"; "single" shows one
+image at a time, then asks "real or fake?". Every answer is appended to the
+--answers JSON-lines file as it is given (synced before it is acknowledged):
+a reload or a crash loses nothing. An answer is stored as what was judged,
+keyed by the images' real paths, so a session resumed with another --seed,
+or with the folders spelled differently, still counts it. The table reports
+the share of generated images taken for real, with its 95% interval.
 """
 
+import hashlib
+import io
 import json
 import math
 import os
@@ -26,15 +21,19 @@ import random
 import statistics
 import threading
 import time
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import flask
+from PIL import Image
+from PIL import ImageOps
 
 from pix2pix_tf import data as data_lib
 from pix2pix_tf.serving import web
 
-# The paper's protocol first: it is the default of `study --protocol`.
-PROTOCOLS = ("2afc", "single")
+
+class StaleSessionError(ValueError):
+  """An answer from a page opened before the study was restarted in
+  another order: its trial ids name other images now."""
 
 
 def list_images(folder: str) -> List[str]:
@@ -50,11 +49,9 @@ def wilson_interval(successes: int, trials: int,
                     confidence: float = 0.95) -> Tuple[float, float]:
   """The Wilson score interval of a binomial share successes / trials.
 
-  Chosen over the normal ("Wald") interval because a study's shares are
-  often near 0 or 1 and its counts small, where Wald's interval collapses
-  to a point or leaves [0, 1]; Wilson's stays inside and keeps its coverage.
-  Written out because it is four lines: no dependency of the project
-  provides it (statistics.NormalDist gives the quantile).
+  Not the normal ("Wald") interval: a study's shares are often near 0 or 1
+  and its counts small, where Wald's collapses or leaves [0, 1]. Written
+  out: no dependency of the project provides it.
   """
   if trials <= 0 or not 0 <= successes <= trials:
     raise ValueError(f"need 0 <= successes <= trials and trials > 0, got "
@@ -106,19 +103,30 @@ def pair_by_name(real_files: List[str],
           "writes them (results/ and results/targets/); remove the unpaired "
           "files, or use --protocol=single.")
   pairs = [(real[s], generated[s]) for s in sorted(real)]
-  for r, g in pairs:
-    if os.path.realpath(r) == os.path.realpath(g):
-      raise ValueError(f"{r} is both the real and the generated image: "
-                       "--real_dir and --generated_dir name the same files.")
+  check_distinct([r for r, _ in pairs], [g for _, g in pairs])
   return pairs
+
+
+def check_distinct(real_files: List[str], generated_files: List[str]) -> None:
+  """ValueError when a file is both a real and a generated image (the same
+  folder named twice, a link, a hard link)."""
+  def identity(path):
+    stat = os.stat(path)
+    return stat.st_dev, stat.st_ino
+
+  real = {identity(f): f for f in real_files}
+  for f in generated_files:
+    if identity(f) in real:
+      raise ValueError(f"{real[identity(f)]} is both a real and a generated "
+                       "image: --real_dir and --generated_dir must name "
+                       "different files.")
 
 
 class Study:
   """The single-image protocol: its trials, their order, the answers file.
 
-  A trial shows `files` (one image here, two in TwoChoiceStudy); the page
-  answers with one of `choices`; what was judged is kept in `answers`
-  (trial id -> "real" or "fake" here).
+  A trial shows `files` (one image; two in TwoChoiceStudy), the page answers
+  one of `choices`, and `answers` keeps what was judged (trial id -> value).
   """
 
   protocol = "single"
@@ -131,6 +139,10 @@ class Study:
                                     random.Random(seed))
     for i, trial in enumerate(self.trials):
       trial["id"] = i
+    # Names this order of trials: a page opened before a restart with
+    # another --seed sends the old one, and its answers are refused.
+    self.token = hashlib.sha256(json.dumps(
+        [t["files"] for t in self.trials]).encode()).hexdigest()[:16]
     self.seconds = seconds
     self.answers_path = answers_path
     self.lock = threading.Lock()
@@ -139,6 +151,7 @@ class Study:
       self._load()
 
   def _make_trials(self, real_files, generated_files, rng):
+    check_distinct(real_files, generated_files)
     trials = ([{"files": [f], "truth": "real"} for f in real_files] +
               [{"files": [f], "truth": "generated"} for f in generated_files])
     rng.shuffle(trials)
@@ -152,18 +165,15 @@ class Study:
   def _record_key(self, record):
     return (os.path.realpath(record["file"]),)
 
-  def _judge(self, trial, answer):
-    del trial  # The answer is the judgement itself.
-    return answer
+  def _judge(self, trial, answer):  # pylint: disable=unused-argument
+    return answer  # The answer is the judgement itself.
 
-  def _record(self, trial, judged, answer):
-    del answer
+  def _record(self, trial, judged, answer):  # pylint: disable=unused-argument
     return {"file": self.key(trial)[0], "truth": trial["truth"],
             "answer": judged}
 
   def _judged_of(self, record):
-    return record.get("answer") if record.get("answer") in self.choices \
-        else None
+    return next((c for c in self.choices if record.get("answer") == c), None)
 
   def _load(self):
     """Reads earlier answers, skipping lines cut short by a crash or foreign
@@ -180,7 +190,7 @@ class Study:
               else None
         except (ValueError, TypeError, KeyError, AttributeError):
           continue  # A torn or foreign line.
-        if protocol != self.protocol and protocol in PROTOCOLS:
+        if protocol != self.protocol and protocol in tuple(STUDIES):
           raise ValueError(
               f"{self.answers_path} holds answers of the {protocol} protocol "
               f"(line {number}): resume it with --protocol={protocol}, or "
@@ -189,9 +199,16 @@ class Study:
         if key in by_key and judged is not None:
           self.answers.setdefault(by_key[key], judged)
 
-  def answer(self, trial_id: int, answer: str) -> None:
+  def answer(self, trial_id: int, answer: str,
+             session: Optional[str] = None) -> None:
     """Records one answer (the first answer to a trial counts): one whole
-    line, flushed to disk before the answer is acknowledged."""
+    line, flushed to disk before the answer is acknowledged.
+
+    Raises:
+      ValueError: an answer or trial id that is not one of this study's.
+      StaleSessionError: `session` (the page's token) is given and is not
+        this study's: the page predates a restart in another order.
+    """
     if not isinstance(answer, str) or answer not in self.choices:
       raise ValueError(f"answer must be one of "
                        f"{', '.join(repr(c) for c in self.choices)}.")
@@ -199,6 +216,10 @@ class Study:
         not 0 <= trial_id < len(self.trials)):
       raise ValueError(f"no trial {trial_id!r}: ids are the integers 0 to "
                        f"{len(self.trials) - 1}.")
+    if session is not None and session != self.token:
+      raise StaleSessionError(
+          "The study was restarted in another order since this page was "
+          "opened; reload the page (answers given so far are kept).")
     with self.lock:
       if trial_id in self.answers:
         return
@@ -235,9 +256,11 @@ class Study:
     return table
 
   def _shown(self, trial, judged):
-    # An unanswered trial's truth stays hidden: the results can be fetched
-    # before the study ends.
-    return {"truth": trial["truth"] if judged else None}
+    # An unanswered trial's truth, and its file names (which may tell it),
+    # stay hidden: the results can be fetched before the study ends.
+    return {"truth": trial.get("truth") if judged else None,
+            "names": [os.path.basename(f) for f in trial["files"]]
+                     if judged else None}
 
   def results(self) -> Dict[str, object]:
     """The table (for real and generated images: answered, judged real,
@@ -248,9 +271,7 @@ class Study:
         "table": self._table(answers),
         "total": len(self.trials),
         "answered": len(answers),
-        "trials": [{"id": t["id"],
-                    "names": [os.path.basename(f) for f in t["files"]],
-                    "answer": answers.get(t["id"]),
+        "trials": [{"id": t["id"], "answer": answers.get(t["id"]),
                     **self._shown(t, answers.get(t["id"]))}
                    for t in self.trials],
     }
@@ -284,8 +305,7 @@ class TwoChoiceStudy(Study):
             os.path.realpath(trial["generated"]))
 
   def _record_key(self, record):
-    return (os.path.realpath(record["real"]),
-            os.path.realpath(record["generated"]))
+    return self.key(record)  # Records name the files as trials do.
 
   def _judge(self, trial, answer):
     picked = self.choices.index(answer)
@@ -297,8 +317,8 @@ class TwoChoiceStudy(Study):
             "picked": answer}
 
   def _judged_of(self, record):
-    judged = record.get("judged_fake")
-    return judged if judged in ("generated", "real") else None
+    return next((j for j in ("generated", "real")
+                 if record.get("judged_fake") == j), None)
 
   def _table(self, answers):
     # Each trial judges both images: the generated one is taken for real
@@ -308,7 +328,8 @@ class TwoChoiceStudy(Study):
             "generated": share_row(len(answers), fooled)}
 
   def _shown(self, trial, judged):
-    return {"generated_side": trial["generated_side"] if judged else None}
+    return {**super()._shown(trial, judged),
+            "generated_side": trial["generated_side"] if judged else None}
 
 
 STUDIES = {"2afc": TwoChoiceStudy, "single": Study}
@@ -334,6 +355,7 @@ def create_app(study: Study) -> flask.Flask:
   def session():
     return flask.jsonify({
         "protocol": study.protocol,
+        "session": study.token,
         "seconds": study.seconds,
         "trials": [{"id": t["id"],
                     "images": [f"/image/{t['id']}/{i}"
@@ -346,14 +368,26 @@ def create_app(study: Study) -> flask.Flask:
     if not (0 <= trial_id < len(study.trials) and
             0 <= index < len(study.trials[trial_id]["files"])):
       flask.abort(404)
-    return flask.send_file(
-        os.path.abspath(study.trials[trial_id]["files"][index]))
+    # Re-encoded as PNG under a neutral name, with no dates or ETag: the
+    # file's name, format and age would tell real from generated.
+    buffer = io.BytesIO()
+    with Image.open(study.trials[trial_id]["files"][index]) as image:
+      image = ImageOps.exif_transpose(image)  # As a browser would show it.
+      image.convert("RGBA" if "A" in image.getbands() else "RGB").save(
+          buffer, "PNG")
+    buffer.seek(0)
+    return flask.send_file(buffer, mimetype="image/png",
+                           download_name=f"{trial_id}-{index}.png",
+                           etag=False, last_modified=None, max_age=0)
 
   @server.post("/api/answer")
   def answer():
     body = web.json_object(flask.request)
     try:
-      study.answer(body.get("id"), body.get("answer"))
+      study.answer(body.get("id"), body.get("answer"),
+                   str(body.get("session")))
+    except StaleSessionError as e:
+      return flask.jsonify({"error": str(e)}), 409
     except ValueError as e:
       return flask.jsonify({"error": str(e)}), 400
     return flask.jsonify({"answered": len(study.snapshot()),

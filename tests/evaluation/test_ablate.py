@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -41,7 +42,7 @@ def test_grid_writes_tables_and_figures_and_resumes(tmp_path):
     rows = list(csv.DictReader(f))
   assert [r["variant"] for r in rows] == ["small_d", "l1_only"]
   assert [r["flags"] for r in rows] == [
-      "--d_layers=1", "--gan_mode=none --load_size={image_size}"]
+      "--d_layers=1", "--gan_mode=none --load_size=32"]
   for row in rows:
     assert row["steps"] == "3"
     assert 0 < float(row["l1"]) < 2 and float(row["psnr"]) > 0
@@ -70,7 +71,7 @@ def test_grid_writes_tables_and_figures_and_resumes(tmp_path):
   assert rows[0]["train_disc_loss"] and not rows[1]["train_disc_loss"]
   table = (out / "results.md").read_text()
   assert "| small_d | `--d_layers=1` |" in table
-  assert "| l1_only | `--gan_mode=none --load_size={image_size}` |" in table
+  assert "| l1_only | `--gan_mode=none --load_size=32` |" in table
   for figure in ("losses.png", "samples.png"):
     image = Image.open(out / figure)
     assert image.size[0] > 200 and image.size[1] > 100
@@ -78,19 +79,55 @@ def test_grid_writes_tables_and_figures_and_resumes(tmp_path):
   assert Image.open(out / "samples.png").size[1] > Image.open(
       out / "samples.png").size[0]
 
-  # A stopped grid resumes: the finished variant is kept, a half-finished
-  # one continues from its checkpoint instead of restarting.
+  # A stopped study resumes: a half-finished variant continues from its
+  # checkpoint instead of restarting; finished ones are kept, or continued
+  # when --steps grows.
   os.remove(out / "l1_only" / "metrics.json")
   kept = json.loads((out / "small_d" / "metrics.json").read_text())
   # --variants is the older name of --study.
-  second = run_grid(data_dir, variants, out, 5, palette, option="--variants")
+  second = run_grid(data_dir, variants, out, 3, palette, option="--variants")
   assert second.returncode == 0, second.stderr
   assert "[small_d] done before" in second.stdout
+  assert "[l1_only] training" in second.stdout
   assert "Resumed from" in second.stdout and "at step 3." in second.stdout
   assert json.loads((out / "small_d" / "metrics.json").read_text()) == kept
+  third = run_grid(data_dir, variants, out, 5, palette)
+  assert third.returncode == 0, third.stderr
+  assert third.stdout.count("at step 3.") == 2  # Both continued.
   with open(out / "results.csv") as f:
-    rows = list(csv.DictReader(f))
-  assert [r["steps"] for r in rows] == ["3", "5"]
+    assert [r["steps"] for r in csv.DictReader(f)] == ["5", "5"]
+  assert "trained 5 steps" in (out / "results.md").read_text()
+  # Rows of other settings or more steps are refused, not mixed in.
+  before = {p: p.read_bytes() for p in out.glob("*/metrics.json")}
+  for steps, extra, message in [
+      (5, (), "trained or scored with other settings"),
+      (4, (palette,), "more than --steps=4")]:
+    refused = run_grid(data_dir, variants, out, steps, *extra)
+    assert refused.returncode != 0, refused.stdout
+    assert f"{out}/small_d" in refused.stderr and message in refused.stderr
+  assert {p: p.read_bytes() for p in out.glob("*/metrics.json")} == before
+
+
+@pytest.mark.slow
+def test_a_stopped_variant_writes_no_row(tmp_path):
+  data_dir = demo.write_dataset(str(tmp_path / "data"), 6, 2, 32)
+  out = tmp_path / "out"
+  process = subprocess.Popen(
+      [sys.executable, TOOL, f"--data_dir={data_dir}", "--study=batch_size",
+       "--steps=100000", "--image_size=32", f"--out={out}",
+       "--flags=--ngf=8 --ndf=8"], stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE, text=True, env=ENV)
+  # Wait for training to run (its first training log line), then stop it.
+  for line in process.stdout:
+    if line.startswith("Epoch 1/"):
+      break
+  process.send_signal(signal.SIGTERM)
+  _, stderr = process.communicate(timeout=300)
+  assert process.returncode != 0
+  assert "[batch1] stopped at step" in stderr
+  assert "run the same command again to continue" in stderr
+  assert not (out / "batch1" / "metrics.json").exists()
+  assert not (out / "batch32").exists()
 
 
 @pytest.mark.slow
@@ -189,7 +226,8 @@ def test_results_table_has_the_ground_truth_row_and_the_papers_numbers():
   lines = ablate.markdown_table(rows, "objective")
   assert lines[0] == ("| variant | flags | L1 | MSE | PSNR | SSIM | FCN "
                       "per-pixel acc. | FCN per-class acc. | FCN class IoU | "
-                      "paper (256x256): per-pixel / per-class / IoU |")
+                      "paper, Cityscapes labels → photo, 256x256: "
+                      "per-pixel / per-class / IoU |")
   assert lines[2] == ("| L1 | `--x=0` | 0.1000 | 0.2000 | 20.00 | 0.5000 | "
                       "0.000 | 0.010 | 0.020 | 0.42 / 0.15 / 0.11 |")
   assert lines[3].endswith("| 0.100 | 0.110 | 0.120 | 0.66 / 0.23 / 0.17 |")

@@ -1,8 +1,10 @@
 """The perceptual studies (2afc and single), in Python and clicked through in
 headless Chromium."""
 
+import io
 import json
 import math
+import os
 import statistics
 import threading
 
@@ -95,7 +97,7 @@ def test_pair_by_name_pairs_stems_and_names_what_does_not_pair(tmp_path):
   with pytest.raises(ValueError, match=r"two generated images are named 0"):
     study_lib.pair_by_name(study_lib.list_images(real),
                            study_lib.list_images(generated))
-  with pytest.raises(ValueError, match="both the real and the generated"):
+  with pytest.raises(ValueError, match="both a real and a generated"):
     study_lib.pair_by_name(study_lib.list_images(real),
                            study_lib.list_images(real))
 
@@ -140,8 +142,67 @@ def test_unanswered_trials_keep_their_truth_hidden(folders, tmp_path):
     study.answer(1, study.choices[0])
     shown = study.results()["trials"]
     assert shown[1][field] is not None and shown[1]["answer"] is not None
-    assert all(t[field] is None and t["answer"] is None
+    assert shown[1]["names"]
+    assert all(t[field] is None and t["answer"] is None and t["names"] is None
                for t in shown if t["id"] != 1)
+
+
+def test_images_are_served_without_what_would_tell_them_apart(tmp_path):
+  # A JPEG real and a PNG generated image: the page gets two PNGs under
+  # neutral names, with no dates or ETags, pixel for pixel the files.
+  real = make_images(tmp_path / "real", 2, 10, "jpg")
+  generated = make_images(tmp_path / "generated", 2, 200)
+  study = new_study("2afc", (real, generated), tmp_path / "a.jsonl")
+  client = study_lib.create_app(study).test_client()
+  for trial in study.trials:
+    for index, path in enumerate(trial["files"]):
+      reply = client.get(f"/image/{trial['id']}/{index}")
+      assert reply.status_code == 200
+      assert reply.headers["Content-Type"] == "image/png"
+      assert "ETag" not in reply.headers
+      assert "Last-Modified" not in reply.headers
+      assert reply.headers["Content-Disposition"] == (
+          f"inline; filename={trial['id']}-{index}.png")
+      served = np.asarray(Image.open(io.BytesIO(reply.data)))
+      assert np.array_equal(served, np.asarray(Image.open(path)))
+
+
+def test_a_page_from_before_a_restart_in_another_order_is_refused(folders,
+                                                                  tmp_path):
+  answers = tmp_path / "answers.jsonl"
+  before = new_study("2afc", folders, answers, seed=1)
+  after = new_study("2afc", folders, answers, seed=2)
+  assert before.token != after.token
+  client = study_lib.create_app(after).test_client()
+  assert client.get("/api/session").json["session"] == after.token
+  for session, status in ((before.token, 409), (None, 409),
+                          (after.token, 200)):
+    reply = client.post("/api/answer", json={"id": 0, "answer": "left",
+                                             "session": session})
+    assert reply.status_code == status, reply.json
+  assert "reload the page" in client.post("/api/answer", json={
+      "id": 1, "answer": "left", "session": before.token}).json["error"]
+  assert len(read_lines(answers)) == 1  # Only the current page's answer.
+
+
+def test_a_file_cannot_be_both_real_and_generated(tmp_path):
+  real = make_images(tmp_path / "real", 2, 10)
+  linked = tmp_path / "linked"
+  linked.mkdir()
+  os.link(tmp_path / "real" / "0.png", linked / "0.png")
+  os.symlink(tmp_path / "real" / "1.png", linked / "1.png")
+  for protocol in ("2afc", "single"):
+    for generated in (real, str(linked)):
+      with pytest.raises(ValueError, match="both a real and a generated"):
+        new_study(protocol, (real, generated), tmp_path / "a.jsonl")
+
+
+def test_the_protocol_flag_offers_every_study():
+  from pix2pix_tf import config as config_lib
+  option, = [o for o in config_lib.COMMAND_OPTIONS["study"]
+             if o.name == "protocol"]
+  assert option.choices == tuple(study_lib.STUDIES)
+  assert option.default == "2afc"
 
 
 # --- The paper's two-alternative forced choice ------------------------------
