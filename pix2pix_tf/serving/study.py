@@ -201,14 +201,9 @@ class Study:
 
   def answer(self, trial_id: int, answer: str,
              session: Optional[str] = None) -> None:
-    """Records one answer (the first answer to a trial counts): one whole
-    line, flushed to disk before the answer is acknowledged.
-
-    Raises:
-      ValueError: an answer or trial id that is not one of this study's.
-      StaleSessionError: `session` (the page's token) is given and is not
-        this study's: the page predates a restart in another order.
-    """
+    """Records one answer (the first to a trial counts) as a whole line,
+    synced before it is acknowledged. ValueError for an unknown answer or
+    id; StaleSessionError for a `session` token that is not this study's."""
     if not isinstance(answer, str) or answer not in self.choices:
       raise ValueError(f"answer must be one of "
                        f"{', '.join(repr(c) for c in self.choices)}.")
@@ -335,6 +330,18 @@ class TwoChoiceStudy(Study):
 STUDIES = {"2afc": TwoChoiceStudy, "single": Study}
 
 
+def neutral_png(path: str) -> io.BytesIO:
+  """The image as PNG, turned as a browser shows it: served so (under a
+  neutral name, with no dates), its name, format and age tell nothing."""
+  buffer = io.BytesIO()
+  with Image.open(path) as image:
+    image = ImageOps.exif_transpose(image)
+    image.convert("RGBA" if "A" in image.getbands() else "RGB").save(
+        buffer, "PNG")
+  buffer.seek(0)
+  return buffer
+
+
 def create_app(study: Study) -> flask.Flask:
   """The Flask app: the page, the images, and a small JSON API."""
 
@@ -368,15 +375,8 @@ def create_app(study: Study) -> flask.Flask:
     if not (0 <= trial_id < len(study.trials) and
             0 <= index < len(study.trials[trial_id]["files"])):
       flask.abort(404)
-    # Re-encoded as PNG under a neutral name, with no dates or ETag: the
-    # file's name, format and age would tell real from generated.
-    buffer = io.BytesIO()
-    with Image.open(study.trials[trial_id]["files"][index]) as image:
-      image = ImageOps.exif_transpose(image)  # As a browser would show it.
-      image.convert("RGBA" if "A" in image.getbands() else "RGB").save(
-          buffer, "PNG")
-    buffer.seek(0)
-    return flask.send_file(buffer, mimetype="image/png",
+    return flask.send_file(neutral_png(study.trials[trial_id]["files"][index]),
+                           mimetype="image/png",
                            download_name=f"{trial_id}-{index}.png",
                            etag=False, last_modified=None, max_age=0)
 
