@@ -1,4 +1,4 @@
-r"""Trains and compares the studies' variants of pix2pix: one table and figure each.
+r"""Trains and compares the studies' variants of pix2pix: tables and figures.
 
     python tools/ablate.py --data_dir=datasets/facades --study=objective \
         --steps=2000 --image_size=128 --out=ablations/objective

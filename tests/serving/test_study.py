@@ -311,94 +311,94 @@ def check_table(driver, rows):
         f"{100 * low:.1f}% to {100 * high:.1f}%"]
 
 
-@pytest.mark.parametrize("served", ["single"], indirect=True)
-def test_single_page_in_a_real_browser(served):
-  from selenium.webdriver.common.by import By
-  from selenium.webdriver.support import expected_conditions as ec
+@pytest.fixture
+def page(served):
+  """The study's page open in headless Chromium: (study, driver, a waiter,
+  the answers file)."""
   from selenium.webdriver.support.ui import WebDriverWait
-
   study, url, answers = served
   driver = chromium_driver()
   try:
-    wait = WebDriverWait(driver, 20, poll_frequency=0.05)
     driver.get(url)
-    wait.until(ec.element_to_be_clickable((By.ID, "start"))).click()
-    # The image is shown first, then hidden when the question appears.
-    wait.until(lambda d: d.execute_script(
-        "return document.querySelectorAll('#stage img').length") == 1)
-    wait.until(ec.visibility_of_element_located((By.ID, "real")))
-    assert not driver.find_elements(By.CSS_SELECTOR, "#stage img")
-    click_through(driver, answers, ["real", "fake"], 6)
-    # Reload midway: the two answers are kept and the page resumes.
-    driver.refresh()
-    wait.until(lambda d: "2 of 6 answered" in d.find_element(
-        By.ID, "progress").text)
-    assert driver.find_element(By.ID, "start").text == "Continue"
-    assert [l["answer"] for l in read_lines(answers)] == ["real", "fake"]
-    driver.find_element(By.ID, "start").click()
-    click_through(driver, answers, ["real", "real", "fake", "real"], 6)
-    wait.until(ec.visibility_of_element_located((By.ID, "table")))
-    lines = read_lines(answers)
-    assert [l["answer"] for l in lines] == ["real", "fake", "real", "real",
-                                            "fake", "real"]
-    # The table on the page agrees with the stored answers.
-    check_table(driver, [
-        (truth, sum(l["truth"] == truth for l in lines),
-         sum(l["truth"] == truth and l["answer"] == "real" for l in lines))
-        for truth in ("real", "generated")])
-    assert len(driver.find_elements(By.CSS_SELECTOR, "#answers figure")) == 6
+    yield study, driver, WebDriverWait(driver, 20, poll_frequency=0.05), answers
   finally:
     driver.quit()
+
+
+@pytest.mark.parametrize("served", ["single"], indirect=True)
+def test_single_page_in_a_real_browser(page):
+  from selenium.webdriver.common.by import By
+  from selenium.webdriver.support import expected_conditions as ec
+
+  study, driver, wait, answers = page
+  wait.until(ec.element_to_be_clickable((By.ID, "start"))).click()
+  # The image is shown first, then hidden when the question appears.
+  wait.until(lambda d: d.execute_script(
+      "return document.querySelectorAll('#stage img').length") == 1)
+  wait.until(ec.visibility_of_element_located((By.ID, "real")))
+  assert not driver.find_elements(By.CSS_SELECTOR, "#stage img")
+  click_through(driver, answers, ["real", "fake"], 6)
+  # Reload midway: the two answers are kept and the page resumes.
+  driver.refresh()
+  wait.until(lambda d: "2 of 6 answered" in d.find_element(
+      By.ID, "progress").text)
+  assert driver.find_element(By.ID, "start").text == "Continue"
+  assert [l["answer"] for l in read_lines(answers)] == ["real", "fake"]
+  driver.find_element(By.ID, "start").click()
+  click_through(driver, answers, ["real", "real", "fake", "real"], 6)
+  wait.until(ec.visibility_of_element_located((By.ID, "table")))
+  lines = read_lines(answers)
+  assert [l["answer"] for l in lines] == ["real", "fake", "real", "real",
+                                          "fake", "real"]
+  # The table on the page agrees with the stored answers.
+  check_table(driver, [
+      (truth, sum(l["truth"] == truth for l in lines),
+       sum(l["truth"] == truth and l["answer"] == "real" for l in lines))
+      for truth in ("real", "generated")])
+  assert len(driver.find_elements(By.CSS_SELECTOR, "#answers figure")) == 6
 
 
 @pytest.mark.parametrize("served", ["2afc"], indirect=True)
-def test_2afc_page_in_a_real_browser(served):
+def test_2afc_page_in_a_real_browser(page):
   from selenium.webdriver.common.by import By
   from selenium.webdriver.support import expected_conditions as ec
-  from selenium.webdriver.support.ui import WebDriverWait
 
-  study, url, answers = served
-  driver = chromium_driver()
-  try:
-    wait = WebDriverWait(driver, 20, poll_frequency=0.05)
-    driver.get(url)
-    assert wait.until(lambda d: d.find_element(By.ID, "title").text) == \
-        "Which is fake?"
-    wait.until(ec.element_to_be_clickable((By.ID, "start"))).click()
-    # Both images of the pair are on screen together, side by side.
-    shown = wait.until(lambda d: d.execute_script(
-        "const i = document.querySelectorAll('#stage img');"
-        "return i.length === 2 && i[0].complete && i[1].complete ? "
-        "[...i].map((e) => [e.getBoundingClientRect().left, "
-        "e.getBoundingClientRect().right, e.getBoundingClientRect().top, "
-        "e.src]) : null;"))
-    assert shown[0][1] <= shown[1][0] and shown[0][2] == shown[1][2]
-    first = study.trials[0]
-    assert [s[3].split("/", 3)[3] for s in shown] == [
-        f"image/{first['id']}/0", f"image/{first['id']}/1"]
-    # Then they are hidden and the question appears.
-    wait.until(ec.visibility_of_element_located((By.ID, "left")))
-    assert not driver.find_elements(By.CSS_SELECTOR, "#stage img")
-    click_through(driver, answers, ["left"], 3)
-    driver.refresh()
-    wait.until(lambda d: "1 of 3 answered" in d.find_element(
-        By.ID, "progress").text)
-    driver.find_element(By.ID, "start").click()
-    click_through(driver, answers, ["right", "left"], 3)
-    wait.until(ec.visibility_of_element_located((By.ID, "table")))
-    lines = read_lines(answers)
-    assert [l["picked"] for l in lines] == ["left", "right", "left"]
-    want = ["generated" if (t["generated_side"] == 0) == (p == "left")
-            else "real" for t, p in zip(study.trials, ["left", "right",
-                                                         "left"])]
-    assert [l["judged_fake"] for l in lines] == want
-    fooled = want.count("real")
-    check_table(driver, [("real", 3, 3 - fooled), ("generated", 3, fooled)])
-    assert "taken for the real one" in driver.find_element(
-        By.CSS_SELECTOR, "#table caption").text
-    figures = driver.find_elements(By.CSS_SELECTOR, "#answers figure")
-    assert [len(f.find_elements(By.TAG_NAME, "img")) for f in figures] == \
-        [2, 2, 2]
-    assert not driver.find_element(By.ID, "stage").is_displayed()
-  finally:
-    driver.quit()
+  study, driver, wait, answers = page
+  assert wait.until(lambda d: d.find_element(By.ID, "title").text) == \
+      "Which is fake?"
+  wait.until(ec.element_to_be_clickable((By.ID, "start"))).click()
+  # Both images of the pair are on screen together, side by side.
+  shown = wait.until(lambda d: d.execute_script(
+      "const i = document.querySelectorAll('#stage img');"
+      "return i.length === 2 && i[0].complete && i[1].complete ? "
+      "[...i].map((e) => [e.getBoundingClientRect().left, "
+      "e.getBoundingClientRect().right, e.getBoundingClientRect().top, "
+      "e.src]) : null;"))
+  assert shown[0][1] <= shown[1][0] and shown[0][2] == shown[1][2]
+  first = study.trials[0]
+  assert [s[3].split("/", 3)[3] for s in shown] == [
+      f"image/{first['id']}/0", f"image/{first['id']}/1"]
+  # Then they are hidden and the question appears.
+  wait.until(ec.visibility_of_element_located((By.ID, "left")))
+  assert not driver.find_elements(By.CSS_SELECTOR, "#stage img")
+  click_through(driver, answers, ["left"], 3)
+  driver.refresh()
+  wait.until(lambda d: "1 of 3 answered" in d.find_element(
+      By.ID, "progress").text)
+  driver.find_element(By.ID, "start").click()
+  click_through(driver, answers, ["right", "left"], 3)
+  wait.until(ec.visibility_of_element_located((By.ID, "table")))
+  lines = read_lines(answers)
+  assert [l["picked"] for l in lines] == ["left", "right", "left"]
+  want = ["generated" if (t["generated_side"] == 0) == (p == "left")
+          else "real" for t, p in zip(study.trials, ["left", "right",
+                                                       "left"])]
+  assert [l["judged_fake"] for l in lines] == want
+  fooled = want.count("real")
+  check_table(driver, [("real", 3, 3 - fooled), ("generated", 3, fooled)])
+  assert "taken for the real one" in driver.find_element(
+      By.CSS_SELECTOR, "#table caption").text
+  figures = driver.find_elements(By.CSS_SELECTOR, "#answers figure")
+  assert [len(f.find_elements(By.TAG_NAME, "img")) for f in figures] == \
+      [2, 2, 2]
+  assert not driver.find_element(By.ID, "stage").is_displayed()
