@@ -580,9 +580,13 @@ HOSTILE_ANSWERS = [
 @pytest.mark.parametrize("body", HOSTILE_ANSWERS)
 def test_study_refuses_bad_answers_with_json(study_server, tmp_path, body):
   port, before, protocol = study_server
-  # A valid answer of the protocol, so that the id is what is checked.
+  # A valid answer of the protocol and the page's session token, so that
+  # what is checked is the rest.
   body = body.replace(b'"real"', b'"left"' if protocol == "2afc" else
                       b'"real"')
+  token = json.loads(http(port, "GET", "/api/session")[2])["session"]
+  if body.startswith(b'{"id"'):
+    body = b'{"session": "%s", ' % token.encode() + body[1:]
   status, headers, reply = http(port, "POST", "/api/answer", body,
                                 {"Content-Type": "application/json"})
   assert status == 400, reply

@@ -164,6 +164,8 @@ def base_config(data_dir: str, image_size: int, steps: int,
   return config_lib.Config(
       data_dir=data_dir, model_dir=model_dir, crop_size=image_size,
       load_size=load_size, generator="unet", unet_depth=depth,
+      # max_steps alone sets the length (not capped at --epochs).
+      epochs=0, epochs_decay=0,
       max_steps=steps, lr_policy="constant", log_every_steps=interval,
       sample_every_steps=steps, eval_every_steps=steps,
       checkpoint_every_steps=max(1, steps // 4))
@@ -269,12 +271,21 @@ def read_scalars(log_dir: str) -> Dict[str, List[Tuple[int, float]]]:
 
 
 def settings(flag_text: str, args: dict) -> dict:
-  """What a variant's row depends on, besides its steps."""
-  return {"data_dir": os.path.realpath(args["data_dir"]),
-          "image_size": args["image_size"], "flags": args["flags"],
-          "variant_flags": flag_text,
-          **{k: args[k] for k in ("label_palette", "segmenter",
-                                  "inception_weights")}}
+  """What a variant's row depends on, besides its steps: how it trains
+  (also kept in <variant>/settings.json from its start) and is scored."""
+  return {"training": {"data_dir": os.path.realpath(args["data_dir"]),
+                       "image_size": args["image_size"],
+                       "flags": args["flags"], "variant_flags": flag_text},
+          "scoring": {k: args[k] for k in ("label_palette", "segmenter",
+                                           "inception_weights")}}
+
+
+def read_json(path: str) -> Optional[dict]:
+  """The JSON file at `path`; None when there is none."""
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
 
 
 def finished_row(name: str, flag_text: str, args: dict) -> Optional[dict]:
@@ -286,23 +297,29 @@ def finished_row(name: str, flag_text: str, args: dict) -> Optional[dict]:
       or for more steps: its row would not be what the table says.
   """
   folder = os.path.join(args["out"], name)
-  path = os.path.join(folder, "metrics.json")
-  if not os.path.exists(path):
+  wanted = settings(flag_text, args)
+  started = read_json(os.path.join(folder, "settings.json"))
+  row = read_json(os.path.join(folder, "metrics.json"))
+  if row is not None and "settings" not in row:
+    raise ValueError(f"{folder} was written by an earlier version of this "
+                     "tool, which did not record its settings; give another "
+                     f"--out, or remove {folder} to train it again.")
+  for kind, found in (("trained", started and {"training": started}),
+                      ("trained or scored", row and row["settings"])):
+    if found and {k: wanted.get(k) for k in found} != found:
+      raise ValueError(
+          f"{folder} holds variant {name} {kind} with other settings than "
+          f"these ({found}); give another --out, or remove {folder} to "
+          "train it again.")
+  if row is None:
     return None
-  with open(path) as f:
-    row = json.load(f)
-  if row.get("settings") != settings(flag_text, args):
-    raise ValueError(
-        f"{folder} holds variant {name} trained or scored with other "
-        f"settings than these ({row.get('settings')}); give another --out, "
-        f"or remove {folder} to train it again.")
   if row["steps"] > args["steps"]:
     raise ValueError(f"{folder} was trained {row['steps']} steps, more than "
                      f"--steps={args['steps']}; give another --out.")
   return row if row["steps"] == args["steps"] else None
 
 
-def run_variant(name: str, flag_text: str, args: dict, strategy,
+def run_variant(name: str, flag_text: str, args: dict, strategy: object,
                 split: str) -> dict:
   """Trains (or continues) and scores one variant; returns its result row.
   Exits, writing no row, when SIGTERM stops the training."""
@@ -316,6 +333,9 @@ def run_variant(name: str, flag_text: str, args: dict, strategy,
       strategy.num_replicas_in_sync)
   print(f"[{name}] training {args['steps']} steps: {flag_text or 'defaults'}",
         flush=True)
+  os.makedirs(model_dir, exist_ok=True)
+  write_json(os.path.join(model_dir, "settings.json"),
+             settings(flag_text, args)["training"])
   final = training.train_and_evaluate(config, strategy)
   if final.get("stopped"):
     sys.exit(f"ablate: [{name}] stopped at step {final['step']}; run the "
@@ -327,11 +347,15 @@ def run_variant(name: str, flag_text: str, args: dict, strategy,
          **{k: round(v, 5) for k, v in values.items()},
          **{f"train_{k}": round(v, 5) for k, v in final.items()
             if k.startswith(("gen_", "disc_"))}}
-  result_path = os.path.join(model_dir, "metrics.json")
-  with open(result_path + ".tmp", "w") as f:
-    json.dump(row, f, indent=2)
-  os.replace(result_path + ".tmp", result_path)
+  write_json(os.path.join(model_dir, "metrics.json"), row)
   return row
+
+
+def write_json(path: str, value: dict) -> None:
+  """Writes `value` to `path` whole or not at all."""
+  with open(path + ".tmp", "w") as f:
+    json.dump(value, f, indent=2)
+  os.replace(path + ".tmp", path)
 
 
 def table_columns(rows: Sequence[dict]) -> List[Tuple[str, str, int]]:

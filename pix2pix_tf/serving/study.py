@@ -13,7 +13,6 @@ the share of generated images taken for real, with its 95% interval.
 """
 
 import hashlib
-import io
 import json
 import math
 import os
@@ -24,8 +23,6 @@ import time
 from typing import Dict, List, Optional, Tuple
 
 import flask
-from PIL import Image
-from PIL import ImageOps
 
 from pix2pix_tf import data as data_lib
 from pix2pix_tf.serving import web
@@ -142,7 +139,8 @@ class Study:
     # Names this order of trials: a page opened before a restart with
     # another --seed sends the old one, and its answers are refused.
     self.token = hashlib.sha256(json.dumps(
-        [t["files"] for t in self.trials]).encode()).hexdigest()[:16]
+        [[self.key(t), t.get("generated_side")] for t in self.trials]
+    ).encode()).hexdigest()[:16]
     self.seconds = seconds
     self.answers_path = answers_path
     self.lock = threading.Lock()
@@ -204,6 +202,10 @@ class Study:
     """Records one answer (the first to a trial counts) as a whole line,
     synced before it is acknowledged. ValueError for an unknown answer or
     id; StaleSessionError for a `session` token that is not this study's."""
+    if session is not None and session != self.token:
+      raise StaleSessionError(
+          "The study was restarted in another order since this page was "
+          "opened; reload the page (answers given so far are kept).")
     if not isinstance(answer, str) or answer not in self.choices:
       raise ValueError(f"answer must be one of "
                        f"{', '.join(repr(c) for c in self.choices)}.")
@@ -211,10 +213,6 @@ class Study:
         not 0 <= trial_id < len(self.trials)):
       raise ValueError(f"no trial {trial_id!r}: ids are the integers 0 to "
                        f"{len(self.trials) - 1}.")
-    if session is not None and session != self.token:
-      raise StaleSessionError(
-          "The study was restarted in another order since this page was "
-          "opened; reload the page (answers given so far are kept).")
     with self.lock:
       if trial_id in self.answers:
         return
@@ -330,18 +328,6 @@ class TwoChoiceStudy(Study):
 STUDIES = {"2afc": TwoChoiceStudy, "single": Study}
 
 
-def neutral_png(path: str) -> io.BytesIO:
-  """The image as PNG, turned as a browser shows it: served so (under a
-  neutral name, with no dates), its name, format and age tell nothing."""
-  buffer = io.BytesIO()
-  with Image.open(path) as image:
-    image = ImageOps.exif_transpose(image)
-    image.convert("RGBA" if "A" in image.getbands() else "RGB").save(
-        buffer, "PNG")
-  buffer.seek(0)
-  return buffer
-
-
 def create_app(study: Study) -> flask.Flask:
   """The Flask app: the page, the images, and a small JSON API."""
 
@@ -361,8 +347,7 @@ def create_app(study: Study) -> flask.Flask:
   @server.get("/api/session")
   def session():
     return flask.jsonify({
-        "protocol": study.protocol,
-        "session": study.token,
+        "protocol": study.protocol, "session": study.token,
         "seconds": study.seconds,
         "trials": [{"id": t["id"],
                     "images": [f"/image/{t['id']}/{i}"
@@ -375,17 +360,22 @@ def create_app(study: Study) -> flask.Flask:
     if not (0 <= trial_id < len(study.trials) and
             0 <= index < len(study.trials[trial_id]["files"])):
       flask.abort(404)
-    return flask.send_file(neutral_png(study.trials[trial_id]["files"][index]),
-                           mimetype="image/png",
-                           download_name=f"{trial_id}-{index}.png",
-                           etag=False, last_modified=None, max_age=0)
+    # Under a neutral name, with no dates: a file's name, format, age or
+    # colour profile would tell real from generated.
+    return flask.send_file(
+        web.neutral_png(study.trials[trial_id]["files"][index]),
+        mimetype="image/png", download_name=f"{trial_id}-{index}.png",
+        etag=False, last_modified=None, max_age=0)
 
   @server.post("/api/answer")
   def answer():
     body = web.json_object(flask.request)
+    if not isinstance(body.get("session"), str):
+      return flask.jsonify({"error": "An answer carries the page's session "
+                                     "token (\"session\"); reload the "
+                                     "page."}), 400
     try:
-      study.answer(body.get("id"), body.get("answer"),
-                   str(body.get("session")))
+      study.answer(body.get("id"), body.get("answer"), body["session"])
     except StaleSessionError as e:
       return flask.jsonify({"error": str(e)}), 409
     except ValueError as e:

@@ -4,12 +4,16 @@ page safely, the pages themselves (pages/), and a server that closes silent
 connections."""
 
 import importlib.resources
+import io
 import json
 import os
 import secrets
 import socket
 
 import flask
+import numpy as np
+from PIL import Image
+from PIL import ImageOps
 from werkzeug import exceptions
 from werkzeug import serving
 
@@ -128,3 +132,20 @@ def make_server(host: str, port: int, app: flask.Flask,
   # What http.server's bind would have set: the port chosen for --port=0.
   server.server_name, server.server_port = host, server.port
   return server
+
+
+def neutral_png(path: str) -> io.BytesIO:
+  """The image at `path` as 8-bit RGB(A) PNG bytes, turned as a browser
+  shows it, with no colour profile or metadata of the file's."""
+  with Image.open(path) as image:
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ("I", "I;16", "I;16B", "I;16L"):  # 16-bit: scale.
+      image = Image.fromarray((np.asarray(image, np.int64) >> 8).clip(
+          0, 255).astype(np.uint8))
+    if "transparency" in image.info:
+      image = image.convert("RGBA")
+    image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
+  buffer = io.BytesIO()
+  image.save(buffer, "PNG", icc_profile=None)
+  buffer.seek(0)
+  return buffer

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 
 import pytest
 from PIL import Image
@@ -106,6 +107,15 @@ def test_grid_writes_tables_and_figures_and_resumes(tmp_path):
     assert refused.returncode != 0, refused.stdout
     assert f"{out}/small_d" in refused.stderr and message in refused.stderr
   assert {p: p.read_bytes() for p in out.glob("*/metrics.json")} == before
+  # A half-trained variant (no row yet) is not continued under other flags.
+  os.remove(out / "l1_only" / "metrics.json")
+  only = tmp_path / "only.txt"
+  only.write_text("l1_only: --gan_mode=none --load_size={image_size}\n")
+  refused = run_grid(data_dir, only, out, 5, palette,
+                     "--flags=--ngf=8 --ndf=8 --batch_size=2 --lambda_l1=50")
+  assert refused.returncode != 0
+  assert (f"{out}/l1_only holds variant l1_only trained with other settings"
+          in refused.stderr)
 
 
 @pytest.mark.slow
@@ -117,12 +127,15 @@ def test_a_stopped_variant_writes_no_row(tmp_path):
        "--steps=100000", "--image_size=32", f"--out={out}",
        "--flags=--ngf=8 --ndf=8"], stdout=subprocess.PIPE,
       stderr=subprocess.PIPE, text=True, env=ENV)
+  watchdog = threading.Timer(300, process.kill)  # Never hang the suite.
+  watchdog.start()
   # Wait for training to run (its first training log line), then stop it.
   for line in process.stdout:
     if line.startswith("Epoch 1/"):
       break
   process.send_signal(signal.SIGTERM)
   _, stderr = process.communicate(timeout=300)
+  watchdog.cancel()
   assert process.returncode != 0
   assert "[batch1] stopped at step" in stderr
   assert "run the same command again to continue" in stderr
@@ -145,12 +158,14 @@ def test_bad_variants_are_rejected_before_training(tmp_path):
   # whose label maps the pairs do not show, a segmenter or Inception
   # weights that are not there.
   for extra, message in [
-      ("--label_palette=cityscapes", "looks like its label maps"),
-      (f"--label_palette=facades --segmenter={tmp_path}/none",
+      (["--label_palette=cityscapes"], "looks like its label maps"),
+      ([f"--label_palette={data_dir}/palette.json",
+        "--flags=--ngf=8 --direction=BtoA"],
+       "labels -> photo is scored by an FCN"),
+      (["--label_palette=facades", f"--segmenter={tmp_path}/none"],
        "is not a SavedModel"),
-      (f"--inception_weights={tmp_path}/none.h5", "is not a file")]:
-    result = run_grid(data_dir, "batch_size", tmp_path / "out", 3,
-                      *extra.split())
+      ([f"--inception_weights={tmp_path}/none.h5"], "is not a file")]:
+    result = run_grid(data_dir, "batch_size", tmp_path / "out", 3, *extra)
     assert result.returncode != 0 and message in result.stderr, extra
     assert not (tmp_path / "out").exists()
 

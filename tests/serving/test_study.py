@@ -167,34 +167,74 @@ def test_images_are_served_without_what_would_tell_them_apart(tmp_path):
       assert np.array_equal(served, np.asarray(Image.open(path)))
 
 
-def test_a_page_from_before_a_restart_in_another_order_is_refused(folders,
-                                                                  tmp_path):
+def test_a_page_from_before_a_restart_in_another_order_is_refused(
+    folders, tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
   answers = tmp_path / "answers.jsonl"
   before = new_study("2afc", folders, answers, seed=1)
   after = new_study("2afc", folders, answers, seed=2)
   assert before.token != after.token
   client = study_lib.create_app(after).test_client()
   assert client.get("/api/session").json["session"] == after.token
-  for session, status in ((before.token, 409), (None, 409),
+  for session, status in ((before.token, 409), (None, 400), (7, 400),
                           (after.token, 200)):
     reply = client.post("/api/answer", json={"id": 0, "answer": "left",
                                              "session": session})
     assert reply.status_code == status, reply.json
-  assert "reload the page" in client.post("/api/answer", json={
-      "id": 1, "answer": "left", "session": before.token}).json["error"]
+    assert "reload the page" in reply.json.get("error", "reload the page")
+  # A stale page is told so whatever it answers.
+  assert client.post("/api/answer", json={
+      "id": 99, "answer": "left", "session": before.token}).status_code == 409
   assert len(read_lines(answers)) == 1  # Only the current page's answer.
+  # The token names the order, not the folders' spelling: a restart with
+  # the same seed and the folders named another way keeps pages working.
+  relative = [os.path.relpath(f) for f in folders]
+  assert new_study("2afc", relative, answers, seed=2).token == after.token
 
 
 def test_a_file_cannot_be_both_real_and_generated(tmp_path):
   real = make_images(tmp_path / "real", 2, 10)
-  linked = tmp_path / "linked"
-  linked.mkdir()
-  os.link(tmp_path / "real" / "0.png", linked / "0.png")
-  os.symlink(tmp_path / "real" / "1.png", linked / "1.png")
+  hard, soft = tmp_path / "hard", tmp_path / "soft"
+  hard.mkdir()
+  soft.mkdir()
+  Image.new("RGB", (4, 4)).save(hard / "0.png")
+  os.link(tmp_path / "real" / "1.png", hard / "1.png")
+  Image.new("RGB", (4, 4)).save(soft / "0.png")
+  os.symlink(tmp_path / "real" / "1.png", soft / "1.png")
   for protocol in ("2afc", "single"):
-    for generated in (real, str(linked)):
-      with pytest.raises(ValueError, match="both a real and a generated"):
+    for generated in (real, str(hard), str(soft)):
+      with pytest.raises(ValueError, match=r"real/\d\.png is both a real"):
         new_study(protocol, (real, generated), tmp_path / "a.jsonl")
+
+
+def test_images_of_every_kind_are_served_as_8_bit_png(tmp_path):
+  from PIL import ImageCms
+  from pix2pix_tf.serving import web
+  gray16 = np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16
+  Image.fromarray(gray16).save(tmp_path / "gray16.png")
+  palette = Image.new("P", (8, 8), 1)
+  palette.putpalette([0, 0, 0, 200, 10, 20] + [0] * 762)
+  palette.save(tmp_path / "palette.png", transparency=0)
+  profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+  Image.new("RGB", (8, 8), (9, 99, 199)).save(
+      tmp_path / "profile.jpg", icc_profile=profile, quality=100)
+  Image.new("CMYK", (8, 8), (0, 255, 255, 0)).save(tmp_path / "cmyk.jpg")
+  turned = Image.new("RGB", (8, 4), (50, 60, 70))
+  exif = turned.getexif()
+  exif[0x0112] = 6  # Orientation: rotate 90 degrees to view.
+  turned.save(tmp_path / "turned.jpg", exif=exif)
+  served = {p.stem: Image.open(web.neutral_png(str(p)))
+            for p in tmp_path.iterdir()}
+  assert {n: (i.format, i.mode) for n, i in served.items()} == {
+      "gray16": ("PNG", "RGB"), "palette": ("PNG", "RGBA"),
+      "profile": ("PNG", "RGB"), "cmyk": ("PNG", "RGB"),
+      "turned": ("PNG", "RGB")}
+  assert all("icc_profile" not in i.info for i in served.values())
+  # 16-bit levels scaled to 8 bits, not clipped to white.
+  assert np.array_equal(np.asarray(served["gray16"])[..., 0],
+                        (gray16 >> 8).astype(np.uint8))
+  assert np.asarray(served["palette"])[0, 0].tolist() == [200, 10, 20, 255]
+  assert served["turned"].size == (4, 8)
 
 
 def test_the_protocol_flag_offers_every_study():
