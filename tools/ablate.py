@@ -425,29 +425,38 @@ def write_tables(rows: Sequence[dict], out: str, split: str,
     f.write("\n".join(lines) + "\n")
 
 
-def plot_losses(names: Sequence[str], out: str) -> None:
-  """losses.png: each variant's training losses, one panel per loss."""
+def plot_losses(names: Sequence[str], out: str) -> Dict[Tuple[str, str], str]:
+  """losses.png: each variant's training losses, one panel per loss, each
+  variant in one colour in every panel (a variant without a loss, e.g. L1
+  alone without GAN losses, leaves no gap in the colours of the others).
+  Returns the colour of each (panel's loss, variant) curve drawn."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+  from matplotlib.lines import Line2D
 
   panels = [("gen_l1_loss", "generator L1"), ("gen_gan_loss", "generator GAN"),
             ("disc_loss", "discriminator")]
+  colors = {name: f"C{i % 10}" for i, name in enumerate(names)}
   fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6))
+  drawn = {}
   for name in names:
     curves = read_scalars(os.path.join(out, name, "logs", "train"))
     for axis, (tag, _) in zip(axes, panels):
       if tag in curves:
         steps, values = zip(*curves[tag])
-        axis.plot(steps, values, label=name, linewidth=1.2)
+        line, = axis.plot(steps, values, color=colors[name], linewidth=1.2)
+        drawn[(tag, name)] = line.get_color()
   for axis, (_, title) in zip(axes, panels):
     axis.set_title(title)
     axis.set_xlabel("step")
     axis.grid(alpha=0.3)
-  axes[0].legend(fontsize=8)
+  axes[0].legend(handles=[Line2D([], [], color=c, label=n)
+                          for n, c in colors.items()], fontsize=8)
   fig.tight_layout()
   fig.savefig(os.path.join(out, "losses.png"), dpi=100)
   plt.close(fig)
+  return drawn
 
 
 def plot_samples(names: Sequence[str], out: str, config: config_lib.Config,

@@ -254,3 +254,28 @@ def test_results_table_has_the_ground_truth_row_and_the_papers_numbers():
   assert "paper" not in ablate.markdown_table(rows, "batch_size")[0]
   plain = [{k: v for k, v in r.items() if "/" not in k} for r in rows]
   assert len(ablate.markdown_table(plain, "objective")) == 5
+
+
+def test_each_variant_keeps_its_colour_in_every_loss_panel(tmp_path):
+  import tensorflow as tf
+  ablate = load_tool()
+  # An L1-only variant logs no GAN losses; the others must not shift
+  # colours in the panels it is missing from.
+  logged = {"L1": ("gen_l1_loss",),
+            "GAN": ("gen_l1_loss", "gen_gan_loss", "disc_loss"),
+            "L1+cGAN": ("gen_l1_loss", "gen_gan_loss", "disc_loss")}
+  for name, tags in logged.items():
+    writer = tf.summary.create_file_writer(
+        str(tmp_path / name / "logs" / "train"))
+    with writer.as_default():
+      for step in range(3):
+        for tag in tags:
+          tf.summary.scalar(tag, 0.1 * step, step=step)
+    writer.close()
+  drawn = ablate.plot_losses(list(logged), str(tmp_path))
+  assert set(drawn) == {(tag, name) for name, tags in logged.items()
+                        for tag in tags}
+  for name in logged:
+    assert len({c for (_, n), c in drawn.items() if n == name}) == 1, name
+  assert len({c for c in drawn.values()}) == 3
+  assert (tmp_path / "losses.png").stat().st_size > 0
