@@ -198,10 +198,11 @@ class Study:
           self.answers.setdefault(by_key[key], judged)
 
   def answer(self, trial_id: int, answer: str,
-             session: Optional[str] = None) -> None:
+             session: Optional[str] = None) -> int:
     """Records one answer (the first to a trial counts) as a whole line,
-    synced before it is acknowledged. ValueError for an unknown answer or
-    id; StaleSessionError for a `session` token that is not this study's."""
+    synced before it is acknowledged; returns how many trials are answered.
+    ValueError for an unknown answer or id; StaleSessionError for a
+    `session` token that is not this study's."""
     if session is not None and session != self.token:
       raise StaleSessionError(
           "The study was restarted in another order since this page was "
@@ -215,7 +216,7 @@ class Study:
                        f"{len(self.trials) - 1}.")
     with self.lock:
       if trial_id in self.answers:
-        return
+        return len(self.answers)
       trial = self.trials[trial_id]
       judged = self._judge(trial, answer)
       record = {"protocol": self.protocol,
@@ -232,6 +233,7 @@ class Study:
         f.flush()
         os.fsync(f.fileno())
       self.answers[trial_id] = judged
+      return len(self.answers)
 
   def snapshot(self) -> Dict[int, str]:
     """A copy of the answers, taken under the lock (requests run in
@@ -289,16 +291,18 @@ class TwoChoiceStudy(Study):
     rng.shuffle(pairs)
     rng.shuffle(sides)
     return [{"files": [generated, real] if side == 0 else [real, generated],
-             "generated_side": side, "real": real, "generated": generated}
+             "generated_side": side}
             for (real, generated), side in zip(pairs, sides)]
 
   def key(self, trial: Dict[str, object]) -> Tuple[str, ...]:
     """The real paths of the trial's real and generated image."""
-    return (os.path.realpath(trial["real"]),
-            os.path.realpath(trial["generated"]))
+    side = trial["generated_side"]
+    return (os.path.realpath(trial["files"][1 - side]),
+            os.path.realpath(trial["files"][side]))
 
   def _record_key(self, record):
-    return self.key(record)  # Records name the files as trials do.
+    return (os.path.realpath(record["real"]),
+            os.path.realpath(record["generated"]))
 
   def _judge(self, trial, answer):
     picked = self.choices.index(answer)
@@ -375,13 +379,13 @@ def create_app(study: Study) -> flask.Flask:
                                      "token (\"session\"); reload the "
                                      "page."}), 400
     try:
-      study.answer(body.get("id"), body.get("answer"), body["session"])
+      answered = study.answer(body.get("id"), body.get("answer"),
+                              body["session"])
     except StaleSessionError as e:
       return flask.jsonify({"error": str(e)}), 409
     except ValueError as e:
       return flask.jsonify({"error": str(e)}), 400
-    return flask.jsonify({"answered": len(study.snapshot()),
-                          "total": len(study.trials)})
+    return flask.jsonify({"answered": answered, "total": len(study.trials)})
 
   @server.get("/api/results")
   def results():

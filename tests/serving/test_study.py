@@ -182,6 +182,7 @@ def test_a_page_from_before_a_restart_in_another_order_is_refused(
                                              "session": session})
     assert reply.status_code == status, reply.json
     assert "reload the page" in reply.json.get("error", "reload the page")
+  assert reply.json == {"answered": 1, "total": len(after.trials)}
   # A stale page is told so whatever it answers.
   assert client.post("/api/answer", json={
       "id": 99, "answer": "left", "session": before.token}).status_code == 409
@@ -268,8 +269,9 @@ def test_2afc_pairs_balances_and_keeps_which_image_was_judged(tmp_path):
   assert ({frozenset(t["files"]) for t in other.trials} ==
           {frozenset(t["files"]) for t in study.trials})
 
-  for trial in study.trials[:4]:  # Always pick the left image as fake.
-    study.answer(trial["id"], "left")
+  for count, trial in enumerate(study.trials[:4], 1):  # Left is fake.
+    assert study.answer(trial["id"], "left") == count  # Answered so far.
+  assert study.answer(0, "right") == 4  # The first answer counts.
   with pytest.raises(ValueError, match="'left', 'right'"):
     study.answer(4, "fake")
   fooled = sum(t["generated_side"] == 1 for t in study.trials[:4])
@@ -285,6 +287,10 @@ def test_2afc_pairs_balances_and_keeps_which_image_was_judged(tmp_path):
       for t in study.trials[:4]]
   assert all(l["protocol"] == "2afc" and l["picked"] == "left"
              for l in lines)
+  assert [(l["generated"], l["real"]) for l in lines] == [
+      tuple(os.path.realpath(t["files"][i]) for i in (
+          t["generated_side"], 1 - t["generated_side"]))
+      for t in study.trials[:4]]
 
   # Resumed with another seed, the answers follow their pairs.
   resumed = new_study("2afc", (real, generated), answers, seed=2)
