@@ -9,8 +9,9 @@ r"""Trains and compares the studies' variants of pix2pix: tables and figures.
 --study (or --variants) is a built-in study (objective, paper_table1, loss,
 receptive_field, batch_size, augmentation, colorization) or a file with one
 variant per line, `name: --flag=value --flag=value` (training flags; `#`
-starts a comment; `{image_size}` stands for --image_size). Every variant
-trains for --steps steps at --image_size (U-Net of depth log2(image_size),
+starts a comment; `{image_size}` stands for --image_size, `{steps}` for
+--steps and `{steps/N}` for ceil(steps / N)). Every variant trains for --steps
+steps (or its own --max_steps) at --image_size (U-Net of depth log2(image_size),
 jitter from 1.12x the size) with the same seed and data, then its export is
 scored on the val split (else test) by `evaluate`'s own code. Writes to
 --out:
@@ -32,6 +33,7 @@ import csv
 import json
 import math
 import os
+import re
 import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -78,10 +80,12 @@ STUDIES = {
         ("LSGAN+L1", "--gan_mode=lsgan"),
     ],
     # Batch 1 (the paper's, batch norm acting as instance norm) against 32,
-    # for the same number of steps.
+    # for the same number of steps (32 times the images) and for the same
+    # images (the same epochs, a 32nd of the steps).
     "batch_size": [
         ("batch1", "--batch_size=1"),
         ("batch32", "--batch_size=32"),
+        ("batch32_same_images", "--batch_size=32 --max_steps={steps/32}"),
     ],
     # Random jitter (resize to 1.12x, random crop back) and mirroring.
     "augmentation": [
@@ -147,11 +151,18 @@ def load_variants(spec: str) -> List[Tuple[str, str]]:
   return variants
 
 
+def resolve(config: config_lib.Config, flag_text: str) -> str:
+  """`flag_text` with `{image_size}` as the training size (the config's
+  crop size), `{steps}` as its steps and `{steps/N}` as ceil(steps / N)."""
+  def steps(match):
+    return str(math.ceil(config.max_steps / int(match.group(1) or 1)))
+  flag_text = re.sub(r"\{steps(?:/([1-9][0-9]*))?\}", steps, flag_text)
+  return flag_text.replace("{image_size}", str(config.crop_size))
+
+
 def apply_flags(config: config_lib.Config, flag_text: str) -> config_lib.Config:
-  """`config` with `--name=value` flags applied; `{image_size}` in them
-  stands for the training size (`config.crop_size`)."""
-  return config.with_flags(
-      flag_text.replace("{image_size}", str(config.crop_size)))
+  """`config` with `--name=value` flags applied, placeholders resolved."""
+  return config.with_flags(resolve(config, flag_text))
 
 
 def base_config(data_dir: str, image_size: int, steps: int,
@@ -169,6 +180,18 @@ def base_config(data_dir: str, image_size: int, steps: int,
       max_steps=steps, lr_policy="constant", log_every_steps=interval,
       sample_every_steps=steps, eval_every_steps=steps,
       checkpoint_every_steps=max(1, steps // 4))
+
+
+def variant_config(flag_text: str, args: dict, model_dir: str = ""
+                   ) -> Tuple[config_lib.Config, str]:
+  """A variant's training config (the base, then --flags, then its own
+  flags; periods from its own steps) and its flags as resolved."""
+  def base(steps):
+    return apply_flags(base_config(args["data_dir"], args["image_size"],
+                                   steps, model_dir), args["flags"])
+  text = resolve(base(args["steps"]), flag_text)
+  steps = base(args["steps"]).with_flags(text).max_steps
+  return base(steps).with_flags(text), text
 
 
 def eval_split(data_dir: str) -> str:
@@ -288,9 +311,11 @@ def read_json(path: str) -> Optional[dict]:
     return json.load(f)
 
 
-def finished_row(name: str, flag_text: str, args: dict) -> Optional[dict]:
-  """The row of a variant finished before with these settings and steps;
-  None when it is to train (or to continue to more steps).
+def finished_row(name: str, flag_text: str, args: dict, steps: int
+                 ) -> Optional[dict]:
+  """The row of a variant finished before with these settings and `steps`
+  (its own: --steps unless its flags set --max_steps); None when it is to
+  train (or to continue to more steps).
 
   Raises:
     ValueError: its folder holds the variant trained or scored otherwise,
@@ -313,10 +338,11 @@ def finished_row(name: str, flag_text: str, args: dict) -> Optional[dict]:
           "train it again.")
   if row is None:
     return None
-  if row["steps"] > args["steps"]:
+  if row["steps"] > steps:
     raise ValueError(f"{folder} was trained {row['steps']} steps, more than "
-                     f"--steps={args['steps']}; give another --out.")
-  return row if row["steps"] == args["steps"] else None
+                     f"its {steps} at --steps={args['steps']}; give another "
+                     "--out.")
+  return row if row["steps"] == steps else None
 
 
 def run_variant(name: str, flag_text: str, args: dict, strategy: object,
@@ -326,12 +352,9 @@ def run_variant(name: str, flag_text: str, args: dict, strategy: object,
   from pix2pix_tf import training
 
   model_dir = os.path.join(args["out"], name)
-  config = base_config(args["data_dir"], args["image_size"], args["steps"],
-                       model_dir)
-  config = apply_flags(config, args["flags"])
-  config = apply_flags(config, flag_text).validate(
-      strategy.num_replicas_in_sync)
-  print(f"[{name}] training {args['steps']} steps: {flag_text or 'defaults'}",
+  config, text = variant_config(flag_text, args, model_dir)
+  config = config.validate(strategy.num_replicas_in_sync)
+  print(f"[{name}] training {config.max_steps} steps: {text or 'defaults'}",
         flush=True)
   os.makedirs(model_dir, exist_ok=True)
   write_json(os.path.join(model_dir, "settings.json"),
@@ -341,8 +364,7 @@ def run_variant(name: str, flag_text: str, args: dict, strategy: object,
     sys.exit(f"ablate: [{name}] stopped at step {final['step']}; run the "
              "same command again to continue.")
   values = score_export(os.path.join(model_dir, "export"), args, split)
-  row = {"variant": name,
-         "flags": flag_text.replace("{image_size}", str(config.crop_size)),
+  row = {"variant": name, "flags": text,
          "steps": final["step"], "settings": settings(flag_text, args),
          **{k: round(v, 5) for k, v in values.items()},
          **{f"train_{k}": round(v, 5) for k, v in final.items()
@@ -373,6 +395,8 @@ def markdown_table(rows: Sequence[dict], study: str) -> List[str]:
   """The rows as a markdown table; with FCN-scores, the ground-truth
   photos' row and, for the paper's studies, its published numbers."""
   columns = table_columns(rows)
+  if len({row.get("steps") for row in rows}) > 1:  # Some set their own.
+    columns.insert(0, ("steps", "steps", 0))
   paper = PAPER_FCN_SCORES.get(study) if any(
       "fcn_generated/class_iou" in row for row in rows) else None
   headers = ["variant", "flags"] + [h for _, h, _ in columns] + (
@@ -414,8 +438,12 @@ def write_tables(rows: Sequence[dict], out: str, split: str,
     writer = csv.DictWriter(f, columns + extra, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
+  steps = sorted({row["steps"] for row in rows})
+  trained = (f"{steps[0]} steps" if len(steps) == 1 else
+             "the steps of the steps column")
   lines = [
-      f"Variants trained {args['steps']} steps at {args['image_size']}x"
+      f"Variants trained {trained}"
+      f" at {args['image_size']}x"
       f"{args['image_size']} on {args['data_dir']}, evaluated on its {split} "
       "split (L1 and MSE on the [-1, 1] scale, lower is better; PSNR in dB "
       "and SSIM, higher is better; FID and KID on Inception features, lower "
@@ -512,12 +540,11 @@ def main(argv):
     variants = load_variants(FLAGS.study)
     split = eval_split(FLAGS.data_dir)
     # Check every variant's flags, and what scores them, before training.
-    configs = [apply_flags(apply_flags(base_config(
-        FLAGS.data_dir, FLAGS.image_size, FLAGS.steps, FLAGS.out),
-        FLAGS.flags), text).validate() for _, text in variants]
+    configs = [variant_config(text, args)[0].validate()
+               for _, text in variants]
     check_scoring(args, split)
-    finished = {name: finished_row(name, text, args)
-                for name, text in variants}
+    finished = {name: finished_row(name, text, args, config.max_steps)
+                for (name, text), config in zip(variants, configs)}
   except (ValueError, config_lib.ConfigError) as e:
     sys.exit(f"ablate: error: {e}")
   os.makedirs(FLAGS.out, exist_ok=True)

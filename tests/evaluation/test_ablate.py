@@ -102,7 +102,7 @@ def test_grid_writes_tables_and_figures_and_resumes(tmp_path):
   before = {p: p.read_bytes() for p in out.glob("*/metrics.json")}
   for steps, extra, message in [
       (5, (), "trained or scored with other settings"),
-      (4, (palette,), "more than --steps=4")]:
+      (4, (palette,), "more than its 4 at --steps=4")]:
     refused = run_grid(data_dir, variants, out, steps, *extra)
     assert refused.returncode != 0, refused.stdout
     assert f"{out}/small_d" in refused.stderr and message in refused.stderr
@@ -216,7 +216,15 @@ def test_builtin_studies_are_the_studies_comparisons():
     config = config_of(text)
     assert (config.gan_mode == "none") == (name in ("L1", "L2"))
     assert (config.lambda_l2 > 0) == ("L2" in name)
-  assert [config_of(t).batch_size for _, t in sets["batch_size"]] == [1, 32]
+  # Batch 32 for the same steps, and for the same images: {steps/32}.
+  args = {"data_dir": "d", "image_size": 64, "steps": 1500, "flags": ""}
+  configs = [ablate.variant_config(t, args)[0] for _, t in sets["batch_size"]]
+  assert [(c.batch_size, c.max_steps) for c in configs] == [
+      (1, 1500), (32, 1500), (32, 47)]
+  # Its periods follow its own steps (a loss curve, a final checkpoint).
+  assert configs[2].log_every_steps == 1 and configs[2].eval_every_steps == 47
+  assert ablate.variant_config(sets["batch_size"][2][1], args)[1] == (
+      "--batch_size=32 --max_steps=47")
   # Augmentation: jitter is a resize above the crop size (then a random
   # crop back), mirroring the random flip; {image_size} is the crop size.
   for size in (64, 128):
@@ -279,3 +287,38 @@ def test_each_variant_keeps_its_colour_in_every_loss_panel(tmp_path):
     assert len({c for (_, n), c in drawn.items() if n == name}) == 1, name
   assert len({c for c in drawn.values()}) == 3
   assert (tmp_path / "losses.png").stat().st_size > 0
+
+
+def test_a_variant_with_its_own_steps_is_kept_continued_or_refused(tmp_path):
+  ablate = load_tool()
+  args = {"data_dir": str(tmp_path), "image_size": 32, "steps": 50,
+          "flags": "", "out": str(tmp_path), "label_palette": "",
+          "segmenter": "", "inception_weights": ""}
+  text = "--batch_size=32 --max_steps={steps/32}"
+  config, resolved = ablate.variant_config(text, args)
+  assert config.max_steps == 2 and resolved.endswith("--max_steps=2")
+  (tmp_path / "v").mkdir()
+
+  def row_of(steps):
+    row = {"variant": "v", "flags": resolved, "steps": steps,
+           "settings": ablate.settings(text, args), "l1": 0.5}
+    (tmp_path / "v" / "metrics.json").write_text(json.dumps(row))
+    return row
+
+  row = row_of(2)
+  assert ablate.finished_row("v", text, args, config.max_steps) == row
+  row_of(1)  # Stopped short: continued.
+  assert ablate.finished_row("v", text, args, config.max_steps) is None
+  row_of(3)
+  with pytest.raises(ValueError, match="trained 3 steps, more than its 2"):
+    ablate.finished_row("v", text, args, config.max_steps)
+  # The table names each variant's steps when they differ.
+  rows = [dict(row, variant="a", steps=50), dict(row, steps=2)]
+  table = ablate.markdown_table(rows, "batch_size")
+  assert table[0].startswith("| variant | flags | steps | L1 |")
+  assert table[2].startswith("| a | `--batch_size=32 --max_steps=2` | 50 |")
+  assert table[3].startswith("| v | `--batch_size=32 --max_steps=2` | 2 |")
+  assert "steps" not in ablate.markdown_table(rows[:1], "batch_size")[0]
+  # {steps/0} is not a placeholder: the flag is refused.
+  with pytest.raises(Exception, match="max_steps"):
+    ablate.variant_config("--max_steps={steps/0}", args)
