@@ -322,3 +322,32 @@ def test_a_variant_with_its_own_steps_is_kept_continued_or_refused(tmp_path):
   # {steps/0} is not a placeholder: the flag is refused.
   with pytest.raises(Exception, match="max_steps"):
     ablate.variant_config("--max_steps={steps/0}", args)
+
+
+def test_the_readmes_study_tables_are_the_studies_own_results():
+  """Each study under docs/ is the runner's output, and the README shows
+  its table unchanged: every row of results.md, and every score in it
+  equal to results.csv's to the table's digits."""
+  ablate = load_tool()
+  readme = open(os.path.join(ROOT, "README.md")).read()
+  folders = sorted(p for p in os.listdir(os.path.join(ROOT, "docs"))
+                   if p.startswith("ablation_"))
+  assert folders
+  for name in folders:
+    folder = os.path.join(ROOT, "docs", name)
+    assert {"results.md", "results.csv", "losses.png", "samples.png"} <= set(
+        os.listdir(folder)), name
+    rows = [line for line in open(os.path.join(folder, "results.md"))
+            if line.startswith("|")]
+    for line in rows:
+      assert line.strip() in readme, f"{name}: not in the README: {line}"
+    with open(os.path.join(folder, "results.csv")) as f:
+      values = [{k: v if k in ("variant", "flags") else float(v)
+                 for k, v in row.items() if v or k == "flags"}
+                for row in csv.DictReader(f)]
+    # The table again from the CSV (without the paper's column, which
+    # comes last): each line is the start of results.md's.
+    table = ablate.markdown_table(values, "")
+    assert len(table) == len(rows), name
+    for made, line in zip(table, rows):
+      assert line.startswith(made[:-1]), (name, made, line)
