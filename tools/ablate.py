@@ -153,11 +153,21 @@ def load_variants(spec: str) -> List[Tuple[str, str]]:
 
 def resolve(config: config_lib.Config, flag_text: str) -> str:
   """`flag_text` with `{image_size}` as the training size (the config's
-  crop size), `{steps}` as its steps and `{steps/N}` as ceil(steps / N)."""
+  crop size), `{steps}` as its steps and `{steps/N}` as ceil(steps / N).
+
+  Raises:
+    ValueError: another `{...}` is left in the text.
+  """
   def steps(match):
-    return str(math.ceil(config.max_steps / int(match.group(1) or 1)))
-  flag_text = re.sub(r"\{steps(?:/([1-9][0-9]*))?\}", steps, flag_text)
-  return flag_text.replace("{image_size}", str(config.crop_size))
+    return str(-(-config.max_steps // int(match.group(1) or 1)))
+  text = re.sub(r"\{steps(?:/([1-9][0-9]*))?\}", steps, flag_text)
+  text = text.replace("{image_size}", str(config.crop_size))
+  unknown = re.search(r"\{[^}]*\}", text)
+  if unknown:
+    raise ValueError(f"{unknown.group(0)} in {flag_text!r} is not a "
+                     "placeholder: use {image_size}, {steps} or {steps/N} "
+                     "(N a positive integer).")
+  return text
 
 
 def apply_flags(config: config_lib.Config, flag_text: str) -> config_lib.Config:
@@ -185,13 +195,22 @@ def base_config(data_dir: str, image_size: int, steps: int,
 def variant_config(flag_text: str, args: dict, model_dir: str = ""
                    ) -> Tuple[config_lib.Config, str]:
   """A variant's training config (the base, then --flags, then its own
-  flags; periods from its own steps) and its flags as resolved."""
+  flags; periods from its own steps) and its flags as resolved.
+  Placeholders in both stand for --image_size and --steps.
+
+  Raises:
+    ValueError: the variant would train less than one step.
+  """
   def base(steps):
-    return apply_flags(base_config(args["data_dir"], args["image_size"],
-                                   steps, model_dir), args["flags"])
+    return base_config(args["data_dir"], args["image_size"], steps,
+                       model_dir)
+  common = resolve(base(args["steps"]), args["flags"])
   text = resolve(base(args["steps"]), flag_text)
-  steps = base(args["steps"]).with_flags(text).max_steps
-  return base(steps).with_flags(text), text
+  steps = base(args["steps"]).with_flags(common).with_flags(text).max_steps
+  if steps < 1:
+    raise ValueError(f"--steps={args['steps']} with {text!r} trains "
+                     f"{steps} steps: ablate trains by steps, at least one.")
+  return base(steps).with_flags(common).with_flags(text), text
 
 
 def eval_split(data_dir: str) -> str:
@@ -340,8 +359,8 @@ def finished_row(name: str, flag_text: str, args: dict, steps: int
     return None
   if row["steps"] > steps:
     raise ValueError(f"{folder} was trained {row['steps']} steps, more than "
-                     f"its {steps} at --steps={args['steps']}; give another "
-                     "--out.")
+                     f"the {steps} steps it trains for at --steps="
+                     f"{args['steps']}; give another --out.")
   return row if row["steps"] == steps else None
 
 
@@ -440,7 +459,7 @@ def write_tables(rows: Sequence[dict], out: str, split: str,
     writer.writerows(rows)
   steps = sorted({row["steps"] for row in rows})
   trained = (f"{steps[0]} steps" if len(steps) == 1 else
-             "the steps of the steps column")
+             f"{steps[0]} to {steps[-1]} steps (the steps column)")
   lines = [
       f"Variants trained {trained}"
       f" at {args['image_size']}x"

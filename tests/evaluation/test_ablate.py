@@ -32,7 +32,8 @@ def test_grid_writes_tables_and_figures_and_resumes(tmp_path):
   variants = tmp_path / "grid.txt"
   variants.write_text("# receptive field, then loss\n"
                       "small_d: --d_layers=1\n"
-                      "l1_only: --gan_mode=none --load_size={image_size}\n")
+                      "l1_only: --gan_mode=none --load_size={image_size}"
+                      " --max_steps={steps/2}\n")
   out = tmp_path / "out"
   # Photo -> labels on the demo data: scored with its palette too.
   palette = f"--label_palette={data_dir}/palette.json"
@@ -43,9 +44,10 @@ def test_grid_writes_tables_and_figures_and_resumes(tmp_path):
     rows = list(csv.DictReader(f))
   assert [r["variant"] for r in rows] == ["small_d", "l1_only"]
   assert [r["flags"] for r in rows] == [
-      "--d_layers=1", "--gan_mode=none --load_size=32"]
+      "--d_layers=1", "--gan_mode=none --load_size=32 --max_steps=2"]
+  # l1_only trains its own steps: ceil(3 / 2).
+  assert [r["steps"] for r in rows] == ["3", "2"]
   for row in rows:
-    assert row["steps"] == "3"
     assert 0 < float(row["l1"]) < 2 and float(row["psnr"]) > 0
     assert -1 <= float(row["ssim"]) <= 1
   # The scores are the evaluate command's own, on the val split.
@@ -72,7 +74,10 @@ def test_grid_writes_tables_and_figures_and_resumes(tmp_path):
   assert rows[0]["train_disc_loss"] and not rows[1]["train_disc_loss"]
   table = (out / "results.md").read_text()
   assert "| small_d | `--d_layers=1` |" in table
-  assert "| l1_only | `--gan_mode=none --load_size=32` |" in table
+  assert "| l1_only | `--gan_mode=none --load_size=32 --max_steps=2` | 2 |" \
+      in table
+  assert "| small_d | `--d_layers=1` | 3 |" in table
+  assert "trained 2 to 3 steps (the steps column)" in table
   for figure in ("losses.png", "samples.png"):
     image = Image.open(out / figure)
     assert image.size[0] > 200 and image.size[1] > 100
@@ -90,19 +95,21 @@ def test_grid_writes_tables_and_figures_and_resumes(tmp_path):
   assert second.returncode == 0, second.stderr
   assert "[small_d] done before" in second.stdout
   assert "[l1_only] training" in second.stdout
-  assert "Resumed from" in second.stdout and "at step 3." in second.stdout
+  assert "[l1_only] training 2 steps" in second.stdout
+  assert "Resumed from" in second.stdout and "at step 2." in second.stdout
   assert json.loads((out / "small_d" / "metrics.json").read_text()) == kept
   third = run_grid(data_dir, variants, out, 5, palette)
   assert third.returncode == 0, third.stderr
-  assert third.stdout.count("at step 3.") == 2  # Both continued.
+  # Both continued: small_d to 5, l1_only to ceil(5 / 2).
+  assert "at step 3." in third.stdout and "at step 2." in third.stdout
   with open(out / "results.csv") as f:
-    assert [r["steps"] for r in csv.DictReader(f)] == ["5", "5"]
-  assert "trained 5 steps" in (out / "results.md").read_text()
+    assert [r["steps"] for r in csv.DictReader(f)] == ["5", "3"]
+  assert "trained 3 to 5 steps" in (out / "results.md").read_text()
   # Rows of other settings or more steps are refused, not mixed in.
   before = {p: p.read_bytes() for p in out.glob("*/metrics.json")}
   for steps, extra, message in [
       (5, (), "trained or scored with other settings"),
-      (4, (palette,), "more than its 4 at --steps=4")]:
+      (4, (palette,), "more than the 4 steps it trains for at --steps=4")]:
     refused = run_grid(data_dir, variants, out, steps, *extra)
     assert refused.returncode != 0, refused.stdout
     assert f"{out}/small_d" in refused.stderr and message in refused.stderr
@@ -110,7 +117,8 @@ def test_grid_writes_tables_and_figures_and_resumes(tmp_path):
   # A half-trained variant (no row yet) is not continued under other flags.
   os.remove(out / "l1_only" / "metrics.json")
   only = tmp_path / "only.txt"
-  only.write_text("l1_only: --gan_mode=none --load_size={image_size}\n")
+  only.write_text("l1_only: --gan_mode=none --load_size={image_size} "
+                  "--max_steps={steps/2}\n")
   refused = run_grid(data_dir, only, out, 5, palette,
                      "--flags=--ngf=8 --ndf=8 --batch_size=2 --lambda_l1=50")
   assert refused.returncode != 0
@@ -310,7 +318,8 @@ def test_a_variant_with_its_own_steps_is_kept_continued_or_refused(tmp_path):
   row_of(1)  # Stopped short: continued.
   assert ablate.finished_row("v", text, args, config.max_steps) is None
   row_of(3)
-  with pytest.raises(ValueError, match="trained 3 steps, more than its 2"):
+  with pytest.raises(ValueError,
+                     match="trained 3 steps, more than the 2 steps"):
     ablate.finished_row("v", text, args, config.max_steps)
   # The table names each variant's steps when they differ.
   rows = [dict(row, variant="a", steps=50), dict(row, steps=2)]
@@ -319,9 +328,20 @@ def test_a_variant_with_its_own_steps_is_kept_continued_or_refused(tmp_path):
   assert table[2].startswith("| a | `--batch_size=32 --max_steps=2` | 50 |")
   assert table[3].startswith("| v | `--batch_size=32 --max_steps=2` | 2 |")
   assert "steps" not in ablate.markdown_table(rows[:1], "batch_size")[0]
-  # {steps/0} is not a placeholder: the flag is refused.
-  with pytest.raises(Exception, match="max_steps"):
-    ablate.variant_config("--max_steps={steps/0}", args)
+  # Placeholders stand for --steps, in --flags too (resolved once).
+  common = dict(args, flags="--max_steps={steps/2}")
+  assert ablate.variant_config("", common)[0].max_steps == 25
+  assert ablate.variant_config(text, common)[0].max_steps == 2
+  assert ablate.variant_config(text, dict(args, steps=10))[0].max_steps == 1
+  assert ablate.variant_config("--max_steps={steps}", args)[1] == (
+      "--max_steps=50")
+  # Anything else in braces is refused, and so is training no steps.
+  for bad in ("--max_steps={steps/0}", "--max_steps={steps / 32}",
+              "--ngf={Steps}"):
+    with pytest.raises(ValueError, match="is not a placeholder"):
+      ablate.variant_config(bad, args)
+  with pytest.raises(ValueError, match="at least one"):
+    ablate.variant_config("--max_steps=0 --epochs=5", args)
 
 
 def test_the_readmes_study_tables_are_the_studies_own_results():
@@ -339,8 +359,8 @@ def test_the_readmes_study_tables_are_the_studies_own_results():
         os.listdir(folder)), name
     rows = [line for line in open(os.path.join(folder, "results.md"))
             if line.startswith("|")]
-    for line in rows:
-      assert line.strip() in readme, f"{name}: not in the README: {line}"
+    # The whole table, in order, as one block of the README.
+    assert "".join(rows) in readme, f"{name}: its table is not the README's"
     with open(os.path.join(folder, "results.csv")) as f:
       values = [{k: v if k in ("variant", "flags") else float(v)
                  for k, v in row.items() if v or k == "flags"}

@@ -291,6 +291,8 @@ def test_2afc_pairs_balances_and_keeps_which_image_was_judged(tmp_path):
       tuple(os.path.realpath(t["files"][i]) for i in (
           t["generated_side"], 1 - t["generated_side"]))
       for t in study.trials[:4]]
+  assert all(l["generated"].startswith(os.path.realpath(generated)) and
+             l["real"].startswith(os.path.realpath(real)) for l in lines)
 
   # Resumed with another seed, the answers follow their pairs.
   resumed = new_study("2afc", (real, generated), answers, seed=2)
