@@ -328,6 +328,10 @@ def test_a_variant_with_its_own_steps_is_kept_continued_or_refused(tmp_path):
   assert table[2].startswith("| a | `--batch_size=32 --max_steps=2` | 50 |")
   assert table[3].startswith("| v | `--batch_size=32 --max_steps=2` | 2 |")
   assert "steps" not in ablate.markdown_table(rows[:1], "batch_size")[0]
+  # FID and KID are scored exactly when a weights file is given.
+  assert "fid" not in ablate.evaluation_options(args).metrics
+  assert {"l1", "psnr", "ssim", "fid", "kid"} <= set(
+      ablate.evaluation_options(dict(args, inception_weights="w.h5")).metrics)
   # Placeholders stand for --steps, in --flags too (resolved once).
   common = dict(args, flags="--max_steps={steps/2}")
   assert ablate.variant_config("", common)[0].max_steps == 25

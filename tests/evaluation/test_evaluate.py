@@ -284,3 +284,36 @@ def test_evaluate_a_named_checkpoint(photo_to_labels_run, tmp_path):
   data = json.loads(output.read_text())
   assert data["checkpoint"] == checkpoint and data["step"] == 2
   assert set(data["metrics"]) == {"l1", "psnr"}
+
+
+@pytest.mark.slow
+def test_fid_of_an_export_is_that_of_its_outputs_and_targets(tmp_path):
+  """evaluate's FID with a weights file (here random Inception weights) is
+  the Frechet distance of the Inception features of the export's outputs
+  and of the targets, computed here another way; KID is there beside it."""
+  from pix2pix_tf import evaluation
+  from pix2pix_tf import serving
+  data_dir = demo.write_dataset(str(tmp_path / "data"), 4, 6, 32)
+  # Dropout off: the outputs are the same in every call.
+  config = small_config(data_dir, tmp_path / "run", dropout=0.0,
+                        norm="batch")
+  export = serving.save(visible_generator(config), config, 0,
+                        str(tmp_path / "export"), "paper")
+  weights = str(tmp_path / "random.weights.h5")
+  keras.utils.set_random_seed(0)
+  metrics.inception_model().save_weights(weights)
+  result = evaluation.evaluate_saved_model(
+      export, data_dir, "val", evaluation.Options(
+          metrics=("l1", "fid", "kid"), inception_weights=weights,
+          verbose=False))
+  translate = serving.load(export).signatures["serving_default"]
+  inputs, targets = next(iter(data_lib.make_dataset(
+      data_lib.list_split(data_dir, "val"), config, 6, training=False)))
+  model = metrics.inception_model(weights)
+  expected = metrics.frechet_distance(
+      metrics.inception_features(
+          model, translate(images=inputs)["generated_image"]),
+      metrics.inception_features(model, targets))
+  assert expected > 0
+  assert result["metrics"]["fid"] == pytest.approx(expected, rel=1e-4)
+  assert np.isfinite(result["metrics"]["kid"])
