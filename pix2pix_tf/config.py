@@ -162,15 +162,9 @@ class Config:
       "unet_256 (8 downsamplings), unet_128 (7), unet with --unet_depth, or "
       "the reference's resnet_9blocks and resnet_6blocks.",
       choices=GENERATORS)
-  unet_depth: int = option(
-      8,
-      "Downsamplings of --generator=unet.")
-  ngf: int = option(
-      64,
-      "Generator filters in the first layer.")
-  ndf: int = option(
-      64,
-      "Discriminator filters in the first layer.")
+  unet_depth: int = option(8, "Downsamplings of --generator=unet.")
+  ngf: int = option(64, "Generator filters in the first layer.")
+  ndf: int = option(64, "Discriminator filters in the first layer.")
   discriminator: str = option(
       "patchgan",
       "patchgan, or pixel (1x1 receptive field).",
@@ -223,9 +217,7 @@ class Config:
       "forward pass against the old D (one D forward cheaper; for "
       "comparison).",
       choices=UPDATE_ORDERS)
-  lambda_l1: float = option(
-      100.0,
-      "Weight of the L1 term (0 disables it).")
+  lambda_l1: float = option(100.0, "Weight of the L1 term (0 disables it).")
   lambda_l2: float = option(
       0.0,
       "Weight of the L2 (mean squared error) term (0 disables it).")
@@ -236,9 +228,7 @@ class Config:
   lambda_gp: float = option(
       10.0,
       "Weight of the gradient penalty with --gan_mode=wgangp.")
-  learning_rate: float = option(
-      2e-4,
-      "Adam learning rate for both networks.")
+  learning_rate: float = option(2e-4, "Adam learning rate for both networks.")
   lr_policy: str = option(
       "linear",
       "linear: constant for --epochs, then linearly to 0 over "
@@ -248,27 +238,15 @@ class Config:
   lr_decay_epochs: int = option(
       50,
       "Epochs between x0.1 steps of --lr_policy=step.")
-  beta_1: float = option(
-      0.5,
-      "Adam beta_1.")
-  beta_2: float = option(
-      0.999,
-      "Adam beta_2.")
-  batch_size: int = option(
-      1,
-      "Global batch size, split across replicas.")
-  epochs: int = option(
-      100,
-      "Epochs at the initial learning rate.")
+  beta_1: float = option(0.5, "Adam beta_1.")
+  beta_2: float = option(0.999, "Adam beta_2.")
+  batch_size: int = option(1, "Global batch size, split across replicas.")
+  epochs: int = option(100, "Epochs at the initial learning rate.")
   epochs_decay: int = option(
       100,
       "Epochs of linear decay of the learning rate to zero.")
-  max_steps: int = option(
-      0,
-      "Stop after this many steps (0: run every epoch).")
-  seed: int = option(
-      0,
-      "Seed of weights, dropout, shuffling and jitter.")
+  max_steps: int = option(0, "Stop after this many steps (0: run every epoch).")
+  seed: int = option(0, "Seed of weights, dropout, shuffling and jitter.")
 
   # Execution.
   strategy: str = option(
@@ -286,13 +264,16 @@ class Config:
       "with AMX, else none). Variables, the tanh output, the discriminator "
       "logits and the losses stay float32.",
       choices=MIXED_PRECISIONS)
-  steps_per_execution: int = option(
-      1,
-      "Training steps per tf.function call.")
+  steps_per_execution: int = option(1, "Training steps per tf.function call.")
   fused_updates: bool = option(
       True,
       "Adam as TensorFlow's one fused kernel per variable (same arithmetic "
       "as Keras's Adam, less memory traffic); false: Keras's Adam.")
+  fused_batch_norm: bool = option(
+      True,
+      "Train batch norm with TensorFlow's fused kernels (one forward, one "
+      "backward; same arithmetic and variables as Keras's); false: Keras's "
+      "separate float32 ops.")
 
   # Outputs.
   model_dir: str = option(
@@ -312,9 +293,7 @@ class Config:
   checkpoint_every_steps: int = option(
       1000,
       "Save a checkpoint every this many steps (and at the end).")
-  keep_checkpoints: int = option(
-      3,
-      "How many recent checkpoints to keep.")
+  keep_checkpoints: int = option(3, "How many recent checkpoints to keep.")
   log_every_steps: int = option(
       100,
       "Write training scalars every this many steps.")

@@ -61,17 +61,17 @@ def test_combined_takes_what_helped(benchmark):
   assert benchmark.combined_overrides(rows)["strategy"] == "one_device"
 
 
-def test_the_default_variants_skip_precisions_without_fast_kernels(
+def test_all_variants_skip_precisions_without_fast_kernels(
     benchmark, monkeypatch):
   from pix2pix_tf.training import precision
   monkeypatch.setattr(precision, "fast_bfloat16", lambda: False)
-  variants = benchmark.default_variants()
+  variants = benchmark.all_variants()
   assert "bf16" not in variants and "default" in variants
   assert "fused" in variants and "baseline" in variants
   # No GPU here: float16 is emulated and not timed by default.
   assert "fp16" not in variants
   monkeypatch.setattr(precision, "fast_bfloat16", lambda: True)
-  assert "bf16" in benchmark.default_variants()
+  assert "bf16" in benchmark.all_variants()
 
 
 def test_slow_steps_get_fewer_timed_calls(benchmark):
@@ -92,8 +92,8 @@ def test_benchmark_runs_and_writes_json(tmp_path):
       [sys.executable, TOOL, f"--data_dir={data_dir}", "--crop_size=32",
        "--load_size=36", "--generator=unet", "--unet_depth=5", "--ngf=8",
        "--ndf=8", "--batch_sizes=2", "--inference_batch_sizes=1",
-       "--variants=default,baseline,simultaneous,fused,one_device,spe,"
-       "combined",
+       "--variants=default,baseline,simultaneous,fused,fused_bn,one_device,"
+       "spe,combined",
        "--bench_spe=2", "--repeats=3", "--steps_per_repeat=2",
        "--warmup_steps=1", "--matmul_size=128", "--batch_size=2",
        "--train_command_steps=6", "--log_every_steps=2",
@@ -104,7 +104,7 @@ def test_benchmark_runs_and_writes_json(tmp_path):
   report = json.loads(output.read_text())
   rows = report["training"]["2"]
   assert set(rows) == {"default", "baseline", "simultaneous", "fused",
-                       "one_device", "spe", "combined"}
+                       "fused_bn", "one_device", "spe", "combined"}
   assert rows["baseline"]["ratio_to_baseline"] == 1.0
   for row in rows.values():
     assert row["images_per_second"] > 0 and row["peak_host_memory_mb"] > 0
@@ -113,6 +113,8 @@ def test_benchmark_runs_and_writes_json(tmp_path):
   assert rows["simultaneous"]["overrides"]["update_order"] == "simultaneous"
   assert rows["baseline"]["overrides"]["fused_updates"] is False
   assert rows["fused"]["overrides"]["fused_updates"] is True
+  assert rows["baseline"]["overrides"]["fused_batch_norm"] is False
+  assert rows["fused_bn"]["overrides"]["fused_batch_norm"] is True
   assert rows["one_device"]["overrides"]["strategy"] == "one_device"
   assert rows["default"]["overrides"] == {}
   default = report["default"]["2"]
@@ -120,11 +122,11 @@ def test_benchmark_runs_and_writes_json(tmp_path):
   assert default["ratio_to_plain"] == pytest.approx(
       rows["default"]["images_per_second"]
       / default["plain_images_per_second"])
-  # The default fuses its updates: like for like, the plain step with the
-  # same fused Adam as well.
-  assert default["ratio_to_plain_same_optimizer"] == pytest.approx(
+  # The default fuses its updates and batch norm: like for like, the plain
+  # step with the same kernels as well.
+  assert default["ratio_to_plain_same_kernels"] == pytest.approx(
       rows["default"]["images_per_second"]
-      / default["plain_same_optimizer_images_per_second"])
+      / default["plain_same_kernels_images_per_second"])
   assert default["profile_ms"]["step"] == pytest.approx(
       sum(v for k, v in default["profile_ms"].items() if k != "step"))
   assert 0 < default["share_of_peak"] and default["matmul_peak_gflops"] > 0
@@ -143,29 +145,33 @@ def test_benchmark_runs_and_writes_json(tmp_path):
   assert "train command:" in result.stdout and "x plain" in result.stdout
 
 
-@pytest.mark.parametrize("fused", [True, False])
-def test_the_default_meets_the_plain_step_with_its_own_optimizer(
-    benchmark, monkeypatch, fused, tmp_path):
-  """The tutorial's plain step uses Keras's Adam; when the default fuses
-  its updates, a second plain step with the fused Adam gives the like for
-  like ratio (what the strategy, metrics and loop cost)."""
+@pytest.mark.parametrize("fused_updates,fused_batch_norm", [
+    (True, True), (True, False), (False, True), (False, False)])
+def test_the_default_meets_the_plain_step_with_its_own_kernels(
+    benchmark, monkeypatch, fused_updates, fused_batch_norm, tmp_path):
+  """The tutorial's plain step uses Keras's Adam and batch norm; when the
+  default fuses either, a second plain step with the same kernels gives the
+  like for like ratio (what the strategy, metrics and loop cost)."""
   timed = []
 
   def plain(config, split, batch_size, steps, warmup, fused_updates=False):
-    timed.append(fused_updates)
-    return 2.0 if fused_updates else 1.0
+    timed.append((fused_updates, config.fused_batch_norm))
+    return 2.0 if fused_updates or config.fused_batch_norm else 1.0
 
   monkeypatch.setattr(benchmark, "bench_plain", plain)
   monkeypatch.setattr(benchmark, "FLAGS", types.SimpleNamespace(
       steps_per_repeat=4, warmup_steps=2))
-  config = small_config(tmp_path, tmp_path, fused_updates=fused)
+  config = small_config(tmp_path, tmp_path, fused_updates=fused_updates,
+                        fused_batch_norm=fused_batch_norm)
   result = benchmark.compare_plain(config, None, 2, 3.0)
-  assert timed == ([False, True] if fused else [False])
+  fused = fused_updates or fused_batch_norm
+  assert timed == [(False, False)] + (
+      [(fused_updates, fused_batch_norm)] if fused else [])
   assert result["ratio_to_plain"] == 3.0
   if fused:
-    assert result["ratio_to_plain_same_optimizer"] == 1.5
+    assert result["ratio_to_plain_same_kernels"] == 1.5
   else:
-    assert "ratio_to_plain_same_optimizer" not in result
+    assert "ratio_to_plain_same_kernels" not in result
 
 
 def test_largest_batch_doubles_then_bisects(benchmark, monkeypatch):

@@ -9,7 +9,8 @@ steps are slow, so that a row takes about --seconds_per_row):
 
   (a) input pipeline images/s alone;
   (b) training images/s of the plain baseline (fp32, no XLA, one step per
-      call, Keras's Adam) and of each optimisation alone and combined, as
+      call, Keras's Adam and batch norm) and of each optimisation alone and
+      combined, as
       ratios to the baseline at the same batch size; by default, reduced
       precisions this machine has no fast kernels for are not timed;
   (c) SavedModel inference images/s and p50/p95 latency at batch 1 and 8;
@@ -18,9 +19,10 @@ steps are slow, so that a row takes about --seconds_per_row):
   (e) peak host memory (and peak GPU memory on a GPU);
   (f) for the configuration the flags give (the "default" row): a plain
       Keras step (the tutorial's, on the same models, data, precision and
-      update order; no strategy, metrics or loop) in the same run, and
-      pix2pix_tf's ratio to it, and when the default fuses its updates,
-      also to the plain step with the same fused Adam; a profile of its
+      update order, with Keras's Adam and batch norm; no strategy, metrics
+      or loop) in the same run, and pix2pix_tf's ratio to it, and when the
+      default fuses its updates or batch norm, also to the plain step with
+      the same kernels; a profile of its
       step (generator forward, discriminator forwards, backward passes,
       optimizer updates, everything else); and the matrix-multiply peak
       of the compute dtype, measured with a large matmul, with the step's
@@ -32,8 +34,9 @@ steps are slow, so that a row takes about --seconds_per_row):
       of memory, then bisecting.
 
 --quality_steps=N also trains the demo configuration N steps in fp32 with
-Keras's Adam (the step before any optimisation), with the default fused
-Adam, and in each reduced precision timed, and prints the val L1 of each, to
+Keras's Adam and batch norm (the step before any optimisation), with the
+default fused kernels, and in each reduced precision timed, and prints the
+val L1 of each, to
 check that the faster step loses no quality. Prints a table and writes JSON
 after each part."""
 
@@ -57,19 +60,20 @@ config_lib.define_flags()  # The training flags, for the base configuration.
 flags.DEFINE_list("batch_sizes", ["1", "16"], "Training batch sizes.")
 flags.DEFINE_list("inference_batch_sizes", ["1", "8"],
                   "SavedModel inference batch sizes.")
-flags.DEFINE_list("variants", None,
+flags.DEFINE_list("variants", ["default", "baseline"],
                   "Training configurations: default (the flags as given), "
-                  "baseline (fp32, no XLA, 1 step per call, Keras's Adam, "
-                  "the alternating update), simultaneous (the baseline with "
-                  "--update_order=simultaneous: what the alternating update "
-                  "costs), fused (--fused_updates), one_device "
+                  "baseline (fp32, no XLA, 1 step per call, Keras's Adam "
+                  "and batch norm, the alternating update), simultaneous "
+                  "(the baseline with --update_order=simultaneous: what the "
+                  "alternating update costs), fused (--fused_updates), "
+                  "fused_bn (--fused_batch_norm), one_device "
                   "(--strategy=one_device), bf16, fp16, xla, spe "
                   "(--bench_spe steps per call), combined (every "
                   "optimisation that beat the baseline alone at this batch "
-                  "size, the faster of bf16 and fp16). Default: all, less "
-                  "the reduced precisions this machine has no fast kernels "
-                  "for (fp16 without a GPU; bf16 without a GPU of compute "
-                  "capability 8.0+ or a CPU with AMX).")
+                  "size, the faster of bf16 and fp16); or all: every one, "
+                  "less the reduced precisions this machine has no fast "
+                  "kernels for (fp16 without a GPU; bf16 without a GPU of "
+                  "compute capability 8.0+ or a CPU with AMX).")
 flags.DEFINE_integer("matmul_size", 2048, "Side of the square matrices that "
                      "measure the matrix-multiply peak.")
 flags.DEFINE_integer("bench_spe", 4, "Steps per call of the spe variants.")
@@ -112,9 +116,10 @@ VARIANTS = {
     "default": {},  # The flags as given.
     "baseline": dict(mixed_precision="none", jit_compile=False,
                      steps_per_execution=1, update_order="alternating",
-                     fused_updates=False),
+                     fused_updates=False, fused_batch_norm=False),
     "simultaneous": dict(update_order="simultaneous"),
     "fused": dict(fused_updates=True),
+    "fused_bn": dict(fused_batch_norm=True),
     # One replica without MirroredStrategy's per-replica wrappers.
     "one_device": dict(strategy="one_device"),
     "bf16": dict(mixed_precision="bf16"),
@@ -140,6 +145,8 @@ def combined_overrides(rows) -> dict:
     overrides["jit_compile"] = True
   if helped("fused"):
     overrides["fused_updates"] = True
+  if helped("fused_bn"):
+    overrides["fused_batch_norm"] = True
   if helped("one_device"):
     overrides["strategy"] = "one_device"
   if helped("spe"):
@@ -147,7 +154,7 @@ def combined_overrides(rows) -> dict:
   return overrides
 
 
-def default_variants() -> list:
+def all_variants() -> list:
   """Every variant, less the reduced precisions without fast kernels here."""
   import tensorflow as tf
   from pix2pix_tf.training import precision
@@ -298,7 +305,8 @@ def bench_training(config, split, batch_size, steps_per_repeat, warmup_steps):
 def bench_plain(config, split, batch_size, steps_per_repeat, warmup_steps,
                 fused_updates=False):
   """Images/s of the plain Keras step (training.profile.PlainStep, with
-  Keras's Adam or the fused one) on the same tf.data stream:
+  Keras's Adam or the fused one, and `config`'s batch norm kernel) on the
+  same tf.data stream:
   `for x, y in dataset: step(x, y)`."""
   import keras
   from pix2pix_tf import data as data_lib
@@ -380,25 +388,28 @@ def profile_refusal(config):
 
 def compare_plain(config, split, batch_size, rate):
   """The default row against the plain Keras step as the tutorial writes
-  it (Keras's Adam) and, when the default fuses its updates, against the
-  plain step with the same fused Adam: like for like, the cost of the
-  strategy, the metrics and the loop."""
+  it (Keras's Adam and batch norm) and, when the default fuses its updates
+  or its batch norm, against the plain step with the same kernels: like
+  for like, the cost of the strategy, the metrics and the loop."""
   result = {}
-  optimizers = {"": False}
-  if config.fused_updates:
-    optimizers["_same_optimizer"] = True
-  for suffix, fused in optimizers.items():
+  plains = {"": (dataclasses.replace(config, fused_batch_norm=False),
+                 False)}
+  if config.fused_updates or config.fused_batch_norm:
+    plains["_same_kernels"] = (config, config.fused_updates)
+  for suffix, (plain_config, fused) in plains.items():
     try:
-      plain = bench_plain(config, split, batch_size, FLAGS.steps_per_repeat,
-                          FLAGS.warmup_steps, fused)
+      plain = bench_plain(plain_config, split, batch_size,
+                          FLAGS.steps_per_repeat, FLAGS.warmup_steps, fused)
     except ValueError as e:  # What the tutorial's step does not do.
       print(f"batch {batch_size}: plain Keras step skipped: {e}", flush=True)
       return result
     result[f"plain{suffix}_images_per_second"] = plain
     result[f"ratio_to_plain{suffix}"] = rate / plain
-    adam = "fused Adam" if fused else "Keras's Adam"
-    print(f"batch {batch_size}: plain Keras step with {adam} {plain:.2f} "
-          f"images/s; pix2pix_tf x{rate / plain:.2f}", flush=True)
+    kernels = ("the same kernels" if suffix else
+               "Keras's Adam and batch norm")
+    print(f"batch {batch_size}: plain Keras step with {kernels} "
+          f"{plain:.2f} images/s; pix2pix_tf x{rate / plain:.2f}",
+          flush=True)
   return result
 
 
@@ -592,8 +603,9 @@ def bench_inference(config, batch_sizes, repeats):
 
 def quality_check(steps, data_dir, precisions):
   """val L1 of the demo configuration after `steps` steps per precision
-  (fused Adam), and in fp32 with Keras's Adam ("keras_adam", the reference
-  point: the step before any optimisation)."""
+  (fused Adam and batch norm), and in fp32 with Keras's Adam and batch norm
+  ("keras_kernels", the reference point: the step before any
+  optimisation)."""
   import tensorflow as tf
   from pix2pix_tf.data import demo
   from pix2pix_tf import training
@@ -605,12 +617,14 @@ def quality_check(steps, data_dir, precisions):
   with open(demo_flags) as f:
     base = config_lib.Config().with_flags(f.read())
   results = {}
-  for name in ["keras_adam"] + list(precisions):
+  for name in ["keras_kernels"] + list(precisions):
     with tempfile.TemporaryDirectory() as folder:
       config = dataclasses.replace(
           base, data_dir=data_dir, model_dir=folder, max_steps=steps,
-          mixed_precision="none" if name == "keras_adam" else name,
-          fused_updates=name != "keras_adam", num_samples=0, label_palette="",
+          mixed_precision="none" if name == "keras_kernels" else name,
+          fused_updates=name != "keras_kernels",
+          fused_batch_norm=name != "keras_kernels", num_samples=0,
+          label_palette="",
           eval_every_steps=steps, checkpoint_every_steps=steps,
           sample_every_steps=steps, log_every_steps=max(1, steps // 10),
           lr_policy="constant")
@@ -640,13 +654,13 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   from pix2pix_tf import data as data_lib
 
-  variants = FLAGS.variants or default_variants()
+  started = time.perf_counter()
+  variants = all_variants() if FLAGS.variants == ["all"] else FLAGS.variants
   unknown = set(variants) - set(VARIANTS)
   if unknown:
     raise app.UsageError(f"Unknown --variants {', '.join(sorted(unknown))}.")
-  if not FLAGS.variants:
-    print("variants: " + ", ".join(variants) + " (--variants=... for others)",
-          flush=True)
+  print("variants: " + ", ".join(variants) + " (--variants=all for every "
+        "one)", flush=True)
   base = config_lib.Config.from_flag_values(FLAGS)
   batch_sizes = [int(b) for b in FLAGS.batch_sizes]
   try:
@@ -743,17 +757,19 @@ def main(argv):
     precisions = ["none"] + [p for p in reduced if p in variants]
     quality = quality_check(FLAGS.quality_steps, FLAGS.quality_data_dir,
                             precisions)
-    reference = quality["keras_adam"]
+    reference = quality["keras_kernels"]
     report["quality"] = {
         "steps": FLAGS.quality_steps, "val_l1": quality,
-        "relative_to_fp32_keras_adam": {p: quality[p] / reference - 1
-                                        for p in quality}}
+        "relative_to_fp32_keras_kernels": {p: quality[p] / reference - 1
+                                           for p in quality}}
     for name, value in quality.items():
       print(f"quality: val L1 after {FLAGS.quality_steps} demo steps, "
             f"{name}: {value:.4f} ({100 * (value / reference - 1):+.1f}% vs "
-            "fp32 with Keras's Adam)")
+            "fp32 with Keras's Adam and batch norm)")
 
+  report["wall_seconds"] = time.perf_counter() - started
   print(format_table(report))
+  print(f"benchmark: {report['wall_seconds'] / 60:.1f} min", flush=True)
   write_report(report)
   if FLAGS.output:
     print(f"Wrote {FLAGS.output}")
@@ -779,13 +795,13 @@ def format_table(report) -> str:
                    f"{row['peak_host_memory_mb']:.0f} |")
   if report.get("default"):
     lines += ["", "| batch | dtype | default images/s | plain Keras images/s "
-              "| x plain | plain, same optimizer | x plain, same optimizer "
+              "| x plain | plain, same kernels | x plain, same kernels "
               "| % of matmul peak |", "|---" * 8 + "|"]
     for batch, row in report["default"].items():
       cells = [row.get(key) for key in (
           "plain_images_per_second", "ratio_to_plain",
-          "plain_same_optimizer_images_per_second",
-          "ratio_to_plain_same_optimizer")]
+          "plain_same_kernels_images_per_second",
+          "ratio_to_plain_same_kernels")]
       lines.append(
           f"| {batch} | {row['compute_dtype']} | "
           f"{row['images_per_second']:.2f} | " + " | ".join(

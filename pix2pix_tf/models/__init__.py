@@ -13,6 +13,10 @@ layer, so parameter counts equal the reference's exactly:
   follows), while its final transposed convolution and the discriminator's
   first and last convolutions always have one.
 * Weights N(0, 0.02); batch-norm gamma N(1, 0.02), beta 0.
+* Batch norm is Keras's BatchNormalization (momentum 0.9, epsilon 1e-5:
+  PyTorch's defaults), trained with TensorFlow's fused kernels
+  (`FusedBatchNormalization`, `--fused_batch_norm`): the same arithmetic and
+  variables in one kernel forward and one backward.
 
 Modules: `layers` (initialisation, norms, custom layers), `generators`
 (and paper-mode inference), `discriminators`, `checkpoints` (restore with
@@ -33,11 +37,15 @@ from pix2pix_tf.models.generators import (GENERATORS, build_generator,
                                           resnet_generator, unet_generator)
 from pix2pix_tf.models.layers import (AlwaysDropout,
                                       BatchStatisticsNormalization,
-                                      ReflectionPadding2D, norm_layer,
+                                      FusedBatchNormalization,
+                                      ReflectionPadding2D, flat_layers,
+                                      norm_layer, set_fused_batch_norm,
                                       uses_bias)
 
 __all__ = [
-    "AlwaysDropout", "BatchStatisticsNormalization", "ReflectionPadding2D",
+    "AlwaysDropout", "BatchStatisticsNormalization",
+    "FusedBatchNormalization", "ReflectionPadding2D", "flat_layers",
+    "set_fused_batch_norm",
     "RECEPTIVE_FIELD_LAYERS", "Discriminators", "GENERATORS",
     "build_discriminator", "build_discriminators", "build_generator",
     "make_generate", "restore",

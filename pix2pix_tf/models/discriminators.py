@@ -8,7 +8,8 @@ from keras import layers
 
 from pix2pix_tf import config as config_lib
 from pix2pix_tf.models.layers import (LEAKY_SLOPE, apply_norm,
-                                      conv_initializer, uses_bias)
+                                      conv_initializer, flat_layers,
+                                      set_fused_batch_norm, uses_bias)
 
 
 def _discriminator_inputs(input_channels, output_channels, conditional):
@@ -164,7 +165,7 @@ def build_discriminators(config: config_lib.Config) -> Discriminators:
   size = config.crop_size
   model([keras.ops.zeros((1, size, size, config.input_channels)),
          keras.ops.zeros((1, size, size, config.output_channels))])
-  return model
+  return set_fused_batch_norm(model, config.fused_batch_norm)
 
 
 def build_discriminator(config: config_lib.Config) -> Discriminators:
@@ -185,7 +186,7 @@ def receptive_field(model: keras.Model) -> int:
   do not change it. Valid for chains of layers such as the PatchGAN.
   """
   r = 1
-  for layer in reversed(_flat_layers(model)):
+  for layer in reversed(flat_layers(model)):
     kernel = getattr(layer, "kernel_size", None) or getattr(
         layer, "pool_size", None)
     if kernel is None:
@@ -193,16 +194,6 @@ def receptive_field(model: keras.Model) -> int:
     strides = getattr(layer, "strides", None) or kernel
     r = (r - 1) * _square(strides, layer) + _square(kernel, layer)
   return r
-
-
-def _flat_layers(model) -> Sequence[keras.layers.Layer]:
-  flat = []
-  for layer in model.layers:
-    if isinstance(layer, keras.Model):
-      flat.extend(_flat_layers(layer))
-    else:
-      flat.append(layer)
-  return flat
 
 
 def _square(value, layer) -> int:

@@ -11,7 +11,8 @@ from pix2pix_tf import config as config_lib
 from pix2pix_tf.models.layers import (LEAKY_SLOPE, AlwaysDropout,
                                       BatchStatisticsNormalization,
                                       ReflectionPadding2D, apply_norm,
-                                      conv_initializer, uses_bias)
+                                      conv_initializer,
+                                      set_fused_batch_norm, uses_bias)
 
 
 def _unet_encoder(input_image, filters, norm: str):
@@ -185,7 +186,8 @@ GENERATORS = {
 
 def build_generator(config: config_lib.Config) -> keras.Model:
   """The generator `config` asks for, under the current dtype policy."""
-  return GENERATORS[config.generator](config)
+  return set_fused_batch_norm(GENERATORS[config.generator](config),
+                              config.fused_batch_norm)
 
 
 def make_generate(generator: keras.Model, inference_mode: str) -> Callable:

@@ -1,0 +1,128 @@
+"""--fused_batch_norm: batch norm trained by TensorFlow's fused kernels with
+Keras's arithmetic, variables and moving averages."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import small_config
+from pix2pix_tf import models
+from pix2pix_tf import training
+from pix2pix_tf.models import layers as layers_lib
+
+
+def trained_once(layer, x):
+  """Output, input/gamma/beta gradients and moving statistics after one
+  training call of `layer` on `x` (float32 results), and the ops it ran."""
+
+  @tf.function
+  def call(x):
+    with tf.GradientTape() as tape:
+      tape.watch(x)
+      y = layer(x, training=True)
+      # Weighted, so that the gradients are not the trivial zeros of a sum.
+      loss = tf.reduce_sum(tf.cast(y, tf.float32) ** 3)
+    gradients = tape.gradient(loss, [x, layer.gamma.value, layer.beta.value])
+    return [tf.cast(t, tf.float32) for t in [y] + gradients]
+
+  results = [t.numpy() for t in call(x)]
+  moving = [layer.moving_mean.numpy(), layer.moving_variance.numpy()]
+  ops = {op.type for op in call.get_concrete_function(x).graph
+         .get_operations()}
+  return results + moving, ops
+
+
+def layer_pair(dtype, channels):
+  """A FusedBatchNormalization and a Keras BatchNormalization with the same
+  (random) gamma, beta and moving statistics."""
+  rng = np.random.default_rng(0)
+  pair = []
+  for kind in (layers_lib.FusedBatchNormalization,
+               keras.layers.BatchNormalization):
+    layer = kind(momentum=0.9, epsilon=1e-5, dtype=dtype)
+    layer.build((None, None, None, channels))
+    pair.append(layer)
+  for variables in zip(*(layer.weights for layer in pair)):
+    value = rng.uniform(0.5, 1.5, variables[0].shape).astype(np.float32)
+    for variable in variables:
+      variable.assign(value)
+  return pair
+
+
+@pytest.mark.parametrize("dtype,shape,tolerance", [
+    ("float32", (3, 5, 4, 6), 1e-4),
+    ("mixed_bfloat16", (2, 8, 8, 6), 5e-2),
+    # One value per channel: Keras's variance is 0 (the kernel's unbiased
+    # one divides by 0), and the output is beta up to the mean's rounding
+    # times 1 / sqrt(epsilon).
+    ("float32", (1, 1, 1, 6), 1e-3)])
+def test_the_fused_layer_trains_as_kerass_batch_norm(dtype, shape, tolerance):
+  fused, plain = layer_pair(dtype, shape[-1])
+  x = tf.constant(np.random.default_rng(1).normal(2.0, 3.0, shape),
+                  layers_lib.FusedBatchNormalization(dtype=dtype)
+                  .compute_dtype)
+  ours, fused_ops = trained_once(fused, x)
+  theirs, keras_ops = trained_once(plain, x)
+  assert "FusedBatchNormV3" in fused_ops and "Mean" not in fused_ops
+  assert "FusedBatchNormV3" not in keras_ops
+  names = ["output", "input gradient", "gamma gradient", "beta gradient",
+           "moving mean", "moving variance"]
+  for name, a, b in zip(names, ours, theirs):
+    assert np.all(np.isfinite(a)), name
+    scale = max(1.0, float(np.abs(b).max()))
+    np.testing.assert_allclose(a, b, rtol=tolerance, atol=tolerance * scale,
+                               err_msg=name)
+
+
+def test_the_fused_layer_falls_back_to_keras_where_the_kernel_does_not_fit():
+  x = tf.random.normal((2, 4, 4, 3))
+  for layer in (layers_lib.FusedBatchNormalization(fused=False),
+                layers_lib.FusedBatchNormalization(synchronized=True)):
+    ops = {op.type for op in tf.function(
+        lambda x, layer=layer: layer(x, training=True))
+        .get_concrete_function(x).graph.get_operations()}
+    assert "FusedBatchNormV3" not in ops
+  layer = layers_lib.FusedBatchNormalization()
+  frozen = tf.function(lambda x: layer(x, training=False))
+  assert "FusedBatchNormV3" not in {
+      op.type for op in frozen.get_concrete_function(x).graph
+      .get_operations()}
+
+
+def test_the_fused_layer_is_saved_and_loaded_with_its_setting(tmp_path):
+  inputs = keras.Input((8, 8, 3))
+  outputs = layers_lib.FusedBatchNormalization(fused=False, name="bn")(
+      inputs)
+  path = str(tmp_path / "model.keras")
+  keras.Model(inputs, outputs).save(path)
+  loaded = keras.models.load_model(path).get_layer("bn")
+  assert isinstance(loaded, layers_lib.FusedBatchNormalization)
+  assert loaded.fused is False
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_the_flag_chooses_the_kernel_and_training_lowers_the_loss(
+    fused, tmp_path):
+  config = small_config(tmp_path, tmp_path / "run", fused_batch_norm=fused,
+                        dropout=0.0, learning_rate=1e-3)
+  strategy = training.make_strategy("one_device")
+  built = training.build(config, strategy, steps_per_epoch=100)
+  norms = [layer for model in (built.state.generator,
+                               built.state.discriminator)
+           for layer in models.flat_layers(model)
+           if isinstance(layer, keras.layers.BatchNormalization)]
+  assert norms and all(layer.fused == fused for layer in norms)
+  rng = np.random.default_rng(1)
+  source = rng.uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
+  images = (tf.constant(source), tf.constant(source[..., ::-1]))
+  dataset = tf.data.Dataset.from_tensors(images).repeat()
+  iterator = iter(strategy.experimental_distribute_dataset(dataset))
+  losses = [float(built.distributed_step(iterator)["gen_l1_loss"])
+            for _ in range(30)]
+  assert np.mean(losses[-5:]) < 0.9 * np.mean(losses[:5])
+  step = tf.function(lambda: strategy.run(built.train_step, args=(images,)))
+  ops = {op.type for op in step.get_concrete_function().graph
+         .get_operations()}
+  assert ("FusedBatchNormV3" in ops) == fused
+  assert ("FusedBatchNormGradV3" in ops) == fused
