@@ -14,6 +14,7 @@ import pytest
 from conftest import ENV, ROOT, small_config
 from pix2pix_tf import config as config_lib
 from pix2pix_tf.data import demo
+from pix2pix_tf.training import profile
 
 TOOL = os.path.join(ROOT, "tools", "benchmark.py")
 
@@ -129,6 +130,8 @@ def test_benchmark_runs_and_writes_json(tmp_path):
       / default["plain_same_kernels_images_per_second"])
   assert default["profile_ms"]["step"] == pytest.approx(
       sum(v for k, v in default["profile_ms"].items() if k != "step"))
+  assert tuple(default["op_ms"]) == profile.OP_KINDS
+  assert default["op_ms"]["convolution_forward"] > 0
   assert 0 < default["share_of_peak"] and default["matmul_peak_gflops"] > 0
   # The whole command, timed from the end of its first logged window (step
   # 2) to its last (step 6), a sample and a checkpoint in between.

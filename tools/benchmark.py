@@ -343,8 +343,11 @@ def bench_profile(config, split, batch_size, repeats):
   def whole():
     float(built.distributed_step(iterator, 1)["gen_total_loss"])
 
-  return profile.profile_step(built.train_step, whole, batch, repeats,
-                              strategy)
+  found = profile.profile_step(built.train_step, whole, batch, repeats,
+                               strategy)
+  with tempfile.TemporaryDirectory() as logdir:
+    ops = profile.op_times(whole, 3, logdir)
+  return found, ops
 
 
 def matmul_peak_gflops(dtype, size=2048, repeats=5):
@@ -437,12 +440,19 @@ def compare_default(config, split, batch_size, rate):
     # Eight functions (seven prefixes and the step) share the row's budget.
     _, repeats = fitted_calls(8 * batch_size / rate, 1,
                               FLAGS.seconds_per_row, FLAGS.repeats)
-    found = bench_profile(config, split, batch_size, repeats)
+    found, ops = bench_profile(config, split, batch_size, repeats)
     result["profile_ms"] = {name: 1000 * seconds for name, seconds in
                             {**found.parts(), "step": found.step}.items()}
     print(f"batch {batch_size} profile (ms per step): " + ", ".join(
         f"{name} {ms:.1f}" for name, ms in result["profile_ms"].items()),
           flush=True)
+    if ops:
+      result["op_ms"] = {kind: 1000 * seconds for kind, seconds in
+                         ops.items()}
+      print(f"batch {batch_size} ops (ms per step, summed over threads; "
+            f"{sum(ops.values()) * 1000:.0f} in all): " + ", ".join(
+                f"{kind} {ms:.1f}" for kind, ms in result["op_ms"].items()),
+            flush=True)
   return result
 
 
@@ -754,7 +764,10 @@ def main(argv):
     import tensorflow as tf
     reduced = ["bf16", "fp16"] if tf.config.list_physical_devices("GPU") else (
         ["bf16"])
-    precisions = ["none"] + [p for p in reduced if p in variants]
+    from pix2pix_tf.training import precision
+    default = precision.resolve_mixed_precision(base.mixed_precision)
+    precisions = ["none"] + [p for p in reduced if p in variants or (
+        p == default and "default" in variants)]
     quality = quality_check(FLAGS.quality_steps, FLAGS.quality_data_dir,
                             precisions)
     reference = quality["keras_kernels"]
@@ -807,15 +820,16 @@ def format_table(report) -> str:
           f"{row['images_per_second']:.2f} | " + " | ".join(
               "" if cell is None else f"{cell:.2f}" for cell in cells) +
           f" | {100 * row['share_of_peak']:.0f} |")
-    profiles = {b: r["profile_ms"] for b, r in report["default"].items()
-                if "profile_ms" in r}
-    if profiles:
-      names = list(next(iter(profiles.values())))
-      lines += ["", "| batch | " + " | ".join(names) + " |",
-                "|---" * (len(names) + 1) + "|"]
-      for batch, ms in profiles.items():
-        lines.append(f"| {batch} | " + " | ".join(
-            f"{ms[n]:.1f} ms" for n in names) + " |")
+    for key in ("profile_ms", "op_ms"):  # The parts; the ops' kinds.
+      profiles = {b: r[key] for b, r in report["default"].items()
+                  if key in r}
+      if profiles:
+        names = list(next(iter(profiles.values())))
+        lines += ["", "| batch | " + " | ".join(names) + " |",
+                  "|---" * (len(names) + 1) + "|"]
+        for batch, ms in profiles.items():
+          lines.append(f"| {batch} | " + " | ".join(
+              f"{ms[n]:.1f} ms" for n in names) + " |")
   best = max(row["images_per_second"] for rows in report["training"].values()
              for row in rows.values())
   pipeline = max(report["input_pipeline"].values())

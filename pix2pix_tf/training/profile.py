@@ -14,15 +14,25 @@ functions: the generator's forward, one discriminator forward, the
 backward passes, the two optimizer updates. What the whole step takes beyond
 their sum (the input, the metrics, the loop, the host) is "everything
 else".
+
+`op_times` sums a TensorFlow profiler trace of whole steps by kind of op
+(convolutions by direction, batch norm, casts, the optimizer, the rest):
+where the time goes inside the parts.
 """
 
 import dataclasses
+import os
 import statistics
 import time
 from typing import Callable, Dict, List, Optional, Tuple
 
 import keras
 import tensorflow as tf
+
+try:  # The profiler's trace format, as this TensorFlow lays it out.
+  from tensorflow.tsl.profiler.protobuf import xplane_pb2
+except ImportError:  # Elsewhere op_times finds nothing and says so ({}).
+  xplane_pb2 = None
 
 from pix2pix_tf import config as config_lib
 from pix2pix_tf import models
@@ -258,3 +268,70 @@ def profile_step(train_step: step_lib.TrainStep,
           part("generator_update", "generator_backward")),
       everything_else=whole - seconds["generator_update"],
       step=whole)
+
+
+# The kinds `op_times` sums TensorFlow's ops into, by op type (oneDNN's
+# kernels carry an _Mkl prefix) and, for convolutions, by direction.
+OP_KINDS = ("convolution_forward", "convolution_backward_data",
+            "convolution_backward_weights", "batch_norm", "cast",
+            "optimizer", "other")
+
+
+def op_kind(name: str, op_type: str) -> str:
+  """Which of `OP_KINDS` the op `name` of type `op_type` is."""
+  backward = name.startswith("gradient_tape/")
+  if "Conv2DBackpropFilter" in op_type:
+    return "convolution_backward_weights"
+  if "Conv2D" in op_type:  # A transposed convolution's forward is a
+    # Conv2DBackpropInput outside the tape; its backward is a Conv2D.
+    return ("convolution_backward_data" if backward else
+            "convolution_forward")
+  if "BatchNorm" in op_type:
+    return "batch_norm"
+  if op_type == "Cast":
+    return "cast"
+  if "Apply" in op_type or "adam" in name.lower():
+    return "optimizer"
+  return "other"
+
+
+def op_times(call: Callable[[], object], steps: int,
+             logdir: str) -> Dict[str, float]:
+  """Seconds per call of `call()` (one blocking training step) spent in
+  each of `OP_KINDS`, summed over the threads that run ops (with
+  inter-op parallelism they can exceed the step's wall time), from a
+  TensorFlow profiler trace of `steps` calls written under `logdir`. The
+  trace's event names are "<op name>:<op type>" on its tf_Compute lines;
+  an empty dict where the trace holds none (another TensorFlow layout)."""
+  call()  # Traced and warm before the profiler starts.
+  tf.profiler.experimental.start(logdir)
+  try:
+    for _ in range(steps):
+      call()
+  finally:
+    tf.profiler.experimental.stop()
+  totals = _trace_totals(logdir)
+  return {kind: totals.get(kind, 0.0) / steps for kind in OP_KINDS
+          } if totals else {}
+
+
+def _trace_totals(logdir: str) -> Dict[str, float]:
+  """Seconds of op events per kind in the traces under `logdir`."""
+  totals = {}
+  if xplane_pb2 is None:
+    return totals
+  for root, _, names in os.walk(logdir):
+    for name in (n for n in names if n.endswith(".xplane.pb")):
+      space = xplane_pb2.XSpace()
+      with open(os.path.join(root, name), "rb") as f:
+        space.ParseFromString(f.read())
+      for plane in space.planes:
+        for event in (event for line in plane.lines
+                      if line.name.startswith("tf_Compute")
+                      for event in line.events):
+          label = plane.event_metadata[event.metadata_id].name
+          op, _, op_type = label.rpartition(":")
+          if op and "::" not in label:  # Not an executor's own span.
+            kind = op_kind(op, op_type)
+            totals[kind] = totals.get(kind, 0.0) + event.duration_ps / 1e12
+  return totals

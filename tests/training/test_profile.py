@@ -108,6 +108,52 @@ def test_the_profile_names_each_part_of_the_step(tmp_path):
                        strategy, 10).train_step, lambda: None, images, 1)
 
 
+@pytest.mark.parametrize("fused", [True, False])
+def test_op_times_sum_the_traced_ops_by_kind(fused, tmp_path):
+  """A trace of whole steps, summed by kind of op: convolutions in each
+  direction and the optimizer always; batch norm exactly when it runs as
+  the fused kernel (Keras's own is elementwise ops: "other")."""
+  config = small_config(tmp_path, tmp_path / "run", fused_batch_norm=fused,
+                        fused_updates=fused)
+  strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+  built = training.build(config, strategy, steps_per_epoch=10)
+  iterator = iter(strategy.experimental_distribute_dataset(
+      tf.data.Dataset.from_tensors(batch()).repeat()))
+  ops = profile.op_times(
+      lambda: built.distributed_step(iterator)["gen_total_loss"].numpy(),
+      2, str(tmp_path / "trace"))
+  assert tuple(ops) == profile.OP_KINDS
+  for kind in ("convolution_forward", "convolution_backward_data",
+               "convolution_backward_weights", "optimizer", "other"):
+    assert ops[kind] > 0, kind
+  assert (ops["batch_norm"] > 0) == fused
+
+
+def test_ops_are_told_apart_by_type_and_direction():
+  kinds = {
+      ("generator/down1_conv/convolution", "_MklNativeConv2D"):
+          "convolution_forward",
+      ("generator/up2_conv/conv_transpose", "_MklNativeConv2DBackpropInput"):
+          "convolution_forward",
+      ("gradient_tape/generator/up2_conv/conv_transpose/Conv2D",
+       "_MklNativeConv2D"): "convolution_backward_data",
+      ("gradient_tape/generator/down1_conv/convolution/Conv2DBackpropInput",
+       "Conv2DBackpropInput"): "convolution_backward_data",
+      ("gradient_tape/discriminator/conv1/Conv2DBackpropFilter",
+       "_MklNativeConv2DBackpropFilterWithBias"):
+          "convolution_backward_weights",
+      ("generator/down2_norm/FusedBatchNormV3", "_MklFusedBatchNormV3"):
+          "batch_norm",
+      ("gradient_tape/generator/down2_norm/FusedBatchNormGradV3",
+       "FusedBatchNormGradV3"): "batch_norm",
+      ("generator/down2_conv/Cast", "Cast"): "cast",
+      ("fused_adam/update_3/ResourceApplyAdam", "ResourceApplyAdam"):
+          "optimizer",
+      ("adam/Mul_4", "Mul"): "optimizer",
+      ("generator/down2_act/LeakyRelu", "LeakyRelu"): "other"}
+  assert {key: profile.op_kind(*key) for key in kinds} == kinds
+
+
 def test_timed_calls_leave_the_warmup_untimed():
   """The one timing loop of the profile and the benchmark: `warmup` calls
   first, untimed, then one time per repeat."""
