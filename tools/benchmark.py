@@ -519,7 +519,7 @@ OUT_OF_MEMORY = ("ResourceExhaustedError", "MemoryError", "OOM when allocating")
 
 
 def step_fits(config, batch_size):
-  """Peak host MB of two training steps at `batch_size`, or None if the
+  """Peak host MiB of two training steps at `batch_size`, or None if the
   child ran out of memory; any other failure is raised (ValueError)."""
   import subprocess
   config = dataclasses.replace(config, batch_size=batch_size,
@@ -530,7 +530,7 @@ def step_fits(config, batch_size):
   if child.returncode == 0:
     peak = float(child.stdout.split()[-1])
     print(f"largest batch: {batch_size} fits (peak host memory "
-          f"{peak / 1024:.1f} GB)", flush=True)
+          f"{peak / 1024:.1f} GiB)", flush=True)
     return peak
   if child.returncode > 0 and not any(
       sign in child.stderr for sign in OUT_OF_MEMORY):
@@ -798,7 +798,7 @@ def write_report(report):
 
 def format_table(report) -> str:
   lines = ["", "| batch | configuration | images/s | x baseline | GFLOP/s "
-           "| peak host MB |", "|---|---|---|---|---|---|"]
+           "| peak host MiB |", "|---|---|---|---|---|---|"]
   for batch, rows in report["training"].items():
     for name, row in rows.items():
       ratio = row["ratio_to_baseline"]
