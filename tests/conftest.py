@@ -47,6 +47,32 @@ def small_config(data_dir, model_dir, **overrides):
   return config_lib.Config(**values)
 
 
+def fixed_pair():
+  """One 32x32 training pair: a random image and its mirror image."""
+  source = np.random.default_rng(1).uniform(-1, 1, (2, 32, 32, 3))
+  source = source.astype(np.float32)
+  return tf.constant(source), tf.constant(source[..., ::-1])
+
+
+def built_small(tmp_path, **overrides):
+  """(training.build of `small_config` with `overrides`, dropout off and a
+  learning rate of 1e-3, on one device; the strategy)."""
+  from pix2pix_tf import training
+  config = small_config(tmp_path, tmp_path / "run", dropout=0.0,
+                        learning_rate=1e-3, **overrides)
+  strategy = training.make_strategy("one_device")
+  return training.build(config, strategy, steps_per_epoch=100), strategy
+
+
+def l1_losses(built, strategy, steps=30):
+  """The L1 loss of each of `steps` training steps of `built` (made under
+  `strategy`) on `fixed_pair`."""
+  dataset = tf.data.Dataset.from_tensors(fixed_pair()).repeat()
+  iterator = iter(strategy.experimental_distribute_dataset(dataset))
+  return [float(built.distributed_step(iterator)["gen_l1_loss"])
+          for _ in range(steps)]
+
+
 def visible_generator(config):
   """A fresh generator of `config` whose output shows its input and the
   normalisation used: a freshly initialised one answers near 0 whatever it

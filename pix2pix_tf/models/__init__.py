@@ -39,13 +39,13 @@ from pix2pix_tf.models.layers import (AlwaysDropout,
                                       BatchStatisticsNormalization,
                                       FusedBatchNormalization,
                                       ReflectionPadding2D, flat_layers,
-                                      norm_layer, set_fused_batch_norm,
-                                      uses_bias)
+                                      keras_batch_norm, norm_layer,
+                                      set_fused_batch_norm, uses_bias)
 
 __all__ = [
     "AlwaysDropout", "BatchStatisticsNormalization",
     "FusedBatchNormalization", "ReflectionPadding2D", "flat_layers",
-    "set_fused_batch_norm",
+    "keras_batch_norm", "set_fused_batch_norm",
     "RECEPTIVE_FIELD_LAYERS", "Discriminators", "GENERATORS",
     "build_discriminator", "build_discriminators", "build_generator",
     "make_generate", "restore",

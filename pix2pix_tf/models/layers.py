@@ -2,7 +2,8 @@
 layers Keras lacks (reflection padding, and the two layers of paper-mode
 inference)."""
 
-from typing import List, Optional
+import contextlib
+from typing import Iterator, List, Optional
 
 import keras
 import tensorflow as tf
@@ -93,6 +94,8 @@ class FusedBatchNormalization(layers.BatchNormalization):
     # (Keras's variance then), even where a kernel returns inf or NaN.
     variance = tf.math.multiply_no_nan(unbiased, (count - 1.0) / count)
     momentum = self.momentum
+    mean = tf.cast(mean, self.moving_mean.dtype)
+    variance = tf.cast(variance, self.moving_variance.dtype)
     self.moving_mean.assign(self.moving_mean * momentum +
                             mean * (1.0 - momentum))
     self.moving_variance.assign(self.moving_variance * momentum +
@@ -124,6 +127,32 @@ def set_fused_batch_norm(model: keras.Model, fused: bool) -> keras.Model:
     if isinstance(layer, FusedBatchNormalization):
       layer.fused = fused
   return model
+
+
+@contextlib.contextmanager
+def keras_batch_norm(model: keras.Model) -> Iterator[keras.Model]:
+  """`model` with its FusedBatchNormalization layers seen as Keras's
+  BatchNormalization while the block runs: a `.keras` file saved inside
+  loads with Keras alone. The kernel that trains them is no part of the
+  model (both compute the same at inference, with the same variables), so
+  the file names Keras's class; the layers are the same objects, whose
+  class is set back on leaving."""
+  fused = [layer for layer in _all_layers(model)
+           if type(layer) is FusedBatchNormalization]
+  for layer in fused:
+    layer.__class__ = layers.BatchNormalization
+  try:
+    yield model
+  finally:
+    for layer in fused:
+      layer.__class__ = FusedBatchNormalization
+
+
+def _all_layers(model: keras.Model) -> List[layers.Layer]:
+  """Every layer in `model`, those wrapped by paper mode's included."""
+  found = flat_layers(model)
+  return found + [layer.batch_norm for layer in found
+                  if isinstance(layer, BatchStatisticsNormalization)]
 
 
 # Registered, with their configs, so that a .keras file holding them loads

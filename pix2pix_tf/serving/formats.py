@@ -6,7 +6,7 @@ serving_default:
 
 * keras: the Keras model (`keras.saving.load_model`; the paper-mode layers
   and the ResNet's reflection padding are registered by importing
-  pix2pix_tf.models).
+  pix2pix_tf.models; batch norm is saved as Keras's own layer).
 * litert: a `.tflite` file for the LiteRT interpreter (phones, browsers),
   input [1, S, S, C] with S the training crop size; weights float32 or
   float16 (half the size; computed in float32 where the device has no
@@ -87,7 +87,8 @@ def _write(model: keras.Model, path: str, fmt: str, input_shape,
            litert_weights: str) -> None:
   """`model` in `fmt` at `path`, by Keras's exporters."""
   if fmt == "keras":
-    model.save(path)
+    with models.keras_batch_norm(model):
+      model.save(path)
     return
   spec = [tf.TensorSpec(input_shape, tf.float32, name="images")]
   if fmt == "onnx":

@@ -3,7 +3,8 @@
 `PlainStep` is the pix2pix step as the TensorFlow tutorial writes it: the
 package's own generator and discriminator, two gradient tapes, Keras's
 BinaryCrossentropy and Adam, one `tf.function`; no strategy, no metrics, no
-loop. It is the floor: the package's step must not be slower. It takes the
+loop. Its batch norm is the configuration's (`fused_batch_norm`): the
+tutorial's own, Keras's, with `fused_batch_norm=False`. It is the floor: the package's step must not be slower. It takes the
 same update order, precision and XLA setting as the configuration it is
 built from, so that the two do the same arithmetic; with `fused_updates` it
 also takes the package's fused Adam, so that the two differ only in the
@@ -17,7 +18,8 @@ else".
 
 `op_times` sums a TensorFlow profiler trace of whole steps by kind of op
 (convolutions by direction, batch norm, casts, the optimizer, the rest):
-where the time goes inside the parts.
+where the time goes inside the parts, on a CPU (on a GPU the traced host
+threads only launch the kernels).
 """
 
 import dataclasses
@@ -45,7 +47,8 @@ class PlainStep:
   """The tutorial's step on the package's models: `step(input, target)`
   applies one update (alternating or simultaneous, as `config` says) and
   returns the generator's total loss. Its optimizers are Keras's Adam, as
-  in the tutorial, or with `fused_updates` the package's `FusedAdam`."""
+  in the tutorial, or with `fused_updates` the package's `FusedAdam`; its
+  batch norm is `config`'s (Keras's with `fused_batch_norm=False`)."""
 
   def __init__(self, config: config_lib.Config, fused_updates: bool = False):
     if precision.resolve_mixed_precision(config.mixed_precision) == "fp16":
@@ -300,7 +303,8 @@ def op_times(call: Callable[[], object], steps: int,
   """Seconds per call of `call()` (one blocking training step) spent in
   each of `OP_KINDS`, summed over the threads that run ops (with
   inter-op parallelism they can exceed the step's wall time), from a
-  TensorFlow profiler trace of `steps` calls written under `logdir`. The
+  TensorFlow profiler trace of `steps` calls written under `logdir` (a
+  fresh folder: every trace under it is summed). CPU ops only. The
   trace's event names are "<op name>:<op type>" on its tf_Compute lines;
   an empty dict where the trace holds none (another TensorFlow layout)."""
   call()  # Traced and warm before the profiler starts.

@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import small_config
+from conftest import built_small, fixed_pair, l1_losses
 from pix2pix_tf import models
-from pix2pix_tf import training
 from pix2pix_tf.models import layers as layers_lib
 
 
@@ -83,11 +82,24 @@ def test_the_fused_layer_falls_back_to_keras_where_the_kernel_does_not_fit():
         lambda x, layer=layer: layer(x, training=True))
         .get_concrete_function(x).graph.get_operations()}
     assert "FusedBatchNormV3" not in ops
-  layer = layers_lib.FusedBatchNormalization()
-  frozen = tf.function(lambda x: layer(x, training=False))
-  assert "FusedBatchNormV3" not in {
-      op.type for op in frozen.get_concrete_function(x).graph
-      .get_operations()}
+  inference = layers_lib.FusedBatchNormalization()
+  frozen = layers_lib.FusedBatchNormalization()
+  frozen.trainable = False
+  for function in (lambda x: inference(x, training=False),
+                   lambda x: frozen(x, training=True)):
+    assert "FusedBatchNormV3" not in {
+        op.type for op in tf.function(function).get_concrete_function(x)
+        .graph.get_operations()}
+
+
+def test_checkpoints_of_either_layer_restore_into_the_other(tmp_path):
+  fused, plain = layer_pair("float32", 6)
+  for variable in fused.weights:
+    variable.assign(variable + 1.0)
+  path = tf.train.Checkpoint(layer=fused).write(str(tmp_path / "fused"))
+  tf.train.Checkpoint(layer=plain).read(path).assert_consumed()
+  for a, b in zip(fused.weights, plain.weights):
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
 def test_the_fused_layer_is_saved_and_loaded_with_its_setting(tmp_path):
@@ -104,24 +116,16 @@ def test_the_fused_layer_is_saved_and_loaded_with_its_setting(tmp_path):
 @pytest.mark.parametrize("fused", [True, False])
 def test_the_flag_chooses_the_kernel_and_training_lowers_the_loss(
     fused, tmp_path):
-  config = small_config(tmp_path, tmp_path / "run", fused_batch_norm=fused,
-                        dropout=0.0, learning_rate=1e-3)
-  strategy = training.make_strategy("one_device")
-  built = training.build(config, strategy, steps_per_epoch=100)
+  built, strategy = built_small(tmp_path, fused_batch_norm=fused)
   norms = [layer for model in (built.state.generator,
                                built.state.discriminator)
            for layer in models.flat_layers(model)
            if isinstance(layer, keras.layers.BatchNormalization)]
   assert norms and all(layer.fused == fused for layer in norms)
-  rng = np.random.default_rng(1)
-  source = rng.uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
-  images = (tf.constant(source), tf.constant(source[..., ::-1]))
-  dataset = tf.data.Dataset.from_tensors(images).repeat()
-  iterator = iter(strategy.experimental_distribute_dataset(dataset))
-  losses = [float(built.distributed_step(iterator)["gen_l1_loss"])
-            for _ in range(30)]
+  losses = l1_losses(built, strategy)
   assert np.mean(losses[-5:]) < 0.9 * np.mean(losses[:5])
-  step = tf.function(lambda: strategy.run(built.train_step, args=(images,)))
+  step = tf.function(lambda: strategy.run(built.train_step,
+                                          args=(fixed_pair(),)))
   ops = {op.type for op in step.get_concrete_function().graph
          .get_operations()}
   assert ("FusedBatchNormV3" in ops) == fused

@@ -26,10 +26,15 @@ fmt, path, saved_model, inputs = sys.argv[1:5]
 x = np.load(inputs)
 if fmt == "keras":
   import keras
-  import pix2pix_tf.models  # Registers the paper-mode layers.
-  model = keras.saving.load_model(path)
+  try:  # Keras alone, as a user without pix2pix_tf loads it.
+    model = keras.saving.load_model(path)
+    kinds = ["loaded by Keras alone"]
+  except (TypeError, ValueError):  # Paper mode's layers: registered by pix2pix_tf.
+    import pix2pix_tf.models
+    model = keras.saving.load_model(path)
+    kinds = []
   y = np.asarray(model(x, training=False))
-  kinds = sorted({type(layer).__name__ for layer in model.layers})
+  kinds += sorted({type(layer).__name__ for layer in model.layers})
 elif fmt == "onnx":
   import onnxruntime
   session = onnxruntime.InferenceSession(path)
@@ -115,6 +120,10 @@ def test_each_format_equals_the_saved_model(exported, tmp_path, fmt, weights,
     assert bigger["difference"] <= tolerance
   if fmt == "litert":
     assert result["kinds"] == [1, 32, 32, 3]
+  if fmt == "keras":  # An eval-mode U-Net with batch norm: Keras's layers.
+    assert result["kinds"][0] == "loaded by Keras alone"
+    assert "BatchNormalization" in result["kinds"]
+    assert generator.get_layer("down2_norm").fused  # Set back after saving.
 
 
 def test_float16_weights_halve_the_litert_file(exported):

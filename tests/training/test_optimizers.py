@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import small_config
+from conftest import built_small, l1_losses
 from pix2pix_tf import training
 from pix2pix_tf.training import optimizers
 
@@ -66,17 +66,8 @@ def test_fused_adam_is_kerass_adam_in_one_kernel():
 @pytest.mark.parametrize("fused", [True, False])
 def test_the_flag_chooses_the_optimizer_and_training_lowers_the_loss(
     fused, tmp_path):
-  config = small_config(tmp_path, tmp_path / "run", fused_updates=fused,
-                        dropout=0.0, learning_rate=1e-3)
-  strategy = training.make_strategy("one_device")
-  built = training.build(config, strategy, steps_per_epoch=100)
+  built, strategy = built_small(tmp_path, fused_updates=fused)
   assert isinstance(built.state.generator_optimizer,
                     optimizers.FusedAdam) == fused
-  rng = np.random.default_rng(1)
-  source = rng.uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
-  images = (tf.constant(source), tf.constant(source[..., ::-1]))
-  iterator = iter(strategy.experimental_distribute_dataset(
-      tf.data.Dataset.from_tensors(images).repeat()))
-  losses = [float(built.distributed_step(iterator)["gen_l1_loss"])
-            for _ in range(30)]
+  losses = l1_losses(built, strategy)
   assert np.mean(losses[-5:]) < 0.9 * np.mean(losses[:5])
