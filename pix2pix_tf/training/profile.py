@@ -4,11 +4,12 @@
 package's own generator and discriminator, two gradient tapes, Keras's
 BinaryCrossentropy and Adam, one `tf.function`; no strategy, no metrics, no
 loop. Its batch norm is the configuration's (`fused_batch_norm`): the
-tutorial's own, Keras's, with `fused_batch_norm=False`. It is the floor: the package's step must not be slower. It takes the
-same update order, precision and XLA setting as the configuration it is
-built from, so that the two do the same arithmetic; with `fused_updates` it
-also takes the package's fused Adam, so that the two differ only in the
-strategy, the metrics and the loop.
+tutorial's own, Keras's, with `fused_batch_norm=False`. It is the floor:
+the package's step must not be slower. It takes the same update order,
+precision and XLA setting as the configuration it is built from, so
+that the two do the same arithmetic; with `fused_updates` it also takes the
+package's fused Adam, so that the two differ only in the strategy, the
+metrics and the loop.
 
 `profile_step` times the parts of the package's step as separate compiled
 functions: the generator's forward, one discriminator forward, the

@@ -297,6 +297,16 @@ def test_each_variant_keeps_its_colour_in_every_loss_panel(tmp_path):
   assert (tmp_path / "losses.png").stat().st_size > 0
 
 
+def test_fid_and_kid_are_scored_exactly_when_given_the_weights(tmp_path):
+  ablate = load_tool()
+  args = {"data_dir": str(tmp_path), "image_size": 32, "steps": 50,
+          "flags": "", "out": str(tmp_path), "label_palette": "",
+          "segmenter": "", "inception_weights": ""}
+  assert "fid" not in ablate.evaluation_options(args).metrics
+  assert {"l1", "psnr", "ssim", "fid", "kid"} <= set(
+      ablate.evaluation_options(dict(args, inception_weights="w.h5")).metrics)
+
+
 def test_a_variant_with_its_own_steps_is_kept_continued_or_refused(tmp_path):
   ablate = load_tool()
   args = {"data_dir": str(tmp_path), "image_size": 32, "steps": 50,
@@ -328,10 +338,6 @@ def test_a_variant_with_its_own_steps_is_kept_continued_or_refused(tmp_path):
   assert table[2].startswith("| a | `--batch_size=32 --max_steps=2` | 50 |")
   assert table[3].startswith("| v | `--batch_size=32 --max_steps=2` | 2 |")
   assert "steps" not in ablate.markdown_table(rows[:1], "batch_size")[0]
-  # FID and KID are scored exactly when a weights file is given.
-  assert "fid" not in ablate.evaluation_options(args).metrics
-  assert {"l1", "psnr", "ssim", "fid", "kid"} <= set(
-      ablate.evaluation_options(dict(args, inception_weights="w.h5")).metrics)
   # Placeholders stand for --steps, in --flags too (resolved once).
   common = dict(args, flags="--max_steps={steps/2}")
   assert ablate.variant_config("", common)[0].max_steps == 25
