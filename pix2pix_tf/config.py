@@ -274,6 +274,12 @@ class Config:
       "Train batch norm with TensorFlow's fused kernels (one forward, one "
       "backward; same arithmetic and variables as Keras's); false: Keras's "
       "separate float32 ops.")
+  matmul_small_convs: bool = option(
+      True,
+      "Train convolutions over small maps (at most 256 positions over the "
+      "batch: the U-Net's inner layers at batch 1) as matrix multiplies "
+      "over image patches, the same sums as TensorFlow's convolution "
+      "kernels in fewer, faster ops; false: the convolution kernels.")
 
   # Outputs.
   model_dir: str = option(

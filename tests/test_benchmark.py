@@ -2,6 +2,7 @@
 
 import dataclasses
 import importlib.util
+import itertools
 import json
 import os
 import subprocess
@@ -93,8 +94,8 @@ def test_benchmark_runs_and_writes_json(tmp_path):
       [sys.executable, TOOL, f"--data_dir={data_dir}", "--crop_size=32",
        "--load_size=36", "--generator=unet", "--unet_depth=5", "--ngf=8",
        "--ndf=8", "--batch_sizes=2", "--inference_batch_sizes=1",
-       "--variants=default,baseline,simultaneous,fused,fused_bn,one_device,"
-       "spe,combined",
+       "--variants=default,baseline,simultaneous,fused,fused_bn,matmul_convs,"
+       "one_device,spe,combined",
        "--bench_spe=2", "--repeats=3", "--steps_per_repeat=2",
        "--warmup_steps=1", "--matmul_size=128", "--batch_size=2",
        "--train_command_steps=6", "--log_every_steps=2",
@@ -105,7 +106,8 @@ def test_benchmark_runs_and_writes_json(tmp_path):
   report = json.loads(output.read_text())
   rows = report["training"]["2"]
   assert set(rows) == {"default", "baseline", "simultaneous", "fused",
-                       "fused_bn", "one_device", "spe", "combined"}
+                       "fused_bn", "matmul_convs", "one_device", "spe",
+                       "combined"}
   assert rows["baseline"]["ratio_to_baseline"] == 1.0
   for row in rows.values():
     assert row["images_per_second"] > 0 and row["peak_host_memory_mb"] > 0
@@ -116,6 +118,8 @@ def test_benchmark_runs_and_writes_json(tmp_path):
   assert rows["fused"]["overrides"]["fused_updates"] is True
   assert rows["baseline"]["overrides"]["fused_batch_norm"] is False
   assert rows["fused_bn"]["overrides"]["fused_batch_norm"] is True
+  assert rows["baseline"]["overrides"]["matmul_small_convs"] is False
+  assert rows["matmul_convs"]["overrides"]["matmul_small_convs"] is True
   assert rows["one_device"]["overrides"]["strategy"] == "one_device"
   assert rows["default"]["overrides"] == {}
   default = report["default"]["2"]
@@ -148,30 +152,33 @@ def test_benchmark_runs_and_writes_json(tmp_path):
   assert "train command:" in result.stdout and "x plain" in result.stdout
 
 
-@pytest.mark.parametrize("fused_updates,fused_batch_norm", [
-    (True, True), (True, False), (False, True), (False, False)])
+@pytest.mark.parametrize("kernels", list(itertools.product(
+    [True, False], repeat=3)))
 def test_the_default_meets_the_plain_step_with_its_own_kernels(
-    benchmark, monkeypatch, fused_updates, fused_batch_norm, tmp_path):
-  """The tutorial's plain step uses Keras's Adam and batch norm; when the
-  default fuses either, a second plain step with the same kernels gives the
-  like for like ratio (what the strategy, metrics and loop cost)."""
+    benchmark, monkeypatch, kernels, tmp_path):
+  """The tutorial's plain step uses Keras's Adam, batch norm and
+  convolutions; when the default uses any other kernel, a second plain
+  step with the same kernels gives the like for like ratio (what the
+  strategy, metrics and loop cost)."""
   timed = []
 
   def plain(config, split, batch_size, steps, warmup, fused_updates=False):
-    timed.append((fused_updates, config.fused_batch_norm))
-    return 2.0 if fused_updates or config.fused_batch_norm else 1.0
+    used = (fused_updates, config.fused_batch_norm,
+            config.matmul_small_convs)
+    timed.append(used)
+    return 2.0 if any(used) else 1.0
 
   monkeypatch.setattr(benchmark, "bench_plain", plain)
   monkeypatch.setattr(benchmark, "FLAGS", types.SimpleNamespace(
       steps_per_repeat=4, warmup_steps=2))
-  config = small_config(tmp_path, tmp_path, fused_updates=fused_updates,
-                        fused_batch_norm=fused_batch_norm)
+  config = small_config(tmp_path, tmp_path, **dict(zip(
+      ("fused_updates", "fused_batch_norm", "matmul_small_convs"),
+      kernels)))
   result = benchmark.compare_plain(config, None, 2, 3.0)
-  fused = fused_updates or fused_batch_norm
-  assert timed == [(False, False)] + (
-      [(fused_updates, fused_batch_norm)] if fused else [])
+  assert timed == [(False, False, False)] + ([kernels] if any(kernels)
+                                             else [])
   assert result["ratio_to_plain"] == 3.0
-  if fused:
+  if any(kernels):
     assert result["ratio_to_plain_same_kernels"] == 1.5
   else:
     assert "ratio_to_plain_same_kernels" not in result

@@ -63,10 +63,12 @@ flags.DEFINE_list("inference_batch_sizes", ["1", "8"],
 flags.DEFINE_list("variants", ["default", "baseline"],
                   "Training configurations: default (the flags as given), "
                   "baseline (fp32, no XLA, 1 step per call, Keras's Adam "
-                  "and batch norm, the alternating update), simultaneous "
+                  "and batch norm, TensorFlow's convolution kernels, the "
+                  "alternating update), simultaneous "
                   "(the baseline with --update_order=simultaneous: what the "
                   "alternating update costs), fused (--fused_updates), "
-                  "fused_bn (--fused_batch_norm), one_device "
+                  "fused_bn (--fused_batch_norm), matmul_convs "
+                  "(--matmul_small_convs), one_device "
                   "(--strategy=one_device), bf16, fp16, xla, spe "
                   "(--bench_spe steps per call), combined (every "
                   "optimisation that beat the baseline alone at this batch "
@@ -116,10 +118,12 @@ VARIANTS = {
     "default": {},  # The flags as given.
     "baseline": dict(mixed_precision="none", jit_compile=False,
                      steps_per_execution=1, update_order="alternating",
-                     fused_updates=False, fused_batch_norm=False),
+                     fused_updates=False, fused_batch_norm=False,
+                     matmul_small_convs=False),
     "simultaneous": dict(update_order="simultaneous"),
     "fused": dict(fused_updates=True),
     "fused_bn": dict(fused_batch_norm=True),
+    "matmul_convs": dict(matmul_small_convs=True),
     # One replica without MirroredStrategy's per-replica wrappers.
     "one_device": dict(strategy="one_device"),
     "bf16": dict(mixed_precision="bf16"),
@@ -147,6 +151,8 @@ def combined_overrides(rows) -> dict:
     overrides["fused_updates"] = True
   if helped("fused_bn"):
     overrides["fused_batch_norm"] = True
+  if helped("matmul_convs"):
+    overrides["matmul_small_convs"] = True
   if helped("one_device"):
     overrides["strategy"] = "one_device"
   if helped("spe"):
@@ -305,7 +311,8 @@ def bench_training(config, split, batch_size, steps_per_repeat, warmup_steps):
 def bench_plain(config, split, batch_size, steps_per_repeat, warmup_steps,
                 fused_updates=False):
   """Images/s of the plain Keras step (training.profile.PlainStep, with
-  Keras's Adam or the fused one, and `config`'s batch norm kernel) on the
+  Keras's Adam or the fused one, and `config`'s batch norm and
+  convolution kernels) on the
   same tf.data stream:
   `for x, y in dataset: step(x, y)`."""
   import keras
@@ -395,13 +402,15 @@ def profile_refusal(config):
 
 def compare_plain(config, split, batch_size, rate):
   """The default row against the plain Keras step as the tutorial writes
-  it (Keras's Adam and batch norm) and, when the default fuses its updates
-  or its batch norm, against the plain step with the same kernels: like
-  for like, the cost of the strategy, the metrics and the loop."""
+  it (Keras's Adam, batch norm and convolutions) and, when the default
+  uses other kernels (fused updates or batch norm, patch-product
+  convolutions), against the plain step with the same kernels: like for
+  like, the cost of the strategy, the metrics and the loop."""
   result = {}
-  plains = {"": (dataclasses.replace(config, fused_batch_norm=False),
-                 False)}
-  if config.fused_updates or config.fused_batch_norm:
+  plains = {"": (dataclasses.replace(config, fused_batch_norm=False,
+                                     matmul_small_convs=False), False)}
+  if (config.fused_updates or config.fused_batch_norm or
+      config.matmul_small_convs):
     plains["_same_kernels"] = (config, config.fused_updates)
   for suffix, (plain_config, fused) in plains.items():
     try:
@@ -413,7 +422,7 @@ def compare_plain(config, split, batch_size, rate):
     result[f"plain{suffix}_images_per_second"] = plain
     result[f"ratio_to_plain{suffix}"] = rate / plain
     kernels = ("the same kernels" if suffix else
-               "Keras's Adam and batch norm")
+               "Keras's Adam, batch norm and convolutions")
     print(f"batch {batch_size}: plain Keras step with {kernels} "
           f"{plain:.2f} images/s; pix2pix_tf x{rate / plain:.2f}",
           flush=True)
@@ -637,7 +646,8 @@ def quality_check(steps, data_dir, precisions):
           base, data_dir=data_dir, model_dir=folder, max_steps=steps,
           mixed_precision="none" if name == "keras_kernels" else name,
           fused_updates=name != "keras_kernels",
-          fused_batch_norm=name != "keras_kernels", num_samples=0,
+          fused_batch_norm=name != "keras_kernels",
+          matmul_small_convs=name != "keras_kernels", num_samples=0,
           label_palette="",
           eval_every_steps=steps, checkpoint_every_steps=steps,
           sample_every_steps=steps, log_every_steps=max(1, steps // 10),

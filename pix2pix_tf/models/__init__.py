@@ -17,8 +17,12 @@ layer, so parameter counts equal the reference's exactly:
   PyTorch's defaults), trained with TensorFlow's fused kernels
   (`FusedBatchNormalization`, `--fused_batch_norm`): the same arithmetic and
   variables in one kernel forward and one backward.
+* Convolutions are Keras's Conv2D and Conv2DTranspose; while training,
+  strided ones over small maps compute the same sums as matrix multiplies
+  over image patches (`convolutions`, `--matmul_small_convs`).
 
-Modules: `layers` (initialisation, norms, custom layers), `generators`
+Modules: `layers` (initialisation, norms, custom layers), `convolutions`
+(the patch-product training of small convolutions), `generators`
 (and paper-mode inference), `discriminators`, `checkpoints` (restore with
 every variable matched).
 """
@@ -39,13 +43,13 @@ from pix2pix_tf.models.layers import (AlwaysDropout,
                                       BatchStatisticsNormalization,
                                       FusedBatchNormalization,
                                       ReflectionPadding2D, flat_layers,
-                                      keras_batch_norm, norm_layer,
-                                      set_fused_batch_norm, uses_bias)
+                                      keras_layers, norm_layer,
+                                      set_training_kernels, uses_bias)
 
 __all__ = [
     "AlwaysDropout", "BatchStatisticsNormalization",
     "FusedBatchNormalization", "ReflectionPadding2D", "flat_layers",
-    "keras_batch_norm", "set_fused_batch_norm",
+    "keras_layers", "set_training_kernels",
     "RECEPTIVE_FIELD_LAYERS", "Discriminators", "GENERATORS",
     "build_discriminator", "build_discriminators", "build_generator",
     "make_generate", "restore",

@@ -7,9 +7,10 @@ import keras
 from keras import layers
 
 from pix2pix_tf import config as config_lib
+from pix2pix_tf.models.convolutions import Conv2D
 from pix2pix_tf.models.layers import (LEAKY_SLOPE, apply_norm,
                                       conv_initializer, flat_layers,
-                                      set_fused_batch_norm, uses_bias)
+                                      set_training_kernels, uses_bias)
 
 
 def _discriminator_inputs(input_channels, output_channels, conditional):
@@ -60,8 +61,8 @@ def patchgan_discriminator(n_layers: int = 3, input_channels: int = 3,
   x = _downsample(x, downsample, name)
   features = []
   # C64 without norm: (batch, 128, 128, 64) for a 256x256 pair.
-  x = layers.Conv2D(ndf, 4, strides=2, padding="same",
-                    kernel_initializer=conv_initializer(), name="conv0")(x)
+  x = Conv2D(ndf, 4, strides=2, padding="same",
+             kernel_initializer=conv_initializer(), name="conv0")(x)
   x = layers.LeakyReLU(LEAKY_SLOPE, name="conv0_lrelu")(x)
   features.append(x)
   for i in range(1, n_layers + 1):
@@ -71,18 +72,18 @@ def patchgan_discriminator(n_layers: int = 3, input_channels: int = 3,
     f = ndf * min(2 ** i, 8)
     if stride == 1:
       x = layers.ZeroPadding2D(1, name=f"conv{i}_pad")(x)
-    x = layers.Conv2D(f, 4, strides=stride,
-                      padding="same" if stride == 2 else "valid",
-                      use_bias=bias, kernel_initializer=conv_initializer(),
-                      name=f"conv{i}")(x)
+    x = Conv2D(f, 4, strides=stride,
+               padding="same" if stride == 2 else "valid",
+               use_bias=bias, kernel_initializer=conv_initializer(),
+               name=f"conv{i}")(x)
     x = apply_norm(x, norm, f"conv{i}_norm")
     x = layers.LeakyReLU(LEAKY_SLOPE, name=f"conv{i}_lrelu")(x)
     features.append(x)
 
   # One logit per patch: (batch, 30, 30, 1) for n_layers=3 at 256x256.
   x = layers.ZeroPadding2D(1, name="logits_pad")(x)
-  x = layers.Conv2D(1, 4, strides=1, padding="valid",
-                    kernel_initializer=conv_initializer(), name="logits")(x)
+  x = Conv2D(1, 4, strides=1, padding="valid",
+             kernel_initializer=conv_initializer(), name="logits")(x)
   logits = layers.Activation("linear", dtype="float32", name="patch_logits")(x)
   return keras.Model(inputs, [logits] + features, name=name)
 
@@ -100,17 +101,17 @@ def pixel_discriminator(input_channels: int = 3, output_channels: int = 3,
   inputs, x = _discriminator_inputs(input_channels, output_channels,
                                     conditional)
   x = _downsample(x, downsample, name)
-  x = layers.Conv2D(ndf, 1, kernel_initializer=conv_initializer(),
-                    name="conv0")(x)
+  x = Conv2D(ndf, 1, kernel_initializer=conv_initializer(),
+             name="conv0")(x)
   x = layers.LeakyReLU(LEAKY_SLOPE, name="conv0_lrelu")(x)
   features = [x]
-  x = layers.Conv2D(ndf * 2, 1, use_bias=bias,
-                    kernel_initializer=conv_initializer(), name="conv1")(x)
+  x = Conv2D(ndf * 2, 1, use_bias=bias,
+             kernel_initializer=conv_initializer(), name="conv1")(x)
   x = apply_norm(x, norm, "conv1_norm")
   x = layers.LeakyReLU(LEAKY_SLOPE, name="conv1_lrelu")(x)
   features.append(x)
-  x = layers.Conv2D(1, 1, use_bias=bias, kernel_initializer=conv_initializer(),
-                    name="logits")(x)
+  x = Conv2D(1, 1, use_bias=bias, kernel_initializer=conv_initializer(),
+             name="logits")(x)
   logits = layers.Activation("linear", dtype="float32", name="patch_logits")(x)
   return keras.Model(inputs, [logits] + features, name=name)
 
@@ -165,7 +166,7 @@ def build_discriminators(config: config_lib.Config) -> Discriminators:
   size = config.crop_size
   model([keras.ops.zeros((1, size, size, config.input_channels)),
          keras.ops.zeros((1, size, size, config.output_channels))])
-  return set_fused_batch_norm(model, config.fused_batch_norm)
+  return set_training_kernels(model, config)
 
 
 def build_discriminator(config: config_lib.Config) -> Discriminators:

@@ -8,11 +8,12 @@ import tensorflow as tf
 from keras import layers
 
 from pix2pix_tf import config as config_lib
+from pix2pix_tf.models.convolutions import Conv2D, Conv2DTranspose
 from pix2pix_tf.models.layers import (LEAKY_SLOPE, AlwaysDropout,
                                       BatchStatisticsNormalization,
                                       ReflectionPadding2D, apply_norm,
                                       conv_initializer,
-                                      set_fused_batch_norm, uses_bias)
+                                      set_training_kernels, uses_bias)
 
 
 def _unet_encoder(input_image, filters, norm: str):
@@ -25,10 +26,10 @@ def _unet_encoder(input_image, filters, norm: str):
   for i, f in enumerate(filters):
     if i > 0:
       x = layers.LeakyReLU(LEAKY_SLOPE, name=f"down{i}_lrelu")(x)
-    x = layers.Conv2D(f, 4, strides=2, padding="same",
-                      use_bias=uses_bias(norm),
-                      kernel_initializer=conv_initializer(),
-                      name=f"down{i}_conv")(x)
+    x = Conv2D(f, 4, strides=2, padding="same",
+               use_bias=uses_bias(norm),
+               kernel_initializer=conv_initializer(),
+               name=f"down{i}_conv")(x)
     if 0 < i < len(filters) - 1:
       x = apply_norm(x, norm, f"down{i}_norm")
     skips.append(x)  # i=0: (batch, 128, 128, 64) ... i=7: (batch, 1, 1, 512)
@@ -65,10 +66,10 @@ def unet_generator(depth: int = 8, input_channels: int = 3,
   # then concatenation with the encoder output of the same size.
   for j, i in enumerate(reversed(range(1, depth))):
     x = layers.ReLU(name=f"up{i}_relu")(x)
-    x = layers.Conv2DTranspose(filters[i - 1], 4, strides=2, padding="same",
-                               use_bias=uses_bias(norm),
-                               kernel_initializer=conv_initializer(),
-                               name=f"up{i}_conv")(x)
+    x = Conv2DTranspose(filters[i - 1], 4, strides=2, padding="same",
+                        use_bias=uses_bias(norm),
+                        kernel_initializer=conv_initializer(),
+                        name=f"up{i}_conv")(x)
     x = apply_norm(x, norm, f"up{i}_norm")
     with_dropout = (j < 3 if dropout_placement == "paper" else
                     1 <= j <= depth - 5)
@@ -78,9 +79,9 @@ def unet_generator(depth: int = 8, input_channels: int = 3,
 
   # Outermost block: back to image channels in [-1, 1].
   x = layers.ReLU(name="up0_relu")(x)
-  x = layers.Conv2DTranspose(output_channels, 4, strides=2, padding="same",
-                             kernel_initializer=conv_initializer(),
-                             name="up0_conv")(x)
+  x = Conv2DTranspose(output_channels, 4, strides=2, padding="same",
+                      kernel_initializer=conv_initializer(),
+                      name="up0_conv")(x)
   generated_image = layers.Activation("tanh", dtype="float32",
                                       name="generated_image")(x)
   return keras.Model(input_image, generated_image, name=name)
@@ -98,9 +99,9 @@ def resnet_generator(n_blocks: int = 9, input_channels: int = 3,
   reflection-padded 7x7 conv to the output channels with tanh.
   """
   bias = uses_bias(norm)
-  conv = lambda f, k, s, n: layers.Conv2D(  # noqa: E731
-      f, k, strides=s, padding="valid", use_bias=bias,
-      kernel_initializer=conv_initializer(), name=n)
+  conv = lambda f, k, s, n: Conv2D(  # noqa: E731
+f, k, strides=s, padding="valid", use_bias=bias,
+kernel_initializer=conv_initializer(), name=n)
   input_image = keras.Input(shape=(None, None, input_channels),
                             name="input_image")
   x = ReflectionPadding2D(3, name="in_pad")(input_image)
@@ -129,16 +130,16 @@ def resnet_generator(n_blocks: int = 9, input_channels: int = 3,
     # The reference's ConvTranspose2d(padding=1, output_padding=1): the
     # full 2n+1 output less its first row and column ('same' would keep
     # the first and drop the last: one pixel off).
-    x = layers.Conv2DTranspose(ngf * 2 ** (1 - i), 3, strides=2,
-                               padding="valid", use_bias=bias,
-                               kernel_initializer=conv_initializer(),
-                               name=f"up{i}_conv")(x)
+    x = Conv2DTranspose(ngf * 2 ** (1 - i), 3, strides=2,
+                        padding="valid", use_bias=bias,
+                        kernel_initializer=conv_initializer(),
+                        name=f"up{i}_conv")(x)
     x = layers.Cropping2D(((1, 0), (1, 0)), name=f"up{i}_crop")(x)
     x = apply_norm(x, norm, f"up{i}_norm")
     x = layers.ReLU(name=f"up{i}_relu")(x)
   x = ReflectionPadding2D(3, name="out_pad")(x)
-  x = layers.Conv2D(output_channels, 7, kernel_initializer=conv_initializer(),
-                    name="out_conv")(x)
+  x = Conv2D(output_channels, 7, kernel_initializer=conv_initializer(),
+             name="out_conv")(x)
   generated_image = layers.Activation("tanh", dtype="float32",
                                       name="generated_image")(x)
   return keras.Model(input_image, generated_image, name=name)
@@ -186,8 +187,7 @@ GENERATORS = {
 
 def build_generator(config: config_lib.Config) -> keras.Model:
   """The generator `config` asks for, under the current dtype policy."""
-  return set_fused_batch_norm(GENERATORS[config.generator](config),
-                              config.fused_batch_norm)
+  return set_training_kernels(GENERATORS[config.generator](config), config)
 
 
 def make_generate(generator: keras.Model, inference_mode: str) -> Callable:

@@ -9,6 +9,9 @@ import keras
 import tensorflow as tf
 from keras import layers
 
+from pix2pix_tf import config as config_lib
+from pix2pix_tf.models import convolutions
+
 
 LEAKY_SLOPE = 0.2
 
@@ -120,32 +123,47 @@ def flat_layers(model: keras.Model) -> List[layers.Layer]:
   return flat
 
 
-def set_fused_batch_norm(model: keras.Model, fused: bool) -> keras.Model:
-  """Sets which kernel trains each batch norm of `model` (see
-  `FusedBatchNormalization`); read when the training step is traced."""
+def set_training_kernels(model: keras.Model,
+                         config: "config_lib.Config") -> keras.Model:
+  """Sets which kernels train `model`'s batch norms and convolutions, from
+  `config`'s `fused_batch_norm` and `matmul_small_convs` (see
+  `FusedBatchNormalization` and `convolutions`); read when the training
+  step is traced."""
   for layer in flat_layers(model):
     if isinstance(layer, FusedBatchNormalization):
-      layer.fused = fused
+      layer.fused = config.fused_batch_norm
+    if isinstance(layer, (convolutions.Conv2D,
+                          convolutions.Conv2DTranspose)):
+      layer.matmul = config.matmul_small_convs
   return model
 
 
+# The layers that differ from Keras's in how they train only, and the Keras
+# class each is saved as.
+_KERAS_CLASSES = {
+    FusedBatchNormalization: layers.BatchNormalization,
+    convolutions.Conv2D: layers.Conv2D,
+    convolutions.Conv2DTranspose: layers.Conv2DTranspose,
+}
+
+
 @contextlib.contextmanager
-def keras_batch_norm(model: keras.Model) -> Iterator[keras.Model]:
-  """`model` with its FusedBatchNormalization layers seen as Keras's
-  BatchNormalization while the block runs: a `.keras` file saved inside
-  loads with Keras alone. The kernel that trains them is no part of the
-  model (both compute the same at inference, with the same variables), so
-  the file names Keras's class; the layers are the same objects, whose
-  class is set back on leaving."""
-  fused = [layer for layer in _all_layers(model)
-           if type(layer) is FusedBatchNormalization]
-  for layer in fused:
-    layer.__class__ = layers.BatchNormalization
+def keras_layers(model: keras.Model) -> Iterator[keras.Model]:
+  """`model` with its batch norms and convolutions seen as Keras's own
+  classes while the block runs: a `.keras` file saved inside loads with
+  Keras alone. The kernels that train them are no part of the model (each
+  computes what Keras's layer does at inference, with the same variables),
+  so the file names Keras's classes; the layers are the same objects, whose
+  classes are set back on leaving."""
+  swapped = [(layer, type(layer)) for layer in _all_layers(model)
+             if type(layer) in _KERAS_CLASSES]
+  for layer, own in swapped:
+    layer.__class__ = _KERAS_CLASSES[own]
   try:
     yield model
   finally:
-    for layer in fused:
-      layer.__class__ = FusedBatchNormalization
+    for layer, own in swapped:
+      layer.__class__ = own
 
 
 def _all_layers(model: keras.Model) -> List[layers.Layer]:

@@ -87,7 +87,7 @@ def _write(model: keras.Model, path: str, fmt: str, input_shape,
            litert_weights: str) -> None:
   """`model` in `fmt` at `path`, by Keras's exporters."""
   if fmt == "keras":
-    with models.keras_batch_norm(model):
+    with models.keras_layers(model):
       model.save(path)
     return
   spec = [tf.TensorSpec(input_shape, tf.float32, name="images")]

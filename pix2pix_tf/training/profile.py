@@ -3,8 +3,9 @@
 `PlainStep` is the pix2pix step as the TensorFlow tutorial writes it: the
 package's own generator and discriminator, two gradient tapes, Keras's
 BinaryCrossentropy and Adam, one `tf.function`; no strategy, no metrics, no
-loop. Its batch norm is the configuration's (`fused_batch_norm`): the
-tutorial's own, Keras's, with `fused_batch_norm=False`. It is the floor:
+loop. Its batch norm and convolutions are the configuration's
+(`fused_batch_norm`, `matmul_small_convs`): the tutorial's own, Keras's,
+with both false. It is the floor:
 the package's step must not be slower. It takes the same update order,
 precision and XLA setting as the configuration it is built from, so
 that the two do the same arithmetic; with `fused_updates` it also takes the
@@ -284,6 +285,14 @@ OP_KINDS = ("convolution_forward", "convolution_backward_data",
 def op_kind(name: str, op_type: str) -> str:
   """Which of `OP_KINDS` the op `name` of type `op_type` is."""
   backward = name.startswith("gradient_tape/")
+  # The patch products of `models.convolutions` go by their op names; the
+  # patches of a gradient count with the weight gradient they feed.
+  if "weight_gradient" in name or "gradient_patches" in name:
+    return "convolution_backward_weights"
+  if "input_gradient" in name:
+    return "convolution_backward_data"
+  if "patch_forward" in name or "ExtractImagePatches" in op_type:
+    return "convolution_forward"
   if "Conv2DBackpropFilter" in op_type:
     return "convolution_backward_weights"
   if "Conv2D" in op_type:  # A transposed convolution's forward is a

@@ -150,6 +150,19 @@ def test_ops_are_told_apart_by_type_and_direction():
       ("fused_adam/update_3/ResourceApplyAdam", "ResourceApplyAdam"):
           "optimizer",
       ("adam/Mul_4", "Mul"): "optimizer",
+      # models.convolutions' patch products, by their op names.
+      ("generator/down5_conv/patches", "ExtractImagePatches"):
+          "convolution_forward",
+      ("generator/down5_conv/patch_forward", "_MklMatMul"):
+          "convolution_forward",
+      ("patch_weight_gradient_3", "_MklMatMul"):
+          "convolution_backward_weights",
+      ("gradient_patches_2", "ExtractImagePatches"):
+          "convolution_backward_weights",
+      ("patch_input_gradient_1", "_MklMatMul"): "convolution_backward_data",
+      ("input_gradient_4", "_MklNativeConv2DBackpropInput"):
+          "convolution_backward_data",
+      ("generator/up2_conv/MatMul", "MatMul"): "other",
       ("generator/down2_act/LeakyRelu", "LeakyRelu"): "other"}
   assert {key: profile.op_kind(*key) for key in kinds} == kinds
 

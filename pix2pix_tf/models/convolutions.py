@@ -1,0 +1,199 @@
+"""Convolutions over small feature maps trained as matrix multiplies.
+
+At batch 1 the U-Net's inner layers hold almost all of its 54 million
+weights on maps of 1x1 to 16x16: each convolution there is a weight-bound
+product of a few hundred image patches with a 16*512 x 512 matrix. oneDNN's
+convolution kernels (the CPU's `Conv2DBackpropFilter` above all) spend far
+longer on these than the arithmetic needs: in whole training steps traced
+at batch 1 on a 2-core AMX CPU, the weight gradients of the U-Net's ten
+innermost layers took about 240 ms of the threads' time per step; as one
+`MatMul` each over `tf.image.extract_patches`, those of its twelve layers
+on maps up to 32x32 take about 30 ms, and the step runs 1.5 times as many
+images per second. TensorFlow has no
+patch-matrix convolution of its own to select, hence these two subclasses.
+
+While training, in strided layers whose smaller map has at most
+`MATMUL_MAX_ROWS` positions over the batch, they compute:
+
+* `Conv2D`: the output as patches(x) @ W, the weight gradient as
+  patches(x)^T @ dy (the same patches), the input gradient with
+  TensorFlow's `conv2d_transpose` (its own gradient kernel);
+* `Conv2DTranspose`: the output with TensorFlow's `conv2d_transpose`, the
+  input gradient as patches(dy) @ W and the weight gradient as
+  patches(dy)^T @ x.
+
+Each is the convolution's own sum over the same products (tests compare
+outputs and gradients with TensorFlow's kernels in float32). Everywhere
+else (inference, exports, larger maps, unknown shapes, dilation), and with
+`matmul=False` (`--matmul_small_convs=false`), Keras's layers run unchanged.
+Variables and configs are Keras's; a `.keras` file names Keras's classes
+(`models.keras_layers`).
+"""
+
+from typing import List, Sequence
+
+import keras
+import tensorflow as tf
+from keras import layers
+
+
+# Chosen by whole bfloat16 training steps on the 2-core AMX CPU (unet_256,
+# 70x70 PatchGAN): at batch 1, 3.63 images/s with 1024 rows (the U-Net's
+# maps up to 32x32), 3.51 with 256, 3.21 with 4096 (64x64 too); at batch
+# 16, 9.76 with 1024 and 9.16 with 256. Strided layers only: the
+# PatchGAN's stride-1 layers on 31x31 maps (patches 16 times their input)
+# made the step slower (3.33 against 3.60 images/s).
+MATMUL_MAX_ROWS = 1024
+
+
+def _patches(x: tf.Tensor, kernel_size: Sequence[int],
+             strides: Sequence[int], padding: str,
+             name: str = "patches") -> tf.Tensor:
+  """`x`'s patches as rows: (batch * out_h * out_w, kh * kw * channels),
+  in the (kh, kw, channels) order of a Keras kernel's first three axes."""
+  kh, kw = kernel_size
+  patches = tf.image.extract_patches(
+      x, sizes=[1, kh, kw, 1], strides=[1, strides[0], strides[1], 1],
+      rates=[1, 1, 1, 1], padding=padding, name=name)
+  return tf.reshape(patches, [-1, kh * kw * x.shape[-1]])
+
+
+def patch_conv2d(x: tf.Tensor, kernel: tf.Tensor, strides: Sequence[int],
+                 padding: str) -> tf.Tensor:
+  """`tf.nn.conv2d(x, kernel, strides, padding)` (NHWC, no dilation, `x` of
+  static shape) as patches(x) @ kernel, its weight gradient as
+  patches(x)^T @ dy."""
+  kernel_shape = kernel.shape
+  out_shape = [x.shape[0], *_out_size(x.shape[1:3], kernel_shape[:2],
+                                      strides, padding), kernel_shape[-1]]
+
+  @tf.custom_gradient
+  def conv(x, kernel):
+    rows = _patches(x, kernel_shape[:2], strides, padding)
+    flat = tf.reshape(kernel, [-1, kernel_shape[-1]])
+    y = tf.reshape(tf.matmul(rows, flat, name="patch_forward"), out_shape)
+
+    def grad(dy):
+      dy_rows = tf.reshape(dy, [-1, kernel_shape[-1]])
+      dw = tf.reshape(tf.matmul(rows, dy_rows, transpose_a=True,
+                                name="patch_weight_gradient"), kernel_shape)
+      dx = tf.nn.conv2d_transpose(dy, kernel, x.shape, [1, *strides, 1],
+                                  padding, name="input_gradient")
+      return dx, dw
+    return y, grad
+  return conv(x, kernel)
+
+
+def patch_conv2d_transpose(x: tf.Tensor, kernel: tf.Tensor,
+                           output_shape: tf.Tensor, strides: Sequence[int],
+                           padding: str) -> tf.Tensor:
+  """`tf.nn.conv2d_transpose` (NHWC, no dilation) whose input gradient is
+  patches(dy) @ kernel and weight gradient patches(dy)^T @ x."""
+  kernel_shape = kernel.shape  # (kh, kw, out_channels, in_channels)
+
+  @tf.custom_gradient
+  def conv_transpose(x, kernel):
+    y = tf.nn.conv2d_transpose(x, kernel, output_shape, [1, *strides, 1],
+                               padding)
+
+    def grad(dy):
+      rows = _patches(dy, kernel_shape[:2], strides, padding,
+                      name="gradient_patches")
+      flat = tf.reshape(kernel, [-1, kernel_shape[-1]])
+      dx = tf.reshape(tf.matmul(rows, flat, name="patch_input_gradient"),
+                      x.shape)
+      x_rows = tf.reshape(x, [-1, kernel_shape[-1]])
+      dw = tf.reshape(tf.matmul(rows, x_rows, transpose_a=True,
+                                name="patch_weight_gradient"), kernel_shape)
+      return dx, dw
+    return y, grad
+  return conv_transpose(x, kernel)
+
+
+def _out_size(size: Sequence[int], kernel_size: Sequence[int],
+              strides: Sequence[int], padding: str) -> List[int]:
+  """A convolution's output (height, width): TensorFlow's rule for SAME
+  and VALID."""
+  if padding == "SAME":
+    return [-(-n // s) for n, s in zip(size, strides)]
+  return [(n - k) // s + 1 for n, k, s in zip(size, kernel_size, strides)]
+
+
+def _rows(layer: layers.Layer, shape: tf.TensorShape) -> int:
+  """The patch matrix's rows for `layer` on inputs of `shape`: positions
+  over the batch of the output map of a convolution, of the input map of a
+  transposed one (the smaller map either way); 0 when unknown."""
+  if shape.rank != 4 or None in shape[:3]:
+    return 0
+  if isinstance(layer, layers.Conv2DTranspose):
+    return shape[0] * shape[1] * shape[2]
+  height, width = _out_size(shape[1:3], layer.kernel_size, layer.strides,
+                            layer.padding.upper())
+  return shape[0] * height * width
+
+
+def _applies(layer: layers.Layer, shape: tf.TensorShape) -> bool:
+  """Whether `layer` trains as patch products on inputs of `shape`."""
+  return (layer.matmul and layer.data_format == "channels_last" and
+          tuple(layer.dilation_rate) == (1, 1) and
+          getattr(layer, "groups", 1) == 1 and
+          layer.padding in ("same", "valid") and
+          min(layer.strides) > 1 and
+          0 < _rows(layer, shape) <= MATMUL_MAX_ROWS)
+
+
+@keras.saving.register_keras_serializable(package="pix2pix_tf")
+class Conv2D(layers.Conv2D):
+  """Keras's Conv2D, trained as patch products on small maps (above)."""
+
+  def __init__(self, *args, matmul: bool = True, **kwargs):
+    super().__init__(*args, **kwargs)
+    self.matmul = matmul
+
+  def get_config(self):
+    return {**super().get_config(), "matmul": self.matmul}
+
+  def call(self, inputs, training=None):
+    if not (training and _applies(self, inputs.shape)):
+      return super().call(inputs)
+    outputs = patch_conv2d(inputs, tf.convert_to_tensor(self.kernel),
+                           list(self.strides), self.padding.upper())
+    return _bias_and_activation(self, outputs)
+
+
+@keras.saving.register_keras_serializable(package="pix2pix_tf")
+class Conv2DTranspose(layers.Conv2DTranspose):
+  """Keras's Conv2DTranspose, trained as patch products on small maps."""
+
+  def __init__(self, *args, matmul: bool = True, **kwargs):
+    super().__init__(*args, **kwargs)
+    self.matmul = matmul
+
+  def get_config(self):
+    return {**super().get_config(), "matmul": self.matmul}
+
+  def call(self, inputs, training=None):
+    if not (training and self.output_padding is None and
+            _applies(self, inputs.shape)):
+      return super().call(inputs)
+    batch, height, width = inputs.shape[:3]
+    (sh, sw), (kh, kw) = self.strides, self.kernel_size
+    if self.padding == "same":
+      size = [height * sh, width * sw]
+    else:
+      size = [(height - 1) * sh + kh, (width - 1) * sw + kw]
+    outputs = patch_conv2d_transpose(
+        inputs, tf.convert_to_tensor(self.kernel),
+        [batch, *size, self.filters], [sh, sw], self.padding.upper())
+    return _bias_and_activation(self, outputs)
+
+
+def _bias_and_activation(layer: layers.Layer,
+                         outputs: tf.Tensor) -> tf.Tensor:
+  """Keras's bias and activation after `layer`'s convolution."""
+  if layer.use_bias:
+    outputs = keras.ops.add(
+        outputs, keras.ops.reshape(layer.bias, (1, 1, 1, layer.filters)))
+  if layer.activation is not None:
+    outputs = layer.activation(outputs)
+  return outputs

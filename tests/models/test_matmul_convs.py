@@ -1,0 +1,200 @@
+"""--matmul_small_convs: strided convolutions over small maps trained as
+matrix multiplies over image patches, computing what TensorFlow's
+convolution kernels compute."""
+
+import re
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import built_small, fixed_pair, l1_losses
+from pix2pix_tf import models
+from pix2pix_tf.models import convolutions
+
+
+def op_types(function, *args):
+  return [op.type for op in tf.function(function).get_concrete_function(
+      *args).graph.get_operations()]
+
+
+def trained_once(layer, x):
+  """Output and input/kernel/bias gradients of one training call of
+  `layer` on `x` (float32), and the op types the call and its gradient
+  ran."""
+
+  def call(x):
+    with tf.GradientTape() as tape:
+      tape.watch(x)
+      y = layer(x, training=True)
+      # Weighted, so that the gradients are not those of a plain sum.
+      loss = tf.reduce_sum(tf.cast(y, tf.float32) *
+                           tf.sin(tf.cast(y, tf.float32)))
+    gradients = tape.gradient(loss, [x, layer.kernel.value,
+                                     layer.bias.value])
+    return [tf.cast(t, tf.float32) for t in [y] + gradients]
+
+  function = tf.function(call)
+  results = [t.numpy() for t in function(x)]
+  ops = [op.type for op in function.get_concrete_function(x).graph
+         .get_operations()]
+  return results, ops
+
+
+def layer_pair(ours, theirs, shape, dtype="float32", **kwargs):
+  """Our layer and Keras's, built for `shape` with the same random
+  weights."""
+  pair = [ours(dtype=dtype, **kwargs), theirs(dtype=dtype, **kwargs)]
+  rng = np.random.default_rng(0)
+  for layer in pair:
+    layer.build(shape)
+  for variables in zip(*(layer.weights for layer in pair)):
+    value = rng.normal(0, 0.3, variables[0].shape).astype(np.float32)
+    for variable in variables:
+      variable.assign(value)
+  return pair
+
+
+CASES = [
+    # (transposed, input shape, kernel, stride, padding)
+    (False, (2, 8, 8, 5), 4, 2, "same"),  # The U-Net's and PatchGAN's.
+    (False, (2, 9, 7, 5), 4, 2, "same"),  # Odd sizes: uneven padding.
+    (False, (1, 9, 9, 4), 4, 2, "valid"),
+    (False, (2, 8, 8, 3), 3, 2, "same"),
+    (True, (2, 4, 4, 6), 4, 2, "same"),  # The U-Net's decoder.
+    (True, (1, 3, 5, 6), 4, 2, "valid"),
+    (True, (2, 4, 4, 6), 3, 2, "valid"),  # The ResNet generator's.
+]
+
+
+@pytest.mark.parametrize("transposed,shape,kernel,stride,padding", CASES)
+@pytest.mark.parametrize("dtype,tolerance", [
+    ("float32", 1e-5), ("mixed_bfloat16", 3e-2)])
+def test_patch_products_train_as_tensorflows_kernels(
+    transposed, shape, kernel, stride, padding, dtype, tolerance):
+  pair = ((convolutions.Conv2DTranspose, keras.layers.Conv2DTranspose)
+          if transposed else (convolutions.Conv2D, keras.layers.Conv2D))
+  ours, theirs = layer_pair(*pair, shape, dtype, filters=7,
+                            kernel_size=kernel, strides=stride,
+                            padding=padding)
+  x = tf.constant(np.random.default_rng(1).normal(0, 1, shape),
+                  ours.compute_dtype)
+  mine, my_ops = trained_once(ours, x)
+  keras_results, keras_ops = trained_once(theirs, x)
+  # The weight gradient is a MatMul over patches; TensorFlow's is a
+  # Conv2DBackpropFilter, which never runs here.
+  assert "ExtractImagePatches" in my_ops and "MatMul" in my_ops
+  assert "Conv2DBackpropFilter" not in my_ops
+  assert "Conv2DBackpropFilter" in keras_ops
+  names = ["output", "input gradient", "kernel gradient", "bias gradient"]
+  for name, a, b in zip(names, mine, keras_results):
+    assert a.shape == b.shape, name
+    scale = max(1.0, float(np.abs(b).max()))
+    np.testing.assert_allclose(a, b, rtol=tolerance, atol=tolerance * scale,
+                               err_msg=name)
+
+
+def test_second_derivatives_match_kerass():
+  """The gradient penalty (--gan_mode=wgangp) differentiates the input
+  gradient by the weights: through the patch products' gradient too."""
+  results = []
+  for kind in (convolutions.Conv2D, keras.layers.Conv2D):
+    layer = layer_pair(kind, keras.layers.Conv2D, (2, 8, 8, 3), filters=4,
+                       kernel_size=4, strides=2, padding="same")[0]
+    x = tf.constant(np.random.default_rng(2).normal(0, 1, (2, 8, 8, 3)),
+                    tf.float32)
+    with tf.GradientTape() as outer:
+      with tf.GradientTape() as inner:
+        inner.watch(x)
+        y = layer(x, training=True)
+        score = tf.reduce_sum(y * tf.sin(y))
+      penalty = tf.reduce_sum(inner.gradient(score, x) ** 2)
+    results.append(outer.gradient(penalty, layer.kernel.value).numpy())
+  np.testing.assert_allclose(results[0], results[1], rtol=1e-4, atol=1e-5)
+
+
+def test_kerass_kernels_run_elsewhere():
+  """At inference, with matmul=False, on maps over MATMUL_MAX_ROWS
+  positions, of an unknown batch, unstrided or dilated: TensorFlow's
+  convolution as Keras calls it."""
+  small = tf.zeros((1, 8, 8, 3))
+  side = int(np.sqrt(convolutions.MATMUL_MAX_ROWS)) * 2 + 2
+  large = tf.zeros((1, side, side, 3))
+  cases = [
+      (convolutions.Conv2D(4, 4, strides=2, padding="same"), small, False),
+      (convolutions.Conv2D(4, 4, strides=2, padding="same", matmul=False),
+       small, True),
+      (convolutions.Conv2D(4, 4, strides=2, padding="same"), large, True),
+      (convolutions.Conv2D(4, 4, strides=1, padding="same"), small, True),
+      (convolutions.Conv2D(4, 3, dilation_rate=2, padding="same"), small,
+       True),
+      (convolutions.Conv2DTranspose(4, 4, strides=2, padding="same"),
+       small, False),
+      (convolutions.Conv2DTranspose(4, 4, strides=2, padding="same",
+                                    matmul=False), small, True)]
+  for layer, x, training in cases:
+    ops = op_types(lambda x, layer=layer: layer(x, training=training), x)
+    assert "ExtractImagePatches" not in ops, layer.get_config()
+  patched = convolutions.Conv2D(4, 4, strides=2, padding="same")
+  assert "ExtractImagePatches" in op_types(
+      lambda x: patched(x, training=True), small)
+  unknown = tf.TensorSpec((None, 8, 8, 3))
+  assert "ExtractImagePatches" not in op_types(
+      lambda x: patched(x, training=True), unknown)
+  # Right at the limit, the patch products; one row more, the kernels.
+  edge = convolutions.Conv2D(4, 2, strides=2, padding="valid")
+  rows = convolutions.MATMUL_MAX_ROWS
+  assert "ExtractImagePatches" in op_types(
+      lambda x: edge(x, training=True), tf.zeros((rows, 2, 2, 1)))
+  assert "ExtractImagePatches" not in op_types(
+      lambda x: edge(x, training=True), tf.zeros((rows + 1, 2, 2, 1)))
+
+
+def test_the_layers_keep_their_setting_and_save_as_kerass(tmp_path):
+  inputs = keras.Input((8, 8, 3))
+  x = convolutions.Conv2D(4, 4, strides=2, padding="same", matmul=False,
+                          name="down")(inputs)
+  outputs = convolutions.Conv2DTranspose(3, 4, strides=2, padding="same",
+                                         name="up")(x)
+  model = keras.Model(inputs, outputs)
+  path = str(tmp_path / "model.keras")
+  model.save(path)
+  loaded = keras.models.load_model(path)
+  assert type(loaded.get_layer("down")) is convolutions.Conv2D
+  assert loaded.get_layer("down").matmul is False
+  assert loaded.get_layer("up").matmul is True
+  with models.keras_layers(model):
+    assert type(model.get_layer("down")) is keras.layers.Conv2D
+    assert type(model.get_layer("up")) is keras.layers.Conv2DTranspose
+    model.save(str(tmp_path / "keras.keras"))
+  assert type(model.get_layer("up")) is convolutions.Conv2DTranspose
+  plain = keras.models.load_model(str(tmp_path / "keras.keras"))
+  assert type(plain.get_layer("down")) is keras.layers.Conv2D
+
+
+@pytest.mark.parametrize("matmul", [True, False])
+def test_the_flag_chooses_the_ops_and_training_lowers_the_loss(
+    matmul, tmp_path):
+  built, strategy = built_small(tmp_path, matmul_small_convs=matmul)
+  convs = [layer for model in (built.state.generator,
+                               built.state.discriminator)
+           for layer in models.flat_layers(model)
+           if isinstance(layer, (convolutions.Conv2D,
+                                 convolutions.Conv2DTranspose))]
+  assert convs and all(layer.matmul == matmul for layer in convs)
+  losses = l1_losses(built, strategy)
+  assert np.mean(losses[-5:]) < 0.9 * np.mean(losses[:5])
+  step = tf.function(lambda: strategy.run(built.train_step,
+                                          args=(fixed_pair(),)))
+  graph = step.get_concrete_function().graph.get_operations()
+  assert any(op.type == "ExtractImagePatches" for op in graph) == matmul
+  # The 32x32 test networks' strided layers all have small maps: with the
+  # patch products the only Conv2DBackpropFilter ops are the weight
+  # gradients of the PatchGAN's unstrided layers.
+  by_filter = {layer.name for layer in convs for op in graph
+               if op.type == "Conv2DBackpropFilter" and
+               re.search(rf"/{layer.name}(_\d+)?/", op.name)}
+  unstrided = {layer.name for layer in convs if min(layer.strides) == 1}
+  assert unstrided and by_filter == (
+      unstrided if matmul else {layer.name for layer in convs})
