@@ -276,10 +276,10 @@ class Config:
       "separate float32 ops.")
   matmul_small_convs: bool = option(
       True,
-      "Train convolutions over small maps (at most 256 positions over the "
-      "batch: the U-Net's inner layers at batch 1) as matrix multiplies "
-      "over image patches, the same sums as TensorFlow's convolution "
-      "kernels in fewer, faster ops; false: the convolution kernels.")
+      "Train strided convolutions over small maps (at most 1,024 positions "
+      "over the batch: at batch 1 the U-Net's maps up to 32x32) as matrix "
+      "multiplies over image patches: the same sums as TensorFlow's "
+      "convolution kernels, faster there on CPUs; false: the kernels.")
 
   # Outputs.
   model_dir: str = option(
