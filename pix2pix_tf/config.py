@@ -276,10 +276,11 @@ class Config:
       "separate float32 ops.")
   matmul_small_convs: bool = option(
       True,
-      "Train strided convolutions over small maps (at most 1,024 positions "
-      "over the batch: at batch 1 the U-Net's maps up to 32x32) as matrix "
-      "multiplies over image patches: the same sums as TensorFlow's "
-      "convolution kernels, faster there on CPUs; false: the kernels.")
+      "On machines without a GPU, train strided convolutions over small "
+      "maps (at most 1,024 positions over the batch: at batch 1 the "
+      "U-Net's maps up to 32x32) as matrix multiplies over image patches: "
+      "the same sums as TensorFlow's convolution kernels, faster there; "
+      "false, or with a GPU: the kernels.")
 
   # Outputs.
   model_dir: str = option(

@@ -2,15 +2,16 @@
 
 At batch 1 the U-Net's inner layers hold almost all of its 54 million
 weights on maps of 1x1 to 16x16: each convolution there is a weight-bound
-product of a few hundred image patches with a 16*512 x 512 matrix. oneDNN's
+product of a few hundred image patches with a weight matrix of up to
+8,192 x 1,024. oneDNN's
 convolution kernels (the CPU's `Conv2DBackpropFilter` above all) spend far
 longer on these than the arithmetic needs: in whole training steps traced
 at batch 1 on a 2-core AMX CPU, the weight gradients of the U-Net's ten
 innermost layers took about 240 ms of the threads' time per step; as one
 `MatMul` each over `tf.image.extract_patches`, those of its twelve layers
 on maps up to 32x32 take about 30 ms, and the step runs 1.5 times as many
-images per second. TensorFlow has no
-patch-matrix convolution of its own to select, hence these two subclasses.
+images per second. TensorFlow has no patch-matrix convolution of its own
+to select, hence these two subclasses.
 
 While training, in strided layers whose smaller map has at most
 `MATMUL_MAX_ROWS` positions over the batch, they compute:
@@ -23,9 +24,11 @@ While training, in strided layers whose smaller map has at most
   patches(dy)^T @ x.
 
 Each is the convolution's own sum over the same products (tests compare
-outputs and gradients with TensorFlow's kernels in float32). Everywhere
-else (inference, exports, larger maps, unknown shapes, dilation), and with
-`matmul=False` (`--matmul_small_convs=false`), Keras's layers run unchanged.
+outputs, gradients and second derivatives with Keras's layers). Everywhere
+else (inference, exports, unstrided layers, larger maps, unknown shapes),
+with `matmul=False` (`--matmul_small_convs=false`) and on machines with a
+GPU (where cuDNN's kernels were not measured against them), Keras's layers
+run unchanged.
 Variables and configs are Keras's; a `.keras` file names Keras's classes
 (`models.keras_layers`).
 """
@@ -44,6 +47,13 @@ from keras import layers
 # PatchGAN's stride-1 layers on 31x31 maps (patches 16 times their input)
 # made the step slower (3.33 against 3.60 images/s).
 MATMUL_MAX_ROWS = 1024
+
+
+def used_here() -> bool:
+  """Whether this machine trains small convolutions as patch products when
+  asked: without a GPU. On GPUs cuDNN's kernels run, which the patch
+  products were never measured against."""
+  return not tf.config.list_physical_devices("GPU")
 
 
 def _patches(x: tf.Tensor, kernel_size: Sequence[int],
@@ -85,10 +95,11 @@ def patch_conv2d(x: tf.Tensor, kernel: tf.Tensor, strides: Sequence[int],
 
 
 def patch_conv2d_transpose(x: tf.Tensor, kernel: tf.Tensor,
-                           output_shape: tf.Tensor, strides: Sequence[int],
-                           padding: str) -> tf.Tensor:
-  """`tf.nn.conv2d_transpose` (NHWC, no dilation) whose input gradient is
-  patches(dy) @ kernel and weight gradient patches(dy)^T @ x."""
+                           output_shape: Sequence[int],
+                           strides: Sequence[int], padding: str) -> tf.Tensor:
+  """`tf.nn.conv2d_transpose` (NHWC, no dilation, `x` of static shape)
+  whose input gradient is patches(dy) @ kernel and weight gradient
+  patches(dy)^T @ x."""
   kernel_shape = kernel.shape  # (kh, kw, out_channels, in_channels)
 
   @tf.custom_gradient
@@ -134,8 +145,9 @@ def _rows(layer: layers.Layer, shape: tf.TensorShape) -> int:
 
 def _applies(layer: layers.Layer, shape: tf.TensorShape) -> bool:
   """Whether `layer` trains as patch products on inputs of `shape`."""
+  # Keras refuses strides over 1 with dilation, so strided layers have
+  # none.
   return (layer.matmul and layer.data_format == "channels_last" and
-          tuple(layer.dilation_rate) == (1, 1) and
           getattr(layer, "groups", 1) == 1 and
           layer.padding in ("same", "valid") and
           min(layer.strides) > 1 and
@@ -181,7 +193,8 @@ class Conv2DTranspose(layers.Conv2DTranspose):
     if self.padding == "same":
       size = [height * sh, width * sw]
     else:
-      size = [(height - 1) * sh + kh, (width - 1) * sw + kw]
+      # Keras's rule: a kernel smaller than the stride still fills it.
+      size = [(height - 1) * sh + max(kh, sh), (width - 1) * sw + max(kw, sw)]
     outputs = patch_conv2d_transpose(
         inputs, tf.convert_to_tensor(self.kernel),
         [batch, *size, self.filters], [sh, sw], self.padding.upper())

@@ -100,8 +100,8 @@ def resnet_generator(n_blocks: int = 9, input_channels: int = 3,
   """
   bias = uses_bias(norm)
   conv = lambda f, k, s, n: Conv2D(  # noqa: E731
-f, k, strides=s, padding="valid", use_bias=bias,
-kernel_initializer=conv_initializer(), name=n)
+      f, k, strides=s, padding="valid", use_bias=bias,
+      kernel_initializer=conv_initializer(), name=n)
   input_image = keras.Input(shape=(None, None, input_channels),
                             name="input_image")
   x = ReflectionPadding2D(3, name="in_pad")(input_image)

@@ -50,7 +50,8 @@ class PlainStep:
   applies one update (alternating or simultaneous, as `config` says) and
   returns the generator's total loss. Its optimizers are Keras's Adam, as
   in the tutorial, or with `fused_updates` the package's `FusedAdam`; its
-  batch norm is `config`'s (Keras's with `fused_batch_norm=False`)."""
+  batch norm and convolutions are `config`'s (Keras's with
+  `fused_batch_norm` and `matmul_small_convs` false)."""
 
   def __init__(self, config: config_lib.Config, fused_updates: bool = False):
     if precision.resolve_mixed_precision(config.mixed_precision) == "fp16":

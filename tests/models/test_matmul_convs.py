@@ -9,14 +9,24 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import built_small, fixed_pair, l1_losses
+from conftest import built_small, fixed_pair, l1_losses, small_config
 from pix2pix_tf import models
 from pix2pix_tf.models import convolutions
 
 
-def op_types(function, *args):
-  return [op.type for op in tf.function(function).get_concrete_function(
-      *args).graph.get_operations()]
+def op_types(layer, x, training=True):
+  """The op types of `layer`'s call on `x` and of its gradients."""
+
+  def call(x):
+    with tf.GradientTape() as tape:
+      tape.watch(x)
+      loss = tf.reduce_sum(layer(x, training=training))
+    gradients = tape.gradient(loss, [x, layer.kernel.value])
+    assert all(g is not None for g in gradients)
+    return gradients
+
+  return [op.type for op in tf.function(call).get_concrete_function(x)
+          .graph.get_operations()]
 
 
 def trained_once(layer, x):
@@ -65,6 +75,8 @@ CASES = [
     (True, (2, 4, 4, 6), 4, 2, "same"),  # The U-Net's decoder.
     (True, (1, 3, 5, 6), 4, 2, "valid"),
     (True, (2, 4, 4, 6), 3, 2, "valid"),  # The ResNet generator's.
+    (True, (2, 4, 3, 6), 1, 2, "valid"),  # A kernel smaller than the stride.
+    (False, (2, 7, 8, 3), 1, 2, "valid"),
 ]
 
 
@@ -95,29 +107,42 @@ def test_patch_products_train_as_tensorflows_kernels(
                                err_msg=name)
 
 
-def test_second_derivatives_match_kerass():
+@pytest.mark.parametrize("transposed", [False, True])
+def test_second_derivatives_match_kerass(transposed):
   """The gradient penalty (--gan_mode=wgangp) differentiates the input
-  gradient by the weights: through the patch products' gradient too."""
-  results = []
-  for kind in (convolutions.Conv2D, keras.layers.Conv2D):
-    layer = layer_pair(kind, keras.layers.Conv2D, (2, 8, 8, 3), filters=4,
-                       kernel_size=4, strides=2, padding="same")[0]
-    x = tf.constant(np.random.default_rng(2).normal(0, 1, (2, 8, 8, 3)),
-                    tf.float32)
-    with tf.GradientTape() as outer:
-      with tf.GradientTape() as inner:
-        inner.watch(x)
-        y = layer(x, training=True)
-        score = tf.reduce_sum(y * tf.sin(y))
-      penalty = tf.reduce_sum(inner.gradient(score, x) ** 2)
-    results.append(outer.gradient(penalty, layer.kernel.value).numpy())
-  np.testing.assert_allclose(results[0], results[1], rtol=1e-4, atol=1e-5)
+  gradient by the weights, inside the compiled step: through the patch
+  products' gradient too."""
+  pair = ((convolutions.Conv2DTranspose, keras.layers.Conv2DTranspose)
+          if transposed else (convolutions.Conv2D, keras.layers.Conv2D))
+  layers = layer_pair(*pair, (2, 4, 4, 3), filters=4, kernel_size=4,
+                      strides=2, padding="same")
+  x = tf.constant(np.random.default_rng(2).normal(0, 1, (2, 4, 4, 3)),
+                  tf.float32)
+
+  def penalty_gradient(layer):
+    @tf.function
+    def compute(x):
+      with tf.GradientTape() as outer:
+        with tf.GradientTape() as inner:
+          inner.watch(x)
+          y = layer(x, training=True)
+          score = tf.reduce_sum(y * tf.sin(y))
+        penalty = tf.reduce_sum(inner.gradient(score, x) ** 2)
+      return outer.gradient(penalty, layer.kernel.value)
+    ops = [op.type for op in compute.get_concrete_function(x).graph
+           .get_operations()]
+    return compute(x).numpy(), ops
+
+  (mine, my_ops), (theirs, _) = map(penalty_gradient, layers)
+  assert "ExtractImagePatches" in my_ops
+  assert np.abs(theirs).max() > 1e-3
+  np.testing.assert_allclose(mine, theirs, rtol=1e-4, atol=1e-5)
 
 
 def test_kerass_kernels_run_elsewhere():
   """At inference, with matmul=False, on maps over MATMUL_MAX_ROWS
-  positions, of an unknown batch, unstrided or dilated: TensorFlow's
-  convolution as Keras calls it."""
+  positions, of an unknown batch, unstrided, with an output padding:
+  TensorFlow's convolution as Keras calls it."""
   small = tf.zeros((1, 8, 8, 3))
   side = int(np.sqrt(convolutions.MATMUL_MAX_ROWS)) * 2 + 2
   large = tf.zeros((1, side, side, 3))
@@ -127,28 +152,31 @@ def test_kerass_kernels_run_elsewhere():
        small, True),
       (convolutions.Conv2D(4, 4, strides=2, padding="same"), large, True),
       (convolutions.Conv2D(4, 4, strides=1, padding="same"), small, True),
-      (convolutions.Conv2D(4, 3, dilation_rate=2, padding="same"), small,
-       True),
       (convolutions.Conv2DTranspose(4, 4, strides=2, padding="same"),
        small, False),
       (convolutions.Conv2DTranspose(4, 4, strides=2, padding="same",
-                                    matmul=False), small, True)]
+                                    matmul=False), small, True),
+      # A transposed layer counts its input's positions: 33x33 > 1024.
+      (convolutions.Conv2DTranspose(4, 4, strides=2, padding="same"),
+       tf.zeros((1, 33, 33, 3)), True),
+      (convolutions.Conv2DTranspose(4, 3, strides=2, padding="same",
+                                    output_padding=1), small, True)]
   for layer, x, training in cases:
-    ops = op_types(lambda x, layer=layer: layer(x, training=training), x)
+    ops = op_types(layer, x, training)
     assert "ExtractImagePatches" not in ops, layer.get_config()
   patched = convolutions.Conv2D(4, 4, strides=2, padding="same")
-  assert "ExtractImagePatches" in op_types(
-      lambda x: patched(x, training=True), small)
+  assert "ExtractImagePatches" in op_types(patched, small)
+  transposed = convolutions.Conv2DTranspose(4, 4, strides=2, padding="same")
+  assert "ExtractImagePatches" in op_types(transposed,
+                                          tf.zeros((1, 32, 32, 3)))
   unknown = tf.TensorSpec((None, 8, 8, 3))
-  assert "ExtractImagePatches" not in op_types(
-      lambda x: patched(x, training=True), unknown)
+  assert "ExtractImagePatches" not in op_types(patched, unknown)
   # Right at the limit, the patch products; one row more, the kernels.
   edge = convolutions.Conv2D(4, 2, strides=2, padding="valid")
   rows = convolutions.MATMUL_MAX_ROWS
-  assert "ExtractImagePatches" in op_types(
-      lambda x: edge(x, training=True), tf.zeros((rows, 2, 2, 1)))
+  assert "ExtractImagePatches" in op_types(edge, tf.zeros((rows, 2, 2, 1)))
   assert "ExtractImagePatches" not in op_types(
-      lambda x: edge(x, training=True), tf.zeros((rows + 1, 2, 2, 1)))
+      edge, tf.zeros((rows + 1, 2, 2, 1)))
 
 
 def test_the_layers_keep_their_setting_and_save_as_kerass(tmp_path):
@@ -198,3 +226,17 @@ def test_the_flag_chooses_the_ops_and_training_lowers_the_loss(
   unstrided = {layer.name for layer in convs if min(layer.strides) == 1}
   assert unstrided and by_filter == (
       unstrided if matmul else {layer.name for layer in convs})
+
+
+def test_machines_with_a_gpu_keep_the_convolution_kernels(
+    tmp_path, monkeypatch):
+  real = tf.config.list_physical_devices
+  monkeypatch.setattr(
+      tf.config, "list_physical_devices",
+      lambda kind=None: ["GPU:0"] if kind == "GPU" else real(kind))
+  assert not convolutions.used_here()
+  generator = models.build_generator(small_config(
+      tmp_path, tmp_path / "run", matmul_small_convs=True))
+  convs = [layer for layer in models.flat_layers(generator)
+           if isinstance(layer, convolutions.Conv2D)]
+  assert convs and not any(layer.matmul for layer in convs)
