@@ -154,9 +154,8 @@ def _applies(layer: layers.Layer, shape: tf.TensorShape) -> bool:
           0 < _rows(layer, shape) <= MATMUL_MAX_ROWS)
 
 
-@keras.saving.register_keras_serializable(package="pix2pix_tf")
-class Conv2D(layers.Conv2D):
-  """Keras's Conv2D, trained as patch products on small maps (above)."""
+class _Setting:
+  """The `matmul` setting both layers add to Keras's (in their configs)."""
 
   def __init__(self, *args, matmul: bool = True, **kwargs):
     super().__init__(*args, **kwargs)
@@ -164,6 +163,11 @@ class Conv2D(layers.Conv2D):
 
   def get_config(self):
     return {**super().get_config(), "matmul": self.matmul}
+
+
+@keras.saving.register_keras_serializable(package="pix2pix_tf")
+class Conv2D(_Setting, layers.Conv2D):
+  """Keras's Conv2D, trained as patch products on small maps (above)."""
 
   def call(self, inputs, training=None):
     if not (training and _applies(self, inputs.shape)):
@@ -174,15 +178,8 @@ class Conv2D(layers.Conv2D):
 
 
 @keras.saving.register_keras_serializable(package="pix2pix_tf")
-class Conv2DTranspose(layers.Conv2DTranspose):
+class Conv2DTranspose(_Setting, layers.Conv2DTranspose):
   """Keras's Conv2DTranspose, trained as patch products on small maps."""
-
-  def __init__(self, *args, matmul: bool = True, **kwargs):
-    super().__init__(*args, **kwargs)
-    self.matmul = matmul
-
-  def get_config(self):
-    return {**super().get_config(), "matmul": self.matmul}
 
   def call(self, inputs, training=None):
     if not (training and self.output_padding is None and
