@@ -147,7 +147,8 @@ def _applies(layer: layers.Layer, shape: tf.TensorShape) -> bool:
   """Whether `layer` trains as patch products on inputs of `shape`."""
   # Keras refuses strides over 1 with dilation, so strided layers have
   # none.
-  return (layer.matmul and layer.data_format == "channels_last" and
+  return (layer.matmul and used_here() and
+          layer.data_format == "channels_last" and
           getattr(layer, "groups", 1) == 1 and
           layer.padding in ("same", "valid") and
           min(layer.strides) > 1 and

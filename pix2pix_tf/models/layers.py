@@ -128,14 +128,14 @@ def set_training_kernels(model: keras.Model,
   """Sets which kernels train `model`'s batch norms and convolutions, from
   `config`'s `fused_batch_norm` and `matmul_small_convs` (see
   `FusedBatchNormalization` and `convolutions`: patch products on
-  machines without a GPU only); read when the training step is traced."""
+  machines without a GPU only, `convolutions.used_here`); read when the
+  training step is traced."""
   for layer in flat_layers(model):
     if isinstance(layer, FusedBatchNormalization):
       layer.fused = config.fused_batch_norm
     if isinstance(layer, (convolutions.Conv2D,
                           convolutions.Conv2DTranspose)):
-      layer.matmul = (config.matmul_small_convs and
-                      convolutions.used_here())
+      layer.matmul = config.matmul_small_convs
   return model
 
 

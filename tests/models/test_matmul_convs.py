@@ -9,9 +9,19 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import built_small, fixed_pair, l1_losses, small_config
+from conftest import built_small, fixed_pair, l1_losses
 from pix2pix_tf import models
 from pix2pix_tf.models import convolutions
+
+
+USED_HERE = convolutions.used_here
+
+
+@pytest.fixture(autouse=True)
+def without_a_gpu(monkeypatch):
+  """The patch products as on a machine without a GPU, wherever the tests
+  run (on a GPU machine Keras's kernels would run instead)."""
+  monkeypatch.setattr(convolutions, "used_here", lambda: True)
 
 
 def op_types(layer, x, training=True):
@@ -228,15 +238,17 @@ def test_the_flag_chooses_the_ops_and_training_lowers_the_loss(
       unstrided if matmul else {layer.name for layer in convs})
 
 
-def test_machines_with_a_gpu_keep_the_convolution_kernels(
-    tmp_path, monkeypatch):
+def test_machines_with_a_gpu_keep_the_convolution_kernels(monkeypatch):
+  monkeypatch.setattr(convolutions, "used_here", USED_HERE)
   real = tf.config.list_physical_devices
   monkeypatch.setattr(
       tf.config, "list_physical_devices",
-      lambda kind=None: ["GPU:0"] if kind == "GPU" else real(kind))
+      lambda device_type=None: (["GPU:0"] if device_type == "GPU" else
+                                real(device_type)))
   assert not convolutions.used_here()
-  generator = models.build_generator(small_config(
-      tmp_path, tmp_path / "run", matmul_small_convs=True))
-  convs = [layer for layer in models.flat_layers(generator)
-           if isinstance(layer, convolutions.Conv2D)]
-  assert convs and not any(layer.matmul for layer in convs)
+  x = tf.zeros((1, 8, 8, 3))
+  for layer in (convolutions.Conv2D(4, 4, strides=2, padding="same"),
+                convolutions.Conv2DTranspose(4, 4, strides=2,
+                                             padding="same")):
+    assert layer.matmul
+    assert "ExtractImagePatches" not in op_types(layer, x)
