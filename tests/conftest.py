@@ -73,6 +73,23 @@ def l1_losses(built, strategy, steps=30):
           for _ in range(steps)]
 
 
+def networks_layers(built, kinds):
+  """The layers of `built`'s generator and discriminator that are
+  instances of `kinds`."""
+  from pix2pix_tf import models
+  return [layer for model in (built.state.generator,
+                              built.state.discriminator)
+          for layer in models.flat_layers(model)
+          if isinstance(layer, kinds)]
+
+
+def step_ops(built, strategy):
+  """The ops of `built`'s training step traced on `fixed_pair`."""
+  step = tf.function(lambda: strategy.run(built.train_step,
+                                          args=(fixed_pair(),)))
+  return step.get_concrete_function().graph.get_operations()
+
+
 def visible_generator(config):
   """A fresh generator of `config` whose output shows its input and the
   normalisation used: a freshly initialised one answers near 0 whatever it

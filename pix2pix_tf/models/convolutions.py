@@ -3,9 +3,9 @@
 At batch 1 the U-Net's inner layers hold almost all of its 54 million
 weights on maps of 1x1 to 16x16: each convolution there is a weight-bound
 product of a few hundred image patches with a weight matrix of up to
-8,192 x 1,024. oneDNN's
-convolution kernels (the CPU's `Conv2DBackpropFilter` above all) spend far
-longer on these than the arithmetic needs: in whole training steps traced
+8,192 x 1,024. oneDNN's convolution kernels (the CPU's
+`Conv2DBackpropFilter` above all) spend far longer on these than the
+arithmetic needs: in whole training steps traced
 at batch 1 on a 2-core AMX CPU, the weight gradients of the U-Net's ten
 innermost layers took about 240 ms of the threads' time per step; as one
 `MatMul` each over `tf.image.extract_patches`, those of its twelve layers
@@ -28,12 +28,12 @@ outputs, gradients and second derivatives with Keras's layers). Everywhere
 else (inference, exports, unstrided layers, larger maps, unknown shapes),
 with `matmul=False` (`--matmul_small_convs=false`) and on machines with a
 GPU (where cuDNN's kernels were not measured against them), Keras's layers
-run unchanged.
+run unchanged. Output shapes are Keras's (`compute_output_shape`).
 Variables and configs are Keras's; a `.keras` file names Keras's classes
 (`models.keras_layers`).
 """
 
-from typing import List, Sequence
+from typing import Sequence
 
 import keras
 import tensorflow as tf
@@ -68,20 +68,19 @@ def _patches(x: tf.Tensor, kernel_size: Sequence[int],
   return tf.reshape(patches, [-1, kh * kw * x.shape[-1]])
 
 
-def patch_conv2d(x: tf.Tensor, kernel: tf.Tensor, strides: Sequence[int],
-                 padding: str) -> tf.Tensor:
+def patch_conv2d(x: tf.Tensor, kernel: tf.Tensor, output_shape: Sequence[int],
+                 strides: Sequence[int], padding: str) -> tf.Tensor:
   """`tf.nn.conv2d(x, kernel, strides, padding)` (NHWC, no dilation, `x` of
-  static shape) as patches(x) @ kernel, its weight gradient as
-  patches(x)^T @ dy."""
+  static shape, the output's shape given) as patches(x) @ kernel, its
+  weight gradient as patches(x)^T @ dy."""
   kernel_shape = kernel.shape
-  out_shape = [x.shape[0], *_out_size(x.shape[1:3], kernel_shape[:2],
-                                      strides, padding), kernel_shape[-1]]
 
   @tf.custom_gradient
   def conv(x, kernel):
     rows = _patches(x, kernel_shape[:2], strides, padding)
     flat = tf.reshape(kernel, [-1, kernel_shape[-1]])
-    y = tf.reshape(tf.matmul(rows, flat, name="patch_forward"), out_shape)
+    y = tf.reshape(tf.matmul(rows, flat, name="patch_forward"),
+                   output_shape)
 
     def grad(dy):
       dy_rows = tf.reshape(dy, [-1, kernel_shape[-1]])
@@ -121,26 +120,15 @@ def patch_conv2d_transpose(x: tf.Tensor, kernel: tf.Tensor,
   return conv_transpose(x, kernel)
 
 
-def _out_size(size: Sequence[int], kernel_size: Sequence[int],
-              strides: Sequence[int], padding: str) -> List[int]:
-  """A convolution's output (height, width): TensorFlow's rule for SAME
-  and VALID."""
-  if padding == "SAME":
-    return [-(-n // s) for n, s in zip(size, strides)]
-  return [(n - k) // s + 1 for n, k, s in zip(size, kernel_size, strides)]
-
-
 def _rows(layer: layers.Layer, shape: tf.TensorShape) -> int:
   """The patch matrix's rows for `layer` on inputs of `shape`: positions
   over the batch of the output map of a convolution, of the input map of a
   transposed one (the smaller map either way); 0 when unknown."""
   if shape.rank != 4 or None in shape[:3]:
     return 0
-  if isinstance(layer, layers.Conv2DTranspose):
-    return shape[0] * shape[1] * shape[2]
-  height, width = _out_size(shape[1:3], layer.kernel_size, layer.strides,
-                            layer.padding.upper())
-  return shape[0] * height * width
+  if not isinstance(layer, layers.Conv2DTranspose):
+    shape = layer.compute_output_shape(shape)
+  return shape[0] * shape[1] * shape[2]
 
 
 def _applies(layer: layers.Layer, shape: tf.TensorShape) -> bool:
@@ -173,8 +161,10 @@ class Conv2D(_Setting, layers.Conv2D):
   def call(self, inputs, training=None):
     if not (training and _applies(self, inputs.shape)):
       return super().call(inputs)
-    outputs = patch_conv2d(inputs, tf.convert_to_tensor(self.kernel),
-                           list(self.strides), self.padding.upper())
+    outputs = patch_conv2d(
+        inputs, tf.convert_to_tensor(self.kernel),
+        self.compute_output_shape(inputs.shape), list(self.strides),
+        self.padding.upper())
     return _bias_and_activation(self, outputs)
 
 
@@ -186,16 +176,10 @@ class Conv2DTranspose(_Setting, layers.Conv2DTranspose):
     if not (training and self.output_padding is None and
             _applies(self, inputs.shape)):
       return super().call(inputs)
-    batch, height, width = inputs.shape[:3]
-    (sh, sw), (kh, kw) = self.strides, self.kernel_size
-    if self.padding == "same":
-      size = [height * sh, width * sw]
-    else:
-      # Keras's rule: a kernel smaller than the stride still fills it.
-      size = [(height - 1) * sh + max(kh, sh), (width - 1) * sw + max(kw, sw)]
     outputs = patch_conv2d_transpose(
         inputs, tf.convert_to_tensor(self.kernel),
-        [batch, *size, self.filters], [sh, sw], self.padding.upper())
+        self.compute_output_shape(inputs.shape), list(self.strides),
+        self.padding.upper())
     return _bias_and_activation(self, outputs)
 
 

@@ -124,7 +124,7 @@ def flat_layers(model: keras.Model) -> List[layers.Layer]:
 
 
 def set_training_kernels(model: keras.Model,
-                         config: "config_lib.Config") -> keras.Model:
+                         config: config_lib.Config) -> keras.Model:
   """Sets which kernels train `model`'s batch norms and convolutions, from
   `config`'s `fused_batch_norm` and `matmul_small_convs` (see
   `FusedBatchNormalization` and `convolutions`: patch products on

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import built_small, fixed_pair, l1_losses
-from pix2pix_tf import models
+from conftest import built_small, l1_losses, networks_layers, step_ops
 from pix2pix_tf.models import layers as layers_lib
 
 
@@ -117,16 +116,10 @@ def test_the_fused_layer_is_saved_and_loaded_with_its_setting(tmp_path):
 def test_the_flag_chooses_the_kernel_and_training_lowers_the_loss(
     fused, tmp_path):
   built, strategy = built_small(tmp_path, fused_batch_norm=fused)
-  norms = [layer for model in (built.state.generator,
-                               built.state.discriminator)
-           for layer in models.flat_layers(model)
-           if isinstance(layer, keras.layers.BatchNormalization)]
+  norms = networks_layers(built, keras.layers.BatchNormalization)
   assert norms and all(layer.fused == fused for layer in norms)
   losses = l1_losses(built, strategy)
   assert np.mean(losses[-5:]) < 0.9 * np.mean(losses[:5])
-  step = tf.function(lambda: strategy.run(built.train_step,
-                                          args=(fixed_pair(),)))
-  ops = {op.type for op in step.get_concrete_function().graph
-         .get_operations()}
+  ops = {op.type for op in step_ops(built, strategy)}
   assert ("FusedBatchNormV3" in ops) == fused
   assert ("FusedBatchNormGradV3" in ops) == fused

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import built_small, fixed_pair, l1_losses
+from conftest import built_small, l1_losses, networks_layers, step_ops
 from pix2pix_tf import models
 from pix2pix_tf.models import convolutions
 
@@ -215,17 +215,12 @@ def test_the_layers_keep_their_setting_and_save_as_kerass(tmp_path):
 def test_the_flag_chooses_the_ops_and_training_lowers_the_loss(
     matmul, tmp_path):
   built, strategy = built_small(tmp_path, matmul_small_convs=matmul)
-  convs = [layer for model in (built.state.generator,
-                               built.state.discriminator)
-           for layer in models.flat_layers(model)
-           if isinstance(layer, (convolutions.Conv2D,
-                                 convolutions.Conv2DTranspose))]
+  convs = networks_layers(built, (convolutions.Conv2D,
+                                  convolutions.Conv2DTranspose))
   assert convs and all(layer.matmul == matmul for layer in convs)
   losses = l1_losses(built, strategy)
   assert np.mean(losses[-5:]) < 0.9 * np.mean(losses[:5])
-  step = tf.function(lambda: strategy.run(built.train_step,
-                                          args=(fixed_pair(),)))
-  graph = step.get_concrete_function().graph.get_operations()
+  graph = step_ops(built, strategy)
   assert any(op.type == "ExtractImagePatches" for op in graph) == matmul
   # The 32x32 test networks' strided layers all have small maps: with the
   # patch products the only Conv2DBackpropFilter ops are the weight
