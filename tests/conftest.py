@@ -83,6 +83,17 @@ def networks_layers(built, kinds):
           if isinstance(layer, kinds)]
 
 
+def share_random_weights(layers, draw):
+  """Gives `layers` (built alike) the same random weights: `draw(rng,
+  shape)` for each of their variables in turn, from a fixed seed."""
+  rng = np.random.default_rng(0)
+  for variables in zip(*(layer.weights for layer in layers)):
+    value = draw(rng, variables[0].shape).astype(np.float32)
+    for variable in variables:
+      variable.assign(value)
+  return layers
+
+
 def step_ops(built, strategy):
   """The ops of `built`'s training step traced on `fixed_pair`."""
   step = tf.function(lambda: strategy.run(built.train_step,

@@ -83,7 +83,7 @@ flags.DEFINE_bool("plain", True, "Time the plain Keras step beside the "
                   "default row.")
 flags.DEFINE_bool("profile", True, "Profile the default row's step.")
 flags.DEFINE_integer("repeats", 5, "Timed repeats at most; the median is "
-                     "reported.")
+                     "reported. The profile times exactly this many rounds.")
 flags.DEFINE_integer("steps_per_repeat", 4, "Training steps per repeat at "
                      "most.")
 flags.DEFINE_float("seconds_per_row", 30.0,
@@ -346,13 +346,19 @@ def bench_profile(config, split, batch_size, repeats):
   config = dataclasses.replace(config, steps_per_execution=1)
   strategy = training.make_strategy(config.strategy)
   built = training.build(config, strategy, 100, 10000)
-  iterator = training.train_iterator(strategy, config, split)
   batch = next(iter(data_lib.make_dataset(split, config, batch_size, True)))
+  iterators = []
 
   def whole():
-    float(built.distributed_step(iterator, 1)["gen_total_loss"])
+    float(built.distributed_step(iterators[0], 1)["gen_total_loss"])
 
-  found = profile.profile_step(built.train_step, whole, batch, repeats,
+  def make_whole():
+    # The training input starts here: its threads must not run while the
+    # parts are timed (they did, and slowed the first part timed).
+    iterators.append(training.train_iterator(strategy, config, split))
+    return whole
+
+  found = profile.profile_step(built.train_step, make_whole, batch, repeats,
                                strategy)
   if tf.config.list_logical_devices("GPU"):  # The trace sums CPU ops.
     return found, {}
@@ -450,10 +456,10 @@ def compare_default(config, split, batch_size, rate):
   if FLAGS.profile and unprofiled:
     print(f"batch {batch_size}: profile skipped: {unprofiled}", flush=True)
   elif FLAGS.profile:
-    # Eight functions (seven prefixes and the step) share the row's budget.
-    _, repeats = fitted_calls(8 * batch_size / rate, 1,
-                              FLAGS.seconds_per_row, FLAGS.repeats)
-    found, ops = bench_profile(config, split, batch_size, repeats)
+    # --repeats rounds of the seven prefixes, and as many whole steps,
+    # however long a step: fewer left a part within the noise (the
+    # optimizer updates came out at 25 ms at batch 16 and 64 at batch 1).
+    found, ops = bench_profile(config, split, batch_size, FLAGS.repeats)
     result["profile_ms"] = {name: 1000 * seconds for name, seconds in
                             {**found.parts(), "step": found.step}.items()}
     print(f"batch {batch_size} profile (ms per step): " + ", ".join(

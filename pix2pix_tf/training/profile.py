@@ -234,35 +234,52 @@ PREFIXES = ("generator_forward", "discriminator_forwards",
 
 
 def profile_step(train_step: step_lib.TrainStep,
-                 whole_step: Callable[[], object],
+                 make_whole_step: Callable[[], Callable[[], object]],
                  batch: Tuple[tf.Tensor, tf.Tensor], repeats: int,
                  strategy: Optional[tf.distribute.Strategy] = None
                  ) -> Profile:
   """Times the parts of `train_step`'s alternating update on `batch`, and
-  `whole_step()`: one step as training runs it (strategy, metrics, loop).
+  then the whole step as training runs it (strategy, metrics, loop, input):
+  `make_whole_step()` returns it, and is called only once the parts are
+  timed, so that what it starts (an input pipeline's threads filling their
+  buffers) runs beside the whole step only.
 
   Each part is the difference between two prefixes of the update (see
   `step_prefixes`): the generator's forward; the discriminator's forwards
   (the D step's real and generated pair, the G step's generated pair);
   the backward passes (D's gradients, G's gradients through D); the two
-  optimizer updates. Everything else: the whole step less the whole update
-  on a fixed batch (run in `strategy`'s replica context when given), i.e.
-  what reading the next batch, the metrics, the step loop and the host
-  add. Parts can come out slightly negative when they are within the
-  timing noise.
+  optimizer updates. The prefixes are timed in turn, one call of each per
+  round for `repeats` rounds, and each part is the median over the rounds
+  of its differences within a round, so that a drift in the machine's
+  speed reaches the two sides of a difference alike. Everything else: the
+  whole step (median of `repeats` calls) less the four parts, i.e. what
+  reading the next batch, the metrics, the step loop and the host add. A
+  part can still come out slightly negative when it is within the timing
+  noise.
   """
   if train_step.config.update_order != "alternating":
     raise ValueError("The profile cuts the alternating update.")
   prefixes = step_prefixes(train_step, *batch, strategy)
+  calls = {name: (lambda f=f: tf.nest.map_structure(lambda t: t.numpy(),
+                                                    f()))
+           for name, f in prefixes.items()}
+  for call in calls.values():  # Traced and warm.
+    call_seconds(call, 0, warmup=2)
+  rounds = []
+  for _ in range(repeats):
+    rounds.append(_parts({name: call_seconds(call, 1)[0]
+                          for name, call in calls.items()}))
+  parts = {name: statistics.median(r[name] for r in rounds)
+           for name in rounds[0]}
+  whole = median_seconds(make_whole_step(), repeats, warmup=3)
+  return Profile(**parts, everything_else=whole - sum(parts.values()),
+                 step=whole)
 
-  def blocking(function):
-    return lambda: tf.nest.map_structure(lambda t: t.numpy(), function())
 
-  seconds = {name: median_seconds(blocking(f), repeats)
-             for name, f in prefixes.items()}
-  whole = median_seconds(whole_step, repeats)
+def _parts(seconds: Dict[str, float]) -> Dict[str, float]:
+  """The parts of the update from one time of each prefix."""
   part = lambda later, earlier: seconds[later] - seconds[earlier]  # noqa
-  return Profile(
+  return dict(
       generator_forward=seconds["generator_forward"],
       discriminator_forwards=(
           part("discriminator_forwards", "generator_forward") +
@@ -271,9 +288,7 @@ def profile_step(train_step: step_lib.TrainStep,
                 part("generator_backward", "generator_objective")),
       optimizer_updates=(
           part("discriminator_update", "discriminator_backward") +
-          part("generator_update", "generator_backward")),
-      everything_else=whole - seconds["generator_update"],
-      step=whole)
+          part("generator_update", "generator_backward")))
 
 
 # The kinds `op_times` sums TensorFlow's ops into, by op type (oneDNN's

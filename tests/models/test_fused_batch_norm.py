@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import built_small, l1_losses, networks_layers, step_ops
+from conftest import (built_small, l1_losses, networks_layers,
+                      share_random_weights, step_ops)
 from pix2pix_tf.models import layers as layers_lib
 
 
@@ -34,18 +35,13 @@ def trained_once(layer, x):
 def layer_pair(dtype, channels):
   """A FusedBatchNormalization and a Keras BatchNormalization with the same
   (random) gamma, beta and moving statistics."""
-  rng = np.random.default_rng(0)
-  pair = []
-  for kind in (layers_lib.FusedBatchNormalization,
-               keras.layers.BatchNormalization):
-    layer = kind(momentum=0.9, epsilon=1e-5, dtype=dtype)
+  pair = [kind(momentum=0.9, epsilon=1e-5, dtype=dtype)
+          for kind in (layers_lib.FusedBatchNormalization,
+                       keras.layers.BatchNormalization)]
+  for layer in pair:
     layer.build((None, None, None, channels))
-    pair.append(layer)
-  for variables in zip(*(layer.weights for layer in pair)):
-    value = rng.uniform(0.5, 1.5, variables[0].shape).astype(np.float32)
-    for variable in variables:
-      variable.assign(value)
-  return pair
+  return share_random_weights(
+      pair, lambda rng, shape: rng.uniform(0.5, 1.5, shape))
 
 
 @pytest.mark.parametrize("dtype,shape,tolerance", [

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import built_small, l1_losses, networks_layers, step_ops
+from conftest import (built_small, l1_losses, networks_layers,
+                      share_random_weights, step_ops)
 from pix2pix_tf import models
 from pix2pix_tf.models import convolutions
 
@@ -66,14 +67,10 @@ def layer_pair(ours, theirs, shape, dtype="float32", **kwargs):
   """Our layer and Keras's, built for `shape` with the same random
   weights."""
   pair = [ours(dtype=dtype, **kwargs), theirs(dtype=dtype, **kwargs)]
-  rng = np.random.default_rng(0)
   for layer in pair:
     layer.build(shape)
-  for variables in zip(*(layer.weights for layer in pair)):
-    value = rng.normal(0, 0.3, variables[0].shape).astype(np.float32)
-    for variable in variables:
-      variable.assign(value)
-  return pair
+  return share_random_weights(
+      pair, lambda rng, shape: rng.normal(0, 0.3, shape))
 
 
 CASES = [

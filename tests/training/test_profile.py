@@ -1,5 +1,7 @@
 """The plain Keras step the benchmark compares with, and the step profile."""
 
+import types
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -94,7 +96,8 @@ def test_the_profile_names_each_part_of_the_step(tmp_path):
       tf.data.Dataset.from_tensors(images).repeat()))
   result = profile.profile_step(
       built.train_step,
-      lambda: built.distributed_step(iterator)["gen_total_loss"].numpy(),
+      lambda: lambda: built.distributed_step(iterator)[
+          "gen_total_loss"].numpy(),
       images, repeats=2)
   assert set(result.parts()) == {
       "generator_forward", "discriminator_forwards", "backward",
@@ -106,6 +109,73 @@ def test_the_profile_names_each_part_of_the_step(tmp_path):
         training.build(small_config(tmp_path, tmp_path / "run",
                                     update_order="simultaneous"),
                        strategy, 10).train_step, lambda: None, images, 1)
+
+
+def test_the_parts_are_timed_in_turn_before_the_whole_step_starts(
+    tmp_path, monkeypatch):
+  """The prefixes are timed one call each per round (a drift in the
+  machine's speed reaches them all alike), and all before the whole step
+  is made: what it starts (the input pipeline's threads filling their
+  buffers) once ran while the first prefix was timed and made it slower
+  than the next, longer one (a negative part)."""
+  config = small_config(tmp_path, tmp_path / "run")
+  built = training.build(config, tf.distribute.OneDeviceStrategy("/cpu:0"),
+                         steps_per_epoch=10)
+  calls = []
+  cut = profile.step_prefixes
+
+  def logged_prefixes(*args):
+    return {name: (lambda name=name, f=f: calls.append(name) or f())
+            for name, f in cut(*args).items()}
+
+  monkeypatch.setattr(profile, "step_prefixes", logged_prefixes)
+
+  def make_whole():
+    calls.append("made")
+    return lambda: calls.append("whole")
+
+  profile.profile_step(built.train_step, make_whole, batch(), repeats=3)
+  made = calls.index("made")
+  timed = calls[made - 3 * len(profile.PREFIXES):made]
+  assert timed == list(profile.PREFIXES) * 3
+  assert set(calls[:made]) == set(profile.PREFIXES)
+  assert set(calls[made + 1:]) == {"whole"}
+
+
+def test_each_part_is_the_median_of_its_differences_within_a_round(
+    monkeypatch):
+  """On a scripted clock: three rounds of the seven prefixes' times, each
+  round at its own speed; a part is the median over the rounds of its
+  differences within a round (the differences of the prefixes' medians
+  would give 1.0, 2.9 and 0.3 for the last three parts), and everything
+  else is the whole step less the parts."""
+  times = dict(zip(profile.PREFIXES, zip(
+      (1.0, 2.5, 3.0, 3.5, 4.0, 5.0, 5.5),
+      (3.0, 4.0, 5.0, 5.5, 6.0, 7.5, 8.0),
+      (2.0, 2.2, 4.0, 4.1, 4.6, 6.0, 6.2))))
+  clock = [0.0]
+  calls = {name: 0 for name in times}
+
+  def timed(name):
+    calls[name] += 1
+    if calls[name] > 2:  # Two warm-up calls first.
+      clock[0] += times[name][calls[name] - 3]
+    return tf.constant(0.0)
+
+  def whole():
+    clock[0] += 10.0
+
+  monkeypatch.setattr(profile, "time",
+                      types.SimpleNamespace(perf_counter=lambda: clock[0]))
+  monkeypatch.setattr(profile, "step_prefixes", lambda *_: {
+      name: (lambda name=name: timed(name)) for name in times})
+  train_step = types.SimpleNamespace(
+      config=types.SimpleNamespace(update_order="alternating"))
+  found = profile.profile_step(train_step, lambda: whole, batch(), 3)
+  assert found.parts() == pytest.approx(dict(
+      generator_forward=2.0, discriminator_forwards=1.5, backward=2.5,
+      optimizer_updates=1.0, everything_else=3.0))
+  assert found.step == 10.0
 
 
 @pytest.mark.parametrize("fused", [True, False])
