@@ -44,6 +44,7 @@ import dataclasses
 import json
 import os
 import resource
+import statistics
 import sys
 import tempfile
 import time
@@ -284,13 +285,11 @@ def bench_input_pipeline(config, split, batch_size, repeats):
   return batches * batch_size / median
 
 
-def bench_training(config, split, batch_size, steps_per_repeat, warmup_steps):
-  """Images/s of training `config` at `batch_size`, warm-up excluded."""
-  import keras
+def training_runner(config, split, batch_size):
+  """(run, images per call): `run(n)` makes n blocking calls of `config`'s
+  training step at `batch_size` (steps_per_execution steps each)."""
   from pix2pix_tf import training
 
-  keras.backend.clear_session()
-  keras.utils.set_random_seed(0)
   strategy = training.make_strategy(config.strategy)
   config = dataclasses.replace(config, batch_size=batch_size)
   step = training.build(config, strategy, 100, 10000).distributed_step
@@ -302,25 +301,17 @@ def bench_training(config, split, batch_size, steps_per_repeat, warmup_steps):
       metrics = step(iterator, per_call)
     float(metrics["gen_total_loss"])  # Waits for the device.
 
-  reset_gpu_peak()
-  return timed_rate(run, per_call * batch_size,
-                    max(1, steps_per_repeat // per_call),
-                    max(1, warmup_steps // per_call) + 1)
+  return run, per_call * batch_size
 
 
-def bench_plain(config, split, batch_size, steps_per_repeat, warmup_steps,
-                fused_updates=False):
-  """Images/s of the plain Keras step (training.profile.PlainStep, with
-  Keras's Adam or the fused one, and `config`'s batch norm and
-  convolution kernels) on the
-  same tf.data stream:
-  `for x, y in dataset: step(x, y)`."""
-  import keras
+def plain_runner(config, split, batch_size, fused_updates=False):
+  """(run, images per call) of the plain Keras step
+  (training.profile.PlainStep, with Keras's Adam or the fused one, and
+  `config`'s batch norm and convolution kernels) on the same tf.data
+  stream: `for x, y in dataset: step(x, y)`, one step a call."""
   from pix2pix_tf import data as data_lib
   from pix2pix_tf.training import profile
 
-  keras.backend.clear_session()
-  keras.utils.set_random_seed(0)
   plain = profile.PlainStep(config, fused_updates)
   iterator = iter(data_lib.make_dataset(split, config, batch_size, True))
 
@@ -329,20 +320,59 @@ def bench_plain(config, split, batch_size, steps_per_repeat, warmup_steps,
       loss = plain.step(*next(iterator))
     float(loss)  # Waits for the device.
 
-  return timed_rate(run, batch_size, steps_per_repeat, warmup_steps + 1)
+  return run, batch_size
+
+
+def fresh_session():
+  """A new Keras session, seeded as every timed configuration is."""
+  import keras
+  keras.backend.clear_session()
+  keras.utils.set_random_seed(0)
+
+
+def bench_training(config, split, batch_size, steps_per_repeat, warmup_steps):
+  """Images/s of training `config` at `batch_size`, warm-up excluded."""
+  fresh_session()
+  run, images = training_runner(config, split, batch_size)
+  per_call = images // batch_size
+  reset_gpu_peak()
+  return timed_rate(run, images, max(1, steps_per_repeat // per_call),
+                    max(1, warmup_steps // per_call) + 1)
+
+
+def seconds_in_turn(runs, max_calls, warmup):
+  """Times `runs` (name -> (run, images per call)) in turn: after `warmup`
+  untimed calls of each, one timed repeat of each per round (the fitted
+  calls, the same for all), so that a drift in the machine's speed reaches
+  them alike. Returns the images per repeat and each run's seconds per
+  round."""
+  single = 0.0
+  for run, _ in runs.values():
+    run(warmup)
+    start = time.perf_counter()
+    run(1)
+    single += time.perf_counter() - start
+  calls, repeats = fitted_calls(single, max_calls, FLAGS.seconds_per_row,
+                                FLAGS.repeats)
+  seconds = {name: [] for name in runs}
+  for _ in range(repeats):
+    for name, (run, _) in runs.items():
+      start = time.perf_counter()
+      run(calls)
+      seconds[name].append(time.perf_counter() - start)
+  return {name: calls * images for name, (_, images) in runs.items()
+          }, seconds
 
 
 def bench_profile(config, split, batch_size, repeats):
   """training.profile.profile_step of `config` (one step per call), and
   on a CPU its ops by kind (training.profile.op_times)."""
-  import keras
   import tensorflow as tf
   from pix2pix_tf import data as data_lib
   from pix2pix_tf import training
   from pix2pix_tf.training import profile
 
-  keras.backend.clear_session()
-  keras.utils.set_random_seed(0)
+  fresh_session()
   config = dataclasses.replace(config, steps_per_execution=1)
   strategy = training.make_strategy(config.strategy)
   built = training.build(config, strategy, 100, 10000)
@@ -406,12 +436,14 @@ def profile_refusal(config):
   return None
 
 
-def compare_plain(config, split, batch_size, rate):
-  """The default row against the plain Keras step as the tutorial writes
-  it (Keras's Adam, batch norm and convolutions) and, when the default
-  uses other kernels (fused updates or batch norm, patch-product
-  convolutions), against the plain step with the same kernels: like for
-  like, the cost of the strategy, the metrics and the loop."""
+def compare_plain(config, split, batch_size):
+  """The default row's configuration against the plain Keras step as the
+  tutorial writes it (Keras's Adam, batch norm and convolutions) and, when
+  the default uses other kernels (fused updates or batch norm,
+  patch-product convolutions), against the plain step with the same
+  kernels: like for like, the cost of the strategy, the metrics and the
+  loop. Each pair is timed in turn (`seconds_in_turn`); the ratio is the
+  median over the rounds of the two rates within a round."""
   result = {}
   plains = {"": (dataclasses.replace(config, fused_batch_norm=False,
                                      matmul_small_convs=False), False)}
@@ -419,19 +451,29 @@ def compare_plain(config, split, batch_size, rate):
       config.matmul_small_convs):
     plains["_same_kernels"] = (config, config.fused_updates)
   for suffix, (plain_config, fused) in plains.items():
+    fresh_session()
     try:
-      plain = bench_plain(plain_config, split, batch_size,
-                          FLAGS.steps_per_repeat, FLAGS.warmup_steps, fused)
+      runs = {"plain": plain_runner(plain_config, split, batch_size, fused)}
     except ValueError as e:  # What the tutorial's step does not do.
       print(f"batch {batch_size}: plain Keras step skipped: {e}", flush=True)
       return result
-    result[f"plain{suffix}_images_per_second"] = plain
-    result[f"ratio_to_plain{suffix}"] = rate / plain
+    runs["pix2pix_tf"] = training_runner(config, split, batch_size)
+    images, seconds = seconds_in_turn(runs, FLAGS.steps_per_repeat,
+                                      FLAGS.warmup_steps + 1)
+    rates = {name: images[name] / statistics.median(times)
+             for name, times in seconds.items()}
+    ratio = statistics.median(
+        images["pix2pix_tf"] / ours * theirs / images["plain"]
+        for ours, theirs in zip(seconds["pix2pix_tf"], seconds["plain"]))
+    result.update({f"plain{suffix}_images_per_second": rates["plain"],
+                   f"images_per_second_beside_plain{suffix}":
+                       rates["pix2pix_tf"],
+                   f"ratio_to_plain{suffix}": ratio})
     kernels = ("the same kernels" if suffix else
                "Keras's Adam, batch norm and convolutions")
     print(f"batch {batch_size}: plain Keras step with {kernels} "
-          f"{plain:.2f} images/s; pix2pix_tf x{rate / plain:.2f}",
-          flush=True)
+          f"{rates['plain']:.2f} images/s, pix2pix_tf beside it "
+          f"{rates['pix2pix_tf']:.2f}: x{ratio:.2f}", flush=True)
   return result
 
 
@@ -451,7 +493,7 @@ def compare_default(config, split, batch_size, rate):
         f"default step reaches {100 * result['share_of_peak']:.0f}% of it",
         flush=True)
   if FLAGS.plain:
-    result.update(compare_plain(config, split, batch_size, rate))
+    result.update(compare_plain(config, split, batch_size))
   unprofiled = profile_refusal(config)
   if FLAGS.profile and unprofiled:
     print(f"batch {batch_size}: profile skipped: {unprofiled}", flush=True)
