@@ -250,3 +250,34 @@ def test_the_profile_refuses_steps_it_would_not_time_as_they_run(
                             (dict(mixed_precision="fp16"), "scale the loss")):
     assert reason in benchmark.profile_refusal(
         dataclasses.replace(config, **overrides))
+
+
+def test_the_quality_check_compares_means_over_seeds(
+    benchmark, monkeypatch, tmp_path):
+  """Each configuration trains once per seed (its own seed and kernels),
+  and the report compares the means: one run's val L1 moves by a few
+  percent with the seed alone."""
+  from pix2pix_tf import training
+  trained = []
+
+  def train(config, strategy):
+    trained.append((config.mixed_precision, config.seed,
+                    config.fused_updates, config.matmul_small_convs))
+    value = {"none": 0.25, "bf16": 0.26}[config.mixed_precision]
+    if not config.fused_updates:
+      value = 0.24  # Keras's kernels.
+    return {"val_gen_l1_loss": value + 0.01 * config.seed}
+
+  monkeypatch.setattr(training, "train_and_evaluate", train)
+  data_dir = demo.write_dataset(str(tmp_path / "data"), 2, 1, 32)
+  runs = benchmark.quality_check(5, data_dir, ["none", "bf16"], seeds=3)
+  assert trained == [("none", s, False, False) for s in range(3)] + [
+      (p, s, True, True) for p in ("none", "bf16") for s in range(3)]
+  report, lines = benchmark.quality_report(5, runs)
+  assert report["val_l1_per_seed"]["bf16"] == pytest.approx(
+      [0.26, 0.27, 0.28])
+  assert report["val_l1"] == pytest.approx(
+      {"keras_kernels": 0.25, "none": 0.26, "bf16": 0.27})
+  assert report["relative_to_fp32_keras_kernels"]["bf16"] == pytest.approx(
+      0.27 / 0.25 - 1)
+  assert "bf16: 0.2700 (mean of 0.2600, 0.2700, 0.2800) +8.0%" in lines[2]

@@ -19,14 +19,15 @@ steps are slow, so that a row takes about --seconds_per_row):
   (e) peak host memory (and peak GPU memory on a GPU);
   (f) for the configuration the flags give (the "default" row): a plain
       Keras step (the tutorial's, on the same models, data, precision and
-      update order, with Keras's Adam and batch norm; no strategy, metrics
-      or loop) in the same run, and pix2pix_tf's ratio to it, and when the
-      default fuses its updates or batch norm, also to the plain step with
-      the same kernels; a profile of its
-      step (generator forward, discriminator forwards, backward passes,
-      optimizer updates, everything else); and the matrix-multiply peak
-      of the compute dtype, measured with a large matmul, with the step's
-      share of it;
+      update order, with Keras's Adam, batch norm and convolutions; no
+      strategy, metrics or loop) timed in turn with pix2pix_tf's step (one
+      repeat of each per round), and pix2pix_tf's ratio to it, and when
+      the default uses other kernels (fused updates or batch norm,
+      patch-product convolutions), also to the plain step with the same
+      kernels; a profile of its step (generator forward, discriminator
+      forwards, backward passes, optimizer updates, everything else); and
+      the matrix-multiply peak of the compute dtype, measured with a large
+      matmul, with the step's share of it;
   (g) --train_command_steps=N: the whole train command on the same flags,
       its rate between its first and last logged window against (f)'s;
   (h) --largest_batch: the largest batch that trains, found by running two
@@ -34,11 +35,11 @@ steps are slow, so that a row takes about --seconds_per_row):
       of memory, then bisecting.
 
 --quality_steps=N also trains the demo configuration N steps in fp32 with
-Keras's Adam and batch norm (the step before any optimisation), with the
-default fused kernels, and in each reduced precision timed, and prints the
-val L1 of each, to
-check that the faster step loses no quality. Prints a table and writes JSON
-after each part."""
+Keras's Adam, batch norm and convolutions (the step before any
+optimisation), in fp32 with the default's kernels, and in each reduced
+precision timed, --quality_seeds runs each, and prints the mean val L1 of
+each, to check that the faster step loses no quality. Prints a table and
+writes JSON after each part."""
 
 import dataclasses
 import json
@@ -95,6 +96,11 @@ flags.DEFINE_integer("warmup_steps", 2, "Untimed steps before timing.")
 flags.DEFINE_integer("quality_steps", 0,
                      "Train the demo configuration this many steps per "
                      "precision and compare val L1 (0: skip).")
+flags.DEFINE_integer("quality_seeds", 1,
+                     "Runs of each --quality_steps configuration, with seeds "
+                     "0..N-1: their mean is compared, each run printed (one "
+                     "run's val L1 moves by a few percent with the seed and "
+                     "the threads' rounding).")
 flags.DEFINE_string("quality_data_dir", "datasets/demo",
                     "Demo data for --quality_steps (made if missing).")
 flags.DEFINE_integer("train_command_steps", 0,
@@ -672,11 +678,12 @@ def bench_inference(config, batch_sizes, repeats):
   return results
 
 
-def quality_check(steps, data_dir, precisions):
+def quality_check(steps, data_dir, precisions, seeds=1):
   """val L1 of the demo configuration after `steps` steps per precision
-  (fused Adam and batch norm), and in fp32 with Keras's Adam and batch norm
-  ("keras_kernels", the reference point: the step before any
-  optimisation)."""
+  (fused Adam and batch norm, patch-product convolutions), and in fp32
+  with Keras's Adam, batch norm and convolutions ("keras_kernels", the
+  reference point: the step before any optimisation): a list per
+  configuration, one run per seed in range(`seeds`)."""
   import tensorflow as tf
   from pix2pix_tf.data import demo
   from pix2pix_tf import training
@@ -689,23 +696,43 @@ def quality_check(steps, data_dir, precisions):
     base = config_lib.Config().with_flags(f.read())
   results = {}
   for name in ["keras_kernels"] + list(precisions):
-    with tempfile.TemporaryDirectory() as folder:
-      config = dataclasses.replace(
-          base, data_dir=data_dir, model_dir=folder, max_steps=steps,
-          mixed_precision="none" if name == "keras_kernels" else name,
-          fused_updates=name != "keras_kernels",
-          fused_batch_norm=name != "keras_kernels",
-          matmul_small_convs=name != "keras_kernels", num_samples=0,
-          label_palette="",
-          eval_every_steps=steps, checkpoint_every_steps=steps,
-          sample_every_steps=steps, log_every_steps=max(1, steps // 10),
-          lr_policy="constant")
-      result = training.train_and_evaluate(
-          config, tf.distribute.OneDeviceStrategy(
-              "/gpu:0" if tf.config.list_logical_devices("GPU")
-              else "/cpu:0"))
-    results[name] = result["val_gen_l1_loss"]
+    results[name] = []
+    for seed in range(seeds):
+      with tempfile.TemporaryDirectory() as folder:
+        config = dataclasses.replace(
+            base, data_dir=data_dir, model_dir=folder, max_steps=steps,
+            seed=seed,
+            mixed_precision="none" if name == "keras_kernels" else name,
+            fused_updates=name != "keras_kernels",
+            fused_batch_norm=name != "keras_kernels",
+            matmul_small_convs=name != "keras_kernels", num_samples=0,
+            label_palette="",
+            eval_every_steps=steps, checkpoint_every_steps=steps,
+            sample_every_steps=steps, log_every_steps=max(1, steps // 10),
+            lr_policy="constant")
+        result = training.train_and_evaluate(
+            config, tf.distribute.OneDeviceStrategy(
+                "/gpu:0" if tf.config.list_logical_devices("GPU")
+                else "/cpu:0"))
+      results[name].append(result["val_gen_l1_loss"])
   return results
+
+
+def quality_report(steps, runs):
+  """The JSON and the printed lines of `quality_check`'s `runs`: each
+  configuration's mean val L1 against keras_kernels'."""
+  means = {name: statistics.mean(values) for name, values in runs.items()}
+  reference = means["keras_kernels"]
+  report = {"steps": steps, "val_l1": means, "val_l1_per_seed": runs,
+            "relative_to_fp32_keras_kernels": {
+                name: mean / reference - 1 for name, mean in means.items()}}
+  lines = [
+      f"quality: val L1 after {steps} demo steps, {name}: {mean:.4f}"
+      + (f" (mean of {', '.join(f'{v:.4f}' for v in runs[name])})"
+         if len(runs[name]) > 1 else "")
+      + f" {100 * (mean / reference - 1):+.1f}% vs fp32 with Keras's "
+      "Adam, batch norm and convolutions" for name, mean in means.items()]
+  return report, lines
 
 
 def machine_description():
@@ -830,17 +857,11 @@ def main(argv):
     default = precision.resolve_mixed_precision(base.mixed_precision)
     precisions = ["none"] + [p for p in reduced if p in variants or (
         p == default and "default" in variants)]
-    quality = quality_check(FLAGS.quality_steps, FLAGS.quality_data_dir,
-                            precisions)
-    reference = quality["keras_kernels"]
-    report["quality"] = {
-        "steps": FLAGS.quality_steps, "val_l1": quality,
-        "relative_to_fp32_keras_kernels": {p: quality[p] / reference - 1
-                                           for p in quality}}
-    for name, value in quality.items():
-      print(f"quality: val L1 after {FLAGS.quality_steps} demo steps, "
-            f"{name}: {value:.4f} ({100 * (value / reference - 1):+.1f}% vs "
-            "fp32 with Keras's Adam and batch norm)")
+    report["quality"], lines = quality_report(
+        FLAGS.quality_steps,
+        quality_check(FLAGS.quality_steps, FLAGS.quality_data_dir,
+                      precisions, FLAGS.quality_seeds))
+    print("\n".join(lines), flush=True)
 
   report["wall_seconds"] = time.perf_counter() - started
   print(format_table(report))
