@@ -42,6 +42,7 @@ each, to check that the faster step loses no quality. Prints a table and
 writes JSON after each part."""
 
 import dataclasses
+import gc
 import json
 import os
 import resource
@@ -85,7 +86,8 @@ flags.DEFINE_bool("plain", True, "Time the plain Keras step beside the "
                   "default row.")
 flags.DEFINE_bool("profile", True, "Profile the default row's step.")
 flags.DEFINE_integer("repeats", 5, "Timed repeats at most; the median is "
-                     "reported. The profile times exactly this many rounds.")
+                     "reported. The profile times exactly this many rounds.",
+                     lower_bound=1)
 flags.DEFINE_integer("steps_per_repeat", 4, "Training steps per repeat at "
                      "most.")
 flags.DEFINE_float("seconds_per_row", 30.0,
@@ -100,7 +102,7 @@ flags.DEFINE_integer("quality_seeds", 1,
                      "Runs of each --quality_steps configuration, with seeds "
                      "0..N-1: their mean is compared, each run printed (one "
                      "run's val L1 moves by a few percent with the seed and "
-                     "the threads' rounding).")
+                     "the threads' rounding).", lower_bound=1)
 flags.DEFINE_string("quality_data_dir", "datasets/demo",
                     "Demo data for --quality_steps (made if missing).")
 flags.DEFINE_integer("train_command_steps", 0,
@@ -292,8 +294,9 @@ def bench_input_pipeline(config, split, batch_size, repeats):
 
 
 def training_runner(config, split, batch_size):
-  """(run, images per call): `run(n)` makes n blocking calls of `config`'s
-  training step at `batch_size` (steps_per_execution steps each)."""
+  """(run, images per call, steps per call): `run(n)` makes n blocking
+  calls of `config`'s training step at `batch_size` (steps_per_execution
+  steps each)."""
   from pix2pix_tf import training
 
   strategy = training.make_strategy(config.strategy)
@@ -307,11 +310,11 @@ def training_runner(config, split, batch_size):
       metrics = step(iterator, per_call)
     float(metrics["gen_total_loss"])  # Waits for the device.
 
-  return run, per_call * batch_size
+  return run, per_call * batch_size, per_call
 
 
 def plain_runner(config, split, batch_size, fused_updates=False):
-  """(run, images per call) of the plain Keras step
+  """(run, images per call, steps per call) of the plain Keras step
   (training.profile.PlainStep, with Keras's Adam or the fused one, and
   `config`'s batch norm and convolution kernels) on the same tf.data
   stream: `for x, y in dataset: step(x, y)`, one step a call."""
@@ -326,7 +329,7 @@ def plain_runner(config, split, batch_size, fused_updates=False):
       loss = plain.step(*next(iterator))
     float(loss)  # Waits for the device.
 
-  return run, batch_size
+  return run, batch_size, 1
 
 
 def fresh_session():
@@ -339,35 +342,36 @@ def fresh_session():
 def bench_training(config, split, batch_size, steps_per_repeat, warmup_steps):
   """Images/s of training `config` at `batch_size`, warm-up excluded."""
   fresh_session()
-  run, images = training_runner(config, split, batch_size)
-  per_call = images // batch_size
+  run, images, per_call = training_runner(config, split, batch_size)
   reset_gpu_peak()
   return timed_rate(run, images, max(1, steps_per_repeat // per_call),
                     max(1, warmup_steps // per_call) + 1)
 
 
-def seconds_in_turn(runs, max_calls, warmup):
-  """Times `runs` (name -> (run, images per call)) in turn: after `warmup`
-  untimed calls of each, one timed repeat of each per round (the fitted
-  calls, the same for all), so that a drift in the machine's speed reaches
-  them alike. Returns the images per repeat and each run's seconds per
-  round."""
-  single = 0.0
-  for run, _ in runs.values():
-    run(warmup)
+def seconds_in_turn(runs, max_steps, warmup_steps):
+  """Times `runs` (name -> (run, images per call, steps per call)) in
+  turn: after the warm-up, one timed repeat of each per round (the same
+  number of steps each, fitted to the budget), the order reversed every
+  other round, so that a drift in the machine's speed reaches them alike.
+  Each run's input pipeline refills what it gave while the others are
+  timed. Returns each run's images per repeat and seconds per round."""
+  per_step = 0.0
+  for run, _, steps in runs.values():
+    run(max(1, warmup_steps // steps))
     start = time.perf_counter()
     run(1)
-    single += time.perf_counter() - start
-  calls, repeats = fitted_calls(single, max_calls, FLAGS.seconds_per_row,
+    per_step += (time.perf_counter() - start) / steps
+  steps, repeats = fitted_calls(per_step, max_steps, FLAGS.seconds_per_row,
                                 FLAGS.repeats)
+  calls = {name: max(1, steps // per_call)
+           for name, (_, _, per_call) in runs.items()}
   seconds = {name: [] for name in runs}
-  for _ in range(repeats):
-    for name, (run, _) in runs.items():
+  for round_ in range(repeats):
+    for name in list(runs)[::1 if round_ % 2 == 0 else -1]:
       start = time.perf_counter()
-      run(calls)
+      runs[name][0](calls[name])
       seconds[name].append(time.perf_counter() - start)
-  return {name: calls * images for name, (_, images) in runs.items()
-          }, seconds
+  return {name: calls[name] * runs[name][1] for name in runs}, seconds
 
 
 def bench_profile(config, split, batch_size, repeats):
@@ -457,20 +461,13 @@ def compare_plain(config, split, batch_size):
       config.matmul_small_convs):
     plains["_same_kernels"] = (config, config.fused_updates)
   for suffix, (plain_config, fused) in plains.items():
-    fresh_session()
     try:
-      runs = {"plain": plain_runner(plain_config, split, batch_size, fused)}
+      rates, ratio = plain_pair(config, plain_config, fused, split,
+                                batch_size)
     except ValueError as e:  # What the tutorial's step does not do.
       print(f"batch {batch_size}: plain Keras step skipped: {e}", flush=True)
       return result
-    runs["pix2pix_tf"] = training_runner(config, split, batch_size)
-    images, seconds = seconds_in_turn(runs, FLAGS.steps_per_repeat,
-                                      FLAGS.warmup_steps + 1)
-    rates = {name: images[name] / statistics.median(times)
-             for name, times in seconds.items()}
-    ratio = statistics.median(
-        images["pix2pix_tf"] / ours * theirs / images["plain"]
-        for ours, theirs in zip(seconds["pix2pix_tf"], seconds["plain"]))
+    gc.collect()  # The pair's models, before the next pair's.
     result.update({f"plain{suffix}_images_per_second": rates["plain"],
                    f"images_per_second_beside_plain{suffix}":
                        rates["pix2pix_tf"],
@@ -481,6 +478,25 @@ def compare_plain(config, split, batch_size):
           f"{rates['plain']:.2f} images/s, pix2pix_tf beside it "
           f"{rates['pix2pix_tf']:.2f}: x{ratio:.2f}", flush=True)
   return result
+
+
+def plain_pair(config, plain_config, fused_updates, split, batch_size):
+  """pix2pix_tf's step of `config` and the plain step of `plain_config`
+  timed in turn (`seconds_in_turn`): each one's images/s (median over the
+  rounds) and pix2pix_tf's ratio to the plain step, the median over the
+  rounds of the two rates within a round."""
+  fresh_session()
+  runs = {"plain": plain_runner(plain_config, split, batch_size,
+                                fused_updates),
+          "pix2pix_tf": training_runner(config, split, batch_size)}
+  images, seconds = seconds_in_turn(runs, FLAGS.steps_per_repeat,
+                                    FLAGS.warmup_steps + 1)
+  rates = {name: images[name] / statistics.median(times)
+           for name, times in seconds.items()}
+  ratio = statistics.median(
+      images["pix2pix_tf"] / ours / (images["plain"] / theirs)
+      for ours, theirs in zip(seconds["pix2pix_tf"], seconds["plain"]))
+  return rates, ratio
 
 
 def compare_default(config, split, batch_size, rate):
@@ -890,13 +906,17 @@ def format_table(report) -> str:
                    f"{row['gflops_per_second']:.1f} | "
                    f"{row['peak_host_memory_mb']:.0f} |")
   if report.get("default"):
+    # Each plain step and pix2pix_tf's step beside it were timed in turn;
+    # the ratio is the median of theirs within a round.
     lines += ["", "| batch | dtype | default images/s | plain Keras images/s "
-              "| x plain | plain, same kernels | x plain, same kernels "
-              "| % of matmul peak |", "|---" * 8 + "|"]
+              "| pix2pix_tf beside it | x plain | plain, same kernels "
+              "| pix2pix_tf beside it | x plain, same kernels "
+              "| % of matmul peak |", "|---" * 10 + "|"]
     for batch, row in report["default"].items():
       cells = [row.get(key) for key in (
-          "plain_images_per_second", "ratio_to_plain",
-          "plain_same_kernels_images_per_second",
+          "plain_images_per_second", "images_per_second_beside_plain",
+          "ratio_to_plain", "plain_same_kernels_images_per_second",
+          "images_per_second_beside_plain_same_kernels",
           "ratio_to_plain_same_kernels")]
       lines.append(
           f"| {batch} | {row['compute_dtype']} | "

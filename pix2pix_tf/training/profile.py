@@ -259,6 +259,8 @@ def profile_step(train_step: step_lib.TrainStep,
   """
   if train_step.config.update_order != "alternating":
     raise ValueError("The profile cuts the alternating update.")
+  if repeats < 1:
+    raise ValueError(f"The profile needs a round at least, not {repeats}.")
   prefixes = step_prefixes(train_step, *batch, strategy)
   calls = {name: (lambda f=f: tf.nest.map_structure(lambda t: t.numpy(),
                                                     f()))
@@ -271,7 +273,10 @@ def profile_step(train_step: step_lib.TrainStep,
                           for name, call in calls.items()}))
   parts = {name: statistics.median(r[name] for r in rounds)
            for name in rounds[0]}
-  whole = median_seconds(make_whole_step(), repeats, warmup=3)
+  # Timed after the parts, so that a drift in between lands in everything
+  # else; warmed up long enough for the input pipeline's buffers to fill.
+  whole = median_seconds(make_whole_step(), repeats,
+                         warmup=max(3, repeats))
   return Profile(**parts, everything_else=whole - sum(parts.values()),
                  step=whole)
 

@@ -104,6 +104,8 @@ def test_the_profile_names_each_part_of_the_step(tmp_path):
       "optimizer_updates", "everything_else"}
   assert result.step > 0 and result.generator_forward > 0
   assert sum(result.parts().values()) == pytest.approx(result.step)
+  with pytest.raises(ValueError, match="a round at least"):
+    profile.profile_step(built.train_step, lambda: None, images, 0)
   with pytest.raises(ValueError, match="alternating"):
     profile.profile_step(
         training.build(small_config(tmp_path, tmp_path / "run",
