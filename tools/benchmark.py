@@ -5,7 +5,8 @@ r"""Measures pix2pix_tf's speed and memory against a plain baseline, in one run.
 
 In one process, with warm-up (tracing, compilation) excluded and the median
 of timed repeats (at most --repeats of --steps_per_repeat steps, fewer where
-steps are slow, so that a row takes about --seconds_per_row):
+steps are slow, so that a row takes about --seconds_per_row; the profile
+times --repeats rounds whatever a step takes):
 
   (a) input pipeline images/s alone;
   (b) training images/s of the plain baseline (fp32, no XLA, one step per
