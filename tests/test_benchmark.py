@@ -10,6 +10,7 @@ import sys
 import types
 
 import keras
+import numpy as np
 import pytest
 
 from conftest import ENV, ROOT, small_config
@@ -294,3 +295,33 @@ def test_the_quality_check_compares_means_over_seeds(
   assert report["relative_to_fp32_keras_kernels"]["bf16"] == pytest.approx(
       0.27 / 0.25 - 1)
   assert "bf16: 0.2700 (mean of 0.2600, 0.2700, 0.2800) +8.0%" in lines[2]
+
+
+def test_each_row_reads_its_own_host_memory_peak(benchmark):
+  """A row's peak host memory starts from what the process holds when the
+  row begins, not from the largest earlier row's (reset_host_peak); the
+  run's peak (ru_maxrss) keeps the largest."""
+  assert benchmark.reset_host_peak()  # Linux, as on every machine here.
+  big = np.ones(300 * 2**20 // 8)  # 300 MiB, written.
+  during = benchmark.peak_host_memory_mb()
+  del big
+  assert benchmark.peak_host_memory_mb() == pytest.approx(during, abs=1)
+  assert benchmark.reset_host_peak()
+  assert benchmark.peak_host_memory_mb() < during - 250
+  assert benchmark.process_peak_host_memory_mb() >= during - 1
+
+
+def test_a_rows_peak_starts_after_its_models_are_built(benchmark,
+                                                       monkeypatch):
+  """bench_training resets the host memory peak after building the row's
+  step and before timing it."""
+  calls = []
+  monkeypatch.setattr(benchmark, "fresh_session", lambda: None)
+  monkeypatch.setattr(benchmark, "training_runner", lambda *_: (
+      calls.append("build"), (None, 1, 1))[1])
+  monkeypatch.setattr(benchmark, "reset_host_peak",
+                      lambda: calls.append("reset"))
+  monkeypatch.setattr(benchmark, "timed_rate",
+                      lambda *_: calls.append("timed") or 1.0)
+  assert benchmark.bench_training(None, None, 1, 4, 2) == 1.0
+  assert calls == ["build", "reset", "timed"]
