@@ -17,11 +17,20 @@ While training, in strided layers whose smaller map has at most
 `MATMUL_MAX_ROWS` positions over the batch, they compute:
 
 * `Conv2D`: the output as patches(x) @ W, the weight gradient as
-  patches(x)^T @ dy (the same patches), the input gradient with
-  TensorFlow's `conv2d_transpose` (its own gradient kernel);
-* `Conv2DTranspose`: the output with TensorFlow's `conv2d_transpose`, the
+  patches(x)^T @ dy (the same patches), the input gradient as a
+  transposed convolution of dy (below);
+* `Conv2DTranspose`: the output as a transposed convolution of x, the
   input gradient as patches(dy) @ W and the weight gradient as
   patches(dy)^T @ x.
+
+A transposed convolution over at most `FOLD_MAX_ROWS` positions is one
+product of its input's rows with W^T, each row's products then summed
+into the positions they fall on (a fold, col2im: the transpose of the
+patches); over more, TensorFlow's `conv2d_transpose`. oneDNN's kernel for
+it is as slow on these weight-bound maps as its weight gradients were:
+the fold made whole bfloat16 steps (unet_256, 70x70 PatchGAN) at batch 1
+run 12% more images per second (7% up to 1024 positions, 11% up to 64),
+and 2.4% more at batch 16.
 
 Each is the convolution's own sum over the same products (tests compare
 outputs, gradients and second derivatives with Keras's layers). Everywhere
@@ -36,6 +45,7 @@ Variables and configs are Keras's; a `.keras` file names Keras's classes
 from typing import Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import layers
 
@@ -47,6 +57,13 @@ from keras import layers
 # PatchGAN's stride-1 layers on 31x31 maps (patches 16 times their input)
 # made the step slower (3.33 against 3.60 images/s).
 MATMUL_MAX_ROWS = 1024
+
+# Timed alone at batch 1 on the same CPU (bfloat16, 4x4 kernels, stride
+# 2): a transposed convolution from 8x8x1024 to 16x16x512 took 4.5 ms as
+# TensorFlow's conv2d_transpose and 2.4 as a product and a fold; 16x16x1024
+# to 32x32x256 4.9 and 3.0; but 32x32x512 to 64x64x128 2.0 and 4.3, and
+# 8x8 at batch 16 (1024 positions) 18 and 27.
+FOLD_MAX_ROWS = 256
 
 
 def used_here() -> bool:
@@ -68,6 +85,61 @@ def _patches(x: tf.Tensor, kernel_size: Sequence[int],
   return tf.reshape(patches, [-1, kh * kw * x.shape[-1]])
 
 
+def _fold_ids(big: Sequence[int], small: Sequence[int],
+              kernel_size: Sequence[int], strides: Sequence[int],
+              padding: str) -> np.ndarray:
+  """For each entry (row, ky, kx) of `_patches` of a `big` (height, width)
+  map whose patches sit on a `small` grid: the flat index of the big map's
+  position it reads, or big height * width where it reads the padding."""
+  position = []
+  for size, out, k, stride in zip(big, small, kernel_size, strides):
+    pad = max((out - 1) * stride + k - size, 0) // 2 if padding == "SAME" \
+        else 0
+    position.append((np.arange(out) * stride - pad)[:, None] + np.arange(k))
+  ys = position[0][:, None, :, None]  # (out_h, 1, kh, 1)
+  xs = position[1][None, :, None, :]  # (1, out_w, 1, kw)
+  inside = (ys >= 0) & (ys < big[0]) & (xs >= 0) & (xs < big[1])
+  return np.where(inside, ys * big[1] + xs, big[0] * big[1]).reshape(-1)
+
+
+def _fold(columns: tf.Tensor, big_shape: Sequence[int],
+          small: Sequence[int], kernel_size: Sequence[int],
+          strides: Sequence[int], padding: str) -> tf.Tensor:
+  """The transpose of `_patches` (col2im): `columns` (batch * small
+  positions, kh * kw * channels) summed into a (batch, height, width,
+  channels) map, in float32 before the result's cast."""
+  batch, height, width, channels = big_shape
+  ids = _fold_ids((height, width), small, kernel_size, strides, padding)
+  entries = tf.reshape(columns, [batch, ids.size, channels])
+  if batch > 1:
+    entries = tf.transpose(entries, [1, 0, 2])
+  summed = tf.math.unsorted_segment_sum(
+      tf.cast(tf.reshape(entries, [ids.size, batch * channels]), tf.float32),
+      ids, height * width + 1)[:height * width]
+  summed = tf.reshape(summed, [height, width, batch, channels])
+  if batch > 1:
+    summed = tf.transpose(summed, [2, 0, 1, 3])
+  return tf.cast(tf.reshape(summed, big_shape), columns.dtype)
+
+
+def transpose_conv(x: tf.Tensor, kernel: tf.Tensor,
+                   output_shape: Sequence[int], strides: Sequence[int],
+                   padding: str, name: str) -> tf.Tensor:
+  """`tf.nn.conv2d_transpose(x, kernel, output_shape, strides, padding)`;
+  on at most `FOLD_MAX_ROWS` positions of `x`, as x @ kernel^T (one row
+  of products per position) folded into the output (`_fold`)."""
+  rows = x.shape[0] * x.shape[1] * x.shape[2]
+  if rows > FOLD_MAX_ROWS:
+    return tf.nn.conv2d_transpose(x, kernel, output_shape,
+                                  [1, *strides, 1], padding, name=name)
+  with tf.name_scope(name):  # The profile's op kinds go by this name.
+    columns = tf.matmul(tf.reshape(x, [rows, kernel.shape[-1]]),
+                        tf.reshape(kernel, [-1, kernel.shape[-1]]),
+                        transpose_b=True, name="products")
+    return _fold(columns, output_shape, x.shape[1:3], kernel.shape[:2],
+                 strides, padding)
+
+
 def patch_conv2d(x: tf.Tensor, kernel: tf.Tensor, output_shape: Sequence[int],
                  strides: Sequence[int], padding: str) -> tf.Tensor:
   """`tf.nn.conv2d(x, kernel, strides, padding)` (NHWC, no dilation, `x` of
@@ -86,8 +158,8 @@ def patch_conv2d(x: tf.Tensor, kernel: tf.Tensor, output_shape: Sequence[int],
       dy_rows = tf.reshape(dy, [-1, kernel_shape[-1]])
       dw = tf.reshape(tf.matmul(rows, dy_rows, transpose_a=True,
                                 name="patch_weight_gradient"), kernel_shape)
-      dx = tf.nn.conv2d_transpose(dy, kernel, x.shape, [1, *strides, 1],
-                                  padding, name="input_gradient")
+      dx = transpose_conv(dy, kernel, x.shape, strides, padding,
+                          name="input_gradient")
       return dx, dw
     return y, grad
   return conv(x, kernel)
@@ -103,8 +175,8 @@ def patch_conv2d_transpose(x: tf.Tensor, kernel: tf.Tensor,
 
   @tf.custom_gradient
   def conv_transpose(x, kernel):
-    y = tf.nn.conv2d_transpose(x, kernel, output_shape, [1, *strides, 1],
-                               padding)
+    y = transpose_conv(x, kernel, output_shape, strides, padding,
+                       name="transpose_forward")
 
     def grad(dy):
       rows = _patches(dy, kernel_shape[:2], strides, padding,

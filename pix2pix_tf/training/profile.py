@@ -306,13 +306,15 @@ OP_KINDS = ("convolution_forward", "convolution_backward_data",
 def op_kind(name: str, op_type: str) -> str:
   """Which of `OP_KINDS` the op `name` of type `op_type` is."""
   backward = name.startswith("gradient_tape/")
-  # The patch products of `models.convolutions` go by their op names; the
-  # patches of a gradient count with the weight gradient they feed.
+  # The patch products and folds of `models.convolutions` go by their op
+  # names; the patches of a gradient count with the weight gradient they
+  # feed.
   if "weight_gradient" in name or "gradient_patches" in name:
     return "convolution_backward_weights"
   if "input_gradient" in name:
     return "convolution_backward_data"
-  if "patch_forward" in name or "ExtractImagePatches" in op_type:
+  if ("patch_forward" in name or "transpose_forward" in name or
+      "ExtractImagePatches" in op_type):
     return "convolution_forward"
   if "Conv2DBackpropFilter" in op_type:
     return "convolution_backward_weights"

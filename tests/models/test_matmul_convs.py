@@ -87,11 +87,23 @@ CASES = [
 ]
 
 
+@pytest.fixture(params=["fold", "conv2d_transpose"])
+def transpose_kernel(request, monkeypatch):
+  """Transposed convolutions (a Conv2DTranspose's output, a Conv2D's
+  input gradient) as a product and a fold, as on the U-Net's smallest
+  maps, or with TensorFlow's conv2d_transpose, as on larger ones (every
+  map here is small, so the limit is set to choose)."""
+  if request.param == "conv2d_transpose":
+    monkeypatch.setattr(convolutions, "FOLD_MAX_ROWS", 0)
+  return request.param
+
+
 @pytest.mark.parametrize("transposed,shape,kernel,stride,padding", CASES)
 @pytest.mark.parametrize("dtype,tolerance", [
     ("float32", 1e-5), ("mixed_bfloat16", 3e-2)])
 def test_patch_products_train_as_tensorflows_kernels(
-    transposed, shape, kernel, stride, padding, dtype, tolerance):
+    transposed, shape, kernel, stride, padding, dtype, tolerance,
+    transpose_kernel):
   pair = ((convolutions.Conv2DTranspose, keras.layers.Conv2DTranspose)
           if transposed else (convolutions.Conv2D, keras.layers.Conv2D))
   ours, theirs = layer_pair(*pair, shape, dtype, filters=7,
@@ -106,6 +118,12 @@ def test_patch_products_train_as_tensorflows_kernels(
   assert "ExtractImagePatches" in my_ops and "MatMul" in my_ops
   assert "Conv2DBackpropFilter" not in my_ops
   assert "Conv2DBackpropFilter" in keras_ops
+  # The transposed convolution: folded, or TensorFlow's kernel (its op is
+  # Conv2DBackpropInput, in the forward of a Conv2DTranspose, in the
+  # gradient of a Conv2D).
+  folded = transpose_kernel == "fold"
+  assert ("UnsortedSegmentSum" in my_ops) == folded
+  assert ("Conv2DBackpropInput" in my_ops) == (not folded)
   names = ["output", "input gradient", "kernel gradient", "bias gradient"]
   for name, a, b in zip(names, mine, keras_results):
     assert a.shape == b.shape, name
@@ -115,7 +133,7 @@ def test_patch_products_train_as_tensorflows_kernels(
 
 
 @pytest.mark.parametrize("transposed", [False, True])
-def test_second_derivatives_match_kerass(transposed):
+def test_second_derivatives_match_kerass(transposed, transpose_kernel):
   """The gradient penalty (--gan_mode=wgangp) differentiates the input
   gradient by the weights, inside the compiled step: through the patch
   products' gradient too."""

@@ -236,6 +236,13 @@ def test_ops_are_told_apart_by_type_and_direction():
       ("patch_input_gradient_1", "_MklMatMul"): "convolution_backward_data",
       ("input_gradient_4", "_MklNativeConv2DBackpropInput"):
           "convolution_backward_data",
+      ("input_gradient_4/UnsortedSegmentSum", "UnsortedSegmentSum"):
+          "convolution_backward_data",
+      ("input_gradient_2/Cast_1", "Cast"): "convolution_backward_data",
+      ("generator/up3_conv/transpose_forward/products", "_MklMatMul"):
+          "convolution_forward",
+      ("generator/up3_conv/transpose_forward/Cast", "Cast"):
+          "convolution_forward",
       ("generator/up2_conv/MatMul", "MatMul"): "other",
       ("generator/down2_act/LeakyRelu", "LeakyRelu"): "other"}
   assert {key: profile.op_kind(*key) for key in kinds} == kinds
