@@ -325,3 +325,16 @@ def test_a_rows_peak_starts_after_its_models_are_built(benchmark,
                       lambda *_: calls.append("timed") or 1.0)
   assert benchmark.bench_training(None, None, 1, 4, 2) == 1.0
   assert calls == ["build", "reset", "timed"]
+
+
+def test_the_memory_column_says_whose_peak_it_is(benchmark):
+  """Each row's own peak where the peak could be reset between rows, else
+  the process's peak so far (which includes the rows before)."""
+  row = {"images_per_second": 1.0, "ratio_to_baseline": 1.0,
+         "gflops_per_second": 2.0, "peak_host_memory_mb": 3.0}
+  report = {"training": {"1": {"default": row}},
+            "input_pipeline": {"1": 100.0}}
+  assert "| peak host MiB while training |" in benchmark.format_table(
+      {**report, "peak_host_memory_per_row": True})
+  assert "| peak host MiB of the process so far |" in (
+      benchmark.format_table({**report, "peak_host_memory_per_row": False}))

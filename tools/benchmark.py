@@ -268,17 +268,23 @@ _peaks_before_resets = [0.0]
 def reset_host_peak() -> bool:
   """Starts the peak resident memory afresh, so that `peak_host_memory_mb`
   reads the peak from now on (Linux: 5 written to /proc/self/clear_refs
-  sets the peak, VmHWM and ru_maxrss alike, to the resident memory now;
-  the peak so far is kept first for `process_peak_host_memory_mb`).
-  False where it cannot: the reading is then the process's peak so far."""
+  sets VmHWM, the peak, to the resident memory now; the peak so far is
+  kept first for `process_peak_host_memory_mb`). False where it cannot
+  (`host_peak_resets`): the reading is then the process's peak so far."""
   _peaks_before_resets[0] = max(_peaks_before_resets[0],
                                 peak_host_memory_mb())
-  try:
-    with open("/proc/self/clear_refs", "w") as f:
-      f.write("5")
-    return True
-  except OSError:
+  if not host_peak_resets():
     return False
+  with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")
+  return True
+
+
+def host_peak_resets() -> bool:
+  """Whether `reset_host_peak` can reset the peak here (Linux, where this
+  process may write /proc/self/clear_refs and read VmHWM)."""
+  return (os.access("/proc/self/clear_refs", os.W_OK) and
+          os.path.exists("/proc/self/status"))
 
 
 def peak_host_memory_mb() -> float:
@@ -902,6 +908,7 @@ def main(argv):
           f"images/s, p50 {row['p50_ms']:.1f} ms, p95 {row['p95_ms']:.1f} ms",
           flush=True)
   report["peak_host_memory_mb"] = process_peak_host_memory_mb()
+  report["peak_host_memory_per_row"] = host_peak_resets()
   write_report(report)
 
   if FLAGS.quality_steps:
@@ -936,9 +943,11 @@ def write_report(report):
 
 
 def format_table(report) -> str:
+  memory = ("peak host MiB while training"
+            if report.get("peak_host_memory_per_row") else
+            "peak host MiB of the process so far")
   lines = ["", "| batch | configuration | images/s | x baseline | GFLOP/s "
-           "| peak host MiB while training |",
-           "|---|---|---|---|---|---|"]
+           f"| {memory} |", "|---|---|---|---|---|---|"]
   for batch, rows in report["training"].items():
     for name, row in rows.items():
       ratio = row["ratio_to_baseline"]

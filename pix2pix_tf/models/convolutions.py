@@ -26,11 +26,13 @@ While training, in strided layers whose smaller map has at most
 A transposed convolution over at most `FOLD_MAX_ROWS` positions is one
 product of its input's rows with W^T, each row's products then summed
 into the positions they fall on (a fold, col2im: the transpose of the
-patches); over more, TensorFlow's `conv2d_transpose`. oneDNN's kernel for
-it is as slow on these weight-bound maps as its weight gradients were:
-the fold made whole bfloat16 steps (unet_256, 70x70 PatchGAN) at batch 1
-run 12% more images per second (7% up to 1024 positions, 11% up to 64),
-and 2.4% more at batch 16.
+patches); over more, TensorFlow's `conv2d_transpose`. On these
+weight-bound maps oneDNN's kernel for it took about twice as long as the
+product and the fold (timed alone below); in whole bfloat16 steps
+(unet_256, 70x70 PatchGAN, timed in turn with the step without the fold,
+the median of the rounds' ratios) the fold gave x1.12 at batch 1 (3.48 ->
+3.92 images/s; x1.07 up to 1024 positions, x1.11 up to 64) and x1.02 at
+batch 16.
 
 Each is the convolution's own sum over the same products (tests compare
 outputs, gradients and second derivatives with Keras's layers). Everywhere
@@ -107,7 +109,10 @@ def _fold(columns: tf.Tensor, big_shape: Sequence[int],
           strides: Sequence[int], padding: str) -> tf.Tensor:
   """The transpose of `_patches` (col2im): `columns` (batch * small
   positions, kh * kw * channels) summed into a (batch, height, width,
-  channels) map, in float32 before the result's cast."""
+  channels) map. The sums (of at most (kh / stride) * (kw / stride) terms
+  each) are taken in float32 and cast to `columns`' dtype: in bfloat16
+  the products were rounded once before them, where a convolution kernel
+  rounds only its result."""
   batch, height, width, channels = big_shape
   ids = _fold_ids((height, width), small, kernel_size, strides, padding)
   entries = tf.reshape(columns, [batch, ids.size, channels])
@@ -158,8 +163,9 @@ def patch_conv2d(x: tf.Tensor, kernel: tf.Tensor, output_shape: Sequence[int],
       dy_rows = tf.reshape(dy, [-1, kernel_shape[-1]])
       dw = tf.reshape(tf.matmul(rows, dy_rows, transpose_a=True,
                                 name="patch_weight_gradient"), kernel_shape)
-      dx = transpose_conv(dy, kernel, x.shape, strides, padding,
-                          name="input_gradient")
+      # Static shape for the fold's row count, as the output's.
+      dx = transpose_conv(tf.reshape(dy, output_shape), kernel, x.shape,
+                          strides, padding, name="input_gradient")
       return dx, dw
     return y, grad
   return conv(x, kernel)
