@@ -300,7 +300,8 @@ def test_the_quality_check_compares_means_over_seeds(
 def test_each_row_reads_its_own_host_memory_peak(benchmark):
   """A row's peak host memory starts from what the process holds when the
   row begins, not from the largest earlier row's (reset_host_peak); the
-  run's peak (ru_maxrss) keeps the largest."""
+  run's peak (process_peak_host_memory_mb, which keeps each peak before
+  its reset) keeps the largest."""
   assert benchmark.reset_host_peak()  # Linux, as on every machine here.
   big = np.ones(300 * 2**20 // 8)  # 300 MiB, written.
   during = benchmark.peak_host_memory_mb()
