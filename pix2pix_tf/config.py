@@ -38,6 +38,10 @@ LR_POLICIES = ("linear", "step", "cosine", "constant")
 MIXED_PRECISIONS = ("auto", "none", "bf16", "fp16")
 DIRECTIONS = ("AtoB", "BtoA")
 STRATEGIES = ("mirrored", "one_device", "multi_worker")
+# The options that choose which kernels train the networks, not what they
+# compute: all false is Keras's and TensorFlow's own kernels.
+KERNEL_OPTIONS = ("fused_updates", "fused_batch_norm", "matmul_small_convs",
+                  "compiled_activations")
 INFERENCE_MODES = ("paper", "eval")
 # The reference's --preprocess modes (see data.transforms.preprocess).
 PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width",
@@ -281,6 +285,12 @@ class Config:
       "U-Net's maps up to 32x32) as matrix multiplies over image patches: "
       "the same sums as TensorFlow's convolution kernels, faster there; "
       "false, or with a GPU: the kernels.")
+  compiled_activations: bool = option(
+      True,
+      "On machines without a GPU, train bfloat16 LeakyReLU and ReLU "
+      "layers as XLA-compiled programs (the same values as TensorFlow's "
+      "kernels, faster there); false, with a GPU or in float32: "
+      "TensorFlow's kernels.")
 
   # Outputs.
   model_dir: str = option(

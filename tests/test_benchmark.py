@@ -90,7 +90,8 @@ def test_slow_steps_get_fewer_timed_calls(benchmark):
 # The variants the end-to-end run times: all but bf16, fp16 and xla (slow
 # to trace and run on a small CPU).
 VARIANT_NAMES = ("default", "baseline", "simultaneous", "fused", "fused_bn",
-                 "matmul_convs", "one_device", "spe", "combined")
+                 "matmul_convs", "compiled_activations", "one_device", "spe",
+                 "combined")
 
 
 @pytest.mark.slow
@@ -120,7 +121,8 @@ def test_benchmark_runs_and_writes_json(tmp_path):
   assert rows["simultaneous"]["overrides"]["update_order"] == "simultaneous"
   for name, kernels in (("fused", "fused_updates"),
                         ("fused_bn", "fused_batch_norm"),
-                        ("matmul_convs", "matmul_small_convs")):
+                        ("matmul_convs", "matmul_small_convs"),
+                        ("compiled_activations", "compiled_activations")):
     assert rows["baseline"]["overrides"][kernels] is False
     assert rows[name]["overrides"][kernels] is True
   assert rows["one_device"]["overrides"]["strategy"] == "one_device"
@@ -155,11 +157,11 @@ def test_benchmark_runs_and_writes_json(tmp_path):
 
 
 @pytest.mark.parametrize("kernels", list(itertools.product(
-    [True, False], repeat=3)))
+    [True, False], repeat=len(config_lib.KERNEL_OPTIONS))))
 def test_the_default_meets_the_plain_step_with_its_own_kernels(
     benchmark, monkeypatch, kernels, tmp_path):
-  """The tutorial's plain step uses Keras's Adam, batch norm and
-  convolutions; when the default uses any other kernel, a second plain
+  """The tutorial's plain step uses Keras's Adam, batch norm,
+  convolutions and activations; when the default uses any other kernel, a second plain
   step with the same kernels gives the like for like ratio (what the
   strategy, metrics and loop cost). On a scripted clock whose speed
   changes from one timed repeat to the next: each pair is timed in turn,
@@ -180,8 +182,8 @@ def test_the_default_meets_the_plain_step_with_its_own_kernels(
     return run, images, steps
 
   def plain(config, split, batch_size, fused_updates=False):
-    used = (fused_updates, config.fused_batch_norm,
-            config.matmul_small_convs)
+    used = (fused_updates,) + tuple(
+        getattr(config, name) for name in config_lib.KERNEL_OPTIONS[1:])
     timed.append(used)
     return runner("plain", 2.0 if any(used) else 4.0, 2, 1,
                   [1, 2, 3, 1, 2])
@@ -194,11 +196,10 @@ def test_the_default_meets_the_plain_step_with_its_own_kernels(
   monkeypatch.setattr(benchmark, "FLAGS", types.SimpleNamespace(
       steps_per_repeat=4, warmup_steps=2, seconds_per_row=1e6, repeats=5))
   config = small_config(tmp_path, tmp_path, **dict(zip(
-      ("fused_updates", "fused_batch_norm", "matmul_small_convs"),
-      kernels)))
+      config_lib.KERNEL_OPTIONS, kernels)))
   result = benchmark.compare_plain(config, None, 2)
-  assert timed == [(False, False, False)] + ([kernels] if any(kernels)
-                                             else [])
+  assert timed == [(False,) * len(kernels)] + ([kernels] if any(kernels)
+                                               else [])
   # Warm-up (3 steps) and sizing (1 call), then five rounds of 4 steps.
   plain_first, ours_first = [("plain", 4), ("ours", 2)], [
       ("ours", 2), ("plain", 4)]

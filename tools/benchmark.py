@@ -73,7 +73,8 @@ flags.DEFINE_list("variants", ["default", "baseline"],
                   "(the baseline with --update_order=simultaneous: what the "
                   "alternating update costs), fused (--fused_updates), "
                   "fused_bn (--fused_batch_norm), matmul_convs "
-                  "(--matmul_small_convs), one_device "
+                  "(--matmul_small_convs), compiled_activations "
+                  "(--compiled_activations), one_device "
                   "(--strategy=one_device), bf16, fp16, xla, spe "
                   "(--bench_spe steps per call), combined (every "
                   "optimisation that beat the baseline alone at this batch "
@@ -129,12 +130,12 @@ VARIANTS = {
     "default": {},  # The flags as given.
     "baseline": dict(mixed_precision="none", jit_compile=False,
                      steps_per_execution=1, update_order="alternating",
-                     fused_updates=False, fused_batch_norm=False,
-                     matmul_small_convs=False),
+                     **dict.fromkeys(config_lib.KERNEL_OPTIONS, False)),
     "simultaneous": dict(update_order="simultaneous"),
     "fused": dict(fused_updates=True),
     "fused_bn": dict(fused_batch_norm=True),
     "matmul_convs": dict(matmul_small_convs=True),
+    "compiled_activations": dict(compiled_activations=True),
     # One replica without MirroredStrategy's per-replica wrappers.
     "one_device": dict(strategy="one_device"),
     "bf16": dict(mixed_precision="bf16"),
@@ -164,6 +165,8 @@ def combined_overrides(rows) -> dict:
     overrides["fused_batch_norm"] = True
   if helped("matmul_convs"):
     overrides["matmul_small_convs"] = True
+  if helped("compiled_activations"):
+    overrides["compiled_activations"] = True
   if helped("one_device"):
     overrides["strategy"] = "one_device"
   if helped("spe"):
@@ -494,17 +497,17 @@ def profile_refusal(config):
 
 def compare_plain(config, split, batch_size):
   """The default row's configuration against the plain Keras step as the
-  tutorial writes it (Keras's Adam, batch norm and convolutions) and, when
-  the default uses other kernels (fused updates or batch norm,
-  patch-product convolutions), against the plain step with the same
-  kernels: like for like, the cost of the strategy, the metrics and the
+  tutorial writes it (Keras's Adam, batch norm, convolutions and
+  activations) and, when the default uses other kernels
+  (`config_lib.KERNEL_OPTIONS`: fused updates or batch norm, patch-product
+  convolutions, compiled activations), against the plain step with the
+  same kernels: like for like, the cost of the strategy, the metrics and the
   loop. Each pair is timed in turn (`seconds_in_turn`); the ratio is the
   median over the rounds of the two rates within a round."""
   result = {}
-  plains = {"": (dataclasses.replace(config, fused_batch_norm=False,
-                                     matmul_small_convs=False), False)}
-  if (config.fused_updates or config.fused_batch_norm or
-      config.matmul_small_convs):
+  plains = {"": (dataclasses.replace(config, **dict.fromkeys(
+      config_lib.KERNEL_OPTIONS, False)), False)}
+  if any(getattr(config, name) for name in config_lib.KERNEL_OPTIONS):
     plains["_same_kernels"] = (config, config.fused_updates)
   for suffix, (plain_config, fused) in plains.items():
     try:
@@ -742,8 +745,8 @@ def bench_inference(config, batch_sizes, repeats):
 
 def quality_check(steps, data_dir, precisions, seeds=1):
   """val L1 of the demo configuration after `steps` steps per precision
-  (fused Adam and batch norm, patch-product convolutions), and in fp32
-  with Keras's Adam, batch norm and convolutions ("keras_kernels", the
+  (every one of `config_lib.KERNEL_OPTIONS`), and in fp32 with Keras's
+  Adam, batch norm, convolutions and activations ("keras_kernels", the
   reference point: the step before any optimisation): a list per
   configuration, one run per seed in range(`seeds`)."""
   import tensorflow as tf
@@ -765,9 +768,8 @@ def quality_check(steps, data_dir, precisions, seeds=1):
             base, data_dir=data_dir, model_dir=folder, max_steps=steps,
             seed=seed,
             mixed_precision="none" if name == "keras_kernels" else name,
-            fused_updates=name != "keras_kernels",
-            fused_batch_norm=name != "keras_kernels",
-            matmul_small_convs=name != "keras_kernels", num_samples=0,
+            **dict.fromkeys(config_lib.KERNEL_OPTIONS,
+                            name != "keras_kernels"), num_samples=0,
             label_palette="",
             eval_every_steps=steps, checkpoint_every_steps=steps,
             sample_every_steps=steps, log_every_steps=max(1, steps // 10),

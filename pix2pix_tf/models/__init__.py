@@ -20,9 +20,13 @@ layer, so parameter counts equal the reference's exactly:
 * Convolutions are Keras's Conv2D and Conv2DTranspose; while training,
   strided ones over small maps compute the same sums as matrix multiplies
   over image patches (`convolutions`, `--matmul_small_convs`).
+* Activations are Keras's LeakyReLU and ReLU; while training in bfloat16
+  they compute the same values as XLA-compiled programs (`activations`,
+  `--compiled_activations`).
 
 Modules: `layers` (initialisation, norms, custom layers), `convolutions`
-(the patch-product training of small convolutions), `generators`
+(the patch-product training of small convolutions), `activations` (the
+compiled training of bfloat16 activations), `generators`
 (and paper-mode inference), `discriminators`, `checkpoints` (restore with
 every variable matched).
 """

@@ -7,6 +7,7 @@ import keras
 from keras import layers
 
 from pix2pix_tf import config as config_lib
+from pix2pix_tf.models.activations import LeakyReLU
 from pix2pix_tf.models.convolutions import Conv2D
 from pix2pix_tf.models.layers import (LEAKY_SLOPE, apply_norm,
                                       conv_initializer, flat_layers,
@@ -63,7 +64,7 @@ def patchgan_discriminator(n_layers: int = 3, input_channels: int = 3,
   # C64 without norm: (batch, 128, 128, 64) for a 256x256 pair.
   x = Conv2D(ndf, 4, strides=2, padding="same",
              kernel_initializer=conv_initializer(), name="conv0")(x)
-  x = layers.LeakyReLU(LEAKY_SLOPE, name="conv0_lrelu")(x)
+  x = LeakyReLU(LEAKY_SLOPE, name="conv0_lrelu")(x)
   features.append(x)
   for i in range(1, n_layers + 1):
     # Stride 2 up to n_layers - 1, then one stride-1 block: for n_layers=3,
@@ -77,7 +78,7 @@ def patchgan_discriminator(n_layers: int = 3, input_channels: int = 3,
                use_bias=bias, kernel_initializer=conv_initializer(),
                name=f"conv{i}")(x)
     x = apply_norm(x, norm, f"conv{i}_norm")
-    x = layers.LeakyReLU(LEAKY_SLOPE, name=f"conv{i}_lrelu")(x)
+    x = LeakyReLU(LEAKY_SLOPE, name=f"conv{i}_lrelu")(x)
     features.append(x)
 
   # One logit per patch: (batch, 30, 30, 1) for n_layers=3 at 256x256.
@@ -103,12 +104,12 @@ def pixel_discriminator(input_channels: int = 3, output_channels: int = 3,
   x = _downsample(x, downsample, name)
   x = Conv2D(ndf, 1, kernel_initializer=conv_initializer(),
              name="conv0")(x)
-  x = layers.LeakyReLU(LEAKY_SLOPE, name="conv0_lrelu")(x)
+  x = LeakyReLU(LEAKY_SLOPE, name="conv0_lrelu")(x)
   features = [x]
   x = Conv2D(ndf * 2, 1, use_bias=bias,
              kernel_initializer=conv_initializer(), name="conv1")(x)
   x = apply_norm(x, norm, "conv1_norm")
-  x = layers.LeakyReLU(LEAKY_SLOPE, name="conv1_lrelu")(x)
+  x = LeakyReLU(LEAKY_SLOPE, name="conv1_lrelu")(x)
   features.append(x)
   x = Conv2D(1, 1, use_bias=bias, kernel_initializer=conv_initializer(),
              name="logits")(x)

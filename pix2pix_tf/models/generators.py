@@ -8,6 +8,7 @@ import tensorflow as tf
 from keras import layers
 
 from pix2pix_tf import config as config_lib
+from pix2pix_tf.models.activations import LeakyReLU, ReLU
 from pix2pix_tf.models.convolutions import Conv2D, Conv2DTranspose
 from pix2pix_tf.models.layers import (LEAKY_SLOPE, AlwaysDropout,
                                       BatchStatisticsNormalization,
@@ -25,7 +26,7 @@ def _unet_encoder(input_image, filters, norm: str):
   x = input_image  # (batch, 256, 256, 3) for unet_256
   for i, f in enumerate(filters):
     if i > 0:
-      x = layers.LeakyReLU(LEAKY_SLOPE, name=f"down{i}_lrelu")(x)
+      x = LeakyReLU(LEAKY_SLOPE, name=f"down{i}_lrelu")(x)
     x = Conv2D(f, 4, strides=2, padding="same",
                use_bias=uses_bias(norm),
                kernel_initializer=conv_initializer(),
@@ -65,7 +66,7 @@ def unet_generator(depth: int = 8, input_channels: int = 3,
   # Decoder. Each block: ReLU - transposed conv(stride 2) - norm - [dropout],
   # then concatenation with the encoder output of the same size.
   for j, i in enumerate(reversed(range(1, depth))):
-    x = layers.ReLU(name=f"up{i}_relu")(x)
+    x = ReLU(name=f"up{i}_relu")(x)
     x = Conv2DTranspose(filters[i - 1], 4, strides=2, padding="same",
                         use_bias=uses_bias(norm),
                         kernel_initializer=conv_initializer(),
@@ -78,7 +79,7 @@ def unet_generator(depth: int = 8, input_channels: int = 3,
     x = layers.Concatenate(name=f"up{i}_skip")([skips[i - 1], x])
 
   # Outermost block: back to image channels in [-1, 1].
-  x = layers.ReLU(name="up0_relu")(x)
+  x = ReLU(name="up0_relu")(x)
   x = Conv2DTranspose(output_channels, 4, strides=2, padding="same",
                       kernel_initializer=conv_initializer(),
                       name="up0_conv")(x)
@@ -107,19 +108,19 @@ def resnet_generator(n_blocks: int = 9, input_channels: int = 3,
   x = ReflectionPadding2D(3, name="in_pad")(input_image)
   x = conv(ngf, 7, 1, "in_conv")(x)  # (batch, 256, 256, 64)
   x = apply_norm(x, norm, "in_norm")
-  x = layers.ReLU(name="in_relu")(x)
+  x = ReLU(name="in_relu")(x)
   for i in range(2):  # (batch, 128, 128, 128), then (batch, 64, 64, 256)
     # One zero on each side, as the reference's padding=1 ('same' would
     # pad only after, and sample the image one pixel off).
     x = layers.ZeroPadding2D(1, name=f"down{i}_pad")(x)
     x = conv(ngf * 2 ** (i + 1), 3, 2, f"down{i}_conv")(x)
     x = apply_norm(x, norm, f"down{i}_norm")
-    x = layers.ReLU(name=f"down{i}_relu")(x)
+    x = ReLU(name=f"down{i}_relu")(x)
   for b in range(n_blocks):
     y = ReflectionPadding2D(1, name=f"block{b}_pad0")(x)
     y = conv(ngf * 4, 3, 1, f"block{b}_conv0")(y)
     y = apply_norm(y, norm, f"block{b}_norm0")
-    y = layers.ReLU(name=f"block{b}_relu")(y)
+    y = ReLU(name=f"block{b}_relu")(y)
     if dropout > 0:
       y = layers.Dropout(dropout, name=f"block{b}_dropout")(y)
     y = ReflectionPadding2D(1, name=f"block{b}_pad1")(y)
@@ -136,7 +137,7 @@ def resnet_generator(n_blocks: int = 9, input_channels: int = 3,
                         name=f"up{i}_conv")(x)
     x = layers.Cropping2D(((1, 0), (1, 0)), name=f"up{i}_crop")(x)
     x = apply_norm(x, norm, f"up{i}_norm")
-    x = layers.ReLU(name=f"up{i}_relu")(x)
+    x = ReLU(name=f"up{i}_relu")(x)
   x = ReflectionPadding2D(3, name="out_pad")(x)
   x = Conv2D(output_channels, 7, kernel_initializer=conv_initializer(),
              name="out_conv")(x)

@@ -10,7 +10,7 @@ import tensorflow as tf
 from keras import layers
 
 from pix2pix_tf import config as config_lib
-from pix2pix_tf.models import convolutions
+from pix2pix_tf.models import activations, convolutions
 
 
 LEAKY_SLOPE = 0.2
@@ -125,17 +125,20 @@ def flat_layers(model: keras.Model) -> List[layers.Layer]:
 
 def set_training_kernels(model: keras.Model,
                          config: config_lib.Config) -> keras.Model:
-  """Sets which kernels train `model`'s batch norms and convolutions, from
-  `config`'s `fused_batch_norm` and `matmul_small_convs` (see
-  `FusedBatchNormalization` and `convolutions`: patch products on
-  machines without a GPU only, `convolutions.used_here`); read when the
-  training step is traced."""
+  """Sets which kernels train `model`'s batch norms, convolutions and
+  activations, from `config`'s `fused_batch_norm`, `matmul_small_convs`
+  and `compiled_activations` (see `FusedBatchNormalization`,
+  `convolutions` and `activations`: patch products and compiled
+  activations on machines without a GPU only, `convolutions.used_here`);
+  read when the training step is traced."""
   for layer in flat_layers(model):
     if isinstance(layer, FusedBatchNormalization):
       layer.fused = config.fused_batch_norm
     if isinstance(layer, (convolutions.Conv2D,
                           convolutions.Conv2DTranspose)):
       layer.matmul = config.matmul_small_convs
+    if isinstance(layer, (activations.LeakyReLU, activations.ReLU)):
+      layer.compiled = config.compiled_activations
   return model
 
 
@@ -145,14 +148,16 @@ _KERAS_CLASSES = {
     FusedBatchNormalization: layers.BatchNormalization,
     convolutions.Conv2D: layers.Conv2D,
     convolutions.Conv2DTranspose: layers.Conv2DTranspose,
+    activations.LeakyReLU: layers.LeakyReLU,
+    activations.ReLU: layers.ReLU,
 }
 
 
 @contextlib.contextmanager
 def keras_layers(model: keras.Model) -> Iterator[keras.Model]:
-  """`model` with its batch norms and convolutions seen as Keras's own
-  classes while the block runs: a `.keras` file saved inside loads with
-  Keras alone. The kernels that train them are no part of the model (each
+  """`model` with its batch norms, convolutions and activations seen as
+  Keras's own classes while the block runs: a `.keras` file saved inside
+  loads with Keras alone. The kernels that train them are no part of the model (each
   computes what Keras's layer does at inference, with the same variables),
   so the file names Keras's classes; the layers are the same objects, whose
   classes are set back on leaving."""

@@ -3,9 +3,9 @@
 `PlainStep` is the pix2pix step as the TensorFlow tutorial writes it: the
 package's own generator and discriminator, two gradient tapes, Keras's
 BinaryCrossentropy and Adam, one `tf.function`; no strategy, no metrics, no
-loop. Its batch norm and convolutions are the configuration's
-(`fused_batch_norm`, `matmul_small_convs`): the tutorial's own, Keras's,
-with both false. It is the floor:
+loop. Its batch norm, convolutions and activations are the configuration's
+(`fused_batch_norm`, `matmul_small_convs`, `compiled_activations`): the
+tutorial's own, Keras's, with all false. It is the floor:
 the package's step must not be slower. It takes the same update order,
 precision and XLA setting as the configuration it is built from, so
 that the two do the same arithmetic; with `fused_updates` it also takes the
@@ -19,7 +19,8 @@ their sum (the input, the metrics, the loop, the host) is "everything
 else".
 
 `op_times` sums a TensorFlow profiler trace of whole steps by kind of op
-(convolutions by direction, batch norm, casts, the optimizer, the rest):
+(convolutions by direction, batch norm, activations, casts, the optimizer,
+XLA's compiled programs, the rest):
 where the time goes inside the parts, on a CPU (on a GPU the traced host
 threads only launch the kernels).
 """
@@ -50,8 +51,9 @@ class PlainStep:
   applies one update (alternating or simultaneous, as `config` says) and
   returns the generator's total loss. Its optimizers are Keras's Adam, as
   in the tutorial, or with `fused_updates` the package's `FusedAdam`; its
-  batch norm and convolutions are `config`'s (Keras's with
-  `fused_batch_norm` and `matmul_small_convs` false)."""
+  batch norm, convolutions and activations are `config`'s (Keras's with
+  `fused_batch_norm`, `matmul_small_convs` and `compiled_activations`
+  false)."""
 
   def __init__(self, config: config_lib.Config, fused_updates: bool = False):
     if precision.resolve_mixed_precision(config.mixed_precision) == "fp16":
@@ -299,8 +301,17 @@ def _parts(seconds: Dict[str, float]) -> Dict[str, float]:
 # The kinds `op_times` sums TensorFlow's ops into, by op type (oneDNN's
 # kernels carry an _Mkl prefix) and, for convolutions, by direction.
 OP_KINDS = ("convolution_forward", "convolution_backward_data",
-            "convolution_backward_weights", "batch_norm", "cast",
-            "optimizer", "other")
+            "convolution_backward_weights", "batch_norm", "activation",
+            "cast", "optimizer", "compiled", "other")
+
+# TensorFlow's activation kernels (and their gradients), by op type.
+_ACTIVATIONS = ("Relu", "ReluGrad", "LeakyRelu", "LeakyReluGrad", "Tanh",
+                "TanhGrad")
+
+# An XLA program's run in a trace (`models.activations`, or a pass under
+# --jit_compile): a span of its own on the thread that launched it, the
+# program's wall time; it carries no op name.
+_COMPILED_SPAN = "CpuExecutable::ExecuteAsyncOnStream"
 
 
 def op_kind(name: str, op_type: str) -> str:
@@ -324,6 +335,8 @@ def op_kind(name: str, op_type: str) -> str:
             "convolution_forward")
   if "BatchNorm" in op_type:
     return "batch_norm"
+  if op_type.replace("_MklNative", "").replace("_Mkl", "") in _ACTIVATIONS:
+    return "activation"
   if op_type == "Cast":
     return "cast"
   if "Apply" in op_type or "adam" in name.lower():
@@ -338,8 +351,10 @@ def op_times(call: Callable[[], object], steps: int,
   inter-op parallelism they can exceed the step's wall time), from a
   TensorFlow profiler trace of `steps` calls written under `logdir` (a
   fresh folder: every trace under it is summed). CPU ops only. The
-  trace's event names are "<op name>:<op type>" on its tf_Compute lines;
-  an empty dict where the trace holds none (another TensorFlow layout)."""
+  trace's event names are "<op name>:<op type>" on its tf_Compute lines,
+  and XLA's programs (kind "compiled") are spans named `_COMPILED_SPAN`
+  there; an empty dict where the trace holds none (another TensorFlow
+  layout)."""
   call()  # Traced and warm before the profiler starts.
   tf.profiler.experimental.start(logdir)
   try:
@@ -368,7 +383,10 @@ def _trace_totals(logdir: str) -> Dict[str, float]:
                       for event in line.events):
           label = plane.event_metadata[event.metadata_id].name
           op, _, op_type = label.rpartition(":")
-          if op and "::" not in label:  # Not an executor's own span.
-            kind = op_kind(op, op_type)
+          kind = ("compiled" if label == _COMPILED_SPAN else
+                  # Not an executor's own span.
+                  op_kind(op, op_type) if op and "::" not in label else
+                  None)
+          if kind:
             totals[kind] = totals.get(kind, 0.0) + event.duration_ps / 1e12
   return totals

@@ -185,10 +185,13 @@ def test_each_part_is_the_median_of_its_differences_within_a_round(
 @pytest.mark.parametrize("fused", [True, False])
 def test_op_times_sum_the_traced_ops_by_kind(fused, tmp_path):
   """A trace of whole steps, summed by kind of op: convolutions in each
-  direction and the optimizer always; batch norm exactly when it runs as
-  the fused kernel (Keras's own is elementwise ops: "other")."""
+  direction, activations and the optimizer always; batch norm exactly
+  when it runs as the fused kernel (Keras's own is elementwise ops:
+  "other"); XLA's programs exactly when the bfloat16 activations run
+  compiled."""
   config = small_config(tmp_path, tmp_path / "run", fused_batch_norm=fused,
-                        fused_updates=fused)
+                        fused_updates=fused, compiled_activations=fused,
+                        mixed_precision="bf16")
   strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
   built = training.build(config, strategy, steps_per_epoch=10)
   iterator = iter(strategy.experimental_distribute_dataset(
@@ -198,9 +201,11 @@ def test_op_times_sum_the_traced_ops_by_kind(fused, tmp_path):
       2, str(tmp_path / "trace"))
   assert tuple(ops) == profile.OP_KINDS
   for kind in ("convolution_forward", "convolution_backward_data",
-               "convolution_backward_weights", "optimizer", "other"):
+               "convolution_backward_weights", "activation", "optimizer",
+               "other"):
     assert ops[kind] > 0, kind
   assert (ops["batch_norm"] > 0) == fused
+  assert (ops["compiled"] > 0) == fused
 
 
 def test_ops_are_told_apart_by_type_and_direction():
@@ -243,8 +248,12 @@ def test_ops_are_told_apart_by_type_and_direction():
           "convolution_forward",
       ("generator/up3_conv/transpose_forward/Cast", "Cast"):
           "convolution_forward",
+      ("generator/down2_lrelu/LeakyRelu", "LeakyRelu"): "activation",
+      ("gradient_tape/generator/up1_relu/ReluGrad", "ReluGrad"):
+          "activation",
+      ("generator/generated_image/Tanh", "_MklTanh"): "activation",
       ("generator/up2_conv/MatMul", "MatMul"): "other",
-      ("generator/down2_act/LeakyRelu", "LeakyRelu"): "other"}
+      ("generator/up2_skip/concat", "ConcatV2"): "other"}
   assert {key: profile.op_kind(*key) for key in kinds} == kinds
 
 

@@ -1,0 +1,173 @@
+"""--compiled_activations: bfloat16 LeakyReLU and ReLU trained as XLA
+programs, computing what TensorFlow's kernels compute."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import built_small, l1_losses, networks_layers, step_ops
+from pix2pix_tf import models
+from pix2pix_tf.models import activations, convolutions
+
+
+@pytest.fixture(autouse=True)
+def without_a_gpu(monkeypatch):
+  """The compiled activations as on a machine without a GPU, wherever the
+  tests run."""
+  monkeypatch.setattr(convolutions, "used_here", lambda: True)
+
+
+LAYERS = {
+    "leaky_relu": (lambda **kw: activations.LeakyReLU(0.2, **kw),
+                   lambda **kw: keras.layers.LeakyReLU(0.2, **kw)),
+    "relu": (lambda **kw: activations.ReLU(**kw),
+             lambda **kw: keras.layers.ReLU(**kw)),
+}
+
+
+def inputs(dtype=tf.bfloat16):
+  """Values of both signs and of many magnitudes, exact zeros (where the
+  gradient's rule decides), values that the slope rounds to zero, and a
+  NaN."""
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(2, 5, 7, 3)) * 10.0 ** rng.integers(-3, 3,
+                                                            (2, 5, 7, 3))
+  x[0, 0, :, 0] = 0.0
+  x[0, 1, 0, :] = [1e-39, -1e-39, np.nan]
+  return tf.cast(tf.constant(x, tf.float32), dtype)
+
+
+def assert_same_bits(actual, desired):
+  """Equal values, zeros of the same sign, NaN where NaN."""
+  np.testing.assert_array_equal(actual, desired)
+  np.testing.assert_array_equal(np.signbit(actual), np.signbit(desired))
+
+
+def compiled_calls(ops):
+  """The names of the functions `ops` call as XLA programs."""
+  return [op.get_attr("f").name for op in ops
+          if op.type.endswith("PartitionedCall") and
+          op.node_def.attr["_XlaMustCompile"].b]
+
+
+def trained_once(layer, x, training=True):
+  """Output and input gradient of one call of `layer` on `x` (the loss
+  weighted, so that the gradient is not a plain one), and the graph."""
+
+  def call(x):
+    with tf.GradientTape() as tape:
+      tape.watch(x)
+      y = layer(x, training=training)
+      loss = tf.reduce_sum(tf.cast(y, tf.float32) *
+                           tf.cos(tf.cast(x, tf.float32)))
+    return y, tape.gradient(loss, x)
+
+  function = tf.function(call)
+  y, dx = function(x)
+  return (y.numpy(), dx.numpy(),
+          function.get_concrete_function(x).graph)
+
+
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_outputs_and_gradients_are_tensorflows_bit_for_bit(name):
+  ours, theirs = LAYERS[name]
+  x = inputs()
+  y, dx, graph = trained_once(ours(dtype="mixed_bfloat16"), x)
+  want_y, want_dx, want_graph = trained_once(
+      theirs(dtype="mixed_bfloat16"), x)
+  assert y.dtype == want_y.dtype and dx.dtype == want_dx.dtype
+  assert_same_bits(y, want_y)
+  assert_same_bits(dx, want_dx)
+  # The output and the gradient each ran as one compiled program, in
+  # place of TensorFlow's kernels.
+  kernel = {"leaky_relu": "LeakyRelu", "relu": "Relu"}[name]
+  called = compiled_calls(graph.get_operations())
+  assert [f.rsplit("_", 1)[0] for f in called] == [
+      f"__inference__{name}", f"__inference__{name}_gradient"]
+  types = {op.type for op in graph.get_operations()}
+  assert kernel not in types and kernel + "Grad" not in types
+  assert {kernel, kernel + "Grad"} <= {
+      op.type for op in want_graph.get_operations()}
+
+
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_second_derivatives_are_tensorflows(name):
+  """The gradient penalty differentiates the activations' gradients."""
+  ours, theirs = LAYERS[name]
+  x = inputs()
+  w = tf.cast(tf.linspace(-1.0, 2.0, 3), tf.bfloat16)
+
+  def penalty(layer):
+
+    @tf.function
+    def call(x, w):
+      with tf.GradientTape() as outer:
+        outer.watch(w)
+        with tf.GradientTape() as inner:
+          inner.watch(x)
+          y = layer(x * w, training=True)
+          loss = tf.reduce_sum(tf.cast(y, tf.float32) ** 2)
+        dx = inner.gradient(loss, x)
+        norm = tf.reduce_sum(tf.cast(dx, tf.float32) ** 2)
+      return dx, outer.gradient(norm, w)
+
+    return [t.numpy() for t in call(x, w)], call.get_concrete_function(
+        x, w).graph
+
+  (dx, dw), graph = penalty(ours(dtype="mixed_bfloat16"))
+  (want_dx, want_dw), _ = penalty(theirs(dtype="mixed_bfloat16"))
+  assert compiled_calls(graph.get_operations())
+  assert_same_bits(dx, want_dx)
+  assert_same_bits(dw, want_dw)
+
+
+@pytest.mark.parametrize("case", ["float32", "inference", "off", "gpu",
+                                  "capped", "thresholded"])
+def test_elsewhere_keras_runs(case, monkeypatch):
+  dtype = "float32" if case == "float32" else "mixed_bfloat16"
+  layer = {
+      "capped": lambda: activations.ReLU(6.0, dtype=dtype),
+      "thresholded": lambda: activations.ReLU(threshold=0.5, dtype=dtype),
+  }.get(case, lambda: activations.LeakyReLU(
+      0.2, compiled=case != "off", dtype=dtype))()
+  if case == "gpu":
+    monkeypatch.setattr(convolutions, "used_here", lambda: False)
+  x = inputs()
+  _, _, graph = trained_once(layer, x, training=case != "inference")
+  assert not compiled_calls(graph.get_operations())
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_the_flag_chooses_the_kernels_and_training_lowers_the_loss(
+    compiled, tmp_path):
+  built, strategy = built_small(tmp_path, mixed_precision="bf16",
+                                compiled_activations=compiled)
+  found = networks_layers(built, (activations.LeakyReLU, activations.ReLU))
+  assert found and all(layer.compiled == compiled for layer in found)
+  losses = l1_losses(built, strategy)
+  assert np.mean(losses[-5:]) < 0.9 * np.mean(losses[:5])
+  graph = step_ops(built, strategy)
+  kernels = {op.type for op in graph} & {"LeakyRelu", "LeakyReluGrad",
+                                         "Relu", "ReluGrad"}
+  assert bool(compiled_calls(graph)) == compiled
+  assert kernels == (set() if compiled else
+                     {"LeakyRelu", "LeakyReluGrad", "Relu", "ReluGrad"})
+
+
+def test_saved_as_keras_activations(tmp_path):
+  inputs_ = keras.Input((8, 8, 3))
+  x = activations.LeakyReLU(0.2, compiled=False, name="leaky")(inputs_)
+  model = keras.Model(inputs_, activations.ReLU(name="relu")(x))
+  model.save(str(tmp_path / "own.keras"))
+  loaded = keras.models.load_model(str(tmp_path / "own.keras"))
+  assert type(loaded.get_layer("leaky")) is activations.LeakyReLU
+  assert loaded.get_layer("leaky").compiled is False
+  assert loaded.get_layer("relu").compiled is True
+  with models.keras_layers(model):
+    assert type(model.get_layer("leaky")) is keras.layers.LeakyReLU
+    assert type(model.get_layer("relu")) is keras.layers.ReLU
+    model.save(str(tmp_path / "keras.keras"))
+  assert type(model.get_layer("relu")) is activations.ReLU
+  plain = keras.models.load_model(str(tmp_path / "keras.keras"))
+  assert type(plain.get_layer("leaky")) is keras.layers.LeakyReLU
