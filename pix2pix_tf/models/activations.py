@@ -20,7 +20,10 @@ output as one XLA program and their input's gradient as another, from the
 output: with a slope >= 0 (Keras refuses others), y > 0 exactly where
 x > 0, where TensorFlow's gradients test x. The values are TensorFlow's
 own, bit for bit, signed zeros and NaN included (tests compare outputs,
-gradients and second derivatives with Keras's layers).
+gradients and second derivatives with Keras's layers); only from a NaN
+input does TensorFlow's second derivative differ, carrying NaN into the
+weights through a zero, where these carry none (its loss is NaN either
+way).
 Everywhere else (inference, exports, float32, `compiled=False`:
 `--compiled_activations=false`) Keras's layers run unchanged. A `.keras`
 file names Keras's classes (`models.keras_layers`).
@@ -42,8 +45,11 @@ def _leaky_relu(x: tf.Tensor, slope: float) -> tf.Tensor:
 def _leaky_relu_gradient(dy: tf.Tensor, y: tf.Tensor,
                          slope: float) -> tf.Tensor:
   # TensorFlow's LeakyReluGrad: dy where x > 0, else dy times the slope
-  # rounded to dy's dtype.
-  return tf.where(y > 0, dy, dy * tf.constant(slope, dy.dtype))
+  # rounded to dy's dtype. As a product (dy times 1 or the slope), not a
+  # select of dy: the gradient of a select adds a zero to the unselected
+  # side, which turns a -0 in the second derivative into +0.
+  return dy * tf.where(y > 0, tf.constant(1, dy.dtype),
+                       tf.constant(slope, dy.dtype))
 
 
 @tf.function(jit_compile=True, autograph=False)

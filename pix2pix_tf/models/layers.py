@@ -157,10 +157,10 @@ _KERAS_CLASSES = {
 def keras_layers(model: keras.Model) -> Iterator[keras.Model]:
   """`model` with its batch norms, convolutions and activations seen as
   Keras's own classes while the block runs: a `.keras` file saved inside
-  loads with Keras alone. The kernels that train them are no part of the model (each
-  computes what Keras's layer does at inference, with the same variables),
-  so the file names Keras's classes; the layers are the same objects, whose
-  classes are set back on leaving."""
+  loads with Keras alone. The kernels that train them are no part of the
+  model (each computes what Keras's layer does at inference, with the same
+  variables), so the file names Keras's classes; the layers are the same
+  objects, whose classes are set back on leaving."""
   swapped = [(layer, type(layer)) for layer in _all_layers(model)
              if type(layer) in _KERAS_CLASSES]
   for layer, own in swapped:
