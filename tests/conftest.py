@@ -101,6 +101,29 @@ def step_ops(built, strategy):
   return step.get_concrete_function().graph.get_operations()
 
 
+def assert_saved_as_kerass(model, tmp_path, setting, expected):
+  """`model`'s layers named in `expected` (name -> (value of `setting`,
+  Keras's class)), the package's training subclasses, keep their class and
+  setting through a .keras file; saved inside `models.keras_layers`, the
+  file names Keras's classes, and the model's layers get theirs back."""
+  import keras
+  from pix2pix_tf import models
+  own = {name: type(model.get_layer(name)) for name in expected}
+  model.save(str(tmp_path / "own.keras"))
+  loaded = keras.models.load_model(str(tmp_path / "own.keras"))
+  for name, (value, _) in expected.items():
+    assert type(loaded.get_layer(name)) is own[name]
+    assert getattr(loaded.get_layer(name), setting) is value
+  kerass = {name: cls for name, (_, cls) in expected.items()}
+  with models.keras_layers(model):
+    assert {name: type(model.get_layer(name)) for name in expected
+            } == kerass
+    model.save(str(tmp_path / "keras.keras"))
+  assert {name: type(model.get_layer(name)) for name in expected} == own
+  plain = keras.models.load_model(str(tmp_path / "keras.keras"))
+  assert {name: type(plain.get_layer(name)) for name in expected} == kerass
+
+
 def visible_generator(config):
   """A fresh generator of `config` whose output shows its input and the
   normalisation used: a freshly initialised one answers near 0 whatever it

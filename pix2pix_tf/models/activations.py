@@ -88,20 +88,8 @@ def _applies(layer: layers.Layer, inputs: tf.Tensor, training) -> bool:
               inputs.dtype == tf.bfloat16 and convolutions.used_here())
 
 
-class _Setting:
-  """The `compiled` setting both layers add to Keras's (in their
-  configs)."""
-
-  def __init__(self, *args, compiled: bool = True, **kwargs):
-    super().__init__(*args, **kwargs)
-    self.compiled = compiled
-
-  def get_config(self):
-    return {**super().get_config(), "compiled": self.compiled}
-
-
 @keras.saving.register_keras_serializable(package="pix2pix_tf")
-class LeakyReLU(_Setting, layers.LeakyReLU):
+class LeakyReLU(convolutions.setting("compiled"), layers.LeakyReLU):
   """Keras's LeakyReLU, trained as compiled programs in bfloat16."""
 
   def call(self, inputs, training=None):
@@ -111,7 +99,7 @@ class LeakyReLU(_Setting, layers.LeakyReLU):
 
 
 @keras.saving.register_keras_serializable(package="pix2pix_tf")
-class ReLU(_Setting, layers.ReLU):
+class ReLU(convolutions.setting("compiled"), layers.ReLU):
   """Keras's ReLU, trained as compiled programs in bfloat16."""
 
   def call(self, inputs, training=None):

@@ -221,19 +221,26 @@ def _applies(layer: layers.Layer, shape: tf.TensorShape) -> bool:
           0 < _rows(layer, shape) <= MATMUL_MAX_ROWS)
 
 
-class _Setting:
-  """The `matmul` setting both layers add to Keras's (in their configs)."""
+def setting(name: str) -> type:
+  """A mixin for a Keras layer that trains on other kernels: the
+  boolean `name` (default true), a constructor argument kept in the
+  layer's config (`matmul` here, `compiled` in `activations`)."""
 
-  def __init__(self, *args, matmul: bool = True, **kwargs):
-    super().__init__(*args, **kwargs)
-    self.matmul = matmul
+  class Setting:
 
-  def get_config(self):
-    return {**super().get_config(), "matmul": self.matmul}
+    def __init__(self, *args, **kwargs):
+      value = kwargs.pop(name, True)
+      super().__init__(*args, **kwargs)
+      setattr(self, name, value)
+
+    def get_config(self):
+      return {**super().get_config(), name: getattr(self, name)}
+
+  return Setting
 
 
 @keras.saving.register_keras_serializable(package="pix2pix_tf")
-class Conv2D(_Setting, layers.Conv2D):
+class Conv2D(setting("matmul"), layers.Conv2D):
   """Keras's Conv2D, trained as patch products on small maps (above)."""
 
   def call(self, inputs, training=None):
@@ -247,7 +254,7 @@ class Conv2D(_Setting, layers.Conv2D):
 
 
 @keras.saving.register_keras_serializable(package="pix2pix_tf")
-class Conv2DTranspose(_Setting, layers.Conv2DTranspose):
+class Conv2DTranspose(setting("matmul"), layers.Conv2DTranspose):
   """Keras's Conv2DTranspose, trained as patch products on small maps."""
 
   def call(self, inputs, training=None):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import built_small, l1_losses, networks_layers, step_ops
-from pix2pix_tf import models
+from conftest import (assert_saved_as_kerass, built_small, l1_losses,
+                      networks_layers, step_ops)
 from pix2pix_tf.models import activations, convolutions
 
 
@@ -171,15 +171,6 @@ def test_saved_as_keras_activations(tmp_path):
   inputs_ = keras.Input((8, 8, 3))
   x = activations.LeakyReLU(0.2, compiled=False, name="leaky")(inputs_)
   model = keras.Model(inputs_, activations.ReLU(name="relu")(x))
-  model.save(str(tmp_path / "own.keras"))
-  loaded = keras.models.load_model(str(tmp_path / "own.keras"))
-  assert type(loaded.get_layer("leaky")) is activations.LeakyReLU
-  assert loaded.get_layer("leaky").compiled is False
-  assert loaded.get_layer("relu").compiled is True
-  with models.keras_layers(model):
-    assert type(model.get_layer("leaky")) is keras.layers.LeakyReLU
-    assert type(model.get_layer("relu")) is keras.layers.ReLU
-    model.save(str(tmp_path / "keras.keras"))
-  assert type(model.get_layer("relu")) is activations.ReLU
-  plain = keras.models.load_model(str(tmp_path / "keras.keras"))
-  assert type(plain.get_layer("leaky")) is keras.layers.LeakyReLU
+  assert_saved_as_kerass(model, tmp_path, "compiled", {
+      "leaky": (False, keras.layers.LeakyReLU),
+      "relu": (True, keras.layers.ReLU)})

@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import (built_small, l1_losses, networks_layers,
-                      share_random_weights, step_ops)
-from pix2pix_tf import models
+from conftest import (assert_saved_as_kerass, built_small, l1_losses,
+                      networks_layers, share_random_weights, step_ops)
 from pix2pix_tf.models import convolutions
 
 
@@ -211,20 +210,9 @@ def test_the_layers_keep_their_setting_and_save_as_kerass(tmp_path):
                           name="down")(inputs)
   outputs = convolutions.Conv2DTranspose(3, 4, strides=2, padding="same",
                                          name="up")(x)
-  model = keras.Model(inputs, outputs)
-  path = str(tmp_path / "model.keras")
-  model.save(path)
-  loaded = keras.models.load_model(path)
-  assert type(loaded.get_layer("down")) is convolutions.Conv2D
-  assert loaded.get_layer("down").matmul is False
-  assert loaded.get_layer("up").matmul is True
-  with models.keras_layers(model):
-    assert type(model.get_layer("down")) is keras.layers.Conv2D
-    assert type(model.get_layer("up")) is keras.layers.Conv2DTranspose
-    model.save(str(tmp_path / "keras.keras"))
-  assert type(model.get_layer("up")) is convolutions.Conv2DTranspose
-  plain = keras.models.load_model(str(tmp_path / "keras.keras"))
-  assert type(plain.get_layer("down")) is keras.layers.Conv2D
+  assert_saved_as_kerass(keras.Model(inputs, outputs), tmp_path, "matmul", {
+      "down": (False, keras.layers.Conv2D),
+      "up": (True, keras.layers.Conv2DTranspose)})
 
 
 @pytest.mark.parametrize("matmul", [True, False])
