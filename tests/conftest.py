@@ -101,6 +101,32 @@ def step_ops(built, strategy):
   return step.get_concrete_function().graph.get_operations()
 
 
+def weighted_loss(x, y):
+  """The sum of y * sin(y) in float32: weighted, so that the gradients
+  are not those of a plain sum."""
+  y = tf.cast(y, tf.float32)
+  return tf.reduce_sum(y * tf.sin(y))
+
+
+def trained_once(layer, x, weights=(), loss=weighted_loss, training=True):
+  """One call of `layer` on `x` under a gradient tape: its output and the
+  gradients of `loss(x, output)` with respect to `x` and to `layer`'s
+  `weights` (attribute names), as numpy arrays in their own dtypes; and
+  the ops the call and its gradients ran."""
+
+  @tf.function
+  def call(x):
+    with tf.GradientTape() as tape:
+      tape.watch(x)
+      y = layer(x, training=training)
+      value = loss(x, y)
+    return [y] + tape.gradient(
+        value, [x] + [getattr(layer, name).value for name in weights])
+
+  results = [t.numpy() for t in call(x)]
+  return results, call.get_concrete_function(x).graph.get_operations()
+
+
 def assert_saved_as_kerass(model, tmp_path, setting, expected):
   """`model`'s layers named in `expected` (name -> (value of `setting`,
   Keras's class)), the package's training subclasses, keep their class and

@@ -7,29 +7,21 @@ import pytest
 import tensorflow as tf
 
 from conftest import (built_small, l1_losses, networks_layers,
-                      share_random_weights, step_ops)
+                      share_random_weights, step_ops, trained_once)
 from pix2pix_tf.models import layers as layers_lib
 
 
-def trained_once(layer, x):
+def normalized_once(layer, x):
   """Output, input/gamma/beta gradients and moving statistics after one
-  training call of `layer` on `x` (float32 results), and the ops it ran."""
-
-  @tf.function
-  def call(x):
-    with tf.GradientTape() as tape:
-      tape.watch(x)
-      y = layer(x, training=True)
-      # Weighted, so that the gradients are not the trivial zeros of a sum.
-      loss = tf.reduce_sum(tf.cast(y, tf.float32) ** 3)
-    gradients = tape.gradient(loss, [x, layer.gamma.value, layer.beta.value])
-    return [tf.cast(t, tf.float32) for t in [y] + gradients]
-
-  results = [t.numpy() for t in call(x)]
+  training call of `layer` on `x` (float32 results), and the op types it
+  ran."""
+  # Weighted, so that the gradients are not the trivial zeros of a sum.
+  results, ops = trained_once(
+      layer, x, ("gamma", "beta"),
+      loss=lambda x, y: tf.reduce_sum(tf.cast(y, tf.float32) ** 3))
   moving = [layer.moving_mean.numpy(), layer.moving_variance.numpy()]
-  ops = {op.type for op in call.get_concrete_function(x).graph
-         .get_operations()}
-  return results + moving, ops
+  return ([np.asarray(r, np.float32) for r in results] + moving,
+          {op.type for op in ops})
 
 
 def layer_pair(dtype, channels):
@@ -56,8 +48,8 @@ def test_the_fused_layer_trains_as_kerass_batch_norm(dtype, shape, tolerance):
   x = tf.constant(np.random.default_rng(1).normal(2.0, 3.0, shape),
                   layers_lib.FusedBatchNormalization(dtype=dtype)
                   .compute_dtype)
-  ours, fused_ops = trained_once(fused, x)
-  theirs, keras_ops = trained_once(plain, x)
+  ours, fused_ops = normalized_once(fused, x)
+  theirs, keras_ops = normalized_once(plain, x)
   assert "FusedBatchNormV3" in fused_ops and "Mean" not in fused_ops
   assert "FusedBatchNormV3" not in keras_ops
   names = ["output", "input gradient", "gamma gradient", "beta gradient",

@@ -10,7 +10,8 @@ import pytest
 import tensorflow as tf
 
 from conftest import (assert_saved_as_kerass, built_small, l1_losses,
-                      networks_layers, share_random_weights, step_ops)
+                      networks_layers, share_random_weights, step_ops,
+                      trained_once)
 from pix2pix_tf.models import convolutions
 
 
@@ -39,27 +40,13 @@ def op_types(layer, x, training=True):
           .graph.get_operations()]
 
 
-def trained_once(layer, x):
+def convolved_once(layer, x):
   """Output and input/kernel/bias gradients of one training call of
   `layer` on `x` (float32), and the op types the call and its gradient
   ran."""
-
-  def call(x):
-    with tf.GradientTape() as tape:
-      tape.watch(x)
-      y = layer(x, training=True)
-      # Weighted, so that the gradients are not those of a plain sum.
-      loss = tf.reduce_sum(tf.cast(y, tf.float32) *
-                           tf.sin(tf.cast(y, tf.float32)))
-    gradients = tape.gradient(loss, [x, layer.kernel.value,
-                                     layer.bias.value])
-    return [tf.cast(t, tf.float32) for t in [y] + gradients]
-
-  function = tf.function(call)
-  results = [t.numpy() for t in function(x)]
-  ops = [op.type for op in function.get_concrete_function(x).graph
-         .get_operations()]
-  return results, ops
+  results, ops = trained_once(layer, x, ("kernel", "bias"))
+  return ([np.asarray(r, np.float32) for r in results],
+          [op.type for op in ops])
 
 
 def layer_pair(ours, theirs, shape, dtype="float32", **kwargs):
@@ -110,8 +97,8 @@ def test_patch_products_train_as_tensorflows_kernels(
                             padding=padding)
   x = tf.constant(np.random.default_rng(1).normal(0, 1, shape),
                   ours.compute_dtype)
-  mine, my_ops = trained_once(ours, x)
-  keras_results, keras_ops = trained_once(theirs, x)
+  mine, my_ops = convolved_once(ours, x)
+  keras_results, keras_ops = convolved_once(theirs, x)
   # The weight gradient is a MatMul over patches; TensorFlow's is a
   # Conv2DBackpropFilter, which never runs here.
   assert "ExtractImagePatches" in my_ops and "MatMul" in my_ops
