@@ -188,8 +188,8 @@ def test_the_default_meets_the_plain_step_with_its_own_kernels(
     return run, images, steps
 
   def plain(config, split, batch_size, fused_updates=False):
-    used = (fused_updates,) + tuple(
-        getattr(config, name) for name in config_lib.KERNEL_OPTIONS[1:])
+    used = tuple(fused_updates if name == "fused_updates" else
+                 getattr(config, name) for name in config_lib.KERNEL_OPTIONS)
     timed.append(used)
     return runner("plain", 2.0 if any(used) else 4.0, 2, 1,
                   [1, 2, 3, 1, 2])

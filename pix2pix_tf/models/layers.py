@@ -160,7 +160,9 @@ def keras_layers(model: keras.Model) -> Iterator[keras.Model]:
   loads with Keras alone. The kernels that train them are no part of the
   model (each computes what Keras's layer does at inference, with the same
   variables), so the file names Keras's classes; the layers are the same
-  objects, whose classes are set back on leaving."""
+  objects, whose classes are set back on leaving. For saving only: the
+  layers keep their own call signatures (which take `training`), so the
+  model is not to be called inside."""
   swapped = [(layer, type(layer)) for layer in _all_layers(model)
              if type(layer) in _KERAS_CLASSES]
   for layer, own in swapped:

@@ -59,6 +59,23 @@ def test_the_plain_step_does_the_packages_update(order, fused, tmp_path):
   assert ("ResourceApplyAdam" in ops) == fused  # The fused kernel runs.
 
 
+@pytest.mark.parametrize("compiled", [True, False])
+def test_the_plain_step_takes_the_configurations_activations(
+    compiled, tmp_path, monkeypatch):
+  """In bfloat16 the plain step with the same kernels runs the compiled
+  activations too (its weights are checked against the package's step in
+  float32, above, where they do not apply)."""
+  monkeypatch.setattr(convolutions, "used_here", lambda: True)
+  config = small_config(tmp_path, tmp_path / "run", mixed_precision="bf16",
+                        compiled_activations=compiled)
+  plain = profile.PlainStep(config)
+  ops = plain.step.get_concrete_function(*batch()).graph.get_operations()
+  compiled_calls = [op for op in ops if op.type.endswith("PartitionedCall")
+                    and op.node_def.attr["_XlaMustCompile"].b]
+  assert bool(compiled_calls) == compiled
+  assert ("LeakyRelu" in {op.type for op in ops}) == (not compiled)
+
+
 def test_the_plain_step_refuses_what_the_tutorial_does_not_do(tmp_path):
   for overrides in (dict(gan_mode="lsgan"), dict(lambda_l2=1.0),
                     dict(num_discriminators=2), dict(mixed_precision="fp16")):
@@ -183,18 +200,20 @@ def test_each_part_is_the_median_of_its_differences_within_a_round(
   assert found.step == 10.0
 
 
-@pytest.mark.parametrize("fused", [True, False])
-def test_op_times_sum_the_traced_ops_by_kind(fused, tmp_path, monkeypatch):
+@pytest.mark.parametrize("fused,compiled,precision", [
+    (True, True, "bf16"), (True, False, "bf16"), (False, False, "none")])
+def test_op_times_sum_the_traced_ops_by_kind(fused, compiled, precision,
+                                             tmp_path, monkeypatch):
   """A trace of whole steps, summed by kind of op: convolutions in each
   direction, activations (the output's tanh at least) and the optimizer
   always; batch norm exactly when it runs as the fused kernel (Keras's own
-  is elementwise ops: "other"); XLA's programs exactly when the activations
-  run compiled (in bfloat16; the other case in float32)."""
+  is elementwise ops: "other"); XLA's programs exactly when the bfloat16
+  activations run compiled."""
   # The compiled activations as on a machine without a GPU.
   monkeypatch.setattr(convolutions, "used_here", lambda: True)
   config = small_config(tmp_path, tmp_path / "run", fused_batch_norm=fused,
-                        fused_updates=fused, compiled_activations=fused,
-                        mixed_precision="bf16" if fused else "none")
+                        fused_updates=fused, compiled_activations=compiled,
+                        mixed_precision=precision)
   strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
   built = training.build(config, strategy, steps_per_epoch=10)
   iterator = iter(strategy.experimental_distribute_dataset(
@@ -208,7 +227,7 @@ def test_op_times_sum_the_traced_ops_by_kind(fused, tmp_path, monkeypatch):
                "other"):
     assert ops[kind] > 0, kind
   assert (ops["batch_norm"] > 0) == fused
-  assert (ops["compiled"] > 0) == fused
+  assert (ops["compiled"] > 0) == compiled
 
 
 def test_ops_are_told_apart_by_type_and_direction():
