@@ -224,7 +224,8 @@ def _applies(layer: layers.Layer, shape: tf.TensorShape) -> bool:
 def setting(name: str) -> type:
   """A mixin for a Keras layer that trains on other kernels: the
   boolean `name` (default true), a constructor argument kept in the
-  layer's config (`matmul` here, `compiled` in `activations`)."""
+  layer's config (`matmul` here, `compiled` in `activations`, `fused` in
+  `layers.FusedBatchNormalization`)."""
 
   class Setting:
 

@@ -52,7 +52,8 @@ def apply_norm(x: keras.KerasTensor, norm: str,
 
 
 @keras.saving.register_keras_serializable(package="pix2pix_tf")
-class FusedBatchNormalization(layers.BatchNormalization):
+class FusedBatchNormalization(convolutions.setting("fused"),
+                              layers.BatchNormalization):
   """Keras's BatchNormalization, trained with TensorFlow's fused kernel.
 
   Keras 3 computes a training step's batch norm as separate float32 ops
@@ -69,13 +70,6 @@ class FusedBatchNormalization(layers.BatchNormalization):
   Keras's own computation runs; also everywhere with `fused=False`
   (`--fused_batch_norm=false`).
   """
-
-  def __init__(self, fused: bool = True, **kwargs):
-    super().__init__(**kwargs)
-    self.fused = fused
-
-  def get_config(self):
-    return {**super().get_config(), "fused": self.fused}
 
   def call(self, inputs, training=None, mask=None):
     if not (self.fused and training and self.trainable and
