@@ -316,7 +316,7 @@ def test_each_row_reads_its_own_host_memory_peak(benchmark):
   assert benchmark.reset_host_peak()  # Linux, as on every machine here.
   # 300 MiB mapped and written, then unmapped: mapped directly, not through
   # malloc (numpy's arrays), which may keep freed memory in the process.
-  big = mmap.mmap(-1, 300 * 2**20)
+  big = mmap.mmap(-1, 300 * 2**20, flags=mmap.MAP_PRIVATE)
   pages = np.frombuffer(big, np.uint8)
   pages[::mmap.PAGESIZE] = 1
   during = benchmark.peak_host_memory_mb()
