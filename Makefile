@@ -28,10 +28,11 @@ demo: venv
 
 # Two worker processes: most tests keep one core busy. Modules stay whole on
 # one worker (--dist loadscope), so each module-scoped fixture trains once.
+# The 20 slowest tests are listed at the end.
 TEST_WORKERS ?= 2
 
 test: venv
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope --durations=20 tests
 
 clean:
 	rm -rf $(VENV) runs/demo datasets/demo

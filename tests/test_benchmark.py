@@ -97,8 +97,44 @@ def test_slow_steps_get_fewer_timed_calls(benchmark):
 
 # The variants the end-to-end run times: all but bf16, fp16, xla (slow to
 # trace and run on a small CPU) and compiled_activations (in bf16).
-VARIANT_NAMES = ("default", "baseline", "simultaneous", "fused", "fused_bn",
-                 "matmul_convs", "one_device", "spe", "combined")
+def test_each_variant_changes_its_own_flags_from_the_baseline(benchmark):
+  """What each row trains: the flags as given for "default", else the
+  baseline (every option off, float32, one step per call, the paper's
+  update) with the variant's own change on top."""
+  baseline = benchmark.variant_overrides("baseline", {}, 2)
+  assert baseline["update_order"] == "alternating"
+  assert baseline["mixed_precision"] == "none"
+  assert baseline["steps_per_execution"] == 1
+  assert all(baseline[name] is False for name in config_lib.KERNEL_OPTIONS)
+  assert benchmark.variant_overrides("default", {}, 2) == {}
+  for name, changed in [
+      ("simultaneous", {"update_order": "simultaneous"}),
+      ("fused", {"fused_updates": True}),
+      ("fused_bn", {"fused_batch_norm": True}),
+      ("matmul_convs", {"matmul_small_convs": True}),
+      ("compiled_activations", {"mixed_precision": "bf16",
+                                "compiled_activations": True}),
+      ("one_device", {"strategy": "one_device"}),
+      ("bf16", {"mixed_precision": "bf16"}),
+      ("fp16", {"mixed_precision": "fp16"}),
+      ("xla", {"jit_compile": True}),
+      ("spe", {"steps_per_execution": 2}),  # --bench_spe
+      ("combined", {})]:  # Nothing helped yet.
+    assert benchmark.variant_overrides(name, {}, 2) == {
+        **baseline, **changed}, name
+  # Combined takes what helped, --bench_spe included.
+  rows = {"fused": {"ratio_to_baseline": 1.2},
+          "spe": {"ratio_to_baseline": 1.1}}
+  assert benchmark.variant_overrides("combined", rows, 3) == {
+      **baseline, "fused_updates": True, "steps_per_execution": 3}
+
+
+# The rows whose paths through the tool differ: the flags as given (and its
+# comparisons), the baseline (the ratios), another update (its FLOPs), a
+# strategy, several steps per call, and the combination. The kernel
+# variants differ from the baseline by their flags alone (above).
+VARIANT_NAMES = ("default", "baseline", "simultaneous", "one_device", "spe",
+                 "combined")
 
 
 @pytest.mark.slow
@@ -126,11 +162,8 @@ def test_benchmark_runs_and_writes_json(tmp_path):
   assert rows["spe"]["overrides"]["steps_per_execution"] == 2
   assert rows["baseline"]["overrides"]["update_order"] == "alternating"
   assert rows["simultaneous"]["overrides"]["update_order"] == "simultaneous"
-  for name, kernels in (("fused", "fused_updates"),
-                        ("fused_bn", "fused_batch_norm"),
-                        ("matmul_convs", "matmul_small_convs")):
+  for kernels in config_lib.KERNEL_OPTIONS:
     assert rows["baseline"]["overrides"][kernels] is False
-    assert rows[name]["overrides"][kernels] is True
   assert rows["one_device"]["overrides"]["strategy"] == "one_device"
   assert rows["default"]["overrides"] == {}
   default = report["default"]["2"]

@@ -180,6 +180,18 @@ def combined_overrides(rows) -> dict:
   return overrides
 
 
+def variant_overrides(name: str, rows: dict, bench_spe: int) -> dict:
+  """The flags variant `name` changes: none for "default" (the flags as
+  given), else the baseline's and the variant's own (for "combined", those
+  of the variants in `rows` that helped); --steps_per_execution from
+  `bench_spe` where a variant sets it."""
+  overrides = {} if name == "default" else dict(VARIANTS["baseline"])
+  chosen = combined_overrides(rows) if name == "combined" else VARIANTS[name]
+  overrides.update({k: (bench_spe if v is None else v)
+                    for k, v in chosen.items()})
+  return overrides
+
+
 def all_variants() -> list:
   """Every variant, less the reduced precisions without fast kernels here."""
   import tensorflow as tf
@@ -860,11 +872,7 @@ def main(argv):
   for batch in batch_sizes:
     rows = {}
     for name in variants:
-      overrides = {} if name == "default" else dict(VARIANTS["baseline"])
-      chosen = (combined_overrides(rows) if name == "combined" else
-                VARIANTS[name])
-      overrides.update({k: (FLAGS.bench_spe if v is None else v)
-                        for k, v in chosen.items()})
+      overrides = variant_overrides(name, rows, FLAGS.bench_spe)
       config = dataclasses.replace(base, batch_size=batch, **overrides)
       rate = bench_training(config, split, batch, FLAGS.steps_per_repeat,
                             FLAGS.warmup_steps)

@@ -260,10 +260,12 @@ def test_paper_mode_generation_leaves_the_model_unchanged(tmp_path):
 
 
 @pytest.mark.slow
-def test_same_seed_and_deterministic_give_identical_runs(tiny_dataset,
-                                                         tmp_path):
+def test_another_seed_gives_another_model(tiny_dataset, tmp_path):
+  """Two seeds, two models. (One seed, one model: under --deterministic,
+  test_scale's killed-run test starts an unbroken run and the run it kills
+  from scratch in separate processes, and their weights end equal.)"""
   weights = []
-  for run, seed in (("a", 7), ("b", 7), ("c", 8)):
+  for run, seed in (("a", 7), ("b", 8)):
     result = run_command("train", *SMALL_FLAGS, f"--data_dir={tiny_dataset}",
                          f"--model_dir={tmp_path}/{run}", "--max_steps=3",
                          "--deterministic", f"--seed={seed}")
@@ -272,9 +274,6 @@ def test_same_seed_and_deterministic_give_identical_runs(tiny_dataset,
     weights.append({k: reader.get_tensor(k)
                     for k in reader.get_variable_to_shape_map()
                     if k != "_CHECKPOINTABLE_OBJECT_GRAPH"})
-  assert len(weights[0]) > 100
-  for key, value in weights[0].items():
-    np.testing.assert_array_equal(value, weights[1][key], err_msg=key)
-  # Another seed gives another model.
-  assert any(not np.array_equal(value, weights[2][key])
+  assert len(weights[0]) > 100 and weights[0].keys() == weights[1].keys()
+  assert any(not np.array_equal(value, weights[1][key])
              for key, value in weights[0].items())
