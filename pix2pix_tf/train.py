@@ -21,7 +21,12 @@ FLAGS = flags.FLAGS
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  # After the flags: --help and flag errors do not wait for TensorFlow.
+  try:
+    config = config_lib.Config.from_flag_values(FLAGS).validate()
+  except config_lib.ConfigError as e:
+    sys.exit(f"pix2pix_tf.train: error: {e}")
+  # After the flags and their checks: --help and flag errors do not wait
+  # for TensorFlow's import (seconds).
   from pix2pix_tf import data as data_lib
   from pix2pix_tf import training
 
@@ -29,8 +34,7 @@ def main(argv):
   # progress bar; warnings and errors still show.
   logging.set_verbosity(logging.WARNING)
   try:
-    training.train_and_evaluate(
-        config_lib.Config.from_flag_values(FLAGS).validate())
+    training.train_and_evaluate(config)
   except (config_lib.ConfigError, data_lib.DatasetError,
           training.NumericalError) as e:
     sys.exit(f"pix2pix_tf.train: error: {e}")
