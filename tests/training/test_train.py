@@ -133,7 +133,6 @@ WITH_IMPORTS_SAID = (
     "runpy.run_module('pix2pix_tf.train', run_name='__main__')")
 
 
-@pytest.mark.slow
 def test_flag_errors_are_one_clear_line(tiny_dataset, tmp_path):
   result = subprocess.run(
       [sys.executable, "-c", WITH_IMPORTS_SAID, f"--data_dir={tiny_dataset}",
