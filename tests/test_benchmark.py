@@ -105,9 +105,10 @@ def test_each_variant_changes_its_own_flags_from_the_baseline(benchmark):
   assert baseline["update_order"] == "alternating"
   assert baseline["mixed_precision"] == "none"
   assert baseline["steps_per_execution"] == 1
+  assert baseline["jit_compile"] is False
   assert all(baseline[name] is False for name in config_lib.KERNEL_OPTIONS)
   assert benchmark.variant_overrides("default", {}, 2) == {}
-  for name, changed in [
+  changes = [
       ("simultaneous", {"update_order": "simultaneous"}),
       ("fused", {"fused_updates": True}),
       ("fused_bn", {"fused_batch_norm": True}),
@@ -119,7 +120,11 @@ def test_each_variant_changes_its_own_flags_from_the_baseline(benchmark):
       ("fp16", {"mixed_precision": "fp16"}),
       ("xla", {"jit_compile": True}),
       ("spe", {"steps_per_execution": 2}),  # --bench_spe
-      ("combined", {})]:  # Nothing helped yet.
+      ("combined", {})]  # Nothing helped yet.
+  # Every variant the tool has is here.
+  assert {"default", "baseline"} | {name for name, _ in changes} == set(
+      benchmark.VARIANTS)
+  for name, changed in changes:
     assert benchmark.variant_overrides(name, {}, 2) == {
         **baseline, **changed}, name
   # Combined takes what helped, --bench_spe included.

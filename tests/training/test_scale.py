@@ -439,6 +439,7 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
              if np.issubdtype(v.dtype, np.floating))
 
 
+@pytest.mark.slow  # --model_dir's check runs after TensorFlow's import.
 def test_flag_errors_before_anything_is_written(tmp_path):
   data_dir = demo.write_dataset(str(tmp_path / "data"), 4, 0, 32)
   locked = tmp_path / "locked"
