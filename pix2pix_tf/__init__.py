@@ -6,7 +6,8 @@ into the library below.
 
 The library: `config` (every training option once), `models`, `data`,
 `training`, `evaluation`, `serving`. Imports run one way: commands ->
-training -> evaluation, serving -> models, data -> config.
+training -> evaluation, serving -> models, data -> config; `lazy` lets
+`data` and `serving` import a module only when one of its names is used.
 """
 
 __version__ = "0.1.0"

@@ -19,6 +19,9 @@ from absl import flags
 from absl import logging
 
 from pix2pix_tf import config as config_lib
+from pix2pix_tf.serving import study as study_lib
+from pix2pix_tf.serving import web
+
 
 def main(argv):
   if len(argv) > 1:
@@ -27,8 +30,6 @@ def main(argv):
   if not FLAGS.real_dir or not FLAGS.generated_dir:
     raise app.UsageError("--real_dir and --generated_dir are required.")
   logging.set_verbosity(logging.WARNING)
-  from pix2pix_tf.serving import study as study_lib  # A fast --help.
-  from pix2pix_tf.serving import web
   try:
     study = study_lib.STUDIES[FLAGS.protocol](
         study_lib.list_images(FLAGS.real_dir),

@@ -30,6 +30,26 @@ def run_command(command, *args, timeout=600):
                          *args], capture_output=True, text=True, env=ENV,
                         timeout=timeout)
 
+
+# A command's run that ends by saying whether it imported TensorFlow.
+_SAYING_IMPORTS = (
+    "import atexit, runpy, sys; atexit.register(lambda: print('tensorflow "
+    "imported:', 'tensorflow' in sys.modules)); sys.argv[0] = {name!r}; "
+    "runpy.{run}({target!r}, run_name='__main__')")
+NO_TENSORFLOW = "tensorflow imported: False"
+
+
+def run_saying_imports(command, *args, timeout=600):
+  """run_command's run (or, for a path ending in .py, the script's) whose
+  output ends with NO_TENSORFLOW if it never imported TensorFlow."""
+  script = command.endswith(".py")
+  code = _SAYING_IMPORTS.format(
+      name=command, run="run_path" if script else "run_module",
+      target=command if script else f"pix2pix_tf.{command}")
+  return subprocess.run([sys.executable, "-c", code, *args],
+                        capture_output=True, text=True, env=ENV,
+                        timeout=timeout)
+
 from pix2pix_tf import config as config_lib  # noqa: E402
 from pix2pix_tf.data import demo
 

@@ -17,7 +17,7 @@ PACKAGE = os.path.join(ROOT, "pix2pix_tf")
 COMMANDS = ("train", "export", "predict", "evaluate", "serve", "study",
             "datasets", "summary")
 # Each library part may import only parts of a lower rank (and itself).
-RANKS = {"config": 0, "models": 1, "data": 1, "serving": 2, "evaluation": 3,
+RANKS = {"config": 0, "lazy": 0, "models": 1, "data": 1, "serving": 2, "evaluation": 3,
          "training": 4}
 SUBPACKAGES = ("models", "data", "training", "evaluation", "serving")
 # Imported where they are used: large, and needed by one feature each.
@@ -168,6 +168,27 @@ def test_each_subpackage_says_its_role_and_exports_its_api(subpackage):
   assert module.__all__
   for name in module.__all__:
     assert hasattr(module, name), f"{subpackage}.{name}"
+
+
+def test_subpackage_names_resolve_on_first_use():
+  """data's and serving's names come from their modules when first used:
+  the same objects, listed by dir(), and a clear AttributeError for a name
+  neither has."""
+  import subprocess
+  import sys
+  code = ("import sys; from pix2pix_tf import data, serving; "
+          "print('tensorflow' in sys.modules); "
+          "from pix2pix_tf.data import pipeline; "
+          "print(data.make_dataset is pipeline.make_dataset, "
+          "'make_dataset' in dir(data), 'tensorflow' in sys.modules)")
+  result = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                          text=True, timeout=300)
+  assert result.stdout.split() == ["False", "True", "True", "True"], (
+      result.stderr)
+  from pix2pix_tf import data
+  with pytest.raises(AttributeError, match="'pix2pix_tf.data' has no "
+                     "attribute 'make_datasets'"):
+    data.make_datasets  # pylint: disable=pointless-statement
 
 
 def test_importing_the_package_changes_nothing(monkeypatch):

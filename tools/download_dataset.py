@@ -20,6 +20,8 @@ import urllib.request
 from absl import app
 from absl import flags
 
+from pix2pix_tf.data import building
+
 DATASETS = ("facades", "cityscapes", "maps", "edges2shoes", "edges2handbags",
             "night2day")
 BASE_URL = "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets"
@@ -39,19 +41,17 @@ class DownloadError(RuntimeError):
 
 def download(url: str, path: str, timeout: float) -> None:
   """Downloads `url` to `path` with a progress bar."""
-  from keras.utils import Progbar  # Imported late: it loads TensorFlow.
-
   try:
     with urllib.request.urlopen(url, timeout=timeout) as response, open(
         path, "wb") as f:
       size = int(response.headers.get("Content-Length") or 0)
-      progbar = Progbar(size or None, unit_name="byte",
-                        verbose=1 if sys.stdout.isatty() else 2)
+      progbar = building.Progress(size or None, unit="bytes")
       done = 0
       while chunk := response.read(_CHUNK):
         f.write(chunk)
         done += len(chunk)
         progbar.update(done)
+      progbar.update(done, finished=True)
       if size and done != size:
         raise DownloadError(f"{url}: got {done} of {size} bytes; the "
                             "connection was cut. Run the command again.")

@@ -8,10 +8,10 @@ import random
 import re
 import shutil
 import sys
+import time
 import types
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-import keras
 import numpy as np
 from PIL import Image
 
@@ -70,10 +70,30 @@ def resized(image: Image.Image,
   return image.resize(size, Image.BICUBIC)
 
 
-def progress(count: int) -> keras.utils.Progbar:
-  """A progress bar over `count` files (one line per update off a tty)."""
-  return keras.utils.Progbar(count, unit_name="file",
-                 verbose=1 if sys.stdout.isatty() else 2)
+class Progress:
+  """`done` of `count` (None: unknown) `unit`s: a line rewritten in place on
+  a terminal, one line at the end otherwise. Written here because Keras's
+  bar would cost TensorFlow's import (seconds) in tools that need none."""
+
+  def __init__(self, count: Optional[int], unit: str = "files"):
+    self.count, self.unit = count, unit
+    self.start = time.monotonic()
+    self.live, self.ended = sys.stdout.isatty(), False
+
+  def update(self, done: int, finished: bool = False) -> None:
+    """Says that `done` are done; `finished` when no more will come."""
+    if self.ended:
+      return
+    finished = finished or self.count is not None and done >= self.count
+    self.ended = finished
+    of = "" if self.count is None else f"/{self.count}"
+    line = (f"{done}{of} {self.unit}, "
+            f"{time.monotonic() - self.start:.1f} s")
+    if self.live:
+      sys.stdout.write("\r" + line + ("\n" if finished else ""))
+    elif finished:
+      sys.stdout.write(line + "\n")
+    sys.stdout.flush()
 
 
 def make_pairs(photos: Sequence[str], output: str, size: Optional[int],
@@ -83,7 +103,7 @@ def make_pairs(photos: Sequence[str], output: str, size: Optional[int],
   summary = Summary()
   images.check_output_folder(output)
   names = images.png_names(photos)
-  bar = progress(len(photos))
+  bar = Progress(len(photos))
   for i, (path, name) in enumerate(zip(photos, names)):
     target = os.path.join(output, name)
     if name != os.path.splitext(os.path.basename(path))[0] + ".png":
@@ -196,7 +216,7 @@ def combine(a_files: Sequence[str], b_files: Sequence[str], output: str,
     if key is None or key not in a_keys:
       summary.skip("no A file of the same name", os.path.basename(path))
   keys = sorted(k for k in a_keys if k is not None and k in b_keys)
-  bar = progress(len(keys))
+  bar = Progress(len(keys))
   for i, key in enumerate(keys):
     target = os.path.join(output, f"{key}.png")
     if os.path.exists(target):

@@ -14,24 +14,20 @@
   pages/, a server that times out silent connections).
 """
 
-from pix2pix_tf.serving.saved_model import (SAVED_MODEL_ENTRIES, ExportError,
-                                            check_export_dir,
-                                            check_replaceable, export,
-                                            export_generator, is_saved_model,
-                                            latest_checkpoint, load,
-                                            load_run_config, read_metadata,
-                                            resolution_of, save)
-from pix2pix_tf.serving.formats import export_format, write_format
-from pix2pix_tf.serving.signatures import (FORMAT, ServingModule,
-                                           build_module, export_metadata)
-from pix2pix_tf.serving.tiling import translate_tiled
-from pix2pix_tf.serving.translation import (list_inputs, translate_files,
-                                            translator)
+from pix2pix_tf import lazy
 
-__all__ = [
-    "ExportError", "FORMAT", "SAVED_MODEL_ENTRIES", "ServingModule",
-    "build_module", "check_export_dir", "check_replaceable", "export",
-    "export_format", "export_generator", "export_metadata", "is_saved_model",
-    "latest_checkpoint", "list_inputs", "load", "load_run_config",
-    "read_metadata", "resolution_of", "save", "translate_files",
-    "translate_tiled", "translator", "write_format"]
+# Names resolve on first use, so that the study page, which needs only
+# Pillow and Flask, starts without TensorFlow's import (see `lazy`).
+__all__, __getattr__, __dir__ = lazy.exports(__name__, {
+    "saved_model": ["SAVED_MODEL_ENTRIES", "ExportError", "check_export_dir",
+                    "check_replaceable", "export", "export_generator",
+                    "is_saved_model", "latest_checkpoint", "load",
+                    "load_run_config", "read_metadata", "resolution_of",
+                    "save"],
+    "formats": ["export_format", "write_format"],
+    "signatures": ["FORMAT", "ServingModule", "build_module",
+                   "export_metadata"],
+    "tiling": ["translate_tiled"],
+    "translation": ["list_inputs", "translate_files", "translator"],
+    "rest": [], "server": [], "study": [], "web": [],
+})

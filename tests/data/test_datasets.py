@@ -7,7 +7,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from conftest import gradient_image, run_command, small_config
+from conftest import (NO_TENSORFLOW, gradient_image, run_command,
+                      run_saying_imports, small_config)
 from pix2pix_tf import data as data_lib
 from pix2pix_tf.data import demo
 from pix2pix_tf.models import summary
@@ -51,9 +52,12 @@ def test_read_rgb_applies_exif_and_flattens_transparency(tmp_path):
 @pytest.mark.slow
 def test_colorize_writes_gray_and_colour_pairs(tmp_path):
   photos = make_photos(tmp_path / "photos")
-  result = run_command("datasets", "colorize", f"--photos={photos}",
-                       f"--output={tmp_path / 'out'}", "--size=32")
+  result = run_saying_imports("datasets", "colorize", f"--photos={photos}",
+                              f"--output={tmp_path / 'out'}", "--size=32")
   assert result.returncode == 0, result.stderr
+  # Pillow's work: it starts without TensorFlow's import (seconds).
+  assert NO_TENSORFLOW in result.stdout
+  assert "8/8 files" in result.stdout
   out = tmp_path / "out" / "train"
   written = sorted(os.listdir(out))
   assert written == ["bitmap.png", "modern.png", "palette.png", "plain.png",
@@ -142,8 +146,10 @@ def test_split_is_reproducible_and_guards_existing_splits(tmp_path):
     assert sorted(os.listdir(first / name)) == sorted(
         os.listdir(second / name))
     assert len(os.listdir(first / name)) == count
-  result = run_command("datasets", "split", f"--data_dir={first}", "--seed=5")
+  result = run_saying_imports("datasets", "split", f"--data_dir={first}",
+                              "--seed=5")
   assert result.returncode != 0 and "--force" in result.stderr
+  assert NO_TENSORFLOW in result.stdout
   result = run_command("datasets", "split", f"--data_dir={first}", "--seed=5",
                        "--force")
   assert result.returncode == 0, result.stderr

@@ -5,14 +5,12 @@ import http.server
 import io
 import os
 import socket
-import subprocess
-import sys
 import tarfile
 import threading
 
 import pytest
 
-from conftest import ENV, ROOT
+from conftest import NO_TENSORFLOW, ROOT, run_saying_imports
 
 TOOL = os.path.join(ROOT, "tools", "download_dataset.py")
 
@@ -43,8 +41,7 @@ def server(tmp_path):
 
 
 def run_tool(*args):
-  return subprocess.run([sys.executable, TOOL, *args], capture_output=True,
-                        text=True, env=ENV, timeout=120)
+  return run_saying_imports(TOOL, *args, timeout=120)
 
 
 @pytest.mark.slow
@@ -54,6 +51,9 @@ def test_downloads_and_extracts_into_dest(server, tmp_path):
   dest = tmp_path / "datasets"
   result = run_tool("facades", f"--dest={dest}", f"--base_url={url}")
   assert result.returncode == 0, result.stderr
+  size = os.path.getsize(root / "facades.tar.gz")
+  assert f"{size}/{size} bytes" in result.stdout
+  assert NO_TENSORFLOW in result.stdout  # It starts at once.
   for split, count in (("train", 3), ("val", 2), ("test", 1)):
     assert len(os.listdir(dest / "facades" / split)) == count
   assert (dest / "facades" / "val" / "2.jpg").read_bytes() == b"val-1" * 100

@@ -2,8 +2,6 @@
 
 import glob
 import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -11,8 +9,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from conftest import (ENV, run_command, scalar_tags, small_config,
-                      truncate_after_header)
+from conftest import (NO_TENSORFLOW, run_command, run_saying_imports,
+                      scalar_tags, small_config, truncate_after_header)
 from pix2pix_tf import config as config_lib
 from pix2pix_tf.data import demo
 from pix2pix_tf import data as data_lib
@@ -127,21 +125,14 @@ def test_entry_point_names_a_text_file_posing_as_an_image(tiny_dataset,
 
 # `python -m pix2pix_tf.train ARGS` that says at its exit whether it
 # imported TensorFlow.
-WITH_IMPORTS_SAID = (
-    "import atexit, runpy, sys; atexit.register(lambda: print('tensorflow "
-    "imported:', 'tensorflow' in sys.modules)); sys.argv[0] = 'train'; "
-    "runpy.run_module('pix2pix_tf.train', run_name='__main__')")
-
-
 def test_flag_errors_are_one_clear_line(tiny_dataset, tmp_path):
-  result = subprocess.run(
-      [sys.executable, "-c", WITH_IMPORTS_SAID, f"--data_dir={tiny_dataset}",
-       "--load_size=200", "--crop_size=256", f"--model_dir={tmp_path}/run"],
-      capture_output=True, text=True, env=ENV, timeout=600)
+  result = run_saying_imports(
+      "train", f"--data_dir={tiny_dataset}", "--load_size=200",
+      "--crop_size=256", f"--model_dir={tmp_path}/run")
   assert result.returncode != 0
   assert "--crop_size=256 is larger than --load_size=200" in result.stderr
   # Answered before TensorFlow's import, which takes seconds.
-  assert "tensorflow imported: False" in result.stdout
+  assert NO_TENSORFLOW in result.stdout
   result = run_command("train", "--norm=weird")
   assert result.returncode != 0 and "--norm" in result.stderr
 
