@@ -240,10 +240,6 @@ def check_scoring(args: dict, split: str) -> None:
   labels -> photo with a palette but no segmenter (no FCN-score)."""
   from pix2pix_tf import data as data_lib
   from pix2pix_tf import evaluation
-  if args["inception_weights"] and not os.path.isfile(
-      args["inception_weights"]):
-    raise ValueError(f"--inception_weights={args['inception_weights']} is "
-                     "not a file.")
   config = config_lib.Config(label_palette=args["label_palette"],
                              segmenter=args["segmenter"])
   evaluation.check_evaluation_files(config.validate())
@@ -547,25 +543,30 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   if not FLAGS.data_dir:
     raise app.UsageError("--data_dir is required.")
-  import keras
-  from pix2pix_tf import training
-
   args = {"data_dir": FLAGS.data_dir, "image_size": FLAGS.image_size,
           "steps": FLAGS.steps, "out": FLAGS.out, "flags": FLAGS.flags,
           "study": FLAGS.study, "label_palette": FLAGS.label_palette,
           "segmenter": FLAGS.segmenter,
           "inception_weights": FLAGS.inception_weights}
   try:
+    # Check every variant's flags, what it left before and what scores
+    # them before training; the first checks before TensorFlow's import.
     variants = load_variants(FLAGS.study)
-    split = eval_split(FLAGS.data_dir)
-    # Check every variant's flags, and what scores them, before training.
     configs = [variant_config(text, args)[0].validate()
                for _, text in variants]
-    check_scoring(args, split)
     finished = {name: finished_row(name, text, args, config.max_steps)
                 for (name, text), config in zip(variants, configs)}
+    if args["inception_weights"] and not os.path.isfile(
+        args["inception_weights"]):
+      raise ValueError(f"--inception_weights={args['inception_weights']} "
+                       "is not a file.")
+    split = eval_split(FLAGS.data_dir)
+    check_scoring(args, split)
   except (ValueError, config_lib.ConfigError) as e:
     sys.exit(f"ablate: error: {e}")
+  import keras  # Imported here: it loads TensorFlow (seconds).
+  from pix2pix_tf import training
+
   os.makedirs(FLAGS.out, exist_ok=True)
   # One strategy for the whole study: a process should not create several.
   strategy = training.make_strategy(configs[0].strategy)

@@ -11,19 +11,19 @@ import threading
 import pytest
 from PIL import Image
 
-from conftest import ENV, ROOT
+from conftest import ENV, NO_TENSORFLOW, ROOT, run_saying_imports
 from pix2pix_tf.data import demo
 
 TOOL = os.path.join(ROOT, "tools", "ablate.py")
 
 
 def run_grid(data_dir, variants, out, steps=3, *extra, option="--study"):
-  return subprocess.run(
-      [sys.executable, TOOL, f"--data_dir={data_dir}",
-       f"{option}={variants}", f"--steps={steps}", "--image_size=32",
-       f"--out={out}", "--flags=--ngf=8 --ndf=8 --batch_size=2",
-       "--num_samples=2", *extra], capture_output=True, text=True, env=ENV,
-      timeout=600)
+  """The tool's run; its output ends by saying whether it imported
+  TensorFlow (NO_TENSORFLOW)."""
+  return run_saying_imports(
+      TOOL, f"--data_dir={data_dir}", f"{option}={variants}",
+      f"--steps={steps}", "--image_size=32", f"--out={out}",
+      "--flags=--ngf=8 --ndf=8 --batch_size=2", "--num_samples=2", *extra)
 
 
 @pytest.mark.slow
@@ -113,6 +113,7 @@ def test_grid_writes_tables_and_figures_and_resumes(tmp_path):
     refused = run_grid(data_dir, variants, out, steps, *extra)
     assert refused.returncode != 0, refused.stdout
     assert f"{out}/small_d" in refused.stderr and message in refused.stderr
+    assert NO_TENSORFLOW in refused.stdout  # Answered at once.
   assert {p: p.read_bytes() for p in out.glob("*/metrics.json")} == before
   # A half-trained variant (no row yet) is not continued under other flags.
   os.remove(out / "l1_only" / "metrics.json")
@@ -124,6 +125,7 @@ def test_grid_writes_tables_and_figures_and_resumes(tmp_path):
   assert refused.returncode != 0
   assert (f"{out}/l1_only holds variant l1_only trained with other settings"
           in refused.stderr)
+  assert NO_TENSORFLOW in refused.stdout
 
 
 @pytest.mark.slow
@@ -160,8 +162,10 @@ def test_bad_variants_are_rejected_before_training(tmp_path):
   assert result.returncode != 0
   assert "--d_layers=5 is too deep for --crop_size=32" in result.stderr
   assert not (tmp_path / "out").exists()
+  assert NO_TENSORFLOW in result.stdout  # Answered at once.
   result = run_grid(data_dir, "no_such_set", tmp_path / "out")
   assert result.returncode != 0 and "neither a built-in study" in result.stderr
+  assert NO_TENSORFLOW in result.stdout
   # Scoring that cannot work is refused before anything trains: a palette
   # whose label maps the pairs do not show, a segmenter or Inception
   # weights that are not there.
@@ -176,6 +180,7 @@ def test_bad_variants_are_rejected_before_training(tmp_path):
     result = run_grid(data_dir, "batch_size", tmp_path / "out", 3, *extra)
     assert result.returncode != 0 and message in result.stderr, extra
     assert not (tmp_path / "out").exists()
+  assert NO_TENSORFLOW in result.stdout  # Missing weights: at once.
 
 
 def load_tool():
