@@ -45,9 +45,12 @@ def main(argv):
   from pix2pix_tf import data as data_lib
   from pix2pix_tf import serving
   saved_model = FLAGS.saved_model or os.path.join(FLAGS.model_dir, "export")
+  try:  # Before TensorFlow's import, which serving's first use brings.
+    data_lib.check_output_folder(FLAGS.output, create=False)
+  except ValueError as e:
+    sys.exit(f"pix2pix_tf.predict: error: {e}")
   try:
     files = serving.list_inputs(FLAGS.input)
-    data_lib.check_output_folder(FLAGS.output, create=False)
     failed = serving.translate_files(
         saved_model, files, FLAGS.output, FLAGS.paired, FLAGS.max_pixels,
         FLAGS.resolution, FLAGS.tile, FLAGS.overlap)
