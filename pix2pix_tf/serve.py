@@ -26,9 +26,13 @@ def main(argv):
     raise app.UsageError("--saved_model is required.")
   logging.set_verbosity(logging.WARNING)
   # After the flags: a fast --help.
+  from pix2pix_tf.serving import web
+  try:  # Before the model loads (seconds): a port in use is said at once.
+    sock = web.listen(FLAGS.host, FLAGS.port)
+  except ValueError as e:
+    sys.exit(f"pix2pix_tf.serve: error: {e}")
   from pix2pix_tf import serving
   from pix2pix_tf.serving import server as server_lib
-  from pix2pix_tf.serving import web
   try:
     translator = server_lib.Translator(FLAGS.saved_model, FLAGS.resolution)
   except serving.ExportError as e:
@@ -39,8 +43,8 @@ def main(argv):
     server = web.make_server(
         FLAGS.host, FLAGS.port,
         server_lib.create_app(translator, palette, FLAGS.max_upload_mb,
-                   FLAGS.max_pixels, FLAGS.request_timeout),
-        FLAGS.request_timeout)
+                              FLAGS.max_pixels, FLAGS.request_timeout),
+        FLAGS.request_timeout, sock)
   except ValueError as e:
     sys.exit(f"pix2pix_tf.serve: error: {e}")
   print(f"Serving {FLAGS.saved_model} on http://{FLAGS.host}:"

@@ -263,9 +263,10 @@ HOSTILE_COMMANDS = {
 
 
 # Answered before TensorFlow's import (seconds): the study page needs only
-# Pillow and Flask, and an --output is checked first.
+# Pillow and Flask, an --output is checked first, and serve takes its port
+# before it loads the model.
 ANSWERED_AT_ONCE = {"evaluate: --output names a folder",
-                    "predict: --output names a file"}
+                    "predict: --output names a file", "serve: a port in use"}
 
 
 @pytest.mark.slow

@@ -9,6 +9,7 @@ import json
 import os
 import secrets
 import socket
+from typing import Optional
 
 import flask
 import numpy as np
@@ -108,27 +109,36 @@ def install(server: flask.Flask, too_large_message: str) -> None:
     return response
 
 
-def make_server(host: str, port: int, app: flask.Flask,
-                request_timeout: float) -> serving.BaseWSGIServer:
-  """A threaded Werkzeug server whose connections time out after
-  `request_timeout` seconds of silence. Raises ValueError (a sentence) when
-  it cannot listen."""
-  class Handler(serving.WSGIRequestHandler):
-    timeout = request_timeout  # socketserver sets it on each connection.
-
-  # The socket is bound here, not by Werkzeug, which prints its own lines
-  # and exits when it cannot bind.
+def listen(host: str, port: int) -> socket.socket:
+  """A socket bound to `host`:`port`. Raises ValueError (a sentence) when
+  it cannot listen there."""
+  # Bound here, not by Werkzeug, which prints its own lines and exits when it
+  # cannot bind; and before a server loads its model, so that a port in use
+  # is said at once.
   family = serving.select_address_family(host, port)
   try:
-    sock = socket.create_server((host, port), family=family)
+    return socket.create_server((host, port), family=family)
   except OSError as e:  # In use, not this machine's address, or privileged.
     raise ValueError(
         f"cannot listen on {host}:{port} "
         f"({os.strerror(e.errno) if e.errno else e}). Choose another "
         "--port (--port=0 takes a free one) or --host.") from None
-  with sock:  # Werkzeug listens on a duplicate of it.
+
+
+def make_server(host: str, port: int, app: flask.Flask,
+                request_timeout: float,
+                sock: Optional[socket.socket] = None
+                ) -> serving.BaseWSGIServer:
+  """A threaded Werkzeug server on `sock` (which it takes over; by default
+  `listen(host, port)`) whose connections time out after `request_timeout`
+  seconds of silence. Raises ValueError (a sentence) when it cannot
+  listen."""
+  class Handler(serving.WSGIRequestHandler):
+    timeout = request_timeout  # socketserver sets it on each connection.
+
+  with sock or listen(host, port) as bound:  # Werkzeug uses a duplicate.
     server = serving.make_server(host, port, app, threaded=True,
-                                 request_handler=Handler, fd=sock.fileno())
+                                 request_handler=Handler, fd=bound.fileno())
   # What http.server's bind would have set: the port chosen for --port=0.
   server.server_name, server.server_port = host, server.port
   return server

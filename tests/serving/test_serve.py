@@ -5,6 +5,10 @@ import concurrent.futures
 import io
 import json
 import os
+import queue
+import re
+import subprocess
+import sys
 import threading
 import urllib.error
 import urllib.request
@@ -15,7 +19,7 @@ import tensorflow as tf
 from PIL import Image
 
 from browser import chromium_driver
-from conftest import gradient_image, small_config
+from conftest import ENV, gradient_image, small_config
 from pix2pix_tf.data import demo
 from pix2pix_tf.serving import server as server_lib
 from pix2pix_tf import training
@@ -103,6 +107,38 @@ def test_fifty_concurrent_requests_get_correct_answers(server, exported):
     np.testing.assert_array_equal(tf.io.decode_png(got).numpy(),
                                   tf.io.decode_png(expected).numpy())
     assert tf.io.decode_png(got).shape == (24 + i % 5, 40, 3)
+
+
+@pytest.mark.slow
+def test_the_serve_command_serves_the_export(exported):
+  """`python -m pix2pix_tf.serve` as a user runs it: the port it prints
+  answers health checks and translates as the export does."""
+  process = subprocess.Popen(
+      [sys.executable, "-m", "pix2pix_tf.serve", f"--saved_model={exported}",
+       "--port=0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+      text=True, env=ENV)
+  lines = queue.Queue()
+  threading.Thread(target=lambda: [lines.put(line) for line in
+                                   process.stdout], daemon=True).start()
+  try:
+    line = lines.get(timeout=300)  # Printed once it listens, or it exited.
+    url = re.fullmatch(r"Serving .* on (http://127\.0\.0\.1:\d+)/\n",
+                       line)
+    assert url, (line, process.poll() is not None and process.stderr.read())
+    url = url.group(1)
+    assert request(f"{url}/healthz") == (200, {"status": "ok"})
+    image = png_bytes(gradient_image(32, 32))
+    status, body = request(f"{url}/v1/models/pix2pix:predict",
+                           predict_body(image))
+    assert status == 200, body
+    expected = tf.saved_model.load(exported).signatures["translate_encoded"](
+        images_bytes=tf.constant([image]))["generated_image_bytes"][0]
+    np.testing.assert_array_equal(
+        tf.io.decode_png(base64.b64decode(body["predictions"][0]["b64"])),
+        tf.io.decode_png(expected))
+  finally:
+    process.terminate()
+    process.communicate(timeout=60)
 
 
 def test_canvas_sizes_are_multiples_within_the_pixel_limit():
