@@ -4,6 +4,8 @@ import glob
 import os
 import subprocess
 import sys
+import threading
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -30,6 +32,40 @@ def run_command(command, *args, timeout=600):
                          *args], capture_output=True, text=True, env=ENV,
                         timeout=timeout)
 
+
+
+class Lines:
+  """Collects a process's output lines on a thread, so that a test can wait
+  for a line (a condition the program states) without filling the pipe."""
+
+  def __init__(self, stream):
+    self.lines = []
+    self._thread = threading.Thread(target=self._read, args=(stream,),
+                                    daemon=True)
+    self._thread.start()
+
+  def _read(self, stream):
+    for line in stream:
+      self.lines.append(line)
+
+  def wait_for(self, text, process, timeout=300):
+    """The first line holding text, once it is printed; an AssertionError
+    with the output if the process ends first or timeout seconds pass."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+      for line in list(self.lines):
+        if text in line:
+          return line
+      if process.poll() is not None and not self._thread.is_alive():
+        raise AssertionError(f"exited before printing {text!r}:\n"
+                             + self.text())
+      time.sleep(0.05)
+    raise AssertionError(f"{text!r} not printed in {timeout} s")
+
+  def text(self):
+    """All the output, once the stream has ended."""
+    self._thread.join(timeout=600)
+    return "".join(self.lines)
 
 # A command's run that ends by saying whether it imported TensorFlow.
 _SAYING_IMPORTS = (

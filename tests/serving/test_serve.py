@@ -5,7 +5,6 @@ import concurrent.futures
 import io
 import json
 import os
-import queue
 import re
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import tensorflow as tf
 from PIL import Image
 
 from browser import chromium_driver
-from conftest import ENV, gradient_image, small_config
+from conftest import ENV, Lines, gradient_image, small_config
 from pix2pix_tf.data import demo
 from pix2pix_tf.serving import server as server_lib
 from pix2pix_tf import training
@@ -115,16 +114,14 @@ def test_the_serve_command_serves_the_export(exported):
   answers health checks and translates as the export does."""
   process = subprocess.Popen(
       [sys.executable, "-m", "pix2pix_tf.serve", f"--saved_model={exported}",
-       "--port=0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+       "--port=0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
       text=True, env=ENV)
-  lines = queue.Queue()
-  threading.Thread(target=lambda: [lines.put(line) for line in
-                                   process.stdout], daemon=True).start()
   try:
-    line = lines.get(timeout=300)  # Printed once it listens, or it exited.
+    # Printed once it listens; the output is in the error if it exits first.
+    line = Lines(process.stdout).wait_for("Serving ", process)
     url = re.fullmatch(r"Serving .* on (http://127\.0\.0\.1:\d+)/\n",
                        line)
-    assert url, (line, process.poll() is not None and process.stderr.read())
+    assert url, line
     url = url.group(1)
     assert request(f"{url}/healthz") == (200, {"status": "ok"})
     image = png_bytes(gradient_image(32, 32))

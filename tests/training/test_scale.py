@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 
 import numpy as np
@@ -17,7 +16,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from conftest import (ENV, ROOT, scalar_tags, small_config,
+from conftest import (ENV, ROOT, Lines, scalar_tags, small_config,
                       truncate_after_header)
 from pix2pix_tf import config as config_lib
 from pix2pix_tf.data import demo
@@ -82,36 +81,6 @@ def test_two_workers_train_in_step_and_only_the_chief_writes(tmp_path):
       "ckpt-3")
   assert "SavedModel:" in outputs[0][0] and "SavedModel:" not in outputs[1][0]
   assert os.listdir(tmp_path / "tmp1") == []
-
-
-class Lines:
-  """Collects a process's output lines on a thread, so that a test can wait
-  for a line (a condition the program states) without filling the pipe."""
-
-  def __init__(self, stream):
-    self.lines = []
-    self._thread = threading.Thread(target=self._read, args=(stream,),
-                                    daemon=True)
-    self._thread.start()
-
-  def _read(self, stream):
-    for line in stream:
-      self.lines.append(line)
-
-  def wait_for(self, text, process, timeout=300):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-      if any(text in line for line in list(self.lines)):
-        return
-      if process.poll() is not None and not self._thread.is_alive():
-        raise AssertionError(f"exited before printing {text!r}:\n"
-                             + self.text())
-      time.sleep(0.05)
-    raise AssertionError(f"{text!r} not printed in {timeout} s")
-
-  def text(self):
-    self._thread.join(timeout=600)
-    return "".join(self.lines)
 
 
 def wait_for_checkpoint(model_dir, at_least, process, timeout=300):
