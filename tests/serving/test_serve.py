@@ -251,9 +251,17 @@ def test_page_in_a_real_browser(server, tmp_path):
         for (let i = 0; i < d.length; i += 4) seen.add(d[i] + ',' + d[i+1] + ',' + d[i+2]);
         return seen.size;""")
     assert painted >= 3  # Background and two brush colours.
+    # Before the first translation the output's frame, as large as the
+    # canvas, is empty: no broken-image placeholder.
+    shown = ("const o = document.getElementById('output'); return "
+             "[getComputedStyle(o).display, o.getBoundingClientRect().width]")
+    assert driver.execute_script(shown) == ["none", 0]
+    assert driver.find_element(By.ID, "frame").size == canvas.size
     driver.find_element(By.ID, "translate").click()
     wait.until(lambda d: d.execute_script(
         "return document.getElementById('output').naturalWidth") > 0)
+    # Then the image fills the frame.
+    assert driver.execute_script(shown) == ["block", canvas.size["width"] - 2]
     width, height, spread = driver.execute_script("""
         const img = document.getElementById('output');
         const c = document.createElement('canvas');
@@ -272,6 +280,24 @@ def test_page_in_a_real_browser(server, tmp_path):
     assert driver.find_element(By.ID, "download").get_attribute(
         "href").startswith("data:image/png;base64,")
     driver.save_screenshot(str(tmp_path / "page.png"))
+    # An upload is previewed with its aspect kept (a 64x32 image across the
+    # 512x512 canvas, the background above and below) and answered at its
+    # own size.
+    wide = tmp_path / "wide.png"
+    Image.fromarray(gradient_image(32, 64)).save(wide)
+    driver.find_element(By.ID, "upload").send_keys(str(wide))
+    pixel = ("return Array.from(document.getElementById('canvas')"
+             ".getContext('2d').getImageData(arguments[0], arguments[1], 1, 1)"
+             ".data.slice(0, 3))")
+    sky = list(demo.PALETTE["sky"])
+    wait.until(lambda d: d.execute_script(pixel, 256, 256) != sky)
+    assert [driver.execute_script(pixel, x, y) for x, y in (
+        (5, 5), (256, 120), (256, 392))] == [sky] * 3
+    driver.find_element(By.ID, "translate").click()
+    wait.until(lambda d: d.execute_script(
+        "return document.getElementById('output').naturalWidth") == 64)
+    assert driver.execute_script(
+        "return document.getElementById('output').naturalHeight") == 32
     # A bad upload is refused by the server, and the page says so.
     driver.find_element(By.ID, "upload").send_keys(str(bad))
     driver.find_element(By.ID, "translate").click()
