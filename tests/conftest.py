@@ -33,7 +33,6 @@ def run_command(command, *args, timeout=600):
                         timeout=timeout)
 
 
-
 class Lines:
   """Collects a process's output lines on a thread, so that a test can wait
   for a line (a condition the program states) without filling the pipe."""
@@ -53,10 +52,13 @@ class Lines:
     with the output if the process ends first or timeout seconds pass."""
     deadline = time.time() + timeout
     while time.time() < deadline:
+      # Whether the output had ended, asked before the lines are read: a
+      # line printed just before the end is then never missed.
+      ended = process.poll() is not None and not self._thread.is_alive()
       for line in list(self.lines):
         if text in line:
           return line
-      if process.poll() is not None and not self._thread.is_alive():
+      if ended:
         raise AssertionError(f"exited before printing {text!r}:\n"
                              + self.text())
       time.sleep(0.05)
@@ -66,6 +68,7 @@ class Lines:
     """All the output, once the stream has ended."""
     self._thread.join(timeout=600)
     return "".join(self.lines)
+
 
 # A command's run that ends by saying whether it imported TensorFlow.
 _SAYING_IMPORTS = (

@@ -118,7 +118,7 @@ def test_the_serve_command_serves_the_export(exported):
       text=True, env=ENV)
   try:
     # Printed once it listens; the output is in the error if it exits first.
-    line = Lines(process.stdout).wait_for("Serving ", process)
+    line = Lines(process.stdout).wait_for(" on http://127.0.0.1:", process)
     url = re.fullmatch(r"Serving .* on (http://127\.0\.0\.1:\d+)/\n",
                        line)
     assert url, line
@@ -135,7 +135,7 @@ def test_the_serve_command_serves_the_export(exported):
         tf.io.decode_png(expected))
   finally:
     process.terminate()
-    process.communicate(timeout=60)
+    process.wait(timeout=60)  # Lines reads the output to its end.
 
 
 def test_canvas_sizes_are_multiples_within_the_pixel_limit():
@@ -293,6 +293,7 @@ def test_page_in_a_real_browser(server, tmp_path):
     wait.until(lambda d: d.execute_script(pixel, 256, 256) != sky)
     assert [driver.execute_script(pixel, x, y) for x, y in (
         (5, 5), (256, 120), (256, 392))] == [sky] * 3
+    assert driver.execute_script(pixel, 5, 256) != sky  # The whole width.
     driver.find_element(By.ID, "translate").click()
     wait.until(lambda d: d.execute_script(
         "return document.getElementById('output').naturalWidth") == 64)
