@@ -207,6 +207,15 @@ def test_bad_requests_get_json_errors_and_the_server_keeps_serving(server):
   assert status == 200 and body["predictions"][0]["b64"]
 
 
+# The distinct colours on the translation page's canvas, as "r,g,b".
+CANVAS_COLORS = """
+    const c = document.getElementById('canvas');
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    const seen = new Set();
+    for (let i = 0; i < d.length; i += 4)
+      seen.add(d[i] + ',' + d[i + 1] + ',' + d[i + 2]);
+    return Array.from(seen);"""
+
 @pytest.mark.slow
 def test_page_in_a_real_browser(server, tmp_path):
   from selenium.webdriver.common.action_chains import ActionChains
@@ -244,13 +253,8 @@ def test_page_in_a_real_browser(server, tmp_path):
       for x, y in offsets[1:]:
         actions = actions.move_to_element_with_offset(canvas, x, y)
       actions.release().perform()
-    painted = driver.execute_script("""
-        const c = document.getElementById('canvas');
-        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-        const seen = new Set();
-        for (let i = 0; i < d.length; i += 4) seen.add(d[i] + ',' + d[i+1] + ',' + d[i+2]);
-        return seen.size;""")
-    assert painted >= 3  # Background and two brush colours.
+    painted = driver.execute_script(CANVAS_COLORS)
+    assert len(painted) >= 3  # Background and two brush colours.
     # Before the first translation the output's frame, as large as the
     # canvas, is empty: no broken-image placeholder.
     shown = ("const o = document.getElementById('output'); return "
@@ -280,11 +284,13 @@ def test_page_in_a_real_browser(server, tmp_path):
     assert driver.find_element(By.ID, "download").get_attribute(
         "href").startswith("data:image/png;base64,")
     driver.save_screenshot(str(tmp_path / "page.png"))
-    # An upload is previewed with its aspect kept (a 64x32 image across the
-    # 512x512 canvas, the background above and below) and answered at its
-    # own size.
+    # An upload is previewed with its aspect kept (a 64x32 label map across
+    # the 512x512 canvas, the background above and below), unblended, and
+    # answered at its own size.
+    classes = np.array(list(demo.PALETTE.values())[1:], np.uint8)
+    y, x = np.mgrid[0:32, 0:64]
     wide = tmp_path / "wide.png"
-    Image.fromarray(gradient_image(32, 64)).save(wide)
+    Image.fromarray(classes[(x // 8 + y // 8) % len(classes)]).save(wide)
     driver.find_element(By.ID, "upload").send_keys(str(wide))
     pixel = ("return Array.from(document.getElementById('canvas')"
              ".getContext('2d').getImageData(arguments[0], arguments[1], 1, 1)"
@@ -294,6 +300,8 @@ def test_page_in_a_real_browser(server, tmp_path):
     assert [driver.execute_script(pixel, x, y) for x, y in (
         (5, 5), (256, 120), (256, 392))] == [sky] * 3
     assert driver.execute_script(pixel, 5, 256) != sky  # The whole width.
+    assert set(driver.execute_script(CANVAS_COLORS)) == {
+        ",".join(map(str, color)) for color in demo.PALETTE.values()}
     driver.find_element(By.ID, "translate").click()
     wait.until(lambda d: d.execute_script(
         "return document.getElementById('output').naturalWidth") == 64)
