@@ -215,6 +215,10 @@ CANVAS_COLORS = """
     for (let i = 0; i < d.length; i += 4)
       seen.add(d[i] + ',' + d[i + 1] + ',' + d[i + 2]);
     return Array.from(seen);"""
+# The size of the image the page shows as its output (0 x 0 before one).
+OUTPUT_SIZE = ("const o = document.getElementById('output'); "
+               "return [o.naturalWidth, o.naturalHeight]")
+
 
 @pytest.mark.slow
 def test_page_in_a_real_browser(server, tmp_path):
@@ -262,8 +266,7 @@ def test_page_in_a_real_browser(server, tmp_path):
     assert driver.execute_script(shown) == ["none", 0]
     assert driver.find_element(By.ID, "frame").size == canvas.size
     driver.find_element(By.ID, "translate").click()
-    wait.until(lambda d: d.execute_script(
-        "return document.getElementById('output').naturalWidth") > 0)
+    wait.until(lambda d: d.execute_script(OUTPUT_SIZE) != [0, 0])
     # Then the image fills the frame.
     assert driver.execute_script(shown) == ["block", canvas.size["width"] - 2]
     width, height, spread = driver.execute_script("""
@@ -303,10 +306,8 @@ def test_page_in_a_real_browser(server, tmp_path):
     assert set(driver.execute_script(CANVAS_COLORS)) == {
         ",".join(map(str, color)) for color in demo.PALETTE.values()}
     driver.find_element(By.ID, "translate").click()
-    wait.until(lambda d: d.execute_script(
-        "return document.getElementById('output').naturalWidth") == 64)
-    assert driver.execute_script(
-        "return document.getElementById('output').naturalHeight") == 32
+    wait.until(lambda d: d.execute_script(OUTPUT_SIZE)[0] == 64)
+    assert driver.execute_script(OUTPUT_SIZE) == [64, 32]
     # A bad upload is refused by the server, and the page says so.
     driver.find_element(By.ID, "upload").send_keys(str(bad))
     driver.find_element(By.ID, "translate").click()
