@@ -20,6 +20,8 @@ from typing import Callable, Optional, Sequence, Tuple
 from absl import app
 from absl import flags
 
+from pix2pix_tf import errors
+
 # The flags define_flags defines belong to the command that calls it, so that
 # its --help lists them.
 flags.disclaim_key_flags()
@@ -53,11 +55,9 @@ EXPORT_FORMATS = ("saved_model", "keras", "litert", "onnx")
 # What `evaluate --metrics` computes (fid and kid need Inception weights).
 METRICS = ("l1", "mse", "psnr", "ssim", "pixel_accuracy", "color", "fid",
            "kid")
-# Images that declare more pixels (width x height) are refused before they
-# are decoded (--max_pixels of export, predict, serve and datasets): a file of
-# a few kilobytes can declare a 20000 x 20000 image (a decompression bomb)
-# that would take gigabytes to decode. 4096 x 4096 RGB is 48 MiB as uint8,
-# about 200 MiB as float32.
+# --max_pixels: a few kilobytes can declare a 20000 x 20000 image (a
+# decompression bomb) that takes gigabytes to decode, so larger images are
+# refused from their header. 4096 x 4096 RGB: 48 MiB uint8, 192 MiB float32.
 DEFAULT_MAX_PIXELS = 4096 * 4096
 # Seconds a server connection may stay silent, and a request may wait for
 # the model (--request_timeout of serve; the study uses it too).
@@ -82,7 +82,7 @@ MODEL_FIELDS = ("generator", "unet_depth", "ngf", "ndf", "discriminator",
                 "direction")
 
 
-class ConfigError(ValueError):
+class ConfigError(errors.CommandError):
   """A flag value, or a combination of them, that cannot work."""
 
 
@@ -721,7 +721,10 @@ COMMAND_OPTIONS = {
                "'real or fake?'.", choices=("2afc", "single")),
         Option("seconds", float, 1.0, "How long each trial's images are "
                "shown (the paper: 1)."),
-        SEED.but(help="Seed of the presentation order."), HOST, PORT),
+        SEED.but(help="Seed of the presentation order."), HOST, PORT,
+        MAX_PIXELS.but(help="Every image is checked at start-up: larger "
+                       "ones (from the header) and undecodable ones stop "
+                       "it.")),
     "datasets": (
         Option("a_dir", str, None, "combine: folder of A (input) images."),
         Option("b_dir", str, None, "combine: folder of B (target) images."),
@@ -793,4 +796,4 @@ def run_command(command: str, main: Callable[[Sequence[str]], None]) -> None:
     define_command_flags(command)
   if command == "convert":  # Where it writes is a run: --model_dir.
     flags.DEFINE_alias("output_dir", "model_dir")
-  app.run(main)
+  app.run(errors.guarded(command, main))

@@ -15,7 +15,6 @@ dropout blocks) unless the flag is given.
 """
 
 import dataclasses
-import sys
 
 from absl import app
 from absl import flags
@@ -33,16 +32,13 @@ def main(argv):
   if not FLAGS.from_pytorch:
     raise app.UsageError("--from_pytorch is required.")
   from pix2pix_tf.training import importing  # After the flags.
-  try:
-    config = config_lib.Config.from_flag_values(FLAGS)
-    if not FLAGS["dropout_placement"].present:
-      # Where the reference's U-Net drops out (paper mode keeps dropout).
-      config = dataclasses.replace(config, dropout_placement="reference")
-    config = config.validate()
-    export = importing.import_pytorch(config, FLAGS.from_pytorch,
-                                      FLAGS.from_pytorch_discriminator)
-  except (ValueError, OSError) as e:
-    sys.exit(f"pix2pix_tf.convert: error: {e}")
+  config = config_lib.Config.from_flag_values(FLAGS)
+  if not FLAGS["dropout_placement"].present:
+    # Where the reference's U-Net drops out (paper mode keeps dropout).
+    config = dataclasses.replace(config, dropout_placement="reference")
+  config = config.validate()
+  export = importing.import_pytorch(config, FLAGS.from_pytorch,
+                                    FLAGS.from_pytorch_discriminator)
   print(f"Converted into {config.model_dir}: checkpoint at step 0 (train "
         f"--model_dir={config.model_dir} fine-tunes it), export at {export}.")
 

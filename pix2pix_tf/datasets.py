@@ -22,7 +22,9 @@ temporary name and renamed, so an interrupted run can be run again: it skips
 what is already written. A summary says what was written and skipped, and why.
 """
 
+import math
 import os
+import re
 import sys
 
 from absl import app
@@ -30,6 +32,8 @@ from absl import flags
 
 from pix2pix_tf import config as config_lib
 from pix2pix_tf import data as data_lib
+from pix2pix_tf import errors
+from pix2pix_tf import outputs
 from pix2pix_tf.data import building
 
 COMMANDS = ("combine", "colorize", "edges", "split")
@@ -41,33 +45,56 @@ def _require(*names):
     raise app.UsageError(f"needs {', '.join('--' + n for n in missing)}.")
 
 
+def check_options(command: str, flag_values: flags.FlagValues) -> None:
+  """--split, --pattern and --size, checked before anything is read."""
+  split = flag_values.split
+  if not split or os.path.basename(split) != split or split in (".", ".."):
+    raise errors.CommandError(
+        f"--split={split} is not a folder name (such as train, val or "
+        "test): the pairs are written in that folder of --output.")
+  if command == "combine" and flag_values.pattern:
+    try:
+      re.compile(flag_values.pattern)
+    except re.error as e:
+      raise errors.CommandError(
+          f"--pattern={flag_values.pattern} is not a regular expression "
+          f"({e}). Fix it, or leave it out to pair files by name.") from None
+  size = flag_values.size
+  if size is not None and (size < 0 or size * size > flag_values.max_pixels):
+    raise errors.CommandError(
+        f"--size={size} must be from 1 to {math.isqrt(flag_values.max_pixels)}"
+        f" (--max_pixels={flag_values.max_pixels}), or 0 to keep each "
+        "photo's size.")
+
+
 def main(argv):
   if len(argv) != 2 or argv[1] not in COMMANDS:
     raise app.UsageError(f"Give one command: {', '.join(COMMANDS)}.")
   command, FLAGS = argv[1], flags.FLAGS
-  try:
-    if command == "split":
-      _require("data_dir")
-      summary = building.split(FLAGS.data_dir, FLAGS.val, FLAGS.test,
-                               FLAGS.seed, FLAGS.copy, FLAGS.force)
+  if command == "split":
+    _require("data_dir")
+    summary = building.split(FLAGS.data_dir, FLAGS.val, FLAGS.test,
+                             FLAGS.seed, FLAGS.copy, FLAGS.force)
+  else:
+    _require("output", *(("a_dir", "b_dir") if command == "combine"
+                         else ("photos",)))
+    check_options(command, FLAGS)
+    sources = (("a_dir", "b_dir") if command == "combine" else ("photos",))
+    output = outputs.Folder(FLAGS.output, "output", [
+        outputs.Input(FLAGS[name].value, name) for name in sources])
+    if command == "combine":
+      summary = building.combine(
+          data_lib.list_images(FLAGS.a_dir),
+          data_lib.list_images(FLAGS.b_dir), output, FLAGS.split,
+          FLAGS.size, FLAGS.pattern, FLAGS.max_pixels)
     else:
-      _require("output", *(("a_dir", "b_dir") if command == "combine"
-                           else ("photos",)))
-      output = os.path.join(FLAGS.output, FLAGS.split)
-      if command == "combine":
-        summary = building.combine(
-            data_lib.list_images(FLAGS.a_dir),
-            data_lib.list_images(FLAGS.b_dir), output, FLAGS.size,
-            FLAGS.pattern, FLAGS.max_pixels)
-      else:
-        size = 256 if FLAGS.size is None else (FLAGS.size or None)
-        photos = data_lib.list_images(FLAGS.photos)
-        summary = (building.colorize(photos, output, size, FLAGS.max_pixels)
-                   if command == "colorize" else
-                   building.edges(photos, output, size, FLAGS.low,
-                                  FLAGS.high, FLAGS.max_pixels))
-  except ValueError as e:
-    sys.exit(f"pix2pix_tf.datasets {command}: error: {e}")
+      size = 256 if FLAGS.size is None else (FLAGS.size or None)
+      photos = data_lib.list_images(FLAGS.photos)
+      summary = (
+          building.colorize(photos, output, FLAGS.split, size,
+                            FLAGS.max_pixels) if command == "colorize" else
+          building.edges(photos, output, FLAGS.split, size, FLAGS.low,
+                         FLAGS.high, FLAGS.max_pixels))
   print(summary.report())
   if not summary.written and not summary.skipped.get("already written"):
     sys.exit(f"pix2pix_tf.datasets {command}: error: no pair was written "

@@ -25,6 +25,7 @@ from absl import flags
 from absl import logging
 
 from pix2pix_tf import config as config_lib
+from pix2pix_tf import outputs
 
 def main(argv):
   if len(argv) > 1:
@@ -44,36 +45,29 @@ def main(argv):
   if FLAGS.inception_weights and not os.path.isfile(FLAGS.inception_weights):
     sys.exit(f"pix2pix_tf.evaluate: error: --inception_weights="
              f"{FLAGS.inception_weights} does not exist.")
+  if FLAGS.output:  # Before any work: the results are written at the end.
+    folder, name = outputs.file_output(FLAGS.output, "output", [
+        outputs.Input(os.path.join(FLAGS.data_dir, FLAGS.split),
+                      "data_dir")])
+    folder.check([name])
   # After the flags: a fast --help.
-  from pix2pix_tf import data as data_lib
-  if FLAGS.output:
-    try:  # Before any work: the results are written at the end.
-      data_lib.check_output_file(FLAGS.output, "output")
-    except ValueError as e:
-      sys.exit(f"pix2pix_tf.evaluate: error: {e}")
   from pix2pix_tf import evaluation
-  from pix2pix_tf import serving
   options = evaluation.Options(
       FLAGS.metrics, FLAGS.batch_size, FLAGS.pixel_tolerance,
       FLAGS.label_palette, FLAGS.labels, FLAGS.segmenter,
       FLAGS.inception_weights, FLAGS.max_pixels,
       resolution=FLAGS.resolution)
-  try:
-    if FLAGS.checkpoint:
-      result = evaluation.evaluate_checkpoint(
-          FLAGS.model_dir, FLAGS.checkpoint, FLAGS.data_dir, FLAGS.split,
-          options)
-    else:
-      result = evaluation.evaluate_saved_model(
-          FLAGS.saved_model or os.path.join(FLAGS.model_dir, "export"),
-          FLAGS.data_dir, FLAGS.split, options)
-  except (ValueError, data_lib.DatasetError, serving.ExportError) as e:
-    sys.exit(f"pix2pix_tf.evaluate: error: {e}")
+  if FLAGS.checkpoint:
+    result = evaluation.evaluate_checkpoint(
+        FLAGS.model_dir, FLAGS.checkpoint, FLAGS.data_dir, FLAGS.split,
+        options)
+  else:
+    result = evaluation.evaluate_saved_model(
+        FLAGS.saved_model or os.path.join(FLAGS.model_dir, "export"),
+        FLAGS.data_dir, FLAGS.split, options)
   print(evaluation.format_table(result))
   if FLAGS.output:
-    with open(FLAGS.output + ".tmp", "w") as f:
-      json.dump(result, f, indent=2)
-    os.replace(FLAGS.output + ".tmp", FLAGS.output)
+    folder.write_text(name, json.dumps(result, indent=2))
     print(f"Wrote {FLAGS.output}")
 
 

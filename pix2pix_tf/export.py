@@ -13,8 +13,6 @@ described in pix2pix_tf/serving/signatures.py. The other formats
 (--format=keras|litert|onnx) are described in pix2pix_tf/serving/formats.py.
 """
 
-import sys
-
 from absl import app
 from absl import flags
 from absl import logging
@@ -31,17 +29,14 @@ def main(argv):
   if not FLAGS.model_dir:
     raise app.UsageError("--model_dir is required.")
   from pix2pix_tf import serving  # After the flags: a fast --help.
-  try:
-    if FLAGS.format == "saved_model":
-      path = serving.export(FLAGS.model_dir, FLAGS.export_dir,
-                            FLAGS.checkpoint, FLAGS.inference_mode,
-                            FLAGS.max_pixels, FLAGS.resolution)
-    else:
-      written = serving.export_format(
-          FLAGS.model_dir, FLAGS.format, FLAGS.export_dir, FLAGS.checkpoint,
-          FLAGS.inference_mode, FLAGS.litert_weights)
-  except serving.ExportError as e:
-    sys.exit(f"pix2pix_tf.export: error: {e}")
+  if FLAGS.format == "saved_model":
+    path = serving.export(FLAGS.model_dir, FLAGS.export_dir,
+                          FLAGS.checkpoint, FLAGS.inference_mode,
+                          FLAGS.max_pixels, FLAGS.resolution)
+  else:
+    written = serving.export_format(
+        FLAGS.model_dir, FLAGS.format, FLAGS.export_dir, FLAGS.checkpoint,
+        FLAGS.inference_mode, FLAGS.litert_weights)
   if FLAGS.format == "saved_model":
     print(f"Exported to {path}")
     return

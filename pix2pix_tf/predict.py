@@ -30,6 +30,7 @@ from absl import flags
 from absl import logging
 
 from pix2pix_tf import config as config_lib
+from pix2pix_tf import outputs
 
 FLAGS = flags.FLAGS
 
@@ -41,21 +42,15 @@ def main(argv):
     raise app.UsageError("Give one of --saved_model or --model_dir.")
   if not FLAGS.input or not FLAGS.output:
     raise app.UsageError("--input and --output are required.")
-  # After the flags: a fast --help.
-  from pix2pix_tf import data as data_lib
-  from pix2pix_tf import serving
+  # Before TensorFlow's import, which serving's first use brings.
+  output = outputs.Folder(FLAGS.output, "output",
+                          [outputs.Input(FLAGS.input, "input")])
+  from pix2pix_tf import serving  # After the flags: a fast --help.
   saved_model = FLAGS.saved_model or os.path.join(FLAGS.model_dir, "export")
-  try:  # Before TensorFlow's import, which serving's first use brings.
-    data_lib.check_output_folder(FLAGS.output, create=False)
-  except ValueError as e:
-    sys.exit(f"pix2pix_tf.predict: error: {e}")
-  try:
-    files = serving.list_inputs(FLAGS.input)
-    failed = serving.translate_files(
-        saved_model, files, FLAGS.output, FLAGS.paired, FLAGS.max_pixels,
-        FLAGS.resolution, FLAGS.tile, FLAGS.overlap)
-  except (FileNotFoundError, ValueError, serving.ExportError) as e:
-    sys.exit(f"pix2pix_tf.predict: error: {e}")
+  files = serving.list_inputs(FLAGS.input)
+  failed = serving.translate_files(
+      saved_model, files, output, FLAGS.paired, FLAGS.max_pixels,
+      FLAGS.resolution, FLAGS.tile, FLAGS.overlap)
   written = len(files) - len(failed)
   print(f"Translated {written} of {len(files)} images into {FLAGS.output}.")
   if failed:

@@ -34,7 +34,7 @@ def main(argv):
     study = study_lib.STUDIES[FLAGS.protocol](
         study_lib.list_images(FLAGS.real_dir),
         study_lib.list_images(FLAGS.generated_dir), FLAGS.answers,
-        FLAGS.seconds, FLAGS.seed)
+        FLAGS.seconds, FLAGS.seed, FLAGS.max_pixels)
     server = web.make_server(FLAGS.host, FLAGS.port,
                              study_lib.create_app(study),
                              config_lib.DEFAULT_REQUEST_TIMEOUT)

@@ -7,7 +7,6 @@ Takes the same flags as `pix2pix_tf.train`. Shapes are for --crop_size inputs.
 """
 
 import json
-import sys
 
 from absl import app
 from absl import flags
@@ -20,10 +19,7 @@ FLAGS = flags.FLAGS
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  try:
-    config = config_lib.Config.from_flag_values(FLAGS).validate()
-  except config_lib.ConfigError as e:
-    sys.exit(f"pix2pix_tf.summary: error: {e}")
+  config = config_lib.Config.from_flag_values(FLAGS).validate()
   from pix2pix_tf.models import summary as summary_lib  # A fast --help.
   summary = summary_lib.network_summary(config)
   if FLAGS.format == "json":

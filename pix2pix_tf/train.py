@@ -7,8 +7,6 @@ Running the same command again resumes from the latest checkpoint in
 <model_dir>/checkpoints. Every flag's default is the paper's value.
 """
 
-import sys
-
 from absl import app
 from absl import flags
 from absl import logging
@@ -21,23 +19,15 @@ FLAGS = flags.FLAGS
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  try:
-    config = config_lib.Config.from_flag_values(FLAGS).validate()
-  except config_lib.ConfigError as e:
-    sys.exit(f"pix2pix_tf.train: error: {e}")
+  config = config_lib.Config.from_flag_values(FLAGS).validate()
   # After the flags and their checks: --help and flag errors do not wait
   # for TensorFlow's import (seconds).
-  from pix2pix_tf import data as data_lib
   from pix2pix_tf import training
 
   # TensorFlow's INFO messages (checkpoint sharding and the like) drown the
   # progress bar; warnings and errors still show.
   logging.set_verbosity(logging.WARNING)
-  try:
-    training.train_and_evaluate(config)
-  except (config_lib.ConfigError, data_lib.DatasetError,
-          training.NumericalError) as e:
-    sys.exit(f"pix2pix_tf.train: error: {e}")
+  training.train_and_evaluate(config)
 
 
 def run():

@@ -23,6 +23,7 @@ from conftest import (NO_TENSORFLOW, run_command, run_saying_imports,
 from pix2pix_tf import config as config_lib
 from pix2pix_tf.data import building
 from pix2pix_tf.data import demo
+from pix2pix_tf import outputs
 from pix2pix_tf import serving
 from pix2pix_tf import data as data_lib
 from pix2pix_tf.serving import server as server_lib
@@ -107,10 +108,10 @@ def test_export_replaces_nothing_but_its_own_export(run_copy, tmp_path,
     export_dir = str(tmp_path / "link")
     os.symlink(user, export_dir)
   before = tree(tmp_path)
-  with pytest.raises(serving.ExportError) as error:
+  with pytest.raises(outputs.OutputError) as error:
     serving.export(run_copy, export_dir)
-  assert export_dir in str(error.value)
-  assert "nothing in this folder was touched" in str(
+  assert os.path.normpath(export_dir) in str(error.value)
+  assert "which pix2pix_tf did not write" in str(
       error.value) or "is not a folder" in str(error.value)
   assert tree(tmp_path) == before
 
@@ -141,7 +142,7 @@ def test_training_checks_the_export_folder_before_it_starts(
   (run / "export" / "plots.png").write_bytes(b"not a SavedModel")
   before = tree(tmp_path)
   config = small_config(trained_run.data_dir, run, max_steps=2)
-  with pytest.raises(config_lib.ConfigError, match="plots.png"):
+  with pytest.raises(outputs.OutputError, match=f"{run}/export, which"):
     training.train_and_evaluate(config,
                                tf.distribute.OneDeviceStrategy("/cpu:0"))
   assert tree(tmp_path) == before
@@ -197,6 +198,12 @@ def split_with_a_bomb(run, path):
   return str(path)
 
 
+def with_an_empty_image(run, path):
+  shutil.copytree(os.path.join(run.data_dir, "val"), path)
+  (path / "empty.png").write_bytes(b"")
+  return str(path)
+
+
 def listening_socket():
   sock = socket.socket()
   sock.bind(("127.0.0.1", 0))
@@ -249,6 +256,13 @@ HOSTILE_COMMANDS = {
             f"--generated_dir={run.data_dir}/train",
             f"--answers={tmp / 'answers.jsonl'}", f"--port={port}"],
         ["127.0.0.1:{port}", "--port"]),
+    "study: an empty image (decoded at start-up, not mid-study)": (
+        "study", lambda run, tmp, port: [
+            "--protocol=single",
+            f"--real_dir={with_an_empty_image(run, tmp / 'real')}",
+            f"--generated_dir={run.data_dir}/train",
+            f"--answers={tmp / 'answers.jsonl'}"],
+        ["{tmp}/real/empty.png", "cannot be decoded (the file is empty)"]),
     "study: 2afc folders whose names do not pair": (
         "study", lambda run, tmp, port: [
             f"--real_dir={run.data_dir}/val",
@@ -332,6 +346,24 @@ def small_bomb(path=None, side=3000):
   return contents
 
 
+@pytest.mark.parametrize("image_format", ["PNG", "JPEG", "GIF", "BMP"])
+def test_the_gate_names_the_size_and_max_pixels_past_pillows_limit(
+    tmp_path, monkeypatch, image_format):
+  file = tmp_path / f"big.{image_format.lower()}"
+  path = str(file)
+  Image.new("RGB", (300, 200)).save(path, format=image_format)
+  monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+  with pytest.raises(Image.DecompressionBombError):
+    Image.open(path)  # Pillow's own refusal says no size.
+  expected = (f"{path} is 300x200 = 60000 pixels, more than "
+              "--max_pixels=59999. ")
+  for source in (path, file.read_bytes()):
+    with pytest.raises(data_lib.TooLargeError) as error:
+      data_lib.check_pixels(source, 59_999, name=path)
+    assert str(error.value).startswith(expected)
+    assert data_lib.check_pixels(source, 60_000) == (300, 200)
+
+
 @pytest.mark.slow
 def test_the_export_refuses_too_large_images_before_decoding(run_copy,
                                                              tmp_path):
@@ -371,8 +403,8 @@ def test_dataset_tools_skip_too_large_images(tmp_path):
       0, 255, (40, 40, 3), np.uint8)).save(photos / "ok.png")
   small_bomb(photos / "bomb.png")
   summary = building.colorize(data_lib.list_images(str(photos)),
-                              str(tmp_path / "out"), 32,
-                              max_pixels=1_000_000)
+                              outputs.Folder(str(tmp_path / "out"), "output"),
+                              "train", 32, max_pixels=1_000_000)
   assert summary.written == 1
   assert "larger than --max_pixels" in summary.report()
   assert str(photos / "bomb.png") in summary.report()
@@ -401,16 +433,38 @@ class Unused:
     raise AssertionError("the model was called")
 
 
-@pytest.fixture
-def translation_server():
-  app = server_lib.create_app(Unused(), [
-      {"name": "</script><script>document.title='pwned'</script>",
-       "color": [1, 2, 3]}], max_upload_mb=0.05, request_timeout=1.0)
+class Decoding(Unused):
+  """A translator that decodes every image it is given, as the export's
+  signatures do, before it fails: what reaches it costs memory."""
+
+  def run(self, signature, inputs, wait=None):
+    decoded = [np.asarray(Image.open(io.BytesIO(image)).convert("RGB"))
+               for image in inputs["images_bytes"]]
+    raise AssertionError(f"{len(decoded)} images reached the model")
+
+
+def served(app):
+  """Serves `app` on a free port in this process: yields the port."""
   httpd = web.make_server("127.0.0.1", 0, app, request_timeout=1.0)
   thread = threading.Thread(target=httpd.serve_forever, daemon=True)
   thread.start()
   yield httpd.server_port
   httpd.shutdown()
+
+
+@pytest.fixture
+def translation_server():
+  yield from served(server_lib.create_app(Unused(), [
+      {"name": "</script><script>document.title='pwned'</script>",
+       "color": [1, 2, 3]}], max_upload_mb=0.05, request_timeout=1.0))
+
+
+@pytest.fixture
+def decoding_server():
+  """A translation server whose model decodes what reaches it; --max_pixels
+  is the export's 1,000,000, --max_upload_mb 0.05."""
+  yield from served(server_lib.create_app(
+      Decoding(), max_upload_mb=0.05, request_timeout=1.0))
 
 
 def http(port, method, path, body=None, headers=None, chunked=False):
@@ -467,6 +521,107 @@ def test_the_server_refuses_hostile_requests_with_json(translation_server,
   assert headers["Content-Type"] == "application/json"
   assert fragment in json.loads(body)["error"]
   assert healthy_within_a_second(translation_server)
+
+
+def memory(field):
+  """This process's VmRSS, or VmHWM (its peak since the last reset), in
+  bytes."""
+  with open("/proc/self/status") as f:
+    for line in f:
+      if line.startswith(field + ":"):
+        return int(line.split()[1]) * 1024
+  raise AssertionError(f"no {field} in /proc/self/status")
+
+
+def peak_memory_growth(action):
+  """How far this process's peak resident memory rose above its resident
+  memory before `action` ran (bytes), and what `action` returned."""
+  with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # Resets the peak (VmHWM) to the current VmRSS.
+  before = memory("VmRSS")
+  result = action()
+  return memory("VmHWM") - before, result
+
+
+def test_a_request_of_many_bombs_is_refused_before_decoding(
+    decoding_server):
+  """30 PNGs of a kilobyte, each declaring a blank 1000x1000 image, within
+  --max_pixels=1000000 one by one: 30,000,000 pixels in all, 90 MB of RGB
+  decoded. The request may hold 1,000,000 pixels in all: refused before
+  anything is decoded, with the memory unchanged (up to 20 MB)."""
+  bomb = {"b64": base64.b64encode(small_bomb(side=1000)).decode()}
+  body = json.dumps({"instances": [bomb] * 30}).encode()
+  assert len(body) < 0.05 * 2**20  # Under --max_upload_mb.
+  growth, (status, headers, reply) = peak_memory_growth(lambda: http(
+      decoding_server, "POST", "/v1/models/pix2pix:predict", body,
+      {"Content-Type": "application/json"}))
+  assert growth < 20 * 2**20, f"the peak grew {growth / 2**20:.0f} MB"
+  assert status == 413, reply[:300]
+  assert headers["Content-Type"] == "application/json"
+  error = json.loads(reply)["error"]
+  assert "--max_pixels=1000000" in error, error
+  assert "send the images in separate requests" in error, error
+  assert healthy_within_a_second(decoding_server)
+
+
+def test_a_bomb_past_pillows_own_limit_is_refused_with_its_size(
+    translation_server, monkeypatch):
+  monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1_000_000)
+  status, _, reply = http(translation_server, "POST",
+                          "/v1/models/pix2pix:predict",
+                          b64_body(small_bomb()),
+                          {"Content-Type": "application/json"})
+  assert status == 413, reply[:300]
+  assert ("is 3000x3000 = 9000000 pixels, more than --max_pixels=1000000"
+          in json.loads(reply)["error"])
+
+
+@pytest.fixture(params=["translation", "study"])
+def either_server(request, tmp_path):
+  """Each server on a free port."""
+  if request.param == "translation":
+    app = server_lib.create_app(Unused(), request_timeout=1.0)
+  else:
+    real, generated = study_folders(tmp_path)
+    app = study.create_app(study.Study(
+        study.list_images(real), study.list_images(generated),
+        str(tmp_path / "answers.jsonl")))
+  yield from served(app)
+
+
+def raw_http(port, request_bytes):
+  """The status, Content-Type and body of the answer to `request_bytes`,
+  sent as they are."""
+  with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+    sock.sendall(request_bytes)
+    reply = http_client.HTTPResponse(sock)
+    reply.begin()
+    return reply.status, reply.getheader("Content-Type"), reply.read()
+
+
+# Requests that Werkzeug's server refuses before the app sees them.
+BELOW_FLASK = {
+    "a header line over 64 KB": (
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nCookie: " + b"a" * 70_000 +
+        b"\r\n\r\n", 431, "headers are too large"),
+    "over 100 header lines": (
+        b"GET /healthz HTTP/1.1\r\n" +
+        b"".join(b"X-%d: 1\r\n" % i for i in range(150)) + b"\r\n", 431,
+        "headers are too large"),
+    "a request line over 64 KB": (
+        b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414,
+        "URL is longer than 65536 bytes"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BELOW_FLASK))
+def test_errors_found_below_flask_are_json_too(either_server, name):
+  request_bytes, status, fragment = BELOW_FLASK[name]
+  got, content_type, body = raw_http(either_server, request_bytes)
+  assert got == status, body[:300]
+  assert content_type == "application/json"
+  assert fragment in json.loads(body)["error"]
+  assert healthy_within_a_second(either_server)
 
 
 def test_a_silent_connection_is_closed_after_the_timeout(translation_server):
@@ -710,14 +865,17 @@ def test_colorize_keeps_photos_that_share_a_stem(tmp_path):
   photo(photos / "a.png", seed=1)
   photo(photos / "a.jpg", seed=2)
   summary = building.colorize(data_lib.list_images(str(photos)),
-                              str(tmp_path / "out"), 24)
+                              outputs.Folder(str(tmp_path / "out"), "output"),
+                              "train", 24)
   assert summary.written == 2
-  assert sorted(os.listdir(tmp_path / "out")) == ["a_jpg.png", "a_png.png"]
+  assert sorted(os.listdir(tmp_path / "out" / "train")) == [
+      "a_jpg.png", "a_png.png"]
   assert "a.jpg -> a_jpg.png" in summary.report()
   # Run again (resumed): nothing is overwritten or written twice.
   before = tree(tmp_path / "out")
   again = building.colorize(data_lib.list_images(str(photos)),
-                            str(tmp_path / "out"), 24)
+                            outputs.Folder(str(tmp_path / "out"), "output"),
+                            "train", 24)
   assert again.written == 0 and len(again.skipped["already written"]) == 2
   assert tree(tmp_path / "out") == before
 
@@ -733,11 +891,12 @@ def test_combine_names_every_file_of_a_shared_key(tmp_path):
   photo(b_dir / "t_2.png", 5)
   summary = building.combine(data_lib.list_images(str(a_dir)),
                              data_lib.list_images(str(b_dir)),
-                             str(tmp_path / "out"), pattern=r"_(\d+)$")
+                             outputs.Folder(str(tmp_path / "out"), "output"),
+                             "train", pattern=r"_(\d+)$")
   assert summary.written == 1
   assert summary.skipped["several files share a key"] == [
       "1: x_1.png, y_1.png, t_1.png"]
-  assert os.listdir(tmp_path / "out") == ["2.png"]
+  assert os.listdir(tmp_path / "out" / "train") == ["2.png"]
 
 
 @pytest.mark.slow

@@ -30,6 +30,7 @@ kept (their metrics.json), a half-trained one continues from its checkpoint.
 """
 
 import csv
+import io
 import json
 import math
 import os
@@ -44,6 +45,7 @@ from absl import flags
 from absl import logging
 
 from pix2pix_tf import config as config_lib
+from pix2pix_tf import outputs
 
 # The studies' comparisons. Each variant: (name, training flags).
 PAPER_TABLE1 = [
@@ -126,6 +128,9 @@ SEGMENTATION_SCORES = ("per_pixel_accuracy", "per_class_accuracy",
 SEGMENTATION_HEADERS = ("per-pixel acc.", "per-class acc.", "class IoU")
 
 FLAGS = flags.FLAGS
+# What the study writes in --out, and beside each variant's run.
+RESULTS = ("results.csv", "results.md", "losses.png", "samples.png")
+VARIANT_FILES = ("settings.json", "metrics.json")
 
 
 def load_variants(spec: str) -> List[Tuple[str, str]]:
@@ -210,7 +215,13 @@ def variant_config(flag_text: str, args: dict, model_dir: str = ""
   if steps < 1:
     raise ValueError(f"--steps={args['steps']} with {text!r} trains "
                      f"{steps} steps: ablate trains by steps, at least one.")
-  return base(steps).with_flags(common).with_flags(text), text
+  config = base(steps).with_flags(common).with_flags(text)
+  for flag in ("model_dir", "data_dir"):
+    if getattr(config, flag) != getattr(base(steps), flag):
+      raise ValueError(
+          f"{text or args['flags']!r} sets --{flag}, which ablate chooses "
+          f"(--out/NAME and --data_dir): remove it from the variant.")
+  return config, text
 
 
 def eval_split(data_dir: str) -> str:
@@ -371,9 +382,9 @@ def run_variant(name: str, flag_text: str, args: dict, strategy: object,
   config = config.validate(strategy.num_replicas_in_sync)
   print(f"[{name}] training {config.max_steps} steps: {text or 'defaults'}",
         flush=True)
-  os.makedirs(model_dir, exist_ok=True)
-  write_json(os.path.join(model_dir, "settings.json"),
-             settings(flag_text, args)["training"])
+  run_folder = outputs.Folder(model_dir, "out")
+  run_folder.write_text("settings.json", json.dumps(
+      settings(flag_text, args)["training"], indent=2))
   final = training.train_and_evaluate(config, strategy)
   if final.get("stopped"):
     sys.exit(f"ablate: [{name}] stopped at step {final['step']}; run the "
@@ -384,15 +395,8 @@ def run_variant(name: str, flag_text: str, args: dict, strategy: object,
          **{k: round(v, 5) for k, v in values.items()},
          **{f"train_{k}": round(v, 5) for k, v in final.items()
             if k.startswith(("gen_", "disc_"))}}
-  write_json(os.path.join(model_dir, "metrics.json"), row)
+  run_folder.write_text("metrics.json", json.dumps(row, indent=2))
   return row
-
-
-def write_json(path: str, value: dict) -> None:
-  """Writes `value` to `path` whole or not at all."""
-  with open(path + ".tmp", "w") as f:
-    json.dump(value, f, indent=2)
-  os.replace(path + ".tmp", path)
 
 
 def table_columns(rows: Sequence[dict]) -> List[Tuple[str, str, int]]:
@@ -442,17 +446,18 @@ def markdown_table(rows: Sequence[dict], study: str) -> List[str]:
   return lines
 
 
-def write_tables(rows: Sequence[dict], out: str, split: str,
+def write_tables(rows: Sequence[dict], out: outputs.Folder, split: str,
                  args: dict) -> None:
   """results.csv (every score and final training loss) and results.md."""
   columns = ["variant", "flags", "steps"] + [k for k, _, _ in
                                              table_columns(rows)]
   extra = sorted({k for row in rows for k in row
                   if k.startswith(("train_", "fcn_ground_truth/"))})
-  with open(os.path.join(out, "results.csv"), "w", newline="") as f:
-    writer = csv.DictWriter(f, columns + extra, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
+  table = io.StringIO(newline="")
+  writer = csv.DictWriter(table, columns + extra, extrasaction="ignore")
+  writer.writeheader()
+  writer.writerows(rows)
+  out.write_text("results.csv", table.getvalue())
   steps = sorted({row["steps"] for row in rows})
   trained = (f"{steps[0]} steps" if len(steps) == 1 else
              f"{steps[0]} to {steps[-1]} steps (the steps column)")
@@ -464,11 +469,11 @@ def write_tables(rows: Sequence[dict], out: str, split: str,
       "and SSIM, higher is better; FID and KID on Inception features, lower "
       "is better; segmentation scores in [0, 1], higher is better).", ""]
   lines += markdown_table(rows, args["study"])
-  with open(os.path.join(out, "results.md"), "w") as f:
-    f.write("\n".join(lines) + "\n")
+  out.write_text("results.md", "\n".join(lines) + "\n")
 
 
-def plot_losses(names: Sequence[str], out: str) -> Dict[Tuple[str, str], str]:
+def plot_losses(names: Sequence[str], out: outputs.Folder
+                ) -> Dict[Tuple[str, str], str]:
   """losses.png: each variant's training losses, one panel per loss, each
   variant in one colour in every panel (a variant without a loss, e.g. L1
   alone without GAN losses, leaves no gap in the colours of the others).
@@ -484,7 +489,7 @@ def plot_losses(names: Sequence[str], out: str) -> Dict[Tuple[str, str], str]:
   fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6))
   drawn = {}
   for name in names:
-    curves = read_scalars(os.path.join(out, name, "logs", "train"))
+    curves = read_scalars(os.path.join(out.path, name, "logs", "train"))
     for axis, (tag, _) in zip(axes, panels):
       if tag in curves:
         steps, values = zip(*curves[tag])
@@ -497,12 +502,13 @@ def plot_losses(names: Sequence[str], out: str) -> Dict[Tuple[str, str], str]:
   axes[0].legend(handles=[Line2D([], [], color=c, label=n)
                           for n, c in colors.items()], fontsize=8)
   fig.tight_layout()
-  fig.savefig(os.path.join(out, "losses.png"), dpi=100)
+  out.write("losses.png", lambda path: fig.savefig(path, dpi=100))
   plt.close(fig)
   return drawn
 
 
-def plot_samples(names: Sequence[str], out: str, config: config_lib.Config,
+def plot_samples(names: Sequence[str], out: outputs.Folder,
+                 config: config_lib.Config,
                  files: Sequence[str], num_samples: int) -> None:
   """Rows: input, target, then each variant's output on the same inputs."""
   import matplotlib
@@ -517,8 +523,8 @@ def plot_samples(names: Sequence[str], out: str, config: config_lib.Config,
   input_image, target_image = next(iter(dataset))
   rows = [("input", input_image.numpy()), ("target", target_image.numpy())]
   for name in names:
-    generated = generate_export(os.path.join(out, name, "export"), config,
-                                files)
+    generated = generate_export(os.path.join(out.path, name, "export"),
+                                config, files)
     rows.append((name, np.stack(generated)))
   fig, axes = plt.subplots(len(rows), len(files), squeeze=False,
                            figsize=(1.6 * len(files) + 0.8, 1.6 * len(rows)))
@@ -533,7 +539,7 @@ def plot_samples(names: Sequence[str], out: str, config: config_lib.Config,
       if c == 0:
         axis.set_ylabel(label, fontsize=9)
   fig.tight_layout()
-  fig.savefig(os.path.join(out, "samples.png"), dpi=100)
+  out.write("samples.png", lambda path: fig.savefig(path, dpi=100))
   plt.close(fig)
 
 
@@ -562,12 +568,20 @@ def main(argv):
                        "is not a file.")
     split = eval_split(FLAGS.data_dir)
     check_scoring(args, split)
+    out = outputs.Folder(FLAGS.out, "out",
+                         [outputs.Input(FLAGS.data_dir, "data_dir")])
+    out.check(RESULTS)
   except (ValueError, config_lib.ConfigError) as e:
     sys.exit(f"ablate: error: {e}")
   import keras  # Imported here: it loads TensorFlow (seconds).
   from pix2pix_tf import training
 
-  os.makedirs(FLAGS.out, exist_ok=True)
+  try:  # Every variant's folder, before the first is trained.
+    for name, _ in variants:
+      training.open_run_folder(os.path.join(FLAGS.out, name),
+                               FLAGS.data_dir).check(VARIANT_FILES)
+  except ValueError as e:
+    sys.exit(f"ablate: error: {e}")
   # One strategy for the whole study: a process should not create several.
   strategy = training.make_strategy(configs[0].strategy)
   rows = []
@@ -579,10 +593,10 @@ def main(argv):
     rows.append(run_variant(name, flag_text, args, strategy, split))
     keras.backend.clear_session()
   names = [name for name, _ in variants]
-  write_tables(rows, FLAGS.out, split, args)
-  plot_losses(names, FLAGS.out)
+  write_tables(rows, out, split, args)
+  plot_losses(names, out)
   from pix2pix_tf import data as data_lib
-  plot_samples(names, FLAGS.out, configs[0],
+  plot_samples(names, out, configs[0],
                data_lib.list_split(FLAGS.data_dir, split), FLAGS.num_samples)
   print(open(os.path.join(FLAGS.out, "results.md")).read())
   print(f"Wrote {FLAGS.out}/results.csv, results.md, losses.png, samples.png")

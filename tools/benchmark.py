@@ -61,6 +61,7 @@ from absl import flags
 from absl import logging
 
 from pix2pix_tf import config as config_lib
+from pix2pix_tf import outputs
 
 config_lib.define_flags()  # The training flags, for the base configuration.
 flags.DEFINE_list("batch_sizes", ["1", "16"], "Training batch sizes.")
@@ -619,7 +620,7 @@ def bench_train_command(config, steps):
 
   with tempfile.TemporaryDirectory() as folder:
     run_dir = os.path.join(folder, "run")
-    training.write_run_config(config, folder)
+    training.write_run_config(config, outputs.Folder(folder, "model_dir"))
     start = time.perf_counter()
     subprocess.run(
         [sys.executable, "-m", "pix2pix_tf.train",

@@ -25,7 +25,7 @@ __all__, __getattr__, __dir__ = lazy.exports(__name__, {
                  "decode_image", "encoded_pixels", "exif_orientation",
                  "is_16_bit_png"],
     "images": ["IMAGE_EXTENSIONS", "PAIR_EXTENSIONS", "TooLargeError",
-               "check_output_file", "check_output_folder", "check_pixels",
+               "check_pixels",
                "check_size", "declared_pixels", "list_images", "png_names",
                "read_rgb"],
     "palettes": ["Palette", "load_palette"],

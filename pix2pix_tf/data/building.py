@@ -15,6 +15,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
+from pix2pix_tf import errors
+from pix2pix_tf import outputs
 from pix2pix_tf.data import images
 
 
@@ -51,15 +53,21 @@ def is_grayscale(image: Image.Image, tolerance: int = 2) -> bool:
               <= tolerance)
 
 
-def write_pair(left: Image.Image, right: Image.Image, path: str) -> None:
-  """Saves left | right side by side, atomically (temporary name, rename)."""
+def write_pair(left: Image.Image, right: Image.Image, output: outputs.Folder,
+               name: str) -> None:
+  """Saves left | right side by side as the PNG `name` in `output`."""
   pair = Image.new("RGB", (left.width + right.width, left.height))
   pair.paste(left, (0, 0))
   pair.paste(right, (left.width, 0))
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  temporary = path + ".tmp"
-  pair.save(temporary, format="PNG")
-  os.replace(temporary, path)
+  output.write(name, lambda path: pair.save(path, format="PNG"))
+
+
+def written_before(output: outputs.Folder, names: Sequence[str]) -> set:
+  """Which of `names` an earlier run wrote (skipped now, so that an
+  interrupted run resumes); outputs.OutputError, before any work, if any
+  other file stands where one would be written."""
+  output.check(names)
+  return {n for n in names if os.path.exists(output.target(n))}
 
 
 def resized(image: Image.Image,
@@ -96,19 +104,20 @@ class Progress:
     sys.stdout.flush()
 
 
-def make_pairs(photos: Sequence[str], output: str, size: Optional[int],
-               make_a: Callable, skip_photo: Callable = None,
+def make_pairs(photos: Sequence[str], output: outputs.Folder, split: str,
+               size: Optional[int], make_a: Callable,
+               skip_photo: Callable = None,
                max_pixels: Optional[int] = None) -> Summary:
-  """For each photo: A = make_a(photo), B = photo, written to output."""
+  """For each photo: A = make_a(photo), B = photo, written to
+  `output`/`split`."""
   summary = Summary()
-  images.check_output_folder(output)
   names = images.png_names(photos)
+  done = written_before(output, [f"{split}/{n}" for n in names])
   bar = Progress(len(photos))
   for i, (path, name) in enumerate(zip(photos, names)):
-    target = os.path.join(output, name)
     if name != os.path.splitext(os.path.basename(path))[0] + ".png":
       summary.renamed.append(f"{os.path.basename(path)} -> {name}")
-    if os.path.exists(target):
+    if f"{split}/{name}" in done:
       summary.skip("already written", name)
     else:
       try:
@@ -118,7 +127,7 @@ def make_pairs(photos: Sequence[str], output: str, size: Optional[int],
           summary.skip(reason, os.path.basename(path))
         else:
           photo = resized(photo, (size, size) if size else None)
-          write_pair(make_a(photo), photo, target)
+          write_pair(make_a(photo), photo, output, f"{split}/{name}")
           summary.written += 1
       except images.TooLargeError:
         summary.skip("larger than --max_pixels", path)
@@ -128,12 +137,12 @@ def make_pairs(photos: Sequence[str], output: str, size: Optional[int],
   return summary
 
 
-def colorize(photos: Sequence[str], output: str,
+def colorize(photos: Sequence[str], output: outputs.Folder, split: str,
              size: Optional[int] = 256,
              max_pixels: Optional[int] = None) -> Summary:
   """A = grayscale (as RGB), B = colour photo; grayscale photos skipped."""
   return make_pairs(
-      photos, output, size,
+      photos, output, split, size,
       make_a=lambda photo: photo.convert("L").convert("RGB"),
       skip_photo=lambda photo: "already grayscale" if is_grayscale(photo)
       else None, max_pixels=max_pixels)
@@ -148,7 +157,7 @@ def opencv() -> types.ModuleType:
   try:
     import cv2  # pylint: disable=g-import-not-at-top  (optional: [edges])
   except ImportError:
-    raise ValueError(
+    raise errors.CommandError(
         "edges needs OpenCV, an optional dependency of about 150 MB: pip "
         "install 'pix2pix_tf[edges]' (or opencv-python-headless).") from None
   return cv2
@@ -162,13 +171,13 @@ def canny_edges(photo: Image.Image, low: int = 100,
   return Image.fromarray(255 - edges).convert("RGB")
 
 
-def edges(photos: Sequence[str], output: str, size: Optional[int] = 256,
-          low: int = 100, high: int = 200,
+def edges(photos: Sequence[str], output: outputs.Folder, split: str,
+          size: Optional[int] = 256, low: int = 100, high: int = 200,
           max_pixels: Optional[int] = None) -> Summary:
-  """Pairs of (Canny edges, photo), as edges2shoes; ValueError without
+  """Pairs of (Canny edges, photo), as edges2shoes; CommandError without
   OpenCV, before anything is written."""
   opencv()
-  return make_pairs(photos, output, size,
+  return make_pairs(photos, output, split, size,
                     make_a=lambda photo: canny_edges(photo, low, high),
                     max_pixels=max_pixels)
 
@@ -185,12 +194,13 @@ def pair_key(path: str, pattern: Optional[str]) -> Optional[str]:
   return match.group(1) if match.groups() else match.group(0)
 
 
-def combine(a_files: Sequence[str], b_files: Sequence[str], output: str,
-            size: Optional[int] = None, pattern: Optional[str] = None,
+def combine(a_files: Sequence[str], b_files: Sequence[str],
+            output: outputs.Folder, split: str, size: Optional[int] = None,
+            pattern: Optional[str] = None,
             max_pixels: Optional[int] = None) -> Summary:
-  """Pairs A and B files by name (or --pattern key) into A|B images."""
+  """Pairs A and B files by name (or --pattern key) into A|B images in
+  `output`/`split`."""
   summary = Summary()
-  images.check_output_folder(output)
   a_groups, b_groups = collections.defaultdict(list), collections.defaultdict(
       list)
   for files, groups in ((a_files, a_groups), (b_files, b_groups)):
@@ -216,17 +226,18 @@ def combine(a_files: Sequence[str], b_files: Sequence[str], output: str,
     if key is None or key not in a_keys:
       summary.skip("no A file of the same name", os.path.basename(path))
   keys = sorted(k for k in a_keys if k is not None and k in b_keys)
+  done = written_before(output, [f"{split}/{key}.png" for key in keys])
   bar = Progress(len(keys))
   for i, key in enumerate(keys):
-    target = os.path.join(output, f"{key}.png")
-    if os.path.exists(target):
+    if f"{split}/{key}.png" in done:
       summary.skip("already written", f"{key}.png")
     else:
       try:
         image_a = images.read_rgb(a_keys[key], max_pixels)
         image_b = images.read_rgb(b_keys[key], max_pixels)
         shape = (size, size) if size else image_a.size
-        write_pair(resized(image_a, shape), resized(image_b, shape), target)
+        write_pair(resized(image_a, shape), resized(image_b, shape), output,
+                   f"{split}/{key}.png")
         summary.written += 1
       except images.TooLargeError as e:
         summary.skip("larger than --max_pixels", e.path)
@@ -254,7 +265,7 @@ def _files_to_split(data_dir: str, force: bool) -> List[str]:
   elif not files and os.path.isdir(train_dir):
     files = images.list_images(train_dir)
   if not files:
-    raise ValueError(f"{data_dir} holds no images to split.")
+    raise errors.CommandError(f"{data_dir} holds no images to split.")
   return files
 
 
@@ -267,7 +278,7 @@ def _check_moves(data_dir: str, files: Sequence[str]) -> None:
   shared = {n: p for n, p in by_name.items() if len(p) > 1}
   if shared:
     name, paths = sorted(shared.items())[0]
-    raise ValueError(
+    raise errors.CommandError(
         f"{len(shared)} file name(s) occur in more than one place, e.g. "
         f"{name}: {', '.join(paths)}; splitting would overwrite one with "
         "another. Rename or remove them, then split again.")
@@ -280,7 +291,7 @@ def _check_moves(data_dir: str, files: Sequence[str]) -> None:
       and os.path.abspath(os.path.join(data_dir, split_name,
                                        os.path.basename(p))) not in moving)
   if in_the_way:
-    raise ValueError(
+    raise errors.CommandError(
         f"{len(in_the_way)} file(s) in the splits share a name with a file "
         f"to split, e.g. {in_the_way[0]}; splitting would overwrite them. "
         "Rename or remove them (or pass --force to split every split "
@@ -291,13 +302,13 @@ def split(data_dir: str, val: float, test: float, seed: int = 0,
           copy: bool = False, force: bool = False) -> Summary:
   """Distributes the pairs of data_dir (or data_dir/train) into splits."""
   if not 0 <= val < 1 or not 0 <= test < 1 or val + test >= 1:
-    raise ValueError(f"--val={val} and --test={test} must be fractions in "
+    raise errors.CommandError(f"--val={val} and --test={test} must be fractions in "
                      "[0, 1) leaving some pairs for training.")
   existing = [s for s in ("val", "test")
               if os.path.isdir(os.path.join(data_dir, s))
               and os.listdir(os.path.join(data_dir, s))]
   if existing and not force:
-    raise ValueError(
+    raise errors.CommandError(
         f"{data_dir} already has {' and '.join(existing)} splits; pass "
         "--force to split again (their files are moved back first).")
   files = _files_to_split(data_dir, force)
@@ -308,18 +319,20 @@ def split(data_dir: str, val: float, test: float, seed: int = 0,
   plan = {"val": names[:n_val], "test": names[n_val:n_val + n_test],
           "train": names[n_val + n_test:]}
   summary = Summary()
+  folder = outputs.Folder(data_dir, "data_dir")
   for name, paths in plan.items():
-    folder = os.path.join(data_dir, name)
-    os.makedirs(folder, exist_ok=True)
+    os.makedirs(os.path.join(data_dir, name), exist_ok=True)
     for path in paths:
-      target = os.path.join(folder, os.path.basename(path))
+      target = os.path.join(data_dir, name, os.path.basename(path))
       if os.path.abspath(path) == os.path.abspath(target):
         summary.written += 1
         continue
       if copy:
-        shutil.copy2(path, target + ".tmp")
-        os.replace(target + ".tmp", target)
+        folder.write(os.path.relpath(target, data_dir),
+                     lambda staged, source=path: shutil.copy2(source, staged))
       else:
+        # Moving the user's own pairs into splits is what split is for;
+        # _check_moves has made sure no move lands on another file.
         os.replace(path, target)
       summary.written += 1
   print(", ".join(f"{name}: {len(paths)}" for name, paths in plan.items()))

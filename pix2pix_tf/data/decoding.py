@@ -244,6 +244,17 @@ def check_encoded_pixels(contents: tf.Tensor, max_pixels: int) -> tf.Tensor:
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
+# The first bytes by which TensorFlow's decoders tell the formats apart.
+_SIGNATURES = (b"\xff\xd8\xff", PNG_SIGNATURE, b"GIF", b"BM")
+
+
+def is_encoded_image(contents: bytes) -> bool:
+  """Whether `decode_image` takes `contents` for an image, by its first
+  bytes: those of a JPEG, PNG, GIF, BMP or WebP."""
+  return contents.startswith(_SIGNATURES) or (
+      contents[:4] == b"RIFF" and contents[8:12] == b"WEBP")
+
+
 def is_16_bit_png(contents: Union[bytes, tf.Tensor]) -> tf.Tensor:
   """Whether encoded bytes are a PNG of 16 bits per channel (bool scalar;
   from the IHDR chunk's bit depth, byte 24)."""

@@ -11,11 +11,12 @@ the same files.
 """
 
 import json
-import os
 from typing import Tuple
 
 import numpy as np
 from PIL import Image
+
+from pix2pix_tf import outputs
 
 # Label colours (RGB), in the spirit of the CMP facades palette.
 PALETTE = {
@@ -112,13 +113,12 @@ def _render(rng, labels, size):
   return np.clip(photo, 0, 255).astype(np.uint8)
 
 
-def write_palette(path: str) -> str:
-  """The label colours as a palette file (`--label_palette`)."""
-  with open(path, "w") as f:
-    json.dump({"name": "demo", "classes": [
-        {"name": name, "color": list(color)}
-        for name, color in PALETTE.items()]}, f, indent=2)
-  return path
+def write_palette(folder: outputs.Folder, name: str = "palette.json") -> str:
+  """The label colours as a palette file (`--label_palette`) in `folder`;
+  returns its path."""
+  return folder.write_text(name, json.dumps({"name": "demo", "classes": [
+      {"name": class_name, "color": list(color)}
+      for class_name, color in PALETTE.items()]}, indent=2))
 
 
 def write_dataset(output_dir: str, num_train: int = 200, num_val: int = 20,
@@ -129,17 +129,17 @@ def write_dataset(output_dir: str, num_train: int = 200, num_val: int = 20,
   Returns:
     output_dir.
   """
-  os.makedirs(output_dir, exist_ok=True)
-  write_palette(os.path.join(output_dir, "palette.json"))
-  for split, count, offset in (("train", num_train, 0),
-                               ("val", num_val, 1_000_000)):
-    folder = os.path.join(output_dir, split)
-    os.makedirs(folder, exist_ok=True)
-    for i in range(count):
-      rng = np.random.RandomState(seed + offset + i)
-      photo, label_map = draw_example(rng, size)
-      pair = np.concatenate([photo, label_map], axis=1)
-      path = os.path.join(folder, f"{i + 1:04d}.png")
-      Image.fromarray(pair).save(path + ".tmp", format="PNG")
-      os.replace(path + ".tmp", path)
+  folder = outputs.Folder(output_dir, "output")
+  plan = [(split, i, offset) for split, count, offset in (
+      ("train", num_train, 0), ("val", num_val, 1_000_000))
+          for i in range(count)]
+  folder.check(["palette.json"] + [f"{split}/{i + 1:04d}.png"
+                                   for split, i, _ in plan])
+  write_palette(folder)
+  for split, i, offset in plan:
+    rng = np.random.RandomState(seed + offset + i)
+    photo, label_map = draw_example(rng, size)
+    pair = Image.fromarray(np.concatenate([photo, label_map], axis=1))
+    folder.write(f"{split}/{i + 1:04d}.png",
+                 lambda path, image=pair: image.save(path, format="PNG"))
   return output_dir

@@ -1,16 +1,19 @@
-"""Image files as Pillow reads them: listing, names, the declared size, and
-`read_rgb`, the project's decoding rule for the dataset tools and predict."""
+"""Image files as Pillow reads them: listing, names, `check_pixels` (the
+gate every image passes before it is decoded: the declared size, from the
+header, against --max_pixels), and `read_rgb`, the project's decoding rule
+for the dataset tools and predict."""
 
 import collections
 import io
 import os
-import tempfile
-from typing import List, Optional, Sequence, Tuple
+import struct
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from PIL import Image, ImageOps
 
 from pix2pix_tf import config as config_lib
+from pix2pix_tf import errors
 
 
 # What the dataset tools and predict read (with Pillow).
@@ -35,51 +38,10 @@ def png_names(files: Sequence[str]) -> List[str]:
       stem = os.path.basename(path).replace(".", "_")
     names.append(f"{stem}.png")
   if len(set(names)) != len(names):
-    raise ValueError("Inputs whose names differ only in case or punctuation "
-                     "would overwrite each other's outputs; rename them.")
+    raise errors.CommandError(
+        "Inputs whose names differ only in case or punctuation would "
+        "overwrite each other's outputs; rename them.")
   return names
-
-
-def check_output_folder(output: str, create: bool = True) -> None:
-  """`output` is (or can be made) a folder, or ValueError before any work;
-  made now if `create`."""
-  existing = os.path.abspath(output)
-  while not os.path.exists(existing):
-    existing = os.path.dirname(existing)
-  if not os.path.isdir(existing):
-    raise ValueError(f"--output: {existing} is a file, not a folder. Choose "
-                     "a folder to write into.")
-  if not create:
-    return
-  try:
-    os.makedirs(output, exist_ok=True)
-  except OSError as e:
-    raise ValueError(f"--output: {output} cannot be created ({e.strerror})."
-                     " Choose another folder.") from None
-
-
-def check_output_file(path: str, flag: str,
-                      example: str = "results.json") -> None:
-  """A file named by --`flag` can be written (appended to, if it exists), or
-  ValueError naming the flag, before any work: a run's results and a
-  participant's first answer are not where a bad path shows up. `example`
-  is the file name the message suggests for a folder.
-  """
-  if os.path.isdir(path):
-    raise ValueError(f"--{flag}={path} is a folder; give a file name, such "
-                     f"as {os.path.join(path, example)}.")
-  folder = os.path.dirname(os.path.abspath(path))
-  if not os.path.isdir(folder):
-    raise ValueError(f"--{flag}={path}: the folder {folder} does not exist. "
-                     "Create it first.")
-  try:  # A probe that changes nothing (os.access says yes to root).
-    if os.path.exists(path):
-      open(path, "ab").close()
-    else:
-      tempfile.TemporaryFile(dir=folder).close()
-  except OSError as e:
-    raise ValueError(f"--{flag}={path} cannot be written ({e.strerror}). "
-                     "Choose a file in a folder you can write to.") from None
 
 
 def list_images(folder: str,
@@ -91,13 +53,13 @@ def list_images(folder: str,
     ValueError: `folder` is not a folder.
   """
   if not os.path.isdir(folder):
-    raise ValueError(f"{folder} is not a folder.")
+    raise errors.CommandError(f"{folder} is not a folder.")
   return sorted(os.path.join(folder, f) for f in os.listdir(folder)
                 if f.lower().endswith(tuple(extensions))
                 and os.path.isfile(os.path.join(folder, f)))
 
 
-class TooLargeError(ValueError):
+class TooLargeError(errors.CommandError):
   """An image that declares more pixels than --max_pixels."""
 
   def __init__(self, path: str, message: str):
@@ -105,46 +67,103 @@ class TooLargeError(ValueError):
     self.path = path
 
 
-def declared_pixels(encoded: bytes) -> Optional[float]:
-  """width x height from an encoded image's header (nothing decoded); inf
-  for one past Pillow's own bomb limit, None for data that is no image
-  Pillow knows."""
+def check_pixels(source: Union[str, bytes], max_pixels: int,
+                 name: Optional[str] = None) -> Tuple[int, int]:
+  """The gate every image passes before it is decoded: its (width, height)
+  as its header declares them, nothing decoded, and a refusal above
+  `max_pixels` pixels, so that a small file declaring a huge image (a
+  decompression bomb) is never decoded.
+
+  Args:
+    source: a path, or an encoded image's bytes.
+    max_pixels: the most width x height allowed (--max_pixels).
+    name: what a refusal calls the image (default: the path).
+
+  Raises:
+    TooLargeError: naming the image, its declared size and --max_pixels
+      (sizes past Pillow's own bomb limit included).
+    OSError: for data whose header Pillow cannot read.
+  """
+  name = name or _label(source)
   try:
-    with Image.open(io.BytesIO(encoded)) as image:
-      width, height = image.size
-  except Image.DecompressionBombError:
-    return float("inf")
-  except Exception:  # pylint: disable=broad-except
+    width, height = declared_size(source)
+  except TooLargeError:
+    raise TooLargeError(name, (
+        f"{name} declares more than {2 * Image.MAX_IMAGE_PIXELS} pixels, and "
+        "its exact size cannot be read to check it against --max_pixels="
+        f"{max_pixels}. Shrink it.")) from None
+  check_size(name, width, height, max_pixels)
+  return width, height
+
+
+def declared_pixels(encoded: bytes) -> Optional[int]:
+  """width x height from an encoded image's header (nothing decoded), as
+  `check_pixels` reads it; None for data that is no image Pillow knows."""
+  try:
+    width, height = declared_size(encoded)
+  except TooLargeError:
+    return 2 * Image.MAX_IMAGE_PIXELS + 1  # At least.
+  except OSError:
     return None  # Not an image: whoever decodes it says so.
   return width * height
 
 
-def declared_size(path: str, upright: bool = False) -> Tuple[int, int]:
-  """(width, height) from the file's header: Pillow decodes nothing until
-  it is asked to. With `upright`, as the decoding rule turns the image
-  (a JPEG whose Exif orientation is 5..8 is transposed: its sides swap).
-  Raises TooLargeError for a size past Pillow's own bomb limit, and OSError
-  for a header Pillow cannot read."""
-  try:
-    with Image.open(path) as image:
-      width, height = image.size
-      if upright and image.format == "JPEG" and (
-          image.getexif().get(_ORIENTATION, 1) in (5, 6, 7, 8)):
-        width, height = height, width
-      return width, height
-  except Image.DecompressionBombError as e:
-    raise TooLargeError(path, f"{path}: {e}") from None
+def declared_size(source: Union[str, bytes],
+                  upright: bool = False) -> Tuple[int, int]:
+  """(width, height) from the header of `source` (a path, or encoded
+  bytes): Pillow decodes nothing until it is asked to. With `upright`, as
+  the decoding rule turns the image (a JPEG whose Exif orientation is 5..8
+  is transposed: its sides swap). Sizes past Pillow's own bomb limit are
+  read too. Raises OSError for a header Pillow cannot read, TooLargeError
+  for an image past that limit whose plugin checks it too (WebP; a GIF
+  frame larger than its screen)."""
+  with _open_header(source) as image:
+    width, height = image.size
+    if upright and image.format == "JPEG" and (
+        image.getexif().get(_ORIENTATION, 1) in (5, 6, 7, 8)):
+      width, height = height, width
+    return width, height
 
 
 _ORIENTATION = 0x0112  # The Exif orientation tag.
 
 
-def check_pixels(path: str, max_pixels: int) -> None:
-  """Raises TooLargeError if the file's header declares more than
-  `max_pixels` pixels, so that a small file declaring a huge image (a
-  decompression bomb) is never decoded."""
-  width, height = declared_size(path)
-  check_size(path, width, height, max_pixels)
+def _open_header(source: Union[str, bytes]) -> Image.Image:
+  """`source` opened by Pillow, its header read and nothing decoded.
+
+  Image.open refuses an image past Pillow's own bomb limit without saying
+  its size; the format's plugin then reads the header as Image.open does
+  (Image.ID, Image.OPEN), without that check, so that a refusal can say it.
+  """
+  def file():
+    return source if isinstance(source, str) else io.BytesIO(source)
+
+  try:
+    return Image.open(file())
+  except Image.DecompressionBombError:
+    pass
+  except OSError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    # Some plugins raise ValueError and others for a damaged header.
+    raise OSError(f"{_label(source)} has an unreadable header ({e})") from e
+  with file() if isinstance(source, bytes) else open(source, "rb") as head:
+    prefix = head.read(16)
+  for format_id in Image.ID:
+    factory, accept = Image.OPEN[format_id]
+    matches = accept is None or accept(prefix)
+    if matches and not isinstance(matches, str):  # A str: a mere warning.
+      try:
+        return factory(file(), None)
+      except (SyntaxError, IndexError, TypeError, ValueError, EOFError,
+              OSError, struct.error, Image.DecompressionBombError):
+        continue
+  raise TooLargeError(_label(source), f"{_label(source)} declares more "
+                      "pixels than Pillow reads the size of.")
+
+
+def _label(source: Union[str, bytes]) -> str:
+  return source if isinstance(source, str) else "the image"
 
 
 def check_size(path: str, width: int, height: int, max_pixels: int) -> None:
@@ -169,7 +188,8 @@ def read_rgb(path: str, max_pixels: Optional[int] = None) -> Image.Image:
   config_lib.DEFAULT_MAX_PIXELS), before decoding.
   """
   check_pixels(path, max_pixels or config_lib.DEFAULT_MAX_PIXELS)
-  with Image.open(path) as image:
+  # Opened past Pillow's own bomb limit too: --max_pixels is the limit.
+  with _open_header(path) as image:
     image.load()
     source_format = image.format
     if source_format == "JPEG":

@@ -8,6 +8,8 @@ from typing import List
 
 import numpy as np
 
+from pix2pix_tf import errors
+
 PALETTE_DIR = os.path.join(os.path.dirname(__file__), "palettes")
 BUILT_IN = ("cityscapes", "facades")
 
@@ -34,7 +36,7 @@ def load_palette(spec: str) -> Palette:
   path = (os.path.join(PALETTE_DIR, f"{spec}.json") if spec in BUILT_IN
           else spec)
   if not os.path.isfile(path):
-    raise ValueError(f"--label_palette={spec} is neither a built-in palette "
+    raise errors.CommandError(f"--label_palette={spec} is neither a built-in palette "
                      f"({', '.join(BUILT_IN)}) nor a file.")
   try:
     with open(path) as f:
@@ -43,10 +45,10 @@ def load_palette(spec: str) -> Palette:
     colors = np.array([c["color"] for c in data["classes"]], np.uint8)
     void = np.array(data.get("void", []), np.uint8).reshape(-1, 3)
   except (ValueError, KeyError, TypeError) as e:
-    raise ValueError(f"{path} is not a palette file ({e}): expected "
+    raise errors.CommandError(f"{path} is not a palette file ({e}): expected "
                      '{"classes": [{"name": ..., "color": [r, g, b]}, ...]}.'
                      ) from e
   if colors.ndim != 2 or colors.shape[1] != 3 or not len(colors):
-    raise ValueError(f"{path}: every class needs an [r, g, b] colour.")
+    raise errors.CommandError(f"{path}: every class needs an [r, g, b] colour.")
   return Palette(data.get("name", os.path.basename(path)), names, colors,
                  void)

@@ -10,6 +10,7 @@ from typing import List, Optional, Sequence, Tuple
 import tensorflow as tf
 
 from pix2pix_tf import config as config_lib
+from pix2pix_tf import errors
 from pix2pix_tf.data import decoding
 from pix2pix_tf.data import images
 from pix2pix_tf.data import transforms
@@ -27,7 +28,7 @@ STANDARD_DATASETS = ("facades", "cityscapes", "maps", "edges2shoes",
                      "edges2handbags", "night2day")
 
 
-class DatasetError(ValueError):
+class DatasetError(errors.CommandError):
   """A missing, empty or unreadable dataset, with the path and the remedy."""
 
 

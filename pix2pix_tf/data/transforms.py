@@ -6,6 +6,7 @@ from typing import Callable, Tuple, Union
 import tensorflow as tf
 
 from pix2pix_tf import config as config_lib
+from pix2pix_tf import errors
 from pix2pix_tf.data import decoding
 
 
@@ -222,7 +223,7 @@ def check_preprocessable(name: str, height: int, width: int, mode: str,
   the mode cannot crop, one too small to pad by reflection, and (without
   `pad`) one whose size is not a multiple."""
   if mode == "crop" and min(height, width) < crop_size:
-    raise ValueError(
+    raise errors.CommandError(
         f"{name}: a {width}x{height} half is smaller than --crop_size="
         f"{crop_size}, which --preprocess=crop cuts from it unscaled. Use "
         "--preprocess=resize_and_crop or scale_width_and_crop, or a smaller "
@@ -237,7 +238,7 @@ def check_preprocessable(name: str, height: int, width: int, mode: str,
       f" becomes {out_width}x{out_height} under --preprocess={mode}, which"
       if (out_height, out_width) != (height, width) else "")
   if not pad:
-    raise ValueError(
+    raise errors.CommandError(
         f"{where} is not a multiple of {multiple} in each side, as the "
         f"generator needs; the nearest valid size is {valid[1]}x{valid[0]}. "
         "Resize the image, or pass --size_policy=pad to reflect-pad it.")
@@ -247,7 +248,7 @@ def check_preprocessable(name: str, height: int, width: int, mode: str,
                  for side in (out_height, out_width))
   if any(max(padding(side, multiple)) >= side
          for side in (out_height, out_width)):
-    raise ValueError(
+    raise errors.CommandError(
         f"{where} is too small to reflect-pad to {padded[1]}x{padded[0]} "
         f"(a multiple of {multiple}); the nearest valid size is "
         f"{valid[1]}x{valid[0]}. Resize the image, or choose a shallower "

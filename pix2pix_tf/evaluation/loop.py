@@ -19,6 +19,7 @@ import keras
 import tensorflow as tf
 
 from pix2pix_tf import config as config_lib
+from pix2pix_tf import errors
 from pix2pix_tf import data as data_lib
 from pix2pix_tf.evaluation import metrics as metrics_lib
 from pix2pix_tf.evaluation import segmentation
@@ -31,14 +32,14 @@ VALIDATION_METRICS = ("l1", "mse", "psnr", "ssim")
 def load_segmenter(path: str) -> Callable[[tf.Tensor], tf.Tensor]:
   """A SavedModel mapping [-1, 1] photos to per-pixel class logits."""
   if not saved_model_lib.is_saved_model(path):
-    raise ValueError(f"--segmenter={path} is not a SavedModel. Train one with "
+    raise errors.CommandError(f"--segmenter={path} is not a SavedModel. Train one with "
                      "python tools/train_segmenter.py.")
   try:
     signature = tf.saved_model.load(path).signatures["serving_default"]
   except Exception as e:  # pylint: disable=broad-except
     # TensorFlow's own message runs to pages; one line names the problem.
     first_line = (str(e).strip().splitlines() or [""])[0][:200]
-    raise ValueError(f"--segmenter={path} could not be loaded "
+    raise errors.CommandError(f"--segmenter={path} could not be loaded "
                      f"({type(e).__name__}: {first_line}). Train it again "
                      "with python tools/train_segmenter.py.") from None
   output = list(signature.structured_outputs)[0]
@@ -91,7 +92,7 @@ def evaluate(generate: Callable, batches: Iterable, accumulator: Accumulator,
           input_image, target_image, accumulator.palette)
                                  if labels == "auto" else labels)
       if accumulator.labels_side is None and strict_labels:
-        raise ValueError(
+        raise errors.CommandError(
             f"Neither side of {description} looks like a "
             f"{accumulator.palette.name} label map; set --labels=input or "
             "--labels=target.")

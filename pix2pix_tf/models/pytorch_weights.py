@@ -23,9 +23,10 @@ import keras
 import numpy as np
 
 from pix2pix_tf import config as config_lib
+from pix2pix_tf import errors
 
 
-class UnsafeCheckpointError(ValueError):
+class UnsafeCheckpointError(errors.CommandError):
   """A .pth that names something a state dict never needs."""
 
 
@@ -74,14 +75,14 @@ def _rebuild_tensor(storage: np.ndarray, offset: int, size: Tuple[int, ...],
   numbers = [offset, *size, *stride]
   if not all(isinstance(n, int) and n >= 0 for n in numbers) or len(
       size) != len(stride):
-    raise ValueError(f"a tensor of size {size}, stride {stride} at offset "
+    raise errors.CommandError(f"a tensor of size {size}, stride {stride} at offset "
                      f"{offset} is not a view PyTorch writes")
   if int(np.prod(size)) > len(storage):
-    raise ValueError(f"a tensor of size {size} holds more values than its "
+    raise errors.CommandError(f"a tensor of size {size} holds more values than its "
                      f"storage of {len(storage)}")
   if 0 not in size and offset + sum(
       (n - 1) * step for n, step in zip(size, stride)) >= len(storage):
-    raise ValueError(f"a tensor of size {size}, stride {stride} at offset "
+    raise errors.CommandError(f"a tensor of size {size}, stride {stride} at offset "
                      f"{offset} reaches past its storage of {len(storage)} "
                      "values")
   itemsize = storage.itemsize
@@ -130,7 +131,7 @@ class _Unpickler(pickle.Unpickler):
 
   def persistent_load(self, pid):
     if not isinstance(pid, tuple) or len(pid) != 5:
-      raise ValueError(f"{self._path} holds a persistent id that is not a "
+      raise errors.CommandError(f"{self._path} holds a persistent id that is not a "
                        "tensor storage's")
     kind, storage_type, key, _, _ = pid
     if kind != "storage" or not isinstance(storage_type, _StorageType):
@@ -143,7 +144,7 @@ class _Unpickler(pickle.Unpickler):
       if info.compress_type != zipfile.ZIP_STORED:
         # torch.save stores tensors uncompressed; a compressed one could
         # unpack to any size.
-        raise ValueError(f"storage {key} is compressed, which torch.save "
+        raise errors.CommandError(f"storage {key} is compressed, which torch.save "
                          "never does")
       raw = self._archive.read(name)
       self._storages[key] = _array(raw, storage_type.dtype)
@@ -162,7 +163,7 @@ def read_state_dict(path: str) -> Dict[str, np.ndarray]:
       is not a mapping of names to tensors.
   """
   if not os.path.isfile(path):
-    raise ValueError(f"{path} is not a file: give the path of a .pth "
+    raise errors.CommandError(f"{path} is not a file: give the path of a .pth "
                      "(e.g. checkpoints/facades_label2photo/latest_net_G.pth).")
   try:
     state = _read_zip(path)
@@ -172,14 +173,14 @@ def read_state_dict(path: str) -> Dict[str, np.ndarray]:
     raise type(e)(f"{path} cannot be read as a state dict: {e}.") from None
   except (zipfile.BadZipFile, pickle.UnpicklingError, EOFError, KeyError,
           TypeError, AttributeError, IndexError, MemoryError) as e:
-    raise ValueError(f"{path} is damaged or not a state dict saved by "
+    raise errors.CommandError(f"{path} is damaged or not a state dict saved by "
                      f"torch.save ({type(e).__name__}: {e}); download or "
                      "save it again.") from None
   if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
     state = state["state_dict"]  # A checkpoint dict around the weights.
   if not isinstance(state, dict) or not all(
       isinstance(v, np.ndarray) for v in state.values()):
-    raise ValueError(f"{path} does not hold a state dict (a mapping of "
+    raise errors.CommandError(f"{path} does not hold a state dict (a mapping of "
                      "names to tensors).")
   return {(k[len("module."):] if k.startswith("module.") else k): v
           for k, v in state.items() if not k.endswith("num_batches_tracked")}
@@ -188,14 +189,14 @@ def read_state_dict(path: str) -> Dict[str, np.ndarray]:
 def _read_zip(path: str) -> object:
   """The unpickled contents of the zip-format .pth at `path`."""
   if not zipfile.is_zipfile(path):
-    raise ValueError(
+    raise errors.CommandError(
         f"{path} is not a PyTorch zip checkpoint (torch.save writes one "
         "since PyTorch 1.6). Load it in PyTorch and save it again with "
         "torch.save(state_dict, path).")
   with zipfile.ZipFile(path) as archive:
     pickles = [n for n in archive.namelist() if n.endswith("/data.pkl")]
     if len(pickles) != 1:
-      raise ValueError(f"{path} is a zip, but not one torch.save wrote "
+      raise errors.CommandError(f"{path} is a zip, but not one torch.save wrote "
                        "(no single */data.pkl in it).")
     prefix = pickles[0][:-len("/data.pkl")]
     with archive.open(pickles[0]) as file:
@@ -304,7 +305,7 @@ def load_weights(model: keras.Model, state: Dict[str, np.ndarray],
     in_file = sorted(k for k in state if k.rsplit(".", 1)[0] == module)
     expected = [tuple(w.shape) for w in layer.get_weights()]
     if not in_file and expected:
-      raise ValueError(
+      raise errors.CommandError(
           f"{path} has no {module}.* tensors, which {layer_name} needs: it "
           "was saved from another architecture. Check --generator (the "
           "number of levels), --norm (instance norm has no tensors) and, "
@@ -316,7 +317,7 @@ def load_weights(model: keras.Model, state: Dict[str, np.ndarray],
     got = [tuple(w.shape) for w in weights] if weights else [
         tuple(state[k].shape) for k in in_file]
     if got != expected:
-      raise ValueError(
+      raise errors.CommandError(
           f"{path}: {module} holds {', '.join(in_file)} of shapes {got} "
           f"(in Keras's layout), {layer_name} needs {expected}. Check "
           "--ngf, --input_channels and --output_channels, --norm (batch "
@@ -326,7 +327,7 @@ def load_weights(model: keras.Model, state: Dict[str, np.ndarray],
     used.update(in_file)
   extra = sorted(set(state) - used)
   if extra:
-    raise ValueError(
+    raise errors.CommandError(
         f"{path} holds tensors this model has no place for: "
         f"{', '.join(extra[:4])}{', ...' if len(extra) > 4 else ''}. It "
         "was saved from another architecture: check --generator (the "
@@ -342,11 +343,11 @@ def _check_norm(model: keras.Model, state: Dict[str, np.ndarray],
   batch_norm = any(model.get_layer(layer).get_weights()
                    for _, layer, kind in names if kind == NORM)
   if statistics and not batch_norm:
-    raise ValueError(f"{path} holds batch norm statistics ({statistics[0]}"
+    raise errors.CommandError(f"{path} holds batch norm statistics ({statistics[0]}"
                      ", ...): it was trained with --norm=batch, not this "
                      "model's norm.")
   if batch_norm and not statistics:
-    raise ValueError(f"{path} holds no batch norm statistics: it was "
+    raise errors.CommandError(f"{path} holds no batch norm statistics: it was "
                      "trained with --norm=instance, not --norm=batch.")
 
 
@@ -362,7 +363,7 @@ def discriminator_layers(config: config_lib.Config) -> List[Tuple[str, str, str]
   """The reference discriminator's module names for `config` (its one
   PatchGAN: --discriminator=patchgan, one scale)."""
   if config.discriminator != "patchgan" or config.num_discriminators != 1:
-    raise ValueError(
+    raise errors.CommandError(
         "The reference's discriminator is one PatchGAN: convert it with "
         "--discriminator=patchgan --num_discriminators=1 (and its "
         "--d_layers, 3 for the 70x70 PatchGAN).")

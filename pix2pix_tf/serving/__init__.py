@@ -20,7 +20,8 @@ from pix2pix_tf import lazy
 # Pillow and Flask, starts without TensorFlow's import (see `lazy`).
 __all__, __getattr__, __dir__ = lazy.exports(__name__, {
     "saved_model": ["SAVED_MODEL_ENTRIES", "ExportError", "check_export_dir",
-                    "check_replaceable", "export", "export_generator",
+                    "export", "export_folder", "export_generator",
+                    "is_own_export",
                     "is_saved_model", "latest_checkpoint", "load",
                     "load_run_config", "read_metadata", "resolution_of",
                     "save"],

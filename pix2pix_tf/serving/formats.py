@@ -37,6 +37,7 @@ import tensorflow as tf
 
 from pix2pix_tf import config as config_lib
 from pix2pix_tf import models
+from pix2pix_tf import outputs
 from pix2pix_tf.serving import saved_model as saved_model_lib
 
 # Format -> the file name it gets in the run folder by default.
@@ -126,26 +127,6 @@ def runner(path: str, fmt: str) -> Callable[[np.ndarray], np.ndarray]:
   return run
 
 
-def _atomic(path: str, write: Callable[[str], None],
-            check: Callable[[str], float]) -> float:
-  """`write(temporary path)` and `check(temporary path)`, then moved to
-  `path`: a failure of either leaves whatever was at `path` as it was.
-  Returns what `check` returned."""
-  parent = os.path.dirname(os.path.abspath(path))
-  os.makedirs(parent, exist_ok=True)
-  staging = tempfile.mkdtemp(prefix=".export-", dir=parent)
-  try:
-    staged = os.path.join(staging, os.path.basename(path))
-    write(staged)
-    result = check(staged)
-    os.replace(staged, path)
-    return result
-  finally:
-    for name in os.listdir(staging):
-      os.remove(os.path.join(staging, name))
-    os.rmdir(staging)
-
-
 def check_path(path: str, fmt: str) -> None:
   """ExportError unless `path` can be (re)written as a `fmt` file."""
   suffix = os.path.splitext(FILE_NAMES[fmt])[1]
@@ -156,6 +137,8 @@ def check_path(path: str, fmt: str) -> None:
     raise saved_model_lib.ExportError(
         f"--export_dir={path} exists and is not a file: choose another "
         "path.")
+  folder, name = outputs.file_output(path, "export_dir")
+  folder.check([name])  # Before the work: a file of the user's is refused.
 
 
 def input_shape(config: config_lib.Config,
@@ -203,9 +186,16 @@ def write_format(generator: keras.Model, config: config_lib.Config,
           f"not written to {path} (whatever was there is kept).")
     return difference
 
-  difference = _atomic(
-      path, lambda p: _write(model, p, fmt, shape, litert_weights), check)
-  return Written(path, os.path.getsize(path), difference, without_dropout)
+  checked = {}
+
+  def write_and_check(staged):
+    _write(model, staged, fmt, shape, litert_weights)
+    checked["difference"] = check(staged)
+
+  folder, name = outputs.file_output(path, "export_dir")
+  folder.write(name, write_and_check)
+  return Written(path, os.path.getsize(path), checked["difference"],
+                 without_dropout)
 
 
 def _difference(model: keras.Model, run: Callable, config: config_lib.Config,

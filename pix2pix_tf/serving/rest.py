@@ -26,6 +26,7 @@ import tensorflow as tf
 from tensorflow.core.framework import types_pb2
 
 from pix2pix_tf import data as data_lib
+from pix2pix_tf.data import decoding
 
 ROW, COLUMNAR = "row", "columnar"
 BYTES_SUFFIX = "_bytes"  # TensorFlow Serving's mark of a binary string.
@@ -41,9 +42,10 @@ class RequestError(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class Limits:
-  """What one image of a request may hold: `max_pixels` pixels (declared
-  in an encoded image's header, or height x width of a numeric one) of
-  `channels` channels."""
+  """What a request may hold: `max_pixels` pixels of `channels` channels,
+  in one image or in all its images together (declared in an encoded
+  image's header, or height x width of a numeric one), so that what one
+  request can cost is bounded whatever its number of images."""
   max_pixels: int
   channels: int
 
@@ -51,6 +53,27 @@ class Limits:
   def max_values(self) -> int:
     """The most numbers one image (one batch entry) may hold."""
     return self.max_pixels * self.channels
+
+
+class PixelBudget:
+  """The pixels a request's images have declared so far, against
+  `limits.max_pixels`; counted while the body is parsed, before anything
+  is decoded."""
+
+  def __init__(self, limits: Limits):
+    self.limits = limits
+    self.pixels = 0
+
+  def take(self, pixels: int, where: str) -> None:
+    """Counts `pixels` more (of the image at `where`); RequestError 413
+    once the request's total is over the limit."""
+    self.pixels += pixels
+    if self.pixels > self.limits.max_pixels:
+      raise RequestError(413, (
+          f"The request's images declare {self.pixels} pixels up to {where}, "
+          f"more than --max_pixels={self.limits.max_pixels} for a whole "
+          "request (one image of that size, or smaller ones that add up to "
+          "it): send the images in separate requests."))
 
 
 def is_b64(value: Any) -> bool:
@@ -79,14 +102,15 @@ def parse_predict(body: dict, specs: Dict[str, tf.TensorSpec],
   """The input arrays of a predict body for a signature whose inputs are
   `specs` (by name), and its format (ROW or COLUMNAR). RequestError: 400
   for a body that is not one of the API's forms or does not fit the
-  inputs, 413 for an image over `limits`."""
+  inputs, 413 for an image, or all the images together, over `limits`."""
+  budget = PixelBudget(limits)
   if "instances" in body and "inputs" in body:
     raise RequestError(400, "Expected only one of 'instances' (row format) "
                             "or 'inputs' (columnar format), not both.")
   if "instances" in body:
-    return _rows(body["instances"], specs, limits), ROW
+    return _rows(body["instances"], specs, budget), ROW
   if "inputs" in body:
-    return _columns(body["inputs"], specs, limits), COLUMNAR
+    return _columns(body["inputs"], specs, budget), COLUMNAR
   raise RequestError(400, "Missing 'inputs' or 'instances' key: expected "
                           '{"instances": [...]} or {"inputs": ...}.')
 
@@ -97,7 +121,7 @@ def _named(value: Any) -> bool:
 
 
 def _rows(instances: Any, specs: Dict[str, tf.TensorSpec],
-          limits: Limits) -> Dict[str, np.ndarray]:
+          budget: PixelBudget) -> Dict[str, np.ndarray]:
   """The batched inputs of a row-format request."""
   if not isinstance(instances, list):
     raise RequestError(400, "Expected 'instances' to be a list.")
@@ -121,7 +145,7 @@ def _rows(instances: Any, specs: Dict[str, tf.TensorSpec],
     for name, value in values.items():
       columns[name].append(to_array(value, specs[name].dtype,
                                     f"{where}[{name!r}]" if named else where,
-                                    limits))
+                                    budget))
   batched = {}
   for name, arrays in columns.items():
     shapes = {a.shape for a in arrays}
@@ -135,7 +159,7 @@ def _rows(instances: Any, specs: Dict[str, tf.TensorSpec],
 
 
 def _columns(inputs: Any, specs: Dict[str, tf.TensorSpec],
-             limits: Limits) -> Dict[str, np.ndarray]:
+             budget: PixelBudget) -> Dict[str, np.ndarray]:
   """The inputs of a columnar-format request (each value batched)."""
   if not _named(inputs):
     if len(specs) != 1:
@@ -148,7 +172,7 @@ def _columns(inputs: Any, specs: Dict[str, tf.TensorSpec],
                             "'inputs'.")
   arrays = {}
   for name, spec in specs.items():
-    array = to_array(inputs[name], spec.dtype, f"inputs[{name!r}]", limits,
+    array = to_array(inputs[name], spec.dtype, f"inputs[{name!r}]", budget,
                      batched=True)
     arrays[name] = array
   return arrays
@@ -166,20 +190,23 @@ def _dense_shape(value: Any) -> List[int]:
   return shape
 
 
-def to_array(value: Any, dtype: tf.DType, where: str, limits: Limits,
+def to_array(value: Any, dtype: tf.DType, where: str, budget: PixelBudget,
              batched: bool = False) -> np.ndarray:
-  """A JSON value as an array of `dtype` (float32, uint8 or string);
+  """A JSON value as an array of `dtype` (float32, uint8 or string), its
+  pixels counted in `budget` (numbers: their count over the channels);
   RequestError 400 for one that is not a dense tensor of that type, 413
   for one that holds more than an image may (per batch entry when
-  `batched`)."""
+  `batched`) or takes the request over its budget."""
   shape = _dense_shape(value)
   if dtype == tf.string:
-    return _strings(value, shape, where, limits)
+    return _strings(value, shape, where, budget)
+  limits = budget.limits
   per_image = math.prod(shape[1:] if batched else shape)
   if per_image > limits.max_values:
     raise RequestError(413, f"{where} holds {per_image} values per image, "
                        f"more than --max_pixels={limits.max_pixels} pixels "
-                       f"of {limits.channels} channels.")
+                       f"of {limits.channels} channels; send it smaller.")
+  budget.take(-(-math.prod(shape) // limits.channels), where)
   try:
     array = np.asarray(value)
   except (ValueError, OverflowError):
@@ -199,7 +226,7 @@ def to_array(value: Any, dtype: tf.DType, where: str, limits: Limits,
 
 
 def _strings(value: Any, shape: List[int], where: str,
-             limits: Limits) -> np.ndarray:
+             budget: PixelBudget) -> np.ndarray:
   """A (nested) JSON value of strings or {"b64": ...} as a bytes array."""
   flat = []
 
@@ -211,15 +238,16 @@ def _strings(value: Any, shape: List[int], where: str,
       for element in item:
         add(element, depth + 1)
       return
-    flat.append(_binary(item, f"{where} (value {len(flat)})", limits))
+    flat.append(_binary(item, f"{where} (value {len(flat)})", budget))
 
   add(value, 0)
   return np.array(flat, dtype=object).reshape(shape)
 
 
-def _binary(value: Any, where: str, limits: Limits) -> bytes:
-  """One string of a request; an image that declares more pixels than
-  `limits` allow is refused (413) from its header, before decoding."""
+def _binary(value: Any, where: str, budget: PixelBudget) -> bytes:
+  """One string of a request; an image is counted in `budget` from its
+  header, and one that declares more pixels than a request may hold is
+  refused (413), before anything is decoded."""
   if isinstance(value, str):
     data = value.encode("utf-8")
   elif is_b64(value):
@@ -230,11 +258,18 @@ def _binary(value: Any, where: str, limits: Limits) -> bytes:
   else:
     raise RequestError(400, f'{where} is not {{"b64": "..."}} (or a '
                             "string).")
-  pixels = data_lib.declared_pixels(data)
-  if pixels is not None and pixels > limits.max_pixels:
-    count = "too many" if pixels == float("inf") else pixels
-    raise RequestError(413, f"{where} declares {count} pixels, more than "
-                            f"--max_pixels={limits.max_pixels}.")
+  try:
+    width, height = data_lib.check_pixels(data, budget.limits.max_pixels,
+                                          where)
+  except data_lib.TooLargeError as e:
+    raise RequestError(413, str(e)) from None
+  except OSError:
+    if decoding.is_encoded_image(data):  # TensorFlow might decode it.
+      raise RequestError(400, (
+          f"{where} begins like a JPEG, PNG, GIF, BMP or WebP image, but its "
+          "header cannot be read; send it re-encoded.")) from None
+    width = height = 0  # No image: refused by the export, or another string.
+  budget.take(width * height, where)
   return data
 
 

@@ -8,8 +8,6 @@ holds.
 
 import json
 import os
-import shutil
-import tempfile
 from typing import Optional, Tuple
 
 import keras
@@ -17,11 +15,13 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
 from pix2pix_tf import config as config_lib
+from pix2pix_tf import errors
 from pix2pix_tf import models
+from pix2pix_tf import outputs
 from pix2pix_tf.serving import signatures
 
 
-class ExportError(ValueError):
+class ExportError(errors.CommandError):
   """A missing run or checkpoint, named with what to do."""
 
 
@@ -111,29 +111,22 @@ def load(saved_model: str) -> tf.Module:
   return loaded
 
 
-def check_replaceable(export_dir: str,
-                      advice: str = "Choose another --export_dir") -> None:
-  """`export_dir` is absent, empty or a SavedModel that pix2pix_tf wrote
-  (with nothing else in it); anything else is an ExportError, so that an
-  export never deletes a user's files."""
-  if not os.path.lexists(export_dir):
-    return
-  if os.path.islink(export_dir) or not os.path.isdir(export_dir):
-    raise ExportError(
-        f"{export_dir} exists and is not a folder: an export is a folder. "
-        f"{advice}.")
-  entries = sorted(os.listdir(export_dir))
-  if not entries:
-    return
-  others = [e for e in entries if e not in SAVED_MODEL_ENTRIES]
-  if others or read_metadata(export_dir) is None:
-    what = (f"files that an export does not hold ({', '.join(others[:5])}"
-            f"{', ...' if len(others) > 5 else ''})" if others else
-            "something other than a SavedModel written by pix2pix_tf")
-    raise ExportError(
-        f"{export_dir} holds {what}; an export replaces only a SavedModel "
-        "that pix2pix_tf wrote, and nothing in this folder was touched. "
-        f"{advice}, or move the folder away first.")
+def is_own_export(export_dir: str) -> bool:
+  """Whether `export_dir` holds a SavedModel that pix2pix_tf wrote (its
+  metadata says so) and nothing else."""
+  return (set(os.listdir(export_dir)) <= SAVED_MODEL_ENTRIES
+          and read_metadata(export_dir) is not None)
+
+
+def export_folder(export_dir: str, flag: str = "export_dir"
+                  ) -> Tuple[outputs.Folder, str]:
+  """(the folder holding `export_dir`, its name there), with the export
+  checked: absent, empty, or a SavedModel of pix2pix_tf with nothing else
+  (else outputs.OutputError naming --`flag`)."""
+  parent, name = os.path.split(os.path.normpath(os.path.abspath(export_dir)))
+  folder = outputs.Folder(parent, flag)
+  folder.check_folder(name, is_own_export)
+  return folder, name
 
 
 def restore_generator(config: config_lib.Config,
@@ -188,7 +181,7 @@ def export(model_dir: str, export_dir: str = None, checkpoint: str = None,
   """
   config = load_run_config(model_dir)
   export_dir = export_dir or os.path.join(model_dir, "export")
-  check_replaceable(export_dir)  # Before the work, not only after it.
+  export_folder(export_dir)  # Before the work, not only after it.
   checkpoint = checkpoint or latest_checkpoint(model_dir)
   generator, step = restore_generator(config, checkpoint)
   return save(generator, config, step, export_dir,
@@ -199,33 +192,17 @@ def export(model_dir: str, export_dir: str = None, checkpoint: str = None,
 def save(generator: keras.Model, config: config_lib.Config, step: int,
          export_dir: str, inference_mode: str,
          max_pixels: Optional[int] = None,
-         resolution: Optional[str] = None) -> str:
-  """Saves `generator` with its signatures to `export_dir`, atomically;
-  the metadata records `resolution` (default: what the run's --preprocess
-  implies)."""
-
-  export_dir = os.path.normpath(export_dir)
-  check_replaceable(export_dir)
+         resolution: Optional[str] = None, flag: str = "export_dir") -> str:
+  """Saves `generator` with its signatures to `export_dir`, atomically
+  (built beside it, then swapped in: a failure leaves what was there); the
+  metadata records `resolution` (default: what the run's --preprocess
+  implies). Returns export_dir."""
+  folder, name = export_folder(export_dir, flag)
   module = signatures.build_module(generator, config, step, inference_mode,
                                    max_pixels, resolution)
-  parent = os.path.dirname(export_dir) or "."
-  os.makedirs(parent, exist_ok=True)
-  staging = tempfile.mkdtemp(prefix=f".{os.path.basename(export_dir)}-",
-                             dir=parent)
-  try:
-    tf.saved_model.save(module, staging, signatures=module.signatures())
-    old = None
-    if os.path.lexists(export_dir):
-      check_replaceable(export_dir)  # Again: it may have changed meanwhile.
-      old = tempfile.mkdtemp(prefix=f".{os.path.basename(export_dir)}-old-",
-                             dir=parent)
-      os.replace(export_dir, os.path.join(old, "export"))
-    os.replace(staging, export_dir)
-    if old:
-      shutil.rmtree(old, ignore_errors=True)
-  finally:
-    shutil.rmtree(staging, ignore_errors=True)
-  return export_dir
+  folder.replace_folder(name, lambda staging: tf.saved_model.save(
+      module, staging, signatures=module.signatures()), is_own_export)
+  return os.path.normpath(export_dir)
 
 
 def export_generator(generator: keras.Model, config: config_lib.Config,
@@ -236,14 +213,10 @@ def export_generator(generator: keras.Model, config: config_lib.Config,
   fresh = models.build_generator(config)
   fresh.set_weights(generator.get_weights())
   return save(fresh, config, step, os.path.join(model_dir, "export"),
-                     config.inference_mode)
+              config.inference_mode, flag="model_dir")
 
 
 def check_export_dir(model_dir: str) -> None:
   """<model_dir>/export, which the run writes at its end, holds nothing that
   the export would destroy: checked before hours of training, not after."""
-  try:
-    check_replaceable(os.path.join(model_dir, "export"),
-                             "Choose another --model_dir")
-  except ExportError as e:
-    raise config_lib.ConfigError(str(e)) from None
+  export_folder(os.path.join(model_dir, "export"), "model_dir")

@@ -43,10 +43,12 @@ Requests are served concurrently; model calls are serialised by a lock, so a
 single model copy is used safely. Errors are {"error": "..."} with a 4xx or
 5xx status: 400 for a request that the signature cannot take, 404 for an
 unknown model, version or path, 405 for a wrong method, 413 for a body over
---max_upload_mb, an image whose header declares more than --max_pixels
-pixels (before decoding) or a numeric image with more values than that many
-pixels hold, 503 for a wait for the model over --request_timeout. Pages are
-sent with a Content-Security-Policy that runs no script but their own.
+--max_upload_mb, or images whose headers declare more than --max_pixels
+pixels in all (one image, or all of a request's together; numeric images
+by their values), counted before anything is decoded, so that a request's
+decoded pixels are bounded whatever its number of images; 503 for a wait
+for the model over --request_timeout. Pages are sent with a
+Content-Security-Policy that runs no script but their own.
 """
 
 import json
@@ -261,8 +263,10 @@ def choose_signature(body: dict, translator: Translator) -> str:
 
 def _page_config(translator: Translator, palette: Optional[List[dict]],
                  max_pixels: int) -> dict:
-  """What the page is told: brushes, canvas sizes, the signature."""
+  """What the page is told: brushes, canvas sizes, the pixel limit, the
+  signature."""
   return {"kind": "labels" if palette else "edges",
+          "max_pixels": max_pixels,
           "palette": palette or [],
           "size": translator.metadata.get("image_size", 256),
           "sizes": canvas_sizes(translator.metadata, max_pixels),
@@ -342,11 +346,11 @@ def create_app(translator: Translator, palette: Optional[List[dict]] = None,
                max_upload_mb: float = 8.0, max_pixels: Optional[int] = None,
                request_timeout: float = config_lib.DEFAULT_REQUEST_TIMEOUT
                ) -> flask.Flask:
-  """The Flask app around `translator`. Images whose header declares more
-  than `max_pixels` pixels (default: the export's own limit), or numeric
-  images with more values than that many pixels hold, are answered 413
-  before anything is decoded; a request waits at most `request_timeout`
-  seconds for the model."""
+  """The Flask app around `translator`. A request whose images' headers
+  declare more than `max_pixels` pixels in all (default: the export's own
+  limit; numeric images count their values over the channels) is answered
+  413 before anything is decoded; a request waits at most
+  `request_timeout` seconds for the model."""
   server = flask.Flask(__name__)
   server.config["MAX_CONTENT_LENGTH"] = int(max_upload_mb * 2**20)
   # The export refuses larger images itself: the server's limit can only

@@ -24,7 +24,9 @@ from typing import Dict, List, Optional, Tuple
 
 import flask
 
+from pix2pix_tf import config as config_lib
 from pix2pix_tf import data as data_lib
+from pix2pix_tf import outputs
 from pix2pix_tf.serving import web
 
 
@@ -124,16 +126,26 @@ class Study:
 
   A trial shows `files` (one image; two in TwoChoiceStudy), the page answers
   one of `choices`, and `answers` keeps what was judged (trial id -> value).
+  ValueError names an image that is over `max_pixels` or does not decode.
   """
 
   protocol = "single"
   choices = ("real", "fake")
 
   def __init__(self, real_files: List[str], generated_files: List[str],
-               answers_path: str, seconds: float = 1.0, seed: int = 0):
-    data_lib.check_output_file(answers_path, "answers", "answers.jsonl")
+               answers_path: str, seconds: float = 1.0, seed: int = 0,
+               max_pixels: int = config_lib.DEFAULT_MAX_PIXELS):
+    # The answers never land in (or on) the images' folders.
+    folders = sorted({os.path.dirname(os.path.abspath(f))
+                      for f in real_files + generated_files})
+    self.output, self.answers_name = outputs.file_output(
+        answers_path, "answers", [outputs.Input(f, "real_dir")
+                                  for f in folders])
+    self.output.check([self.answers_name])
     self.trials = self._make_trials(real_files, generated_files,
                                     random.Random(seed))
+    self.max_pixels = max_pixels
+    web.check_images([f for t in self.trials for f in t["files"]], max_pixels)
     for i, trial in enumerate(self.trials):
       trial["id"] = i
     # Names this order of trials: a page opened before a restart with
@@ -221,17 +233,7 @@ class Study:
       judged = self._judge(trial, answer)
       record = {"protocol": self.protocol,
                 **self._record(trial, judged, answer), "time": time.time()}
-      line = (json.dumps(record) + "\n").encode()
-      with open(self.answers_path, "ab+") as f:
-        # A crash may have cut the last line short: end it first, so that
-        # this answer is a line of its own (the torn one is skipped).
-        if f.seek(0, os.SEEK_END) > 0:
-          f.seek(-1, os.SEEK_END)
-          if f.read(1) != b"\n":
-            line = b"\n" + line
-        f.write(line)
-        f.flush()
-        os.fsync(f.fileno())
+      self.output.append_line(self.answers_name, json.dumps(record))
       self.answers[trial_id] = judged
       return len(self.answers)
 
@@ -366,8 +368,8 @@ def create_app(study: Study) -> flask.Flask:
       flask.abort(404)
     # Under a neutral name, with no dates: a file's name, format, age or
     # colour profile would tell real from generated.
-    return flask.send_file(
-        web.neutral_png(study.trials[trial_id]["files"][index]),
+    return flask.send_file(web.neutral_png(
+        study.trials[trial_id]["files"][index], study.max_pixels),
         mimetype="image/png", download_name=f"{trial_id}-{index}.png",
         etag=False, last_modified=None, max_age=0)
 

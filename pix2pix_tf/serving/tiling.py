@@ -23,6 +23,8 @@ from typing import Callable, List
 
 import numpy as np
 
+from pix2pix_tf import errors
+
 
 def tile_starts(length: int, tile: int, overlap: int) -> List[int]:
   """Where the tiles along a side of `length` pixels start: as few tiles
@@ -51,11 +53,11 @@ def ramp(start: int, size: int, length: int, overlap: int) -> np.ndarray:
 def check_tiling(tile: int, overlap: int, multiple: int) -> None:
   """ValueError, naming the flag, for a tiling the generator cannot run."""
   if tile % multiple:
-    raise ValueError(f"--tile={tile} is not a multiple of {multiple}, as "
+    raise errors.CommandError(f"--tile={tile} is not a multiple of {multiple}, as "
                      "the generator needs; choose e.g. --tile="
                      f"{max(multiple, tile // multiple * multiple)}.")
   if not 2 <= overlap <= tile // 2:
-    raise ValueError(f"--overlap={overlap} must be from 2 to half of --tile "
+    raise errors.CommandError(f"--overlap={overlap} must be from 2 to half of --tile "
                      f"({tile // 2}): tiles blend over the overlap.")
 
 

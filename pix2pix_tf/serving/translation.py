@@ -3,6 +3,7 @@ does: one image per call, by the decoding rule of training, each written as
 a PNG; paired inputs also give inputs/, targets/ and an index.html page."""
 
 import html
+import io
 import json
 import os
 import sys
@@ -14,7 +15,9 @@ import tensorflow as tf
 from PIL import Image
 
 from pix2pix_tf import config as config_lib
+from pix2pix_tf import errors
 from pix2pix_tf import data as data_lib
+from pix2pix_tf import outputs
 from pix2pix_tf.serving import saved_model as saved_model_lib
 from pix2pix_tf.serving import signatures
 from pix2pix_tf.serving import tiling
@@ -25,24 +28,24 @@ def list_inputs(path: str) -> List[str]:
   if os.path.isfile(path):
     return [path]
   if not os.path.isdir(path):
-    raise FileNotFoundError(f"--input={path} is neither a file nor a folder.")
+    raise errors.CommandError(f"--input={path} is neither a file nor a folder.")
   files = data_lib.list_images(path)
   if not files:
-    raise FileNotFoundError(f"--input={path} holds no images "
+    raise errors.CommandError(f"--input={path} holds no images "
                             f"({', '.join(data_lib.IMAGE_EXTENSIONS)}).")
   return files
 
 
-def save_image(array: np.ndarray, path: str) -> None:
-  """Writes an HxWxC uint8 array (C of 1 or 3) as the file `path` names; a
-  uint16 array as a 16-bit PNG."""
+def encode_png(array: np.ndarray) -> bytes:
+  """An HxWxC uint8 array (C of 1 or 3) as PNG bytes; a uint16 array as a
+  16-bit PNG."""
   if array.dtype == np.uint16:
     # Pillow cannot write 16-bit RGB; TensorFlow's PNG encoder can.
-    with open(path, "wb") as f:
-      f.write(tf.io.encode_png(array).numpy())
-    return
+    return tf.io.encode_png(array).numpy()
+  buffer = io.BytesIO()
   Image.fromarray(array.squeeze(-1) if array.shape[-1] == 1 else array).save(
-      path)
+      buffer, format="PNG")
+  return buffer.getvalue()
 
 
 def read_image(path: str, decode: Callable,
@@ -97,6 +100,21 @@ def output_names(files: Sequence[str]) -> List[str]:
   return names
 
 
+def output_files(names: Sequence[str], paired: bool) -> List[str]:
+  """Everything translating files of these output `names` writes."""
+  if not paired:
+    return list(names)
+  return [f"{folder}{name}" for name in names
+          for folder in ("", "inputs/", "targets/")] + ["index.html"]
+
+
+def failure(error: Exception) -> str:
+  """An error's first line, as a skipped file's reason (TensorFlow's
+  errors carry their whole stack in the text)."""
+  text = (str(error).strip().splitlines() or [""])[0]
+  return f"{type(error).__name__}: {text[:300]}"
+
+
 def translator(loaded: tf.Module, metadata: dict,
                resolution: Optional[str] = None, tile: int = 0,
                overlap: int = 32) -> Callable[[np.ndarray], np.ndarray]:
@@ -111,13 +129,13 @@ def translator(loaded: tf.Module, metadata: dict,
       export that has no translate_native signature.
   """
   if tile and resolution == "training":
-    raise ValueError("--tile translates at native resolution: leave out "
+    raise errors.CommandError("--tile translates at native resolution: leave out "
                      "--resolution=training (or --tile).")
   # Tiles are native whatever the export's default.
   resolution = "native" if tile else saved_model_lib.resolution_of(
       metadata, resolution)
   if resolution == "native" and "translate_native" not in loaded.signatures:
-    raise ValueError("This export has no translate_native signature (it "
+    raise errors.CommandError("This export has no translate_native signature (it "
                      "predates native-resolution inference): export it "
                      "again with python -m pix2pix_tf.export, or pass "
                      "--resolution=training.")
@@ -146,24 +164,24 @@ def translator(loaded: tf.Module, metadata: dict,
   return lambda image: tiling.translate_tiled(translate, image, tile, overlap)
 
 
-def translate_files(saved_model: str, files: Sequence[str], output: str,
-                    paired: bool = False,
+def translate_files(saved_model: str, files: Sequence[str],
+                    output: outputs.Folder, paired: bool = False,
                     max_pixels: Optional[int] = None,
                     resolution: Optional[str] = None, tile: int = 0,
                     overlap: int = 32) -> List[str]:
-  """Translates `files` into `output`; returns the files that failed.
+  """Translates `files` into the folder `output`; returns the files that
+  failed. What `output_files` names is checked before the model loads.
 
   Every image is written as PNG (lossless: a JPEG output would add its own
   artefacts to what FID or a perceptual study then measures). `resolution`,
   `tile` and `overlap`: see `translator`.
   """
+  names = output_names(files)
+  output.check(output_files(names, paired))
   loaded = saved_model_lib.load(saved_model)
   metadata = json.loads(loaded.metadata_json.numpy().decode())
   translate = translator(loaded, metadata, resolution, tile, overlap)
   decode = decoder()
-  names = output_names(files)
-  for folder in ("", "inputs", "targets") if paired else ("",):
-    os.makedirs(os.path.join(output, folder), exist_ok=True)
   rows, failed = [], []
   progbar = keras.utils.Progbar(len(files), unit_name="image",
                                 verbose=1 if sys.stdout.isatty() else 2)
@@ -172,24 +190,28 @@ def translate_files(saved_model: str, files: Sequence[str], output: str,
       input_image, target = split_input(
           read_image(path, decode, max_pixels), paired, metadata)
       generated = translate(input_image)
-      save_image(generated, os.path.join(output, name))
+      output.write_bytes(name, encode_png(generated))
       if paired:
-        save_image(input_image, os.path.join(output, "inputs", name))
-        save_image(target, os.path.join(output, "targets", name))
+        output.write_bytes(f"inputs/{name}", encode_png(input_image))
+        output.write_bytes(f"targets/{name}", encode_png(target))
         rows.append((os.path.basename(path), f"inputs/{name}", name,
                      f"targets/{name}"))
+    except outputs.OutputError:
+      raise  # A file of the user's appeared meanwhile: stop, as at start.
     except Exception as e:  # pylint: disable=broad-except
+      if errors.out_of_space(e):
+        raise
       # One bad file must not stop the rest: report it and go on.
       failed.append(path)
-      print(f"\nSkipped {path}: {type(e).__name__}: {e}", file=sys.stderr)
+      print(f"\nSkipped {path}: {failure(e)}", file=sys.stderr)
     progbar.update(i + 1)
   if paired:
-    write_index(os.path.join(output, "index.html"), rows, metadata)
+    output.write_text("index.html", index_page(rows, metadata))
   return failed
 
 
-def write_index(path: str, rows: Sequence[Tuple[str, str, str, str]],
-                metadata: dict) -> None:
+def index_page(rows: Sequence[Tuple[str, str, str, str]],
+               metadata: dict) -> str:
   """The results page: one row per pair, input | generated | target."""
   title = (f"pix2pix_tf results, {metadata['direction']}, step "
            f"{metadata['step']}, {metadata['inference_mode']} inference")
@@ -205,5 +227,4 @@ def write_index(path: str, rows: Sequence[Tuple[str, str, str, str]],
                     for src in (input_src, generated_src, target_src))
     lines.append(f"<tr><td>{html.escape(name)}</td>{cells}</tr>")
   lines += ["</table>", "</body></html>"]
-  with open(path, "w") as f:
-    f.write("\n".join(lines) + "\n")
+  return "\n".join(lines) + "\n"

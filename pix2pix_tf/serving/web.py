@@ -1,15 +1,17 @@
 """What both pages' servers (the translation server and the study) share:
-JSON errors, security headers, request bodies read safely, data put into a
-page safely, the pages themselves (pages/), and a server that closes silent
-connections."""
+JSON errors (those Werkzeug answers before the app, such as 431, included),
+security headers, request bodies read safely, data put into a page safely,
+the pages themselves (pages/), a server that closes silent connections, and
+images decoded for a page through the decode gate."""
 
 import importlib.resources
 import io
 import json
 import os
 import secrets
+import selectors
 import socket
-from typing import Optional
+from typing import List, Optional
 
 import flask
 import numpy as np
@@ -18,6 +20,8 @@ from PIL import ImageOps
 from werkzeug import exceptions
 from werkzeug import serving
 
+from pix2pix_tf import config as config_lib
+from pix2pix_tf import data as data_lib
 
 
 class BadRequest(ValueError):
@@ -125,15 +129,61 @@ def listen(host: str, port: int) -> socket.socket:
         "--port (--port=0 takes a free one) or --host.") from None
 
 
+# What the errors found before the app runs mean, and what to do.
+_BEFORE_APP_ERRORS = {
+    400: "The request is not valid HTTP/1.1; send one that is",
+    414: "The request's URL is longer than 65536 bytes; send a shorter one",
+    431: "The request's headers are too large (over 100 lines, or a line "
+         "over 65536 bytes); send fewer or shorter ones (from a browser: "
+         "clear this site's cookies)",
+    505: "The request's HTTP version is not supported; send HTTP/1.1",
+}
+
+
+class _Handler(serving.WSGIRequestHandler):
+  """Werkzeug's request handler, answering the errors it finds before the
+  app runs (an oversized header, a request that is not HTTP) as JSON, like
+  every other error, not as http.server's HTML page."""
+
+  def send_error(self, code: int, message: Optional[str] = None,
+                 explain: Optional[str] = None) -> None:
+    del explain
+    short = self.responses.get(code, ("Error",))[0]
+    body = json.dumps({"error": _BEFORE_APP_ERRORS.get(
+        code, f"{short}: {message or short}") + "."}).encode()
+    self.log_error("code %d, message %s", code, message)
+    self._discard_input()
+    self.send_response(code, short)
+    for name, value in (("Connection", "close"),
+                        ("Content-Type", "application/json"),
+                        ("Content-Length", str(len(body))),
+                        ("X-Content-Type-Options", "nosniff")):
+      self.send_header(name, value)
+    self.end_headers()
+    if self.command != "HEAD":
+      self.wfile.write(body)
+
+  def _discard_input(self):
+    # What the client still sends (up to 1 MB) is read, as Werkzeug does
+    # after a 413: closing with unread data would reset the connection
+    # before the client reads the answer.
+    with selectors.DefaultSelector() as selector:
+      selector.register(self.connection, selectors.EVENT_READ)
+      for _ in range(16):
+        if not selector.select(timeout=0.01) or not self.connection.recv(
+            65536):
+          break
+
+
 def make_server(host: str, port: int, app: flask.Flask,
                 request_timeout: float,
                 sock: Optional[socket.socket] = None
                 ) -> serving.BaseWSGIServer:
   """A threaded Werkzeug server on `sock` (which it takes over; by default
   `listen(host, port)`) whose connections time out after `request_timeout`
-  seconds of silence. Raises ValueError (a sentence) when it cannot
-  listen."""
-  class Handler(serving.WSGIRequestHandler):
+  seconds of silence, and whose every error is JSON. Raises ValueError (a
+  sentence) when it cannot listen."""
+  class Handler(_Handler):
     timeout = request_timeout  # socketserver sets it on each connection.
 
   with sock or listen(host, port) as bound:  # Werkzeug uses a duplicate.
@@ -144,9 +194,14 @@ def make_server(host: str, port: int, app: flask.Flask,
   return server
 
 
-def neutral_png(path: str) -> io.BytesIO:
-  """The image at `path` as 8-bit RGB(A) PNG bytes, turned as a browser
-  shows it, with no colour profile or metadata of the file's."""
+def neutral_image(path: str,
+                  max_pixels: int = config_lib.DEFAULT_MAX_PIXELS
+                  ) -> Image.Image:
+  """The image at `path` decoded as 8-bit RGB(A), turned as a browser shows
+  it; TooLargeError (before decoding) for one that declares more than
+  `max_pixels` pixels, OSError (or another of Pillow's errors) for one that
+  does not decode."""
+  data_lib.check_pixels(path, max_pixels)
   with Image.open(path) as image:
     image = ImageOps.exif_transpose(image)
     if image.mode in ("I", "I;16", "I;16B", "I;16L"):  # 16-bit: scale.
@@ -154,8 +209,33 @@ def neutral_png(path: str) -> io.BytesIO:
           0, 255).astype(np.uint8))
     if "transparency" in image.info:
       image = image.convert("RGBA")
-    image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
+    return image.convert("RGBA" if "A" in image.getbands() else "RGB")
+
+
+def neutral_png(path: str, max_pixels: int = config_lib.DEFAULT_MAX_PIXELS
+                ) -> io.BytesIO:
+  """`neutral_image` as PNG bytes, with no colour profile or metadata of
+  the file's."""
   buffer = io.BytesIO()
-  image.save(buffer, "PNG", icc_profile=None)
+  neutral_image(path, max_pixels).save(buffer, "PNG", icc_profile=None)
   buffer.seek(0)
   return buffer
+
+
+def check_images(paths: List[str], max_pixels: int) -> None:
+  """Every image of `paths` decodes (fully, as `neutral_image` serves it)
+  within `max_pixels`: ValueError naming the first that does not, so that
+  a page is never left with an image it cannot show."""
+  for path in paths:
+    try:
+      neutral_image(path, max_pixels)
+    except data_lib.TooLargeError:
+      raise
+    except Exception as e:  # pylint: disable=broad-except
+      # Pillow's decoders raise OSError, SyntaxError, ValueError and more.
+      reason = str(e)
+      if isinstance(e, Image.UnidentifiedImageError):
+        reason = ("the file is empty" if not os.path.getsize(path) else
+                  "no image format Pillow reads")
+      raise ValueError(f"{path} cannot be decoded ({reason}); replace or "
+                       "remove it, then start again.") from None

@@ -3,7 +3,6 @@ periodic actions (log, sample, validate, checkpoint, preemption), each a
 named object that knows when it is due."""
 
 import dataclasses
-import os
 import sys
 import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -12,6 +11,7 @@ import keras
 import tensorflow as tf
 
 from pix2pix_tf import data as data_lib
+from pix2pix_tf import outputs
 from pix2pix_tf.training import run as run_lib
 from pix2pix_tf.training import step as step_lib
 
@@ -147,7 +147,8 @@ class WriteSample(PeriodicAction):
   at_end = True
 
   def __init__(self, every: int, writer: tf.summary.SummaryWriter,
-               folder: str, generate: Callable[[tf.Tensor], tf.Tensor],
+               folder: outputs.Folder,
+               generate: Callable[[tf.Tensor], tf.Tensor],
                batch: Tuple[tf.Tensor, tf.Tensor]):
     self.every = every
     self.writer = writer
@@ -160,9 +161,8 @@ class WriteSample(PeriodicAction):
     grid = image_grid(input_image, self.generate(input_image), target_image)
     with self.writer.as_default(step=step):
       tf.summary.image("input_generated_target", grid[None], max_outputs=1)
-    os.makedirs(self.folder, exist_ok=True)
-    tf.io.write_file(os.path.join(self.folder, f"step_{step:07d}.png"),
-                     tf.io.encode_png(grid))
+    self.folder.write_bytes(f"samples/step_{step:07d}.png",
+                            tf.io.encode_png(grid).numpy())
 
 
 class Validate(PeriodicAction):
@@ -298,7 +298,7 @@ def standard_actions(run: run_lib.Run, generate: Callable,
     # the generator may take only padded.)
     multiple = 2 ** config.generator_depth
     periodic.append(WriteSample(
-        config.sample_every_steps, writers["train"], paths.samples,
+        config.sample_every_steps, writers["train"], run.folder,
         lambda images: data_lib.through_padding(generate, images, multiple),
         batch))
   validate = None

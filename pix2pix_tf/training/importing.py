@@ -29,7 +29,7 @@ def import_pytorch(config: config_lib.Config, generator_path: str,
     raise config_lib.ConfigError(
         f"{config.model_dir} already holds a run's checkpoints; convert into "
         "a new --model_dir.")
-  run_lib.check_writable(config.model_dir)
+  folder = run_lib.open_run_folder(config.model_dir)
   serving.check_export_dir(config.model_dir)
   # Fresh optimizers at step 0: resuming this run fine-tunes the weights.
   state = state_lib.create_state(config, 1,
@@ -43,8 +43,8 @@ def import_pytorch(config: config_lib.Config, generator_path: str,
         state.discriminator.discriminators[0],
         pytorch_weights.read_state_dict(discriminator_path), layers,
         discriminator_path)
-  run_lib.write_run_config(config, config.model_dir)
-  tf.train.CheckpointManager(state.checkpoint(), checkpoints,
+  run_lib.write_run_config(config, folder)
+  tf.train.CheckpointManager(state.checkpoint(), folder.claim("checkpoints"),
                              max_to_keep=config.keep_checkpoints,
                              step_counter=state.step).save(0)
   return serving.export_generator(state.generator, config, 0,

@@ -17,7 +17,9 @@ import tensorflow as tf
 
 from pix2pix_tf import config as config_lib
 from pix2pix_tf import data as data_lib
+from pix2pix_tf import errors
 from pix2pix_tf import models
+from pix2pix_tf import outputs
 from pix2pix_tf.training import distribution
 from pix2pix_tf.training import precision
 from pix2pix_tf.training import schedules
@@ -108,7 +110,7 @@ def prepare_data(config: config_lib.Config) -> RunData:
   return RunData(train, val, steps_per_epoch, total_steps, skipped)
 
 
-class NumericalError(RuntimeError):
+class NumericalError(errors.CommandError):
   """A NaN or Inf loss; the last good checkpoint stays the latest."""
 
 
@@ -157,6 +159,7 @@ class Run:
   strategy: tf.distribute.Strategy
   data: RunData
   paths: RunPaths
+  folder: outputs.Folder
   chief: bool
   built: Built
   checkpoint: tf.train.Checkpoint
@@ -184,7 +187,7 @@ def setup(config: config_lib.Config,
     config_lib.ConfigError, data_lib.DatasetError: naming the flag or file.
   """
   config.validate(strategy.num_replicas_in_sync)
-  check_writable(config.model_dir)
+  folder = open_run_folder(config.model_dir, config.data_dir)
   check_resumed_config(config)
   data = prepare_data(config)
   policy = precision.POLICIES[precision.resolve_mixed_precision(
@@ -198,7 +201,9 @@ def setup(config: config_lib.Config,
     tf.config.experimental.enable_op_determinism()
   chief = distribution.is_chief(strategy)
   # Non-chief workers write to a scratch folder, removed at the end.
-  paths = RunPaths(config.model_dir if chief else tempfile.mkdtemp())
+  if not chief:
+    folder = outputs.Folder(tempfile.mkdtemp(), "model_dir")
+  paths = RunPaths(folder.path)
   built = build(config, strategy, data.steps_per_epoch, data.total_steps)
   checkpoint = built.state.checkpoint()
   manager = tf.train.CheckpointManager(
@@ -213,13 +218,16 @@ def setup(config: config_lib.Config,
   elif config.init_from:
     init_weights(built.state, config.init_from)
   # Written once the flags, the data and the checkpoint have been checked.
-  write_run_config(config, paths.model_dir)
+  for name in RUN_FOLDERS:
+    # A killed sharded save leaves its parts in ckpt-N_temp.
+    folder.claim(name, "*_temp" if name == "checkpoints" else None)
+  write_run_config(config, folder)
   schedule = schedules.learning_rate_schedule(config, data.steps_per_epoch,
                                               data.total_steps)
   iterator = train_iterator(strategy, config, data.train,
                             int(built.state.step.numpy()))
-  return Run(config, strategy, data, paths, chief, built, checkpoint,
-             manager, schedule, iterator)
+  return Run(config, strategy, data, paths, folder, chief, built,
+             checkpoint, manager, schedule, iterator)
 
 
 def init_weights(state: state_lib.TrainState, init_from: str) -> None:
@@ -267,6 +275,22 @@ def restore_discriminator(path: str, discriminator: keras.Model) -> bool:
   for i, variable in enumerate(variables):
     variable.assign(reader.get_tensor(DISCRIMINATOR_WEIGHT.format(i)))
   return True
+
+
+# What a run writes in --model_dir: files, and folders TensorFlow fills.
+RUN_FILES = ("flags.txt", "config.json")
+RUN_FOLDERS = ("checkpoints", "logs", "samples")
+
+
+def open_run_folder(model_dir: str, data_dir: str = "") -> outputs.Folder:
+  """--model_dir, checked before anything is written: writable, not the
+  data's folder, and holding nothing of the user's where a run writes
+  (outputs.OutputError naming the file)."""
+  check_writable(model_dir)
+  folder = outputs.Folder(model_dir, "model_dir",
+                          [outputs.Input(data_dir, "data_dir")])
+  folder.check(RUN_FILES + RUN_FOLDERS)
+  return folder
 
 
 def check_writable(model_dir: str) -> None:
@@ -320,33 +344,19 @@ def check_resumed_config(config: config_lib.Config) -> None:
         "with the new ones.")
 
 
-def write_run_config(config: config_lib.Config, model_dir: str) -> None:
-  """Saves the resolved flags: flags.txt (a flagfile) and config.json.
+def write_run_config(config: config_lib.Config,
+                     folder: outputs.Folder) -> None:
+  """Saves the resolved flags in the run's folder: flags.txt (a flagfile)
+  and config.json, each replaced whole.
 
   --force_config is a one-time permission, not part of the run's flags.
   """
   config = dataclasses.replace(config, force_config=False)
-  os.makedirs(model_dir, exist_ok=True)
   flag_lines = []
   for field in dataclasses.fields(config):
     value = getattr(config, field.name)
     if isinstance(value, bool):
       value = str(value).lower()
     flag_lines.append(f"--{field.name}={value}\n")
-  _write_atomically(os.path.join(model_dir, "flags.txt"), "".join(flag_lines))
-  _write_atomically(os.path.join(model_dir, "config.json"), config.to_json())
-
-
-def _write_atomically(path: str, text: str) -> None:
-  """Writes `text` under a temporary name and renames it into place, so that
-  a kill mid-write never leaves a truncated file where a good one was."""
-  directory, name = os.path.split(path)
-  handle, staging = tempfile.mkstemp(prefix=f".{name}-", dir=directory)
-  try:
-    with os.fdopen(handle, "w") as f:
-      f.write(text)
-    os.replace(staging, path)
-  except BaseException:
-    if os.path.exists(staging):
-      os.remove(staging)
-    raise
+  folder.write_text("flags.txt", "".join(flag_lines))
+  folder.write_text("config.json", config.to_json())

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from conftest import ENV, NO_TENSORFLOW, ROOT, run_saying_imports
+from pix2pix_tf import outputs
 from pix2pix_tf.data import demo
 
 TOOL = os.path.join(ROOT, "tools", "ablate.py")
@@ -293,7 +294,8 @@ def test_each_variant_keeps_its_colour_in_every_loss_panel(tmp_path):
         for tag in tags:
           tf.summary.scalar(tag, 0.1 * step, step=step)
     writer.close()
-  drawn = ablate.plot_losses(list(logged), str(tmp_path))
+  drawn = ablate.plot_losses(list(logged),
+                             outputs.Folder(str(tmp_path), "out"))
   assert set(drawn) == {(tag, name) for name, tags in logged.items()
                         for tag in tags}
   for name in logged:

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import ENV, run_command, small_config, visible_generator
+from pix2pix_tf import outputs
 from pix2pix_tf import models
 from pix2pix_tf import serving
 from pix2pix_tf.models import convolutions
@@ -197,7 +198,8 @@ def test_a_missing_extra_is_named(exported, monkeypatch):
 def test_a_failed_export_leaves_the_old_file(exported, monkeypatch):
   config, generator, _, root = exported
   path = root / "kept.onnx"
-  path.write_bytes(b"an earlier export")
+  outputs.Folder(str(root), "export_dir").write_bytes(
+      "kept.onnx", b"an earlier export")
 
   def fail(*args):
     raise RuntimeError("the converter failed")
@@ -213,7 +215,8 @@ def test_a_file_that_computes_otherwise_replaces_nothing(exported,
                                                          monkeypatch):
   config, generator, _, root = exported
   path = root / "checked.onnx"
-  path.write_bytes(b"an earlier export")
+  outputs.Folder(str(root), "export_dir").write_bytes(
+      "checked.onnx", b"an earlier export")
   real = formats.runner
   monkeypatch.setattr(formats, "runner",
                       lambda p, f: lambda x: real(p, f)(x) + 0.01)

@@ -13,6 +13,7 @@ from PIL import Image
 
 from conftest import (ENV, gradient_image, run_command, small_config,
                       visible_generator, write_pair)
+from pix2pix_tf import outputs
 from pix2pix_tf import data as data_lib
 from pix2pix_tf import serving
 from pix2pix_tf.serving import tiling
@@ -451,7 +452,8 @@ def test_degenerate_sizes_come_back_at_their_size(odd_export, resolution,
   for name, (height, width) in sizes.items():
     Image.fromarray(smooth_image(height, width)).save(tmp_path / f"{name}.png")
     files.append(str(tmp_path / f"{name}.png"))
-  failed = serving.translate_files(saved_model, files, str(tmp_path / "out"),
+  out = outputs.Folder(str(tmp_path / "out"), "output")
+  failed = serving.translate_files(saved_model, files, out,
                                    resolution=resolution)
   assert failed == []
   for name, (height, width) in sizes.items():

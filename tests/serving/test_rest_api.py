@@ -300,8 +300,15 @@ def test_images_over_the_pixel_limit_are_refused_before_the_model(
                {"instances": [{"b64": png_b64(gradient_image(40, 40))}]}):
     status, answer = post(client, body)
     assert status == 413 and "--max_pixels=1024" in answer["error"], answer
+  # A request holds that many pixels in all: one image of that size, or
+  # several smaller ones that add up to it.
+  client = server_lib.create_app(translator, max_pixels=3 * 32 * 32
+                                 ).test_client()
   status, _ = post(client, {"instances": float_images(3).tolist()})
-  assert status == 200  # Many images within the limit each are taken.
+  assert status == 200
+  status, answer = post(client, {"instances": float_images(4).tolist()})
+  assert status == 413 and "--max_pixels=3072 for a whole request" in \
+      answer["error"], answer
 
 
 def test_a_busy_model_answers_503(translator):
@@ -358,3 +365,47 @@ def test_requests_for_several_inputs_name_them():
   for body in ({"instances": [[1, 2]]}, {"inputs": [[1, 2]]}):
     with pytest.raises(rest.RequestError, match="several inputs|object"):
       rest.parse_predict(body, specs, limits)
+
+
+def png_bytes(height, width):
+  buffer = io.BytesIO()
+  Image.new("RGB", (width, height)).save(buffer, format="PNG")
+  return buffer.getvalue()
+
+
+def test_a_request_holds_at_most_max_pixels_in_all():
+  """Not only each image: all of a request's images together, counted
+  from their headers (numbers: their values over the channels)."""
+  limits = rest.Limits(max_pixels=100, channels=3)
+  numbers = {"images": tf.TensorSpec(None, tf.float32)}
+  encoded = {"images_bytes": tf.TensorSpec([None], tf.string)}
+  image = {"b64": base64.b64encode(png_bytes(8, 8)).decode()}
+  within = [({"instances": np.zeros((4, 5, 5, 3)).tolist()}, numbers),
+            ({"inputs": np.zeros((4, 5, 5, 3)).tolist()}, numbers),
+            ({"instances": [image]}, encoded)]
+  over = [({"instances": np.zeros((5, 5, 5, 3)).tolist()}, numbers),
+          ({"inputs": np.zeros((5, 5, 5, 3)).tolist()}, numbers),
+          ({"instances": [image, image]}, encoded),
+          ({"inputs": [image, image]}, encoded)]
+  for body, specs in within:
+    rest.parse_predict(body, specs, limits)
+  for body, specs in over:
+    with pytest.raises(rest.RequestError, match="--max_pixels=100 for a "
+                       "whole request") as error:
+      rest.parse_predict(body, specs, limits)
+    assert error.value.status == 413
+
+
+def test_an_image_whose_header_cannot_be_read_is_refused():
+  """A PNG with a broken ancillary chunk before its pixels: Pillow cannot
+  read its header (so its size is not counted), TensorFlow would decode
+  it."""
+  contents = png_bytes(8, 8)
+  broken = (contents[:33] + b"\0\0\0\3tEXtk\0v" + b"\0\0\0\0" +
+            contents[33:])
+  assert tf.io.decode_png(broken).shape == (8, 8, 3)
+  specs = {"images_bytes": tf.TensorSpec([None], tf.string)}
+  with pytest.raises(rest.RequestError, match="header cannot be read") as e:
+    rest.parse_predict({"instances": [{"b64": base64.b64encode(
+        broken).decode()}]}, specs, rest.Limits(100, 3))
+  assert e.value.status == 400

@@ -2,10 +2,12 @@
 
 import base64
 import concurrent.futures
+import contextlib
 import io
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -38,17 +40,26 @@ def exported(tmp_path_factory):
   return str(root / "run" / "export")
 
 
-@pytest.fixture(scope="module")
-def server(exported):
+@contextlib.contextmanager
+def serving(app):
+  """`app` served on a free local port by a thread: its URL."""
   from werkzeug.serving import make_server
-  translator = server_lib.Translator(exported)
-  app = server_lib.create_app(translator, translator.metadata.get("palette"),
-                         max_upload_mb=0.05)
   httpd = make_server("127.0.0.1", 0, app, threaded=True)
   thread = threading.Thread(target=httpd.serve_forever, daemon=True)
   thread.start()
-  yield f"http://127.0.0.1:{httpd.server_port}", translator
-  httpd.shutdown()
+  try:
+    yield f"http://127.0.0.1:{httpd.server_port}"
+  finally:
+    httpd.shutdown()
+
+
+@pytest.fixture(scope="module")
+def server(exported):
+  translator = server_lib.Translator(exported)
+  app = server_lib.create_app(translator, translator.metadata.get("palette"),
+                         max_upload_mb=0.05)
+  with serving(app) as url:
+    yield url, translator
 
 
 def request(url, body=None, raw=None):
@@ -316,3 +327,220 @@ def test_page_in_a_real_browser(server, tmp_path):
   finally:
     driver.quit()
   assert Image.open(tmp_path / "page.png").size[0] > 500
+
+
+class StubTranslator:
+  """What create_app asks of a Translator, with no model behind it, so that
+  a test of the page chooses each answer: an image's negative, or `failure`
+  raised; each call first waits for `gate` when one is set."""
+
+  metadata = {"image_size": 256, "size_multiple": 256,
+              "max_pixels": 256 * 256}
+  requested_resolution = None
+  version = 1
+  signature_defs = {}
+  signatures = {"translate_encoded_native": None}
+  default_signature = "translate_encoded_native"
+
+  def __init__(self):
+    self.reset()
+
+  def reset(self):
+    self.failure = None  # An exception that each call raises.
+    self.gate = None  # A threading.Event that each call waits for.
+    self.calls = 0
+
+  def input_specs(self, signature):
+    return {"images_bytes": tf.TensorSpec([None], tf.string)}
+
+  def run(self, signature, inputs, wait=None):
+    self.calls += 1
+    if self.gate is not None and not self.gate.wait(60):
+      raise server_lib.Busy("The test never opened the gate.")
+    if self.failure is not None:
+      raise self.failure
+    with Image.open(io.BytesIO(inputs["images_bytes"][0])) as image:
+      negative = 255 - np.asarray(image.convert("RGB"))
+    return {"generated_image_bytes": np.array([png_bytes(negative)], object)}
+
+
+@pytest.fixture(scope="module")
+def stub_server():
+  """The app around a StubTranslator (256x256 canvases, at most 256 * 256
+  pixels an image), with the demo palette's brushes and a 0.05 MB request
+  limit: (url, translator)."""
+  translator = StubTranslator()
+  palette = [{"name": name, "color": list(color)}
+             for name, color in demo.PALETTE.items()]
+  app = server_lib.create_app(translator, palette, max_upload_mb=0.05)
+  with serving(app) as url:
+    yield url, translator
+
+
+@pytest.fixture(scope="module")
+def browser_driver():
+  driver = chromium_driver()
+  yield driver
+  driver.quit()
+
+
+@pytest.fixture
+def stub_page(stub_server, browser_driver):
+  """The stub server's translation page, freshly loaded: (driver,
+  translator)."""
+  url, translator = stub_server
+  translator.reset()
+  browser_driver.get(url + "/")
+  yield browser_driver, translator
+  if translator.gate is not None:
+    translator.gate.set()  # No server thread waits on after a failure.
+
+
+TRANSLATE = "document.getElementById('translate').click()"
+# What the page shows: an output image, a Download link, the busy
+# indicator (each true or false), and its message.
+SHOWN = """
+    const shown = (id) => {
+      const element = document.getElementById(id);
+      return element !== null && element.getClientRects().length > 0;
+    };
+    return {output: shown('output'), download: shown('download'),
+            busy: shown('busy'),
+            message: document.getElementById('error').textContent};"""
+NOTHING_SHOWN = {"output": False, "download": False, "busy": False}
+# The colour of the canvas's centre, as [r, g, b].
+CENTRE = """
+    const c = document.getElementById('canvas');
+    return Array.from(c.getContext('2d').getImageData(
+        c.width / 2, c.height / 2, 1, 1).data.slice(0, 3));"""
+
+
+def shown(driver):
+  """SHOWN of the driver's page."""
+  return driver.execute_script(SHOWN)
+
+
+def wait_until(driver, condition):
+  """`condition(driver)`, once it is true (at most 30 s)."""
+  from selenium.webdriver.support.ui import WebDriverWait
+  return WebDriverWait(driver, 30).until(condition)
+
+
+def wait_for_message(driver, start=""):
+  """The page's message, once it is one starting with `start`."""
+  def message(driver):
+    text = shown(driver)["message"]
+    return text.startswith(start) and text
+  return wait_until(driver, message)
+
+
+def upload(driver, path):
+  """Chooses the file at `path` in the page's Upload, and waits for its
+  preview (its centre colour) on the canvas."""
+  driver.find_element("id", "upload").send_keys(str(path))
+  with Image.open(path) as image:
+    centre = list(image.convert("RGB").getpixel(
+        (image.width // 2, image.height // 2)))
+  wait_until(driver, lambda d: d.execute_script(CENTRE) == centre)
+
+
+def solid_png(path, width, height, name):
+  """A width x height label map of the demo palette's class `name`."""
+  Image.new("RGB", (width, height), demo.PALETTE[name]).save(path)
+  return path
+
+
+def test_browser_a_failed_translation_leaves_no_output(stub_page):
+  driver, translator = stub_page
+  for failure, sentence in (
+      (server_lib.Refused("an instance is not a JPEG, PNG, BMP, GIF or WebP "
+                          "image"), "The server could not translate "),
+      (server_lib.Busy("The model was busy for 30 s; try again."),
+       "The server is busy "),
+      (RuntimeError("a bug"), "The translation failed on the server ")):
+    translator.failure = None
+    driver.execute_script(TRANSLATE)
+    wait_until(driver, lambda d: shown(d)["output"])
+    translator.failure = failure
+    driver.execute_script(TRANSLATE)
+    message = wait_for_message(driver)
+    assert shown(driver) == {**NOTHING_SHOWN, "message": message}
+    # A sentence for a person leads; the server's own words follow it.
+    assert message.startswith(sentence), message
+    assert " The server said: “" in message, message
+    if not isinstance(failure, RuntimeError):  # Its words are the server's.
+      assert message.endswith(f"“{failure}”"), message
+
+
+def test_browser_a_new_upload_clears_the_output(stub_page, tmp_path):
+  driver, translator = stub_page
+  driver.execute_script(TRANSLATE)
+  wait_until(driver, lambda d: shown(d)["output"])
+  upload(driver, solid_png(tmp_path / "wall.png", 64, 64, "wall"))
+  assert shown(driver) == {**NOTHING_SHOWN, "message": ""}
+  # An answer that arrives after a new upload is for the old input: it is
+  # not shown beside the new one.
+  translator.gate = threading.Event()
+  driver.execute_script(TRANSLATE)
+  wait_until(driver, lambda d: shown(d)["busy"])
+  upload(driver, solid_png(tmp_path / "door.png", 64, 64, "door"))
+  translator.gate.set()
+  wait_until(driver, lambda d: not shown(d)["busy"])
+  assert shown(driver) == {**NOTHING_SHOWN, "message": ""}
+
+
+def test_browser_busy_indicator_shows_while_translating(stub_page):
+  driver, translator = stub_page
+  disabled = "return document.getElementById('translate').disabled"
+  for failure in (None, server_lib.Busy("The model was busy for 30 s.")):
+    translator.reset()
+    translator.failure = failure
+    translator.gate = threading.Event()
+    driver.execute_script(TRANSLATE)
+    wait_until(driver, lambda d: shown(d)["busy"])
+    # Translate cannot start a second translation meanwhile.
+    assert driver.execute_script(disabled)
+    driver.execute_script(TRANSLATE)
+    translator.gate.set()
+    # Gone with the answer (the previous output stays until then).
+    wait_until(driver, lambda d: not shown(d)["busy"])
+    page = shown(driver)
+    assert (page["output"], bool(page["message"])) == (
+        failure is None, failure is not None)
+    assert not driver.execute_script(disabled)
+    assert translator.calls == 1
+
+
+def test_browser_an_oversized_upload_is_explained(stub_page, tmp_path):
+  driver, _ = stub_page
+  upload(driver, solid_png(tmp_path / "big.png", 320, 240, "wall"))
+  driver.execute_script(TRANSLATE)
+  message = wait_for_message(driver, "This image is ")
+  assert message == ("This image is 320x240; the server accepts up to "
+                     "256x256 (65,536 pixels). Scale it down and upload it "
+                     "again.")
+  assert shown(driver) == {**NOTHING_SHOWN, "message": message}
+  # Within the pixel limit, but more bytes than the server takes (0.05 MB).
+  noise = tmp_path / "noise.png"
+  Image.fromarray(np.random.RandomState(0).randint(
+      0, 256, (200, 200, 3), np.uint8)).save(noise)
+  driver.find_element("id", "upload").send_keys(str(noise))
+  driver.execute_script(TRANSLATE)
+  message = wait_for_message(driver, "This file is too large ")
+  assert " The server said: “" in message  # Its limit in bytes, in its words.
+
+
+def test_browser_an_unreachable_server_is_explained(stub_server,
+                                                    browser_driver):
+  url, _ = stub_server
+  with socket.socket() as closed:  # A port that nothing listens on.
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+  browser_driver.get(
+      f"{url}/?api=http://127.0.0.1:{port}/v1/models/pix2pix")
+  browser_driver.execute_script(TRANSLATE)
+  message = wait_for_message(browser_driver)
+  assert message == ("The server did not answer. Check that it is still "
+                     "running and that this computer is online, then press "
+                     "Translate again.")
+  assert shown(browser_driver) == {**NOTHING_SHOWN, "message": message}

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from browser import chromium_driver
+from pix2pix_tf import outputs
 from pix2pix_tf.serving import study as study_lib
 
 
@@ -120,9 +121,10 @@ def test_single_answers_are_stored_and_tabulated(folders, tmp_path):
   assert table["real"]["answered"] == 3
   assert {l["protocol"] for l in read_lines(answers)} == {"single"}
   old = tmp_path / "old.jsonl"
-  old.write_text("".join(json.dumps({k: v for k, v in l.items()
-                                     if k != "protocol"}) + "\n"
-                         for l in read_lines(answers)))
+  outputs.Folder(str(tmp_path), "answers").write_text(
+      "old.jsonl", "".join(json.dumps({k: v for k, v in l.items()
+                                       if k != "protocol"}) + "\n"
+                           for l in read_lines(answers)))
   assert new_study("single", folders, old).answers == study.answers
   # A new session over the same file starts where this one stopped, even
   # with a line cut short by a crash, and a file written before answers
@@ -236,6 +238,57 @@ def test_images_of_every_kind_are_served_as_8_bit_png(tmp_path):
                         (gray16 >> 8).astype(np.uint8))
   assert np.asarray(served["palette"])[0, 0].tolist() == [200, 10, 20, 255]
   assert served["turned"].size == (4, 8)
+
+
+def damage(path, how):
+  """Makes the image at `path` too large for --max_pixels=1000000 (a small
+  file declaring 5000x5000), truncated, empty, or no image at all."""
+  if how == "too large":
+    Image.new("L", (5000, 5000)).save(path, optimize=True)
+  elif how == "truncated":
+    Image.fromarray(np.random.RandomState(0).randint(
+        0, 255, (64, 64, 3), np.uint8)).save(path)
+    path.write_bytes(path.read_bytes()[:6000])
+  else:
+    path.write_bytes(b"" if how == "empty" else b"just text")
+
+
+@pytest.mark.parametrize("protocol", ["2afc", "single"])
+@pytest.mark.parametrize("how, fragment", [
+    ("too large", "is 5000x5000 = 25000000 pixels, more than "
+                  "--max_pixels=1000000. Shrink it"),
+    ("truncated", "cannot be decoded (image file is truncated"),
+    ("empty", "cannot be decoded (the file is empty); replace or remove it"),
+    ("not an image", "cannot be decoded (no image format Pillow reads)")])
+def test_every_image_is_checked_at_start_up(tmp_path, protocol, how,
+                                            fragment):
+  """A bad image stops the study before it starts, naming the file: never
+  an error in the middle of a study (or a bomb decoded on each GET)."""
+  folders = (make_images(tmp_path / "real", 3, 10),
+             make_images(tmp_path / "generated", 3, 200))
+  bad = tmp_path / "generated" / "1.png"
+  damage(bad, how)
+  with pytest.raises(ValueError) as error:
+    study_lib.STUDIES[protocol](
+        study_lib.list_images(folders[0]), study_lib.list_images(folders[1]),
+        str(tmp_path / "answers.jsonl"), max_pixels=1_000_000)
+  assert str(error.value).startswith(f"{bad} "), error.value
+  assert fragment in str(error.value), error.value
+  assert not (tmp_path / "answers.jsonl").exists()
+
+
+def test_images_within_max_pixels_are_served(tmp_path):
+  folders = (make_images(tmp_path / "real", 2, 10),
+             make_images(tmp_path / "generated", 2, 200))
+  study = study_lib.STUDIES["single"](
+      study_lib.list_images(folders[0]), study_lib.list_images(folders[1]),
+      str(tmp_path / "answers.jsonl"), max_pixels=32 * 32)
+  client = study_lib.create_app(study).test_client()
+  assert client.get("/image/0/0").status_code == 200
+  with pytest.raises(ValueError, match="more than --max_pixels=1023"):
+    study_lib.STUDIES["single"](
+        study_lib.list_images(folders[0]), study_lib.list_images(folders[1]),
+        str(tmp_path / "answers.jsonl"), max_pixels=32 * 32 - 1)
 
 
 def test_the_protocol_flag_offers_every_study():

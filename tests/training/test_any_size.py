@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from conftest import ENV, gradient_image, small_config, write_pair
+from pix2pix_tf import outputs
 from pix2pix_tf import data as data_lib
 from pix2pix_tf import serving
 from pix2pix_tf import training
@@ -65,8 +66,8 @@ def test_a_few_steps_train_on_odd_non_square_images(mode, tmp_path):
   assert serving.read_metadata(export)["resolution"] == (
       "native" if mode == "none" else "training")
   files = sorted(str(p) for p in (tmp_path / "data" / "val").glob("*.png"))
-  assert serving.translate_files(export, files, str(tmp_path / "out"),
-                                 paired=True) == []
+  out = outputs.Folder(str(tmp_path / "out"), "output")
+  assert serving.translate_files(export, files, out, paired=True) == []
   for i, (height, width) in enumerate(SIZES[:2]):
     generated = np.asarray(Image.open(tmp_path / "out" / f"{i}.png"))
     assert generated.shape == (height, width, 3)

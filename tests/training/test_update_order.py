@@ -12,6 +12,7 @@ import tensorflow as tf
 from conftest import small_config
 from pix2pix_tf.training import losses
 from pix2pix_tf import models
+from pix2pix_tf import outputs
 from pix2pix_tf import training
 
 
@@ -251,7 +252,8 @@ def test_run_config_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
   """config.json and flags.txt are written under a temporary name and
   renamed: a failure (or kill) mid-write leaves the previous file intact."""
   config = small_config(str(tmp_path / "data"), tmp_path / "run")
-  training.write_run_config(config, str(tmp_path / "run"))
+  run = outputs.Folder(str(tmp_path / "run"), "model_dir")
+  training.write_run_config(config, run)
   before = (tmp_path / "run" / "config.json").read_text()
   real_replace = os.replace
 
@@ -262,7 +264,7 @@ def test_run_config_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
 
   monkeypatch.setattr(os, "replace", failing_replace)
   with pytest.raises(OSError, match="disk full"):
-    training.write_run_config(
-        dataclasses.replace(config, crop_size=64), str(tmp_path / "run"))
+    training.write_run_config(dataclasses.replace(config, crop_size=64), run)
   assert (tmp_path / "run" / "config.json").read_text() == before
-  assert sorted(os.listdir(tmp_path / "run")) == ["config.json", "flags.txt"]
+  assert sorted(os.listdir(tmp_path / "run")) == [
+      outputs.MANIFEST, "config.json", "flags.txt"]
