@@ -82,8 +82,9 @@ def datasets_row(subcommand, sources):
 # points: a function of the world).
 COMMANDS = {
     "train": ("train", lambda w, t: [
-        f"--data_dir={w.data}", f"--model_dir={t}", "--load_size=32",
-        "--crop_size=32", "--ngf=8", "--ndf=8", "--max_steps=1"],
+        f"--data_dir={w.data}", f"--model_dir={t}", "--generator=unet",
+        "--unet_depth=5", "--load_size=32", "--crop_size=32", "--ngf=8",
+        "--ndf=8", "--max_steps=1"],
               lambda w: w.data),
     "export saved_model": ("export", lambda w, t: [
         f"--model_dir={w.run}", f"--export_dir={t}"], lambda w: w.run),
