@@ -956,7 +956,7 @@ def test_an_unwritable_model_dir_is_a_sentence(tmp_path):
   data = demo.write_dataset(str(tmp_path / "data"), 4, 0, 32)
   # Not even root can create files in /proc.
   config = small_config(data, "/proc/pix2pix_run", max_steps=2)
-  with pytest.raises(config_lib.ConfigError, match="cannot be written"):
+  with pytest.raises(outputs.OutputError, match="cannot be written"):
     training.train_and_evaluate(config,
                                tf.distribute.OneDeviceStrategy("/cpu:0"))
 

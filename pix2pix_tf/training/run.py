@@ -286,31 +286,10 @@ def open_run_folder(model_dir: str, data_dir: str = "") -> outputs.Folder:
   """--model_dir, checked before anything is written: writable, not the
   data's folder, and holding nothing of the user's where a run writes
   (outputs.OutputError naming the file)."""
-  check_writable(model_dir)
   folder = outputs.Folder(model_dir, "model_dir",
                           [outputs.Input(data_dir, "data_dir")])
   folder.check(RUN_FILES + RUN_FOLDERS)
   return folder
-
-
-def check_writable(model_dir: str) -> None:
-  """--model_dir can be created and written, or ConfigError."""
-  folder = os.path.abspath(model_dir)
-  while not os.path.exists(folder):
-    folder = os.path.dirname(folder)
-  writable = os.path.isdir(folder)
-  if writable:
-    # Tried, not asked: os.access says yes to root even on a read-only
-    # file system or in /proc. The probe file is gone when closed.
-    try:
-      with tempfile.TemporaryFile(dir=folder):
-        pass
-    except OSError:
-      writable = False
-  if not writable:
-    raise config_lib.ConfigError(
-        f"--model_dir={model_dir} cannot be written ({folder} is not a "
-        "writable folder). Choose another --model_dir.")
 
 
 def check_resumed_config(config: config_lib.Config) -> None:
