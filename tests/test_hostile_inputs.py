@@ -122,7 +122,8 @@ def test_export_replaces_its_own_export(run_copy, tmp_path):
   serving.export(run_copy, path, inference_mode="eval")
   serving.export(run_copy, path, inference_mode="paper")
   assert serving.read_metadata(path)["inference_mode"] == "paper"
-  assert sorted(os.listdir(tmp_path)) == ["export", "run"]
+  assert sorted(os.listdir(tmp_path)) == sorted(
+      ["export", outputs.MANIFEST, "run"])
 
 
 @pytest.mark.slow
@@ -393,7 +394,7 @@ def test_predict_skips_a_too_large_image_with_a_message(trained_run,
   assert result.returncode != 0  # Not every image was translated.
   assert "bomb.png is 3000x3000 = 9000000 pixels, more than " \
          "--max_pixels=1000000" in result.stderr
-  assert sorted(os.listdir(tmp_path / "out")) == ["ok.png"]
+  assert sorted(os.listdir(tmp_path / "out")) == [outputs.MANIFEST, "ok.png"]
 
 
 def test_dataset_tools_skip_too_large_images(tmp_path):

@@ -12,6 +12,7 @@ import tensorflow as tf
 from PIL import Image
 
 from conftest import ENV, gradient_image, run_command, small_config, write_pair
+from pix2pix_tf import outputs
 from pix2pix_tf import serving
 from pix2pix_tf import models
 
@@ -190,7 +191,8 @@ def test_export_command_replaces_an_export_atomically(trained_run, tmp_path):
        "--inference_mode=eval"], capture_output=True, text=True, env=ENV)
   assert result.returncode == 0, result.stderr
   assert serving.read_metadata(str(target))["inference_mode"] == "eval"
-  assert os.listdir(tmp_path / "exports") == ["model"]  # No staging left.
+  assert sorted(os.listdir(tmp_path / "exports")) == sorted(
+      ["model", outputs.MANIFEST])  # No staging left.
 
 
 @pytest.mark.slow
@@ -212,7 +214,8 @@ def test_failed_export_leaves_the_previous_one(trained_run, tmp_path,
     serving.export(trained_run.model_dir, str(target), inference_mode="eval")
   assert {name: (target / name).stat().st_mtime_ns
           for name in os.listdir(target)} == before
-  assert os.listdir(tmp_path) == ["model"]  # No staging folder left.
+  # No staging folder left.
+  assert sorted(os.listdir(tmp_path)) == sorted(["model", outputs.MANIFEST])
   monkeypatch.undo()
   assert tf.saved_model.load(str(target)).signatures["serving_default"]
 
@@ -235,7 +238,7 @@ def test_predict_translates_a_folder_and_skips_a_corrupt_file(eval_export,
   Image.fromarray(gradient_image(64, 64)).save(inputs / "square.jpg")
   (inputs / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
   result = run_command("predict", f"--saved_model={eval_export}",
-                       f"--input={inputs}", 
+                       f"--input={inputs}",
                        f"--output={tmp_path / 'out'}")
   assert result.returncode != 0
   assert "broken.png" in result.stderr
@@ -255,10 +258,11 @@ def test_predict_keeps_outputs_of_inputs_sharing_a_stem(eval_export, tmp_path):
   Image.fromarray(gradient_image(32, 32)).save(inputs / "twin.png")
   Image.fromarray(gradient_image(32, 32, offset=50)).save(inputs / "twin.jpg")
   result = run_command("predict", f"--saved_model={eval_export}",
-                       f"--input={inputs}", 
+                       f"--input={inputs}",
                        f"--output={tmp_path / 'out'}")
   assert result.returncode == 0, result.stderr
-  assert sorted(os.listdir(tmp_path / "out")) == ["twin_jpg.png",
+  assert sorted(os.listdir(tmp_path / "out")) == [outputs.MANIFEST,
+                                                  "twin_jpg.png",
                                                   "twin_png.png"]
   assert "written as twin_jpg.png" in result.stderr
 

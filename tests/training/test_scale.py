@@ -21,6 +21,7 @@ from conftest import (ENV, ROOT, Lines, scalar_tags, small_config,
 from pix2pix_tf import config as config_lib
 from pix2pix_tf.data import demo
 from pix2pix_tf import data as data_lib
+from pix2pix_tf import outputs as outputs_lib
 from pix2pix_tf.training import losses
 from pix2pix_tf import training
 
@@ -75,8 +76,9 @@ def test_two_workers_train_in_step_and_only_the_chief_writes(tmp_path):
   # Both workers end with the same weights.
   assert digest(outputs[0][0]) == digest(outputs[1][0])
   # Only the chief's outputs exist; the other worker cleaned up after itself.
-  assert sorted(os.listdir(model_dir)) == [
-      "checkpoints", "config.json", "export", "flags.txt", "logs", "samples"]
+  assert sorted(os.listdir(model_dir)) == sorted([
+      outputs_lib.MANIFEST, "checkpoints", "config.json", "export",
+      "flags.txt", "logs", "samples"])
   assert tf.train.latest_checkpoint(str(model_dir / "checkpoints")).endswith(
       "ckpt-3")
   assert "SavedModel:" in outputs[0][0] and "SavedModel:" not in outputs[1][0]
@@ -421,7 +423,8 @@ def test_flag_errors_before_anything_is_written(tmp_path):
   ]
   if os.geteuid() == 0:  # root writes anywhere: use a file as the parent.
     (tmp_path / "file").write_text("x")
-    cases[-1] = ([f"--model_dir={tmp_path}/file/run"], "cannot be written")
+    cases[-1] = ([f"--model_dir={tmp_path}/file/run"],
+                 "is a file, not a folder")
   for flags, message in cases:
     result = subprocess.run(train_command(f"--data_dir={data_dir}",
                                           f"--model_dir={tmp_path}/run",
