@@ -796,4 +796,4 @@ def run_command(command: str, main: Callable[[Sequence[str]], None]) -> None:
     define_command_flags(command)
   if command == "convert":  # Where it writes is a run: --model_dir.
     flags.DEFINE_alias("output_dir", "model_dir")
-  app.run(errors.guarded(command, main))
+  app.run(errors.guarded(f"pix2pix_tf.{command}", main))

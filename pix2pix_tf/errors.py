@@ -57,23 +57,24 @@ def message(error: BaseException) -> str:
   return ""
 
 
-def guarded(command: str, main: Callable[[Sequence[str]], None]
+def guarded(prog: str, main: Callable[[Sequence[str]], None]
             ) -> Callable[[Sequence[str]], None]:
-  """`main` with expected failures turned into `pix2pix_tf.<command>:
-  error: <sentence>` and exit status 1; Ctrl-C into a line and status 130."""
+  """`main` with expected failures turned into `<prog>: error: <sentence>`
+  and exit status 1; Ctrl-C into a line and status 130. `prog` is what the
+  user ran: `pix2pix_tf.train`, or a tool's name."""
 
   @functools.wraps(main)
   def run(argv: Sequence[str]) -> None:
     try:
       main(argv)
     except KeyboardInterrupt:
-      print(f"pix2pix_tf.{command}: interrupted.", file=sys.stderr)
+      print(f"{prog}: interrupted.", file=sys.stderr)
       sys.exit(130)
     except Exception as e:  # pylint: disable=broad-except
       text = message(e)
       if not text:
         raise
-      print(f"pix2pix_tf.{command}: error: {text}", file=sys.stderr)
+      print(f"{prog}: error: {text}", file=sys.stderr)
       sys.exit(1)
 
   return run

@@ -286,6 +286,22 @@ class Folder:
     self._record(name=name, sha256=sha256(path), size=os.path.getsize(path),
                  appended=True)
 
+  def move_in(self, source: str, name: str) -> str:
+    """Moves the file `source` (of the folder's own tree: `split` sorting
+    a user's pairs) to `name`; refused if anything is at `name`. The move
+    is a hard link then an unlink, so that it can never replace a file that
+    appeared meanwhile, as a rename would."""
+    path = self.target(name)
+    if os.path.lexists(path):
+      raise self.refusal([name])
+    self._make_dirs(os.path.dirname(path))
+    try:
+      os.link(source, path)
+    except FileExistsError:
+      raise self.refusal([name]) from None
+    os.unlink(source)
+    return path
+
   def claim(self, name: str, leftovers: Optional[str] = None) -> str:
     """A subfolder that another library fills (TensorFlow's checkpoints
     and event files): made and recorded now if absent, refused if it exists
@@ -357,6 +373,18 @@ class Folder:
         for entry in os.listdir(folder):
           if _stale(entry):
             _remove(os.path.join(folder, entry))
+
+
+def folder_output(path: str, flag: str, inputs: Sequence[Input] = (),
+                  recognize: Optional[Callable[[str], bool]] = None
+                  ) -> "tuple[Folder, str]":
+  """(the folder holding `path`, its name there) for a whole folder that a
+  command builds and swaps in (`Folder.replace_folder`), checked now:
+  absent, empty, or this project's (see `Folder.check_folder`)."""
+  parent, name = os.path.split(os.path.normpath(os.path.abspath(path)))
+  folder = Folder(parent, flag, inputs, given=path)
+  folder.check_folder(name, recognize)
+  return folder, name
 
 
 def file_output(path: str, flag: str, inputs: Sequence[Input] = ()

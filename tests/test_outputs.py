@@ -6,15 +6,26 @@ already on disk, and every byte there must be the same afterwards.
 - a folder of the user's, holding files of the names the command writes;
 - a file of the user's, where the command writes a file or a folder.
 
-A new command or tool joins by adding one row to COMMANDS.
+A command that writes nothing (serve, summary) is pointed the same ways
+with its path flags, and must leave everything as it was too.
+
+A new command or tool joins by adding one row to ROWS.
 """
 
+import dataclasses
 import os
+import re
+import resource
 import shutil
+import signal
+import subprocess
+import sys
+import urllib.request
+from typing import Callable, List, Optional, Sequence
 
 import pytest
 
-from conftest import ROOT, run_command, run_saying_imports
+from conftest import ENV, ROOT, Lines, run_command, run_saying_imports
 from pix2pix_tf import outputs
 from test_hostile_inputs import tree
 
@@ -23,19 +34,9 @@ CONVERT_FLAGS = ["--generator=unet", "--unet_depth=5", "--ngf=4", "--ndf=4",
                  "--norm=batch", "--dropout=0", "--load_size=32",
                  "--crop_size=32", "--batch_size=1", "--strategy=one_device",
                  "--mixed_precision=none"]
-# The names each command writes, planted in the user's folder.
-COLLIDING = {
-    "train": ["flags.txt", "config.json", "samples/step_0000001.png",
-              "checkpoints/checkpoint"],
-    "export": ["saved_model.pb", "variables/variables.index"],
-    "predict": ["0001.png", "0002.png"],
-    "predict_paired": ["index.html", "inputs/0001.png", "0001.png"],
-    "evaluate": ["results.json"],
-    "study": ["answers.jsonl"],
-    "convert": ["flags.txt", "config.json", "checkpoints/checkpoint"],
-    "datasets": ["train/0001.png", "train/0002.png"],
-    "ablate": ["results.csv", "results.md", "losses.png"],
-}
+TRAIN_FLAGS = ["--generator=unet", "--unet_depth=5", "--load_size=32",
+               "--crop_size=32", "--ngf=8", "--ndf=8", "--max_steps=1"]
+WAYS = ("its own input", "a folder of user files", "a user's file")
 
 
 class World:
@@ -45,20 +46,19 @@ class World:
     self.root = root
     self.run = str(root / "run")
     shutil.copytree(trained_run.model_dir, self.run)
+    self.export = os.path.join(self.run, "export")
     self.data = str(root / "data")
     shutil.copytree(trained_run.data_dir, self.data)
     self.val = os.path.join(self.data, "val")
     self.variants = str(root / "variants.txt")
     with open(self.variants, "w") as f:
       f.write("small: --ngf=8 --ndf=8\n")
-    self.notes = str(root / "notes.txt")
-    with open(self.notes, "w") as f:
-      f.write("a user's notes")
 
-  def user_folder(self, kind):
-    """A folder of the user's, holding files of the names `kind` writes."""
-    folder = self.root / f"mine_{kind}"
-    for name in COLLIDING[kind]:
+  def user_folder(self, names):
+    """A folder of the user's, holding files of `names`."""
+    folder = self.root / "mine"
+    folder.mkdir()
+    for name in names:
       path = folder / name
       path.parent.mkdir(parents=True, exist_ok=True)
       path.write_bytes(f"the user's {name}".encode())
@@ -71,72 +71,105 @@ class World:
     return str(path)
 
 
+@dataclasses.dataclass(frozen=True)
+class Row:
+  """One command: how it runs with its output at `target`, what "its own
+  input" is, and the names it writes (planted in the user's folder)."""
+  command: str  # A pix2pix_tf module, or a tool's path.
+  arguments: Callable[[World, str], List[str]]
+  own_input: Optional[Callable[[World], str]]  # None: it reads no path.
+  writes: Sequence[str] = ()  # Empty: it writes nothing at all.
+  user_file: str = "notes.txt"
+
+  @property
+  def ways(self):
+    return WAYS if self.own_input else WAYS[1:]
+
+
 def datasets_row(subcommand, sources):
-  def arguments(world, target):
-    return [subcommand, *(f"--{flag}={world.val}" for flag in sources),
-            f"--output={target}", "--size=0"]
-  return arguments
+  return Row("datasets", lambda w, t: [
+      subcommand, *(f"--{flag}={w.val}" for flag in sources),
+      f"--output={t}", "--size=0"], lambda w: w.val,
+             ["train/0001.png", "train/0002.png"])
 
 
-# name: (command, the argument list for (world, target), where "its input"
-# points: a function of the world).
-COMMANDS = {
-    "train": ("train", lambda w, t: [
-        f"--data_dir={w.data}", f"--model_dir={t}", "--generator=unet",
-        "--unet_depth=5", "--load_size=32", "--crop_size=32", "--ngf=8",
-        "--ndf=8", "--max_steps=1"],
-              lambda w: w.data),
-    "export saved_model": ("export", lambda w, t: [
-        f"--model_dir={w.run}", f"--export_dir={t}"], lambda w: w.run),
-    "export keras": ("export", lambda w, t: [
+def tool(name):
+  return os.path.join(ROOT, "tools", name)
+
+
+SAVED_MODEL_FILES = ["saved_model.pb", "variables/variables.index"]
+ROWS = {
+    "train": Row("train", lambda w, t: [
+        f"--data_dir={w.data}", f"--model_dir={t}", *TRAIN_FLAGS],
+                 lambda w: w.data,
+                 ["flags.txt", "config.json", "samples/step_0000001.png",
+                  "checkpoints/checkpoint"]),
+    "export saved_model": Row("export", lambda w, t: [
+        f"--model_dir={w.run}", f"--export_dir={t}"], lambda w: w.run,
+                              SAVED_MODEL_FILES),
+    "export keras": Row("export", lambda w, t: [
         f"--model_dir={w.run}", "--format=keras", f"--export_dir={t}"],
-                     lambda w: os.path.join(w.run, "export")),
-    "export onnx": ("export", lambda w, t: [
+                        lambda w: w.export, ["model.keras"], "model.keras"),
+    "export onnx": Row("export", lambda w, t: [
         f"--model_dir={w.run}", "--format=onnx", f"--export_dir={t}"],
-                    lambda w: os.path.join(w.run, "export")),
-    "export litert": ("export", lambda w, t: [
+                       lambda w: w.export, ["model.onnx"], "model.onnx"),
+    "export litert": Row("export", lambda w, t: [
         f"--model_dir={w.run}", "--format=litert", f"--export_dir={t}"],
-                      lambda w: os.path.join(w.run, "export")),
-    "predict": ("predict", lambda w, t: [
+                         lambda w: w.export, ["model.tflite"],
+                         "model.tflite"),
+    "predict": Row("predict", lambda w, t: [
         f"--model_dir={w.run}", f"--input={w.val}", f"--output={t}"],
-                lambda w: w.val),
-    "predict --paired": ("predict", lambda w, t: [
+                   lambda w: w.val, ["0001.png", "0002.png"]),
+    "predict --paired": Row("predict", lambda w, t: [
         f"--model_dir={w.run}", f"--input={w.val}", f"--output={t}",
-        "--paired"], lambda w: w.val),
-    "evaluate": ("evaluate", lambda w, t: [
+        "--paired"], lambda w: w.val,
+                            ["index.html", "inputs/0001.png", "0001.png"]),
+    "evaluate": Row("evaluate", lambda w, t: [
         f"--model_dir={w.run}", f"--data_dir={w.data}", "--split=val",
-        f"--output={t}"], lambda w: os.path.join(w.val, "0001.png")),
-    "study": ("study", lambda w, t: [
+        f"--output={t}"], lambda w: os.path.join(w.val, "0001.png"),
+                    ["results.json"], "results.json"),
+    "serve": Row("serve", lambda w, t: [f"--saved_model={t}", "--port=0"],
+                 lambda w: w.export),
+    "study": Row("study", lambda w, t: [
         "--protocol=single", f"--real_dir={w.val}",
         f"--generated_dir={w.data}/train", f"--answers={t}", "--port=0"],
-              lambda w: os.path.join(w.val, "0001.png")),
-    "convert": ("convert", lambda w, t: [
+                 lambda w: os.path.join(w.val, "0001.png"),
+                 ["answers.jsonl"], "answers.jsonl"),
+    "convert": Row("convert", lambda w, t: [
         f"--from_pytorch={PTH}/unet_batch.pth", f"--model_dir={t}",
-        *CONVERT_FLAGS], lambda w: os.path.join(PTH, "unet_batch.pth")),
-    "datasets combine": ("datasets", datasets_row(
-        "combine", ("a_dir", "b_dir")), lambda w: w.val),
-    "datasets colorize": ("datasets", datasets_row("colorize", ("photos",)),
-                          lambda w: w.val),
-    "datasets edges": ("datasets", datasets_row("edges", ("photos",)),
-                       lambda w: w.val),
-    "tools/ablate.py": (os.path.join(ROOT, "tools", "ablate.py"),
-                        lambda w, t: [
-                            f"--data_dir={w.data}", f"--out={t}",
-                            "--steps=1", "--image_size=32",
-                            f"--study={w.variants}"], lambda w: w.data),
+        *CONVERT_FLAGS], lambda w: os.path.join(PTH, "unet_batch.pth"),
+                   ["flags.txt", "config.json", "checkpoints/checkpoint"]),
+    "summary": Row("summary", lambda w, t: [
+        f"--data_dir={w.data}", f"--model_dir={t}", *TRAIN_FLAGS],
+                   lambda w: w.data),
+    "datasets combine": datasets_row("combine", ("a_dir", "b_dir")),
+    "datasets colorize": datasets_row("colorize", ("photos",)),
+    "datasets edges": datasets_row("edges", ("photos",)),
+    # split sorts the folder it is given in place: it has no separate
+    # output to point at its input.
+    "datasets split": Row("datasets", lambda w, t: [
+        "split", f"--data_dir={t}", "--val=0.5"], None,
+                          ["train/0001.png", "val/0001.png"]),
+    "tools/ablate.py": Row(tool("ablate.py"), lambda w, t: [
+        f"--data_dir={w.data}", f"--out={t}", "--steps=1",
+        "--image_size=32", f"--study={w.variants}"], lambda w: w.data,
+                           ["results.csv", "results.md", "losses.png"]),
+    "tools/make_tfrecords.py": Row(tool("make_tfrecords.py"), lambda w, t: [
+        f"--data_dir={w.data}", f"--output={t}"], lambda w: w.data,
+                                   ["dataset.json", "train-00000-of-00001.tfrecord"]),
+    "tools/train_segmenter.py": Row(tool("train_segmenter.py"), lambda w, t: [
+        f"--data_dir={w.data}", "--label_palette=facades", f"--output={t}",
+        "--image_size=32", "--depth=2", "--epochs=1"], lambda w: w.data,
+                                    SAVED_MODEL_FILES),
+    "tools/compare_resolutions.py": Row(
+        tool("compare_resolutions.py"), lambda w, t: [
+            f"--saved_model={w.export}", f"--input={w.val}",
+            f"--output={t}"], lambda w: os.path.join(w.val, "0001.png"),
+        ["grid.png"], "grid.png"),
 }
-# Which colliding names (COLLIDING) a row's user folder holds, and the user
-# file it is pointed at where it writes a file.
-KINDS = {"train": "train", "export saved_model": "export",
-         "predict --paired": "predict_paired", "tools/ablate.py": "ablate"}
-USER_FILES = {"export keras": "model.keras", "export onnx": "model.onnx",
-              "export litert": "model.tflite", "evaluate": "results.json",
-              "study": "answers.jsonl"}
-WAYS = ("its own input", "a folder of user files", "a user's file")
-
-
-def kind(name):
-  return KINDS.get(name, name.split()[0])
+# What the error lines of each program start with.
+PROGRAMS = ("pix2pix_tf.", "ablate:", "make_tfrecords:", "train_segmenter:",
+            "compare_resolutions:")
 
 
 @pytest.fixture(scope="module")
@@ -144,29 +177,64 @@ def trained(trained_run):
   return trained_run
 
 
+def serve_and_stop(command, arguments):
+  """Runs a server until it answers its health check, then stops it with
+  Ctrl-C; the run's outcome as subprocess.run gives it, its stdout the
+  health check's answer ("" if it never listened)."""
+  process = subprocess.Popen(
+      [sys.executable, "-m", f"pix2pix_tf.{command}", *arguments],
+      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV)
+  lines = Lines(process.stdout)
+  health = ""
+  try:
+    line = lines.wait_for(" on http://127.0.0.1:", process)
+    url = re.search(r"(http://127\.0\.0\.1:\d+)", line).group(1)
+    with urllib.request.urlopen(f"{url}/healthz", timeout=30) as response:
+      health = f"healthz: {response.status}"
+  except AssertionError:  # It exited (refused): its outcome is the result.
+    pass
+  finally:
+    if process.poll() is None:
+      process.send_signal(signal.SIGINT)
+    process.wait(timeout=60)
+  return subprocess.CompletedProcess(process.args, process.returncode,
+                                     health, lines.text())
+
+
+def run_row(row, arguments):
+  if row.command.endswith(".py"):
+    return run_saying_imports(row.command, *arguments)
+  if row.command == "serve":
+    return serve_and_stop(row.command, arguments)
+  return run_command(row.command, *arguments)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("way", WAYS)
-@pytest.mark.parametrize("name", sorted(COMMANDS))
+@pytest.mark.parametrize("name, way", [
+    (name, way) for name in sorted(ROWS) for way in ROWS[name].ways])
 def test_no_command_changes_what_it_did_not_write(trained, tmp_path, name,
                                                    way):
-  command, arguments, own_input = COMMANDS[name]
+  row = ROWS[name]
   world = World(tmp_path, trained)
   if way == "its own input":
-    target = own_input(world)
+    target = row.own_input(world)
   elif way == "a folder of user files":
-    target = world.user_folder(kind(name))
+    target = world.user_folder(row.writes or ["notes.txt"])
   else:
-    target = world.user_file(USER_FILES.get(name, "notes.txt"))
+    target = world.user_file(row.user_file)
   before = tree(tmp_path), tree(PTH)
-  if command.endswith(".py"):
-    result = run_saying_imports(command, *arguments(world, target))
-  else:
-    result = run_command(command, *arguments(world, target))
+  result = run_row(row, row.arguments(world, target))
   assert (tree(tmp_path), tree(PTH)) == before, result.stderr
+  if row.command == "serve" and way == "its own input":
+    assert result.stdout == "healthz: 200", result.stderr  # It served.
+    return
+  if not row.writes and row.command == "summary":
+    assert result.returncode == 0, result.stderr  # --model_dir is not read.
+    return
   assert result.returncode != 0, result.stdout
   assert "Traceback" not in result.stderr, result.stderr
   lines = [line for line in result.stderr.splitlines()
-           if line.startswith(("pix2pix_tf.", "ablate:"))]
+           if line.startswith(PROGRAMS)]
   assert len(lines) == 1, result.stderr
   assert os.path.normpath(target) in lines[0], lines[0]
 
@@ -266,3 +334,50 @@ def test_a_journal_torn_by_a_crash_is_still_its_own(tmp_path):
   (tmp_path / "a.jsonl").write_bytes(b'{"id": 9}\n')  # Rewritten whole.
   with pytest.raises(outputs.OutputError, match="a.jsonl"):
     outputs.Folder(str(tmp_path), "answers").append_line("a.jsonl", "{}")
+
+
+def limit_file_size():
+  """The child's `ulimit -f`: 1 MiB, below a checkpoint's or an export's
+  largest file and above every other file the small run writes."""
+  resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["export", "train"])
+def test_a_file_size_limit_is_one_line_and_keeps_what_was_there(
+    trained, tmp_path, command):
+  world = World(tmp_path, trained)
+  run = str(tmp_path / "new")
+  if command == "export":  # Replacing the run's own export.
+    arguments = [f"--model_dir={world.run}"]
+  else:  # Resuming a run: its next checkpoint does not fit.
+    arguments = [f"--data_dir={world.data}", f"--model_dir={run}",
+                 *TRAIN_FLAGS]
+    first = run_command("train", *arguments)
+    assert first.returncode == 0, first.stderr
+    arguments[-1] = "--max_steps=2"
+  before = tree(tmp_path)
+  result = subprocess.run(
+      [sys.executable, "-m", f"pix2pix_tf.{command}", *arguments],
+      capture_output=True, text=True, env=ENV, preexec_fn=limit_file_size,
+      timeout=600)
+  assert result.returncode == 1, result.stderr
+  assert "Traceback" not in result.stderr, result.stderr
+  lines = [line for line in result.stderr.splitlines()
+           if line.startswith(f"pix2pix_tf.{command}: error:")]
+  assert len(lines) == 1, result.stderr
+  assert "the file-size limit is reached" in lines[0], lines[0]
+  after = tree(tmp_path)
+  if command == "export":
+    assert after == before
+  else:
+    # The resumed run records its new --max_steps (its own files) and may
+    # add logs and a sample; its checkpoints and export are as they were.
+    rewritten = {os.path.join("new", name) for name in (
+        "flags.txt", "config.json", outputs.MANIFEST)}
+    assert {k: v for k, v in after.items()
+            if k in before and k not in rewritten} == {
+                k: v for k, v in before.items() if k not in rewritten}
+    added = set(after) - set(before)
+    assert not any(k.startswith(("new/checkpoints", "new/export"))
+                   for k in added), added

@@ -45,6 +45,7 @@ from absl import flags
 from absl import logging
 
 from pix2pix_tf import config as config_lib
+from pix2pix_tf import errors
 from pix2pix_tf import outputs
 
 # The studies' comparisons. Each variant: (name, training flags).
@@ -138,8 +139,9 @@ def load_variants(spec: str) -> List[Tuple[str, str]]:
   if spec in STUDIES:
     return STUDIES[spec]
   if not os.path.isfile(spec):
-    raise ValueError(f"--study={spec} is neither a built-in study "
-                     f"({', '.join(STUDIES)}) nor a file.")
+    raise errors.CommandError(
+        f"--study={spec} is neither a built-in study "
+        f"({', '.join(STUDIES)}) nor a file.")
   variants = []
   with open(spec) as f:
     for number, line in enumerate(f, 1):
@@ -148,11 +150,13 @@ def load_variants(spec: str) -> List[Tuple[str, str]]:
         continue
       name, sep, flag_text = line.partition(":")
       if not sep or not name.strip():
-        raise ValueError(f"{spec}:{number}: expected 'name: --flag=value "
-                         f"...', got {line!r}.")
+        raise errors.CommandError(
+            f"{spec}:{number}: expected 'name: --flag=value "
+            f"...', got {line!r}.")
       variants.append((name.strip(), flag_text.strip()))
   if not variants:
-    raise ValueError(f"{spec} lists no variants.")
+    raise errors.CommandError(
+        f"{spec} lists no variants.")
   return variants
 
 
@@ -169,9 +173,10 @@ def resolve(config: config_lib.Config, flag_text: str) -> str:
   text = text.replace("{image_size}", str(config.crop_size))
   unknown = re.search(r"\{[^}]*\}", text)
   if unknown:
-    raise ValueError(f"{unknown.group(0)} in {flag_text!r} is not a "
-                     "placeholder: use {image_size}, {steps} or {steps/N} "
-                     "(N a positive integer).")
+    raise errors.CommandError(
+        f"{unknown.group(0)} in {flag_text!r} is not a "
+        "placeholder: use {image_size}, {steps} or {steps/N} "
+        "(N a positive integer).")
   return text
 
 
@@ -213,12 +218,13 @@ def variant_config(flag_text: str, args: dict, model_dir: str = ""
   text = resolve(base(args["steps"]), flag_text)
   steps = base(args["steps"]).with_flags(common).with_flags(text).max_steps
   if steps < 1:
-    raise ValueError(f"--steps={args['steps']} with {text!r} trains "
-                     f"{steps} steps: ablate trains by steps, at least one.")
+    raise errors.CommandError(
+        f"--steps={args['steps']} with {text!r} trains "
+        f"{steps} steps: ablate trains by steps, at least one.")
   config = base(steps).with_flags(common).with_flags(text)
   for flag in ("model_dir", "data_dir"):
     if getattr(config, flag) != getattr(base(steps), flag):
-      raise ValueError(
+      raise errors.CommandError(
           f"{text or args['flags']!r} sets --{flag}, which ablate chooses "
           f"(--out/NAME and --data_dir): remove it from the variant.")
   return config, text
@@ -230,8 +236,9 @@ def eval_split(data_dir: str) -> str:
   for split in ("val", "test"):
     if data_lib.has_split(data_dir, split):
       return split
-  raise ValueError(f"{data_dir} has neither val/ nor test/ images to "
-                   "evaluate on. Hold out part of train/ into val/.")
+  raise errors.CommandError(
+      f"{data_dir} has neither val/ nor test/ images to "
+      "evaluate on. Hold out part of train/ into val/.")
 
 
 def evaluation_options(args: dict) -> object:
@@ -266,11 +273,11 @@ def check_scoring(args: dict, split: str) -> None:
   side = evaluation.detect_labels_side(
       *batch, data_lib.load_palette(args["label_palette"]))
   if side is None:
-    raise ValueError(
+    raise errors.CommandError(
         f"--label_palette={args['label_palette']}: neither side of "
         f"{args['data_dir']}/{split}'s pairs looks like its label maps.")
   if side == "input" and not args["segmenter"]:
-    raise ValueError(
+    raise errors.CommandError(
         "labels -> photo is scored by an FCN: give --segmenter (train one "
         "with python tools/train_segmenter.py), or leave out "
         "--label_palette.")
@@ -352,22 +359,24 @@ def finished_row(name: str, flag_text: str, args: dict, steps: int
   started = read_json(os.path.join(folder, "settings.json"))
   row = read_json(os.path.join(folder, "metrics.json"))
   if row is not None and "settings" not in row:
-    raise ValueError(f"{folder} was written by an earlier version of this "
-                     "tool, which did not record its settings; give another "
-                     f"--out, or remove {folder} to train it again.")
+    raise errors.CommandError(
+        f"{folder} was written by an earlier version of this "
+        "tool, which did not record its settings; give another "
+        f"--out, or remove {folder} to train it again.")
   for kind, found in (("trained", started and {"training": started}),
                       ("trained or scored", row and row["settings"])):
     if found and {k: wanted.get(k) for k in found} != found:
-      raise ValueError(
+      raise errors.CommandError(
           f"{folder} holds variant {name} {kind} with other settings than "
           f"these ({found}); give another --out, or remove {folder} to "
           "train it again.")
   if row is None:
     return None
   if row["steps"] > steps:
-    raise ValueError(f"{folder} was trained {row['steps']} steps, more than "
-                     f"the {steps} steps it trains for at --steps="
-                     f"{args['steps']}; give another --out.")
+    raise errors.CommandError(
+        f"{folder} was trained {row['steps']} steps, more than "
+        f"the {steps} steps it trains for at --steps="
+        f"{args['steps']}; give another --out.")
   return row if row["steps"] == steps else None
 
 
@@ -554,34 +563,30 @@ def main(argv):
           "study": FLAGS.study, "label_palette": FLAGS.label_palette,
           "segmenter": FLAGS.segmenter,
           "inception_weights": FLAGS.inception_weights}
-  try:
-    # Check every variant's flags, what it left before and what scores
-    # them before training; the first checks before TensorFlow's import.
-    variants = load_variants(FLAGS.study)
-    configs = [variant_config(text, args)[0].validate()
-               for _, text in variants]
-    finished = {name: finished_row(name, text, args, config.max_steps)
-                for (name, text), config in zip(variants, configs)}
-    if args["inception_weights"] and not os.path.isfile(
-        args["inception_weights"]):
-      raise ValueError(f"--inception_weights={args['inception_weights']} "
-                       "is not a file.")
-    split = eval_split(FLAGS.data_dir)
-    check_scoring(args, split)
-    out = outputs.Folder(FLAGS.out, "out",
-                         [outputs.Input(FLAGS.data_dir, "data_dir")])
-    out.check(RESULTS)
-  except (ValueError, config_lib.ConfigError) as e:
-    sys.exit(f"ablate: error: {e}")
+  # Check every variant's flags, what it left before and what scores
+  # them before training; the first checks before TensorFlow's import.
+  variants = load_variants(FLAGS.study)
+  configs = [variant_config(text, args)[0].validate()
+             for _, text in variants]
+  finished = {name: finished_row(name, text, args, config.max_steps)
+              for (name, text), config in zip(variants, configs)}
+  if args["inception_weights"] and not os.path.isfile(
+      args["inception_weights"]):
+    raise errors.CommandError(
+        f"--inception_weights={args['inception_weights']} "
+        "is not a file.")
+  split = eval_split(FLAGS.data_dir)
+  check_scoring(args, split)
+  out = outputs.Folder(FLAGS.out, "out",
+                       [outputs.Input(FLAGS.data_dir, "data_dir")])
+  out.check(RESULTS)
   import keras  # Imported here: it loads TensorFlow (seconds).
   from pix2pix_tf import training
 
-  try:  # Every variant's folder, before the first is trained.
-    for name, _ in variants:
-      training.open_run_folder(os.path.join(FLAGS.out, name),
-                               FLAGS.data_dir).check(VARIANT_FILES)
-  except ValueError as e:
-    sys.exit(f"ablate: error: {e}")
+  # Every variant's folder, before the first is trained.
+  for name, _ in variants:
+    training.open_run_folder(os.path.join(FLAGS.out, name),
+                             FLAGS.data_dir).check(VARIANT_FILES)
   # One strategy for the whole study: a process should not create several.
   strategy = training.make_strategy(configs[0].strategy)
   rows = []
@@ -628,4 +633,4 @@ def define_flags():
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  app.run(errors.guarded("ablate", main))

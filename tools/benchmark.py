@@ -61,6 +61,7 @@ from absl import flags
 from absl import logging
 
 from pix2pix_tf import config as config_lib
+from pix2pix_tf import errors
 from pix2pix_tf import outputs
 
 config_lib.define_flags()  # The training flags, for the base configuration.
@@ -846,13 +847,14 @@ def main(argv):
         "one)", flush=True)
   base = config_lib.Config.from_flag_values(FLAGS)
   batch_sizes = [int(b) for b in FLAGS.batch_sizes]
-  try:
-    base.validate()
-    split = data_lib.open_split(base.data_dir, "train")
-    if base.label_palette:  # Used by the export, after the training parts.
-      data_lib.load_palette(base.label_palette)
-  except (config_lib.ConfigError, data_lib.DatasetError, ValueError) as e:
-    sys.exit(f"benchmark: error: {e}")
+  base.validate()
+  report_output = (outputs.file_output(FLAGS.output, "output")
+                   if FLAGS.output else None)
+  if report_output:
+    report_output[0].check([report_output[1]])
+  split = data_lib.open_split(base.data_dir, "train")
+  if base.label_palette:  # Used by the export, after the training parts.
+    data_lib.load_palette(base.label_palette)
   flops = training_flops(base)
   report = {"machine": machine_description(),
             "model": {"generator": base.generator, "crop_size": base.crop_size,
@@ -897,7 +899,7 @@ def main(argv):
       default = dataclasses.replace(base, batch_size=batch)
       report["default"][batch] = compare_default(
           default, split, batch, rows["default"]["images_per_second"])
-    write_report(report)
+    write_report(report, report_output)
 
   if FLAGS.train_command_steps:
     command = bench_train_command(base, FLAGS.train_command_steps)
@@ -911,13 +913,13 @@ def main(argv):
           "images/s" + (f" = x{command['ratio_to_benchmark']:.2f} the "
                         "benchmark's default row" if default else "")
           + f"; {command['wall_seconds']:.0f} s in all", flush=True)
-    write_report(report)
+    write_report(report, report_output)
 
   if FLAGS.largest_batch:
     report["largest_batch"] = largest_batch(base, max(batch_sizes),
                                             FLAGS.largest_batch_limit)
     print(largest_batch_line(report["largest_batch"]), flush=True)
-    write_report(report)
+    write_report(report, report_output)
 
   report["inference"] = bench_inference(
       base, [int(b) for b in FLAGS.inference_batch_sizes], FLAGS.repeats)
@@ -927,7 +929,7 @@ def main(argv):
           flush=True)
   report["peak_host_memory_mb"] = process_peak_host_memory_mb()
   report["peak_host_memory_per_row"] = host_peak_resets()
-  write_report(report)
+  write_report(report, report_output)
 
   if FLAGS.quality_steps:
     # float16 has no fast CPU kernels: it is compared on GPUs only.
@@ -947,17 +949,17 @@ def main(argv):
   report["wall_seconds"] = time.perf_counter() - started
   print(format_table(report))
   print(f"benchmark: {report['wall_seconds'] / 60:.1f} min", flush=True)
-  write_report(report)
+  write_report(report, report_output)
   if FLAGS.output:
     print(f"Wrote {FLAGS.output}")
 
 
-def write_report(report):
-  """Writes the JSON (again after each part, so a failure keeps the rest)."""
-  if FLAGS.output:
-    with open(FLAGS.output + ".tmp", "w") as f:
-      json.dump(report, f, indent=2, default=str)
-    os.replace(FLAGS.output + ".tmp", FLAGS.output)
+def write_report(report, output):
+  """Writes the JSON to `output`, (an outputs.Folder, a name) or None;
+  again after each part, so that a failure keeps the rest."""
+  if output:
+    output[0].write_text(output[1],
+                         json.dumps(report, indent=2, default=str))
 
 
 def format_table(report) -> str:
@@ -1019,4 +1021,4 @@ def format_table(report) -> str:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(errors.guarded("benchmark", main))

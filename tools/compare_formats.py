@@ -22,6 +22,8 @@ from absl import flags
 from absl import logging
 import numpy as np
 
+from pix2pix_tf import errors
+
 flags.DEFINE_string("model_dir", None, "A training run of pix2pix_tf.")
 flags.DEFINE_string("input", None, "A folder of A|B pairs.")
 flags.DEFINE_integer("num_images", 50, "Pairs to translate.")
@@ -95,4 +97,4 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["model_dir", "input", "output_dir"])
-  app.run(main)
+  app.run(errors.guarded("compare_formats", main))

@@ -21,6 +21,8 @@ import os
 from absl import app
 from absl import flags
 import numpy as np
+
+from pix2pix_tf import errors
 from PIL import Image
 
 flags.DEFINE_string("saved_model", None, "An export of pix2pix_tf.")
@@ -76,7 +78,11 @@ def main(argv):
   if not (FLAGS.saved_model and FLAGS.input and FLAGS.output):
     raise app.UsageError("--saved_model, --input and --output are required.")
   from pix2pix_tf import data as data_lib
+  from pix2pix_tf import outputs
   from pix2pix_tf.evaluation import metrics
+  output, name = outputs.file_output(
+      FLAGS.output, "output", [outputs.Input(FLAGS.input, "input")])
+  output.check([name])
   files = data_lib.list_images(FLAGS.input)[:FLAGS.num_images]
   if not files:
     raise app.UsageError(f"--input={FLAGS.input} holds no images.")
@@ -91,9 +97,9 @@ def main(argv):
           " |")
   print("| mean | | " + " | ".join(f"{e:.1f}" for e in energies.mean(0)) +
         " |")
-  Image.fromarray(grid(rows)).save(FLAGS.output)
+  output.write(name, Image.fromarray(grid(rows)).save)
   print(f"Wrote {FLAGS.output}: {' | '.join(COLUMNS)}")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(errors.guarded("compare_resolutions", main))

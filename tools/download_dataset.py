@@ -4,22 +4,22 @@ r"""Downloads and extracts a standard pix2pix dataset.
     # -> datasets/facades/{train,val,test}/*.jpg
 
 NAME is one of facades, cityscapes, maps, edges2shoes, edges2handbags,
-night2day. The archive is downloaded next to the destination, extracted into
-a temporary folder and moved into place only when complete: a failure leaves
-no half-extracted dataset behind.
+night2day. The archive is downloaded and extracted in a temporary folder
+beside the destination, moved into place only when complete: a failure
+leaves no half-extracted dataset behind.
 """
 
 import os
 import shutil
-import sys
 import tarfile
-import tempfile
 import urllib.error
 import urllib.request
 
 from absl import app
 from absl import flags
 
+from pix2pix_tf import errors
+from pix2pix_tf import outputs
 from pix2pix_tf.data import building
 
 DATASETS = ("facades", "cityscapes", "maps", "edges2shoes", "edges2handbags",
@@ -35,7 +35,7 @@ FLAGS = flags.FLAGS
 _CHUNK = 1 << 20
 
 
-class DownloadError(RuntimeError):
+class DownloadError(errors.CommandError):
   pass
 
 
@@ -64,54 +64,53 @@ def download(url: str, path: str, timeout: float) -> None:
         "into the destination folder.") from e
 
 
-def extract(archive: str, name: str, dest: str) -> str:
-  """Extracts `archive` and moves its `name` folder to `dest/name`."""
-  staging = tempfile.mkdtemp(prefix=f".{name}-", dir=dest)
+def extract(archive: str, name: str, staging: str) -> None:
+  """Extracts `archive` and moves the files of its `name` folder into
+  `staging` (the dataset folder, until it is swapped into place)."""
+  unpacked = os.path.join(staging, ".unpacked")
   try:
-    try:
-      with tarfile.open(archive, "r:*") as tar:
-        tar.extractall(staging, filter="data")
-    except (tarfile.TarError, EOFError, OSError) as e:
-      raise DownloadError(f"{archive} is not a readable .tar.gz archive "
-                          f"({e}). Run the command again to download it "
-                          "anew.") from e
-    root = os.path.join(staging, name)
-    if not os.path.isdir(root):
-      entries = os.listdir(staging)
-      if len(entries) != 1 or not os.path.isdir(
-          os.path.join(staging, entries[0])):
-        raise DownloadError(f"{archive} does not hold a single {name}/ "
-                            "folder.")
-      root = os.path.join(staging, entries[0])
-    if not os.path.isdir(os.path.join(root, "train")):
-      raise DownloadError(f"{archive} has no {name}/train folder.")
-    target = os.path.join(dest, name)
-    os.replace(root, target)
-    return target
-  finally:
-    shutil.rmtree(staging, ignore_errors=True)
+    with tarfile.open(archive, "r:*") as tar:
+      tar.extractall(unpacked, filter="data")
+  except (tarfile.TarError, EOFError, OSError) as e:
+    raise DownloadError(f"{archive} is not a readable .tar.gz archive "
+                        f"({e}). Run the command again to download it "
+                        "anew.") from e
+  root = os.path.join(unpacked, name)
+  if not os.path.isdir(root):
+    entries = os.listdir(unpacked)
+    if len(entries) != 1 or not os.path.isdir(
+        os.path.join(unpacked, entries[0])):
+      raise DownloadError(f"{archive} does not hold a single {name}/ "
+                          "folder.")
+    root = os.path.join(unpacked, entries[0])
+  if not os.path.isdir(os.path.join(root, "train")):
+    raise DownloadError(f"{archive} has no {name}/train folder.")
+  for entry in os.listdir(root):
+    os.replace(os.path.join(root, entry), os.path.join(staging, entry))
+  shutil.rmtree(unpacked)
 
 
 def fetch(name: str, dest: str, base_url: str = BASE_URL,
           timeout: float = 60) -> str:
-  """Downloads and extracts dataset `name` into `dest/name`; returns it."""
+  """Downloads and extracts dataset `name` into `dest/name`; returns it.
+  The archive is downloaded and extracted in a temporary folder of the
+  writer (pix2pix_tf.outputs) beside `dest/name`, swapped into place when
+  complete: a failure leaves no half-extracted dataset."""
   target = os.path.join(dest, name)
   if os.path.isdir(os.path.join(target, "train")):
     print(f"{target} already exists; nothing to do.")
     return target
-  if os.path.exists(target):
-    raise DownloadError(f"{target} exists but has no train/ folder. Remove "
-                        "it and run the command again.")
-  os.makedirs(dest, exist_ok=True)
+  folder, _ = outputs.folder_output(target, "dest")
   url = f"{base_url.rstrip('/')}/{name}.tar.gz"
-  archive = os.path.join(dest, f".{name}.tar.gz.part")
-  try:
+
+  def build(staging):
+    archive = os.path.join(staging, f".{name}.tar.gz")
     print(f"Downloading {url}")
     download(url, archive, timeout)
-    extract(archive, name, dest)
-  finally:
-    if os.path.exists(archive):
-      os.remove(archive)
+    extract(archive, name, staging)
+    os.remove(archive)
+
+  folder.replace_folder(name, build)
   splits = sorted(s for s in os.listdir(target)
                   if os.path.isdir(os.path.join(target, s)))
   counts = ", ".join(f"{s}: {len(os.listdir(os.path.join(target, s)))}"
@@ -123,11 +122,8 @@ def fetch(name: str, dest: str, base_url: str = BASE_URL,
 def main(argv):
   if len(argv) != 2 or argv[1] not in DATASETS:
     raise app.UsageError(f"Give one dataset name: {', '.join(DATASETS)}.")
-  try:
-    fetch(argv[1], FLAGS.dest, FLAGS.base_url, FLAGS.timeout)
-  except DownloadError as e:
-    sys.exit(f"download_dataset: error: {e}")
+  fetch(argv[1], FLAGS.dest, FLAGS.base_url, FLAGS.timeout)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(errors.guarded("download_dataset", main))

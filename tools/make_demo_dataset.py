@@ -6,6 +6,7 @@ r"""Writes the built-in demo dataset (procedural facades) used by `make demo`.
 from absl import app
 from absl import flags
 
+from pix2pix_tf import errors
 from pix2pix_tf.data import demo
 
 flags.DEFINE_string("output", "datasets/demo", "Folder to write train/ and "
@@ -26,4 +27,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(errors.guarded("make_demo_dataset", main))

@@ -14,14 +14,13 @@ folder by its `dataset.json`; across workers it shards by file.
 
 import json
 import os
-import shutil
-import sys
-import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import app
 from absl import flags
+
+from pix2pix_tf import errors
 
 flags.DEFINE_string("data_dir", None, "Folder dataset (train/, val/, test/).")
 flags.DEFINE_string("output", None, "Folder to write the shards into.")
@@ -53,22 +52,18 @@ def main(argv):
     raise app.UsageError("--data_dir and --output are required.")
   from pix2pix_tf import data as data_lib
 
-  try:
-    splits = {split: data_lib.list_split(FLAGS.data_dir, split)
-              for split in ("train", "val", "test")
-              if data_lib.has_split(FLAGS.data_dir, split)}
-    if "train" not in splits:
-      data_lib.list_split(FLAGS.data_dir, "train")  # Names the error.
-    for files in splits.values():
-      data_lib.check_headers(files)
-  except data_lib.DatasetError as e:
-    sys.exit(f"make_tfrecords: error: {e}")
-  output = os.path.normpath(FLAGS.output)
-  parent = os.path.dirname(output) or "."
-  os.makedirs(parent, exist_ok=True)
-  # Written to a temporary folder and moved into place when complete.
-  staging = tempfile.mkdtemp(prefix=".tfrecords-", dir=parent)
-  try:
+  splits = {split: data_lib.list_split(FLAGS.data_dir, split)
+            for split in ("train", "val", "test")
+            if data_lib.has_split(FLAGS.data_dir, split)}
+  if "train" not in splits:
+    data_lib.list_split(FLAGS.data_dir, "train")  # Names the error.
+  for files in splits.values():
+    data_lib.check_headers(files)
+  from pix2pix_tf import outputs
+  folder, name = outputs.folder_output(
+      FLAGS.output, "output", [outputs.Input(FLAGS.data_dir, "data_dir")])
+
+  def build(staging):
     info = {"format": "pix2pix_tf tfrecords 1", "splits": {}}
     for split, files in splits.items():
       shards = write_split(files, split, staging, FLAGS.shards)
@@ -76,14 +71,11 @@ def main(argv):
       print(f"{split}: {len(files)} pairs in {shards} shards")
     with open(os.path.join(staging, data_lib.TFRECORD_INFO), "w") as f:
       json.dump(info, f, indent=2)
-    if os.path.exists(output):
-      sys.exit(f"make_tfrecords: error: {output} exists; remove it or choose "
-               "another --output.")
-    os.replace(staging, output)
-  finally:
-    shutil.rmtree(staging, ignore_errors=True)
+
+  # Built in a temporary folder and swapped in when complete.
+  output = folder.replace_folder(name, build)
   print(f"Wrote {output}")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(errors.guarded("make_tfrecords", main))

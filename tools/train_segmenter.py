@@ -17,15 +17,15 @@ paper's FCN-8s numbers.
 import json
 import math
 import os
-import shutil
 import sys
-import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import app
 from absl import flags
 from absl import logging
+
+from pix2pix_tf import errors
 
 flags.DEFINE_string("data_dir", None, "Dataset with train/ A|B pairs.")
 flags.DEFINE_string("label_palette", None,
@@ -90,13 +90,15 @@ def detect_labels_half(files, palette):
                for half, image in (("A", a), ("B", b))}
   half = max(fractions, key=fractions.get)
   if fractions[half] < 0.5:
-    raise ValueError(f"Neither half of {files[0]} looks like a {palette.name} "
-                     "label map; set --labels=A or --labels=B.")
+    raise errors.CommandError(
+        f"Neither half of {files[0]} looks like a {palette.name} "
+        "label map; set --labels=A or --labels=B.")
   return half
 
 
-def save(model, palette, output):
-  """Writes the SavedModel atomically (temporary folder, then rename)."""
+def save(model, palette, output, name):
+  """Writes the SavedModel as `name` in the outputs.Folder `output`, built
+  beside it and swapped in."""
   import tensorflow as tf
 
   class Segmenter(tf.Module):
@@ -114,17 +116,8 @@ def save(model, palette, output):
                                 tf.float32)}
 
   module = Segmenter()
-  parent = os.path.dirname(os.path.normpath(output)) or "."
-  os.makedirs(parent, exist_ok=True)
-  staging = tempfile.mkdtemp(prefix=".segmenter-", dir=parent)
-  try:
-    tf.saved_model.save(module, staging,
-                        signatures={"serving_default": module.serving_default})
-    if os.path.exists(output):
-      shutil.rmtree(output)
-    os.replace(staging, output)
-  finally:
-    shutil.rmtree(staging, ignore_errors=True)
+  output.replace_folder(name, lambda staging: tf.saved_model.save(
+      module, staging, signatures={"serving_default": module.serving_default}))
 
 
 def main(argv):
@@ -139,16 +132,16 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   import keras
   from pix2pix_tf import data as data_lib
+  from pix2pix_tf import outputs
   from pix2pix_tf.evaluation import segmentation
 
-  try:
-    palette = data_lib.load_palette(FLAGS.label_palette)
-    files = data_lib.list_split(FLAGS.data_dir, "train")
-    data_lib.check_headers(files)
-    labels_half = (detect_labels_half(files, palette)
-                   if FLAGS.labels == "auto" else FLAGS.labels)
-  except (ValueError, data_lib.DatasetError) as e:
-    sys.exit(f"train_segmenter: error: {e}")
+  output, name = outputs.folder_output(
+      FLAGS.output, "output", [outputs.Input(FLAGS.data_dir, "data_dir")])
+  palette = data_lib.load_palette(FLAGS.label_palette)
+  files = data_lib.list_split(FLAGS.data_dir, "train")
+  data_lib.check_headers(files)
+  labels_half = (detect_labels_half(files, palette)
+                 if FLAGS.labels == "auto" else FLAGS.labels)
   keras.utils.set_random_seed(FLAGS.seed)
   model = build_segmenter(palette.num_classes, FLAGS.depth, FLAGS.filters)
   model.compile(
@@ -163,9 +156,9 @@ def main(argv):
         f"{math.ceil(len(files) / FLAGS.batch_size)} steps per epoch.")
   model.fit(dataset, epochs=FLAGS.epochs,
             verbose=1 if sys.stdout.isatty() else 2)
-  save(model, palette, FLAGS.output)
+  save(model, palette, output, name)
   print(f"Saved the segmenter to {FLAGS.output}")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(errors.guarded("train_segmenter", main))

@@ -330,10 +330,8 @@ def split(data_dir: str, val: float, test: float, seed: int = 0,
       if copy:
         folder.write(os.path.relpath(target, data_dir),
                      lambda staged, source=path: shutil.copy2(source, staged))
-      else:
-        # Moving the user's own pairs into splits is what split is for;
-        # _check_moves has made sure no move lands on another file.
-        os.replace(path, target)
+      else:  # Sorting the user's own pairs into splits is what split does.
+        folder.move_in(path, os.path.relpath(target, data_dir))
       summary.written += 1
   print(", ".join(f"{name}: {len(paths)}" for name, paths in plan.items()))
   return summary

@@ -123,10 +123,7 @@ def export_folder(export_dir: str, flag: str = "export_dir"
   """(the folder holding `export_dir`, its name there), with the export
   checked: absent, empty, or a SavedModel of pix2pix_tf with nothing else
   (else outputs.OutputError naming --`flag`)."""
-  parent, name = os.path.split(os.path.normpath(os.path.abspath(export_dir)))
-  folder = outputs.Folder(parent, flag)
-  folder.check_folder(name, is_own_export)
-  return folder, name
+  return outputs.folder_output(export_dir, flag, recognize=is_own_export)
 
 
 def restore_generator(config: config_lib.Config,

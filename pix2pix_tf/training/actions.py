@@ -3,6 +3,7 @@ periodic actions (log, sample, validate, checkpoint, preemption), each a
 named object that knows when it is due."""
 
 import dataclasses
+import os
 import sys
 import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -200,7 +201,15 @@ class SaveCheckpoint(PeriodicAction):
   def save(self, step: int) -> None:
     """Saves at `step` unless that step is saved already."""
     if self.saved_step != step:
-      self.manager.save(checkpoint_number=step)
+      try:
+        self.manager.save(checkpoint_number=step)
+      except Exception:
+        # A full disk or a file-size limit: the earlier checkpoints stand,
+        # and the parts of this one go.
+        for partial in tf.io.gfile.glob(os.path.join(
+            self.manager.directory, run_lib.PARTIAL_SAVES)):
+          tf.io.gfile.rmtree(partial)
+        raise
       self.saved_step = step
 
 

@@ -219,8 +219,7 @@ def setup(config: config_lib.Config,
     init_weights(built.state, config.init_from)
   # Written once the flags, the data and the checkpoint have been checked.
   for name in RUN_FOLDERS:
-    # A killed sharded save leaves its parts in ckpt-N_temp.
-    folder.claim(name, "*_temp" if name == "checkpoints" else None)
+    folder.claim(name, PARTIAL_SAVES if name == "checkpoints" else None)
   write_run_config(config, folder)
   schedule = schedules.learning_rate_schedule(config, data.steps_per_epoch,
                                               data.total_steps)
@@ -280,6 +279,8 @@ def restore_discriminator(path: str, discriminator: keras.Model) -> bool:
 # What a run writes in --model_dir: files, and folders TensorFlow fills.
 RUN_FILES = ("flags.txt", "config.json")
 RUN_FOLDERS = ("checkpoints", "logs", "samples")
+# What a killed or failed sharded checkpoint save leaves: ckpt-N_temp.
+PARTIAL_SAVES = "*_temp"
 
 
 def open_run_folder(model_dir: str, data_dir: str = "") -> outputs.Folder:

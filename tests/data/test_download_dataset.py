@@ -11,6 +11,7 @@ import threading
 import pytest
 
 from conftest import NO_TENSORFLOW, ROOT, run_saying_imports
+from pix2pix_tf import outputs
 
 TOOL = os.path.join(ROOT, "tools", "download_dataset.py")
 
@@ -58,7 +59,7 @@ def test_downloads_and_extracts_into_dest(server, tmp_path):
     assert len(os.listdir(dest / "facades" / split)) == count
   assert (dest / "facades" / "val" / "2.jpg").read_bytes() == b"val-1" * 100
   # Nothing else is left beside it: no archive, no staging folder.
-  assert os.listdir(dest) == ["facades"]
+  assert sorted(os.listdir(dest)) == [outputs.MANIFEST, "facades"]
   # A second run finds it and does nothing.
   again = run_tool("facades", f"--dest={dest}", f"--base_url={url}")
   assert again.returncode == 0 and "already exists" in again.stdout
