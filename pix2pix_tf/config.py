@@ -159,6 +159,10 @@ class Config:
       "error: stop at an unreadable image, naming it; skip: name each bad "
       "image once, count them in TensorBoard, and train on the rest.",
       choices=BAD_IMAGE_MODES)
+  max_pixels: int = option(
+      DEFAULT_MAX_PIXELS, "Images whose header declares more pixels (width x "
+      "height) are refused before they are decoded (or skipped, as bad "
+      "images are, with --on_bad_image=skip).")
 
   # Models.
   generator: str = option(
@@ -223,15 +227,13 @@ class Config:
       choices=UPDATE_ORDERS)
   lambda_l1: float = option(100.0, "Weight of the L1 term (0 disables it).")
   lambda_l2: float = option(
-      0.0,
-      "Weight of the L2 (mean squared error) term (0 disables it).")
+      0.0, "Weight of the L2 (mean squared error) term (0 disables it).")
   lambda_feature_matching: float = option(
       0.0,
       "Weight of pix2pixHD's discriminator feature-matching term (0 disables "
       "it).")
   lambda_gp: float = option(
-      10.0,
-      "Weight of the gradient penalty with --gan_mode=wgangp.")
+      10.0, "Weight of the gradient penalty with --gan_mode=wgangp.")
   learning_rate: float = option(2e-4, "Adam learning rate for both networks.")
   lr_policy: str = option(
       "linear",
@@ -240,15 +242,13 @@ class Config:
       "the run; constant.",
       choices=LR_POLICIES)
   lr_decay_epochs: int = option(
-      50,
-      "Epochs between x0.1 steps of --lr_policy=step.")
+      50, "Epochs between x0.1 steps of --lr_policy=step.")
   beta_1: float = option(0.5, "Adam beta_1.")
   beta_2: float = option(0.999, "Adam beta_2.")
   batch_size: int = option(1, "Global batch size, split across replicas.")
   epochs: int = option(100, "Epochs at the initial learning rate.")
   epochs_decay: int = option(
-      100,
-      "Epochs of linear decay of the learning rate to zero.")
+      100, "Epochs of linear decay of the learning rate to zero.")
   max_steps: int = option(0, "Stop after this many steps (0: run every epoch).")
   seed: int = option(0, "Seed of weights, dropout, shuffling and jitter.")
 
@@ -259,8 +259,7 @@ class Config:
       "MultiWorkerMirroredStrategy from TF_CONFIG.",
       choices=STRATEGIES)
   jit_compile: bool = option(
-      False,
-      "Compile the forward and backward passes with XLA.")
+      False, "Compile the forward and backward passes with XLA.")
   mixed_precision: str = option(
       "auto",
       "Compute dtype of the layers: none (float32), bf16, fp16 with loss "
@@ -308,21 +307,16 @@ class Config:
       "(its latest checkpoint) or a checkpoint path; fresh optimizers, "
       "step 0. Ignored when --model_dir already holds checkpoints.")
   checkpoint_every_steps: int = option(
-      1000,
-      "Save a checkpoint every this many steps (and at the end).")
+      1000, "Save a checkpoint every this many steps (and at the end).")
   keep_checkpoints: int = option(3, "How many recent checkpoints to keep.")
   log_every_steps: int = option(
-      100,
-      "Write training scalars every this many steps.")
+      100, "Write training scalars every this many steps.")
   sample_every_steps: int = option(
-      1000,
-      "Write an input | generated | target grid every this many steps.")
+      1000, "Write an input | generated | target grid every this many steps.")
   eval_every_steps: int = option(
-      1000,
-      "Evaluate on the val split every this many steps.")
+      1000, "Evaluate on the val split every this many steps.")
   num_samples: int = option(
-      4,
-      "Examples in the sample grid (from val, else train).")
+      4, "Examples in the sample grid (from val, else train).")
   inference_mode: str = option(
       "paper",
       "How samples and val metrics run the generator. paper: dropout on and "
@@ -463,7 +457,7 @@ class Config:
     for name in ("load_size", "crop_size", "batch_size", "ngf", "ndf",
                  "checkpoint_every_steps", "keep_checkpoints",
                  "num_discriminators", "lr_decay_epochs", "steps_per_execution",
-                 "log_every_steps", "sample_every_steps", "eval_every_steps"):
+                 "max_pixels", "log_every_steps", "sample_every_steps", "eval_every_steps"):
       if getattr(self, name) < 1:
         raise ConfigError(
             f"--{name}={getattr(self, name)} must be at least 1.")

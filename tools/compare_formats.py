@@ -39,6 +39,7 @@ def inputs(config, folder, count):
   import tensorflow as tf
   from pix2pix_tf import data as data_lib
   files = sorted(os.listdir(folder), key=lambda n: (len(n), n))[:count]
+  data_lib.check_headers([os.path.join(folder, name) for name in files])
   halves = []
   for name in files:
     image = data_lib.decode_image(

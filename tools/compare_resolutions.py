@@ -86,6 +86,7 @@ def main(argv):
   files = data_lib.list_images(FLAGS.input)[:FLAGS.num_images]
   if not files:
     raise app.UsageError(f"--input={FLAGS.input} holds no images.")
+  data_lib.check_headers(files)  # Before any is decoded.
   rows = translate_pairs(FLAGS.saved_model, files)
   energies = np.array([[metrics.high_frequency_energy(image)
                         for image in row[1:]] for row in rows])

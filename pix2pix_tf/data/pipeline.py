@@ -116,6 +116,13 @@ def make_dataset(split: Union[sources.Split, Sequence[str]],
       tf.data.AUTOTUNE)
 
 
+def _decode(config: config_lib.Config, contents):
+  """Float pixels of `contents`, once its header declares at most
+  --max_pixels (the gate every image passes before it is decoded)."""
+  return decoding.decode_float(
+      decoding.check_encoded_pixels(contents, config.max_pixels))
+
+
 def _pair(config: config_lib.Config, image):
   return transforms.split_pair(image, config.direction,
                                config.input_channels, config.output_channels)
@@ -171,7 +178,7 @@ def _evaluation_pairs(config: config_lib.Config, with_names: bool,
   [-1, 1]."""
 
   def preprocess(name, contents):
-    halves = _pair(config, decoding.decode_float(contents))
+    halves = _pair(config, _decode(config, contents))
     # An odd-width pair's right half is one column wider: both halves take
     # the narrower one's size (as in training).
     height = tf.shape(halves[0])[0]
@@ -215,7 +222,7 @@ def _shuffled_contents(split: sources.Split, paths: tf.data.Dataset,
     # most half a level.
     dataset = sources.read_contents(split, paths, deterministic).map(
         lambda name, contents: (name, tf.cast(tf.round(
-            decoding.decode_float(contents)), tf.uint8)),
+            _decode(config, contents)), tf.uint8)),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     if config.on_bad_image == "skip":
       dataset = dataset.ignore_errors()
@@ -261,7 +268,7 @@ def _training_stream(split: sources.Split, paths: tf.data.Dataset,
   def preprocess(index, element):
     name, contents = element
     # (The cache holds uint8 pairs; otherwise 16-bit PNGs keep 16 bits.)
-    image = contents if cache else decoding.decode_float(contents)
+    image = contents if cache else _decode(config, contents)
     input_image, target_image = _pair(config, image)
     seed = tf.stack([tf.constant(config.seed, tf.int64), index])
     input_image, target_image = transforms.preprocess(

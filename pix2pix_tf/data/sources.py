@@ -160,10 +160,10 @@ def split_exists(data_dir: str, split: str) -> bool:
 
 
 def check_headers(files: Sequence[str],
-                  max_pixels: Optional[int] = None) -> None:
+                  max_pixels: int = config_lib.DEFAULT_MAX_PIXELS) -> None:
   """Rejects files whose first bytes are not those of their format, images
-  narrower than 2 pixels (which hold no two halves) and, if `max_pixels` is
-  given, images that declare more pixels (decompression bombs included).
+  narrower than 2 pixels (which hold no two halves) and images that declare
+  more than `max_pixels` pixels (decompression bombs included).
 
   Reads only each file's header (about 0.1 ms per file), so it is cheap
   even for large datasets. Corrupt image data beyond the header is found
@@ -182,11 +182,7 @@ def check_headers(files: Sequence[str],
           f"{path} is not a {os.path.splitext(path)[1]} image (its first "
           "bytes do not match the format). Remove or replace it.")
     try:
-      width, height = images.declared_size(path)
-    except images.TooLargeError:
-      if max_pixels:
-        raise
-      continue  # Huge, so wide enough; decoding it is the user's choice.
+      width, height = images.check_pixels(path, max_pixels)
     except OSError as e:
       raise DatasetError(f"{path} has an unreadable header ({e}). Remove or "
                          "replace it.") from None
@@ -194,8 +190,6 @@ def check_headers(files: Sequence[str],
       raise DatasetError(
           f"{path} is {width}x{height} pixels, narrower than 2 pixels: it "
           "cannot hold two halves side by side. Remove or replace it.")
-    if max_pixels:
-      images.check_size(path, width, height, max_pixels)
 
 
 def check_pair_sizes(files: Sequence[str], config: config_lib.Config
@@ -225,15 +219,17 @@ def check_pair_sizes(files: Sequence[str], config: config_lib.Config
       raise DatasetError(str(e)) from None
 
 
-def find_undecodable(split: Split) -> List[str]:
-  """Every file (or record name) of `split` that is no usable A|B pair: it
-  does not decode, or it is narrower than 2 pixels (no two halves).
+def find_undecodable(split: Split, max_pixels: int) -> List[str]:
+  """Every file (or record name) of `split` that is no usable A|B pair: its
+  header declares more than `max_pixels` pixels, it does not decode, or it
+  is narrower than 2 pixels (no two halves).
 
   One parallel decoding pass; used by --on_bad_image=skip to name each bad
   image once before training, and to name the one that stopped a run.
   """
   def check(name, contents):
-    width = tf.shape(decoding.decode_image(contents))[1]
+    width = tf.shape(decoding.decode_image(
+        decoding.check_encoded_pixels(contents, max_pixels)))[1]
     with tf.control_dependencies([tf.debugging.assert_greater_equal(
         width, 2, message="narrower than 2 pixels")]):
       return name, tf.identity(width)

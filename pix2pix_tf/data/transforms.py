@@ -11,14 +11,18 @@ from pix2pix_tf.data import decoding
 
 
 def load_pair(path: tf.Tensor, direction: str = "AtoB",
-              input_channels: int = 3, output_channels: int = 3
+              input_channels: int = 3, output_channels: int = 3,
+              max_pixels: int = config_lib.DEFAULT_MAX_PIXELS
               ) -> Tuple[tf.Tensor, tf.Tensor]:
   """Reads an A|B file and returns (input_image, target_image), float32 0..255.
 
   The left half is A and the right half B (for an odd width B gets the extra
-  column, as the reference does). `direction='BtoA'` swaps them.
+  column, as the reference does). `direction='BtoA'` swaps them. A header
+  that declares more than `max_pixels` pixels is an InvalidArgumentError,
+  raised before decoding.
   """
-  return split_pair(decoding.decode_float(tf.io.read_file(path)), direction,
+  contents = decoding.check_encoded_pixels(tf.io.read_file(path), max_pixels)
+  return split_pair(decoding.decode_float(contents), direction,
                     input_channels, output_channels)
 
 

@@ -196,7 +196,7 @@ def evaluate_saved_model(saved_model: str, data_dir: str, split: str,
   metadata = json.loads(loaded.metadata_json.numpy())
   config = dataclasses.replace(
       config_lib.Config.from_json(json.dumps(metadata["flags"])),
-      data_dir=data_dir)
+      data_dir=data_dir, max_pixels=options.max_pixels)
   translate = loaded.signatures["serving_default"]
   resolution = saved_model_lib.resolution_of(metadata, options.resolution)
   files = data_lib.list_split(data_dir, split)

@@ -81,7 +81,8 @@ def run_block(run: run_lib.Run, block: int) -> Dict[str, float]:
   try:
     metrics = run.built.distributed_step(run.iterator, block)
   except (tf.errors.InvalidArgumentError, tf.errors.DataLossError):
-    bad = data_lib.find_undecodable(run.data.train)
+    bad = data_lib.find_undecodable(run.data.train,
+                                     run.config.max_pixels)
     if not bad:
       raise
     raise data_lib.DatasetError(

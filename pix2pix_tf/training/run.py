@@ -57,7 +57,8 @@ class RunData:
   skipped: List[str]
 
 
-BAD_IMAGE = "corrupt, truncated, or narrower than 2 pixels"
+BAD_IMAGE = ("corrupt, truncated, narrower than 2 pixels or larger than "
+             "--max_pixels")
 
 
 def prepare_data(config: config_lib.Config) -> RunData:
@@ -72,24 +73,24 @@ def prepare_data(config: config_lib.Config) -> RunData:
   skipped = []
   if config.on_bad_image == "skip":
     # Name each bad image once, then train on the rest.
-    skipped = data_lib.find_undecodable(train)
+    skipped = data_lib.find_undecodable(train, config.max_pixels)
     for name in skipped:
-      print(f"Skipping {name}: it is not a readable image.", flush=True)
+      print(f"Skipping {name}: it is {BAD_IMAGE}.", flush=True)
     train = train.without(skipped)
     if val is not None:
-      bad_val = data_lib.find_undecodable(val)
+      bad_val = data_lib.find_undecodable(val, config.max_pixels)
       for name in bad_val:
-        print(f"Skipping {name}: it is not a readable image.", flush=True)
+        print(f"Skipping {name}: it is {BAD_IMAGE}.", flush=True)
       val = val.without(bad_val)
       skipped += bad_val
   else:
     for split in (train, val):
       if split is not None and not split.tfrecord:
-        data_lib.check_headers(split.paths)
+        data_lib.check_headers(split.paths, config.max_pixels)
     if val is not None:
       # The val split is small and read whole at every val pass: decoded
       # once here, so that a bad file is named now, not hours into the run.
-      bad_val = data_lib.find_undecodable(val)
+      bad_val = data_lib.find_undecodable(val, config.max_pixels)
       if bad_val:
         raise data_lib.DatasetError(
             f"{bad_val[0]} (val) is not a usable image pair ({BAD_IMAGE}). "

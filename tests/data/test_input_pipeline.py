@@ -277,7 +277,7 @@ def test_headers_name_an_image_over_max_pixels(tmp_path, monkeypatch):
                      gradient_image(8, 8))
   large = write_pair(tmp_path / "large.png", gradient_image(40, 40),
                      gradient_image(40, 40))
-  data_lib.check_headers([small, large])  # No limit given.
+  data_lib.check_headers([small, large])  # Under the default limit.
   data_lib.check_headers([small, large], max_pixels=40 * 80)
   with pytest.raises(data_lib.TooLargeError,
                      match="large.png is 80x40 = 3200 pixels") as error:
@@ -291,6 +291,28 @@ def test_headers_name_an_image_over_max_pixels(tmp_path, monkeypatch):
   with pytest.raises(data_lib.TooLargeError, match="large.png is 80x40 = "
                      "3200 pixels, more than --max_pixels=3199"):
     data_lib.check_headers([small, large], max_pixels=40 * 80 - 1)
+
+
+def test_no_image_over_max_pixels_is_decoded_by_the_pipeline(tmp_path):
+  """The tf.data gate, for what the header check does not see first
+  (TFRecords, a file changed after the check): the header is read and the
+  image refused before it is decoded, in training and evaluation."""
+  data_dir = make_split(tmp_path, {
+      "small.png": (gradient_image(8, 8), gradient_image(8, 8)),
+      "large.png": (gradient_image(40, 40), gradient_image(40, 40))})
+  config = small_config(data_dir, tmp_path / "run", max_pixels=40 * 80 - 1,
+                        preprocess="none", crop_size=32)
+  files = sorted(data_lib.list_split(data_dir, "train"))
+  for training in (True, False):
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="more than max_pixels=3199 pixels"):
+      for _ in data_lib.make_dataset(files, config, 1, training=training):
+        pass
+  split = data_lib.Split(tuple(files), 2)
+  assert data_lib.find_undecodable(split, 40 * 80 - 1) == [files[0]]
+  assert data_lib.find_undecodable(split, 40 * 80) == []
+  with pytest.raises(tf.errors.InvalidArgumentError, match="max_pixels"):
+    data_lib.load_pair(files[0], max_pixels=40 * 80 - 1)
 
 
 def test_a_corrupt_image_is_found_by_name(tmp_path):
@@ -307,6 +329,6 @@ def test_a_corrupt_image_is_found_by_name(tmp_path):
                      match="no_header.jpg has an unreadable header"):
     data_lib.check_headers([str(good), str(no_header)])
   assert data_lib.find_undecodable(
-      data_lib.Split((str(good),), 1)) == []
+      data_lib.Split((str(good),), 1), 10 ** 6) == []
   assert data_lib.find_undecodable(data_lib.Split(
-      (str(good), str(truncated)), 2)) == [str(truncated)]
+      (str(good), str(truncated)), 2), 10 ** 6) == [str(truncated)]

@@ -341,6 +341,14 @@ def add_bad_files(data_dir):
   return truncated, text
 
 
+def add_large_file(data_dir):
+  """A pair of 40x80 pixels among the demo's 32x64: over --max_pixels=2048."""
+  large = os.path.join(data_dir, "train", "large.png")
+  Image.open(os.path.join(data_dir, "train", "0001.png")).resize(
+      (80, 40)).save(large)
+  return large
+
+
 @pytest.mark.slow
 def test_bad_images_stop_the_run_in_error_mode(tmp_path):
   data_dir = demo.write_dataset(str(tmp_path / "data"), 6, 2, 32)
@@ -360,23 +368,36 @@ def test_bad_images_stop_the_run_in_error_mode(tmp_path):
   assert result.returncode != 0
   assert f"{truncated} is not a usable image pair" in result.stderr
   assert "--on_bad_image=skip" in result.stderr
+  # An image over --max_pixels is named from its header, before training.
+  os.remove(truncated)
+  large = add_large_file(data_dir)
+  result = subprocess.run(train_command(f"--data_dir={data_dir}",
+                                        f"--model_dir={tmp_path}/new",
+                                        "--max_steps=4", "--max_pixels=2048"),
+                          capture_output=True, text=True, env=ENV)
+  assert result.returncode == 1
+  assert (f"{large} is 80x40 = 3200 pixels, more than --max_pixels=2048"
+          in result.stderr), result.stderr
+  assert not os.path.exists(f"{tmp_path}/new")
 
 
 @pytest.mark.slow
 def test_bad_images_are_named_counted_and_skipped(tmp_path):
   data_dir = demo.write_dataset(str(tmp_path / "data"), 6, 2, 32)
   truncated, text = add_bad_files(data_dir)
+  large = add_large_file(data_dir)
   result = subprocess.run(train_command(f"--data_dir={data_dir}",
                                         f"--model_dir={tmp_path}/run",
                                         "--max_steps=8", "--batch_size=2",
-                                        "--on_bad_image=skip"),
+                                        "--on_bad_image=skip",
+                                        "--max_pixels=2048"),
                           capture_output=True, text=True, env=ENV)
   assert result.returncode == 0, result.stderr
-  for bad in (truncated, text):
+  for bad in (truncated, text, large):
     assert result.stdout.count(f"Skipping {bad}:") == 1
   assert "6 training pairs" in result.stdout
   tags = scalar_tags(str(tmp_path / "run" / "logs" / "train"))
-  assert tags["skipped_images"] == [(0, 2.0)]
+  assert tags["skipped_images"] == [(0, 3.0)]
   assert tags["gen_l1_loss"][-1][0] == 8
 
 
