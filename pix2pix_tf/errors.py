@@ -51,7 +51,9 @@ def message(error: BaseException) -> str:
     return (f"writing {where or 'an output'} failed: {_OUT_OF_SPACE[number]}"
             ". Free space (or raise the limit) and run the command again; "
             "what was on disk before is unchanged.")
-  if isinstance(error, MemoryError):
+  if isinstance(error, MemoryError) or (
+      type(error).__name__ == "ResourceExhaustedError"
+      and type(error).__module__.startswith("tensorflow")):
     return ("out of memory. Lower --batch_size, --max_pixels or the image "
             "size, or run on a machine with more memory.")
   return ""

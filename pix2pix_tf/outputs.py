@@ -28,7 +28,7 @@ import json
 import os
 import shutil
 import tempfile
-from typing import Callable, Dict, Iterable, Optional, Sequence
+from typing import Callable, Dict, Iterable, Iterator, Optional, Sequence
 
 from pix2pix_tf import errors
 
@@ -65,6 +65,11 @@ def sha256(path: str, size: Optional[int] = None) -> str:
 
 def _real(path: str) -> str:
   return os.path.realpath(os.path.abspath(path))
+
+
+def _within(path: str, folder: str) -> bool:
+  """Whether the real path `path` is `folder` or inside it."""
+  return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -125,7 +130,7 @@ class Folder:
           f"--{flag}={given} cannot be written ({existing}: {e.strerror}). "
           "Choose a folder you can write to.") from None
     for source, real in self._inputs:
-      if real == self._real:
+      if _within(self._real, real):
         raise OutputError(
             f"--{flag}={given} is in --{source.flag}={source.path}, which "
             "this command reads: its outputs would replace or join its "
@@ -181,7 +186,7 @@ class Folder:
           f"--{self.flag}: {name} leads outside {self.path}; a command "
           "writes only inside the folder it is given.")
     for given, input_real in self._inputs:
-      if real == input_real or os.path.dirname(real) == input_real:
+      if _within(real, input_real):
         raise OutputError(
             f"--{self.flag}: writing {path} would replace or add to "
             f"--{given.flag}={given.path}, which this command reads. "
@@ -228,11 +233,12 @@ class Folder:
   # --- Writing --------------------------------------------------------------
 
   def _temporary(self, path: str) -> str:
-    """A fresh temporary folder beside `path`, named for this process."""
-    parent = os.path.dirname(path)
-    self._make_dirs(parent)
+    """A fresh temporary folder for `path`, named for this process, at the
+    folder's top (the same file system, and the one place a later run
+    looks for what a killed one left)."""
+    self._make_dirs(os.path.dirname(path))
     return tempfile.mkdtemp(prefix=f"{TEMPORARY_PREFIX}{os.getpid()}-",
-                            dir=parent)
+                            dir=self.path)
 
   def write(self, name: str, write: Callable[[str], None]) -> str:
     """Runs `write(temporary path)`, then renames the file to `name`
@@ -330,6 +336,11 @@ class Folder:
     old = None
     try:
       build(staging)
+      # mkdtemp's folder is private (0700); the result gets the mode any
+      # new folder gets (a server running as another user reads it).
+      umask = os.umask(0)
+      os.umask(umask)
+      os.chmod(staging, 0o777 & ~umask)
       if os.path.lexists(path):
         self.check_folder(name, recognize)  # It may have changed meanwhile.
         old = self._temporary(path)
@@ -373,6 +384,31 @@ class Folder:
         for entry in os.listdir(folder):
           if _stale(entry):
             _remove(os.path.join(folder, entry))
+
+
+def scratch_folder(purpose: str) -> str:
+  """A new private folder in the system's temporary folder, for work that
+  is not an output (an export that evaluate scores and discards; a
+  non-chief worker's files): named for this process, so that what a killed
+  process left there is removed by the next call, from any command. The
+  caller removes it when done."""
+  root = tempfile.gettempdir()
+  with contextlib.suppress(OSError):
+    for entry in os.listdir(root):
+      if _stale(entry):
+        _remove(os.path.join(root, entry))
+  return tempfile.mkdtemp(
+      prefix=f"{TEMPORARY_PREFIX}{os.getpid()}-{purpose}-", dir=root)
+
+
+@contextlib.contextmanager
+def scratch(purpose: str) -> Iterator[str]:
+  """`scratch_folder(purpose)`, removed when the block ends."""
+  path = scratch_folder(purpose)
+  try:
+    yield path
+  finally:
+    _remove(path)
 
 
 def folder_output(path: str, flag: str, inputs: Sequence[Input] = (),

@@ -10,7 +10,6 @@ to a TensorFlow Serving deployment of the same export instead: open it with
 ?api=http://serving-host:8501/v1/models/pix2pix.
 """
 
-import sys
 
 from absl import app
 from absl import flags
@@ -27,26 +26,17 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   # After the flags: a fast --help.
   from pix2pix_tf.serving import web
-  try:  # Before the model loads (seconds): a port in use is said at once.
-    sock = web.listen(FLAGS.host, FLAGS.port)
-  except ValueError as e:
-    sys.exit(f"pix2pix_tf.serve: error: {e}")
-  from pix2pix_tf import serving
+  # Before the model loads (seconds): a port in use is said at once.
+  sock = web.listen(FLAGS.host, FLAGS.port)
   from pix2pix_tf.serving import server as server_lib
-  try:
-    translator = server_lib.Translator(FLAGS.saved_model, FLAGS.resolution)
-  except serving.ExportError as e:
-    sys.exit(f"pix2pix_tf.serve: error: {e}")
-  try:
-    palette = (server_lib.load_palette_colors(FLAGS.palette) if FLAGS.palette
-               else translator.metadata.get("palette"))
-    server = web.make_server(
-        FLAGS.host, FLAGS.port,
-        server_lib.create_app(translator, palette, FLAGS.max_upload_mb,
-                              FLAGS.max_pixels, FLAGS.request_timeout),
-        FLAGS.request_timeout, sock)
-  except ValueError as e:
-    sys.exit(f"pix2pix_tf.serve: error: {e}")
+  translator = server_lib.Translator(FLAGS.saved_model, FLAGS.resolution)
+  palette = (server_lib.load_palette_colors(FLAGS.palette) if FLAGS.palette
+             else translator.metadata.get("palette"))
+  server = web.make_server(
+      FLAGS.host, FLAGS.port,
+      server_lib.create_app(translator, palette, FLAGS.max_upload_mb,
+                            FLAGS.max_pixels, FLAGS.request_timeout),
+      FLAGS.request_timeout, sock)
   print(f"Serving {FLAGS.saved_model} on http://{FLAGS.host}:"
         f"{server.server_port}/", flush=True)
   server.serve_forever()

@@ -12,7 +12,6 @@ given; the table (share of generated images taken for real, with its 95%
 interval) at the end.
 """
 
-import sys
 
 from absl import app
 from absl import flags
@@ -30,16 +29,13 @@ def main(argv):
   if not FLAGS.real_dir or not FLAGS.generated_dir:
     raise app.UsageError("--real_dir and --generated_dir are required.")
   logging.set_verbosity(logging.WARNING)
-  try:
-    study = study_lib.STUDIES[FLAGS.protocol](
-        study_lib.list_images(FLAGS.real_dir),
-        study_lib.list_images(FLAGS.generated_dir), FLAGS.answers,
-        FLAGS.seconds, FLAGS.seed, FLAGS.max_pixels)
-    server = web.make_server(FLAGS.host, FLAGS.port,
-                             study_lib.create_app(study),
-                             config_lib.DEFAULT_REQUEST_TIMEOUT)
-  except ValueError as e:
-    sys.exit(f"pix2pix_tf.study: error: {e}")
+  study = study_lib.STUDIES[FLAGS.protocol](
+      study_lib.list_images(FLAGS.real_dir),
+      study_lib.list_images(FLAGS.generated_dir), FLAGS.answers,
+      FLAGS.seconds, FLAGS.seed, FLAGS.max_pixels)
+  server = web.make_server(FLAGS.host, FLAGS.port,
+                           study_lib.create_app(study),
+                           config_lib.DEFAULT_REQUEST_TIMEOUT)
   print(f"{FLAGS.protocol} study of {len(study.trials)} trials "
         f"({len(study.answers)} answered before), answers in "
         f"{FLAGS.answers}: http://{FLAGS.host}:"

@@ -331,10 +331,72 @@ def test_the_declared_size_is_read_from_the_header_alone(image_format, mode,
   assert Image.open(io.BytesIO(contents)).size == (37, 23)
   assert int(data_lib.encoded_pixels(tf.constant(contents))) == 37 * 23
   # And the header is all that is read: the first 32 bytes (JPEG aside,
-  # whose header libjpeg parses) give the same count.
-  if image_format != "JPEG":
+  # whose header libjpeg parses, and GIF, whose frames are counted through
+  # the file) give the same count.
+  if image_format not in ("JPEG", "GIF"):
     assert int(data_lib.encoded_pixels(
         tf.constant(contents[:32]))) == 37 * 23
+
+
+@pytest.mark.parametrize("frames, side", [(1, 30), (2, 30), (7, 64),
+                                          (200, 300)])
+def test_a_gifs_pixels_are_those_of_every_frame_it_decodes(frames, side):
+  """TensorFlow decodes every frame of a GIF: the export's gate counts them
+  (as Pillow does for serve and predict), with no frame decoded."""
+  gif = animation(frames, side)
+  decoded = tf.io.decode_gif(gif).shape[0]
+  assert decoded == frames == Image.open(io.BytesIO(gif)).n_frames
+  assert data_lib.check_pixels(gif, 10**9).pixels == frames * side * side
+  assert int(data_lib.encoded_pixels(tf.constant(gif))) == (
+      frames * side * side)
+
+
+def animated_webp(frames=3, side=16):
+  images = [Image.fromarray(np.full((side, side, 3), 40 * index, np.uint8))
+            for index in range(frames)]
+  buffer = io.BytesIO()
+  images[0].save(buffer, "WEBP", save_all=True, append_images=images[1:])
+  return buffer.getvalue()
+
+
+def test_an_animated_webp_never_reaches_tensorflows_decoder(
+    decoding_server):
+  """TensorFlow's WebP decoder corrupts the heap on an animation (the
+  process aborts soon after): every gate refuses one, by its header."""
+  webp = animated_webp()
+  still = encode(np.zeros((16, 16, 3), np.uint8), "WEBP", lossless=True)
+  assert bool(data_lib.is_animated_webp(tf.constant(webp)))
+  assert not bool(data_lib.is_animated_webp(tf.constant(still)))
+  assert not bool(data_lib.is_animated_webp(tf.constant(b"RIFF")))
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match="an animated WebP image, which is not read"):
+    data_lib.decode_image(tf.constant(webp))
+  assert data_lib.decode_image(tf.constant(still)).shape == (16, 16, 3)
+  with pytest.raises(data_lib.UnsupportedImageError,
+                     match="is an animated WebP image"):
+    data_lib.check_pixels(webp, 10**6)
+  status, _, reply = http(decoding_server, "POST",
+                          "/v1/models/pix2pix:predict", b64_body(webp),
+                          {"Content-Type": "application/json"})
+  assert status == 400, reply[:300]
+  assert "animated WebP" in json.loads(reply)["error"]
+  assert healthy_within_a_second(decoding_server)
+
+
+def test_a_photo_gif_with_local_colour_tables_counts_its_frames():
+  noise = np.random.RandomState(0).randint(0, 255, (5, 120, 160, 3),
+                                           np.uint8)
+  frames = [Image.fromarray(frame).convert("P", palette=Image.ADAPTIVE)
+            for frame in noise]
+  buffer = io.BytesIO()
+  frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:],
+                 comment=b"a comment block", loop=0, duration=100)
+  gif = buffer.getvalue()
+  assert tf.io.decode_gif(gif).shape[0] == 5
+  # A bound: never fewer than the frames decoded; noise's compressed data
+  # can look like one more descriptor.
+  bound = int(data_lib.encoded_pixels(tf.constant(gif)))
+  assert 5 * 160 * 120 <= bound <= 6 * 160 * 120
 
 
 def small_bomb(path=None, side=3000):
@@ -362,7 +424,7 @@ def test_the_gate_names_the_size_and_max_pixels_past_pillows_limit(
     with pytest.raises(data_lib.TooLargeError) as error:
       data_lib.check_pixels(source, 59_999, name=path)
     assert str(error.value).startswith(expected)
-    assert data_lib.check_pixels(source, 60_000) == (300, 200)
+    assert data_lib.check_pixels(source, 60_000) == (300, 200, 1)
 
 
 @pytest.mark.slow
@@ -562,6 +624,37 @@ def test_a_request_of_many_bombs_is_refused_before_decoding(
   error = json.loads(reply)["error"]
   assert "--max_pixels=1000000" in error, error
   assert "send the images in separate requests" in error, error
+  assert healthy_within_a_second(decoding_server)
+
+
+def animation(frames, side):
+  """An animated GIF of `frames` frames of side x side, a few kilobytes:
+  each frame after the first changes one pixel."""
+  images = []
+  for index in range(frames):
+    image = np.zeros((side, side), np.uint8)
+    image[index % side, index // side] = 255
+    images.append(Image.fromarray(image))
+  buffer = io.BytesIO()
+  images[0].save(buffer, "GIF", save_all=True, append_images=images[1:])
+  return buffer.getvalue()
+
+
+def test_an_animation_counts_every_frame_it_decodes(decoding_server):
+  """TensorFlow decodes every frame of a GIF (then keeps the first): 200
+  frames of 300x300 are 18,000,000 pixels (54 MB) decoded, though the
+  screen is 90,000. Refused before decoding, naming the frames."""
+  gif = animation(200, 300)
+  assert len(gif) < 0.05 * 2**20
+  assert data_lib.check_pixels(gif, 18_000_000).pixels == 18_000_000
+  growth, (status, _, reply) = peak_memory_growth(lambda: http(
+      decoding_server, "POST", "/v1/models/pix2pix:predict", b64_body(gif),
+      {"Content-Type": "application/json"}))
+  assert status == 413, reply[:300]
+  error = json.loads(reply)["error"]
+  assert "an animation of 200 frames of 300x300" in error, error
+  assert "--max_pixels=1000000" in error, error
+  assert growth < 20 * 2**20, f"the peak grew {growth / 2**20:.0f} MB"
   assert healthy_within_a_second(decoding_server)
 
 

@@ -19,6 +19,7 @@ import resource
 import shutil
 import signal
 import subprocess
+import tempfile
 import sys
 import urllib.request
 from typing import Callable, List, Optional, Sequence
@@ -220,6 +221,8 @@ def test_no_command_changes_what_it_did_not_write(trained, tmp_path, name,
     target = row.own_input(world)
   elif way == "a folder of user files":
     target = world.user_folder(row.writes or ["notes.txt"])
+    if row.user_file in row.writes:  # A single file: named in that folder.
+      target = os.path.join(target, row.user_file)
   else:
     target = world.user_file(row.user_file)
   before = tree(tmp_path), tree(PTH)
@@ -381,3 +384,68 @@ def test_a_file_size_limit_is_one_line_and_keeps_what_was_there(
     added = set(after) - set(before)
     assert not any(k.startswith(("new/checkpoints", "new/export"))
                    for k in added), added
+
+
+def test_an_output_inside_an_input_folder_is_refused(tmp_path):
+  """Not only the input folder itself: no folder under it either (a run
+  written into its own data's train/ split)."""
+  (tmp_path / "data" / "train").mkdir(parents=True)
+  data = outputs.Input(str(tmp_path / "data"), "data_dir")
+  for path in ("data", "data/train", "data/train/run"):
+    with pytest.raises(outputs.OutputError, match="--data_dir"):
+      outputs.Folder(str(tmp_path / path), "model_dir", [data])
+  outputs.Folder(str(tmp_path / "run"), "model_dir", [data])  # Beside: fine.
+
+
+def test_a_replaced_folder_gets_the_mode_of_a_new_folder(tmp_path):
+  folder = outputs.Folder(str(tmp_path), "export_dir")
+  folder.replace_folder("export", lambda staging: None)
+  umask = os.umask(0)
+  os.umask(umask)
+  assert os.stat(tmp_path / "export").st_mode & 0o777 == 0o777 & ~umask
+
+
+def test_split_refuses_a_file_where_a_split_belongs_before_moving(tmp_path):
+  data = tmp_path / "data"
+  (data / "train").mkdir(parents=True)
+  for index in range(4):
+    (data / "train" / f"{index}.png").write_bytes(b"pair %d" % index)
+  (data / "val").write_text("a user's notes named val")
+  before = tree(data)
+  result = run_command("datasets", "split", f"--data_dir={data}",
+                       "--val=0.5")
+  assert result.returncode == 1, result.stderr
+  assert "Traceback" not in result.stderr
+  assert f"{data / 'val'} is a file where the val split" in result.stderr
+  assert tree(data) == before
+
+
+@pytest.mark.slow
+def test_train_refuses_a_cache_inside_its_data(trained, tmp_path):
+  world = World(tmp_path, trained)
+  before = tree(tmp_path)
+  cache = os.path.join(world.data, "train", "cache")
+  result = run_command("train", f"--data_dir={world.data}",
+                       f"--model_dir={tmp_path / 'new'}", f"--cache={cache}",
+                       *TRAIN_FLAGS)
+  assert result.returncode == 1, result.stderr
+  lines = [line for line in result.stderr.splitlines()
+           if line.startswith("pix2pix_tf.train: error:")]
+  assert len(lines) == 1 and f"--cache={cache}" in lines[0], result.stderr
+  assert "--data_dir" in lines[0]
+  assert tree(tmp_path) == before
+
+
+def test_scratch_folders_a_killed_process_left_are_removed(tmp_path,
+                                                           monkeypatch):
+  monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+  dead = tmp_path / f"{outputs.TEMPORARY_PREFIX}{2**22 + 7}-evaluate-x"
+  dead.mkdir()
+  (dead / "saved_model.pb").write_bytes(b"an export a killed run left")
+  alive = tmp_path / f"{outputs.TEMPORARY_PREFIX}{os.getppid()}-evaluate-y"
+  alive.mkdir()
+  with outputs.scratch("evaluate") as folder:
+    assert os.path.dirname(folder) == str(tmp_path)
+    assert not dead.exists() and alive.exists()
+    (tmp_path / folder / "a").write_text("work")
+  assert sorted(os.listdir(tmp_path)) == [alive.name]

@@ -741,10 +741,10 @@ def bench_inference(config, batch_sizes, repeats):
 
   keras.backend.clear_session()
   generator = models.build_generator(config)
-  folder = tempfile.mkdtemp(prefix="pix2pix-benchmark-")
-  path = serving.save(generator, config, 0, os.path.join(folder, "export"),
-                     config.inference_mode)
-  serving = tf.saved_model.load(path).signatures["serving_default"]
+  with outputs.scratch("benchmark") as folder:
+    path = serving.save(generator, config, 0, os.path.join(folder, "export"),
+                       config.inference_mode)
+    serving = tf.saved_model.load(path).signatures["serving_default"]
   results = {}
   for batch in batch_sizes:
     images = tf.constant(np.random.uniform(

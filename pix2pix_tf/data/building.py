@@ -320,6 +320,12 @@ def split(data_dir: str, val: float, test: float, seed: int = 0,
           "train": names[n_val + n_test:]}
   summary = Summary()
   folder = outputs.Folder(data_dir, "data_dir")
+  for name in plan:  # Before the first move: a file where a split belongs.
+    if os.path.lexists(os.path.join(data_dir, name)) and not os.path.isdir(
+        os.path.join(data_dir, name)):
+      raise errors.CommandError(
+          f"{os.path.join(data_dir, name)} is a file where the {name} split "
+          "folder belongs; nothing was moved. Rename it, then split again.")
   for name, paths in plan.items():
     os.makedirs(os.path.join(data_dir, name), exist_ok=True)
     for path in paths:

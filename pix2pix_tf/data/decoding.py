@@ -172,16 +172,50 @@ def _on_white(color, alpha):
   return tf.cast(tf.round(blended), color.dtype)
 
 
+def _gif_frames_at_most(contents: tf.Tensor) -> tf.Tensor:
+  """At least as many as a GIF's frames, int64 scalar, none decoded.
+
+  A frame's descriptor (0x2C) comes right after the header and global
+  colour table, or after the 0x00 that ends the block before it; and it
+  names an LZW code size of 2 to 8 after its own colour table (giflib
+  refuses another before anything is allocated). Such places bound the
+  frames; a place inside the compressed data that looks like one adds a
+  frame (rarely: a few bytes must match).
+  Counted in one vectorized pass: walking the blocks exactly is a chain of
+  up to millions of dependent reads, which a crafted file makes take
+  minutes.
+  """
+  data = tf.io.decode_raw(contents, tf.uint8)
+  padded = tf.concat([data, tf.zeros([800], tf.uint8)], 0)
+
+  def byte(at):
+    return tf.cast(tf.gather(padded, at), tf.int64)
+
+  def table(flags):  # A colour table's bytes, from its packed field.
+    return tf.where(flags >= 128, 3 * 2 ** (flags % 8 + 1), 0)
+
+  first = 13 + table(byte(10))
+  after_end = tf.where(tf.logical_and(tf.equal(data[:-1], 0),
+                                      tf.equal(data[1:], 0x2C)))[:, 0] + 1
+  at = tf.concat([[first], tf.boolean_mask(after_end, after_end != first)],
+                 0)
+  code_size = byte(at + 10 + table(byte(at + 9)))
+  frames = tf.logical_and(tf.equal(byte(at), 0x2C),
+                          tf.logical_and(code_size >= 2, code_size <= 8))
+  return tf.reduce_sum(tf.cast(frames, tf.int64))
+
+
 def encoded_pixels(contents: tf.Tensor) -> tf.Tensor:
-  """width x height as declared in an encoded image's header, int64 scalar.
+  """The pixels that decoding an encoded image holds, as its header declares
+  them, int64 scalar: width x height (x a bound on the frames of a GIF).
 
   Read from the header alone, before any decoding. Hand-written (but for
   JPEG, where tf.image.extract_jpeg_shape reads the header) because
   TensorFlow has no op that reads an image's size without decoding it.
   Knows every format `decode_image` decodes: PNG (IHDR), GIF (the logical
-  screen, which TensorFlow decodes into), BMP (both header kinds), WebP
-  (VP8, VP8L and VP8X) and JPEG; -1 for anything else, which then fails to
-  decode.
+  screen, which TensorFlow decodes every frame into), BMP (both header
+  kinds), WebP (VP8, VP8L and VP8X) and JPEG; -1 for anything else, which
+  then fails to decode.
   """
   head = tf.io.decode_raw(tf.strings.substr(contents, 0, 32), tf.uint8)
   padded = tf.concat([tf.cast(head, tf.int64), tf.zeros([32], tf.int64)], 0)
@@ -199,7 +233,10 @@ def encoded_pixels(contents: tf.Tensor) -> tf.Tensor:
     return tf.equal(tf.strings.substr(contents, offset, len(magic)), magic)
 
   png = big(16, 4) * big(20, 4)
-  gif = little(6, 2) * little(8, 2)
+  # Read only for a GIF.
+  gif = little(6, 2) * little(8, 2) * tf.cond(
+      starts(0, b"GIF8"), lambda: _gif_frames_at_most(contents),
+      lambda: tf.constant(1, tf.int64))
   bmp = tf.where(tf.equal(little(14, 4), 12),
                  little(18, 2) * little(20, 2),  # OS/2 1.x header.
                  signed32(little(18, 4)) * signed32(little(22, 4)))
@@ -299,7 +336,33 @@ def decode_image(contents: tf.Tensor, dtype: tf.DType = tf.uint8
   """
   if dtype not in _DECODERS:
     raise ValueError(f"decode_image decodes to uint8 or uint16, not {dtype}.")
-  return _DECODERS[dtype](contents)
+  return _DECODERS[dtype](refuse_animated_webp(contents))
+
+
+ANIMATED_WEBP = (
+    "an animated WebP image, which is not read (TensorFlow's WebP decoder "
+    "corrupts memory on animations); send a still image, its first frame")
+
+
+def is_animated_webp(contents: tf.Tensor) -> tf.Tensor:
+  """Whether encoded bytes are an animated WebP (bool scalar): a VP8X
+  header whose animation flag (byte 20, bit 1) is set."""
+  # The first 21 bytes, padded with zeros for a shorter file.
+  head = tf.strings.join([tf.strings.substr(contents, 0, 21), b"\0" * 21])
+  flags = tf.io.decode_raw(tf.strings.substr(head, 20, 1), tf.uint8)
+  return tf.logical_and(
+      tf.logical_and(tf.equal(tf.strings.substr(head, 0, 4), b"RIFF"),
+                     tf.equal(tf.strings.substr(head, 8, 8), b"WEBPVP8X")),
+      tf.equal(tf.bitwise.bitwise_and(flags[0], 2), 2))
+
+
+def refuse_animated_webp(contents: tf.Tensor) -> tf.Tensor:
+  """`contents`, once it is not an animated WebP (an InvalidArgumentError
+  saying so otherwise, before TensorFlow's decoder sees it)."""
+  check = tf.debugging.Assert(tf.logical_not(is_animated_webp(contents)),
+                              [tf.constant(ANIMATED_WEBP)])
+  with tf.control_dependencies([check]):
+    return tf.identity(contents)
 
 
 def _decode_uint16(contents):

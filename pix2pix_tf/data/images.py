@@ -59,6 +59,14 @@ def list_images(folder: str,
                 and os.path.isfile(os.path.join(folder, f)))
 
 
+class UnsupportedImageError(errors.CommandError):
+  """An image of a kind that is not read (an animated WebP)."""
+
+  def __init__(self, path: str, message: str):
+    super().__init__(message)
+    self.path = path
+
+
 class TooLargeError(errors.CommandError):
   """An image that declares more pixels than --max_pixels."""
 
@@ -67,12 +75,26 @@ class TooLargeError(errors.CommandError):
     self.path = path
 
 
+class Declared(collections.namedtuple("Declared", "width height frames")):
+  """An image's size as its header declares it. TensorFlow decodes every
+  frame of an animated GIF or WebP (then keeps the first), so the pixels
+  that decoding holds are those of every frame."""
+
+  @property
+  def pixels(self) -> int:
+    return self.width * self.height * self.frames
+
+
+# The formats whose every frame TensorFlow's decode_image decodes.
+_ANIMATED_FORMATS = ("GIF", "WEBP")
+
+
 def check_pixels(source: Union[str, bytes], max_pixels: int,
-                 name: Optional[str] = None) -> Tuple[int, int]:
-  """The gate every image passes before it is decoded: its (width, height)
-  as its header declares them, nothing decoded, and a refusal above
-  `max_pixels` pixels, so that a small file declaring a huge image (a
-  decompression bomb) is never decoded.
+                 name: Optional[str] = None) -> Declared:
+  """The gate every image passes before it is decoded: its size as its
+  header declares it (every frame of an animation counted), nothing
+  decoded, and a refusal above `max_pixels` pixels, so that a small file
+  declaring a huge image (a decompression bomb) is never decoded.
 
   Args:
     source: a path, or an encoded image's bytes.
@@ -93,19 +115,29 @@ def check_pixels(source: Union[str, bytes], max_pixels: int,
         "its exact size cannot be read to check it against --max_pixels="
         f"{max_pixels}. Shrink it.")) from None
   check_size(name, width, height, max_pixels)
-  return width, height
+  image_format, frames = _frames(source)
+  if image_format == "WEBP" and frames > 1:
+    raise UnsupportedImageError(
+        name, f"{name} is an animated WebP image, which is not read "
+        "(TensorFlow's WebP decoder corrupts memory on animations). Send a "
+        "still image, its first frame.")
+  declared = Declared(width, height, frames)
+  if declared.pixels > max_pixels:
+    raise TooLargeError(name, (
+        f"{name} is an animation of {declared.frames} frames of "
+        f"{width}x{height}, {declared.pixels} pixels when decoded, more than "
+        f"--max_pixels={max_pixels}. Send its first frame as a still image, "
+        "or raise --max_pixels if the machine has the memory."))
+  return declared
 
 
-def declared_pixels(encoded: bytes) -> Optional[int]:
-  """width x height from an encoded image's header (nothing decoded), as
-  `check_pixels` reads it; None for data that is no image Pillow knows."""
-  try:
-    width, height = declared_size(encoded)
-  except TooLargeError:
-    return 2 * Image.MAX_IMAGE_PIXELS + 1  # At least.
-  except OSError:
-    return None  # Not an image: whoever decodes it says so.
-  return width * height
+def _frames(source: Union[str, bytes]) -> Tuple[str, int]:
+  """(format, the frames decoding reads): those of an animated GIF or WebP
+  (counted by walking the file's blocks, none decoded), else 1."""
+  with _open_header(source) as image:
+    if image.format not in _ANIMATED_FORMATS:
+      return image.format, 1
+    return image.format, getattr(image, "n_frames", 1)
 
 
 def declared_size(source: Union[str, bytes],
@@ -176,6 +208,14 @@ def check_size(path: str, width: int, height: int, max_pixels: int) -> None:
         "if the machine has the memory.")
 
 
+def open_image(path: str, max_pixels: int) -> Image.Image:
+  """The image at `path` opened by Pillow, nothing decoded yet, once its
+  header passed `check_pixels`; opened past Pillow's own bomb limit too,
+  since --max_pixels is the limit (and its refusal the one a user reads)."""
+  check_pixels(path, max_pixels)
+  return _open_header(path)
+
+
 def read_rgb(path: str, max_pixels: Optional[int] = None) -> Image.Image:
   """An image as RGB by the project's one decoding rule, with Pillow.
 
@@ -187,9 +227,7 @@ def read_rgb(path: str, max_pixels: Optional[int] = None) -> Image.Image:
   a file Pillow cannot read, TooLargeError above `max_pixels` (default:
   config_lib.DEFAULT_MAX_PIXELS), before decoding.
   """
-  check_pixels(path, max_pixels or config_lib.DEFAULT_MAX_PIXELS)
-  # Opened past Pillow's own bomb limit too: --max_pixels is the limit.
-  with _open_header(path) as image:
+  with open_image(path, max_pixels or config_lib.DEFAULT_MAX_PIXELS) as image:
     image.load()
     source_format = image.format
     if source_format == "JPEG":

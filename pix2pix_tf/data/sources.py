@@ -182,7 +182,7 @@ def check_headers(files: Sequence[str],
           f"{path} is not a {os.path.splitext(path)[1]} image (its first "
           "bytes do not match the format). Remove or replace it.")
     try:
-      width, height = images.check_pixels(path, max_pixels)
+      width, height, _ = images.check_pixels(path, max_pixels)
     except OSError as e:
       raise DatasetError(f"{path} has an unreadable header ({e}). Remove or "
                          "replace it.") from None

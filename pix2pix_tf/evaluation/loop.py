@@ -10,9 +10,7 @@ users get.
 import dataclasses
 import json
 import os
-import shutil
 import sys
-import tempfile
 from typing import Callable, Dict, Iterable, Optional, Sequence
 
 import keras
@@ -21,6 +19,7 @@ import tensorflow as tf
 from pix2pix_tf import config as config_lib
 from pix2pix_tf import errors
 from pix2pix_tf import data as data_lib
+from pix2pix_tf import outputs
 from pix2pix_tf.evaluation import metrics as metrics_lib
 from pix2pix_tf.evaluation import segmentation
 from pix2pix_tf.evaluation.accumulator import ALL_METRICS, Accumulator
@@ -273,12 +272,9 @@ def evaluate_checkpoint(model_dir: str, checkpoint: str, data_dir: str,
                         ) -> Dict[str, object]:
   """`evaluate_saved_model` of a run's checkpoint, exported to a temporary
   folder (removed afterwards) the way `export` writes it."""
-  staging = tempfile.mkdtemp(prefix="pix2pix-evaluate-")
-  try:
+  with outputs.scratch("evaluate") as staging:
     saved_model = saved_model_lib.export(
         model_dir, os.path.join(staging, "export"), checkpoint)
     result = evaluate_saved_model(saved_model, data_dir, split, options)
-  finally:
-    shutil.rmtree(staging, ignore_errors=True)
   result["checkpoint"] = checkpoint
   return result

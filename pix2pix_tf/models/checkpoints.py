@@ -18,6 +18,11 @@ def restore(checkpoint: tf.train.Checkpoint, path: str,
   try:
     status = checkpoint.restore(path)
     status.assert_existing_objects_matched()
+  except (IndexError, tf.errors.DataLossError) as e:  # Truncated, damaged.
+    first_line = str(e).strip().splitlines()[0][:300] if str(e) else ""
+    raise config_lib.ConfigError(
+        f"{path} cannot be read: it is damaged or truncated ({first_line}). "
+        "Use another checkpoint (--checkpoint, or remove this one).") from None
   except (AssertionError, ValueError, tf.errors.OpError) as e:
     first_line = str(e).strip().splitlines()[0][:300] if str(e) else ""
     raise config_lib.ConfigError(

@@ -28,7 +28,6 @@ shape).
 import dataclasses
 import importlib
 import os
-import tempfile
 from typing import Callable, List, Optional
 
 import keras
@@ -172,7 +171,7 @@ def write_format(generator: keras.Model, config: config_lib.Config,
   def check(staged):
     if without_dropout:
       _difference(model, runner(staged, fmt), config, seed, dropout=True)
-      with tempfile.TemporaryDirectory() as tmp:
+      with outputs.scratch("export-check") as tmp:
         copy = os.path.join(tmp, os.path.basename(path))
         _write(deterministic, copy, fmt, shape, litert_weights)
         difference = _difference(deterministic, runner(copy, fmt), config,

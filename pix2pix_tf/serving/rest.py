@@ -259,17 +259,19 @@ def _binary(value: Any, where: str, budget: PixelBudget) -> bytes:
     raise RequestError(400, f'{where} is not {{"b64": "..."}} (or a '
                             "string).")
   try:
-    width, height = data_lib.check_pixels(data, budget.limits.max_pixels,
-                                          where)
+    pixels = data_lib.check_pixels(data, budget.limits.max_pixels,
+                                   where).pixels
   except data_lib.TooLargeError as e:
     raise RequestError(413, str(e)) from None
+  except data_lib.UnsupportedImageError as e:
+    raise RequestError(400, str(e)) from None
   except OSError:
     if decoding.is_encoded_image(data):  # TensorFlow might decode it.
       raise RequestError(400, (
           f"{where} begins like a JPEG, PNG, GIF, BMP or WebP image, but its "
           "header cannot be read; send it re-encoded.")) from None
-    width = height = 0  # No image: refused by the export, or another string.
-  budget.take(width * height, where)
+    pixels = 0  # No image: refused by the export, or another string.
+  budget.take(pixels, where)
   return data
 
 

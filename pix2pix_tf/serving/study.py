@@ -25,6 +25,7 @@ from typing import Dict, List, Optional, Tuple
 import flask
 
 from pix2pix_tf import config as config_lib
+from pix2pix_tf import errors
 from pix2pix_tf import data as data_lib
 from pix2pix_tf import outputs
 from pix2pix_tf.serving import web
@@ -39,8 +40,9 @@ def list_images(folder: str) -> List[str]:
   """The images of a study folder; ValueError when there are none."""
   files = data_lib.list_images(folder)
   if not files:
-    raise ValueError(f"{folder} holds no images "
-                     f"({', '.join(data_lib.IMAGE_EXTENSIONS)}).")
+    raise errors.CommandError(
+        f"{folder} holds no images "
+        f"({', '.join(data_lib.IMAGE_EXTENSIONS)}).")
   return files
 
 
@@ -84,8 +86,9 @@ def pair_by_name(real_files: List[str],
     for f in files:
       stem = os.path.splitext(os.path.basename(f))[0]
       if stem in stems:
-        raise ValueError(f"two {kind} images are named {stem}: {stems[stem]} "
-                         f"and {f}; keep one of them.")
+        raise errors.CommandError(
+            f"two {kind} images are named {stem}: {stems[stem]} and {f}; "
+            "keep one of them.")
       stems[stem] = f
     return stems
 
@@ -95,7 +98,7 @@ def pair_by_name(real_files: List[str],
                             ("generated", generated, real)):
     lonely = sorted(mine[s] for s in set(mine) - set(other))
     if lonely:
-      raise ValueError(
+      raise errors.CommandError(
           f"{len(lonely)} {kind} image(s) have no namesake in the other "
           f"folder, e.g. {', '.join(lonely[:3])}. The 2afc protocol pairs a "
           "real and a generated image by file name, as `predict --paired` "
@@ -116,9 +119,9 @@ def check_distinct(real_files: List[str], generated_files: List[str]) -> None:
   real = {identity(f): f for f in real_files}
   for f in generated_files:
     if identity(f) in real:
-      raise ValueError(f"{real[identity(f)]} is both a real and a generated "
-                       "image: --real_dir and --generated_dir must name "
-                       "different files.")
+      raise errors.CommandError(
+          f"{real[identity(f)]} is both a real and a generated image: "
+          "--real_dir and --generated_dir must name different files.")
 
 
 class Study:

@@ -53,13 +53,27 @@ def read_image(path: str, decode: Callable,
   """The file's pixels by the decoding rule of training and the SavedModel
   (`decode`: `decoder()`, uint16 for 16-bit PNGs); Pillow, by the same
   rule, for the formats TensorFlow cannot read (TIFF). An image larger than
-  `max_pixels` is refused (data_lib.TooLargeError) before it is decoded."""
+  `max_pixels` is refused (data_lib.TooLargeError) before it is decoded;
+  one that cannot be decoded is an UnreadableImageError naming it."""
   max_pixels = max_pixels or config_lib.DEFAULT_MAX_PIXELS
-  if path.lower().endswith(data_lib.TENSORFLOW_FORMATS):
-    data_lib.check_pixels(path, max_pixels)
-    with open(path, "rb") as f:
-      return decode(f.read()).numpy()
-  return np.asarray(data_lib.read_rgb(path, max_pixels))  # Checks it too.
+  try:
+    if path.lower().endswith(data_lib.TENSORFLOW_FORMATS):
+      data_lib.check_pixels(path, max_pixels)
+      with open(path, "rb") as f:
+        return decode(f.read()).numpy()
+    return np.asarray(data_lib.read_rgb(path, max_pixels))  # Checks it too.
+  except errors.CommandError:
+    raise
+  except (tf.errors.OpError, OSError, ValueError) as e:
+    if errors.out_of_space(e):
+      raise
+    raise UnreadableImageError(
+        f"{path} is not a readable image (corrupt, truncated, or of a "
+        "format not read here). Replace it, or move it away.") from None
+
+
+class UnreadableImageError(errors.CommandError):
+  """An input image that does not decode."""
 
 
 def decoder() -> Callable[[bytes], tf.Tensor]:
@@ -108,11 +122,14 @@ def output_files(names: Sequence[str], paired: bool) -> List[str]:
           for folder in ("", "inputs/", "targets/")] + ["index.html"]
 
 
-def failure(error: Exception) -> str:
-  """An error's first line, as a skipped file's reason (TensorFlow's
-  errors carry their whole stack in the text)."""
+def failure(path: str, error: Exception) -> str:
+  """Why `path` was skipped: the sentence of an expected failure (which
+  names the file), else the error's first line (TensorFlow's errors carry
+  their whole stack)."""
+  if isinstance(error, errors.CommandError):
+    return str(error)
   text = (str(error).strip().splitlines() or [""])[0]
-  return f"{type(error).__name__}: {text[:300]}"
+  return f"{path}: {type(error).__name__}: {text[:300]}"
 
 
 def translator(loaded: tf.Module, metadata: dict,
@@ -203,7 +220,7 @@ def translate_files(saved_model: str, files: Sequence[str],
         raise
       # One bad file must not stop the rest: report it and go on.
       failed.append(path)
-      print(f"\nSkipped {path}: {failure(e)}", file=sys.stderr)
+      print(f"\nSkipped: {failure(path, e)}", file=sys.stderr)
     progbar.update(i + 1)
   if paired:
     output.write_text("index.html", index_page(rows, metadata))

@@ -21,6 +21,7 @@ from werkzeug import exceptions
 from werkzeug import serving
 
 from pix2pix_tf import config as config_lib
+from pix2pix_tf import errors
 from pix2pix_tf import data as data_lib
 
 
@@ -123,7 +124,7 @@ def listen(host: str, port: int) -> socket.socket:
   try:
     return socket.create_server((host, port), family=family)
   except OSError as e:  # In use, not this machine's address, or privileged.
-    raise ValueError(
+    raise errors.CommandError(
         f"cannot listen on {host}:{port} "
         f"({os.strerror(e.errno) if e.errno else e}). Choose another "
         "--port (--port=0 takes a free one) or --host.") from None
@@ -201,8 +202,7 @@ def neutral_image(path: str,
   it; TooLargeError (before decoding) for one that declares more than
   `max_pixels` pixels, OSError (or another of Pillow's errors) for one that
   does not decode."""
-  data_lib.check_pixels(path, max_pixels)
-  with Image.open(path) as image:
+  with data_lib.open_image(path, max_pixels) as image:
     image = ImageOps.exif_transpose(image)
     if image.mode in ("I", "I;16", "I;16B", "I;16L"):  # 16-bit: scale.
       image = Image.fromarray((np.asarray(image, np.int64) >> 8).clip(
@@ -237,5 +237,6 @@ def check_images(paths: List[str], max_pixels: int) -> None:
       if isinstance(e, Image.UnidentifiedImageError):
         reason = ("the file is empty" if not os.path.getsize(path) else
                   "no image format Pillow reads")
-      raise ValueError(f"{path} cannot be decoded ({reason}); replace or "
-                       "remove it, then start again.") from None
+      raise errors.CommandError(
+          f"{path} cannot be decoded ({reason}); replace or remove it, then "
+          "start again.") from None

@@ -9,7 +9,6 @@ checkpoint, record the flags, and open the training stream.
 
 import dataclasses
 import os
-import tempfile
 from typing import Callable, Iterator, List, Optional
 
 import keras
@@ -189,6 +188,7 @@ def setup(config: config_lib.Config,
   """
   config.validate(strategy.num_replicas_in_sync)
   folder = open_run_folder(config.model_dir, config.data_dir)
+  check_cache_folder(config)
   check_resumed_config(config)
   data = prepare_data(config)
   policy = precision.POLICIES[precision.resolve_mixed_precision(
@@ -203,7 +203,7 @@ def setup(config: config_lib.Config,
   chief = distribution.is_chief(strategy)
   # Non-chief workers write to a scratch folder, removed at the end.
   if not chief:
-    folder = outputs.Folder(tempfile.mkdtemp(), "model_dir")
+    folder = outputs.Folder(outputs.scratch_folder("worker"), "model_dir")
   paths = RunPaths(folder.path)
   built = build(config, strategy, data.steps_per_epoch, data.total_steps)
   checkpoint = built.state.checkpoint()
@@ -292,6 +292,16 @@ def open_run_folder(model_dir: str, data_dir: str = "") -> outputs.Folder:
                           [outputs.Input(data_dir, "data_dir")])
   folder.check(RUN_FILES + RUN_FOLDERS)
   return folder
+
+
+def check_cache_folder(config: config_lib.Config) -> None:
+  """A disk --cache's folder, checked as the writer checks any output's:
+  writable, and neither in nor under --data_dir (TensorFlow writes the
+  cache's files, PREFIX-<digest>.*, whose names no user file has)."""
+  if config.cache and config.cache != "memory":
+    outputs.Folder(os.path.dirname(os.path.abspath(config.cache)), "cache",
+                   [outputs.Input(config.data_dir, "data_dir")],
+                   given=config.cache)
 
 
 def check_resumed_config(config: config_lib.Config) -> None:

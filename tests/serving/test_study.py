@@ -503,3 +503,18 @@ def test_2afc_page_in_a_real_browser(page):
   assert [len(f.find_elements(By.TAG_NAME, "img")) for f in figures] == \
       [2, 2, 2]
   assert not driver.find_element(By.ID, "stage").is_displayed()
+
+
+def test_the_study_reads_images_past_pillows_limit_up_to_max_pixels(
+    tmp_path, monkeypatch):
+  """--max_pixels is the one limit: an image under it is read even past
+  Pillow's own bomb limit, and one over it is refused naming --max_pixels,
+  never with Pillow's message."""
+  from pix2pix_tf.serving import web
+  path = tmp_path / "a.png"
+  Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(path)
+  monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)
+  assert web.neutral_image(str(path), 1600).size == (40, 40)
+  with pytest.raises(ValueError, match="--max_pixels=1599") as error:
+    web.neutral_image(str(path), 1599)
+  assert "decompression bomb" not in str(error.value)
