@@ -167,10 +167,31 @@ ROWS = {
             f"--saved_model={w.export}", f"--input={w.val}",
             f"--output={t}"], lambda w: os.path.join(w.val, "0001.png"),
         ["grid.png"], "grid.png"),
+    "tools/compare_formats.py": Row(tool("compare_formats.py"), lambda w, t: [
+        f"--model_dir={w.run}", f"--input={w.val}", f"--output_dir={t}"],
+                                    lambda w: w.run,
+                                    ["export/saved_model.pb", "export.keras"]),
+    "tools/benchmark.py": Row(tool("benchmark.py"), lambda w, t: [
+        f"--data_dir={w.data}", f"--output={t}", *TRAIN_FLAGS],
+                              lambda w: os.path.join(w.data, "train",
+                                                     "0001.png"),
+                              ["report.json"], "report.json"),
+    "tools/make_demo_dataset.py": Row(tool("make_demo_dataset.py"),
+                                      lambda w, t: [
+                                          f"--output={t}", "--num_train=2",
+                                          "--num_val=1", "--size=16"], None,
+                                      ["palette.json", "train/0001.png"]),
+    # Pointed at a server that is not there: a refusal comes first.
+    "tools/download_dataset.py": Row(tool("download_dataset.py"),
+                                     lambda w, t: [
+                                         "facades", f"--dest={t}",
+                                         "--base_url=http://127.0.0.1:9"],
+                                     None, ["facades/notes.txt"]),
 }
 # What the error lines of each program start with.
 PROGRAMS = ("pix2pix_tf.", "ablate:", "make_tfrecords:", "train_segmenter:",
-            "compare_resolutions:")
+            "compare_resolutions:", "compare_formats:", "benchmark:",
+            "make_demo_dataset:", "download_dataset:")
 
 
 @pytest.fixture(scope="module")

@@ -848,7 +848,8 @@ def main(argv):
   base = config_lib.Config.from_flag_values(FLAGS)
   batch_sizes = [int(b) for b in FLAGS.batch_sizes]
   base.validate()
-  report_output = (outputs.file_output(FLAGS.output, "output")
+  report_output = (outputs.file_output(
+      FLAGS.output, "output", [outputs.Input(base.data_dir, "data_dir")])
                    if FLAGS.output else None)
   if report_output:
     report_output[0].check([report_output[1]])

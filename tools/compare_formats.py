@@ -60,8 +60,16 @@ def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
   import tensorflow as tf
+  from pix2pix_tf import outputs
   from pix2pix_tf import serving
   from pix2pix_tf.serving import formats
+  # Everything it writes, checked before the work.
+  out = outputs.Folder(FLAGS.output_dir, "output_dir", [
+      outputs.Input(FLAGS.model_dir, "model_dir"),
+      outputs.Input(FLAGS.input, "input")])
+  out.check_folder("export", serving.is_own_export)
+  out.check([os.path.basename(formats.default_path(out.path, fmt, weights))
+             for fmt, weights in VARIANTS])
   config = serving.load_run_config(FLAGS.model_dir)
   generator, step = serving.saved_model.restore_generator(
       config, serving.latest_checkpoint(FLAGS.model_dir))

@@ -528,6 +528,19 @@ def test_browser_an_oversized_upload_is_explained(stub_page, tmp_path):
   driver.execute_script(TRANSLATE)
   message = wait_for_message(driver, "This file is too large ")
   assert " The server said: “" in message  # Its limit in bytes, in its words.
+  # Pixels the browser does not see: an animation's frames (5 of 128x128,
+  # 81,920 decoded; the browser measures one).
+  frames = [Image.fromarray(np.full((128, 128, 3), 50 * i, np.uint8))
+            for i in range(5)]
+  animation = tmp_path / "animation.gif"
+  frames[0].save(animation, save_all=True, append_images=frames[1:])
+  driver.find_element("id", "upload").send_keys(str(animation))
+  driver.execute_script(TRANSLATE)
+  message = wait_for_message(driver, "This image holds more pixels ")
+  assert message.startswith(
+      "This image holds more pixels than the server accepts (65,536). Scale "
+      "it down, or send a still image, and upload it again."), message
+  assert "an animation of 5 frames of 128x128" in message
 
 
 def test_browser_an_unreachable_server_is_explained(stub_server,
