@@ -100,9 +100,10 @@ def tool(name):
 
 SAVED_MODEL_FILES = ["saved_model.pb", "variables/variables.index"]
 ROWS = {
+    # Its own input: a split inside --data_dir, which train reads.
     "train": Row("train", lambda w, t: [
         f"--data_dir={w.data}", f"--model_dir={t}", *TRAIN_FLAGS],
-                 lambda w: w.data,
+                 lambda w: os.path.join(w.data, "train"),
                  ["flags.txt", "config.json", "samples/step_0000001.png",
                   "checkpoints/checkpoint"]),
     "export saved_model": Row("export", lambda w, t: [
