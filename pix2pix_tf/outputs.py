@@ -20,20 +20,18 @@ writing process's id; those of a process that is gone (killed, or out of
 disk) are removed the next time a command opens the folder.
 """
 
-import contextlib
 import dataclasses
 import fnmatch
 import hashlib
 import json
 import os
-import shutil
 import tempfile
-from typing import Callable, Dict, Iterable, Iterator, Optional, Sequence
+from typing import Callable, Dict, Iterable, Optional, Sequence
 
 from pix2pix_tf import errors
+from pix2pix_tf import temporaries
 
 MANIFEST = ".pix2pix_tf-outputs.jsonl"
-TEMPORARY_PREFIX = ".pix2pix_tf-tmp-"
 _HASH_CHUNK = 1 << 20
 
 
@@ -70,32 +68,6 @@ def _real(path: str) -> str:
 def _within(path: str, folder: str) -> bool:
   """Whether the real path `path` is `folder` or inside it."""
   return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
-
-
-def _pid_alive(pid: int) -> bool:
-  try:
-    os.kill(pid, 0)
-  except ProcessLookupError:
-    return False
-  except PermissionError:
-    return True
-  return True
-
-
-def _stale(name: str) -> bool:
-  """A temporary of this module whose writer process is gone."""
-  if not name.startswith(TEMPORARY_PREFIX):
-    return False
-  pid = name[len(TEMPORARY_PREFIX):].split("-", 1)[0]
-  return pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(
-      int(pid))
-
-
-def _remove(path: str) -> None:
-  if os.path.isdir(path) and not os.path.islink(path):
-    shutil.rmtree(path, ignore_errors=True)
-  elif os.path.lexists(path):
-    os.remove(path)
 
 
 class Folder:
@@ -136,7 +108,7 @@ class Folder:
             "this command reads: its outputs would replace or join its "
             f"inputs. Choose another --{flag}.")
     self._records = self._read_manifest()
-    self.remove_stale_temporaries()
+    temporaries.remove_stale(self.path)  # What a killed run left.
 
   # --- The manifest ---------------------------------------------------------
 
@@ -237,8 +209,7 @@ class Folder:
     folder's top (the same file system, and the one place a later run
     looks for what a killed one left)."""
     self._make_dirs(os.path.dirname(path))
-    return tempfile.mkdtemp(prefix=f"{TEMPORARY_PREFIX}{os.getpid()}-",
-                            dir=self.path)
+    return tempfile.mkdtemp(prefix=temporaries.mine(), dir=self.path)
 
   def write(self, name: str, write: Callable[[str], None]) -> str:
     """Runs `write(temporary path)`, then renames the file to `name`
@@ -257,7 +228,7 @@ class Folder:
       digest, size = sha256(staged), os.path.getsize(staged)
       os.replace(staged, path)
     finally:
-      _remove(staging)
+      temporaries.remove(staging)
     self._record(name=name, sha256=digest, size=size)
     return path
 
@@ -322,7 +293,7 @@ class Folder:
     if leftovers:
       for entry in os.listdir(path):
         if fnmatch.fnmatch(entry, leftovers):
-          _remove(os.path.join(path, entry))
+          temporaries.remove(os.path.join(path, entry))
     return path
 
   def replace_folder(self, name: str, build: Callable[[str], None],
@@ -347,9 +318,9 @@ class Folder:
         os.replace(path, os.path.join(old, "replaced"))
       os.replace(staging, path)
     finally:
-      _remove(staging)
+      temporaries.remove(staging)
       if old:
-        _remove(old)
+        temporaries.remove(old)
     self._record(name=name, folder=True)
     return path
 
@@ -373,43 +344,6 @@ class Folder:
             bool(self._records.get(name, {}).get("folder")))
     if not ours:
       raise self.refusal([name])
-
-  def remove_stale_temporaries(self) -> None:
-    """Removes temporaries whose writer process is gone, in this folder and
-    the subfolders it has written to."""
-    folders = {self.path} | {
-        os.path.join(self.path, os.path.dirname(n)) for n in self._records}
-    for folder in folders:
-      with contextlib.suppress(OSError):
-        for entry in os.listdir(folder):
-          if _stale(entry):
-            _remove(os.path.join(folder, entry))
-
-
-def scratch_folder(purpose: str) -> str:
-  """A new private folder in the system's temporary folder, for work that
-  is not an output (an export that evaluate scores and discards; a
-  non-chief worker's files): named for this process, so that what a killed
-  process left there is removed by the next call, from any command. The
-  caller removes it when done."""
-  root = tempfile.gettempdir()
-  with contextlib.suppress(OSError):
-    for entry in os.listdir(root):
-      if _stale(entry):
-        _remove(os.path.join(root, entry))
-  return tempfile.mkdtemp(
-      prefix=f"{TEMPORARY_PREFIX}{os.getpid()}-{purpose}-", dir=root)
-
-
-@contextlib.contextmanager
-def scratch(purpose: str) -> Iterator[str]:
-  """`scratch_folder(purpose)`, removed when the block ends."""
-  path = scratch_folder(purpose)
-  try:
-    yield path
-  finally:
-    _remove(path)
-
 
 def folder_output(path: str, flag: str, inputs: Sequence[Input] = (),
                   recognize: Optional[Callable[[str], bool]] = None

@@ -28,6 +28,7 @@ import pytest
 
 from conftest import ENV, ROOT, Lines, run_command, run_saying_imports
 from pix2pix_tf import outputs
+from pix2pix_tf import temporaries
 from test_hostile_inputs import tree
 
 PTH = os.path.join(ROOT, "tests", "models", "data")
@@ -304,17 +305,24 @@ def test_inputs_are_never_outputs(tmp_path):
 
 def test_a_killed_writers_temporaries_are_removed_at_the_next_run(tmp_path):
   folder = outputs.Folder(str(tmp_path), "output")
-  folder.write_text("sub/a.txt", "a")
+  staged = []
+
+  def write(path):
+    staged.append(path)
+    with open(path, "w") as f:
+      f.write("a")
+
+  folder.write("sub/a.txt", write)
+  # Staged at the folder's top, the one place the next run looks.
+  assert os.path.dirname(os.path.dirname(staged[0])) == str(tmp_path)
   dead = 2**22 + 7  # Above the default pid_max: no such process.
-  leftovers = [tmp_path / f"{outputs.TEMPORARY_PREFIX}{dead}-x",
-               tmp_path / "sub" / f"{outputs.TEMPORARY_PREFIX}{dead}-y"]
-  for path in leftovers:
-    path.mkdir()
-    (path / "a.txt").write_text("half")
-  alive = tmp_path / f"{outputs.TEMPORARY_PREFIX}{os.getppid()}-z"
+  leftover = tmp_path / f"{temporaries.PREFIX}{dead}-x"
+  leftover.mkdir()
+  (leftover / "a.txt").write_text("half")
+  alive = tmp_path / f"{temporaries.PREFIX}{os.getppid()}-z"
   alive.mkdir()
   outputs.Folder(str(tmp_path), "output")
-  assert not any(path.exists() for path in leftovers)
+  assert not leftover.exists()
   assert alive.exists()  # A running writer's are left alone.
 
 
@@ -461,12 +469,12 @@ def test_train_refuses_a_cache_inside_its_data(trained, tmp_path):
 def test_scratch_folders_a_killed_process_left_are_removed(tmp_path,
                                                            monkeypatch):
   monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-  dead = tmp_path / f"{outputs.TEMPORARY_PREFIX}{2**22 + 7}-evaluate-x"
+  dead = tmp_path / f"{temporaries.PREFIX}{2**22 + 7}-evaluate-x"
   dead.mkdir()
   (dead / "saved_model.pb").write_bytes(b"an export a killed run left")
-  alive = tmp_path / f"{outputs.TEMPORARY_PREFIX}{os.getppid()}-evaluate-y"
+  alive = tmp_path / f"{temporaries.PREFIX}{os.getppid()}-evaluate-y"
   alive.mkdir()
-  with outputs.scratch("evaluate") as folder:
+  with temporaries.scratch("evaluate") as folder:
     assert os.path.dirname(folder) == str(tmp_path)
     assert not dead.exists() and alive.exists()
     (tmp_path / folder / "a").write_text("work")

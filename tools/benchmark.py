@@ -63,6 +63,7 @@ from absl import logging
 from pix2pix_tf import config as config_lib
 from pix2pix_tf import errors
 from pix2pix_tf import outputs
+from pix2pix_tf import temporaries
 
 config_lib.define_flags()  # The training flags, for the base configuration.
 flags.DEFINE_list("batch_sizes", ["1", "16"], "Training batch sizes.")
@@ -741,7 +742,7 @@ def bench_inference(config, batch_sizes, repeats):
 
   keras.backend.clear_session()
   generator = models.build_generator(config)
-  with outputs.scratch("benchmark") as folder:
+  with temporaries.scratch("benchmark") as folder:
     path = serving.save(generator, config, 0, os.path.join(folder, "export"),
                        config.inference_mode)
     serving = tf.saved_model.load(path).signatures["serving_default"]

@@ -6,8 +6,10 @@ Modules, in the order a pair travels:
   size, `read_rgb`), for the dataset tools and predict.
 * `sources`: a split of a folder or of sharded TFRecords (`open_split`), and
   the checks that name a bad file before training.
+* `headers`: what an encoded image's header declares (its pixels, against
+  --max_pixels), read in TensorFlow before decoding.
 * `decoding`: the one decoding rule (Exif orientation, alpha on white,
-  16-bit), in TensorFlow, and the declared size before decoding.
+  16-bit), in TensorFlow.
 * `transforms`: `load_pair`, the joint jitter of both halves, `normalize`.
 * `pipeline`: `make_dataset`, the tf.data pipeline for training and
   evaluation.
@@ -21,9 +23,9 @@ from pix2pix_tf import lazy
 # Names resolve on first use, so that the dataset tools and the demo data,
 # which need only Pillow, start without TensorFlow's import (see `lazy`).
 __all__, __getattr__, __dir__ = lazy.exports(__name__, {
-    "decoding": ["TENSORFLOW_FORMATS", "check_encoded_pixels",
-                 "decode_image", "encoded_pixels", "exif_orientation",
-                 "is_16_bit_png", "is_animated_webp"],
+    "decoding": ["TENSORFLOW_FORMATS", "decode_image", "exif_orientation"],
+    "headers": ["check_encoded_pixels", "encoded_pixels", "is_16_bit_png",
+                "is_animated_webp", "is_encoded_image"],
     "images": ["Declared", "IMAGE_EXTENSIONS", "PAIR_EXTENSIONS",
                "TooLargeError", "UnsupportedImageError", "check_pixels",
                "check_size", "list_images", "open_image", "png_names",

@@ -1,12 +1,12 @@
 """One decoding rule for every path (tf.data, the SavedModel, predict):
 JPEG Exif orientation applied, transparency composited on white, 16-bit
-PNGs at 16 bits where asked (else their high byte); and the declared size
-read from the header, before decoding."""
+PNGs at 16 bits where asked (else their high byte). What a header declares,
+read before decoding, is `headers`'."""
 
-from typing import Union
 
 import tensorflow as tf
 
+from pix2pix_tf.data import headers
 from pix2pix_tf.data import images
 
 
@@ -172,136 +172,6 @@ def _on_white(color, alpha):
   return tf.cast(tf.round(blended), color.dtype)
 
 
-def _gif_frames_at_most(contents: tf.Tensor) -> tf.Tensor:
-  """At least as many as a GIF's frames, int64 scalar, none decoded.
-
-  A frame's descriptor (0x2C) comes right after the header and global
-  colour table, or after the 0x00 that ends the block before it; and it
-  names an LZW code size of 2 to 8 after its own colour table (giflib
-  refuses another before anything is allocated). Such places bound the
-  frames; a place inside the compressed data that looks like one adds a
-  frame (rarely: a few bytes must match).
-  Counted in one vectorized pass: walking the blocks exactly is a chain of
-  up to millions of dependent reads, which a crafted file makes take
-  minutes.
-  """
-  data = tf.io.decode_raw(contents, tf.uint8)
-  padded = tf.concat([data, tf.zeros([800], tf.uint8)], 0)
-
-  def byte(at):
-    return tf.cast(tf.gather(padded, at), tf.int64)
-
-  def table(flags):  # A colour table's bytes, from its packed field.
-    return tf.where(flags >= 128, 3 * 2 ** (flags % 8 + 1), 0)
-
-  first = 13 + table(byte(10))
-  after_end = tf.where(tf.logical_and(tf.equal(data[:-1], 0),
-                                      tf.equal(data[1:], 0x2C)))[:, 0] + 1
-  at = tf.concat([[first], tf.boolean_mask(after_end, after_end != first)],
-                 0)
-  code_size = byte(at + 10 + table(byte(at + 9)))
-  frames = tf.logical_and(tf.equal(byte(at), 0x2C),
-                          tf.logical_and(code_size >= 2, code_size <= 8))
-  return tf.reduce_sum(tf.cast(frames, tf.int64))
-
-
-def encoded_pixels(contents: tf.Tensor) -> tf.Tensor:
-  """The pixels that decoding an encoded image holds, as its header declares
-  them, int64 scalar: width x height (x a bound on the frames of a GIF).
-
-  Read from the header alone, before any decoding. Hand-written (but for
-  JPEG, where tf.image.extract_jpeg_shape reads the header) because
-  TensorFlow has no op that reads an image's size without decoding it.
-  Knows every format `decode_image` decodes: PNG (IHDR), GIF (the logical
-  screen, which TensorFlow decodes every frame into), BMP (both header
-  kinds), WebP (VP8, VP8L and VP8X) and JPEG; -1 for anything else, which
-  then fails to decode.
-  """
-  head = tf.io.decode_raw(tf.strings.substr(contents, 0, 32), tf.uint8)
-  padded = tf.concat([tf.cast(head, tf.int64), tf.zeros([32], tf.int64)], 0)
-
-  def little(i, n):
-    return tf.add_n([padded[i + k] * 256 ** k for k in range(n)])
-
-  def big(i, n):
-    return tf.add_n([padded[i + k] * 256 ** (n - 1 - k) for k in range(n)])
-
-  def signed32(value):
-    return tf.abs(tf.where(value >= 2 ** 31, value - 2 ** 32, value))
-
-  def starts(offset, magic):
-    return tf.equal(tf.strings.substr(contents, offset, len(magic)), magic)
-
-  png = big(16, 4) * big(20, 4)
-  # Read only for a GIF.
-  gif = little(6, 2) * little(8, 2) * tf.cond(
-      starts(0, b"GIF8"), lambda: _gif_frames_at_most(contents),
-      lambda: tf.constant(1, tf.int64))
-  bmp = tf.where(tf.equal(little(14, 4), 12),
-                 little(18, 2) * little(20, 2),  # OS/2 1.x header.
-                 signed32(little(18, 4)) * signed32(little(22, 4)))
-  # VP8L packs width - 1 and height - 1 into 14 bits each.
-  vp8l = ((padded[21] + (padded[22] % 64) * 256 + 1) *
-          (padded[22] // 64 + padded[23] * 4 + (padded[24] % 16) * 1024 + 1))
-  webp = tf.where(
-      starts(12, b"VP8X"), (little(24, 3) + 1) * (little(27, 3) + 1),
-      tf.where(starts(12, b"VP8L"), vp8l,
-               tf.where(starts(12, b"VP8 "),
-                        (little(26, 2) % 16384) * (little(28, 2) % 16384),
-                        tf.constant(-1, tf.int64))))
-  is_webp = tf.logical_and(starts(0, b"RIFF"), starts(8, b"WEBP"))
-
-  def jpeg():
-    shape = tf.cast(tf.image.extract_jpeg_shape(contents), tf.int64)
-    return shape[0] * shape[1]
-
-  def other():
-    return tf.where(
-        starts(0, b"\x89PNG\r\n\x1a\n"), png,
-        tf.where(starts(0, b"GIF8"), gif,
-                 tf.where(starts(0, b"BM"), bmp,
-                          tf.where(is_webp, webp,
-                                   tf.constant(-1, tf.int64)))))
-
-  return tf.cond(starts(0, b"\xff\xd8\xff"), jpeg, other)
-
-
-def check_encoded_pixels(contents: tf.Tensor, max_pixels: int) -> tf.Tensor:
-  """`contents`, once its header declares at most `max_pixels` pixels
-  (an InvalidArgumentError otherwise, raised before any decoding)."""
-  pixels = encoded_pixels(contents)
-  check = tf.debugging.assert_less_equal(
-      pixels, tf.constant(max_pixels, tf.int64), message=(
-          f"the image has more than max_pixels={max_pixels} pixels (width "
-          "x height)"))
-  with tf.control_dependencies([check]):
-    return tf.identity(contents)
-
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-# The first bytes by which TensorFlow's decoders tell the formats apart.
-_SIGNATURES = (b"\xff\xd8\xff", PNG_SIGNATURE, b"GIF", b"BM")
-
-
-def is_encoded_image(contents: bytes) -> bool:
-  """Whether `decode_image` takes `contents` for an image, by its first
-  bytes: those of a JPEG, PNG, GIF, BMP or WebP."""
-  return contents.startswith(_SIGNATURES) or (
-      contents[:4] == b"RIFF" and contents[8:12] == b"WEBP")
-
-
-def is_16_bit_png(contents: Union[bytes, tf.Tensor]) -> tf.Tensor:
-  """Whether encoded bytes are a PNG of 16 bits per channel (bool scalar;
-  from the IHDR chunk's bit depth, byte 24)."""
-  padded = tf.strings.join([contents, b"\0" * 25])
-  depth = tf.io.decode_raw(tf.strings.substr(padded, 24, 1), tf.uint8)[0]
-  return tf.logical_and(
-      tf.equal(tf.strings.substr(padded, 0, 8), PNG_SIGNATURE),
-      tf.equal(depth, 16))
-
-
 def decode_image(contents: tf.Tensor, dtype: tf.DType = tf.uint8
                  ) -> tf.Tensor:
   """Encoded image bytes -> (height, width, 3) of `dtype`: the one decoding
@@ -336,38 +206,12 @@ def decode_image(contents: tf.Tensor, dtype: tf.DType = tf.uint8
   """
   if dtype not in _DECODERS:
     raise ValueError(f"decode_image decodes to uint8 or uint16, not {dtype}.")
-  return _DECODERS[dtype](refuse_animated_webp(contents))
-
-
-ANIMATED_WEBP = (
-    "an animated WebP image, which is not read (TensorFlow's WebP decoder "
-    "corrupts memory on animations); send a still image, its first frame")
-
-
-def is_animated_webp(contents: tf.Tensor) -> tf.Tensor:
-  """Whether encoded bytes are an animated WebP (bool scalar): a VP8X
-  header whose animation flag (byte 20, bit 1) is set."""
-  # The first 21 bytes, padded with zeros for a shorter file.
-  head = tf.strings.join([tf.strings.substr(contents, 0, 21), b"\0" * 21])
-  flags = tf.io.decode_raw(tf.strings.substr(head, 20, 1), tf.uint8)
-  return tf.logical_and(
-      tf.logical_and(tf.equal(tf.strings.substr(head, 0, 4), b"RIFF"),
-                     tf.equal(tf.strings.substr(head, 8, 8), b"WEBPVP8X")),
-      tf.equal(tf.bitwise.bitwise_and(flags[0], 2), 2))
-
-
-def refuse_animated_webp(contents: tf.Tensor) -> tf.Tensor:
-  """`contents`, once it is not an animated WebP (an InvalidArgumentError
-  saying so otherwise, before TensorFlow's decoder sees it)."""
-  check = tf.debugging.Assert(tf.logical_not(is_animated_webp(contents)),
-                              [tf.constant(ANIMATED_WEBP)])
-  with tf.control_dependencies([check]):
-    return tf.identity(contents)
+  return _DECODERS[dtype](headers.refuse_animated_webp(contents))
 
 
 def _decode_uint16(contents):
   return tf.cond(
-      is_16_bit_png(contents),
+      headers.is_16_bit_png(contents),
       lambda: _rgb_upright(tf.io.decode_png(contents, channels=0,
                                             dtype=tf.uint16), contents),
       lambda: tf.cast(_DECODERS[tf.uint8](contents), tf.uint16) * 257)

@@ -82,6 +82,7 @@ class Declared(collections.namedtuple("Declared", "width height frames")):
 
   @property
   def pixels(self) -> int:
+    """What decoding holds: width x height x frames."""
     return self.width * self.height * self.frames
 
 

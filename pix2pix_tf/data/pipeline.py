@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from pix2pix_tf import config as config_lib
 from pix2pix_tf.data import decoding
+from pix2pix_tf.data import headers
 from pix2pix_tf.data import sources
 from pix2pix_tf.data import transforms
 
@@ -120,7 +121,7 @@ def _decode(config: config_lib.Config, contents):
   """Float pixels of `contents`, once its header declares at most
   --max_pixels (the gate every image passes before it is decoded)."""
   return decoding.decode_float(
-      decoding.check_encoded_pixels(contents, config.max_pixels))
+      headers.check_encoded_pixels(contents, config.max_pixels))
 
 
 def _pair(config: config_lib.Config, image):

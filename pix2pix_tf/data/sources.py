@@ -12,6 +12,7 @@ import tensorflow as tf
 from pix2pix_tf import config as config_lib
 from pix2pix_tf import errors
 from pix2pix_tf.data import decoding
+from pix2pix_tf.data import headers
 from pix2pix_tf.data import images
 from pix2pix_tf.data import transforms
 
@@ -229,7 +230,7 @@ def find_undecodable(split: Split, max_pixels: int) -> List[str]:
   """
   def check(name, contents):
     width = tf.shape(decoding.decode_image(
-        decoding.check_encoded_pixels(contents, max_pixels)))[1]
+        headers.check_encoded_pixels(contents, max_pixels)))[1]
     with tf.control_dependencies([tf.debugging.assert_greater_equal(
         width, 2, message="narrower than 2 pixels")]):
       return name, tf.identity(width)

@@ -8,6 +8,7 @@ import tensorflow as tf
 from pix2pix_tf import config as config_lib
 from pix2pix_tf import errors
 from pix2pix_tf.data import decoding
+from pix2pix_tf.data import headers
 
 
 def load_pair(path: tf.Tensor, direction: str = "AtoB",
@@ -21,7 +22,7 @@ def load_pair(path: tf.Tensor, direction: str = "AtoB",
   that declares more than `max_pixels` pixels is an InvalidArgumentError,
   raised before decoding.
   """
-  contents = decoding.check_encoded_pixels(tf.io.read_file(path), max_pixels)
+  contents = headers.check_encoded_pixels(tf.io.read_file(path), max_pixels)
   return split_pair(decoding.decode_float(contents), direction,
                     input_channels, output_channels)
 

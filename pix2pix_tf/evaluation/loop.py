@@ -19,7 +19,7 @@ import tensorflow as tf
 from pix2pix_tf import config as config_lib
 from pix2pix_tf import errors
 from pix2pix_tf import data as data_lib
-from pix2pix_tf import outputs
+from pix2pix_tf import temporaries
 from pix2pix_tf.evaluation import metrics as metrics_lib
 from pix2pix_tf.evaluation import segmentation
 from pix2pix_tf.evaluation.accumulator import ALL_METRICS, Accumulator
@@ -272,7 +272,7 @@ def evaluate_checkpoint(model_dir: str, checkpoint: str, data_dir: str,
                         ) -> Dict[str, object]:
   """`evaluate_saved_model` of a run's checkpoint, exported to a temporary
   folder (removed afterwards) the way `export` writes it."""
-  with outputs.scratch("evaluate") as staging:
+  with temporaries.scratch("evaluate") as staging:
     saved_model = saved_model_lib.export(
         model_dir, os.path.join(staging, "export"), checkpoint)
     result = evaluate_saved_model(saved_model, data_dir, split, options)

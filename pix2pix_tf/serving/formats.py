@@ -37,6 +37,7 @@ import tensorflow as tf
 from pix2pix_tf import config as config_lib
 from pix2pix_tf import models
 from pix2pix_tf import outputs
+from pix2pix_tf import temporaries
 from pix2pix_tf.serving import saved_model as saved_model_lib
 
 # Format -> the file name it gets in the run folder by default.
@@ -171,7 +172,7 @@ def write_format(generator: keras.Model, config: config_lib.Config,
   def check(staged):
     if without_dropout:
       _difference(model, runner(staged, fmt), config, seed, dropout=True)
-      with outputs.scratch("export-check") as tmp:
+      with temporaries.scratch("export-check") as tmp:
         copy = os.path.join(tmp, os.path.basename(path))
         _write(deterministic, copy, fmt, shape, litert_weights)
         difference = _difference(deterministic, runner(copy, fmt), config,

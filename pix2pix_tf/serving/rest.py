@@ -26,7 +26,6 @@ import tensorflow as tf
 from tensorflow.core.framework import types_pb2
 
 from pix2pix_tf import data as data_lib
-from pix2pix_tf.data import decoding
 
 ROW, COLUMNAR = "row", "columnar"
 BYTES_SUFFIX = "_bytes"  # TensorFlow Serving's mark of a binary string.
@@ -266,7 +265,7 @@ def _binary(value: Any, where: str, budget: PixelBudget) -> bytes:
   except data_lib.UnsupportedImageError as e:
     raise RequestError(400, str(e)) from None
   except OSError:
-    if decoding.is_encoded_image(data):  # TensorFlow might decode it.
+    if data_lib.is_encoded_image(data):  # TensorFlow might decode it.
       raise RequestError(400, (
           f"{where} begins like a JPEG, PNG, GIF, BMP or WebP image, but its "
           "header cannot be read; send it re-encoded.")) from None

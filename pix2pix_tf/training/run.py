@@ -19,6 +19,7 @@ from pix2pix_tf import data as data_lib
 from pix2pix_tf import errors
 from pix2pix_tf import models
 from pix2pix_tf import outputs
+from pix2pix_tf import temporaries
 from pix2pix_tf.training import distribution
 from pix2pix_tf.training import precision
 from pix2pix_tf.training import schedules
@@ -203,7 +204,7 @@ def setup(config: config_lib.Config,
   chief = distribution.is_chief(strategy)
   # Non-chief workers write to a scratch folder, removed at the end.
   if not chief:
-    folder = outputs.Folder(outputs.scratch_folder("worker"), "model_dir")
+    folder = outputs.Folder(temporaries.scratch_folder("worker"), "model_dir")
   paths = RunPaths(folder.path)
   built = build(config, strategy, data.steps_per_epoch, data.total_steps)
   checkpoint = built.state.checkpoint()
