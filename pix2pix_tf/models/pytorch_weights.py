@@ -298,6 +298,7 @@ def load_weights(model: keras.Model, state: Dict[str, np.ndarray],
   `unet_layers`). Every tensor of the file must find its layer and every
   layer its tensors, in the right shape; otherwise ValueError naming the
   tensor and the flag that decides it."""
+  state = without_instance_norm_statistics(state, names)
   _check_norm(model, state, names, path)
   used = set()
   for module, layer_name, kind in names:
@@ -333,6 +334,24 @@ def load_weights(model: keras.Model, state: Dict[str, np.ndarray],
         "was saved from another architecture: check --generator (the "
         "number of levels), --norm (running_mean and running_var are "
         f"batch norm's) and, for a ResNet, {RESNET_DROPOUT}.")
+
+
+def without_instance_norm_statistics(state: Dict[str, np.ndarray],
+                                     names: List[Tuple[str, str, str]]
+                                     ) -> Dict[str, np.ndarray]:
+  """`state` without the running statistics of instance norms.
+
+  The reference's InstanceNorm2d(track_running_stats=True) saves a running
+  mean and variance (and no weight or bias: it is not affine) that neither
+  its training nor its test time uses; the reference drops them when it
+  loads such a checkpoint (BaseModel.__patch_instance_norm_state_dict), and
+  so does this. Batch norm's statistics come with its weight and bias."""
+  drop = set()
+  for module, _, kind in names:
+    if (kind == NORM and f"{module}.running_mean" in state
+        and f"{module}.weight" not in state):
+      drop |= {f"{module}.running_mean", f"{module}.running_var"}
+  return {name: value for name, value in state.items() if name not in drop}
 
 
 def _check_norm(model: keras.Model, state: Dict[str, np.ndarray],

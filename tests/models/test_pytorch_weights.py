@@ -167,3 +167,35 @@ def test_a_resnet_dropout_mismatch_names_the_flag(saved, flag):
     pytorch_weights.load_weights(
         generator, pytorch_weights.read_state_dict(path),
         pytorch_weights.resnet_layers(6, flag > 0), path)
+
+
+def test_instance_norm_running_statistics_are_ignored_as_the_reference_does():
+  """A reference U-Net with InstanceNorm2d(track_running_stats=True): its
+  file also holds each norm's running mean and variance (torch.save writes
+  them beside nothing else for a non-affine norm). They are dropped, as the
+  reference drops them, and the model computes what PyTorch computed; with
+  --norm=batch the error names --norm=instance."""
+  from pix2pix_tf import models
+  path = os.path.join(DATA, "unet_instance.pth")
+  state = pytorch_weights.read_state_dict(path)
+  layers = pytorch_weights.unet_layers(5)
+  generator = models.unet_generator(depth=5, ngf=4, norm="instance",
+                                    dropout=0.0)
+  norms = {module: generator.get_layer(layer).input.shape[-1]
+           for module, layer, kind in layers
+           if kind == pytorch_weights.NORM}
+  assert norms and not any(f"{m}.weight" in state for m in norms)
+  rng = np.random.RandomState(0)
+  tracked = dict(state)
+  for module, channels in norms.items():
+    tracked[f"{module}.running_mean"] = rng.randn(channels).astype(
+        np.float32)
+    tracked[f"{module}.running_var"] = rng.rand(channels).astype(np.float32)
+  expected = np.load(os.path.join(DATA, "unet_expected.npz"))
+  pytorch_weights.load_weights(generator, tracked, layers, path)
+  image = expected["input"].transpose(0, 2, 3, 1)
+  got = np.asarray(generator(image, training=False)).transpose(0, 3, 1, 2)
+  np.testing.assert_allclose(got, expected["instance_eval"], atol=1e-4)
+  batch = models.unet_generator(depth=5, ngf=4, norm="batch", dropout=0.0)
+  with pytest.raises(ValueError, match="trained with --norm=instance"):
+    pytorch_weights.load_weights(batch, tracked, layers, path)
