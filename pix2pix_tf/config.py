@@ -694,7 +694,11 @@ COMMAND_OPTIONS = {
                        "--max_pixels), which is also the most this can be."),
         Option("request_timeout", float, DEFAULT_REQUEST_TIMEOUT, "Seconds a "
                "connection may stay silent, and a request may wait for the "
-               "model (then 503).", lower_bound=0.1)),
+               "model (then 503).", lower_bound=0.1),
+        Option("version_labels", str, "", "Comma-separated labels that name "
+               "the served version in /v1/models/pix2pix/labels/LABEL paths, "
+               "as TensorFlow Serving's version_labels do (none: a label is "
+               "refused, as there).")),
     "convert": (
         Option("from_pytorch", str, None, "The reference's generator "
                "weights (latest_net_G.pth), for the model the training "

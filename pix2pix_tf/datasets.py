@@ -81,7 +81,8 @@ def main(argv):
     check_options(command, FLAGS)
     sources = (("a_dir", "b_dir") if command == "combine" else ("photos",))
     output = outputs.Folder(FLAGS.output, "output", [
-        outputs.Input(FLAGS[name].value, name) for name in sources])
+        outputs.Input(FLAGS[name].value, name) for name in sources],
+                            kind=f"datasets {command}")
     if command == "combine":
       summary = building.combine(
           data_lib.list_images(FLAGS.a_dir),

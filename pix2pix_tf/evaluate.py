@@ -48,7 +48,7 @@ def main(argv):
   if FLAGS.output:  # Before any work: the results are written at the end.
     folder, name = outputs.file_output(FLAGS.output, "output", [
         outputs.Input(os.path.join(FLAGS.data_dir, FLAGS.split),
-                      "data_dir")])
+                      "data_dir")], kind="evaluate")
     folder.check([name])
   # After the flags: a fast --help.
   from pix2pix_tf import evaluation

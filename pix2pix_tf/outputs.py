@@ -79,13 +79,19 @@ class Folder:
     inputs: what the command reads; the folder may not be one of them, and
       no file is written onto one or into an input folder.
     given: what --`flag` said, when it named a file in this folder.
+    kind: what the command writes here ("run", "predict", ...; default:
+      the flag). A file is replaced only by a command writing the same
+      kind, so that one command never replaces another's output (evaluate
+      --output onto a run's config.json).
   """
 
   def __init__(self, path: str, flag: str, inputs: Sequence[Input] = (),
-               given: Optional[str] = None):
+               given: Optional[str] = None, kind: Optional[str] = None):
     given = given or path  # What --flag said (a file in this folder).
     self.path = os.path.normpath(path)
     self.flag = flag
+    self.kind = kind or flag
+    self._given = given
     self._real = _real(path)
     self._inputs = [(i, _real(i.path)) for i in inputs if i.path]
     existing = self._real
@@ -127,6 +133,7 @@ class Folder:
     return records
 
   def _record(self, **record) -> None:
+    record["kind"] = self.kind
     self._records[record["name"]] = record
     self._make_dirs(self.path)
     with open(os.path.join(self.path, MANIFEST), "a") as f:
@@ -172,7 +179,8 @@ class Folder:
     if not os.path.lexists(path):
       return True
     record = self._records.get(name)
-    if record is None or os.path.islink(path):
+    if record is None or os.path.islink(path) or (
+        record.get("kind") != self.kind):
       return False
     if record.get("folder"):
       return os.path.isdir(path)
@@ -190,10 +198,15 @@ class Folder:
     """The error that refuses to write over `names`."""
     shown = ", ".join(os.path.join(self.path, n) for n in names[:3])
     more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+    kinds = sorted({self._records[n].get("kind", "?") for n in names
+                    if n in self._records} - {self.kind})
+    whose = (f"another command's output ({', '.join(kinds)}), not this "
+             f"command's ({self.kind})" if kinds else
+             "which pix2pix_tf did not write (or which changed since)")
     return OutputError(
-        f"--{self.flag}={self.path} holds {shown}{more}, which pix2pix_tf "
-        "did not write (or which changed since); nothing was written. "
-        f"Choose another --{self.flag}, or move those files away.")
+        f"--{self.flag}={self._given} would replace {shown}{more}, {whose}; "
+        f"nothing was written. Choose another --{self.flag}, or move those "
+        "files away.")
 
   def check(self, names: Iterable[str]) -> None:
     """Before any work: every name is writable here (absent, or this
@@ -340,28 +353,29 @@ class Folder:
           f"another --{self.flag}, or move it away first.")
     if not os.listdir(path):
       return
+    record = self._records.get(name, {})
     ours = (recognize(path) if recognize else
-            bool(self._records.get(name, {}).get("folder")))
+            bool(record.get("folder")) and record.get("kind") == self.kind)
     if not ours:
       raise self.refusal([name])
 
 def folder_output(path: str, flag: str, inputs: Sequence[Input] = (),
-                  recognize: Optional[Callable[[str], bool]] = None
-                  ) -> "tuple[Folder, str]":
+                  recognize: Optional[Callable[[str], bool]] = None,
+                  kind: Optional[str] = None) -> "tuple[Folder, str]":
   """(the folder holding `path`, its name there) for a whole folder that a
   command builds and swaps in (`Folder.replace_folder`), checked now:
   absent, empty, or this project's (see `Folder.check_folder`)."""
   parent, name = os.path.split(os.path.normpath(os.path.abspath(path)))
-  folder = Folder(parent, flag, inputs, given=path)
+  folder = Folder(parent, flag, inputs, given=path, kind=kind)
   folder.check_folder(name, recognize)
   return folder, name
 
 
-def file_output(path: str, flag: str, inputs: Sequence[Input] = ()
-                ) -> "tuple[Folder, str]":
+def file_output(path: str, flag: str, inputs: Sequence[Input] = (),
+                kind: Optional[str] = None) -> "tuple[Folder, str]":
   """(the folder, the name) of a single output file named by --`flag`; a
   folder where a file belongs is refused."""
   if os.path.isdir(path):
     raise OutputError(f"--{flag}={path} is a folder; give a file name.")
   folder, name = os.path.split(os.path.normpath(path))
-  return Folder(folder or ".", flag, inputs, given=path), name
+  return Folder(folder or ".", flag, inputs, given=path, kind=kind), name

@@ -44,7 +44,8 @@ def main(argv):
     raise app.UsageError("--input and --output are required.")
   # Before TensorFlow's import, which serving's first use brings.
   output = outputs.Folder(FLAGS.output, "output",
-                          [outputs.Input(FLAGS.input, "input")])
+                          [outputs.Input(FLAGS.input, "input")],
+                          kind="predict")
   from pix2pix_tf import serving  # After the flags: a fast --help.
   saved_model = FLAGS.saved_model or os.path.join(FLAGS.model_dir, "export")
   files = serving.list_inputs(FLAGS.input)

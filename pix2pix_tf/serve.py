@@ -35,7 +35,9 @@ def main(argv):
   server = web.make_server(
       FLAGS.host, FLAGS.port,
       server_lib.create_app(translator, palette, FLAGS.max_upload_mb,
-                            FLAGS.max_pixels, FLAGS.request_timeout),
+                            FLAGS.max_pixels, FLAGS.request_timeout,
+                            [label for label in
+                             FLAGS.version_labels.split(",") if label]),
       FLAGS.request_timeout, sock)
   print(f"Serving {FLAGS.saved_model} on http://{FLAGS.host}:"
         f"{server.server_port}/", flush=True)

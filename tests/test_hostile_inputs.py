@@ -440,6 +440,30 @@ def test_the_export_refuses_too_large_images_before_decoding(run_copy,
       "generated_image_bytes"].numpy()) == 1
   with pytest.raises(tf.errors.InvalidArgumentError, match="max_pixels"):
     translate(images_bytes=tf.constant([small_bomb()]))
+  # A format TensorFlow decodes but the gate cannot size (JPEG XL: this
+  # is 32x32; one of 14 KB declares 8000x8000) is refused, not decoded.
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match="not a JPEG, PNG, GIF, BMP or WebP image"):
+    translate(images_bytes=tf.constant([JPEG_XL]))
+
+
+# A 32x32 JPEG XL image, which tf.io.decode_image decodes.
+JPEG_XL = base64.b64decode(
+    "/wpHQCQIAgEAvAJLGJuccYQDOIADOCBKwDkFAQAgRIAIEAEiQIT/9+/576Ex55xr7XNvki"
+    "QJAVVVVVVV1f///3Pv6+7u7ob/9+/576Ex55xr7XNvkiQJAVVVVVVV1f///3Pv6+7u7ob/"
+    "9+/576Ex55xr7XNvkiQJAVVVVVVV1f///3Pv6+7u7ob/9+/576Ex55xr7XNvkiQJAVVVVV"
+    "VV1f///3Pv6+7u7j4AFxIAAADgf6Lnf+Lnf+IH")
+
+
+def test_formats_the_gate_cannot_size_are_never_decoded():
+  """tf.io.decode_image reads JPEG XL, whose size no gate reads: the one
+  decoding rule refuses it (and anything else unknown) first."""
+  assert tf.io.decode_image(JPEG_XL).shape == (32, 32, 3)  # It would.
+  assert int(data_lib.encoded_pixels(tf.constant(JPEG_XL))) == -1
+  for contents in (JPEG_XL, b"just text", b""):
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="not a JPEG, PNG, GIF, BMP or WebP image"):
+      data_lib.decode_image(tf.constant(contents))
 
 
 @pytest.mark.slow
@@ -548,8 +572,9 @@ def healthy_within_a_second(port):
 
 
 def b64_body(contents):
-  return json.dumps({"instances": [{"b64": base64.b64encode(
-      contents).decode()}]}).encode()
+  return json.dumps({"signature_name": "translate_encoded",
+                     "instances": [{"b64": base64.b64encode(
+                         contents).decode()}]}).encode()
 
 
 def chunks(size, piece=16_384):
@@ -568,8 +593,8 @@ HOSTILE_REQUESTS = {
     "not JSON": (lambda: b"\xff\xfe{", False, 400, "not JSON"),
     "an oversized chunked body": (lambda: chunks(200_000), True, 413,
                                   "--max_upload_mb"),
-    "not base64": (lambda: b'{"instances": [{"b64": "%%%"}]}', False, 400,
-                   "base64"),
+    "not base64": (lambda: b'{"signature_name": "translate_encoded", '
+                   b'"instances": [{"b64": "%%%"}]}', False, 400, "base64"),
 }
 
 
@@ -613,7 +638,8 @@ def test_a_request_of_many_bombs_is_refused_before_decoding(
   decoded. The request may hold 1,000,000 pixels in all: refused before
   anything is decoded, with the memory unchanged (up to 20 MB)."""
   bomb = {"b64": base64.b64encode(small_bomb(side=1000)).decode()}
-  body = json.dumps({"instances": [bomb] * 30}).encode()
+  body = json.dumps({"signature_name": "translate_encoded",
+                     "instances": [bomb] * 30}).encode()
   assert len(body) < 0.05 * 2**20  # Under --max_upload_mb.
   growth, (status, headers, reply) = peak_memory_growth(lambda: http(
       decoding_server, "POST", "/v1/models/pix2pix:predict", body,

@@ -149,9 +149,10 @@ ROWS = {
     "datasets colorize": datasets_row("colorize", ("photos",)),
     "datasets edges": datasets_row("edges", ("photos",)),
     # split sorts the folder it is given in place: it has no separate
-    # output to point at its input.
+    # output to point at its input. With --force it moves val/ and test/
+    # back first: a name in two splits must stop it before any move.
     "datasets split": Row("datasets", lambda w, t: [
-        "split", f"--data_dir={t}", "--val=0.5"], None,
+        "split", f"--data_dir={t}", "--val=0.5", "--force"], None,
                           ["train/0001.png", "val/0001.png"]),
     "tools/ablate.py": Row(tool("ablate.py"), lambda w, t: [
         f"--data_dir={w.data}", f"--out={t}", "--steps=1",
@@ -479,3 +480,39 @@ def test_scratch_folders_a_killed_process_left_are_removed(tmp_path,
     assert not dead.exists() and alive.exists()
     (tmp_path / folder / "a").write_text("work")
   assert sorted(os.listdir(tmp_path)) == [alive.name]
+
+
+def test_one_command_never_replaces_anothers_output(tmp_path):
+  run = outputs.Folder(str(tmp_path), "model_dir", kind="run")
+  run.write_text("config.json", "{}")
+  evaluation = outputs.Folder(str(tmp_path), "output", kind="evaluate")
+  with pytest.raises(outputs.OutputError) as error:
+    evaluation.check(["config.json"])
+  assert "another command's output (run), not this command's (evaluate)" in (
+      str(error.value))
+  with pytest.raises(outputs.OutputError):
+    evaluation.append_line("config.json", "{}")
+  assert (tmp_path / "config.json").read_text() == "{}"
+  outputs.Folder(str(tmp_path), "model_dir", kind="run").write_text(
+      "config.json", "{\"resumed\": 1}")  # The same kind: its own.
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, target", [
+    ("evaluate", "config.json"), ("study", "flags.txt"),
+    ("tools/benchmark.py", "config.json")])
+def test_a_file_output_pointed_at_a_runs_file_is_refused(trained, tmp_path,
+                                                         name, target):
+  """A run's own files, which pix2pix_tf wrote, are not another command's
+  to replace: evaluate --output=RUN/config.json would break the run."""
+  row = ROWS[name]
+  world = World(tmp_path, trained)
+  target = os.path.join(world.run, target)
+  before = tree(tmp_path)
+  result = run_row(row, row.arguments(world, target))
+  assert tree(tmp_path) == before, result.stderr
+  assert result.returncode != 0
+  lines = [line for line in result.stderr.splitlines()
+           if line.startswith(PROGRAMS)]
+  assert len(lines) == 1 and "another command's output (run)" in lines[0], (
+      result.stderr)

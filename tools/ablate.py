@@ -391,7 +391,7 @@ def run_variant(name: str, flag_text: str, args: dict, strategy: object,
   config = config.validate(strategy.num_replicas_in_sync)
   print(f"[{name}] training {config.max_steps} steps: {text or 'defaults'}",
         flush=True)
-  run_folder = outputs.Folder(model_dir, "out")
+  run_folder = outputs.Folder(model_dir, "out", kind="ablation")
   run_folder.write_text("settings.json", json.dumps(
       settings(flag_text, args)["training"], indent=2))
   final = training.train_and_evaluate(config, strategy)
@@ -578,7 +578,8 @@ def main(argv):
   split = eval_split(FLAGS.data_dir)
   check_scoring(args, split)
   out = outputs.Folder(FLAGS.out, "out",
-                       [outputs.Input(FLAGS.data_dir, "data_dir")])
+                       [outputs.Input(FLAGS.data_dir, "data_dir")],
+                       kind="ablation")
   out.check(RESULTS)
   import keras  # Imported here: it loads TensorFlow (seconds).
   from pix2pix_tf import training

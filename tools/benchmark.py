@@ -622,7 +622,8 @@ def bench_train_command(config, steps):
 
   with tempfile.TemporaryDirectory() as folder:
     run_dir = os.path.join(folder, "run")
-    training.write_run_config(config, outputs.Folder(folder, "model_dir"))
+    training.write_run_config(config, outputs.Folder(folder, "model_dir",
+                                                     kind=training.RUN))
     start = time.perf_counter()
     subprocess.run(
         [sys.executable, "-m", "pix2pix_tf.train",
@@ -850,7 +851,8 @@ def main(argv):
   batch_sizes = [int(b) for b in FLAGS.batch_sizes]
   base.validate()
   report_output = (outputs.file_output(
-      FLAGS.output, "output", [outputs.Input(base.data_dir, "data_dir")])
+      FLAGS.output, "output", [outputs.Input(base.data_dir, "data_dir")],
+      kind="benchmark")
                    if FLAGS.output else None)
   if report_output:
     report_output[0].check([report_output[1]])

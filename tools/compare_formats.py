@@ -66,7 +66,7 @@ def main(argv):
   # Everything it writes, checked before the work.
   out = outputs.Folder(FLAGS.output_dir, "output_dir", [
       outputs.Input(FLAGS.model_dir, "model_dir"),
-      outputs.Input(FLAGS.input, "input")])
+      outputs.Input(FLAGS.input, "input")], kind="export")
   out.check_folder("export", serving.is_own_export)
   out.check([os.path.basename(formats.default_path(out.path, fmt, weights))
              for fmt, weights in VARIANTS])

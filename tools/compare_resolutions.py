@@ -81,7 +81,8 @@ def main(argv):
   from pix2pix_tf import outputs
   from pix2pix_tf.evaluation import metrics
   output, name = outputs.file_output(
-      FLAGS.output, "output", [outputs.Input(FLAGS.input, "input")])
+      FLAGS.output, "output", [outputs.Input(FLAGS.input, "input")],
+      kind="compare_resolutions")
   output.check([name])
   files = data_lib.list_images(FLAGS.input)[:FLAGS.num_images]
   if not files:

@@ -100,7 +100,7 @@ def fetch(name: str, dest: str, base_url: str = BASE_URL,
   if os.path.isdir(os.path.join(target, "train")):
     print(f"{target} already exists; nothing to do.")
     return target
-  folder, _ = outputs.folder_output(target, "dest")
+  folder, _ = outputs.folder_output(target, "dest", kind="dataset download")
   url = f"{base_url.rstrip('/')}/{name}.tar.gz"
 
   def build(staging):

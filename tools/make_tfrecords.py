@@ -61,7 +61,8 @@ def main(argv):
     data_lib.check_headers(files)
   from pix2pix_tf import outputs
   folder, name = outputs.folder_output(
-      FLAGS.output, "output", [outputs.Input(FLAGS.data_dir, "data_dir")])
+      FLAGS.output, "output", [outputs.Input(FLAGS.data_dir, "data_dir")],
+      kind="tfrecords")
 
   def build(staging):
     info = {"format": "pix2pix_tf tfrecords 1", "splits": {}}

@@ -136,7 +136,8 @@ def main(argv):
   from pix2pix_tf.evaluation import segmentation
 
   output, name = outputs.folder_output(
-      FLAGS.output, "output", [outputs.Input(FLAGS.data_dir, "data_dir")])
+      FLAGS.output, "output", [outputs.Input(FLAGS.data_dir, "data_dir")],
+      kind="segmenter")
   palette = data_lib.load_palette(FLAGS.label_palette)
   files = data_lib.list_split(FLAGS.data_dir, "train")
   data_lib.check_headers(files)

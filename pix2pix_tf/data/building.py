@@ -319,7 +319,7 @@ def split(data_dir: str, val: float, test: float, seed: int = 0,
   plan = {"val": names[:n_val], "test": names[n_val:n_val + n_test],
           "train": names[n_val + n_test:]}
   summary = Summary()
-  folder = outputs.Folder(data_dir, "data_dir")
+  folder = outputs.Folder(data_dir, "data_dir", kind="datasets split")
   for name in plan:  # Before the first move: a file where a split belongs.
     if os.path.lexists(os.path.join(data_dir, name)) and not os.path.isdir(
         os.path.join(data_dir, name)):

@@ -206,7 +206,7 @@ def decode_image(contents: tf.Tensor, dtype: tf.DType = tf.uint8
   """
   if dtype not in _DECODERS:
     raise ValueError(f"decode_image decodes to uint8 or uint16, not {dtype}.")
-  return _DECODERS[dtype](headers.refuse_animated_webp(contents))
+  return _DECODERS[dtype](headers.check_decodable(contents))
 
 
 def _decode_uint16(contents):

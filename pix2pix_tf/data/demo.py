@@ -129,7 +129,7 @@ def write_dataset(output_dir: str, num_train: int = 200, num_val: int = 20,
   Returns:
     output_dir.
   """
-  folder = outputs.Folder(output_dir, "output")
+  folder = outputs.Folder(output_dir, "output", kind="demo dataset")
   plan = [(split, i, offset) for split, count, offset in (
       ("train", num_train, 0), ("val", num_val, 1_000_000))
           for i in range(count)]

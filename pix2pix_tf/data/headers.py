@@ -154,10 +154,31 @@ def is_animated_webp(contents: tf.Tensor) -> tf.Tensor:
       tf.equal(tf.bitwise.bitwise_and(flags[0], 2), 2))
 
 
-def refuse_animated_webp(contents: tf.Tensor) -> tf.Tensor:
-  """`contents`, once it is not an animated WebP (an InvalidArgumentError
-  saying so otherwise, before TensorFlow's decoder sees it)."""
-  check = tf.debugging.Assert(tf.logical_not(is_animated_webp(contents)),
-                              [tf.constant(ANIMATED_WEBP)])
-  with tf.control_dependencies([check]):
+UNKNOWN_FORMAT = (
+    "not a JPEG, PNG, GIF, BMP or WebP image (the formats whose size is "
+    "read before decoding); convert it to one of them")
+
+
+def is_known_format(contents: tf.Tensor) -> tf.Tensor:
+  """Whether encoded bytes begin as a JPEG, PNG, GIF, BMP or WebP (bool
+  scalar): the formats `encoded_pixels` reads the size of."""
+  head = tf.strings.join([tf.strings.substr(contents, 0, 12), b"\0" * 12])
+  webp = tf.logical_and(tf.equal(tf.strings.substr(head, 0, 4), b"RIFF"),
+                        tf.equal(tf.strings.substr(head, 8, 4), b"WEBP"))
+  return tf.reduce_any(tf.stack(
+      [tf.equal(tf.strings.substr(head, 0, len(s)), s) for s in _SIGNATURES]
+      + [webp]))
+
+
+def check_decodable(contents: tf.Tensor) -> tf.Tensor:
+  """`contents`, once it is of a format whose size the gate reads and not
+  an animated WebP: an InvalidArgumentError saying which otherwise, before
+  TensorFlow's decoder sees it. TensorFlow decodes more (JPEG XL) than the
+  gate can size; those are refused rather than decoded unmeasured."""
+  checks = [
+      tf.debugging.Assert(is_known_format(contents),
+                          [tf.constant(UNKNOWN_FORMAT)]),
+      tf.debugging.Assert(tf.logical_not(is_animated_webp(contents)),
+                          [tf.constant(ANIMATED_WEBP)])]
+  with tf.control_dependencies(checks):
     return tf.identity(contents)

@@ -137,7 +137,7 @@ def check_path(path: str, fmt: str) -> None:
     raise saved_model_lib.ExportError(
         f"--export_dir={path} exists and is not a file: choose another "
         "path.")
-  folder, name = outputs.file_output(path, "export_dir")
+  folder, name = outputs.file_output(path, "export_dir", kind="export")
   folder.check([name])  # Before the work: a file of the user's is refused.
 
 
@@ -192,7 +192,7 @@ def write_format(generator: keras.Model, config: config_lib.Config,
     _write(model, staged, fmt, shape, litert_weights)
     checked["difference"] = check(staged)
 
-  folder, name = outputs.file_output(path, "export_dir")
+  folder, name = outputs.file_output(path, "export_dir", kind="export")
   folder.write(name, write_and_check)
   return Written(path, os.path.getsize(path), checked["difference"],
                  without_dropout)

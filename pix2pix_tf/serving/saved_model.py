@@ -123,7 +123,8 @@ def export_folder(export_dir: str, flag: str = "export_dir"
   """(the folder holding `export_dir`, its name there), with the export
   checked: absent, empty, or a SavedModel of pix2pix_tf with nothing else
   (else outputs.OutputError naming --`flag`)."""
-  return outputs.folder_output(export_dir, flag, recognize=is_own_export)
+  return outputs.folder_output(export_dir, flag, recognize=is_own_export,
+                               kind="export")
 
 
 def restore_generator(config: config_lib.Config,

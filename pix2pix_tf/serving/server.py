@@ -10,6 +10,7 @@ GET /                          the page (pages/translate.html): draw a label
                                native resolution)
 POST /v1/models/pix2pix:predict
 POST /v1/models/pix2pix/versions/N:predict
+POST /v1/models/pix2pix/labels/L:predict  (L one of serve --version_labels)
     row format {"signature_name": S, "instances": [...]} ->
     {"predictions": [...]}, or columnar {"signature_name": S, "inputs":
     ...} -> {"outputs": ...}. S names any signature that takes inputs:
@@ -19,16 +20,18 @@ POST /v1/models/pix2pix/versions/N:predict
     in, {"b64": ...} PNGs out). The metadata signature takes no inputs and
     is refused, as TensorFlow Serving refuses it; its contents, without
     paths, are in the metadata document below.
-    The default signature (no signature_name, or ""): {"b64": ...} images
-    go to translate_encoded, or translate_encoded_native by --resolution
-    (else the export's resolution), as before; numbers go to
-    serving_default, TensorFlow Serving's default.
+    No signature_name (or ""): serving_default, as TensorFlow Serving
+    runs; {"b64": ...} images sent to it are refused (400) with the
+    signature that takes them (translate_encoded, or
+    translate_encoded_native by --resolution, else the export's).
 GET /v1/models/pix2pix
 GET /v1/models/pix2pix/versions/N
+GET /v1/models/pix2pix/labels/L
     the model status: {"model_version_status": [{"version": "N", "state":
     "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]}
 GET /v1/models/pix2pix/metadata
 GET /v1/models/pix2pix/versions/N/metadata
+GET /v1/models/pix2pix/labels/L/metadata
     {"model_spec": {"name", "signature_name", "version"}, "metadata":
     {"signature_def": {"signature_def": {name: {"inputs", "outputs",
     "method_name"}}}, "pix2pix_tf": the export's metadata without the
@@ -37,7 +40,8 @@ GET /healthz                   {"status": "ok"} once the model is loaded
 
 The version N is the --saved_model folder's name when that is a number (as
 in TensorFlow Serving's /models/pix2pix/1), else 1; another version or
-model name is answered 404.
+model name is answered 404; a label that --version_labels does not name,
+400 (TensorFlow Serving's "Unrecognized servable version label").
 
 Requests are served concurrently; model calls are serialised by a lock, so a
 single model copy is used safely. Errors are {"error": "..."} with a 4xx or
@@ -220,15 +224,22 @@ class ModelName(routing.BaseConverter):
 
 
 def check_servable(model: str, version: Optional[int],
-                   translator: Translator, status: bool = False) -> None:
-  """RequestError 404 (TensorFlow Serving's message: of the status
-  endpoint when `status`) unless the path names this model and, if any,
-  its version."""
+                   translator: Translator, status: bool = False,
+                   label: Optional[str] = None,
+                   labels: Sequence[str] = ()) -> None:
+  """RequestError unless the path names this model and, if any, its
+  version or one of its version `labels`: 404 for another model or
+  version, 400 for an unknown label (TensorFlow Serving's statuses and
+  messages; of the status endpoint when `status`)."""
   served = f" (this server serves {MODEL_NAME}, version {translator.version})"
   if model != MODEL_NAME:
     raise rest.RequestError(404, (
         f"Could not find any versions of model {model}" if status else
         f"Servable not found for request: Latest({model})") + served)
+  if label is not None and label not in labels:
+    raise rest.RequestError(400, (
+        f"Unrecognized servable version label: {label} (this server's "
+        f"labels: {', '.join(labels) or 'none; serve --version_labels'})"))
   if version is not None and version != translator.version:
     raise rest.RequestError(404, (
         f"Could not find version {version} of model {model}" if status else
@@ -237,18 +248,24 @@ def check_servable(model: str, version: Optional[int],
 
 
 def choose_signature(body: dict, translator: Translator) -> str:
-  """The signature a predict body asks for: its signature_name, else the
-  encoded default for b64 images and serving_default for numbers (see
-  the module docstring). RequestError (400) for a signature that predict
-  cannot run."""
+  """The signature a predict body asks for: its signature_name, else
+  serving_default, as TensorFlow Serving chooses. RequestError (400) for a
+  signature that predict cannot run, and for encoded images sent to
+  serving_default (which takes numbers), saying which signature takes
+  them."""
   name = body.get("signature_name")
   if name is not None and not isinstance(name, str):
     raise rest.RequestError(400, "'signature_name' must be a string.")
   if not name:  # TensorFlow Serving reads "" as the default too.
     value = rest.first_value(body)
-    return (translator.default_signature
-            if isinstance(value, str) or rest.is_b64(value)
-            else DEFAULT_SIGNATURE)
+    if isinstance(value, str) or rest.is_b64(value):
+      raise rest.RequestError(400, (
+          f"{DEFAULT_SIGNATURE}, the signature a request without "
+          "'signature_name' runs (in TensorFlow Serving too), takes float32 "
+          "images in [-1, 1], not encoded ones: send "
+          f'"signature_name": "{translator.default_signature}" with '
+          '{"b64": ...} images.'))
+    return DEFAULT_SIGNATURE
   if name in translator.signatures:
     return name
   if name in translator.signature_defs:
@@ -287,17 +304,23 @@ def _error(status: int, message: str):
 
 def _install_api(server: flask.Flask, translator: Translator,
                  own_metadata: dict, limits: rest.Limits,
-                 request_timeout: float) -> None:
+                 request_timeout: float, labels: Sequence[str]) -> None:
   """TensorFlow Serving's REST endpoints (the module docstring)."""
   server.url_map.converters["model"] = ModelName
   model = "/v1/models/<model:model>"
   version = model + "/versions/<int:version>"
-  latest = {"version": None}
+  label = model + "/labels/<model:label>"
+  latest = {"version": None, "label": None}
+  numbered, labelled = {"label": None}, {"version": None}
+
+  def check(model, version, label, status=False):
+    check_servable(model, version, translator, status, label, labels)
 
   @server.post(model + ":predict", defaults=latest)
-  @server.post(version + ":predict")
-  def predict(model, version):
-    check_servable(model, version, translator)
+  @server.post(version + ":predict", defaults=numbered)
+  @server.post(label + ":predict", defaults=labelled)
+  def predict(model, version, label):
+    check(model, version, label)
     body = web.json_object(flask.request, PREDICT_BODY)
     signature = choose_signature(body, translator)
     inputs, form = rest.parse_predict(
@@ -306,15 +329,17 @@ def _install_api(server: flask.Flask, translator: Translator,
     return flask.jsonify(rest.predict_answer(outputs, form))
 
   @server.get(model, defaults=latest)
-  @server.get(version)
-  def status(model, version):
-    check_servable(model, version, translator, status=True)
+  @server.get(version, defaults=numbered)
+  @server.get(label, defaults=labelled)
+  def status(model, version, label):
+    check(model, version, label, status=True)
     return flask.jsonify(rest.model_status(translator.version))
 
   @server.get(model + "/metadata", defaults=latest)
-  @server.get(version + "/metadata")
-  def metadata(model, version):
-    check_servable(model, version, translator)
+  @server.get(version + "/metadata", defaults=numbered)
+  @server.get(label + "/metadata", defaults=labelled)
+  def metadata(model, version, label):
+    check(model, version, label)
     return flask.jsonify(rest.model_metadata(
         MODEL_NAME, translator.version, translator.signature_defs,
         pix2pix_tf=own_metadata))
@@ -338,19 +363,22 @@ def _install_api(server: flask.Flask, translator: Translator,
       return _error(404, "No such page.")
     return _error(404, (
         f"Malformed request: {request.method} {request.path}; this server "
-        f"answers POST /v1/models/{MODEL_NAME}[/versions/N]:predict and "
-        f"GET /v1/models/{MODEL_NAME}[/versions/N][/metadata]."))
+        f"answers POST /v1/models/{MODEL_NAME}[/versions/N|/labels/L]"
+        f":predict and GET /v1/models/{MODEL_NAME}[/versions/N|/labels/L]"
+        "[/metadata]."))
 
 
 def create_app(translator: Translator, palette: Optional[List[dict]] = None,
                max_upload_mb: float = 8.0, max_pixels: Optional[int] = None,
-               request_timeout: float = config_lib.DEFAULT_REQUEST_TIMEOUT
-               ) -> flask.Flask:
+               request_timeout: float = config_lib.DEFAULT_REQUEST_TIMEOUT,
+               version_labels: Sequence[str] = ()) -> flask.Flask:
   """The Flask app around `translator`. A request whose images' headers
   declare more than `max_pixels` pixels in all (default: the export's own
   limit; numeric images count their values over the channels) is answered
   413 before anything is decoded; a request waits at most
-  `request_timeout` seconds for the model."""
+  `request_timeout` seconds for the model. `version_labels` name the
+  served version in /labels/ paths, as TensorFlow Serving's model config
+  names versions (none: every label is refused, as there)."""
   server = flask.Flask(__name__)
   server.config["MAX_CONTENT_LENGTH"] = int(max_upload_mb * 2**20)
   # The export refuses larger images itself: the server's limit can only
@@ -376,7 +404,7 @@ def create_app(translator: Translator, palette: Optional[List[dict]] = None,
     own_metadata["palette"] = palette
   _install_api(server, translator, own_metadata, rest.Limits(
       max_pixels, translator.metadata.get("input_channels", 3)),
-               request_timeout)
+               request_timeout, tuple(version_labels))
   return server
 
 

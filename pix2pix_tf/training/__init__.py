@@ -17,8 +17,9 @@ from pix2pix_tf.training.distribution import (is_chief, make_distributed_step,
 from pix2pix_tf.training.loop import StopSignal, train_and_evaluate
 from pix2pix_tf.training.precision import (POLICIES, dtype_policy,
                                            resolve_mixed_precision)
-from pix2pix_tf.training.run import (BAD_IMAGE, RUN_FILES, RUN_FOLDERS, Built,
-                                     NumericalError, Run, RunPaths, build,
+from pix2pix_tf.training.run import (BAD_IMAGE, RUN, RUN_FILES, RUN_FOLDERS,
+                                     Built, NumericalError, Run, RunPaths,
+                                     build,
                                      open_run_folder, setup, train_iterator,
                                      write_run_config)
 from pix2pix_tf.training.schedules import LinearDecay, learning_rate_schedule
@@ -27,7 +28,7 @@ from pix2pix_tf.training.step import (TrainStep, make_train_step,
                                       metric_names)
 
 __all__ = [
-    "BAD_IMAGE", "Built", "LinearDecay", "NumericalError", "POLICIES",
+    "BAD_IMAGE", "Built", "LinearDecay", "NumericalError", "POLICIES", "RUN",
     "RUN_FILES", "RUN_FOLDERS", "Run", "RunPaths", "StopSignal", "TrainState",
     "TrainStep", "build", "create_state", "dtype_policy", "is_chief",
     "learning_rate_schedule", "make_distributed_step", "make_strategy",

@@ -204,7 +204,8 @@ def setup(config: config_lib.Config,
   chief = distribution.is_chief(strategy)
   # Non-chief workers write to a scratch folder, removed at the end.
   if not chief:
-    folder = outputs.Folder(temporaries.scratch_folder("worker"), "model_dir")
+    folder = outputs.Folder(temporaries.scratch_folder("worker"), "model_dir",
+                            kind=RUN)
   paths = RunPaths(folder.path)
   built = build(config, strategy, data.steps_per_epoch, data.total_steps)
   checkpoint = built.state.checkpoint()
@@ -281,6 +282,9 @@ def restore_discriminator(path: str, discriminator: keras.Model) -> bool:
 # What a run writes in --model_dir: files, and folders TensorFlow fills.
 RUN_FILES = ("flags.txt", "config.json")
 RUN_FOLDERS = ("checkpoints", "logs", "samples")
+# What train, convert and ablate's variants write: a run, which each of
+# them may continue (the writer's kind of these files).
+RUN = "run"
 # What a killed or failed sharded checkpoint save leaves: ckpt-N_temp.
 PARTIAL_SAVES = "*_temp"
 
@@ -290,7 +294,7 @@ def open_run_folder(model_dir: str, data_dir: str = "") -> outputs.Folder:
   data's folder, and holding nothing of the user's where a run writes
   (outputs.OutputError naming the file)."""
   folder = outputs.Folder(model_dir, "model_dir",
-                          [outputs.Input(data_dir, "data_dir")])
+                          [outputs.Input(data_dir, "data_dir")], kind=RUN)
   folder.check(RUN_FILES + RUN_FOLDERS)
   return folder
 

@@ -50,7 +50,8 @@ def test_an_old_export_loads_and_translates_as_it_did(expected):
 def test_an_old_export_serves_the_same_answer(expected):
   translator = server_lib.Translator(OLD_EXPORT)
   client = server_lib.create_app(translator).test_client()
-  reply = client.post("/v1/models/pix2pix:predict", json={"instances": [
+  reply = client.post("/v1/models/pix2pix:predict", json={
+      "signature_name": "translate_encoded", "instances": [
       {"b64": base64.b64encode(png_bytes(expected["image"])).decode()}]})
   assert reply.status_code == 200, reply.get_json()
   png = base64.b64decode(reply.get_json()["predictions"][0]["b64"])

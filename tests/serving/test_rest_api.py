@@ -4,14 +4,19 @@ export, the model status and metadata documents, and its errors."""
 
 import base64
 import io
+import json
+import os
 import re
+import shlex
+import shutil
+import urllib.parse
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
 
-from conftest import gradient_image, small_config, visible_generator
+from conftest import ROOT, gradient_image, small_config, visible_generator
 from pix2pix_tf import serving
 from pix2pix_tf.serving import rest
 from pix2pix_tf.serving import server as server_lib
@@ -130,17 +135,47 @@ def test_encoded_signatures_take_and_answer_b64(client, signatures, name):
       np.testing.assert_array_equal(decode_b64_png(value), want)
 
 
-def test_b64_without_signature_name_goes_to_the_encoded_default(
-    client, translator, signatures):
-  image = gradient_image(24, 40)
-  encoded = png_b64(image)
-  status, answer = post(client, {"instances": [{"b64": encoded}]})
-  assert status == 200, answer
-  expected = signatures[translator.default_signature](
-      images_bytes=tf.constant([base64.b64decode(encoded)]))[
-          "generated_image_bytes"][0]
-  np.testing.assert_array_equal(decode_b64_png(answer["predictions"][0]),
-                                tf.io.decode_png(expected).numpy())
+def test_no_signature_name_runs_serving_default_as_tf_serving_does(
+    client, translator):
+  """TensorFlow Serving runs serving_default for a request without
+  signature_name (or with ""), whatever its values: so does serve. Encoded
+  images, which serving_default does not take, are refused naming the
+  signature that does."""
+  for body in ({"instances": [{"b64": png_b64(gradient_image(24, 40))}]},
+               {"signature_name": "", "inputs": [{"b64": "AAAA"}]},
+               {"instances": ["a string"]}):
+    status, answer = post(client, body)
+    assert status == 400, answer
+    assert answer["error"].startswith(
+        "serving_default, the signature a request without 'signature_name' "
+        "runs (in TensorFlow Serving too), takes float32 images"), answer
+    assert f'"signature_name": "{translator.default_signature}"' in (
+        answer["error"])
+
+
+def test_version_labels_route_as_tf_serving_routes_them(translator):
+  """/labels/L paths: a label of --version_labels is the served version;
+  any other is TensorFlow Serving's 400, "Unrecognized servable version
+  label"."""
+  images = float_images(1).tolist()
+  labelled = server_lib.create_app(translator,
+                                   version_labels=["stable"]).test_client()
+  plain = server_lib.create_app(translator).test_client()
+  root = "/v1/models/pix2pix/labels"
+  status, answer = post(labelled, {"instances": images},
+                        f"{root}/stable:predict")
+  assert status == 200 and len(answer["predictions"]) == 1, answer
+  assert labelled.get(f"{root}/stable").get_json() == rest.model_status(
+      translator.version)
+  assert labelled.get(f"{root}/stable/metadata").status_code == 200
+  for client, label in ((labelled, "canary"), (plain, "stable")):
+    for reply in (client.post(f"{root}/{label}:predict",
+                              json={"instances": images}),
+                  client.get(f"{root}/{label}"),
+                  client.get(f"{root}/{label}/metadata")):
+      assert reply.status_code == 400, reply.get_json()
+      assert reply.get_json()["error"].startswith(
+          f"Unrecognized servable version label: {label}")
 
 
 def test_versioned_urls_and_unknown_models(client):
@@ -255,9 +290,11 @@ BAD_REQUESTS = {
         {"signature_name": "translate_uint8",
          "inputs": {"image": [[[[1, 2, 3]]]]}}, 400,
         "Missing named input 'images'"),
-    "not base64": ({"instances": [{"b64": "***"}]}, 400, "base64"),
-    "not an image": ({"instances": [{"b64": base64.b64encode(
-        b"just text").decode()}]}, 400, "not a JPEG, PNG"),
+    "not base64": ({"signature_name": "translate_encoded",
+                    "instances": [{"b64": "***"}]}, 400, "base64"),
+    "not an image": ({"signature_name": "translate_encoded",
+                      "instances": [{"b64": base64.b64encode(
+                          b"just text").decode()}]}, 400, "not a JPEG, PNG"),
     "a number for a string input": (
         {"signature_name": "translate_encoded", "instances": [3]}, 400,
         '{"b64": "..."}'),
@@ -297,7 +334,8 @@ def test_images_over_the_pixel_limit_are_refused_before_the_model(
   for body in ({"inputs": float_images(1, 64).tolist()},
                {"signature_name": "translate_uint8",
                 "instances": [gradient_image(40, 40).tolist()]},
-               {"instances": [{"b64": png_b64(gradient_image(40, 40))}]}):
+               {"signature_name": "translate_encoded",
+                "instances": [{"b64": png_b64(gradient_image(40, 40))}]}):
     status, answer = post(client, body)
     assert status == 413 and "--max_pixels=1024" in answer["error"], answer
   # A request holds that many pixels in all: one image of that size, or
@@ -327,6 +365,7 @@ def test_the_docstring_lists_every_endpoint(translator):
       continue
     path = re.sub(r"<int:version>", "N", re.sub(r"<model:model>", "pix2pix",
                                                   rule.rule))
+    path = path.replace("<model:label>", "L")
     for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
       assert f"{method} {path}" in server_lib.__doc__, (method, path)
 
@@ -409,3 +448,70 @@ def test_an_image_whose_header_cannot_be_read_is_refused():
     rest.parse_predict({"instances": [{"b64": base64.b64encode(
         broken).decode()}]}, specs, rest.Limits(100, 3))
   assert e.value.status == 400
+
+
+def readme_requests():
+  """(method, path, body or None) of every curl command of the README that
+  names the pix2pix model, with `$(base64 -w0 FILE)` standing for a PNG."""
+  lines = open(os.path.join(ROOT, "README.md")).read().splitlines()
+  requests = []
+  for i, line in enumerate(lines):
+    if not line.startswith("    curl "):
+      continue
+    command = [line]
+    while command[-1].endswith("\\") or (
+        i + len(command) < len(lines) and
+        lines[i + len(command)].startswith("              ")):
+      command.append(lines[i + len(command)])
+    text = "\n".join(command).replace("\\\n", " ")
+    text = re.sub(r"\$\(base64 -w0 [^)]*\)", "B64_OF_A_PNG", text)
+    words = shlex.split(text)
+    url = words[-1]
+    if "/v1/models/pix2pix" not in url:
+      continue
+    body = (json.loads(words[words.index("-d") + 1]) if "-d" in words
+            else None)
+    requests.append(("POST" if body else "GET",
+                     urllib.parse.urlparse(url).path, body))
+  return requests
+
+
+def test_every_readme_request_runs_what_tf_serving_would_run(export_dir,
+                                                             tmp_path):
+  """Each README example, sent to serve, is answered by the signature that
+  TensorFlow Serving's routing picks for it: its signature_name, else
+  serving_default; status and metadata paths answer as documented."""
+  version_one = str(tmp_path / "1")  # The README's /versions/1.
+  shutil.copytree(export_dir, version_one)
+  client = server_lib.create_app(
+      server_lib.Translator(version_one)).test_client()
+  signatures = tf.saved_model.load(version_one).signatures
+  png = base64.b64decode(png_b64(gradient_image(32, 32)))
+  requests = readme_requests()
+  assert {method for method, _, _ in requests} == {"GET", "POST"}
+  for method, path, body in requests:
+    if method == "GET":
+      reply = client.get(path)
+      assert reply.status_code == 200, (path, reply.get_json())
+      continue
+    body = json.loads(json.dumps(body).replace(
+        "B64_OF_A_PNG", base64.b64encode(png).decode()))
+    status, answer = post(client, body, path)
+    assert status == 200, (body, answer)
+    signature = signatures[body.get("signature_name") or "serving_default"]
+    values = answer.get("predictions", answer.get("outputs"))
+    inputs = body.get("instances", body.get("inputs"))
+    if isinstance(inputs, dict):
+      inputs = next(iter(inputs.values()))
+    if "images_bytes" in signature.structured_input_signature[1]:
+      expected = signature(images_bytes=tf.constant(
+          [base64.b64decode(i["b64"]) for i in inputs]))[
+              "generated_image_bytes"].numpy()
+      for value, want in zip(values, expected):
+        np.testing.assert_array_equal(decode_b64_png(value),
+                                      tf.io.decode_png(want).numpy())
+    else:
+      dtype = signature.structured_input_signature[1]["images"].dtype
+      expected = signature(images=tf.constant(np.array(
+          inputs, dtype.as_numpy_dtype)))["generated_image"].numpy()
+      np.testing.assert_array_equal(np.array(values), expected)

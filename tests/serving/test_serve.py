@@ -80,8 +80,9 @@ def png_bytes(array):
   return buffer.getvalue()
 
 
-def predict_body(*images):
-  return {"instances": [{"b64": base64.b64encode(i).decode()}
+def predict_body(*images, signature="translate_encoded"):
+  return {"signature_name": signature,
+          "instances": [{"b64": base64.b64encode(i).decode()}
                         for i in images]}
 
 
@@ -180,8 +181,7 @@ def test_signature_name_picks_the_resolution(server, exported):
   answers = {}
   for name in ("translate_encoded", "translate_encoded_native"):
     status, body = request(f"{url}/v1/models/pix2pix:predict",
-                           {"signature_name": name,
-                            **predict_body(image)})
+                           predict_body(image, signature=name))
     assert status == 200, body
     answers[name] = tf.io.decode_png(base64.b64decode(
         body["predictions"][0]["b64"])).numpy()
@@ -195,7 +195,7 @@ def test_signature_name_picks_the_resolution(server, exported):
   assert not np.array_equal(answers["translate_encoded"],
                             answers["translate_encoded_native"])
   status, body = request(f"{url}/v1/models/pix2pix:predict",
-                         {"signature_name": "nonsense", **predict_body(image)})
+                         predict_body(image, signature="nonsense"))
   assert status == 400
   assert "translate_encoded, translate_encoded_native" in body["error"]
 
@@ -208,7 +208,8 @@ def test_bad_requests_get_json_errors_and_the_server_keeps_serving(server):
   assert status == 400 and "instances" in body["error"]
   status, body = request(predict, predict_body(b"this is not an image"))
   assert status == 400 and "not a JPEG, PNG" in body["error"]
-  status, body = request(predict, {"instances": [{"b64": "***"}]})
+  status, body = request(predict, {"signature_name": "translate_encoded",
+                                   "instances": [{"b64": "***"}]})
   assert status == 400 and "base64" in body["error"]
   big = os.urandom(80_000)  # Over --max_upload_mb=0.05 once encoded.
   status, body = request(predict, predict_body(big))
