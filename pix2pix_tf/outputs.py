@@ -114,6 +114,7 @@ class Folder:
             "this command reads: its outputs would replace or join its "
             f"inputs. Choose another --{flag}.")
     self._records = self._read_manifest()
+    temporaries.undo_interrupted_swaps(self.path)
     temporaries.remove_stale(self.path)  # What a killed run left.
 
   # --- The manifest ---------------------------------------------------------
@@ -317,23 +318,13 @@ class Folder:
     path = self.target(name)
     self.check_folder(name, recognize)
     staging = self._temporary(path)
-    old = None
     try:
       build(staging)
-      # mkdtemp's folder is private (0700); the result gets the mode any
-      # new folder gets (a server running as another user reads it).
-      umask = os.umask(0)
-      os.umask(umask)
-      os.chmod(staging, 0o777 & ~umask)
       if os.path.lexists(path):
         self.check_folder(name, recognize)  # It may have changed meanwhile.
-        old = self._temporary(path)
-        os.replace(path, os.path.join(old, "replaced"))
-      os.replace(staging, path)
+      temporaries.swap_in(staging, self.path, name)
     finally:
       temporaries.remove(staging)
-      if old:
-        temporaries.remove(old)
     self._record(name=name, folder=True)
     return path
 

@@ -55,8 +55,8 @@ def main(argv):
   written = len(files) - len(failed)
   print(f"Translated {written} of {len(files)} images into {FLAGS.output}.")
   if failed:
-    sys.exit(f"pix2pix_tf.predict: {len(failed)} of {len(files)} images "
-             f"failed: {', '.join(failed)}")
+    sys.exit(f"pix2pix_tf.predict: error: {len(failed)} of {len(files)} "
+             f"images failed (each named above): {', '.join(failed)}")
 
 
 def run():

@@ -55,6 +55,61 @@ def remove_stale(folder: str) -> None:
         remove(os.path.join(folder, entry))
 
 
+_REPLACED = "replaced"  # The temporaries holding a folder being replaced.
+
+
+def swap_in(staging: str, top: str, name: str) -> None:
+  """Moves the folder `staging` to `top`/`name`, in place of what is there.
+
+  The old folder is moved aside first, into a temporary that records its
+  name: if the move in fails it is put back, and if the process is killed
+  between the two renames, `undo_interrupted_swaps` puts it back the next
+  time a command opens `top`. mkdtemp's private mode (0700) is replaced by
+  a new folder's, so that a server running as another user reads it.
+  """
+  umask = os.umask(0)
+  os.umask(umask)
+  os.chmod(staging, 0o777 & ~umask)
+  path = os.path.join(top, name)
+  old = None
+  try:
+    if os.path.lexists(path):
+      old = tempfile.mkdtemp(prefix=mine(_REPLACED), dir=top)
+      with open(os.path.join(old, "name"), "w") as f:
+        f.write(name)
+      os.replace(path, os.path.join(old, "folder"))
+    try:
+      os.replace(staging, path)
+    except BaseException:
+      if old:
+        os.replace(os.path.join(old, "folder"), path)
+      raise
+  finally:
+    if old:
+      remove(old)
+
+
+def undo_interrupted_swaps(top: str) -> None:
+  """Puts back a folder that `swap_in` had moved aside when its process
+  was killed, before the new one took its place."""
+  try:
+    entries = os.listdir(top)
+  except OSError:
+    return
+  for entry in entries:
+    if not (is_stale(entry) and f"-{_REPLACED}-" in entry):
+      continue
+    holder = os.path.join(top, entry)
+    try:
+      with open(os.path.join(holder, "name")) as f:
+        target = os.path.join(top, f.read())
+      if (os.path.isdir(os.path.join(holder, "folder"))
+          and not os.path.lexists(target)):
+        os.replace(os.path.join(holder, "folder"), target)
+    except OSError:
+      continue
+
+
 def scratch_folder(purpose: str) -> str:
   """A new private folder in the system's temporary folder, for work that
   is not an output (an export that evaluate scores and discards; a

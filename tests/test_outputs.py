@@ -516,3 +516,32 @@ def test_a_file_output_pointed_at_a_runs_file_is_refused(trained, tmp_path,
            if line.startswith(PROGRAMS)]
   assert len(lines) == 1 and "another command's output (run)" in lines[0], (
       result.stderr)
+
+
+def test_a_folder_being_replaced_is_never_lost(tmp_path, monkeypatch):
+  """A failed swap puts the old folder back; one a kill interrupted between
+  its two renames is put back when the folder is next opened."""
+  folder = outputs.Folder(str(tmp_path), "export_dir")
+  folder.replace_folder("export", lambda staging: open(
+      os.path.join(staging, "v1"), "w").close())
+  real_replace = os.replace
+
+  def fail_moving_in(source, target):
+    if os.path.basename(target) == "export" and "-replaced-" not in source:
+      raise OSError(28, "No space left on device")
+    real_replace(source, target)
+
+  monkeypatch.setattr(os, "replace", fail_moving_in)
+  with pytest.raises(OSError):
+    folder.replace_folder("export", lambda staging: open(
+        os.path.join(staging, "v2"), "w").close())
+  monkeypatch.undo()
+  assert os.listdir(tmp_path / "export") == ["v1"]
+  # Killed after the old export was moved aside (its process is gone).
+  holder = tmp_path / f"{temporaries.PREFIX}{2**22 + 7}-replaced-x"
+  holder.mkdir()
+  (holder / "name").write_text("export")
+  real_replace(tmp_path / "export", holder / "folder")
+  outputs.Folder(str(tmp_path), "export_dir")
+  assert os.listdir(tmp_path / "export") == ["v1"]
+  assert not holder.exists()

@@ -251,7 +251,7 @@ def test_predict_translates_a_folder_and_skips_a_corrupt_file(eval_export,
             in result.stderr), result.stderr
   assert "Traceback" not in result.stderr
   assert "Graph execution error" not in result.stderr
-  assert "2 of 4 images failed" in result.stderr
+  assert "pix2pix_tf.predict: error: 2 of 4 images failed" in result.stderr
   assert Image.open(tmp_path / "out" / "wide.png").size == (50, 30)
   # Outputs are PNG whatever the input's format, named by its stem.
   with Image.open(tmp_path / "out" / "square.png") as square:
