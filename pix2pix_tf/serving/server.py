@@ -64,17 +64,16 @@ from typing import Dict, List, Optional, Sequence
 import flask
 import numpy as np
 import tensorflow as tf
-from werkzeug import routing
 
 from pix2pix_tf import config as config_lib
 from pix2pix_tf import data as data_lib
 from pix2pix_tf.serving import rest
+from pix2pix_tf.serving import routes
+from pix2pix_tf.serving.routes import MODEL_NAME
 from pix2pix_tf.serving import saved_model as saved_model_lib
 from pix2pix_tf.serving import web
 
-MODEL_NAME = "pix2pix"
 PREDICT_BODY = 'JSON {"instances": [...]} or {"inputs": ...}'
-DEFAULT_SIGNATURE = "serving_default"
 
 # Flags whose values are paths on the training machine: the metadata
 # endpoint leaves them out, so that a server does not tell its visitors
@@ -217,67 +216,6 @@ def public_metadata(metadata: dict) -> dict:
   return public
 
 
-class ModelName(routing.BaseConverter):
-  """A model name in a TensorFlow Serving path: no "/" or ":" (so that
-  /v1/models/pix2pix:predict names the model pix2pix)."""
-  regex = r"[^/:]+"
-
-
-def check_servable(model: str, version: Optional[int],
-                   translator: Translator, status: bool = False,
-                   label: Optional[str] = None,
-                   labels: Sequence[str] = ()) -> None:
-  """RequestError unless the path names this model and, if any, its
-  version or one of its version `labels`: 404 for another model or
-  version, 400 for an unknown label (TensorFlow Serving's statuses and
-  messages; of the status endpoint when `status`)."""
-  served = f" (this server serves {MODEL_NAME}, version {translator.version})"
-  if model != MODEL_NAME:
-    raise rest.RequestError(404, (
-        f"Could not find any versions of model {model}" if status else
-        f"Servable not found for request: Latest({model})") + served)
-  if label is not None and label not in labels:
-    raise rest.RequestError(400, (
-        f"Unrecognized servable version label: {label} (this server's "
-        f"labels: {', '.join(labels) or 'none; serve --version_labels'})"))
-  if version is not None and version != translator.version:
-    raise rest.RequestError(404, (
-        f"Could not find version {version} of model {model}" if status else
-        f"Servable not found for request: Specific({model}, {version})") +
-        served)
-
-
-def choose_signature(body: dict, translator: Translator) -> str:
-  """The signature a predict body asks for: its signature_name, else
-  serving_default, as TensorFlow Serving chooses. RequestError (400) for a
-  signature that predict cannot run, and for encoded images sent to
-  serving_default (which takes numbers), saying which signature takes
-  them."""
-  name = body.get("signature_name")
-  if name is not None and not isinstance(name, str):
-    raise rest.RequestError(400, "'signature_name' must be a string.")
-  if not name:  # TensorFlow Serving reads "" as the default too.
-    value = rest.first_value(body)
-    if isinstance(value, str) or rest.is_b64(value):
-      raise rest.RequestError(400, (
-          f"{DEFAULT_SIGNATURE}, the signature a request without "
-          "'signature_name' runs (in TensorFlow Serving too), takes float32 "
-          "images in [-1, 1], not encoded ones: send "
-          f'"signature_name": "{translator.default_signature}" with '
-          '{"b64": ...} images.'))
-    return DEFAULT_SIGNATURE
-  if name in translator.signatures:
-    return name
-  if name in translator.signature_defs:
-    raise rest.RequestError(400, (
-        f"Signature {name!r} takes no inputs, so predict cannot run it "
-        "(TensorFlow Serving refuses it too); the export's metadata is at "
-        f"GET /v1/models/{MODEL_NAME}/metadata."))
-  raise rest.RequestError(400, (
-      f"Serving signature name {name!r} not found; use one of "
-      f"{', '.join(sorted(translator.signatures))}."))
-
-
 def _page_config(translator: Translator, palette: Optional[List[dict]],
                  max_pixels: int) -> dict:
   """What the page is told: brushes, canvas sizes, the pixel limit, the
@@ -306,7 +244,7 @@ def _install_api(server: flask.Flask, translator: Translator,
                  own_metadata: dict, limits: rest.Limits,
                  request_timeout: float, labels: Sequence[str]) -> None:
   """TensorFlow Serving's REST endpoints (the module docstring)."""
-  server.url_map.converters["model"] = ModelName
+  server.url_map.converters["model"] = routes.ModelName
   model = "/v1/models/<model:model>"
   version = model + "/versions/<int:version>"
   label = model + "/labels/<model:label>"
@@ -314,7 +252,8 @@ def _install_api(server: flask.Flask, translator: Translator,
   numbered, labelled = {"label": None}, {"version": None}
 
   def check(model, version, label, status=False):
-    check_servable(model, version, translator, status, label, labels)
+    routes.check_servable(model, version, translator, status, label,
+                          labels)
 
   @server.post(model + ":predict", defaults=latest)
   @server.post(version + ":predict", defaults=numbered)
@@ -322,7 +261,7 @@ def _install_api(server: flask.Flask, translator: Translator,
   def predict(model, version, label):
     check(model, version, label)
     body = web.json_object(flask.request, PREDICT_BODY)
-    signature = choose_signature(body, translator)
+    signature = routes.choose_signature(body, translator)
     inputs, form = rest.parse_predict(
         body, translator.input_specs(signature), limits)
     outputs = translator.run(signature, inputs, wait=request_timeout)
@@ -343,6 +282,12 @@ def _install_api(server: flask.Flask, translator: Translator,
     return flask.jsonify(rest.model_metadata(
         MODEL_NAME, translator.version, translator.signature_defs,
         pix2pix_tf=own_metadata))
+
+  _install_errors(server)
+
+
+def _install_errors(server: flask.Flask) -> None:
+  """The API's errors as TensorFlow Serving's {"error": ...} answers."""
 
   @server.errorhandler(rest.RequestError)
   def refused(e):

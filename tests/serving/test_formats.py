@@ -16,6 +16,7 @@ from conftest import ENV, run_command, small_config, visible_generator
 from pix2pix_tf import outputs
 from pix2pix_tf import models
 from pix2pix_tf import serving
+from pix2pix_tf import temporaries
 from pix2pix_tf.models import convolutions
 from pix2pix_tf.serving import formats
 
@@ -198,7 +199,7 @@ def test_a_missing_extra_is_named(exported, monkeypatch):
 def test_a_failed_export_leaves_the_old_file(exported, monkeypatch):
   config, generator, _, root = exported
   path = root / "kept.onnx"
-  outputs.Folder(str(root), "export_dir").write_bytes(
+  outputs.Folder(str(root), "export_dir", kind="export").write_bytes(
       "kept.onnx", b"an earlier export")
 
   def fail(*args):
@@ -208,14 +209,15 @@ def test_a_failed_export_leaves_the_old_file(exported, monkeypatch):
   with pytest.raises(RuntimeError):
     formats.write_format(generator, config, "onnx", str(path), "eval")
   assert path.read_bytes() == b"an earlier export"
-  assert [p for p in os.listdir(root) if p.startswith(".export-")] == []
+  assert [p for p in os.listdir(root)
+          if p.startswith(temporaries.PREFIX)] == []  # None left.
 
 
 def test_a_file_that_computes_otherwise_replaces_nothing(exported,
                                                          monkeypatch):
   config, generator, _, root = exported
   path = root / "checked.onnx"
-  outputs.Folder(str(root), "export_dir").write_bytes(
+  outputs.Folder(str(root), "export_dir", kind="export").write_bytes(
       "checked.onnx", b"an earlier export")
   real = formats.runner
   monkeypatch.setattr(formats, "runner",

@@ -121,7 +121,7 @@ def test_single_answers_are_stored_and_tabulated(folders, tmp_path):
   assert table["real"]["answered"] == 3
   assert {l["protocol"] for l in read_lines(answers)} == {"single"}
   old = tmp_path / "old.jsonl"
-  outputs.Folder(str(tmp_path), "answers").write_text(
+  outputs.Folder(str(tmp_path), "answers", kind="study").write_text(
       "old.jsonl", "".join(json.dumps({k: v for k, v in l.items()
                                        if k != "protocol"}) + "\n"
                            for l in read_lines(answers)))
