@@ -134,6 +134,11 @@ RESULTS = ("results.csv", "results.md", "losses.png", "samples.png")
 VARIANT_FILES = ("settings.json", "metrics.json")
 
 
+def variant_folder(model_dir: str) -> outputs.Folder:
+  """A variant's run folder, as the study writes its own files there."""
+  return outputs.Folder(model_dir, "out", kind="ablation")
+
+
 def load_variants(spec: str) -> List[Tuple[str, str]]:
   """(name, flags) pairs from a built-in study's name or a variants file."""
   if spec in STUDIES:
@@ -391,7 +396,7 @@ def run_variant(name: str, flag_text: str, args: dict, strategy: object,
   config = config.validate(strategy.num_replicas_in_sync)
   print(f"[{name}] training {config.max_steps} steps: {text or 'defaults'}",
         flush=True)
-  run_folder = outputs.Folder(model_dir, "out", kind="ablation")
+  run_folder = variant_folder(model_dir)
   run_folder.write_text("settings.json", json.dumps(
       settings(flag_text, args)["training"], indent=2))
   final = training.train_and_evaluate(config, strategy)
@@ -585,9 +590,9 @@ def main(argv):
   from pix2pix_tf import training
 
   # Every variant's folder, before the first is trained.
-  for name, _ in variants:
-    training.open_run_folder(os.path.join(FLAGS.out, name),
-                             FLAGS.data_dir).check(VARIANT_FILES)
+  for name, _ in variants:  # The run's files, then the study's beside them.
+    training.open_run_folder(os.path.join(FLAGS.out, name), FLAGS.data_dir)
+    variant_folder(os.path.join(FLAGS.out, name)).check(VARIANT_FILES)
   # One strategy for the whole study: a process should not create several.
   strategy = training.make_strategy(configs[0].strategy)
   rows = []
