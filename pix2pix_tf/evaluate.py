@@ -49,7 +49,6 @@ def main(argv):
     folder, name = outputs.file_output(FLAGS.output, "output", [
         outputs.Input(os.path.join(FLAGS.data_dir, FLAGS.split),
                       "data_dir")], kind="evaluate")
-    folder.check([name])
   # After the flags: a fast --help.
   from pix2pix_tf import evaluation
   options = evaluation.Options(

@@ -364,9 +364,13 @@ def folder_output(path: str, flag: str, inputs: Sequence[Input] = (),
 
 def file_output(path: str, flag: str, inputs: Sequence[Input] = (),
                 kind: Optional[str] = None) -> "tuple[Folder, str]":
-  """(the folder, the name) of a single output file named by --`flag`; a
-  folder where a file belongs is refused."""
+  """(the folder, the name) of a single output file named by --`flag`,
+  checked now (see `Folder.check`), before the work that makes it: a
+  folder where a file belongs, or a file that is not this kind's, is
+  refused."""
   if os.path.isdir(path):
     raise OutputError(f"--{flag}={path} is a folder; give a file name.")
-  folder, name = os.path.split(os.path.normpath(path))
-  return Folder(folder or ".", flag, inputs, given=path, kind=kind), name
+  parent, name = os.path.split(os.path.normpath(path))
+  folder = Folder(parent or ".", flag, inputs, given=path, kind=kind)
+  folder.check([name])
+  return folder, name

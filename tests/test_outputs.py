@@ -356,6 +356,15 @@ def test_an_output_file_is_checked_before_any_work(tmp_path, path, message):
   assert os.listdir(tmp_path) == ["notes.txt"]
 
 
+def test_a_file_output_refuses_a_users_file_when_named(tmp_path):
+  (tmp_path / "notes.json").write_text("a user's notes")
+  with pytest.raises(outputs.OutputError) as error:
+    outputs.file_output(str(tmp_path / "notes.json"), "output",
+                        kind="evaluate")
+  assert "notes.json" in str(error.value)
+  assert (tmp_path / "notes.json").read_text() == "a user's notes"
+
+
 def test_a_journal_torn_by_a_crash_is_still_its_own(tmp_path):
   folder = outputs.Folder(str(tmp_path), "answers")
   folder.append_line("a.jsonl", '{"id": 0}')

@@ -854,8 +854,6 @@ def main(argv):
       FLAGS.output, "output", [outputs.Input(base.data_dir, "data_dir")],
       kind="benchmark")
                    if FLAGS.output else None)
-  if report_output:
-    report_output[0].check([report_output[1]])
   split = data_lib.open_split(base.data_dir, "train")
   if base.label_palette:  # Used by the export, after the training parts.
     data_lib.load_palette(base.label_palette)

@@ -83,7 +83,6 @@ def main(argv):
   output, name = outputs.file_output(
       FLAGS.output, "output", [outputs.Input(FLAGS.input, "input")],
       kind="compare_resolutions")
-  output.check([name])
   files = data_lib.list_images(FLAGS.input)[:FLAGS.num_images]
   if not files:
     raise app.UsageError(f"--input={FLAGS.input} holds no images.")

@@ -144,7 +144,6 @@ class Study:
     self.output, self.answers_name = outputs.file_output(
         answers_path, "answers", [outputs.Input(f, "real_dir")
                                   for f in folders], kind="study")
-    self.output.check([self.answers_name])
     self.trials = self._make_trials(real_files, generated_files,
                                     random.Random(seed))
     self.max_pixels = max_pixels
