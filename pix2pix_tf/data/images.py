@@ -59,20 +59,20 @@ def list_images(folder: str,
                 and os.path.isfile(os.path.join(folder, f)))
 
 
-class UnsupportedImageError(errors.CommandError):
+class RefusedImageError(errors.CommandError):
+  """An image refused before it is decoded; `path` names it."""
+
+  def __init__(self, path: str, message: str):
+    super().__init__(message)
+    self.path = path
+
+
+class UnsupportedImageError(RefusedImageError):
   """An image of a kind that is not read (an animated WebP)."""
 
-  def __init__(self, path: str, message: str):
-    super().__init__(message)
-    self.path = path
 
-
-class TooLargeError(errors.CommandError):
+class TooLargeError(RefusedImageError):
   """An image that declares more pixels than --max_pixels."""
-
-  def __init__(self, path: str, message: str):
-    super().__init__(message)
-    self.path = path
 
 
 class Declared(collections.namedtuple("Declared", "width height frames")):
@@ -109,14 +109,16 @@ def check_pixels(source: Union[str, bytes], max_pixels: int,
   """
   name = name or _label(source)
   try:
-    width, height = declared_size(source)
+    header = _open_header(source)
   except TooLargeError:
     raise TooLargeError(name, (
         f"{name} declares more than {2 * Image.MAX_IMAGE_PIXELS} pixels, and "
         "its exact size cannot be read to check it against --max_pixels="
         f"{max_pixels}. Shrink it.")) from None
-  check_size(name, width, height, max_pixels)
-  image_format, frames = _frames(source)
+  with header:
+    width, height = header.size
+    check_size(name, width, height, max_pixels)
+    image_format, frames = header.format, _frames(header)
   if image_format == "WEBP" and frames > 1:
     raise UnsupportedImageError(
         name, f"{name} is an animated WebP image, which is not read "
@@ -132,13 +134,12 @@ def check_pixels(source: Union[str, bytes], max_pixels: int,
   return declared
 
 
-def _frames(source: Union[str, bytes]) -> Tuple[str, int]:
-  """(format, the frames decoding reads): those of an animated GIF or WebP
-  (counted by walking the file's blocks, none decoded), else 1."""
-  with _open_header(source) as image:
-    if image.format not in _ANIMATED_FORMATS:
-      return image.format, 1
-    return image.format, getattr(image, "n_frames", 1)
+def _frames(header: Image.Image) -> int:
+  """The frames decoding reads: those of an animated GIF or WebP (counted
+  by walking the file's blocks, none decoded), else 1."""
+  if header.format not in _ANIMATED_FORMATS:
+    return 1
+  return getattr(header, "n_frames", 1)
 
 
 def declared_size(source: Union[str, bytes],
