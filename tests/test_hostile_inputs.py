@@ -509,7 +509,7 @@ class Unused:
                         "model_dir": "/home/someone/runs/x", "ngf": 64}}
   signatures = {"translate_encoded": None, "translate_encoded_native": None}
   signature_defs = {}
-  default_signature = "translate_encoded"
+  encoded_signature = "translate_encoded"
   requested_resolution = None
   version = 1
 
@@ -766,7 +766,7 @@ def test_a_request_waits_for_the_model_no_longer_than_the_timeout():
       "generated_image_bytes": images_bytes}}
   translator._input_specs = {"translate_encoded": {
       "images_bytes": tf.TensorSpec([None], tf.string)}}
-  translator.default_signature = "translate_encoded"
+  translator.encoded_signature = "translate_encoded"
   assert translator.translate([b"x"], wait=0.1) == [b"x"]
   with translator._lock:  # Another request holds the model.
     with pytest.raises(server_lib.Busy):

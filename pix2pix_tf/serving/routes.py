@@ -17,7 +17,7 @@ class Servable(Protocol):
   version: int
   signatures: Mapping[str, object]  # Those predict can run.
   signature_defs: Mapping[str, object]  # All, metadata included.
-  default_signature: str  # The encoded-image signature for its resolution.
+  encoded_signature: str  # The encoded-image signature for its resolution.
 
 
 class ModelName(routing.BaseConverter):
@@ -66,7 +66,7 @@ def choose_signature(body: dict, translator: Servable) -> str:
           f"{DEFAULT_SIGNATURE}, the signature a request without "
           "'signature_name' runs (in TensorFlow Serving too), takes float32 "
           "images in [-1, 1], not encoded ones: send "
-          f'"signature_name": "{translator.default_signature}" with '
+          f'"signature_name": "{translator.encoded_signature}" with '
           '{"b64": ...} images.'))
     return DEFAULT_SIGNATURE
   if name in translator.signatures:

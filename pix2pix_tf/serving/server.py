@@ -91,7 +91,7 @@ class Refused(ValueError):
 
 
 # The export's encoded-image signatures (images in, PNGs out), by the
-# resolution they translate at: the default for b64 requests.
+# resolution they translate at: what `Translator.translate` runs.
 ENCODED_SIGNATURES = {"training": "translate_encoded",
                       "native": "translate_encoded_native"}
 
@@ -112,7 +112,7 @@ class Translator:
 
   Attributes: `metadata` (the export's), `version` (`export_version`),
   `signature_defs` (every SignatureDef proto, by name), `signatures` (the
-  signatures that take inputs, by name), `default_signature` (the encoded
+  signatures that take inputs, by name), `encoded_signature` (the encoded
   signature of `resolution`).
   """
 
@@ -131,10 +131,10 @@ class Translator:
     self._input_specs = {
         name: function.structured_input_signature[1]
         for name, function in self.signatures.items()}
-    self.default_signature = ENCODED_SIGNATURES[self.resolution]
-    if self.default_signature not in self.signatures:
+    self.encoded_signature = ENCODED_SIGNATURES[self.resolution]
+    if self.encoded_signature not in self.signatures:
       raise saved_model_lib.ExportError(
-          f"{saved_model} has no {self.default_signature} signature (it "
+          f"{saved_model} has no {self.encoded_signature} signature (it "
           "predates native-resolution inference): export it again, or pass "
           "--resolution=training.")
     self._lock = threading.Lock()
@@ -172,9 +172,9 @@ class Translator:
                 wait: Optional[float] = None,
                 signature: Optional[str] = None) -> List[bytes]:
     """Encoded images (bytes) -> encoded PNGs, by `signature` (an encoded
-    one; default: `default_signature`). Raises ValueError for data that is
+    one; default: `encoded_signature`). Raises ValueError for data that is
     not an image, Busy when the model stays taken for `wait` seconds."""
-    outputs = self.run(signature or self.default_signature,
+    outputs = self.run(signature or self.encoded_signature,
                        {"images_bytes": np.array(encoded_images, object)},
                        wait)
     return [bytes(png) for png in outputs["generated_image_bytes"]]

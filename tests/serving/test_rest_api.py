@@ -149,7 +149,7 @@ def test_no_signature_name_runs_serving_default_as_tf_serving_does(
     assert answer["error"].startswith(
         "serving_default, the signature a request without 'signature_name' "
         "runs (in TensorFlow Serving too), takes float32 images"), answer
-    assert f'"signature_name": "{translator.default_signature}"' in (
+    assert f'"signature_name": "{translator.encoded_signature}"' in (
         answer["error"])
 
 

@@ -176,7 +176,7 @@ def test_the_page_follows_serve_resolution(exported):
 @pytest.mark.slow
 def test_signature_name_picks_the_resolution(server, exported):
   url, translator = server
-  assert translator.default_signature == "translate_encoded"  # The export's.
+  assert translator.encoded_signature == "translate_encoded"  # The export's.
   image = png_bytes(gradient_image(64, 96))
   answers = {}
   for name in ("translate_encoded", "translate_encoded_native"):
@@ -341,7 +341,7 @@ class StubTranslator:
   version = 1
   signature_defs = {}
   signatures = {"translate_encoded_native": None}
-  default_signature = "translate_encoded_native"
+  encoded_signature = "translate_encoded_native"
 
   def __init__(self):
     self.reset()
