@@ -260,9 +260,13 @@ def format_table(result: Dict[str, object]) -> str:
     lines.append(f"{name:<{width}}{value:>12.4f}")
   for name, scores in result.get("segmentation", {}).items():
     lines.append("")
+    classes = len(scores.get("classes", ())) or "the"
     lines.append(f"{name}: per-pixel acc {scores['per_pixel_accuracy']:.3f}, "
                  f"per-class acc {scores['per_class_accuracy']:.3f}, class "
-                 f"IoU {scores['class_iou']:.3f}")
+                 f"IoU {scores['class_iou']:.3f} (means over all {classes} "
+                 "classes, as the paper's code; over the classes present: "
+                 f"{scores['per_class_accuracy_over_present']:.3f} and "
+                 f"{scores['class_iou_over_present']:.3f})")
   lines += [""] + list(result["notes"]) if result["notes"] else []
   return "\n".join(lines)
 

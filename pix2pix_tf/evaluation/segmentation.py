@@ -6,10 +6,14 @@ palette colour. Pixels whose
 true colour is nearest a "void" colour are not scored; a *predicted* void
 pixel is scored as an error (see `confusion_matrix`).
 
-Scores follow the paper's FCN-score tables: per-pixel accuracy, per-class
-accuracy (mean over classes present in the ground truth) and class IoU (mean
-intersection over union over classes present in the ground truth or the
-prediction), from a confusion matrix accumulated over the whole split.
+Scores are those of the paper's FCN-score tables, computed as its
+evaluation code (`get_scores` of the reference's `scripts/eval_cityscapes`)
+computes them from a confusion matrix accumulated over the whole split:
+per-pixel accuracy, per-class accuracy and class IoU, the last two means over
+*all* the palette's classes, each denominator plus 1e-12, so that a class
+absent from the ground truth counts 0. The means over the classes present
+(in the ground truth for accuracy, in it or the prediction for IoU) are
+reported too, under names that say so.
 """
 
 from typing import Dict, Sequence
@@ -64,7 +68,10 @@ def confusion_matrix(true_classes: tf.Tensor, predicted_classes: tf.Tensor,
 def scores(confusion: np.ndarray,
            class_names: Sequence[str] = ()) -> Dict[str, object]:
   """Per-pixel accuracy, per-class accuracy and class IoU of a confusion
-  matrix from `confusion_matrix`, plus each class's accuracy and IoU.
+  matrix from `confusion_matrix`, as the paper's code computes them (see
+  the module's docstring), their means over the classes present, and with
+  `class_names` each class's accuracy and IoU (None for a class absent
+  from the ground truth, and from the prediction too for IoU).
 
   Pixels predicted void count against their true class (and in no class's
   predictions), so an all-void prediction scores 0 everywhere.
@@ -75,26 +82,33 @@ def scores(confusion: np.ndarray,
     raise ValueError(f"A confusion matrix from confusion_matrix has shape "
                      f"(n, n + 1), not {confusion.shape}.")
   true_totals = confusion.sum(1)
-  predicted_totals = confusion[:, :num_classes].sum(0)
   correct = np.diag(confusion[:, :num_classes])
-  present = true_totals > 0
-  union = true_totals + predicted_totals - correct
-  with np.errstate(divide="ignore", invalid="ignore"):
-    class_accuracy = np.where(present, correct / true_totals, np.nan)
-    class_iou = np.where(union > 0, correct / union, np.nan)
-  total = confusion.sum()
+  union = true_totals + confusion[:, :num_classes].sum(0) - correct
+  class_accuracy = correct / (true_totals + _EPSILON)
+  class_iou = correct / (union + _EPSILON)
+  present, seen = true_totals > 0, union > 0
   result = {
-      "per_pixel_accuracy": float(correct.sum() / total) if total else 0.0,
-      "per_class_accuracy": float(np.nanmean(class_accuracy))
-                            if present.any() else 0.0,
-      "class_iou": float(np.nanmean(class_iou)) if (union > 0).any() else 0.0,
+      "per_pixel_accuracy": float(correct.sum() /
+                                  (confusion.sum() + _EPSILON)),
+      "per_class_accuracy": float(class_accuracy.mean()),
+      "class_iou": float(class_iou.mean()),
+      "per_class_accuracy_over_present": float(
+          class_accuracy[present].mean()) if present.any() else 0.0,
+      "class_iou_over_present": float(class_iou[seen].mean())
+                                if seen.any() else 0.0,
   }
   if class_names:
     result["classes"] = {
-        name: {"accuracy": None if np.isnan(a) else float(a),
-               "iou": None if np.isnan(i) else float(i)}
-        for name, a, i in zip(class_names, class_accuracy, class_iou)}
+        name: {"accuracy": float(a) if p else None,
+               "iou": float(i) if s else None}
+        for name, a, i, p, s in zip(class_names, class_accuracy, class_iou,
+                                    present, seen)}
   return result
+
+
+# The reference's: added to every denominator, so that an absent class
+# scores 0 (0 / 1e-12) rather than NaN.
+_EPSILON = 1e-12
 
 
 def labels_fraction(images: tf.Tensor, palette: Palette,

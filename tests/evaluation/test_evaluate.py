@@ -68,9 +68,41 @@ def test_label_map_classes_and_known_iou(tmp_path):
                                             3)
   result = segmentation.scores(confusion, ["a", "b", "c"])
   assert result["per_pixel_accuracy"] == pytest.approx(0.75)
-  assert result["per_class_accuracy"] == pytest.approx(0.75)
-  assert result["class_iou"] == pytest.approx((1 / 2 + 2 / 3) / 2)
+  # Class c is in neither: 0 in the paper's means, left out of the others.
+  assert result["per_class_accuracy"] == pytest.approx((1 / 2 + 1) / 3)
+  assert result["class_iou"] == pytest.approx((1 / 2 + 2 / 3) / 3)
+  assert result["per_class_accuracy_over_present"] == pytest.approx(0.75)
+  assert result["class_iou_over_present"] == pytest.approx(
+      (1 / 2 + 2 / 3) / 2)
   assert result["classes"]["c"] == {"accuracy": None, "iou": None}
+
+
+def reference_get_scores(hist):
+  """The paper's evaluation (get_scores in the reference's
+  scripts/eval_cityscapes/util.py), restated: a square confusion matrix,
+  rows true; every denominator + 1e-12; nanmean over all classes."""
+  diag = np.diag(hist)
+  return (diag.sum() / (hist.sum() + 1e-12),
+          np.nanmean(diag / (hist.sum(1) + 1e-12)),
+          np.nanmean(diag / (hist.sum(1) + hist.sum(0) - diag + 1e-12)))
+
+
+def test_scores_equal_the_papers_code_with_a_class_missing():
+  rng = np.random.default_rng(0)
+  true = rng.integers(0, 19, 5000)
+  true[true == 7] = 3  # Class 7 is absent from the ground truth...
+  predicted = np.where(rng.random(5000) < 0.6, true,
+                       rng.integers(0, 19, 5000))
+  predicted[predicted == 12] = 0  # ... and 12 is never predicted.
+  confusion = segmentation.confusion_matrix(true, predicted, 19)
+  assert confusion[7].sum() == 0 and confusion[:, 12].sum() == 0
+  ours = segmentation.scores(confusion)
+  theirs = reference_get_scores(confusion[:, :19].astype(np.float64))
+  assert (ours["per_pixel_accuracy"], ours["per_class_accuracy"],
+          ours["class_iou"]) == pytest.approx(theirs, rel=1e-12)
+  # The means over the classes present are higher: class 7 counted 0.
+  assert ours["per_class_accuracy_over_present"] == pytest.approx(
+      ours["per_class_accuracy"] * 19 / 18)
 
 
 def test_predicted_void_is_an_error_not_left_out():
@@ -86,8 +118,79 @@ def test_predicted_void_is_an_error_not_left_out():
   # A segmenter that answers "void" everywhere scores nothing.
   all_void = segmentation.scores(
       segmentation.confusion_matrix([0, 1, 1, 2], [-1] * 4, 3))
-  assert all_void == {"per_pixel_accuracy": 0.0, "per_class_accuracy": 0.0,
-                      "class_iou": 0.0}
+  assert set(all_void.values()) == {0.0}
+
+
+# cityscapesScripts' labels.py: (name, id, trainId, color) of every label.
+CITYSCAPES_LABELS = [
+    ("unlabeled", 0, 255, (0, 0, 0)),
+    ("ego vehicle", 1, 255, (0, 0, 0)),
+    ("rectification border", 2, 255, (0, 0, 0)),
+    ("out of roi", 3, 255, (0, 0, 0)),
+    ("static", 4, 255, (0, 0, 0)),
+    ("dynamic", 5, 255, (111, 74, 0)),
+    ("ground", 6, 255, (81, 0, 81)),
+    ("road", 7, 0, (128, 64, 128)),
+    ("sidewalk", 8, 1, (244, 35, 232)),
+    ("parking", 9, 255, (250, 170, 160)),
+    ("rail track", 10, 255, (230, 150, 140)),
+    ("building", 11, 2, (70, 70, 70)),
+    ("wall", 12, 3, (102, 102, 156)),
+    ("fence", 13, 4, (190, 153, 153)),
+    ("guard rail", 14, 255, (180, 165, 180)),
+    ("bridge", 15, 255, (150, 100, 100)),
+    ("tunnel", 16, 255, (150, 120, 90)),
+    ("pole", 17, 5, (153, 153, 153)),
+    ("polegroup", 18, 255, (153, 153, 153)),
+    ("traffic light", 19, 6, (250, 170, 30)),
+    ("traffic sign", 20, 7, (220, 220, 0)),
+    ("vegetation", 21, 8, (107, 142, 35)),
+    ("terrain", 22, 9, (152, 251, 152)),
+    ("sky", 23, 10, (70, 130, 180)),
+    ("person", 24, 11, (220, 20, 60)),
+    ("rider", 25, 12, (255, 0, 0)),
+    ("car", 26, 13, (0, 0, 142)),
+    ("truck", 27, 14, (0, 0, 70)),
+    ("bus", 28, 15, (0, 60, 100)),
+    ("caravan", 29, 255, (0, 0, 90)),
+    ("trailer", 30, 255, (0, 0, 110)),
+    ("train", 31, 16, (0, 80, 100)),
+    ("motorcycle", 32, 17, (0, 0, 230)),
+    ("bicycle", 33, 18, (119, 11, 32)),
+    ("license plate", -1, -1, (0, 0, 142)),
+]
+# Ignored labels drawn in a training class's colour: a colour map cannot
+# tell them from that class.
+SHARED_COLOR = {"polegroup": "pole", "license plate": "car"}
+
+
+@pytest.mark.parametrize("name, label_id, train_id, color", CITYSCAPES_LABELS,
+                         ids=[label[0] for label in CITYSCAPES_LABELS])
+def test_every_cityscapes_colour_gives_its_training_id_or_ignore(
+    name, label_id, train_id, color):
+  del label_id
+  palette = data_lib.load_palette("cityscapes")
+  # Exact, and as a JPEG leaves it (a few levels off).
+  pixels = np.array([[color, np.clip(np.add(color, (3, -2, 2)), 0, 255)]],
+                    np.uint8)
+  classes = segmentation.colors_to_classes(pixels[None], palette).numpy()
+  if name in SHARED_COLOR:
+    expected = palette.class_names.index(SHARED_COLOR[name])
+  elif train_id in range(19):
+    expected = train_id
+    assert palette.class_names[train_id] == name
+  else:
+    expected = segmentation.IGNORE
+  assert classes.ravel().tolist() == [expected, expected]
+
+
+def test_a_void_colour_that_is_a_class_colour_is_refused(tmp_path):
+  path = tmp_path / "palette.json"
+  path.write_text(json.dumps({
+      "classes": [{"name": "pole", "color": [153, 153, 153]}],
+      "void": [{"name": "polegroup", "color": [153, 153, 153]}]}))
+  with pytest.raises(ValueError, match="also the colour of pole"):
+    data_lib.load_palette(str(path))
 
 
 def test_built_in_palettes():
