@@ -234,12 +234,13 @@ class Config:
       "it).")
   lambda_gp: float = option(
       10.0, "Weight of the gradient penalty with --gan_mode=wgangp.")
-  learning_rate: float = option(2e-4, "Adam learning rate for both networks.")
+  learning_rate: float = option(
+      2e-4, "Learning rate of both networks' Adam (PyTorch's, eps 1e-8).")
   lr_policy: str = option(
       "linear",
-      "linear: constant for --epochs, then linearly to 0 over "
-      "--epochs_decay; step: x0.1 every --lr_decay_epochs; cosine: to 0 over "
-      "the run; constant.",
+      "linear: the reference's, constant for --epochs, then lower after "
+      "each of --epochs_decay epochs; step: x0.1 every --lr_decay_epochs; "
+      "cosine: to 0 over the run; constant.",
       choices=LR_POLICIES)
   lr_decay_epochs: int = option(
       50, "Epochs between x0.1 steps of --lr_policy=step.")
@@ -248,7 +249,7 @@ class Config:
   batch_size: int = option(1, "Global batch size, split across replicas.")
   epochs: int = option(100, "Epochs at the initial learning rate.")
   epochs_decay: int = option(
-      100, "Epochs of linear decay of the learning rate to zero.")
+      100, "Epochs of linear decay of the learning rate (to 1/(n+1) of it).")
   max_steps: int = option(0, "Stop after this many steps (0: run every epoch).")
   seed: int = option(0, "Seed of weights, dropout, shuffling and jitter.")
 

@@ -57,7 +57,7 @@ def create_state(config: config_lib.Config, steps_per_epoch: int,
       schedule = schedules.learning_rate_schedule(config, steps_per_epoch,
                                                   total_steps)
       adam_class = (optimizers.FusedAdam if config.fused_updates
-                    else keras.optimizers.Adam)
+                    else optimizers.Adam)
       optimizer = adam_class(schedule, beta_1=config.beta_1,
                              beta_2=config.beta_2)
       if precision.resolve_mixed_precision(config.mixed_precision) == "fp16":

@@ -1,4 +1,8 @@
-"""--fused_updates: Adam as TensorFlow's fused kernel, Keras's update."""
+"""Adam as the reference's PyTorch Adam, in Keras's ops and as TensorFlow's
+fused kernel (--fused_updates), and the reference's linear schedule."""
+
+import json
+import os
 
 import keras
 import numpy as np
@@ -44,8 +48,58 @@ def updated(optimizer_class, strategy, steps=3):
           + [v.numpy() for v in optimizer.variables if v.shape.rank]), ops
 
 
-def test_fused_adam_is_kerass_adam_in_one_kernel():
-  """Same weights and moments as Keras's Adam after three updates (with a
+# What PyTorch computed (tests/training/make_torch_fixtures.py).
+with open(os.path.join(os.path.dirname(__file__), "data",
+                       "torch_optimizer.json")) as f:
+  TORCH = json.load(f)
+
+
+def torch_steps(optimizer_class):
+  """The weights after each of the fixture's three Adam steps."""
+  fixture = TORCH["adam"]
+  variable = tf.Variable(fixture["weights"], dtype=tf.float32)
+  optimizer = optimizer_class(2e-4, beta_1=0.5, beta_2=0.999)
+  after = []
+  for gradient in fixture["gradients"]:
+    optimizer.apply_gradients([(tf.constant(gradient, tf.float32),
+                                variable)])
+    after.append(variable.numpy())
+  return after
+
+
+@pytest.mark.parametrize("optimizer_class",
+                         [optimizers.Adam, optimizers.FusedAdam])
+def test_adam_steps_as_the_references_pytorch_adam(optimizer_class):
+  for ours, theirs in zip(torch_steps(optimizer_class),
+                          TORCH["adam"]["after"]):
+    # float32 rounding (weights near 1, steps of 2e-4): a few ulp.
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=3e-7)
+
+
+def test_kerass_own_adam_steps_otherwise():
+  # Its epsilon (1e-7, before the bias correction) changes the steps of
+  # the small gradients: what the reference's form avoids.
+  ours = torch_steps(keras.optimizers.Adam)[0]
+  theirs = np.array(TORCH["adam"]["after"][0])
+  moved = theirs - TORCH["adam"]["weights"]
+  assert np.abs(ours - theirs).max() > 0.1 * np.abs(moved).max()
+
+
+def test_the_linear_schedule_is_the_references_at_every_epoch():
+  schedule = TORCH["linear_schedule"]
+  steps_per_epoch = 3
+  decay = training.LinearDecay(2e-4, steps_per_epoch, schedule["n_epochs"],
+                               schedule["n_epochs_decay"])
+  for epoch, rate in enumerate(schedule["rates"]):
+    for step in range(epoch * steps_per_epoch,
+                      (epoch + 1) * steps_per_epoch):
+      assert float(decay(step)) == pytest.approx(rate, rel=1e-6), (epoch,
+                                                                   step)
+  assert float(decay(200 * steps_per_epoch)) == 0.0  # Past its end.
+
+
+def test_fused_adam_is_adam_in_one_kernel():
+  """Same weights and moments as `Adam` after three updates (with a
   learning-rate schedule, beta_1=0.5 and the first step's zero gradient);
   and the update that runs is the fused kernel. (Under MirroredStrategy,
   where each replica updates its own copies, test_train's two replicas
@@ -53,14 +107,16 @@ def test_fused_adam_is_kerass_adam_in_one_kernel():
   collective keys to the next one in this process.)"""
   strategy = training.make_strategy("one_device")
   fused, fused_ops = updated(optimizers.FusedAdam, strategy)
-  keras_adam, keras_ops = updated(keras.optimizers.Adam, strategy)
+  keras_adam, keras_ops = updated(optimizers.Adam, strategy)
   assert len(fused) == 6  # Two variables, two moments each.
   for ours, theirs in zip(fused, keras_adam):
     # Rounding differs (one fused pass against separate ops): ~1 ulp.
     np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
   assert "ResourceApplyAdam" in fused_ops
   assert "ResourceApplyAdam" not in keras_ops
-  assert "Sqrt" in keras_ops and "Sqrt" not in fused_ops
+  # The kernel updates the variables: no separate assignments of them.
+  assert "AssignSubVariableOp" in keras_ops
+  assert "AssignSubVariableOp" not in fused_ops
 
 
 @pytest.mark.parametrize("fused", [True, False])

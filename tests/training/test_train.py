@@ -158,15 +158,6 @@ def test_batch_must_split_evenly_across_replicas(tmp_path):
     config.validate(num_replicas=2)
 
 
-def test_learning_rate_is_constant_then_decays_linearly_to_zero():
-  schedule = training.LinearDecay(2e-4, constant_steps=100, decay_steps=100)
-  assert float(schedule(0)) == pytest.approx(2e-4)
-  assert float(schedule(100)) == pytest.approx(2e-4)
-  assert float(schedule(150)) == pytest.approx(1e-4)
-  assert float(schedule(200)) == pytest.approx(0.0)
-  assert float(schedule(250)) == pytest.approx(0.0)
-
-
 def single_pair_batches(batch_size=1, size=32):
   """One demo pair (label map -> photo), repeated."""
   photo, label_map = demo.draw_example(np.random.RandomState(0), size)
