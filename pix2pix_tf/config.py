@@ -146,9 +146,9 @@ class Config:
       "datasets set a number, as the buffer holds the records' bytes.")
   deterministic: bool = option(
       False,
-      "Bit-identical runs: fixed element order in the input pipeline and "
-      "deterministic ops (slower). --seed alone fixes the weights' init, "
-      "dropout, shuffling and jitter.")
+      "Bit-identical runs: fixed element order in the input pipeline, "
+      "deterministic kernels and one op at a time (slower). --seed alone "
+      "fixes the weights' init, dropout, shuffling and jitter.")
   cache: str = option(
       "",
       "Cache the training split's decoded pairs: 'memory', or a file path "

@@ -593,6 +593,8 @@ def main(argv):
   for name, _ in variants:  # The run's files, then the study's beside them.
     training.open_run_folder(os.path.join(FLAGS.out, name), FLAGS.data_dir)
     variant_folder(os.path.join(FLAGS.out, name)).check(VARIANT_FILES)
+  if any(config.deterministic for config in configs):
+    print(training.make_deterministic(), flush=True)  # Before TensorFlow.
   # One strategy for the whole study: a process should not create several.
   strategy = training.make_strategy(configs[0].strategy)
   rows = []

@@ -12,7 +12,8 @@
   `train_and_evaluate` is the job behind `python -m pix2pix_tf.train`.
 """
 
-from pix2pix_tf.training.distribution import (is_chief, make_distributed_step,
+from pix2pix_tf.training.distribution import (is_chief, make_deterministic,
+                                              make_distributed_step,
                                               make_strategy, weights_digest)
 from pix2pix_tf.training.loop import StopSignal, train_and_evaluate
 from pix2pix_tf.training.precision import (POLICIES, dtype_policy,
@@ -31,7 +32,8 @@ __all__ = [
     "BAD_IMAGE", "Built", "LinearDecay", "NumericalError", "POLICIES", "RUN",
     "RUN_FILES", "RUN_FOLDERS", "Run", "RunPaths", "StopSignal", "TrainState",
     "TrainStep", "build", "create_state", "dtype_policy", "is_chief",
-    "learning_rate_schedule", "make_distributed_step", "make_strategy",
+    "learning_rate_schedule", "make_deterministic", "make_distributed_step",
+    "make_strategy",
     "make_train_step", "metric_names", "open_run_folder",
     "resolve_mixed_precision", "setup", "train_and_evaluate", "train_iterator",
     "weights_digest", "write_run_config"]

@@ -1,5 +1,6 @@
 """tf.distribute, applied once: the strategy for --strategy, which process
-is the chief, and the one tf.function that runs the step on every replica."""
+is the chief, the one tf.function that runs the step on every replica, and
+what --deterministic sets for the whole process."""
 
 import hashlib
 from typing import Callable
@@ -7,6 +8,40 @@ from typing import Callable
 import keras
 import numpy as np
 import tensorflow as tf
+
+from pix2pix_tf import config as config_lib
+
+
+def make_deterministic() -> str:
+  """--deterministic: TensorFlow's deterministic kernels, and one op at a
+  time. Returns the line the run prints to say so.
+
+  Deterministic kernels alone are not enough on a CPU: with ops running
+  side by side, the same training step on the same batch from the same
+  weights gave another result now and then (facades at 128x128, float32:
+  the discriminator's gradient with respect to its input differed by 1e-9
+  in some repetitions of one step in one process, and ten steps ended up
+  to 0.17 apart). The kernels of the matrix products and convolutions
+  divide their work by the thread that runs them, and which thread that
+  is depends on the ops running beside them. With one inter-op thread,
+  every repetition is bit-identical, with the default kernels and with
+  each turned off. TensorFlow sets it only before it starts, so this runs
+  before anything else touches TensorFlow.
+
+  Raises:
+    config_lib.ConfigError: TensorFlow already started with more threads.
+  """
+  tf.config.experimental.enable_op_determinism()
+  if tf.config.threading.get_inter_op_parallelism_threads() != 1:
+    try:
+      tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError as e:
+      raise config_lib.ConfigError(
+          "--deterministic runs one TensorFlow op at a time, which can be "
+          "set only before TensorFlow starts; this process started it "
+          "first. Pass --deterministic to the command itself.") from e
+  return ("--deterministic: deterministic kernels, one op at a time "
+          "(slower); the same flags and data give bit-identical weights.")
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:

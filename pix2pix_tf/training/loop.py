@@ -155,6 +155,8 @@ def train_and_evaluate(config: config_lib.Config,
       decode during training, before any checkpoint is written after it).
     run_lib.NumericalError: a NaN or Inf loss.
   """
+  if config.deterministic:  # Before the strategy starts TensorFlow.
+    print(distribution.make_deterministic(), flush=True)
   strategy = strategy or distribution.make_strategy(config.strategy)
   config.validate(strategy.num_replicas_in_sync)
   evaluation_loop.check_evaluation_files(config)

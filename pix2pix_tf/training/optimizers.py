@@ -19,6 +19,8 @@ TensorFlow backend, which is why it is written here. Slots, checkpoints
 and the learning-rate schedule are Keras's unchanged.
 """
 
+from typing import Union
+
 import keras
 import tensorflow as tf
 
@@ -32,7 +34,9 @@ class Adam(keras.optimizers.Adam):
   var -= lr / (1 - b1^t) m / (sqrt(v / (1 - b2^t)) + eps).
   """
 
-  def __init__(self, learning_rate, beta_1: float, beta_2: float,
+  def __init__(self, learning_rate: Union[
+      float, keras.optimizers.schedules.LearningRateSchedule],
+               beta_1: float, beta_2: float,
                epsilon: float = REFERENCE_EPSILON, **kwargs):
     super().__init__(learning_rate, beta_1=beta_1, beta_2=beta_2,
                      epsilon=epsilon, **kwargs)

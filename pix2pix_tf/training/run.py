@@ -200,7 +200,7 @@ def setup(config: config_lib.Config,
         f"epoch, {data.total_steps} steps.", flush=True)
   keras.utils.set_random_seed(config.seed)
   if config.deterministic:
-    tf.config.experimental.enable_op_determinism()
+    distribution.make_deterministic()
   chief = distribution.is_chief(strategy)
   # Non-chief workers write to a scratch folder, removed at the end.
   if not chief:

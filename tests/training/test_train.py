@@ -74,10 +74,11 @@ def test_entry_point_trains_writes_everything_and_resumes(tiny_dataset,
   assert tf.train.latest_checkpoint(str(checkpoints)).endswith("ckpt-10")
   train_tags = scalar_tags(str(model_dir / "logs" / "train"))
   assert [s for s, _ in train_tags["gen_l1_loss"]] == [2, 4, 6, 8, 10]
-  # The schedule continues: constant for 8 steps, then linear decay over 8,
-  # so step 10 (the optimizer has taken 9 updates) is at 1 - 1/8.
+  # The schedule continues: 2 epochs of 4 steps at 2e-4, then lower after
+  # each of the 2 decay epochs, by 1/3 of it. The update of step 10 (index
+  # 9) is in epoch 2 (from 0), the first decay epoch: 1 - 1/3.
   assert train_tags["learning_rate"][-1][1] == pytest.approx(
-      2e-4 * (1 - 1 / 8), rel=1e-5)
+      2e-4 * (1 - 1 / 3), rel=1e-5)
   # Three checkpoints kept by default.
   assert len(glob.glob(str(checkpoints / "ckpt-*.index"))) == 3
 

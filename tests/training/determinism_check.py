@@ -1,0 +1,129 @@
+"""Trains each flagfile's configuration in this process under
+--deterministic, then again from its checkpoint of step 1 as a resumed run
+would, and prints, per flagfile, a JSON line of how far the two ended apart
+(test_determinism.py runs it in a fresh process: one op at a time can be
+set only before TensorFlow starts):
+
+    python tests/training/determinism_check.py --replicas=2 \
+        --mixed_precision=none configs/facades.flags configs/demo.flags
+
+Each configuration is the flagfile's, at its own crop size, load size,
+batch size (at least one pair per replica), generator and discriminator,
+with its default kernels, on a small dataset of generated pairs as large
+as its load size. The checkpointed state after `--steps` steps is
+compared with the state after a restore of the checkpoint of step 1 and
+the rest of the steps from the data stream a resumed run reads: the same
+steps again, from the same state, in one process. The traced step is
+shared, which makes this fast enough to run for every flagfile.
+"""
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import tempfile
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__))))
+
+
+def parse_args():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("flagfiles", nargs="+")
+  parser.add_argument("--replicas", type=int, default=1)
+  parser.add_argument("--mixed_precision", default="auto")
+  parser.add_argument("--steps", type=int, default=3)
+  return parser.parse_args()
+
+
+def saved_state(checkpoint, path):
+  """Every variable the run's checkpoint holds (weights, moving statistics
+  of the generator, optimizer slots and iterations, the step, the noise
+  seeds), as a resumed run would read it. (The discriminators' moving
+  statistics are not among them: they always judge with batch statistics,
+  so nothing reads them.)"""
+  import tensorflow as tf
+  reader = tf.train.load_checkpoint(checkpoint.write(path))
+  return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
+          if k not in ("_CHECKPOINTABLE_OBJECT_GRAPH", "save_counter")}
+
+
+def farthest(a, b):
+  """(the largest difference, the variables that differ at all)."""
+  assert a.keys() == b.keys()
+  differing = [k for k in a if not np.array_equal(a[k], b[k])]
+  worst = max((float(np.max(np.abs(a[k].astype(np.float64) - b[k])))
+               for k in differing), default=0.0)
+  return worst, differing
+
+
+def check(flagfile, args, strategy, scratch):
+  import keras
+  from pix2pix_tf import config as config_lib
+  from pix2pix_tf import data as data_lib
+  from pix2pix_tf import training
+  from pix2pix_tf.data import demo
+  with open(flagfile) as f:
+    config = config_lib.Config().with_flags(f.read())
+  name = os.path.splitext(os.path.basename(flagfile))[0]
+  data_dir = demo.write_dataset(os.path.join(scratch, name), 4 * max(
+      config.batch_size, args.replicas), 0, config.load_size)
+  config = dataclasses.replace(
+      config, data_dir=data_dir, model_dir=os.path.join(scratch, f"{name}-run"),
+      label_palette="", deterministic=True,
+      batch_size=max(config.batch_size, args.replicas),
+      mixed_precision=args.mixed_precision, steps_per_execution=1)
+  config.validate(strategy.num_replicas_in_sync)
+  split = data_lib.open_split(config.data_dir, "train")
+  steps_per_epoch = split.count // config.batch_size
+  keras.utils.set_random_seed(config.seed)
+  built = training.build(config, strategy, steps_per_epoch,
+                         steps_per_epoch * 2)
+  checkpoint = built.state.checkpoint()
+  initial = saved_state(checkpoint, os.path.join(scratch, f"{name}-initial"))
+
+  def train(first_step, label):
+    iterator = training.train_iterator(strategy, config, split, first_step)
+    for step in range(first_step, args.steps):
+      built.distributed_step(iterator)
+      if step == 0:
+        checkpoint.write(os.path.join(scratch, f"{name}-step1"))
+    return saved_state(checkpoint, os.path.join(scratch, f"{name}-{label}"))
+
+  unbroken = train(0, "unbroken")
+  checkpoint.read(os.path.join(scratch, f"{name}-step1")
+                  ).assert_existing_objects_matched()
+  resumed = train(1, "resumed")
+  return {"flagfile": os.path.relpath(os.path.abspath(flagfile), ROOT),
+          "crop_size": config.crop_size, "batch_size": config.batch_size,
+          "replicas": strategy.num_replicas_in_sync,
+          "policy": training.resolve_mixed_precision(config.mixed_precision),
+          "steps": args.steps, "moved": len(farthest(unbroken, initial)[1]),
+          "resumed_run": farthest(unbroken, resumed)}
+
+
+def main():
+  args = parse_args()
+  # As the train command: before anything else starts TensorFlow.
+  from pix2pix_tf import training
+  print(training.make_deterministic(), file=sys.stderr)
+  import tensorflow as tf
+  if args.replicas > 1:
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * args.replicas)
+  # One strategy for every flagfile: a process should not create several
+  # (their collective ops would share keys).
+  strategy = tf.distribute.MirroredStrategy(
+      [f"/cpu:{i}" for i in range(args.replicas)])
+  with tempfile.TemporaryDirectory() as scratch:
+    for flagfile in args.flagfiles:
+      result = check(flagfile, args, strategy, scratch)
+      print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+  main()
