@@ -271,8 +271,8 @@ class Config:
   steps_per_execution: int = option(1, "Training steps per tf.function call.")
   fused_updates: bool = option(
       True,
-      "Adam as TensorFlow's one fused kernel per variable (same arithmetic "
-      "as Keras's Adam, less memory traffic); false: Keras's Adam.")
+      "Adam as TensorFlow's one fused kernel per variable (the same "
+      "arithmetic, less memory traffic); false: Keras's ops.")
   fused_batch_norm: bool = option(
       True,
       "Train batch norm with TensorFlow's fused kernels (one forward, one "

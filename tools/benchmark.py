@@ -10,7 +10,7 @@ times --repeats rounds whatever a step takes):
 
   (a) input pipeline images/s alone;
   (b) training images/s of the plain baseline (fp32, no XLA, one step per
-      call, Keras's Adam and batch norm) and of each optimisation alone and
+      call, Keras's Adam ops and batch norm) and of each optimisation alone and
       combined, as
       ratios to the baseline at the same batch size; by default, reduced
       precisions this machine has no fast kernels for are not timed;
@@ -21,7 +21,7 @@ times --repeats rounds whatever a step takes):
       when the row began included), and peak GPU memory on a GPU;
   (f) for the configuration the flags give (the "default" row): a plain
       Keras step (the tutorial's, on the same models, data, precision and
-      update order, with Keras's Adam, batch norm, convolutions and
+      update order, with Keras's Adam ops, batch norm, convolutions and
       activations; no strategy, metrics or loop) timed in turn with
       pix2pix_tf's step (one repeat of each per round), and pix2pix_tf's
       ratio to it, and when the default uses other kernels (fused updates
@@ -38,7 +38,7 @@ times --repeats rounds whatever a step takes):
       of memory, then bisecting.
 
 --quality_steps=N also trains the demo configuration N steps in fp32 with
-Keras's Adam, batch norm, convolutions and activations (the step before any
+Keras's Adam ops, batch norm, convolutions and activations (the step before any
 optimisation), in fp32 with the default's kernels, and in each reduced
 precision timed, --quality_seeds runs each, and prints the mean val L1 of
 each, to check that the faster step loses no quality. Prints a table and
@@ -71,7 +71,7 @@ flags.DEFINE_list("inference_batch_sizes", ["1", "8"],
                   "SavedModel inference batch sizes.")
 flags.DEFINE_list("variants", ["default", "baseline"],
                   "Training configurations: default (the flags as given), "
-                  "baseline (fp32, no XLA, 1 step per call, Keras's Adam "
+                  "baseline (fp32, no XLA, 1 step per call, Keras's Adam ops "
                   "and batch norm, TensorFlow's convolution kernels, the "
                   "alternating update), simultaneous "
                   "(the baseline with --update_order=simultaneous: what the "
@@ -383,7 +383,7 @@ def training_runner(config, split, batch_size):
 
 def plain_runner(config, split, batch_size, fused_updates=False):
   """(run, images per call, steps per call) of the plain Keras step
-  (training.profile.PlainStep, with Keras's Adam or the fused one, and
+  (training.profile.PlainStep, with Keras's Adam ops or the fused one, and
   `config`'s batch norm and convolution kernels) on the same tf.data
   stream: `for x, y in dataset: step(x, y)`, one step a call."""
   from pix2pix_tf import data as data_lib
@@ -519,7 +519,7 @@ def profile_refusal(config):
 
 def compare_plain(config, split, batch_size):
   """The default row's configuration against the plain Keras step as the
-  tutorial writes it (Keras's Adam, batch norm, convolutions and
+  tutorial writes it (Keras's Adam ops, batch norm, convolutions and
   activations) and, when the default uses other kernels
   (`config_lib.KERNEL_OPTIONS`: fused updates or batch norm, patch-product
   convolutions, compiled activations), against the plain step with the
@@ -544,7 +544,7 @@ def compare_plain(config, split, batch_size):
                        rates["pix2pix_tf"],
                    f"ratio_to_plain{suffix}": ratio})
     kernels = ("the same kernels" if suffix else
-               "Keras's Adam, batch norm, convolutions and activations")
+               "Keras's Adam ops, batch norm, convolutions and activations")
     print(f"batch {batch_size}: plain Keras step with {kernels} "
           f"{rates['plain']:.2f} images/s, pix2pix_tf beside it "
           f"{rates['pix2pix_tf']:.2f}: x{ratio:.2f}", flush=True)
@@ -839,6 +839,9 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   logging.set_verbosity(logging.WARNING)
   from pix2pix_tf import data as data_lib
+  if FLAGS.deterministic:  # Every row, before TensorFlow starts.
+    from pix2pix_tf import training
+    print(training.make_deterministic(), flush=True)
 
   started = time.perf_counter()
   variants = all_variants() if FLAGS.variants == ["all"] else FLAGS.variants

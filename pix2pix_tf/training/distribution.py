@@ -18,28 +18,27 @@ def make_deterministic() -> str:
 
   Deterministic kernels alone are not enough on a CPU: with ops running
   side by side, the same training step on the same batch from the same
-  weights gave another result now and then (facades at 128x128, float32:
-  the discriminator's gradient with respect to its input differed by 1e-9
-  in some repetitions of one step in one process, and ten steps ended up
-  to 0.17 apart). The kernels of the matrix products and convolutions
-  divide their work by the thread that runs them, and which thread that
-  is depends on the ops running beside them. With one inter-op thread,
-  every repetition is bit-identical, with the default kernels and with
-  each turned off. TensorFlow sets it only before it starts, so this runs
-  before anything else touches TensorFlow.
+  weights now and then gives another result in float32 (the kernels of the
+  matrix products and convolutions divide their work by the thread that
+  runs them, and which thread that is depends on the ops beside them), and
+  runs drift apart. With one inter-op thread every repetition is
+  bit-identical, with the default kernels and with each turned off, so no
+  kernel needs turning off. TensorFlow takes the thread count only before
+  it starts: call this before any strategy, tensor or model.
 
   Raises:
     config_lib.ConfigError: TensorFlow already started with more threads.
   """
-  tf.config.experimental.enable_op_determinism()
   if tf.config.threading.get_inter_op_parallelism_threads() != 1:
     try:
       tf.config.threading.set_inter_op_parallelism_threads(1)
     except RuntimeError as e:
       raise config_lib.ConfigError(
-          "--deterministic runs one TensorFlow op at a time, which can be "
-          "set only before TensorFlow starts; this process started it "
-          "first. Pass --deterministic to the command itself.") from e
+          "--deterministic runs one TensorFlow op at a time, which "
+          "TensorFlow sets only before it starts, and it has started: call "
+          "training.make_deterministic() before creating a strategy, a "
+          "tensor or a model (the train command does).") from e
+  tf.config.experimental.enable_op_determinism()
   return ("--deterministic: deterministic kernels, one op at a time "
           "(slower); the same flags and data give bit-identical weights.")
 

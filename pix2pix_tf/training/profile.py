@@ -50,7 +50,8 @@ class PlainStep:
   """The tutorial's step on the package's models: `step(input, target)`
   applies one update (alternating or simultaneous, as `config` says) and
   returns the generator's total loss. Its optimizers are Keras's Adam, as
-  in the tutorial, or with `fused_updates` the package's `FusedAdam`; its
+  in the tutorial, with the reference's epsilon (the package's `Adam`, the
+  same ops), or with `fused_updates` the package's `FusedAdam`; its
   batch norm, convolutions and activations are `config`'s (Keras's with
   `fused_batch_norm`, `matmul_small_convs` and `compiled_activations`
   false)."""
@@ -69,7 +70,7 @@ class PlainStep:
                        "--gan_mode=vanilla, L1 only, one discriminator.")
     self.lambda_l1 = config.lambda_l1
     self.bce = keras.losses.BinaryCrossentropy(from_logits=True)
-    adam = optimizers.FusedAdam if fused_updates else keras.optimizers.Adam
+    adam = optimizers.FusedAdam if fused_updates else optimizers.Adam
     self.generator_optimizer = adam(
         config.learning_rate, beta_1=config.beta_1, beta_2=config.beta_2)
     self.discriminator_optimizer = adam(

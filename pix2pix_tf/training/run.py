@@ -199,8 +199,6 @@ def setup(config: config_lib.Config,
         f"{data.train.count} training pairs, {data.steps_per_epoch} steps per "
         f"epoch, {data.total_steps} steps.", flush=True)
   keras.utils.set_random_seed(config.seed)
-  if config.deterministic:
-    distribution.make_deterministic()
   chief = distribution.is_chief(strategy)
   # Non-chief workers write to a scratch folder, removed at the end.
   if not chief:

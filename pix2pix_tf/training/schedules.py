@@ -1,4 +1,4 @@
-"""Learning-rate schedules for --lr_policy (the reference's four)."""
+"""Learning-rate schedules for --lr_policy."""
 
 import keras
 import tensorflow as tf
@@ -21,6 +21,8 @@ class LinearDecay(keras.optimizers.schedules.LearningRateSchedule):
     self.epochs_decay = epochs_decay
 
   def __call__(self, step):
+    if self.epochs + self.epochs_decay == 0:  # A run sized by --max_steps.
+      return tf.constant(self.initial_learning_rate, tf.float32)
     epoch = tf.math.floordiv(tf.cast(step, tf.int64), self.steps_per_epoch)
     decayed = tf.cast(tf.maximum(epoch + 1 - self.epochs, 0), tf.float32)
     factor = 1.0 - decayed / float(self.epochs_decay + 1)

@@ -6,18 +6,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import small_config
+from conftest import assert_same_update, small_config
 from pix2pix_tf import training
 from pix2pix_tf.models import convolutions
 from pix2pix_tf.training import optimizers
 from pix2pix_tf.training import profile
-
-
-# One Adam step moves a weight by about the learning rate, 2e-4. The
-# multi-threaded convolution gradients round differently from run to run,
-# and Adam's normalisation can make that ~1e-6 on a weight whose gradient is
-# near zero (seen once in five runs at 1e-6): well below one step.
-TOLERANCE = 2e-5
 
 
 def batch(size=32, count=2, seed=0):
@@ -50,7 +43,7 @@ def test_the_plain_step_does_the_packages_update(order, fused, tmp_path):
   for ours, theirs in ((built.state.generator, plain.generator),
                        (built.state.discriminator, plain.discriminator)):
     for a, b in zip(ours.get_weights(), theirs.get_weights()):
-      np.testing.assert_allclose(a, b, atol=TOLERANCE)
+      assert_same_update(a, b, config.learning_rate)
   moved = max(np.abs(a - b).max() for a, b in
               zip(before, built.state.generator.get_weights()))
   assert moved > 1e-4  # Two Adam steps of 2e-4 each.
@@ -102,7 +95,7 @@ def test_the_profiles_last_cut_is_the_whole_update(tmp_path):
   for a, b in ((ours.state.generator, cut.state.generator),
                (ours.state.discriminator, cut.state.discriminator)):
     for x, y in zip(a.get_weights(), b.get_weights()):
-      np.testing.assert_allclose(x, y, atol=TOLERANCE)
+      assert_same_update(x, y, config.learning_rate)
 
 
 def test_the_profile_names_each_part_of_the_step(tmp_path):

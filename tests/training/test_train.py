@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from conftest import (NO_TENSORFLOW, run_command, run_saying_imports,
+from conftest import (NO_TENSORFLOW, assert_same_update, run_command, run_saying_imports,
                       scalar_tags, small_config, truncate_after_header)
 from pix2pix_tf import config as config_lib
 from pix2pix_tf.data import demo
@@ -232,7 +232,7 @@ def test_two_replicas_match_one_replica_on_the_same_global_batch(
         0 if model == "generator" else 1]))
     assert moved > 1e-4  # Training changed the weights ...
     for a, b in zip(w_one, w_two):  # ... and both runs changed them alike.
-      np.testing.assert_allclose(a, b, atol=2e-5)
+      assert_same_update(a, b, config.learning_rate)
 
 
 def test_paper_mode_generation_leaves_the_model_unchanged(tmp_path):
