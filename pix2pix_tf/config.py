@@ -679,8 +679,9 @@ COMMAND_OPTIONS = {
         Option("segmenter", str, "", "A SavedModel from photos in [-1, 1] to "
                "per-pixel class logits (tools/train_segmenter.py), for the "
                "FCN-score."),
-        Option("inception_weights", str, "", "Keras's InceptionV3 ImageNet "
-               "notop weights file, for FID and KID."),
+        Option("inception_weights", str, "", "FID and KID network: pytorch-"
+               "fid's pt_inception .pth (FID as published) or Keras's "
+               "InceptionV3 notop .h5 (comparable between runs only)."),
         RESOLUTION, MAX_PIXELS),
     "serve": (
         SAVED_MODEL, HOST, PORT,

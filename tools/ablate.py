@@ -480,10 +480,23 @@ def write_tables(rows: Sequence[dict], out: outputs.Folder, split: str,
       f" at {args['image_size']}x"
       f"{args['image_size']} on {args['data_dir']}, evaluated on its {split} "
       "split (L1 and MSE on the [-1, 1] scale, lower is better; PSNR in dB "
-      "and SSIM, higher is better; FID and KID on Inception features, lower "
-      "is better; segmentation scores in [0, 1], higher is better).", ""]
+      f"and SSIM, higher is better;{inception_text(args)} segmentation "
+      "scores in [0, 1], higher is better).", ""]
   lines += markdown_table(rows, args["study"])
   out.write_text("results.md", "\n".join(lines) + "\n")
+
+
+def inception_text(args: Dict[str, object]) -> str:
+  """What the results' FID and KID are comparable with ("" without them)."""
+  from pix2pix_tf.evaluation import metrics
+  weights = str(args.get("inception_weights") or "")
+  if not weights:
+    return ""
+  if metrics.is_fid_inception(weights):
+    return (" FID and KID on the FID Inception network's features, as "
+            "pytorch-fid computes them, lower is better;")
+  return (" FID and KID on Keras's ImageNet InceptionV3 features, "
+          "comparable only between runs of pix2pix_tf, lower is better;")
 
 
 def plot_losses(names: Sequence[str], out: outputs.Folder
@@ -635,8 +648,10 @@ def define_flags():
                       "labels -> photo with --segmenter).")
   flags.DEFINE_string("segmenter", "", "A tools/train_segmenter.py "
                       "SavedModel: the FCN-score of labels -> photo.")
-  flags.DEFINE_string("inception_weights", "", "The Keras InceptionV3 notop "
-                      "weights file: FID and KID.")
+  flags.DEFINE_string("inception_weights", "", "FID and KID network: "
+                      "pytorch-fid's pt_inception .pth (FID as published) "
+                      "or Keras's InceptionV3 notop .h5 (comparable between "
+                      "runs only).")
 
 
 if __name__ == "__main__":

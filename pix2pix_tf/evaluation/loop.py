@@ -11,7 +11,7 @@ import dataclasses
 import json
 import os
 import sys
-from typing import Callable, Dict, Iterable, Optional, Sequence
+from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
 import keras
 import tensorflow as tf
@@ -20,6 +20,7 @@ from pix2pix_tf import config as config_lib
 from pix2pix_tf import errors
 from pix2pix_tf import data as data_lib
 from pix2pix_tf import temporaries
+from pix2pix_tf.evaluation import fid_inception
 from pix2pix_tf.evaluation import metrics as metrics_lib
 from pix2pix_tf.evaluation import segmentation
 from pix2pix_tf.evaluation.accumulator import ALL_METRICS, Accumulator
@@ -234,10 +235,7 @@ def _accumulator(options: Options):
   notes = []
   metrics = [m for m in options.metrics
              if m not in ("fid", "kid") or options.inception_weights]
-  if not options.inception_weights:
-    notes.append("FID and KID skipped: give --inception_weights (the Keras "
-                 "InceptionV3 notop file, "
-                 f"{metrics_lib.INCEPTION_WEIGHTS_URL}).")
+  notes += _inception_notes(options)
   accumulator = Accumulator(
       metrics, options.pixel_tolerance,
       data_lib.load_palette(options.label_palette)
@@ -247,6 +245,23 @@ def _accumulator(options: Options):
       inception=(metrics_lib.inception_model(options.inception_weights)
                  if options.inception_weights else None))
   return accumulator, notes
+
+
+def _inception_notes(options: Options) -> List[str]:
+  """What FID and KID are comparable with, by the network they use."""
+  weights = options.inception_weights
+  fid_weights = (f"--inception_weights={os.path.basename(fid_inception.WEIGHTS_URL)} "
+                 f"(pytorch-fid's, {fid_inception.WEIGHTS_URL})")
+  if not weights:
+    return [f"FID and KID skipped: give {fid_weights}."]
+  if metrics_lib.is_fid_inception(weights):
+    return ["FID and KID from the FID Inception network (pytorch-fid's "
+            "weights) on the 8-bit images predict writes: FID as pytorch-fid "
+            "computes it."]
+  return ["FID and KID from Keras's ImageNet InceptionV3, not the network of "
+          "published FID figures: compare them only between runs of "
+          f"pix2pix_tf. For FID comparable with published ones, give "
+          f"{fid_weights}."]
 
 
 def format_table(result: Dict[str, object]) -> str:

@@ -4,8 +4,10 @@ Per example: L1 and MSE on the [-1, 1] scale of the model's outputs (L1 equals
 the training loss `gen_l1_loss`); PSNR and SSIM on images mapped to [0, 1]
 (`tf.image.psnr` and `tf.image.ssim` with max_val 1 and SSIM's 11x11 Gaussian
 window, so images must be at least 11 pixels high and wide); pixel accuracy.
-Per set: colour-distribution distances, FID and KID from InceptionV3
-features.
+Per set: colour-distribution distances, FID and KID from Inception
+features: those of the network published FID figures use
+(`fid_inception`, with pytorch-fid's weights), or of Keras's ImageNet
+InceptionV3 (comparable only between runs).
 """
 
 from typing import Dict, Optional
@@ -13,6 +15,8 @@ from typing import Dict, Optional
 import keras
 import numpy as np
 import tensorflow as tf
+
+from pix2pix_tf.evaluation import fid_inception
 
 
 def _to_unit(image):
@@ -93,13 +97,26 @@ INCEPTION_WEIGHTS_URL = (
     "inception_v3/inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5")
 
 
-def inception_model(weights_path: Optional[str] = None) -> keras.Model:
-  """InceptionV3 up to its 2048-d average pool, from a weights file.
+def is_fid_inception(weights_path: str) -> bool:
+  """Whether `weights_path` is read into the network of published FID
+  figures (a PyTorch `.pth`, pytorch-fid's weights) rather than into
+  Keras's ImageNet InceptionV3 (an `.h5`)."""
+  return weights_path.lower().endswith((".pth", ".pt"))
 
-  `weights_path` is Keras's ImageNet file (INCEPTION_WEIGHTS_URL); None
-  leaves the weights random (for tests only: the distances are then not
-  comparable to published ones).
+
+def inception_model(weights_path: Optional[str] = None) -> keras.Model:
+  """The network whose 2048-d pool features FID and KID compare.
+
+  `weights_path` ending in `.pth`: pytorch-fid's
+  `pt_inception-2015-12-05-6726825d.pth` (fid_inception.WEIGHTS_URL), into
+  the FID Inception network, whose FID is comparable with published
+  figures. Otherwise Keras's ImageNet InceptionV3 notop file
+  (INCEPTION_WEIGHTS_URL), whose FID is on another scale and comparable
+  only between runs of this project. None: Keras's network with random
+  weights (for tests only).
   """
+  if weights_path and is_fid_inception(weights_path):
+    return fid_inception.load(weights_path)
   model = keras.applications.InceptionV3(include_top=False, weights=None,
                                          pooling="avg",
                                          input_shape=(299, 299, 3))
@@ -109,8 +126,14 @@ def inception_model(weights_path: Optional[str] = None) -> keras.Model:
 
 
 def inception_features(model: keras.Model, images: tf.Tensor) -> np.ndarray:
-  """(batch, 2048) pool features of [-1, 1] images (Inception's own input
-  range), resized to 299x299; grayscale images are repeated to RGB."""
+  """(batch, 2048) pool features of [-1, 1] images, resized to 299x299 as
+  `model` expects (grayscale images are repeated to RGB): for the FID
+  Inception network, as pytorch-fid reads 8-bit PNGs
+  (`fid_inception.preprocess`); for Keras's, bilinearly, in Inception's
+  own [-1, 1] range."""
+  if model.name == fid_inception.NAME:
+    return model(fid_inception.preprocess(images),
+                 training=False).numpy().astype(np.float64)
   images = tf.cast(images, tf.float32)
   if images.shape[-1] == 1:
     images = tf.image.grayscale_to_rgb(images)

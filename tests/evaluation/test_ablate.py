@@ -312,6 +312,12 @@ def test_fid_and_kid_are_scored_exactly_when_given_the_weights(tmp_path):
   assert "fid" not in ablate.evaluation_options(args).metrics
   assert {"l1", "psnr", "ssim", "fid", "kid"} <= set(
       ablate.evaluation_options(dict(args, inception_weights="w.h5")).metrics)
+  # The results say what the FID is comparable with.
+  assert "FID" not in ablate.inception_text(args)
+  assert "only between runs" in ablate.inception_text(
+      dict(args, inception_weights="w.h5"))
+  assert "as pytorch-fid computes them" in ablate.inception_text(
+      dict(args, inception_weights="pt_inception-2015-12-05-6726825d.pth"))
 
 
 def test_a_variant_with_its_own_steps_is_kept_continued_or_refused(tmp_path):

@@ -10,9 +10,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import fid_fixtures
+import pth_writer
 from conftest import (ENV, ROOT, run_command, scalar_tags, small_config,
                       visible_generator)
 from pix2pix_tf.data import demo
+from pix2pix_tf.evaluation import fid_inception
 from pix2pix_tf.evaluation import metrics
 from pix2pix_tf import data as data_lib
 from pix2pix_tf.evaluation import segmentation
@@ -272,7 +275,8 @@ def test_evaluate_command_json_and_photo_to_labels(photo_to_labels_run,
   scores = data["segmentation"]["photo_to_labels"]
   assert 0 <= scores["class_iou"] <= scores["per_pixel_accuracy"] <= 1
   assert set(scores["classes"]) == set(demo.PALETTE)
-  assert "FID and KID skipped" in data["notes"][0]
+  assert "FID and KID skipped: give --inception_weights=pt_inception" in (
+      data["notes"][0])
   # The console table.
   assert "l1" in result.stdout and "photo_to_labels: per-pixel acc" in (
       result.stdout)
@@ -389,11 +393,29 @@ def test_evaluate_a_named_checkpoint(photo_to_labels_run, tmp_path):
   assert set(data["metrics"]) == {"l1", "psnr"}
 
 
+def random_inception_weights(folder, network):
+  """A weights file of random values for `network`: Keras's InceptionV3
+  (.h5) or the FID Inception network (a .pth as pytorch-fid's)."""
+  if network == "keras":
+    path = os.path.join(folder, "random.weights.h5")
+    keras.utils.set_random_seed(0)
+    metrics.inception_model().save_weights(path)
+    return path
+  return pth_writer.write_state_dict(
+      os.path.join(folder, "random.pth"), fid_fixtures.random_state(
+          fid_inception.state_dict_shapes(fid_inception.build())))
+
+
 @pytest.mark.slow
-def test_fid_of_an_export_is_that_of_its_outputs_and_targets(tmp_path):
-  """evaluate's FID with a weights file (here random Inception weights) is
-  the Frechet distance of the Inception features of the export's outputs
-  and of the targets, computed here another way; KID is there beside it."""
+@pytest.mark.parametrize("network,note", [
+    ("keras", "compare them only between runs of pix2pix_tf"),
+    ("fid", "FID as pytorch-fid computes it")])
+def test_fid_of_an_export_is_that_of_its_outputs_and_targets(tmp_path,
+                                                             network, note):
+  """evaluate's FID with a weights file (here random weights of either
+  network) is the Frechet distance of the Inception features of the
+  export's outputs and of the targets, computed here another way; KID is
+  there beside it, and a note says what FID is comparable with."""
   from pix2pix_tf import evaluation
   from pix2pix_tf import serving
   data_dir = demo.write_dataset(str(tmp_path / "data"), 4, 6, 32)
@@ -402,9 +424,7 @@ def test_fid_of_an_export_is_that_of_its_outputs_and_targets(tmp_path):
                         norm="batch")
   export = serving.save(visible_generator(config), config, 0,
                         str(tmp_path / "export"), "paper")
-  weights = str(tmp_path / "random.weights.h5")
-  keras.utils.set_random_seed(0)
-  metrics.inception_model().save_weights(weights)
+  weights = random_inception_weights(str(tmp_path), network)
   result = evaluation.evaluate_saved_model(
       export, data_dir, "val", evaluation.Options(
           metrics=("l1", "fid", "kid"), inception_weights=weights,
@@ -413,6 +433,7 @@ def test_fid_of_an_export_is_that_of_its_outputs_and_targets(tmp_path):
   inputs, targets = next(iter(data_lib.make_dataset(
       data_lib.list_split(data_dir, "val"), config, 6, training=False)))
   model = metrics.inception_model(weights)
+  assert (model.name == fid_inception.NAME) == (network == "fid")
   expected = metrics.frechet_distance(
       metrics.inception_features(
           model, translate(images=inputs)["generated_image"]),
@@ -420,3 +441,4 @@ def test_fid_of_an_export_is_that_of_its_outputs_and_targets(tmp_path):
   assert expected > 0
   assert result["metrics"]["fid"] == pytest.approx(expected, rel=1e-4)
   assert np.isfinite(result["metrics"]["kid"])
+  assert [n for n in result["notes"] if note in n]

@@ -2,80 +2,26 @@
 naming the file, reads nothing outside a storage, allocates nothing a
 storage does not hold, and stays unchanged for the next file."""
 
-import collections
 import os
-import pickle
 import shutil
-import sys
-import types
 import zipfile
 
 import numpy as np
 import pytest
 
+import pth_writer
+from pth_writer import Storage
 from pix2pix_tf.models import pytorch_weights
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 
 
-class Storage:
-  def __init__(self, key, values):
-    self.key, self.values = key, values
-
-
 @pytest.fixture
-def write_pth(monkeypatch, tmp_path):
-  """write(name, {tensor name: (storage, offset, size, stride)}) -> a .pth
-  whose pickle names PyTorch's globals as torch.save writes them (stand-in
-  modules, so that no PyTorch is needed to write it)."""
-  torch = types.ModuleType("torch")
-  utils = types.ModuleType("torch._utils")
-
-  class FloatStorage:
-    pass
-
-  def _rebuild_tensor_v2(*args):
-    del args
-
-  FloatStorage.__module__ = "torch"
-  FloatStorage.__qualname__ = "FloatStorage"
-  _rebuild_tensor_v2.__module__ = "torch._utils"
-  _rebuild_tensor_v2.__qualname__ = "_rebuild_tensor_v2"
-  torch.FloatStorage, utils._rebuild_tensor_v2 = (FloatStorage,
-                                                  _rebuild_tensor_v2)
-  monkeypatch.setitem(sys.modules, "torch", torch)
-  monkeypatch.setitem(sys.modules, "torch._utils", utils)
-
-  class Tensor:
-    def __init__(self, storage, offset, size, stride):
-      self.args = (storage, offset, size, stride)
-
-    def __reduce__(self):
-      storage, offset, size, stride = self.args
-      return (_rebuild_tensor_v2, (storage, offset, size, stride, False,
-                                   collections.OrderedDict()))
-
-  class Pickler(pickle.Pickler):
-    def persistent_id(self, obj):
-      if isinstance(obj, Storage):
-        return ("storage", FloatStorage, obj.key, "cpu", len(obj.values))
-      return None
-
-  def write(name, tensors, compress=zipfile.ZIP_STORED):
-    path = tmp_path / name
-    state = collections.OrderedDict(
-        (k, Tensor(*v)) for k, v in tensors.items())
-    storages = {v[0].key: v[0] for v in tensors.values()}
-    with zipfile.ZipFile(path, "w") as archive:
-      with archive.open("archive/data.pkl", "w") as f:
-        Pickler(f, protocol=2).dump(state)
-      for key, storage in storages.items():
-        archive.writestr(f"archive/data/{key}",
-                         np.asarray(storage.values, "<f4").tobytes(),
-                         compress_type=compress)
-    return str(path)
-
-  return write
+def write_pth(tmp_path):
+  """write(name, {tensor name: (storage, offset, size, stride)}) -> the
+  path of such a .pth in tmp_path."""
+  return lambda name, tensors, compress=zipfile.ZIP_STORED: (
+      pth_writer.write(str(tmp_path / name), tensors, compress))
 
 
 def test_the_crafting_writes_what_the_reader_reads(write_pth):

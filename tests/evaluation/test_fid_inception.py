@@ -1,0 +1,76 @@
+"""The FID Inception network computes what pytorch-fid's own does: the same
+weights (random ones, from fid_fixtures; make_fid_fixtures.py ran
+pytorch-fid's model and pipeline on them and on the same images), read
+from a .pth without PyTorch, give the same features and the same FID."""
+
+import os
+
+import numpy as np
+import pytest
+
+import fid_fixtures
+import pth_writer
+from pix2pix_tf import errors
+from pix2pix_tf.data import transforms
+from pix2pix_tf.evaluation import fid_inception
+from pix2pix_tf.evaluation import metrics
+
+EXPECTED = os.path.join(os.path.dirname(__file__), "data",
+                        "fid_expected.npz")
+
+
+@pytest.fixture(scope="module")
+def network(tmp_path_factory):
+  """The network as `evaluate --inception_weights=FILE.pth` loads it, from
+  a state dict laid out as pytorch-fid's file (its 1008-class head too)."""
+  state = fid_fixtures.random_state(
+      fid_inception.state_dict_shapes(fid_inception.build()))
+  rng = np.random.RandomState(0)
+  state["fc.weight"] = rng.normal(0, 0.01, (1008, 2048))
+  state["fc.bias"] = np.zeros(1008)
+  path = str(tmp_path_factory.mktemp("fid") / "pt_inception-random.pth")
+  pth_writer.write_state_dict(path, state)
+  return metrics.inception_model(path)
+
+
+def features(model, name):
+  images = fid_fixtures.images(name).astype(np.float32) / 127.5 - 1.0
+  return metrics.inception_features(model, images)
+
+
+def test_features_and_fid_are_pytorch_fids(network):
+  expected = np.load(EXPECTED)
+  ours = {name: features(network, name) for name in fid_fixtures.SETS}
+  for name in fid_fixtures.SETS:
+    theirs = expected[f"features_{name}"]
+    assert ours[name].shape == theirs.shape == (fid_fixtures.SETS[name][0],
+                                                2048)
+    assert np.abs(theirs).max() > 10  # Features that say something.
+    np.testing.assert_allclose(ours[name], theirs, rtol=0, atol=1e-4)
+  assert metrics.frechet_distance(ours["a"], ours["b"]) == pytest.approx(
+      float(expected["fid"]), abs=0.01)
+
+
+def test_outputs_are_scored_as_the_8_bit_images_predict_writes(network):
+  rng = np.random.RandomState(1)
+  generated = rng.uniform(-1, 1, (2, 40, 48, 3)).astype(np.float32)
+  written = transforms.to_uint8(generated).numpy() / 127.5 - 1.0
+  assert np.abs(written - generated).max() > 1e-3  # Not already 8-bit.
+  np.testing.assert_array_equal(
+      metrics.inception_features(network, generated),
+      metrics.inception_features(network, written))
+
+
+@pytest.mark.parametrize("state,why", [
+    ({"fc.bias": np.zeros(1008)},
+     r"Conv2d_1a_3x3\.conv\.weight is missing"),
+    ({"Conv2d_1a_3x3.conv.weight": np.zeros((32, 1, 3, 3))},
+     r"Conv2d_1a_3x3\.conv\.weight has shape \(32, 1, 3, 3\), where the FID "
+     r"Inception network has \(32, 3, 3, 3\)"),
+])
+def test_another_state_dict_is_refused_by_file_and_tensor(tmp_path, state,
+                                                          why):
+  path = pth_writer.write_state_dict(str(tmp_path / "other.pth"), state)
+  with pytest.raises(errors.CommandError,
+                     match=rf"other\.pth: tensor {why}.*pt_inception"):
+    metrics.inception_model(path)
