@@ -4,6 +4,8 @@ command and the ablation runner use.
 
 * `metrics`: L1, MSE, PSNR, SSIM, pixel accuracy, colour distributions,
   Inception features, FID and KID.
+* `fid_inception`: the Inception network of published FID figures, read
+  from pytorch-fid's weights.
 * `segmentation`: colour -> class, confusion matrices and the paper's
   scores.
 * `accumulator`: `Accumulator`, a split's metrics batch by batch.
