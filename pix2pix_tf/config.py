@@ -680,7 +680,7 @@ COMMAND_OPTIONS = {
                "per-pixel class logits (tools/train_segmenter.py), for the "
                "FCN-score."),
         Option("inception_weights", str, "", "FID and KID network: pytorch-"
-               "fid's pt_inception .pth (FID as published) or Keras's "
+               "fid's pt_inception .pth (FID as pytorch-fid's) or Keras's "
                "InceptionV3 notop .h5 (comparable between runs only)."),
         RESOLUTION, MAX_PIXELS),
     "serve": (

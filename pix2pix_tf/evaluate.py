@@ -4,11 +4,14 @@ r"""Measures translation quality on a split: the studies' metrics, one command.
         --data_dir=datasets/facades --split=test --output=facades_test.json
     python -m pix2pix_tf.evaluate --saved_model=runs/cityscapes/export \
         --data_dir=datasets/cityscapes --split=val --label_palette=cityscapes \
-        --segmenter=segmenters/cityscapes --inception_weights=inception_notop.h5
+        --segmenter=segmenters/cityscapes \
+        --inception_weights=pt_inception-2015-12-05-6726825d.pth
 
 Reports, averaged over the split and per image in the JSON: L1, MSE, PSNR,
 SSIM and pixel accuracy; over the whole set: colour-distribution distances,
-and FID and KID when --inception_weights is given. With --label_palette,
+and FID and KID when --inception_weights is given (pytorch-fid's weights:
+FID as pytorch-fid computes it; Keras's InceptionV3: comparable only
+between runs). With --label_palette,
 the paper's segmentation scores: for photo -> labels, the generated label
 colours mapped to the nearest class against the true label map; for
 labels -> photo, the FCN-score: --segmenter turns generated photos back into

@@ -268,6 +268,9 @@ def check_scoring(args: dict, split: str) -> None:
   evaluation.check_evaluation_files(config.validate())
   if args["segmenter"]:
     evaluation.load_segmenter(args["segmenter"])
+  if args["inception_weights"]:
+    from pix2pix_tf.evaluation import metrics
+    metrics.inception_model(args["inception_weights"])
   if not args["label_palette"]:
     return
   files = data_lib.list_split(args["data_dir"], split)[:8]
@@ -492,11 +495,7 @@ def inception_text(args: Dict[str, object]) -> str:
   weights = str(args.get("inception_weights") or "")
   if not weights:
     return ""
-  if metrics.is_fid_inception(weights):
-    return (" FID and KID on the FID Inception network's features, as "
-            "pytorch-fid computes them, lower is better;")
-  return (" FID and KID on Keras's ImageNet InceptionV3 features, "
-          "comparable only between runs of pix2pix_tf, lower is better;")
+  return f" {metrics.what_fid_compares_with(weights)[0]}, lower is better;"
 
 
 def plot_losses(names: Sequence[str], out: outputs.Folder
@@ -649,7 +648,7 @@ def define_flags():
   flags.DEFINE_string("segmenter", "", "A tools/train_segmenter.py "
                       "SavedModel: the FCN-score of labels -> photo.")
   flags.DEFINE_string("inception_weights", "", "FID and KID network: "
-                      "pytorch-fid's pt_inception .pth (FID as published) "
+                      "pytorch-fid's pt_inception .pth (FID as pytorch-fid's) "
                       "or Keras's InceptionV3 notop .h5 (comparable between "
                       "runs only).")
 

@@ -29,7 +29,8 @@ class Accumulator:
     labels_side: "input" (labels -> photo) or "target" (photo -> labels).
     segmenter: a callable from [-1, 1] photos to per-pixel class logits, for
       the FCN-score of labels -> photo.
-    inception: an InceptionV3 feature model, for FID and KID.
+    inception: an Inception feature model (`metrics.inception_model`), for
+      FID and KID.
   """
 
   def __init__(self, metrics: Sequence[str] = PER_IMAGE,

@@ -1,13 +1,13 @@
 """The Inception network of published FID figures, in Keras.
 
 FID numbers in papers come from the TensorFlow Inception graph of
-2015-12-05 (the original TTUR code), which pytorch-fid and clean-fid carry
-as `pt_inception-2015-12-05-6726825d.pth`. That network is not Keras's
-ImageNet InceptionV3: its weights differ, and so do three of its blocks
-(the average pools of the A, C and first E blocks leave the padding out of
-the mean; the last E block pools by maximum). Features from another
-network give FID values on another scale, so only this port, with those
-weights, gives figures comparable with published ones.
+2015-12-05 (the original TTUR code), which pytorch-fid carries as
+`pt_inception-2015-12-05-6726825d.pth`. That network is not Keras's
+ImageNet InceptionV3: its weights differ, and its last block pools by
+maximum where Keras's averages. Features from another network give FID
+values on another scale, so only this port, with those weights, gives the
+figures pytorch-fid gives (and clean-fid in its `legacy_pytorch` mode;
+clean-fid's default resizes otherwise).
 
 The input is what pytorch-fid gives its network for a PNG file: the 8-bit
 image as [0, 1] floats, resized bilinearly (half-pixel centres, no
@@ -20,6 +20,7 @@ the PyTorch modules (`Mixed_5b.branch1x1`), so the state dict's names
 select their weights.
 """
 
+import hashlib
 import os
 from typing import Dict, List, Tuple
 
@@ -32,6 +33,8 @@ from pix2pix_tf.models import pytorch_weights
 
 WEIGHTS_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/"
                "fid_weights/pt_inception-2015-12-05-6726825d.pth")
+# torch.hub's naming: the file name ends in its SHA-256's first digits.
+WEIGHTS_SHA256_PREFIX = "6726825d"
 SIZE = 299
 NAME = "fid_inception"  # The model's name, by which metrics knows it.
 
@@ -195,6 +198,17 @@ def load(path: str) -> keras.Model:
       layer.set_weights([w.astype(np.float32)
                          for w in _layer_weights(layer, state)])
   return model
+
+
+def are_pytorch_fids(path: str) -> bool:
+  """Whether the file at `path` is pytorch-fid's weights file, by its
+  SHA-256 (a state dict of the same shapes, torchvision's ImageNet
+  Inception say, loads too, but gives other features)."""
+  digest = hashlib.sha256()
+  with open(path, "rb") as file:
+    for block in iter(lambda: file.read(1 << 20), b""):
+      digest.update(block)
+  return digest.hexdigest().startswith(WEIGHTS_SHA256_PREFIX)
 
 
 def preprocess(images: tf.Tensor) -> tf.Tensor:

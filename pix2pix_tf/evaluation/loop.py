@@ -249,18 +249,19 @@ def _accumulator(options: Options):
 
 def _inception_notes(options: Options) -> List[str]:
   """What FID and KID are comparable with, by the network they use."""
+  if not {"fid", "kid"} & set(options.metrics):
+    return []
   weights = options.inception_weights
-  fid_weights = (f"--inception_weights={os.path.basename(fid_inception.WEIGHTS_URL)} "
-                 f"(pytorch-fid's, {fid_inception.WEIGHTS_URL})")
+  url = fid_inception.WEIGHTS_URL
+  fid_weights = (f"--inception_weights={os.path.basename(url)} "
+                 f"(pytorch-fid's, {url})")
   if not weights:
     return [f"FID and KID skipped: give {fid_weights}."]
-  if metrics_lib.is_fid_inception(weights):
-    return ["FID and KID from the FID Inception network (pytorch-fid's "
-            "weights) on the 8-bit images predict writes: FID as pytorch-fid "
-            "computes it."]
-  return ["FID and KID from Keras's ImageNet InceptionV3, not the network of "
-          "published FID figures: compare them only between runs of "
-          f"pix2pix_tf. For FID comparable with published ones, give "
+  compares, published = metrics_lib.what_fid_compares_with(weights)
+  if published:
+    return [f"{compares}, on images rounded to 8 bits at the evaluated "
+            "resolution."]
+  return [f"{compares}. For FID comparable with published figures, give "
           f"{fid_weights}."]
 
 

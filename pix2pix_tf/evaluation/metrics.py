@@ -10,7 +10,7 @@ features: those of the network published FID figures use
 InceptionV3 (comparable only between runs).
 """
 
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import keras
 import numpy as np
@@ -101,7 +101,7 @@ def is_fid_inception(weights_path: str) -> bool:
   """Whether `weights_path` is read into the network of published FID
   figures (a PyTorch `.pth`, pytorch-fid's weights) rather than into
   Keras's ImageNet InceptionV3 (an `.h5`)."""
-  return weights_path.lower().endswith((".pth", ".pt"))
+  return weights_path.lower().endswith(".pth")
 
 
 def inception_model(weights_path: Optional[str] = None) -> keras.Model:
@@ -123,6 +123,22 @@ def inception_model(weights_path: Optional[str] = None) -> keras.Model:
   if weights_path:
     model.load_weights(weights_path)
   return model
+
+
+def what_fid_compares_with(weights_path: str) -> Tuple[str, bool]:
+  """A phrase saying what FID and KID from `weights_path` compare with,
+  and whether that is published FID figures."""
+  if is_fid_inception(weights_path):
+    if fid_inception.are_pytorch_fids(weights_path):
+      return ("FID as pytorch-fid computes it (the FID Inception network, "
+              "pytorch-fid's weights) and KID on the same features", True)
+    return ("FID and KID on the FID Inception network with weights other "
+            "than pytorch-fid's (their SHA-256 does not begin "
+            f"{fid_inception.WEIGHTS_SHA256_PREFIX}): comparable only between "
+            "runs of pix2pix_tf", False)
+  return ("FID and KID on Keras's ImageNet InceptionV3, not the network of "
+          "published FID figures: comparable only between runs of "
+          "pix2pix_tf", False)
 
 
 def inception_features(model: keras.Model, images: tf.Tensor) -> np.ndarray:

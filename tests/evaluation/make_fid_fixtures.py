@@ -2,7 +2,7 @@
 for test_fid_inception.py (run where torch, torchvision and pytorch-fid are
 installed; the file is committed, so the tests need none of them):
 
-    pip install torch torchvision pytorch-fid
+    pip install torch==2.14.1 torchvision==0.29.1 pytorch-fid==0.3.0
     python tests/evaluation/make_fid_fixtures.py
 
 pytorch-fid's own network (`pytorch_fid.inception.InceptionV3`, block 3,

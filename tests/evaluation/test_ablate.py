@@ -1,6 +1,7 @@
 """tools/ablate.py: a two-variant grid of a few steps, and its resumption."""
 
 import csv
+import hashlib
 import json
 import os
 import signal
@@ -14,8 +15,10 @@ from PIL import Image
 from conftest import ENV, NO_TENSORFLOW, ROOT, run_saying_imports
 from pix2pix_tf import outputs
 from pix2pix_tf.data import demo
+from pix2pix_tf.evaluation import fid_inception
 
 TOOL = os.path.join(ROOT, "tools", "ablate.py")
+PTH_DATA = os.path.join(ROOT, "tests", "models", "data")
 
 
 def run_grid(data_dir, variants, out, steps=3, *extra, option="--study"):
@@ -177,6 +180,8 @@ def test_bad_variants_are_rejected_before_training(tmp_path):
        "labels -> photo is scored by an FCN"),
       (["--label_palette=facades", f"--segmenter={tmp_path}/none"],
        "is not a SavedModel"),
+      ([f"--inception_weights={PTH_DATA}/state.pth"],
+       "tensor Conv2d_1a_3x3.conv.weight is missing"),
       ([f"--inception_weights={tmp_path}/none.h5"], "is not a file")]:
     result = run_grid(data_dir, "batch_size", tmp_path / "out", 3, *extra)
     assert result.returncode != 0 and message in result.stderr, extra
@@ -304,7 +309,8 @@ def test_each_variant_keeps_its_colour_in_every_loss_panel(tmp_path):
   assert (tmp_path / "losses.png").stat().st_size > 0
 
 
-def test_fid_and_kid_are_scored_exactly_when_given_the_weights(tmp_path):
+def test_fid_and_kid_are_scored_exactly_when_given_the_weights(tmp_path,
+                                                              monkeypatch):
   ablate = load_tool()
   args = {"data_dir": str(tmp_path), "image_size": 32, "steps": 50,
           "flags": "", "out": str(tmp_path), "label_palette": "",
@@ -316,8 +322,14 @@ def test_fid_and_kid_are_scored_exactly_when_given_the_weights(tmp_path):
   assert "FID" not in ablate.inception_text(args)
   assert "only between runs" in ablate.inception_text(
       dict(args, inception_weights="w.h5"))
-  assert "as pytorch-fid computes them" in ablate.inception_text(
-      dict(args, inception_weights="pt_inception-2015-12-05-6726825d.pth"))
+  weights = tmp_path / "pt_inception-2015-12-05-6726825d.pth"
+  weights.write_bytes(b"not pytorch-fid's")
+  assert "weights other than pytorch-fid's" in ablate.inception_text(
+      dict(args, inception_weights=str(weights)))
+  monkeypatch.setattr(fid_inception, "WEIGHTS_SHA256_PREFIX", hashlib.sha256(
+      b"not pytorch-fid's").hexdigest()[:8])  # Taken for pytorch-fid's.
+  assert "FID as pytorch-fid computes it" in ablate.inception_text(
+      dict(args, inception_weights=str(weights)))
 
 
 def test_a_variant_with_its_own_steps_is_kept_continued_or_refused(tmp_path):

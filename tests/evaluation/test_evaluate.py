@@ -408,8 +408,8 @@ def random_inception_weights(folder, network):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("network,note", [
-    ("keras", "compare them only between runs of pix2pix_tf"),
-    ("fid", "FID as pytorch-fid computes it")])
+    ("keras", "comparable only between runs of pix2pix_tf"),
+    ("fid", "weights other than pytorch-fid's")])
 def test_fid_of_an_export_is_that_of_its_outputs_and_targets(tmp_path,
                                                              network, note):
   """evaluate's FID with a weights file (here random weights of either

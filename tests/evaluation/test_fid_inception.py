@@ -3,6 +3,7 @@ weights (random ones, from fid_fixtures; make_fid_fixtures.py ran
 pytorch-fid's model and pipeline on them and on the same images), read
 from a .pth without PyTorch, give the same features and the same FID."""
 
+import hashlib
 import os
 
 import numpy as np
@@ -22,14 +23,15 @@ EXPECTED = os.path.join(os.path.dirname(__file__), "data",
 @pytest.fixture(scope="module")
 def network(tmp_path_factory):
   """The network as `evaluate --inception_weights=FILE.pth` loads it, from
-  a state dict laid out as pytorch-fid's file (its 1008-class head too)."""
+  a state dict laid out as pytorch-fid's file: its 1008-class head too,
+  in torch.save's format before PyTorch 1.6."""
   state = fid_fixtures.random_state(
       fid_inception.state_dict_shapes(fid_inception.build()))
   rng = np.random.RandomState(0)
   state["fc.weight"] = rng.normal(0, 0.01, (1008, 2048))
   state["fc.bias"] = np.zeros(1008)
   path = str(tmp_path_factory.mktemp("fid") / "pt_inception-random.pth")
-  pth_writer.write_state_dict(path, state)
+  pth_writer.write_state_dict(path, state, legacy=True)
   return metrics.inception_model(path)
 
 
@@ -74,3 +76,22 @@ def test_another_state_dict_is_refused_by_file_and_tensor(tmp_path, state,
   with pytest.raises(errors.CommandError,
                      match=rf"other\.pth: tensor {why}.*pt_inception"):
     metrics.inception_model(path)
+
+
+def test_only_pytorch_fids_own_file_is_called_comparable(tmp_path,
+                                                         monkeypatch):
+  """A state dict of the right shapes but other weights (torchvision's
+  ImageNet Inception has them) is not called pytorch-fid's; the SHA-256
+  decides. The Keras network is never comparable."""
+  path = pth_writer.write_state_dict(str(tmp_path / "other.pth"),
+                                     {"w": np.zeros(3)})
+  assert not metrics.what_fid_compares_with(path)[1]
+  assert "weights other than pytorch-fid's" in (
+      metrics.what_fid_compares_with(path)[0])
+  with open(path, "rb") as file:
+    digest = hashlib.sha256(file.read()).hexdigest()
+  monkeypatch.setattr(fid_inception, "WEIGHTS_SHA256_PREFIX", digest[:8])
+  assert metrics.what_fid_compares_with(path) == (
+      "FID as pytorch-fid computes it (the FID Inception network, "
+      "pytorch-fid's weights) and KID on the same features", True)
+  assert "only between runs" in metrics.what_fid_compares_with("w.h5")[0]

@@ -10,6 +10,8 @@ torch):
   same tensors as numpy arrays, without `module.` and num_batches_tracked.
 * evil.pth: a pickle whose loading would run a shell command (it writes a
   file): what the reader must refuse without running it.
+* state_legacy.pth, evil_legacy.pth: the same in the format torch.save
+  wrote before PyTorch 1.6 (pytorch-fid's Inception weights are in it).
 * unet_batch.pth, unet_instance.pth: 5-level U-Nets (ngf 4) in the
   reference's module layout (UnetSkipConnectionBlock nesting, restated
   here), random weights and batch-norm statistics; unet_expected.npz: an
@@ -254,6 +256,15 @@ def write_unets():
   np.savez(os.path.join(HERE, "unet_expected.npz"), **outputs)
 
 
+def write_legacy(state):
+  """state_legacy.pth and evil_legacy.pth: state.pth's tensors and
+  evil.pth's pickle in torch.save's format before PyTorch 1.6."""
+  torch.save(state, os.path.join(HERE, "state_legacy.pth"),
+             _use_new_zipfile_serialization=False)
+  torch.save({"weights": Evil()}, os.path.join(HERE, "evil_legacy.pth"),
+             _use_new_zipfile_serialization=False)
+
+
 def main():
   torch.manual_seed(0)
   base = torch.arange(24, dtype=torch.float32).reshape(4, 6)
@@ -269,6 +280,7 @@ def main():
       ("module.steps", torch.arange(3, dtype=torch.int64)),
   ])
   torch.save(state, os.path.join(HERE, "state.pth"))
+  write_legacy(state)
   expected = {k[len("module."):]: (v.float() if v.dtype == torch.bfloat16
                                    else v).detach().numpy()
               for k, v in state.items() if "num_batches" not in k}

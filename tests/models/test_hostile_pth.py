@@ -84,3 +84,25 @@ def test_damaged_and_missing_files_are_named(tmp_path):
     pytorch_weights.read_state_dict(str(path))
   with pytest.raises(ValueError, match=r"typo\.pth is not a file"):
     pytorch_weights.read_state_dict(str(tmp_path / "typo.pth"))
+
+
+def test_legacy_files_cut_short_or_listing_other_storages_are_named(
+    tmp_path):
+  storage = Storage("0", np.arange(6, dtype=np.float32))
+  path = pth_writer.write(str(tmp_path / "whole.pth"),
+                          {"w": (storage, 0, (2, 3), (3, 1))}, legacy=True)
+  np.testing.assert_array_equal(pytorch_weights.read_state_dict(path)["w"],
+                                [[0, 1, 2], [3, 4, 5]])
+  data = open(path, "rb").read()
+  short = tmp_path / "short.pth"
+  short.write_bytes(data[:-4])
+  with pytest.raises(ValueError, match=r"short\.pth is cut short or damaged "
+                     "at storage 0"):
+    pytorch_weights.read_state_dict(str(short))
+  # A storage that declares more values than the file holds allocates
+  # nothing: the count is checked against what is left of the file.
+  huge = tmp_path / "huge.pth"
+  huge.write_bytes(data.replace(np.int64(6).tobytes(),
+                                np.int64(10**12).tobytes()))
+  with pytest.raises(ValueError, match=r"huge\.pth is cut short"):
+    pytorch_weights.read_state_dict(str(huge))

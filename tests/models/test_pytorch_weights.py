@@ -11,8 +11,10 @@ from pix2pix_tf.models import pytorch_weights
 DATA = os.path.join(os.path.dirname(__file__), "data")
 
 
-def test_a_state_dict_reads_as_torch_wrote_it():
-  state = pytorch_weights.read_state_dict(os.path.join(DATA, "state.pth"))
+@pytest.mark.parametrize("name", ["state.pth", "state_legacy.pth"])
+def test_a_state_dict_reads_as_torch_wrote_it(name):
+  """In either of torch.save's formats: zip, and the one before 1.6."""
+  state = pytorch_weights.read_state_dict(os.path.join(DATA, name))
   expected = np.load(os.path.join(DATA, "state_expected.npz"))
   # `module.` removed, num_batches_tracked left out.
   assert sorted(state) == sorted(expected.files)
@@ -23,19 +25,21 @@ def test_a_state_dict_reads_as_torch_wrote_it():
   np.testing.assert_array_equal(state["view"], state["base"][1:, 2:5])
 
 
+@pytest.mark.parametrize("name", ["evil.pth", "evil_legacy.pth"])
 def test_a_pickle_that_would_run_code_is_refused_unrun(tmp_path,
-                                                        monkeypatch):
+                                                        monkeypatch, name):
   monkeypatch.chdir(tmp_path)
   with pytest.raises(pytorch_weights.UnsafeCheckpointError,
-                     match=r"evil\.pth names .*system.*not reading it"):
-    pytorch_weights.read_state_dict(os.path.join(DATA, "evil.pth"))
+                     match=rf"{name} names .*system.*not reading it"):
+    pytorch_weights.read_state_dict(os.path.join(DATA, name))
   assert not os.path.exists(tmp_path / "pix2pix_tf_evil_ran")
 
 
 def test_files_that_are_not_zip_checkpoints_are_named(tmp_path):
   path = tmp_path / "old.pth"
   path.write_bytes(b"\x80\x02not a zip")
-  with pytest.raises(ValueError, match="old.pth is not a PyTorch zip"):
+  with pytest.raises(ValueError, match="old.pth is not a checkpoint "
+                     "torch.save wrote"):
     pytorch_weights.read_state_dict(str(path))
 
 
