@@ -22,8 +22,10 @@ class Storage:
     self.key, self.values = key, values
 
 
-def _stand_in_torch():
-  """Modules named as torch.save's pickle names PyTorch's globals."""
+def _stand_in_torch(rebuild="_rebuild_tensor_v2"):
+  """Modules named as torch.save's pickle names PyTorch's globals (the
+  tensor rebuild function by `rebuild`: PyTorch 0.3 wrote
+  _rebuild_tensor)."""
   torch = types.ModuleType("torch")
   utils = types.ModuleType("torch._utils")
 
@@ -36,24 +38,25 @@ def _stand_in_torch():
   FloatStorage.__module__ = "torch"
   FloatStorage.__qualname__ = "FloatStorage"
   _rebuild_tensor_v2.__module__ = "torch._utils"
-  _rebuild_tensor_v2.__qualname__ = "_rebuild_tensor_v2"
-  torch.FloatStorage, utils._rebuild_tensor_v2 = (FloatStorage,
-                                                  _rebuild_tensor_v2)
+  _rebuild_tensor_v2.__qualname__ = rebuild
+  torch.FloatStorage = FloatStorage
+  setattr(utils, rebuild, _rebuild_tensor_v2)
   return torch, utils
 
 
-def _pickler_and_state(tensors, legacy):
+def _pickler_and_state(tensors, legacy, rebuild):
   """A Pickler class writing storages as torch.save's persistent ids, the
   state dict of stand-in tensors, and its storages by key."""
-  torch, utils = _stand_in_torch()
+  torch, utils = _stand_in_torch(rebuild)
 
   class Tensor:
     def __init__(self, storage, offset, size, stride):
       self.args = (storage, offset, tuple(size), tuple(stride))
 
     def __reduce__(self):
-      return (utils._rebuild_tensor_v2,  # pylint: disable=protected-access
-              self.args + (False, collections.OrderedDict()))
+      extra = (() if rebuild == "_rebuild_tensor" else
+               (False, collections.OrderedDict()))
+      return (getattr(utils, rebuild), self.args + extra)
 
   class Pickler(pickle.Pickler):
     def persistent_id(self, obj):
@@ -72,10 +75,12 @@ def _pickler_and_state(tensors, legacy):
 def write(path: str,
           tensors: Dict[str, Tuple[Storage, int, Sequence[int],
                                    Sequence[int]]],
-          compress: int = zipfile.ZIP_STORED, legacy: bool = False) -> str:
+          compress: int = zipfile.ZIP_STORED, legacy: bool = False,
+          rebuild: str = "_rebuild_tensor_v2") -> str:
   """Writes {name: (storage, offset, size, stride)} as a state dict, in
   torch.save's zip format or (`legacy`) the one before PyTorch 1.6."""
-  pickler, state, storages, modules = _pickler_and_state(tensors, legacy)
+  pickler, state, storages, modules = _pickler_and_state(tensors, legacy,
+                                                         rebuild)
   with mock.patch.dict(sys.modules, modules):
     if legacy:
       with open(path, "wb") as f:

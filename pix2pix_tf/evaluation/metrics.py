@@ -10,12 +10,14 @@ features: those of the network published FID figures use
 InceptionV3 (comparable only between runs).
 """
 
+import os
 from typing import Dict, Optional, Tuple
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from pix2pix_tf import errors
 from pix2pix_tf.evaluation import fid_inception
 
 
@@ -98,25 +100,34 @@ INCEPTION_WEIGHTS_URL = (
 
 
 def is_fid_inception(weights_path: str) -> bool:
-  """Whether `weights_path` is read into the network of published FID
-  figures (a PyTorch `.pth`, pytorch-fid's weights) rather than into
-  Keras's ImageNet InceptionV3 (an `.h5`)."""
-  return weights_path.lower().endswith(".pth")
+  """Whether `weights_path` is read into the FID Inception network (a
+  PyTorch `.pth` or `.pt`) rather than into Keras's ImageNet InceptionV3
+  (an `.h5`)."""
+  return weights_path.lower().endswith((".pth", ".pt"))
 
 
 def inception_model(weights_path: Optional[str] = None) -> keras.Model:
   """The network whose 2048-d pool features FID and KID compare.
 
-  `weights_path` ending in `.pth`: pytorch-fid's
-  `pt_inception-2015-12-05-6726825d.pth` (fid_inception.WEIGHTS_URL), into
-  the FID Inception network, whose FID is comparable with published
-  figures. Otherwise Keras's ImageNet InceptionV3 notop file
-  (INCEPTION_WEIGHTS_URL), whose FID is on another scale and comparable
-  only between runs of this project. None: Keras's network with random
-  weights (for tests only).
+  `weights_path` ending in `.pth` (or `.pt`): a state dict of the FID
+  Inception network; with pytorch-fid's
+  `pt_inception-2015-12-05-6726825d.pth` (fid_inception.WEIGHTS_URL) its
+  FID is pytorch-fid's (`what_fid_compares_with`). Ending in `.h5`: Keras's
+  ImageNet InceptionV3 notop file (INCEPTION_WEIGHTS_URL), whose FID is on
+  another scale and comparable only between runs of this project. None:
+  Keras's network with random weights (for tests only).
+
+  Raises:
+    errors.CommandError: a file of another kind, or one that does not
+      load into its network (named).
   """
   if weights_path and is_fid_inception(weights_path):
     return fid_inception.load(weights_path)
+  if weights_path and not weights_path.lower().endswith(".h5"):
+    raise errors.CommandError(
+        f"--inception_weights={weights_path}: give pytorch-fid's "
+        f"{os.path.basename(fid_inception.WEIGHTS_URL)} or Keras's "
+        f"{os.path.basename(INCEPTION_WEIGHTS_URL)} (a .pth or an .h5).")
   model = keras.applications.InceptionV3(include_top=False, weights=None,
                                          pooling="avg",
                                          input_shape=(299, 299, 3))

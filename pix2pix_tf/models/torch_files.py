@@ -16,6 +16,7 @@ where PyTorch is not installed (and `torch.load` with
 """
 
 import collections
+import math
 import os
 import pickle
 import zipfile
@@ -69,15 +70,21 @@ def _array(raw: bytes, dtype) -> np.ndarray:
 
 def _rebuild_tensor(storage: np.ndarray, offset: int, size: Tuple[int, ...],
                     stride: Tuple[int, ...], *unused) -> np.ndarray:
-  """torch._utils._rebuild_tensor_v2: a view of `storage`, copied."""
+  """torch._utils._rebuild_tensor_v2 (and _rebuild_tensor, PyTorch 0.3's):
+  a read-only view of `storage`. Not a copy: a pickle can name one storage
+  from any number of tensors for a few bytes each, and copies would let a
+  small file allocate without bound."""
   del unused  # requires_grad, backward hooks, metadata.
   # as_strided reads wherever it is told: the view must lie in the storage.
+  if not isinstance(size, tuple) or not isinstance(stride, tuple):
+    raise errors.CommandError(f"a tensor of size {size!r}, stride "
+                              f"{stride!r} is not a view PyTorch writes")
   numbers = [offset, *size, *stride]
   if not all(isinstance(n, int) and n >= 0 for n in numbers) or len(
       size) != len(stride):
     raise errors.CommandError(f"a tensor of size {size}, stride {stride} at offset "
                      f"{offset} is not a view PyTorch writes")
-  if int(np.prod(size)) > len(storage):
+  if math.prod(size) > len(storage):
     raise errors.CommandError(f"a tensor of size {size} holds more values than its "
                      f"storage of {len(storage)}")
   if 0 not in size and offset + sum(
@@ -86,10 +93,9 @@ def _rebuild_tensor(storage: np.ndarray, offset: int, size: Tuple[int, ...],
                      f"{offset} reaches past its storage of {len(storage)} "
                      "values")
   itemsize = storage.itemsize
-  view = np.lib.stride_tricks.as_strided(
-      storage[offset:], shape=tuple(size),
-      strides=tuple(s * itemsize for s in stride))
-  return np.array(view)
+  return np.lib.stride_tricks.as_strided(
+      storage[offset:], shape=size,
+      strides=tuple(s * itemsize for s in stride), writeable=False)
 
 
 def _rebuild_parameter(data: np.ndarray, *unused) -> np.ndarray:
@@ -98,20 +104,49 @@ def _rebuild_parameter(data: np.ndarray, *unused) -> np.ndarray:
   return data
 
 
+def _ordered_dict() -> collections.OrderedDict:
+  """collections.OrderedDict as torch.save pickles it: called with no
+  arguments (its items and attributes follow), so that a pickle cannot
+  copy a dict again and again for a few bytes each."""
+  return collections.OrderedDict()
+
+
+class _Frozen:
+  """One of the functions a pickle may call, which the pickle cannot
+  change (a BUILD on a plain function could set its defaults for this and
+  every later file)."""
+  __slots__ = ("_function",)
+
+  def __init__(self, function):
+    object.__setattr__(self, "_function", function)
+
+  def __call__(self, *args):
+    return self._function(*args)
+
+  def __setattr__(self, name, value):
+    raise UnsafeCheckpointError("A function cannot be changed.")
+
+  def __setstate__(self, state):
+    raise UnsafeCheckpointError("A function cannot be changed.")
+
+
+_REBUILD = _Frozen(_rebuild_tensor)
+_PARAMETER = _Frozen(_rebuild_parameter)
+
 # (module, name) -> what it becomes. Nothing else is resolved.
 _ALLOWED = {
-    ("collections", "OrderedDict"): collections.OrderedDict,
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
-    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+    ("collections", "OrderedDict"): _Frozen(_ordered_dict),
+    ("torch._utils", "_rebuild_tensor_v2"): _REBUILD,
+    ("torch._utils", "_rebuild_tensor"): _REBUILD,
+    ("torch._utils", "_rebuild_parameter"): _PARAMETER,
 }
 _ALLOWED.update({("torch", name): _StorageType(name)
                  for name in _STORAGE_DTYPES})
 
 
-def _skip(*unused):
-  """Stands in for the tensor rebuild functions while a legacy file's
-  storages are only listed (their bytes come after the pickle)."""
-  del unused
+# Stands in for the tensor rebuild functions while a legacy file's storages
+# are only listed (their bytes come after the pickle).
+_SKIP = _Frozen(lambda *unused: None)
 
 
 class _Unpickler(pickle.Unpickler):
@@ -136,8 +171,8 @@ class _Unpickler(pickle.Unpickler):
           "never needs: not reading it (unpickling it could run code). "
           "Save the model's state_dict() (torch.save(net.state_dict(), "
           "path)) and convert that.") from None
-    if not self._rebuild and found in (_rebuild_tensor, _rebuild_parameter):
-      return _skip
+    if not self._rebuild and found in (_REBUILD, _PARAMETER):
+      return _SKIP
     return found
 
   def persistent_load(self, pid):
@@ -172,13 +207,25 @@ def read_state_dict(path: str) -> Dict[str, np.ndarray]:
   if not os.path.isfile(path):
     raise errors.CommandError(f"{path} is not a file: give the path of a .pth "
                      "(e.g. checkpoints/facades_label2photo/latest_net_G.pth).")
+  with open(path, "rb") as file:
+    start = file.read(4)
   try:
-    state = _read_zip(path) if zipfile.is_zipfile(path) else _read_legacy(
-        path)
-  except ValueError as e:  # UnsafeCheckpointError too: named by the file.
-    if str(e).startswith(path):
+    # By the first bytes, as torch.load tells them apart: a zip's local
+    # header, or the protocol opcode of the legacy format's first pickle.
+    if start == b"PK\x03\x04":
+      state = _read_zip(path)
+    elif start[:1] == b"\x80" and start[1:2] in (b"\x02", b"\x03", b"\x04",
+                                                  b"\x05"):
+      state = _read_legacy(path)
+    else:
+      raise errors.CommandError(_NOT_TORCH.format(path=path))
+  except ValueError as e:  # UnsafeCheckpointError too.
+    if isinstance(e, errors.CommandError) and str(e).startswith(path):
       raise
-    raise type(e)(f"{path} cannot be read as a state dict: {e}.") from None
+    kind = (UnsafeCheckpointError if isinstance(e, UnsafeCheckpointError)
+            else errors.CommandError)
+    raise kind(f"{path} cannot be read as a state dict: "
+               f"{str(e).rstrip('.')}. {_AGAIN}") from None
   except (zipfile.BadZipFile, pickle.UnpicklingError, EOFError, KeyError,
           TypeError, AttributeError, IndexError, MemoryError) as e:
     raise errors.CommandError(f"{path} is damaged or not a state dict saved by "
@@ -192,6 +239,12 @@ def read_state_dict(path: str) -> Dict[str, np.ndarray]:
                      "names to tensors).")
   return {(k[len("module."):] if k.startswith("module.") else k): v
           for k, v in state.items() if not k.endswith("num_batches_tracked")}
+
+
+_NOT_TORCH = ("{path} is not a checkpoint torch.save wrote (neither its zip "
+              "format nor its older one). Give the .pth file itself.")
+_AGAIN = ("Download it again, or save it again with "
+          "torch.save(model.state_dict(), path).")
 
 
 def _read_zip(path: str) -> object:
@@ -224,9 +277,9 @@ def _read_zip(path: str) -> object:
 # _use_new_zipfile_serialization=False) is pickles in a row: this magic
 # number, a protocol version, system information, the object, the sorted
 # storage keys; then each storage as its number of values (int64) and its
-# bytes, in that order. A protocol-2 pickle of the magic number begins so:
+# bytes, in that order.
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
-_LEGACY_START = b"\x80\x02\x8a\x0a" + _LEGACY_MAGIC.to_bytes(10, "little")
+_LEGACY_PROTOCOL = 1001
 
 
 def _itemsize(dtype) -> int:
@@ -238,20 +291,23 @@ def _read_legacy(path: str) -> object:
   object's pickle is read twice, first to list its storages (whose bytes
   follow it), then to build its tensors from them."""
   with open(path, "rb") as file:
-    if file.read(len(_LEGACY_START)) != _LEGACY_START:
-      raise errors.CommandError(
-          f"{path} is not a checkpoint torch.save wrote (neither its zip "
-          "format nor its older one). Give the .pth file itself.")
-    file.seek(0)
 
     def refuse(*unused):
       raise errors.CommandError("a storage outside the object's pickle")
 
-    for _ in range(3):  # Magic number, protocol version, system info.
-      header = _Unpickler(file, path, refuse).load()
+    if _Unpickler(file, path, refuse).load() != _LEGACY_MAGIC:
+      raise errors.CommandError(_NOT_TORCH.format(path=path))
+    protocol = _Unpickler(file, path, refuse).load()
+    if protocol != _LEGACY_PROTOCOL:
+      raise errors.CommandError(
+          f"{path} is in torch.save's legacy format version {protocol!r}, "
+          f"not {_LEGACY_PROTOCOL}: load it in PyTorch and save it again "
+          "with torch.save(model.state_dict(), path).")
+    header = _Unpickler(file, path, refuse).load()
     if not isinstance(header, dict) or header.get("little_endian") is False:
-      raise errors.CommandError(f"{path} was written on a big-endian machine "
-                                "or its header is damaged.")
+      raise errors.CommandError(
+          f"{path} was written on a big-endian machine or its header is "
+          f"damaged. {_AGAIN}")
     start = file.tell()
     listed: Dict[str, Tuple[object, int]] = {}
     _Unpickler(file, path, lambda key, kind, numel: listed.setdefault(
@@ -259,7 +315,7 @@ def _read_legacy(path: str) -> object:
     keys = _Unpickler(file, path, refuse).load()
     if not isinstance(keys, list) or sorted(keys) != sorted(listed):
       raise errors.CommandError(f"{path} lists other storages than its "
-                                "tensors use")
+                                f"tensors use. {_AGAIN}")
     storages = {}
     remaining = os.fstat(file.fileno()).st_size - file.tell()
     for key in keys:
@@ -268,7 +324,7 @@ def _read_legacy(path: str) -> object:
       size = numel * _itemsize(dtype)
       if count != numel or size + 8 > remaining:
         raise errors.CommandError(f"{path} is cut short or damaged at "
-                                  f"storage {key}; download it again.")
+                                  f"storage {key}. {_AGAIN}")
       storages[key] = _array(file.read(size), dtype)
       remaining -= size + 8
     file.seek(start)

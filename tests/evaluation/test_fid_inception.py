@@ -95,3 +95,10 @@ def test_only_pytorch_fids_own_file_is_called_comparable(tmp_path,
       "FID as pytorch-fid computes it (the FID Inception network, "
       "pytorch-fid's weights) and KID on the same features", True)
   assert "only between runs" in metrics.what_fid_compares_with("w.h5")[0]
+
+
+def test_a_weights_file_of_another_kind_is_named_with_what_to_give():
+  with pytest.raises(errors.CommandError, match=r"--inception_weights="
+                     r"inception\.onnx: give pytorch-fid's pt_inception.*"
+                     r"\.pth or an \.h5"):
+    metrics.inception_model("inception.onnx")

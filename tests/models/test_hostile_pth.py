@@ -97,12 +97,65 @@ def test_legacy_files_cut_short_or_listing_other_storages_are_named(
   short = tmp_path / "short.pth"
   short.write_bytes(data[:-4])
   with pytest.raises(ValueError, match=r"short\.pth is cut short or damaged "
-                     "at storage 0"):
+                     "at storage 0. Download it again"):
     pytorch_weights.read_state_dict(str(short))
-  # A storage that declares more values than the file holds allocates
-  # nothing: the count is checked against what is left of the file.
-  huge = tmp_path / "huge.pth"
-  huge.write_bytes(data.replace(np.int64(6).tobytes(),
-                                np.int64(10**12).tobytes()))
+  # A storage that declares as many values as the file does not hold
+  # allocates nothing: the size is checked against what is left of it.
+  huge = pth_writer.write(
+      str(tmp_path / "huge.pth"),
+      {"w": (Storage("0", np.zeros(6, np.float32)), 0, (2, 3), (3, 1))},
+      legacy=True)
+  declared = open(huge, "rb").read().replace(
+      b"K\x06", b"J" + (2**31 - 1).to_bytes(4, "little")).replace(
+          np.int64(6).tobytes(), np.int64(2**31 - 1).tobytes())
+  open(huge, "wb").write(declared)
   with pytest.raises(ValueError, match=r"huge\.pth is cut short"):
-    pytorch_weights.read_state_dict(str(huge))
+    pytorch_weights.read_state_dict(huge)
+  # The storage keys after the pickle must be those its tensors use.
+  other = tmp_path / "other.pth"
+  at = data.rfind(b"X\x01\x00\x00\x000")  # The key in the last pickle.
+  other.write_bytes(data[:at] + b"X\x01\x00\x00\x001" + data[at + 6:])
+  with pytest.raises(ValueError, match=r"other\.pth lists other storages"):
+    pytorch_weights.read_state_dict(str(other))
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_tensors_over_one_storage_are_views_of_it(tmp_path, legacy):
+  """However many tensors a file builds over a storage, the reader holds
+  the storage once: a small file cannot make it allocate without bound."""
+  storage = Storage("0", np.arange(1000, dtype=np.float32))
+  path = pth_writer.write(
+      str(tmp_path / "many.pth"),
+      {f"w{i}": (storage, i, (10, 90), (90, 1)) for i in range(50)},
+      legacy=legacy)
+  state = pytorch_weights.read_state_dict(path)
+  assert len(state) == 50 and np.shares_memory(state["w0"], state["w49"])
+  np.testing.assert_array_equal(state["w7"][1, :3], [97, 98, 99])
+  assert not state["w0"].flags.writeable
+
+
+def test_pytorch_0_3_tensors_read(tmp_path):
+  storage = Storage("0", [1.0, 2.0, 3.0, 4.0])
+  path = pth_writer.write(str(tmp_path / "old.pth"),
+                          {"w": (storage, 1, (3,), (1,))}, legacy=True,
+                          rebuild="_rebuild_tensor")
+  np.testing.assert_array_equal(pytorch_weights.read_state_dict(path)["w"],
+                                [2, 3, 4])
+
+
+@pytest.mark.parametrize("crafted,message", [
+    # OrderedDict({}) : torch.save calls it with no arguments.
+    (b"ccollections\nOrderedDict\n}\x85R.", "damaged or not a state dict"),
+    # BUILD on a rebuild function, setting its defaults for later files.
+    (b"ctorch._utils\n_rebuild_parameter\nN}X\x0c\x00\x00\x00__defaults__"
+     b"X\x01\x00\x00\x00x\x85s\x86b.", "A function cannot be changed"),
+])
+def test_a_pickle_cannot_copy_dicts_or_change_functions(tmp_path, crafted,
+                                                        message):
+  path = tmp_path / "crafted.pth"
+  with zipfile.ZipFile(path, "w") as archive:
+    archive.writestr("archive/data.pkl", crafted)
+  with pytest.raises(ValueError, match=rf"crafted\.pth .*{message}"):
+    pytorch_weights.read_state_dict(str(path))
+  state = pytorch_weights.read_state_dict(os.path.join(DATA, "state.pth"))
+  assert state["base"].shape == (4, 6)  # The next file reads as before.

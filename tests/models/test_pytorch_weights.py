@@ -2,10 +2,12 @@
 (fixtures: tests/models/make_pth_fixtures.py, written by torch.save)."""
 
 import os
+import pickle
 
 import numpy as np
 import pytest
 
+from pix2pix_tf import errors
 from pix2pix_tf.models import pytorch_weights
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
@@ -35,11 +37,20 @@ def test_a_pickle_that_would_run_code_is_refused_unrun(tmp_path,
   assert not os.path.exists(tmp_path / "pix2pix_tf_evil_ran")
 
 
-def test_files_that_are_not_zip_checkpoints_are_named(tmp_path):
+@pytest.mark.parametrize("content,message", [
+    (b"GIF89a, say", "is not a checkpoint torch.save wrote"),
+    (pickle.dumps(5, protocol=4), "is not a checkpoint torch.save wrote"),
+    (b"\x80\x02not a pickle", "is damaged or not a state dict saved by "
+     "torch.save"),
+    (pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2) +
+     pickle.dumps(1000, protocol=2),
+     "is in torch.save.s legacy format version 1000, not 1001"),
+])
+def test_files_that_are_not_torch_checkpoints_are_named(tmp_path, content,
+                                                        message):
   path = tmp_path / "old.pth"
-  path.write_bytes(b"\x80\x02not a zip")
-  with pytest.raises(ValueError, match="old.pth is not a checkpoint "
-                     "torch.save wrote"):
+  path.write_bytes(content)
+  with pytest.raises(errors.CommandError, match=f"old.pth {message}"):
     pytorch_weights.read_state_dict(str(path))
 
 
