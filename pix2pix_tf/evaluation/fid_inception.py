@@ -22,7 +22,7 @@ select their weights.
 
 import hashlib
 import os
-from typing import Dict, List, Tuple
+from typing import Dict, Tuple
 
 import keras
 import numpy as np
@@ -166,13 +166,6 @@ def state_dict_shapes(model: keras.Model) -> Dict[str, Tuple[int, ...]]:
   return shapes
 
 
-def _layer_weights(layer, state: Dict[str, np.ndarray]) -> List[np.ndarray]:
-  if isinstance(layer, keras.layers.Conv2D):
-    return [state[f"{layer.name}.weight"].transpose(2, 3, 1, 0)]
-  return [state[f"{layer.name}.{suffix}"] for suffix in
-          ("weight", "bias", "running_mean", "running_var")]
-
-
 def load(path: str) -> keras.Model:
   """The network with the weights of a `.pth` state dict, read without
   PyTorch (`pytorch_weights.read_state_dict`); tensors it does not use
@@ -184,19 +177,31 @@ def load(path: str) -> keras.Model:
   """
   state = pytorch_weights.read_state_dict(path)
   model = build()
-  for name, shape in state_dict_shapes(model).items():
+  shapes = state_dict_shapes(model)
+  advice = (f"Give pytorch-fid's weights, {os.path.basename(WEIGHTS_URL)} "
+            f"from {WEIGHTS_URL}.")
+  for name, shape in shapes.items():
     if name not in state or state[name].shape != shape:
       found = (f"has shape {state[name].shape}" if name in state
                else "is missing")
       raise errors.CommandError(
           f"{path}: tensor {name} {found}, where the FID Inception network "
-          f"has {shape}. Give pytorch-fid's weights, "
-          f"{os.path.basename(WEIGHTS_URL)} from {WEIGHTS_URL}.")
+          f"has {shape}. {advice}")
+  layers = {layer.name: layer for layer in model.layers}
+  for name in state:
+    if name.rsplit(".", 1)[0] in layers and name not in shapes:
+      raise errors.CommandError(
+          f"{path}: tensor {name} has no place in the FID Inception network "
+          f"(its convolutions have no bias). {advice}")
   for layer in model.layers:
-    if isinstance(layer, (keras.layers.Conv2D,
-                          keras.layers.BatchNormalization)):
-      layer.set_weights([w.astype(np.float32)
-                         for w in _layer_weights(layer, state)])
+    if isinstance(layer, keras.layers.Conv2D):
+      kind = pytorch_weights.CONV
+    elif isinstance(layer, keras.layers.BatchNormalization):
+      kind = pytorch_weights.NORM
+    else:
+      continue
+    layer.set_weights([w.astype(np.float32) for w in
+                       pytorch_weights.keras_weights(state, layer.name, kind)])
   return model
 
 
@@ -212,13 +217,10 @@ def are_pytorch_fids(path: str) -> bool:
 
 
 def preprocess(images: tf.Tensor) -> tf.Tensor:
-  """[-1, 1] images as pytorch-fid sees them saved as 8-bit PNGs: rounded
+  """[-1, 1] float32 RGB images as pytorch-fid sees them saved as 8-bit PNGs: rounded
   to the 256 levels `predict` writes, resized bilinearly to 299x299
   (half-pixel centres, no antialiasing: PyTorch's `interpolate` with
   `align_corners=False`) and mapped to [-1, 1]."""
-  images = tf.cast(images, tf.float32)
-  if images.shape[-1] == 1:
-    images = tf.image.grayscale_to_rgb(images)
   levels = tf.round(tf.clip_by_value((images + 1.0) * 127.5, 0.0, 255.0))
   resized = tf.image.resize(levels / 255.0, [SIZE, SIZE], method="bilinear",
                             antialias=False)

@@ -158,13 +158,13 @@ def inception_features(model: keras.Model, images: tf.Tensor) -> np.ndarray:
   Inception network, as pytorch-fid reads 8-bit PNGs
   (`fid_inception.preprocess`); for Keras's, bilinearly, in Inception's
   own [-1, 1] range."""
-  if model.name == fid_inception.NAME:
-    return model(fid_inception.preprocess(images),
-                 training=False).numpy().astype(np.float64)
   images = tf.cast(images, tf.float32)
   if images.shape[-1] == 1:
     images = tf.image.grayscale_to_rgb(images)
-  images = tf.image.resize(images, [299, 299], method="bilinear")
+  if model.name == fid_inception.NAME:
+    images = fid_inception.preprocess(images)
+  else:
+    images = tf.image.resize(images, [299, 299], method="bilinear")
   return model(images, training=False).numpy().astype(np.float64)
 
 

@@ -78,6 +78,28 @@ def test_another_state_dict_is_refused_by_file_and_tensor(tmp_path, state,
     metrics.inception_model(path)
 
 
+def test_a_tensor_the_network_has_no_place_for_is_refused(tmp_path):
+  """A full state dict with a bias on a convolution (which the FID
+  Inception network's convolutions lack) is named, not loaded without it
+  or failed on inside Keras."""
+  state = fid_fixtures.random_state(
+      fid_inception.state_dict_shapes(fid_inception.build()))
+  state["Mixed_5b.branch1x1.conv.bias"] = np.zeros(64)
+  path = pth_writer.write_state_dict(str(tmp_path / "biased.pth"), state)
+  with pytest.raises(errors.CommandError,
+                     match=r"biased\.pth: tensor Mixed_5b\.branch1x1\.conv\."
+                     r"bias has no place.*pt_inception"):
+    metrics.inception_model(path)
+
+
+def test_grayscale_images_are_scored_as_their_rgb(network):
+  rng = np.random.RandomState(2)
+  gray = rng.uniform(-1, 1, (2, 40, 48, 1)).astype(np.float32)
+  np.testing.assert_array_equal(
+      metrics.inception_features(network, gray),
+      metrics.inception_features(network, np.repeat(gray, 3, axis=-1)))
+
+
 def test_only_pytorch_fids_own_file_is_called_comparable(tmp_path,
                                                          monkeypatch):
   """A state dict of the right shapes but other weights (torchvision's
