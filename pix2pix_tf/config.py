@@ -3,7 +3,7 @@
 Training options are `Config` fields, declared with `option(default, help,
 choices)`; `define_flags` defines their absl flags (train, summary,
 tools/benchmark.py), `Config.from_flag_values` builds the frozen dataclass,
-and `flag_table` writes the README's table. The other commands' options are
+and `flag_table` writes docs/flags.md's table. The other commands' options are
 `COMMAND_OPTIONS` (an option several commands take is defined once);
 `define_command_flags` and `command_flag_table` do the same for them.
 Library code reads only the dataclass or explicit arguments, never flags.
@@ -90,7 +90,8 @@ def option(default: object, help: str,  # pylint: disable=redefined-builtin
            choices: Optional[Sequence] = None) -> dataclasses.Field:
   """A Config field with what its command-line flag needs: the default,
   the help text and, for an enum, the choices. `define_flags` and the
-  README's flag table are generated from these, so an option is one edit."""
+  flag table of docs/flags.md are generated from these, so an option is one
+  edit."""
   return dataclasses.field(default=default, metadata={
       "help": help, "choices": tuple(choices) if choices else None})
 
@@ -513,7 +514,7 @@ def flag_help(field: dataclasses.Field) -> str:
 
 
 def _markdown_row(name: str, default: object, text: str) -> str:
-  """A row of the README's flag tables."""
+  """A row of docs/flags.md's flag tables."""
   if isinstance(default, bool):
     default = str(default).lower()
   elif isinstance(default, list):
@@ -529,7 +530,7 @@ TABLE_HEAD = ["| flag | default | meaning |", "|---|---|---|"]
 
 
 def flag_table() -> str:
-  """The README's flag reference, one Markdown row per Config field."""
+  """docs/flags.md's training flags, one Markdown row per Config field."""
   return "\n".join(TABLE_HEAD + [
       _markdown_row(f.name, f.default, flag_help(f))
       for f in dataclasses.fields(Config)]) + "\n"
@@ -769,7 +770,7 @@ def define_command_flags(command: str,
 
 
 def command_flag_table(command: str) -> str:
-  """The README's table of `command`'s flags."""
+  """docs/flags.md's table of `command`'s flags."""
   return "\n".join(TABLE_HEAD + [
       _markdown_row(o.name, o.default, f"<{'|'.join(o.choices)}>: {o.help}"
                     if o.choices else o.help)
@@ -777,7 +778,7 @@ def command_flag_table(command: str) -> str:
 
 
 def command_flag_reference() -> str:
-  """The README's section of the other commands' flags: a table each."""
+  """docs/flags.md's section of the other commands' flags: a table each."""
   parts = []
   for command in COMMAND_OPTIONS:
     parts.append(f"`python -m pix2pix_tf.{command}`:\n\n"

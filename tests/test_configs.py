@@ -12,6 +12,7 @@ from pix2pix_tf import config as config_lib
 from pix2pix_tf.data import demo
 
 CONFIGS = os.path.join(ROOT, "configs")
+FLAG_DOC = os.path.join(ROOT, "docs", "flags.md")
 
 # name: (direction, batch size, total epochs, jitter, mirror), REFERENCE.md.
 PAPER = {
@@ -97,25 +98,26 @@ def test_demo_data_is_deterministic_and_paired(tmp_path):
   assert len({tuple(c) for c in photo.reshape(-1, 3)}) > 100
 
 
-def test_readme_flag_table_is_generated_from_config():
-  """The README's table is what tools/update_readme_flags.py writes: every
+def test_flag_doc_table_is_generated_from_config():
+  """docs/flags.md's table is what tools/update_flag_docs.py writes: every
   field, its default and its help, in order."""
-  readme = open(os.path.join(ROOT, "README.md")).read()
+  flag_doc = open(FLAG_DOC).read()
   table = config_lib.flag_table()
   assert table.count("\n| `--") == len(config_lib.dataclasses.fields(
       config_lib.Config))
-  assert table in readme, ("The README's flag table is stale: run python "
-                           "tools/update_readme_flags.py")
+  assert table in flag_doc, ("docs/flags.md's flag table is stale: run "
+                             "python tools/update_flag_docs.py")
 
 
-def test_readme_command_flags_are_generated_from_config():
-  """Every other command's flags: the README shows what define_command_flags
-  defines (names, defaults, help), each command's table in full."""
+def test_flag_doc_command_flags_are_generated_from_config():
+  """Every other command's flags: docs/flags.md shows what
+  define_command_flags defines (names, defaults, help), each command's table
+  in full."""
   from absl import flags
-  readme = open(os.path.join(ROOT, "README.md")).read()
-  assert config_lib.command_flag_reference() in readme, (
-      "The README's command flags are stale: run python "
-      "tools/update_readme_flags.py")
+  flag_doc = open(FLAG_DOC).read()
+  assert config_lib.command_flag_reference() in flag_doc, (
+      "docs/flags.md's command flags are stale: run python "
+      "tools/update_flag_docs.py")
   for command, options in config_lib.COMMAND_OPTIONS.items():
     flag_values = flags.FlagValues()
     config_lib.define_command_flags(command, flag_values)

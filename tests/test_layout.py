@@ -25,7 +25,7 @@ SUBPACKAGES = ("models", "data", "training", "evaluation", "serving")
 OPTIONAL = {"cv2", "onnxruntime", "ai_edge_litert"}
 MAX_MODULE_LINES = 400
 # config.py is the option table: every option of every command with its
-# help text, from which the flags and the README's tables are generated.
+# help text, from which the flags and docs/flags.md's tables are generated.
 LONGER_MODULES = {"config.py": 800}
 MAX_FUNCTION_LINES = 60
 

@@ -1,5 +1,5 @@
 r"""Exports a run in every format and measures each file against the
-SavedModel on real images: the README's "Export formats" table.
+SavedModel on real images: the "Export formats" table of docs/inference.md.
 
     python tools/compare_formats.py --model_dir=runs/facades \
         --input=datasets/facades/val --num_images=50 --output_dir=/tmp/formats

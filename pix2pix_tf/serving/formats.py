@@ -45,7 +45,7 @@ FILE_NAMES = {"keras": "export.keras", "litert": "export.tflite",
               "onnx": "export.onnx"}
 # (format, weights) -> the largest difference to the TensorFlow model, on
 # a random image in [-1, 1], that the check accepts (measured on facades:
-# README, "Export formats").
+# docs/inference.md, "Export formats").
 TOLERANCES = {("keras", "float32"): 1e-5, ("onnx", "float32"): 1e-4,
               ("litert", "float32"): 1e-4, ("litert", "float16"): 2e-2}
 # Format -> (module, pip extra) the format needs beyond TensorFlow.

@@ -379,23 +379,25 @@ def test_a_variant_with_its_own_steps_is_kept_continued_or_refused(tmp_path):
     ablate.variant_config("--max_steps=0 --epochs=5", args)
 
 
-def test_the_readmes_study_tables_are_the_studies_own_results():
-  """Each study under docs/ is the runner's output, and the README shows
-  its table unchanged: every row of results.md, and every score in it
-  equal to results.csv's to the table's digits."""
+def test_each_study_write_up_shows_the_studies_own_results():
+  """Each study under docs/ is the runner's output, and the study's write-up
+  (docs/ablation_*/README.md, the one doc that discusses it) shows its
+  table unchanged: every row of results.md, and every score in it equal to
+  results.csv's to the table's digits."""
   ablate = load_tool()
-  readme = open(os.path.join(ROOT, "README.md")).read()
   folders = sorted(p for p in os.listdir(os.path.join(ROOT, "docs"))
                    if p.startswith("ablation_"))
   assert folders
   for name in folders:
     folder = os.path.join(ROOT, "docs", name)
-    assert {"results.md", "results.csv", "losses.png", "samples.png"} <= set(
-        os.listdir(folder)), name
+    assert {"README.md", "results.md", "results.csv", "losses.png",
+            "samples.png"} <= set(os.listdir(folder)), name
+    write_up = open(os.path.join(folder, "README.md")).read()
     rows = [line for line in open(os.path.join(folder, "results.md"))
             if line.startswith("|")]
-    # The whole table, in order, as one block of the README.
-    assert "".join(rows) in readme, f"{name}: its table is not the README's"
+    # The whole table, in order, as one block of the write-up.
+    assert "".join(rows) in write_up, (
+        f"{name}: its table is not the one in {name}/README.md")
     with open(os.path.join(folder, "results.csv")) as f:
       values = [{k: v if k in ("variant", "flags") else float(v)
                  for k, v in row.items() if v or k == "flags"}

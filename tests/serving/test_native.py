@@ -321,8 +321,8 @@ def test_native_output_has_the_detail_a_resized_one_lacks(odd_export,
                                                           tmp_path):
   # The paper's maps setting at small sizes: trained at 32x32, tested on
   # 64x96 at native resolution, against the same images translated at 32x32
-  # and resized up (tools/compare_resolutions.py, which the README's figure
-  # comes from).
+  # and resized up (tools/compare_resolutions.py, which docs/inference.md's
+  # figure comes from).
   saved_model, _ = odd_export
   (tmp_path / "pairs").mkdir()
   for i in range(2):

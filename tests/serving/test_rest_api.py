@@ -450,10 +450,18 @@ def test_an_image_whose_header_cannot_be_read_is_refused():
   assert e.value.status == 400
 
 
-def readme_requests():
-  """(method, path, body or None) of every curl command of the README that
-  names the pix2pix model, with `$(base64 -w0 FILE)` standing for a PNG."""
-  lines = open(os.path.join(ROOT, "README.md")).read().splitlines()
+# The REST API's doc, whose curl examples the test below sends to serve, and
+# how many of them it holds at least (so that a change to their layout cannot
+# make the test collect none and pass).
+REST_DOC = os.path.join(ROOT, "docs", "rest_api.md")
+MIN_DOC_REQUESTS = 5
+
+
+def doc_requests():
+  """(method, path, body or None) of every curl command of docs/rest_api.md
+  that names the pix2pix model, with `$(base64 -w0 FILE)` standing for a
+  PNG."""
+  lines = open(REST_DOC).read().splitlines()
   requests = []
   for i, line in enumerate(lines):
     if not line.startswith("    curl "):
@@ -476,18 +484,20 @@ def readme_requests():
   return requests
 
 
-def test_every_readme_request_runs_what_tf_serving_would_run(export_dir,
-                                                             tmp_path):
-  """Each README example, sent to serve, is answered by the signature that
-  TensorFlow Serving's routing picks for it: its signature_name, else
-  serving_default; status and metadata paths answer as documented."""
-  version_one = str(tmp_path / "1")  # The README's /versions/1.
+def test_every_documented_request_runs_what_tf_serving_would_run(export_dir,
+                                                                 tmp_path):
+  """Each example of docs/rest_api.md, sent to serve, is answered by the
+  signature that TensorFlow Serving's routing picks for it: its
+  signature_name, else serving_default; status and metadata paths answer as
+  documented."""
+  version_one = str(tmp_path / "1")  # The doc's /versions/1.
   shutil.copytree(export_dir, version_one)
   client = server_lib.create_app(
       server_lib.Translator(version_one)).test_client()
   signatures = tf.saved_model.load(version_one).signatures
   png = base64.b64decode(png_b64(gradient_image(32, 32)))
-  requests = readme_requests()
+  requests = doc_requests()
+  assert len(requests) >= MIN_DOC_REQUESTS, requests
   assert {method for method, _, _ in requests} == {"GET", "POST"}
   for method, path, body in requests:
     if method == "GET":
