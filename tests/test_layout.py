@@ -17,9 +17,9 @@ PACKAGE = os.path.join(ROOT, "pix2pix_tf")
 COMMANDS = ("train", "export", "predict", "evaluate", "serve", "study",
             "datasets", "summary")
 # Each library part may import only parts of a lower rank (and itself).
-RANKS = {"errors": 0, "lazy": 0, "temporaries": 0, "outputs": 1, "config": 1,
-         "models": 2, "data": 2, "serving": 3, "evaluation": 4,
-         "training": 5}
+RANKS = {"errors": 0, "lazy": 0, "temporaries": 0, "architectures": 0,
+         "outputs": 1, "config": 1, "models": 2, "data": 2, "serving": 3,
+         "evaluation": 4, "training": 5}
 SUBPACKAGES = ("models", "data", "training", "evaluation", "serving")
 # Imported where they are used: large, and needed by one feature each.
 OPTIONAL = {"cv2", "onnxruntime", "ai_edge_litert"}
