@@ -277,7 +277,7 @@ def training_flops(config) -> dict:
   from pix2pix_tf import models
   size = config.crop_size
   generator = models.build_generator(config)
-  discriminator = models.build_discriminator(config)
+  discriminator = models.build_discriminators(config)
   g = conv_flops(generator, [(size, size, config.input_channels)])
   d = conv_flops(discriminator, [(size, size, config.input_channels),
                                  (size, size, config.output_channels)])

@@ -33,7 +33,6 @@ every variable matched).
 
 from pix2pix_tf.models.checkpoints import restore
 from pix2pix_tf.models.discriminators import (Discriminators,
-                                              build_discriminator,
                                               build_discriminators,
                                               patchgan_discriminator,
                                               pixel_discriminator,
@@ -53,8 +52,7 @@ __all__ = [
     "AlwaysDropout", "BatchStatisticsNormalization",
     "FusedBatchNormalization", "ReflectionPadding2D", "flat_layers",
     "keras_layers", "set_training_kernels",
-    "Discriminators", "build_discriminator", "build_discriminators",
-    "build_generator",
+    "Discriminators", "build_discriminators", "build_generator",
     "make_generate", "restore",
     "norm_layer", "paper_mode", "patchgan_discriminator",
     "pixel_discriminator", "receptive_field", "receptive_fields",

@@ -168,11 +168,6 @@ def build_discriminators(config: config_lib.Config) -> Discriminators:
   return set_training_kernels(model, config)
 
 
-def build_discriminator(config: config_lib.Config) -> Discriminators:
-  """The discriminator(s) `config` asks for, under the current dtype policy."""
-  return build_discriminators(config)
-
-
 def receptive_fields(discriminator: Discriminators) -> List[int]:
   """The receptive field of each discriminator, in input pixels."""
   return [receptive_field(d) for d in discriminator.discriminators]

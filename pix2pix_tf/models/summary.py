@@ -17,7 +17,7 @@ def network_summary(config: config_lib.Config) -> dict:
     output_shapes and receptive_fields list every one.
   """
   generator = generators.build_generator(config)
-  discriminator = discriminators.build_discriminator(config)
+  discriminator = discriminators.build_discriminators(config)
   size = config.crop_size
   gen_shape = generator.compute_output_shape(
       (1, size, size, config.input_channels))
