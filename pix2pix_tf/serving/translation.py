@@ -29,11 +29,7 @@ def list_inputs(path: str) -> List[str]:
     return [path]
   if not os.path.isdir(path):
     raise errors.CommandError(f"--input={path} is neither a file nor a folder.")
-  files = data_lib.list_images(path)
-  if not files:
-    raise errors.CommandError(f"--input={path} holds no images "
-                            f"({', '.join(data_lib.IMAGE_EXTENSIONS)}).")
-  return files
+  return data_lib.list_images(path, required=True)
 
 
 def encode_png(array: np.ndarray) -> bytes:
