@@ -265,7 +265,7 @@ def _inception_notes(options: Options) -> List[str]:
           f"{fid_weights}."]
 
 
-def format_table(result: Dict[str, object]) -> str:
+def format_evaluation(result: Dict[str, object]) -> str:
   """`evaluate_saved_model`'s result as the table the command prints."""
   lines = [f"{result['num_images']} images of {result['data_dir']}/"
            f"{result['split']}, step {result['step']}, "
