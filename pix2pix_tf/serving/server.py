@@ -90,12 +90,6 @@ class Refused(ValueError):
   """Inputs that the signature refused (the wrong shape, not an image)."""
 
 
-# The export's encoded-image signatures (images in, PNGs out), by the
-# resolution they translate at: what `Translator.translate` runs.
-ENCODED_SIGNATURES = {"training": "translate_encoded",
-                      "native": "translate_encoded_native"}
-
-
 def export_version(saved_model: str) -> int:
   """The version TensorFlow Serving would give the export: its folder's
   name when that is a number (/models/pix2pix/1), else 1."""
@@ -131,12 +125,10 @@ class Translator:
     self._input_specs = {
         name: function.structured_input_signature[1]
         for name, function in self.signatures.items()}
-    self.encoded_signature = ENCODED_SIGNATURES[self.resolution]
-    if self.encoded_signature not in self.signatures:
-      raise saved_model_lib.ExportError(
-          f"{saved_model} has no {self.encoded_signature} signature (it "
-          "predates native-resolution inference): export it again, or pass "
-          "--resolution=training.")
+    # What `translate` runs (images in, PNGs out).
+    self.encoded_signature = saved_model_lib.translate_signature(
+        self.signatures, self.metadata, self.resolution, "encoded",
+        export=saved_model)
     self._lock = threading.Lock()
 
   def input_specs(self, signature: str) -> Dict[str, tf.TensorSpec]:
@@ -220,18 +212,19 @@ def _page_config(translator: Translator, palette: Optional[List[dict]],
                  max_pixels: int) -> dict:
   """What the page is told: brushes, canvas sizes, the pixel limit, the
   signature."""
+  # The page translates its canvas at native resolution, whatever size is
+  # chosen, unless serve --resolution=training asked otherwise (or the
+  # export predates native inference).
+  native, training = (saved_model_lib.TRANSLATE_SIGNATURES[r]["encoded"]
+                      for r in ("native", "training"))
+  signature = native if (translator.requested_resolution != "training" and
+                         native in translator.signatures) else training
   return {"kind": "labels" if palette else "edges",
           "max_pixels": max_pixels,
           "palette": palette or [],
           "size": translator.metadata.get("image_size", 256),
           "sizes": canvas_sizes(translator.metadata, max_pixels),
-          # The page translates its canvas at native resolution, whatever
-          # size is chosen, unless serve --resolution=training asked
-          # otherwise (or the export predates native inference).
-          "signature": ENCODED_SIGNATURES[
-              "native" if translator.requested_resolution != "training" and
-              "translate_encoded_native" in translator.signatures
-              else "training"],
+          "signature": signature,
           "model": MODEL_NAME}
 
 
