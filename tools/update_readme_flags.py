@@ -1,15 +1,18 @@
-r"""Rewrites the README's flag tables from pix2pix_tf/config.py.
+r"""Rewrites the README's generated tables: the flag tables from
+pix2pix_tf/config.py, and the server's endpoint table from
+pix2pix_tf/serving/routes.py.
 
     python tools/update_readme_flags.py
 
 Run it after adding or changing an option (a Config field or an entry of
-COMMAND_OPTIONS); a test fails while the README differs from what this
-writes.
+COMMAND_OPTIONS) or an endpoint (routes.ENDPOINTS); a test fails while the
+README differs from what this writes.
 """
 
 import os
 
 from pix2pix_tf import config as config_lib
+from pix2pix_tf.serving import routes
 
 README = os.path.join(os.path.dirname(__file__), "..", "README.md")
 COMMANDS_HEADING = "### The other commands' flags\n"
@@ -33,6 +36,8 @@ def main():
   first = "`python -m pix2pix_tf.export`:"
   text = replace_block(text, first, config_lib.command_flag_reference(),
                        "\n## ")
+  text = replace_block(text, routes.endpoint_table().split("\n", 1)[0],
+                       routes.endpoint_table(), "\nThe version `N`")
   with open(README, "w") as f:
     f.write(text)
 
