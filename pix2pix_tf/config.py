@@ -20,20 +20,14 @@ from typing import Callable, Optional, Sequence, Tuple
 from absl import app
 from absl import flags
 
+from pix2pix_tf import architectures
 from pix2pix_tf import errors
 
 # The flags define_flags defines belong to the command that calls it, so that
 # its --help lists them.
 flags.disclaim_key_flags()
 
-# Stride-2 downsamplings of each generator (unet: --unet_depth).
-GENERATOR_DEPTHS = {"unet_256": 8, "unet_128": 7, "resnet_9blocks": 2,
-                    "resnet_6blocks": 2}
-GENERATORS = ("unet_256", "unet_128", "unet", "resnet_9blocks",
-              "resnet_6blocks")
 DISCRIMINATORS = ("patchgan", "pixel")
-# --d_receptive_fields values: the PixelGAN (1) and PatchGANs of 1..5 layers.
-RECEPTIVE_FIELDS = (1, 16, 34, 70, 142, 286)
 NORMS = ("batch", "instance", "sync_batch", "none")
 GAN_MODES = ("vanilla", "lsgan", "hinge", "wgangp", "none")
 LR_POLICIES = ("linear", "step", "cosine", "constant")
@@ -170,7 +164,7 @@ class Config:
       "unet_256",
       "unet_256 (8 downsamplings), unet_128 (7), unet with --unet_depth, or "
       "the reference's resnet_9blocks and resnet_6blocks.",
-      choices=GENERATORS)
+      choices=architectures.GENERATORS)
   unet_depth: int = option(8, "Downsamplings of --generator=unet.")
   ngf: int = option(64, "Generator filters in the first layer.")
   ndf: int = option(64, "Discriminator filters in the first layer.")
@@ -179,9 +173,9 @@ class Config:
       "patchgan, or pixel (1x1 receptive field).",
       choices=DISCRIMINATORS)
   d_layers: int = option(
-      3,
-      "PatchGAN stride-2 layers: 1, 2, 3, 4, 5 give receptive fields 16, 34, "
-      "70, 142, 286.")
+      3, "PatchGAN stride-2 layers: {} give receptive fields {}.".format(
+          ", ".join(map(str, architectures.PATCHGAN_FIELDS)),
+          ", ".join(map(str, architectures.PATCHGAN_FIELDS.values()))))
   num_discriminators: int = option(
       1,
       "Multi-scale discriminator (pix2pixHD): K discriminators, the k-th on "
@@ -189,7 +183,8 @@ class Config:
   d_receptive_fields: str = option(
       "",
       "Discriminators given by receptive field, all at full resolution, "
-      "losses summed: e.g. 16,286. Fields: 1, 16, 34, 70, 142, 286.")
+      "losses summed: e.g. 16,286. Fields: "
+      f"{', '.join(map(str, architectures.RECEPTIVE_FIELDS))}.")
   conditional_discriminator: bool = option(
       True,
       "D sees the input with the candidate (cGAN); false: the candidate "
@@ -342,8 +337,9 @@ class Config:
 
   @property
   def generator_depth(self) -> int:
-    """Number of stride-2 downsamplings in the U-Net generator."""
-    return GENERATOR_DEPTHS.get(self.generator, self.unet_depth)
+    """Number of stride-2 downsamplings in the generator."""
+    generator = architectures.GENERATORS.get(self.generator)
+    return getattr(generator, "depth", None) or self.unet_depth
 
   @property
   def receptive_field_list(self) -> Tuple[int, ...]:
@@ -474,21 +470,25 @@ class Config:
     fields = self.receptive_field_list
     if fields:
       for field in fields:
-        if field not in RECEPTIVE_FIELDS:
+        if field not in architectures.RECEPTIVE_FIELDS:
           raise ConfigError(
               f"--d_receptive_fields has {field}; the receptive fields "
-              f"available are {', '.join(map(str, RECEPTIVE_FIELDS))}.")
+              "available are "
+              f"{', '.join(map(str, architectures.RECEPTIVE_FIELDS))}.")
       if self.num_discriminators != 1:
         raise ConfigError(
             "--d_receptive_fields and --num_discriminators both choose the "
             "discriminators; give one of them.")
-      layer_counts = [RECEPTIVE_FIELDS.index(f) for f in fields]
+      layer_counts = [architectures.RECEPTIVE_FIELDS[f] for f in fields]
       scales = [0] * len(fields)
       labels = [f"--d_receptive_fields={f}" for f in fields]
     else:
-      if not 1 <= self.d_layers <= 5:
-        raise ConfigError(f"--d_layers={self.d_layers} must be in 1..5 "
-                          "(receptive fields 16, 34, 70, 142, 286).")
+      patchgans = architectures.PATCHGAN_FIELDS
+      if self.d_layers not in patchgans:
+        raise ConfigError(
+            f"--d_layers={self.d_layers} must be in {min(patchgans)}.."
+            f"{max(patchgans)} (receptive fields "
+            f"{', '.join(map(str, patchgans.values()))}).")
       layer_counts = [0 if self.discriminator == "pixel" else self.d_layers
                       ] * self.num_discriminators
       scales = list(range(self.num_discriminators))

@@ -67,7 +67,7 @@ def main(argv):
     result = evaluation.evaluate_saved_model(
         FLAGS.saved_model or os.path.join(FLAGS.model_dir, "export"),
         FLAGS.data_dir, FLAGS.split, options)
-  print(evaluation.format_table(result))
+  print(evaluation.format_evaluation(result))
   if FLAGS.output:
     folder.write_text(name, json.dumps(result, indent=2))
     print(f"Wrote {FLAGS.output}")

@@ -18,6 +18,7 @@ from absl import flags
 from absl import logging
 
 from pix2pix_tf import config as config_lib
+from pix2pix_tf import data as data_lib
 from pix2pix_tf.serving import study as study_lib
 from pix2pix_tf.serving import web
 
@@ -30,8 +31,8 @@ def main(argv):
     raise app.UsageError("--real_dir and --generated_dir are required.")
   logging.set_verbosity(logging.WARNING)
   study = study_lib.STUDIES[FLAGS.protocol](
-      study_lib.list_images(FLAGS.real_dir),
-      study_lib.list_images(FLAGS.generated_dir), FLAGS.answers,
+      data_lib.list_images(FLAGS.real_dir, required=True),
+      data_lib.list_images(FLAGS.generated_dir, required=True), FLAGS.answers,
       FLAGS.seconds, FLAGS.seed, FLAGS.max_pixels)
   server = web.make_server(FLAGS.host, FLAGS.port,
                            study_lib.create_app(study),

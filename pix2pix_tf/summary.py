@@ -25,7 +25,7 @@ def main(argv):
   if FLAGS.format == "json":
     print(json.dumps(summary, indent=2))
   else:
-    print(summary_lib.format_table(summary, config))
+    print(summary_lib.format_summary(summary, config))
 
 
 def run():

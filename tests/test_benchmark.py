@@ -389,7 +389,7 @@ def test_the_memory_column_says_whose_peak_it_is(benchmark):
          "gflops_per_second": 2.0, "peak_host_memory_mb": 3.0}
   report = {"training": {"1": {"default": row}},
             "input_pipeline": {"1": 100.0}}
-  assert "| peak host MiB while training |" in benchmark.format_table(
+  assert "| peak host MiB while training |" in benchmark.format_report(
       {**report, "peak_host_memory_per_row": True})
   assert "| peak host MiB of the process so far |" in (
-      benchmark.format_table({**report, "peak_host_memory_per_row": False}))
+      benchmark.format_report({**report, "peak_host_memory_per_row": False}))

@@ -99,14 +99,14 @@ def test_demo_data_is_deterministic_and_paired(tmp_path):
 
 
 def test_flag_doc_table_is_generated_from_config():
-  """docs/flags.md's table is what tools/update_flag_docs.py writes: every
+  """docs/flags.md's table is what tools/update_docs.py writes: every
   field, its default and its help, in order."""
   flag_doc = open(FLAG_DOC).read()
   table = config_lib.flag_table()
   assert table.count("\n| `--") == len(config_lib.dataclasses.fields(
       config_lib.Config))
   assert table in flag_doc, ("docs/flags.md's flag table is stale: run "
-                             "python tools/update_flag_docs.py")
+                             "python tools/update_docs.py")
 
 
 def test_flag_doc_command_flags_are_generated_from_config():
@@ -117,7 +117,7 @@ def test_flag_doc_command_flags_are_generated_from_config():
   flag_doc = open(FLAG_DOC).read()
   assert config_lib.command_flag_reference() in flag_doc, (
       "docs/flags.md's command flags are stale: run python "
-      "tools/update_flag_docs.py")
+      "tools/update_docs.py")
   for command, options in config_lib.COMMAND_OPTIONS.items():
     flag_values = flags.FlagValues()
     config_lib.define_command_flags(command, flag_values)

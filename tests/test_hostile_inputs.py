@@ -704,7 +704,8 @@ def either_server(request, tmp_path):
   else:
     real, generated = study_folders(tmp_path)
     app = study.create_app(study.Study(
-        study.list_images(real), study.list_images(generated),
+        data_lib.list_images(real, required=True),
+        data_lib.list_images(generated, required=True),
         str(tmp_path / "answers.jsonl")))
   yield from served(app)
 
@@ -820,19 +821,22 @@ def test_study_answers_survive_a_torn_line_and_other_spellings_of_paths(
   real, generated = study_folders(tmp_path)
   answers = tmp_path / "answers.jsonl"
   relative = [os.path.relpath(f, tmp_path) for f in (real, generated)]
-  first = study.Study(study.list_images(relative[0]),
-                      study.list_images(relative[1]), str(answers))
+  first = study.Study(data_lib.list_images(relative[0], required=True),
+                      data_lib.list_images(relative[1], required=True),
+                      str(answers))
   first.answer(0, "real")
   # A crash cut the next line short.
   with open(answers, "a") as f:
     f.write('{"file": "/x", "truth": "re')
   # Restarted with absolute paths: the same session, and the next answer is
   # a whole line of its own.
-  second = study.Study(study.list_images(real), study.list_images(generated),
+  second = study.Study(data_lib.list_images(real, required=True),
+                       data_lib.list_images(generated, required=True),
                        str(answers))
   assert second.answers == {0: "real"}
   second.answer(1, "fake")
-  third = study.Study(study.list_images(real), study.list_images(generated),
+  third = study.Study(data_lib.list_images(real, required=True),
+                      data_lib.list_images(generated, required=True),
                       str(answers))
   assert third.answers == {0: "real", 1: "fake"}
   lines = answers.read_bytes().split(b"\n")
@@ -845,7 +849,8 @@ def study_server(request, tmp_path):
   images, with the tree of tmp_path as it was before any request."""
   real, generated = study_folders(tmp_path)
   app = study.create_app(study.STUDIES[request.param](
-      study.list_images(real), study.list_images(generated),
+      data_lib.list_images(real, required=True),
+      data_lib.list_images(generated, required=True),
       str(tmp_path / "answers.jsonl")))
   httpd = web.make_server("127.0.0.1", 0, app, request_timeout=1.0)
   threading.Thread(target=httpd.serve_forever, daemon=True).start()
@@ -923,8 +928,8 @@ def test_study_page_shows_hostile_file_names_as_text(tmp_path):
   from selenium.webdriver.support.ui import WebDriverWait
 
   real, generated = study_folders(tmp_path, hostile_name=True)
-  the_study = study.Study(study.list_images(real),
-                          study.list_images(generated),
+  the_study = study.Study(data_lib.list_images(real, required=True),
+                          data_lib.list_images(generated, required=True),
                           str(tmp_path / "answers.jsonl"))
   for trial in the_study.trials:
     the_study.answer(trial["id"], "real")

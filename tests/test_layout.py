@@ -17,9 +17,9 @@ PACKAGE = os.path.join(ROOT, "pix2pix_tf")
 COMMANDS = ("train", "export", "predict", "evaluate", "serve", "study",
             "datasets", "summary")
 # Each library part may import only parts of a lower rank (and itself).
-RANKS = {"errors": 0, "lazy": 0, "temporaries": 0, "outputs": 1, "config": 1,
-         "models": 2, "data": 2, "serving": 3, "evaluation": 4,
-         "training": 5}
+RANKS = {"errors": 0, "lazy": 0, "temporaries": 0, "architectures": 0,
+         "outputs": 1, "config": 1, "models": 2, "data": 2, "serving": 3,
+         "evaluation": 4, "training": 5}
 SUBPACKAGES = ("models", "data", "training", "evaluation", "serving")
 # Imported where they are used: large, and needed by one feature each.
 OPTIONAL = {"cv2", "onnxruntime", "ai_edge_litert"}
@@ -248,3 +248,82 @@ def test_every_name_used_from_a_module_exists(part, path):
       assert hasattr(module, node.attr), (
           f"{os.path.relpath(path, ROOT)}:{node.lineno}: "
           f"{aliases[node.value.id]} has no {node.attr}")
+
+
+# Names that two library modules define for different things, each read
+# with its module's name (never imported bare): each server module's Flask
+# app factory (Flask's convention), and the FID network module's verbs
+# (fid_inception.build, .load, .preprocess: the Inception network, its
+# weights, its input) beside a run's state and step (training.build), an
+# export (saved_model.load) and --preprocess (transforms.preprocess).
+SAME_NAME_DIFFERENT_THINGS = {
+    "create_app": {"serving/server.py", "serving/study.py"},
+    "build": {"evaluation/fid_inception.py", "training/run.py"},
+    "load": {"evaluation/fid_inception.py", "serving/saved_model.py"},
+    "preprocess": {"evaluation/fid_inception.py", "data/transforms.py"},
+}
+
+
+def top_level_names(tree):
+  """The public names a module defines at its top level: functions,
+  classes and assigned constants (an alias of another module's name
+  counts: it is a second name for one thing)."""
+  for node in tree.body:
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef,
+                         ast.ClassDef)):
+      names = [node.name]
+    elif isinstance(node, ast.Assign):
+      names = [t.id for t in node.targets if isinstance(t, ast.Name)]
+    elif isinstance(node, ast.AnnAssign) and isinstance(node.target,
+                                                         ast.Name):
+      names = [node.target.id]
+    else:
+      continue
+    yield from (name for name in names if not name.startswith("_"))
+
+
+def test_one_name_per_thing_in_the_library():
+  """No two library modules define the same public name (two
+  `list_images`, two `Progress`, a table copied under a second name), but
+  for the few above that name different things."""
+  defined = {}
+  for _, path in LIBRARY:
+    for name in top_level_names(ast.parse(open(path).read())):
+      defined.setdefault(name, set()).add(
+          os.path.relpath(path, PACKAGE).replace(os.sep, "/"))
+  twice = {name: paths for name, paths in defined.items() if len(paths) > 1}
+  assert twice == SAME_NAME_DIFFERENT_THINGS, (
+      "one name, several definitions: " + "; ".join(
+          f"{name} in {', '.join(sorted(paths))}"
+          for name, paths in sorted(twice.items())
+          if SAME_NAME_DIFFERENT_THINGS.get(name) != paths))
+
+
+def second_names(tree):
+  """A module's public aliases: a constant that is another's name
+  (`X = config_lib.X`), and a function that only passes its arguments on
+  to another function (`def f(config): return g(config)`)."""
+  for node in tree.body:
+    if isinstance(node, ast.Assign) and isinstance(
+        node.value, (ast.Name, ast.Attribute)):
+      yield from (f"{t.id} = {ast.unparse(node.value)}" for t in node.targets
+                  if isinstance(t, ast.Name) and not t.id.startswith("_"))
+    elif isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
+      body = node.body[1:] if ast.get_docstring(node) else node.body
+      call = body[0].value if len(body) == 1 and isinstance(
+          body[0], ast.Return) else None
+      passed = [a.arg for a in node.args.args]
+      if (isinstance(call, ast.Call) and isinstance(call.func, ast.Name)
+          and call.func.id[0].islower() and not call.keywords
+          and [ast.unparse(a) for a in call.args] == passed):
+        yield f"{node.name} = {call.func.id}"
+
+
+@pytest.mark.parametrize("part, path", LIBRARY,
+                         ids=[os.path.relpath(p, PACKAGE) for _, p in LIBRARY])
+def test_no_second_name_for_one_thing(part, path):
+  """A table or function is used by its one name, not re-exported under
+  another (as models' build_discriminator once was build_discriminators)."""
+  del part
+  aliases = list(second_names(ast.parse(open(path).read())))
+  assert not aliases, f"{os.path.relpath(path, PACKAGE)}: {aliases}"

@@ -277,7 +277,7 @@ def training_flops(config) -> dict:
   from pix2pix_tf import models
   size = config.crop_size
   generator = models.build_generator(config)
-  discriminator = models.build_discriminator(config)
+  discriminator = models.build_discriminators(config)
   g = conv_flops(generator, [(size, size, config.input_channels)])
   d = conv_flops(discriminator, [(size, size, config.input_channels),
                                  (size, size, config.output_channels)])
@@ -952,7 +952,7 @@ def main(argv):
     print("\n".join(lines), flush=True)
 
   report["wall_seconds"] = time.perf_counter() - started
-  print(format_table(report))
+  print(format_report(report))
   print(f"benchmark: {report['wall_seconds'] / 60:.1f} min", flush=True)
   write_report(report, report_output)
   if FLAGS.output:
@@ -967,7 +967,9 @@ def write_report(report, output):
                          json.dumps(report, indent=2, default=str))
 
 
-def format_table(report) -> str:
+def format_report(report) -> str:
+  """The report's training rows (and, if measured, the comparison with
+  plain Keras) as Markdown tables."""
   memory = ("peak host MiB while training"
             if report.get("peak_host_memory_per_row") else
             "peak host MiB of the process so far")

@@ -46,7 +46,7 @@ def translate_pairs(saved_model, files):
   # and the energies.
   decode = tf.function(data_lib.decode_image,
                        input_signature=[tf.TensorSpec([], tf.string)])
-  at = {resolution: serving.translator(loaded, metadata, resolution)
+  at = {resolution: serving.make_translate(loaded, metadata, resolution)
         for resolution in ("training", "native")}
   rows = []
   for path in files:

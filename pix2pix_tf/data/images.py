@@ -44,19 +44,24 @@ def png_names(files: Sequence[str]) -> List[str]:
   return names
 
 
-def list_images(folder: str,
-                extensions: Sequence[str] = IMAGE_EXTENSIONS) -> List[str]:
+def list_images(folder: str, extensions: Sequence[str] = IMAGE_EXTENSIONS,
+                required: bool = False) -> List[str]:
   """The sorted paths of the files in `folder` whose names end with one of
   `extensions` (any case).
 
   Raises:
-    ValueError: `folder` is not a folder.
+    CommandError: `folder` is not a folder, or holds none of them when
+      `required` (the folders a study or predict reads).
   """
   if not os.path.isdir(folder):
     raise errors.CommandError(f"{folder} is not a folder.")
-  return sorted(os.path.join(folder, f) for f in os.listdir(folder)
-                if f.lower().endswith(tuple(extensions))
-                and os.path.isfile(os.path.join(folder, f)))
+  files = sorted(os.path.join(folder, f) for f in os.listdir(folder)
+                 if f.lower().endswith(tuple(extensions))
+                 and os.path.isfile(os.path.join(folder, f)))
+  if required and not files:
+    raise errors.CommandError(
+        f"{folder} holds no images ({', '.join(extensions)}).")
+  return files
 
 
 class RefusedImageError(errors.CommandError):

@@ -72,10 +72,9 @@ def to_uint8(image: tf.Tensor) -> tf.Tensor:
                  tf.uint8)
 
 
-# The reference's --preprocess modes, with its meaning: what is resized
-# (both sides to load_size, or the width to load_size keeping the aspect),
-# and whether a crop_size square is then cropped at random.
-PREPROCESS_MODES = config_lib.PREPROCESS_MODES
+# --preprocess (config.PREPROCESS_MODES) has the reference's meaning: what
+# is resized (both sides to load_size, or the width to load_size keeping
+# the aspect), and whether a crop_size square is then cropped at random.
 # The modes whose output size depends on the image's (crop: only whether
 # it is large enough); the others resize to sizes the flags fix.
 SIZE_KEEPING_MODES = ("crop", "scale_width", "none")
@@ -88,9 +87,9 @@ def scaled_size(height: Union[int, tf.Tensor], width: Union[int, tf.Tensor],
   before its crop. scale_width keeps the aspect (the height floored, and
   at least crop_size, as the reference does) and leaves an image alone
   whose width is already load_size and height at least crop_size."""
-  if mode not in PREPROCESS_MODES:
+  if mode not in config_lib.PREPROCESS_MODES:
     raise ValueError(f"Unknown preprocess mode {mode!r}; choose one of "
-                     f"{', '.join(PREPROCESS_MODES)}.")
+                     f"{', '.join(config_lib.PREPROCESS_MODES)}.")
   height, width = tf.cast(height, tf.int64), tf.cast(width, tf.int64)
   if mode == "resize_and_crop":
     side = tf.constant(load_size, tf.int64)

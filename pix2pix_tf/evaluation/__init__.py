@@ -13,17 +13,16 @@ command and the ablation runner use.
   `evaluate_saved_model` (an export on a split).
 """
 
-from pix2pix_tf.evaluation.accumulator import (ALL_METRICS, PER_IMAGE,
-                                               Accumulator)
+from pix2pix_tf.evaluation.accumulator import PER_IMAGE, Accumulator
 from pix2pix_tf.evaluation.loop import (Options, Validator,
                                         check_evaluation_files,
                                         detect_labels_side, evaluate,
                                         evaluate_checkpoint,
-                                        evaluate_saved_model, format_table,
+                                        evaluate_saved_model, format_evaluation,
                                         load_segmenter)
 
 __all__ = [
-    "ALL_METRICS", "Accumulator", "Options", "PER_IMAGE", "Validator",
+    "Accumulator", "Options", "PER_IMAGE", "Validator",
     "check_evaluation_files", "detect_labels_side", "evaluate",
     "evaluate_checkpoint",
-    "evaluate_saved_model", "format_table", "load_segmenter"]
+    "evaluate_saved_model", "format_evaluation", "load_segmenter"]

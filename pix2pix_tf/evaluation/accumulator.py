@@ -7,13 +7,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from pix2pix_tf import config as config_lib
 from pix2pix_tf import data as data_lib
 from pix2pix_tf.evaluation import metrics as metrics_lib
 from pix2pix_tf.evaluation import segmentation
-
-
-ALL_METRICS = config_lib.METRICS
 
 
 PER_IMAGE = ("l1", "mse", "psnr", "ssim", "pixel_accuracy")
@@ -23,7 +19,7 @@ class Accumulator:
   """Collects a split's metrics batch by batch.
 
   Args:
-    metrics: names from ALL_METRICS to compute.
+    metrics: names from config.METRICS to compute.
     pixel_tolerance: intensity levels (of 255) for pixel accuracy.
     palette: a `data.Palette` for label-map tasks, or None.
     labels_side: "input" (labels -> photo) or "target" (photo -> labels).

@@ -23,7 +23,7 @@ from pix2pix_tf import temporaries
 from pix2pix_tf.evaluation import fid_inception
 from pix2pix_tf.evaluation import metrics as metrics_lib
 from pix2pix_tf.evaluation import segmentation
-from pix2pix_tf.evaluation.accumulator import ALL_METRICS, Accumulator
+from pix2pix_tf.evaluation.accumulator import Accumulator
 from pix2pix_tf.serving import saved_model as saved_model_lib
 
 VALIDATION_METRICS = ("l1", "mse", "psnr", "ssim")
@@ -168,7 +168,7 @@ def check_evaluation_files(config: config_lib.Config) -> None:
 class Options:
   """What `evaluate_saved_model` computes, from the evaluate command's
   flags."""
-  metrics: Sequence[str] = ALL_METRICS
+  metrics: Sequence[str] = config_lib.METRICS
   batch_size: int = 8
   pixel_tolerance: float = 25.0
   label_palette: str = ""
@@ -265,7 +265,7 @@ def _inception_notes(options: Options) -> List[str]:
           f"{fid_weights}."]
 
 
-def format_table(result: Dict[str, object]) -> str:
+def format_evaluation(result: Dict[str, object]) -> str:
   """`evaluate_saved_model`'s result as the table the command prints."""
   lines = [f"{result['num_images']} images of {result['data_dir']}/"
            f"{result['split']}, step {result['step']}, "

@@ -32,15 +32,13 @@ every variable matched).
 """
 
 from pix2pix_tf.models.checkpoints import restore
-from pix2pix_tf.models.discriminators import (RECEPTIVE_FIELD_LAYERS,
-                                              Discriminators,
-                                              build_discriminator,
+from pix2pix_tf.models.discriminators import (Discriminators,
                                               build_discriminators,
                                               patchgan_discriminator,
                                               pixel_discriminator,
                                               receptive_field,
                                               receptive_fields)
-from pix2pix_tf.models.generators import (GENERATORS, build_generator,
+from pix2pix_tf.models.generators import (build_generator,
                                           make_generate, paper_mode,
                                           resnet_generator, unet_generator)
 from pix2pix_tf.models.layers import (AlwaysDropout,
@@ -54,8 +52,7 @@ __all__ = [
     "AlwaysDropout", "BatchStatisticsNormalization",
     "FusedBatchNormalization", "ReflectionPadding2D", "flat_layers",
     "keras_layers", "set_training_kernels",
-    "RECEPTIVE_FIELD_LAYERS", "Discriminators", "GENERATORS",
-    "build_discriminator", "build_discriminators", "build_generator",
+    "Discriminators", "build_discriminators", "build_generator",
     "make_generate", "restore",
     "norm_layer", "paper_mode", "patchgan_discriminator",
     "pixel_discriminator", "receptive_field", "receptive_fields",

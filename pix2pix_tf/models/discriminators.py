@@ -6,6 +6,7 @@ from typing import List, Sequence
 import keras
 from keras import layers
 
+from pix2pix_tf import architectures
 from pix2pix_tf import config as config_lib
 from pix2pix_tf.models.activations import LeakyReLU
 from pix2pix_tf.models.convolutions import Conv2D
@@ -117,11 +118,6 @@ def pixel_discriminator(input_channels: int = 3, output_channels: int = 3,
   return keras.Model(inputs, [logits] + features, name=name)
 
 
-# Receptive field -> PatchGAN layers (1 is the PixelGAN), for
-# --d_receptive_fields. The fields reported are computed from the layers.
-RECEPTIVE_FIELD_LAYERS = {1: 0, 16: 1, 34: 2, 70: 3, 142: 4, 286: 5}
-
-
 class Discriminators(keras.Model):
   """One or several discriminators judging the same pair.
 
@@ -143,7 +139,8 @@ class Discriminators(keras.Model):
 
 
 def build_discriminators(config: config_lib.Config) -> Discriminators:
-  """The discriminator set of `config`, built on a crop_size pair."""
+  """The discriminator(s) `config` asks for, built on a crop_size pair,
+  under the current dtype policy."""
 
   def one(kind, n_layers, downsample, index):
     args = dict(input_channels=config.input_channels,
@@ -156,9 +153,10 @@ def build_discriminators(config: config_lib.Config) -> Discriminators:
     return patchgan_discriminator(n_layers, **args)
 
   if config.d_receptive_fields:
+    layers_of = architectures.RECEPTIVE_FIELDS
     discriminators = [
-        one("pixel" if RECEPTIVE_FIELD_LAYERS[field] == 0 else "patchgan",
-            RECEPTIVE_FIELD_LAYERS[field], 0, i)
+        one("pixel" if layers_of[field] == 0 else "patchgan",
+            layers_of[field], 0, i)
         for i, field in enumerate(config.receptive_field_list)]
   else:
     discriminators = [one(config.discriminator, config.d_layers, k, k)
@@ -168,11 +166,6 @@ def build_discriminators(config: config_lib.Config) -> Discriminators:
   model([keras.ops.zeros((1, size, size, config.input_channels)),
          keras.ops.zeros((1, size, size, config.output_channels))])
   return set_training_kernels(model, config)
-
-
-def build_discriminator(config: config_lib.Config) -> Discriminators:
-  """The discriminator(s) `config` asks for, under the current dtype policy."""
-  return build_discriminators(config)
 
 
 def receptive_fields(discriminator: Discriminators) -> List[int]:

@@ -7,6 +7,7 @@ import keras
 import tensorflow as tf
 from keras import layers
 
+from pix2pix_tf import architectures
 from pix2pix_tf import config as config_lib
 from pix2pix_tf.models.activations import LeakyReLU, ReLU
 from pix2pix_tf.models.convolutions import Conv2D, Conv2DTranspose
@@ -166,29 +167,28 @@ def paper_mode(generator: keras.Model, dropout: bool = True) -> keras.Model:
   return keras.models.clone_model(generator, clone_function=swap)
 
 
-# Flag value -> builder. Each takes the Config.
-def _unet(c: config_lib.Config) -> keras.Model:
-  return unet_generator(c.generator_depth, c.input_channels,
-                        c.output_channels, c.ngf, c.norm, c.dropout,
-                        dropout_placement=c.dropout_placement)
+def _unet(config: config_lib.Config) -> keras.Model:
+  return unet_generator(config.generator_depth, config.input_channels,
+                        config.output_channels, config.ngf, config.norm,
+                        config.dropout,
+                        dropout_placement=config.dropout_placement)
 
 
-GENERATORS = {
-    "unet_256": _unet,  # 8 downsamplings (config.GENERATOR_DEPTHS).
-    "unet_128": _unet,  # 7.
-    "unet": _unet,  # --unet_depth.
-    "resnet_9blocks": lambda c: resnet_generator(9, c.input_channels,
-                                                 c.output_channels, c.ngf,
-                                                 c.norm, c.dropout),
-    "resnet_6blocks": lambda c: resnet_generator(6, c.input_channels,
-                                                 c.output_channels, c.ngf,
-                                                 c.norm, c.dropout),
-}
+def _resnet(config: config_lib.Config) -> keras.Model:
+  return resnet_generator(architectures.GENERATORS[config.generator].blocks,
+                          config.input_channels, config.output_channels,
+                          config.ngf, config.norm, config.dropout)
+
+
+# A generator family -> its builder, which takes the Config. The --generator
+# values, and each one's family, are architectures.GENERATORS.
+BUILDERS = {"unet": _unet, "resnet": _resnet}
 
 
 def build_generator(config: config_lib.Config) -> keras.Model:
   """The generator `config` asks for, under the current dtype policy."""
-  return set_training_kernels(GENERATORS[config.generator](config), config)
+  family = architectures.GENERATORS[config.generator].family
+  return set_training_kernels(BUILDERS[family](config), config)
 
 
 def make_generate(generator: keras.Model, inference_mode: str) -> Callable:

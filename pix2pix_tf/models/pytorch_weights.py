@@ -8,6 +8,7 @@ from typing import Dict, List, Tuple
 import keras
 import numpy as np
 
+from pix2pix_tf import architectures
 from pix2pix_tf import config as config_lib
 from pix2pix_tf import errors
 from pix2pix_tf.models.torch_files import (  # What the importers use.
@@ -183,9 +184,9 @@ def _check_norm(model: keras.Model, state: Dict[str, np.ndarray],
 
 def generator_layers(config: config_lib.Config) -> List[Tuple[str, str, str]]:
   """The reference generator's module names for `config`'s --generator."""
-  if config.generator.startswith("resnet_"):
-    blocks = int(config.generator[len("resnet_"):-len("blocks")])
-    return resnet_layers(blocks, config.dropout > 0)
+  generator = architectures.GENERATORS[config.generator]
+  if generator.family == "resnet":
+    return resnet_layers(generator.blocks, config.dropout > 0)
   return unet_layers(config.generator_depth)
 
 

@@ -17,7 +17,7 @@ def network_summary(config: config_lib.Config) -> dict:
     output_shapes and receptive_fields list every one.
   """
   generator = generators.build_generator(config)
-  discriminator = discriminators.build_discriminator(config)
+  discriminator = discriminators.build_discriminators(config)
   size = config.crop_size
   gen_shape = generator.compute_output_shape(
       (1, size, size, config.input_channels))
@@ -49,7 +49,7 @@ def _counts(model, output_shape):
   }
 
 
-def format_table(summary: dict, config: config_lib.Config) -> str:
+def format_summary(summary: dict, config: config_lib.Config) -> str:
   """`network_summary` as the table `python -m pix2pix_tf.summary` prints."""
   lines = [f"{'network':<15}{'trainable':>14}{'total':>14}{'size MB':>10}"
            f"{'output':>16}{'receptive field':>17}"]

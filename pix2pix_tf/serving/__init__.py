@@ -24,11 +24,11 @@ __all__, __getattr__, __dir__ = lazy.exports(__name__, {
                     "is_own_export",
                     "is_saved_model", "latest_checkpoint", "load",
                     "load_run_config", "read_metadata", "resolution_of",
-                    "save"],
+                    "save", "translate_signature"],
     "formats": ["export_format", "write_format"],
     "signatures": ["FORMAT", "ServingModule", "build_module",
                    "export_metadata"],
     "tiling": ["translate_tiled"],
-    "translation": ["list_inputs", "translate_files", "translator"],
+    "translation": ["list_inputs", "make_translate", "translate_files"],
     "rest": [], "server": [], "study": [], "web": [],
 })

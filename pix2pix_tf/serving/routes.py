@@ -1,8 +1,10 @@
-"""TensorFlow Serving's routing: which servable a REST path names (model,
-version or version label) and which signature a predict body runs, with
-TensorFlow Serving's statuses and messages."""
+"""The server's routes: `ENDPOINTS`, the one list of what it answers (the
+server installs it, the README's table is written from it), and TensorFlow
+Serving's routing: which servable a REST path names (model, version or
+version label) and which signature a predict body runs, with TensorFlow
+Serving's statuses and messages."""
 
-from typing import Mapping, Optional, Protocol, Sequence
+from typing import Mapping, NamedTuple, Optional, Protocol, Sequence, Tuple
 
 from werkzeug import routing
 
@@ -10,6 +12,82 @@ from pix2pix_tf.serving import rest
 
 MODEL_NAME = "pix2pix"
 DEFAULT_SIGNATURE = "serving_default"
+
+# The paths of a servable, as TensorFlow Serving's: the model (its latest
+# version), a version number N, or a version label L (serve
+# --version_labels). Flask rules: `model` is a ModelName converter.
+MODEL_PATH = "/v1/models/<model:model>"
+SERVABLE_PATHS = (MODEL_PATH, MODEL_PATH + "/versions/<int:version>",
+                  MODEL_PATH + "/labels/<model:label>")
+
+
+class Endpoint(NamedTuple):
+  """Requests of one kind: `method` on `path` (a Flask rule; for a
+  `servable` endpoint, what follows each of SERVABLE_PATHS), answered by
+  the server's view function named `view` with what `answer` says (in
+  Markdown)."""
+  method: str
+  path: str
+  view: str
+  answer: str
+  servable: bool = False
+
+  @property
+  def rules(self) -> Tuple[str, ...]:
+    """The Flask rules of the endpoint."""
+    if not self.servable:
+      return (self.path,)
+    return tuple(servable + self.path for servable in SERVABLE_PATHS)
+
+
+ENDPOINTS = (
+    Endpoint("GET", "/", "page", "the page"),
+    Endpoint(
+        "POST", ":predict", "predict",
+        'row format `{"signature_name": ..., "instances": [...]}` → '
+        '`{"predictions": [...]}`, or columnar `{"signature_name": ..., '
+        '"inputs": ...}` → `{"outputs": ...}`', servable=True),
+    Endpoint(
+        "GET", "", "status",
+        'the model status: `{"model_version_status": [{"version": "N", '
+        '"state": "AVAILABLE", "status": {"error_code": "OK", '
+        '"error_message": ""}}]}`', servable=True),
+    Endpoint(
+        "GET", "/metadata", "metadata",
+        '`{"model_spec": ..., "metadata": {"signature_def": '
+        '{"signature_def": {...}}, "pix2pix_tf": {...}}}`: every '
+        "signature's inputs and outputs (dtype, shape, tensor name) as "
+        "TensorFlow Serving lists them, and under `pix2pix_tf` the export's "
+        "metadata (without the training machine's paths) and the page's "
+        "palette", servable=True),
+    Endpoint("GET", "/healthz", "healthz", '`{"status": "ok"}`'),
+)
+
+
+def shown(rule: str) -> str:
+  """A Flask rule as the docs write it: /v1/models/pix2pix/versions/N."""
+  return rule.replace("<model:model>", MODEL_NAME).replace(
+      "<int:version>", "N").replace("<model:label>", "L")
+
+
+def endpoint_table() -> str:
+  """docs/rest_api.md's table of the endpoints, one row per ENDPOINTS entry."""
+  rows = ["| endpoint | what |", "|---|---|"]
+  for endpoint in ENDPOINTS:
+    paths = ", ".join(f"`{endpoint.method} {shown(rule)}`"
+                      for rule in endpoint.rules)
+    rows.append(f"| {paths} | {endpoint.answer} |")
+  return "\n".join(rows) + "\n"
+
+
+def api_summary() -> str:
+  """The REST endpoints in a line, for a request that names none:
+  `POST /v1/models/pix2pix[/versions/N|/labels/L]:predict, ...`."""
+  servables = "|".join(shown(path)[len(shown(MODEL_PATH)):]
+                       for path in SERVABLE_PATHS[1:])
+  return ", ".join(
+      f"{e.method} {shown(MODEL_PATH)}[{servables}]{e.path}"
+      for e in ENDPOINTS if e.servable)
 
 
 class Servable(Protocol):

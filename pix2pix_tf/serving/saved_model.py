@@ -8,7 +8,7 @@ holds.
 
 import json
 import os
-from typing import Optional, Tuple
+from typing import Container, Optional, Tuple
 
 import keras
 import tensorflow as tf
@@ -32,7 +32,7 @@ SAVED_MODEL_ENTRIES = frozenset(
      "assets.extra"})
 
 
-# Where the Translator's `metadata_json` variable sits in the SavedModel's
+# Where the ServingModule's `metadata_json` variable sits in the SavedModel's
 # variables, read without loading (and running) the graph.
 METADATA_KEY = "metadata_json/.ATTRIBUTES/VARIABLE_VALUE"
 
@@ -86,6 +86,34 @@ def resolution_of(metadata: dict, resolution: Optional[str]) -> str:
   """`resolution` if given, else the export's (exports older than native
   inference translate at the training resolution)."""
   return resolution or metadata.get("resolution", "training")
+
+
+# The signatures that translate images, by the resolution they translate at
+# and what they take: uint8 arrays, or encoded images.
+TRANSLATE_SIGNATURES = {
+    "training": {"uint8": "translate_uint8", "encoded": "translate_encoded"},
+    "native": {"uint8": "translate_native",
+               "encoded": "translate_encoded_native"}}
+
+
+def translate_signature(signatures: Container[str], metadata: dict,
+                        resolution: Optional[str], takes: str,
+                        export: str = "This export") -> str:
+  """The name of the export's signature that translates images at
+  `resolution` (default: the export's, `resolution_of`); `takes`: "uint8"
+  (arrays) or "encoded" (images). `signatures`: the export's names.
+
+  Raises:
+    ExportError: for native resolution from an export (named `export`)
+      that predates it.
+  """
+  name = TRANSLATE_SIGNATURES[resolution_of(metadata, resolution)][takes]
+  if name not in signatures:
+    raise ExportError(
+        f"{export} has no {name} signature (it predates native-resolution "
+        "inference): export it again with python -m pix2pix_tf.export, or "
+        "pass --resolution=training.")
+  return name
 
 
 def is_saved_model(path: str) -> bool:

@@ -3,40 +3,24 @@ for the export's signatures (rest.py holds the API's JSON rules), so that a
 client of TensorFlow Serving works unchanged against it, and the other way
 round.
 
-GET /                          the page (pages/translate.html): draw a label
-                               map (palette brushes, with their class
-                               names) or edges (pen) on a canvas of a chosen
-                               size, or upload an image; Translate (at
-                               native resolution)
-POST /v1/models/pix2pix:predict
-POST /v1/models/pix2pix/versions/N:predict
-POST /v1/models/pix2pix/labels/L:predict  (L one of serve --version_labels)
-    row format {"signature_name": S, "instances": [...]} ->
-    {"predictions": [...]}, or columnar {"signature_name": S, "inputs":
-    ...} -> {"outputs": ...}. S names any signature that takes inputs:
-    serving_default (float32 in [-1, 1], nested lists [batch, height,
-    width, C]), translate_uint8 and translate_native (integers 0..255),
-    translate_encoded and translate_encoded_native ({"b64": ...} images
-    in, {"b64": ...} PNGs out). The metadata signature takes no inputs and
-    is refused, as TensorFlow Serving refuses it; its contents, without
-    paths, are in the metadata document below.
-    No signature_name (or ""): serving_default, as TensorFlow Serving
-    runs; {"b64": ...} images sent to it are refused (400) with the
-    signature that takes them (translate_encoded, or
-    translate_encoded_native by --resolution, else the export's).
-GET /v1/models/pix2pix
-GET /v1/models/pix2pix/versions/N
-GET /v1/models/pix2pix/labels/L
-    the model status: {"model_version_status": [{"version": "N", "state":
-    "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]}
-GET /v1/models/pix2pix/metadata
-GET /v1/models/pix2pix/versions/N/metadata
-GET /v1/models/pix2pix/labels/L/metadata
-    {"model_spec": {"name", "signature_name", "version"}, "metadata":
-    {"signature_def": {"signature_def": {name: {"inputs", "outputs",
-    "method_name"}}}, "pix2pix_tf": the export's metadata without the
-    training machine's paths, and the page's palette}}
-GET /healthz                   {"status": "ok"} once the model is loaded
+What it answers is `routes.ENDPOINTS` (the README's endpoint table is
+written from it): the page (pages/translate.html: draw a label map, with
+palette brushes named by class, or edges with a pen, on a canvas of a
+chosen size, or upload an image; Translate, at native resolution),
+/healthz once the model is loaded, and TensorFlow Serving's predict, model
+status and metadata, each for the model, a version N or a version label L
+(one of serve --version_labels).
+
+A predict body's signature_name names any signature that takes inputs:
+serving_default (float32 in [-1, 1], nested lists [batch, height, width,
+C]), translate_uint8 and translate_native (integers 0..255),
+translate_encoded and translate_encoded_native ({"b64": ...} images in,
+{"b64": ...} PNGs out). The metadata signature takes no inputs and is
+refused, as TensorFlow Serving refuses it; its contents, without paths, are
+in the metadata document. No signature_name (or ""): serving_default, as
+TensorFlow Serving runs; {"b64": ...} images sent to it are refused (400)
+with the signature that takes them (translate_encoded, or
+translate_encoded_native by --resolution, else the export's).
 
 The version N is the --saved_model folder's name when that is a number (as
 in TensorFlow Serving's /models/pix2pix/1), else 1; another version or
@@ -59,7 +43,7 @@ import json
 import os
 import re
 import threading
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import flask
 import numpy as np
@@ -88,12 +72,6 @@ class Busy(RuntimeError):
 
 class Refused(ValueError):
   """Inputs that the signature refused (the wrong shape, not an image)."""
-
-
-# The export's encoded-image signatures (images in, PNGs out), by the
-# resolution they translate at: what `Translator.translate` runs.
-ENCODED_SIGNATURES = {"training": "translate_encoded",
-                      "native": "translate_encoded_native"}
 
 
 def export_version(saved_model: str) -> int:
@@ -131,12 +109,10 @@ class Translator:
     self._input_specs = {
         name: function.structured_input_signature[1]
         for name, function in self.signatures.items()}
-    self.encoded_signature = ENCODED_SIGNATURES[self.resolution]
-    if self.encoded_signature not in self.signatures:
-      raise saved_model_lib.ExportError(
-          f"{saved_model} has no {self.encoded_signature} signature (it "
-          "predates native-resolution inference): export it again, or pass "
-          "--resolution=training.")
+    # What `translate` runs (images in, PNGs out).
+    self.encoded_signature = saved_model_lib.translate_signature(
+        self.signatures, self.metadata, self.resolution, "encoded",
+        export=saved_model)
     self._lock = threading.Lock()
 
   def input_specs(self, signature: str) -> Dict[str, tf.TensorSpec]:
@@ -220,18 +196,19 @@ def _page_config(translator: Translator, palette: Optional[List[dict]],
                  max_pixels: int) -> dict:
   """What the page is told: brushes, canvas sizes, the pixel limit, the
   signature."""
+  # The page translates its canvas at native resolution, whatever size is
+  # chosen, unless serve --resolution=training asked otherwise (or the
+  # export predates native inference).
+  native, training = (saved_model_lib.TRANSLATE_SIGNATURES[r]["encoded"]
+                      for r in ("native", "training"))
+  signature = native if (translator.requested_resolution != "training" and
+                         native in translator.signatures) else training
   return {"kind": "labels" if palette else "edges",
           "max_pixels": max_pixels,
           "palette": palette or [],
           "size": translator.metadata.get("image_size", 256),
           "sizes": canvas_sizes(translator.metadata, max_pixels),
-          # The page translates its canvas at native resolution, whatever
-          # size is chosen, unless serve --resolution=training asked
-          # otherwise (or the export predates native inference).
-          "signature": ENCODED_SIGNATURES[
-              "native" if translator.requested_resolution != "training" and
-              "translate_encoded_native" in translator.signatures
-              else "training"],
+          "signature": signature,
           "model": MODEL_NAME}
 
 
@@ -240,25 +217,19 @@ def _error(status: int, message: str):
   return flask.jsonify({"error": message}), status
 
 
-def _install_api(server: flask.Flask, translator: Translator,
-                 own_metadata: dict, limits: rest.Limits,
-                 request_timeout: float, labels: Sequence[str]) -> None:
-  """TensorFlow Serving's REST endpoints (the module docstring)."""
-  server.url_map.converters["model"] = routes.ModelName
-  model = "/v1/models/<model:model>"
-  version = model + "/versions/<int:version>"
-  label = model + "/labels/<model:label>"
-  latest = {"version": None, "label": None}
-  numbered, labelled = {"label": None}, {"version": None}
+def _api_views(translator: Translator, own_metadata: dict,
+               limits: rest.Limits, request_timeout: float,
+               labels: Sequence[str]) -> Dict[str, Callable]:
+  """The view functions of TensorFlow Serving's REST endpoints, by the
+  names routes.ENDPOINTS gives them. Each takes the servable's path
+  variables: the model, and a version number or label when the path has
+  one."""
 
   def check(model, version, label, status=False):
     routes.check_servable(model, version, translator, status, label,
                           labels)
 
-  @server.post(model + ":predict", defaults=latest)
-  @server.post(version + ":predict", defaults=numbered)
-  @server.post(label + ":predict", defaults=labelled)
-  def predict(model, version, label):
+  def predict(model, version=None, label=None):
     check(model, version, label)
     body = web.json_object(flask.request, PREDICT_BODY)
     signature = routes.choose_signature(body, translator)
@@ -267,23 +238,17 @@ def _install_api(server: flask.Flask, translator: Translator,
     outputs = translator.run(signature, inputs, wait=request_timeout)
     return flask.jsonify(rest.predict_answer(outputs, form))
 
-  @server.get(model, defaults=latest)
-  @server.get(version, defaults=numbered)
-  @server.get(label, defaults=labelled)
-  def status(model, version, label):
+  def status(model, version=None, label=None):
     check(model, version, label, status=True)
     return flask.jsonify(rest.model_status(translator.version))
 
-  @server.get(model + "/metadata", defaults=latest)
-  @server.get(version + "/metadata", defaults=numbered)
-  @server.get(label + "/metadata", defaults=labelled)
-  def metadata(model, version, label):
+  def metadata(model, version=None, label=None):
     check(model, version, label)
     return flask.jsonify(rest.model_metadata(
         MODEL_NAME, translator.version, translator.signature_defs,
         pix2pix_tf=own_metadata))
 
-  _install_errors(server)
+  return {"predict": predict, "status": status, "metadata": metadata}
 
 
 def _install_errors(server: flask.Flask) -> None:
@@ -308,9 +273,7 @@ def _install_errors(server: flask.Flask) -> None:
       return _error(404, "No such page.")
     return _error(404, (
         f"Malformed request: {request.method} {request.path}; this server "
-        f"answers POST /v1/models/{MODEL_NAME}[/versions/N|/labels/L]"
-        f":predict and GET /v1/models/{MODEL_NAME}[/versions/N|/labels/L]"
-        "[/metadata]."))
+        f"answers {routes.api_summary()}."))
 
 
 def create_app(translator: Translator, palette: Optional[List[dict]] = None,
@@ -335,21 +298,26 @@ def create_app(translator: Translator, palette: Optional[List[dict]] = None,
   web.install(server, f"The request is larger than --max_upload_mb="
                       f"{max_upload_mb:g} MB.")
 
-  @server.get("/")
   def page():
     return web.page(web.read_page("translate.html").replace(
         "__CONFIG__", web.script_json(page_config)))
 
-  @server.get("/healthz")
   def healthz():
     return flask.jsonify({"status": "ok"})
 
   own_metadata = public_metadata(translator.metadata)
   if palette is not None:
     own_metadata["palette"] = palette
-  _install_api(server, translator, own_metadata, rest.Limits(
-      max_pixels, translator.metadata.get("input_channels", 3)),
-               request_timeout, tuple(version_labels))
+  views = {"page": page, "healthz": healthz, **_api_views(
+      translator, own_metadata, rest.Limits(
+          max_pixels, translator.metadata.get("input_channels", 3)),
+      request_timeout, tuple(version_labels))}
+  server.url_map.converters["model"] = routes.ModelName
+  for endpoint in routes.ENDPOINTS:
+    for rule in endpoint.rules:
+      server.add_url_rule(rule, endpoint.view, views[endpoint.view],
+                          methods=[endpoint.method])
+  _install_errors(server)
   return server
 
 

@@ -36,16 +36,6 @@ class StaleSessionError(ValueError):
   another order: its trial ids name other images now."""
 
 
-def list_images(folder: str) -> List[str]:
-  """The images of a study folder; ValueError when there are none."""
-  files = data_lib.list_images(folder)
-  if not files:
-    raise errors.CommandError(
-        f"{folder} holds no images "
-        f"({', '.join(data_lib.IMAGE_EXTENSIONS)}).")
-  return files
-
-
 def wilson_interval(successes: int, trials: int,
                     confidence: float = 0.95) -> Tuple[float, float]:
   """The Wilson score interval of a binomial share successes / trials.

@@ -29,11 +29,7 @@ def list_inputs(path: str) -> List[str]:
     return [path]
   if not os.path.isdir(path):
     raise errors.CommandError(f"--input={path} is neither a file nor a folder.")
-  files = data_lib.list_images(path)
-  if not files:
-    raise errors.CommandError(f"--input={path} holds no images "
-                            f"({', '.join(data_lib.IMAGE_EXTENSIONS)}).")
-  return files
+  return data_lib.list_images(path, required=True)
 
 
 def encode_png(array: np.ndarray) -> bytes:
@@ -132,18 +128,18 @@ def failure(path: str, error: Exception) -> str:
   return f"{path}: {type(error).__name__}: {text[:300]}"
 
 
-def translator(loaded: tf.Module, metadata: dict,
-               resolution: Optional[str] = None, tile: int = 0,
-               overlap: int = 32) -> Callable[[np.ndarray], np.ndarray]:
-  """An H x W x C image -> its H x W x C_out translation, of the same dtype
-  (uint8, or uint16 translated from its 16 bits), by the export `loaded` at
-  `resolution` (default: the export's); in blended tiles of `tile` pixels
-  (native resolution) when `tile` is not 0.
+def make_translate(loaded: tf.Module, metadata: dict,
+                   resolution: Optional[str] = None, tile: int = 0,
+                   overlap: int = 32) -> Callable[[np.ndarray], np.ndarray]:
+  """A translate function: an H x W x C image -> its H x W x C_out
+  translation, of the same dtype (uint8, or uint16 translated from its 16
+  bits), by the export `loaded` at `resolution` (default: the export's); in
+  blended tiles of `tile` pixels (native resolution) when `tile` is not 0.
 
   Raises:
     ValueError: naming the flag, for a tiling the generator cannot run,
       tiles at the training resolution, or native resolution from an
-      export that has no translate_native signature.
+      export that predates it (`saved_model.translate_signature`).
   """
   if tile and resolution == "training":
     raise errors.CommandError("--tile translates at native resolution: leave out "
@@ -151,13 +147,8 @@ def translator(loaded: tf.Module, metadata: dict,
   # Tiles are native whatever the export's default.
   resolution = "native" if tile else saved_model_lib.resolution_of(
       metadata, resolution)
-  if resolution == "native" and "translate_native" not in loaded.signatures:
-    raise errors.CommandError("This export has no translate_native signature (it "
-                     "predates native-resolution inference): export it "
-                     "again with python -m pix2pix_tf.export, or pass "
-                     "--resolution=training.")
-  signature = loaded.signatures[
-      "translate_native" if resolution == "native" else "translate_uint8"]
+  signature = loaded.signatures[saved_model_lib.translate_signature(
+      loaded.signatures, metadata, resolution, "uint8")]
   floats = loaded.signatures["serving_default"]
 
   def translate(image):
@@ -191,13 +182,13 @@ def translate_files(saved_model: str, files: Sequence[str],
 
   Every image is written as PNG (lossless: a JPEG output would add its own
   artefacts to what FID or a perceptual study then measures). `resolution`,
-  `tile` and `overlap`: see `translator`.
+  `tile` and `overlap`: see `make_translate`.
   """
   names = output_names(files)
   output.check(output_files(names, paired))
   loaded = saved_model_lib.load(saved_model)
   metadata = json.loads(loaded.metadata_json.numpy().decode())
-  translate = translator(loaded, metadata, resolution, tile, overlap)
+  translate = make_translate(loaded, metadata, resolution, tile, overlap)
   decode = decoder()
   rows, failed = [], []
   progbar = keras.utils.Progbar(len(files), unit_name="image",

@@ -62,8 +62,10 @@ class Window:
     return self.steps * batch_size / max(elapsed, 1e-9)
 
 
-class Progress:
-  """An "Epoch e/E" line and a Keras progress bar per epoch."""
+class EpochProgress:
+  """An "Epoch e/E" line and a Keras progress bar per epoch, showing the
+  losses and images/s. (The dataset tools' `data.building.Progress` is
+  another thing: a line of files done, without TensorFlow's import.)"""
 
   def __init__(self, total_steps: int, steps_per_epoch: int, window: Window,
                batch_size: int):

@@ -110,8 +110,8 @@ def train_loop(run: run_lib.Run, actions: actions_lib.Actions) -> bool:
   """
   config, data = run.config, run.data
   total, per_epoch = data.total_steps, data.steps_per_epoch
-  progress = actions_lib.Progress(total, per_epoch, actions.window,
-                                  config.batch_size)
+  progress = actions_lib.EpochProgress(total, per_epoch, actions.window,
+                                       config.batch_size)
   periods = [a.every for a in actions.periodic] + [per_epoch]
   step = run.step
   with StopSignal(enabled=actions.preemption is None) as stop:

@@ -62,7 +62,7 @@ class PlainStep:
                        "needs loss scaling, which the tutorial does not do.")
     with precision.dtype_policy(config.mixed_precision):
       self.generator = models.build_generator(config)
-      self.discriminator = models.build_discriminator(config)
+      self.discriminator = models.build_discriminators(config)
     if (config.gan_mode != "vanilla" or config.lambda_l2 or
         config.lambda_feature_matching or
         len(self.discriminator.discriminators) != 1):

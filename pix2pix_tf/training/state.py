@@ -51,7 +51,7 @@ def create_state(config: config_lib.Config, steps_per_epoch: int,
   """Builds models, optimizers and step counter under the strategy's scope."""
   with strategy.scope(), precision.dtype_policy(config.mixed_precision):
     generator = models.build_generator(config)
-    discriminator = models.build_discriminator(config)
+    discriminator = models.build_discriminators(config)
 
     def adam():
       schedule = schedules.learning_rate_schedule(config, steps_per_epoch,

@@ -36,6 +36,23 @@ def make_photos(folder):
   return str(folder)
 
 
+def test_list_images_lists_sorted_images_and_refuses_when_asked(tmp_path):
+  """The one listing of image files (datasets, predict, the study): sorted,
+  images only; a folder of none is a refusal naming it when `required`."""
+  for name in ("b.png", "a.JPG", "notes.txt"):
+    (tmp_path / name).write_bytes(b"")
+  (tmp_path / "folder.png").mkdir()
+  assert data_lib.list_images(str(tmp_path), required=True) == [
+      str(tmp_path / "a.JPG"), str(tmp_path / "b.png")]
+  empty = tmp_path / "empty"
+  empty.mkdir()
+  assert data_lib.list_images(str(empty)) == []
+  with pytest.raises(ValueError, match=f"{empty} holds no images"):
+    data_lib.list_images(str(empty), required=True)
+  with pytest.raises(ValueError, match="is not a folder"):
+    data_lib.list_images(str(tmp_path / "b.png"))
+
+
 def test_read_rgb_applies_exif_and_flattens_transparency(tmp_path):
   photos = make_photos(tmp_path / "photos")
   rotated = data_lib.read_rgb(os.path.join(photos, "rotated.jpg"))

@@ -214,7 +214,7 @@ def test_builtin_studies_are_the_studies_comparisons():
   for name, text in sets["receptive_field"]:
     config = ablate.apply_flags(ablate.base_config("d", 256, 10, "m"),
                                 text).validate()
-    discriminator = models.build_discriminator(
+    discriminator = models.build_discriminators(
         ablate.apply_flags(config, "--ndf=4"))
     assert models.receptive_fields(discriminator) == [
         int(name.split("x")[0])]

@@ -1,5 +1,6 @@
 """Model shapes, parameter counts and structure against the reference."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -10,8 +11,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from pix2pix_tf import architectures
 from pix2pix_tf import config as config_lib
 from pix2pix_tf import models
+from pix2pix_tf.models import generators
 
 
 def trainable_params(model):
@@ -65,16 +68,18 @@ def variant(**overrides):
   return config_lib.Config(**values).validate()
 
 
-@pytest.mark.parametrize("fields", ["1", "16", "34", "70", "142", "286"])
+@pytest.mark.parametrize("fields", [str(f) for f in architectures.RECEPTIVE_FIELDS])
 def test_receptive_fields_from_flags(fields):
-  disc = models.build_discriminator(variant(d_receptive_fields=fields,
+  """Each --d_receptive_fields value builds the discriminator whose field,
+  computed from its layers, is that value."""
+  disc = models.build_discriminators(variant(d_receptive_fields=fields,
                                             ndf=8))
   assert models.receptive_fields(disc) == [int(fields)]
 
 
 def test_small_and_large_discriminator_pair():
   config = variant(d_receptive_fields="16,286", ndf=8)
-  disc = models.build_discriminator(config)
+  disc = models.build_discriminators(config)
   assert models.receptive_fields(disc) == [16, 286]
   x = tf.zeros([1, 256, 256, 3])
   outputs = disc([x, x])
@@ -83,7 +88,7 @@ def test_small_and_large_discriminator_pair():
 
 def test_multiscale_discriminator_sees_downsampled_pairs():
   config = variant(num_discriminators=3, ndf=8)
-  disc = models.build_discriminator(config)
+  disc = models.build_discriminators(config)
   x = tf.zeros([1, 256, 256, 3])
   outputs = disc([x, x])
   assert [o[0].shape for o in outputs] == [(1, 30, 30, 1), (1, 14, 14, 1),
@@ -91,13 +96,13 @@ def test_multiscale_discriminator_sees_downsampled_pairs():
   # Each 3x3 stride-2 pooling widens the field: r' = (r - 1) * 2 + 3.
   assert models.receptive_fields(disc) == [70, 141, 283]
   # Three independent PatchGANs.
-  one = models.build_discriminator(variant(ndf=8))
+  one = models.build_discriminators(variant(ndf=8))
   assert trainable_params(disc) == 3 * trainable_params(one)
 
 
 def test_unconditional_discriminator_sees_the_candidate_only():
-  conditional = models.build_discriminator(variant())
-  unconditional = models.build_discriminator(
+  conditional = models.build_discriminators(variant())
+  unconditional = models.build_discriminators(
       variant(conditional_discriminator=False))
   # The first convolution has 3 input channels instead of 6.
   assert trainable_params(conditional) - trainable_params(unconditional) == (
@@ -144,6 +149,28 @@ def test_unet_with_instance_norm_count_follows_the_bias_rule():
   assert expected == 54_409_603
   generator = models.build_generator(variant(norm="instance"))
   assert trainable_params(generator) == expected
+
+
+def test_every_generator_name_has_a_builder_and_every_builder_a_name():
+  """architectures.GENERATORS is the one list of --generator values: the
+  flag's choices, each with a family that generators.BUILDERS builds, and
+  no builder that no value names."""
+  families = {g.family for g in architectures.GENERATORS.values()}
+  assert families == set(generators.BUILDERS)
+  choices = {f.name: f.metadata["choices"]
+             for f in dataclasses.fields(config_lib.Config)}["generator"]
+  assert choices == tuple(architectures.GENERATORS)
+
+
+@pytest.mark.parametrize("name", architectures.GENERATORS)
+def test_each_generator_downsamples_as_its_row_says(name):
+  config = variant(generator=name, unet_depth=5, ngf=4)
+  strided = [layer for layer in models.flat_layers(
+      models.build_generator(config))
+             if isinstance(layer, keras.layers.Conv2D)
+             and tuple(layer.strides) == (2, 2)]
+  depth = architectures.GENERATORS[name].depth or config.unet_depth
+  assert len(strided) == depth == config.generator_depth
 
 
 def test_receptive_field_is_computed_from_layers():

@@ -189,11 +189,11 @@ class FakeExport:
 def test_tiles_are_native_whatever_the_exports_default():
   metadata = {"resolution": "training", "size_multiple": 16,
               "inference_mode": "eval"}
-  translate = serving.translator(FakeExport(), metadata, None, 32, 8)
+  translate = serving.make_translate(FakeExport(), metadata, None, 32, 8)
   image = smooth_image(50, 70)
   np.testing.assert_array_equal(translate(image), image)
   with pytest.raises(ValueError, match="leave out --resolution=training"):
-    serving.translator(FakeExport(), metadata, "training", 32, 8)
+    serving.make_translate(FakeExport(), metadata, "training", 32, 8)
 
 
 @pytest.mark.parametrize("tile,overlap,message", [
@@ -300,7 +300,7 @@ import tensorflow as tf
 from pix2pix_tf import serving
 loaded = serving.load({saved_model!r})
 metadata = json.loads(loaded.metadata_json.numpy())
-translate = serving.translator(loaded, metadata, "native", 512, 32)
+translate = serving.make_translate(loaded, metadata, "native", 512, 32)
 image = np.random.RandomState(0).randint(0, 256, (4096, 4096, 3), np.uint8)
 translate(image[:600, :600])  # Every tile shape traced and run once.
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

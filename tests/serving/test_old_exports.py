@@ -10,6 +10,7 @@ translate_uint8 and translate_encoded returned for it.
 import base64
 import io
 import os
+import re
 
 import numpy as np
 import pytest
@@ -68,3 +69,21 @@ def test_predict_translates_with_an_old_export(expected, tmp_path):
   assert result.returncode == 0, result.stderr
   np.testing.assert_allclose(np.array(Image.open(tmp_path / "out" / "a.png")),
                              expected["translate_encoded"], atol=1)
+
+
+def test_native_resolution_is_refused_alike_by_predict_and_serve():
+  """The old export predates native resolution: predict's translate
+  function and serve's Translator refuse it with the one sentence of
+  saved_model.translate_signature."""
+  loaded = serving.load(OLD_EXPORT)
+  metadata = serving.read_metadata(OLD_EXPORT)
+  with pytest.raises(serving.ExportError, match=(
+      "This export has no translate_native signature .* pass "
+      "--resolution=training")):
+    serving.make_translate(loaded, metadata, "native")
+  with pytest.raises(serving.ExportError, match=(
+      re.escape(OLD_EXPORT) + " has no translate_encoded_native signature "
+      ".* pass --resolution=training")):
+    server_lib.Translator(OLD_EXPORT, "native")
+  assert server_lib.Translator(OLD_EXPORT).encoded_signature == (
+      "translate_encoded")

@@ -19,6 +19,7 @@ from PIL import Image
 from conftest import ROOT, gradient_image, small_config, visible_generator
 from pix2pix_tf import serving
 from pix2pix_tf.serving import rest
+from pix2pix_tf.serving import routes
 from pix2pix_tf.serving import server as server_lib
 
 PREDICT = "/v1/models/pix2pix:predict"
@@ -358,16 +359,21 @@ def test_a_busy_model_answers_503(translator):
   assert post(client, {"instances": float_images(1).tolist()})[0] == 200
 
 
-def test_the_docstring_lists_every_endpoint(translator):
+def test_the_server_answers_exactly_the_routes_of_the_table(translator):
+  """routes.ENDPOINTS is the one list of the server's routes: create_app
+  installs each of them and nothing else, and docs/rest_api.md's endpoint table
+  is written from it (tools/update_docs.py)."""
   app = server_lib.create_app(translator)
-  for rule in app.url_map.iter_rules():
-    if rule.endpoint == "static":
-      continue
-    path = re.sub(r"<int:version>", "N", re.sub(r"<model:model>", "pix2pix",
-                                                  rule.rule))
-    path = path.replace("<model:label>", "L")
-    for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
-      assert f"{method} {path}" in server_lib.__doc__, (method, path)
+  installed = {(method, rule.rule) for rule in app.url_map.iter_rules()
+               if rule.endpoint != "static"
+               for method in rule.methods - {"HEAD", "OPTIONS"}}
+  assert installed == {(endpoint.method, rule)
+                       for endpoint in routes.ENDPOINTS
+                       for rule in endpoint.rules}
+  rest_doc = open(os.path.join(ROOT, "docs", "rest_api.md")).read()
+  assert routes.endpoint_table() in rest_doc, (
+      "docs/rest_api.md's endpoint table is stale: run python "
+      "tools/update_docs.py")
 
 
 def test_answers_with_several_outputs_are_keyed_by_name():

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from browser import chromium_driver
+from pix2pix_tf import data as data_lib
 from pix2pix_tf import outputs
 from pix2pix_tf.serving import study as study_lib
 
@@ -33,7 +34,8 @@ def folders(tmp_path):
 
 def new_study(protocol, folders, answers, seed=0, seconds=1.0):
   return study_lib.STUDIES[protocol](
-      study_lib.list_images(folders[0]), study_lib.list_images(folders[1]),
+      data_lib.list_images(folders[0], required=True),
+      data_lib.list_images(folders[1], required=True),
       str(answers), seconds=seconds, seed=seed)
 
 
@@ -86,21 +88,21 @@ def test_wilson_interval_agrees_with_the_score_test_and_tables():
 def test_pair_by_name_pairs_stems_and_names_what_does_not_pair(tmp_path):
   real = make_images(tmp_path / "real", 3, 10, "jpg")
   generated = make_images(tmp_path / "generated", 3, 200)
-  pairs = study_lib.pair_by_name(study_lib.list_images(real),
-                                 study_lib.list_images(generated))
+  pairs = study_lib.pair_by_name(data_lib.list_images(real, required=True),
+                                 data_lib.list_images(generated, required=True))
   assert [(p[0].rsplit("/", 1)[1], p[1].rsplit("/", 1)[1]) for p in pairs] == [
       ("0.jpg", "0.png"), ("1.jpg", "1.png"), ("2.jpg", "2.png")]
   (tmp_path / "generated" / "2.png").rename(tmp_path / "generated" / "7.png")
   with pytest.raises(ValueError, match=r"real/2\.jpg.*--protocol=single"):
-    study_lib.pair_by_name(study_lib.list_images(real),
-                           study_lib.list_images(generated))
+    study_lib.pair_by_name(data_lib.list_images(real, required=True),
+                           data_lib.list_images(generated, required=True))
   Image.new("RGB", (4, 4)).save(tmp_path / "generated" / "0.bmp")
   with pytest.raises(ValueError, match=r"two generated images are named 0"):
-    study_lib.pair_by_name(study_lib.list_images(real),
-                           study_lib.list_images(generated))
+    study_lib.pair_by_name(data_lib.list_images(real, required=True),
+                           data_lib.list_images(generated, required=True))
   with pytest.raises(ValueError, match="both a real and a generated"):
-    study_lib.pair_by_name(study_lib.list_images(real),
-                           study_lib.list_images(real))
+    study_lib.pair_by_name(data_lib.list_images(real, required=True),
+                           data_lib.list_images(real, required=True))
 
 
 # --- The single-image protocol ----------------------------------------------
@@ -270,7 +272,8 @@ def test_every_image_is_checked_at_start_up(tmp_path, protocol, how,
   damage(bad, how)
   with pytest.raises(ValueError) as error:
     study_lib.STUDIES[protocol](
-        study_lib.list_images(folders[0]), study_lib.list_images(folders[1]),
+        data_lib.list_images(folders[0], required=True),
+        data_lib.list_images(folders[1], required=True),
         str(tmp_path / "answers.jsonl"), max_pixels=1_000_000)
   assert str(error.value).startswith(f"{bad} "), error.value
   assert fragment in str(error.value), error.value
@@ -281,13 +284,15 @@ def test_images_within_max_pixels_are_served(tmp_path):
   folders = (make_images(tmp_path / "real", 2, 10),
              make_images(tmp_path / "generated", 2, 200))
   study = study_lib.STUDIES["single"](
-      study_lib.list_images(folders[0]), study_lib.list_images(folders[1]),
+      data_lib.list_images(folders[0], required=True),
+      data_lib.list_images(folders[1], required=True),
       str(tmp_path / "answers.jsonl"), max_pixels=32 * 32)
   client = study_lib.create_app(study).test_client()
   assert client.get("/image/0/0").status_code == 200
   with pytest.raises(ValueError, match="more than --max_pixels=1023"):
     study_lib.STUDIES["single"](
-        study_lib.list_images(folders[0]), study_lib.list_images(folders[1]),
+        data_lib.list_images(folders[0], required=True),
+        data_lib.list_images(folders[1], required=True),
         str(tmp_path / "answers.jsonl"), max_pixels=32 * 32 - 1)
 
 

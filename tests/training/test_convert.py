@@ -36,7 +36,7 @@ def test_convert_exports_pytorchs_model_and_train_fine_tunes_it(tmp_path):
   from pix2pix_tf.models import pytorch_weights as pw
   from pix2pix_tf.training import run as run_lib
   config = config_lib.Config.from_json((run / "config.json").read_text())
-  discriminator = models.build_discriminator(config)
+  discriminator = models.build_discriminators(config)
   reader = tf.train.load_checkpoint(str(run / "checkpoints"))
   state = pw.read_state_dict(f"{DATA}/patchgan_batch.pth")
   pw.load_weights(discriminator.discriminators[0], state,

@@ -61,7 +61,7 @@ def gradients_by_hand(config, weights, batch):
   input_image, target_image = batch
   with training.dtype_policy(config.mixed_precision):
     generator = models.build_generator(config)
-    discriminator = models.build_discriminator(config)
+    discriminator = models.build_discriminators(config)
   generator.set_weights(weights[0])
   discriminator.set_weights(weights[1])
   generated_image = generator(input_image, training=True)
