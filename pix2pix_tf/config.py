@@ -53,15 +53,9 @@ METRICS = ("l1", "mse", "psnr", "ssim", "pixel_accuracy", "color", "fid",
 # decompression bomb) that takes gigabytes to decode, so larger images are
 # refused from their header. 4096 x 4096 RGB: 48 MiB uint8, 192 MiB float32.
 DEFAULT_MAX_PIXELS = 4096 * 4096
-# Seconds a server connection may stay silent, and a request may wait for
-# the model (--request_timeout of serve; the study uses it too).
+# Seconds a connection may stay silent and a request wait (serve, study).
 DEFAULT_REQUEST_TIMEOUT = 30.0
-# alternating: D's step, then G's against the updated D (paper, reference).
-# simultaneous: both gradients from one forward pass against the old D.
 UPDATE_ORDERS = ("alternating", "simultaneous")
-# Where the U-Net's three dropout layers sit: paper: the first three decoder
-# blocks (CD512 x3, as the original Torch code); reference: one block further
-# out, as the PyTorch reference's UnetSkipConnectionBlock.
 DROPOUT_PLACEMENTS = ("paper", "reference")
 BAD_IMAGE_MODES = ("error", "skip")
 
@@ -230,6 +224,9 @@ class Config:
       "it).")
   lambda_gp: float = option(
       10.0, "Weight of the gradient penalty with --gan_mode=wgangp.")
+  lambda_vgg: float = option(0.0, "Weight of pix2pixHD's VGG19 perceptual "
+                             "term (0 disables it; pix2pixHD: 10).")
+  vgg_weights: str = option("", "Keras's VGG19 notop .h5 for --lambda_vgg.")
   learning_rate: float = option(
       2e-4, "Learning rate of both networks' Adam (PyTorch's, eps 1e-8).")
   lr_policy: str = option(
@@ -413,6 +410,9 @@ class Config:
       raise ConfigError(
           "--lambda_feature_matching needs a discriminator, but "
           "--gan_mode=none trains none. Choose a GAN loss or set it to 0.")
+    if self.lambda_vgg > 0 and not os.path.isfile(self.vgg_weights):
+      raise ConfigError(f"--lambda_vgg needs --vgg_weights, Keras's VGG19 "
+                        f"notop .h5; {self.vgg_weights!r} is not a file.")
     self._validate_sizes()
     self._validate_discriminators()
     if self.segmenter and not self.label_palette:
@@ -460,8 +460,9 @@ class Config:
         raise ConfigError(
             f"--{name}={getattr(self, name)} must be at least 1.")
     for name in ("epochs", "epochs_decay", "max_steps", "num_samples",
-                 "shuffle_buffer", "lambda_l1", "lambda_l2",
-                 "lambda_feature_matching", "lambda_gp"):
+                 "shuffle_buffer") + tuple(
+                     f.name for f in dataclasses.fields(self)
+                     if f.name.startswith("lambda_")):
       if getattr(self, name) < 0:
         raise ConfigError(
             f"--{name}={getattr(self, name)} must not be negative.")

@@ -27,8 +27,9 @@ layer, so parameter counts equal the reference's exactly:
 Modules: `layers` (initialisation, norms, custom layers), `convolutions`
 (the patch-product training of small convolutions), `activations` (the
 compiled training of bfloat16 activations), `generators`
-(and paper-mode inference), `discriminators`, `checkpoints` (restore with
-every variable matched).
+(and paper-mode inference), `discriminators`, `perceptual` (frozen VGG19
+for the perceptual loss), `checkpoints` (restore with every variable
+matched).
 """
 
 from pix2pix_tf.models.checkpoints import restore
@@ -41,6 +42,8 @@ from pix2pix_tf.models.discriminators import (Discriminators,
 from pix2pix_tf.models.generators import (build_generator,
                                           make_generate, paper_mode,
                                           resnet_generator, unet_generator)
+from pix2pix_tf.models.perceptual import (VGG_LAYER_WEIGHTS, build_vgg,
+                                          vgg_features)
 from pix2pix_tf.models.layers import (AlwaysDropout,
                                       BatchStatisticsNormalization,
                                       FusedBatchNormalization,
@@ -56,4 +59,5 @@ __all__ = [
     "make_generate", "restore",
     "norm_layer", "paper_mode", "patchgan_discriminator",
     "pixel_discriminator", "receptive_field", "receptive_fields",
-    "resnet_generator", "unet_generator", "uses_bias"]
+    "resnet_generator", "unet_generator", "uses_bias", "VGG_LAYER_WEIGHTS",
+    "build_vgg", "vgg_features"]

@@ -195,11 +195,8 @@ def step_prefixes(train_step: step_lib.TrainStep, input_image: tf.Tensor,
       if last == "generator_forward":
         return done([generated])
       with gen_tape.stop_recording(), tf.GradientTape() as disc_tape:
-        fixed = tf.stop_gradient(generated)
-        real = train_step.discriminate(input_image, target_image)
-        fake = train_step.discriminate(input_image, fixed)
         disc_loss = train_step.discriminator_losses(
-            input_image, target_image, fixed, real, fake)["disc_loss"]
+            input_image, target_image, generated)["disc_loss"]
       if last == "discriminator_forwards":
         return disc_loss
       with gen_tape.stop_recording():
@@ -211,7 +208,7 @@ def step_prefixes(train_step: step_lib.TrainStep, input_image: tf.Tensor,
                          state.discriminator)
       if last == "discriminator_update":
         return state.discriminator_optimizer.iterations
-      gen_loss = train_step.generator_objective(
+      gen_loss = train_step.generator_losses(
           input_image, target_image, generated)["gen_total_loss"]
       if last == "generator_objective":
         return gen_loss

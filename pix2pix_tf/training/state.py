@@ -1,9 +1,10 @@
-"""A run's state, which one checkpoint holds: G, D, both optimizers, the step
-counter and the random states; built under the strategy's scope and
-restored with every variable matched."""
+"""A run's state: what one checkpoint holds (G, D, both optimizers, the
+step counter and the random states), and the frozen helper networks some
+loss terms use (read from their own weights files, not checkpointed); built
+under the strategy's scope and restored with every variable matched."""
 
 import dataclasses
-from typing import List
+from typing import Dict, List
 
 import keras
 import tensorflow as tf
@@ -25,6 +26,8 @@ class TrainState:
   step: tf.Variable
   # Random state of the step's own noise (the gradient penalty's mixing).
   noise: keras.random.SeedGenerator
+  # Frozen networks of loss terms, by name (losses.Views.helpers).
+  helpers: Dict[str, keras.Model] = dataclasses.field(default_factory=dict)
 
   def random_states(self) -> List[tf.Variable]:
     """The random-number states of dropout and of `noise`. Saved with the
@@ -48,10 +51,13 @@ class TrainState:
 def create_state(config: config_lib.Config, steps_per_epoch: int,
                  strategy: tf.distribute.Strategy,
                  total_steps: int = 0) -> TrainState:
-  """Builds models, optimizers and step counter under the strategy's scope."""
+  """Builds models, optimizers, step counter and the loss terms' frozen
+  networks under the strategy's scope."""
   with strategy.scope(), precision.dtype_policy(config.mixed_precision):
     generator = models.build_generator(config)
     discriminator = models.build_discriminators(config)
+    helpers = ({"vgg": models.build_vgg(config.vgg_weights)}
+               if config.lambda_vgg else {})
 
     def adam():
       schedule = schedules.learning_rate_schedule(config, steps_per_epoch,
@@ -69,7 +75,8 @@ def create_state(config: config_lib.Config, steps_per_epoch: int,
     state = TrainState(generator, discriminator, adam(), adam(),
                        tf.Variable(0, dtype=tf.int64, trainable=False,
                                    name="step"),
-                       keras.random.SeedGenerator(config.seed, name="noise"))
+                       keras.random.SeedGenerator(config.seed, name="noise"),
+                       helpers)
     # Create the optimizer slots now so a checkpoint restores into them.
     state.generator_optimizer.build(generator.trainable_variables)
     state.discriminator_optimizer.build(discriminator.trainable_variables)

@@ -1,4 +1,15 @@
-"""The paper's update for one batch, per replica."""
+"""The paper's update for one batch, per replica.
+
+`TrainStep.update` is the paper's order: generate; one D step on the real
+pair and the generated pair (G's output held fixed); then one G step whose
+adversarial term comes from the *updated* D. The losses are the run's
+`losses.Objective`: named, weighted terms, whose dict is also what the step
+reports. `SimultaneousStep` is the one variant of the order
+(`--update_order=simultaneous`).
+
+Per-example losses are averaged over the global batch, so that summing the
+replicas' gradients gives the gradient of the global mean.
+"""
 
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -12,225 +23,124 @@ from pix2pix_tf.training.state import TrainState
 Metrics = Dict[str, tf.Tensor]
 
 
-SCALARS = ("gen_total_loss", "gen_gan_loss", "gen_l1_loss", "disc_loss",
-           "disc_real_loss", "disc_generated_loss")
-
-
 def metric_names(config: config_lib.Config) -> Sequence[str]:
-  """The losses a run's step reports (and logs): the paper's six, less the
-  GAN terms without a GAN, plus whichever variant terms are switched on."""
-  names = ["gen_total_loss"]
-  if config.gan_mode != "none":
-    names.append("gen_gan_loss")
-  names.append("gen_l1_loss")
-  if config.lambda_l2:
-    names.append("gen_l2_loss")
-  if config.lambda_feature_matching:
-    names.append("gen_feature_matching_loss")
-  if config.gan_mode != "none":
-    names += ["disc_loss", "disc_real_loss", "disc_generated_loss"]
-  if config.gan_mode == "wgangp":
-    names.append("disc_gradient_penalty")
-  return tuple(names)
+  """The losses a run's step reports (and logs): the totals and each term
+  of `losses.build_objective(config)`."""
+  return losses.build_objective(config).metric_names
 
 
 class TrainStep:
   """The per-replica pix2pix update for one batch: `step(batch)` applies it
-  and returns the losses named by `metric_names`.
+  and returns the losses named by `metric_names`."""
 
-  alternating (the default, the paper's and the reference's order):
-  generate; one D step on the real pair and the generated pair (G's output
-  held fixed); then one G step whose adversarial loss comes from the
-  *updated* D. simultaneous: both gradients from one forward pass against
-  the old D, then both applied (cheaper by one D forward; for comparison).
-
-  Per-example losses are averaged over the global batch, so that summing
-  the replicas' gradients gives the gradient of the global mean.
-  """
+  # Forward and backward passes XLA compiles with --jit_compile; applying
+  # the gradients stays outside, where the strategy all-reduces them.
+  COMPILED = ("generate", "discriminator_gradients", "generator_losses")
 
   def __init__(self, state: TrainState, config: config_lib.Config,
                global_batch_size: int):
     self.state = state
     self.config = config
     self.global_batch_size = global_batch_size
-    self.train_discriminator = config.gan_mode != "none"
-    self.metric_names = metric_names(config)
-    self._step = (self.alternating_step if config.update_order ==
-                  "alternating" else self.simultaneous_step)
+    self.objective = losses.build_objective(config)
+    self.metric_names = self.objective.metric_names
     if config.jit_compile:
-      # XLA compiles the forward and backward passes; applying the gradients
-      # stays outside, where the strategy all-reduces them across replicas.
-      # (The tape of `alternating_step` differentiates through them.)
-      for name in ("simultaneous_gradients", "discriminator_gradients",
-                   "generator_objective", "generate"):
+      for name in self.COMPILED:
         setattr(self, name, tf.function(getattr(self, name),
                                         jit_compile=True))
 
   def __call__(self, batch):
     input_image, target_image = batch
-    metrics = self._step(input_image, target_image)
+    metrics = self.update(input_image, target_image)
     return {name: metrics[name] for name in self.metric_names}
 
-  # --- The two orders ------------------------------------------------------
-
-  def alternating_step(self, input_image: tf.Tensor, target_image: tf.Tensor
-                       ) -> Metrics:
+  def update(self, input_image: tf.Tensor, target_image: tf.Tensor
+             ) -> Metrics:
     """The paper's order: D step, then G step against the updated D."""
+    state = self.state
     with tf.GradientTape() as gen_tape:
       generated_image = self.generate(input_image)
       metrics = {}
-      if self.train_discriminator:
+      if self.objective.discriminator:
         with gen_tape.stop_recording():
           disc_gradients, metrics = self.discriminator_gradients(
               input_image, target_image, generated_image)
-          self.apply(self.state.discriminator_optimizer, disc_gradients,
-                     self.state.discriminator)
-      # Read after D's update: its variables are read anew from here on.
-      metrics.update(self.generator_objective(input_image, target_image,
-                                              generated_image))
-      gen_loss = self.scale(self.state.generator_optimizer,
-                            metrics["gen_total_loss"])
-    self.apply(self.state.generator_optimizer,
+          self.apply(state.discriminator_optimizer, disc_gradients,
+                     state.discriminator)
+      # D's variables are read anew from here on: G meets the updated D.
+      metrics.update(self.generator_losses(input_image, target_image,
+                                           generated_image))
+      gen_loss = self.scale(state.generator_optimizer,
+                            metrics[losses.GENERATOR_TOTAL])
+    self.apply(state.generator_optimizer,
                gen_tape.gradient(gen_loss,
-                                 self.state.generator.trainable_variables),
-               self.state.generator)
+                                 state.generator.trainable_variables),
+               state.generator)
     return metrics
 
-  def simultaneous_step(self, input_image: tf.Tensor, target_image: tf.Tensor
-                        ) -> Metrics:
-    """Both updates from one forward pass against the old D."""
-    gen_gradients, disc_gradients, metrics = self.simultaneous_gradients(
-        input_image, target_image)
-    self.apply(self.state.generator_optimizer, gen_gradients,
-               self.state.generator)
-    if self.train_discriminator:
-      self.apply(self.state.discriminator_optimizer, disc_gradients,
-                 self.state.discriminator)
-    return metrics
-
-  # --- Forward passes and gradients ---------------------------------------
+  # --- Forward passes and losses --------------------------------------------
 
   def generate(self, input_image: tf.Tensor) -> tf.Tensor:
     """G's output in training mode (dropout on, batch statistics)."""
     return self.state.generator(input_image, training=True)
 
-  def discriminate(self, input_image: tf.Tensor, candidate: tf.Tensor) -> Sequence:
+  def discriminate(self, input_image: tf.Tensor,
+                   candidate: tf.Tensor) -> Sequence:
     """D's outputs (one per scale) for the pair, in training mode."""
     return self.state.discriminator([input_image, candidate], training=True)
 
-  def discriminator_gradients(self, input_image: tf.Tensor, target_image: tf.Tensor,
+  def views(self, input_image: tf.Tensor, target_image: tf.Tensor,
+            generated_image: tf.Tensor) -> losses.Views:
+    """What the loss terms see of this batch."""
+    return losses.Views(input_image, target_image, generated_image,
+                        self.discriminate, self.state.helpers,
+                        self.state.noise)
+
+  def averaged(self, terms: Sequence[losses.Term], views: losses.Views,
+               total_name: str) -> Metrics:
+    """The terms and their weighted sum, each averaged over the global
+    batch."""
+    return {name: tf.nn.compute_average_loss(
+        per_example, global_batch_size=self.global_batch_size)
+            for name, per_example in losses.weighted_sum(
+                terms, views, total_name).items()}
+
+  def discriminator_losses(self, input_image: tf.Tensor,
+                           target_image: tf.Tensor,
+                           generated_image: tf.Tensor) -> Metrics:
+    """D's terms on the real pair and the (fixed) generated pair."""
+    return self.averaged(
+        self.objective.discriminator,
+        self.views(input_image, target_image,
+                   tf.stop_gradient(generated_image)),
+        losses.DISCRIMINATOR_TOTAL)
+
+  def generator_losses(self, input_image: tf.Tensor, target_image: tf.Tensor,
+                       generated_image: tf.Tensor) -> Metrics:
+    """G's terms, against the discriminator as it is now."""
+    return self.averaged(self.objective.generator,
+                         self.views(input_image, target_image,
+                                    generated_image),
+                         losses.GENERATOR_TOTAL)
+
+  def discriminator_gradients(self, input_image: tf.Tensor,
+                              target_image: tf.Tensor,
                               generated_image: tf.Tensor
                               ) -> Tuple[List[tf.Tensor], Metrics]:
-    """The D step's gradients on the real and the (fixed) generated pair."""
-    generated_image = tf.stop_gradient(generated_image)
+    """The D step's gradients and losses."""
     with tf.GradientTape() as disc_tape:
-      disc_real_outputs = self.discriminate(input_image, target_image)
-      disc_generated_outputs = self.discriminate(input_image,
-                                                 generated_image)
-      metrics = self.discriminator_losses(
-          input_image, target_image, generated_image, disc_real_outputs,
-          disc_generated_outputs)
+      metrics = self.discriminator_losses(input_image, target_image,
+                                          generated_image)
       disc_loss = self.scale(self.state.discriminator_optimizer,
-                             metrics["disc_loss"])
+                             metrics[losses.DISCRIMINATOR_TOTAL])
     return disc_tape.gradient(
         disc_loss, self.state.discriminator.trainable_variables), metrics
-
-  def generator_objective(self, input_image: tf.Tensor, target_image: tf.Tensor,
-                          generated_image: tf.Tensor) -> Metrics:
-    """G's losses against the discriminator as it is now."""
-    disc_real_outputs = disc_generated_outputs = None
-    if self.train_discriminator:
-      disc_generated_outputs = self.discriminate(input_image,
-                                                 generated_image)
-      if self.config.lambda_feature_matching:
-        # Feature matching compares with D's features of the real pair.
-        disc_real_outputs = self.discriminate(input_image, target_image)
-    return self.generator_losses(generated_image, target_image,
-                                 disc_real_outputs, disc_generated_outputs)
-
-  def simultaneous_gradients(self, input_image: tf.Tensor, target_image: tf.Tensor
-                             ) -> Tuple[List[tf.Tensor], Optional[List[tf.Tensor]],
-                                        Metrics]:
-    """Both gradients from one forward pass against the current D."""
-    state = self.state
-    with tf.GradientTape() as gen_tape, tf.GradientTape() as disc_tape:
-      generated_image = self.generate(input_image)
-      disc_real_outputs = disc_generated_outputs = None
-      if self.train_discriminator:
-        disc_real_outputs = self.discriminate(input_image, target_image)
-        disc_generated_outputs = self.discriminate(input_image,
-                                                   generated_image)
-      metrics = self.generator_losses(generated_image, target_image,
-                                      disc_real_outputs,
-                                      disc_generated_outputs)
-      if self.train_discriminator:
-        metrics.update(self.discriminator_losses(
-            input_image, target_image, generated_image, disc_real_outputs,
-            disc_generated_outputs))
-      # Scaled inside the tapes, so that the scaling is differentiated.
-      gen_loss = self.scale(state.generator_optimizer,
-                            metrics["gen_total_loss"])
-      disc_loss = (self.scale(state.discriminator_optimizer,
-                              metrics["disc_loss"])
-                   if self.train_discriminator else None)
-    gen_gradients = gen_tape.gradient(gen_loss,
-                                      state.generator.trainable_variables)
-    disc_gradients = (
-        disc_tape.gradient(disc_loss, state.discriminator.trainable_variables)
-        if self.train_discriminator else None)
-    return gen_gradients, disc_gradients, metrics
-
-  # --- Losses ---------------------------------------------------------------
-
-  def average(self, per_example: tf.Tensor) -> tf.Tensor:
-    """The per-example losses' sum over the global batch size."""
-    return tf.nn.compute_average_loss(
-        per_example, global_batch_size=self.global_batch_size)
-
-  def discriminator_losses(self, input_image: tf.Tensor, target_image: tf.Tensor,
-                           generated_image: tf.Tensor, disc_real_outputs: Sequence,
-                           disc_generated_outputs: Sequence) -> Metrics:
-    """D's losses (means over the global batch), the penalty included."""
-    per_example = losses.discriminator_loss(
-        disc_real_outputs, disc_generated_outputs, self.config.gan_mode)
-    if self.config.gan_mode == "wgangp":
-      penalty = self.gradient_penalty(input_image, target_image,
-                                      generated_image)
-      per_example["disc_gradient_penalty"] = penalty
-      per_example["disc_loss"] += self.config.lambda_gp * penalty
-    return {name: self.average(per_example[name])
-            for name in self.metric_names if name.startswith("disc_")}
-
-  def generator_losses(self, generated_image: tf.Tensor, target_image: tf.Tensor,
-                       disc_real_outputs: Optional[Sequence],
-                       disc_generated_outputs: Optional[Sequence]
-                       ) -> Metrics:
-    """G's losses (means over the global batch)."""
-    config = self.config
-    per_example = losses.generator_loss(
-        disc_real_outputs, disc_generated_outputs, generated_image,
-        target_image, config.gan_mode, config.lambda_l1, config.lambda_l2,
-        config.lambda_feature_matching)
-    return {name: self.average(per_example[name])
-            for name in self.metric_names if name.startswith("gen_")}
-
-  def gradient_penalty(self, input_image: tf.Tensor, target_image: tf.Tensor,
-                       generated_image: tf.Tensor) -> tf.Tensor:
-    """WGAN-GP: D's gradient norm at random points between real and fake."""
-    batch = tf.shape(target_image)[0]
-    alpha = keras.random.uniform([batch, 1, 1, 1], seed=self.state.noise)
-    interpolated = (alpha * target_image +
-                    (1.0 - alpha) * tf.stop_gradient(generated_image))
-    with tf.GradientTape() as tape:
-      tape.watch(interpolated)
-      outputs = self.discriminate(input_image, interpolated)
-      score = tf.add_n([tf.reduce_sum(d[0]) for d in outputs])
-    return losses.gradient_penalty(tape.gradient(score, interpolated))
 
   # --- Optimizers -----------------------------------------------------------
 
   @staticmethod
-  def scale(optimizer: keras.optimizers.Optimizer, loss: tf.Tensor) -> tf.Tensor:
+  def scale(optimizer: keras.optimizers.Optimizer,
+            loss: tf.Tensor) -> tf.Tensor:
     """fp16: the loss scaled; the LossScaleOptimizer unscales the gradients
     it applies."""
     if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
@@ -244,7 +154,58 @@ class TrainStep:
     optimizer.apply_gradients(list(zip(gradients, model.trainable_variables)))
 
 
+class SimultaneousStep(TrainStep):
+  """--update_order=simultaneous: both gradients from one forward pass
+  against the old D, then both applied (one D forward cheaper; for
+  comparison with the paper's order)."""
+
+  COMPILED = ("gradients",)
+
+  def update(self, input_image: tf.Tensor, target_image: tf.Tensor
+             ) -> Metrics:
+    """Both gradients first, then both updates."""
+    state = self.state
+    gen_gradients, disc_gradients, metrics = self.gradients(input_image,
+                                                            target_image)
+    self.apply(state.generator_optimizer, gen_gradients, state.generator)
+    if disc_gradients is not None:
+      self.apply(state.discriminator_optimizer, disc_gradients,
+                 state.discriminator)
+    return metrics
+
+  def gradients(self, input_image: tf.Tensor, target_image: tf.Tensor
+                ) -> Tuple[List[tf.Tensor], Optional[List[tf.Tensor]],
+                           Metrics]:
+    """Both networks' gradients and losses, on one set of views."""
+    state = self.state
+    with tf.GradientTape() as gen_tape, tf.GradientTape() as disc_tape:
+      views = self.views(input_image, target_image,
+                         self.generate(input_image))
+      metrics = {}
+      # D's terms first: D sees the real pair, then the generated one, as
+      # in the paper's order (its batch-norm moving statistics follow).
+      if self.objective.discriminator:
+        metrics = self.averaged(self.objective.discriminator, views,
+                                losses.DISCRIMINATOR_TOTAL)
+        # Scaled inside the tapes, so that the scaling is differentiated.
+        disc_loss = self.scale(state.discriminator_optimizer,
+                               metrics[losses.DISCRIMINATOR_TOTAL])
+      metrics.update(self.averaged(self.objective.generator, views,
+                                   losses.GENERATOR_TOTAL))
+      gen_loss = self.scale(state.generator_optimizer,
+                            metrics[losses.GENERATOR_TOTAL])
+    gen_gradients = gen_tape.gradient(gen_loss,
+                                      state.generator.trainable_variables)
+    disc_gradients = (
+        disc_tape.gradient(disc_loss, state.discriminator.trainable_variables)
+        if self.objective.discriminator else None)
+    return gen_gradients, disc_gradients, metrics
+
+
 def make_train_step(state: TrainState, config: config_lib.Config,
                     global_batch_size: int) -> TrainStep:
-  """The per-replica update of `state` for one batch (see `TrainStep`)."""
-  return TrainStep(state, config, global_batch_size)
+  """The per-replica update of `state` for one batch, in the config's
+  --update_order."""
+  step_class = (SimultaneousStep if config.update_order == "simultaneous"
+                else TrainStep)
+  return step_class(state, config, global_batch_size)

@@ -140,10 +140,23 @@ def test_gan_losses_on_known_logits():
       np.log1p(np.exp(-np.array([2.0, -1.0]))))
 
 
+def views(generated, target, real, fake):
+  """Views whose D outputs are the given ones."""
+  given = {"real": real, "fake": fake}
+  target = tf.zeros([1]) if target is None else target
+  generated = tf.ones([1]) if generated is None else generated
+  return losses.Views(None, target, generated,
+                      discriminate=lambda _, candidate: given[
+                          "real" if candidate is target else "fake"])
+
+
 def test_losses_sum_over_discriminators_and_halve_d():
   d_real = outputs([[[[1.0]]]], [[[[3.0]]]])
   d_fake = outputs([[[[0.0]]]], [[[[0.5]]]])
-  parts = losses.discriminator_loss(d_real, d_fake, "lsgan")
+  config = small_config(".", ".", gan_mode="lsgan")
+  parts = losses.weighted_sum(
+      losses.build_objective(config).discriminator,
+      views(None, None, d_real, d_fake), "disc_loss")
   assert parts["disc_real_loss"].numpy() == pytest.approx([0.0 + 4.0])
   assert parts["disc_generated_loss"].numpy() == pytest.approx([0.0 + 0.25])
   assert parts["disc_loss"].numpy() == pytest.approx([0.5 * 4.25])
@@ -154,9 +167,11 @@ def test_l1_l2_and_feature_matching_terms():
   generated = tf.constant([[[[1.0], [-1.0]], [[0.5], [0.0]]]])
   real = [[tf.zeros([1, 1, 1, 1]), tf.ones([1, 2, 2, 1])]]
   fake = [[tf.zeros([1, 1, 1, 1]), tf.fill([1, 2, 2, 1], 3.0)]]
-  parts = losses.generator_loss(real, fake, generated, target, "lsgan",
-                                lambda_l1=10.0, lambda_l2=100.0,
-                                lambda_feature_matching=2.0)
+  config = small_config(".", ".", gan_mode="lsgan", lambda_l1=10.0,
+                        lambda_l2=100.0, lambda_feature_matching=2.0)
+  parts = losses.weighted_sum(losses.build_objective(config).generator,
+                              views(generated, target, real, fake),
+                              "gen_total_loss")
   assert parts["gen_l1_loss"].numpy() == pytest.approx([2.5 / 4])
   assert parts["gen_l2_loss"].numpy() == pytest.approx([2.25 / 4])
   assert parts["gen_feature_matching_loss"].numpy() == pytest.approx([2.0])

@@ -10,7 +10,6 @@ import pytest
 import tensorflow as tf
 
 from conftest import small_config
-from pix2pix_tf.training import losses
 from pix2pix_tf import models
 from pix2pix_tf import outputs
 from pix2pix_tf import training
@@ -53,6 +52,14 @@ def one_step(strategy, config, batch, num_steps=1):
   return before, after
 
 
+def bce(logits, label):
+  """Binary cross-entropy of sigmoid(logits) against `label`, averaged over
+  the batch and the map."""
+  logits = tf.cast(logits, tf.float32)
+  return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(
+      labels=tf.fill(tf.shape(logits), label), logits=logits))
+
+
 def gradients_by_hand(config, weights, batch):
   """G's and D's gradients of the paper's update, computed step by step on
   fresh copies of the networks: D's gradient on the real and the generated
@@ -66,20 +73,21 @@ def gradients_by_hand(config, weights, batch):
   discriminator.set_weights(weights[1])
   generated_image = generator(input_image, training=True)
   with tf.GradientTape() as tape:
-    disc_loss = tf.reduce_mean(losses.discriminator_loss(
-        discriminator([input_image, target_image], training=True),
-        discriminator([input_image, generated_image], training=True),
-        config.gan_mode)["disc_loss"])
+    # The paper's D loss, halved: -log D(x, y) - log(1 - D(x, G(x))).
+    real = discriminator([input_image, target_image], training=True)[0][0]
+    fake = discriminator([input_image, generated_image], training=True)[0][0]
+    disc_loss = 0.5 * (bce(real, 1.0) + bce(fake, 0.0))
   disc_gradients = tape.gradient(disc_loss, discriminator.trainable_variables)
 
   def generator_gradients(disc_weights):
     discriminator.set_weights(disc_weights)
     with tf.GradientTape() as tape:
       generated_image = generator(input_image, training=True)
-      loss = tf.reduce_mean(losses.generator_loss(
-          None, discriminator([input_image, generated_image], training=True),
-          generated_image, target_image, config.gan_mode,
-          config.lambda_l1)["gen_total_loss"])
+      fake = discriminator([input_image, generated_image],
+                           training=True)[0][0]
+      # -log D(x, G(x)) + lambda * |y - G(x)|.
+      loss = bce(fake, 1.0) + config.lambda_l1 * tf.reduce_mean(
+          tf.abs(target_image - tf.cast(generated_image, tf.float32)))
     return [g.numpy() for g in
             tape.gradient(loss, generator.trainable_variables)]
 
