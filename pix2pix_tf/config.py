@@ -23,8 +23,7 @@ from absl import flags
 from pix2pix_tf import architectures
 from pix2pix_tf import errors
 
-# The flags define_flags defines belong to the command that calls it, so that
-# its --help lists them.
+# define_flags's flags belong to the command that calls it (its --help).
 flags.disclaim_key_flags()
 
 DISCRIMINATORS = ("patchgan", "pixel")
@@ -49,9 +48,8 @@ EXPORT_FORMATS = ("saved_model", "keras", "litert", "onnx")
 # What `evaluate --metrics` computes (fid and kid need Inception weights).
 METRICS = ("l1", "mse", "psnr", "ssim", "pixel_accuracy", "color", "fid",
            "kid")
-# --max_pixels: a few kilobytes can declare a 20000 x 20000 image (a
-# decompression bomb) that takes gigabytes to decode, so larger images are
-# refused from their header. 4096 x 4096 RGB: 48 MiB uint8, 192 MiB float32.
+# --max_pixels: a few kilobytes can declare a 20000 x 20000 image that takes
+# gigabytes to decode; 4096 x 4096 RGB is 48 MiB uint8, 192 MiB float32.
 DEFAULT_MAX_PIXELS = 4096 * 4096
 # Seconds a connection may stay silent and a request wait (serve, study).
 DEFAULT_REQUEST_TIMEOUT = 30.0
