@@ -223,7 +223,8 @@ class Config:
   lambda_gp: float = option(
       10.0, "Weight of the gradient penalty with --gan_mode=wgangp.")
   lambda_vgg: float = option(0.0, "Weight of pix2pixHD's VGG19 perceptual "
-                             "term (0 disables it; pix2pixHD: 10).")
+                             "term (0 disables it; pix2pixHD's 10 was for "
+                             "other weights and input scale).")
   vgg_weights: str = option("", "Keras's VGG19 notop .h5 for --lambda_vgg.")
   learning_rate: float = option(
       2e-4, "Learning rate of both networks' Adam (PyTorch's, eps 1e-8).")

@@ -18,7 +18,8 @@ from pix2pix_tf.training import schedules
 
 @dataclasses.dataclass
 class TrainState:
-  """Everything a checkpoint holds."""
+  """G, D, their optimizers, the step and the noise (what `checkpoint`
+  holds), and the loss terms' frozen networks (read from their files)."""
   generator: keras.Model
   discriminator: keras.Model
   generator_optimizer: keras.optimizers.Optimizer
@@ -56,8 +57,11 @@ def create_state(config: config_lib.Config, steps_per_epoch: int,
   with strategy.scope(), precision.dtype_policy(config.mixed_precision):
     generator = models.build_generator(config)
     discriminator = models.build_discriminators(config)
-    helpers = ({"vgg": models.build_vgg(config.vgg_weights)}
-               if config.lambda_vgg else {})
+    # Frozen networks compute in float32: the losses are float32, and
+    # bfloat16 would round the small differences a term compares.
+    with precision.dtype_policy("none"):
+      helpers = ({"vgg": models.build_vgg(config.vgg_weights)}
+                 if config.lambda_vgg else {})
 
     def adam():
       schedule = schedules.learning_rate_schedule(config, steps_per_epoch,
