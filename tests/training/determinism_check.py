@@ -19,6 +19,7 @@ shared, which makes this fast enough to run for every flagfile.
 
 import argparse
 import dataclasses
+import glob
 import json
 import os
 import sys
@@ -39,28 +40,41 @@ def parse_args():
   return parser.parse_args()
 
 
-def saved_state(checkpoint, path):
-  """A reader of every variable the run's checkpoint holds (weights, moving
-  statistics of the generator, optimizer slots and iterations, the step,
-  the noise seeds), as a resumed run would read it, and their names. (The
-  discriminators' moving statistics are not among them: they always judge
-  with batch statistics, so nothing reads them.)"""
+def folder_bytes(folder):
+  """The size of the files under folder, in bytes."""
+  return sum(os.path.getsize(os.path.join(parent, name))
+             for parent, _, names in os.walk(folder) for name in names)
+
+
+def saved_state(checkpoint, path, disk):
+  """Every variable the run's checkpoint holds (weights, moving statistics
+  of the generator, optimizer slots and iterations, the step, the noise
+  seeds), read back from a checkpoint written at path as a resumed run would
+  read it, by name. The files are deleted once read (a 256x256 state with
+  its Adam slots is about 650 MB, and the suite must not fill the disk);
+  the scratch folder's size just before is appended to disk.
+  (The discriminators' moving statistics are not among them: they always
+  judge with batch statistics, so nothing reads them.)"""
   import tensorflow as tf
-  reader = tf.train.load_checkpoint(checkpoint.write(path))
-  names = sorted(k for k in reader.get_variable_to_shape_map()
-                 if k not in ("_CHECKPOINTABLE_OBJECT_GRAPH", "save_counter"))
-  return reader, names
+  written = checkpoint.write(path)
+  try:
+    disk.append(folder_bytes(os.path.dirname(path)))
+    reader = tf.train.load_checkpoint(written)
+    return {name: reader.get_tensor(name)
+            for name in sorted(reader.get_variable_to_shape_map())
+            if name not in ("_CHECKPOINTABLE_OBJECT_GRAPH", "save_counter")}
+  finally:
+    for leftover in glob.glob(written + ".*"):
+      os.remove(leftover)
 
 
 def farthest(a, b):
   """(the largest difference, the variables that differ at all) between
-  two `saved_state`s, read one variable at a time (a 256x256 run's state
-  with its Adam slots is about 650 MB)."""
-  (reader_a, names), (reader_b, names_b) = a, b
-  assert names == names_b
+  two `saved_state`s."""
+  assert a.keys() == b.keys()
   worst, differing = 0.0, []
-  for name in names:
-    x, y = reader_a.get_tensor(name), reader_b.get_tensor(name)
+  for name in a:
+    x, y = a[name], b[name]
     if not np.array_equal(x, y):
       differing.append(name)
       worst = max(worst, float(np.max(np.abs(x.astype(np.float64) - y))))
@@ -90,7 +104,9 @@ def check(flagfile, args, strategy, scratch):
   built = training.build(config, strategy, steps_per_epoch,
                          steps_per_epoch * 2)
   checkpoint = built.state.checkpoint()
-  initial = saved_state(checkpoint, os.path.join(scratch, f"{name}-initial"))
+  disk = []
+  initial = saved_state(checkpoint, os.path.join(scratch, f"{name}-initial"),
+                        disk)
 
   def train(first_step, label):
     iterator = training.train_iterator(strategy, config, split, first_step)
@@ -98,17 +114,21 @@ def check(flagfile, args, strategy, scratch):
       built.distributed_step(iterator)
       if step == 0:
         checkpoint.write(os.path.join(scratch, f"{name}-step1"))
-    return saved_state(checkpoint, os.path.join(scratch, f"{name}-{label}"))
+    return saved_state(checkpoint, os.path.join(scratch, f"{name}-{label}"),
+                       disk)
 
   unbroken = train(0, "unbroken")
   checkpoint.read(os.path.join(scratch, f"{name}-step1")
                   ).assert_existing_objects_matched()
   resumed = train(1, "resumed")
+  moved = len(farthest(unbroken, initial)[1])
   return {"flagfile": os.path.relpath(os.path.abspath(flagfile), ROOT),
           "crop_size": config.crop_size, "batch_size": config.batch_size,
           "replicas": strategy.num_replicas_in_sync,
           "policy": training.resolve_mixed_precision(config.mixed_precision),
-          "steps": args.steps, "moved": len(farthest(unbroken, initial)[1]),
+          "steps": args.steps, "moved": moved,
+          "state_bytes": sum(v.nbytes for v in initial.values()),
+          "scratch_peak_bytes": max(disk),
           "resumed_run": farthest(unbroken, resumed)}
 
 
@@ -126,10 +146,11 @@ def main():
   # (their collective ops would share keys).
   strategy = tf.distribute.MirroredStrategy(
       [f"/cpu:{i}" for i in range(args.replicas)])
-  with tempfile.TemporaryDirectory() as scratch:
-    for flagfile in args.flagfiles:
+  for flagfile in args.flagfiles:
+    # A scratch folder per flagfile, gone before the next one starts.
+    with tempfile.TemporaryDirectory() as scratch:
       result = check(flagfile, args, strategy, scratch)
-      print(json.dumps(result), flush=True)
+    print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":

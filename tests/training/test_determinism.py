@@ -43,6 +43,11 @@ def assert_identical(result, replicas, policy):
   assert result["crop_size"] == own_crop_size(result["flagfile"])
   assert result["moved"] > 100  # The steps trained: weights and slots.
   assert result["resumed_run"] == [0.0, []], result
+  # At most two states on disk at once (the checkpoint of step 1 and the
+  # one being read back), whatever ran before: the check must not fill the
+  # disk of the machine the suite runs on.
+  assert result["scratch_peak_bytes"] < 2 * result["state_bytes"] + 2**25, (
+      result)
 
 
 ROWS = [os.path.relpath(f, ROOT) for f in FLAGFILES]
