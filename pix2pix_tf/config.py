@@ -1,11 +1,13 @@
-"""Every option of every command, once, and the flags generated from them.
+"""The training options, the options several commands share, and the flags
+generated from them.
 
 Training options are `Config` fields, declared with `option(default, help,
 choices)`; `define_flags` defines their absl flags (train, summary,
 tools/benchmark.py), `Config.from_flag_values` builds the frozen dataclass,
 and `flag_table` writes docs/flags.md's table. The other commands' options are
-`COMMAND_OPTIONS` (an option several commands take is defined once);
-`define_command_flags` and `command_flag_table` do the same for them.
+`Option`s in each command's module (its OPTIONS; an option several commands
+take is defined once, here); `define_command_flags` and `command_flag_table`
+do the same for them.
 Library code reads only the dataclass or explicit arguments, never flags.
 Every training default is the paper's or the reference implementation's
 value.
@@ -223,8 +225,7 @@ class Config:
   lambda_gp: float = option(
       10.0, "Weight of the gradient penalty with --gan_mode=wgangp.")
   lambda_vgg: float = option(0.0, "Weight of pix2pixHD's VGG19 perceptual "
-                             "term (0 disables it; pix2pixHD's 10 was for "
-                             "other weights and input scale).")
+                             "term (0 disables it).")
   vgg_weights: str = option("", "Keras's VGG19 notop .h5 for --lambda_vgg.")
   learning_rate: float = option(
       2e-4, "Learning rate of both networks' Adam (PyTorch's, eps 1e-8).")
@@ -412,6 +413,9 @@ class Config:
     if self.lambda_vgg > 0 and not os.path.isfile(self.vgg_weights):
       raise ConfigError(f"--lambda_vgg needs --vgg_weights, Keras's VGG19 "
                         f"notop .h5; {self.vgg_weights!r} is not a file.")
+    if self.vgg_weights and not self.lambda_vgg > 0:
+      raise ConfigError("--vgg_weights is read only with --lambda_vgg > 0: "
+                        "set a weight, or drop --vgg_weights.")
     self._validate_sizes()
     self._validate_discriminators()
     if self.segmenter and not self.label_palette:
@@ -616,185 +620,38 @@ RESOLUTION = Option(
     "training: resized to the scale training saw and back. Default: the "
     "export's (what the run's --preprocess implies).", choices=RESOLUTIONS)
 
-# Which commands take which options.
-COMMAND_OPTIONS = {
-    "export": (
-        RUN_DIR.but(help="The training run to export from."),
-        CHECKPOINT.but(help="A checkpoint path (e.g. "
-                       "RUN/checkpoints/ckpt-4000); default: the latest in "
-                       "<model_dir>/checkpoints."),
-        Option("export_dir", str, None, "Where to write (default: "
-               "<model_dir>/export, or export.keras, .tflite, .onnx)."),
-        Option("format", str, "saved_model", "The SavedModel, or one file "
-               "checked with its runtime (litert: [1, S, S, C] at the "
-               "training crop size).", choices=EXPORT_FORMATS),
-        Option("litert_weights", str, "float32", "float16: half the size.",
-               choices=("float32", "float16")),
-        Option("inference_mode", str, None, "paper: dropout on and batch "
-               "statistics at test time, as the paper; eval: moving "
-               "statistics, no dropout. Default: the run's "
-               "--inference_mode.", choices=INFERENCE_MODES),
-        MAX_PIXELS.but(help="translate_encoded refuses images whose header "
-                       "declares more pixels (width x height), before "
-                       "decoding them."),
-        RESOLUTION.but(help="The resolution predict, evaluate and serve "
-                       "use by default. Default: what the run's --preprocess "
-                       "implies (native for crop and none).")),
-    "predict": (
-        SAVED_MODEL, RUN_DIR,
-        Option("input", str, None, "An image file or a folder of images."),
-        Option("output", str, None, "Folder for the translated images."),
-        Option("paired", bool, False,
-               "Inputs are A|B pairs; also write index.html."),
-        RESOLUTION,
-        Option("tile", int, 0, "Translate at native resolution in tiles of "
-               "this many pixels a side (a multiple of 2**depth), blended "
-               "where they overlap: memory bounded by the tile, not the "
-               "image. 0: whole images.", lower_bound=0),
-        Option("overlap", int, 32, "Pixels that neighbouring tiles share "
-               "(with --tile), blended by linear ramps; at most half the "
-               "tile.", lower_bound=0),
-        MAX_PIXELS.but(help="Images whose header declares more pixels "
-                       "(width x height) are skipped with a message, before "
-                       "they are decoded.")),
-    "evaluate": (
-        SAVED_MODEL,
-        RUN_DIR.but(help="A training run: uses its export "
-                    "(<model_dir>/export), or with --checkpoint that "
-                    "checkpoint."),
-        CHECKPOINT,
-        Option("data_dir", str, None, "The dataset folder."),
-        Option("split", str, "test", "The split to evaluate (a subfolder)."),
-        Option("metrics", list, list(METRICS), "Metrics to compute (fid and "
-               "kid need --inception_weights)."),
-        Option("output", str, None, "Write the results as JSON here."),
-        Option("batch_size", int, 8, "Images per batch."),
-        Option("pixel_tolerance", float, 25.0, "Pixel accuracy counts pixels "
-               "whose largest channel error is at most this many intensity "
-               "levels (of 255)."),
-        Option("label_palette", str, "", "cityscapes, facades, or a palette "
-               "JSON file: score label maps (photo -> labels, or labels -> "
-               "photo with --segmenter)."),
-        Option("labels", str, "auto", "Which side of the pairs is the label "
-               "map.", choices=("auto", "input", "target")),
-        Option("segmenter", str, "", "A SavedModel from photos in [-1, 1] to "
-               "per-pixel class logits (tools/train_segmenter.py), for the "
-               "FCN-score."),
-        Option("inception_weights", str, "", "FID and KID network: pytorch-"
-               "fid's pt_inception .pth (FID as pytorch-fid's) or Keras's "
-               "InceptionV3 notop .h5 (comparable between runs only)."),
-        RESOLUTION, MAX_PIXELS),
-    "serve": (
-        SAVED_MODEL, HOST, PORT,
-        Option("palette", str, None, "A palette (cityscapes, facades or a "
-               "JSON file) for a label-map model's brush; default: the "
-               "model's --label_palette, else an edges pen."),
-        Option("max_upload_mb", float, 8.0, "Largest request body accepted."),
-        RESOLUTION,
-        MAX_PIXELS.but(default=None, help="Images whose header declares more "
-                       "pixels (width x height) are answered 413 before "
-                       "decoding; default: the export's limit (its "
-                       "--max_pixels), which is also the most this can be."),
-        Option("request_timeout", float, DEFAULT_REQUEST_TIMEOUT, "Seconds a "
-               "connection may stay silent, and a request may wait for the "
-               "model (then 503).", lower_bound=0.1),
-        Option("version_labels", str, "", "Comma-separated labels that name "
-               "the served version in /v1/models/pix2pix/labels/LABEL paths, "
-               "as TensorFlow Serving's version_labels do (none: a label is "
-               "refused, as there).")),
-    "convert": (
-        Option("from_pytorch", str, None, "The reference's generator "
-               "weights (latest_net_G.pth), for the model the training "
-               "flags describe (--generator, --norm, --ngf, ...)."),
-        Option("from_pytorch_discriminator", str, None, "Its "
-               "discriminator (latest_net_D.pth), if fine-tuning should "
-               "start from it too.")),
-    "study": (
-        Option("real_dir", str, None, "Folder of real images (e.g. "
-               "predict --paired's targets/)."),
-        Option("generated_dir", str, None, "Folder of generated images."),
-        Option("answers", str, "study_answers.jsonl", "JSON-lines file the "
-               "answers are appended to; an existing one resumes its "
-               "session."),
-        Option("protocol", str, "2afc", "2afc: a real and a generated image "
-               "of the same input side by side (paired by file name), then "
-               "'which is fake?', as the paper's; single: one image, then "
-               "'real or fake?'.", choices=("2afc", "single")),
-        Option("seconds", float, 1.0, "How long each trial's images are "
-               "shown (the paper: 1)."),
-        SEED.but(help="Seed of the presentation order."), HOST, PORT,
-        MAX_PIXELS.but(help="Every image is checked at start-up: larger "
-                       "ones (from the header) and undecodable ones stop "
-                       "it.")),
-    "datasets": (
-        Option("a_dir", str, None, "combine: folder of A (input) images."),
-        Option("b_dir", str, None, "combine: folder of B (target) images."),
-        Option("pattern", str, None, "combine: a regular expression whose "
-               "first group (or whole match) in the file name pairs A with "
-               "B, e.g. '(\\d+)'. Default: the same file name."),
-        Option("photos", str, None, "colorize, edges: folder of photos."),
-        Option("output", str, None, "Dataset folder to write into."),
-        Option("split", str, "train",
-               "Subfolder of --output to write pairs into."),
-        Option("size", int, None, "Resize each half to size x size (combine "
-               "default: A's size; colorize and edges default: 256; 0 keeps "
-               "the photo's size)."),
-        Option("low", int, 100, "edges: Canny's lower threshold."),
-        Option("high", int, 200, "edges: Canny's upper threshold."),
-        Option("data_dir", str, None, "split: the dataset folder."),
-        Option("val", float, 0.1, "split: share of pairs for val/."),
-        Option("test", float, 0.1, "split: share of pairs for test/."),
-        SEED.but(help="split: seed of the shuffle."),
-        Option("copy", bool, False, "split: copy instead of moving."),
-        Option("force", bool, False,
-               "split: split again over existing splits."),
-        MAX_PIXELS.but(help="colorize, edges, combine: images whose header "
-                       "declares more pixels (width x height) are skipped, "
-                       "before they are decoded.")),
-    "summary": (
-        Option("format", str, "table", "Output format.",
-               choices=("table", "json")),),
-}
 
 
-def define_command_flags(command: str,
+def define_command_flags(options: Sequence[Option],
                          flag_values: Optional[flags.FlagValues] = None
                          ) -> None:
-  """Defines the absl flags of `command` (a key of COMMAND_OPTIONS)."""
+  """Defines the absl flags of a command's `options` (its OPTIONS)."""
   flag_values = flags.FLAGS if flag_values is None else flag_values
-  for option in COMMAND_OPTIONS[command]:
+  for option in options:
     bound = ({} if option.lower_bound is None
              else {"lower_bound": option.lower_bound})
     _define(flag_values, option.name, option.type, option.default,
             option.help, option.choices, **bound)
 
 
-def command_flag_table(command: str) -> str:
-  """docs/flags.md's table of `command`'s flags."""
+def command_flag_table(options: Sequence[Option]) -> str:
+  """docs/flags.md's table of a command's `options`."""
   return "\n".join(TABLE_HEAD + [
       _markdown_row(o.name, o.default, f"<{'|'.join(o.choices)}>: {o.help}"
                     if o.choices else o.help)
-      for o in COMMAND_OPTIONS[command]]) + "\n"
+      for o in options]) + "\n"
 
 
-def command_flag_reference() -> str:
-  """docs/flags.md's section of the other commands' flags: a table each."""
-  parts = []
-  for command in COMMAND_OPTIONS:
-    parts.append(f"`python -m pix2pix_tf.{command}`:\n\n"
-                 + command_flag_table(command))
-  return "\n".join(parts)
-
-
-def run_command(command: str, main: Callable[[Sequence[str]], None]) -> None:
-  """A command's entry point: defines its flags (training options for train
-  and summary, COMMAND_OPTIONS for all), quiets TensorFlow's C++ log unless
-  TF_CPP_MIN_LOG_LEVEL is set, and runs `main` under absl."""
+def run_command(command: str, main: Callable[[Sequence[str]], None],
+                options: Sequence[Option] = ()) -> None:
+  """A command's entry point: defines its flags (training options for train,
+  summary and convert, then the command's own `options`), quiets
+  TensorFlow's C++ log unless TF_CPP_MIN_LOG_LEVEL is set, and runs `main`
+  under absl."""
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
   if command in ("train", "summary", "convert"):
     define_flags()
-  if command in COMMAND_OPTIONS:
-    define_command_flags(command)
+  define_command_flags(options)
   if command == "convert":  # Where it writes is a run: --model_dir.
     flags.DEFINE_alias("output_dir", "model_dir")
   app.run(errors.guarded(f"pix2pix_tf.{command}", main))

@@ -21,8 +21,19 @@ from absl import flags
 from absl import logging
 
 from pix2pix_tf import config as config_lib
+from pix2pix_tf.config import Option
 
 FLAGS = flags.FLAGS
+
+# This command's flags (an option several commands take is defined once, in
+# config).
+OPTIONS = (
+    Option("from_pytorch", str, None, "The reference's generator "
+           "weights (latest_net_G.pth), for the model the training "
+           "flags describe (--generator, --norm, --ngf, ...)."),
+    Option("from_pytorch_discriminator", str, None, "Its "
+           "discriminator (latest_net_D.pth), if fine-tuning should "
+           "start from it too."))
 
 
 def main(argv):
@@ -44,7 +55,7 @@ def main(argv):
 
 
 def run():
-  config_lib.run_command("convert", main)
+  config_lib.run_command("convert", main, OPTIONS)
 
 
 if __name__ == "__main__":

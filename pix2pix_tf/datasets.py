@@ -34,9 +34,38 @@ from pix2pix_tf import config as config_lib
 from pix2pix_tf import data as data_lib
 from pix2pix_tf import errors
 from pix2pix_tf import outputs
+from pix2pix_tf.config import MAX_PIXELS, Option, SEED
 from pix2pix_tf.data import building
 
 COMMANDS = ("combine", "colorize", "edges", "split")
+
+# This command's flags (an option several commands take is defined once, in
+# config).
+OPTIONS = (
+    Option("a_dir", str, None, "combine: folder of A (input) images."),
+    Option("b_dir", str, None, "combine: folder of B (target) images."),
+    Option("pattern", str, None, "combine: a regular expression whose "
+           "first group (or whole match) in the file name pairs A with "
+           "B, e.g. '(\\d+)'. Default: the same file name."),
+    Option("photos", str, None, "colorize, edges: folder of photos."),
+    Option("output", str, None, "Dataset folder to write into."),
+    Option("split", str, "train",
+           "Subfolder of --output to write pairs into."),
+    Option("size", int, None, "Resize each half to size x size (combine "
+           "default: A's size; colorize and edges default: 256; 0 keeps "
+           "the photo's size)."),
+    Option("low", int, 100, "edges: Canny's lower threshold."),
+    Option("high", int, 200, "edges: Canny's upper threshold."),
+    Option("data_dir", str, None, "split: the dataset folder."),
+    Option("val", float, 0.1, "split: share of pairs for val/."),
+    Option("test", float, 0.1, "split: share of pairs for test/."),
+    SEED.but(help="split: seed of the shuffle."),
+    Option("copy", bool, False, "split: copy instead of moving."),
+    Option("force", bool, False,
+           "split: split again over existing splits."),
+    MAX_PIXELS.but(help="colorize, edges, combine: images whose header "
+                   "declares more pixels (width x height) are skipped, "
+                   "before they are decoded."))
 
 
 def _require(*names):
@@ -103,7 +132,7 @@ def main(argv):
 
 
 def run():
-  config_lib.run_command("datasets", main)
+  config_lib.run_command("datasets", main, OPTIONS)
 
 
 if __name__ == "__main__":

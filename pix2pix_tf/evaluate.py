@@ -29,6 +29,39 @@ from absl import logging
 
 from pix2pix_tf import config as config_lib
 from pix2pix_tf import outputs
+from pix2pix_tf.config import (CHECKPOINT, MAX_PIXELS, METRICS, Option,
+                               RESOLUTION, RUN_DIR, SAVED_MODEL)
+
+# This command's flags (an option several commands take is defined once, in
+# config).
+OPTIONS = (
+    SAVED_MODEL,
+    RUN_DIR.but(help="A training run: uses its export "
+                "(<model_dir>/export), or with --checkpoint that "
+                "checkpoint."),
+    CHECKPOINT,
+    Option("data_dir", str, None, "The dataset folder."),
+    Option("split", str, "test", "The split to evaluate (a subfolder)."),
+    Option("metrics", list, list(METRICS), "Metrics to compute (fid and "
+           "kid need --inception_weights)."),
+    Option("output", str, None, "Write the results as JSON here."),
+    Option("batch_size", int, 8, "Images per batch."),
+    Option("pixel_tolerance", float, 25.0, "Pixel accuracy counts pixels "
+           "whose largest channel error is at most this many intensity "
+           "levels (of 255)."),
+    Option("label_palette", str, "", "cityscapes, facades, or a palette "
+           "JSON file: score label maps (photo -> labels, or labels -> "
+           "photo with --segmenter)."),
+    Option("labels", str, "auto", "Which side of the pairs is the label "
+           "map.", choices=("auto", "input", "target")),
+    Option("segmenter", str, "", "A SavedModel from photos in [-1, 1] to "
+           "per-pixel class logits (tools/train_segmenter.py), for the "
+           "FCN-score."),
+    Option("inception_weights", str, "", "FID and KID network: pytorch-"
+           "fid's pt_inception .pth (FID as pytorch-fid's) or Keras's "
+           "InceptionV3 notop .h5 (comparable between runs only)."),
+    RESOLUTION, MAX_PIXELS)
+
 
 def main(argv):
   if len(argv) > 1:
@@ -74,7 +107,7 @@ def main(argv):
 
 
 def run():
-  config_lib.run_command("evaluate", main)
+  config_lib.run_command("evaluate", main, OPTIONS)
 
 
 if __name__ == "__main__":

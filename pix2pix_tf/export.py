@@ -18,8 +18,35 @@ from absl import flags
 from absl import logging
 
 from pix2pix_tf import config as config_lib
+from pix2pix_tf.config import (CHECKPOINT, EXPORT_FORMATS, INFERENCE_MODES,
+                               MAX_PIXELS, Option, RESOLUTION, RUN_DIR)
 
 FLAGS = flags.FLAGS
+
+# This command's flags (an option several commands take is defined once, in
+# config).
+OPTIONS = (
+    RUN_DIR.but(help="The training run to export from."),
+    CHECKPOINT.but(help="A checkpoint path (e.g. "
+                   "RUN/checkpoints/ckpt-4000); default: the latest in "
+                   "<model_dir>/checkpoints."),
+    Option("export_dir", str, None, "Where to write (default: "
+           "<model_dir>/export, or export.keras, .tflite, .onnx)."),
+    Option("format", str, "saved_model", "The SavedModel, or one file "
+           "checked with its runtime (litert: [1, S, S, C] at the "
+           "training crop size).", choices=EXPORT_FORMATS),
+    Option("litert_weights", str, "float32", "float16: half the size.",
+           choices=("float32", "float16")),
+    Option("inference_mode", str, None, "paper: dropout on and batch "
+           "statistics at test time, as the paper; eval: moving "
+           "statistics, no dropout. Default: the run's "
+           "--inference_mode.", choices=INFERENCE_MODES),
+    MAX_PIXELS.but(help="translate_encoded refuses images whose header "
+                   "declares more pixels (width x height), before "
+                   "decoding them."),
+    RESOLUTION.but(help="The resolution predict, evaluate and serve "
+                   "use by default. Default: what the run's --preprocess "
+                   "implies (native for crop and none)."))
 
 
 def main(argv):
@@ -48,7 +75,7 @@ def main(argv):
 
 
 def run():
-  config_lib.run_command("export", main)
+  config_lib.run_command("export", main, OPTIONS)
 
 
 if __name__ == "__main__":

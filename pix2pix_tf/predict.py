@@ -31,8 +31,31 @@ from absl import logging
 
 from pix2pix_tf import config as config_lib
 from pix2pix_tf import outputs
+from pix2pix_tf.config import (MAX_PIXELS, Option, RESOLUTION, RUN_DIR,
+                               SAVED_MODEL)
 
 FLAGS = flags.FLAGS
+
+# This command's flags (an option several commands take is defined once, in
+# config).
+OPTIONS = (
+    SAVED_MODEL, RUN_DIR,
+    Option("input", str, None, "An image file or a folder of images."),
+    Option("output", str, None, "Folder for the translated images."),
+    Option("paired", bool, False,
+           "Inputs are A|B pairs; also write index.html."),
+    RESOLUTION,
+    Option("tile", int, 0, "Translate at native resolution in tiles of "
+           "this many pixels a side (a multiple of 2**depth), blended "
+           "where they overlap: memory bounded by the tile, not the "
+           "image. 0: whole images.", lower_bound=0),
+    Option("overlap", int, 32, "Pixels that neighbouring tiles share "
+           "(with --tile), blended by linear ramps; at most half the "
+           "tile.", lower_bound=0),
+    MAX_PIXELS.but(help="Images whose header declares more pixels "
+                   "(width x height) are skipped with a message, before "
+                   "they are decoded."))
+
 
 def main(argv):
   if len(argv) > 1:
@@ -60,7 +83,7 @@ def main(argv):
 
 
 def run():
-  config_lib.run_command("predict", main)
+  config_lib.run_command("predict", main, OPTIONS)
 
 
 if __name__ == "__main__":

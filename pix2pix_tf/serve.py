@@ -16,6 +16,30 @@ from absl import flags
 from absl import logging
 
 from pix2pix_tf import config as config_lib
+from pix2pix_tf.config import (DEFAULT_REQUEST_TIMEOUT, HOST, MAX_PIXELS,
+                               Option, PORT, RESOLUTION, SAVED_MODEL)
+
+# This command's flags (an option several commands take is defined once, in
+# config).
+OPTIONS = (
+    SAVED_MODEL, HOST, PORT,
+    Option("palette", str, None, "A palette (cityscapes, facades or a "
+           "JSON file) for a label-map model's brush; default: the "
+           "model's --label_palette, else an edges pen."),
+    Option("max_upload_mb", float, 8.0, "Largest request body accepted."),
+    RESOLUTION,
+    MAX_PIXELS.but(default=None, help="Images whose header declares more "
+                   "pixels (width x height) are answered 413 before "
+                   "decoding; default: the export's limit (its "
+                   "--max_pixels), which is also the most this can be."),
+    Option("request_timeout", float, DEFAULT_REQUEST_TIMEOUT, "Seconds a "
+           "connection may stay silent, and a request may wait for the "
+           "model (then 503).", lower_bound=0.1),
+    Option("version_labels", str, "", "Comma-separated labels that name "
+           "the served version in /v1/models/pix2pix/labels/LABEL paths, "
+           "as TensorFlow Serving's version_labels do (none: a label is "
+           "refused, as there)."))
+
 
 def main(argv):
   if len(argv) > 1:
@@ -45,7 +69,7 @@ def main(argv):
 
 
 def run():
-  config_lib.run_command("serve", main)
+  config_lib.run_command("serve", main, OPTIONS)
 
 
 if __name__ == "__main__":

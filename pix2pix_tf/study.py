@@ -19,8 +19,29 @@ from absl import logging
 
 from pix2pix_tf import config as config_lib
 from pix2pix_tf import data as data_lib
+from pix2pix_tf.config import HOST, MAX_PIXELS, Option, PORT, SEED
 from pix2pix_tf.serving import study as study_lib
 from pix2pix_tf.serving import web
+
+# This command's flags (an option several commands take is defined once, in
+# config).
+OPTIONS = (
+    Option("real_dir", str, None, "Folder of real images (e.g. "
+           "predict --paired's targets/)."),
+    Option("generated_dir", str, None, "Folder of generated images."),
+    Option("answers", str, "study_answers.jsonl", "JSON-lines file the "
+           "answers are appended to; an existing one resumes its "
+           "session."),
+    Option("protocol", str, "2afc", "2afc: a real and a generated image "
+           "of the same input side by side (paired by file name), then "
+           "'which is fake?', as the paper's; single: one image, then "
+           "'real or fake?'.", choices=("2afc", "single")),
+    Option("seconds", float, 1.0, "How long each trial's images are "
+           "shown (the paper: 1)."),
+    SEED.but(help="Seed of the presentation order."), HOST, PORT,
+    MAX_PIXELS.but(help="Every image is checked at start-up: larger "
+                   "ones (from the header) and undecodable ones stop "
+                   "it."))
 
 
 def main(argv):
@@ -45,7 +66,7 @@ def main(argv):
 
 
 def run():
-  config_lib.run_command("study", main)
+  config_lib.run_command("study", main, OPTIONS)
 
 
 if __name__ == "__main__":

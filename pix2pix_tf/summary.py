@@ -12,8 +12,15 @@ from absl import app
 from absl import flags
 
 from pix2pix_tf import config as config_lib
+from pix2pix_tf.config import Option
 
 FLAGS = flags.FLAGS
+
+# This command's flags (an option several commands take is defined once, in
+# config).
+OPTIONS = (
+    Option("format", str, "table", "Output format.",
+           choices=("table", "json")),)
 
 
 def main(argv):
@@ -29,7 +36,7 @@ def main(argv):
 
 
 def run():
-  config_lib.run_command("summary", main)
+  config_lib.run_command("summary", main, OPTIONS)
 
 
 if __name__ == "__main__":

@@ -1,15 +1,16 @@
 r"""Writes the generated parts of docs/: flags.md, the flag reference, from
-pix2pix_tf/config.py, and rest_api.md's endpoint table from
-pix2pix_tf/serving/routes.py.
+pix2pix_tf/config.py and each command's OPTIONS, and rest_api.md's endpoint
+table from pix2pix_tf/serving/routes.py.
 
     python tools/update_docs.py
 
-Run it after adding or changing an option (a Config field or an entry of
-COMMAND_OPTIONS) or an endpoint (routes.ENDPOINTS); a test fails while the
+Run it after adding or changing an option (a Config field or an entry of a
+command's OPTIONS) or an endpoint (routes.ENDPOINTS); a test fails while the
 docs differ from what this writes. flags.md is generated whole: edit its
 text here, not there.
 """
 
+import importlib
 import os
 
 from pix2pix_tf import config as config_lib
@@ -32,21 +33,38 @@ a `--flagfile` override it.
 
 """
 
-COMMANDS = """
+OTHER_COMMANDS = """
 ## The other commands' flags
 
-Generated, like the table above, from `pix2pix_tf/config.py`
-(`COMMAND_OPTIONS`), where an option that several commands take is defined
-once.
+Generated, like the table above, from each command's `OPTIONS` (in
+`pix2pix_tf/<command>.py`; an option that several commands take is defined
+once, in `pix2pix_tf/config.py`).
 
 """
+
+# The commands with options of their own, in the order flags.md lists them.
+COMMANDS = ("export", "predict", "evaluate", "serve", "convert", "study",
+            "datasets", "summary")
+
+
+def command_options() -> dict:
+  """Each command's OPTIONS, by command name."""
+  return {command: importlib.import_module(f"pix2pix_tf.{command}").OPTIONS
+          for command in COMMANDS}
+
+
+def command_flag_reference() -> str:
+  """docs/flags.md's section of the other commands' flags: a table each."""
+  return "\n".join(f"`python -m pix2pix_tf.{command}`:\n\n"
+                   + config_lib.command_flag_table(options)
+                   for command, options in command_options().items())
 
 
 def flag_doc() -> str:
   """The text of docs/flags.md: the training flags' table, then a table for
   each other command."""
-  return (HEAD + config_lib.flag_table() + COMMANDS +
-          config_lib.command_flag_reference())
+  return (HEAD + config_lib.flag_table() + OTHER_COMMANDS +
+          command_flag_reference())
 
 
 def with_endpoint_table(text: str) -> str:

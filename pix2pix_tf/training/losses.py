@@ -7,7 +7,8 @@ switches on; `weighted_sum` adds them up. The dict it returns, each term by
 its name and the total, is what the step averages, differentiates and logs.
 
 Adding a term is one function here, one config field for its weight, and
-one line in `build_objective`.
+one line in `build_objective`; a term that reads a frozen network (VGG19
+for `vgg_loss`) names it and its builder in that line too.
 
 Discriminator outputs are lists with one entry per discriminator, each
 `[logits, features...]` (see `models.Discriminators`); GAN terms are summed
@@ -69,10 +70,14 @@ class Views:
 
 @dataclasses.dataclass(frozen=True)
 class Term:
-  """One part of an objective: logged as `name`, added times `weight`."""
+  """One part of an objective: logged as `name`, added times `weight`.
+  `helpers` builds the frozen networks its loss reads from
+  `Views.helpers`, by name; the run builds them beside the models."""
   name: str
   weight: float
   loss: Callable[[Views], tf.Tensor]
+  helpers: Mapping[str, Callable[[], keras.Model]] = dataclasses.field(
+      default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +85,12 @@ class Objective:
   """G's terms and D's terms (none without a GAN loss)."""
   generator: Tuple[Term, ...]
   discriminator: Tuple[Term, ...]
+
+  @property
+  def helpers(self) -> Dict[str, Callable[[], keras.Model]]:
+    """The builders of every term's frozen networks, by name."""
+    return {name: build for term in self.generator + self.discriminator
+            for name, build in term.helpers.items()}
 
   @property
   def metric_names(self) -> Tuple[str, ...]:
@@ -112,7 +123,9 @@ def build_objective(config: config_lib.Config) -> Objective:
   optional = [Term("gen_l2_loss", config.lambda_l2, l2_loss),
               Term("gen_feature_matching_loss",
                    config.lambda_feature_matching, feature_matching_loss),
-              Term("gen_vgg_loss", config.lambda_vgg, vgg_loss)]
+              Term("gen_vgg_loss", config.lambda_vgg, vgg_loss, helpers={
+                  "vgg": functools.partial(models.build_vgg,
+                                           config.vgg_weights)})]
   generator += [term for term in optional if term.weight]
   discriminator = []
   if gan_mode != "none":

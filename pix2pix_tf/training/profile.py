@@ -41,6 +41,7 @@ except ImportError:  # Elsewhere op_times finds nothing and says so ({}).
 
 from pix2pix_tf import config as config_lib
 from pix2pix_tf import models
+from pix2pix_tf.training import losses
 from pix2pix_tf.training import optimizers
 from pix2pix_tf.training import precision
 from pix2pix_tf.training import step as step_lib
@@ -63,8 +64,10 @@ class PlainStep:
     with precision.dtype_policy(config.mixed_precision):
       self.generator = models.build_generator(config)
       self.discriminator = models.build_discriminators(config)
-    if (config.gan_mode != "vanilla" or config.lambda_l2 or
-        config.lambda_feature_matching or
+    # The objective's own list of terms: a term added later is refused too.
+    terms = [t.name for t in losses.build_objective(config).generator]
+    if (config.gan_mode != "vanilla" or
+        terms != ["gen_gan_loss", "gen_l1_loss"] or
         len(self.discriminator.discriminators) != 1):
       raise ValueError("The plain step is the paper's objective: "
                        "--gan_mode=vanilla, L1 only, one discriminator.")

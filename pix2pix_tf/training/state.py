@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from pix2pix_tf import config as config_lib
 from pix2pix_tf import models
+from pix2pix_tf.training import losses
 from pix2pix_tf.training import optimizers
 from pix2pix_tf.training import precision
 from pix2pix_tf.training import schedules
@@ -60,8 +61,8 @@ def create_state(config: config_lib.Config, steps_per_epoch: int,
     # Frozen networks compute in float32: the losses are float32, and
     # bfloat16 would round the small differences a term compares.
     with precision.dtype_policy("none"):
-      helpers = ({"vgg": models.build_vgg(config.vgg_weights)}
-                 if config.lambda_vgg else {})
+      helpers = {name: build() for name, build in
+                 losses.build_objective(config).helpers.items()}
 
     def adam():
       schedule = schedules.learning_rate_schedule(config, steps_per_epoch,

@@ -107,6 +107,9 @@ def test_missing_or_wrong_weights_are_named_with_what_to_give(tmp_path):
   with pytest.raises(config_lib.ConfigError, match="--lambda_vgg needs "
                      "--vgg_weights"):
     small_config(".", ".", lambda_vgg=1.0).validate()
+  with pytest.raises(config_lib.ConfigError, match="--vgg_weights is read "
+                     "only with --lambda_vgg > 0"):
+    small_config(".", ".", vgg_weights=__file__).validate()
   with pytest.raises(errors.CommandError, match=r"none\.h5 is not a file"):
     models.build_vgg(str(tmp_path / "none.h5"))
   other = str(tmp_path / "other.weights.h5")
@@ -116,3 +119,26 @@ def test_missing_or_wrong_weights_are_named_with_what_to_give(tmp_path):
                      match=r"other\.weights\.h5 does not load into VGG19.*"
                      r"vgg19_weights_tf_dim_ordering_tf_kernels_notop\.h5"):
     models.build_vgg(other)
+
+
+def test_a_term_declares_the_frozen_networks_it_reads(monkeypatch, vgg_file):
+  """The run builds what the objective's terms name, and nothing else: a
+  new term with a helper needs no other edit."""
+  config = small_config(".", ".", lambda_vgg=1.0, vgg_weights=vgg_file[0])
+  objective = losses.build_objective(config)
+  assert list(objective.helpers) == ["vgg"]
+  assert losses.build_objective(small_config(".", ".")).helpers == {}
+  extra = losses.Term("gen_extra_loss", 1.0, lambda views: 0.0,
+                      helpers={"tiny": lambda: keras.Sequential(name="tiny")})
+  widened = losses.Objective(objective.generator + (extra,),
+                             objective.discriminator)
+  assert list(widened.helpers) == ["vgg", "tiny"]
+  strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+  without = training.create_state(small_config(".", "."), 1, strategy)
+  assert without.helpers == {}
+  built = training.create_state(config, 1, strategy)
+  assert list(built.helpers) == ["vgg"]
+  assert built.helpers["vgg"].compute_dtype == "float32"
+  monkeypatch.setattr(losses, "build_objective", lambda config: widened)
+  assert list(training.create_state(config, 1, strategy).helpers) == [
+      "vgg", "tiny"]

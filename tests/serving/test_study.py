@@ -297,9 +297,8 @@ def test_images_within_max_pixels_are_served(tmp_path):
 
 
 def test_the_protocol_flag_offers_every_study():
-  from pix2pix_tf import config as config_lib
-  option, = [o for o in config_lib.COMMAND_OPTIONS["study"]
-             if o.name == "protocol"]
+  from pix2pix_tf import study
+  option, = [o for o in study.OPTIONS if o.name == "protocol"]
   assert option.choices == tuple(study_lib.STUDIES)
   assert option.default == "2afc"
 
