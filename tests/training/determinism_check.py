@@ -20,6 +20,7 @@ shared, which makes this fast enough to run for every flagfile.
 import argparse
 import dataclasses
 import glob
+import hashlib
 import json
 import os
 import sys
@@ -46,35 +47,55 @@ def folder_bytes(folder):
              for parent, _, names in os.walk(folder) for name in names)
 
 
+# Checkpoint entries that are not the run's state.
+NOT_STATE = ("_CHECKPOINTABLE_OBJECT_GRAPH", "save_counter")
+
+
 def saved_state(checkpoint, path, disk):
-  """Every variable the run's checkpoint holds (weights, moving statistics
-  of the generator, optimizer slots and iterations, the step, the noise
-  seeds), read back from a checkpoint written at path as a resumed run would
-  read it, by name. The files are deleted once read (a 256x256 state with
-  its Adam slots is about 650 MB, and the suite must not fill the disk);
-  the scratch folder's size just before is appended to disk.
-  (The discriminators' moving statistics are not among them: they always
-  judge with batch statistics, so nothing reads them.)"""
+  """A reader of every variable the run's checkpoint holds (weights, moving
+  statistics of the generator, optimizer slots and iterations, the step,
+  the noise seeds), from a checkpoint written at path, as a resumed run
+  would read it, and their names; the scratch folder's size once it is
+  written is appended to disk. (The discriminators' moving statistics are
+  not among them: they always judge with batch statistics, so nothing reads
+  them.) Variables are read one at a time and the files deleted as soon as
+  they are compared: a 256x256 state with its Adam slots is about 650 MB,
+  and the suite runs beside other work on a machine of 24 GiB."""
   import tensorflow as tf
   written = checkpoint.write(path)
-  try:
-    disk.append(folder_bytes(os.path.dirname(path)))
-    reader = tf.train.load_checkpoint(written)
-    return {name: reader.get_tensor(name)
-            for name in sorted(reader.get_variable_to_shape_map())
-            if name not in ("_CHECKPOINTABLE_OBJECT_GRAPH", "save_counter")}
-  finally:
-    for leftover in glob.glob(written + ".*"):
-      os.remove(leftover)
+  disk.append(folder_bytes(os.path.dirname(path)))
+  reader = tf.train.load_checkpoint(written)
+  names = sorted(k for k in reader.get_variable_to_shape_map()
+                 if k not in NOT_STATE)
+  return written, reader, names
+
+
+def delete(path):
+  """The files of the checkpoint written at path."""
+  for leftover in glob.glob(path + ".*"):
+    os.remove(leftover)
+
+
+def digests(state):
+  """Each variable's SHA-256, by name, and the state's size in bytes."""
+  _, reader, names = state
+  found, size = {}, 0
+  for name in names:
+    value = reader.get_tensor(name)
+    found[name] = hashlib.sha256(np.ascontiguousarray(value).tobytes()
+                                 ).hexdigest()
+    size += value.nbytes
+  return found, size
 
 
 def farthest(a, b):
   """(the largest difference, the variables that differ at all) between
-  two `saved_state`s."""
-  assert a.keys() == b.keys()
+  two `saved_state`s, read one variable at a time."""
+  (_, reader_a, names), (_, reader_b, names_b) = a, b
+  assert names == names_b
   worst, differing = 0.0, []
-  for name in a:
-    x, y = a[name], b[name]
+  for name in names:
+    x, y = reader_a.get_tensor(name), reader_b.get_tensor(name)
     if not np.array_equal(x, y):
       differing.append(name)
       worst = max(worst, float(np.max(np.abs(x.astype(np.float64) - y))))
@@ -97,7 +118,6 @@ def check(flagfile, args, strategy, scratch):
       label_palette="", deterministic=True,
       batch_size=max(config.batch_size, args.replicas),
       mixed_precision=args.mixed_precision, steps_per_execution=1)
-  config.validate(strategy.num_replicas_in_sync)
   split = data_lib.open_split(config.data_dir, "train")
   steps_per_epoch = split.count // config.batch_size
   keras.utils.set_random_seed(config.seed)
@@ -107,29 +127,38 @@ def check(flagfile, args, strategy, scratch):
   disk = []
   initial = saved_state(checkpoint, os.path.join(scratch, f"{name}-initial"),
                         disk)
+  initial_digests, state_bytes = digests(initial)
+  delete(initial[0])
+  step1 = os.path.join(scratch, f"{name}-step1")
 
   def train(first_step, label):
     iterator = training.train_iterator(strategy, config, split, first_step)
     for step in range(first_step, args.steps):
       built.distributed_step(iterator)
       if step == 0:
-        checkpoint.write(os.path.join(scratch, f"{name}-step1"))
+        checkpoint.write(step1)
     return saved_state(checkpoint, os.path.join(scratch, f"{name}-{label}"),
                        disk)
 
   unbroken = train(0, "unbroken")
-  checkpoint.read(os.path.join(scratch, f"{name}-step1")
-                  ).assert_existing_objects_matched()
+  # Restored into the built variables at once: the files can go.
+  checkpoint.read(step1).assert_existing_objects_matched()
+  delete(step1)
   resumed = train(1, "resumed")
-  moved = len(farthest(unbroken, initial)[1])
-  return {"flagfile": os.path.relpath(os.path.abspath(flagfile), ROOT),
-          "crop_size": config.crop_size, "batch_size": config.batch_size,
-          "replicas": strategy.num_replicas_in_sync,
-          "policy": training.resolve_mixed_precision(config.mixed_precision),
-          "steps": args.steps, "moved": moved,
-          "state_bytes": sum(v.nbytes for v in initial.values()),
-          "scratch_peak_bytes": max(disk),
-          "resumed_run": farthest(unbroken, resumed)}
+  unbroken_digests = digests(unbroken)[0]
+  moved = sum(unbroken_digests[k] != initial_digests[k]
+              for k in initial_digests)
+  result = {"flagfile": os.path.relpath(os.path.abspath(flagfile), ROOT),
+            "crop_size": config.crop_size, "batch_size": config.batch_size,
+            "replicas": strategy.num_replicas_in_sync,
+            "policy": training.resolve_mixed_precision(
+                config.mixed_precision),
+            "steps": args.steps, "moved": moved, "state_bytes": state_bytes,
+            "scratch_peak_bytes": max(disk),
+            "resumed_run": farthest(unbroken, resumed)}
+  delete(unbroken[0])
+  delete(resumed[0])
+  return result
 
 
 def main():
