@@ -84,6 +84,12 @@ def option(default: object, help: str,  # pylint: disable=redefined-builtin
       "help": help, "choices": tuple(choices) if choices else None})
 
 
+def _check_choice(name, value, choices):
+  if value not in choices:
+    listed = "|".join(str(c) for c in choices)
+    raise ConfigError(f"--{name}={value} is not one of {listed}.")
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
   """Everything a training run needs. Field names are the flag names;
@@ -386,8 +392,10 @@ class Config:
       raise ConfigError(str(e)) from None
     return Config.from_flag_values(flag_values)
 
-  def validate(self, num_replicas: int = 1) -> "Config":
-    """Checks flag values before any model is built or file written.
+  def __post_init__(self):
+    """Checks the values when the config is made (from flags, a flagfile,
+    code or `dataclasses.replace`), before any model is built or file
+    written: every Config that exists is one a run can use.
 
     Raises:
       ConfigError: naming the flag and what to do instead.
@@ -410,9 +418,9 @@ class Config:
       raise ConfigError(
           "--lambda_feature_matching needs a discriminator, but "
           "--gan_mode=none trains none. Choose a GAN loss or set it to 0.")
-    if self.lambda_vgg > 0 and not os.path.isfile(self.vgg_weights):
-      raise ConfigError(f"--lambda_vgg needs --vgg_weights, Keras's VGG19 "
-                        f"notop .h5; {self.vgg_weights!r} is not a file.")
+    if self.lambda_vgg > 0 and not self.vgg_weights:
+      raise ConfigError("--lambda_vgg needs --vgg_weights, Keras's VGG19 "
+                        "notop .h5.")
     if self.vgg_weights and not self.lambda_vgg > 0:
       raise ConfigError("--vgg_weights is read only with --lambda_vgg > 0: "
                         "set a weight, or drop --vgg_weights.")
@@ -421,12 +429,6 @@ class Config:
     if self.segmenter and not self.label_palette:
       raise ConfigError("--segmenter needs --label_palette: the palette "
                         "turns the input label maps into classes.")
-    if self.batch_size % num_replicas:
-      raise ConfigError(
-          f"--batch_size={self.batch_size} is not divisible by the "
-          f"{num_replicas} replicas of the strategy: it is the global batch, "
-          "split evenly across replicas.")
-    return self
 
   def _validate_sizes(self):
     """Crop, load and generator sizes that fit together."""
@@ -514,7 +516,7 @@ def flag_help(field: dataclasses.Field) -> str:
   text, choices = field.metadata["help"], field.metadata["choices"]
   if choices and field.type is str:
     return f"<{'|'.join(choices)}>: {text}"
-  return text  # An int's choices are in its help text (validate checks).
+  return text  # An int's choices are in its help text (checked when made).
 
 
 def _markdown_row(name: str, default: object, text: str) -> str:
@@ -567,17 +569,11 @@ def define_flags(flag_values: Optional[flags.FlagValues] = None,
   """
   flag_values = flags.FLAGS if flag_values is None else flag_values
   for field in dataclasses.fields(Config):
-    # An int's choices are checked by validate, named in its help text.
+    # An int's choices are checked when a Config is made, named in its help.
     _define(flag_values, field.name, field.type,
             getattr(defaults, field.name), field.metadata["help"]
             if field.type is str else flag_help(field),
             field.metadata["choices"])
-
-
-def _check_choice(name, value, choices):
-  if value not in choices:
-    listed = "|".join(str(c) for c in choices)
-    raise ConfigError(f"--{name}={value} is not one of {listed}.")
 
 
 # --- The other commands' options -------------------------------------------

@@ -47,7 +47,6 @@ def main(argv):
   if not FLAGS["dropout_placement"].present:
     # Where the reference's U-Net drops out (paper mode keeps dropout).
     config = dataclasses.replace(config, dropout_placement="reference")
-  config = config.validate()
   export = importing.import_pytorch(config, FLAGS.from_pytorch,
                                     FLAGS.from_pytorch_discriminator)
   print(f"Converted into {config.model_dir}: checkpoint at step 0 (train "

@@ -26,7 +26,7 @@ OPTIONS = (
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  config = config_lib.Config.from_flag_values(FLAGS).validate()
+  config = config_lib.Config.from_flag_values(FLAGS)
   from pix2pix_tf.models import summary as summary_lib  # A fast --help.
   summary = summary_lib.network_summary(config)
   if FLAGS.format == "json":

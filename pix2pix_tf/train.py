@@ -19,7 +19,7 @@ FLAGS = flags.FLAGS
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  config = config_lib.Config.from_flag_values(FLAGS).validate()
+  config = config_lib.Config.from_flag_values(FLAGS)
   # After the flags and their checks: --help and flag errors do not wait
   # for TensorFlow's import (seconds).
   from pix2pix_tf import training

@@ -9,9 +9,8 @@ r"""Trains and compares the studies' variants of pix2pix: tables and figures.
 --study (or --variants) is a built-in study (objective, paper_table1, loss,
 receptive_field, batch_size, augmentation, colorization) or a file with one
 variant per line, `name: --flag=value --flag=value` (training flags; `#`
-starts a comment; `{image_size}` stands for --image_size, `{steps}` for
---steps and `{steps/N}` for ceil(steps / N)). Every variant trains for --steps
-steps (or its own --max_steps) at --image_size (U-Net of depth log2(image_size),
+starts a comment). Every variant trains for --steps steps (or its own
+--max_steps) at --image_size (U-Net of depth log2(image_size),
 jitter from 1.12x the size) with the same seed and data, then its export is
 scored on the val split (else test) by `evaluate`'s own code. Writes to
 --out:
@@ -34,9 +33,8 @@ import io
 import json
 import math
 import os
-import re
 import sys
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -48,7 +46,30 @@ from pix2pix_tf import config as config_lib
 from pix2pix_tf import errors
 from pix2pix_tf import outputs
 
-# The studies' comparisons. Each variant: (name, training flags).
+# A variant's own training flags: text, or a function of the base config
+# that writes them.
+Flags = Union[str, Callable[[config_lib.Config], str]]
+
+
+def same_images_at_batch_32(base: config_lib.Config) -> str:
+  """Batch 32 for a 32nd of the base's steps: the images batch 1 sees."""
+  return f"--batch_size=32 --max_steps={math.ceil(base.max_steps / 32)}"
+
+
+def without_jitter(base: config_lib.Config) -> str:
+  """No random resize-and-crop: each half is loaded at the training size."""
+  return f"--load_size={base.crop_size}"
+
+
+def without_jitter_or_mirroring(base: config_lib.Config) -> str:
+  """Neither the random resize-and-crop nor the random flip."""
+  return without_jitter(base) + " --flip=false"
+
+
+# The studies' comparisons. Each variant: (name, training flags), the flags
+# as text or, where they depend on --steps or --image_size, a function of
+# the base config (--image_size, --steps and --flags applied) that writes
+# them.
 PAPER_TABLE1 = [
     ("L1", "--gan_mode=none"),
     ("GAN", "--conditional_discriminator=false --lambda_l1=0"),
@@ -88,14 +109,14 @@ STUDIES = {
     "batch_size": [
         ("batch1", "--batch_size=1"),
         ("batch32", "--batch_size=32"),
-        ("batch32_same_images", "--batch_size=32 --max_steps={steps/32}"),
+        ("batch32_same_images", same_images_at_batch_32),
     ],
     # Random jitter (resize to 1.12x, random crop back) and mirroring.
     "augmentation": [
         ("jitter+mirror", ""),
         ("jitter", "--flip=false"),
-        ("mirror", "--load_size={image_size}"),
-        ("none", "--load_size={image_size} --flip=false"),
+        ("mirror", without_jitter),
+        ("none", without_jitter_or_mirroring),
     ],
     # Grayscale -> colour (on `datasets colorize` pairs): L1 alone against
     # L1+cGAN, the paper's Figure 15 comparison.
@@ -139,7 +160,7 @@ def variant_folder(model_dir: str) -> outputs.Folder:
   return outputs.Folder(model_dir, "out", kind="ablation")
 
 
-def load_variants(spec: str) -> List[Tuple[str, str]]:
+def load_variants(spec: str) -> List[Tuple[str, Flags]]:
   """(name, flags) pairs from a built-in study's name or a variants file."""
   if spec in STUDIES:
     return STUDIES[spec]
@@ -165,31 +186,6 @@ def load_variants(spec: str) -> List[Tuple[str, str]]:
   return variants
 
 
-def resolve(config: config_lib.Config, flag_text: str) -> str:
-  """`flag_text` with `{image_size}` as the training size (the config's
-  crop size), `{steps}` as its steps and `{steps/N}` as ceil(steps / N).
-
-  Raises:
-    ValueError: another `{...}` is left in the text.
-  """
-  def steps(match):
-    return str(-(-config.max_steps // int(match.group(1) or 1)))
-  text = re.sub(r"\{steps(?:/([1-9][0-9]*))?\}", steps, flag_text)
-  text = text.replace("{image_size}", str(config.crop_size))
-  unknown = re.search(r"\{[^}]*\}", text)
-  if unknown:
-    raise errors.CommandError(
-        f"{unknown.group(0)} in {flag_text!r} is not a "
-        "placeholder: use {image_size}, {steps} or {steps/N} "
-        "(N a positive integer).")
-  return text
-
-
-def apply_flags(config: config_lib.Config, flag_text: str) -> config_lib.Config:
-  """`config` with `--name=value` flags applied, placeholders resolved."""
-  return config.with_flags(resolve(config, flag_text))
-
-
 def base_config(data_dir: str, image_size: int, steps: int,
                 model_dir: str) -> config_lib.Config:
   """Every variant's starting point: a U-Net of depth log2(image_size),
@@ -207,11 +203,11 @@ def base_config(data_dir: str, image_size: int, steps: int,
       checkpoint_every_steps=max(1, steps // 4))
 
 
-def variant_config(flag_text: str, args: dict, model_dir: str = ""
+def variant_config(flags: Flags, args: dict, model_dir: str = ""
                    ) -> Tuple[config_lib.Config, str]:
   """A variant's training config (the base, then --flags, then its own
-  flags; periods from its own steps) and its flags as resolved.
-  Placeholders in both stand for --image_size and --steps.
+  flags; periods from its own steps) and its own flags as text (`flags`,
+  or what the function `flags` writes for the base with --flags).
 
   Raises:
     ValueError: the variant would train less than one step.
@@ -219,9 +215,10 @@ def variant_config(flag_text: str, args: dict, model_dir: str = ""
   def base(steps):
     return base_config(args["data_dir"], args["image_size"], steps,
                        model_dir)
-  common = resolve(base(args["steps"]), args["flags"])
-  text = resolve(base(args["steps"]), flag_text)
-  steps = base(args["steps"]).with_flags(common).with_flags(text).max_steps
+  common = args["flags"]
+  with_common = base(args["steps"]).with_flags(common)
+  text = flags(with_common) if callable(flags) else flags
+  steps = with_common.with_flags(text).max_steps
   if steps < 1:
     raise errors.CommandError(
         f"--steps={args['steps']} with {text!r} trains "
@@ -265,7 +262,7 @@ def check_scoring(args: dict, split: str) -> None:
   from pix2pix_tf import evaluation
   config = config_lib.Config(label_palette=args["label_palette"],
                              segmenter=args["segmenter"])
-  evaluation.check_evaluation_files(config.validate())
+  evaluation.check_evaluation_files(config)
   if args["segmenter"]:
     evaluation.load_segmenter(args["segmenter"])
   if args["inception_weights"]:
@@ -275,8 +272,8 @@ def check_scoring(args: dict, split: str) -> None:
     return
   files = data_lib.list_split(args["data_dir"], split)[:8]
   batch = next(iter(data_lib.make_dataset(
-      files, apply_flags(base_config(args["data_dir"], args["image_size"], 1,
-                                     ""), args["flags"]),
+      files, base_config(args["data_dir"], args["image_size"], 1,
+                         "").with_flags(args["flags"]),
       len(files), training=False)))
   side = evaluation.detect_labels_side(
       *batch, data_lib.load_palette(args["label_palette"]))
@@ -334,12 +331,16 @@ def read_scalars(log_dir: str) -> Dict[str, List[Tuple[int, float]]]:
   return {tag: sorted(points) for tag, points in curves.items()}
 
 
-def settings(flag_text: str, args: dict) -> dict:
+def settings(flags: Flags, args: dict) -> dict:
   """What a variant's row depends on, besides its steps: how it trains
-  (also kept in <variant>/settings.json from its start) and is scored."""
+  (also kept in <variant>/settings.json from its start) and is scored. A
+  variant whose flags a function writes is named by the function: what it
+  writes for more --steps continues the same variant."""
   return {"training": {"data_dir": os.path.realpath(args["data_dir"]),
                        "image_size": args["image_size"],
-                       "flags": args["flags"], "variant_flags": flag_text},
+                       "flags": args["flags"], "variant_flags": (
+                           flags if isinstance(flags, str)
+                           else f"{flags.__name__}()")},
           "scoring": {k: args[k] for k in ("label_palette", "segmenter",
                                            "inception_weights")}}
 
@@ -352,7 +353,7 @@ def read_json(path: str) -> Optional[dict]:
     return json.load(f)
 
 
-def finished_row(name: str, flag_text: str, args: dict, steps: int
+def finished_row(name: str, flags: Flags, args: dict, steps: int
                  ) -> Optional[dict]:
   """The row of a variant finished before with these settings and `steps`
   (its own: --steps unless its flags set --max_steps); None when it is to
@@ -363,7 +364,7 @@ def finished_row(name: str, flag_text: str, args: dict, steps: int
       or for more steps: its row would not be what the table says.
   """
   folder = os.path.join(args["out"], name)
-  wanted = settings(flag_text, args)
+  wanted = settings(flags, args)
   started = read_json(os.path.join(folder, "settings.json"))
   row = read_json(os.path.join(folder, "metrics.json"))
   if row is not None and "settings" not in row:
@@ -388,27 +389,26 @@ def finished_row(name: str, flag_text: str, args: dict, steps: int
   return row if row["steps"] == steps else None
 
 
-def run_variant(name: str, flag_text: str, args: dict, strategy: object,
+def run_variant(name: str, flags: Flags, args: dict, strategy: object,
                 split: str) -> dict:
   """Trains (or continues) and scores one variant; returns its result row.
   Exits, writing no row, when SIGTERM stops the training."""
   from pix2pix_tf import training
 
   model_dir = os.path.join(args["out"], name)
-  config, text = variant_config(flag_text, args, model_dir)
-  config = config.validate(strategy.num_replicas_in_sync)
+  config, text = variant_config(flags, args, model_dir)
   print(f"[{name}] training {config.max_steps} steps: {text or 'defaults'}",
         flush=True)
   run_folder = variant_folder(model_dir)
   run_folder.write_text("settings.json", json.dumps(
-      settings(flag_text, args)["training"], indent=2))
+      settings(flags, args)["training"], indent=2))
   final = training.train_and_evaluate(config, strategy)
   if final.get("stopped"):
     sys.exit(f"ablate: [{name}] stopped at step {final['step']}; run the "
              "same command again to continue.")
   values = score_export(os.path.join(model_dir, "export"), args, split)
   row = {"variant": name, "flags": text,
-         "steps": final["step"], "settings": settings(flag_text, args),
+         "steps": final["step"], "settings": settings(flags, args),
          **{k: round(v, 5) for k, v in values.items()},
          **{f"train_{k}": round(v, 5) for k, v in final.items()
             if k.startswith(("gen_", "disc_"))}}
@@ -583,10 +583,9 @@ def main(argv):
   # Check every variant's flags, what it left before and what scores
   # them before training; the first checks before TensorFlow's import.
   variants = load_variants(FLAGS.study)
-  configs = [variant_config(text, args)[0].validate()
-             for _, text in variants]
-  finished = {name: finished_row(name, text, args, config.max_steps)
-              for (name, text), config in zip(variants, configs)}
+  configs = [variant_config(flags, args)[0] for _, flags in variants]
+  finished = {name: finished_row(name, flags, args, config.max_steps)
+              for (name, flags), config in zip(variants, configs)}
   if args["inception_weights"] and not os.path.isfile(
       args["inception_weights"]):
     raise errors.CommandError(
@@ -610,12 +609,12 @@ def main(argv):
   # One strategy for the whole study: a process should not create several.
   strategy = training.make_strategy(configs[0].strategy)
   rows = []
-  for name, flag_text in variants:
+  for name, flags in variants:
     if finished[name]:
       print(f"[{name}] done before; keeping its results.", flush=True)
       rows.append(finished[name])
       continue
-    rows.append(run_variant(name, flag_text, args, strategy, split))
+    rows.append(run_variant(name, flags, args, strategy, split))
     keras.backend.clear_session()
   names = [name for name, _ in variants]
   write_tables(rows, out, split, args)

@@ -852,7 +852,6 @@ def main(argv):
         "one)", flush=True)
   base = config_lib.Config.from_flag_values(FLAGS)
   batch_sizes = [int(b) for b in FLAGS.batch_sizes]
-  base.validate()
   report_output = (outputs.file_output(
       FLAGS.output, "output", [outputs.Input(base.data_dir, "data_dir")],
       kind="benchmark")

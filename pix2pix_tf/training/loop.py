@@ -158,7 +158,6 @@ def train_and_evaluate(config: config_lib.Config,
   if config.deterministic:  # Before the strategy starts TensorFlow.
     print(distribution.make_deterministic(), flush=True)
   strategy = strategy or distribution.make_strategy(config.strategy)
-  config.validate(strategy.num_replicas_in_sync)
   evaluation_loop.check_evaluation_files(config)
   saved_model.check_export_dir(config.model_dir)
   run = run_lib.setup(config, strategy)

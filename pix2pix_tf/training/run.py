@@ -187,7 +187,8 @@ def setup(config: config_lib.Config,
   Raises:
     config_lib.ConfigError, data_lib.DatasetError: naming the flag or file.
   """
-  config.validate(strategy.num_replicas_in_sync)
+  check_against_strategy(config, strategy)
+  check_weights_files(config)
   folder = open_run_folder(config.model_dir, config.data_dir)
   check_cache_folder(config)
   check_resumed_config(config)
@@ -295,6 +296,28 @@ def open_run_folder(model_dir: str, data_dir: str = "") -> outputs.Folder:
                           [outputs.Input(data_dir, "data_dir")], kind=RUN)
   folder.check(RUN_FILES + RUN_FOLDERS)
   return folder
+
+
+def check_against_strategy(config: config_lib.Config,
+                           strategy: tf.distribute.Strategy) -> None:
+  """--batch_size, the global batch, splits evenly across the strategy's
+  replicas (the config's own values are checked when it is made)."""
+  replicas = strategy.num_replicas_in_sync
+  if config.batch_size % replicas:
+    raise config_lib.ConfigError(
+        f"--batch_size={config.batch_size} is not divisible by the "
+        f"{replicas} replicas of the strategy: it is the global batch, split "
+        "evenly across replicas.")
+
+
+def check_weights_files(config: config_lib.Config) -> None:
+  """The weights files that loss terms read are files (a config is also
+  read back from runs and exports on machines without them, so this is
+  checked when a run starts, not when the config is made)."""
+  if config.lambda_vgg > 0 and not os.path.isfile(config.vgg_weights):
+    raise config_lib.ConfigError(
+        f"--lambda_vgg needs --vgg_weights, Keras's VGG19 notop .h5; "
+        f"{config.vgg_weights!r} is not a file.")
 
 
 def check_cache_folder(config: config_lib.Config) -> None:

@@ -36,8 +36,8 @@ def test_grid_writes_tables_and_figures_and_resumes(tmp_path):
   variants = tmp_path / "grid.txt"
   variants.write_text("# receptive field, then loss\n"
                       "small_d: --d_layers=1\n"
-                      "l1_only: --gan_mode=none --load_size={image_size}"
-                      " --max_steps={steps/2}\n")
+                      "l1_only: --gan_mode=none --load_size=32"
+                      " --max_steps=2\n")
   out = tmp_path / "out"
   # Photo -> labels on the demo data: scored with its palette too.
   palette = f"--label_palette={data_dir}/palette.json"
@@ -49,7 +49,7 @@ def test_grid_writes_tables_and_figures_and_resumes(tmp_path):
   assert [r["variant"] for r in rows] == ["small_d", "l1_only"]
   assert [r["flags"] for r in rows] == [
       "--d_layers=1", "--gan_mode=none --load_size=32 --max_steps=2"]
-  # l1_only trains its own steps: ceil(3 / 2).
+  # l1_only trains its own steps.
   assert [r["steps"] for r in rows] == ["3", "2"]
   for row in rows:
     assert 0 < float(row["l1"]) < 2 and float(row["psnr"]) > 0
@@ -68,7 +68,7 @@ def test_grid_writes_tables_and_figures_and_resumes(tmp_path):
     for name in ("per_pixel_accuracy", "per_class_accuracy", "class_iou"):
       assert float(row[f"photo_to_labels/{name}"]) == pytest.approx(
           scores[name], abs=1e-4), name
-  # {image_size} became the training size: no jitter for l1_only.
+  # --load_size at the training size: no jitter for l1_only.
   used = [json.loads((out / name / "config.json").read_text())["load_size"]
           for name in ("small_d", "l1_only")]
   assert used == [36, 32]
@@ -104,11 +104,12 @@ def test_grid_writes_tables_and_figures_and_resumes(tmp_path):
   assert json.loads((out / "small_d" / "metrics.json").read_text()) == kept
   third = run_grid(data_dir, variants, out, 5, palette)
   assert third.returncode == 0, third.stderr
-  # Both continued: small_d to 5, l1_only to ceil(5 / 2).
-  assert "at step 3." in third.stdout and "at step 2." in third.stdout
+  # small_d continued to 5; l1_only's own --max_steps=2 stays.
+  assert "at step 3." in third.stdout
+  assert "[l1_only] done before" in third.stdout
   with open(out / "results.csv") as f:
-    assert [r["steps"] for r in csv.DictReader(f)] == ["5", "3"]
-  assert "trained 3 to 5 steps" in (out / "results.md").read_text()
+    assert [r["steps"] for r in csv.DictReader(f)] == ["5", "2"]
+  assert "trained 2 to 5 steps" in (out / "results.md").read_text()
   # Rows of other settings or more steps are refused, not mixed in.
   before = {p: p.read_bytes() for p in out.glob("*/metrics.json")}
   for steps, extra, message in [
@@ -122,8 +123,8 @@ def test_grid_writes_tables_and_figures_and_resumes(tmp_path):
   # A half-trained variant (no row yet) is not continued under other flags.
   os.remove(out / "l1_only" / "metrics.json")
   only = tmp_path / "only.txt"
-  only.write_text("l1_only: --gan_mode=none --load_size={image_size} "
-                  "--max_steps={steps/2}\n")
+  only.write_text("l1_only: --gan_mode=none --load_size=32 "
+                  "--max_steps=2\n")
   refused = run_grid(data_dir, only, out, 5, palette,
                      "--flags=--ngf=8 --ndf=8 --batch_size=2 --lambda_l1=50")
   assert refused.returncode != 0
@@ -212,30 +213,27 @@ def test_builtin_studies_are_the_studies_comparisons():
       "L1", "GAN", "cGAN", "L1+GAN", "L1+cGAN"]
   from pix2pix_tf import models
   for name, text in sets["receptive_field"]:
-    config = ablate.apply_flags(ablate.base_config("d", 256, 10, "m"),
-                                text).validate()
-    discriminator = models.build_discriminators(
-        ablate.apply_flags(config, "--ndf=4"))
+    config = ablate.base_config("d", 256, 10, "m").with_flags(text)
+    discriminator = models.build_discriminators(config.with_flags("--ndf=4"))
     assert models.receptive_fields(discriminator) == [
         int(name.split("x")[0])]
   for name, text in sets["paper_table1"] + sets["loss"]:
-    config = ablate.apply_flags(ablate.base_config("d", 128, 10, "m"),
-                                text).validate()
+    config = ablate.base_config("d", 128, 10, "m").with_flags(text)
     assert config.conditional_discriminator == (name != "GAN" and
                                                 name != "L1+GAN")
     assert (config.gan_mode == "none") == (name in ("L1", "L2"))
     assert (config.lambda_l1 > 0) == ("L1" in name)
     assert (config.lambda_l2 > 0) == ("L2" in name)
 
-  def config_of(text, size=128):
-    return ablate.apply_flags(ablate.base_config("d", size, 10, "m"),
-                              text).validate()
+  def config_of(flags, size=128):
+    return ablate.variant_config(flags, {"data_dir": "d", "image_size": size,
+                                         "steps": 10, "flags": ""})[0]
 
   for name, text in sets["objective"]:
     config = config_of(text)
     assert (config.gan_mode == "none") == (name in ("L1", "L2"))
     assert (config.lambda_l2 > 0) == ("L2" in name)
-  # Batch 32 for the same steps, and for the same images: {steps/32}.
+  # Batch 32 for the same steps, and for the same images: a 32nd of them.
   args = {"data_dir": "d", "image_size": 64, "steps": 1500, "flags": ""}
   configs = [ablate.variant_config(t, args)[0] for _, t in sets["batch_size"]]
   assert [(c.batch_size, c.max_steps) for c in configs] == [
@@ -245,7 +243,8 @@ def test_builtin_studies_are_the_studies_comparisons():
   assert ablate.variant_config(sets["batch_size"][2][1], args)[1] == (
       "--batch_size=32 --max_steps=47")
   # Augmentation: jitter is a resize above the crop size (then a random
-  # crop back), mirroring the random flip; {image_size} is the crop size.
+  # crop back), mirroring the random flip; without jitter, --load_size is
+  # the crop size.
   for size in (64, 128):
     assert [(config_of(t, size).load_size > size, config_of(t, size).flip)
             for _, t in sets["augmentation"]] == [
@@ -337,25 +336,30 @@ def test_a_variant_with_its_own_steps_is_kept_continued_or_refused(tmp_path):
   args = {"data_dir": str(tmp_path), "image_size": 32, "steps": 50,
           "flags": "", "out": str(tmp_path), "label_palette": "",
           "segmenter": "", "inception_weights": ""}
-  text = "--batch_size=32 --max_steps={steps/32}"
-  config, resolved = ablate.variant_config(text, args)
-  assert config.max_steps == 2 and resolved.endswith("--max_steps=2")
+  flags = ablate.same_images_at_batch_32
+  config, text = ablate.variant_config(flags, args)
+  assert config.max_steps == 2 and text == "--batch_size=32 --max_steps=2"
   (tmp_path / "v").mkdir()
 
   def row_of(steps):
-    row = {"variant": "v", "flags": resolved, "steps": steps,
-           "settings": ablate.settings(text, args), "l1": 0.5}
+    row = {"variant": "v", "flags": text, "steps": steps,
+           "settings": ablate.settings(flags, args), "l1": 0.5}
     (tmp_path / "v" / "metrics.json").write_text(json.dumps(row))
     return row
 
   row = row_of(2)
-  assert ablate.finished_row("v", text, args, config.max_steps) == row
+  assert ablate.finished_row("v", flags, args, config.max_steps) == row
   row_of(1)  # Stopped short: continued.
-  assert ablate.finished_row("v", text, args, config.max_steps) is None
+  assert ablate.finished_row("v", flags, args, config.max_steps) is None
   row_of(3)
   with pytest.raises(ValueError,
                      match="trained 3 steps, more than the 2 steps"):
-    ablate.finished_row("v", text, args, config.max_steps)
+    ablate.finished_row("v", flags, args, config.max_steps)
+  # More --steps continue it: its flags are what the function writes.
+  row_of(2)
+  more = dict(args, steps=100)
+  assert ablate.variant_config(flags, more)[0].max_steps == 4
+  assert ablate.finished_row("v", flags, more, 4) is None
   # The table names each variant's steps when they differ.
   rows = [dict(row, variant="a", steps=50), dict(row, steps=2)]
   table = ablate.markdown_table(rows, "batch_size")
@@ -363,18 +367,18 @@ def test_a_variant_with_its_own_steps_is_kept_continued_or_refused(tmp_path):
   assert table[2].startswith("| a | `--batch_size=32 --max_steps=2` | 50 |")
   assert table[3].startswith("| v | `--batch_size=32 --max_steps=2` | 2 |")
   assert "steps" not in ablate.markdown_table(rows[:1], "batch_size")[0]
-  # Placeholders stand for --steps, in --flags too (resolved once).
-  common = dict(args, flags="--max_steps={steps/2}")
-  assert ablate.variant_config("", common)[0].max_steps == 25
-  assert ablate.variant_config(text, common)[0].max_steps == 2
-  assert ablate.variant_config(text, dict(args, steps=10))[0].max_steps == 1
-  assert ablate.variant_config("--max_steps={steps}", args)[1] == (
-      "--max_steps=50")
-  # Anything else in braces is refused, and so is training no steps.
-  for bad in ("--max_steps={steps/0}", "--max_steps={steps / 32}",
-              "--ngf={Steps}"):
-    with pytest.raises(ValueError, match="is not a placeholder"):
-      ablate.variant_config(bad, args)
+  # A variant's flags written by a function see --flags applied.
+  common = dict(args, flags="--max_steps=64")
+  assert ablate.variant_config("", common)[0].max_steps == 64
+  config, text = ablate.variant_config(ablate.same_images_at_batch_32, common)
+  assert (config.batch_size, config.max_steps, config.eval_every_steps,
+          text) == (32, 2, 2, "--batch_size=32 --max_steps=2")
+  assert ablate.variant_config(ablate.same_images_at_batch_32,
+                               dict(args, steps=10))[0].max_steps == 1
+  # Flag text is flags only: a value that is not one is refused, naming
+  # the flag; and so is training no steps.
+  with pytest.raises(ValueError, match="max_steps"):
+    ablate.variant_config("--max_steps={steps/2}", args)
   with pytest.raises(ValueError, match="at least one"):
     ablate.variant_config("--max_steps=0 --epochs=5", args)
 

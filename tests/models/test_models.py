@@ -65,7 +65,7 @@ def test_pixel_discriminator_matches_reference():
 def variant(**overrides):
   values = dict(crop_size=256, load_size=286)
   values.update(overrides)
-  return config_lib.Config(**values).validate()
+  return config_lib.Config(**values)
 
 
 @pytest.mark.parametrize("fields", [str(f) for f in architectures.RECEPTIVE_FIELDS])
@@ -310,12 +310,12 @@ def test_every_config_field_is_a_training_flag():
 def test_summary_reports_every_discriminators_receptive_field():
   from pix2pix_tf.models import summary
   config = config_lib.Config(d_receptive_fields="1,16,34,70,142,286",
-                             ndf=4, ngf=4).validate()
+                             ndf=4, ngf=4)
   disc = summary.network_summary(config)["discriminator"]
   assert disc["receptive_fields"] == [1, 16, 34, 70, 142, 286]
   assert disc["output_shapes"] == [[256, 256, 1], [126, 126, 1],
                                    [62, 62, 1], [30, 30, 1], [14, 14, 1],
                                    [6, 6, 1]]
-  config = config_lib.Config(num_discriminators=2, ndf=4, ngf=4).validate()
+  config = config_lib.Config(num_discriminators=2, ndf=4, ngf=4)
   assert summary.network_summary(config)["discriminator"][
       "receptive_fields"] == [70, 141]

@@ -74,7 +74,7 @@ def test_a_run_trains_with_it_logs_it_and_keeps_vgg_frozen_and_out_of_the_checkp
     tmp_path, vgg_file):
   data_dir = demo.write_dataset(str(tmp_path / "data"), 4, 0, 32)
   config = small_config(data_dir, tmp_path / "run", max_steps=2,
-                        lambda_vgg=10.0, vgg_weights=vgg_file[0]).validate()
+                        lambda_vgg=10.0, vgg_weights=vgg_file[0])
   assert training.metric_names(config)[:3] == (
       "gen_total_loss", "gen_gan_loss", "gen_l1_loss")
   assert "gen_vgg_loss" in training.metric_names(config)
@@ -106,10 +106,18 @@ def test_a_run_trains_with_it_logs_it_and_keeps_vgg_frozen_and_out_of_the_checkp
 def test_missing_or_wrong_weights_are_named_with_what_to_give(tmp_path):
   with pytest.raises(config_lib.ConfigError, match="--lambda_vgg needs "
                      "--vgg_weights"):
-    small_config(".", ".", lambda_vgg=1.0).validate()
+    small_config(".", ".", lambda_vgg=1.0)
   with pytest.raises(config_lib.ConfigError, match="--vgg_weights is read "
                      "only with --lambda_vgg > 0"):
-    small_config(".", ".", vgg_weights=__file__).validate()
+    small_config(".", ".", vgg_weights=__file__)
+  # A missing file is refused when the run starts, before it writes.
+  data_dir = demo.write_dataset(str(tmp_path / "data"), 2, 0, 36)
+  config = small_config(data_dir, tmp_path / "run", lambda_vgg=1.0,
+                        vgg_weights=str(tmp_path / "none.h5"))
+  with pytest.raises(config_lib.ConfigError, match=r"none\.h5' is not a file"):
+    training.train_and_evaluate(config,
+                                tf.distribute.OneDeviceStrategy("/cpu:0"))
+  assert not (tmp_path / "run").exists()
   with pytest.raises(errors.CommandError, match=r"none\.h5 is not a file"):
     models.build_vgg(str(tmp_path / "none.h5"))
   other = str(tmp_path / "other.weights.h5")

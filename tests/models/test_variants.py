@@ -40,7 +40,7 @@ VARIANTS = {
 @pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_variant_builds_and_trains(tmp_path, name):
   config = small_config(tmp_path, tmp_path, batch_size=2,
-                        **VARIANTS[name]).validate()
+                        **VARIANTS[name])
   strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
   keras.utils.set_random_seed(0)
   built = training.build(config, strategy, 4, total_steps=8)
@@ -93,7 +93,7 @@ def test_unconditional_and_pixel_terms_are_reported():
 def test_invalid_combinations_are_rejected_before_building(overrides,
                                                            message):
   with pytest.raises(config_lib.ConfigError, match=message):
-    small_config(".", ".", **overrides).validate()
+    small_config(".", ".", **overrides)
 
 
 def test_learning_rate_policies():

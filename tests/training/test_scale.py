@@ -460,7 +460,13 @@ def test_flag_errors_before_anything_is_written(tmp_path):
   assert "Unknown command line flag 'not_a_flag'" in result.stderr
 
 
-def test_batch_size_must_divide_across_replicas():
-  config = small_config(".", ".", batch_size=3)
-  with pytest.raises(config_lib.ConfigError, match="not divisible by the 2"):
-    config.validate(num_replicas=2)
+def test_batch_size_must_divide_across_replicas(tmp_path):
+  """Refused when the run starts on its strategy, before anything is
+  written."""
+  data_dir = demo.write_dataset(str(tmp_path / "data"), 4, 0, 36)
+  config = small_config(data_dir, tmp_path / "run", batch_size=3)
+  strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+  with pytest.raises(config_lib.ConfigError, match="--batch_size=3 is not "
+                     "divisible by the 2 replicas"):
+    training.train_and_evaluate(config, strategy)
+  assert not (tmp_path / "run").exists()
