@@ -18,20 +18,30 @@ class Generator(NamedTuple):
     depth: its stride-2 downsamplings (an image side must be a multiple of
       2**depth); None: --unet_depth's.
     blocks: the residual blocks of a ResNet.
+    about: what --help says of it.
   """
   family: str
   depth: Optional[int]
   blocks: int = 0
+  about: str = ""
 
 
 # The --generator values, in the order --help lists them.
 GENERATORS = {
-    "unet_256": Generator("unet", 8),  # A 1x1 bottleneck at 256x256.
-    "unet_128": Generator("unet", 7),
-    "unet": Generator("unet", None),  # --unet_depth.
-    "resnet_9blocks": Generator("resnet", 2, blocks=9),  # The reference's.
-    "resnet_6blocks": Generator("resnet", 2, blocks=6),
+    "unet_256": Generator("unet", 8, about="the paper's U-Net, 8 "
+                          "downsamplings (a 1x1 bottleneck at 256x256)"),
+    "unet_128": Generator("unet", 7, about="7 downsamplings"),
+    "unet": Generator("unet", None, about="--unet_depth downsamplings"),
+    "resnet_9blocks": Generator("resnet", 2, blocks=9,
+                                about="the reference's ResNet, 9 blocks"),
+    "resnet_6blocks": Generator("resnet", 2, blocks=6, about="6 blocks"),
 }
+
+
+def generator_help() -> str:
+  """--generator's help: each value and what it builds, from GENERATORS."""
+  return "; ".join(f"{name}: {generator.about}"
+                   for name, generator in GENERATORS.items()) + "."
 
 # The --d_receptive_fields values: a receptive field, in pixels -> the
 # stride-2 layers of the PatchGAN that has it (its --d_layers); 0 layers is

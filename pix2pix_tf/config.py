@@ -160,11 +160,8 @@ class Config:
       "images are, with --on_bad_image=skip).")
 
   # Models.
-  generator: str = option(
-      "unet_256",
-      "unet_256 (8 downsamplings), unet_128 (7), unet with --unet_depth, or "
-      "the reference's resnet_9blocks and resnet_6blocks.",
-      choices=architectures.GENERATORS)
+  generator: str = option("unet_256", architectures.generator_help(),
+                          choices=architectures.GENERATORS)
   unet_depth: int = option(8, "Downsamplings of --generator=unet.")
   ngf: int = option(64, "Generator filters in the first layer.")
   ndf: int = option(64, "Discriminator filters in the first layer.")
@@ -231,7 +228,8 @@ class Config:
   lambda_gp: float = option(
       10.0, "Weight of the gradient penalty with --gan_mode=wgangp.")
   lambda_vgg: float = option(0.0, "Weight of pix2pixHD's VGG19 perceptual "
-                             "term (0 disables it).")
+                             "term (0 disables it; pix2pixHD's 10 was for "
+                             "other weights and input scale).")
   vgg_weights: str = option("", "Keras's VGG19 notop .h5 for --lambda_vgg.")
   learning_rate: float = option(
       2e-4, "Learning rate of both networks' Adam (PyTorch's, eps 1e-8).")
@@ -367,11 +365,20 @@ class Config:
                  if getattr(other, name) != getattr(self, name))
 
   @classmethod
-  def from_json(cls, text: str) -> "Config":
-    """A Config from config.json; options it does not know are ignored
-    (a run recorded by another version)."""
-    known = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in json.loads(text).items() if k in known})
+  def from_json(cls, text: str, **overrides) -> "Config":
+    """The Config a run or an export recorded (config.json), with
+    `overrides` (e.g. another data_dir) in place of recorded values. Read
+    as it was written, not checked again: the checks are for the flags of a
+    new run, and a record from another version, or edited, is still read
+    (what it cannot build is refused where it is used). Options it does
+    not know are ignored."""
+    recorded = json.loads(text)
+    config = object.__new__(cls)
+    for field in dataclasses.fields(cls):
+      value = overrides.get(field.name, recorded.get(field.name,
+                                                      field.default))
+      object.__setattr__(config, field.name, value)
+    return config
 
   def with_flags(self, flag_text: str) -> "Config":
     """This config with `--name=value` flags applied (a flagfile's lines or a
@@ -395,7 +402,9 @@ class Config:
   def __post_init__(self):
     """Checks the values when the config is made (from flags, a flagfile,
     code or `dataclasses.replace`), before any model is built or file
-    written: every Config that exists is one a run can use.
+    written; what depends on the machine (the replicas, files a loss term
+    reads) is checked when a run starts (training.check_run), and a
+    recorded config (`from_json`) is read unchecked.
 
     Raises:
       ConfigError: naming the flag and what to do instead.
@@ -418,12 +427,6 @@ class Config:
       raise ConfigError(
           "--lambda_feature_matching needs a discriminator, but "
           "--gan_mode=none trains none. Choose a GAN loss or set it to 0.")
-    if self.lambda_vgg > 0 and not self.vgg_weights:
-      raise ConfigError("--lambda_vgg needs --vgg_weights, Keras's VGG19 "
-                        "notop .h5.")
-    if self.vgg_weights and not self.lambda_vgg > 0:
-      raise ConfigError("--vgg_weights is read only with --lambda_vgg > 0: "
-                        "set a weight, or drop --vgg_weights.")
     self._validate_sizes()
     self._validate_discriminators()
     if self.segmenter and not self.label_palette:
@@ -438,7 +441,8 @@ class Config:
           f"--crop_size={self.crop_size} is larger than --load_size="
           f"{self.load_size}: images are resized to load_size before the "
           "random crop, so set --load_size >= --crop_size.")
-    if self.generator == "unet" and not 2 <= self.unet_depth <= 9:
+    uses_unet_depth = architectures.GENERATORS[self.generator].depth is None
+    if uses_unet_depth and not 2 <= self.unet_depth <= 9:
       raise ConfigError(f"--unet_depth={self.unet_depth} must be in 2..9.")
     multiple = 2 ** self.generator_depth
     if self.crop_size % multiple:

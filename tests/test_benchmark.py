@@ -295,12 +295,13 @@ def test_largest_batch_doubles_then_bisects(benchmark, monkeypatch):
 def test_a_step_that_fits_reports_its_memory(benchmark, tmp_path):
   """The child process really trains: two steps of a tiny configuration
   report a peak memory; one that fails for another reason than memory (a
-  crop no U-Net of this depth takes) fails in the child, and is reported as
-  that failure, not as the batch being too large."""
+  perceptual loss whose weights file is missing) fails in the child, and is
+  reported as that failure, not as the batch being too large."""
   config = small_config(tmp_path, tmp_path / "run")
   assert benchmark.step_fits(config, 2) > 100  # MB: TensorFlow itself.
   with pytest.raises(ValueError, match="another reason than memory"):
-    benchmark.step_fits(dataclasses.replace(config, crop_size=30), 2)
+    benchmark.step_fits(dataclasses.replace(
+        config, lambda_vgg=1.0, vgg_weights=str(tmp_path / "none.h5")), 2)
 
 
 def test_the_profile_refuses_steps_it_would_not_time_as_they_run(
@@ -328,7 +329,7 @@ def test_the_quality_check_compares_means_over_seeds(
     value = {"none": 0.25, "bf16": 0.26}[config.mixed_precision]
     if not config.fused_updates:
       value = 0.24  # Keras's kernels.
-    return {"val_gen_l1_loss": value + 0.01 * config.seed}
+    return {"val_l1": value + 0.01 * config.seed}
 
   monkeypatch.setattr(training, "train_and_evaluate", train)
   data_dir = demo.write_dataset(str(tmp_path / "data"), 2, 1, 32)

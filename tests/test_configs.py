@@ -3,7 +3,6 @@
 import glob
 import importlib.util
 import os
-import re
 
 import numpy as np
 import pytest
@@ -134,10 +133,9 @@ def test_flag_doc_command_flags_are_generated_from_each_commands_options():
       "docs/flags.md's command flags are stale: run python "
       "tools/update_docs.py")
   options_of = update_docs.command_options()
-  assert sorted(options_of) == sorted(
-      os.path.splitext(os.path.basename(path))[0] for path in glob.glob(
-          os.path.join(ROOT, "pix2pix_tf", "*.py"))
-      if re.search(r"^OPTIONS = \(", open(path).read(), re.MULTILINE))
+  # Every command but train (whose options are Config's) has its own.
+  assert list(options_of) == ["convert", "datasets", "evaluate", "export",
+                              "predict", "serve", "study", "summary"]
   for command, options in options_of.items():
     flag_values = flags.FlagValues()
     config_lib.define_command_flags(options, flag_values)

@@ -179,6 +179,11 @@ def load_variants(spec: str) -> List[Tuple[str, Flags]]:
         raise errors.CommandError(
             f"{spec}:{number}: expected 'name: --flag=value "
             f"...', got {line!r}.")
+      if "{" in flag_text:
+        raise errors.CommandError(
+            f"{spec}:{number}: {flag_text.strip()!r} holds a placeholder; "
+            "a variant's flags are plain values (give its own --max_steps "
+            "or --load_size as numbers).")
       variants.append((name.strip(), flag_text.strip()))
   if not variants:
     raise errors.CommandError(
@@ -386,7 +391,17 @@ def finished_row(name: str, flags: Flags, args: dict, steps: int
         f"{folder} was trained {row['steps']} steps, more than "
         f"the {steps} steps it trains for at --steps="
         f"{args['steps']}; give another --out.")
-  return row if row["steps"] == steps else None
+  if row["steps"] < steps:
+    return None
+  # Settings name a function variant by its name: its flags must still be
+  # what it writes.
+  text = variant_config(flags, args)[1]
+  if row["flags"] != text:
+    raise errors.CommandError(
+        f"{folder} holds variant {name} trained with {row['flags']!r}, not "
+        f"{text!r}; give another --out, or remove {folder} to train it "
+        "again.")
+  return row
 
 
 def run_variant(name: str, flags: Flags, args: dict, strategy: object,
@@ -397,6 +412,7 @@ def run_variant(name: str, flags: Flags, args: dict, strategy: object,
 
   model_dir = os.path.join(args["out"], name)
   config, text = variant_config(flags, args, model_dir)
+  training.check_run(config, strategy)  # Before its folder is written.
   print(f"[{name}] training {config.max_steps} steps: {text or 'defaults'}",
         flush=True)
   run_folder = variant_folder(model_dir)
@@ -608,6 +624,8 @@ def main(argv):
     print(training.make_deterministic(), flush=True)  # Before TensorFlow.
   # One strategy for the whole study: a process should not create several.
   strategy = training.make_strategy(configs[0].strategy)
+  for config in configs:  # The replicas and weights files, before any trains.
+    training.check_run(config, strategy)
   rows = []
   for name, flags in variants:
     if finished[name]:

@@ -801,7 +801,7 @@ def quality_check(steps, data_dir, precisions, seeds=1):
             config, tf.distribute.OneDeviceStrategy(
                 "/gpu:0" if tf.config.list_logical_devices("GPU")
                 else "/cpu:0"))
-      results[name].append(result["val_gen_l1_loss"])
+      results[name].append(result["val_l1"])
   return results
 
 

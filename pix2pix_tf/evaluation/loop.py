@@ -108,9 +108,10 @@ def evaluate(generate: Callable, batches: Iterable, accumulator: Accumulator,
 class Validator:
   """Training's val pass: the val split's metrics, as TensorBoard scalars.
 
-  gen_l1_loss is L1 in [-1, 1] units, as the training loss; mse, psnr and
-  ssim as `metrics`; with --label_palette also the segmentation scores (e.g.
-  fcn_generated/class_iou), with --segmenter the FCN-score.
+  l1 is L1 in [-1, 1] units, as the training loss gen_l1_loss (a tag of
+  its own, so that TensorBoard does not draw the two as one); mse, psnr and
+  ssim as `metrics`; with --label_palette also the segmentation scores
+  (e.g. fcn_generated/class_iou), with --segmenter the FCN-score.
   """
 
   def __init__(self, config: config_lib.Config, generate: Callable,
@@ -142,8 +143,7 @@ class Validator:
                                                 multiple),
         self.batches, accumulator, strict_labels=False)
     self.labels_side = accumulator.labels_side
-    values = {("gen_l1_loss" if name == "l1" else name): value
-              for name, value in result["metrics"].items()}
+    values = dict(result["metrics"])
     for task, scores in result.get("segmentation", {}).items():
       for name in ("per_pixel_accuracy", "per_class_accuracy", "class_iou"):
         values[f"{task}/{name}"] = scores[name]
@@ -194,9 +194,9 @@ def evaluate_saved_model(saved_model: str, data_dir: str, split: str,
   """
   loaded = saved_model_lib.load(saved_model)
   metadata = json.loads(loaded.metadata_json.numpy())
-  config = dataclasses.replace(
-      config_lib.Config.from_json(json.dumps(metadata["flags"])),
-      data_dir=data_dir, max_pixels=options.max_pixels)
+  config = config_lib.Config.from_json(
+      json.dumps(metadata["flags"]), data_dir=data_dir,
+      max_pixels=options.max_pixels)
   translate = loaded.signatures["serving_default"]
   resolution = saved_model_lib.resolution_of(metadata, options.resolution)
   files = data_lib.list_split(data_dir, split)

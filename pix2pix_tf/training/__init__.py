@@ -20,7 +20,7 @@ from pix2pix_tf.training.precision import (POLICIES, dtype_policy,
                                            resolve_mixed_precision)
 from pix2pix_tf.training.run import (BAD_IMAGE, RUN, RUN_FILES, RUN_FOLDERS,
                                      Built, NumericalError, Run, RunPaths,
-                                     build,
+                                     build, check_run,
                                      open_run_folder, setup, train_iterator,
                                      write_run_config)
 from pix2pix_tf.training.schedules import LinearDecay, learning_rate_schedule
@@ -31,7 +31,8 @@ from pix2pix_tf.training.step import (TrainStep, make_train_step,
 __all__ = [
     "BAD_IMAGE", "Built", "LinearDecay", "NumericalError", "POLICIES", "RUN",
     "RUN_FILES", "RUN_FOLDERS", "Run", "RunPaths", "StopSignal", "TrainState",
-    "TrainStep", "build", "create_state", "dtype_policy", "is_chief",
+    "TrainStep", "build", "check_run", "create_state", "dtype_policy",
+    "is_chief",
     "learning_rate_schedule", "make_deterministic", "make_distributed_step",
     "make_strategy",
     "make_train_step", "metric_names", "open_run_folder",

@@ -270,7 +270,7 @@ class Actions:
         tf.summary.scalar("skipped_images", len(skipped))
     if self.validate is not None and step == 0:
       start = self.validate(0)
-      self.results["val_gen_l1_loss_start"] = start["gen_l1_loss"]
+      self.results["val_l1_start"] = start["l1"]
       print(f"val at step 0: {format_metrics(start)}", flush=True)
     return self.results
 

@@ -145,7 +145,7 @@ def train_and_evaluate(config: config_lib.Config,
 
   Returns:
     the final metrics: the last logged training losses, and when a val split
-    exists `val_gen_l1_loss_start` (for a fresh run) and the val metrics at
+    exists `val_l1_start` (for a fresh run) and the val metrics at
     the end; `step`, `weights_digest`, and `stopped` when SIGTERM ended the
     run early.
 

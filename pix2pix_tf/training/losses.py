@@ -8,7 +8,8 @@ its name and the total, is what the step averages, differentiates and logs.
 
 Adding a term is one function here, one config field for its weight, and
 one line in `build_objective`; a term that reads a frozen network (VGG19
-for `vgg_loss`) names it and its builder in that line too.
+for `vgg_loss`) names it, its builder and the file it reads in that line
+too.
 
 Discriminator outputs are lists with one entry per discriminator, each
 `[logits, features...]` (see `models.Discriminators`); GAN terms are summed
@@ -72,12 +73,15 @@ class Views:
 class Term:
   """One part of an objective: logged as `name`, added times `weight`.
   `helpers` builds the frozen networks its loss reads from
-  `Views.helpers`, by name; the run builds them beside the models."""
+  `Views.helpers`, by name; the run builds them beside the models. `files`
+  are the files they read, by the flag that names each: a run checks them
+  before it writes anything."""
   name: str
   weight: float
   loss: Callable[[Views], tf.Tensor]
   helpers: Mapping[str, Callable[[], keras.Model]] = dataclasses.field(
       default_factory=dict)
+  files: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,6 +95,13 @@ class Objective:
     """The builders of every term's frozen networks, by name."""
     return {name: build for term in self.generator + self.discriminator
             for name, build in term.helpers.items()}
+
+  @property
+  def files(self) -> Tuple[Tuple[str, str, str], ...]:
+    """(term name, flag, path) of every file the terms' helpers read."""
+    return tuple((term.name, flag, path)
+                 for term in self.generator + self.discriminator
+                 for flag, path in term.files.items())
 
   @property
   def metric_names(self) -> Tuple[str, ...]:
@@ -125,7 +136,8 @@ def build_objective(config: config_lib.Config) -> Objective:
                    config.lambda_feature_matching, feature_matching_loss),
               Term("gen_vgg_loss", config.lambda_vgg, vgg_loss, helpers={
                   "vgg": functools.partial(models.build_vgg,
-                                           config.vgg_weights)})]
+                                           config.vgg_weights)},
+                   files={"vgg_weights": config.vgg_weights})]
   generator += [term for term in optional if term.weight]
   discriminator = []
   if gan_mode != "none":

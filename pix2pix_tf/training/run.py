@@ -21,6 +21,7 @@ from pix2pix_tf import models
 from pix2pix_tf import outputs
 from pix2pix_tf import temporaries
 from pix2pix_tf.training import distribution
+from pix2pix_tf.training import losses
 from pix2pix_tf.training import precision
 from pix2pix_tf.training import schedules
 from pix2pix_tf.training import state as state_lib
@@ -187,8 +188,7 @@ def setup(config: config_lib.Config,
   Raises:
     config_lib.ConfigError, data_lib.DatasetError: naming the flag or file.
   """
-  check_against_strategy(config, strategy)
-  check_weights_files(config)
+  check_run(config, strategy)
   folder = open_run_folder(config.model_dir, config.data_dir)
   check_cache_folder(config)
   check_resumed_config(config)
@@ -298,26 +298,26 @@ def open_run_folder(model_dir: str, data_dir: str = "") -> outputs.Folder:
   return folder
 
 
-def check_against_strategy(config: config_lib.Config,
-                           strategy: tf.distribute.Strategy) -> None:
-  """--batch_size, the global batch, splits evenly across the strategy's
-  replicas (the config's own values are checked when it is made)."""
+def check_run(config: config_lib.Config,
+              strategy: tf.distribute.Strategy) -> None:
+  """What a config's own check cannot know, before a run writes anything:
+  --batch_size, the global batch, splits evenly across the strategy's
+  replicas, and the files the objective's terms read are files (a config
+  is also read back from runs and exports on machines without them).
+
+  Raises:
+    config_lib.ConfigError: naming the flag.
+  """
   replicas = strategy.num_replicas_in_sync
   if config.batch_size % replicas:
     raise config_lib.ConfigError(
         f"--batch_size={config.batch_size} is not divisible by the "
         f"{replicas} replicas of the strategy: it is the global batch, split "
         "evenly across replicas.")
-
-
-def check_weights_files(config: config_lib.Config) -> None:
-  """The weights files that loss terms read are files (a config is also
-  read back from runs and exports on machines without them, so this is
-  checked when a run starts, not when the config is made)."""
-  if config.lambda_vgg > 0 and not os.path.isfile(config.vgg_weights):
-    raise config_lib.ConfigError(
-        f"--lambda_vgg needs --vgg_weights, Keras's VGG19 notop .h5; "
-        f"{config.vgg_weights!r} is not a file.")
+  for term, flag, path in losses.build_objective(config).files:
+    if not os.path.isfile(path):
+      raise config_lib.ConfigError(
+          f"--{flag}={path!r} is not a file; the {term} term reads it.")
 
 
 def check_cache_folder(config: config_lib.Config) -> None:

@@ -360,6 +360,11 @@ def test_a_variant_with_its_own_steps_is_kept_continued_or_refused(tmp_path):
   more = dict(args, steps=100)
   assert ablate.variant_config(flags, more)[0].max_steps == 4
   assert ablate.finished_row("v", flags, more, 4) is None
+  # A finished row whose flags the function no longer writes is refused.
+  (tmp_path / "v" / "metrics.json").write_text(json.dumps(
+      dict(row_of(2), flags="--batch_size=16 --max_steps=2")))
+  with pytest.raises(ValueError, match="trained with '--batch_size=16"):
+    ablate.finished_row("v", flags, args, config.max_steps)
   # The table names each variant's steps when they differ.
   rows = [dict(row, variant="a", steps=50), dict(row, steps=2)]
   table = ablate.markdown_table(rows, "batch_size")
@@ -379,6 +384,10 @@ def test_a_variant_with_its_own_steps_is_kept_continued_or_refused(tmp_path):
   # the flag; and so is training no steps.
   with pytest.raises(ValueError, match="max_steps"):
     ablate.variant_config("--max_steps={steps/2}", args)
+  old = tmp_path / "old.txt"
+  old.write_text("half: --max_steps={steps/2}\n")
+  with pytest.raises(ValueError, match=r"old\.txt:1: .* holds a placeholder"):
+    ablate.load_variants(str(old))
   with pytest.raises(ValueError, match="at least one"):
     ablate.variant_config("--max_steps=0 --epochs=5", args)
 

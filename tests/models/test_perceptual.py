@@ -3,6 +3,8 @@ file laid out as Keras's published one (random weights: nothing is
 downloaded), its five activations given Caffe's input, the term's value and
 gradients, and a run that trains with it and logs it."""
 
+import re
+
 import h5py
 import keras
 import numpy as np
@@ -104,20 +106,20 @@ def test_a_run_trains_with_it_logs_it_and_keeps_vgg_frozen_and_out_of_the_checkp
 
 
 def test_missing_or_wrong_weights_are_named_with_what_to_give(tmp_path):
-  with pytest.raises(config_lib.ConfigError, match="--lambda_vgg needs "
-                     "--vgg_weights"):
-    small_config(".", ".", lambda_vgg=1.0)
-  with pytest.raises(config_lib.ConfigError, match="--vgg_weights is read "
-                     "only with --lambda_vgg > 0"):
-    small_config(".", ".", vgg_weights=__file__)
-  # A missing file is refused when the run starts, before it writes.
+  # Unset or missing: refused when the run starts, before it writes.
   data_dir = demo.write_dataset(str(tmp_path / "data"), 2, 0, 36)
-  config = small_config(data_dir, tmp_path / "run", lambda_vgg=1.0,
-                        vgg_weights=str(tmp_path / "none.h5"))
-  with pytest.raises(config_lib.ConfigError, match=r"none\.h5' is not a file"):
-    training.train_and_evaluate(config,
-                                tf.distribute.OneDeviceStrategy("/cpu:0"))
-  assert not (tmp_path / "run").exists()
+  strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+  for weights in ("", str(tmp_path / "none.h5")):
+    config = small_config(data_dir, tmp_path / "run", lambda_vgg=1.0,
+                          vgg_weights=weights)
+    with pytest.raises(config_lib.ConfigError, match=re.escape(
+        f"--vgg_weights={weights!r} is not a file; the gen_vgg_loss term "
+        "reads it.")):
+      training.train_and_evaluate(config, strategy)
+    assert not (tmp_path / "run").exists()
+  # Weights without a weight: the term is off and nothing reads them.
+  off = losses.build_objective(small_config(".", ".", vgg_weights="x.h5"))
+  assert (off.helpers, off.files) == ({}, ())
   with pytest.raises(errors.CommandError, match=r"none\.h5 is not a file"):
     models.build_vgg(str(tmp_path / "none.h5"))
   other = str(tmp_path / "other.weights.h5")
@@ -135,6 +137,7 @@ def test_a_term_declares_the_frozen_networks_it_reads(monkeypatch, vgg_file):
   config = small_config(".", ".", lambda_vgg=1.0, vgg_weights=vgg_file[0])
   objective = losses.build_objective(config)
   assert list(objective.helpers) == ["vgg"]
+  assert objective.files == (("gen_vgg_loss", "vgg_weights", vgg_file[0]),)
   assert losses.build_objective(small_config(".", ".")).helpers == {}
   extra = losses.Term("gen_extra_loss", 1.0, lambda views: 0.0,
                       helpers={"tiny": lambda: keras.Sequential(name="tiny")})

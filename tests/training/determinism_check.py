@@ -42,9 +42,20 @@ def parse_args():
 
 
 def folder_bytes(folder):
-  """The size of the files under folder, in bytes."""
-  return sum(os.path.getsize(os.path.join(parent, name))
-             for parent, _, names in os.walk(folder) for name in names)
+  """The disk the files under folder hold, in bytes: those listed, and
+  those deleted but still open in this process (Linux keeps them until
+  they are closed)."""
+  listed = sum(os.path.getsize(os.path.join(parent, name))
+               for parent, _, names in os.walk(folder) for name in names)
+  held = 0
+  for fd in os.listdir("/proc/self/fd"):
+    try:
+      target = os.readlink(f"/proc/self/fd/{fd}")
+      if target.startswith(folder) and target.endswith(" (deleted)"):
+        held += os.stat(f"/proc/self/fd/{fd}").st_size
+    except OSError:  # Closed since it was listed.
+      continue
+  return listed + held
 
 
 # Checkpoint entries that are not the run's state.
@@ -52,33 +63,39 @@ NOT_STATE = ("_CHECKPOINTABLE_OBJECT_GRAPH", "save_counter")
 
 
 def saved_state(checkpoint, path, disk):
-  """A reader of every variable the run's checkpoint holds (weights, moving
-  statistics of the generator, optimizer slots and iterations, the step,
-  the noise seeds), from a checkpoint written at path, as a resumed run
-  would read it, and their names; the scratch folder's size once it is
-  written is appended to disk. (The discriminators' moving statistics are
-  not among them: they always judge with batch statistics, so nothing reads
-  them.) Variables are read one at a time and the files deleted as soon as
-  they are compared: a 256x256 state with its Adam slots is about 650 MB,
-  and the suite runs beside other work on a machine of 24 GiB."""
-  import tensorflow as tf
+  """Writes the run's checkpoint at path, as a resumed run would read it,
+  and returns where it went; the scratch folder's size once it is written
+  is appended to disk."""
   written = checkpoint.write(path)
   disk.append(folder_bytes(os.path.dirname(path)))
+  return written
+
+
+def state_reader(written):
+  """A reader of every variable a checkpoint holds (weights, moving
+  statistics of the generator, optimizer slots and iterations, the step,
+  the noise seeds), and their names. (The discriminators' moving statistics
+  are not among them: they always judge with batch statistics, so nothing
+  reads them.) Variables are read one at a time, and a reader is dropped
+  before its files are deleted (an open reader keeps them on disk): a
+  256x256 state with its Adam slots is about 650 MB, and the suite runs
+  beside other work on a machine of 24 GiB."""
+  import tensorflow as tf
   reader = tf.train.load_checkpoint(written)
   names = sorted(k for k in reader.get_variable_to_shape_map()
                  if k not in NOT_STATE)
-  return written, reader, names
+  return reader, names
 
 
-def delete(path):
-  """The files of the checkpoint written at path."""
-  for leftover in glob.glob(path + ".*"):
+def delete(written):
+  """The files of the checkpoint written at `written`."""
+  for leftover in glob.glob(written + ".*"):
     os.remove(leftover)
 
 
-def digests(state):
+def digests(written):
   """Each variable's SHA-256, by name, and the state's size in bytes."""
-  _, reader, names = state
+  reader, names = state_reader(written)
   found, size = {}, 0
   for name in names:
     value = reader.get_tensor(name)
@@ -88,10 +105,11 @@ def digests(state):
   return found, size
 
 
-def farthest(a, b):
+def farthest(written_a, written_b):
   """(the largest difference, the variables that differ at all) between
-  two `saved_state`s, read one variable at a time."""
-  (_, reader_a, names), (_, reader_b, names_b) = a, b
+  two checkpoints, read one variable at a time."""
+  (reader_a, names), (reader_b, names_b) = (state_reader(written_a),
+                                            state_reader(written_b))
   assert names == names_b
   worst, differing = 0.0, []
   for name in names:
@@ -118,6 +136,7 @@ def check(flagfile, args, strategy, scratch):
       label_palette="", deterministic=True,
       batch_size=max(config.batch_size, args.replicas),
       mixed_precision=args.mixed_precision, steps_per_execution=1)
+  training.check_run(config, strategy)  # As a run starts.
   split = data_lib.open_split(config.data_dir, "train")
   steps_per_epoch = split.count // config.batch_size
   keras.utils.set_random_seed(config.seed)
@@ -128,7 +147,7 @@ def check(flagfile, args, strategy, scratch):
   initial = saved_state(checkpoint, os.path.join(scratch, f"{name}-initial"),
                         disk)
   initial_digests, state_bytes = digests(initial)
-  delete(initial[0])
+  delete(initial)
   step1 = os.path.join(scratch, f"{name}-step1")
 
   def train(first_step, label):
@@ -156,8 +175,8 @@ def check(flagfile, args, strategy, scratch):
             "steps": args.steps, "moved": moved, "state_bytes": state_bytes,
             "scratch_peak_bytes": max(disk),
             "resumed_run": farthest(unbroken, resumed)}
-  delete(unbroken[0])
-  delete(resumed[0])
+  delete(unbroken)
+  delete(resumed)
   return result
 
 

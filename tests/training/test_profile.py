@@ -72,7 +72,8 @@ def test_the_plain_step_takes_the_configurations_activations(
 def test_the_plain_step_refuses_what_the_tutorial_does_not_do(tmp_path):
   for overrides in (dict(gan_mode="lsgan"), dict(lambda_l2=1.0),
                     dict(lambda_feature_matching=1.0), dict(lambda_vgg=1.0),
-                    dict(num_discriminators=2), dict(mixed_precision="fp16")):
+                    dict(num_discriminators=2, crop_size=64, load_size=72),
+                    dict(mixed_precision="fp16")):
     with pytest.raises(ValueError, match="fp16" if "mixed_precision" in
                        overrides else "the paper's objective"):
       profile.PlainStep(small_config(tmp_path, tmp_path / "run",

@@ -280,7 +280,7 @@ def test_tfrecords_hold_the_files_and_train(tmp_path):
   results = training.train_and_evaluate(
       small_config(str(records), tmp_path / "run", max_steps=2),
       tf.distribute.OneDeviceStrategy("/cpu:0"))
-  assert results["step"] == 2 and "val_gen_l1_loss" in results
+  assert results["step"] == 2 and "val_l1" in results
 
 
 @pytest.mark.slow

@@ -34,8 +34,8 @@ def test_entry_point_trains_writes_everything_and_resumes(tiny_dataset,
                                                f"--model_dir={model_dir}"]))
   first = run_command("train", f"--flagfile={flagfile}", "--max_steps=4")
   assert first.returncode == 0, first.stderr
-  assert "val at step 0: gen_l1_loss " in first.stdout
-  assert "val at step 4: gen_l1_loss " in first.stdout
+  assert "val at step 0: l1 " in first.stdout
+  assert "val at step 4: l1 " in first.stdout
 
   # Checkpoints, with the step counter inside.
   checkpoints = model_dir / "checkpoints"
@@ -55,8 +55,10 @@ def test_entry_point_trains_writes_everything_and_resumes(tiny_dataset,
     assert all(np.isfinite(v) for _, v in train_tags[name])
   assert "input_generated_target" in train_tags
   val_tags = scalar_tags(str(model_dir / "logs" / "val"))
-  for name in ("gen_l1_loss", "mse", "psnr", "ssim"):
+  for name in ("l1", "mse", "psnr", "ssim"):
     assert [s for s, _ in val_tags[name]] == [0, 2, 4], name
+  # The val pass's L1 is a tag of its own, not the training loss's.
+  assert not set(val_tags) & set(train_tags)
   # 8 images, batch 2: 4 steps an epoch; epochs=2 at 2e-4, no decay yet.
   assert train_tags["learning_rate"][-1][1] == pytest.approx(2e-4)
 

@@ -199,8 +199,9 @@ def dropout_blocks(config):
 
 
 def test_dropout_sits_where_the_paper_or_the_reference_puts_it(tmp_path):
-  paper = small_config(tmp_path, tmp_path, generator="unet_256", ngf=4)
-  reference = small_config(tmp_path, tmp_path, generator="unet_256", ngf=4,
+  at_256 = dict(generator="unet_256", crop_size=256, load_size=286, ngf=4)
+  paper = small_config(tmp_path, tmp_path, **at_256)
+  reference = small_config(tmp_path, tmp_path, **at_256,
                            dropout_placement="reference")
   # unet_256's decoder blocks from the innermost out: up7, up6, ..., up1.
   assert dropout_blocks(paper) == ["up5_dropout", "up6_dropout",
@@ -209,8 +210,8 @@ def test_dropout_sits_where_the_paper_or_the_reference_puts_it(tmp_path):
                                        "up6_dropout"]
   # unet_128: the reference has two (its depth - 5 middle blocks).
   assert dropout_blocks(small_config(
-      tmp_path, tmp_path, generator="unet_128", ngf=4,
-      dropout_placement="reference")) == ["up4_dropout", "up5_dropout"]
+      tmp_path, tmp_path, generator="unet_128", crop_size=128, load_size=143,
+      ngf=4, dropout_placement="reference")) == ["up4_dropout", "up5_dropout"]
   # The same weights either way.
   assert (models.build_generator(paper).count_params() ==
           models.build_generator(reference).count_params())
@@ -272,7 +273,8 @@ def test_run_config_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
 
   monkeypatch.setattr(os, "replace", failing_replace)
   with pytest.raises(OSError, match="disk full"):
-    training.write_run_config(dataclasses.replace(config, crop_size=64), run)
+    training.write_run_config(
+        dataclasses.replace(config, crop_size=64, load_size=72), run)
   assert (tmp_path / "run" / "config.json").read_text() == before
   assert sorted(os.listdir(tmp_path / "run")) == [
       outputs.MANIFEST, "config.json", "flags.txt"]
