@@ -17,6 +17,7 @@ import dataclasses
 import json
 import os
 import shlex
+import sys
 from typing import Callable, Optional, Sequence, Tuple
 
 from absl import app
@@ -647,11 +648,23 @@ def run_command(command: str, main: Callable[[Sequence[str]], None],
   """A command's entry point: defines its flags (training options for train,
   summary and convert, then the command's own `options`), quiets
   TensorFlow's C++ log unless TF_CPP_MIN_LOG_LEVEL is set, and runs `main`
-  under absl."""
+  under absl.
+
+  absl's --help shows the main module's docstring and key flags. Run as
+  `python -m pix2pix_tf.<command>`, the command is that module; run as a
+  console script (pix2pix-<command>), the main module is pip's wrapper, so
+  the command's flags are declared its key flags and the command's
+  docstring its usage."""
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+  before = set(flags.FLAGS)
   if command in ("train", "summary", "convert"):
     define_flags()
   define_command_flags(options)
   if command == "convert":  # Where it writes is a run: --model_dir.
     flags.DEFINE_alias("output_dir", "model_dir")
+  for name in sorted(set(flags.FLAGS) - before):
+    flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[name])
+  script = sys.modules["__main__"]
+  if not script.__doc__:
+    script.__doc__ = sys.modules[main.__module__].__doc__
   app.run(errors.guarded(f"pix2pix_tf.{command}", main))

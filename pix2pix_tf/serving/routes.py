@@ -1,8 +1,8 @@
 """The server's routes: `ENDPOINTS`, the one list of what it answers (the
-server installs it, the README's table is written from it), and TensorFlow
-Serving's routing: which servable a REST path names (model, version or
-version label) and which signature a predict body runs, with TensorFlow
-Serving's statuses and messages."""
+server installs it, docs/rest_api.md's table is written from it), and
+TensorFlow Serving's routing: which servable a REST path names (model,
+version or version label) and which signature a predict body runs, with
+TensorFlow Serving's statuses and messages."""
 
 from typing import Mapping, NamedTuple, Optional, Protocol, Sequence, Tuple
 

@@ -3,7 +3,7 @@ for the export's signatures (rest.py holds the API's JSON rules), so that a
 client of TensorFlow Serving works unchanged against it, and the other way
 round.
 
-What it answers is `routes.ENDPOINTS` (the README's endpoint table is
+What it answers is `routes.ENDPOINTS` (docs/rest_api.md's endpoint table is
 written from it): the page (pages/translate.html: draw a label map, with
 palette brushes named by class, or edges with a pen, on a canvas of a
 chosen size, or upload an image; Translate, at native resolution),
