@@ -10,7 +10,9 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import keras
 import tensorflow as tf
+from tensorboard.plugins.hparams import api as hparams_api
 
+from pix2pix_tf import config as config_lib
 from pix2pix_tf import data as data_lib
 from pix2pix_tf import outputs
 from pix2pix_tf.training import run as run_lib
@@ -26,6 +28,12 @@ def image_grid(input_image: tf.Tensor, generated_image: tf.Tensor,
              for x in columns]
   rows = tf.concat(columns, axis=2)  # (n, h, 3w, 3)
   return tf.reshape(rows, [-1, rows.shape[2], 3])  # (n*h, 3w, 3)
+
+
+def hparams_of(config: config_lib.Config) -> Dict[str, object]:
+  """The options as TensorBoard hparams (bool, int, float or str)."""
+  return {name: value if isinstance(value, (bool, int, float, str))
+          else str(value) for name, value in dataclasses.asdict(config).items()}
 
 
 def format_metrics(values: Dict[str, float]) -> str:
@@ -262,17 +270,36 @@ class Actions:
   results: Dict[str, float]
 
   def start(self, step: int) -> Dict[str, float]:
-    """Before the first step: the skipped-images count, and a fresh run's
-    val metrics at step 0."""
+    """Before the first step: the skipped-images count; for a fresh run,
+    what describes it (`describe`) and the val metrics at step 0."""
     skipped = self.run.data.skipped
     if skipped:
       with self.writers["train"].as_default(step=step):
         tf.summary.scalar("skipped_images", len(skipped))
+    if step == 0:
+      self.describe()
     if self.validate is not None and step == 0:
       start = self.validate(0)
       self.results["val_l1_start"] = start["l1"]
       print(f"val at step 0: {format_metrics(start)}", flush=True)
     return self.results
+
+  def describe(self) -> None:
+    """A fresh run's step 0 in TensorBoard: its flags as text, its options
+    as hparams (written to logs/, so that the HParams tab lists each run's
+    options beside the metrics of its train/ and val/ scalars), and the
+    sample grid before training."""
+    config = self.run.config
+    with self.writers["train"].as_default(step=0):
+      tf.summary.text("flags", "<pre>" + run_lib.flagfile_text(config) +
+                      "</pre>")
+    with self.writers["hparams"].as_default(step=0):
+      hparams_api.hparams(hparams_of(config),
+                          trial_id=os.path.basename(
+                              os.path.abspath(config.model_dir)))
+    for action in self.periodic:
+      if isinstance(action, WriteSample):
+        action(0)
 
   def finish(self, step: int) -> Dict[str, float]:
     """After the last step: the val metrics of a finished run; the logs
@@ -292,7 +319,8 @@ def standard_actions(run: run_lib.Run, generate: Callable,
   """The actions --log_every_steps, --sample_every_steps, --eval_every_steps
   and --checkpoint_every_steps ask for, in that order."""
   config, data, paths = run.config, run.data, run.paths
-  writers = {"train": tf.summary.create_file_writer(paths.logs("train"))}
+  writers = {"train": tf.summary.create_file_writer(paths.logs("train")),
+             "hparams": tf.summary.create_file_writer(paths.logs(""))}
   if validator is not None:
     writers["val"] = tf.summary.create_file_writer(paths.logs("val"))
   window = Window(step_lib.metric_names(config))

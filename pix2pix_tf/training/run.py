@@ -369,11 +369,16 @@ def write_run_config(config: config_lib.Config,
   --force_config is a one-time permission, not part of the run's flags.
   """
   config = dataclasses.replace(config, force_config=False)
-  flag_lines = []
+  folder.write_text("flags.txt", flagfile_text(config))
+  folder.write_text("config.json", config.to_json())
+
+
+def flagfile_text(config: config_lib.Config) -> str:
+  """`config` as a flagfile: one `--name=value` line per option."""
+  lines = []
   for field in dataclasses.fields(config):
     value = getattr(config, field.name)
     if isinstance(value, bool):
       value = str(value).lower()
-    flag_lines.append(f"--{field.name}={value}\n")
-  folder.write_text("flags.txt", "".join(flag_lines))
-  folder.write_text("config.json", config.to_json())
+    lines.append(f"--{field.name}={value}\n")
+  return "".join(lines)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
+from tensorboard.plugins.hparams import plugin_data_pb2
 
 from conftest import (NO_TENSORFLOW, assert_same_update, run_command, run_saying_imports,
                       scalar_tags, small_config, truncate_after_header)
@@ -71,6 +72,21 @@ def test_entry_point_trains_writes_everything_and_resumes(tiny_dataset,
   assert f"--data_dir={tiny_dataset}\n" in flags_text
   assert "--crop_size=32\n" in flags_text
 
+  # Step 0 describes the run: the sample before training, the flags as
+  # text, and the options as hparams in logs/ (beside train/ and val/, whose
+  # scalars are the HParams tab's metrics).
+  assert train_tags["input_generated_target"][0][0] == 0
+  assert (model_dir / "samples" / "step_0000000.png").exists()
+  assert logged(model_dir / "logs" / "train", "flags") == [
+      (0, "<pre>" + flags_text + "</pre>")]
+  hparams, = logged(model_dir / "logs", "_hparams_/session_start_info")
+  assert hparams[0] == 0
+  start = plugin_data_pb2.HParamsPluginData.FromString(
+      hparams[1]).session_start_info
+  assert start.hparams["crop_size"].number_value == 32
+  assert start.hparams["data_dir"].string_value == str(tiny_dataset)
+  assert start.hparams["flip"].bool_value is True
+
   # The same command again resumes at the saved step and goes on.
   second = run_command("train", f"--flagfile={flagfile}", "--max_steps=10")
   assert second.returncode == 0, second.stderr
@@ -86,6 +102,26 @@ def test_entry_point_trains_writes_everything_and_resumes(tiny_dataset,
       2e-4 * (1 - 1 / 3), rel=1e-5)
   # Three checkpoints kept by default.
   assert len(glob.glob(str(checkpoints / "ckpt-*.index"))) == 3
+  # A resumed run is the same session: described once, at step 0.
+  assert len(logged(model_dir / "logs" / "train", "flags")) == 1
+  assert len(logged(model_dir / "logs", "_hparams_/session_start_info")) == 1
+
+
+def logged(log_dir, tag):
+  """(step, text or plugin content) of each `tag` event in a log folder
+  (its own events, not its subfolders')."""
+  found = []
+  for path in sorted(glob.glob(os.path.join(log_dir, "events.out.*"))):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        if value.tag != tag:
+          continue
+        if value.metadata.plugin_data.plugin_name == "hparams":
+          found.append((event.step, value.metadata.plugin_data.content))
+        else:
+          found.append((event.step, tf.make_ndarray(
+              value.tensor).item().decode()))
+  return found
 
 
 @pytest.mark.slow
