@@ -316,6 +316,10 @@ class Config:
       1000, "Evaluate on the val split every this many steps.")
   num_samples: int = option(
       4, "Examples in the sample grid (from val, else train).")
+  profile_steps: str = option(
+      "", "FIRST,LAST: trace training steps FIRST to LAST with TensorFlow's "
+      "profiler, into logs/train (TensorBoard's Profile tab, from the "
+      "tensorboard-plugin-profile package).")
   inference_mode: str = option(
       "paper",
       "How samples and val metrics run the generator. paper: dropout on and "
@@ -342,6 +346,18 @@ class Config:
     """Number of stride-2 downsamplings in the generator."""
     generator = architectures.GENERATORS.get(self.generator)
     return getattr(generator, "depth", None) or self.unet_depth
+
+  @property
+  def profiled_steps(self) -> Tuple[int, ...]:
+    """--profile_steps as (first, last); empty when unset."""
+    try:
+      steps = tuple(int(s) for s in self.profile_steps.split(",") if s.strip())
+    except ValueError:
+      steps = (0,)
+    if steps and (len(steps) != 2 or not 1 <= steps[0] <= steps[1]):
+      raise ConfigError(f"--profile_steps={self.profile_steps} is not "
+                        "FIRST,LAST with 1 <= FIRST <= LAST, e.g. 10,15.")
+    return steps
 
   @property
   def receptive_field_list(self) -> Tuple[int, ...]:
@@ -415,6 +431,7 @@ class Config:
         _check_choice(field.name, getattr(self, field.name),
                       field.metadata["choices"])
     self._validate_ranges()
+    self.profiled_steps  # pylint: disable=pointless-statement
     if self.epochs + self.epochs_decay < 1 and self.max_steps < 1:
       raise ConfigError("--epochs plus --epochs_decay is 0 and --max_steps is "
                         "unset: nothing to train. Set one of them.")

@@ -223,6 +223,43 @@ class SaveCheckpoint(PeriodicAction):
       self.saved_step = step
 
 
+class Profile:
+  """--profile_steps=FIRST,LAST: TensorFlow's profiler traces the updates
+  that take the step counter from FIRST - 1 to LAST, into `logdir`."""
+
+  def __init__(self, first: int, last: int, logdir: str):
+    self.first, self.last, self.logdir = first, last, logdir
+    self.tracing = False
+    self.reached = first - 1
+
+  @property
+  def stops(self) -> Tuple[int, int]:
+    """The steps where a block of steps must end for the trace to start and
+    stop on time."""
+    return (self.first - 1, self.last)
+
+  def before(self, step: int) -> None:
+    """Starts the trace when the next update is step FIRST."""
+    if step == self.first - 1:
+      tf.profiler.experimental.start(self.logdir)
+      self.tracing = True
+
+  def after(self, step: int) -> None:
+    """Notes the step reached; ends the trace once step LAST is done."""
+    self.reached = step
+    if step >= self.last:
+      self.close()
+
+  def close(self) -> None:
+    """Ends and writes the trace, if one is running (a run stopped early
+    ends it where it stopped)."""
+    if self.tracing:
+      tf.profiler.experimental.stop()
+      self.tracing = False
+      print(f"Profiled steps {self.first} to {self.reached} into "
+            f"{self.logdir}.", flush=True)
+
+
 class PreemptionCheckpointSaved(Exception):
   """A multi-worker run saved its checkpoint after a worker got SIGTERM."""
 
@@ -268,6 +305,7 @@ class Actions:
   validate: Optional[Validate]
   writers: Dict[str, object]
   results: Dict[str, float]
+  profile: Optional[Profile] = None
 
   def start(self, step: int) -> Dict[str, float]:
     """Before the first step: the skipped-images count; for a fresh run,
@@ -348,5 +386,7 @@ def standard_actions(run: run_lib.Run, generate: Callable,
                                run.step)
   periodic.append(checkpoints)
   preemption = Preemption(run) if config.strategy == "multi_worker" else None
+  profile = (Profile(*config.profiled_steps, paths.logs("train"))
+             if config.profiled_steps else None)
   return Actions(run, window, periodic, checkpoints, preemption, validate,
-                 writers, results)
+                 writers, results, profile)

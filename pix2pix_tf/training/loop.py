@@ -60,13 +60,16 @@ def threading_is_main() -> bool:
 
 
 def next_block(step: int, total_steps: int, steps_per_execution: int,
-               periods: Sequence[int]) -> int:
+               periods: Sequence[int], stops: Sequence[int] = ()) -> int:
   """Steps for the next call: up to --steps_per_execution, ending at the
-  next step where an action is due (or the epoch or run ends), so that
-  actions fire on time."""
+  next step where an action is due (or the epoch or run ends, or at one of
+  `stops`), so that actions fire on time."""
   block = min(steps_per_execution, total_steps - step)
   for every in periods:
     block = min(block, every - step % every)
+  for stop in stops:
+    if stop > step:
+      block = min(block, stop - step)
   return block
 
 
@@ -113,13 +116,19 @@ def train_loop(run: run_lib.Run, actions: actions_lib.Actions) -> bool:
   progress = actions_lib.EpochProgress(total, per_epoch, actions.window,
                                        config.batch_size)
   periods = [a.every for a in actions.periodic] + [per_epoch]
+  profile = actions.profile
   step = run.step
   with StopSignal(enabled=actions.preemption is None) as stop:
     while step < total:
-      block = next_block(step, total, config.steps_per_execution, periods)
+      block = next_block(step, total, config.steps_per_execution, periods,
+                         profile.stops if profile else ())
       progress.begin(step)
+      if profile:
+        profile.before(step)
       metrics = run_block(run, block)
       step += block
+      if profile:
+        profile.after(step)
       actions.window.add(metrics, block)
       progress.update(step, metrics)
       for action in actions.periodic:
@@ -168,7 +177,11 @@ def train_and_evaluate(config: config_lib.Config,
                if run.data.val else None)
   actions = actions_lib.standard_actions(run, generate, validator)
   results = actions.start(run.step)
-  stopped = train_loop(run, actions)
+  try:
+    stopped = train_loop(run, actions)
+  finally:
+    if actions.profile:  # A run that stops early writes what it traced.
+      actions.profile.close()
   results.update(actions.finish(run.step))
   if stopped:
     results["stopped"] = True

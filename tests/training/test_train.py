@@ -33,7 +33,8 @@ def test_entry_point_trains_writes_everything_and_resumes(tiny_dataset,
   flagfile = tmp_path / "tiny.flags"
   flagfile.write_text("\n".join(SMALL_FLAGS + [f"--data_dir={tiny_dataset}",
                                                f"--model_dir={model_dir}"]))
-  first = run_command("train", f"--flagfile={flagfile}", "--max_steps=4")
+  first = run_command("train", f"--flagfile={flagfile}", "--max_steps=4",
+                      "--profile_steps=3,4")
   assert first.returncode == 0, first.stderr
   assert "val at step 0: l1 " in first.stdout
   assert "val at step 4: l1 " in first.stdout
@@ -102,6 +103,11 @@ def test_entry_point_trains_writes_everything_and_resumes(tiny_dataset,
       2e-4 * (1 - 1 / 3), rel=1e-5)
   # Three checkpoints kept by default.
   assert len(glob.glob(str(checkpoints / "ckpt-*.index"))) == 3
+  # --profile_steps: a profiler trace of steps 3 and 4, for the Profile tab.
+  assert f"Profiled steps 3 to 4 into {model_dir}/logs/train." in first.stdout
+  trace, = glob.glob(str(model_dir / "logs" / "train" / "plugins" /
+                          "profile" / "*" / "*.xplane.pb"))
+  assert b"Conv2D" in open(trace, "rb").read()
   # A resumed run is the same session: described once, at step 0.
   assert len(logged(model_dir / "logs" / "train", "flags")) == 1
   assert len(logged(model_dir / "logs", "_hparams_/session_start_info")) == 1
@@ -187,6 +193,10 @@ def test_flag_errors_are_one_clear_line(tiny_dataset, tmp_path):
     (dict(crop_size=48, load_size=48), "--crop_size=48 is not a multiple of 32"),
     (dict(d_layers=5), "--d_layers=5 is too deep for --crop_size=32"),
     (dict(gan_mode="none", lambda_l1=0.0), "nothing to optimise"),
+    (dict(profile_steps="3,2"), "--profile_steps=3,2 is not FIRST,LAST"),
+    (dict(profile_steps="0,2"), "--profile_steps=0,2 is not FIRST,LAST"),
+    (dict(profile_steps="2"), "--profile_steps=2 is not FIRST,LAST"),
+    (dict(profile_steps="a,b"), "--profile_steps=a,b is not FIRST,LAST"),
 ])
 def test_invalid_configurations_are_rejected(tmp_path, overrides, message):
   with pytest.raises(config_lib.ConfigError, match=message):
