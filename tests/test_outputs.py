@@ -221,7 +221,13 @@ def serve_and_stop(command, arguments):
   finally:
     if process.poll() is None:
       process.send_signal(signal.SIGINT)
-    process.wait(timeout=60)
+    # As long as the start may take (Lines.wait_for's bound): on a loaded
+    # machine a Ctrl-C that lands during TensorFlow's import waits for it.
+    try:
+      process.wait(timeout=300)
+    except subprocess.TimeoutExpired:
+      process.kill()
+      raise
   return subprocess.CompletedProcess(process.args, process.returncode,
                                      health, lines.text())
 
