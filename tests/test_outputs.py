@@ -202,13 +202,21 @@ def trained(trained_run):
   return trained_run
 
 
+def ctrl_c_stops_it():
+  """In the child before it starts: Ctrl-C (SIGINT) back to its default. A
+  shell that runs the suite in the background hands its children SIGINT
+  ignored, and Python then never raises KeyboardInterrupt."""
+  signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def serve_and_stop(command, arguments):
   """Runs a server until it answers its health check, then stops it with
   Ctrl-C; the run's outcome as subprocess.run gives it, its stdout the
   health check's answer ("" if it never listened)."""
   process = subprocess.Popen(
       [sys.executable, "-m", f"pix2pix_tf.{command}", *arguments],
-      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV)
+      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV,
+      preexec_fn=ctrl_c_stops_it)
   lines = Lines(process.stdout)
   health = ""
   try:
@@ -221,10 +229,8 @@ def serve_and_stop(command, arguments):
   finally:
     if process.poll() is None:
       process.send_signal(signal.SIGINT)
-    # As long as the start may take (Lines.wait_for's bound): on a loaded
-    # machine a Ctrl-C that lands during TensorFlow's import waits for it.
     try:
-      process.wait(timeout=300)
+      process.wait(timeout=60)
     except subprocess.TimeoutExpired:
       process.kill()
       raise

@@ -223,7 +223,7 @@ class SaveCheckpoint(PeriodicAction):
       self.saved_step = step
 
 
-class Profile:
+class ProfilerTrace:
   """--profile_steps=FIRST,LAST: TensorFlow's profiler traces the updates
   that take the step counter from FIRST - 1 to LAST, into `logdir`."""
 
@@ -305,7 +305,7 @@ class Actions:
   validate: Optional[Validate]
   writers: Dict[str, object]
   results: Dict[str, float]
-  profile: Optional[Profile] = None
+  profile: Optional[ProfilerTrace] = None
 
   def start(self, step: int) -> Dict[str, float]:
     """Before the first step: the skipped-images count; for a fresh run,
@@ -386,7 +386,7 @@ def standard_actions(run: run_lib.Run, generate: Callable,
                                run.step)
   periodic.append(checkpoints)
   preemption = Preemption(run) if config.strategy == "multi_worker" else None
-  profile = (Profile(*config.profiled_steps, paths.logs("train"))
+  profile = (ProfilerTrace(*config.profiled_steps, paths.logs("train"))
              if config.profiled_steps else None)
   return Actions(run, window, periodic, checkpoints, preemption, validate,
                  writers, results, profile)
