@@ -52,38 +52,40 @@ def assert_identical(result, replicas, policy):
 
 ROWS = [os.path.relpath(f, ROOT) for f in FLAGFILES]
 
+# Module-level tests only: pytest-xdist's loadscope keeps a module's
+# functions on one worker, one after another, where a class would be given
+# a worker of its own. Two checks side by side took 22 of the 24 GB.
+pytestmark = pytest.mark.slow
 
-@pytest.mark.slow
-class TestOneReplica:
+
+@pytest.fixture(scope="module")
+def one_replica():
   """Each flagfile in float32, one replica: the same steps twice."""
-
-  @pytest.fixture(scope="class")
-  def results(self):
-    return run_check("--replicas=1", "--mixed_precision=none", *FLAGFILES)
-
-  @pytest.mark.parametrize("flagfile", ROWS)
-  def test_steps_repeat_bit_for_bit(self, results, flagfile):
-    assert_identical(results[flagfile], 1, "none")
+  return run_check("--replicas=1", "--mixed_precision=none", *FLAGFILES)
 
 
-@pytest.mark.slow
-class TestTwoReplicas:
-  """Each flagfile in float32 on two replicas (at least one pair each),
-  and the default precision of this machine (bfloat16 with AMX)."""
+@pytest.fixture(scope="module")
+def two_replicas():
+  """Each flagfile in float32 on two replicas (at least one pair each)."""
+  return run_check("--replicas=2", "--mixed_precision=none", *FLAGFILES)
 
-  @pytest.fixture(scope="class")
-  def results(self):
-    return run_check("--replicas=2", "--mixed_precision=none", *FLAGFILES)
 
-  @pytest.mark.parametrize("flagfile", ROWS)
-  def test_steps_repeat_bit_for_bit(self, results, flagfile):
-    assert_identical(results[flagfile], 2, "none")
+@pytest.mark.parametrize("flagfile", ROWS)
+def test_one_replica_repeats_bit_for_bit(one_replica, flagfile):
+  assert_identical(one_replica[flagfile], 1, "none")
 
-  def test_in_the_default_precision_too(self):
-    from pix2pix_tf import training
-    facades = os.path.join(ROOT, "configs", "facades.flags")
-    result = run_check("--replicas=1", facades)["configs/facades.flags"]
-    assert_identical(result, 1, training.resolve_mixed_precision("auto"))
+
+@pytest.mark.parametrize("flagfile", ROWS)
+def test_two_replicas_repeat_bit_for_bit(two_replicas, flagfile):
+  assert_identical(two_replicas[flagfile], 2, "none")
+
+
+def test_in_the_default_precision_too():
+  """The default precision of this machine (bfloat16 with AMX)."""
+  from pix2pix_tf import training
+  facades = os.path.join(ROOT, "configs", "facades.flags")
+  result = run_check("--replicas=1", facades)["configs/facades.flags"]
+  assert_identical(result, 1, training.resolve_mixed_precision("auto"))
 
 
 def checkpoint_state(model_dir):
@@ -93,7 +95,6 @@ def checkpoint_state(model_dir):
           if k != "_CHECKPOINTABLE_OBJECT_GRAPH"}
 
 
-@pytest.mark.slow
 def test_two_runs_of_the_facades_flagfile_end_bit_identical(tmp_path):
   """Two train commands of configs/facades.flags (at 128x128, float32, ten
   steps: where, with deterministic kernels alone, the generator's weights
