@@ -18,7 +18,7 @@ $(VENV)/.installed: setup.py
 venv: $(VENV)/.installed
 
 demo: venv
-	$(PY) tools/make_demo_dataset.py --output=datasets/demo
+	$(PY) -m pix2pix_tf.datasets demo --output=datasets/demo
 	$(PY) -m pix2pix_tf.train --flagfile=configs/demo.flags
 	$(PY) -m pix2pix_tf.predict --saved_model=runs/demo/export --paired \
 	    --input=datasets/demo/val --output=runs/demo/results

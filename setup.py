@@ -17,36 +17,39 @@ setuptools.setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=setuptools.find_packages(include=["pix2pix_tf", "pix2pix_tf.*"]),
-    package_data={"pix2pix_tf": ["data/palettes/*.json",
+    package_data={"pix2pix_tf": ["configs/*.flags", "data/palettes/*.json",
                                  "serving/pages/*.html"]},
-    python_requires=">=3.10,<3.14",
-    # The tested range: TensorFlow 2.18 to 2.21 with Keras 3.
+    # What CI proves (.ci/wheel_check): the wheel installed on the lowest
+    # Python with every lower bound below (.ci/lower_bounds.txt), and on the
+    # highest with the newest releases, trains, exports and translates.
+    python_requires=">=3.11,<3.14",
     install_requires=[
-        "tensorflow>=2.18,<2.22",
-        "keras>=3.6,<4",
+        "tensorflow>=2.21,<2.22",
+        # 3.14: batch norm's renorm option, which the fused batch norm
+        # reads (3.13 has the exporters of --format=litert and onnx).
+        "keras>=3.14,<4",
         "numpy>=1.26,<3",
         "pillow>=10",
         "absl-py>=2.1",
-        "tensorboard>=2.18,<2.22",
+        "tensorboard>=2.21,<2.22",
         # The translation and perceptual study pages are served with Flask.
         "flask>=3.0",
     ],
     extras_require={
-        "gpu": ["tensorflow[and-cuda]>=2.18,<2.22"],
+        "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
         # Canny edges for `pix2pix_tf.datasets edges` (about 150 MB).
         "edges": ["opencv-python-headless>=4.8"],
-        # export --format=litert|onnx: Keras's exporters (Keras 3.13 has
-        # both), the LiteRT interpreter and ONNX Runtime that check them.
-        "litert": ["keras>=3.13,<4", "ai-edge-litert>=2.0"],
-        "onnx": ["keras>=3.13,<4", "tf2onnx>=1.16", "onnx>=1.16",
-                 "onnxruntime>=1.18"],
+        # export --format=litert|onnx: the LiteRT interpreter and ONNX
+        # Runtime that check Keras's exports.
+        "litert": ["ai-edge-litert>=2.0"],
+        "onnx": ["tf2onnx>=1.16", "onnx>=1.16", "onnxruntime>=1.18"],
         # tools/ablate.py draws its figures with matplotlib.
         "tools": ["matplotlib>=3.7"],
         # The browser tests drive Debian's chromium with Selenium.
         # pytest-xdist: the suite runs on two processes (make test).
-        "test": ["pytest>=8", "pytest-xdist>=3.5", "matplotlib>=3.7",
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "build>=1.2", "matplotlib>=3.7",
                  "selenium>=4.20", "opencv-python-headless>=4.8",
-                 "keras>=3.13,<4", "ai-edge-litert>=2.0", "tf2onnx>=1.16",
+                 "ai-edge-litert>=2.0", "tf2onnx>=1.16",
                  "onnx>=1.16", "onnxruntime>=1.18"],
     },
     entry_points={
@@ -62,5 +65,12 @@ setuptools.setup(
             "pix2pix-convert=pix2pix_tf.convert:run",
         ],
     },
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+        "Programming Language :: Python :: 3.13",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
     license="Apache-2.0",
 )

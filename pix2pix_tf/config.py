@@ -25,6 +25,7 @@ from absl import flags
 
 from pix2pix_tf import architectures
 from pix2pix_tf import errors
+from pix2pix_tf import flagfiles
 
 # define_flags's flags belong to the command that calls it (its --help).
 flags.disclaim_key_flags()
@@ -632,6 +633,10 @@ MAX_PIXELS = Option("max_pixels", int, DEFAULT_MAX_PIXELS,
 HOST = Option("host", str, "127.0.0.1", "Address to serve on.")
 PORT = Option("port", int, 8000, "Port to serve on (0: a free one).")
 SEED = Option("seed", int, 0, "Seed of the order.")
+CONFIG = Option("config", str, None, "A shipped configuration, by name: "
+                "its flagfile (pix2pix_tf/configs/NAME.flags), read where it "
+                "stands; the flags after it override it.",
+                choices=flagfiles.names())
 RESOLUTION = Option(
     "resolution", str, None, "native: the generator runs on each image at "
     "its own size (reflect-padded to a multiple of 2**depth, cropped back); "
@@ -684,4 +689,5 @@ def run_command(command: str, main: Callable[[Sequence[str]], None],
   script = sys.modules["__main__"]
   if not script.__doc__:
     script.__doc__ = sys.modules[main.__module__].__doc__
-  app.run(errors.guarded(f"pix2pix_tf.{command}", main))
+  app.run(errors.guarded(f"pix2pix_tf.{command}", main),
+          flags_parser=flagfiles.parse)

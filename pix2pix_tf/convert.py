@@ -28,6 +28,7 @@ FLAGS = flags.FLAGS
 # This command's flags (an option several commands take is defined once, in
 # config).
 OPTIONS = (
+    config_lib.CONFIG,
     Option("from_pytorch", str, None, "The reference's generator "
            "weights (latest_net_G.pth), for the model the training "
            "flags describe (--generator, --norm, --ngf, ...)."),

@@ -4,6 +4,7 @@ r"""Builds paired A|B datasets from your own images.
     python -m pix2pix_tf.datasets colorize --photos=photos --output=datasets/colorize --size=256
     python -m pix2pix_tf.datasets edges --photos=photos --output=datasets/edges --size=256
     python -m pix2pix_tf.datasets split --data_dir=datasets/colorize --val=0.1 --test=0.1
+    python -m pix2pix_tf.datasets demo --output=datasets/demo
 
 combine: pairs files of the same name (or the same --pattern key) from two
   folders into A|B images; B is resized to A's size (or both to --size);
@@ -12,6 +13,9 @@ colorize: A = the grayscale version, B = the colour photo; photos that are
   already grayscale are skipped and counted.
 edges: A = Canny edges (OpenCV; --low and --high thresholds), black on white
   as in edges2shoes, B = the photo.
+demo: the built-in demo dataset (procedural facades, photo | labels, and
+  their palette.json), which `--config=demo` trains on: the same --seed
+  gives the same files.
 split: moves (or with --copy, copies) the pairs into train/, val/ and test/,
   reproducibly from --seed; refuses to touch existing splits without --force.
 
@@ -36,8 +40,9 @@ from pix2pix_tf import errors
 from pix2pix_tf import outputs
 from pix2pix_tf.config import MAX_PIXELS, Option, SEED
 from pix2pix_tf.data import building
+from pix2pix_tf.data import demo
 
-COMMANDS = ("combine", "colorize", "edges", "split")
+COMMANDS = ("combine", "colorize", "edges", "split", "demo")
 
 # This command's flags (an option several commands take is defined once, in
 # config).
@@ -53,13 +58,16 @@ OPTIONS = (
            "Subfolder of --output to write pairs into."),
     Option("size", int, None, "Resize each half to size x size (combine "
            "default: A's size; colorize and edges default: 256; 0 keeps "
-           "the photo's size)."),
+           "the photo's size). demo: each half's size (default 64)."),
+    Option("num_train", int, 200, "demo: training pairs.", lower_bound=0),
+    Option("num_val", int, 20, "demo: validation pairs.", lower_bound=0),
     Option("low", int, 100, "edges: Canny's lower threshold."),
     Option("high", int, 200, "edges: Canny's upper threshold."),
     Option("data_dir", str, None, "split: the dataset folder."),
     Option("val", float, 0.1, "split: share of pairs for val/."),
     Option("test", float, 0.1, "split: share of pairs for test/."),
-    SEED.but(help="split: seed of the shuffle."),
+    SEED.but(help="split: seed of the shuffle; demo: seed of the "
+             "drawings."),
     Option("copy", bool, False, "split: copy instead of moving."),
     Option("force", bool, False,
            "split: split again over existing splits."),
@@ -100,6 +108,14 @@ def main(argv):
   if len(argv) != 2 or argv[1] not in COMMANDS:
     raise app.UsageError(f"Give one command: {', '.join(COMMANDS)}.")
   command, FLAGS = argv[1], flags.FLAGS
+  if command == "demo":
+    _require("output")
+    size = FLAGS.size or 64
+    demo.write_dataset(FLAGS.output, FLAGS.num_train, FLAGS.num_val, size,
+                       FLAGS.seed)
+    print(f"Wrote {FLAGS.num_train} train and {FLAGS.num_val} val pairs of "
+          f"{size}x{size} to {FLAGS.output}.")
+    return
   if command == "split":
     _require("data_dir")
     summary = building.split(FLAGS.data_dir, FLAGS.val, FLAGS.test,

@@ -19,6 +19,7 @@ FLAGS = flags.FLAGS
 # This command's flags (an option several commands take is defined once, in
 # config).
 OPTIONS = (
+    config_lib.CONFIG,
     Option("format", str, "table", "Output format.",
            choices=("table", "json")),)
 

@@ -1,5 +1,6 @@
 r"""Trains pix2pix on a folder of side-by-side A|B image pairs.
 
+    python -m pix2pix_tf.train --config=facades
     python -m pix2pix_tf.train --flagfile=configs/facades.flags
     python -m pix2pix_tf.train --data_dir=datasets/maps --model_dir=runs/maps
 
@@ -14,6 +15,9 @@ from absl import logging
 from pix2pix_tf import config as config_lib
 
 FLAGS = flags.FLAGS
+
+# This command's own flag; the training options are config.Config's fields.
+OPTIONS = (config_lib.CONFIG,)
 
 
 def main(argv):
@@ -31,7 +35,7 @@ def main(argv):
 
 
 def run():
-  config_lib.run_command("train", main)
+  config_lib.run_command("train", main, OPTIONS)
 
 
 if __name__ == "__main__":

@@ -179,11 +179,9 @@ ROWS = {
                               lambda w: os.path.join(w.data, "train",
                                                      "0001.png"),
                               ["report.json"], "report.json"),
-    "tools/make_demo_dataset.py": Row(tool("make_demo_dataset.py"),
-                                      lambda w, t: [
-                                          f"--output={t}", "--num_train=2",
-                                          "--num_val=1", "--size=16"], None,
-                                      ["palette.json", "train/0001.png"]),
+    "datasets demo": Row("datasets", lambda w, t: [
+        "demo", f"--output={t}", "--num_train=2", "--num_val=1",
+        "--size=16"], None, ["palette.json", "train/0001.png"]),
     # Pointed at a server that is not there: a refusal comes first.
     "tools/download_dataset.py": Row(tool("download_dataset.py"),
                                      lambda w, t: [
@@ -194,7 +192,7 @@ ROWS = {
 # What the error lines of each program start with.
 PROGRAMS = ("pix2pix_tf.", "ablate:", "make_tfrecords:", "train_segmenter:",
             "compare_resolutions:", "compare_formats:", "benchmark:",
-            "make_demo_dataset:", "download_dataset:")
+            "download_dataset:")
 
 
 @pytest.fixture(scope="module")
