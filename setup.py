@@ -45,10 +45,13 @@ setuptools.setup(
         "onnx": ["tf2onnx>=1.16", "onnx>=1.16", "onnxruntime>=1.18"],
         # tools/ablate.py draws its figures with matplotlib.
         "tools": ["matplotlib>=3.7"],
-        # The browser tests drive Debian's chromium with Selenium.
-        # pytest-xdist: the suite runs on two processes (make test).
-        "test": ["pytest>=8", "pytest-xdist>=3.5", "build>=1.2", "matplotlib>=3.7",
-                 "selenium>=4.20", "opencv-python-headless>=4.8",
+        # The browser tests drive Debian's chromium with Selenium;
+        # pytest-xdist runs the suite on two processes (make test); build
+        # makes the release files (test_packaging), nbclient and ipykernel
+        # run docs/python_api.ipynb (test_notebook).
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "build>=1.2",
+                 "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29",
+                 "matplotlib>=3.7", "selenium>=4.20", "opencv-python-headless>=4.8",
                  "ai-edge-litert>=2.0", "tf2onnx>=1.16",
                  "onnx>=1.16", "onnxruntime>=1.18"],
     },

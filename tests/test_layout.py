@@ -257,11 +257,12 @@ def test_every_name_used_from_a_module_exists(part, path):
 # app factory (Flask's convention), and the FID network module's verbs
 # (fid_inception.build, .load, .preprocess: the Inception network, its
 # weights, its input) beside a run's state and step (training.build), an
-# export (saved_model.load) and --preprocess (transforms.preprocess).
+# export as a translator (translator.load, the package's pix2pix_tf.load)
+# and --preprocess (transforms.preprocess).
 SAME_NAME_DIFFERENT_THINGS = {
     "create_app": {"serving/server.py", "serving/study.py"},
     "build": {"evaluation/fid_inception.py", "training/run.py"},
-    "load": {"evaluation/fid_inception.py", "serving/saved_model.py"},
+    "load": {"evaluation/fid_inception.py", "serving/translator.py"},
     "preprocess": {"evaluation/fid_inception.py", "data/transforms.py"},
 }
 

@@ -313,7 +313,7 @@ def generate_export(export_dir: str, config: config_lib.Config,
   from pix2pix_tf import data as data_lib
   from pix2pix_tf import serving
 
-  translate = serving.load(export_dir).signatures["serving_default"]
+  translate = serving.load_export(export_dir).signatures["serving_default"]
   dataset = data_lib.make_dataset(files, config, 8, training=False)
   return [image for input_image, _ in dataset
           for image in translate(images=input_image)[

@@ -40,7 +40,7 @@ def translate_pairs(saved_model, files):
   from pix2pix_tf import data as data_lib
   from pix2pix_tf import serving
   from pix2pix_tf.serving import translation
-  loaded = serving.load(saved_model)
+  loaded = serving.load_export(saved_model)
   metadata = json.loads(loaded.metadata_json.numpy())
   # 8-bit pixels (a 16-bit PNG by its high bytes): one scale for the grid
   # and the energies.

@@ -192,7 +192,7 @@ def evaluate_saved_model(saved_model: str, data_dir: str, split: str,
     ValueError: a bad palette or segmenter, or undetectable labels.
     All but the last before anything is decoded or translated.
   """
-  loaded = saved_model_lib.load(saved_model)
+  loaded = saved_model_lib.load_export(saved_model)
   metadata = json.loads(loaded.metadata_json.numpy())
   config = config_lib.Config.from_json(
       json.dumps(metadata["flags"]), data_dir=data_dir,

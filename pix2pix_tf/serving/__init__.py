@@ -7,6 +7,8 @@
   training or native resolution.
 * `formats`: the generator as a .keras, LiteRT or ONNX file, checked
   with its runtime.
+* `translator`: an export or a run as a Python function on images
+  (`pix2pix_tf.load`).
 * `tiling`: tiled translation of images too large to translate whole.
 * `server`: the drawing page and TensorFlow Serving's REST API.
 * `study`: the real-vs-fake perceptual study page.
@@ -22,7 +24,7 @@ __all__, __getattr__, __dir__ = lazy.exports(__name__, {
     "saved_model": ["SAVED_MODEL_ENTRIES", "ExportError", "check_export_dir",
                     "export", "export_folder", "export_generator",
                     "is_own_export",
-                    "is_saved_model", "latest_checkpoint", "load",
+                    "is_saved_model", "latest_checkpoint", "load_export",
                     "load_run_config", "read_metadata", "resolution_of",
                     "save", "translate_signature"],
     "formats": ["export_format", "write_format"],
@@ -30,5 +32,6 @@ __all__, __getattr__, __dir__ = lazy.exports(__name__, {
                    "export_metadata"],
     "tiling": ["translate_tiled"],
     "translation": ["list_inputs", "make_translate", "translate_files"],
+    "translator": ["ExportTranslator", "load", "to_pil"],
     "rest": [], "server": [], "study": [], "web": [],
 })

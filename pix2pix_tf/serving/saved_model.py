@@ -121,7 +121,7 @@ def is_saved_model(path: str) -> bool:
   return os.path.exists(os.path.join(path, "saved_model.pb"))
 
 
-def load(saved_model: str) -> tf.Module:
+def load_export(saved_model: str) -> tf.Module:
   """tf.saved_model.load, with one ExportError sentence (not TensorFlow's
   pages) for a folder that is not a readable SavedModel of pix2pix_tf."""
   if not os.path.exists(os.path.join(saved_model, "saved_model.pb")):
@@ -232,14 +232,19 @@ def save(generator: keras.Model, config: config_lib.Config, step: int,
 
 
 def export_generator(generator: keras.Model, config: config_lib.Config,
-                     step: int, model_dir: str) -> str:
-  """Exports the generator's current weights to <model_dir>/export."""
+                     step: int, model_dir: str,
+                     export_dir: Optional[str] = None,
+                     inference_mode: Optional[str] = None,
+                     flag: str = "model_dir") -> str:
+  """Exports the generator's current weights to `export_dir` (default:
+  <model_dir>/export) in `inference_mode` (default: the config's)."""
   # A fresh copy outside any strategy, so the SavedModel holds plain
   # variables whatever the training strategy was.
   fresh = models.build_generator(config)
   fresh.set_weights(generator.get_weights())
-  return save(fresh, config, step, os.path.join(model_dir, "export"),
-              config.inference_mode, flag="model_dir")
+  return save(fresh, config, step,
+              export_dir or os.path.join(model_dir, "export"),
+              inference_mode or config.inference_mode, flag=flag)
 
 
 def check_export_dir(model_dir: str) -> None:

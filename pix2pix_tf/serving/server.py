@@ -95,7 +95,7 @@ class Translator:
   """
 
   def __init__(self, saved_model: str, resolution: Optional[str] = None):
-    loaded = saved_model_lib.load(saved_model)  # ExportError: one sentence.
+    loaded = saved_model_lib.load_export(saved_model)  # ExportError: one sentence.
     self._loaded = loaded
     self.metadata = json.loads(loaded.metadata_json.numpy())
     self.version = export_version(saved_model)

@@ -186,7 +186,7 @@ def translate_files(saved_model: str, files: Sequence[str],
   """
   names = output_names(files)
   output.check(output_files(names, paired))
-  loaded = saved_model_lib.load(saved_model)
+  loaded = saved_model_lib.load_export(saved_model)
   metadata = json.loads(loaded.metadata_json.numpy().decode())
   translate = make_translate(loaded, metadata, resolution, tile, overlap)
   decode = decoder()

@@ -105,11 +105,17 @@ def prepare_data(config: config_lib.Config) -> RunData:
     raise data_lib.DatasetError(
         f"{train.description} has {count} readable pairs, fewer than "
         f"--batch_size={config.batch_size}. Lower the batch size.")
-  total_steps = (config.epochs + config.epochs_decay) * steps_per_epoch
+  return RunData(train, val, steps_per_epoch,
+                 total_steps(config, steps_per_epoch), skipped)
+
+
+def total_steps(config: config_lib.Config, steps_per_epoch: int) -> int:
+  """The run's steps: its epochs (constant, then decaying), at most
+  --max_steps."""
+  steps = (config.epochs + config.epochs_decay) * steps_per_epoch
   if config.max_steps:
-    total_steps = min(total_steps, config.max_steps) if total_steps else (
-        config.max_steps)
-  return RunData(train, val, steps_per_epoch, total_steps, skipped)
+    return min(steps, config.max_steps) if steps else config.max_steps
+  return steps
 
 
 class NumericalError(errors.CommandError):

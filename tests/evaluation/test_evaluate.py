@@ -429,7 +429,7 @@ def test_fid_of_an_export_is_that_of_its_outputs_and_targets(tmp_path,
       export, data_dir, "val", evaluation.Options(
           metrics=("l1", "fid", "kid"), inception_weights=weights,
           verbose=False))
-  translate = serving.load(export).signatures["serving_default"]
+  translate = serving.load_export(export).signatures["serving_default"]
   inputs, targets = next(iter(data_lib.make_dataset(
       data_lib.list_split(data_dir, "val"), config, 6, training=False)))
   model = metrics.inception_model(weights)

@@ -298,7 +298,7 @@ import json, resource
 import numpy as np
 import tensorflow as tf
 from pix2pix_tf import serving
-loaded = serving.load({saved_model!r})
+loaded = serving.load_export({saved_model!r})
 metadata = json.loads(loaded.metadata_json.numpy())
 translate = serving.make_translate(loaded, metadata, "native", 512, 32)
 image = np.random.RandomState(0).randint(0, 256, (4096, 4096, 3), np.uint8)

@@ -41,7 +41,7 @@ def png_bytes(array):
 
 
 def test_an_old_export_loads_and_translates_as_it_did(expected):
-  loaded = serving.load(OLD_EXPORT)
+  loaded = serving.load_export(OLD_EXPORT)
   out = loaded.translate_uint8(images=tf.constant(expected["image"][None]))
   np.testing.assert_allclose(out["generated_image"].numpy()[0],
                              expected["translate_uint8"], atol=1)
@@ -75,7 +75,7 @@ def test_native_resolution_is_refused_alike_by_predict_and_serve():
   """The old export predates native resolution: predict's translate
   function and serve's Translator refuse it with the one sentence of
   saved_model.translate_signature."""
-  loaded = serving.load(OLD_EXPORT)
+  loaded = serving.load_export(OLD_EXPORT)
   metadata = serving.read_metadata(OLD_EXPORT)
   with pytest.raises(serving.ExportError, match=(
       "This export has no translate_native signature .* pass "

@@ -1,0 +1,131 @@
+"""pix2pix as a keras.Model, for Keras's `fit` and the callbacks Keras users
+already have.
+
+    model = pix2pix_tf.Pix2Pix(pix2pix_tf.Config(data_dir="datasets/facades"))
+    model.compile()
+    model.fit(model.dataset(), epochs=model.epochs,
+              steps_per_epoch=model.steps_per_epoch,
+              callbacks=[keras.callbacks.TensorBoard("runs/fit/logs")])
+    photo = model(labels)  # The generator, on [-1, 1] images.
+
+`train_step` is the train command's own update (`step.TrainStep`: the paper's
+order, the config's objective, one Adam per network with the config's
+learning-rate schedule), and `dataset()` its input pipeline, so that `fit`
+and `python -m pix2pix_tf.train` given the same config and seed end with the
+same weights after the same steps.
+"""
+
+import dataclasses
+from typing import Dict, Optional, Tuple
+
+import keras
+import tensorflow as tf
+
+from pix2pix_tf import config as config_lib
+from pix2pix_tf import data as data_lib
+from pix2pix_tf.serving import saved_model
+from pix2pix_tf.training import run as run_lib
+from pix2pix_tf.training import state as state_lib
+from pix2pix_tf.training import step as step_lib
+
+
+@keras.saving.register_keras_serializable(package="pix2pix_tf")
+class Pix2Pix(keras.Model):
+  """G and D with their optimizers; calling the model runs G.
+
+  Args:
+    config: every option (default: the paper's, `Config()`); `options`
+      replace single ones, e.g. `Pix2Pix(data_dir="datasets/maps")`.
+    steps_per_epoch: steps of one epoch, for the learning-rate schedule
+      (which decays over `epochs_decay` epochs after `epochs`). Default:
+      the training pairs of `data_dir` divided by `batch_size`, as the
+      train command counts them; 1 when `data_dir` has no train split.
+
+  Building seeds Keras's random numbers with `config.seed`, as the train
+  command does before it builds the networks.
+  """
+
+  def __init__(self, config: Optional[config_lib.Config] = None,
+               steps_per_epoch: Optional[int] = None, **options):
+    super().__init__(name="pix2pix")
+    config = dataclasses.replace(config or config_lib.Config(), **options)
+    self.config = config
+    self._data = (run_lib.prepare_data(config) if steps_per_epoch is None and
+                  data_lib.split_exists(config.data_dir, "train") else None)
+    self.steps_per_epoch = (self._data.steps_per_epoch if self._data else
+                            steps_per_epoch or 1)
+    self.epochs = config.epochs + config.epochs_decay
+    keras.utils.set_random_seed(config.seed)
+    self.state = state_lib.create_state(
+        config, self.steps_per_epoch, tf.distribute.get_strategy(),
+        run_lib.total_steps(config, self.steps_per_epoch))
+    self.generator = self.state.generator
+    self.discriminator = self.state.discriminator
+    self._update = step_lib.make_train_step(self.state, config,
+                                            config.batch_size)
+    self.built = True  # G and D are; nothing is built on first call.
+
+  def call(self, inputs: tf.Tensor, training: bool = False) -> tf.Tensor:
+    """G's translation of [-1, 1] images."""
+    return self.generator(inputs, training=training)
+
+  def compile(self, **kwargs) -> None:
+    """Keras's compile without an optimizer or a loss: the config's
+    (`train_step` updates each network with its own Adam). XLA follows
+    `config.jit_compile`, as in the train command."""
+    for name in ("optimizer", "loss"):
+      if kwargs.get(name) is not None:
+        raise ValueError(
+            f"Pix2Pix.compile takes no {name}: the losses and the two Adam "
+            "optimizers come from the config (lambda_*, lr, beta_1, ...).")
+    kwargs.setdefault("jit_compile", False)
+    super().compile(**kwargs)
+
+  def dataset(self, split: str = "train") -> tf.data.Dataset:
+    """The train command's stream of `split` of `data_dir`: (input, target)
+    batches of `batch_size` in [-1, 1], jittered, shuffled by `seed`,
+    repeated."""
+    source = (self._data.train if self._data and split == "train" else
+              data_lib.open_split(self.config.data_dir, split))
+    return data_lib.make_dataset(source, self.config, self.config.batch_size,
+                                 training=True, cache=self.config.cache)
+
+  def train_step(self, data: Tuple[tf.Tensor, tf.Tensor]
+                 ) -> Dict[str, tf.Tensor]:
+    """One update of the paper's model; its losses by name (what the train
+    command logs)."""
+    metrics = self._update(data)
+    self.state.step.assign_add(1)
+    return metrics
+
+  def export(self, filepath: str, format: str = "tf_saved_model",
+             verbose: bool = True, inference_mode: Optional[str] = None
+             ) -> str:
+    """The generator as the train command exports it: a SavedModel with
+    the project's signatures and metadata (what `pix2pix_tf.load`,
+    `predict`, `serve` and TensorFlow Serving take), written atomically;
+    never over a folder it did not write. `inference_mode`: "paper"
+    (dropout and batch statistics, as the paper) or "eval"; default the
+    config's. Returns `filepath`."""
+    if format != "tf_saved_model":
+      raise ValueError(
+          f"Pix2Pix.export writes a SavedModel (format='tf_saved_model'), "
+          f"not {format!r}: for .keras, LiteRT or ONNX files, export the "
+          "SavedModel's run with python -m pix2pix_tf.export --format=...")
+    exported = saved_model.export_generator(
+        self.generator, self.config, int(self.state.step.numpy()),
+        self.config.model_dir, filepath, inference_mode, flag="filepath")
+    if verbose:
+      print(f"Exported the generator to {exported}.")
+    return exported
+
+  def get_config(self) -> Dict:
+    """What rebuilds this model (for `.keras` files)."""
+    return {"config": dataclasses.asdict(self.config),
+            "steps_per_epoch": self.steps_per_epoch}
+
+  @classmethod
+  def from_config(cls, config: Dict) -> "Pix2Pix":
+    """The model `get_config` describes."""
+    return cls(config_lib.Config(**config["config"]),
+               steps_per_epoch=config["steps_per_epoch"])

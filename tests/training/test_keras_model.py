@@ -1,0 +1,105 @@
+"""pix2pix_tf.Pix2Pix: Keras's fit runs the train command's own update, with
+Keras's callbacks, and ends where the train command ends."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import pix2pix_tf
+from conftest import ENV, small_config
+from pix2pix_tf.data import demo
+from pix2pix_tf.training import run as run_lib
+
+# Builds the model from a flagfile's options, fits it with Keras's
+# TensorBoard and ModelCheckpoint callbacks, and saves every weight by path.
+FIT = textwrap.dedent("""
+    import sys
+    from pix2pix_tf import training
+    training.make_deterministic()  # As train --deterministic, first.
+    import keras, numpy as np
+    import pix2pix_tf
+    flagfile, steps, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    config = pix2pix_tf.Config().with_flags(open(flagfile).read())
+    model = pix2pix_tf.Pix2Pix(config)
+    model.compile()
+    model.fit(model.dataset(), epochs=1, steps_per_epoch=steps, verbose=0,
+              callbacks=[keras.callbacks.TensorBoard(out + "/logs"),
+                         keras.callbacks.ModelCheckpoint(out + "/model.keras")])
+    np.savez(out + "/weights.npz", step=model.state.step.numpy(), **{
+        w.path: w.numpy() for w in model.generator.weights +
+        model.discriminator.trainable_weights})
+""")
+
+
+def weights_by_path(model):
+  """G's weights and statistics, D's weights (D's moving statistics are
+  not checkpointed: D always judges with batch statistics)."""
+  return {w.path: w.numpy() for w in model.generator.weights +
+          model.discriminator.trainable_weights}
+
+
+@pytest.mark.slow
+def test_fit_ends_with_the_weights_of_the_train_command(tmp_path):
+  data_dir = demo.write_dataset(str(tmp_path / "data"), 8, 2, 32)
+  config = small_config(data_dir, tmp_path / "run", max_steps=5, seed=3,
+                        deterministic=True, strategy="mirrored",
+                        label_palette="")
+  flagfile = tmp_path / "run.flags"
+  flagfile.write_text(run_lib.flagfile_text(config))
+  for args in (["-m", "pix2pix_tf.train", f"--flagfile={flagfile}"],
+               ["-c", FIT, str(flagfile), "5", str(tmp_path / "fit")]):
+    os.makedirs(tmp_path / "fit", exist_ok=True)
+    done = subprocess.run([sys.executable, *args], capture_output=True,
+                          text=True, env=ENV)
+    assert done.returncode == 0, done.stderr[-3000:]
+  fitted = dict(np.load(tmp_path / "fit" / "weights.npz"))
+  assert int(fitted.pop("step")) == 5
+  model = pix2pix_tf.Pix2Pix(config)
+  model.state.checkpoint().read(tf.train.latest_checkpoint(
+      tmp_path / "run" / "checkpoints")).assert_existing_objects_matched()
+  trained = weights_by_path(model)
+  assert trained.keys() == fitted.keys() and len(trained) > 50
+  initial = weights_by_path(pix2pix_tf.Pix2Pix(config))
+  assert any(not np.array_equal(initial[k], trained[k]) for k in trained)
+  for path in trained:
+    np.testing.assert_array_equal(fitted[path], trained[path], err_msg=path)
+  # Keras's callbacks wrote the losses the step returns, and a .keras file
+  # that loads back into the fitted model.
+  from conftest import scalar_tags
+  tags = scalar_tags(tmp_path / "fit" / "logs" / "train")
+  assert {"epoch_gen_l1_loss", "epoch_disc_loss"} <= tags.keys(), tags.keys()
+  loaded = keras.saving.load_model(tmp_path / "fit" / "model.keras")
+  assert isinstance(loaded, pix2pix_tf.Pix2Pix)
+  for path, value in weights_by_path(loaded).items():
+    np.testing.assert_array_equal(value, fitted[path], err_msg=path)
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+  root = tmp_path_factory.mktemp("model")
+  return pix2pix_tf.Pix2Pix(small_config(root / "no data", root / "run"))
+
+
+def test_calling_the_model_runs_the_generator(model):
+  images = tf.random.stateless_uniform([2, 32, 32, 3], (1, 2), -1, 1)
+  np.testing.assert_array_equal(model(images),
+                                model.generator(images, training=False))
+
+
+@pytest.mark.parametrize("argument", ["optimizer", "loss"])
+def test_compile_refuses_what_the_config_decides(model, argument):
+  with pytest.raises(ValueError, match=f"takes no {argument}: .*config"):
+    model.compile(**{argument: "mae" if argument == "loss" else "adam"})
+
+
+def test_options_replace_the_configs(model):
+  replaced = pix2pix_tf.Pix2Pix(model.config, steps_per_epoch=7, ngf=4)
+  assert (replaced.config.ngf, replaced.steps_per_epoch) == (4, 7)
+  assert replaced.generator.count_params() < model.generator.count_params()
+  assert replaced.get_config()["config"]["ngf"] == 4
