@@ -6,7 +6,7 @@ r"""Exports a trained generator as a SavedModel for serving.
         --export_dir=exports/facades-eval
     python -m pix2pix_tf.export --model_dir=runs/facades --format=onnx
     python -m pix2pix_tf.export --model_dir=runs/facades --format=litert \
-        --litert_weights=float16
+        --precision=fp16
 
 The SavedModel needs nothing of this package to load; its signatures are
 described in pix2pix_tf/serving/signatures.py. The other formats
@@ -35,8 +35,10 @@ OPTIONS = (
     Option("format", str, "saved_model", "The SavedModel, or one file "
            "checked with its runtime (litert: [1, S, S, C] at the "
            "training crop size).", choices=EXPORT_FORMATS),
-    Option("litert_weights", str, "float32", "float16: half the size.",
-           choices=("float32", "float16")),
+    Option("precision", str, "float32", "litert, onnx: fp16 stores the "
+           "weights in float16, half the file (computed in float32 where "
+           "the runtime has no float16 kernels).",
+           choices=("float32", "fp16")),
     Option("inference_mode", str, None, "paper: dropout on and batch "
            "statistics at test time, as the paper; eval: moving "
            "statistics, no dropout. Default: the run's "
@@ -63,7 +65,7 @@ def main(argv):
   else:
     written = serving.export_format(
         FLAGS.model_dir, FLAGS.format, FLAGS.export_dir, FLAGS.checkpoint,
-        FLAGS.inference_mode, FLAGS.litert_weights)
+        FLAGS.inference_mode, FLAGS.precision)
   if FLAGS.format == "saved_model":
     print(f"Exported to {path}")
     return

@@ -24,7 +24,7 @@ RANKS = {"errors": 0, "lazy": 0, "temporaries": 0, "architectures": 0,
          "evaluation": 4, "training": 5}
 SUBPACKAGES = ("models", "data", "training", "evaluation", "serving")
 # Imported where they are used: large, and needed by one feature each.
-OPTIONAL = {"cv2", "onnxruntime", "ai_edge_litert"}
+OPTIONAL = {"cv2", "onnx", "onnxruntime", "ai_edge_litert"}
 MAX_MODULE_LINES = 400
 # config.py is the training options' table, each option with its help text,
 # from which the flags and docs/flags.md's tables are generated.

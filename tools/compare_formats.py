@@ -4,8 +4,8 @@ SavedModel on real images: the "Export formats" table of docs/inference.md.
     python tools/compare_formats.py --model_dir=runs/facades \
         --input=datasets/facades/val --num_images=50 --output_dir=/tmp/formats
 
-Writes, in --output_dir, the SavedModel (export/) and the .keras, LiteRT (float32 and
-float16 weights) and ONNX files of the run's latest checkpoint in eval mode
+Writes, in --output_dir, the SavedModel (export/) and the .keras, LiteRT and
+ONNX files (float32, and float16 weights) of the run's latest checkpoint in eval mode
 (deterministic, so that differences are the formats', not dropout's). Each
 file is run by its own runtime (Keras, the LiteRT interpreter, ONNX Runtime)
 on the input halves of the first --num_images A|B pairs of --input, resized
@@ -30,8 +30,8 @@ flags.DEFINE_integer("num_images", 50, "Pairs to translate.")
 flags.DEFINE_string("output_dir", None, "Where to write the exports.")
 FLAGS = flags.FLAGS
 
-VARIANTS = (("keras", "float32"), ("litert", "float32"),
-            ("litert", "float16"), ("onnx", "float32"))
+VARIANTS = (("keras", "float32"), ("litert", "float32"), ("litert", "fp16"),
+            ("onnx", "float32"), ("onnx", "fp16"))
 
 
 def inputs(config, folder, count):
@@ -98,7 +98,7 @@ def main(argv):
     got = np.concatenate([run(x[None]) for x in images])
     difference = np.abs(got - expected)
     changed = float((level(got) != level(expected)).mean())
-    name = fmt + (", float16 weights" if weights == "float16" else "")
+    name = fmt + (", float16 weights" if weights == "fp16" else "")
     print(f"| {name} | {os.path.basename(path)} | "
           f"{written.size_bytes / 2**20:.1f} | {difference.max():.2g} | "
           f"{difference.mean():.2g} | {changed:.2%} |")

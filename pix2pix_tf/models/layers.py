@@ -254,7 +254,8 @@ class AlwaysDropout(layers.Layer):
     super().__init__(**kwargs)
     self.rate = rate
 
-  def call(self, inputs):
+  def call(self, inputs, training=None):
+    del training  # On at training and at test time: the point of it.
     return tf.nn.dropout(inputs, rate=self.rate)
 
   def get_config(self):

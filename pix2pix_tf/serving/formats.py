@@ -8,11 +8,13 @@ serving_default:
   and the ResNet's reflection padding are registered by importing
   pix2pix_tf.models; batch norm is saved as Keras's own layer).
 * litert: a `.tflite` file for the LiteRT interpreter (phones, browsers),
-  input [1, S, S, C] with S the training crop size; weights float32 or
-  float16 (half the size; computed in float32 where the device has no
-  float16 kernels).
+  input [1, S, S, C] with S the training crop size.
 * onnx: an ONNX file for ONNX Runtime; any batch and any height and width
   that are multiples of 2**depth.
+
+Both name their tensors and carry the export's metadata (see `portable`),
+and take `precision="fp16"`: float16 weights, half the file (computed in
+float32 where the runtime has no float16 kernels).
 
 The files are written by Keras's own exporters (`Model.save`,
 `Model.export`) beside their destination and checked before they replace
@@ -28,7 +30,7 @@ shape).
 import dataclasses
 import importlib
 import os
-from typing import Callable, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import keras
 import numpy as np
@@ -38,7 +40,9 @@ from pix2pix_tf import config as config_lib
 from pix2pix_tf import models
 from pix2pix_tf import outputs
 from pix2pix_tf import temporaries
+from pix2pix_tf.serving import portable
 from pix2pix_tf.serving import saved_model as saved_model_lib
+from pix2pix_tf.serving import signatures
 
 # Format -> the file name it gets in the run folder by default.
 FILE_NAMES = {"keras": "export.keras", "litert": "export.tflite",
@@ -47,7 +51,8 @@ FILE_NAMES = {"keras": "export.keras", "litert": "export.tflite",
 # a random image in [-1, 1], that the check accepts (measured on facades:
 # docs/inference.md, "Export formats").
 TOLERANCES = {("keras", "float32"): 1e-5, ("onnx", "float32"): 1e-4,
-              ("litert", "float32"): 1e-4, ("litert", "float16"): 2e-2}
+              ("onnx", "fp16"): 2e-2, ("litert", "float32"): 1e-4,
+              ("litert", "fp16"): 2e-2}
 # Format -> (module, pip extra) the format needs beyond TensorFlow.
 NEEDS = {"litert": (("ai_edge_litert", "litert"),),
          "onnx": (("tf2onnx", "onnx"), ("onnxruntime", "onnx"))}
@@ -63,13 +68,13 @@ class Written:
   checked_without_dropout: bool
 
 
-def default_path(model_dir: str, fmt: str, litert_weights: str) -> str:
-  """<model_dir>/export.keras, export.tflite (export_float16.tflite for
-  float16 weights) or export.onnx."""
-  name = FILE_NAMES[fmt]
-  if fmt == "litert" and litert_weights == "float16":
-    name = "export_float16.tflite"
-  return os.path.join(model_dir, name)
+def default_path(model_dir: str, fmt: str, precision: str) -> str:
+  """<model_dir>/export.keras, export.tflite or export.onnx
+  (export_fp16.tflite, export_fp16.onnx for float16 weights)."""
+  stem, suffix = os.path.splitext(FILE_NAMES[fmt])
+  if precision == "fp16":
+    stem += "_fp16"
+  return os.path.join(model_dir, stem + suffix)
 
 
 def require(fmt: str) -> None:
@@ -85,22 +90,29 @@ def require(fmt: str) -> None:
 
 
 def _write(model: keras.Model, path: str, fmt: str, input_shape,
-           litert_weights: str) -> None:
-  """`model` in `fmt` at `path`, by Keras's exporters."""
+           precision: str, metadata: Dict) -> None:
+  """`model` in `fmt` at `path`, by Keras's exporters; the portable
+  formats with named tensors and `metadata`."""
   if fmt == "keras":
     with models.keras_layers(model):
       model.save(path)
     return
-  spec = [tf.TensorSpec(input_shape, tf.float32, name="images")]
+  # The output named by a dict: the exporters take the names from it.
+  image = keras.Input(input_shape[1:], batch_size=input_shape[0],
+                      name=portable.INPUT)
+  named = keras.Model(image, {portable.OUTPUT: model(image)})
+  spec = [tf.TensorSpec(input_shape, tf.float32, name=portable.INPUT)]
   if fmt == "onnx":
-    model.export(path, format="onnx", input_signature=spec, verbose=False)
+    named.export(path, format="onnx", input_signature=spec, verbose=False)
+    portable.describe_onnx(path, metadata, precision == "fp16")
     return
   options = {}
-  if litert_weights == "float16":
+  if precision == "fp16":
     options = {"optimizations": [tf.lite.Optimize.DEFAULT],
                "target_spec": {"supported_types": [tf.float16]}}
-  model.export(path, format="litert", input_signature=spec, verbose=False,
+  named.export(path, format="litert", input_signature=spec, verbose=False,
                **options)
+  portable.describe_litert(path, metadata)
 
 
 def runner(path: str, fmt: str) -> Callable[[np.ndarray], np.ndarray]:
@@ -152,10 +164,17 @@ def input_shape(config: config_lib.Config,
 
 def write_format(generator: keras.Model, config: config_lib.Config,
                  fmt: str, path: str, inference_mode: str,
-                 litert_weights: str = "float32", seed: int = 0) -> Written:
-  """Writes `generator` (in `inference_mode`) as `fmt` to `path`
-  atomically, and checks the file with its runtime."""
+                 precision: str = "float32", seed: int = 0,
+                 step: int = 0) -> Written:
+  """Writes `generator` (in `inference_mode`, trained `step` steps) as
+  `fmt` to `path` atomically, and checks the file with its runtime."""
   require(fmt)
+  if precision != "float32" and fmt == "keras":
+    raise saved_model_lib.ExportError(
+        "--precision=fp16 is for --format=litert and onnx; a .keras file "
+        "keeps the model's own weights.")
+  metadata = portable.file_metadata(signatures.export_metadata(
+      config, step, inference_mode, config_lib.DEFAULT_MAX_PIXELS))
   check_path(path, fmt)
   paper = inference_mode == "paper"
   model = models.paper_mode(generator) if paper else generator
@@ -166,15 +185,14 @@ def write_format(generator: keras.Model, config: config_lib.Config,
       isinstance(layer, keras.layers.Dropout) for layer in generator.layers)
   deterministic = (models.paper_mode(generator, dropout=False)
                    if without_dropout else model)
-  tolerance = TOLERANCES[fmt, litert_weights if fmt == "litert"
-                         else "float32"]
+  tolerance = TOLERANCES[fmt, precision]
 
   def check(staged):
     if without_dropout:
       _difference(model, runner(staged, fmt), config, seed, dropout=True)
       with temporaries.scratch("export-check") as tmp:
         copy = os.path.join(tmp, os.path.basename(path))
-        _write(deterministic, copy, fmt, shape, litert_weights)
+        _write(deterministic, copy, fmt, shape, precision, metadata)
         difference = _difference(deterministic, runner(copy, fmt), config,
                                  seed)
     else:
@@ -189,7 +207,7 @@ def write_format(generator: keras.Model, config: config_lib.Config,
   checked = {}
 
   def write_and_check(staged):
-    _write(model, staged, fmt, shape, litert_weights)
+    _write(model, staged, fmt, shape, precision, metadata)
     checked["difference"] = check(staged)
 
   folder, name = outputs.file_output(path, "export_dir", kind="export")
@@ -219,15 +237,15 @@ def _difference(model: keras.Model, run: Callable, config: config_lib.Config,
 def export_format(model_dir: str, fmt: str, path: Optional[str] = None,
                   checkpoint: Optional[str] = None,
                   inference_mode: Optional[str] = None,
-                  litert_weights: str = "float32") -> Written:
+                  precision: str = "float32") -> Written:
   """A run's generator (its latest checkpoint, or `checkpoint`) as a
   `fmt` file; default path `default_path`."""
   config = saved_model_lib.load_run_config(model_dir)
-  path = path or default_path(model_dir, fmt, litert_weights)
+  path = path or default_path(model_dir, fmt, precision)
   require(fmt)
   check_path(path, fmt)
-  generator, _ = saved_model_lib.restore_generator(
+  generator, step = saved_model_lib.restore_generator(
       config, checkpoint or saved_model_lib.latest_checkpoint(model_dir))
   return write_format(generator, config, fmt, path,
                       inference_mode or config.inference_mode,
-                      litert_weights)
+                      precision, step=step)

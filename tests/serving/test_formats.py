@@ -102,7 +102,8 @@ def images(config, batch=1, seed=1):
 
 @pytest.mark.parametrize("fmt,weights,tolerance", [
     ("keras", "float32", 1e-5), ("onnx", "float32", 1e-4),
-    ("litert", "float32", 1e-4), ("litert", "float16", 2e-2)])
+    ("onnx", "fp16", 2e-2), ("litert", "float32", 1e-4),
+    ("litert", "fp16", 2e-2)])
 def test_each_format_equals_the_saved_model(exported, tmp_path, fmt, weights,
                                             tolerance):
   config, generator, saved_model, root = exported
@@ -133,14 +134,80 @@ def test_each_format_equals_the_saved_model(exported, tmp_path, fmt, weights,
         convolutions.Conv2DTranspose)
 
 
-def test_float16_weights_halve_the_litert_file(exported):
+@pytest.mark.parametrize("fmt", ["litert", "onnx"])
+def test_fp16_halves_the_file(exported, fmt):
   config, generator, _, root = exported
   sizes = {}
-  for weights in ("float32", "float16"):
-    path = formats.default_path(str(root / "half"), "litert", weights)
-    sizes[weights] = formats.write_format(generator, config, "litert", path,
-                                          "eval", weights).size_bytes
-  assert sizes["float16"] < 0.6 * sizes["float32"]
+  for precision in ("float32", "fp16"):
+    path = formats.default_path(str(root / "half"), fmt, precision)
+    sizes[precision] = formats.write_format(generator, config, fmt, path,
+                                            "eval", precision).size_bytes
+  assert sizes["fp16"] < 0.6 * sizes["float32"]
+
+
+# Read in a process without pix2pix_tf: the names and metadata a web or
+# mobile app sees.
+DESCRIBED = """
+import json, sys
+fmt, path = sys.argv[1:3]
+if fmt == "onnx":
+  import onnx
+  model = onnx.load(path)
+  tensors = [(v.name, [d.dim_param or d.dim_value
+                       for d in v.type.tensor_type.shape.dim])
+             for v in (model.graph.input[0], model.graph.output[0])]
+  metadata = {p.key: json.loads(p.value) for p in model.metadata_props}
+else:
+  from ai_edge_litert import interpreter
+  from tensorflow.lite.tools import flatbuffer_utils
+  lite = interpreter.Interpreter(model_path=path)
+  tensors = [(d["name"], [int(n) for n in d["shape"]])
+             for d in lite.get_input_details() + lite.get_output_details()]
+  tensors.append(lite.get_signature_list()["serving_default"])
+  model = flatbuffer_utils.read_model(path)
+  metadata, = [json.loads(bytes(model.buffers[m.buffer].data))
+               for m in model.metadata if m.name == b"pix2pix_tf"]
+print(json.dumps({"tensors": tensors, "metadata": metadata}))
+"""
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "litert"])
+def test_portable_files_name_their_tensors_and_carry_the_metadata(
+    exported, fmt, tmp_path):
+  config, generator, _, root = exported
+  config = dataclasses.replace(config, label_palette="facades")
+  path = formats.default_path(str(tmp_path), fmt, "float32")
+  formats.write_format(generator, config, fmt, path, "eval", step=7)
+  done = subprocess.run([sys.executable, "-c", DESCRIBED, fmt, path],
+                        capture_output=True, text=True, env=ENV)
+  assert done.returncode == 0, done.stderr[-3000:]
+  described = json.loads(done.stdout.splitlines()[-1])
+  if fmt == "onnx":
+    assert described["tensors"] == [
+        ["image", ["batch", "height", "width", 3]],
+        ["generated_image", ["batch", "height", "width", 3]]]
+  else:
+    assert described["tensors"] == [
+        ["image", [1, 32, 32, 3]], ["generated_image", [1, 32, 32, 3]],
+        {"inputs": ["image"], "outputs": ["generated_image"]}]
+  metadata = described["metadata"]
+  if fmt == "onnx":  # Each key on its own too, and the whole.
+    assert metadata["pix2pix_tf"]["direction"] == metadata["direction"]
+  assert (metadata["direction"], metadata["inference_mode"],
+          metadata["image_size"], metadata["step"]) == (
+              config.direction, "eval", 32, 7)
+  assert (metadata["layout"], metadata["value_range"], metadata["input"],
+          metadata["output"]) == ("NHWC", [-1.0, 1.0], "image",
+                                  "generated_image")
+  assert metadata["palette"][0]["name"] and len(
+      metadata["palette"][0]["color"]) == 3
+
+
+def test_fp16_is_for_the_portable_formats(exported, tmp_path):
+  config, generator, _, _ = exported
+  with pytest.raises(serving.ExportError, match="precision=fp16 is for"):
+    formats.write_format(generator, config, "keras",
+                         str(tmp_path / "m.keras"), "eval", "fp16")
 
 
 def test_paper_mode_keras_file_keeps_its_layers_and_statistics(exported,
