@@ -5,6 +5,7 @@ r"""Builds paired A|B datasets from your own images.
     python -m pix2pix_tf.datasets edges --photos=photos --output=datasets/edges --size=256
     python -m pix2pix_tf.datasets split --data_dir=datasets/colorize --val=0.1 --test=0.1
     python -m pix2pix_tf.datasets demo --output=datasets/demo
+    python -m pix2pix_tf.datasets download facades   # -> datasets/facades
 
 combine: pairs files of the same name (or the same --pattern key) from two
   folders into A|B images; B is resized to A's size (or both to --size);
@@ -13,6 +14,11 @@ colorize: A = the grayscale version, B = the colour photo; photos that are
   already grayscale are skipped and counted.
 edges: A = Canny edges (OpenCV; --low and --high thresholds), black on white
   as in edges2shoes, B = the photo.
+download NAME: a standard pix2pix dataset (facades, cityscapes, maps,
+  edges2shoes, edges2handbags, night2day) into --output (default
+  datasets/NAME), by keras.utils.get_file (checked against --sha256 when
+  given; each download prints its digest); extracted beside it and moved
+  into place only when complete.
 demo: the built-in demo dataset (procedural facades, photo | labels, and
   their palette.json), which `--config=demo` trains on: the same --seed
   gives the same files.
@@ -42,7 +48,7 @@ from pix2pix_tf.config import MAX_PIXELS, Option, SEED
 from pix2pix_tf.data import building
 from pix2pix_tf.data import demo
 
-COMMANDS = ("combine", "colorize", "edges", "split", "demo")
+COMMANDS = ("combine", "colorize", "edges", "split", "demo", "download")
 
 # This command's flags (an option several commands take is defined once, in
 # config).
@@ -53,7 +59,12 @@ OPTIONS = (
            "first group (or whole match) in the file name pairs A with "
            "B, e.g. '(\\d+)'. Default: the same file name."),
     Option("photos", str, None, "colorize, edges: folder of photos."),
-    Option("output", str, None, "Dataset folder to write into."),
+    Option("output", str, None, "Dataset folder to write into (download: "
+           "default datasets/NAME)."),
+    Option("base_url", str, "http://efrosgans.eecs.berkeley.edu/pix2pix/"
+           "datasets", "download: where NAME.tar.gz is downloaded from."),
+    Option("sha256", str, None, "download: the archive's SHA-256; a "
+           "download that differs is refused."),
     Option("split", str, "train",
            "Subfolder of --output to write pairs into."),
     Option("size", int, None, "Resize each half to size x size (combine "
@@ -105,6 +116,16 @@ def check_options(command: str, flag_values: flags.FlagValues) -> None:
 
 
 def main(argv):
+  if argv[1:2] == ["download"]:
+    if len(argv) != 3 or argv[2] not in data_lib.STANDARD_DATASETS:
+      raise app.UsageError(
+          "Give one dataset name after download: "
+          f"{', '.join(data_lib.STANDARD_DATASETS)}.")
+    FLAGS = flags.FLAGS
+    from pix2pix_tf.data import download  # Keras's get_file: TensorFlow.
+    download.fetch(argv[2], FLAGS.output or os.path.join("datasets", argv[2]),
+                   FLAGS.base_url, FLAGS.sha256)
+    return
   if len(argv) != 2 or argv[1] not in COMMANDS:
     raise app.UsageError(f"Give one command: {', '.join(COMMANDS)}.")
   command, FLAGS = argv[1], flags.FLAGS

@@ -67,7 +67,7 @@ def test_flagfile_carries_the_papers_settings(name):
   header = open(path).read().split("\n--")[0]
   assert f"python -m pix2pix_tf.train --flagfile=configs/{name}.flags" in (
       header)
-  assert f"tools/download_dataset.py {name}" in header
+  assert f"python -m pix2pix_tf.datasets download {name}" in header
 
 
 @pytest.mark.parametrize("name", ["facades", "cityscapes"])

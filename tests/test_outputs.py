@@ -183,16 +183,13 @@ ROWS = {
         "demo", f"--output={t}", "--num_train=2", "--num_val=1",
         "--size=16"], None, ["palette.json", "train/0001.png"]),
     # Pointed at a server that is not there: a refusal comes first.
-    "tools/download_dataset.py": Row(tool("download_dataset.py"),
-                                     lambda w, t: [
-                                         "facades", f"--dest={t}",
-                                         "--base_url=http://127.0.0.1:9"],
-                                     None, ["facades/notes.txt"]),
+    "datasets download": Row("datasets", lambda w, t: [
+        "download", "facades", f"--output={t}",
+        "--base_url=http://127.0.0.1:9"], None, ["facades/notes.txt"]),
 }
 # What the error lines of each program start with.
 PROGRAMS = ("pix2pix_tf.", "ablate:", "make_tfrecords:", "train_segmenter:",
-            "compare_resolutions:", "compare_formats:", "benchmark:",
-            "download_dataset:")
+            "compare_resolutions:", "compare_formats:", "benchmark:")
 
 
 @pytest.fixture(scope="module")

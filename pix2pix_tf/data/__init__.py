@@ -15,7 +15,8 @@ Modules, in the order a pair travels:
   evaluation.
 * `palettes`: label-map colours (cityscapes, facades, or a file).
 * `demo`: the procedural demo facades; `building`: datasets from your own
-  images (combine, colorize, edges, split).
+  images (combine, colorize, edges, split); `download`: the standard
+  datasets.
 """
 
 from pix2pix_tf import lazy
@@ -41,5 +42,5 @@ __all__, __getattr__, __dir__ = lazy.exports(__name__, {
                    "load_pair", "normalize", "random_jitter", "resize",
                    "scaled_size", "split_pair", "through_padding",
                    "to_uint8"],
-    "building": [], "demo": [],
+    "building": [], "demo": [], "download": [],
 })

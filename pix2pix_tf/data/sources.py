@@ -43,10 +43,12 @@ def list_split(data_dir: str, split: str) -> Sequence[str]:
   if not os.path.isdir(folder):
     name = os.path.basename(os.path.normpath(data_dir))
     dest = os.path.dirname(os.path.normpath(data_dir)) or "."
-    download = f"python tools/download_dataset.py {name} --dest {dest}"
+    download = (f"python -m pix2pix_tf.datasets download {name} "
+                f"--output={data_dir}")
     if name not in STANDARD_DATASETS:
-      download = (f"python tools/download_dataset.py NAME --dest {dest}, "
-                  f"NAME one of {', '.join(STANDARD_DATASETS)}")
+      download = (f"python -m pix2pix_tf.datasets download NAME "
+                  f"--output={os.path.join(dest, 'NAME')}, NAME one of "
+                  f"{', '.join(STANDARD_DATASETS)}")
     raise DatasetError(
         f"Dataset folder {folder} does not exist. Point --data_dir at a "
         "folder with train/ (and optionally val/, test/) subfolders of A|B "

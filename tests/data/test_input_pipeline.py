@@ -252,7 +252,8 @@ def test_missing_dataset_names_the_folder_and_the_download_command(tmp_path):
                                "train")
   message = str(error.value)
   assert str(tmp_path / "datasets" / "facades" / "train") in message
-  assert "python tools/download_dataset.py facades --dest" in message
+  assert "python -m pix2pix_tf.datasets download facades --output=" in (
+      message)
 
 
 def test_empty_dataset_folder_is_named(tmp_path):

@@ -136,7 +136,7 @@ def test_entry_point_names_a_missing_dataset(tmp_path):
                        f"--model_dir={tmp_path}/run")
   assert result.returncode != 0
   assert f"{tmp_path}/datasets/facades/train does not exist" in result.stderr
-  assert "tools/download_dataset.py facades" in result.stderr
+  assert "python -m pix2pix_tf.datasets download facades" in result.stderr
   assert not (tmp_path / "run").exists()
 
 

@@ -1,6 +1,7 @@
-"""tools/download_dataset.py against a local HTTP server on 127.0.0.1."""
+"""datasets download against a local HTTP server on 127.0.0.1."""
 
 import functools
+import hashlib
 import http.server
 import io
 import os
@@ -10,10 +11,8 @@ import threading
 
 import pytest
 
-from conftest import NO_TENSORFLOW, ROOT, run_saying_imports
+from conftest import run_command
 from pix2pix_tf import outputs
-
-TOOL = os.path.join(ROOT, "tools", "download_dataset.py")
 
 
 def make_archive(path, name="facades"):
@@ -41,28 +40,45 @@ def server(tmp_path):
   httpd.server_close()
 
 
-def run_tool(*args):
-  return run_saying_imports(TOOL, *args, timeout=120)
+def run_tool(name, dest, *args):
+  """datasets download NAME into dest/NAME."""
+  return run_command("datasets", "download", name,
+                     f"--output={os.path.join(dest, name)}", *args,
+                     timeout=300)
 
 
 @pytest.mark.slow
-def test_downloads_and_extracts_into_dest(server, tmp_path):
+def test_downloads_checks_and_extracts_into_output(server, tmp_path):
   root, url = server
   make_archive(root / "facades.tar.gz")
+  digest = hashlib.sha256((root / "facades.tar.gz").read_bytes()).hexdigest()
   dest = tmp_path / "datasets"
-  result = run_tool("facades", f"--dest={dest}", f"--base_url={url}")
+  result = run_tool("facades", dest, f"--base_url={url}",
+                    f"--sha256={digest}")
   assert result.returncode == 0, result.stderr
-  size = os.path.getsize(root / "facades.tar.gz")
-  assert f"{size}/{size} bytes" in result.stdout
-  assert NO_TENSORFLOW in result.stdout  # It starts at once.
+  assert f"SHA-256 of facades.tar.gz: {digest}" in result.stdout
   for split, count in (("train", 3), ("val", 2), ("test", 1)):
     assert len(os.listdir(dest / "facades" / split)) == count
   assert (dest / "facades" / "val" / "2.jpg").read_bytes() == b"val-1" * 100
   # Nothing else is left beside it: no archive, no staging folder.
   assert sorted(os.listdir(dest)) == [outputs.MANIFEST, "facades"]
+  assert sorted(os.listdir(dest / "facades")) == ["test", "train", "val"]
   # A second run finds it and does nothing.
-  again = run_tool("facades", f"--dest={dest}", f"--base_url={url}")
+  again = run_tool("facades", dest, f"--base_url={url}")
   assert again.returncode == 0 and "already exists" in again.stdout
+
+
+@pytest.mark.slow
+def test_an_archive_of_another_digest_is_refused(server, tmp_path):
+  root, url = server
+  make_archive(root / "maps.tar.gz", "maps")
+  dest = tmp_path / "datasets"
+  result = run_tool("maps", dest, f"--base_url={url}", "--sha256=" + "0" * 64)
+  assert result.returncode != 0
+  assert f"{url}/maps.tar.gz does not have the SHA-256 --sha256=" in (
+      result.stderr)
+  assert not (dest / "maps").exists()
+  assert os.listdir(dest) == []
 
 
 @pytest.mark.slow
@@ -71,8 +87,7 @@ def test_unreachable_server_is_a_clear_error(tmp_path):
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
   dest = tmp_path / "datasets"
-  result = run_tool("maps", f"--dest={dest}",
-                    f"--base_url=http://127.0.0.1:{port}")
+  result = run_tool("maps", dest, f"--base_url=http://127.0.0.1:{port}")
   assert result.returncode != 0
   assert f"Could not download http://127.0.0.1:{port}/maps.tar.gz" in (
       result.stderr)
@@ -84,7 +99,7 @@ def test_unreachable_server_is_a_clear_error(tmp_path):
 @pytest.mark.slow
 def test_missing_archive_is_a_clear_error(server, tmp_path):
   _, url = server
-  result = run_tool("cityscapes", f"--dest={tmp_path}/d", f"--base_url={url}")
+  result = run_tool("cityscapes", tmp_path / "d", f"--base_url={url}")
   assert result.returncode != 0
   assert "404" in result.stderr and "cityscapes.tar.gz" in result.stderr
   assert not (tmp_path / "d" / "cityscapes").exists()
@@ -98,7 +113,7 @@ def test_corrupt_archive_leaves_no_half_extracted_folder(server, tmp_path):
   data = (root / "good.tar.gz").read_bytes()
   (root / "night2day.tar.gz").write_bytes(data[: len(data) // 2])
   dest = tmp_path / "datasets"
-  result = run_tool("night2day", f"--dest={dest}", f"--base_url={url}")
+  result = run_tool("night2day", dest, f"--base_url={url}")
   assert result.returncode != 0
   assert "not a readable .tar.gz archive" in result.stderr
   assert os.listdir(dest) == []
@@ -106,6 +121,6 @@ def test_corrupt_archive_leaves_no_half_extracted_folder(server, tmp_path):
 
 @pytest.mark.slow
 def test_unknown_dataset_name_is_rejected(tmp_path):
-  result = run_tool("imagenet", f"--dest={tmp_path}")
+  result = run_tool("imagenet", tmp_path)
   assert result.returncode != 0
   assert "facades" in result.stderr

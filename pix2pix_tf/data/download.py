@@ -1,0 +1,108 @@
+"""The standard pix2pix datasets, downloaded and extracted into place.
+
+    python -m pix2pix_tf.datasets download facades   # -> datasets/facades/{train,val,test}
+
+The archive (NAME.tar.gz of the reference's server) is downloaded by
+`keras.utils.get_file`, which checks its SHA-256 when one is given
+(`--sha256`; the reference publishes none, so every download prints its
+digest, to pin the next), and extracted in a temporary folder beside the
+destination, moved into place only when complete: a failure leaves no
+half-extracted dataset behind.
+"""
+
+import hashlib
+import os
+import shutil
+import tarfile
+from typing import Optional
+
+import keras
+
+from pix2pix_tf import errors
+from pix2pix_tf import outputs
+
+
+class DownloadError(errors.CommandError):
+  """A download or an archive that failed, in a sentence."""
+
+
+def sha256_of(path: str) -> str:
+  """The file's SHA-256, hex (read in 1 MiB chunks)."""
+  digest = hashlib.sha256()
+  with open(path, "rb") as file:
+    while chunk := file.read(1 << 20):
+      digest.update(chunk)
+  return digest.hexdigest()
+
+
+def download(url: str, folder: str, sha256: Optional[str] = None) -> str:
+  """`url` downloaded into `folder` by keras.utils.get_file (checked
+  against `sha256` when given); returns the file's path."""
+  try:
+    return keras.utils.get_file(
+        fname=os.path.basename(url), origin=url, file_hash=sha256,
+        hash_algorithm="sha256", cache_dir=folder, cache_subdir=".")
+  except ValueError as e:  # The digest differs.
+    raise DownloadError(
+        f"{url} does not have the SHA-256 --sha256={sha256} ({e}). Run the "
+        "command again, or check the value you gave.") from None
+  except Exception as e:  # pylint: disable=broad-except
+    # get_file raises Exception with the HTTP or socket error in its text.
+    raise DownloadError(
+        f"Could not download {url}: {e}. Check the network connection (or "
+        "--base_url), or download the archive by hand and extract it into "
+        "the destination folder.") from None
+
+
+def extract(archive: str, name: str, staging: str) -> None:
+  """Extracts `archive` and moves the files of its `name` folder into
+  `staging` (the dataset folder, until it is swapped into place)."""
+  unpacked = os.path.join(staging, ".unpacked")
+  try:
+    with tarfile.open(archive, "r:*") as tar:
+      tar.extractall(unpacked, filter="data")
+  except (tarfile.TarError, EOFError, OSError) as e:
+    raise DownloadError(f"{archive} is not a readable .tar.gz archive "
+                        f"({e}). Run the command again to download it "
+                        "anew.") from e
+  root = os.path.join(unpacked, name)
+  if not os.path.isdir(root):
+    entries = os.listdir(unpacked)
+    if len(entries) != 1 or not os.path.isdir(
+        os.path.join(unpacked, entries[0])):
+      raise DownloadError(f"{archive} does not hold a single {name}/ "
+                          "folder.")
+    root = os.path.join(unpacked, entries[0])
+  if not os.path.isdir(os.path.join(root, "train")):
+    raise DownloadError(f"{archive} has no {name}/train folder.")
+  for entry in os.listdir(root):
+    os.replace(os.path.join(root, entry), os.path.join(staging, entry))
+  shutil.rmtree(unpacked)
+
+
+def fetch(name: str, output: str, base_url: str,
+          sha256: Optional[str] = None) -> str:
+  """Downloads dataset `name` (`base_url`/NAME.tar.gz) and extracts it into
+  the folder `output`; returns it. Nothing is written where a dataset
+  already is."""
+  if os.path.isdir(os.path.join(output, "train")):
+    print(f"{output} already exists; nothing to do.")
+    return output
+  folder, leaf = outputs.folder_output(output, "output",
+                                       kind="dataset download")
+  url = f"{base_url.rstrip('/')}/{name}.tar.gz"
+
+  def build(staging):
+    print(f"Downloading {url}")
+    archive = download(url, staging, sha256)
+    print(f"SHA-256 of {name}.tar.gz: {sha256_of(archive)}")
+    extract(archive, name, staging)
+    os.remove(archive)
+
+  folder.replace_folder(leaf, build)
+  splits = sorted(s for s in os.listdir(output)
+                  if os.path.isdir(os.path.join(output, s)))
+  counts = ", ".join(f"{s}: {len(os.listdir(os.path.join(output, s)))}"
+                     for s in splits)
+  print(f"Extracted {name} into {output} ({counts}).")
+  return output
