@@ -66,6 +66,7 @@ setuptools.setup(
             "pix2pix-datasets=pix2pix_tf.datasets:run",
             "pix2pix-serve=pix2pix_tf.serve:run",
             "pix2pix-convert=pix2pix_tf.convert:run",
+            "pix2pix-segmenter=pix2pix_tf.segmenter:run",
         ],
     },
     classifiers=[

@@ -9,7 +9,7 @@ The Python API (docs/python_api.md):
   arrays, paths).
 
 The commands (`python -m pix2pix_tf.<command>`): train, export, predict,
-evaluate, serve, study, datasets, summary, convert; each holds its flags and
+evaluate, serve, study, datasets, summary, convert, segmenter; each holds its flags and
 one call into the library below.
 
 The library: `config` (every training option once), `models`, `data`,

@@ -333,7 +333,7 @@ class Config:
       "--segmenter the FCN-score of labels -> photo, at each evaluation.")
   segmenter: str = option(
       "",
-      "A segmenter SavedModel (tools/train_segmenter.py) for the FCN-score "
+      "A segmenter SavedModel (python -m pix2pix_tf.segmenter) for the FCN-score "
       "during training.")
 
   @classmethod

@@ -55,7 +55,7 @@ OPTIONS = (
     Option("labels", str, "auto", "Which side of the pairs is the label "
            "map.", choices=("auto", "input", "target")),
     Option("segmenter", str, "", "A SavedModel from photos in [-1, 1] to "
-           "per-pixel class logits (tools/train_segmenter.py), for the "
+           "per-pixel class logits (python -m pix2pix_tf.segmenter), for the "
            "FCN-score."),
     Option("inception_weights", str, "", "FID and KID network: pytorch-"
            "fid's pt_inception .pth (FID as pytorch-fid's) or Keras's "

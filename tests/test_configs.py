@@ -136,7 +136,8 @@ def test_flag_doc_command_flags_are_generated_from_each_commands_options():
   # Every command has its own (train: --config; its training options are
   # Config's).
   assert list(options_of) == ["convert", "datasets", "evaluate", "export",
-                              "predict", "serve", "study", "summary", "train"]
+                              "predict", "segmenter", "serve", "study",
+                              "summary", "train"]
   for command, options in options_of.items():
     flag_values = flags.FlagValues()
     config_lib.define_command_flags(options, flag_values)

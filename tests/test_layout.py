@@ -17,7 +17,7 @@ from conftest import ROOT
 
 PACKAGE = os.path.join(ROOT, "pix2pix_tf")
 COMMANDS = ("train", "export", "predict", "evaluate", "serve", "study",
-            "datasets", "summary", "convert")
+            "datasets", "summary", "convert", "segmenter")
 # Each library part may import only parts of a lower rank (and itself).
 RANKS = {"errors": 0, "lazy": 0, "temporaries": 0, "architectures": 0,
          "flagfiles": 0, "outputs": 1, "config": 1, "models": 2, "data": 2, "serving": 3,

@@ -161,7 +161,7 @@ ROWS = {
     "tools/make_tfrecords.py": Row(tool("make_tfrecords.py"), lambda w, t: [
         f"--data_dir={w.data}", f"--output={t}"], lambda w: w.data,
                                    ["dataset.json", "train-00000-of-00001.tfrecord"]),
-    "tools/train_segmenter.py": Row(tool("train_segmenter.py"), lambda w, t: [
+    "segmenter": Row("segmenter", lambda w, t: [
         f"--data_dir={w.data}", "--label_palette=facades", f"--output={t}",
         "--image_size=32", "--depth=2", "--epochs=1"], lambda w: w.data,
                                     SAVED_MODEL_FILES),
@@ -188,7 +188,7 @@ ROWS = {
         "--base_url=http://127.0.0.1:9"], None, ["facades/notes.txt"]),
 }
 # What the error lines of each program start with.
-PROGRAMS = ("pix2pix_tf.", "ablate:", "make_tfrecords:", "train_segmenter:",
+PROGRAMS = ("pix2pix_tf.", "ablate:", "make_tfrecords:",
             "compare_resolutions:", "compare_formats:", "benchmark:")
 
 

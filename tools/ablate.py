@@ -289,7 +289,7 @@ def check_scoring(args: dict, split: str) -> None:
   if side == "input" and not args["segmenter"]:
     raise errors.CommandError(
         "labels -> photo is scored by an FCN: give --segmenter (train one "
-        "with python tools/train_segmenter.py), or leave out "
+        "with python -m pix2pix_tf.segmenter), or leave out "
         "--label_palette.")
 
 
@@ -662,7 +662,7 @@ def define_flags():
   flags.DEFINE_string("label_palette", "", "cityscapes, facades or a "
                       "palette file: segmentation scores (photo -> labels; "
                       "labels -> photo with --segmenter).")
-  flags.DEFINE_string("segmenter", "", "A tools/train_segmenter.py "
+  flags.DEFINE_string("segmenter", "", "A python -m pix2pix_tf.segmenter "
                       "SavedModel: the FCN-score of labels -> photo.")
   flags.DEFINE_string("inception_weights", "", "FID and KID network: "
                       "pytorch-fid's pt_inception .pth (FID as pytorch-fid's) "

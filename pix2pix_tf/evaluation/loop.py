@@ -33,7 +33,7 @@ def load_segmenter(path: str) -> Callable[[tf.Tensor], tf.Tensor]:
   """A SavedModel mapping [-1, 1] photos to per-pixel class logits."""
   if not saved_model_lib.is_saved_model(path):
     raise errors.CommandError(f"--segmenter={path} is not a SavedModel. Train one with "
-                     "python tools/train_segmenter.py.")
+                     "python -m pix2pix_tf.segmenter.")
   try:
     signature = tf.saved_model.load(path).signatures["serving_default"]
   except Exception as e:  # pylint: disable=broad-except
@@ -41,7 +41,7 @@ def load_segmenter(path: str) -> Callable[[tf.Tensor], tf.Tensor]:
     first_line = (str(e).strip().splitlines() or [""])[0][:200]
     raise errors.CommandError(f"--segmenter={path} could not be loaded "
                      f"({type(e).__name__}: {first_line}). Train it again "
-                     "with python tools/train_segmenter.py.") from None
+                     "with python -m pix2pix_tf.segmenter.") from None
   output = list(signature.structured_outputs)[0]
   name = list(signature.structured_input_signature[1])[0]
   return lambda photos: signature(**{name: tf.cast(photos, tf.float32)})[
@@ -161,7 +161,7 @@ def check_evaluation_files(config: config_lib.Config) -> None:
       config.segmenter):
     raise config_lib.ConfigError(
         f"--segmenter={config.segmenter} is not a SavedModel. Train one with "
-        "python tools/train_segmenter.py.")
+        "python -m pix2pix_tf.segmenter.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -217,7 +217,7 @@ def evaluate_saved_model(saved_model: str, data_dir: str, split: str,
   if accumulator.palette is not None and (
       accumulator.labels_side == "input" and not options.segmenter):
     notes.append("FCN-score skipped: labels -> photo needs --segmenter (train "
-                 "one with python tools/train_segmenter.py).")
+                 "one with python -m pix2pix_tf.segmenter).")
   result.update({"saved_model": saved_model, "data_dir": data_dir,
                  "split": split, "step": metadata["step"],
                  "inference_mode": metadata["inference_mode"],

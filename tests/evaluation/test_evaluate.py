@@ -326,7 +326,7 @@ def test_fcn_score_with_a_trained_segmenter(tmp_path):
   palette = palette_file(tmp_path)
   segmenter = tmp_path / "segmenter"
   trained = subprocess.run(
-      [sys.executable, os.path.join(ROOT, "tools", "train_segmenter.py"),
+      [sys.executable, "-m", "pix2pix_tf.segmenter",
        f"--data_dir={data_dir}", f"--label_palette={palette}",
        f"--output={segmenter}", "--image_size=32", "--depth=3",
        "--filters=8", "--epochs=2", "--batch_size=4"],
