@@ -76,4 +76,10 @@ def expand(argv: Sequence[str],
 def parse(argv: Sequence[str]) -> List[str]:
   """absl's flags parser for app.run: argv expanded, then parsed as absl's
   default parser does (a bad flag is reported with the usage)."""
+  if "config" in flags.FLAGS:
+    # What expand left: a --config inside a flagfile, which nothing reads.
+    flags.register_validator(
+        "config", lambda value: value is None,
+        "--config names a shipped configuration on the command line only; "
+        "inside a flagfile, read one with --flagfile=PATH.")
   return app.parse_flags_with_usage(expand(argv))

@@ -73,12 +73,17 @@ def test_a_file_of_that_name_is_read_as_given(tmp_path, monkeypatch):
                               "train", "--flagfile=configs/facades.flags"]
 
 
-def test_config_is_left_to_commands_without_it():
-  """A command that does not define --config gets it as given (and absl
-  refuses it): the training flags of a flagfile are not its flags."""
+def test_config_is_left_to_commands_without_it(tmp_path):
+  """A command that does not define --config gets it as given, and absl
+  refuses it: the training flags of a flagfile are not its flags."""
   assert flagfiles.expand(["predict", "--config=facades"],
                           flags.FlagValues()) == [
                               "predict", "--config=facades"]
+  done = subprocess.run([sys.executable, "-m", "pix2pix_tf.predict",
+                         "--config=facades"], capture_output=True,
+                        text=True, env=ENV, cwd=tmp_path)
+  assert done.returncode == 1
+  assert "Unknown command line flag 'config'" in done.stderr
 
 
 def summary(cwd, *arguments):
@@ -107,3 +112,12 @@ def test_an_unknown_config_is_refused_with_the_names(tmp_path):
   assert done.returncode == 1
   assert "--config=facade" in done.stderr
   assert "|".join(flagfiles.names()) in done.stderr
+
+
+def test_config_inside_a_flagfile_is_refused(tmp_path):
+  """Only the command line's --config is expanded: one inside a flagfile
+  would be read as nothing."""
+  (tmp_path / "mine.flags").write_text("--config=demo\n--ngf=16\n")
+  done = summary(tmp_path, "--flagfile=mine.flags")
+  assert done.returncode == 1
+  assert "inside a flagfile, read one with --flagfile=PATH" in done.stderr

@@ -174,7 +174,8 @@ def write_format(generator: keras.Model, config: config_lib.Config,
         "--precision=fp16 is for --format=litert and onnx; a .keras file "
         "keeps the model's own weights.")
   metadata = portable.file_metadata(signatures.export_metadata(
-      config, step, inference_mode, config_lib.DEFAULT_MAX_PIXELS))
+      config, step, inference_mode, config_lib.DEFAULT_MAX_PIXELS),
+                                    precision == "fp16")
   check_path(path, fmt)
   paper = inference_mode == "paper"
   model = models.paper_mode(generator) if paper else generator

@@ -4,8 +4,9 @@ needs nothing else to run them.
 
 Both files take `image` and give `generated_image`: float32, NHWC, values in
 [-1, 1]. The ONNX file names its free dimensions `batch`, `height` and
-`width` and carries the metadata as `metadata_props` (one entry per key, JSON
-values; `pix2pix_tf` holds the whole). The LiteRT file carries it as the
+`width` and carries the metadata as `metadata_props` (one entry per key:
+strings as they are, other values as JSON; `pix2pix_tf` holds the whole, as
+JSON). The LiteRT file carries it as the
 model metadata entry `pix2pix_tf` (JSON), beside its signature's names.
 
 The files are edited with the `onnx` package and TensorFlow's LiteRT
@@ -25,11 +26,13 @@ DIMENSIONS = ("batch", "height", "width")
 FILE_METADATA_NAME = "pix2pix_tf"
 
 
-def file_metadata(metadata: Dict) -> Dict:
+def file_metadata(metadata: Dict, fp16_weights: bool) -> Dict:
   """The export's metadata (signatures.export_metadata) with what a file's
-  user needs to feed it: the tensors' names, layout and value range."""
+  user needs to feed it: the tensors' names, layout, value range and
+  dtype, and the weights' dtype."""
   return {**metadata, "input": INPUT, "output": OUTPUT, "layout": "NHWC",
-          "value_range": [-1.0, 1.0], "dtype": "float32"}
+          "value_range": [-1.0, 1.0], "dtype": "float32",
+          "weights": "float16" if fp16_weights else "float32"}
 
 
 def describe_onnx(path: str, metadata: Dict, fp16_weights: bool) -> None:
@@ -47,17 +50,21 @@ def describe_onnx(path: str, metadata: Dict, fp16_weights: bool) -> None:
   del model.metadata_props[:]
   entries = {FILE_METADATA_NAME: metadata, **metadata}
   for key, value in entries.items():
-    model.metadata_props.add(key=key, value=json.dumps(value))
+    model.metadata_props.add(
+        key=key, value=value if isinstance(value, str) else json.dumps(value))
   model.doc_string = (f"pix2pix generator ({metadata['direction']}): "
                       f"{INPUT} -> {OUTPUT}, float32 NHWC in [-1, 1].")
   if fp16_weights:
     casts = []
     for tensor in graph.initializer:
-      if tensor.data_type != onnx.TensorProto.FLOAT:
+      values = numpy_helper.to_array(tensor)
+      # Weights only: the kernels and per-channel vectors, within float16's
+      # range (not shape constants or epsilons).
+      if (tensor.data_type != onnx.TensorProto.FLOAT or values.size < 16 or
+          np.abs(values).max() > np.finfo(np.float16).max):
         continue
-      half = numpy_helper.from_array(
-          numpy_helper.to_array(tensor).astype(np.float16),
-          tensor.name + "_fp16")
+      half = numpy_helper.from_array(values.astype(np.float16),
+                                     tensor.name + "_fp16")
       casts.append(onnx.helper.make_node(
           "Cast", [half.name], [tensor.name], to=onnx.TensorProto.FLOAT))
       tensor.CopyFrom(half)

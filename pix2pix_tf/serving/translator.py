@@ -23,6 +23,8 @@ from pix2pix_tf.serving import saved_model as saved_model_lib
 from pix2pix_tf.serving import translation
 
 ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray]
+# The PIL modes a PNG holds, which the decoding rule reads.
+PNG_MODES = ("1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA")
 
 
 class ExportTranslator:
@@ -51,6 +53,11 @@ class ExportTranslator:
             "floats with ((x + 1) * 127.5).round().astype('uint8').")
       pixels = image if image.ndim == 3 else image[..., None]
       if pixels.shape[-1] not in (1, 3):  # Alpha: by the decoding rule.
+        if image.dtype != np.uint8 or pixels.shape[-1] not in (2, 4):
+          raise ValueError(
+              f"An image array has 1 or 3 channels, or 2 or 4 with alpha "
+              f"in uint8; got {image.dtype} with {pixels.shape[-1]}. Drop "
+              "or composite the alpha first.")
         pixels = self._decoded(Image.fromarray(image))
       return self._translate(self._in_channels(pixels))
     if isinstance(image, Image.Image):
@@ -64,9 +71,18 @@ class ExportTranslator:
     """A PIL image's pixels as a file of it would be read: through PNG and
     the decoding rule of training and predict (transparency on white,
     palettes and 16-bit samples as from a file)."""
+    if image.width * image.height > self._max_pixels:
+      raise ValueError(
+          f"The image has {image.width}x{image.height} pixels, more than "
+          f"max_pixels={self._max_pixels}: resize it first.")
+    if image.mode in ("CMYK", "YCbCr", "HSV", "LAB"):
+      image = image.convert("RGB")
+    if image.mode not in PNG_MODES:
+      raise ValueError(
+          f"A PIL image of mode {image.mode} is not an image's pixels as a "
+          "file holds them: convert it to RGB (or L) first.")
     buffer = io.BytesIO()
-    (image.convert("RGB") if image.mode == "CMYK" else image).save(
-        buffer, format="PNG")
+    image.save(buffer, format="PNG")
     return self._decode(buffer.getvalue()).numpy()
 
   def _in_channels(self, pixels: np.ndarray) -> np.ndarray:

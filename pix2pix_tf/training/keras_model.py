@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from pix2pix_tf import config as config_lib
 from pix2pix_tf import data as data_lib
+from pix2pix_tf import models
 from pix2pix_tf.serving import saved_model
 from pix2pix_tf.training import run as run_lib
 from pix2pix_tf.training import state as state_lib
@@ -64,6 +65,9 @@ class Pix2Pix(keras.Model):
     self._update = step_lib.make_train_step(self.state, config,
                                             config.batch_size)
     self.built = True  # G and D are; nothing is built on first call.
+    # G as samples, val passes and exports run it: nothing updated.
+    self._generate = models.make_generate(self.generator,
+                                          config.inference_mode)
 
   def call(self, inputs: tf.Tensor, training: bool = False) -> tf.Tensor:
     """G's translation of [-1, 1] images."""
@@ -96,7 +100,7 @@ class Pix2Pix(keras.Model):
     command logs)."""
     metrics = self._update(data)
     self.state.step.assign_add(1)
-    return metrics
+    return self._logged(metrics)
 
   def export(self, filepath: str, format: str = "tf_saved_model",
              verbose: bool = True, inference_mode: Optional[str] = None
@@ -118,6 +122,29 @@ class Pix2Pix(keras.Model):
     if verbose:
       print(f"Exported the generator to {exported}.")
     return exported
+
+  def test_step(self, data: Tuple[tf.Tensor, tf.Tensor]
+                ) -> Dict[str, tf.Tensor]:
+    """The objective's losses on a batch, nothing updated (for `evaluate`
+    and `fit(validation_data=...)`): G translates as the export does
+    (`inference_mode`), D judges with batch statistics as in training."""
+    input_image, target_image = data
+    generated_image = self._generate(input_image)
+    metrics = (self._update.discriminator_losses(
+        input_image, target_image, generated_image)
+               if self._update.objective.discriminator else {})
+    metrics.update(self._update.generator_losses(input_image, target_image,
+                                                 generated_image))
+    return self._logged({name: metrics[name]
+                         for name in self._update.metric_names})
+
+  def _logged(self, metrics: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    """Each replica's losses are divided by the global batch, so their sum
+    is the batch's loss; Keras averages what replicas return (its fit
+    ignores distribute_reduction_method), so each returns replicas x its
+    share."""
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    return {name: value * replicas for name, value in metrics.items()}
 
   def get_config(self) -> Dict:
     """What rebuilds this model (for `.keras` files)."""

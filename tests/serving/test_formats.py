@@ -145,8 +145,8 @@ def test_fp16_halves_the_file(exported, fmt):
   assert sizes["fp16"] < 0.6 * sizes["float32"]
 
 
-# Read in a process without pix2pix_tf: the names and metadata a web or
-# mobile app sees.
+# Read in a process that imports no pix2pix_tf (LiteRT's metadata through
+# TensorFlow's flatbuffer utilities): the names and metadata an app sees.
 DESCRIBED = """
 import json, sys
 fmt, path = sys.argv[1:3]
@@ -156,7 +156,11 @@ if fmt == "onnx":
   tensors = [(v.name, [d.dim_param or d.dim_value
                        for d in v.type.tensor_type.shape.dim])
              for v in (model.graph.input[0], model.graph.output[0])]
-  metadata = {p.key: json.loads(p.value) for p in model.metadata_props}
+  metadata = {p.key: p.value for p in model.metadata_props}
+  whole = json.loads(metadata["pix2pix_tf"])
+  assert all(metadata[k] == (v if isinstance(v, str) else json.dumps(v))
+             for k, v in whole.items())
+  metadata = whole
 else:
   from ai_edge_litert import interpreter
   from tensorflow.lite.tools import flatbuffer_utils
@@ -172,12 +176,14 @@ print(json.dumps({"tensors": tensors, "metadata": metadata}))
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "litert"])
+@pytest.mark.parametrize("precision", ["float32", "fp16"])
 def test_portable_files_name_their_tensors_and_carry_the_metadata(
-    exported, fmt, tmp_path):
+    exported, fmt, precision, tmp_path):
   config, generator, _, root = exported
   config = dataclasses.replace(config, label_palette="facades")
-  path = formats.default_path(str(tmp_path), fmt, "float32")
-  formats.write_format(generator, config, fmt, path, "eval", step=7)
+  path = formats.default_path(str(tmp_path), fmt, precision)
+  formats.write_format(generator, config, fmt, path, "eval", precision,
+                       step=7)
   done = subprocess.run([sys.executable, "-c", DESCRIBED, fmt, path],
                         capture_output=True, text=True, env=ENV)
   assert done.returncode == 0, done.stderr[-3000:]
@@ -191,8 +197,8 @@ def test_portable_files_name_their_tensors_and_carry_the_metadata(
         ["image", [1, 32, 32, 3]], ["generated_image", [1, 32, 32, 3]],
         {"inputs": ["image"], "outputs": ["generated_image"]}]
   metadata = described["metadata"]
-  if fmt == "onnx":  # Each key on its own too, and the whole.
-    assert metadata["pix2pix_tf"]["direction"] == metadata["direction"]
+  assert metadata["weights"] == ("float16" if precision == "fp16"
+                                 else "float32")
   assert (metadata["direction"], metadata["inference_mode"],
           metadata["image_size"], metadata["step"]) == (
               config.direction, "eval", 32, 7)

@@ -78,6 +78,14 @@ def test_a_run_loads_its_export(run):
 def test_bad_inputs_are_refused_with_what_to_do(translate, tmp_path):
   with pytest.raises(ValueError, match="uint8.*127.5"):
     translate(np.zeros((32, 32, 3), np.float32))
+  with pytest.raises(ValueError, match="uint8; got uint16 with 4"):
+    translate(np.zeros((32, 32, 4), np.uint16))
+  with pytest.raises(ValueError, match="mode F .* convert it to RGB"):
+    translate(Image.fromarray(np.zeros((32, 32), np.float32)))
+  with pytest.raises(ValueError, match="64x64 pixels, more than max_pixels"):
+    pix2pix_tf.serving.ExportTranslator(translate.export_dir,
+                                        max_pixels=1000)(
+                                            Image.new("RGB", (64, 64)))
   with pytest.raises(serving.ExportError,
                      match=f"{tmp_path} is neither an export nor a run.*"
                      "pix2pix_tf.export"):

@@ -103,3 +103,43 @@ def test_options_replace_the_configs(model):
   assert (replaced.config.ngf, replaced.steps_per_epoch) == (4, 7)
   assert replaced.generator.count_params() < model.generator.count_params()
   assert replaced.get_config()["config"]["ngf"] == 4
+
+
+@pytest.mark.slow
+def test_validation_and_evaluate_report_the_losses_without_training(
+    tiny_dataset, tmp_path):
+  config = small_config(tiny_dataset, tmp_path / "run", max_steps=2)
+  model = pix2pix_tf.Pix2Pix(config)
+  model.compile()
+  before = [w.numpy() for w in model.generator.weights]
+  scores = model.evaluate(model.dataset("val").take(1), return_dict=True,
+                          verbose=0)
+  assert {"gen_l1_loss", "gen_gan_loss", "disc_loss"} <= scores.keys()
+  assert 0 < scores["gen_l1_loss"] < 2
+  for old, new in zip(before, model.generator.weights):
+    np.testing.assert_array_equal(old, new.numpy())  # Moving stats too.
+  history = model.fit(model.dataset(), epochs=1, steps_per_epoch=2,
+                      validation_data=model.dataset("val").take(1),
+                      verbose=0)
+  assert "val_gen_l1_loss" in history.history
+
+
+@pytest.mark.slow
+def test_losses_are_the_batchs_on_two_replicas(tiny_dataset, tmp_path):
+  """Each replica's losses are divided by the global batch: fit logs
+  their sum, the loss of the whole batch, as on one device. (G in eval
+  mode, each image translated alike on either; D's batch statistics are
+  per replica, so only G's L1 compares.)"""
+  strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+  config = small_config(tiny_dataset, tmp_path / "run", max_steps=1,
+                        mixed_precision="none", inference_mode="eval")
+  batch = next(iter(pix2pix_tf.Pix2Pix(config).dataset("val").take(1)))
+  results = []
+  for scope in (tf.distribute.get_strategy(), strategy):
+    with scope.scope():
+      model = pix2pix_tf.Pix2Pix(config)
+      model.compile()
+    results.append(model.evaluate(
+        tf.data.Dataset.from_tensors(batch), return_dict=True, verbose=0))
+  one, two = results
+  assert two["gen_l1_loss"] == pytest.approx(one["gen_l1_loss"], rel=1e-4)
