@@ -26,6 +26,16 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
+def load_tool(name):
+  """tools/<name>.py as a module: the tools are scripts, not a package."""
+  import importlib.util
+  spec = importlib.util.spec_from_file_location(
+      name, os.path.join(ROOT, "tools", f"{name}.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
 def run_command(command, *args, timeout=600):
   """`python -m pix2pix_tf.<command> args...`, its output captured as text."""
   return subprocess.run([sys.executable, "-m", f"pix2pix_tf.{command}",

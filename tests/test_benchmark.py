@@ -1,7 +1,6 @@
 """tools/benchmark.py: FLOPs counted from the layers, and a tiny full run."""
 
 import dataclasses
-import importlib.util
 import json
 import mmap
 import os
@@ -13,7 +12,7 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import ENV, ROOT, small_config
+from conftest import ENV, ROOT, load_tool, small_config
 from pix2pix_tf import config as config_lib
 from pix2pix_tf.data import demo
 from pix2pix_tf.training import profile
@@ -23,10 +22,7 @@ TOOL = os.path.join(ROOT, "tools", "benchmark.py")
 
 @pytest.fixture(scope="module")
 def benchmark():
-  spec = importlib.util.spec_from_file_location("benchmark", TOOL)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return load_tool("benchmark")
 
 
 def test_conv_flops_are_counted_from_the_layers(benchmark):

@@ -1,14 +1,13 @@
 """The flagfiles in configs/ parse, validate and carry the paper's settings."""
 
 import glob
-import importlib.util
 import os
 
 import numpy as np
 import pytest
 from absl import flags
 
-from conftest import ROOT
+from conftest import ROOT, load_tool
 from pix2pix_tf import config as config_lib
 from pix2pix_tf.data import demo
 
@@ -16,16 +15,8 @@ CONFIGS = os.path.join(ROOT, "configs")
 FLAG_DOC = os.path.join(ROOT, "docs", "flags.md")
 
 
-def _load_update_docs():
-  """tools/update_docs.py, which writes docs/flags.md."""
-  spec = importlib.util.spec_from_file_location(
-      "update_docs", os.path.join(ROOT, "tools", "update_docs.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-update_docs = _load_update_docs()
+# tools/update_docs.py, which writes docs/flags.md.
+update_docs = load_tool("update_docs")
 
 # name: (direction, batch size, total epochs, jitter, mirror), REFERENCE.md.
 PAPER = {

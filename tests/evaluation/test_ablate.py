@@ -12,7 +12,7 @@ import threading
 import pytest
 from PIL import Image
 
-from conftest import ENV, NO_TENSORFLOW, ROOT, run_saying_imports
+from conftest import ENV, NO_TENSORFLOW, ROOT, load_tool, run_saying_imports
 from pix2pix_tf import outputs
 from pix2pix_tf.data import demo
 from pix2pix_tf.evaluation import fid_inception
@@ -190,16 +190,8 @@ def test_bad_variants_are_rejected_before_training(tmp_path):
   assert NO_TENSORFLOW in result.stdout  # Missing weights: at once.
 
 
-def load_tool():
-  import importlib.util
-  spec = importlib.util.spec_from_file_location("ablate", TOOL)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
 def test_builtin_studies_are_the_studies_comparisons():
-  ablate = load_tool()
+  ablate = load_tool("ablate")
   sets = ablate.STUDIES
   assert set(sets) == {"objective", "paper_table1", "loss", "receptive_field",
                        "batch_size", "augmentation", "colorization"}
@@ -254,7 +246,7 @@ def test_builtin_studies_are_the_studies_comparisons():
 
 
 def test_results_table_has_the_ground_truth_row_and_the_papers_numbers():
-  ablate = load_tool()
+  ablate = load_tool("ablate")
   rows = []
   for i, name in enumerate(["L1", "L1+cGAN", "L2"]):
     row = {"variant": name, "flags": f"--x={i}", "l1": 0.1 + i, "mse": 0.2,
@@ -284,7 +276,7 @@ def test_results_table_has_the_ground_truth_row_and_the_papers_numbers():
 
 def test_each_variant_keeps_its_colour_in_every_loss_panel(tmp_path):
   import tensorflow as tf
-  ablate = load_tool()
+  ablate = load_tool("ablate")
   # An L1-only variant logs no GAN losses; the others must not shift
   # colours in the panels it is missing from.
   logged = {"L1": ("gen_l1_loss",),
@@ -310,7 +302,7 @@ def test_each_variant_keeps_its_colour_in_every_loss_panel(tmp_path):
 
 def test_fid_and_kid_are_scored_exactly_when_given_the_weights(tmp_path,
                                                               monkeypatch):
-  ablate = load_tool()
+  ablate = load_tool("ablate")
   args = {"data_dir": str(tmp_path), "image_size": 32, "steps": 50,
           "flags": "", "out": str(tmp_path), "label_palette": "",
           "segmenter": "", "inception_weights": ""}
@@ -332,7 +324,7 @@ def test_fid_and_kid_are_scored_exactly_when_given_the_weights(tmp_path,
 
 
 def test_a_variant_with_its_own_steps_is_kept_continued_or_refused(tmp_path):
-  ablate = load_tool()
+  ablate = load_tool("ablate")
   args = {"data_dir": str(tmp_path), "image_size": 32, "steps": 50,
           "flags": "", "out": str(tmp_path), "label_palette": "",
           "segmenter": "", "inception_weights": ""}
@@ -397,7 +389,7 @@ def test_each_study_write_up_shows_the_studies_own_results():
   (docs/ablation_*/README.md, the one doc that discusses it) shows its
   table unchanged: every row of results.md, and every score in it equal to
   results.csv's to the table's digits."""
-  ablate = load_tool()
+  ablate = load_tool("ablate")
   folders = sorted(p for p in os.listdir(os.path.join(ROOT, "docs"))
                    if p.startswith("ablation_"))
   assert folders
