@@ -65,6 +65,8 @@ OPTIONS = (
            "datasets", "download: where NAME.tar.gz is downloaded from."),
     Option("sha256", str, None, "download: the archive's SHA-256; a "
            "download that differs is refused."),
+    Option("timeout", float, 60, "download: seconds a silent connection "
+           "is waited for.", lower_bound=1),
     Option("split", str, "train",
            "Subfolder of --output to write pairs into."),
     Option("size", int, None, "Resize each half to size x size (combine "
@@ -124,7 +126,7 @@ def main(argv):
     FLAGS = flags.FLAGS
     from pix2pix_tf.data import download  # Keras's get_file: TensorFlow.
     download.fetch(argv[2], FLAGS.output or os.path.join("datasets", argv[2]),
-                   FLAGS.base_url, FLAGS.sha256)
+                   FLAGS.base_url, FLAGS.sha256, FLAGS.timeout)
     return
   if len(argv) != 2 or argv[1] not in COMMANDS:
     raise app.UsageError(f"Give one command: {', '.join(COMMANDS)}.")

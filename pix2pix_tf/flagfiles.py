@@ -81,5 +81,6 @@ def parse(argv: Sequence[str]) -> List[str]:
     flags.register_validator(
         "config", lambda value: value is None,
         "--config names a shipped configuration on the command line only; "
-        "inside a flagfile, read one with --flagfile=PATH.")
+        "inside a flagfile, read one with --flagfile=PATH (the shipped "
+        f"ones: {os.path.join(DIRECTORY, 'NAME' + SUFFIX)}).")
   return app.parse_flags_with_usage(expand(argv))

@@ -45,9 +45,6 @@ def main(argv):
   for name in ("data_dir", "label_palette", "output"):
     if not FLAGS[name].value:
       raise app.UsageError(f"--{name} is required.")
-  if FLAGS.image_size % 2 ** FLAGS.depth:
-    raise app.UsageError(f"--image_size={FLAGS.image_size} is not a multiple "
-                         f"of 2^--depth={2 ** FLAGS.depth}.")
   logging.set_verbosity(logging.WARNING)
   from pix2pix_tf.evaluation import segmenter  # After the flags: fast --help.
   segmenter.train(FLAGS.data_dir, FLAGS.label_palette, FLAGS.labels,

@@ -12,7 +12,9 @@ half-extracted dataset behind.
 
 import hashlib
 import os
+import re
 import shutil
+import socket
 import tarfile
 from typing import Optional
 
@@ -35,16 +37,35 @@ def sha256_of(path: str) -> str:
   return digest.hexdigest()
 
 
-def download(url: str, folder: str, sha256: Optional[str] = None) -> str:
+def checked_sha256(sha256: Optional[str]) -> Optional[str]:
+  """A --sha256 value as get_file compares it (lower case), or
+  DownloadError for one that is not a SHA-256."""
+  if sha256 is None:
+    return None
+  if not re.fullmatch("[0-9a-f]{64}", sha256.strip().lower()):
+    raise DownloadError(f"--sha256={sha256} is not a SHA-256 (64 hex "
+                        "digits).")
+  return sha256.strip().lower()
+
+
+def download(url: str, folder: str, sha256: Optional[str] = None,
+             timeout: float = 60) -> str:
   """`url` downloaded into `folder` by keras.utils.get_file (checked
-  against `sha256` when given); returns the file's path."""
+  against `sha256` when given); returns the file's path. A connection
+  silent for `timeout` seconds fails (get_file takes no timeout of its
+  own: the socket default is set around it)."""
+  sha256 = checked_sha256(sha256)
+  path = os.path.join(folder, os.path.basename(url))
+  previous = socket.getdefaulttimeout()
+  socket.setdefaulttimeout(timeout)
   try:
     return keras.utils.get_file(
         fname=os.path.basename(url), origin=url, file_hash=sha256,
         hash_algorithm="sha256", cache_dir=folder, cache_subdir=".")
-  except ValueError as e:  # The digest differs.
+  except ValueError:  # The digest differs.
+    got = sha256_of(path) if os.path.exists(path) else "none (no file)"
     raise DownloadError(
-        f"{url} does not have the SHA-256 --sha256={sha256} ({e}). Run the "
+        f"{url} has the SHA-256 {got}, not --sha256={sha256}. Run the "
         "command again, or check the value you gave.") from None
   except Exception as e:  # pylint: disable=broad-except
     # get_file raises Exception with the HTTP or socket error in its text.
@@ -52,6 +73,8 @@ def download(url: str, folder: str, sha256: Optional[str] = None) -> str:
         f"Could not download {url}: {e}. Check the network connection (or "
         "--base_url), or download the archive by hand and extract it into "
         "the destination folder.") from None
+  finally:
+    socket.setdefaulttimeout(previous)
 
 
 def extract(archive: str, name: str, staging: str) -> None:
@@ -60,7 +83,7 @@ def extract(archive: str, name: str, staging: str) -> None:
   unpacked = os.path.join(staging, ".unpacked")
   try:
     with tarfile.open(archive, "r:*") as tar:
-      tar.extractall(unpacked, filter="data")
+      _extract_all(tar, unpacked)
   except (tarfile.TarError, EOFError, OSError) as e:
     raise DownloadError(f"{archive} is not a readable .tar.gz archive "
                         f"({e}). Run the command again to download it "
@@ -80,11 +103,26 @@ def extract(archive: str, name: str, staging: str) -> None:
   shutil.rmtree(unpacked)
 
 
+def _extract_all(tar: tarfile.TarFile, folder: str) -> None:
+  """The archive's files and folders into `folder`, none outside it."""
+  try:
+    tar.extractall(folder, filter="data")
+  except TypeError:  # Python before 3.11.4 has no extraction filters.
+    for member in tar.getmembers():
+      parts = member.name.split("/")
+      if not (member.isfile() or member.isdir()) or (
+          member.name.startswith("/") or ".." in parts):
+        raise DownloadError(f"The archive's member {member.name} is not a "
+                            "file or folder inside it: not extracted.")
+    tar.extractall(folder)
+
+
 def fetch(name: str, output: str, base_url: str,
-          sha256: Optional[str] = None) -> str:
+          sha256: Optional[str] = None, timeout: float = 60) -> str:
   """Downloads dataset `name` (`base_url`/NAME.tar.gz) and extracts it into
   the folder `output`; returns it. Nothing is written where a dataset
   already is."""
+  sha256 = checked_sha256(sha256)
   if os.path.isdir(os.path.join(output, "train")):
     print(f"{output} already exists; nothing to do.")
     return output
@@ -94,7 +132,7 @@ def fetch(name: str, output: str, base_url: str,
 
   def build(staging):
     print(f"Downloading {url}")
-    archive = download(url, staging, sha256)
+    archive = download(url, staging, sha256, timeout)
     print(f"SHA-256 of {name}.tar.gz: {sha256_of(archive)}")
     extract(archive, name, staging)
     os.remove(archive)

@@ -54,8 +54,7 @@ def segmenter_dataset(files: Sequence[str], palette: Palette,
           [], tf.stack([tf.constant(seed, tf.int64), index])) < 0.5
       photo = tf.cond(flip, lambda: photo[:, ::-1], lambda: photo)
       labels = tf.cond(flip, lambda: labels[:, ::-1], lambda: labels)
-    classes = colors_to_classes(tf.cast(labels, tf.uint8),
-                                             palette)
+    classes = colors_to_classes(tf.cast(labels, tf.uint8), palette)
     return data_lib.normalize(photo), classes
 
   dataset = tf.data.Dataset.from_tensor_slices(list(files))
@@ -108,6 +107,9 @@ def train(data_dir: str, label_palette: str, labels: str, output: str,
   """Trains a segmenter on `data_dir`'s train split and writes it to the
   folder `output` (checked before anything is read). `labels`: "A", "B",
   or "auto" (the half that looks like a `label_palette` label map)."""
+  if image_size % 2 ** depth:
+    raise errors.CommandError(f"--image_size={image_size} is not a multiple "
+                              f"of 2^--depth={2 ** depth}.")
   folder, name = outputs.folder_output(
       output, "output", [outputs.Input(data_dir, "data_dir")],
       kind="segmenter")

@@ -59,8 +59,8 @@ def describe_onnx(path: str, metadata: Dict, fp16_weights: bool) -> None:
     for tensor in graph.initializer:
       values = numpy_helper.to_array(tensor)
       # Weights only: the kernels and per-channel vectors, within float16's
-      # range (not shape constants or epsilons).
-      if (tensor.data_type != onnx.TensorProto.FLOAT or values.size < 16 or
+      # range (not scalars such as epsilons; shapes are integers).
+      if (tensor.data_type != onnx.TensorProto.FLOAT or values.size < 2 or
           np.abs(values).max() > np.finfo(np.float16).max):
         continue
       half = numpy_helper.from_array(values.astype(np.float16),

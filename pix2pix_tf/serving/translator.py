@@ -24,7 +24,7 @@ from pix2pix_tf.serving import translation
 
 ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray]
 # The PIL modes a PNG holds, which the decoding rule reads.
-PNG_MODES = ("1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA")
+PNG_MODES = ("1", "L", "LA", "I;16", "P", "RGB", "RGBA")
 
 
 class ExportTranslator:
@@ -51,6 +51,7 @@ class ExportTranslator:
             f"An image array is H x W or H x W x C of uint8 (or uint16); "
             f"got {image.dtype} of shape {image.shape}. Convert [-1, 1] "
             "floats with ((x + 1) * 127.5).round().astype('uint8').")
+      self._check_size(image.shape[1], image.shape[0])
       pixels = image if image.ndim == 3 else image[..., None]
       if pixels.shape[-1] not in (1, 3):  # Alpha: by the decoding rule.
         if image.dtype != np.uint8 or pixels.shape[-1] not in (2, 4):
@@ -71,10 +72,7 @@ class ExportTranslator:
     """A PIL image's pixels as a file of it would be read: through PNG and
     the decoding rule of training and predict (transparency on white,
     palettes and 16-bit samples as from a file)."""
-    if image.width * image.height > self._max_pixels:
-      raise ValueError(
-          f"The image has {image.width}x{image.height} pixels, more than "
-          f"max_pixels={self._max_pixels}: resize it first.")
+    self._check_size(image.width, image.height)
     if image.mode in ("CMYK", "YCbCr", "HSV", "LAB"):
       image = image.convert("RGB")
     if image.mode not in PNG_MODES:
@@ -84,6 +82,13 @@ class ExportTranslator:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return self._decode(buffer.getvalue()).numpy()
+
+  def _check_size(self, width: int, height: int) -> None:
+    """ValueError for an image above max_pixels, as files are refused."""
+    if width * height > self._max_pixels:
+      raise ValueError(
+          f"The image has {width}x{height} pixels, more than "
+          f"max_pixels={self._max_pixels}: resize it first.")
 
   def _in_channels(self, pixels: np.ndarray) -> np.ndarray:
     """H x W x 1 or 3 pixels in the export's input channels."""

@@ -68,6 +68,8 @@ class Pix2Pix(keras.Model):
     # G as samples, val passes and exports run it: nothing updated.
     self._generate = models.make_generate(self.generator,
                                           config.inference_mode)
+    self._trackers = {name: keras.metrics.Mean(name=name)
+                      for name in self._update.metric_names}
 
   def call(self, inputs: tf.Tensor, training: bool = False) -> tf.Tensor:
     """G's translation of [-1, 1] images."""
@@ -86,13 +88,19 @@ class Pix2Pix(keras.Model):
     super().compile(**kwargs)
 
   def dataset(self, split: str = "train") -> tf.data.Dataset:
-    """The train command's stream of `split` of `data_dir`: (input, target)
-    batches of `batch_size` in [-1, 1], jittered, shuffled by `seed`,
-    repeated."""
-    source = (self._data.train if self._data and split == "train" else
-              data_lib.open_split(self.config.data_dir, split))
-    return data_lib.make_dataset(source, self.config, self.config.batch_size,
-                                 training=True, cache=self.config.cache)
+    """(input, target) batches of `batch_size` in [-1, 1] of `split` of
+    `data_dir`: for "train", the train command's stream (jittered,
+    shuffled by `seed`, repeated); for another split, one pass in order
+    at the training size, as the val pass reads it."""
+    if split == "train":
+      return data_lib.make_dataset(
+          self._data.train if self._data else data_lib.open_split(
+              self.config.data_dir, split),
+          self.config, self.config.batch_size, training=True,
+          cache=self.config.cache)
+    return data_lib.make_dataset(
+        data_lib.open_split(self.config.data_dir, split), self.config,
+        self.config.batch_size, training=False)
 
   def train_step(self, data: Tuple[tf.Tensor, tf.Tensor]
                  ) -> Dict[str, tf.Tensor]:
@@ -100,7 +108,7 @@ class Pix2Pix(keras.Model):
     command logs)."""
     metrics = self._update(data)
     self.state.step.assign_add(1)
-    return self._logged(metrics)
+    return self._logged(metrics, data[0])
 
   def export(self, filepath: str, format: str = "tf_saved_model",
              verbose: bool = True, inference_mode: Optional[str] = None
@@ -125,9 +133,10 @@ class Pix2Pix(keras.Model):
 
   def test_step(self, data: Tuple[tf.Tensor, tf.Tensor]
                 ) -> Dict[str, tf.Tensor]:
-    """The objective's losses on a batch, nothing updated (for `evaluate`
-    and `fit(validation_data=...)`): G translates as the export does
-    (`inference_mode`), D judges with batch statistics as in training."""
+    """The objective's losses on a batch, no weight updated (for
+    `evaluate` and `fit(validation_data=...)`): G translates as the export
+    does (`inference_mode`), D judges with batch statistics as in
+    training."""
     input_image, target_image = data
     generated_image = self._generate(input_image)
     metrics = (self._update.discriminator_losses(
@@ -136,15 +145,27 @@ class Pix2Pix(keras.Model):
     metrics.update(self._update.generator_losses(input_image, target_image,
                                                  generated_image))
     return self._logged({name: metrics[name]
-                         for name in self._update.metric_names})
+                         for name in self._update.metric_names}, input_image)
 
-  def _logged(self, metrics: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-    """Each replica's losses are divided by the global batch, so their sum
-    is the batch's loss; Keras averages what replicas return (its fit
-    ignores distribute_reduction_method), so each returns replicas x its
-    share."""
-    replicas = tf.distribute.get_strategy().num_replicas_in_sync
-    return {name: value * replicas for name, value in metrics.items()}
+  def _logged(self, metrics: Dict[str, tf.Tensor],
+              input_image: tf.Tensor) -> Dict[str, tf.Tensor]:
+    """The losses' means over every example since the epoch (or the
+    evaluation) began, as Keras users read logs. The step divides each
+    replica's per-example sum by --batch_size; the trackers take each
+    replica's mean over its own examples, weighted by their number, so
+    a short last batch and several replicas count exactly."""
+    count = tf.cast(tf.shape(input_image)[0], tf.float32)
+    for name, value in metrics.items():
+      self._trackers[name].update_state(
+          tf.cast(value, tf.float32) * self.config.batch_size / count,
+          sample_weight=count)
+    return {name: tracker.result() for name, tracker in
+            self._trackers.items()}
+
+  @property
+  def metrics(self) -> list:
+    """The loss trackers, which Keras resets at each epoch."""
+    return list(self._trackers.values())
 
   def get_config(self) -> Dict:
     """What rebuilds this model (for `.keras` files)."""

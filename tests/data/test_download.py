@@ -73,12 +73,37 @@ def test_an_archive_of_another_digest_is_refused(server, tmp_path):
   root, url = server
   make_archive(root / "maps.tar.gz", "maps")
   dest = tmp_path / "datasets"
+  digest = hashlib.sha256((root / "maps.tar.gz").read_bytes()).hexdigest()
   result = run_tool("maps", dest, f"--base_url={url}", "--sha256=" + "0" * 64)
   assert result.returncode != 0
-  assert f"{url}/maps.tar.gz does not have the SHA-256 --sha256=" in (
-      result.stderr)
+  assert (f"{url}/maps.tar.gz has the SHA-256 {digest}, not --sha256="
+          + "0" * 64) in result.stderr
   assert not (dest / "maps").exists()
   assert os.listdir(dest) == []
+  # A digest in capitals is the same digest; a value of another length is
+  # refused before anything is downloaded.
+  upper = run_tool("maps", dest, f"--base_url={url}",
+                   f"--sha256={digest.upper()}")
+  assert upper.returncode == 0, upper.stderr
+  short = run_tool("maps", tmp_path / "elsewhere", f"--base_url={url}",
+                   "--sha256=abc")
+  assert short.returncode != 0
+  assert "--sha256=abc is not a SHA-256 (64 hex digits)" in short.stderr
+  assert "Downloading" not in short.stdout
+
+
+@pytest.mark.slow
+def test_a_silent_server_times_out(tmp_path):
+  with socket.socket() as silent:  # Accepts connections, never answers.
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()
+    port = silent.getsockname()[1]
+    result = run_tool("facades", tmp_path / "datasets",
+                      f"--base_url=http://127.0.0.1:{port}", "--timeout=2")
+  assert result.returncode != 0
+  assert f"Could not download http://127.0.0.1:{port}/facades.tar.gz" in (
+      result.stderr)
+  assert not (tmp_path / "datasets" / "facades").exists()
 
 
 @pytest.mark.slow
@@ -123,4 +148,5 @@ def test_corrupt_archive_leaves_no_half_extracted_folder(server, tmp_path):
 def test_unknown_dataset_name_is_rejected(tmp_path):
   result = run_tool("imagenet", tmp_path)
   assert result.returncode != 0
-  assert "facades" in result.stderr
+  assert ("Give one dataset name after download: facades, cityscapes"
+          in result.stderr)

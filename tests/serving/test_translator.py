@@ -82,10 +82,14 @@ def test_bad_inputs_are_refused_with_what_to_do(translate, tmp_path):
     translate(np.zeros((32, 32, 4), np.uint16))
   with pytest.raises(ValueError, match="mode F .* convert it to RGB"):
     translate(Image.fromarray(np.zeros((32, 32), np.float32)))
-  with pytest.raises(ValueError, match="64x64 pixels, more than max_pixels"):
-    pix2pix_tf.serving.ExportTranslator(translate.export_dir,
-                                        max_pixels=1000)(
-                                            Image.new("RGB", (64, 64)))
+  with pytest.raises(ValueError, match="mode I .* convert it to RGB"):
+    translate(Image.new("I", (32, 32)))
+  small = pix2pix_tf.serving.ExportTranslator(translate.export_dir,
+                                              max_pixels=1000)
+  for image in (Image.new("RGB", (64, 64)), np.zeros((64, 64, 3), np.uint8)):
+    with pytest.raises(ValueError,
+                       match="64x64 pixels, more than max_pixels"):
+      small(image)
   with pytest.raises(serving.ExportError,
                      match=f"{tmp_path} is neither an export nor a run.*"
                      "pix2pix_tf.export"):

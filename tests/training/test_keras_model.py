@@ -108,20 +108,31 @@ def test_options_replace_the_configs(model):
 @pytest.mark.slow
 def test_validation_and_evaluate_report_the_losses_without_training(
     tiny_dataset, tmp_path):
-  config = small_config(tiny_dataset, tmp_path / "run", max_steps=2)
+  config = small_config(tiny_dataset, tmp_path / "run", max_steps=2,
+                        inference_mode="eval")
   model = pix2pix_tf.Pix2Pix(config)
   model.compile()
-  before = [w.numpy() for w in model.generator.weights]
-  scores = model.evaluate(model.dataset("val").take(1), return_dict=True,
-                          verbose=0)
-  assert {"gen_l1_loss", "gen_gan_loss", "disc_loss"} <= scores.keys()
-  assert 0 < scores["gen_l1_loss"] < 2
-  for old, new in zip(before, model.generator.weights):
-    np.testing.assert_array_equal(old, new.numpy())  # Moving stats too.
+  before = [w.numpy() for w in model.generator.weights +
+            model.discriminator.trainable_weights]
+  # The val split in one pass (it ends), as one batch of two.
+  whole = model.evaluate(model.dataset("val"), return_dict=True, verbose=0)
+  assert {"gen_l1_loss", "gen_gan_loss", "disc_loss"} <= whole.keys()
+  for old, new in zip(before, model.generator.weights +
+                      model.discriminator.trainable_weights):
+    np.testing.assert_array_equal(old, new.numpy())  # G's statistics too.
+  # The same two pairs as two batches of one: the mean over both examples,
+  # not the last batch's, nor one divided by --batch_size.
+  pairs = model.dataset("val").unbatch().batch(1)
+  halves = model.evaluate(pairs, return_dict=True, verbose=0)
+  assert halves["gen_l1_loss"] == pytest.approx(whole["gen_l1_loss"],
+                                                rel=1e-5)
+  one = [model.evaluate(pair, return_dict=True, verbose=0)["gen_l1_loss"]
+         for pair in (pairs.take(1), pairs.skip(1))]
+  assert one[0] != one[1] and whole["gen_l1_loss"] == pytest.approx(
+      np.mean(one), rel=1e-5)
   history = model.fit(model.dataset(), epochs=1, steps_per_epoch=2,
-                      validation_data=model.dataset("val").take(1),
-                      verbose=0)
-  assert "val_gen_l1_loss" in history.history
+                      validation_data=model.dataset("val"), verbose=0)
+  assert history.history["val_gen_l1_loss"][0] != whole["gen_l1_loss"]
 
 
 @pytest.mark.slow
