@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from conftest import ENV
+from test_layout import COMMANDS
 from pix2pix_tf import config as config_lib
 
 SCRIPTS = sorted(
@@ -21,9 +22,7 @@ SCRIPTS = sorted(
 
 def test_every_command_has_a_script():
   assert [module for _, module in SCRIPTS] == [
-      f"pix2pix_tf.{command}" for command in (
-          "convert", "datasets", "evaluate", "export", "predict", "serve",
-          "study", "summary", "train")]
+      f"pix2pix_tf.{command}" for command in sorted(COMMANDS)]
 
 
 @pytest.mark.parametrize("script, module", SCRIPTS,
