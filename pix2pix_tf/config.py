@@ -1,31 +1,25 @@
-"""The training options, the options several commands share, and the flags
-generated from them.
+"""The training options and the flags generated from them.
 
 Training options are `Config` fields, declared with `option(default, help,
-choices)`; `define_flags` defines their absl flags (train, summary,
-tools/benchmark.py), `Config.from_flag_values` builds the frozen dataclass,
-and `flag_table` writes docs/flags.md's table. The other commands' options are
-`Option`s in each command's module (its OPTIONS; an option several commands
-take is defined once, here); `define_command_flags` and `command_flag_table`
-do the same for them.
-Library code reads only the dataclass or explicit arguments, never flags.
+choices)` in groups (`GROUPS`); `define_flags` defines their absl flags
+(train, summary, convert, tools/benchmark.py), `Config.from_flag_values`
+builds the frozen dataclass, and `flag_table` writes docs/flags.md's tables.
+The other commands' options are in each command's module (`options` does
+the same for them). Library code reads only the dataclass or explicit
+arguments, never flags.
 Every training default is the paper's or the reference implementation's
 value.
 """
 
 import dataclasses
 import json
-import os
 import shlex
-import sys
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
-from absl import app
 from absl import flags
 
 from pix2pix_tf import architectures
 from pix2pix_tf import errors
-from pix2pix_tf import flagfiles
 
 # define_flags's flags belong to the command that calls it (its --help).
 flags.disclaim_key_flags()
@@ -37,10 +31,13 @@ LR_POLICIES = ("linear", "step", "cosine", "constant")
 MIXED_PRECISIONS = ("auto", "none", "bf16", "fp16")
 DIRECTIONS = ("AtoB", "BtoA")
 STRATEGIES = ("mirrored", "one_device", "multi_worker")
-# The options that choose which kernels train the networks, not what they
-# compute: all false is Keras's and TensorFlow's own kernels.
-KERNEL_OPTIONS = ("fused_updates", "fused_batch_norm", "matmul_small_convs",
-                  "compiled_activations")
+# Config's groups of options, in its order: each group's name and its first
+# field (a field belongs to the group begun last before it). docs/flags.md
+# shows a table per group.
+GROUPS = (("data", "data_dir"), ("model", "generator"),
+          ("objective", "gan_mode"), ("optimisation", "learning_rate"),
+          ("run", "strategy"), ("kernels", "fused_updates"),
+          ("outputs", "model_dir"))
 INFERENCE_MODES = ("paper", "eval")
 # The reference's --preprocess modes (see data.transforms.preprocess).
 PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width",
@@ -206,7 +203,7 @@ class Config:
       "match it exactly).",
       choices=DROPOUT_PLACEMENTS)
 
-  # Objective and optimisation.
+  # Objective.
   gan_mode: str = option(
       "vanilla",
       "vanilla: the paper's cGAN loss (BCE on logits); lsgan: least squares; "
@@ -233,6 +230,7 @@ class Config:
                              "term (0 disables it; pix2pixHD's 10 was for "
                              "other weights and input scale).")
   vgg_weights: str = option("", "Keras's VGG19 notop .h5 for --lambda_vgg.")
+  # Optimisation.
   learning_rate: float = option(
       2e-4, "Learning rate of both networks' Adam (PyTorch's, eps 1e-8).")
   lr_policy: str = option(
@@ -252,7 +250,7 @@ class Config:
   max_steps: int = option(0, "Stop after this many steps (0: run every epoch).")
   seed: int = option(0, "Seed of weights, dropout, shuffling and jitter.")
 
-  # Execution.
+  # Run: devices, precision, compilation.
   strategy: str = option(
       "mirrored",
       "mirrored: all local GPUs, else the CPU; one_device; multi_worker: "
@@ -268,6 +266,9 @@ class Config:
       "logits and the losses stay float32.",
       choices=MIXED_PRECISIONS)
   steps_per_execution: int = option(1, "Training steps per tf.function call.")
+
+  # Kernels (pix2pix_tf.kernels): which kernels train the networks, not
+  # what they compute.
   fused_updates: bool = option(
       True,
       "Adam as TensorFlow's one fused kernel per variable (the same "
@@ -542,7 +543,7 @@ def flag_help(field: dataclasses.Field) -> str:
   return text  # An int's choices are in its help text (checked when made).
 
 
-def _markdown_row(name: str, default: object, text: str) -> str:
+def markdown_row(name: str, default: object, text: str) -> str:
   """A row of docs/flags.md's flag tables."""
   if isinstance(default, bool):
     default = str(default).lower()
@@ -558,14 +559,34 @@ def _markdown_row(name: str, default: object, text: str) -> str:
 TABLE_HEAD = ["| flag | default | meaning |", "|---|---|---|"]
 
 
+def option_groups() -> Dict[str, Tuple[str, ...]]:
+  """Each of `GROUPS`' names -> its fields, in Config's order."""
+  starts = dict((first, name) for name, first in GROUPS)
+  groups: Dict[str, List[str]] = {}
+  for field in dataclasses.fields(Config):
+    if field.name in starts:
+      groups[starts[field.name]] = []
+    groups[list(groups)[-1]].append(field.name)
+  return {name: tuple(names) for name, names in groups.items()}
+
+
+# The options that choose which kernels train the networks, not what they
+# compute (all false: Keras's and TensorFlow's own kernels).
+KERNEL_OPTIONS = option_groups()["kernels"]
+
+
 def flag_table() -> str:
-  """docs/flags.md's training flags, one Markdown row per Config field."""
-  return "\n".join(TABLE_HEAD + [
-      _markdown_row(f.name, f.default, flag_help(f))
-      for f in dataclasses.fields(Config)]) + "\n"
+  """docs/flags.md's training flags: per option group, a heading and one
+  Markdown row per Config field."""
+  fields = {f.name: f for f in dataclasses.fields(Config)}
+  return "\n".join(
+      f"### {name.capitalize()}\n\n" + "\n".join(TABLE_HEAD + [
+          markdown_row(n, fields[n].default, flag_help(fields[n]))
+          for n in names]) + "\n"
+      for name, names in option_groups().items())
 
 
-def _define(flag_values: flags.FlagValues, name: str, kind: type,
+def define_one_flag(flag_values: flags.FlagValues, name: str, kind: type,
             default: object, text: str, choices: Optional[Sequence],
             **kwargs) -> None:
   """One absl flag: DEFINE_bool, _integer, _float, _list, _enum (a str
@@ -593,101 +614,7 @@ def define_flags(flag_values: Optional[flags.FlagValues] = None,
   flag_values = flags.FLAGS if flag_values is None else flag_values
   for field in dataclasses.fields(Config):
     # An int's choices are checked when a Config is made, named in its help.
-    _define(flag_values, field.name, field.type,
+    define_one_flag(flag_values, field.name, field.type,
             getattr(defaults, field.name), field.metadata["help"]
             if field.type is str else flag_help(field),
             field.metadata["choices"])
-
-
-# --- The other commands' options -------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class Option:
-  """An option of a command other than train (whose options are Config's
-  fields): its flag's name, type, default, help and choices."""
-  name: str
-  type: type
-  default: object
-  help: str
-  choices: Optional[Tuple] = None
-  lower_bound: Optional[float] = None
-
-  def but(self, **changes) -> "Option":
-    """This option with a command's own default or help."""
-    return dataclasses.replace(self, **changes)
-
-
-# Options that several commands take, defined once.
-SAVED_MODEL = Option("saved_model", str, None,
-                     "An exported SavedModel folder.")
-RUN_DIR = Option("model_dir", str, None,
-                 "A training run: uses its export (<model_dir>/export).")
-CHECKPOINT = Option("checkpoint", str, None,
-                    "A checkpoint of --model_dir (e.g. "
-                    "RUN/checkpoints/ckpt-4000) instead of its export.")
-MAX_PIXELS = Option("max_pixels", int, DEFAULT_MAX_PIXELS,
-                    "Images whose header declares more pixels (width x "
-                    "height) are refused before they are decoded.",
-                    lower_bound=1)
-HOST = Option("host", str, "127.0.0.1", "Address to serve on.")
-PORT = Option("port", int, 8000, "Port to serve on (0: a free one).")
-SEED = Option("seed", int, 0, "Seed of the order.")
-CONFIG = Option("config", str, None, "A shipped configuration, by name: "
-                "its flagfile (pix2pix_tf/configs/NAME.flags), read where it "
-                "stands; the flags after it override it.",
-                choices=flagfiles.names())
-RESOLUTION = Option(
-    "resolution", str, None, "native: the generator runs on each image at "
-    "its own size (reflect-padded to a multiple of 2**depth, cropped back); "
-    "training: resized to the scale training saw and back. Default: the "
-    "export's (what the run's --preprocess implies).", choices=RESOLUTIONS)
-
-
-
-def define_command_flags(options: Sequence[Option],
-                         flag_values: Optional[flags.FlagValues] = None
-                         ) -> None:
-  """Defines the absl flags of a command's `options` (its OPTIONS)."""
-  flag_values = flags.FLAGS if flag_values is None else flag_values
-  for option in options:
-    bound = ({} if option.lower_bound is None
-             else {"lower_bound": option.lower_bound})
-    _define(flag_values, option.name, option.type, option.default,
-            option.help, option.choices, **bound)
-
-
-def command_flag_table(options: Sequence[Option]) -> str:
-  """docs/flags.md's table of a command's `options`."""
-  return "\n".join(TABLE_HEAD + [
-      _markdown_row(o.name, o.default, f"<{'|'.join(o.choices)}>: {o.help}"
-                    if o.choices else o.help)
-      for o in options]) + "\n"
-
-
-def run_command(command: str, main: Callable[[Sequence[str]], None],
-                options: Sequence[Option] = ()) -> None:
-  """A command's entry point: defines its flags (training options for train,
-  summary and convert, then the command's own `options`), quiets
-  TensorFlow's C++ log unless TF_CPP_MIN_LOG_LEVEL is set, and runs `main`
-  under absl.
-
-  absl's --help shows the main module's docstring and key flags. Run as
-  `python -m pix2pix_tf.<command>`, the command is that module; run as a
-  console script (pix2pix-<command>), the main module is pip's wrapper, so
-  the command's flags are declared its key flags and the command's
-  docstring its usage."""
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-  before = set(flags.FLAGS)
-  if command in ("train", "summary", "convert"):
-    define_flags()
-  define_command_flags(options)
-  if command == "convert":  # Where it writes is a run: --model_dir.
-    flags.DEFINE_alias("output_dir", "model_dir")
-  for name in sorted(set(flags.FLAGS) - before):
-    flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[name])
-  script = sys.modules["__main__"]
-  if not script.__doc__:
-    script.__doc__ = sys.modules[main.__module__].__doc__
-  app.run(errors.guarded(f"pix2pix_tf.{command}", main),
-          flags_parser=flagfiles.parse)

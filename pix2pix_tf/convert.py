@@ -21,14 +21,15 @@ from absl import flags
 from absl import logging
 
 from pix2pix_tf import config as config_lib
-from pix2pix_tf.config import Option
+from pix2pix_tf import options as options_lib
+from pix2pix_tf.options import Option
 
 FLAGS = flags.FLAGS
 
 # This command's flags (an option several commands take is defined once, in
 # config).
 OPTIONS = (
-    config_lib.CONFIG,
+    options_lib.CONFIG,
     Option("from_pytorch", str, None, "The reference's generator "
            "weights (latest_net_G.pth), for the model the training "
            "flags describe (--generator, --norm, --ngf, ...)."),
@@ -55,7 +56,7 @@ def main(argv):
 
 
 def run():
-  config_lib.run_command("convert", main, OPTIONS)
+  options_lib.run_command("convert", main, OPTIONS)
 
 
 if __name__ == "__main__":

@@ -40,11 +40,11 @@ import sys
 from absl import app
 from absl import flags
 
-from pix2pix_tf import config as config_lib
+from pix2pix_tf import options as options_lib
 from pix2pix_tf import data as data_lib
 from pix2pix_tf import errors
 from pix2pix_tf import outputs
-from pix2pix_tf.config import MAX_PIXELS, Option, SEED
+from pix2pix_tf.options import MAX_PIXELS, Option, SEED
 from pix2pix_tf.data import building
 from pix2pix_tf.data import demo
 
@@ -171,7 +171,7 @@ def main(argv):
 
 
 def run():
-  config_lib.run_command("datasets", main, OPTIONS)
+  options_lib.run_command("datasets", main, OPTIONS)
 
 
 if __name__ == "__main__":

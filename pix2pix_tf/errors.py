@@ -2,7 +2,7 @@
 
 Bad input, a refused output, a damaged file, a full disk or a file-size
 limit, and memory that does not fit are what a user can act on: each
-command's entry (`config.run_command`) turns them into one sentence on
+command's entry (`options.run_command`) turns them into one sentence on
 stderr that names the file or flag and says what to do, and exits 1. Any
 other exception is a bug in pix2pix_tf and keeps its traceback.
 """

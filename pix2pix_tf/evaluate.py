@@ -28,9 +28,11 @@ from absl import flags
 from absl import logging
 
 from pix2pix_tf import config as config_lib
+from pix2pix_tf import options as options_lib
 from pix2pix_tf import outputs
-from pix2pix_tf.config import (CHECKPOINT, MAX_PIXELS, METRICS, Option,
-                               RESOLUTION, RUN_DIR, SAVED_MODEL)
+from pix2pix_tf.config import METRICS
+from pix2pix_tf.options import (CHECKPOINT, MAX_PIXELS, Option, RESOLUTION,
+                                RUN_DIR, SAVED_MODEL)
 
 # This command's flags (an option several commands take is defined once, in
 # config).
@@ -107,7 +109,7 @@ def main(argv):
 
 
 def run():
-  config_lib.run_command("evaluate", main, OPTIONS)
+  options_lib.run_command("evaluate", main, OPTIONS)
 
 
 if __name__ == "__main__":

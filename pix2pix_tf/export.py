@@ -17,9 +17,10 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from pix2pix_tf import config as config_lib
-from pix2pix_tf.config import (CHECKPOINT, EXPORT_FORMATS, INFERENCE_MODES,
-                               MAX_PIXELS, Option, RESOLUTION, RUN_DIR)
+from pix2pix_tf import options as options_lib
+from pix2pix_tf.config import EXPORT_FORMATS, INFERENCE_MODES
+from pix2pix_tf.options import (CHECKPOINT, MAX_PIXELS, Option, RESOLUTION,
+                                RUN_DIR)
 
 FLAGS = flags.FLAGS
 
@@ -77,7 +78,7 @@ def main(argv):
 
 
 def run():
-  config_lib.run_command("export", main, OPTIONS)
+  options_lib.run_command("export", main, OPTIONS)
 
 
 if __name__ == "__main__":

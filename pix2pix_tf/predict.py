@@ -29,10 +29,10 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from pix2pix_tf import config as config_lib
+from pix2pix_tf import options as options_lib
 from pix2pix_tf import outputs
-from pix2pix_tf.config import (MAX_PIXELS, Option, RESOLUTION, RUN_DIR,
-                               SAVED_MODEL)
+from pix2pix_tf.options import (MAX_PIXELS, Option, RESOLUTION, RUN_DIR,
+                                SAVED_MODEL)
 
 FLAGS = flags.FLAGS
 
@@ -83,7 +83,7 @@ def main(argv):
 
 
 def run():
-  config_lib.run_command("predict", main, OPTIONS)
+  options_lib.run_command("predict", main, OPTIONS)
 
 
 if __name__ == "__main__":

@@ -13,8 +13,8 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from pix2pix_tf import config as config_lib
-from pix2pix_tf.config import Option, SEED
+from pix2pix_tf import options as options_lib
+from pix2pix_tf.options import Option, SEED
 
 FLAGS = flags.FLAGS
 
@@ -54,7 +54,7 @@ def main(argv):
 
 
 def run():
-  config_lib.run_command("segmenter", main, OPTIONS)
+  options_lib.run_command("segmenter", main, OPTIONS)
 
 
 if __name__ == "__main__":

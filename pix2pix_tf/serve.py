@@ -15,9 +15,10 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from pix2pix_tf import config as config_lib
-from pix2pix_tf.config import (DEFAULT_REQUEST_TIMEOUT, HOST, MAX_PIXELS,
-                               Option, PORT, RESOLUTION, SAVED_MODEL)
+from pix2pix_tf import options as options_lib
+from pix2pix_tf.config import DEFAULT_REQUEST_TIMEOUT
+from pix2pix_tf.options import (HOST, MAX_PIXELS, Option, PORT, RESOLUTION,
+                                SAVED_MODEL)
 
 # This command's flags (an option several commands take is defined once, in
 # config).
@@ -69,7 +70,7 @@ def main(argv):
 
 
 def run():
-  config_lib.run_command("serve", main, OPTIONS)
+  options_lib.run_command("serve", main, OPTIONS)
 
 
 if __name__ == "__main__":

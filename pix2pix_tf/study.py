@@ -18,8 +18,9 @@ from absl import flags
 from absl import logging
 
 from pix2pix_tf import config as config_lib
+from pix2pix_tf import options as options_lib
 from pix2pix_tf import data as data_lib
-from pix2pix_tf.config import HOST, MAX_PIXELS, Option, PORT, SEED
+from pix2pix_tf.options import HOST, MAX_PIXELS, Option, PORT, SEED
 from pix2pix_tf.serving import study as study_lib
 from pix2pix_tf.serving import web
 
@@ -66,7 +67,7 @@ def main(argv):
 
 
 def run():
-  config_lib.run_command("study", main, OPTIONS)
+  options_lib.run_command("study", main, OPTIONS)
 
 
 if __name__ == "__main__":

@@ -12,14 +12,15 @@ from absl import app
 from absl import flags
 
 from pix2pix_tf import config as config_lib
-from pix2pix_tf.config import Option
+from pix2pix_tf import options as options_lib
+from pix2pix_tf.options import Option
 
 FLAGS = flags.FLAGS
 
 # This command's flags (an option several commands take is defined once, in
 # config).
 OPTIONS = (
-    config_lib.CONFIG,
+    options_lib.CONFIG,
     Option("format", str, "table", "Output format.",
            choices=("table", "json")),)
 
@@ -37,7 +38,7 @@ def main(argv):
 
 
 def run():
-  config_lib.run_command("summary", main, OPTIONS)
+  options_lib.run_command("summary", main, OPTIONS)
 
 
 if __name__ == "__main__":

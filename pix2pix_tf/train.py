@@ -13,11 +13,12 @@ from absl import flags
 from absl import logging
 
 from pix2pix_tf import config as config_lib
+from pix2pix_tf import options as options_lib
 
 FLAGS = flags.FLAGS
 
 # This command's own flag; the training options are config.Config's fields.
-OPTIONS = (config_lib.CONFIG,)
+OPTIONS = (options_lib.CONFIG,)
 
 
 def main(argv):
@@ -35,7 +36,7 @@ def main(argv):
 
 
 def run():
-  config_lib.run_command("train", main, OPTIONS)
+  options_lib.run_command("train", main, OPTIONS)
 
 
 if __name__ == "__main__":

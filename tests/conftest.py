@@ -22,18 +22,17 @@ tf.config.set_logical_device_configuration(
 
 # The repository root (configs/, tools/, README.md).
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+# The tools are scripts that import each other (benchmark uses
+# step_profile), as they do run from tools/.
+sys.path.insert(0, os.path.join(ROOT, "tools"))
 # The environment of the commands the tests start: TensorFlow's C++ log quiet.
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
 def load_tool(name):
   """tools/<name>.py as a module: the tools are scripts, not a package."""
-  import importlib.util
-  spec = importlib.util.spec_from_file_location(
-      name, os.path.join(ROOT, "tools", f"{name}.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  import importlib
+  return importlib.import_module(name)
 
 
 def run_command(command, *args, timeout=600):
@@ -215,29 +214,6 @@ def trained_once(layer, x, weights=(), loss=weighted_loss, training=True):
 
   results = [t.numpy() for t in call(x)]
   return results, call.get_concrete_function(x).graph.get_operations()
-
-
-def assert_saved_as_kerass(model, tmp_path, setting, expected):
-  """`model`'s layers named in `expected` (name -> (value of `setting`,
-  Keras's class)), the package's training subclasses, keep their class and
-  setting through a .keras file; saved inside `models.keras_layers`, the
-  file names Keras's classes, and the model's layers get theirs back."""
-  import keras
-  from pix2pix_tf import models
-  own = {name: type(model.get_layer(name)) for name in expected}
-  model.save(str(tmp_path / "own.keras"))
-  loaded = keras.models.load_model(str(tmp_path / "own.keras"))
-  for name, (value, _) in expected.items():
-    assert type(loaded.get_layer(name)) is own[name]
-    assert getattr(loaded.get_layer(name), setting) is value
-  kerass = {name: cls for name, (_, cls) in expected.items()}
-  with models.keras_layers(model):
-    assert {name: type(model.get_layer(name)) for name in expected
-            } == kerass
-    model.save(str(tmp_path / "keras.keras"))
-  assert {name: type(model.get_layer(name)) for name in expected} == own
-  plain = keras.models.load_model(str(tmp_path / "keras.keras"))
-  assert {name: type(plain.get_layer(name)) for name in expected} == kerass
 
 
 def visible_generator(config):

@@ -9,6 +9,7 @@ from absl import flags
 
 from conftest import ROOT, load_tool
 from pix2pix_tf import config as config_lib
+from pix2pix_tf import options as options_lib
 from pix2pix_tf.data import demo
 
 CONFIGS = os.path.join(ROOT, "configs")
@@ -131,7 +132,7 @@ def test_flag_doc_command_flags_are_generated_from_each_commands_options():
                               "summary", "train"]
   for command, options in options_of.items():
     flag_values = flags.FlagValues()
-    config_lib.define_command_flags(options, flag_values)
+    options_lib.define_command_flags(options, flag_values)
     assert sorted(flag_values) == sorted(o.name for o in options)
     for option in options:
       assert flag_values[option.name].default == option.default

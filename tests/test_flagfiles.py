@@ -11,7 +11,7 @@ import pytest
 from absl import flags
 
 from conftest import ENV, ROOT
-from pix2pix_tf import config as config_lib
+from pix2pix_tf import options as options_lib
 from pix2pix_tf import flagfiles
 
 
@@ -57,7 +57,7 @@ ROWS = {
 def test_expand(given, expected, tmp_path, monkeypatch):
   monkeypatch.chdir(tmp_path)
   flag_values = flags.FlagValues()
-  config_lib.define_command_flags([config_lib.CONFIG], flag_values)
+  options_lib.define_command_flags([options_lib.CONFIG], flag_values)
   assert flagfiles.expand(["train", *given], flag_values) == [
       "train", *expected]
 

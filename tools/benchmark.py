@@ -223,7 +223,7 @@ def timed_rate(run, images_per_call, max_calls, warmup):
   """Images/s of `run(n)` (n calls, blocking): `warmup` untimed calls
   (tracing, compilation), one more to size the timing, then the median of
   the fitted repeats."""
-  from pix2pix_tf.training import profile
+  import step_profile as profile
   run(warmup)
   start = time.perf_counter()
   run(1)
@@ -346,7 +346,7 @@ def reset_gpu_peak():
 
 def bench_input_pipeline(config, split, batch_size, repeats):
   from pix2pix_tf import data as data_lib
-  from pix2pix_tf.training import profile
+  import step_profile as profile
   dataset = data_lib.make_dataset(split, config, batch_size, True)
   iterator = iter(dataset)
   for _ in range(3):
@@ -383,11 +383,11 @@ def training_runner(config, split, batch_size):
 
 def plain_runner(config, split, batch_size, fused_updates=False):
   """(run, images per call, steps per call) of the plain Keras step
-  (training.profile.PlainStep, with Keras's Adam ops or the fused one, and
+  (step_profile.PlainStep, with Keras's Adam ops or the fused one, and
   `config`'s batch norm and convolution kernels) on the same tf.data
   stream: `for x, y in dataset: step(x, y)`, one step a call."""
   from pix2pix_tf import data as data_lib
-  from pix2pix_tf.training import profile
+  import step_profile as profile
 
   plain = profile.PlainStep(config, fused_updates)
   iterator = iter(data_lib.make_dataset(split, config, batch_size, True))
@@ -446,12 +446,12 @@ def seconds_in_turn(runs, max_steps, warmup_steps):
 
 
 def bench_profile(config, split, batch_size, repeats):
-  """training.profile.profile_step of `config` (one step per call), and
-  on a CPU its ops by kind (training.profile.op_times)."""
+  """step_profile.profile_step of `config` (one step per call), and
+  on a CPU its ops by kind (step_profile.op_times)."""
   import tensorflow as tf
   from pix2pix_tf import data as data_lib
   from pix2pix_tf import training
-  from pix2pix_tf.training import profile
+  import step_profile as profile
 
   fresh_session()
   config = dataclasses.replace(config, steps_per_execution=1)
@@ -482,7 +482,7 @@ def matmul_peak_gflops(dtype, size=2048, repeats=5):
   """GFLOP/s of a size x size matmul chain in `dtype`: the cores' (or the
   GPU's) practical matrix peak, for the step's share of it."""
   import tensorflow as tf
-  from pix2pix_tf.training import profile
+  import step_profile as profile
 
   device = "/gpu:0" if tf.config.list_logical_devices("GPU") else "/cpu:0"
   with tf.device(device):

@@ -13,20 +13,15 @@ layer, so parameter counts equal the reference's exactly:
   follows), while its final transposed convolution and the discriminator's
   first and last convolutions always have one.
 * Weights N(0, 0.02); batch-norm gamma N(1, 0.02), beta 0.
-* Batch norm is Keras's BatchNormalization (momentum 0.9, epsilon 1e-5:
-  PyTorch's defaults), trained with TensorFlow's fused kernels
-  (`FusedBatchNormalization`, `--fused_batch_norm`): the same arithmetic and
-  variables in one kernel forward and one backward.
-* Convolutions are Keras's Conv2D and Conv2DTranspose; while training,
-  strided ones over small maps compute the same sums as matrix multiplies
-  over image patches (`convolutions`, `--matmul_small_convs`).
-* Activations are Keras's LeakyReLU and ReLU; while training in bfloat16
-  they compute the same values as XLA-compiled programs (`activations`,
-  `--compiled_activations`).
+* Batch norm is Keras's BatchNormalization with momentum 0.9 and epsilon
+  1e-5 (PyTorch's defaults).
 
-Modules: `layers` (initialisation, norms, custom layers), `convolutions`
-(the patch-product training of small convolutions), `activations` (the
-compiled training of bfloat16 activations), `generators`
+Every layer is Keras's own or one defined in `layers`; the networks are
+what the paper describes and nothing else. The faster kernels that train
+them on some machines are applied to a built network by
+`pix2pix_tf.kernels`, when a run is built.
+
+Modules: `layers` (initialisation, norms, custom layers), `generators`
 (and paper-mode inference), `discriminators`, `perceptual` (frozen VGG19
 for the perceptual loss), `checkpoints` (restore with every variable
 matched).
@@ -46,15 +41,12 @@ from pix2pix_tf.models.perceptual import (VGG_LAYER_WEIGHTS, build_vgg,
                                           vgg_features)
 from pix2pix_tf.models.layers import (AlwaysDropout,
                                       BatchStatisticsNormalization,
-                                      FusedBatchNormalization,
                                       ReflectionPadding2D, flat_layers,
-                                      keras_layers, norm_layer,
-                                      set_training_kernels, uses_bias)
+                                      norm_layer, uses_bias)
 
 __all__ = [
-    "AlwaysDropout", "BatchStatisticsNormalization",
-    "FusedBatchNormalization", "ReflectionPadding2D", "flat_layers",
-    "keras_layers", "set_training_kernels",
+    "AlwaysDropout", "BatchStatisticsNormalization", "ReflectionPadding2D",
+    "flat_layers",
     "Discriminators", "build_discriminators", "build_generator",
     "make_generate", "restore",
     "norm_layer", "paper_mode", "patchgan_discriminator",

@@ -8,11 +8,8 @@ from keras import layers
 
 from pix2pix_tf import architectures
 from pix2pix_tf import config as config_lib
-from pix2pix_tf.models.activations import LeakyReLU
-from pix2pix_tf.models.convolutions import Conv2D
 from pix2pix_tf.models.layers import (LEAKY_SLOPE, apply_norm,
-                                      conv_initializer, flat_layers,
-                                      set_training_kernels, uses_bias)
+                                      conv_initializer, flat_layers, uses_bias)
 
 
 def _discriminator_inputs(input_channels, output_channels, conditional):
@@ -63,9 +60,9 @@ def patchgan_discriminator(n_layers: int = 3, input_channels: int = 3,
   x = _downsample(x, downsample, name)
   features = []
   # C64 without norm: (batch, 128, 128, 64) for a 256x256 pair.
-  x = Conv2D(ndf, 4, strides=2, padding="same",
-             kernel_initializer=conv_initializer(), name="conv0")(x)
-  x = LeakyReLU(LEAKY_SLOPE, name="conv0_lrelu")(x)
+  x = layers.Conv2D(ndf, 4, strides=2, padding="same",
+                    kernel_initializer=conv_initializer(), name="conv0")(x)
+  x = layers.LeakyReLU(LEAKY_SLOPE, name="conv0_lrelu")(x)
   features.append(x)
   for i in range(1, n_layers + 1):
     # Stride 2 up to n_layers - 1, then one stride-1 block: for n_layers=3,
@@ -74,18 +71,18 @@ def patchgan_discriminator(n_layers: int = 3, input_channels: int = 3,
     f = ndf * min(2 ** i, 8)
     if stride == 1:
       x = layers.ZeroPadding2D(1, name=f"conv{i}_pad")(x)
-    x = Conv2D(f, 4, strides=stride,
-               padding="same" if stride == 2 else "valid",
-               use_bias=bias, kernel_initializer=conv_initializer(),
-               name=f"conv{i}")(x)
+    x = layers.Conv2D(f, 4, strides=stride,
+                      padding="same" if stride == 2 else "valid",
+                      use_bias=bias, kernel_initializer=conv_initializer(),
+                      name=f"conv{i}")(x)
     x = apply_norm(x, norm, f"conv{i}_norm")
-    x = LeakyReLU(LEAKY_SLOPE, name=f"conv{i}_lrelu")(x)
+    x = layers.LeakyReLU(LEAKY_SLOPE, name=f"conv{i}_lrelu")(x)
     features.append(x)
 
   # One logit per patch: (batch, 30, 30, 1) for n_layers=3 at 256x256.
   x = layers.ZeroPadding2D(1, name="logits_pad")(x)
-  x = Conv2D(1, 4, strides=1, padding="valid",
-             kernel_initializer=conv_initializer(), name="logits")(x)
+  x = layers.Conv2D(1, 4, strides=1, padding="valid",
+                    kernel_initializer=conv_initializer(), name="logits")(x)
   logits = layers.Activation("linear", dtype="float32", name="patch_logits")(x)
   return keras.Model(inputs, [logits] + features, name=name)
 
@@ -103,17 +100,17 @@ def pixel_discriminator(input_channels: int = 3, output_channels: int = 3,
   inputs, x = _discriminator_inputs(input_channels, output_channels,
                                     conditional)
   x = _downsample(x, downsample, name)
-  x = Conv2D(ndf, 1, kernel_initializer=conv_initializer(),
-             name="conv0")(x)
-  x = LeakyReLU(LEAKY_SLOPE, name="conv0_lrelu")(x)
+  x = layers.Conv2D(ndf, 1, kernel_initializer=conv_initializer(),
+                    name="conv0")(x)
+  x = layers.LeakyReLU(LEAKY_SLOPE, name="conv0_lrelu")(x)
   features = [x]
-  x = Conv2D(ndf * 2, 1, use_bias=bias,
-             kernel_initializer=conv_initializer(), name="conv1")(x)
+  x = layers.Conv2D(ndf * 2, 1, use_bias=bias,
+                    kernel_initializer=conv_initializer(), name="conv1")(x)
   x = apply_norm(x, norm, "conv1_norm")
-  x = LeakyReLU(LEAKY_SLOPE, name="conv1_lrelu")(x)
+  x = layers.LeakyReLU(LEAKY_SLOPE, name="conv1_lrelu")(x)
   features.append(x)
-  x = Conv2D(1, 1, use_bias=bias, kernel_initializer=conv_initializer(),
-             name="logits")(x)
+  x = layers.Conv2D(1, 1, use_bias=bias, kernel_initializer=conv_initializer(),
+                    name="logits")(x)
   logits = layers.Activation("linear", dtype="float32", name="patch_logits")(x)
   return keras.Model(inputs, [logits] + features, name=name)
 
@@ -165,7 +162,7 @@ def build_discriminators(config: config_lib.Config) -> Discriminators:
   size = config.crop_size
   model([keras.ops.zeros((1, size, size, config.input_channels)),
          keras.ops.zeros((1, size, size, config.output_channels))])
-  return set_training_kernels(model, config)
+  return model
 
 
 def receptive_fields(discriminator: Discriminators) -> List[int]:

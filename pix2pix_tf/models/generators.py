@@ -9,13 +9,10 @@ from keras import layers
 
 from pix2pix_tf import architectures
 from pix2pix_tf import config as config_lib
-from pix2pix_tf.models.activations import LeakyReLU, ReLU
-from pix2pix_tf.models.convolutions import Conv2D, Conv2DTranspose
 from pix2pix_tf.models.layers import (LEAKY_SLOPE, AlwaysDropout,
                                       BatchStatisticsNormalization,
                                       ReflectionPadding2D, apply_norm,
-                                      conv_initializer,
-                                      set_training_kernels, uses_bias)
+                                      conv_initializer, uses_bias)
 
 
 def _unet_encoder(input_image, filters, norm: str):
@@ -27,11 +24,11 @@ def _unet_encoder(input_image, filters, norm: str):
   x = input_image  # (batch, 256, 256, 3) for unet_256
   for i, f in enumerate(filters):
     if i > 0:
-      x = LeakyReLU(LEAKY_SLOPE, name=f"down{i}_lrelu")(x)
-    x = Conv2D(f, 4, strides=2, padding="same",
-               use_bias=uses_bias(norm),
-               kernel_initializer=conv_initializer(),
-               name=f"down{i}_conv")(x)
+      x = layers.LeakyReLU(LEAKY_SLOPE, name=f"down{i}_lrelu")(x)
+    x = layers.Conv2D(f, 4, strides=2, padding="same",
+                      use_bias=uses_bias(norm),
+                      kernel_initializer=conv_initializer(),
+                      name=f"down{i}_conv")(x)
     if 0 < i < len(filters) - 1:
       x = apply_norm(x, norm, f"down{i}_norm")
     skips.append(x)  # i=0: (batch, 128, 128, 64) ... i=7: (batch, 1, 1, 512)
@@ -67,11 +64,11 @@ def unet_generator(depth: int = 8, input_channels: int = 3,
   # Decoder. Each block: ReLU - transposed conv(stride 2) - norm - [dropout],
   # then concatenation with the encoder output of the same size.
   for j, i in enumerate(reversed(range(1, depth))):
-    x = ReLU(name=f"up{i}_relu")(x)
-    x = Conv2DTranspose(filters[i - 1], 4, strides=2, padding="same",
-                        use_bias=uses_bias(norm),
-                        kernel_initializer=conv_initializer(),
-                        name=f"up{i}_conv")(x)
+    x = layers.ReLU(name=f"up{i}_relu")(x)
+    x = layers.Conv2DTranspose(filters[i - 1], 4, strides=2, padding="same",
+                               use_bias=uses_bias(norm),
+                               kernel_initializer=conv_initializer(),
+                               name=f"up{i}_conv")(x)
     x = apply_norm(x, norm, f"up{i}_norm")
     with_dropout = (j < 3 if dropout_placement == "paper" else
                     1 <= j <= depth - 5)
@@ -80,10 +77,10 @@ def unet_generator(depth: int = 8, input_channels: int = 3,
     x = layers.Concatenate(name=f"up{i}_skip")([skips[i - 1], x])
 
   # Outermost block: back to image channels in [-1, 1].
-  x = ReLU(name="up0_relu")(x)
-  x = Conv2DTranspose(output_channels, 4, strides=2, padding="same",
-                      kernel_initializer=conv_initializer(),
-                      name="up0_conv")(x)
+  x = layers.ReLU(name="up0_relu")(x)
+  x = layers.Conv2DTranspose(output_channels, 4, strides=2, padding="same",
+                             kernel_initializer=conv_initializer(),
+                             name="up0_conv")(x)
   generated_image = layers.Activation("tanh", dtype="float32",
                                       name="generated_image")(x)
   return keras.Model(input_image, generated_image, name=name)
@@ -101,27 +98,27 @@ def resnet_generator(n_blocks: int = 9, input_channels: int = 3,
   reflection-padded 7x7 conv to the output channels with tanh.
   """
   bias = uses_bias(norm)
-  conv = lambda f, k, s, n: Conv2D(  # noqa: E731
-      f, k, strides=s, padding="valid", use_bias=bias,
-      kernel_initializer=conv_initializer(), name=n)
+  conv = lambda f, k, s, n: layers.Conv2D(  # noqa: E731
+             f, k, strides=s, padding="valid", use_bias=bias,
+             kernel_initializer=conv_initializer(), name=n)
   input_image = keras.Input(shape=(None, None, input_channels),
                             name="input_image")
   x = ReflectionPadding2D(3, name="in_pad")(input_image)
   x = conv(ngf, 7, 1, "in_conv")(x)  # (batch, 256, 256, 64)
   x = apply_norm(x, norm, "in_norm")
-  x = ReLU(name="in_relu")(x)
+  x = layers.ReLU(name="in_relu")(x)
   for i in range(2):  # (batch, 128, 128, 128), then (batch, 64, 64, 256)
     # One zero on each side, as the reference's padding=1 ('same' would
     # pad only after, and sample the image one pixel off).
     x = layers.ZeroPadding2D(1, name=f"down{i}_pad")(x)
     x = conv(ngf * 2 ** (i + 1), 3, 2, f"down{i}_conv")(x)
     x = apply_norm(x, norm, f"down{i}_norm")
-    x = ReLU(name=f"down{i}_relu")(x)
+    x = layers.ReLU(name=f"down{i}_relu")(x)
   for b in range(n_blocks):
     y = ReflectionPadding2D(1, name=f"block{b}_pad0")(x)
     y = conv(ngf * 4, 3, 1, f"block{b}_conv0")(y)
     y = apply_norm(y, norm, f"block{b}_norm0")
-    y = ReLU(name=f"block{b}_relu")(y)
+    y = layers.ReLU(name=f"block{b}_relu")(y)
     if dropout > 0:
       y = layers.Dropout(dropout, name=f"block{b}_dropout")(y)
     y = ReflectionPadding2D(1, name=f"block{b}_pad1")(y)
@@ -132,16 +129,16 @@ def resnet_generator(n_blocks: int = 9, input_channels: int = 3,
     # The reference's ConvTranspose2d(padding=1, output_padding=1): the
     # full 2n+1 output less its first row and column ('same' would keep
     # the first and drop the last: one pixel off).
-    x = Conv2DTranspose(ngf * 2 ** (1 - i), 3, strides=2,
-                        padding="valid", use_bias=bias,
-                        kernel_initializer=conv_initializer(),
-                        name=f"up{i}_conv")(x)
+    x = layers.Conv2DTranspose(ngf * 2 ** (1 - i), 3, strides=2,
+                               padding="valid", use_bias=bias,
+                               kernel_initializer=conv_initializer(),
+                               name=f"up{i}_conv")(x)
     x = layers.Cropping2D(((1, 0), (1, 0)), name=f"up{i}_crop")(x)
     x = apply_norm(x, norm, f"up{i}_norm")
-    x = ReLU(name=f"up{i}_relu")(x)
+    x = layers.ReLU(name=f"up{i}_relu")(x)
   x = ReflectionPadding2D(3, name="out_pad")(x)
-  x = Conv2D(output_channels, 7, kernel_initializer=conv_initializer(),
-             name="out_conv")(x)
+  x = layers.Conv2D(output_channels, 7, kernel_initializer=conv_initializer(),
+                    name="out_conv")(x)
   generated_image = layers.Activation("tanh", dtype="float32",
                                       name="generated_image")(x)
   return keras.Model(input_image, generated_image, name=name)
@@ -188,7 +185,7 @@ BUILDERS = {"unet": _unet, "resnet": _resnet}
 def build_generator(config: config_lib.Config) -> keras.Model:
   """The generator `config` asks for, under the current dtype policy."""
   family = architectures.GENERATORS[config.generator].family
-  return set_training_kernels(BUILDERS[family](config), config)
+  return BUILDERS[family](config)
 
 
 def make_generate(generator: keras.Model, inference_mode: str) -> Callable:

@@ -94,8 +94,7 @@ def _write(model: keras.Model, path: str, fmt: str, input_shape,
   """`model` in `fmt` at `path`, by Keras's exporters; the portable
   formats with named tensors and `metadata`."""
   if fmt == "keras":
-    with models.keras_layers(model):
-      model.save(path)
+    model.save(path)
     return
   # The output named by a dict: the exporters take the names from it.
   image = keras.Input(input_shape[1:], batch_size=input_shape[0],

@@ -1,5 +1,4 @@
-"""Adam as the reference (PyTorch) defines it, and as one fused TensorFlow
-kernel per variable (--fused_updates).
+"""Adam as the reference (PyTorch) defines it.
 
 PyTorch's Adam adds epsilon to the bias-corrected root of the second
 moment, sqrt(v / (1 - b2^t)) + eps. Keras's adds it before the correction,
@@ -9,15 +8,8 @@ b2 = 0.999 is 3.2e-6 at step 1, 320 times the reference's 1e-8. Keras has
 no option for PyTorch's form, so `Adam` writes the update out, with the
 epsilon that makes Keras's form PyTorch's.
 
-Keras's update is about ten elementwise ops per variable (the two moment
-updates, the square root, the division, the casts), each reading and
-writing a temporary as large as the variable; at batch 1 these memory-bound
-updates of the 54 million generator weights take a large share of a step.
-TensorFlow's `ResourceApplyAdam` kernel does the same arithmetic in one
-multi-threaded pass, so `FusedAdam` calls it, with the epsilon that makes
-its epsilon-hat form PyTorch's. Keras has no fused Adam of its own for the
-TensorFlow backend, which is why it is written here. Slots, checkpoints
-and the learning-rate schedule are Keras's unchanged.
+`pix2pix_tf.kernels.fused_adam` makes the same update one fused TensorFlow
+kernel per variable (--fused_updates).
 """
 
 from typing import Union
@@ -69,28 +61,3 @@ class Adam(keras.optimizers.Adam):
     self.assign_add(m, (gradient - m) * (1 - self.beta_1))
     self.assign_add(v, (tf.square(gradient) - v) * (1 - self.beta_2))
     self.assign_sub(variable, m * alpha / (tf.sqrt(v) + epsilon_hat))
-
-
-class FusedAdam(Adam):
-  """`Adam` whose per-variable update is TensorFlow's fused
-  `ResourceApplyAdam` kernel, which computes the same epsilon-hat form."""
-
-  def update_step(self, gradient: tf.Tensor, variable: tf.Variable,
-                  learning_rate: tf.Tensor) -> tf.Operation:
-    """Updates `variable` and its two moments with one fused kernel."""
-    if not hasattr(variable, "handle"):
-      return super().update_step(gradient, variable, learning_rate)
-    dtype = variable.dtype
-    index = self._get_variable_index(variable)
-    # Inside the strategy's update() call the slots' handles are this
-    # replica's copies, as `variable` is.
-    momentum = self._momentums[index].value.handle
-    velocity = self._velocities[index].value.handle
-    beta_1_power, beta_2_power, epsilon_hat = self._terms(dtype)
-    return tf.raw_ops.ResourceApplyAdam(
-        var=variable.handle, m=momentum, v=velocity,
-        beta1_power=beta_1_power, beta2_power=beta_2_power,
-        lr=tf.cast(learning_rate, dtype),
-        beta1=tf.cast(self.beta_1, dtype), beta2=tf.cast(self.beta_2, dtype),
-        epsilon=epsilon_hat,
-        grad=tf.cast(gradient, dtype), use_locking=False)

@@ -10,6 +10,7 @@ import keras
 import tensorflow as tf
 
 from pix2pix_tf import config as config_lib
+from pix2pix_tf import kernels
 from pix2pix_tf import models
 from pix2pix_tf.training import losses
 from pix2pix_tf.training import optimizers
@@ -54,10 +55,12 @@ def create_state(config: config_lib.Config, steps_per_epoch: int,
                  strategy: tf.distribute.Strategy,
                  total_steps: int = 0) -> TrainState:
   """Builds models, optimizers, step counter and the loss terms' frozen
-  networks under the strategy's scope."""
+  networks under the strategy's scope; the networks and the optimizers
+  train on the kernels the config's kernel options ask for."""
   with strategy.scope(), precision.dtype_policy(config.mixed_precision):
-    generator = models.build_generator(config)
-    discriminator = models.build_discriminators(config)
+    generator, discriminator, adam_class = kernels.for_training(
+        config, models.build_generator(config),
+        models.build_discriminators(config), optimizers.Adam)
     # Frozen networks compute in float32: the losses are float32, and
     # bfloat16 would round the small differences a term compares.
     with precision.dtype_policy("none"):
@@ -67,8 +70,6 @@ def create_state(config: config_lib.Config, steps_per_epoch: int,
     def adam():
       schedule = schedules.learning_rate_schedule(config, steps_per_epoch,
                                                   total_steps)
-      adam_class = (optimizers.FusedAdam if config.fused_updates
-                    else optimizers.Adam)
       optimizer = adam_class(schedule, beta_1=config.beta_1,
                              beta_2=config.beta_2)
       if precision.resolve_mixed_precision(config.mixed_precision) == "fp16":

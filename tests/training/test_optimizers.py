@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import built_small, l1_losses
+from pix2pix_tf import kernels
 from pix2pix_tf import training
 from pix2pix_tf.training import optimizers
 
@@ -68,7 +69,7 @@ def torch_steps(optimizer_class):
 
 
 @pytest.mark.parametrize("optimizer_class",
-                         [optimizers.Adam, optimizers.FusedAdam])
+                         [optimizers.Adam, kernels.fused_adam(optimizers.Adam)])
 def test_adam_steps_as_the_references_pytorch_adam(optimizer_class):
   for ours, theirs in zip(torch_steps(optimizer_class),
                           TORCH["adam"]["after"]):
@@ -104,7 +105,7 @@ def test_fused_adam_is_adam_in_one_kernel():
   against one check it: a MirroredStrategy made here would leave its
   collective keys to the next one in this process.)"""
   strategy = training.make_strategy("one_device")
-  fused, fused_ops = updated(optimizers.FusedAdam, strategy)
+  fused, fused_ops = updated(kernels.fused_adam(optimizers.Adam), strategy)
   keras_adam, keras_ops = updated(optimizers.Adam, strategy)
   assert len(fused) == 6  # Two variables, two moments each.
   for ours, theirs in zip(fused, keras_adam):
@@ -122,6 +123,6 @@ def test_the_flag_chooses_the_optimizer_and_training_lowers_the_loss(
     fused, tmp_path):
   built, strategy = built_small(tmp_path, fused_updates=fused)
   assert type(built.state.generator_optimizer) is (
-      optimizers.FusedAdam if fused else optimizers.Adam)
+      kernels.fused_adam(optimizers.Adam) if fused else optimizers.Adam)
   losses = l1_losses(built, strategy)
   assert np.mean(losses[-5:]) < 0.9 * np.mean(losses[:5])

@@ -1,17 +1,12 @@
-"""LeakyReLU and ReLU trained as XLA-compiled loops in bfloat16.
+"""LeakyReLU and ReLU trained as XLA-compiled programs in bfloat16
+(--compiled_activations).
 
 TensorFlow's CPU kernels for these activations and their gradients
-(Eigen's) are slow on bfloat16 maps: timed alone on a 16x128x128x64 map on
-the 2-core AMX CPU, `leaky_relu` took 14.8 ms in bfloat16 (7.9 in float32,
-twice the bytes), `relu` 13.4, the gradients `LeakyReluGrad` 10.1 and
-`ReluGrad` 7.3; compiled by XLA the same computations took 5.4, 4.1, 5.6
-and 5.3 ms. In float32 XLA's were no faster (`leaky_relu` 12.3 against
-7.8), nor were casts or concatenations in either dtype; so these two
-activations only, in bfloat16 only. In whole bfloat16 training steps
-(unet_256, 70x70 PatchGAN, timed in turn with the step without them, the
-median of the rounds' ratios) they gave x1.10 at batch 16 and x1.02 at
-batch 1. TensorFlow has no such kernels of its own to select, hence these
-two subclasses.
+(Eigen's) are slow on bfloat16 maps, slower than on float32 maps of twice
+the bytes; compiled by XLA the same computations take less than half the
+time. In float32 XLA's were no faster, so these two activations only, in
+bfloat16 only. TensorFlow has no such kernels of its own to select, hence
+these two subclasses (their gain: docs/performance.md).
 
 While training, in bfloat16, on machines without a GPU
 (`convolutions.used_here`: on GPUs they were not measured), LeakyReLU
@@ -24,16 +19,15 @@ gradients and second derivatives with Keras's layers); only from a NaN
 input does TensorFlow's second derivative differ, carrying NaN into the
 weights through a zero, where these carry none (its loss is NaN either
 way).
-Everywhere else (inference, exports, float32, `compiled=False`:
-`--compiled_activations=false`) Keras's layers run unchanged. A `.keras`
-file names Keras's classes (`models.keras_layers`).
+Everywhere else (inference, float32, `compiled=False`) Keras's layers
+run unchanged.
 """
 
 import keras
 import tensorflow as tf
 from keras import layers
 
-from pix2pix_tf.models import convolutions
+from pix2pix_tf.kernels import convolutions
 
 
 @tf.function(jit_compile=True, autograph=False)

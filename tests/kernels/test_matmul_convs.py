@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import (assert_saved_as_kerass, built_small, l1_losses,
+from conftest import (built_small, l1_losses,
                       networks_layers, share_random_weights, step_ops,
                       trained_once)
-from pix2pix_tf.models import convolutions
+from pix2pix_tf.kernels import convolutions
 
 
 USED_HERE = convolutions.used_here
@@ -191,24 +191,30 @@ def test_kerass_kernels_run_elsewhere():
       edge, tf.zeros((rows + 1, 2, 2, 1)))
 
 
-def test_the_layers_keep_their_setting_and_save_as_kerass(tmp_path):
+def test_the_layers_are_saved_and_loaded_with_their_setting(tmp_path):
   inputs = keras.Input((8, 8, 3))
   x = convolutions.Conv2D(4, 4, strides=2, padding="same", matmul=False,
                           name="down")(inputs)
   outputs = convolutions.Conv2DTranspose(3, 4, strides=2, padding="same",
                                          name="up")(x)
-  assert_saved_as_kerass(keras.Model(inputs, outputs), tmp_path, "matmul", {
-      "down": (False, keras.layers.Conv2D),
-      "up": (True, keras.layers.Conv2DTranspose)})
+  keras.Model(inputs, outputs).save(str(tmp_path / "model.keras"))
+  loaded = keras.models.load_model(str(tmp_path / "model.keras"))
+  assert type(loaded.get_layer("down")) is convolutions.Conv2D
+  assert type(loaded.get_layer("up")) is convolutions.Conv2DTranspose
+  assert not loaded.get_layer("down").matmul
+  assert loaded.get_layer("up").matmul
 
 
 @pytest.mark.parametrize("matmul", [True, False])
 def test_the_flag_chooses_the_ops_and_training_lowers_the_loss(
     matmul, tmp_path):
   built, strategy = built_small(tmp_path, matmul_small_convs=matmul)
-  convs = networks_layers(built, (convolutions.Conv2D,
-                                  convolutions.Conv2DTranspose))
-  assert convs and all(layer.matmul == matmul for layer in convs)
+  convs = networks_layers(built, (keras.layers.Conv2D,
+                                  keras.layers.Conv2DTranspose))
+  assert convs and all(
+      isinstance(layer, (convolutions.Conv2D,
+                         convolutions.Conv2DTranspose)) == matmul
+      for layer in convs)
   losses = l1_losses(built, strategy)
   assert np.mean(losses[-5:]) < 0.9 * np.mean(losses[:5])
   graph = step_ops(built, strategy)

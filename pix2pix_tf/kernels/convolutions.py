@@ -1,17 +1,13 @@
-"""Convolutions over small feature maps trained as matrix multiplies.
+"""Convolutions over small feature maps trained as matrix multiplies
+(--matmul_small_convs).
 
 At batch 1 the U-Net's inner layers hold almost all of its 54 million
 weights on maps of 1x1 to 16x16: each convolution there is a weight-bound
 product of a few hundred image patches with a weight matrix of up to
-8,192 x 1,024. oneDNN's convolution kernels (the CPU's
-`Conv2DBackpropFilter` above all) spend far longer on these than the
-arithmetic needs: in whole training steps traced
-at batch 1 on a 2-core AMX CPU, the weight gradients of the U-Net's ten
-innermost layers took about 240 ms of the threads' time per step; as one
-`MatMul` each over `tf.image.extract_patches`, those of its twelve layers
-on maps up to 32x32 take about 30 ms, and the step runs 1.5 times as many
-images per second. TensorFlow has no patch-matrix convolution of its own
-to select, hence these two subclasses.
+8,192 x 1,024, on which oneDNN's convolution kernels (its
+`Conv2DBackpropFilter` above all) spend far longer than the arithmetic
+needs. TensorFlow has no patch-matrix convolution of its own to select,
+hence these two subclasses (their gain: docs/performance.md).
 
 While training, in strided layers whose smaller map has at most
 `MATMUL_MAX_ROWS` positions over the batch, they compute:
@@ -26,13 +22,7 @@ While training, in strided layers whose smaller map has at most
 A transposed convolution over at most `FOLD_MAX_ROWS` positions is one
 product of its input's rows with W^T, each row's products then summed
 into the positions they fall on (a fold, col2im: the transpose of the
-patches); over more, TensorFlow's `conv2d_transpose`. On these
-weight-bound maps oneDNN's kernel for it took about twice as long as the
-product and the fold (timed alone below); in whole bfloat16 steps
-(unet_256, 70x70 PatchGAN, timed in turn with the step without the fold,
-the median of the rounds' ratios) the fold gave x1.12 at batch 1 (3.48 ->
-3.92 images/s; x1.07 up to 1024 positions, x1.11 up to 64) and x1.02 at
-batch 16.
+patches); over more, TensorFlow's `conv2d_transpose`.
 
 Each is the convolution's own sum over the same products (tests compare
 outputs, gradients and second derivatives with Keras's layers). Everywhere
@@ -40,8 +30,7 @@ else (inference, exports, unstrided layers, larger maps, unknown shapes),
 with `matmul=False` (`--matmul_small_convs=false`) and on machines with a
 GPU (where cuDNN's kernels were not measured against them), Keras's layers
 run unchanged. Output shapes are Keras's (`compute_output_shape`).
-Variables and configs are Keras's; a `.keras` file names Keras's classes
-(`models.keras_layers`).
+Variables and configs are Keras's.
 """
 
 from typing import Sequence
@@ -52,19 +41,15 @@ import tensorflow as tf
 from keras import layers
 
 
-# Chosen by whole bfloat16 training steps on the 2-core AMX CPU (unet_256,
-# 70x70 PatchGAN): at batch 1, 3.63 images/s with 1024 rows (the U-Net's
-# maps up to 32x32), 3.51 with 256, 3.21 with 4096 (64x64 too); at batch
-# 16, 9.76 with 1024 and 9.16 with 256. Strided layers only: the
-# PatchGAN's stride-1 layers on 31x31 maps (patches 16 times their input)
-# made the step slower (3.33 against 3.60 images/s).
+# The most rows (positions of the smaller map over the batch) a strided
+# layer trains as patch products: up to the U-Net's 32x32 maps at batch 1.
+# Chosen by timing whole training steps (docs/performance.md, "Kernel
+# thresholds"); stride-1 layers made the step slower.
 MATMUL_MAX_ROWS = 1024
 
-# Timed alone at batch 1 on the same CPU (bfloat16, 4x4 kernels, stride
-# 2): a transposed convolution from 8x8x1024 to 16x16x512 took 4.5 ms as
-# TensorFlow's conv2d_transpose and 2.4 as a product and a fold; 16x16x1024
-# to 32x32x256 4.9 and 3.0; but 32x32x512 to 64x64x128 2.0 and 4.3, and
-# 8x8 at batch 16 (1024 positions) 18 and 27.
+# The most rows a transposed convolution computes as a product and a fold
+# rather than TensorFlow's conv2d_transpose: faster on the small maps, slower
+# from 32x32 on (docs/performance.md, "Kernel thresholds").
 FOLD_MAX_ROWS = 256
 
 
@@ -225,7 +210,7 @@ def setting(name: str) -> type:
   """A mixin for a Keras layer that trains on other kernels: the
   boolean `name` (default true), a constructor argument kept in the
   layer's config (`matmul` here, `compiled` in `activations`, `fused` in
-  `layers.FusedBatchNormalization`)."""
+  `batch_norm.FusedBatchNormalization`)."""
 
   class Setting:
 

@@ -1,4 +1,5 @@
-"""Where a training step's time goes, and the plain Keras step it must match.
+"""Where a training step's time goes, and the plain Keras step it must match
+(used by tools/benchmark.py).
 
 `PlainStep` is the pix2pix step as the TensorFlow tutorial writes it: the
 package's own generator and discriminator, two gradient tapes, Keras's
@@ -40,6 +41,7 @@ except ImportError:  # Elsewhere op_times finds nothing and says so ({}).
   xplane_pb2 = None
 
 from pix2pix_tf import config as config_lib
+from pix2pix_tf import kernels
 from pix2pix_tf import models
 from pix2pix_tf.training import losses
 from pix2pix_tf.training import optimizers
@@ -52,7 +54,7 @@ class PlainStep:
   applies one update (alternating or simultaneous, as `config` says) and
   returns the generator's total loss. Its optimizers are Keras's Adam, as
   in the tutorial, with the reference's epsilon (the package's `Adam`, the
-  same ops), or with `fused_updates` the package's `FusedAdam`; its
+  same ops), or with `fused_updates` the fused one (`kernels`); its
   batch norm, convolutions and activations are `config`'s (Keras's with
   `fused_batch_norm`, `matmul_small_convs` and `compiled_activations`
   false)."""
@@ -62,8 +64,10 @@ class PlainStep:
       raise ValueError("The plain step runs in float32 or bfloat16; fp16 "
                        "needs loss scaling, which the tutorial does not do.")
     with precision.dtype_policy(config.mixed_precision):
-      self.generator = models.build_generator(config)
-      self.discriminator = models.build_discriminators(config)
+      self.generator, self.discriminator, adam = kernels.for_training(
+          dataclasses.replace(config, fused_updates=fused_updates),
+          models.build_generator(config),
+          models.build_discriminators(config), optimizers.Adam)
     # The objective's own list of terms: a term added later is refused too.
     terms = [t.name for t in losses.build_objective(config).generator]
     if (config.gan_mode != "vanilla" or
@@ -73,7 +77,6 @@ class PlainStep:
                        "--gan_mode=vanilla, L1 only, one discriminator.")
     self.lambda_l1 = config.lambda_l1
     self.bce = keras.losses.BinaryCrossentropy(from_logits=True)
-    adam = optimizers.FusedAdam if fused_updates else optimizers.Adam
     self.generator_optimizer = adam(
         config.learning_rate, beta_1=config.beta_1, beta_2=config.beta_2)
     self.discriminator_optimizer = adam(
@@ -309,7 +312,7 @@ OP_KINDS = ("convolution_forward", "convolution_backward_data",
 _ACTIVATIONS = ("Relu", "ReluGrad", "LeakyRelu", "LeakyReluGrad", "Tanh",
                 "TanhGrad")
 
-# An XLA program's run in a trace (`models.activations`, or a pass under
+# An XLA program's run in a trace (`kernels.activations`, or a pass under
 # --jit_compile): a span of its own on the thread that launched it, the
 # program's wall time; it carries no op name.
 _COMPILED_SPAN = "CpuExecutable::ExecuteAsyncOnStream"
@@ -318,7 +321,7 @@ _COMPILED_SPAN = "CpuExecutable::ExecuteAsyncOnStream"
 def op_kind(name: str, op_type: str) -> str:
   """Which of `OP_KINDS` the op `name` of type `op_type` is."""
   backward = name.startswith("gradient_tape/")
-  # The patch products and folds of `models.convolutions` go by their op
+  # The patch products and folds of `kernels.convolutions` go by their op
   # names; the patches of a gradient count with the weight gradient they
   # feed.
   if "weight_gradient" in name or "gradient_patches" in name:

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import assert_same_update, small_config
+from conftest import assert_same_update, load_tool, small_config
+from pix2pix_tf import kernels
 from pix2pix_tf import training
-from pix2pix_tf.models import convolutions
-from pix2pix_tf.training import optimizers
-from pix2pix_tf.training import profile
+from pix2pix_tf.kernels import convolutions
+
+profile = load_tool("step_profile")
 
 
 def batch(size=32, count=2, seed=0):
@@ -32,7 +33,7 @@ def test_the_plain_step_does_the_packages_update(order, fused, tmp_path):
   strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
   built = training.build(config, strategy, steps_per_epoch=10)
   plain = profile.PlainStep(config, fused_updates=fused)
-  assert (type(plain.generator_optimizer) is optimizers.FusedAdam) == fused
+  assert isinstance(plain.generator_optimizer, kernels.FusedUpdates) == fused
   plain.generator.set_weights(built.state.generator.get_weights())
   plain.discriminator.set_weights(built.state.discriminator.get_weights())
   before = built.state.generator.get_weights()
@@ -247,7 +248,7 @@ def test_ops_are_told_apart_by_type_and_direction():
       ("fused_adam/update_3/ResourceApplyAdam", "ResourceApplyAdam"):
           "optimizer",
       ("adam/Mul_4", "Mul"): "optimizer",
-      # models.convolutions' patch products, by their op names.
+      # kernels.convolutions' patch products, by their op names.
       ("generator/down5_conv/patches", "ExtractImagePatches"):
           "convolution_forward",
       ("generator/down5_conv/patch_forward", "_MklMatMul"):

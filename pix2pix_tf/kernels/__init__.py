@@ -1,0 +1,39 @@
+"""Faster training kernels for the paper's networks, opt-in per option.
+
+`models` builds the networks from Keras's layers only. On some machines
+Keras's and TensorFlow's own kernels train them slowly; the classes here
+train the same layers on other kernels, computing the same values with the
+same variables (their tests compare outputs, gradients and second
+derivatives with Keras's). `for_training` applies them to a run's networks
+and optimizer when the run is built (`training.state.create_state`), and
+nowhere else: exports, `predict`, `evaluate` and the checkpoints hold
+Keras's layers only.
+
+Each kernel option (the "kernels" group of the training flags; all false
+is Keras's and TensorFlow's own kernels):
+
+* `--fused_batch_norm`: batch norm trained with TensorFlow's fused
+  FusedBatchNormV3 (`batch_norm.FusedBatchNormalization`).
+* `--matmul_small_convs`: strided convolutions over small maps trained as
+  matrix multiplies over image patches, and their transposes as a product
+  and a fold (`convolutions`), on machines without a GPU.
+* `--compiled_activations`: bfloat16 LeakyReLU and ReLU trained as
+  XLA-compiled programs (`activations`), on machines without a GPU.
+* `--fused_updates`: Adam's update as TensorFlow's `ResourceApplyAdam`, one
+  kernel per variable (`adam`).
+
+What each one gains, measured by `tools/benchmark.py`, is in
+docs/performance.md.
+"""
+
+from pix2pix_tf.kernels.activations import LeakyReLU, ReLU
+from pix2pix_tf.kernels.adam import FusedUpdates, fused_adam
+from pix2pix_tf.kernels.apply import SWAPS, for_training, with_kernels
+from pix2pix_tf.kernels.batch_norm import FusedBatchNormalization
+from pix2pix_tf.kernels.convolutions import (Conv2D, Conv2DTranspose,
+                                             used_here)
+
+__all__ = [
+    "Conv2D", "Conv2DTranspose", "FusedBatchNormalization", "FusedUpdates",
+    "LeakyReLU", "ReLU", "SWAPS", "for_training", "fused_adam", "used_here",
+    "with_kernels"]
