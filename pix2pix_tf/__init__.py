@@ -12,11 +12,12 @@ The commands (`python -m pix2pix_tf.<command>`): train, export, predict,
 evaluate, serve, study, datasets, summary, convert, segmenter; each holds
 its flags and one call into the library below.
 
-The library: `config` (every training option once), `models` (the paper's
-networks in Keras's layers), `data`, `kernels` (opt-in faster training
-kernels, applied when a run is built), `training`, `evaluation`,
-`serving`. Imports run one way: commands -> training -> evaluation,
-serving, kernels -> models, data -> config; `lazy` lets the
+The library: `config` (every training option once), `options` (the other
+commands' shared options and entry point), `models` (the paper's networks
+in Keras's layers), `data`, `kernels` (opt-in faster training kernels,
+applied when a run is built), `training`, `evaluation`, `serving`. Imports
+run one way: commands -> training -> evaluation, serving, kernels ->
+models, data, options -> config; `lazy` lets the
 package and its subpackages import a module only when one of its names is
 used (`import pix2pix_tf` does not import TensorFlow).
 """

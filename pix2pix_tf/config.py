@@ -138,11 +138,6 @@ class Config:
       "records for TFRecords, decoded pairs with --cache. 0: the whole split "
       "(a full shuffle each epoch, as the reference); for large TFRecord "
       "datasets set a number, as the buffer holds the records' bytes.")
-  deterministic: bool = option(
-      False,
-      "Bit-identical runs: fixed element order in the input pipeline, "
-      "deterministic kernels and one op at a time (slower). --seed alone "
-      "fixes the weights' init, dropout, shuffling and jitter.")
   cache: str = option(
       "",
       "Cache the training split's decoded pairs: 'memory', or a file path "
@@ -266,6 +261,11 @@ class Config:
       "logits and the losses stay float32.",
       choices=MIXED_PRECISIONS)
   steps_per_execution: int = option(1, "Training steps per tf.function call.")
+  deterministic: bool = option(
+      False,
+      "Bit-identical runs: fixed element order in the input pipeline, "
+      "deterministic kernels and one op at a time (slower). --seed alone "
+      "fixes the weights' init, dropout, shuffling and jitter.")
 
   # Kernels (pix2pix_tf.kernels): which kernels train the networks, not
   # what they compute.
@@ -587,8 +587,8 @@ def flag_table() -> str:
 
 
 def define_one_flag(flag_values: flags.FlagValues, name: str, kind: type,
-            default: object, text: str, choices: Optional[Sequence],
-            **kwargs) -> None:
+                    default: object, text: str,
+                    choices: Optional[Sequence], **kwargs) -> None:
   """One absl flag: DEFINE_bool, _integer, _float, _list, _enum (a str
   with choices; absl shows them in front of its help) or _string."""
   if kind is str and choices:

@@ -1,7 +1,8 @@
 """The package's layout is its architecture: checked by reading its source.
 
 Commands on top (flags and one call each), then training, evaluation,
-serving, then models and data, then config; the library never imports a
+serving and kernels, then models, data and options, then config; the
+library never imports a
 command or reaches upwards, imports at module level (but for optional
 dependencies), and keeps modules and functions short.
 """
@@ -360,11 +361,6 @@ def test_a_new_generator_is_one_row_of_the_table():
                          "them from architectures.GENERATORS")
 
 
-# The benchmark's copy of the TensorFlow tutorial's step, the paper's
-# objective written out by hand, to time the package's step against.
-TUTORIAL_STEP = os.path.join("training", "profile.py")
-
-
 def test_a_new_loss_is_one_function_and_one_line_of_the_objective():
   """A loss term's weight (a `lambda_*` option) is read, and a term named
   (`gen_*`, `disc_*`), only in training/losses.py, where build_objective
@@ -375,8 +371,7 @@ def test_a_new_loss_is_one_function_and_one_line_of_the_objective():
              if field.name.startswith("lambda_")}
   for _, path in LIBRARY:
     relative = os.path.relpath(path, PACKAGE)
-    if relative in (os.path.join("training", "losses.py"), "config.py",
-                    TUTORIAL_STEP):
+    if relative in (os.path.join("training", "losses.py"), "config.py"):
       continue
     tree = ast.parse(open(path).read())
     read = sorted({node.attr for node in ast.walk(tree)

@@ -1,6 +1,7 @@
 r"""Writes the generated parts of docs/: flags.md, the flag reference, from
-pix2pix_tf/config.py and each command's OPTIONS (pix2pix_tf/options.py), and rest_api.md's endpoint
-table from pix2pix_tf/serving/routes.py.
+pix2pix_tf/config.py and each command's OPTIONS (the shared ones in
+pix2pix_tf/options.py), and rest_api.md's endpoint table from
+pix2pix_tf/serving/routes.py.
 
     python tools/update_docs.py
 

@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from pix2pix_tf import data as data_lib
 from pix2pix_tf import errors
+from pix2pix_tf import kernels
 from pix2pix_tf import models
 from pix2pix_tf import outputs
 from pix2pix_tf.data import Palette
@@ -30,11 +31,13 @@ from pix2pix_tf.evaluation.segmentation import IGNORE, colors_to_classes
 
 def build_segmenter(num_classes: int, depth: int, filters: int
                     ) -> keras.Model:
-  """This package's U-Net, ending in per-class logits instead of tanh."""
+  """This package's U-Net, ending in per-class logits instead of tanh,
+  trained on the kernels of pix2pix runs."""
   unet = models.unet_generator(depth, 3, num_classes, filters, norm="batch",
                                dropout=0.0, name="segmenter")
-  return keras.Model(unet.input, unet.get_layer("up0_conv").output,
-                     name="segmenter")
+  return kernels.with_kernels(
+      keras.Model(unet.input, unet.get_layer("up0_conv").output,
+                  name="segmenter"), kernels.LAYER_OPTIONS)
 
 
 def segmenter_dataset(files: Sequence[str], palette: Palette,

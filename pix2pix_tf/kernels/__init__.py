@@ -5,9 +5,10 @@ Keras's and TensorFlow's own kernels train them slowly; the classes here
 train the same layers on other kernels, computing the same values with the
 same variables (their tests compare outputs, gradients and second
 derivatives with Keras's). `for_training` applies them to a run's networks
-and optimizer when the run is built (`training.state.create_state`), and
-nowhere else: exports, `predict`, `evaluate` and the checkpoints hold
-Keras's layers only.
+and optimizer when the run is built (`training.state.create_state`); the
+`segmenter` command trains its U-Net on them too (`with_kernels`). Nowhere
+else: exports, `predict`, `evaluate` and the checkpoints hold Keras's
+layers only.
 
 Each kernel option (the "kernels" group of the training flags; all false
 is Keras's and TensorFlow's own kernels):
@@ -28,12 +29,13 @@ docs/performance.md.
 
 from pix2pix_tf.kernels.activations import LeakyReLU, ReLU
 from pix2pix_tf.kernels.adam import FusedUpdates, fused_adam
-from pix2pix_tf.kernels.apply import SWAPS, for_training, with_kernels
+from pix2pix_tf.kernels.apply import (LAYER_OPTIONS, SWAPS, for_training,
+                                      with_kernels)
 from pix2pix_tf.kernels.batch_norm import FusedBatchNormalization
 from pix2pix_tf.kernels.convolutions import (Conv2D, Conv2DTranspose,
                                              used_here)
 
 __all__ = [
     "Conv2D", "Conv2DTranspose", "FusedBatchNormalization", "FusedUpdates",
-    "LeakyReLU", "ReLU", "SWAPS", "for_training", "fused_adam", "used_here",
+    "LAYER_OPTIONS", "LeakyReLU", "ReLU", "SWAPS", "for_training", "fused_adam", "used_here",
     "with_kernels"]

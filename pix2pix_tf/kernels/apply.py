@@ -1,7 +1,7 @@
 """The one place the kernels meet a run: the networks and the optimizer a
 config builds, with the kernels its kernel options turn on."""
 
-from typing import Tuple
+from typing import Collection, Tuple
 
 import keras
 from keras import layers
@@ -14,6 +14,8 @@ from pix2pix_tf.kernels.adam import fused_adam
 # (kernel option, Keras's layer class, the class that trains it on that
 # kernel). Each kernel class subclasses Keras's with the same config and
 # variables, and computes Keras's values; only the training kernels differ.
+# A kernel class trains on its kernel where it applies (`used_here`, the
+# dtype, the map size) and runs Keras's own computation elsewhere.
 SWAPS = (
     ("fused_batch_norm", layers.BatchNormalization,
      batch_norm.FusedBatchNormalization),
@@ -24,34 +26,44 @@ SWAPS = (
     ("compiled_activations", layers.ReLU, activations.ReLU),
 )
 
+# The options that swap layers (fused_updates swaps the optimizer).
+LAYER_OPTIONS = tuple(dict.fromkeys(option for option, _, _ in SWAPS))
+
 
 def with_kernels(model: keras.Model,
-                 config: config_lib.Config) -> keras.Model:
+                 options: Collection[str]) -> keras.Model:
   """A copy of `model` (a functional model, or `models.Discriminators` of
-  them) in which each layer of a Keras class in `SWAPS` whose option
-  `config` turns on is its kernel class, with the same config and weights.
-  The other layers are `model`'s own, shared."""
+  them) in which each layer of a Keras class in `SWAPS` whose option is in
+  `options` is its kernel class, with the same config; every variable of
+  the copy (weights, batch-norm statistics, dropout's random state) holds
+  `model`'s value.
+
+  Every layer is copied, none shared: a layer shared with `model` would
+  keep `model`'s whole graph, and so its weights, alive through the nodes
+  that record its first use."""
   if isinstance(model, models.Discriminators):
     copy = models.Discriminators(
-        [with_kernels(one, config) for one in model.discriminators],
+        [with_kernels(one, options) for one in model.discriminators],
         model.conditional, name=model.name)
-    size = config.crop_size  # Built as models.build_discriminators builds.
-    copy([keras.ops.zeros((1, size, size, config.input_channels)),
-          keras.ops.zeros((1, size, size, config.output_channels))])
+    copy.build()
     return copy
-  swapped = []
+  pairs = []
 
-  def swap(layer):
+  def clone(layer):
+    kind = type(layer)
     for option, keras_class, kernel_class in SWAPS:
-      if type(layer) is keras_class and getattr(config, option):
-        kernel = kernel_class.from_config(layer.get_config())
-        swapped.append((layer, kernel))
-        return kernel
-    return layer
+      if kind is keras_class and option in options:
+        kind = kernel_class
+    copied = kind.from_config(layer.get_config())
+    pairs.append((layer, copied))
+    return copied
 
-  copy = keras.models.clone_model(model, clone_function=swap)
-  for layer, kernel in swapped:
-    kernel.set_weights(layer.get_weights())
+  copy = keras.models.clone_model(model, clone_function=clone)
+  for layer, copied in pairs:
+    if len(layer.variables) != len(copied.variables):
+      raise ValueError(f"{layer.name}: its copy has other variables.")
+    for variable, copied_variable in zip(layer.variables, copied.variables):
+      copied_variable.assign(variable)
   return copy
 
 
@@ -62,8 +74,9 @@ def for_training(config: config_lib.Config, generator: keras.Model,
   networks `with_kernels`, and `adam` as one fused kernel per variable
   with `config.fused_updates`. All kernel options false: the arguments,
   unchanged."""
-  if any(getattr(config, option) for option, _, _ in SWAPS):
-    generator = with_kernels(generator, config)
-    discriminator = with_kernels(discriminator, config)
+  options = {option for option in LAYER_OPTIONS if getattr(config, option)}
+  if options:
+    generator = with_kernels(generator, options)
+    discriminator = with_kernels(discriminator, options)
   return (generator, discriminator,
           fused_adam(adam) if config.fused_updates else adam)

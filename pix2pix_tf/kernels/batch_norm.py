@@ -22,8 +22,8 @@ class FusedBatchNormalization(setting("fused"),
   unbiased one: rescaled here), and checkpoints are interchangeable. At
   inference, when frozen (`trainable=False`), and for what the kernel does
   not cover (synchronized statistics, renorm, masks, other ranks or axes),
-  Keras's own computation runs; also everywhere with `fused=False`
-  (`--fused_batch_norm=false`).
+  Keras's own computation runs; also everywhere with `fused=False` (for
+  tests that compare the two on one class).
   """
 
   def call(self, inputs, training=None, mask=None):

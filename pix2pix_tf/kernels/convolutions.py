@@ -26,10 +26,10 @@ patches); over more, TensorFlow's `conv2d_transpose`.
 
 Each is the convolution's own sum over the same products (tests compare
 outputs, gradients and second derivatives with Keras's layers). Everywhere
-else (inference, exports, unstrided layers, larger maps, unknown shapes),
-with `matmul=False` (`--matmul_small_convs=false`) and on machines with a
-GPU (where cuDNN's kernels were not measured against them), Keras's layers
-run unchanged. Output shapes are Keras's (`compute_output_shape`).
+else (inference, unstrided layers, larger maps, unknown shapes), with
+`matmul=False` (for tests that compare the two on one class) and on
+machines with a GPU (where cuDNN's kernels were not measured against them),
+Keras's layers run unchanged. Output shapes are Keras's (`compute_output_shape`).
 Variables and configs are Keras's.
 """
 
@@ -208,7 +208,8 @@ def _applies(layer: layers.Layer, shape: tf.TensorShape) -> bool:
 
 def setting(name: str) -> type:
   """A mixin for a Keras layer that trains on other kernels: the
-  boolean `name` (default true), a constructor argument kept in the
+  boolean `name` (default true; false lets a test compare the kernel with
+  Keras's computation on one class), a constructor argument kept in the
   layer's config (`matmul` here, `compiled` in `activations`, `fused` in
   `batch_norm.FusedBatchNormalization`)."""
 

@@ -128,6 +128,11 @@ class Discriminators(keras.Model):
     self.discriminators = list(discriminators)
     self.conditional = conditional
 
+  def build(self, input_shape=None):
+    """Nothing to build: its discriminators are functional models, built
+    when made."""
+    self.built = True
+
   def call(self, inputs, training=None):
     input_image, candidate_image = inputs
     pair = [input_image, candidate_image] if self.conditional else [

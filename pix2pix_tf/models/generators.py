@@ -74,6 +74,7 @@ def unet_generator(depth: int = 8, input_channels: int = 3,
                     1 <= j <= depth - 5)
     if with_dropout and dropout > 0:
       x = layers.Dropout(dropout, name=f"up{i}_dropout")(x)
+    # j=0: (batch, 2, 2, 512 + 512) ... j=6: (batch, 128, 128, 64 + 64)
     x = layers.Concatenate(name=f"up{i}_skip")([skips[i - 1], x])
 
   # Outermost block: back to image channels in [-1, 1].
@@ -81,6 +82,7 @@ def unet_generator(depth: int = 8, input_channels: int = 3,
   x = layers.Conv2DTranspose(output_channels, 4, strides=2, padding="same",
                              kernel_initializer=conv_initializer(),
                              name="up0_conv")(x)
+  # (batch, 256, 256, 3) for unet_256
   generated_image = layers.Activation("tanh", dtype="float32",
                                       name="generated_image")(x)
   return keras.Model(input_image, generated_image, name=name)
@@ -99,8 +101,8 @@ def resnet_generator(n_blocks: int = 9, input_channels: int = 3,
   """
   bias = uses_bias(norm)
   conv = lambda f, k, s, n: layers.Conv2D(  # noqa: E731
-             f, k, strides=s, padding="valid", use_bias=bias,
-             kernel_initializer=conv_initializer(), name=n)
+      f, k, strides=s, padding="valid", use_bias=bias,
+      kernel_initializer=conv_initializer(), name=n)
   input_image = keras.Input(shape=(None, None, input_channels),
                             name="input_image")
   x = ReflectionPadding2D(3, name="in_pad")(input_image)
@@ -114,7 +116,7 @@ def resnet_generator(n_blocks: int = 9, input_channels: int = 3,
     x = conv(ngf * 2 ** (i + 1), 3, 2, f"down{i}_conv")(x)
     x = apply_norm(x, norm, f"down{i}_norm")
     x = layers.ReLU(name=f"down{i}_relu")(x)
-  for b in range(n_blocks):
+  for b in range(n_blocks):  # (batch, 64, 64, 256) in and out
     y = ReflectionPadding2D(1, name=f"block{b}_pad0")(x)
     y = conv(ngf * 4, 3, 1, f"block{b}_conv0")(y)
     y = apply_norm(y, norm, f"block{b}_norm0")
@@ -138,7 +140,7 @@ def resnet_generator(n_blocks: int = 9, input_channels: int = 3,
     x = layers.ReLU(name=f"up{i}_relu")(x)
   x = ReflectionPadding2D(3, name="out_pad")(x)
   x = layers.Conv2D(output_channels, 7, kernel_initializer=conv_initializer(),
-                    name="out_conv")(x)
+                    name="out_conv")(x)  # (batch, 256, 256, 3)
   generated_image = layers.Activation("tanh", dtype="float32",
                                       name="generated_image")(x)
   return keras.Model(input_image, generated_image, name=name)
