@@ -615,6 +615,6 @@ def define_flags(flag_values: Optional[flags.FlagValues] = None,
   for field in dataclasses.fields(Config):
     # An int's choices are checked when a Config is made, named in its help.
     define_one_flag(flag_values, field.name, field.type,
-            getattr(defaults, field.name), field.metadata["help"]
-            if field.type is str else flag_help(field),
-            field.metadata["choices"])
+                    getattr(defaults, field.name), field.metadata["help"]
+                    if field.type is str else flag_help(field),
+                    field.metadata["choices"])

@@ -7,8 +7,10 @@ same variables (their tests compare outputs, gradients and second
 derivatives with Keras's). `for_training` applies them to a run's networks
 and optimizer when the run is built (`training.state.create_state`); the
 `segmenter` command trains its U-Net on them too (`with_kernels`). Nowhere
-else: exports, `predict`, `evaluate` and the checkpoints hold Keras's
-layers only.
+else: the exports of a run, `predict`, `evaluate` and the checkpoints hold
+Keras's layers only. (A run's own networks, e.g. `Pix2Pix.generator`, and
+the segmenter's SavedModel hold the kernel classes, which infer as Keras's
+layers do; importing `pix2pix_tf.kernels` registers them for loading.)
 
 Each kernel option (the "kernels" group of the training flags; all false
 is Keras's and TensorFlow's own kernels):
@@ -37,5 +39,5 @@ from pix2pix_tf.kernels.convolutions import (Conv2D, Conv2DTranspose,
 
 __all__ = [
     "Conv2D", "Conv2DTranspose", "FusedBatchNormalization", "FusedUpdates",
-    "LAYER_OPTIONS", "LeakyReLU", "ReLU", "SWAPS", "for_training", "fused_adam", "used_here",
-    "with_kernels"]
+    "LAYER_OPTIONS", "LeakyReLU", "ReLU", "SWAPS", "for_training",
+    "fused_adam", "used_here", "with_kernels"]

@@ -50,6 +50,9 @@ def with_kernels(model: keras.Model,
   pairs = []
 
   def clone(layer):
+    if isinstance(layer, keras.Model):  # clone_model copies it whole.
+      raise TypeError(f"{layer.name}: a nested model would be copied "
+                      "without its kernels; apply them to it first.")
     kind = type(layer)
     for option, keras_class, kernel_class in SWAPS:
       if kind is keras_class and option in options:
@@ -60,11 +63,18 @@ def with_kernels(model: keras.Model,
 
   copy = keras.models.clone_model(model, clone_function=clone)
   for layer, copied in pairs:
-    if len(layer.variables) != len(copied.variables):
+    if [_signature(v) for v in layer.variables] != [
+        _signature(v) for v in copied.variables]:
       raise ValueError(f"{layer.name}: its copy has other variables.")
     for variable, copied_variable in zip(layer.variables, copied.variables):
       copied_variable.assign(variable)
   return copy
+
+
+def _signature(variable) -> Tuple[str, tuple, str]:
+  """What pairs a variable with its copy's: its name (not its path, which
+  numbers seed generators globally), shape and dtype."""
+  return variable.name, tuple(variable.shape), str(variable.dtype)
 
 
 def for_training(config: config_lib.Config, generator: keras.Model,

@@ -29,7 +29,8 @@ outputs, gradients and second derivatives with Keras's layers). Everywhere
 else (inference, unstrided layers, larger maps, unknown shapes), with
 `matmul=False` (for tests that compare the two on one class) and on
 machines with a GPU (where cuDNN's kernels were not measured against them),
-Keras's layers run unchanged. Output shapes are Keras's (`compute_output_shape`).
+Keras's layers run unchanged. Output shapes are Keras's
+(`compute_output_shape`).
 Variables and configs are Keras's.
 """
 

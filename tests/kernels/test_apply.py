@@ -187,3 +187,12 @@ def test_fused_adam_refuses_an_optimizer_without_the_terms():
     kernels.fused_adam(keras.optimizers.Adam)
   assert kernels.fused_adam(optimizers.Adam) is kernels.fused_adam(
       optimizers.Adam)
+
+
+def test_a_nested_model_is_refused_not_copied_without_its_kernels():
+  inner = keras.Sequential([keras.Input((8, 8, 3)),
+                            keras.layers.Conv2D(4, 4, strides=2)])
+  image = keras.Input((8, 8, 3))
+  outer = keras.Model(image, keras.layers.ReLU()(inner(image)))
+  with pytest.raises(TypeError, match="nested model"):
+    kernels.with_kernels(outer, kernels.LAYER_OPTIONS)
