@@ -1,20 +1,22 @@
 """The training options and the flags generated from them.
 
-Training options are `Config` fields, declared with `option(default, help,
-choices)` in groups (`GROUPS`); `define_flags` defines their absl flags
-(train, summary, convert, tools/benchmark.py), `Config.from_flag_values`
-builds the frozen dataclass, and `flag_table` writes docs/flags.md's tables.
-The other commands' options are in each command's module (`options` does
-the same for them). Library code reads only the dataclass or explicit
-arguments, never flags.
-Every training default is the paper's or the reference implementation's
-value.
+A training option is a field of one small frozen group (`DataConfig`,
+`ModelConfig`, `ObjectiveConfig`, `OptimisationConfig`, `RunConfig`,
+`KernelConfig`, `OutputConfig`), declared with `option(default, help,
+choices)`; `Config` composes the groups (`config.model.generator`) and
+checks them together, once, when it is made. `define_flags` defines one
+absl flag per option, under the option's name (train, summary, convert,
+tools/benchmark.py), `Config.from_flag_values` builds the Config, and
+`flag_table` writes docs/flags.md's tables, one per group. The other
+commands' options are in each command's module (`options` does the same for
+them). Library code reads only the Config or explicit arguments, never
+flags. Every training default is the paper's or the reference's value.
 """
 
 import dataclasses
 import json
 import shlex
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, Optional, Sequence, Tuple
 
 from absl import flags
 
@@ -31,13 +33,6 @@ LR_POLICIES = ("linear", "step", "cosine", "constant")
 MIXED_PRECISIONS = ("auto", "none", "bf16", "fp16")
 DIRECTIONS = ("AtoB", "BtoA")
 STRATEGIES = ("mirrored", "one_device", "multi_worker")
-# Config's groups of options, in its order: each group's name and its first
-# field (a field belongs to the group begun last before it). docs/flags.md
-# shows a table per group.
-GROUPS = (("data", "data_dir"), ("model", "generator"),
-          ("objective", "gan_mode"), ("optimisation", "learning_rate"),
-          ("run", "strategy"), ("kernels", "fused_updates"),
-          ("outputs", "model_dir"))
 INFERENCE_MODES = ("paper", "eval")
 # The reference's --preprocess modes (see data.transforms.preprocess).
 PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width",
@@ -75,12 +70,29 @@ class ConfigError(errors.CommandError):
 
 def option(default: object, help: str,  # pylint: disable=redefined-builtin
            choices: Optional[Sequence] = None) -> dataclasses.Field:
-  """A Config field with what its command-line flag needs: the default,
+  """An option (a field of a Config group) with what its flag needs: the default,
   the help text and, for an enum, the choices. `define_flags` and the
   flag table of docs/flags.md are generated from these, so an option is one
   edit."""
   return dataclasses.field(default=default, metadata={
       "help": help, "choices": tuple(choices) if choices else None})
+
+
+def _check_ranges(options: Dict[str, object]) -> None:
+  """The counts that must be positive, and those that must not be
+  negative (the terms' weights among them)."""
+  for name in ("load_size", "crop_size", "batch_size", "ngf", "ndf",
+               "checkpoint_every_steps", "keep_checkpoints",
+               "num_discriminators", "lr_decay_epochs", "steps_per_execution",
+               "max_pixels", "log_every_steps", "sample_every_steps",
+               "eval_every_steps"):
+    if options[name] < 1:
+      raise ConfigError(f"--{name}={options[name]} must be at least 1.")
+  for name in ("epochs", "epochs_decay", "max_steps", "num_samples",
+               "shuffle_buffer") + tuple(
+                   n for n in options if n.startswith("lambda_")):
+    if options[name] < 0:
+      raise ConfigError(f"--{name}={options[name]} must not be negative.")
 
 
 def _check_choice(name, value, choices):
@@ -90,11 +102,9 @@ def _check_choice(name, value, choices):
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
-  """Everything a training run needs. Field names are the flag names;
-  every default is the paper's or the reference's value."""
+class DataConfig:
+  """The data: where the pairs are, how they are read, jittered and checked."""
 
-  # Data.
   data_dir: str = option(
       "datasets/facades",
       "Folder with train/ (and optionally val/, test/) subfolders of A|B "
@@ -153,7 +163,11 @@ class Config:
       "height) are refused before they are decoded (or skipped, as bad "
       "images are, with --on_bad_image=skip).")
 
-  # Models.
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """The networks: generator, discriminators, normalisation, dropout."""
+
   generator: str = option("unet_256", architectures.generator_help(),
                           choices=architectures.GENERATORS)
   unet_depth: int = option(8, "Downsamplings of --generator=unet.")
@@ -198,7 +212,28 @@ class Config:
       "match it exactly).",
       choices=DROPOUT_PLACEMENTS)
 
-  # Objective.
+  @property
+  def generator_depth(self) -> int:
+    """Number of stride-2 downsamplings in the generator."""
+    generator = architectures.GENERATORS.get(self.generator)
+    return getattr(generator, "depth", None) or self.unet_depth
+
+  @property
+  def receptive_field_list(self) -> Tuple[int, ...]:
+    """--d_receptive_fields as integers (empty when unset)."""
+    try:
+      return tuple(int(f) for f in self.d_receptive_fields.split(",")
+                   if f.strip())
+    except ValueError:
+      raise ConfigError(
+          f"--d_receptive_fields={self.d_receptive_fields} is not a comma-"
+          "separated list of integers, e.g. 16,286.") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class ObjectiveConfig:
+  """The objective: the GAN loss, the update order and each term's weight."""
+
   gan_mode: str = option(
       "vanilla",
       "vanilla: the paper's cGAN loss (BCE on logits); lsgan: least squares; "
@@ -225,7 +260,12 @@ class Config:
                              "term (0 disables it; pix2pixHD's 10 was for "
                              "other weights and input scale).")
   vgg_weights: str = option("", "Keras's VGG19 notop .h5 for --lambda_vgg.")
-  # Optimisation.
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimisationConfig:
+  """Adam, its learning-rate schedule, the batch, the run's length, seed."""
+
   learning_rate: float = option(
       2e-4, "Learning rate of both networks' Adam (PyTorch's, eps 1e-8).")
   lr_policy: str = option(
@@ -245,7 +285,11 @@ class Config:
   max_steps: int = option(0, "Stop after this many steps (0: run every epoch).")
   seed: int = option(0, "Seed of weights, dropout, shuffling and jitter.")
 
-  # Run: devices, precision, compilation.
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+  """Devices, precision, compilation and determinism."""
+
   strategy: str = option(
       "mirrored",
       "mirrored: all local GPUs, else the CPU; one_device; multi_worker: "
@@ -267,8 +311,12 @@ class Config:
       "deterministic kernels and one op at a time (slower). --seed alone "
       "fixes the weights' init, dropout, shuffling and jitter.")
 
-  # Kernels (pix2pix_tf.kernels): which kernels train the networks, not
-  # what they compute.
+
+@dataclasses.dataclass(frozen=True)
+class KernelConfig:
+  """Which kernels train the networks (pix2pix_tf.kernels), not what they
+  compute; all false: Keras's and TensorFlow's own."""
+
   fused_updates: bool = option(
       True,
       "Adam as TensorFlow's one fused kernel per variable (the same "
@@ -292,7 +340,11 @@ class Config:
       "kernels, faster there); false, with a GPU or in float32: "
       "TensorFlow's kernels.")
 
-  # Outputs.
+
+@dataclasses.dataclass(frozen=True)
+class OutputConfig:
+  """What a run writes, where and how often; what its val pass scores."""
+
   model_dir: str = option(
       "runs/facades",
       "Where checkpoints, logs, samples and flags are written.")
@@ -334,20 +386,8 @@ class Config:
       "--segmenter the FCN-score of labels -> photo, at each evaluation.")
   segmenter: str = option(
       "",
-      "A segmenter SavedModel (python -m pix2pix_tf.segmenter) for the FCN-score "
-      "during training.")
-
-  @classmethod
-  def from_flag_values(cls, flag_values: flags.FlagValues) -> "Config":
-    """Builds a Config from absl FlagValues that `define_flags` filled."""
-    return cls(**{f.name: flag_values[f.name].value
-                  for f in dataclasses.fields(cls)})
-
-  @property
-  def generator_depth(self) -> int:
-    """Number of stride-2 downsamplings in the generator."""
-    generator = architectures.GENERATORS.get(self.generator)
-    return getattr(generator, "depth", None) or self.unet_depth
+      "A segmenter SavedModel (python -m pix2pix_tf.segmenter) for the "
+      "FCN-score during training.")
 
   @property
   def profiled_steps(self) -> Tuple[int, ...]:
@@ -361,27 +401,87 @@ class Config:
                         "FIRST,LAST with 1 <= FIRST <= LAST, e.g. 10,15.")
     return steps
 
-  @property
-  def receptive_field_list(self) -> Tuple[int, ...]:
-    """--d_receptive_fields as integers (empty when unset)."""
-    try:
-      return tuple(int(f) for f in self.d_receptive_fields.split(",")
-                   if f.strip())
-    except ValueError:
-      raise ConfigError(
-          f"--d_receptive_fields={self.d_receptive_fields} is not a comma-"
-          "separated list of integers, e.g. 16,286.") from None
+
+# Config's groups by attribute name, in order (docs/flags.md's tables).
+GROUPS = {"data": DataConfig, "model": ModelConfig,
+          "objective": ObjectiveConfig, "optimisation": OptimisationConfig,
+          "run": RunConfig, "kernels": KernelConfig, "outputs": OutputConfig}
+
+
+def option_fields() -> Iterator[Tuple[str, dataclasses.Field]]:
+  """(group name, field) for every training option, in Config's order."""
+  for name, group in GROUPS.items():
+    for field in dataclasses.fields(group):
+      yield name, field
+
+
+# Each option's group, by the option's (and its flag's) name.
+GROUP_OF = {field.name: group for group, field in option_fields()}
+
+
+def _grouped(values: Dict[str, object]) -> Dict[str, object]:
+  """Each group, by name, of the options in `values` (the defaults of
+  those it does not hold; those it holds that are not options: ignored)."""
+  return {name: group(**{f.name: values.get(f.name, f.default)
+                         for f in dataclasses.fields(group)})
+          for name, group in GROUPS.items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """Everything a training run needs, in groups (`config.data.crop_size`),
+  option names being flag names. Made from flags (`from_flag_values`,
+  `with_flags`) or in code (`Config().replace(crop_size=128)`), and
+  checked once, when made."""
+
+  data: DataConfig = dataclasses.field(default_factory=DataConfig)
+  model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+  objective: ObjectiveConfig = dataclasses.field(
+      default_factory=ObjectiveConfig)
+  optimisation: OptimisationConfig = dataclasses.field(
+      default_factory=OptimisationConfig)
+  run: RunConfig = dataclasses.field(default_factory=RunConfig)
+  kernels: KernelConfig = dataclasses.field(default_factory=KernelConfig)
+  outputs: OutputConfig = dataclasses.field(default_factory=OutputConfig)
+
+  @classmethod
+  def from_flag_values(cls, flag_values: flags.FlagValues) -> "Config":
+    """Builds a Config from absl FlagValues that `define_flags` filled."""
+    return cls(**_grouped({name: flag_values[name].value
+                           for name in GROUP_OF}))
+
+  def replace(self, **options) -> "Config":
+    """This config with the options given by name (the flags' names, e.g.
+    `crop_size=128`) in place of its values, checked as a new Config
+    (`dataclasses.replace(config, data=...)` replaces a whole group).
+
+    Raises:
+      ConfigError: an unknown option, or a value that cannot work.
+    """
+    changed: Dict[str, Dict[str, object]] = {}
+    for name, value in options.items():
+      if name not in GROUP_OF:
+        raise ConfigError(f"Unknown training option {name!r}.")
+      changed.setdefault(GROUP_OF[name], {})[name] = value
+    return dataclasses.replace(self, **{
+        group: dataclasses.replace(getattr(self, group), **values)
+        for group, values in changed.items()})
+
+  def flat(self) -> Dict[str, object]:
+    """Every option's value by its name, across the groups."""
+    return {field.name: getattr(getattr(self, group), field.name)
+            for group, field in option_fields()}
 
   def to_json(self) -> str:
     """Every option, as the run's config.json records them."""
-    return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+    return json.dumps(self.flat(), indent=2, sort_keys=True)
 
   def model_differences(self, other: "Config") -> Tuple[str, ...]:
     """`--name: other's value -> this value` for each MODEL_FIELDS flag
     that differs between `other` (e.g. a run's recorded config) and this."""
-    return tuple(f"--{name}: {getattr(other, name)} -> {getattr(self, name)}"
-                 for name in MODEL_FIELDS
-                 if getattr(other, name) != getattr(self, name))
+    mine, theirs = self.flat(), other.flat()
+    return tuple(f"--{name}: {theirs[name]} -> {mine[name]}"
+                 for name in MODEL_FIELDS if theirs[name] != mine[name])
 
   @classmethod
   def from_json(cls, text: str, **overrides) -> "Config":
@@ -391,12 +491,9 @@ class Config:
     new run, and a record from another version, or edited, is still read
     (what it cannot build is refused where it is used). Options it does
     not know are ignored."""
-    recorded = json.loads(text)
-    config = object.__new__(cls)
-    for field in dataclasses.fields(cls):
-      value = overrides.get(field.name, recorded.get(field.name,
-                                                      field.default))
-      object.__setattr__(config, field.name, value)
+    config = object.__new__(cls)  # Unchecked: __post_init__ is not run.
+    for name, group in _grouped({**json.loads(text), **overrides}).items():
+      object.__setattr__(config, name, group)
     return config
 
   def with_flags(self, flag_text: str) -> "Config":
@@ -420,119 +517,109 @@ class Config:
 
   def __post_init__(self):
     """Checks the values when the config is made (from flags, a flagfile,
-    code or `dataclasses.replace`), before any model is built or file
-    written; what depends on the machine (the replicas, files a loss term
+    code or `replace`), before any model is built or file written; what depends on the machine (the replicas, files a loss term
     reads) is checked when a run starts (training.check_run), and a
     recorded config (`from_json`) is read unchecked.
 
     Raises:
       ConfigError: naming the flag and what to do instead.
     """
-    for field in dataclasses.fields(self):
+    options = self.flat()
+    for _, field in option_fields():
       if field.metadata["choices"]:
-        _check_choice(field.name, getattr(self, field.name),
+        _check_choice(field.name, options[field.name],
                       field.metadata["choices"])
-    self._validate_ranges()
-    self.profiled_steps  # pylint: disable=pointless-statement
-    if self.epochs + self.epochs_decay < 1 and self.max_steps < 1:
+    _check_ranges(options)
+    self.outputs.profiled_steps  # pylint: disable=pointless-statement
+    optimisation, objective = self.optimisation, self.objective
+    if (optimisation.epochs + optimisation.epochs_decay < 1 and
+        optimisation.max_steps < 1):
       raise ConfigError("--epochs plus --epochs_decay is 0 and --max_steps is "
                         "unset: nothing to train. Set one of them.")
-    if not 0.0 <= self.dropout < 1.0:
-      raise ConfigError(f"--dropout={self.dropout} must be in [0, 1).")
-    if self.gan_mode == "none" and self.lambda_l1 == 0 and self.lambda_l2 == 0:
+    if not 0.0 <= self.model.dropout < 1.0:
+      raise ConfigError(f"--dropout={self.model.dropout} must be in [0, 1).")
+    if objective.gan_mode == "none" and not (objective.lambda_l1 or
+                                             objective.lambda_l2):
       raise ConfigError(
           "--gan_mode=none with --lambda_l1=0 and --lambda_l2=0 leaves "
           "nothing to optimise: enable the GAN loss or a distance term.")
-    if self.gan_mode == "none" and self.lambda_feature_matching > 0:
+    if objective.gan_mode == "none" and objective.lambda_feature_matching > 0:
       raise ConfigError(
           "--lambda_feature_matching needs a discriminator, but "
           "--gan_mode=none trains none. Choose a GAN loss or set it to 0.")
-    self._validate_sizes()
-    self._validate_discriminators()
-    if self.segmenter and not self.label_palette:
+    _check_sizes(self.data, self.model)
+    _check_discriminators(self.model, self.data.crop_size)
+    if self.outputs.segmenter and not self.outputs.label_palette:
       raise ConfigError("--segmenter needs --label_palette: the palette "
                         "turns the input label maps into classes.")
 
-  def _validate_sizes(self):
-    """Crop, load and generator sizes that fit together."""
-    if self.crop_size > self.load_size and self.preprocess in (
-        "resize_and_crop", "scale_width_and_crop"):
-      raise ConfigError(
-          f"--crop_size={self.crop_size} is larger than --load_size="
-          f"{self.load_size}: images are resized to load_size before the "
-          "random crop, so set --load_size >= --crop_size.")
-    uses_unet_depth = architectures.GENERATORS[self.generator].depth is None
-    if uses_unet_depth and not 2 <= self.unet_depth <= 9:
-      raise ConfigError(f"--unet_depth={self.unet_depth} must be in 2..9.")
-    multiple = 2 ** self.generator_depth
-    if self.crop_size % multiple:
-      raise ConfigError(
-          f"--crop_size={self.crop_size} is not a multiple of {multiple}: "
-          f"--generator={self.generator} downsamples {self.generator_depth} "
-          "times. Choose a crop size that is a multiple of "
-          f"{multiple}, or a shallower generator (--generator=unet "
-          "--unet_depth=D).")
-    if self.preprocess == "scale_width" and self.load_size % multiple:
-      nearest = max(multiple, round(self.load_size / multiple) * multiple)
-      raise ConfigError(
-          f"--preprocess=scale_width makes every half --load_size="
-          f"{self.load_size} wide, not a multiple of {multiple} as "
-          f"--generator={self.generator} needs: set --load_size to one "
-          f"(e.g. {nearest}).")
 
-  def _validate_ranges(self):
-    for name in ("load_size", "crop_size", "batch_size", "ngf", "ndf",
-                 "checkpoint_every_steps", "keep_checkpoints",
-                 "num_discriminators", "lr_decay_epochs", "steps_per_execution",
-                 "max_pixels", "log_every_steps", "sample_every_steps", "eval_every_steps"):
-      if getattr(self, name) < 1:
-        raise ConfigError(
-            f"--{name}={getattr(self, name)} must be at least 1.")
-    for name in ("epochs", "epochs_decay", "max_steps", "num_samples",
-                 "shuffle_buffer") + tuple(
-                     f.name for f in dataclasses.fields(self)
-                     if f.name.startswith("lambda_")):
-      if getattr(self, name) < 0:
-        raise ConfigError(
-            f"--{name}={getattr(self, name)} must not be negative.")
+def _check_sizes(data: DataConfig, model: ModelConfig) -> None:
+  """Crop, load and generator sizes that fit together."""
+  if data.crop_size > data.load_size and data.preprocess in (
+      "resize_and_crop", "scale_width_and_crop"):
+    raise ConfigError(
+        f"--crop_size={data.crop_size} is larger than --load_size="
+        f"{data.load_size}: images are resized to load_size before the "
+        "random crop, so set --load_size >= --crop_size.")
+  uses_unet_depth = architectures.GENERATORS[model.generator].depth is None
+  if uses_unet_depth and not 2 <= model.unet_depth <= 9:
+    raise ConfigError(f"--unet_depth={model.unet_depth} must be in 2..9.")
+  multiple = 2 ** model.generator_depth
+  if data.crop_size % multiple:
+    raise ConfigError(
+        f"--crop_size={data.crop_size} is not a multiple of {multiple}: "
+        f"--generator={model.generator} downsamples {model.generator_depth} "
+        "times. Choose a crop size that is a multiple of "
+        f"{multiple}, or a shallower generator (--generator=unet "
+        "--unet_depth=D).")
+  if data.preprocess == "scale_width" and data.load_size % multiple:
+    nearest = max(multiple, round(data.load_size / multiple) * multiple)
+    raise ConfigError(
+        f"--preprocess=scale_width makes every half --load_size="
+        f"{data.load_size} wide, not a multiple of {multiple} as "
+        f"--generator={model.generator} needs: set --load_size to one "
+        f"(e.g. {nearest}).")
 
-  def _validate_discriminators(self):
-    fields = self.receptive_field_list
-    if fields:
-      for field in fields:
-        if field not in architectures.RECEPTIVE_FIELDS:
-          raise ConfigError(
-              f"--d_receptive_fields has {field}; the receptive fields "
-              "available are "
-              f"{', '.join(map(str, architectures.RECEPTIVE_FIELDS))}.")
-      if self.num_discriminators != 1:
+
+def _check_discriminators(model: ModelConfig, crop_size: int) -> None:
+  """Discriminators that are available and leave a non-empty patch map."""
+  fields = model.receptive_field_list
+  if fields:
+    for field in fields:
+      if field not in architectures.RECEPTIVE_FIELDS:
         raise ConfigError(
-            "--d_receptive_fields and --num_discriminators both choose the "
-            "discriminators; give one of them.")
-      layer_counts = [architectures.RECEPTIVE_FIELDS[f] for f in fields]
-      scales = [0] * len(fields)
-      labels = [f"--d_receptive_fields={f}" for f in fields]
-    else:
-      patchgans = architectures.PATCHGAN_FIELDS
-      if self.d_layers not in patchgans:
-        raise ConfigError(
-            f"--d_layers={self.d_layers} must be in {min(patchgans)}.."
-            f"{max(patchgans)} (receptive fields "
-            f"{', '.join(map(str, patchgans.values()))}).")
-      layer_counts = [0 if self.discriminator == "pixel" else self.d_layers
-                      ] * self.num_discriminators
-      scales = list(range(self.num_discriminators))
-      labels = [f"--d_layers={self.d_layers}" + (
-          f" at scale 1/{2 ** k} of --num_discriminators="
-          f"{self.num_discriminators}" if k else "") for k in scales]
-    for n_layers, scale, label in zip(layer_counts, scales, labels):
-      size = -(-self.crop_size // 2 ** scale)  # Pooling, padding "same".
-      patch_map = size // 2 ** n_layers - 2 if n_layers else size
-      if patch_map < 1:
-        raise ConfigError(
-            f"{label} is too deep for --crop_size={self.crop_size}: the "
-            "discriminator's output map would be empty. Use fewer layers or "
-            "scales, or larger crops.")
+            f"--d_receptive_fields has {field}; the receptive fields "
+            "available are "
+            f"{', '.join(map(str, architectures.RECEPTIVE_FIELDS))}.")
+    if model.num_discriminators != 1:
+      raise ConfigError(
+          "--d_receptive_fields and --num_discriminators both choose the "
+          "discriminators; give one of them.")
+    layer_counts = [architectures.RECEPTIVE_FIELDS[f] for f in fields]
+    scales = [0] * len(fields)
+    labels = [f"--d_receptive_fields={f}" for f in fields]
+  else:
+    patchgans = architectures.PATCHGAN_FIELDS
+    if model.d_layers not in patchgans:
+      raise ConfigError(
+          f"--d_layers={model.d_layers} must be in {min(patchgans)}.."
+          f"{max(patchgans)} (receptive fields "
+          f"{', '.join(map(str, patchgans.values()))}).")
+    n_layers = 0 if model.discriminator == "pixel" else model.d_layers
+    layer_counts = [n_layers] * model.num_discriminators
+    scales = list(range(model.num_discriminators))
+    labels = [f"--d_layers={model.d_layers}" + (
+        f" at scale 1/{2 ** k} of --num_discriminators="
+        f"{model.num_discriminators}" if k else "") for k in scales]
+  for n_layers, scale, label in zip(layer_counts, scales, labels):
+    size = -(-crop_size // 2 ** scale)  # Pooling, padding "same".
+    patch_map = size // 2 ** n_layers - 2 if n_layers else size
+    if patch_map < 1:
+      raise ConfigError(
+          f"{label} is too deep for --crop_size={crop_size}: the "
+          "discriminator's output map would be empty. Use fewer layers or "
+          "scales, or larger crops.")
 
 
 def flag_help(field: dataclasses.Field) -> str:
@@ -560,30 +647,22 @@ TABLE_HEAD = ["| flag | default | meaning |", "|---|---|---|"]
 
 
 def option_groups() -> Dict[str, Tuple[str, ...]]:
-  """Each of `GROUPS`' names -> its fields, in Config's order."""
-  starts = dict((first, name) for name, first in GROUPS)
-  groups: Dict[str, List[str]] = {}
-  for field in dataclasses.fields(Config):
-    if field.name in starts:
-      groups[starts[field.name]] = []
-    groups[list(groups)[-1]].append(field.name)
-  return {name: tuple(names) for name, names in groups.items()}
+  """Each of `GROUPS`' names -> its options' names, in Config's order."""
+  return {name: tuple(f.name for f in dataclasses.fields(group))
+          for name, group in GROUPS.items()}
 
 
-# The options that choose which kernels train the networks, not what they
-# compute (all false: Keras's and TensorFlow's own kernels).
-KERNEL_OPTIONS = option_groups()["kernels"]
+KERNEL_OPTIONS = tuple(f.name for f in dataclasses.fields(KernelConfig))
 
 
 def flag_table() -> str:
-  """docs/flags.md's training flags: per option group, a heading and one
-  Markdown row per Config field."""
-  fields = {f.name: f for f in dataclasses.fields(Config)}
+  """docs/flags.md's training flags: per group, a heading and one Markdown
+  row per option."""
   return "\n".join(
       f"### {name.capitalize()}\n\n" + "\n".join(TABLE_HEAD + [
-          markdown_row(n, fields[n].default, flag_help(fields[n]))
-          for n in names]) + "\n"
-      for name, names in option_groups().items())
+          markdown_row(f.name, f.default, flag_help(f))
+          for f in dataclasses.fields(group)]) + "\n"
+      for name, group in GROUPS.items())
 
 
 def define_one_flag(flag_values: flags.FlagValues, name: str, kind: type,
@@ -603,7 +682,7 @@ def define_one_flag(flag_values: flags.FlagValues, name: str, kind: type,
 
 def define_flags(flag_values: Optional[flags.FlagValues] = None,
                  defaults: Config = Config()) -> None:
-  """Defines one absl flag per Config field, from the field's metadata:
+  """Defines one absl flag per training option, from its field's metadata:
   DEFINE_bool, _integer, _float, _enum (str fields with choices) or _string,
   with `defaults`' values as the defaults.
 
@@ -612,9 +691,10 @@ def define_flags(flag_values: Optional[flags.FlagValues] = None,
     defaults: the Config whose values become the flags' defaults.
   """
   flag_values = flags.FLAGS if flag_values is None else flag_values
-  for field in dataclasses.fields(Config):
+  values = defaults.flat()
+  for _, field in option_fields():
     # An int's choices are checked when a Config is made, named in its help.
     define_one_flag(flag_values, field.name, field.type,
-                    getattr(defaults, field.name), field.metadata["help"]
+                    values[field.name], field.metadata["help"]
                     if field.type is str else flag_help(field),
                     field.metadata["choices"])

@@ -14,7 +14,6 @@ and serve use. U-Nets get --dropout_placement=reference (the reference's
 dropout blocks) unless the flag is given.
 """
 
-import dataclasses
 
 from absl import app
 from absl import flags
@@ -48,11 +47,12 @@ def main(argv):
   config = config_lib.Config.from_flag_values(FLAGS)
   if not FLAGS["dropout_placement"].present:
     # Where the reference's U-Net drops out (paper mode keeps dropout).
-    config = dataclasses.replace(config, dropout_placement="reference")
+    config = config.replace(dropout_placement="reference")
   export = importing.import_pytorch(config, FLAGS.from_pytorch,
                                     FLAGS.from_pytorch_discriminator)
-  print(f"Converted into {config.model_dir}: checkpoint at step 0 (train "
-        f"--model_dir={config.model_dir} fine-tunes it), export at {export}.")
+  model_dir = config.outputs.model_dir
+  print(f"Converted into {model_dir}: checkpoint at step 0 (train "
+        f"--model_dir={model_dir} fine-tunes it), export at {export}.")
 
 
 def run():

@@ -17,7 +17,7 @@ from pix2pix_tf import options as options_lib
 
 FLAGS = flags.FLAGS
 
-# This command's own flag; the training options are config.Config's fields.
+# This command's own flag; the training options are config.py's groups.
 OPTIONS = (options_lib.CONFIG,)
 
 

@@ -112,7 +112,7 @@ def small_config(data_dir, model_dir, **overrides):
       checkpoint_every_steps=2, strategy="one_device",
       mixed_precision="none", steps_per_execution=1)
   values.update(overrides)
-  return config_lib.Config(**values)
+  return config_lib.Config().replace(**values)
 
 
 def fixed_pair():

@@ -1,6 +1,5 @@
 """tools/benchmark.py: FLOPs counted from the layers, and a tiny full run."""
 
-import dataclasses
 import json
 import mmap
 import os
@@ -40,7 +39,7 @@ def test_paper_model_costs_about_90_gflop_per_image(benchmark):
   assert 80e9 < flops["train_step"] < 95e9
   # The alternating update's G step runs D once more on the generated pair.
   simultaneous = benchmark.training_flops(
-      config_lib.Config(update_order="simultaneous"))
+      config_lib.Config().replace(update_order="simultaneous"))
   assert (flops["train_step"] - simultaneous["train_step"] ==
           flops["discriminator_forward"])
   assert 1.05 < flops["train_step"] / simultaneous["train_step"] < 1.10
@@ -225,7 +224,8 @@ def test_the_default_meets_the_plain_step_with_its_own_kernels(
 
   def plain(config, split, batch_size, fused_updates=False):
     used = tuple(fused_updates if name == "fused_updates" else
-                 getattr(config, name) for name in config_lib.KERNEL_OPTIONS)
+                 getattr(config.kernels, name)
+                 for name in config_lib.KERNEL_OPTIONS)
     timed.append(used)
     return runner("plain", 2.0 if any(used) else 4.0, 2, 1,
                   [1, 2, 3, 1, 2])
@@ -295,8 +295,9 @@ def test_a_step_that_fits_reports_its_memory(benchmark, tmp_path):
   config = small_config(tmp_path, tmp_path / "run")
   assert benchmark.step_fits(config, 2) > 100  # MB: TensorFlow itself.
   with pytest.raises(ValueError, match="another reason than memory"):
-    benchmark.step_fits(dataclasses.replace(
-        config, lambda_vgg=1.0, vgg_weights=str(tmp_path / "none.h5")), 2)
+    benchmark.step_fits(
+        config.replace(lambda_vgg=1.0, vgg_weights=str(tmp_path / "none.h5")),
+        2)
 
 
 def test_the_profile_refuses_steps_it_would_not_time_as_they_run(
@@ -307,7 +308,7 @@ def test_the_profile_refuses_steps_it_would_not_time_as_they_run(
                             (dict(jit_compile=True), "XLA"),
                             (dict(mixed_precision="fp16"), "scale the loss")):
     assert reason in benchmark.profile_refusal(
-        dataclasses.replace(config, **overrides))
+        config.replace(**overrides))
 
 
 def test_the_quality_check_compares_means_over_seeds(
@@ -319,12 +320,14 @@ def test_the_quality_check_compares_means_over_seeds(
   trained = []
 
   def train(config, strategy):
-    trained.append((config.mixed_precision, config.seed) + tuple(
-        getattr(config, name) for name in config_lib.KERNEL_OPTIONS))
-    value = {"none": 0.25, "bf16": 0.26}[config.mixed_precision]
-    if not config.fused_updates:
+    kernels = tuple(getattr(config.kernels, name)
+                    for name in config_lib.KERNEL_OPTIONS)
+    trained.append((config.run.mixed_precision, config.optimisation.seed) +
+                   kernels)
+    value = {"none": 0.25, "bf16": 0.26}[config.run.mixed_precision]
+    if not config.kernels.fused_updates:
       value = 0.24  # Keras's kernels.
-    return {"val_l1": value + 0.01 * config.seed}
+    return {"val_l1": value + 0.01 * config.optimisation.seed}
 
   monkeypatch.setattr(training, "train_and_evaluate", train)
   data_dir = demo.write_dataset(str(tmp_path / "data"), 2, 1, 32)

@@ -48,14 +48,14 @@ def test_flagfile_carries_the_papers_settings(name):
   path = os.path.join(CONFIGS, f"{name}.flags")
   config = load_flagfile(path)
   direction, batch_size, epochs, jitter, mirror = PAPER[name]
-  assert config.data_dir == f"datasets/{name}"
-  assert config.direction == direction
-  assert config.batch_size == batch_size
-  assert config.epochs + config.epochs_decay == epochs
-  assert (config.load_size > config.crop_size) == jitter
-  assert config.flip == mirror
-  assert (config.generator, config.crop_size, config.lambda_l1) == (
-      "unet_256", 256, 100.0)
+  assert config.data.data_dir == f"datasets/{name}"
+  assert config.data.direction == direction
+  assert config.optimisation.batch_size == batch_size
+  assert config.optimisation.epochs + config.optimisation.epochs_decay == epochs
+  assert (config.data.load_size > config.data.crop_size) == jitter
+  assert config.data.flip == mirror
+  assert (config.model.generator, config.data.crop_size,
+          config.objective.lambda_l1) == ("unet_256", 256, 100.0)
   header = open(path).read().split("\n--")[0]
   assert f"python -m pix2pix_tf.train --flagfile=configs/{name}.flags" in (
       header)
@@ -66,7 +66,7 @@ def test_flagfile_carries_the_papers_settings(name):
 def test_label_flagfiles_record_their_palette(name):
   # The export then carries it: the page shows each class as a brush.
   config = load_flagfile(os.path.join(CONFIGS, f"{name}.flags"))
-  assert config.label_palette == name
+  assert config.outputs.label_palette == name
 
 
 def test_maps_header_translates_at_native_resolution():
@@ -79,8 +79,8 @@ def test_maps_header_translates_at_native_resolution():
 def test_demo_flagfile_is_valid_and_small():
   path = os.path.join(CONFIGS, "demo.flags")
   config = load_flagfile(path)
-  assert config.data_dir == "datasets/demo"
-  assert config.crop_size == 64
+  assert config.data.data_dir == "datasets/demo"
+  assert config.data.crop_size == 64
   assert "python -m pix2pix_tf.train --flagfile=configs/demo.flags" in (
       open(path).read())
 
@@ -108,8 +108,8 @@ def test_flag_doc_table_is_generated_from_config():
   field, its default and its help, in order."""
   flag_doc = open(FLAG_DOC).read()
   table = config_lib.flag_table()
-  assert table.count("\n| `--") == len(config_lib.dataclasses.fields(
-      config_lib.Config))
+  assert table.count("\n| `--") == len(list(config_lib.option_fields()))
+  assert table.count("\n### ") == len(config_lib.GROUPS) - 1
   assert table in flag_doc, ("docs/flags.md's flag table is stale: run "
                              "python tools/update_docs.py")
 
@@ -144,8 +144,51 @@ def test_with_flags_reads_flagfiles_like_absl():
   with open(path) as f:
     parsed = config_lib.Config().with_flags(f.read())
   assert parsed == load_flagfile(path)
-  assert config_lib.Config().with_flags("--noflip --ngf=8").flip is False
+  assert config_lib.Config().with_flags("--noflip --ngf=8").data.flip is False
   with pytest.raises(config_lib.ConfigError, match="Unknown training flag"):
     config_lib.Config().with_flags("--not_a_flag=1")
   with pytest.raises(config_lib.ConfigError, match="--ngf=many"):
     config_lib.Config().with_flags("--ngf=many")
+
+
+def test_config_is_composed_of_frozen_groups_read_by_name():
+  """Config holds one frozen dataclass per group of docs/flags.md; each
+  option is in one group, under its flag's name; `replace` takes options by
+  name whatever their group, and checks the result as a new Config."""
+  import dataclasses
+  config = config_lib.Config()
+  assert [f.name for f in dataclasses.fields(config)] == list(
+      config_lib.GROUPS)
+  names = [field.name for _, field in config_lib.option_fields()]
+  assert len(names) == len(set(names)) == len(config.flat())
+  for name, group in config_lib.GROUPS.items():
+    assert type(getattr(config, name)) is group
+    with pytest.raises(dataclasses.FrozenInstanceError):
+      setattr(getattr(config, name), dataclasses.fields(group)[0].name, 0)
+  changed = config.replace(crop_size=128, generator="unet_128", seed=3)
+  assert (changed.data.crop_size, changed.model.generator,
+          changed.optimisation.seed) == (128, "unet_128", 3)
+  assert changed.data.load_size == config.data.load_size
+  assert config.data.crop_size == 256  # The original is unchanged.
+  with pytest.raises(config_lib.ConfigError, match="Unknown training option"):
+    config.replace(crop=128)
+  with pytest.raises(config_lib.ConfigError, match="--crop_size=100"):
+    config.replace(crop_size=100)
+
+
+def test_a_run_records_its_options_flat_as_before_and_reads_them_back():
+  """config.json and flags.txt hold one entry per flag, not the groups, so
+  runs recorded before the groups existed still resume and export."""
+  import json
+  config = config_lib.Config().replace(crop_size=128, generator="unet_128")
+  recorded = json.loads(config.to_json())
+  assert recorded == config.flat() and recorded["crop_size"] == 128
+  assert config_lib.Config.from_json(config.to_json()) == config
+  # An older record: a flat dict missing options added since, and one
+  # option this version no longer knows.
+  older = {k: v for k, v in recorded.items() if k != "lambda_vgg"}
+  older["an_old_option"] = 1
+  read = config_lib.Config.from_json(json.dumps(older), data_dir="elsewhere")
+  assert read.objective.lambda_vgg == 0.0
+  assert read.data.data_dir == "elsewhere"
+  assert read.model.generator == "unet_128"

@@ -63,7 +63,7 @@ def assert_one_line_error(result, *fragments):
 def run_copy(trained_run, tmp_path):
   """A copy of the trained run, free to be damaged by a test."""
   path = str(tmp_path / "run")
-  shutil.copytree(trained_run.model_dir, path)
+  shutil.copytree(trained_run.outputs.model_dir, path)
   return path
 
 
@@ -142,7 +142,7 @@ def test_training_checks_the_export_folder_before_it_starts(
   (run / "export").mkdir(parents=True)
   (run / "export" / "plots.png").write_bytes(b"not a SavedModel")
   before = tree(tmp_path)
-  config = small_config(trained_run.data_dir, run, max_steps=2)
+  config = small_config(trained_run.data.data_dir, run, max_steps=2)
   with pytest.raises(outputs.OutputError, match=f"{run}/export, which"):
     training.train_and_evaluate(config,
                                tf.distribute.OneDeviceStrategy("/cpu:0"))
@@ -187,20 +187,20 @@ def test_export_errors_name_the_file(run_copy, tmp_path):
 
 
 def damaged_export(run, path):
-  shutil.copytree(os.path.join(run.model_dir, "export"), path)
+  shutil.copytree(os.path.join(run.outputs.model_dir, "export"), path)
   with open(os.path.join(path, "saved_model.pb"), "wb") as f:
     f.write(b"\x08\x01garbage")
   return str(path)
 
 
 def split_with_a_bomb(run, path):
-  shutil.copytree(os.path.join(run.data_dir, "val"), path / "val")
+  shutil.copytree(os.path.join(run.data.data_dir, "val"), path / "val")
   small_bomb(path / "val" / "bomb.png")
   return str(path)
 
 
 def with_an_empty_image(run, path):
-  shutil.copytree(os.path.join(run.data_dir, "val"), path)
+  shutil.copytree(os.path.join(run.data.data_dir, "val"), path)
   (path / "empty.png").write_bytes(b"")
   return str(path)
 
@@ -219,55 +219,58 @@ HOSTILE_COMMANDS = {
     "evaluate: a damaged SavedModel": (
         "evaluate", lambda run, tmp, port: [
             f"--saved_model={damaged_export(run, tmp / 'export')}",
-            f"--data_dir={run.data_dir}", "--split=val"],
+            f"--data_dir={run.data.data_dir}", "--split=val"],
         ["{tmp}/export", "could not be loaded"]),
     "evaluate: a decompression bomb in the split": (
         "evaluate", lambda run, tmp, port: [
-            f"--model_dir={run.model_dir}",
+            f"--model_dir={run.outputs.model_dir}",
             f"--data_dir={split_with_a_bomb(run, tmp / 'data')}",
             "--split=val", "--max_pixels=1000000"],
         ["{tmp}/data/val/bomb.png", "--max_pixels=1000000"]),
     "evaluate: --output names a folder": (
         "evaluate", lambda run, tmp, port: [
-            f"--model_dir={run.model_dir}", f"--data_dir={run.data_dir}",
+            f"--model_dir={run.outputs.model_dir}",
+            f"--data_dir={run.data.data_dir}",
             "--split=val", f"--output={tmp}"],
         ["--output={tmp}", "is a folder"]),
     "evaluate: a split that is not there": (
         "evaluate", lambda run, tmp, port: [
-            f"--model_dir={run.model_dir}", f"--data_dir={run.data_dir}",
+            f"--model_dir={run.outputs.model_dir}",
+            f"--data_dir={run.data.data_dir}",
             "--split=tset"],
         ["tset"]),
     "predict: --output names a file": (
         "predict", lambda run, tmp, port: [
-            f"--model_dir={run.model_dir}", f"--input={run.data_dir}/val",
+            f"--model_dir={run.outputs.model_dir}",
+            f"--input={run.data.data_dir}/val",
             f"--output={tmp / 'notes.txt'}"],
         ["{tmp}/notes.txt"]),
     "serve: a port in use": (
         "serve", lambda run, tmp, port: [
-            f"--saved_model={run.model_dir}/export", f"--port={port}"],
+            f"--saved_model={run.outputs.model_dir}/export", f"--port={port}"],
         ["127.0.0.1:{port}", "--port"]),
     "study: --answers names a folder": (
         "study", lambda run, tmp, port: [
-            f"--real_dir={run.data_dir}/val",
-            f"--generated_dir={run.data_dir}/train", f"--answers={tmp}"],
+            f"--real_dir={run.data.data_dir}/val",
+            f"--generated_dir={run.data.data_dir}/train", f"--answers={tmp}"],
         ["--answers={tmp}", "is a folder"]),
     "study: a port in use": (
         "study", lambda run, tmp, port: [
-            "--protocol=single", f"--real_dir={run.data_dir}/val",
-            f"--generated_dir={run.data_dir}/train",
+            "--protocol=single", f"--real_dir={run.data.data_dir}/val",
+            f"--generated_dir={run.data.data_dir}/train",
             f"--answers={tmp / 'answers.jsonl'}", f"--port={port}"],
         ["127.0.0.1:{port}", "--port"]),
     "study: an empty image (decoded at start-up, not mid-study)": (
         "study", lambda run, tmp, port: [
             "--protocol=single",
             f"--real_dir={with_an_empty_image(run, tmp / 'real')}",
-            f"--generated_dir={run.data_dir}/train",
+            f"--generated_dir={run.data.data_dir}/train",
             f"--answers={tmp / 'answers.jsonl'}"],
         ["{tmp}/real/empty.png", "cannot be decoded (the file is empty)"]),
     "study: 2afc folders whose names do not pair": (
         "study", lambda run, tmp, port: [
-            f"--real_dir={run.data_dir}/val",
-            f"--generated_dir={run.data_dir}/train",
+            f"--real_dir={run.data.data_dir}/val",
+            f"--generated_dir={run.data.data_dir}/train",
             f"--answers={tmp / 'answers.jsonl'}"],
         ["no namesake", "--protocol=single"]),
     "train: a data folder that is not there": (
@@ -294,7 +297,7 @@ def test_each_command_answers_bad_input_with_a_sentence(trained_run, tmp_path,
   try:
     port = busy.getsockname()[1]
     args = make_args(trained_run, tmp_path, port)
-    before = tree(tmp_path), tree(trained_run.model_dir)
+    before = tree(tmp_path), tree(trained_run.outputs.model_dir)
     result = run_saying_imports(command, *args)
   finally:
     busy.close()
@@ -302,7 +305,7 @@ def test_each_command_answers_bad_input_with_a_sentence(trained_run, tmp_path,
                                   for f in fragments))
   if command == "study" or name in ANSWERED_AT_ONCE:
     assert NO_TENSORFLOW in result.stdout
-  assert (tree(tmp_path), tree(trained_run.model_dir)) == before
+  assert (tree(tmp_path), tree(trained_run.outputs.model_dir)) == before
 
 
 # --- Images that declare more pixels than they are worth ------------------
@@ -473,8 +476,9 @@ def test_predict_skips_a_too_large_image_with_a_message(trained_run,
   inputs.mkdir()
   Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(inputs / "ok.png")
   small_bomb(inputs / "bomb.png")
+  export = os.path.join(trained_run.outputs.model_dir, "export")
   result = run_command(
-      "predict", f"--saved_model={os.path.join(trained_run.model_dir, 'export')}",
+      "predict", f"--saved_model={export}",
       f"--input={inputs}", f"--output={tmp_path / 'out'}",
       "--max_pixels=1000000")
   assert result.returncode != 0  # Not every image was translated.
@@ -1091,12 +1095,13 @@ def test_an_unwritable_model_dir_is_a_sentence(tmp_path):
 def test_a_damaged_saved_model_is_a_sentence(trained_run, tmp_path,
                                              command):
   damaged = tmp_path / "export"
-  shutil.copytree(os.path.join(trained_run.model_dir, "export"), damaged)
+  shutil.copytree(os.path.join(trained_run.outputs.model_dir, "export"),
+                  damaged)
   (damaged / "saved_model.pb").write_bytes(b"\x08\x01garbage")
   before = tree(tmp_path)
   args = [f"--saved_model={damaged}"]
   if command == "predict":
-    args += [f"--input={trained_run.data_dir}/val",
+    args += [f"--input={trained_run.data.data_dir}/val",
              f"--output={tmp_path / 'out'}"]
   else:
     args += ["--port=0"]

@@ -47,10 +47,10 @@ class World:
   def __init__(self, root, trained_run):
     self.root = root
     self.run = str(root / "run")
-    shutil.copytree(trained_run.model_dir, self.run)
+    shutil.copytree(trained_run.outputs.model_dir, self.run)
     self.export = os.path.join(self.run, "export")
     self.data = str(root / "data")
-    shutil.copytree(trained_run.data_dir, self.data)
+    shutil.copytree(trained_run.data.data_dir, self.data)
     self.val = os.path.join(self.data, "val")
     self.variants = str(root / "variants.txt")
     with open(self.variants, "w") as f:

@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import assert_same_update, load_tool, small_config
+from pix2pix_tf import config as config_lib
 from pix2pix_tf import kernels
 from pix2pix_tf import training
 from pix2pix_tf.kernels import convolutions
@@ -44,7 +45,7 @@ def test_the_plain_step_does_the_packages_update(order, fused, tmp_path):
   for ours, theirs in ((built.state.generator, plain.generator),
                        (built.state.discriminator, plain.discriminator)):
     for a, b in zip(ours.get_weights(), theirs.get_weights()):
-      assert_same_update(a, b, config.learning_rate)
+      assert_same_update(a, b, config.optimisation.learning_rate)
   moved = max(np.abs(a - b).max() for a, b in
               zip(before, built.state.generator.get_weights()))
   assert moved > 1e-4  # Two Adam steps of 2e-4 each.
@@ -99,7 +100,7 @@ def test_the_profiles_last_cut_is_the_whole_update(tmp_path):
   for a, b in ((ours.state.generator, cut.state.generator),
                (ours.state.discriminator, cut.state.discriminator)):
     for x, y in zip(a.get_weights(), b.get_weights()):
-      assert_same_update(x, y, config.learning_rate)
+      assert_same_update(x, y, config.optimisation.learning_rate)
 
 
 def test_the_profile_names_each_part_of_the_step(tmp_path):
@@ -189,7 +190,7 @@ def test_each_part_is_the_median_of_its_differences_within_a_round(
   monkeypatch.setattr(profile, "step_prefixes", lambda *_: {
       name: (lambda name=name: timed(name)) for name in times})
   train_step = types.SimpleNamespace(
-      config=types.SimpleNamespace(update_order="alternating"))
+      config=config_lib.Config().replace(update_order="alternating"))
   found = profile.profile_step(train_step, lambda: whole, batch(), 3)
   assert found.parts() == pytest.approx(dict(
       generator_forward=2.0, discriminator_forwards=1.5, backward=2.5,

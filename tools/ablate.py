@@ -53,12 +53,13 @@ Flags = Union[str, Callable[[config_lib.Config], str]]
 
 def same_images_at_batch_32(base: config_lib.Config) -> str:
   """Batch 32 for a 32nd of the base's steps: the images batch 1 sees."""
-  return f"--batch_size=32 --max_steps={math.ceil(base.max_steps / 32)}"
+  steps = math.ceil(base.optimisation.max_steps / 32)
+  return f"--batch_size=32 --max_steps={steps}"
 
 
 def without_jitter(base: config_lib.Config) -> str:
   """No random resize-and-crop: each half is loaded at the training size."""
-  return f"--load_size={base.crop_size}"
+  return f"--load_size={base.data.crop_size}"
 
 
 def without_jitter_or_mirroring(base: config_lib.Config) -> str:
@@ -198,7 +199,7 @@ def base_config(data_dir: str, image_size: int, steps: int,
   depth = int(math.log2(image_size))
   load_size = 2 * round(image_size * 286 / 256 / 2)
   interval = max(1, steps // 50)
-  return config_lib.Config(
+  return config_lib.Config().replace(
       data_dir=data_dir, model_dir=model_dir, crop_size=image_size,
       load_size=load_size, generator="unet", unet_depth=depth,
       # max_steps alone sets the length (not capped at --epochs).
@@ -223,14 +224,14 @@ def variant_config(flags: Flags, args: dict, model_dir: str = ""
   common = args["flags"]
   with_common = base(args["steps"]).with_flags(common)
   text = flags(with_common) if callable(flags) else flags
-  steps = with_common.with_flags(text).max_steps
+  steps = with_common.with_flags(text).optimisation.max_steps
   if steps < 1:
     raise errors.CommandError(
         f"--steps={args['steps']} with {text!r} trains "
         f"{steps} steps: ablate trains by steps, at least one.")
   config = base(steps).with_flags(common).with_flags(text)
   for flag in ("model_dir", "data_dir"):
-    if getattr(config, flag) != getattr(base(steps), flag):
+    if config.flat()[flag] != base(steps).flat()[flag]:
       raise errors.CommandError(
           f"{text or args['flags']!r} sets --{flag}, which ablate chooses "
           f"(--out/NAME and --data_dir): remove it from the variant.")
@@ -265,8 +266,8 @@ def check_scoring(args: dict, split: str) -> None:
   labels -> photo with a palette but no segmenter (no FCN-score)."""
   from pix2pix_tf import data as data_lib
   from pix2pix_tf import evaluation
-  config = config_lib.Config(label_palette=args["label_palette"],
-                             segmenter=args["segmenter"])
+  config = config_lib.Config().replace(label_palette=args["label_palette"],
+                                       segmenter=args["segmenter"])
   evaluation.check_evaluation_files(config)
   if args["segmenter"]:
     evaluation.load_segmenter(args["segmenter"])
@@ -413,8 +414,8 @@ def run_variant(name: str, flags: Flags, args: dict, strategy: object,
   model_dir = os.path.join(args["out"], name)
   config, text = variant_config(flags, args, model_dir)
   training.check_run(config, strategy)  # Before its folder is written.
-  print(f"[{name}] training {config.max_steps} steps: {text or 'defaults'}",
-        flush=True)
+  print(f"[{name}] training {config.optimisation.max_steps} steps: "
+        f"{text or 'defaults'}", flush=True)
   run_folder = variant_folder(model_dir)
   run_folder.write_text("settings.json", json.dumps(
       settings(flags, args)["training"], indent=2))
@@ -600,8 +601,10 @@ def main(argv):
   # them before training; the first checks before TensorFlow's import.
   variants = load_variants(FLAGS.study)
   configs = [variant_config(flags, args)[0] for _, flags in variants]
-  finished = {name: finished_row(name, flags, args, config.max_steps)
-              for (name, flags), config in zip(variants, configs)}
+  finished = {
+      name: finished_row(name, flags, args, config.optimisation.max_steps)
+      for (name, flags), config in zip(variants, configs)
+  }
   if args["inception_weights"] and not os.path.isfile(
       args["inception_weights"]):
     raise errors.CommandError(
@@ -620,10 +623,10 @@ def main(argv):
   for name, _ in variants:  # The run's files, then the study's beside them.
     training.open_run_folder(os.path.join(FLAGS.out, name), FLAGS.data_dir)
     variant_folder(os.path.join(FLAGS.out, name)).check(VARIANT_FILES)
-  if any(config.deterministic for config in configs):
+  if any(config.run.deterministic for config in configs):
     print(training.make_deterministic(), flush=True)  # Before TensorFlow.
   # One strategy for the whole study: a process should not create several.
-  strategy = training.make_strategy(configs[0].strategy)
+  strategy = training.make_strategy(configs[0].run.strategy)
   for config in configs:  # The replicas and weights files, before any trains.
     training.check_run(config, strategy)
   rows = []

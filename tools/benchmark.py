@@ -44,7 +44,6 @@ precision timed, --quality_seeds runs each, and prints the mean val L1 of
 each, to check that the faster step loses no quality. Prints a table and
 writes JSON after each part."""
 
-import dataclasses
 import gc
 import json
 import os
@@ -275,13 +274,13 @@ def training_flops(config) -> dict:
   3 G + 8 D.
   """
   from pix2pix_tf import models
-  size = config.crop_size
+  size = config.data.crop_size
   generator = models.build_generator(config)
   discriminator = models.build_discriminators(config)
-  g = conv_flops(generator, [(size, size, config.input_channels)])
-  d = conv_flops(discriminator, [(size, size, config.input_channels),
-                                 (size, size, config.output_channels)])
-  d_passes = 8 if config.update_order == "alternating" else 7
+  g = conv_flops(generator, [(size, size, config.data.input_channels)])
+  d = conv_flops(discriminator, [(size, size, config.data.input_channels),
+                                 (size, size, config.data.output_channels)])
+  d_passes = 8 if config.objective.update_order == "alternating" else 7
   return {"generator_forward": g, "discriminator_forward": d,
           "train_step": 3 * g + d_passes * d}
 
@@ -367,11 +366,11 @@ def training_runner(config, split, batch_size):
   steps each)."""
   from pix2pix_tf import training
 
-  strategy = training.make_strategy(config.strategy)
-  config = dataclasses.replace(config, batch_size=batch_size)
+  strategy = training.make_strategy(config.run.strategy)
+  config = config.replace(batch_size=batch_size)
   step = training.build(config, strategy, 100, 10000).distributed_step
   iterator = training.train_iterator(strategy, config, split)
-  per_call = config.steps_per_execution
+  per_call = config.run.steps_per_execution
 
   def run(n):
     for _ in range(n):
@@ -454,8 +453,8 @@ def bench_profile(config, split, batch_size, repeats):
   import step_profile as profile
 
   fresh_session()
-  config = dataclasses.replace(config, steps_per_execution=1)
-  strategy = training.make_strategy(config.strategy)
+  config = config.replace(steps_per_execution=1)
+  strategy = training.make_strategy(config.run.strategy)
   built = training.build(config, strategy, 100, 10000)
   batch = next(iter(data_lib.make_dataset(split, config, batch_size, True)))
   iterators = []
@@ -505,14 +504,14 @@ def profile_refusal(config):
   None."""
   from pix2pix_tf import training
   from pix2pix_tf.training import precision
-  if config.update_order != "alternating":
+  if config.objective.update_order != "alternating":
     return "it cuts the alternating update"
-  if config.jit_compile:
+  if config.run.jit_compile:
     return ("its cuts would compile the updates with XLA, which the "
             "training step does not")
-  if precision.resolve_mixed_precision(config.mixed_precision) == "fp16":
+  if precision.resolve_mixed_precision(config.run.mixed_precision) == "fp16":
     return "its cuts do not scale the loss as float16 training does"
-  if training.make_strategy(config.strategy).num_replicas_in_sync > 1:
+  if training.make_strategy(config.run.strategy).num_replicas_in_sync > 1:
     return "its cuts run the whole batch on each replica"
   return None
 
@@ -527,10 +526,10 @@ def compare_plain(config, split, batch_size):
   loop. Each pair is timed in turn (`seconds_in_turn`); the ratio is the
   median over the rounds of the two rates within a round."""
   result = {}
-  plains = {"": (dataclasses.replace(config, **dict.fromkeys(
+  plains = {"": (config.replace(**dict.fromkeys(
       config_lib.KERNEL_OPTIONS, False)), False)}
-  if any(getattr(config, name) for name in config_lib.KERNEL_OPTIONS):
-    plains["_same_kernels"] = (config, config.fused_updates)
+  if any(getattr(config.kernels, name) for name in config_lib.KERNEL_OPTIONS):
+    plains["_same_kernels"] = (config, config.kernels.fused_updates)
   for suffix, (plain_config, fused) in plains.items():
     try:
       rates, ratio = plain_pair(config, plain_config, fused, split,
@@ -576,7 +575,7 @@ def compare_default(config, split, batch_size, rate):
   from pix2pix_tf.training import precision
 
   result = {"images_per_second": rate}
-  mode = precision.resolve_mixed_precision(config.mixed_precision)
+  mode = precision.resolve_mixed_precision(config.run.mixed_precision)
   dtype = {"none": "float32", "bf16": "bfloat16", "fp16": "float16"}[mode]
   peak = matmul_peak_gflops(dtype, FLAGS.matmul_size)
   flops = training_flops(config)["train_step"]
@@ -639,13 +638,13 @@ def bench_train_command(config, steps):
             os.path.join(logs, name))
         if any(v.tag == "images_per_second" for v in event.summary.value))
   if len(logged) < 2:
-    raise ValueError(f"--train_command_steps={steps} logs fewer than two "
-                     f"windows at --log_every_steps={config.log_every_steps}.")
+    raise ValueError(
+        f"--train_command_steps={steps} logs fewer than two "
+        f"windows at --log_every_steps={config.outputs.log_every_steps}.")
   (first, start_time), (last, end_time) = logged[0], logged[-1]
-  return {"steps": steps, "wall_seconds": wall,
-          "timed_steps": [first, last],
-          "images_per_second": (last - first) * config.batch_size / (
-              end_time - start_time)}
+  images = (last - first) * config.optimisation.batch_size
+  return {"steps": steps, "wall_seconds": wall, "timed_steps": [first, last],
+          "images_per_second": images / (end_time - start_time)}
 
 
 # Two training steps at one batch size, in a child process: an allocation
@@ -655,11 +654,11 @@ import json, resource, sys
 import tensorflow as tf
 from pix2pix_tf import config as config_lib, training
 config = config_lib.Config.from_json(sys.stdin.read())
-strategy = training.make_strategy(config.strategy)
+strategy = training.make_strategy(config.run.strategy)
 built = training.build(config, strategy, 100, 10000)
-shape = (config.batch_size, config.crop_size, config.crop_size)
-batch = (tf.random.uniform(shape + (config.input_channels,), -1, 1),
-         tf.random.uniform(shape + (config.output_channels,), -1, 1))
+shape = (config.optimisation.batch_size,) + (config.data.crop_size,) * 2
+batch = (tf.random.uniform(shape + (config.data.input_channels,), -1, 1),
+         tf.random.uniform(shape + (config.data.output_channels,), -1, 1))
 iterator = iter(strategy.experimental_distribute_dataset(
     tf.data.Dataset.from_tensors(batch).repeat()))
 for _ in range(2):
@@ -677,8 +676,7 @@ def step_fits(config, batch_size):
   """Peak host MiB of two training steps at `batch_size`, or None if the
   child ran out of memory; any other failure is raised (ValueError)."""
   import subprocess
-  config = dataclasses.replace(config, batch_size=batch_size,
-                               steps_per_execution=1)
+  config = config.replace(batch_size=batch_size, steps_per_execution=1)
   child = subprocess.run([sys.executable, "-c", ONE_STEP],
                          input=config.to_json(), capture_output=True,
                          text=True)
@@ -745,13 +743,13 @@ def bench_inference(config, batch_sizes, repeats):
   generator = models.build_generator(config)
   with temporaries.scratch("benchmark") as folder:
     path = serving.save(generator, config, 0, os.path.join(folder, "export"),
-                       config.inference_mode)
+                       config.outputs.inference_mode)
     serving = tf.saved_model.load(path).signatures["serving_default"]
   results = {}
   for batch in batch_sizes:
     images = tf.constant(np.random.uniform(
-        -1, 1, (batch, config.crop_size, config.crop_size,
-                config.input_channels)).astype(np.float32))
+        -1, 1, (batch, config.data.crop_size, config.data.crop_size,
+                config.data.input_channels)).astype(np.float32))
     for _ in range(3):
       serving(images=images)["generated_image"].numpy()
     latencies = []
@@ -787,15 +785,19 @@ def quality_check(steps, data_dir, precisions, seeds=1):
     results[name] = []
     for seed in range(seeds):
       with tempfile.TemporaryDirectory() as folder:
-        config = dataclasses.replace(
-            base, data_dir=data_dir, model_dir=folder, max_steps=steps,
+        config = base.replace(
+            data_dir=data_dir,
+            model_dir=folder,
+            max_steps=steps,
             seed=seed,
             mixed_precision="none" if name == "keras_kernels" else name,
-            **dict.fromkeys(config_lib.KERNEL_OPTIONS,
-                            name != "keras_kernels"), num_samples=0,
+            **dict.fromkeys(config_lib.KERNEL_OPTIONS, name != "keras_kernels"),
+            num_samples=0,
             label_palette="",
-            eval_every_steps=steps, checkpoint_every_steps=steps,
-            sample_every_steps=steps, log_every_steps=max(1, steps // 10),
+            eval_every_steps=steps,
+            checkpoint_every_steps=steps,
+            sample_every_steps=steps,
+            log_every_steps=max(1, steps // 10),
             lr_policy="constant")
         result = training.train_and_evaluate(
             config, tf.distribute.OneDeviceStrategy(
@@ -853,20 +855,27 @@ def main(argv):
   base = config_lib.Config.from_flag_values(FLAGS)
   batch_sizes = [int(b) for b in FLAGS.batch_sizes]
   report_output = (outputs.file_output(
-      FLAGS.output, "output", [outputs.Input(base.data_dir, "data_dir")],
+      FLAGS.output, "output", [outputs.Input(base.data.data_dir, "data_dir")],
       kind="benchmark")
                    if FLAGS.output else None)
-  split = data_lib.open_split(base.data_dir, "train")
-  if base.label_palette:  # Used by the export, after the training parts.
-    data_lib.load_palette(base.label_palette)
+  split = data_lib.open_split(base.data.data_dir, "train")
+  if base.outputs.label_palette:  # For the export, after the training parts.
+    data_lib.load_palette(base.outputs.label_palette)
   flops = training_flops(base)
-  report = {"machine": machine_description(),
-            "model": {"generator": base.generator, "crop_size": base.crop_size,
-                      "discriminator_layers": base.d_layers,
-                      "flops_per_image": flops},
-            "input_pipeline": {}, "training": {}, "default": {},
-            "inference": {}}
-  print(f"FLOPs per image of a training step ({base.update_order} "
+  report = {
+      "machine": machine_description(),
+      "model": {
+          "generator": base.model.generator,
+          "crop_size": base.data.crop_size,
+          "discriminator_layers": base.model.d_layers,
+          "flops_per_image": flops
+      },
+      "input_pipeline": {},
+      "training": {},
+      "default": {},
+      "inference": {}
+  }
+  print(f"FLOPs per image of a training step ({base.objective.update_order} "
         f"update): {flops['train_step'] / 1e9:.1f} G (generator forward "
         f"{flops['generator_forward'] / 1e9:.1f} G, discriminator forward "
         f"{flops['discriminator_forward'] / 1e9:.2f} G)", flush=True)
@@ -880,7 +889,7 @@ def main(argv):
     rows = {}
     for name in variants:
       overrides = variant_overrides(name, rows, FLAGS.bench_spe)
-      config = dataclasses.replace(base, batch_size=batch, **overrides)
+      config = base.replace(batch_size=batch, **overrides)
       rate = bench_training(config, split, batch, FLAGS.steps_per_repeat,
                             FLAGS.warmup_steps)
       step_flops = training_flops(config)["train_step"]
@@ -900,14 +909,15 @@ def main(argv):
                if baseline else ""), flush=True)
     report["training"][batch] = rows
     if "default" in rows:
-      default = dataclasses.replace(base, batch_size=batch)
+      default = base.replace(batch_size=batch)
       report["default"][batch] = compare_default(
           default, split, batch, rows["default"]["images_per_second"])
     write_report(report, report_output)
 
   if FLAGS.train_command_steps:
     command = bench_train_command(base, FLAGS.train_command_steps)
-    default = (report["training"].get(base.batch_size) or {}).get("default")
+    default = (report["training"].get(base.optimisation.batch_size) or
+               {}).get("default")
     if default:
       command["ratio_to_benchmark"] = (command["images_per_second"]
                                        / default["images_per_second"])
@@ -941,7 +951,7 @@ def main(argv):
     reduced = ["bf16", "fp16"] if tf.config.list_physical_devices("GPU") else (
         ["bf16"])
     from pix2pix_tf.training import precision
-    default = precision.resolve_mixed_precision(base.mixed_precision)
+    default = precision.resolve_mixed_precision(base.run.mixed_precision)
     precisions = ["none"] + [p for p in reduced if p in variants or (
         p == default and "default" in variants)]
     report["quality"], lines = quality_report(

@@ -45,9 +45,9 @@ def inputs(config, folder, count):
     image = data_lib.decode_image(
         tf.io.read_file(os.path.join(folder, name)))
     a, b = data_lib.split_pair(image)
-    half = a if config.direction == "AtoB" else b
+    half = a if config.data.direction == "AtoB" else b
     half = tf.image.resize(tf.cast(half, tf.float32),
-                           [config.crop_size] * 2, antialias=True)
+                           [config.data.crop_size] * 2, antialias=True)
     halves.append(half.numpy() / 127.5 - 1)
   return np.stack(halves).astype(np.float32)
 
@@ -83,8 +83,9 @@ def main(argv):
       for x in images])
   size = sum(os.path.getsize(os.path.join(d, f))
              for d, _, names in os.walk(saved_model) for f in names)
-  print(f"{config.generator}, ngf {config.ngf}, {config.norm} norm, "
-        f"{config.crop_size}x{config.crop_size}, step {step}, "
+  model = config.model
+  print(f"{model.generator}, ngf {model.ngf}, {model.norm} norm, "
+        f"{config.data.crop_size}x{config.data.crop_size}, step {step}, "
         f"{len(images)} images of {FLAGS.input}, eval mode\n")
   print("| format | file | size (MiB) | max abs diff | mean abs diff | "
         "8-bit levels changed |")

@@ -60,30 +60,32 @@ class PlainStep:
   false)."""
 
   def __init__(self, config: config_lib.Config, fused_updates: bool = False):
-    if precision.resolve_mixed_precision(config.mixed_precision) == "fp16":
+    if precision.resolve_mixed_precision(config.run.mixed_precision) == "fp16":
       raise ValueError("The plain step runs in float32 or bfloat16; fp16 "
                        "needs loss scaling, which the tutorial does not do.")
-    with precision.dtype_policy(config.mixed_precision):
+    with precision.dtype_policy(config.run.mixed_precision):
       self.generator, self.discriminator, adam = kernels.for_training(
-          dataclasses.replace(config, fused_updates=fused_updates),
+          config.replace(fused_updates=fused_updates),
           models.build_generator(config),
           models.build_discriminators(config), optimizers.Adam)
     # The objective's own list of terms: a term added later is refused too.
     terms = [t.name for t in losses.build_objective(config).generator]
-    if (config.gan_mode != "vanilla" or
+    if (config.objective.gan_mode != "vanilla" or
         terms != ["gen_gan_loss", "gen_l1_loss"] or
         len(self.discriminator.discriminators) != 1):
       raise ValueError("The plain step is the paper's objective: "
                        "--gan_mode=vanilla, L1 only, one discriminator.")
-    self.lambda_l1 = config.lambda_l1
+    self.lambda_l1 = config.objective.lambda_l1
     self.bce = keras.losses.BinaryCrossentropy(from_logits=True)
-    self.generator_optimizer = adam(
-        config.learning_rate, beta_1=config.beta_1, beta_2=config.beta_2)
-    self.discriminator_optimizer = adam(
-        config.learning_rate, beta_1=config.beta_1, beta_2=config.beta_2)
-    step = (self.alternating if config.update_order == "alternating" else
-            self.simultaneous)
-    self.step = tf.function(step, jit_compile=config.jit_compile)
+    self.generator_optimizer = adam(config.optimisation.learning_rate,
+                                    beta_1=config.optimisation.beta_1,
+                                    beta_2=config.optimisation.beta_2)
+    self.discriminator_optimizer = adam(config.optimisation.learning_rate,
+                                        beta_1=config.optimisation.beta_1,
+                                        beta_2=config.optimisation.beta_2)
+    step = (self.alternating if config.objective.update_order == "alternating"
+            else self.simultaneous)
+    self.step = tf.function(step, jit_compile=config.run.jit_compile)
 
   def logits(self, input_image: tf.Tensor, candidate: tf.Tensor) -> tf.Tensor:
     """The discriminator's logits map, in float32."""
@@ -227,7 +229,7 @@ def step_prefixes(train_step: step_lib.TrainStep, input_image: tf.Tensor,
 
   def prefix(name):
     inner = tf.function(lambda: run(name),
-                        jit_compile=train_step.config.jit_compile)
+                        jit_compile=train_step.config.run.jit_compile)
     return inner if strategy is None else tf.function(
         lambda: strategy.experimental_local_results(strategy.run(inner))[0])
 
@@ -263,7 +265,7 @@ def profile_step(train_step: step_lib.TrainStep,
   part can still come out slightly negative when it is within the timing
   noise.
   """
-  if train_step.config.update_order != "alternating":
+  if train_step.config.objective.update_order != "alternating":
     raise ValueError("The profile cuts the alternating update.")
   if repeats < 1:
     raise ValueError(f"The profile needs a round at least, not {repeats}.")

@@ -5,10 +5,10 @@ pix2pix_tf/serving/routes.py.
 
     python tools/update_docs.py
 
-Run it after adding or changing an option (a Config field or an entry of a
-command's OPTIONS) or an endpoint (routes.ENDPOINTS); a test fails while the
-docs differ from what this writes. flags.md is generated whole: edit its
-text here, not there.
+Run it after adding or changing an option (a field of a config.py group or
+an entry of a command's OPTIONS) or an endpoint (routes.ENDPOINTS); a test
+fails while the docs differ from what this writes. flags.md is generated
+whole: edit its text here, not there.
 """
 
 import importlib

@@ -44,11 +44,17 @@ def cache_path(prefix: str, split: sources.Split,
       files.append([path, None, None])
   shard = ([input_context.num_input_pipelines, input_context.input_pipeline_id]
            if input_context is not None else [1, 0])
-  what = {"format": _CACHE_FORMAT, "files": files, "tfrecord": split.tfrecord,
-          "shard": shard, "direction": config.direction,
-          "load_size": config.load_size, "crop_size": config.crop_size,
-          "input_channels": config.input_channels,
-          "output_channels": config.output_channels}
+  what = {
+      "format": _CACHE_FORMAT,
+      "files": files,
+      "tfrecord": split.tfrecord,
+      "shard": shard,
+      "direction": config.data.direction,
+      "load_size": config.data.load_size,
+      "crop_size": config.data.crop_size,
+      "input_channels": config.data.input_channels,
+      "output_channels": config.data.output_channels
+  }
   digest = hashlib.sha256(json.dumps(what).encode()).hexdigest()[:16]
   return f"{prefix}-{digest}"
 
@@ -111,7 +117,7 @@ def make_dataset(split: Union[sources.Split, Sequence[str]],
     dataset = sources.read_contents(split, paths, deterministic=True).map(
         _evaluation_pairs(config, with_names, resolution),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    if config.on_bad_image == "skip":
+    if config.data.on_bad_image == "skip":
       dataset = dataset.ignore_errors()  # Named before training.
   return _batched(dataset, config, batch_size, training, resolution).prefetch(
       tf.data.AUTOTUNE)
@@ -121,12 +127,13 @@ def _decode(config: config_lib.Config, contents):
   """Float pixels of `contents`, once its header declares at most
   --max_pixels (the gate every image passes before it is decoded)."""
   return decoding.decode_float(
-      headers.check_encoded_pixels(contents, config.max_pixels))
+      headers.check_encoded_pixels(contents, config.data.max_pixels))
 
 
 def _pair(config: config_lib.Config, image):
-  return transforms.split_pair(image, config.direction,
-                               config.input_channels, config.output_channels)
+  return transforms.split_pair(image, config.data.direction,
+                               config.data.input_channels,
+                               config.data.output_channels)
 
 
 def _fitted(config: config_lib.Config, name, input_image, target_image):
@@ -134,8 +141,8 @@ def _fitted(config: config_lib.Config, name, input_image, target_image):
   to a multiple of 2**depth (--size_policy=pad), or checked to be one
   (reject: folders were checked by name before training; this stops a
   record that is not, naming it)."""
-  multiple = 2 ** config.generator_depth
-  if config.size_policy == "pad":
+  multiple = 2 ** config.model.generator_depth
+  if config.data.size_policy == "pad":
     return (transforms.fit_to_multiple(input_image, multiple),
             transforms.fit_to_multiple(target_image, multiple))
   shape = tf.shape(input_image)
@@ -155,10 +162,10 @@ def _batched(dataset: tf.data.Dataset, config: config_lib.Config,
   with others of their size, so that any batch size works on images of any
   sizes."""
   if training:
-    same_size = config.preprocess.endswith("crop")
+    same_size = config.data.preprocess.endswith("crop")
   else:
     same_size = (resolution == "training" and
-                 not config.preprocess.startswith("scale_width"))
+                 not config.data.preprocess.startswith("scale_width"))
   if same_size or batch_size == 1:
     # Under a strategy every replica needs a full batch: drop the remainder
     # in training. Evaluation keeps every example.
@@ -186,15 +193,17 @@ def _evaluation_pairs(config: config_lib.Config, with_names: bool,
     width = tf.minimum(tf.shape(halves[0])[1], tf.shape(halves[1])[1])
     if resolution == "native":
       halves = [half[:, :width] for half in halves]
-    elif config.preprocess.startswith("scale_width"):
+    elif config.data.preprocess.startswith("scale_width"):
       size = tf.cast(tf.stack(transforms.scaled_size(
-          height, width, "scale_width", config.load_size,
-          config.crop_size)), tf.int32)
+          height, width, "scale_width", config.data.load_size,
+          config.data.crop_size)), tf.int32)
       halves = [tf.clip_by_value(tf.image.resize(
           half, size, method="bicubic", antialias=True), 0.0, 255.0)
                 for half in halves]
     else:
-      halves = [transforms.resize(half, config.crop_size) for half in halves]
+      halves = [
+          transforms.resize(half, config.data.crop_size) for half in halves
+      ]
     input_image, target_image = (transforms.normalize(half)
                                  for half in halves)
     if with_names:
@@ -209,10 +218,10 @@ def _shuffled_contents(split: sources.Split, paths: tf.data.Dataset,
                        input_context) -> tf.data.Dataset:
   """One epoch of training elements in a new order each epoch: decoded
   pairs (cached), file names (folders) or (name, contents) (TFRecords)."""
-  deterministic = config.deterministic
+  deterministic = config.run.deterministic
   # --shuffle_buffer counts elements (file names, records, or cached pairs);
   # 0 shuffles the whole split, as the reference's data loader does.
-  buffer = config.shuffle_buffer or max(split.count, 1)
+  buffer = config.data.shuffle_buffer or max(split.count, 1)
   if cache:
     # The decoded pairs are cached after the first pass and shuffled after
     # the cache, so each epoch still comes in a new order. (The first pass
@@ -225,7 +234,7 @@ def _shuffled_contents(split: sources.Split, paths: tf.data.Dataset,
         lambda name, contents: (name, tf.cast(tf.round(
             _decode(config, contents)), tf.uint8)),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
-    if config.on_bad_image == "skip":
+    if config.data.on_bad_image == "skip":
       dataset = dataset.ignore_errors()
     if cache != "memory":
       cache = cache_path(cache, split, config, input_context)
@@ -241,9 +250,9 @@ def _shuffled_contents(split: sources.Split, paths: tf.data.Dataset,
     # shuffle buffer. Records must be read to be counted, so a resumed run
     # reads (but does not decode) the records it skips.
     dataset = sources.read_contents(
-        split, paths.shuffle(len(split.paths), seed=config.seed,
+        split, paths.shuffle(len(split.paths), seed=config.optimisation.seed,
                              reshuffle_each_iteration=True), deterministic)
-  return dataset.shuffle(buffer, seed=config.seed,
+  return dataset.shuffle(buffer, seed=config.optimisation.seed,
                          reshuffle_each_iteration=True)
 
 
@@ -251,7 +260,7 @@ def _training_stream(split: sources.Split, paths: tf.data.Dataset,
                      config: config_lib.Config, skip: int, cache: str,
                      input_context) -> tf.data.Dataset:
   """Jittered training pairs in [-1, 1], forever, `skip` elements in."""
-  deterministic = config.deterministic
+  deterministic = config.run.deterministic
   dataset = _shuffled_contents(split, paths, config, cache, input_context)
   # Shuffle before repeat, so each epoch is a full pass and epochs do not
   # blend into each other.
@@ -271,11 +280,11 @@ def _training_stream(split: sources.Split, paths: tf.data.Dataset,
     # (The cache holds uint8 pairs; otherwise 16-bit PNGs keep 16 bits.)
     image = contents if cache else _decode(config, contents)
     input_image, target_image = _pair(config, image)
-    seed = tf.stack([tf.constant(config.seed, tf.int64), index])
+    seed = tf.stack([tf.constant(config.optimisation.seed, tf.int64), index])
     input_image, target_image = transforms.preprocess(
-        input_image, target_image, seed, config.preprocess, config.load_size,
-        config.crop_size, config.flip)
-    if not config.preprocess.endswith("crop"):
+        input_image, target_image, seed, config.data.preprocess,
+        config.data.load_size, config.data.crop_size, config.data.flip)
+    if not config.data.preprocess.endswith("crop"):
       input_image, target_image = _fitted(config, name, input_image,
                                           target_image)
     return (transforms.normalize(input_image),
@@ -283,7 +292,7 @@ def _training_stream(split: sources.Split, paths: tf.data.Dataset,
 
   dataset = dataset.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE,
                         deterministic=deterministic)
-  if config.on_bad_image == "skip" and not cache:
+  if config.data.on_bad_image == "skip" and not cache:
     # Bad files were named before training (find_undecodable); this drops
     # any that remain, e.g. records of a TFRecord dataset.
     dataset = dataset.ignore_errors()

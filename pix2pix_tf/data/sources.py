@@ -206,18 +206,20 @@ def check_pair_sizes(files: Sequence[str], config: config_lib.Config
   Raises:
     DatasetError: naming the file, its size and what to do.
   """
-  if config.preprocess not in transforms.SIZE_KEEPING_MODES:
+  if config.data.preprocess not in transforms.SIZE_KEEPING_MODES:
     return
-  multiple = 2 ** config.generator_depth
+  multiple = 2 ** config.model.generator_depth
   for path in files:
     try:
       width, height = images.declared_size(path, upright=True)
     except (images.TooLargeError, OSError):
       continue
     try:
-      transforms.check_preprocessable(
-          path, height, width // 2, config.preprocess, config.load_size,
-          config.crop_size, multiple, config.size_policy == "pad")
+      transforms.check_preprocessable(path, height, width // 2,
+                                      config.data.preprocess,
+                                      config.data.load_size,
+                                      config.data.crop_size, multiple,
+                                      config.data.size_policy == "pad")
     except ValueError as e:
       raise DatasetError(str(e)) from None
 

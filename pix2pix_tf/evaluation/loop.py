@@ -119,20 +119,21 @@ class Validator:
     self.config = config
     self.generate = generate
     self.split = split
-    self.palette = (data_lib.load_palette(config.label_palette)
-                    if config.label_palette else None)
-    self.segmenter = (load_segmenter(config.segmenter)
-                      if config.segmenter else None)
+    self.palette = (data_lib.load_palette(config.outputs.label_palette)
+                    if config.outputs.label_palette else None)
+    self.segmenter = (load_segmenter(config.outputs.segmenter)
+                      if config.outputs.segmenter else None)
     self.labels_side = None
     # Built once: each val pass iterates it again (the same files, read
     # afresh), without tracing the pipeline again.
     self.batches = data_lib.make_dataset(
-        split, config, config.batch_size, training=False, with_names=True,
+        split, config, config.optimisation.batch_size, training=False,
+        with_names=True,
         # At the resolution the run's export will translate at by default.
-        resolution=data_lib.implied_resolution(config.preprocess))
+        resolution=data_lib.implied_resolution(config.data.preprocess))
 
   def __call__(self) -> Dict[str, float]:
-    multiple = 2 ** self.config.generator_depth
+    multiple = 2 ** self.config.model.generator_depth
     accumulator = Accumulator(VALIDATION_METRICS, palette=self.palette,
                               labels_side=self.labels_side,
                               segmenter=self.segmenter)
@@ -152,16 +153,16 @@ class Validator:
 
 def check_evaluation_files(config: config_lib.Config) -> None:
   """--label_palette and --segmenter name readable files, or ConfigError."""
-  if config.label_palette:
+  if config.outputs.label_palette:
     try:
-      data_lib.load_palette(config.label_palette)
+      data_lib.load_palette(config.outputs.label_palette)
     except ValueError as e:
       raise config_lib.ConfigError(str(e)) from e
-  if config.segmenter and not saved_model_lib.is_saved_model(
-      config.segmenter):
+  if config.outputs.segmenter and not saved_model_lib.is_saved_model(
+      config.outputs.segmenter):
     raise config_lib.ConfigError(
-        f"--segmenter={config.segmenter} is not a SavedModel. Train one with "
-        "python -m pix2pix_tf.segmenter.")
+        f"--segmenter={config.outputs.segmenter} is not a SavedModel. Train "
+        "one with python -m pix2pix_tf.segmenter.")
 
 
 @dataclasses.dataclass(frozen=True)

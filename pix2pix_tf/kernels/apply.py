@@ -82,11 +82,12 @@ def for_training(config: config_lib.Config, generator: keras.Model,
                  adam: type) -> Tuple[keras.Model, keras.Model, type]:
   """(generator, discriminator, Adam class) of a run of `config`: the
   networks `with_kernels`, and `adam` as one fused kernel per variable
-  with `config.fused_updates`. All kernel options false: the arguments,
+  with `config.kernels.fused_updates`. All kernel options false: the arguments,
   unchanged."""
-  options = {option for option in LAYER_OPTIONS if getattr(config, option)}
+  options = {option for option in LAYER_OPTIONS
+             if getattr(config.kernels, option)}
   if options:
     generator = with_kernels(generator, options)
     discriminator = with_kernels(discriminator, options)
   return (generator, discriminator,
-          fused_adam(adam) if config.fused_updates else adam)
+          fused_adam(adam) if config.kernels.fused_updates else adam)

@@ -145,28 +145,32 @@ def build_discriminators(config: config_lib.Config) -> Discriminators:
   under the current dtype policy."""
 
   def one(kind, n_layers, downsample, index):
-    args = dict(input_channels=config.input_channels,
-                output_channels=config.output_channels, ndf=config.ndf,
-                norm=config.norm,
-                conditional=config.conditional_discriminator,
-                downsample=downsample, name=f"discriminator_{index}")
+    args = dict(input_channels=config.data.input_channels,
+                output_channels=config.data.output_channels,
+                ndf=config.model.ndf,
+                norm=config.model.norm,
+                conditional=config.model.conditional_discriminator,
+                downsample=downsample,
+                name=f"discriminator_{index}")
     if kind == "pixel":
       return pixel_discriminator(**args)
     return patchgan_discriminator(n_layers, **args)
 
-  if config.d_receptive_fields:
+  if config.model.d_receptive_fields:
     layers_of = architectures.RECEPTIVE_FIELDS
     discriminators = [
         one("pixel" if layers_of[field] == 0 else "patchgan",
             layers_of[field], 0, i)
-        for i, field in enumerate(config.receptive_field_list)]
+        for i, field in enumerate(config.model.receptive_field_list)]
   else:
-    discriminators = [one(config.discriminator, config.d_layers, k, k)
-                      for k in range(config.num_discriminators)]
-  model = Discriminators(discriminators, config.conditional_discriminator)
-  size = config.crop_size
-  model([keras.ops.zeros((1, size, size, config.input_channels)),
-         keras.ops.zeros((1, size, size, config.output_channels))])
+    discriminators = [
+        one(config.model.discriminator, config.model.d_layers, k, k)
+        for k in range(config.model.num_discriminators)
+    ]
+  model = Discriminators(discriminators, config.model.conditional_discriminator)
+  size = config.data.crop_size
+  model([keras.ops.zeros((1, size, size, config.data.input_channels)),
+         keras.ops.zeros((1, size, size, config.data.output_channels))])
   return model
 
 

@@ -167,16 +167,18 @@ def paper_mode(generator: keras.Model, dropout: bool = True) -> keras.Model:
 
 
 def _unet(config: config_lib.Config) -> keras.Model:
-  return unet_generator(config.generator_depth, config.input_channels,
-                        config.output_channels, config.ngf, config.norm,
-                        config.dropout,
-                        dropout_placement=config.dropout_placement)
+  model, data = config.model, config.data
+  return unet_generator(model.generator_depth, data.input_channels,
+                        data.output_channels, model.ngf, model.norm,
+                        model.dropout,
+                        dropout_placement=model.dropout_placement)
 
 
 def _resnet(config: config_lib.Config) -> keras.Model:
-  return resnet_generator(architectures.GENERATORS[config.generator].blocks,
-                          config.input_channels, config.output_channels,
-                          config.ngf, config.norm, config.dropout)
+  model, data = config.model, config.data
+  return resnet_generator(architectures.GENERATORS[model.generator].blocks,
+                          data.input_channels, data.output_channels,
+                          model.ngf, model.norm, model.dropout)
 
 
 # A generator family -> its builder, which takes the Config. The --generator
@@ -186,7 +188,7 @@ BUILDERS = {"unet": _unet, "resnet": _resnet}
 
 def build_generator(config: config_lib.Config) -> keras.Model:
   """The generator `config` asks for, under the current dtype policy."""
-  family = architectures.GENERATORS[config.generator].family
+  family = architectures.GENERATORS[config.model.generator].family
   return BUILDERS[family](config)
 
 

@@ -184,18 +184,19 @@ def _check_norm(model: keras.Model, state: Dict[str, np.ndarray],
 
 def generator_layers(config: config_lib.Config) -> List[Tuple[str, str, str]]:
   """The reference generator's module names for `config`'s --generator."""
-  generator = architectures.GENERATORS[config.generator]
+  generator = architectures.GENERATORS[config.model.generator]
   if generator.family == "resnet":
-    return resnet_layers(generator.blocks, config.dropout > 0)
-  return unet_layers(config.generator_depth)
+    return resnet_layers(generator.blocks, config.model.dropout > 0)
+  return unet_layers(config.model.generator_depth)
 
 
 def discriminator_layers(config: config_lib.Config) -> List[Tuple[str, str, str]]:
   """The reference discriminator's module names for `config` (its one
   PatchGAN: --discriminator=patchgan, one scale)."""
-  if config.discriminator != "patchgan" or config.num_discriminators != 1:
+  model = config.model
+  if model.discriminator != "patchgan" or model.num_discriminators != 1:
     raise errors.CommandError(
         "The reference's discriminator is one PatchGAN: convert it with "
         "--discriminator=patchgan --num_discriminators=1 (and its "
         "--d_layers, 3 for the 70x70 PatchGAN).")
-  return patchgan_layers(config.d_layers)
+  return patchgan_layers(model.d_layers)

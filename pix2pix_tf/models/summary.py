@@ -18,13 +18,13 @@ def network_summary(config: config_lib.Config) -> dict:
   """
   generator = generators.build_generator(config)
   discriminator = discriminators.build_discriminators(config)
-  size = config.crop_size
+  size = config.data.crop_size
   gen_shape = generator.compute_output_shape(
-      (1, size, size, config.input_channels))
+      (1, size, size, config.data.input_channels))
   disc_shapes = [d.compute_output_shape(
-      [(1, size, size, config.input_channels),
-       (1, size, size, config.output_channels)][
-           0 if config.conditional_discriminator else 1:])[0]
+      [(1, size, size, config.data.input_channels),
+       (1, size, size, config.data.output_channels)][
+           0 if config.model.conditional_discriminator else 1:])[0]
                  for d in discriminator.discriminators]
   fields = discriminators.receptive_fields(discriminator)
   summary = {
@@ -53,12 +53,13 @@ def format_summary(summary: dict, config: config_lib.Config) -> str:
   """`network_summary` as the table `python -m pix2pix_tf.summary` prints."""
   lines = [f"{'network':<15}{'trainable':>14}{'total':>14}{'size MB':>10}"
            f"{'output':>16}{'receptive field':>17}"]
-  names = {"generator": config.generator,
+  model = config.model
+  names = {"generator": model.generator,
            "discriminator": (
-               f"receptive fields {config.d_receptive_fields}"
-               if config.d_receptive_fields else
-               f"{config.num_discriminators} x {config.discriminator}"
-               f" (d_layers={config.d_layers})")}
+               f"receptive fields {model.d_receptive_fields}"
+               if model.d_receptive_fields else
+               f"{model.num_discriminators} x {model.discriminator}"
+               f" (d_layers={model.d_layers})")}
   for key in ("generator", "discriminator"):
     s = summary[key]
     shapes = s.get("output_shapes", [s["output_shape"]])
@@ -70,8 +71,8 @@ def format_summary(summary: dict, config: config_lib.Config) -> str:
           f"{key if i == 0 else '':<15}{counts}"
           f"{'x'.join(map(str, shape)):>16}"
           f"{(f'{rf}x{rf}' if rf else '-'):>17}")
-  lines.append(f"generator: {names['generator']}, norm {config.norm}; "
+  lines.append(f"generator: {names['generator']}, norm {model.norm}; "
                f"discriminator: {names['discriminator']}; input "
-               f"{config.crop_size}x{config.crop_size}x"
-               f"{config.input_channels}")
+               f"{config.data.crop_size}x{config.data.crop_size}x"
+               f"{config.data.input_channels}")
   return "\n".join(lines)

@@ -157,8 +157,11 @@ def input_shape(config: config_lib.Config,
   """The exported input shape: LiteRT a fixed [1, S, S, C] at the training
   crop size; the others any batch and size."""
   if fmt == "litert":
-    return [1, config.crop_size, config.crop_size, config.input_channels]
-  return [None, None, None, config.input_channels]
+    return [
+        1, config.data.crop_size, config.data.crop_size,
+        config.data.input_channels
+    ]
+  return [None, None, None, config.data.input_channels]
 
 
 def write_format(generator: keras.Model, config: config_lib.Config,
@@ -221,9 +224,9 @@ def _difference(model: keras.Model, run: Callable, config: config_lib.Config,
   """Largest |file - model| on one random image at the training size
   (`dropout`: outputs vary, so only their shape and finiteness are
   checked: 0, or ExportError)."""
-  size = config.crop_size
+  size = config.data.crop_size
   x = np.random.default_rng(seed).uniform(
-      -1, 1, (1, size, size, config.input_channels)).astype(np.float32)
+      -1, 1, (1, size, size, config.data.input_channels)).astype(np.float32)
   got = np.asarray(run(x))
   expected = np.asarray(model(x, training=False), np.float32)
   if got.shape != expected.shape or not np.isfinite(got).all():
@@ -247,5 +250,5 @@ def export_format(model_dir: str, fmt: str, path: Optional[str] = None,
   generator, step = saved_model_lib.restore_generator(
       config, checkpoint or saved_model_lib.latest_checkpoint(model_dir))
   return write_format(generator, config, fmt, path,
-                      inference_mode or config.inference_mode,
+                      inference_mode or config.outputs.inference_mode,
                       precision, step=step)

@@ -211,7 +211,7 @@ def export(model_dir: str, export_dir: str = None, checkpoint: str = None,
   checkpoint = checkpoint or latest_checkpoint(model_dir)
   generator, step = restore_generator(config, checkpoint)
   return save(generator, config, step, export_dir,
-              inference_mode or config.inference_mode, max_pixels,
+              inference_mode or config.outputs.inference_mode, max_pixels,
               resolution)
 
 
@@ -244,7 +244,7 @@ def export_generator(generator: keras.Model, config: config_lib.Config,
   fresh.set_weights(generator.get_weights())
   return save(fresh, config, step,
               export_dir or os.path.join(model_dir, "export"),
-              inference_mode or config.inference_mode, flag=flag)
+              inference_mode or config.outputs.inference_mode, flag=flag)
 
 
 def check_export_dir(model_dir: str) -> None:

@@ -45,26 +45,26 @@ def export_metadata(config: config_lib.Config, step: int,
   the run's --preprocess implies."""
   metadata = {
       "format": f"{FORMAT} 1",
-      "direction": config.direction,
-      "image_size": config.crop_size,
-      "size_multiple": 2 ** config.generator_depth,
-      "input_channels": config.input_channels,
-      "output_channels": config.output_channels,
+      "direction": config.data.direction,
+      "image_size": config.data.crop_size,
+      "size_multiple": 2 ** config.model.generator_depth,
+      "input_channels": config.data.input_channels,
+      "output_channels": config.data.output_channels,
       "step": step,
       "inference_mode": inference_mode,
       "resolution": resolution or data_lib.implied_resolution(
-          config.preprocess),
-      "preprocess": config.preprocess,
-      "load_size": config.load_size,
+          config.data.preprocess),
+      "preprocess": config.data.preprocess,
+      "load_size": config.data.load_size,
       "max_pixels": max_pixels,
-      "generator": config.generator,
+      "generator": config.model.generator,
       "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(
           timespec="seconds"),
       "flags": json.loads(config.to_json()),
   }
-  if config.label_palette:
+  if config.outputs.label_palette:
     # The palette travels with the model, for pages that draw label maps.
-    palette = data_lib.load_palette(config.label_palette)
+    palette = data_lib.load_palette(config.outputs.label_palette)
     metadata["palette"] = [{"name": n, "color": [int(v) for v in c]}
                            for n, c in zip(palette.class_names,
                                            palette.colors)]
@@ -253,7 +253,7 @@ def build_module(generator: keras.Model, config: config_lib.Config,
   """The signatures around `generator` in `inference_mode`; translate_encoded
   refuses images larger than `max_pixels` (default:
   config.DEFAULT_MAX_PIXELS) before decoding them; the metadata records
-  `resolution` (default: what config.preprocess implies)."""
+  `resolution` (default: what config.data.preprocess implies)."""
   model = (models.paper_mode(generator) if inference_mode == "paper"
            else generator)
   return ServingModule(model, export_metadata(

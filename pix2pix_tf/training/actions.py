@@ -33,7 +33,7 @@ def image_grid(input_image: tf.Tensor, generated_image: tf.Tensor,
 def hparams_of(config: config_lib.Config) -> Dict[str, object]:
   """The options as TensorBoard hparams (bool, int, float or str)."""
   return {name: value if isinstance(value, (bool, int, float, str))
-          else str(value) for name, value in dataclasses.asdict(config).items()}
+          else str(value) for name, value in config.flat().items()}
 
 
 def format_metrics(values: Dict[str, float]) -> str:
@@ -334,7 +334,7 @@ class Actions:
     with self.writers["hparams"].as_default(step=0):
       hparams_api.hparams(hparams_of(config),
                           trial_id=os.path.basename(
-                              os.path.abspath(config.model_dir)))
+                              os.path.abspath(config.outputs.model_dir)))
     for action in self.periodic:
       if isinstance(action, WriteSample):
         action(0)
@@ -364,29 +364,31 @@ def standard_actions(run: run_lib.Run, generate: Callable,
   window = Window(step_lib.metric_names(config))
   results: Dict[str, float] = {}
   periodic: List[PeriodicAction] = [LogScalars(
-      config.log_every_steps, writers["train"], window, run.schedule,
-      config.batch_size, results)]
+      config.outputs.log_every_steps, writers["train"], window, run.schedule,
+      config.optimisation.batch_size, results)]
   sample_split = data.val or data.train
-  if config.num_samples:
+  if config.outputs.num_samples:
     batch = next(iter(data_lib.make_dataset(
-        sample_split, config, min(config.num_samples, sample_split.count),
-        training=False)))
+        sample_split, config,
+        min(config.outputs.num_samples, sample_split.count), training=False)))
     # (At --preprocess=scale_width* the samples keep their aspect: sizes
     # the generator may take only padded.)
-    multiple = 2 ** config.generator_depth
+    multiple = 2 ** config.model.generator_depth
     periodic.append(WriteSample(
-        config.sample_every_steps, writers["train"], run.folder,
+        config.outputs.sample_every_steps, writers["train"], run.folder,
         lambda images: data_lib.through_padding(generate, images, multiple),
         batch))
   validate = None
   if validator is not None:
-    validate = Validate(config.eval_every_steps, writers["val"], validator)
+    validate = Validate(config.outputs.eval_every_steps, writers["val"],
+                        validator)
     periodic.append(validate)
-  checkpoints = SaveCheckpoint(config.checkpoint_every_steps, run.manager,
-                               run.step)
+  checkpoints = SaveCheckpoint(config.outputs.checkpoint_every_steps,
+                               run.manager, run.step)
   periodic.append(checkpoints)
-  preemption = Preemption(run) if config.strategy == "multi_worker" else None
-  profile = (ProfilerTrace(*config.profiled_steps, paths.logs("train"))
-             if config.profiled_steps else None)
+  preemption = (Preemption(run) if config.run.strategy == "multi_worker"
+                else None)
+  profile = (ProfilerTrace(*config.outputs.profiled_steps, paths.logs("train"))
+             if config.outputs.profiled_steps else None)
   return Actions(run, window, periodic, checkpoints, preemption, validate,
                  writers, results, profile)

@@ -16,7 +16,7 @@ from pix2pix_tf.training import state as state_lib
 
 def import_pytorch(config: config_lib.Config, generator_path: str,
                    discriminator_path: Optional[str] = None) -> str:
-  """Writes a run in config.model_dir from the reference's `.pth` files;
+  """Writes a run in config.outputs.model_dir from the reference's `.pth` files;
   returns its export folder.
 
   Raises:
@@ -24,13 +24,13 @@ def import_pytorch(config: config_lib.Config, generator_path: str,
     ValueError: a file that cannot be read safely, or that does not fit the
       architecture the flags describe (naming the tensor and the flag).
   """
-  checkpoints = run_lib.RunPaths(config.model_dir).checkpoints
+  checkpoints = run_lib.RunPaths(config.outputs.model_dir).checkpoints
   if tf.train.latest_checkpoint(checkpoints):
     raise config_lib.ConfigError(
-        f"{config.model_dir} already holds a run's checkpoints; convert into "
-        "a new --model_dir.")
-  folder = run_lib.open_run_folder(config.model_dir)
-  serving.check_export_dir(config.model_dir)
+        f"{config.outputs.model_dir} already holds a run's checkpoints; "
+        "convert into a new --model_dir.")
+  folder = run_lib.open_run_folder(config.outputs.model_dir)
+  serving.check_export_dir(config.outputs.model_dir)
   # Fresh optimizers at step 0: resuming this run fine-tunes the weights.
   state = state_lib.create_state(config, 1,
                                  tf.distribute.OneDeviceStrategy("/cpu:0"))
@@ -45,7 +45,7 @@ def import_pytorch(config: config_lib.Config, generator_path: str,
         discriminator_path)
   run_lib.write_run_config(config, folder)
   tf.train.CheckpointManager(state.checkpoint(), folder.claim("checkpoints"),
-                             max_to_keep=config.keep_checkpoints,
+                             max_to_keep=config.outputs.keep_checkpoints,
                              step_counter=state.step).save(0)
   return serving.export_generator(state.generator, config, 0,
-                                  config.model_dir)
+                                  config.outputs.model_dir)

@@ -1,7 +1,8 @@
 """pix2pix as a keras.Model, for Keras's `fit` and the callbacks Keras users
 already have.
 
-    model = pix2pix_tf.Pix2Pix(pix2pix_tf.Config(data_dir="datasets/facades"))
+    config = pix2pix_tf.Config().replace(data_dir="datasets/facades")
+    model = pix2pix_tf.Pix2Pix(config)
     model.compile()
     model.fit(model.dataset(), epochs=model.epochs,
               steps_per_epoch=model.steps_per_epoch,
@@ -15,7 +16,7 @@ and `python -m pix2pix_tf.train` given the same config and seed end with the
 same weights after the same steps.
 """
 
-import dataclasses
+import json
 from typing import Dict, Optional, Tuple
 
 import keras
@@ -42,32 +43,33 @@ class Pix2Pix(keras.Model):
       the training pairs of `data_dir` divided by `batch_size`, as the
       train command counts them; 1 when `data_dir` has no train split.
 
-  Building seeds Keras's random numbers with `config.seed`, as the train
-  command does before it builds the networks.
+  Building seeds Keras's random numbers with `config.optimisation.seed`, as
+  the train command does before it builds the networks.
   """
 
   def __init__(self, config: Optional[config_lib.Config] = None,
                steps_per_epoch: Optional[int] = None, **options):
     super().__init__(name="pix2pix")
-    config = dataclasses.replace(config or config_lib.Config(), **options)
+    config = (config or config_lib.Config()).replace(**options)
     self.config = config
     self._data = (run_lib.prepare_data(config) if steps_per_epoch is None and
-                  data_lib.split_exists(config.data_dir, "train") else None)
+                  data_lib.split_exists(config.data.data_dir, "train")
+                  else None)
     self.steps_per_epoch = (self._data.steps_per_epoch if self._data else
                             steps_per_epoch or 1)
-    self.epochs = config.epochs + config.epochs_decay
-    keras.utils.set_random_seed(config.seed)
+    self.epochs = config.optimisation.epochs + config.optimisation.epochs_decay
+    keras.utils.set_random_seed(config.optimisation.seed)
     self.state = state_lib.create_state(
         config, self.steps_per_epoch, tf.distribute.get_strategy(),
         run_lib.total_steps(config, self.steps_per_epoch))
     self.generator = self.state.generator
     self.discriminator = self.state.discriminator
     self._update = step_lib.make_train_step(self.state, config,
-                                            config.batch_size)
+                                            config.optimisation.batch_size)
     self.built = True  # G and D are; nothing is built on first call.
     # G as samples, val passes and exports run it: nothing updated.
     self._generate = models.make_generate(self.generator,
-                                          config.inference_mode)
+                                          config.outputs.inference_mode)
     self._trackers = {name: keras.metrics.Mean(name=name)
                       for name in self._update.metric_names}
 
@@ -78,7 +80,7 @@ class Pix2Pix(keras.Model):
   def compile(self, **kwargs) -> None:
     """Keras's compile without an optimizer or a loss: the config's
     (`train_step` updates each network with its own Adam). XLA follows
-    `config.jit_compile`, as in the train command."""
+    `config.run.jit_compile`, as in the train command."""
     for name in ("optimizer", "loss"):
       if kwargs.get(name) is not None:
         raise ValueError(
@@ -95,12 +97,12 @@ class Pix2Pix(keras.Model):
     if split == "train":
       return data_lib.make_dataset(
           self._data.train if self._data else data_lib.open_split(
-              self.config.data_dir, split),
-          self.config, self.config.batch_size, training=True,
-          cache=self.config.cache)
+              self.config.data.data_dir, split),
+          self.config, self.config.optimisation.batch_size, training=True,
+          cache=self.config.data.cache)
     return data_lib.make_dataset(
-        data_lib.open_split(self.config.data_dir, split), self.config,
-        self.config.batch_size, training=False)
+        data_lib.open_split(self.config.data.data_dir, split), self.config,
+        self.config.optimisation.batch_size, training=False)
 
   def train_step(self, data: Tuple[tf.Tensor, tf.Tensor]
                  ) -> Dict[str, tf.Tensor]:
@@ -126,7 +128,8 @@ class Pix2Pix(keras.Model):
           "SavedModel's run with python -m pix2pix_tf.export --format=...")
     exported = saved_model.export_generator(
         self.generator, self.config, int(self.state.step.numpy()),
-        self.config.model_dir, filepath, inference_mode, flag="filepath")
+        self.config.outputs.model_dir, filepath, inference_mode,
+        flag="filepath")
     if verbose:
       print(f"Exported the generator to {exported}.")
     return exported
@@ -155,10 +158,10 @@ class Pix2Pix(keras.Model):
     replica's mean over its own examples, weighted by their number, so
     a short last batch and several replicas count exactly."""
     count = tf.cast(tf.shape(input_image)[0], tf.float32)
+    batch_size = self.config.optimisation.batch_size
     for name, value in metrics.items():
       self._trackers[name].update_state(
-          tf.cast(value, tf.float32) * self.config.batch_size / count,
-          sample_weight=count)
+          tf.cast(value, tf.float32) * batch_size / count, sample_weight=count)
     return {name: tracker.result() for name, tracker in
             self._trackers.items()}
 
@@ -169,11 +172,11 @@ class Pix2Pix(keras.Model):
 
   def get_config(self) -> Dict:
     """What rebuilds this model (for `.keras` files)."""
-    return {"config": dataclasses.asdict(self.config),
+    return {"config": self.config.flat(),
             "steps_per_epoch": self.steps_per_epoch}
 
   @classmethod
   def from_config(cls, config: Dict) -> "Pix2Pix":
     """The model `get_config` describes."""
-    return cls(config_lib.Config(**config["config"]),
+    return cls(config_lib.Config.from_json(json.dumps(config["config"])),
                steps_per_epoch=config["steps_per_epoch"])

@@ -85,7 +85,7 @@ def run_block(run: run_lib.Run, block: int) -> Dict[str, float]:
     metrics = run.built.distributed_step(run.iterator, block)
   except (tf.errors.InvalidArgumentError, tf.errors.DataLossError):
     bad = data_lib.find_undecodable(run.data.train,
-                                     run.config.max_pixels)
+                                     run.config.data.max_pixels)
     if not bad:
       raise
     raise data_lib.DatasetError(
@@ -114,13 +114,13 @@ def train_loop(run: run_lib.Run, actions: actions_lib.Actions) -> bool:
   config, data = run.config, run.data
   total, per_epoch = data.total_steps, data.steps_per_epoch
   progress = actions_lib.EpochProgress(total, per_epoch, actions.window,
-                                       config.batch_size)
+                                       config.optimisation.batch_size)
   periods = [a.every for a in actions.periodic] + [per_epoch]
   profile = actions.profile
   step = run.step
   with StopSignal(enabled=actions.preemption is None) as stop:
     while step < total:
-      block = next_block(step, total, config.steps_per_execution, periods,
+      block = next_block(step, total, config.run.steps_per_execution, periods,
                          profile.stops if profile else ())
       progress.begin(step)
       if profile:
@@ -164,15 +164,15 @@ def train_and_evaluate(config: config_lib.Config,
       decode during training, before any checkpoint is written after it).
     run_lib.NumericalError: a NaN or Inf loss.
   """
-  if config.deterministic:  # Before the strategy starts TensorFlow.
+  if config.run.deterministic:  # Before the strategy starts TensorFlow.
     print(distribution.make_deterministic(), flush=True)
-  strategy = strategy or distribution.make_strategy(config.strategy)
+  strategy = strategy or distribution.make_strategy(config.run.strategy)
   evaluation_loop.check_evaluation_files(config)
-  saved_model.check_export_dir(config.model_dir)
+  saved_model.check_export_dir(config.outputs.model_dir)
   run = run_lib.setup(config, strategy)
   with strategy.scope():
     generate = models.make_generate(run.state.generator,
-                                    config.inference_mode)
+                                    config.outputs.inference_mode)
   validator = (evaluation_loop.Validator(config, generate, run.data.val)
                if run.data.val else None)
   actions = actions_lib.standard_actions(run, generate, validator)

@@ -126,18 +126,19 @@ def weighted_sum(terms: Sequence[Term], views: Views,
 def build_objective(config: config_lib.Config) -> Objective:
   """The terms `config` switches on: the paper's cGAN + lambda * L1 (the L1
   term is always reported, even at weight 0), then the variants'."""
-  gan_mode = config.gan_mode
-  generator = [Term("gen_l1_loss", config.lambda_l1, l1_loss)]
+  objective = config.objective
+  gan_mode = objective.gan_mode
+  generator = [Term("gen_l1_loss", objective.lambda_l1, l1_loss)]
   if gan_mode != "none":
     generator.insert(0, Term("gen_gan_loss", 1.0, functools.partial(
         adversarial_loss, gan_mode=gan_mode)))
-  optional = [Term("gen_l2_loss", config.lambda_l2, l2_loss),
+  optional = [Term("gen_l2_loss", objective.lambda_l2, l2_loss),
               Term("gen_feature_matching_loss",
-                   config.lambda_feature_matching, feature_matching_loss),
-              Term("gen_vgg_loss", config.lambda_vgg, vgg_loss, helpers={
+                   objective.lambda_feature_matching, feature_matching_loss),
+              Term("gen_vgg_loss", objective.lambda_vgg, vgg_loss, helpers={
                   "vgg": functools.partial(models.build_vgg,
-                                           config.vgg_weights)},
-                   files={"vgg_weights": config.vgg_weights})]
+                                           objective.vgg_weights)},
+                   files={"vgg_weights": objective.vgg_weights})]
   generator += [term for term in optional if term.weight]
   discriminator = []
   if gan_mode != "none":
@@ -149,7 +150,7 @@ def build_objective(config: config_lib.Config) -> Objective:
         Term("disc_generated_loss", 0.5, functools.partial(
             generated_pair_loss, gan_mode=gan_mode))]
   if gan_mode == "wgangp":
-    discriminator.append(Term("disc_gradient_penalty", config.lambda_gp,
+    discriminator.append(Term("disc_gradient_penalty", objective.lambda_gp,
                               gradient_penalty_loss))
   return Objective(tuple(generator), tuple(discriminator))
 

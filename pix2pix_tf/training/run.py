@@ -68,18 +68,18 @@ def prepare_data(config: config_lib.Config) -> RunData:
   Raises:
     data_lib.DatasetError: naming the missing, empty or bad data.
   """
-  train = data_lib.open_split(config.data_dir, "train")
-  val = (data_lib.open_split(config.data_dir, "val")
-         if data_lib.split_exists(config.data_dir, "val") else None)
+  train = data_lib.open_split(config.data.data_dir, "train")
+  val = (data_lib.open_split(config.data.data_dir, "val")
+         if data_lib.split_exists(config.data.data_dir, "val") else None)
   skipped = []
-  if config.on_bad_image == "skip":
+  if config.data.on_bad_image == "skip":
     # Name each bad image once, then train on the rest.
-    skipped = data_lib.find_undecodable(train, config.max_pixels)
+    skipped = data_lib.find_undecodable(train, config.data.max_pixels)
     for name in skipped:
       print(f"Skipping {name}: it is {BAD_IMAGE}.", flush=True)
     train = train.without(skipped)
     if val is not None:
-      bad_val = data_lib.find_undecodable(val, config.max_pixels)
+      bad_val = data_lib.find_undecodable(val, config.data.max_pixels)
       for name in bad_val:
         print(f"Skipping {name}: it is {BAD_IMAGE}.", flush=True)
       val = val.without(bad_val)
@@ -87,11 +87,11 @@ def prepare_data(config: config_lib.Config) -> RunData:
   else:
     for split in (train, val):
       if split is not None and not split.tfrecord:
-        data_lib.check_headers(split.paths, config.max_pixels)
+        data_lib.check_headers(split.paths, config.data.max_pixels)
     if val is not None:
       # The val split is small and read whole at every val pass: decoded
       # once here, so that a bad file is named now, not hours into the run.
-      bad_val = data_lib.find_undecodable(val, config.max_pixels)
+      bad_val = data_lib.find_undecodable(val, config.data.max_pixels)
       if bad_val:
         raise data_lib.DatasetError(
             f"{bad_val[0]} (val) is not a usable image pair ({BAD_IMAGE}). "
@@ -100,11 +100,11 @@ def prepare_data(config: config_lib.Config) -> RunData:
     # The sizes --preprocess cannot take, named before training.
     data_lib.check_pair_sizes(train.paths, config)
   count = train.count - (len(skipped) if train.tfrecord else 0)
-  steps_per_epoch = count // config.batch_size
+  steps_per_epoch = count // config.optimisation.batch_size
   if steps_per_epoch == 0:
     raise data_lib.DatasetError(
         f"{train.description} has {count} readable pairs, fewer than "
-        f"--batch_size={config.batch_size}. Lower the batch size.")
+        f"--batch_size={config.optimisation.batch_size}. Lower the batch size.")
   return RunData(train, val, steps_per_epoch,
                  total_steps(config, steps_per_epoch), skipped)
 
@@ -112,10 +112,11 @@ def prepare_data(config: config_lib.Config) -> RunData:
 def total_steps(config: config_lib.Config, steps_per_epoch: int) -> int:
   """The run's steps: its epochs (constant, then decaying), at most
   --max_steps."""
-  steps = (config.epochs + config.epochs_decay) * steps_per_epoch
-  if config.max_steps:
-    return min(steps, config.max_steps) if steps else config.max_steps
-  return steps
+  optimisation = config.optimisation
+  steps = (optimisation.epochs + optimisation.epochs_decay) * steps_per_epoch
+  if not optimisation.max_steps:
+    return steps
+  return min(steps, optimisation.max_steps) if steps else optimisation.max_steps
 
 
 class NumericalError(errors.CommandError):
@@ -136,10 +137,11 @@ def build(config: config_lib.Config, strategy: tf.distribute.Strategy,
   `config`, whose --batch_size is the global batch."""
   state = state_lib.create_state(config, steps_per_epoch, strategy,
                                  total_steps)
-  train_step = step_lib.make_train_step(state, config, config.batch_size)
+  train_step = step_lib.make_train_step(state, config,
+                                        config.optimisation.batch_size)
   return Built(state, train_step, distribution.make_distributed_step(
       strategy, train_step, state.step,
-      loop=config.steps_per_execution > 1))
+      loop=config.run.steps_per_execution > 1))
 
 
 def train_iterator(strategy: tf.distribute.Strategy,
@@ -148,14 +150,14 @@ def train_iterator(strategy: tf.distribute.Strategy,
   """The distributed training stream of `split`, `skip_steps` steps in (a
   resumed run skips what the earlier run consumed, so that, with fixed
   seeds, it sees the same data in the same order)."""
-  global_batch_size = config.batch_size
+  global_batch_size = config.optimisation.batch_size
 
   def make_dataset(context):
     per_pipeline = global_batch_size // context.num_input_pipelines
     return data_lib.make_dataset(
         split, config, context.get_per_replica_batch_size(global_batch_size),
         training=True, input_context=context,
-        skip=skip_steps * per_pipeline, cache=config.cache)
+        skip=skip_steps * per_pipeline, cache=config.data.cache)
 
   return iter(strategy.distribute_datasets_from_function(make_dataset))
 
@@ -195,17 +197,17 @@ def setup(config: config_lib.Config,
     config_lib.ConfigError, data_lib.DatasetError: naming the flag or file.
   """
   check_run(config, strategy)
-  folder = open_run_folder(config.model_dir, config.data_dir)
+  folder = open_run_folder(config.outputs.model_dir, config.data.data_dir)
   check_cache_folder(config)
   check_resumed_config(config)
   data = prepare_data(config)
   policy = precision.POLICIES[precision.resolve_mixed_precision(
-      config.mixed_precision)]
+      config.run.mixed_precision)]
   print(f"Training on {strategy.num_replicas_in_sync} replica(s) "
         f"({', '.join(strategy.extended.worker_devices)}), {policy}; "
         f"{data.train.count} training pairs, {data.steps_per_epoch} steps per "
         f"epoch, {data.total_steps} steps.", flush=True)
-  keras.utils.set_random_seed(config.seed)
+  keras.utils.set_random_seed(config.optimisation.seed)
   chief = distribution.is_chief(strategy)
   # Non-chief workers write to a scratch folder, removed at the end.
   if not chief:
@@ -215,16 +217,19 @@ def setup(config: config_lib.Config,
   built = build(config, strategy, data.steps_per_epoch, data.total_steps)
   checkpoint = built.state.checkpoint()
   manager = tf.train.CheckpointManager(
-      checkpoint, paths.checkpoints, max_to_keep=config.keep_checkpoints,
+      checkpoint,
+      paths.checkpoints,
+      max_to_keep=config.outputs.keep_checkpoints,
       step_counter=built.state.step)
   # Every worker resumes from the chief's checkpoints.
-  latest = tf.train.latest_checkpoint(RunPaths(config.model_dir).checkpoints)
+  latest = tf.train.latest_checkpoint(
+      RunPaths(config.outputs.model_dir).checkpoints)
   if latest:
     models.restore(checkpoint, latest)
     print(f"Resumed from {latest} at step {int(built.state.step.numpy())}.",
           flush=True)
-  elif config.init_from:
-    init_weights(built.state, config.init_from)
+  elif config.outputs.init_from:
+    init_weights(built.state, config.outputs.init_from)
   # Written once the flags, the data and the checkpoint have been checked.
   for name in RUN_FOLDERS:
     folder.claim(name, PARTIAL_SAVES if name == "checkpoints" else None)
@@ -315,11 +320,11 @@ def check_run(config: config_lib.Config,
     config_lib.ConfigError: naming the flag.
   """
   replicas = strategy.num_replicas_in_sync
-  if config.batch_size % replicas:
+  if config.optimisation.batch_size % replicas:
     raise config_lib.ConfigError(
-        f"--batch_size={config.batch_size} is not divisible by the "
-        f"{replicas} replicas of the strategy: it is the global batch, split "
-        "evenly across replicas.")
+        f"--batch_size={config.optimisation.batch_size} is not divisible by "
+        f"the {replicas} replicas of the strategy: it is the global batch, "
+        "split evenly across replicas.")
   for term, flag, path in losses.build_objective(config).files:
     if not os.path.isfile(path):
       raise config_lib.ConfigError(
@@ -330,10 +335,10 @@ def check_cache_folder(config: config_lib.Config) -> None:
   """A disk --cache's folder, checked as the writer checks any output's:
   writable, and neither in nor under --data_dir (TensorFlow writes the
   cache's files, PREFIX-<digest>.*, whose names no user file has)."""
-  if config.cache and config.cache != "memory":
-    outputs.Folder(os.path.dirname(os.path.abspath(config.cache)), "cache",
-                   [outputs.Input(config.data_dir, "data_dir")],
-                   given=config.cache)
+  if config.data.cache and config.data.cache != "memory":
+    outputs.Folder(os.path.dirname(os.path.abspath(config.data.cache)), "cache",
+                   [outputs.Input(config.data.data_dir, "data_dir")],
+                   given=config.data.cache)
 
 
 def check_resumed_config(config: config_lib.Config) -> None:
@@ -345,7 +350,7 @@ def check_resumed_config(config: config_lib.Config) -> None:
     config_lib.ConfigError: listing the differing flags, or naming an
       unreadable config.json.
   """
-  path = os.path.join(config.model_dir, "config.json")
+  path = os.path.join(config.outputs.model_dir, "config.json")
   if not os.path.exists(path):
     return
   try:
@@ -354,17 +359,17 @@ def check_resumed_config(config: config_lib.Config) -> None:
   except (OSError, ValueError, TypeError) as e:
     raise config_lib.ConfigError(
         f"{path} is not readable ({e}). It records the flags of the run in "
-        f"{config.model_dir}: restore it, or choose another --model_dir."
-    ) from None
+        f"{config.outputs.model_dir}: restore it, or choose another "
+        "--model_dir.") from None
   differences = config.model_differences(recorded)
-  if differences and not config.force_config:
+  if differences and not config.outputs.force_config:
     raise config_lib.ConfigError(
-        f"{config.model_dir} holds a run trained with other model flags: "
-        f"{'; '.join(differences)}. Resume it with the flags it was "
+        f"{config.outputs.model_dir} holds a run trained with other model "
+        f"flags: {'; '.join(differences)}. Resume it with the flags it was "
         f"trained with (--flagfile="
-        f"{os.path.join(config.model_dir, 'flags.txt')}), choose another "
-        "--model_dir, or pass --force_config to go on "
-        "with the new ones.")
+        f"{os.path.join(config.outputs.model_dir, 'flags.txt')}), choose "
+        "another --model_dir, or pass --force_config to go on with the new "
+        "ones.")
 
 
 def write_run_config(config: config_lib.Config,
@@ -374,7 +379,7 @@ def write_run_config(config: config_lib.Config,
 
   --force_config is a one-time permission, not part of the run's flags.
   """
-  config = dataclasses.replace(config, force_config=False)
+  config = config.replace(force_config=False)
   folder.write_text("flags.txt", flagfile_text(config))
   folder.write_text("config.json", config.to_json())
 
@@ -382,9 +387,8 @@ def write_run_config(config: config_lib.Config,
 def flagfile_text(config: config_lib.Config) -> str:
   """`config` as a flagfile: one `--name=value` line per option."""
   lines = []
-  for field in dataclasses.fields(config):
-    value = getattr(config, field.name)
+  for name, value in config.flat().items():
     if isinstance(value, bool):
       value = str(value).lower()
-    lines.append(f"--{field.name}={value}\n")
+    lines.append(f"--{name}={value}\n")
   return "".join(lines)

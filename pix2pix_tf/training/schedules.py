@@ -59,15 +59,17 @@ def learning_rate_schedule(
   every --lr_decay_epochs, as the reference's. cosine: cosine decay to zero
   over the whole run, per step. constant.
   """
-  lr = config.learning_rate
-  if config.lr_policy == "linear":
-    return LinearDecay(lr, max(steps_per_epoch, 1), config.epochs,
-                       config.epochs_decay)
-  if config.lr_policy == "step":
+  optimisation = config.optimisation
+  lr, policy = optimisation.learning_rate, optimisation.lr_policy
+  if policy == "linear":
+    return LinearDecay(lr, max(steps_per_epoch, 1), optimisation.epochs,
+                       optimisation.epochs_decay)
+  if policy == "step":
     return keras.optimizers.schedules.ExponentialDecay(
-        lr, config.lr_decay_epochs * steps_per_epoch, 0.1, staircase=True)
-  if config.lr_policy == "cosine":
+        lr, optimisation.lr_decay_epochs * steps_per_epoch, 0.1,
+        staircase=True)
+  if policy == "cosine":
     return keras.optimizers.schedules.CosineDecay(lr, max(total_steps, 1))
-  if config.lr_policy == "constant":
+  if policy == "constant":
     return Constant(lr)
-  raise ValueError(f"Unknown lr_policy {config.lr_policy!r}.")
+  raise ValueError(f"Unknown lr_policy {policy!r}.")

@@ -57,7 +57,7 @@ def create_state(config: config_lib.Config, steps_per_epoch: int,
   """Builds models, optimizers, step counter and the loss terms' frozen
   networks under the strategy's scope; the networks and the optimizers
   train on the kernels the config's kernel options ask for."""
-  with strategy.scope(), precision.dtype_policy(config.mixed_precision):
+  with strategy.scope(), precision.dtype_policy(config.run.mixed_precision):
     generator, discriminator, adam_class = kernels.for_training(
         config, models.build_generator(config),
         models.build_discriminators(config), optimizers.Adam)
@@ -70,19 +70,20 @@ def create_state(config: config_lib.Config, steps_per_epoch: int,
     def adam():
       schedule = schedules.learning_rate_schedule(config, steps_per_epoch,
                                                   total_steps)
-      optimizer = adam_class(schedule, beta_1=config.beta_1,
-                             beta_2=config.beta_2)
-      if precision.resolve_mixed_precision(config.mixed_precision) == "fp16":
+      optimizer = adam_class(schedule, beta_1=config.optimisation.beta_1,
+                             beta_2=config.optimisation.beta_2)
+      policy = precision.resolve_mixed_precision(config.run.mixed_precision)
+      if policy == "fp16":
         # float16 gradients underflow: scale the loss, unscale the gradients,
         # and skip steps whose gradients overflow (Keras's dynamic scaling).
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
       return optimizer
 
-    state = TrainState(generator, discriminator, adam(), adam(),
-                       tf.Variable(0, dtype=tf.int64, trainable=False,
-                                   name="step"),
-                       keras.random.SeedGenerator(config.seed, name="noise"),
-                       helpers)
+    state = TrainState(
+        generator, discriminator, adam(), adam(),
+        tf.Variable(0, dtype=tf.int64, trainable=False, name="step"),
+        keras.random.SeedGenerator(config.optimisation.seed, name="noise"),
+        helpers)
     # Create the optimizer slots now so a checkpoint restores into them.
     state.generator_optimizer.build(generator.trainable_variables)
     state.discriminator_optimizer.build(discriminator.trainable_variables)

@@ -44,7 +44,7 @@ class TrainStep:
     self.global_batch_size = global_batch_size
     self.objective = losses.build_objective(config)
     self.metric_names = self.objective.metric_names
-    if config.jit_compile:
+    if config.run.jit_compile:
       for name in self.COMPILED:
         setattr(self, name, tf.function(getattr(self, name),
                                         jit_compile=True))
@@ -206,6 +206,6 @@ def make_train_step(state: TrainState, config: config_lib.Config,
                     global_batch_size: int) -> TrainStep:
   """The per-replica update of `state` for one batch, in the config's
   --update_order."""
-  step_class = (SimultaneousStep if config.update_order == "simultaneous"
-                else TrainStep)
+  simultaneous = config.objective.update_order == "simultaneous"
+  step_class = SimultaneousStep if simultaneous else TrainStep
   return step_class(state, config, global_batch_size)

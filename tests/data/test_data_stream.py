@@ -81,8 +81,12 @@ def test_the_disk_cache_is_per_split_and_configuration(tmp_path):
   val_split = data_lib.Split(tuple(val), len(val))
 
   def cached_stream(split, config):
-    return stream_values(data_lib.make_dataset(
-        split, config, 1, training=True, cache=config.cache), 2 * split.count)
+    return stream_values(
+        data_lib.make_dataset(split,
+                              config,
+                              1,
+                              training=True,
+                              cache=config.data.cache), 2 * split.count)
 
   assert cached_stream(train_split, config) == [0] * 8
   assert cached_stream(val_split, config) == [255] * 4
@@ -138,4 +142,4 @@ def test_val_samples_and_metrics_are_val_data_under_a_disk_cache(tmp_path):
   assert len(glob.glob(str(tmp_path / "pairs-*.index"))) == 1
   train = data_lib.open_split(str(data_dir), "train")
   assert stream_values(data_lib.make_dataset(
-      train, config, 1, training=True, cache=config.cache), 8) == [0] * 8
+      train, config, 1, training=True, cache=config.data.cache), 8) == [0] * 8

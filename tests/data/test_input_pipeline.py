@@ -238,7 +238,7 @@ def test_jitter_is_the_same_eagerly_and_inside_tf_data(tmp_path):
   from_pipeline = [b for b in dataset.take(3)]
   for index, (input_image, target_image) in enumerate(from_pipeline):
     a, b = data_lib.load_pair(files[0])
-    seed = tf.constant([config.seed, index], tf.int64)
+    seed = tf.constant([config.optimisation.seed, index], tf.int64)
     a, b = data_lib.random_jitter(a, b, seed, 44, 32, True)
     np.testing.assert_allclose(data_lib.normalize(a).numpy(),
                                input_image[0].numpy(), atol=1e-6)

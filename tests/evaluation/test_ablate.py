@@ -211,11 +211,11 @@ def test_builtin_studies_are_the_studies_comparisons():
         int(name.split("x")[0])]
   for name, text in sets["paper_table1"] + sets["loss"]:
     config = ablate.base_config("d", 128, 10, "m").with_flags(text)
-    assert config.conditional_discriminator == (name != "GAN" and
-                                                name != "L1+GAN")
-    assert (config.gan_mode == "none") == (name in ("L1", "L2"))
-    assert (config.lambda_l1 > 0) == ("L1" in name)
-    assert (config.lambda_l2 > 0) == ("L2" in name)
+    assert config.model.conditional_discriminator == (
+        name not in ("GAN", "L1+GAN"))
+    assert (config.objective.gan_mode == "none") == (name in ("L1", "L2"))
+    assert (config.objective.lambda_l1 > 0) == ("L1" in name)
+    assert (config.objective.lambda_l2 > 0) == ("L2" in name)
 
   def config_of(flags, size=128):
     return ablate.variant_config(flags, {"data_dir": "d", "image_size": size,
@@ -223,25 +223,26 @@ def test_builtin_studies_are_the_studies_comparisons():
 
   for name, text in sets["objective"]:
     config = config_of(text)
-    assert (config.gan_mode == "none") == (name in ("L1", "L2"))
-    assert (config.lambda_l2 > 0) == ("L2" in name)
+    assert (config.objective.gan_mode == "none") == (name in ("L1", "L2"))
+    assert (config.objective.lambda_l2 > 0) == ("L2" in name)
   # Batch 32 for the same steps, and for the same images: a 32nd of them.
   args = {"data_dir": "d", "image_size": 64, "steps": 1500, "flags": ""}
   configs = [ablate.variant_config(t, args)[0] for _, t in sets["batch_size"]]
-  assert [(c.batch_size, c.max_steps) for c in configs] == [
-      (1, 1500), (32, 1500), (32, 47)]
+  assert [(c.optimisation.batch_size, c.optimisation.max_steps)
+          for c in configs] == [(1, 1500), (32, 1500), (32, 47)]
   # Its periods follow its own steps (a loss curve, a final checkpoint).
-  assert configs[2].log_every_steps == 1 and configs[2].eval_every_steps == 47
+  periods = configs[2].outputs
+  assert (periods.log_every_steps, periods.eval_every_steps) == (1, 47)
   assert ablate.variant_config(sets["batch_size"][2][1], args)[1] == (
       "--batch_size=32 --max_steps=47")
   # Augmentation: jitter is a resize above the crop size (then a random
   # crop back), mirroring the random flip; without jitter, --load_size is
   # the crop size.
   for size in (64, 128):
-    assert [(config_of(t, size).load_size > size, config_of(t, size).flip)
-            for _, t in sets["augmentation"]] == [
-                (True, True), (True, False), (False, True), (False, False)]
-  assert [(config_of(t).input_channels, config_of(t).gan_mode)
+    data = [config_of(t, size).data for _, t in sets["augmentation"]]
+    assert [(d.load_size > size, d.flip) for d in data] == [
+        (True, True), (True, False), (False, True), (False, False)]
+  assert [(config_of(t).data.input_channels, config_of(t).objective.gan_mode)
           for _, t in sets["colorization"]] == [(1, "none"), (1, "vanilla")]
 
 
@@ -330,7 +331,8 @@ def test_a_variant_with_its_own_steps_is_kept_continued_or_refused(tmp_path):
           "segmenter": "", "inception_weights": ""}
   flags = ablate.same_images_at_batch_32
   config, text = ablate.variant_config(flags, args)
-  assert config.max_steps == 2 and text == "--batch_size=32 --max_steps=2"
+  assert config.optimisation.max_steps == 2
+  assert text == "--batch_size=32 --max_steps=2"
   (tmp_path / "v").mkdir()
 
   def row_of(steps):
@@ -340,23 +342,25 @@ def test_a_variant_with_its_own_steps_is_kept_continued_or_refused(tmp_path):
     return row
 
   row = row_of(2)
-  assert ablate.finished_row("v", flags, args, config.max_steps) == row
+  assert ablate.finished_row("v", flags, args,
+                             config.optimisation.max_steps) == row
   row_of(1)  # Stopped short: continued.
-  assert ablate.finished_row("v", flags, args, config.max_steps) is None
+  assert ablate.finished_row("v", flags, args,
+                             config.optimisation.max_steps) is None
   row_of(3)
   with pytest.raises(ValueError,
                      match="trained 3 steps, more than the 2 steps"):
-    ablate.finished_row("v", flags, args, config.max_steps)
+    ablate.finished_row("v", flags, args, config.optimisation.max_steps)
   # More --steps continue it: its flags are what the function writes.
   row_of(2)
   more = dict(args, steps=100)
-  assert ablate.variant_config(flags, more)[0].max_steps == 4
+  assert ablate.variant_config(flags, more)[0].optimisation.max_steps == 4
   assert ablate.finished_row("v", flags, more, 4) is None
   # A finished row whose flags the function no longer writes is refused.
   (tmp_path / "v" / "metrics.json").write_text(json.dumps(
       dict(row_of(2), flags="--batch_size=16 --max_steps=2")))
   with pytest.raises(ValueError, match="trained with '--batch_size=16"):
-    ablate.finished_row("v", flags, args, config.max_steps)
+    ablate.finished_row("v", flags, args, config.optimisation.max_steps)
   # The table names each variant's steps when they differ.
   rows = [dict(row, variant="a", steps=50), dict(row, steps=2)]
   table = ablate.markdown_table(rows, "batch_size")
@@ -366,12 +370,14 @@ def test_a_variant_with_its_own_steps_is_kept_continued_or_refused(tmp_path):
   assert "steps" not in ablate.markdown_table(rows[:1], "batch_size")[0]
   # A variant's flags written by a function see --flags applied.
   common = dict(args, flags="--max_steps=64")
-  assert ablate.variant_config("", common)[0].max_steps == 64
+  assert ablate.variant_config("", common)[0].optimisation.max_steps == 64
   config, text = ablate.variant_config(ablate.same_images_at_batch_32, common)
-  assert (config.batch_size, config.max_steps, config.eval_every_steps,
+  assert (config.optimisation.batch_size, config.optimisation.max_steps,
+          config.outputs.eval_every_steps,
           text) == (32, 2, 2, "--batch_size=32 --max_steps=2")
-  assert ablate.variant_config(ablate.same_images_at_batch_32,
-                               dict(args, steps=10))[0].max_steps == 1
+  config = ablate.variant_config(ablate.same_images_at_batch_32,
+                                 dict(args, steps=10))[0]
+  assert config.optimisation.max_steps == 1
   # Flag text is flags only: a value that is not one is refused, naming
   # the flag; and so is training no steps.
   with pytest.raises(ValueError, match="max_steps"):

@@ -258,8 +258,8 @@ def test_evaluate_command_json_and_photo_to_labels(photo_to_labels_run,
                                                    tmp_path):
   config, _ = photo_to_labels_run
   output = tmp_path / "result.json"
-  result = run_command("evaluate", f"--model_dir={config.model_dir}",
-                       f"--data_dir={config.data_dir}", "--split=test",
+  result = run_command("evaluate", f"--model_dir={config.outputs.model_dir}",
+                       f"--data_dir={config.data.data_dir}", "--split=test",
                        f"--label_palette={palette_file(tmp_path)}",
                        f"--output={output}")
   assert result.returncode == 0, result.stderr
@@ -347,7 +347,7 @@ def test_fcn_score_with_a_trained_segmenter(tmp_path):
       assert steps == [0, 2]
       assert all(0 <= v <= 1 for _, v in val[f"{row}/{name}"])
   output = tmp_path / "result.json"
-  result = run_command("evaluate", f"--model_dir={config.model_dir}",
+  result = run_command("evaluate", f"--model_dir={config.outputs.model_dir}",
                        f"--data_dir={data_dir}", "--split=val",
                        f"--label_palette={palette}",
                        f"--segmenter={segmenter}", f"--output={output}")
@@ -381,11 +381,11 @@ def test_training_rejects_a_missing_segmenter_before_writing(tmp_path):
 @pytest.mark.slow
 def test_evaluate_a_named_checkpoint(photo_to_labels_run, tmp_path):
   config, _ = photo_to_labels_run
-  checkpoint = os.path.join(config.model_dir, "checkpoints", "ckpt-2")
+  checkpoint = os.path.join(config.outputs.model_dir, "checkpoints", "ckpt-2")
   output = tmp_path / "result.json"
-  result = run_command("evaluate", f"--model_dir={config.model_dir}",
+  result = run_command("evaluate", f"--model_dir={config.outputs.model_dir}",
                        f"--checkpoint={checkpoint}",
-                       f"--data_dir={config.data_dir}", "--split=test",
+                       f"--data_dir={config.data.data_dir}", "--split=test",
                        "--metrics=l1,psnr", f"--output={output}")
   assert result.returncode == 0, result.stderr
   data = json.loads(output.read_text())

@@ -1,6 +1,5 @@
 """Model shapes, parameter counts and structure against the reference."""
 
-import dataclasses
 import json
 import os
 import subprocess
@@ -65,10 +64,11 @@ def test_pixel_discriminator_matches_reference():
 def variant(**overrides):
   values = dict(crop_size=256, load_size=286)
   values.update(overrides)
-  return config_lib.Config(**values)
+  return config_lib.Config().replace(**values)
 
 
-@pytest.mark.parametrize("fields", [str(f) for f in architectures.RECEPTIVE_FIELDS])
+@pytest.mark.parametrize("fields",
+                         [str(f) for f in architectures.RECEPTIVE_FIELDS])
 def test_receptive_fields_from_flags(fields):
   """Each --d_receptive_fields value builds the discriminator whose field,
   computed from its layers, is that value."""
@@ -158,7 +158,7 @@ def test_every_generator_name_has_a_builder_and_every_builder_a_name():
   families = {g.family for g in architectures.GENERATORS.values()}
   assert families == set(generators.BUILDERS)
   choices = {f.name: f.metadata["choices"]
-             for f in dataclasses.fields(config_lib.Config)}["generator"]
+             for _, f in config_lib.option_fields()}["generator"]
   assert choices == tuple(architectures.GENERATORS)
 
 
@@ -169,8 +169,8 @@ def test_each_generator_downsamples_as_its_row_says(name):
       models.build_generator(config))
              if isinstance(layer, keras.layers.Conv2D)
              and tuple(layer.strides) == (2, 2)]
-  depth = architectures.GENERATORS[name].depth or config.unet_depth
-  assert len(strided) == depth == config.generator_depth
+  depth = architectures.GENERATORS[name].depth or config.model.unet_depth
+  assert len(strided) == depth == config.model.generator_depth
 
 
 def test_receptive_field_is_computed_from_layers():
@@ -296,10 +296,9 @@ def test_summary_tool_rejects_a_bad_flag_combination():
 
 def test_every_config_field_is_a_training_flag():
   from absl import flags
-  import dataclasses
   flag_values = flags.FlagValues()
   config_lib.define_flags(flag_values)
-  for field in dataclasses.fields(config_lib.Config):
+  for _, field in config_lib.option_fields():
     assert field.name in flag_values, field.name
     assert flag_values[field.name].default == field.default, field.name
     assert flag_values[field.name].help == config_lib.flag_help(field), (
@@ -309,13 +308,13 @@ def test_every_config_field_is_a_training_flag():
 
 def test_summary_reports_every_discriminators_receptive_field():
   from pix2pix_tf.models import summary
-  config = config_lib.Config(d_receptive_fields="1,16,34,70,142,286",
-                             ndf=4, ngf=4)
+  config = config_lib.Config().replace(
+      d_receptive_fields="1,16,34,70,142,286", ndf=4, ngf=4)
   disc = summary.network_summary(config)["discriminator"]
   assert disc["receptive_fields"] == [1, 16, 34, 70, 142, 286]
   assert disc["output_shapes"] == [[256, 256, 1], [126, 126, 1],
                                    [62, 62, 1], [30, 30, 1], [14, 14, 1],
                                    [6, 6, 1]]
-  config = config_lib.Config(num_discriminators=2, ndf=4, ngf=4)
+  config = config_lib.Config().replace(num_discriminators=2, ndf=4, ngf=4)
   assert summary.network_summary(config)["discriminator"][
       "receptive_fields"] == [70, 141]

@@ -162,8 +162,12 @@ def test_resnet_9blocks_by_its_flags_computes_what_pytorch_computed():
   from pix2pix_tf import models
   path = os.path.join(DATA, "resnet9_batch_dropout.pth")
   expected = np.load(os.path.join(DATA, "resnet9_expected.npz"))
-  config = config_lib.Config(generator="resnet_9blocks", ngf=4, norm="batch",
-                             dropout=0.5, crop_size=32, load_size=32)
+  config = config_lib.Config().replace(generator="resnet_9blocks",
+                                       ngf=4,
+                                       norm="batch",
+                                       dropout=0.5,
+                                       crop_size=32,
+                                       load_size=32)
   generator = models.build_generator(config)
   pytorch_weights.load_weights(
       generator, pytorch_weights.read_state_dict(path),

@@ -60,7 +60,7 @@ def test_variant_builds_and_trains(tmp_path, name):
   assert changed(before, state.generator.trainable_weights)
   # D trains exactly when there is a GAN loss.
   assert changed(disc_before, state.discriminator.trainable_weights) == (
-      config.gan_mode != "none")
+      config.objective.gan_mode != "none")
 
 
 def test_unconditional_and_pixel_terms_are_reported():
@@ -104,7 +104,7 @@ def test_learning_rate_policies():
         small_config(".", ".", epochs=2, epochs_decay=2, lr_decay_epochs=1,
                      lr_policy=policy), steps_per_epoch=10, total_steps=40)
     values[policy] = [float(schedule(s)) for s in (0, 10, 20, 30, 40)]
-  lr = config.learning_rate
+  lr = config.optimisation.learning_rate
   assert values["constant"] == pytest.approx([lr] * 5)
   # The reference's: lower after each decay epoch, by 1/3 for 2 of them;
   # past the schedule's end, 0.

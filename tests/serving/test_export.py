@@ -21,17 +21,19 @@ from pix2pix_tf import models
 @pytest.fixture(scope="module")
 def eval_export(trained_run, tmp_path_factory):
   path = str(tmp_path_factory.mktemp("exports") / "eval")
-  return serving.export(trained_run.model_dir, path, inference_mode="eval")
+  return serving.export(trained_run.outputs.model_dir,
+                        path,
+                        inference_mode="eval")
 
 
 @pytest.mark.slow
 def test_training_exports_at_the_end(trained_run):
-  path = os.path.join(trained_run.model_dir, "export")
+  path = os.path.join(trained_run.outputs.model_dir, "export")
   loaded = tf.saved_model.load(path)
   metadata = json.loads(loaded.metadata_json.numpy())
   assert metadata["step"] == 3
   assert metadata["inference_mode"] == "paper"
-  assert metadata["direction"] == trained_run.direction
+  assert metadata["direction"] == trained_run.data.direction
   assert metadata["image_size"] == 32
   assert metadata["size_multiple"] == 32
   assert metadata["flags"]["ngf"] == 8
@@ -46,7 +48,7 @@ def test_training_exports_at_the_end(trained_run):
 def keras_generator(config):
   generator, step = serving.saved_model.restore_generator(
       config, tf.train.latest_checkpoint(
-          os.path.join(config.model_dir, "checkpoints")))
+          os.path.join(config.outputs.model_dir, "checkpoints")))
   assert step == 3
   return generator
 
@@ -86,7 +88,8 @@ assert not any(m.startswith("pix2pix_tf") for m in sys.modules)
 def test_paper_mode_is_stochastic_and_eval_mode_deterministic(
     trained_run, eval_export):
   images = tf.random.uniform([1, 32, 32, 3], -1, 1, seed=1)
-  paper = tf.saved_model.load(os.path.join(trained_run.model_dir, "export"))
+  paper = tf.saved_model.load(
+      os.path.join(trained_run.outputs.model_dir, "export"))
   first = paper.signatures["serving_default"](images=images)
   second = paper.signatures["serving_default"](images=images)
   assert np.abs(first["generated_image"] - second["generated_image"]).max(
@@ -108,7 +111,7 @@ def test_paper_mode_uses_each_images_statistics(trained_run, tmp_path):
   config = trained_run
   generator = keras_generator(config)
   no_dropout = models.build_generator(
-      small_config(config.data_dir, config.model_dir, dropout=0.0))
+      small_config(config.data.data_dir, config.outputs.model_dir, dropout=0.0))
   no_dropout.set_weights(generator.get_weights())
   path = serving.save(no_dropout, config, 3, str(tmp_path / "paper"), "paper")
   images = tf.concat([tf.random.uniform([2, 32, 32, 3], -1, 1, seed=2),
@@ -185,10 +188,12 @@ def test_serving_default_says_what_it_expects(eval_export):
 @pytest.mark.slow
 def test_export_command_replaces_an_export_atomically(trained_run, tmp_path):
   target = tmp_path / "exports" / "model"
-  serving.export(trained_run.model_dir, str(target), inference_mode="paper")
+  serving.export(trained_run.outputs.model_dir,
+                 str(target),
+                 inference_mode="paper")
   result = subprocess.run(
       [sys.executable, "-m", "pix2pix_tf.export",
-       f"--model_dir={trained_run.model_dir}", f"--export_dir={target}",
+       f"--model_dir={trained_run.outputs.model_dir}", f"--export_dir={target}",
        "--inference_mode=eval"], capture_output=True, text=True, env=ENV)
   assert result.returncode == 0, result.stderr
   assert serving.read_metadata(str(target))["inference_mode"] == "eval"
@@ -200,7 +205,9 @@ def test_export_command_replaces_an_export_atomically(trained_run, tmp_path):
 def test_failed_export_leaves_the_previous_one(trained_run, tmp_path,
                                               monkeypatch):
   target = tmp_path / "model"
-  serving.export(trained_run.model_dir, str(target), inference_mode="eval")
+  serving.export(trained_run.outputs.model_dir,
+                 str(target),
+                 inference_mode="eval")
   before = {name: (target / name).stat().st_mtime_ns
             for name in os.listdir(target)}
 
@@ -212,7 +219,9 @@ def test_failed_export_leaves_the_previous_one(trained_run, tmp_path,
 
   monkeypatch.setattr(tf.saved_model, "save", failing_save)
   with pytest.raises(OSError, match="No space left"):
-    serving.export(trained_run.model_dir, str(target), inference_mode="eval")
+    serving.export(trained_run.outputs.model_dir,
+                   str(target),
+                   inference_mode="eval")
   assert {name: (target / name).stat().st_mtime_ns
           for name in os.listdir(target)} == before
   # No staging folder left.
@@ -307,14 +316,14 @@ def test_training_export_and_predict_decode_alike(trained_run, eval_export,
 
   def input_half(image):
     a, b = image[:, :32], image[:, 32:]
-    return b if trained_run.direction == "BtoA" else a
+    return b if trained_run.data.direction == "BtoA" else a
 
   # 1. The tf.data pipeline (evaluation: resize to crop_size, [-1, 1]).
   dataset = data_lib.make_dataset(files, trained_run, 2, training=False)
   got, _ = next(iter(dataset))
   for row, image in zip(got.numpy(), expected):
     want = data_lib.normalize(data_lib.resize(
-        tf.constant(input_half(image), tf.float32), trained_run.crop_size))
+        tf.constant(input_half(image), tf.float32), trained_run.data.crop_size))
     np.testing.assert_array_equal(row, want.numpy())
 
   # 2. The SavedModel's translate_encoded equals translate_uint8 of the
@@ -348,9 +357,10 @@ def test_predict_paired_writes_a_results_page(trained_run, tmp_path):
     names.append(f"{i}.jpg" if i == 2 else f"{i}.png")
     write_pair(test_dir / names[-1], gradient_image(32, 32, offset=i),
                gradient_image(32, 32, offset=100 + i))
-  result = run_command("predict", f"--model_dir={trained_run.model_dir}",
-                       "--paired", 
-                       f"--input={test_dir}", f"--output={tmp_path / 'out'}")
+  result = run_command("predict",
+                       f"--model_dir={trained_run.outputs.model_dir}",
+                       "--paired", f"--input={test_dir}",
+                       f"--output={tmp_path / 'out'}")
   assert result.returncode == 0, result.stderr
   page = (tmp_path / "out" / "index.html").read_text()
   assert page.count("<tr><td>") == 3
@@ -365,5 +375,5 @@ def test_predict_paired_writes_a_results_page(trained_run, tmp_path):
   b_half = gradient_image(32, 32, offset=100)
   saved_input = np.asarray(Image.open(tmp_path / "out" / "inputs" /
                                       "0.png"))
-  expected_input = b_half if trained_run.direction == "BtoA" else a_half
+  expected_input = b_half if trained_run.data.direction == "BtoA" else a_half
   np.testing.assert_array_equal(saved_input, expected_input)

@@ -2,7 +2,6 @@
 in another process, equals the SavedModel's serving_default on the same
 input."""
 
-import dataclasses
 import json
 import os
 import subprocess
@@ -94,7 +93,7 @@ def exported(tmp_path_factory):
 
 
 def images(config, batch=1, seed=1):
-  size = config.crop_size
+  size = config.data.crop_size
   return np.random.default_rng(seed).uniform(
       -1, 1, (batch, size, size, 3)).astype(np.float32)
 
@@ -175,7 +174,7 @@ print(json.dumps({"tensors": tensors, "metadata": metadata}))
 def test_portable_files_name_their_tensors_and_carry_the_metadata(
     exported, fmt, precision, tmp_path):
   config, generator, _, root = exported
-  config = dataclasses.replace(config, label_palette="facades")
+  config = config.replace(label_palette="facades")
   path = formats.default_path(str(tmp_path), fmt, precision)
   formats.write_format(generator, config, fmt, path, "eval", precision,
                        step=7)
@@ -196,7 +195,7 @@ def test_portable_files_name_their_tensors_and_carry_the_metadata(
                                  else "float32")
   assert (metadata["direction"], metadata["inference_mode"],
           metadata["image_size"], metadata["step"]) == (
-              config.direction, "eval", 32, 7)
+              config.data.direction, "eval", 32, 7)
   assert (metadata["layout"], metadata["value_range"], metadata["input"],
           metadata["output"]) == ("NHWC", [-1.0, 1.0], "image",
                                   "generated_image")
@@ -217,7 +216,7 @@ def test_paper_mode_keras_file_keeps_its_layers_and_statistics(exported,
   .keras file, loaded in another process, equals the paper-mode
   SavedModel."""
   config, _, _, root = exported
-  config = dataclasses.replace(config, dropout=0.0)
+  config = config.replace(dropout=0.0)
   generator = with_moving_statistics(visible_generator(config))
   saved_model = serving.save(generator, config, 7, str(tmp_path / "paper"),
                              "paper")
@@ -231,7 +230,7 @@ def test_paper_mode_keras_file_keeps_its_layers_and_statistics(exported,
 
 def test_dropout_is_kept_and_the_check_runs_without_it(exported, tmp_path):
   config, generator, _, _ = exported
-  assert config.dropout > 0
+  assert config.model.dropout > 0
   path = str(tmp_path / "g.keras")
   written = formats.write_format(generator, config, "keras", path, "paper")
   assert written.checked_without_dropout and written.max_difference <= 1e-5
@@ -309,10 +308,10 @@ def test_bad_paths_are_refused(exported):
 @pytest.mark.slow
 def test_export_command_writes_and_checks_each_format(trained_run):
   for fmt in ("onnx", "litert", "keras"):
-    out = run_command("export", f"--model_dir={trained_run.model_dir}",
+    out = run_command("export", f"--model_dir={trained_run.outputs.model_dir}",
                       f"--format={fmt}")
     assert out.returncode == 0, out.stderr[-2000:]
-    path = formats.default_path(trained_run.model_dir, fmt, "float32")
+    path = formats.default_path(trained_run.outputs.model_dir, fmt, "float32")
     assert f"Exported to {path}" in out.stdout
     assert "largest difference" in out.stdout
     # The run's paper-mode generator has dropout: compared without it.

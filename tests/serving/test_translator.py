@@ -15,7 +15,7 @@ from pix2pix_tf import serving
 
 @pytest.fixture(scope="module")
 def run(trained_run):
-  return trained_run.model_dir
+  return trained_run.outputs.model_dir
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,6 @@ shared, which makes this fast enough to run for every flagfile.
 """
 
 import argparse
-import dataclasses
 import glob
 import hashlib
 import json
@@ -130,16 +129,19 @@ def check(flagfile, args, strategy, scratch):
     config = config_lib.Config().with_flags(f.read())
   name = os.path.splitext(os.path.basename(flagfile))[0]
   data_dir = demo.write_dataset(os.path.join(scratch, name), 4 * max(
-      config.batch_size, args.replicas), 0, config.load_size)
-  config = dataclasses.replace(
-      config, data_dir=data_dir, model_dir=os.path.join(scratch, f"{name}-run"),
-      label_palette="", deterministic=True,
-      batch_size=max(config.batch_size, args.replicas),
-      mixed_precision=args.mixed_precision, steps_per_execution=1)
+      config.optimisation.batch_size, args.replicas), 0, config.data.load_size)
+  config = config.replace(data_dir=data_dir,
+                          model_dir=os.path.join(scratch, f"{name}-run"),
+                          label_palette="",
+                          deterministic=True,
+                          batch_size=max(config.optimisation.batch_size,
+                                         args.replicas),
+                          mixed_precision=args.mixed_precision,
+                          steps_per_execution=1)
   training.check_run(config, strategy)  # As a run starts.
-  split = data_lib.open_split(config.data_dir, "train")
-  steps_per_epoch = split.count // config.batch_size
-  keras.utils.set_random_seed(config.seed)
+  split = data_lib.open_split(config.data.data_dir, "train")
+  steps_per_epoch = split.count // config.optimisation.batch_size
+  keras.utils.set_random_seed(config.optimisation.seed)
   built = training.build(config, strategy, steps_per_epoch,
                          steps_per_epoch * 2)
   checkpoint = built.state.checkpoint()
@@ -167,14 +169,18 @@ def check(flagfile, args, strategy, scratch):
   unbroken_digests = digests(unbroken)[0]
   moved = sum(unbroken_digests[k] != initial_digests[k]
               for k in initial_digests)
-  result = {"flagfile": os.path.relpath(os.path.abspath(flagfile), ROOT),
-            "crop_size": config.crop_size, "batch_size": config.batch_size,
-            "replicas": strategy.num_replicas_in_sync,
-            "policy": training.resolve_mixed_precision(
-                config.mixed_precision),
-            "steps": args.steps, "moved": moved, "state_bytes": state_bytes,
-            "scratch_peak_bytes": max(disk),
-            "resumed_run": farthest(unbroken, resumed)}
+  result = {
+      "flagfile": os.path.relpath(os.path.abspath(flagfile), ROOT),
+      "crop_size": config.data.crop_size,
+      "batch_size": config.optimisation.batch_size,
+      "replicas": strategy.num_replicas_in_sync,
+      "policy": training.resolve_mixed_precision(config.run.mixed_precision),
+      "steps": args.steps,
+      "moved": moved,
+      "state_bytes": state_bytes,
+      "scratch_peak_bytes": max(disk),
+      "resumed_run": farthest(unbroken, resumed)
+  }
   delete(unbroken)
   delete(resumed)
   return result

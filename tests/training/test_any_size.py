@@ -38,7 +38,7 @@ def config_for(tmp_path, **overrides):
 @pytest.mark.parametrize("mode", ["none", "scale_width"])
 def test_batches_hold_one_size_fitted_to_the_generator(mode, tmp_path):
   config = config_for(tmp_path, preprocess=mode)
-  split = data_lib.open_split(config.data_dir, "train")
+  split = data_lib.open_split(config.data.data_dir, "train")
   dataset = data_lib.make_dataset(split, config, 2, training=True)
   shapes = set()
   for input_image, target_image in dataset.take(12):
@@ -95,7 +95,7 @@ config = config_lib.Config.from_json(sys.stdin.read())
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 built = training.build(config, strategy, 3)
 iterator = training.train_iterator(
-    strategy, config, data_lib.open_split(config.data_dir, "train"))
+    strategy, config, data_lib.open_split(config.data.data_dir, "train"))
 for _ in range(3):
   metrics = built.distributed_step(iterator, 1)
 # What the replicas were given: the per-replica batch shapes of six steps.

@@ -35,7 +35,7 @@ def own_crop_size(flagfile):
   with open(os.path.join(ROOT, flagfile)) as file:
     sizes = [line.split("=", 1)[1] for line in file
              if line.startswith("--crop_size=")]
-  return int(sizes[-1]) if sizes else config_lib.Config().crop_size
+  return int(sizes[-1]) if sizes else config_lib.Config().data.crop_size
 
 
 def assert_identical(result, replicas, policy):

@@ -100,7 +100,7 @@ def test_compile_refuses_what_the_config_decides(model, argument):
 
 def test_options_replace_the_configs(model):
   replaced = pix2pix_tf.Pix2Pix(model.config, steps_per_epoch=7, ngf=4)
-  assert (replaced.config.ngf, replaced.steps_per_epoch) == (4, 7)
+  assert (replaced.config.model.ngf, replaced.steps_per_epoch) == (4, 7)
   assert replaced.generator.count_params() < model.generator.count_params()
   assert replaced.get_config()["config"]["ngf"] == 4
 

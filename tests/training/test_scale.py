@@ -1,7 +1,6 @@
 """Running at scale: multi-worker training, kills and preemption, TFRecords,
 bad data and numerical faults."""
 
-import dataclasses
 import glob
 import json
 import os
@@ -312,11 +311,11 @@ def test_cache_gives_the_same_data(tmp_path, cache):
   # Whole-image crops, no flip: each element is exactly its pair.
   plain = small_config(data_dir, tmp_path, load_size=32, crop_size=32,
                        flip=False, deterministic=True)
-  cached = dataclasses.replace(plain, cache=value)
+  cached = plain.replace(cache=value)
 
   def epochs(config):
     dataset = data_lib.make_dataset(split, config, 1, True,
-                                          cache=config.cache)
+                                          cache=config.data.cache)
     return [b[0].numpy() for b in dataset.take(8)]
 
   uncached, from_cache = epochs(plain), epochs(cached)

@@ -1,6 +1,5 @@
 """Training: the entry point end to end, resume, learning, distribution."""
 
-import dataclasses
 import glob
 import os
 
@@ -202,7 +201,7 @@ def test_invalid_configurations_are_rejected(tmp_path, overrides, message):
   with pytest.raises(config_lib.ConfigError, match=message):
     small_config(tmp_path, tmp_path, **overrides)
   with pytest.raises(config_lib.ConfigError, match=message):
-    dataclasses.replace(small_config(tmp_path, tmp_path), **overrides)
+    small_config(tmp_path, tmp_path).replace(**overrides)
 
 
 def single_pair_batches(batch_size=1, size=32):
@@ -278,7 +277,7 @@ def test_two_replicas_match_one_replica_on_the_same_global_batch(
         0 if model == "generator" else 1]))
     assert moved > 1e-4  # Training changed the weights ...
     for a, b in zip(w_one, w_two):  # ... and both runs changed them alike.
-      assert_same_update(a, b, config.learning_rate)
+      assert_same_update(a, b, config.optimisation.learning_rate)
 
 
 def test_paper_mode_generation_leaves_the_model_unchanged(tmp_path):

@@ -1,7 +1,6 @@
 """The update order: one D step, then one G step against the updated D, as
 the paper and the reference; and the reference's dropout placement."""
 
-import dataclasses
 import os
 
 import keras
@@ -68,7 +67,7 @@ def gradients_by_hand(config, weights, batch):
   pair, D updated by it (SGD, rate 1), and G's gradient against the updated
   D and against the old one."""
   input_image, target_image = batch
-  with training.dtype_policy(config.mixed_precision):
+  with training.dtype_policy(config.run.mixed_precision):
     # On the kernels the step trains on: the same arithmetic, so that
     # bfloat16 rounds alike on both sides.
     generator, discriminator, _ = kernels.for_training(
@@ -91,7 +90,7 @@ def gradients_by_hand(config, weights, batch):
       fake = discriminator([input_image, generated_image],
                            training=True)[0][0]
       # -log D(x, G(x)) + lambda * |y - G(x)|.
-      loss = bce(fake, 1.0) + config.lambda_l1 * tf.reduce_mean(
+      loss = bce(fake, 1.0) + config.objective.lambda_l1 * tf.reduce_mean(
           tf.abs(target_image - tf.cast(generated_image, tf.float32)))
     return [g.numpy() for g in
             tape.gradient(loss, generator.trainable_variables)]
@@ -126,7 +125,7 @@ def test_the_generator_steps_against_the_updated_discriminator(
   # A small L1 weight, so that the adversarial term shows in G's gradient.
   config = small_config(tmp_path, tmp_path, norm="instance", dropout=0.0,
                         lambda_l1=1.0)
-  assert config.update_order == "alternating"  # The default.
+  assert config.objective.update_order == "alternating"  # The default.
   strategy = (two_replicas if replicas == 2 else
               tf.distribute.OneDeviceStrategy("/cpu:0"))
   batch = random_batch()
@@ -248,8 +247,8 @@ def test_resuming_with_other_model_flags_is_refused_before_writing(tmp_path):
   assert training.train_and_evaluate(forced)["step"] == 4
   recorded = config_lib.Config.from_json(
       (tmp_path / "run" / "config.json").read_text())
-  assert recorded.dropout == 0.3
-  assert not recorded.force_config
+  assert recorded.model.dropout == 0.3
+  assert not recorded.outputs.force_config
   run_files = {p: p.read_bytes() for p in (tmp_path / "run").rglob("*")
                if p.is_file()}
   # A checkpoint that does not fit stops with a sentence, not a traceback,
@@ -279,7 +278,7 @@ def test_run_config_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
   monkeypatch.setattr(os, "replace", failing_replace)
   with pytest.raises(OSError, match="disk full"):
     training.write_run_config(
-        dataclasses.replace(config, crop_size=64, load_size=72), run)
+        config.replace(crop_size=64, load_size=72), run)
   assert (tmp_path / "run" / "config.json").read_text() == before
   assert sorted(os.listdir(tmp_path / "run")) == [
       outputs.MANIFEST, "config.json", "flags.txt"]
