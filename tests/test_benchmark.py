@@ -33,6 +33,7 @@ def test_conv_flops_are_counted_from_the_layers(benchmark):
   assert benchmark.conv_flops(model, [(8, 8, 2)]) == conv + transposed
 
 
+@pytest.mark.slow
 def test_paper_model_costs_about_90_gflop_per_image(benchmark):
   flops = benchmark.training_flops(config_lib.Config())
   assert 11e9 < flops["generator_forward"] < 13e9
@@ -287,6 +288,7 @@ def test_largest_batch_doubles_then_bisects(benchmark, monkeypatch):
   assert "up to 16" in benchmark.largest_batch_line(found)
 
 
+@pytest.mark.slow
 def test_a_step_that_fits_reports_its_memory(benchmark, tmp_path):
   """The child process really trains: two steps of a tiny configuration
   report a peak memory; one that fails for another reason than memory (a

@@ -24,6 +24,7 @@ def batch(size=32, count=2, seed=0):
 @pytest.mark.parametrize("order,fused", [("alternating", False),
                                          ("simultaneous", False),
                                          ("alternating", True)])
+@pytest.mark.slow
 def test_the_plain_step_does_the_packages_update(order, fused, tmp_path):
   """Same weights, same batch (dropout off): one plain step and one step of
   the package leave both networks with the same weights, so the benchmark
@@ -55,6 +56,7 @@ def test_the_plain_step_does_the_packages_update(order, fused, tmp_path):
 
 
 @pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.slow
 def test_the_plain_step_takes_the_configurations_activations(
     compiled, tmp_path, monkeypatch):
   """In bfloat16 the plain step with the same kernels runs the compiled
@@ -82,6 +84,7 @@ def test_the_plain_step_refuses_what_the_tutorial_does_not_do(tmp_path):
                                      **overrides))
 
 
+@pytest.mark.slow
 def test_the_profiles_last_cut_is_the_whole_update(tmp_path):
   """The prefixes the profile times are the real update: the last one,
   from the same weights, leaves the weights the step leaves."""
@@ -103,6 +106,7 @@ def test_the_profiles_last_cut_is_the_whole_update(tmp_path):
       assert_same_update(x, y, config.optimisation.learning_rate)
 
 
+@pytest.mark.slow
 def test_the_profile_names_each_part_of_the_step(tmp_path):
   config = small_config(tmp_path, tmp_path / "run")
   strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
@@ -129,6 +133,7 @@ def test_the_profile_names_each_part_of_the_step(tmp_path):
                        strategy, 10).train_step, lambda: None, images, 1)
 
 
+@pytest.mark.slow
 def test_the_parts_are_timed_in_turn_before_the_whole_step_starts(
     tmp_path, monkeypatch):
   """The prefixes are timed one call each per round (a drift in the
@@ -200,6 +205,7 @@ def test_each_part_is_the_median_of_its_differences_within_a_round(
 
 @pytest.mark.parametrize("fused,compiled,precision", [
     (True, True, "bf16"), (True, False, "bf16"), (False, False, "none")])
+@pytest.mark.slow
 def test_op_times_sum_the_traced_ops_by_kind(fused, compiled, precision,
                                              tmp_path, monkeypatch):
   """A trace of whole steps, summed by kind of op: convolutions in each

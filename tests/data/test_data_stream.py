@@ -71,6 +71,7 @@ def test_a_resumed_stream_skips_file_names_before_reading_them(tmp_path):
   assert stream_values(resumed, 4) == whole[skip:24]
 
 
+@pytest.mark.slow
 def test_the_disk_cache_is_per_split_and_configuration(tmp_path):
   train = constant_pairs(str(tmp_path / "data" / "train"), [0] * 4)
   val = constant_pairs(str(tmp_path / "data" / "val"), [255] * 2)

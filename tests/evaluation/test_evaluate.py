@@ -215,6 +215,7 @@ def inception(tmp_path_factory):
   return metrics.inception_model(path)
 
 
+@pytest.mark.slow
 def test_fid_and_kid_are_zero_for_a_set_and_grow_with_noise(inception):
   rng = np.random.RandomState(0)
   images = rng.uniform(-1, 1, (12, 32, 32, 3)).astype(np.float32)

@@ -40,6 +40,7 @@ def features(model, name):
   return metrics.inception_features(model, images)
 
 
+@pytest.mark.slow
 def test_features_and_fid_are_pytorch_fids(network):
   expected = np.load(EXPECTED)
   ours = {name: features(network, name) for name in fid_fixtures.SETS}

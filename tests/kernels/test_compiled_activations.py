@@ -160,6 +160,7 @@ def test_relus_with_options_are_kerass(options):
 
 
 @pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.slow
 def test_the_flag_chooses_the_kernels_and_training_lowers_the_loss(
     compiled, tmp_path):
   built, strategy = built_small(tmp_path, mixed_precision="bf16",

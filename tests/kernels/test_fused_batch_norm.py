@@ -101,6 +101,7 @@ def test_the_fused_layer_is_saved_and_loaded_with_its_setting(tmp_path):
 
 
 @pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.slow
 def test_the_flag_chooses_the_kernel_and_training_lowers_the_loss(
     fused, tmp_path):
   built, strategy = built_small(tmp_path, fused_batch_norm=fused)

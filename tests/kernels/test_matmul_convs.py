@@ -206,6 +206,7 @@ def test_the_layers_are_saved_and_loaded_with_their_setting(tmp_path):
 
 
 @pytest.mark.parametrize("matmul", [True, False])
+@pytest.mark.slow
 def test_the_flag_chooses_the_ops_and_training_lowers_the_loss(
     matmul, tmp_path):
   built, strategy = built_small(tmp_path, matmul_small_convs=matmul)

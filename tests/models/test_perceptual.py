@@ -72,6 +72,7 @@ def test_the_term_is_pix2pixhds_weighted_l1_with_the_target_fixed(vgg_file):
   np.testing.assert_array_equal(losses.vgg_loss(same).numpy(), [0.0, 0.0])
 
 
+@pytest.mark.slow
 def test_a_run_trains_with_it_logs_it_and_keeps_vgg_frozen_and_out_of_the_checkpoint(
     tmp_path, vgg_file):
   data_dir = demo.write_dataset(str(tmp_path / "data"), 4, 0, 32)

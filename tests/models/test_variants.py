@@ -38,6 +38,7 @@ VARIANTS = {
 
 
 @pytest.mark.parametrize("name", sorted(VARIANTS))
+@pytest.mark.slow
 def test_variant_builds_and_trains(tmp_path, name):
   config = small_config(tmp_path, tmp_path, batch_size=2,
                         **VARIANTS[name])

@@ -102,6 +102,7 @@ def images(config, batch=1, seed=1):
     ("keras", "float32", 1e-5), ("onnx", "float32", 1e-4),
     ("onnx", "fp16", 2e-2), ("litert", "float32", 1e-4),
     ("litert", "fp16", 2e-2)])
+@pytest.mark.slow
 def test_each_format_equals_the_saved_model(exported, tmp_path, fmt, weights,
                                             tolerance):
   config, generator, saved_model, root = exported
@@ -129,6 +130,7 @@ def test_each_format_equals_the_saved_model(exported, tmp_path, fmt, weights,
 
 
 @pytest.mark.parametrize("fmt", ["litert", "onnx"])
+@pytest.mark.slow
 def test_fp16_halves_the_file(exported, fmt):
   config, generator, _, root = exported
   sizes = {}
@@ -171,6 +173,7 @@ print(json.dumps({"tensors": tensors, "metadata": metadata}))
 
 @pytest.mark.parametrize("fmt", ["onnx", "litert"])
 @pytest.mark.parametrize("precision", ["float32", "fp16"])
+@pytest.mark.slow
 def test_portable_files_name_their_tensors_and_carry_the_metadata(
     exported, fmt, precision, tmp_path):
   config, generator, _, root = exported
@@ -210,6 +213,7 @@ def test_fp16_is_for_the_portable_formats(exported, tmp_path):
                          str(tmp_path / "m.keras"), "eval", "fp16")
 
 
+@pytest.mark.slow
 def test_paper_mode_keras_file_keeps_its_layers_and_statistics(exported,
                                                                tmp_path):
   """Paper mode (batch statistics) without dropout is deterministic: the

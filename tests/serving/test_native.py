@@ -421,6 +421,7 @@ def test_16_bit_png_in_16_bit_png_out(odd_export, tmp_path):
   assert np.abs(answered.astype(int) - outputs["low"]).max() <= 1
 
 
+@pytest.mark.slow
 def test_training_and_evaluation_read_16_bit_pairs_at_full_precision(
     tmp_path):
   rng = np.random.RandomState(1)

@@ -60,6 +60,7 @@ def test_an_old_export_serves_the_same_answer(expected):
                              expected["translate_encoded"], atol=1)
 
 
+@pytest.mark.slow
 def test_predict_translates_with_an_old_export(expected, tmp_path):
   (tmp_path / "in").mkdir()
   Image.fromarray(expected["image"]).save(tmp_path / "in" / "a.png")

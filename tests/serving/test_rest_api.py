@@ -117,6 +117,7 @@ def test_uint8_signatures_take_integer_lists(client, signatures, name):
 
 @pytest.mark.parametrize("name", ["translate_encoded",
                                   "translate_encoded_native"])
+@pytest.mark.slow
 def test_encoded_signatures_take_and_answer_b64(client, signatures, name):
   images = [gradient_image(24, 40), gradient_image(24, 40, 3, 50)]
   encoded = [png_b64(image) for image in images]
@@ -490,6 +491,7 @@ def doc_requests():
   return requests
 
 
+@pytest.mark.slow
 def test_every_documented_request_runs_what_tf_serving_would_run(export_dir,
                                                                  tmp_path):
   """Each example of docs/rest_api.md, sent to serve, is answered by the

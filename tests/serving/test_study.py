@@ -431,6 +431,7 @@ def page(served):
 
 
 @pytest.mark.parametrize("served", ["single"], indirect=True)
+@pytest.mark.slow
 def test_single_page_in_a_real_browser(page):
   from selenium.webdriver.common.by import By
   from selenium.webdriver.support import expected_conditions as ec
@@ -464,6 +465,7 @@ def test_single_page_in_a_real_browser(page):
 
 
 @pytest.mark.parametrize("served", ["2afc"], indirect=True)
+@pytest.mark.slow
 def test_2afc_page_in_a_real_browser(page):
   from selenium.webdriver.common.by import By
   from selenium.webdriver.support import expected_conditions as ec

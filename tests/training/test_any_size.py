@@ -55,6 +55,7 @@ def test_batches_hold_one_size_fitted_to_the_generator(mode, tmp_path):
 
 
 @pytest.mark.parametrize("mode", ["none", "scale_width"])
+@pytest.mark.slow
 def test_a_few_steps_train_on_odd_non_square_images(mode, tmp_path):
   config = config_for(tmp_path, preprocess=mode, strategy="one_device")
   results = training.train_and_evaluate(config)
@@ -110,6 +111,7 @@ print(json.dumps({"loss": float(metrics["gen_total_loss"]),
 """
 
 
+@pytest.mark.slow
 def test_two_replicas_train_on_batches_of_different_sizes(tmp_path):
   """Each replica's batches hold one size, which may differ from the other
   replica's and from step to step."""

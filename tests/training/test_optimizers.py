@@ -119,6 +119,7 @@ def test_fused_adam_is_adam_in_one_kernel():
 
 
 @pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.slow
 def test_the_flag_chooses_the_optimizer_and_training_lowers_the_loss(
     fused, tmp_path):
   built, strategy = built_small(tmp_path, fused_updates=fused)

@@ -34,6 +34,7 @@ def build(config, batch_size=2):
   return state, step, iterator
 
 
+@pytest.mark.slow
 def test_bf16_computes_in_bfloat16_with_float32_variables_and_outputs(
     tmp_path):
   state, step, iterator = build(small_config(tmp_path, tmp_path,
@@ -54,6 +55,7 @@ def test_bf16_computes_in_bfloat16_with_float32_variables_and_outputs(
   assert keras.mixed_precision.dtype_policy().name == "float32"
 
 
+@pytest.mark.slow
 def test_fp16_scales_the_loss(tmp_path):
   state, step, iterator = build(small_config(tmp_path, tmp_path,
                                              mixed_precision="fp16"))
@@ -67,6 +69,7 @@ def test_fp16_scales_the_loss(tmp_path):
   assert float(state.generator_optimizer.dynamic_scale) <= before
 
 
+@pytest.mark.slow
 def test_steps_per_execution_runs_several_steps_per_call(tmp_path):
   state, step, iterator = build(small_config(tmp_path, tmp_path))
   step(iterator, tf.constant(4))
@@ -78,6 +81,7 @@ def test_steps_per_execution_runs_several_steps_per_call(tmp_path):
   assert step.several.experimental_get_tracing_count() == 1
 
 
+@pytest.mark.slow
 def test_a_last_one_step_block_reuses_the_loop_when_blocks_are_longer(
     tmp_path):
   """At --steps_per_execution above 1, a run's last block can be one step:
@@ -96,6 +100,7 @@ def loop_ops(function, *args):
   return {op.type for op in graph.get_operations()}
 
 
+@pytest.mark.slow
 def test_one_step_per_call_runs_without_a_loop(tmp_path):
   """At --steps_per_execution=1 the call is the step itself, no While op;
   it updates the weights as the loop's one iteration does."""

@@ -304,6 +304,7 @@ def test_tfrecord_shards_split_by_file_across_workers(tmp_path):
 
 
 @pytest.mark.parametrize("cache", ["memory", "disk"])
+@pytest.mark.slow
 def test_cache_gives_the_same_data(tmp_path, cache):
   data_dir = demo.write_dataset(str(tmp_path / "data"), 4, 0, 32)
   split = data_lib.open_split(data_dir, "train")

@@ -255,6 +255,7 @@ def two_replicas():
 # the norm cancels; their gradients are rounding noise, which Adam amplifies
 # into differences of the order of the learning rate.)
 @pytest.mark.parametrize("norm", ["none", "sync_batch"])
+@pytest.mark.slow
 def test_two_replicas_match_one_replica_on_the_same_global_batch(
     tmp_path, norm, two_replicas):
   config = small_config(tmp_path, tmp_path, dropout=0.0, norm=norm)

@@ -147,6 +147,7 @@ def relative_error(got, expected):
 
 @pytest.mark.parametrize("setting", [
     dict(jit_compile=True), dict(mixed_precision="bf16")])
+@pytest.mark.slow
 def test_the_order_holds_under_xla_and_bfloat16(tmp_path, setting):
   config = small_config(tmp_path, tmp_path, norm="instance", dropout=0.0,
                         lambda_l1=1.0, **setting)
@@ -165,6 +166,7 @@ def test_the_order_holds_under_xla_and_bfloat16(tmp_path, setting):
     assert_close(gen_step, gen_updated_d)
 
 
+@pytest.mark.slow
 def test_several_steps_per_call_are_each_the_papers_update(tmp_path):
   """--steps_per_execution=2: each step inside the one call is a D step
   and then a G step against the updated D, as two steps by hand."""
