@@ -67,6 +67,9 @@ OPTIONS = (
            "download that differs is refused."),
     Option("timeout", float, 60, "download: seconds a silent connection "
            "is waited for.", lower_bound=1),
+    Option("retries", int, 2, "download: times a lost connection, a cut "
+           "download or a server error (HTTP 5xx) is tried again.",
+           lower_bound=0),
     Option("split", str, "train",
            "Subfolder of --output to write pairs into."),
     Option("size", int, None, "Resize each half to size x size (combine "
@@ -126,7 +129,8 @@ def main(argv):
     FLAGS = flags.FLAGS
     from pix2pix_tf.data import download  # Keras's get_file: TensorFlow.
     download.fetch(argv[2], FLAGS.output or os.path.join("datasets", argv[2]),
-                   FLAGS.base_url, FLAGS.sha256, FLAGS.timeout)
+                   FLAGS.base_url, FLAGS.sha256, FLAGS.timeout,
+                   FLAGS.retries)
     return
   if len(argv) != 2 or argv[1] not in COMMANDS:
     raise app.UsageError(f"Give one command: {', '.join(COMMANDS)}.")

@@ -7,7 +7,9 @@ The archive (NAME.tar.gz of the reference's server) is downloaded by
 (`--sha256`; the reference publishes none, so every download prints its
 digest, to pin the next), and extracted in a temporary folder beside the
 destination, moved into place only when complete: a failure leaves no
-half-extracted dataset behind.
+half-extracted dataset behind. A lost connection, a cut download or a server
+error is tried again (`--retries`); a missing archive or a wrong digest is
+not.
 """
 
 import hashlib
@@ -16,6 +18,8 @@ import re
 import shutil
 import socket
 import tarfile
+import time
+import urllib.error
 from typing import Optional
 
 import keras
@@ -49,12 +53,40 @@ def checked_sha256(sha256: Optional[str]) -> Optional[str]:
 
 
 def download(url: str, folder: str, sha256: Optional[str] = None,
-             timeout: float = 60) -> str:
+             timeout: float = 60, retries: int = 2) -> str:
   """`url` downloaded into `folder` by keras.utils.get_file (checked
   against `sha256` when given); returns the file's path. A connection
   silent for `timeout` seconds fails (get_file takes no timeout of its
-  own: the socket default is set around it)."""
+  own: the socket default is set around it). A failure the server may not
+  repeat (a lost or silent connection, a cut body, an HTTP 5xx) is tried
+  again up to `retries` times, after 2, 4, 8... seconds; get_file has no
+  retries of its own. A 4xx answer or a wrong digest is final."""
   sha256 = checked_sha256(sha256)
+  for attempt in range(1, retries + 1):
+    try:
+      return _get_file(url, folder, sha256, timeout)
+    except _Transient as e:
+      # The line starts anew: get_file's progress bar may have none.
+      print(f"\nDownload failed ({e}); trying again ({attempt} of "
+            f"{retries}).", flush=True)
+      time.sleep(2 ** attempt)
+  try:
+    return _get_file(url, folder, sha256, timeout)
+  except _Transient as e:
+    raise DownloadError(
+        f"Could not download {url}: {e}. Check the network connection (or "
+        "--base_url), or download the archive by hand and extract it into "
+        "the destination folder.") from None
+
+
+class _Transient(Exception):
+  """A download failure that trying again may mend."""
+
+
+def _get_file(url: str, folder: str, sha256: Optional[str],
+              timeout: float) -> str:
+  """One keras.utils.get_file attempt; _Transient for a failure worth
+  another, DownloadError for one that is final."""
   path = os.path.join(folder, os.path.basename(url))
   previous = socket.getdefaulttimeout()
   socket.setdefaulttimeout(timeout)
@@ -68,11 +100,14 @@ def download(url: str, folder: str, sha256: Optional[str] = None,
         f"{url} has the SHA-256 {got}, not --sha256={sha256}. Run the "
         "command again, or check the value you gave.") from None
   except Exception as e:  # pylint: disable=broad-except
-    # get_file raises Exception with the HTTP or socket error in its text.
-    raise DownloadError(
-        f"Could not download {url}: {e}. Check the network connection (or "
-        "--base_url), or download the archive by hand and extract it into "
-        "the destination folder.") from None
+    # get_file raises a bare Exception with the HTTP or socket error in its
+    # text; the error it caught is the exception's context.
+    cause = e.__context__
+    if isinstance(cause, urllib.error.HTTPError) and cause.code < 500:
+      raise DownloadError(
+          f"Could not download {url}: {e}. Check --base_url and the "
+          "dataset's name.") from None
+    raise _Transient(str(e)) from None
   finally:
     socket.setdefaulttimeout(previous)
 
@@ -118,7 +153,8 @@ def _extract_all(tar: tarfile.TarFile, folder: str) -> None:
 
 
 def fetch(name: str, output: str, base_url: str,
-          sha256: Optional[str] = None, timeout: float = 60) -> str:
+          sha256: Optional[str] = None, timeout: float = 60,
+          retries: int = 2) -> str:
   """Downloads dataset `name` (`base_url`/NAME.tar.gz) and extracts it into
   the folder `output`; returns it. Nothing is written where a dataset
   already is."""
@@ -132,7 +168,7 @@ def fetch(name: str, output: str, base_url: str,
 
   def build(staging):
     print(f"Downloading {url}")
-    archive = download(url, staging, sha256, timeout)
+    archive = download(url, staging, sha256, timeout, retries)
     print(f"SHA-256 of {name}.tar.gz: {sha256_of(archive)}")
     extract(archive, name, staging)
     os.remove(archive)

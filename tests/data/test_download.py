@@ -99,8 +99,12 @@ def test_a_silent_server_times_out(tmp_path):
     silent.listen()
     port = silent.getsockname()[1]
     result = run_tool("facades", tmp_path / "datasets",
-                      f"--base_url=http://127.0.0.1:{port}", "--timeout=2")
+                      f"--base_url=http://127.0.0.1:{port}", "--timeout=2",
+                      "--retries=1")
   assert result.returncode != 0
+  # Tried twice, then the error.
+  assert result.stdout.count("Download failed") == 1
+  assert "trying again (1 of 1)" in result.stdout
   assert f"Could not download http://127.0.0.1:{port}/facades.tar.gz" in (
       result.stderr)
   assert not (tmp_path / "datasets" / "facades").exists()
@@ -127,7 +131,54 @@ def test_missing_archive_is_a_clear_error(server, tmp_path):
   result = run_tool("cityscapes", tmp_path / "d", f"--base_url={url}")
   assert result.returncode != 0
   assert "404" in result.stderr and "cityscapes.tar.gz" in result.stderr
+  assert "Check --base_url and the dataset's name" in result.stderr
+  assert "trying again" not in result.stdout  # A 404 is final.
   assert not (tmp_path / "d" / "cityscapes").exists()
+
+
+class FlakyHandler(http.server.SimpleHTTPRequestHandler):
+  """Answers the first GET with HTTP 503 and the second with a body cut
+  short of its Content-Length; serves the file from the third on."""
+  answered = 0
+
+  def do_GET(self):  # pylint: disable=invalid-name
+    FlakyHandler.answered += 1
+    if FlakyHandler.answered == 1:
+      self.send_error(503, "Busy")
+    elif FlakyHandler.answered == 2:
+      self.send_response(200)
+      self.send_header("Content-Length", "100000")
+      self.end_headers()
+      self.wfile.write(b"x" * 1000)
+      self.close_connection = True
+    else:
+      super().do_GET()
+
+
+@pytest.mark.slow
+def test_a_server_error_and_a_cut_download_are_tried_again(tmp_path):
+  root = tmp_path / "www"
+  root.mkdir()
+  make_archive(root / "facades.tar.gz")
+  digest = hashlib.sha256((root / "facades.tar.gz").read_bytes()).hexdigest()
+  handler = functools.partial(FlakyHandler, directory=str(root))
+  httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+  threading.Thread(target=httpd.serve_forever, daemon=True).start()
+  try:
+    url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    dest = tmp_path / "datasets"
+    result = run_tool("facades", dest, f"--base_url={url}",
+                      f"--sha256={digest}")
+  finally:
+    httpd.shutdown()
+    httpd.server_close()
+  assert result.returncode == 0, result.stderr
+  assert FlakyHandler.answered == 3
+  assert "503" in result.stdout and "trying again (1 of 2)" in result.stdout
+  assert "trying again (2 of 2)" in result.stdout
+  assert f"SHA-256 of facades.tar.gz: {digest}" in result.stdout
+  assert len(os.listdir(dest / "facades" / "train")) == 3
+  assert sorted(os.listdir(dest)) == [outputs.MANIFEST, "facades"]
 
 
 @pytest.mark.slow
