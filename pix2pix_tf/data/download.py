@@ -13,6 +13,7 @@ not.
 """
 
 import hashlib
+import http.client
 import os
 import re
 import shutil
@@ -58,25 +59,28 @@ def download(url: str, folder: str, sha256: Optional[str] = None,
   against `sha256` when given); returns the file's path. A connection
   silent for `timeout` seconds fails (get_file takes no timeout of its
   own: the socket default is set around it). A failure the server may not
-  repeat (a lost or silent connection, a cut body, an HTTP 5xx) is tried
-  again up to `retries` times, after 2, 4, 8... seconds; get_file has no
-  retries of its own. A 4xx answer or a wrong digest is final."""
+  repeat (no connection, a silent or cut one, HTTP 5xx, 408 or 429) is
+  tried again up to `retries` times, after 2, 4, 8... (at most 60)
+  seconds; get_file has no retries of its own. Any other failure is
+  final."""
   sha256 = checked_sha256(sha256)
   for attempt in range(1, retries + 1):
     try:
       return _get_file(url, folder, sha256, timeout)
     except _Transient as e:
+      wait = min(2 ** attempt, 60)
       # The line starts anew: get_file's progress bar may have none.
-      print(f"\nDownload failed ({e}); trying again ({attempt} of "
-            f"{retries}).", flush=True)
-      time.sleep(2 ** attempt)
+      print(f"\nDownload failed ({e}); trying again in {wait} s ({attempt} "
+            f"of {retries}).", flush=True)
+      time.sleep(wait)
   try:
     return _get_file(url, folder, sha256, timeout)
   except _Transient as e:
     raise DownloadError(
-        f"Could not download {url}: {e}. Check the network connection (or "
-        "--base_url), or download the archive by hand and extract it into "
-        "the destination folder.") from None
+        f"Could not download {url} in {retries + 1} attempts: {e}. Check "
+        "the network connection (or --base_url), try again later, or "
+        "download the archive by hand and extract it into the destination "
+        "folder.") from None
 
 
 class _Transient(Exception):
@@ -94,20 +98,27 @@ def _get_file(url: str, folder: str, sha256: Optional[str],
     return keras.utils.get_file(
         fname=os.path.basename(url), origin=url, file_hash=sha256,
         hash_algorithm="sha256", cache_dir=folder, cache_subdir=".")
-  except ValueError:  # The digest differs.
-    got = sha256_of(path) if os.path.exists(path) else "none (no file)"
-    raise DownloadError(
-        f"{url} has the SHA-256 {got}, not --sha256={sha256}. Run the "
-        "command again, or check the value you gave.") from None
   except Exception as e:  # pylint: disable=broad-except
-    # get_file raises a bare Exception with the HTTP or socket error in its
-    # text; the error it caught is the exception's context.
-    cause = e.__context__
-    if isinstance(cause, urllib.error.HTTPError) and cause.code < 500:
+    # get_file raises a bare Exception for an HTTP or URL error, with that
+    # error as its context, and lets any other error through as it is.
+    cause = e.__context__ if type(e) is Exception else e  # pylint: disable=unidiomatic-typecheck
+    if isinstance(cause, urllib.error.HTTPError):
+      if cause.code >= 500 or cause.code in (408, 429):
+        raise _Transient(str(e)) from None
+      raise DownloadError(f"Could not download {url}: {e}. Check "
+                          "--base_url and the dataset's name.") from None
+    if isinstance(cause, (urllib.error.URLError, TimeoutError,
+                          ConnectionError, http.client.HTTPException)):
+      raise _Transient(str(e)) from None
+    if isinstance(e, ValueError) and sha256 and os.path.exists(path):
       raise DownloadError(
-          f"Could not download {url}: {e}. Check --base_url and the "
-          "dataset's name.") from None
-    raise _Transient(str(e)) from None
+          f"{url} has the SHA-256 {sha256_of(path)}, not --sha256={sha256}. "
+          "Run the command again, or check the value you gave.") from None
+    if isinstance(e, OSError):
+      raise DownloadError(f"Could not write {path}: {e}. Free some space "
+                          "or choose another --output.") from None
+    raise DownloadError(f"Could not download {url}: {e}. Check "
+                        "--base_url.") from None
   finally:
     socket.setdefaulttimeout(previous)
 

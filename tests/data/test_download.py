@@ -78,6 +78,7 @@ def test_an_archive_of_another_digest_is_refused(server, tmp_path):
   assert result.returncode != 0
   assert (f"{url}/maps.tar.gz has the SHA-256 {digest}, not --sha256="
           + "0" * 64) in result.stderr
+  assert "trying again" not in result.stdout  # A wrong digest is final.
   assert not (dest / "maps").exists()
   assert os.listdir(dest) == []
   # A digest in capitals is the same digest; a value of another length is
@@ -104,7 +105,8 @@ def test_a_silent_server_times_out(tmp_path):
   assert result.returncode != 0
   # Tried twice, then the error.
   assert result.stdout.count("Download failed") == 1
-  assert "trying again (1 of 1)" in result.stdout
+  assert "trying again in 2 s (1 of 1)" in result.stdout
+  assert "in 2 attempts" in result.stderr
   assert f"Could not download http://127.0.0.1:{port}/facades.tar.gz" in (
       result.stderr)
   assert not (tmp_path / "datasets" / "facades").exists()
@@ -116,7 +118,8 @@ def test_unreachable_server_is_a_clear_error(tmp_path):
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
   dest = tmp_path / "datasets"
-  result = run_tool("maps", dest, f"--base_url=http://127.0.0.1:{port}")
+  result = run_tool("maps", dest, f"--base_url=http://127.0.0.1:{port}",
+                    "--retries=0")
   assert result.returncode != 0
   assert f"Could not download http://127.0.0.1:{port}/maps.tar.gz" in (
       result.stderr)
@@ -136,23 +139,28 @@ def test_missing_archive_is_a_clear_error(server, tmp_path):
   assert not (tmp_path / "d" / "cityscapes").exists()
 
 
-class FlakyHandler(http.server.SimpleHTTPRequestHandler):
-  """Answers the first GET with HTTP 503 and the second with a body cut
-  short of its Content-Length; serves the file from the third on."""
-  answered = 0
+def flaky_handler():
+  """A handler class that answers the first GET with HTTP 503 and the second
+  with a body cut short of its Content-Length, and serves the file from the
+  third on; `answered` counts the GETs."""
 
-  def do_GET(self):  # pylint: disable=invalid-name
-    FlakyHandler.answered += 1
-    if FlakyHandler.answered == 1:
-      self.send_error(503, "Busy")
-    elif FlakyHandler.answered == 2:
-      self.send_response(200)
-      self.send_header("Content-Length", "100000")
-      self.end_headers()
-      self.wfile.write(b"x" * 1000)
-      self.close_connection = True
-    else:
-      super().do_GET()
+  class FlakyHandler(http.server.SimpleHTTPRequestHandler):
+    answered = 0
+
+    def do_GET(self):  # pylint: disable=invalid-name
+      FlakyHandler.answered += 1
+      if FlakyHandler.answered == 1:
+        self.send_error(503, "Busy")
+      elif FlakyHandler.answered == 2:
+        self.send_response(200)
+        self.send_header("Content-Length", "100000")
+        self.end_headers()
+        self.wfile.write(b"x" * 1000)
+        self.close_connection = True
+      else:
+        super().do_GET()
+
+  return FlakyHandler
 
 
 @pytest.mark.slow
@@ -161,7 +169,8 @@ def test_a_server_error_and_a_cut_download_are_tried_again(tmp_path):
   root.mkdir()
   make_archive(root / "facades.tar.gz")
   digest = hashlib.sha256((root / "facades.tar.gz").read_bytes()).hexdigest()
-  handler = functools.partial(FlakyHandler, directory=str(root))
+  flaky = flaky_handler()
+  handler = functools.partial(flaky, directory=str(root))
   httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
   threading.Thread(target=httpd.serve_forever, daemon=True).start()
   try:
@@ -173,9 +182,10 @@ def test_a_server_error_and_a_cut_download_are_tried_again(tmp_path):
     httpd.shutdown()
     httpd.server_close()
   assert result.returncode == 0, result.stderr
-  assert FlakyHandler.answered == 3
-  assert "503" in result.stdout and "trying again (1 of 2)" in result.stdout
-  assert "trying again (2 of 2)" in result.stdout
+  assert flaky.answered == 3
+  assert "503" in result.stdout
+  assert "trying again in 2 s (1 of 2)" in result.stdout
+  assert "trying again in 4 s (2 of 2)" in result.stdout
   assert f"SHA-256 of facades.tar.gz: {digest}" in result.stdout
   assert len(os.listdir(dest / "facades" / "train")) == 3
   assert sorted(os.listdir(dest)) == [outputs.MANIFEST, "facades"]
@@ -201,3 +211,77 @@ def test_unknown_dataset_name_is_rejected(tmp_path):
   assert result.returncode != 0
   assert ("Give one dataset name after download: facades, cityscapes"
           in result.stderr)
+
+
+@pytest.mark.parametrize("failure, tried", [
+    ("http 503", 3), ("http 429", 3), ("http 404", 1), ("refused", 3),
+    ("timeout", 3), ("cut", 3), ("disk full", 1), ("bad scheme", 1)])
+def test_only_failures_the_server_may_not_repeat_are_tried_again(
+    monkeypatch, tmp_path, failure, tried):
+  """download() against get_file failing as it does for each cause (read
+  from Keras's get_file: HTTP and URL errors become a bare Exception with the
+  error as its context; others pass through)."""
+  import urllib.error
+  import urllib.request
+  import keras
+  from pix2pix_tf.data import download
+
+  def fail():
+    if failure.startswith("http"):
+      code = int(failure.split()[1])
+      error = urllib.error.HTTPError("u", code, "msg", None, None)
+    elif failure == "refused":
+      error = urllib.error.URLError(ConnectionRefusedError(111, "refused"))
+    elif failure == "cut":
+      error = urllib.request.ContentTooShortError("got only 1 byte", None)
+    elif failure == "timeout":
+      raise TimeoutError("timed out")
+    elif failure == "disk full":
+      raise OSError(28, "No space left on device")
+    else:
+      raise ValueError("unknown url type: 'example.org/x.tar.gz'")
+    try:
+      raise error
+    except urllib.error.URLError:
+      raise Exception(f"URL fetch failure on u: {error}")  # pylint: disable=raise-missing-from
+
+  calls = []
+
+  def get_file(**kwargs):
+    calls.append(kwargs["origin"])
+    if len(calls) <= 2:
+      fail()
+    return "saved"
+
+  monkeypatch.setattr(keras.utils, "get_file", get_file)
+  waits = []
+  monkeypatch.setattr(download.time, "sleep", waits.append)
+  if tried == 3:  # Fails twice, then the third attempt succeeds.
+    assert download.download("http://h/x.tar.gz", str(tmp_path)) == "saved"
+    assert waits == [2, 4]
+  else:
+    with pytest.raises(download.DownloadError) as error:
+      download.download("http://h/x.tar.gz", str(tmp_path))
+    assert waits == []
+    if failure == "disk full":
+      assert "Could not write" in str(error.value)
+      assert "--output" in str(error.value)
+    else:
+      assert "--base_url" in str(error.value)
+  assert len(calls) == tried
+
+
+def test_the_wait_between_attempts_is_at_most_a_minute(monkeypatch,
+                                                         tmp_path):
+  import keras
+  from pix2pix_tf.data import download
+
+  def get_file(**kwargs):
+    raise TimeoutError("timed out")
+
+  monkeypatch.setattr(keras.utils, "get_file", get_file)
+  waits = []
+  monkeypatch.setattr(download.time, "sleep", waits.append)
+  with pytest.raises(download.DownloadError, match="in 9 attempts"):
+    download.download("http://h/x.tar.gz", str(tmp_path), retries=8)
+  assert waits == [2, 4, 8, 16, 32, 60, 60, 60]
