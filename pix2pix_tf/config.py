@@ -70,8 +70,8 @@ class ConfigError(errors.CommandError):
 
 def option(default: object, help: str,  # pylint: disable=redefined-builtin
            choices: Optional[Sequence] = None) -> dataclasses.Field:
-  """An option (a field of a Config group) with what its flag needs: the default,
-  the help text and, for an enum, the choices. `define_flags` and the
+  """An option (a field of a Config group) with what its flag needs: the
+  default, the help text and, for an enum, the choices. `define_flags` and the
   flag table of docs/flags.md are generated from these, so an option is one
   edit."""
   return dataclasses.field(default=default, metadata={
@@ -516,10 +516,10 @@ class Config:
     return Config.from_flag_values(flag_values)
 
   def __post_init__(self):
-    """Checks the values when the config is made (from flags, a flagfile,
-    code or `replace`), before any model is built or file written; what depends on the machine (the replicas, files a loss term
-    reads) is checked when a run starts (training.check_run), and a
-    recorded config (`from_json`) is read unchecked.
+    """Checks the values when the config is made (flags, a flagfile, code,
+    `replace`), before any model is built or file written. What depends on
+    the machine (the replicas, files a loss term reads) is checked when a
+    run starts (training.check_run); a recorded config is read unchecked.
 
     Raises:
       ConfigError: naming the flag and what to do instead.

@@ -12,12 +12,13 @@ resizes each to the scale the model was trained at and the result back;
 native runs the generator on the image itself (padded to a multiple of
 2**depth, cropped back). The default is the export's, which the training
 run's --preprocess implies (native for crop and none). --tile translates
-large images at native resolution in overlapping, blended tiles. Every output is a PNG named after the input's stem (photo.jpg ->
-photo.png); images are decoded by the same rule as in training and the
-SavedModel (Exif orientation applied, transparency on white). With --paired each input file is an A|B pair: the
-input half (by the model's direction) is translated, the halves are saved to
-inputs/ and targets/, and `index.html` shows input | generated | target for
-every pair, as the reference's results page.
+large images at native resolution in overlapping, blended tiles. Every
+output is a PNG named after the input's stem (photo.jpg -> photo.png);
+images are decoded by the same rule as in training and the SavedModel (Exif
+orientation applied, transparency on white). With --paired each input file
+is an A|B pair: the input half (by the model's direction) is translated, the
+halves are saved to inputs/ and targets/, and `index.html` shows input |
+generated | target for every pair, as the reference's results page.
 A file that cannot be read is reported and skipped; the command exits
 non-zero at the end if any failed.
 """

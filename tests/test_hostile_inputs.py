@@ -20,7 +20,6 @@ from PIL import Image
 
 from conftest import (NO_TENSORFLOW, run_command, run_saying_imports,
                       small_config)
-from pix2pix_tf import config as config_lib
 from pix2pix_tf.data import building
 from pix2pix_tf.data import demo
 from pix2pix_tf import outputs

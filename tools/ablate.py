@@ -229,9 +229,12 @@ def variant_config(flags: Flags, args: dict, model_dir: str = ""
     raise errors.CommandError(
         f"--steps={args['steps']} with {text!r} trains "
         f"{steps} steps: ablate trains by steps, at least one.")
-  config = base(steps).with_flags(common).with_flags(text)
-  for flag in ("model_dir", "data_dir"):
-    if config.flat()[flag] != base(steps).flat()[flag]:
+  chosen = base(steps)
+  config = chosen.with_flags(common).with_flags(text)
+  for flag, value, ablate_value in (
+      ("model_dir", config.outputs.model_dir, chosen.outputs.model_dir),
+      ("data_dir", config.data.data_dir, chosen.data.data_dir)):
+    if value != ablate_value:
       raise errors.CommandError(
           f"{text or args['flags']!r} sets --{flag}, which ablate chooses "
           f"(--out/NAME and --data_dir): remove it from the variant.")
@@ -630,12 +633,12 @@ def main(argv):
   for config in configs:  # The replicas and weights files, before any trains.
     training.check_run(config, strategy)
   rows = []
-  for name, flags in variants:
+  for name, variant_flags in variants:
     if finished[name]:
       print(f"[{name}] done before; keeping its results.", flush=True)
       rows.append(finished[name])
       continue
-    rows.append(run_variant(name, flags, args, strategy, split))
+    rows.append(run_variant(name, variant_flags, args, strategy, split))
     keras.backend.clear_session()
   names = [name for name, _ in variants]
   write_tables(rows, out, split, args)

@@ -64,23 +64,21 @@ def download(url: str, folder: str, sha256: Optional[str] = None,
   seconds; get_file has no retries of its own. Any other failure is
   final."""
   sha256 = checked_sha256(sha256)
-  for attempt in range(1, retries + 1):
+  for attempt in range(1, retries + 2):
     try:
       return _get_file(url, folder, sha256, timeout)
     except _Transient as e:
+      if attempt > retries:
+        raise DownloadError(
+            f"Could not download {url} in {attempt} attempts: {e}. Check "
+            "the network connection (or --base_url), try again later, or "
+            "download the archive by hand and extract it into the "
+            "destination folder.") from None
       wait = min(2 ** attempt, 60)
       # The line starts anew: get_file's progress bar may have none.
       print(f"\nDownload failed ({e}); trying again in {wait} s ({attempt} "
             f"of {retries}).", flush=True)
       time.sleep(wait)
-  try:
-    return _get_file(url, folder, sha256, timeout)
-  except _Transient as e:
-    raise DownloadError(
-        f"Could not download {url} in {retries + 1} attempts: {e}. Check "
-        "the network connection (or --base_url), try again later, or "
-        "download the archive by hand and extract it into the destination "
-        "folder.") from None
 
 
 class _Transient(Exception):

@@ -26,7 +26,6 @@ import flask
 
 from pix2pix_tf import config as config_lib
 from pix2pix_tf import errors
-from pix2pix_tf import data as data_lib
 from pix2pix_tf import outputs
 from pix2pix_tf.serving import web
 

@@ -388,6 +388,15 @@ def test_a_variant_with_its_own_steps_is_kept_continued_or_refused(tmp_path):
     ablate.load_variants(str(old))
   with pytest.raises(ValueError, match="at least one"):
     ablate.variant_config("--max_steps=0 --epochs=5", args)
+  # The folders are ablate's to choose, from a variant or from --flags.
+  for flag in ("model_dir", "data_dir"):
+    for place in ("variant", "flags"):
+      text = f"--{flag}={tmp_path}/elsewhere"
+      with pytest.raises(ValueError, match=f"sets --{flag}, which ablate"):
+        if place == "variant":
+          ablate.variant_config(text, args)
+        else:
+          ablate.variant_config("", dict(args, flags=text))
 
 
 def test_each_study_write_up_shows_the_studies_own_results():

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 import fid_fixtures
 import pth_writer
-from conftest import (ENV, ROOT, run_command, scalar_tags, small_config,
+from conftest import (ENV, run_command, scalar_tags, small_config,
                       visible_generator)
 from pix2pix_tf.data import demo
 from pix2pix_tf.evaluation import fid_inception
