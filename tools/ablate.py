@@ -216,7 +216,8 @@ def variant_config(flags: Flags, args: dict, model_dir: str = ""
   or what the function `flags` writes for the base with --flags).
 
   Raises:
-    ValueError: the variant would train less than one step.
+    ValueError: the variant would train less than one step, or it or
+      --flags sets --model_dir or --data_dir.
   """
   def base(steps):
     return base_config(args["data_dir"], args["image_size"], steps,
@@ -230,15 +231,24 @@ def variant_config(flags: Flags, args: dict, model_dir: str = ""
         f"--steps={args['steps']} with {text!r} trains "
         f"{steps} steps: ablate trains by steps, at least one.")
   chosen = base(steps)
-  config = chosen.with_flags(common).with_flags(text)
+  config = chosen.with_flags(common)
+  _refuse_folders(chosen, config, f"--flags={common!r}", "--flags")
+  config, chosen = config.with_flags(text), config
+  _refuse_folders(chosen, config, f"The variant {text!r}", "the variant")
+  return config, text
+
+
+def _refuse_folders(chosen: config_lib.Config, config: config_lib.Config,
+                    source: str, place: str) -> None:
+  """A CommandError if `source` (the flags in `place`) moved config's
+  folders from `chosen`'s: ablate chooses them (--out/NAME, --data_dir)."""
   for flag, value, ablate_value in (
       ("model_dir", config.outputs.model_dir, chosen.outputs.model_dir),
       ("data_dir", config.data.data_dir, chosen.data.data_dir)):
     if value != ablate_value:
       raise errors.CommandError(
-          f"{text or args['flags']!r} sets --{flag}, which ablate chooses "
-          f"(--out/NAME and --data_dir): remove it from the variant.")
-  return config, text
+          f"{source} sets --{flag}, which ablate chooses (--out/NAME and "
+          f"--data_dir): remove it from {place}.")
 
 
 def eval_split(data_dir: str) -> str:
@@ -603,10 +613,13 @@ def main(argv):
   # Check every variant's flags, what it left before and what scores
   # them before training; the first checks before TensorFlow's import.
   variants = load_variants(FLAGS.study)
-  configs = [variant_config(flags, args)[0] for _, flags in variants]
+  configs = [variant_config(variant_flags, args,
+                            os.path.join(FLAGS.out, name))[0]
+             for name, variant_flags in variants]
   finished = {
-      name: finished_row(name, flags, args, config.optimisation.max_steps)
-      for (name, flags), config in zip(variants, configs)
+      name: finished_row(name, variant_flags, args,
+                         config.optimisation.max_steps)
+      for (name, variant_flags), config in zip(variants, configs)
   }
   if args["inception_weights"] and not os.path.isfile(
       args["inception_weights"]):

@@ -64,13 +64,15 @@ def download(url: str, folder: str, sha256: Optional[str] = None,
   seconds; get_file has no retries of its own. Any other failure is
   final."""
   sha256 = checked_sha256(sha256)
-  for attempt in range(1, retries + 2):
+  attempts = max(retries, 0) + 1
+  for attempt in range(1, attempts + 1):
     try:
       return _get_file(url, folder, sha256, timeout)
     except _Transient as e:
-      if attempt > retries:
+      if attempt == attempts:
+        tries = "one attempt" if attempts == 1 else f"{attempts} attempts"
         raise DownloadError(
-            f"Could not download {url} in {attempt} attempts: {e}. Check "
+            f"Could not download {url} in {tries}: {e}. Check "
             "the network connection (or --base_url), try again later, or "
             "download the archive by hand and extract it into the "
             "destination folder.") from None

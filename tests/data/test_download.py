@@ -285,3 +285,9 @@ def test_the_wait_between_attempts_is_at_most_a_minute(monkeypatch,
   with pytest.raises(download.DownloadError, match="in 9 attempts"):
     download.download("http://h/x.tar.gz", str(tmp_path), retries=8)
   assert waits == [2, 4, 8, 16, 32, 60, 60, 60]
+  # No retries (or fewer than none, from Python): one attempt, no wait.
+  for retries in (0, -1):
+    waits.clear()
+    with pytest.raises(download.DownloadError, match="in one attempt:"):
+      download.download("http://h/x.tar.gz", str(tmp_path), retries=retries)
+    assert waits == []

@@ -168,6 +168,13 @@ def test_bad_variants_are_rejected_before_training(tmp_path):
   assert "--d_layers=5 is too deep for --crop_size=32" in result.stderr
   assert not (tmp_path / "out").exists()
   assert NO_TENSORFLOW in result.stdout  # Answered at once.
+  # A variant that empties --model_dir is refused before any trains.
+  variants.write_text("ok: --d_layers=1\nmoved: --model_dir=\n")
+  result = run_grid(data_dir, variants, tmp_path / "out")
+  assert result.returncode != 0
+  assert "The variant '--model_dir=' sets --model_dir" in result.stderr
+  assert not (tmp_path / "out").exists()
+  assert NO_TENSORFLOW in result.stdout
   result = run_grid(data_dir, "no_such_set", tmp_path / "out")
   assert result.returncode != 0 and "neither a built-in study" in result.stderr
   assert NO_TENSORFLOW in result.stdout
@@ -388,15 +395,17 @@ def test_a_variant_with_its_own_steps_is_kept_continued_or_refused(tmp_path):
     ablate.load_variants(str(old))
   with pytest.raises(ValueError, match="at least one"):
     ablate.variant_config("--max_steps=0 --epochs=5", args)
-  # The folders are ablate's to choose, from a variant or from --flags.
+  # The folders are ablate's to choose: each source is named.
   for flag in ("model_dir", "data_dir"):
-    for place in ("variant", "flags"):
-      text = f"--{flag}={tmp_path}/elsewhere"
-      with pytest.raises(ValueError, match=f"sets --{flag}, which ablate"):
-        if place == "variant":
-          ablate.variant_config(text, args)
-        else:
-          ablate.variant_config("", dict(args, flags=text))
+    text = f"--{flag}={tmp_path}/elsewhere"
+    with pytest.raises(ValueError, match=(
+        f"^The variant '{text}' sets --{flag}, which ablate chooses .* "
+        "remove it from the variant")):
+      ablate.variant_config(text, args)
+    with pytest.raises(ValueError, match=(
+        f"^--flags='{text}' sets --{flag}, which ablate chooses .* "
+        "remove it from --flags")):
+      ablate.variant_config("--gan_mode=none", dict(args, flags=text))
 
 
 def test_each_study_write_up_shows_the_studies_own_results():
