@@ -143,7 +143,8 @@ def check_path(path: str, fmt: str) -> None:
   suffix = os.path.splitext(FILE_NAMES[fmt])[1]
   if not path.endswith(suffix):
     raise saved_model_lib.ExportError(
-        f"--export_dir={path}: a {fmt} export is a file ending in {suffix}.")
+        f"--export_dir={path}: --format={fmt} writes one file, whose name "
+        f"ends in {suffix} (e.g. {os.path.splitext(path)[0] + suffix}).")
   if os.path.lexists(path) and not os.path.isfile(path):
     raise saved_model_lib.ExportError(
         f"--export_dir={path} exists and is not a file: choose another "

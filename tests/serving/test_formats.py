@@ -4,6 +4,7 @@ input."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -300,7 +301,9 @@ def test_a_file_that_computes_otherwise_replaces_nothing(exported,
 
 def test_bad_paths_are_refused(exported):
   config, generator, _, root = exported
-  with pytest.raises(serving.ExportError, match=r"ending in \.onnx"):
+  with pytest.raises(serving.ExportError, match=(
+      r"--format=onnx writes one file, whose name ends in \.onnx \(e\.g\. "
+      + re.escape(str(root / "x.onnx")))):
     formats.write_format(generator, config, "onnx", str(root / "x.tflite"),
                          "eval")
   (root / "folder.keras").mkdir()
