@@ -519,7 +519,7 @@ class Config:
     """Checks the values when the config is made (flags, a flagfile, code,
     `replace`), before any model is built or file written. What depends on
     the machine (the replicas, files a loss term reads) is checked when a
-    run starts (training.check_run); `from_json` reads a run's unchecked.
+    run starts (training.check_run); `from_json` reads a record unchecked.
 
     Raises:
       ConfigError: naming the flag and what to do instead.

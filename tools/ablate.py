@@ -209,11 +209,12 @@ def base_config(data_dir: str, image_size: int, steps: int,
       checkpoint_every_steps=max(1, steps // 4))
 
 
-def variant_config(flags: Flags, args: dict, model_dir: str = ""
+def variant_config(flags: Flags, args: dict, name: str
                    ) -> Tuple[config_lib.Config, str]:
-  """A variant's training config (the base, then --flags, then its own
-  flags; periods from its own steps) and its own flags as text (`flags`,
-  or what the function `flags` writes for the base with --flags).
+  """Variant `name`'s training config (the base in --out/NAME, then
+  --flags, then its own flags; periods from its own steps) and its own
+  flags as text (`flags`, or what the function `flags` writes for the base
+  with --flags).
 
   Raises:
     ValueError: the variant would train less than one step, or it or
@@ -221,7 +222,7 @@ def variant_config(flags: Flags, args: dict, model_dir: str = ""
   """
   def base(steps):
     return base_config(args["data_dir"], args["image_size"], steps,
-                       model_dir)
+                       os.path.join(args["out"], name))
   common = args["flags"]
   with_common = base(args["steps"]).with_flags(common)
   text = flags(with_common) if callable(flags) else flags
@@ -234,21 +235,23 @@ def variant_config(flags: Flags, args: dict, model_dir: str = ""
   config = chosen.with_flags(common)
   _refuse_folders(chosen, config, f"--flags={common!r}", "--flags")
   config, chosen = config.with_flags(text), config
-  _refuse_folders(chosen, config, f"The variant {text!r}", "the variant")
+  _refuse_folders(chosen, config, f"The variant {name} ({text!r})",
+                  "the variant")
   return config, text
 
 
 def _refuse_folders(chosen: config_lib.Config, config: config_lib.Config,
                     source: str, place: str) -> None:
   """A CommandError if `source` (the flags in `place`) moved config's
-  folders from `chosen`'s: ablate chooses them (--out/NAME, --data_dir)."""
-  for flag, value, ablate_value in (
-      ("model_dir", config.outputs.model_dir, chosen.outputs.model_dir),
-      ("data_dir", config.data.data_dir, chosen.data.data_dir)):
+  folders from `chosen`'s, which ablate chooses."""
+  for flag, value, ablate_value, rule in (
+      ("model_dir", config.outputs.model_dir, chosen.outputs.model_dir,
+       "ablate writes each variant to --out/NAME"),
+      ("data_dir", config.data.data_dir, chosen.data.data_dir,
+       "ablate trains every variant on its own --data_dir")):
     if value != ablate_value:
-      raise errors.CommandError(
-          f"{source} sets --{flag}, which ablate chooses (--out/NAME and "
-          f"--data_dir): remove it from {place}.")
+      raise errors.CommandError(f"{source} sets --{flag}, but {rule}: "
+                                f"remove it from {place}.")
 
 
 def eval_split(data_dir: str) -> str:
@@ -409,7 +412,7 @@ def finished_row(name: str, flags: Flags, args: dict, steps: int
     return None
   # Settings name a function variant by its name: its flags must still be
   # what it writes.
-  text = variant_config(flags, args)[1]
+  text = variant_config(flags, args, name)[1]
   if row["flags"] != text:
     raise errors.CommandError(
         f"{folder} holds variant {name} trained with {row['flags']!r}, not "
@@ -425,7 +428,7 @@ def run_variant(name: str, flags: Flags, args: dict, strategy: object,
   from pix2pix_tf import training
 
   model_dir = os.path.join(args["out"], name)
-  config, text = variant_config(flags, args, model_dir)
+  config, text = variant_config(flags, args, name)
   training.check_run(config, strategy)  # Before its folder is written.
   print(f"[{name}] training {config.optimisation.max_steps} steps: "
         f"{text or 'defaults'}", flush=True)
@@ -613,13 +616,11 @@ def main(argv):
   # Check every variant's flags, what it left before and what scores
   # them before training; the first checks before TensorFlow's import.
   variants = load_variants(FLAGS.study)
-  configs = [variant_config(variant_flags, args,
-                            os.path.join(FLAGS.out, name))[0]
-             for name, variant_flags in variants]
+  configs = [variant_config(flags, args, name)[0]
+             for name, flags in variants]
   finished = {
-      name: finished_row(name, variant_flags, args,
-                         config.optimisation.max_steps)
-      for (name, variant_flags), config in zip(variants, configs)
+      name: finished_row(name, flags, args, config.optimisation.max_steps)
+      for (name, flags), config in zip(variants, configs)
   }
   if args["inception_weights"] and not os.path.isfile(
       args["inception_weights"]):

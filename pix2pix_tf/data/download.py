@@ -60,9 +60,9 @@ def download(url: str, folder: str, sha256: Optional[str] = None,
   silent for `timeout` seconds fails (get_file takes no timeout of its
   own: the socket default is set around it). A failure the server may not
   repeat (no connection, a silent or cut one, HTTP 5xx, 408 or 429) is
-  tried again up to `retries` times, after 2, 4, 8... (at most 60)
-  seconds; get_file has no retries of its own. Any other failure is
-  final."""
+  tried again up to `retries` times (none for 0 or less), after 2, 4,
+  8... (at most 60) seconds; get_file has no retries of its own. Any other
+  failure is final."""
   sha256 = checked_sha256(sha256)
   attempts = max(retries, 0) + 1
   for attempt in range(1, attempts + 1):

@@ -142,9 +142,14 @@ def check_path(path: str, fmt: str) -> None:
   """ExportError unless `path` can be (re)written as a `fmt` file."""
   suffix = os.path.splitext(FILE_NAMES[fmt])[1]
   if not path.endswith(suffix):
+    # The path's own name with the suffix (a folder's too: the SavedModel's
+    # habit), or the default name inside "." or "..".
+    stem = os.path.splitext(path.rstrip(os.sep))[0]
+    example = (stem + suffix if os.path.basename(stem) not in ("", ".", "..")
+               else os.path.join(path, FILE_NAMES[fmt]))
     raise saved_model_lib.ExportError(
         f"--export_dir={path}: --format={fmt} writes one file, whose name "
-        f"ends in {suffix} (e.g. {os.path.splitext(path)[0] + suffix}).")
+        f"ends in {suffix}: give e.g. --export_dir={example}.")
   if os.path.lexists(path) and not os.path.isfile(path):
     raise saved_model_lib.ExportError(
         f"--export_dir={path} exists and is not a file: choose another "

@@ -276,7 +276,10 @@ def test_the_wait_between_attempts_is_at_most_a_minute(monkeypatch,
   import keras
   from pix2pix_tf.data import download
 
+  calls = []
+
   def get_file(**kwargs):
+    calls.append(kwargs)
     raise TimeoutError("timed out")
 
   monkeypatch.setattr(keras.utils, "get_file", get_file)
@@ -286,8 +289,9 @@ def test_the_wait_between_attempts_is_at_most_a_minute(monkeypatch,
     download.download("http://h/x.tar.gz", str(tmp_path), retries=8)
   assert waits == [2, 4, 8, 16, 32, 60, 60, 60]
   # No retries (or fewer than none, from Python): one attempt, no wait.
+  assert len(calls) == 9
   for retries in (0, -1):
-    waits.clear()
+    waits.clear(), calls.clear()
     with pytest.raises(download.DownloadError, match="in one attempt:"):
       download.download("http://h/x.tar.gz", str(tmp_path), retries=retries)
-    assert waits == []
+    assert (waits, len(calls)) == ([], 1)

@@ -4,6 +4,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -172,7 +173,8 @@ def test_bad_variants_are_rejected_before_training(tmp_path):
   variants.write_text("ok: --d_layers=1\nmoved: --model_dir=\n")
   result = run_grid(data_dir, variants, tmp_path / "out")
   assert result.returncode != 0
-  assert "The variant '--model_dir=' sets --model_dir" in result.stderr
+  assert "The variant moved ('--model_dir=') sets --model_dir" in (
+      result.stderr)
   assert not (tmp_path / "out").exists()
   assert NO_TENSORFLOW in result.stdout
   result = run_grid(data_dir, "no_such_set", tmp_path / "out")
@@ -226,21 +228,24 @@ def test_builtin_studies_are_the_studies_comparisons():
 
   def config_of(flags, size=128):
     return ablate.variant_config(flags, {"data_dir": "d", "image_size": size,
-                                         "steps": 10, "flags": ""})[0]
+                                         "steps": 10, "flags": "",
+                                         "out": "out"}, "v")[0]
 
   for name, text in sets["objective"]:
     config = config_of(text)
     assert (config.objective.gan_mode == "none") == (name in ("L1", "L2"))
     assert (config.objective.lambda_l2 > 0) == ("L2" in name)
   # Batch 32 for the same steps, and for the same images: a 32nd of them.
-  args = {"data_dir": "d", "image_size": 64, "steps": 1500, "flags": ""}
-  configs = [ablate.variant_config(t, args)[0] for _, t in sets["batch_size"]]
+  args = {"data_dir": "d", "image_size": 64, "steps": 1500, "flags": "",
+          "out": "out"}
+  configs = [ablate.variant_config(t, args, name)[0]
+             for name, t in sets["batch_size"]]
   assert [(c.optimisation.batch_size, c.optimisation.max_steps)
           for c in configs] == [(1, 1500), (32, 1500), (32, 47)]
   # Its periods follow its own steps (a loss curve, a final checkpoint).
   periods = configs[2].outputs
   assert (periods.log_every_steps, periods.eval_every_steps) == (1, 47)
-  assert ablate.variant_config(sets["batch_size"][2][1], args)[1] == (
+  assert ablate.variant_config(sets["batch_size"][2][1], args, "v")[1] == (
       "--batch_size=32 --max_steps=47")
   # Augmentation: jitter is a resize above the crop size (then a random
   # crop back), mirroring the random flip; without jitter, --load_size is
@@ -337,7 +342,7 @@ def test_a_variant_with_its_own_steps_is_kept_continued_or_refused(tmp_path):
           "flags": "", "out": str(tmp_path), "label_palette": "",
           "segmenter": "", "inception_weights": ""}
   flags = ablate.same_images_at_batch_32
-  config, text = ablate.variant_config(flags, args)
+  config, text = ablate.variant_config(flags, args, "v")
   assert config.optimisation.max_steps == 2
   assert text == "--batch_size=32 --max_steps=2"
   (tmp_path / "v").mkdir()
@@ -361,7 +366,7 @@ def test_a_variant_with_its_own_steps_is_kept_continued_or_refused(tmp_path):
   # More --steps continue it: its flags are what the function writes.
   row_of(2)
   more = dict(args, steps=100)
-  assert ablate.variant_config(flags, more)[0].optimisation.max_steps == 4
+  assert ablate.variant_config(flags, more, "v")[0].optimisation.max_steps == 4
   assert ablate.finished_row("v", flags, more, 4) is None
   # A finished row whose flags the function no longer writes is refused.
   (tmp_path / "v" / "metrics.json").write_text(json.dumps(
@@ -377,35 +382,42 @@ def test_a_variant_with_its_own_steps_is_kept_continued_or_refused(tmp_path):
   assert "steps" not in ablate.markdown_table(rows[:1], "batch_size")[0]
   # A variant's flags written by a function see --flags applied.
   common = dict(args, flags="--max_steps=64")
-  assert ablate.variant_config("", common)[0].optimisation.max_steps == 64
-  config, text = ablate.variant_config(ablate.same_images_at_batch_32, common)
+  assert ablate.variant_config("", common, "v")[0].optimisation.max_steps == 64
+  config, text = ablate.variant_config(ablate.same_images_at_batch_32, common,
+                                       "v")
   assert (config.optimisation.batch_size, config.optimisation.max_steps,
           config.outputs.eval_every_steps,
           text) == (32, 2, 2, "--batch_size=32 --max_steps=2")
   config = ablate.variant_config(ablate.same_images_at_batch_32,
-                                 dict(args, steps=10))[0]
+                                 dict(args, steps=10), "v")[0]
   assert config.optimisation.max_steps == 1
   # Flag text is flags only: a value that is not one is refused, naming
   # the flag; and so is training no steps.
   with pytest.raises(ValueError, match="max_steps"):
-    ablate.variant_config("--max_steps={steps/2}", args)
+    ablate.variant_config("--max_steps={steps/2}", args, "v")
   old = tmp_path / "old.txt"
   old.write_text("half: --max_steps={steps/2}\n")
   with pytest.raises(ValueError, match=r"old\.txt:1: .* holds a placeholder"):
     ablate.load_variants(str(old))
   with pytest.raises(ValueError, match="at least one"):
-    ablate.variant_config("--max_steps=0 --epochs=5", args)
-  # The folders are ablate's to choose: each source is named.
-  for flag in ("model_dir", "data_dir"):
-    text = f"--{flag}={tmp_path}/elsewhere"
-    with pytest.raises(ValueError, match=(
-        f"^The variant '{text}' sets --{flag}, which ablate chooses .* "
-        "remove it from the variant")):
-      ablate.variant_config(text, args)
-    with pytest.raises(ValueError, match=(
-        f"^--flags='{text}' sets --{flag}, which ablate chooses .* "
-        "remove it from --flags")):
-      ablate.variant_config("--gan_mode=none", dict(args, flags=text))
+    ablate.variant_config("--max_steps=0 --epochs=5", args, "v")
+  # The folders are ablate's to choose: another is refused, naming its
+  # source; the variant's own folder is what ablate chooses anyway.
+  own = ablate.variant_config(f"--model_dir={tmp_path}/v", args, "v")[0]
+  assert own.outputs.model_dir == os.path.join(args["out"], "v")
+  for flag, value, rule in (
+      ("model_dir", f"{tmp_path}/elsewhere", "writes each variant to"),
+      ("model_dir", "", "writes each variant to"),
+      ("data_dir", f"{tmp_path}/elsewhere", "trains every variant on")):
+    text = f"--{flag}={value}"
+    with pytest.raises(ValueError, match=re.escape(
+        f"The variant v ({text!r}) sets --{flag}, but ablate {rule}") +
+                       ".*remove it from the variant"):
+      ablate.variant_config(text, args, "v")
+    with pytest.raises(ValueError, match=re.escape(
+        f"--flags={text!r} sets --{flag}, but ablate {rule}") +
+                       ".*remove it from --flags"):
+      ablate.variant_config("--gan_mode=none", dict(args, flags=text), "v")
 
 
 def test_each_study_write_up_shows_the_studies_own_results():

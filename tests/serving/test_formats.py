@@ -301,11 +301,13 @@ def test_a_file_that_computes_otherwise_replaces_nothing(exported,
 
 def test_bad_paths_are_refused(exported):
   config, generator, _, root = exported
-  with pytest.raises(serving.ExportError, match=(
-      r"--format=onnx writes one file, whose name ends in \.onnx \(e\.g\. "
-      + re.escape(str(root / "x.onnx")))):
-    formats.write_format(generator, config, "onnx", str(root / "x.tflite"),
-                         "eval")
+  for given, example in [(root / "x.tflite", root / "x.onnx"),
+                         (f"{root}/export/", root / "export.onnx"),
+                         (".", os.path.join(".", formats.FILE_NAMES["onnx"]))]:
+    with pytest.raises(serving.ExportError, match=re.escape(
+        "--format=onnx writes one file, whose name ends in .onnx: give e.g. "
+        f"--export_dir={example}.")):
+      formats.write_format(generator, config, "onnx", str(given), "eval")
   (root / "folder.keras").mkdir()
   with pytest.raises(serving.ExportError, match="not a file"):
     formats.write_format(generator, config, "keras",
