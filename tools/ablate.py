@@ -427,8 +427,8 @@ def run_variant(name: str, flags: Flags, args: dict, strategy: object,
   Exits, writing no row, when SIGTERM stops the training."""
   from pix2pix_tf import training
 
-  model_dir = os.path.join(args["out"], name)
   config, text = variant_config(flags, args, name)
+  model_dir = config.outputs.model_dir  # --out/NAME, as variant_config chose.
   training.check_run(config, strategy)  # Before its folder is written.
   print(f"[{name}] training {config.optimisation.max_steps} steps: "
         f"{text or 'defaults'}", flush=True)
