@@ -31,8 +31,21 @@ demo: venv
 # The 20 slowest tests are listed at the end.
 TEST_WORKERS ?= 2
 
+# The browser test of `export --format=web` runs the page on the runtime it
+# ships, onnxruntime-web, fetched once from the npm registry into Keras's
+# cache and checked by its sha256 (offline, that test is skipped). Its path
+# is the only line on stdout (the progress bar goes to stderr).
+define FETCH_WEB_RUNTIME
+import contextlib, sys
+from pix2pix_tf.serving import web_export
+with contextlib.redirect_stdout(sys.stderr):
+    path = web_export.fetch_runtime()
+print(path)
+endef
+export FETCH_WEB_RUNTIME
 test: venv
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope --durations=20 tests
+	PIX2PIX_WEB_RUNTIME="$$($(PY) -c "$$FETCH_WEB_RUNTIME")" \
+	    $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope --durations=20 tests
 
 clean:
 	rm -rf $(VENV) runs/demo datasets/demo

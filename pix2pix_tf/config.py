@@ -39,8 +39,8 @@ PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width",
                     "scale_width_and_crop", "none")
 # --resolution of inference (see data.transforms.implied_resolution).
 RESOLUTIONS = ("native", "training")
-# export --format (see serving.formats).
-EXPORT_FORMATS = ("saved_model", "keras", "litert", "onnx")
+# export --format (see serving.formats, serving.web_export).
+EXPORT_FORMATS = ("saved_model", "keras", "litert", "onnx", "web")
 # What `evaluate --metrics` computes (fid and kid need Inception weights).
 METRICS = ("l1", "mse", "psnr", "ssim", "pixel_accuracy", "color", "fid",
            "kid")

@@ -7,10 +7,14 @@ r"""Exports a trained generator as a SavedModel for serving.
     python -m pix2pix_tf.export --model_dir=runs/facades --format=onnx
     python -m pix2pix_tf.export --model_dir=runs/facades --format=litert \
         --precision=fp16
+    python -m pix2pix_tf.export --model_dir=runs/facades --format=web \
+        --export_dir=site
 
 The SavedModel needs nothing of this package to load; its signatures are
 described in pix2pix_tf/serving/signatures.py. The other formats
-(--format=keras|litert|onnx) are described in pix2pix_tf/serving/formats.py.
+(--format=keras|litert|onnx) are described in pix2pix_tf/serving/formats.py,
+and the static site that translates in the browser (--format=web) in
+pix2pix_tf/serving/web_export.py.
 """
 
 from absl import app
@@ -32,14 +36,22 @@ OPTIONS = (
                    "RUN/checkpoints/ckpt-4000); default: the latest in "
                    "<model_dir>/checkpoints."),
     Option("export_dir", str, None, "Where to write (default: "
-           "<model_dir>/export, or export.keras, .tflite, .onnx)."),
-    Option("format", str, "saved_model", "The SavedModel, or one file "
+           "<model_dir>/export, or export.keras, .tflite, .onnx, or the "
+           "folder <model_dir>/web)."),
+    Option("format", str, "saved_model", "The SavedModel, one file "
            "checked with its runtime (litert: [1, S, S, C] at the "
-           "training crop size).", choices=EXPORT_FORMATS),
-    Option("precision", str, "float32", "litert, onnx: fp16 stores the "
+           "training crop size), or web: a folder with the drawing page, "
+           "the ONNX model and ONNX Runtime Web, which translates in the "
+           "browser.", choices=EXPORT_FORMATS),
+    Option("precision", str, None, "litert, onnx, web: fp16 stores the "
            "weights in float16, half the file (computed in float32 where "
-           "the runtime has no float16 kernels).",
-           choices=("float32", "fp16")),
+           "the runtime has no float16 kernels). Default: fp16 for web, "
+           "float32 otherwise.", choices=("float32", "fp16")),
+    Option("web_runtime", str, None, "web: the onnxruntime-web package "
+           "to take the page's runtime from: an archive (`npm pack "
+           "onnxruntime-web@1.31.1`) or an unpacked package folder. "
+           "Default: the npm registry's archive of 1.31.1, downloaded "
+           "once into ~/.keras/pix2pix_tf and checked by its sha256."),
     Option("inference_mode", str, None, "paper: dropout on and batch "
            "statistics at test time, as the paper; eval: moving "
            "statistics, no dropout. Default: the run's "
@@ -58,15 +70,24 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   if not FLAGS.model_dir:
     raise app.UsageError("--model_dir is required.")
+  if FLAGS.web_runtime and FLAGS.format != "web":
+    raise app.UsageError("--web_runtime is for --format=web.")
   from pix2pix_tf import serving  # After the flags: a fast --help.
   if FLAGS.format == "saved_model":
     path = serving.export(FLAGS.model_dir, FLAGS.export_dir,
                           FLAGS.checkpoint, FLAGS.inference_mode,
                           FLAGS.max_pixels, FLAGS.resolution)
+  elif FLAGS.format == "web":
+    from pix2pix_tf.serving import web_export
+    record = web_export.export_site(
+        FLAGS.model_dir, FLAGS.export_dir, FLAGS.checkpoint,
+        FLAGS.inference_mode, FLAGS.precision or "fp16", FLAGS.web_runtime)
+    print(web_export.summary(record))
+    return
   else:
     written = serving.export_format(
         FLAGS.model_dir, FLAGS.format, FLAGS.export_dir, FLAGS.checkpoint,
-        FLAGS.inference_mode, FLAGS.precision)
+        FLAGS.inference_mode, FLAGS.precision or "float32")
   if FLAGS.format == "saved_model":
     print(f"Exported to {path}")
     return

@@ -6,6 +6,7 @@ installs them). Without them the browser tests are skipped, unless
 PIX2PIX_REQUIRE_BROWSER=1 (set by .ci/run) makes that a failure.
 """
 
+import json
 import os
 import shutil
 import tempfile
@@ -16,8 +17,11 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 
 
-def chromium_driver():
-  """A headless Chromium WebDriver; the caller quits it."""
+def chromium_driver(network_log=False, webgpu=False):
+  """A headless Chromium WebDriver; the caller quits it. With
+  `network_log`, `requested_urls(driver)` lists every request the pages
+  made; with `webgpu`, pages get a WebGPU adapter (SwiftShader's, on the
+  CPU)."""
   if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
     message = ("Debian's chromium and chromium-driver are not installed "
                "(apt-get install chromium chromium-driver).")
@@ -37,6 +41,13 @@ def chromium_driver():
                    "--disable-dev-shm-usage", "--window-size=1000,900",
                    f"--user-data-dir={profile}"):
     options.add_argument(argument)
+  if webgpu:
+    for argument in ("--enable-unsafe-webgpu", "--enable-unsafe-swiftshader",
+                     "--use-webgpu-adapter=swiftshader",
+                     "--enable-features=Vulkan", "--use-angle=swiftshader"):
+      options.add_argument(argument)
+  if network_log:
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
   driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
   original_quit = driver.quit
 
@@ -46,3 +57,17 @@ def chromium_driver():
 
   driver.quit = quit_and_clean
   return driver
+
+
+def requested_urls(driver):
+  """The URLs of the requests the pages made since the last call (a driver
+  made with `network_log`), from the DevTools protocol's Network
+  events."""
+  urls = []
+  for entry in driver.get_log("performance"):
+    message = json.loads(entry["message"])["message"]
+    # Not the browser's own pages (its start page loads chrome:// files).
+    if (message["method"] == "Network.requestWillBeSent" and not
+        message["params"].get("documentURL", "").startswith("chrome://")):
+      urls.append(message["params"]["request"]["url"])
+  return urls

@@ -7,6 +7,8 @@
   training or native resolution.
 * `formats`: the generator as a .keras, LiteRT or ONNX file, checked
   with its runtime.
+* `web_export`: a static folder (the drawing page, the ONNX model and ONNX
+  Runtime Web) that translates in the browser.
 * `translator`: an export or a run as a Python function on images
   (`pix2pix_tf.load`).
 * `tiling`: tiled translation of images too large to translate whole.
@@ -33,5 +35,5 @@ __all__, __getattr__, __dir__ = lazy.exports(__name__, {
     "tiling": ["translate_tiled"],
     "translation": ["list_inputs", "make_translate", "translate_files"],
     "translator": ["ExportTranslator", "load", "to_pil"],
-    "rest": [], "server": [], "study": [], "web": [],
+    "rest": [], "server": [], "study": [], "web": [], "web_export": [],
 })

@@ -192,10 +192,20 @@ def public_metadata(metadata: dict) -> dict:
   return public
 
 
+def drawing_config(metadata: dict, palette: Optional[List[dict]],
+                   max_pixels: int) -> dict:
+  """What the drawing page is told of the drawing: the brushes (a
+  palette's classes, or a pen), the canvas sizes, the pixel limit."""
+  return {"kind": "labels" if palette else "edges",
+          "max_pixels": max_pixels,
+          "palette": palette or [],
+          "size": metadata.get("image_size", 256),
+          "sizes": canvas_sizes(metadata, max_pixels)}
+
+
 def _page_config(translator: Translator, palette: Optional[List[dict]],
                  max_pixels: int) -> dict:
-  """What the page is told: brushes, canvas sizes, the pixel limit, the
-  signature."""
+  """What the page is told: the drawing, and the signature to ask."""
   # The page translates its canvas at native resolution, whatever size is
   # chosen, unless serve --resolution=training asked otherwise (or the
   # export predates native inference).
@@ -203,13 +213,8 @@ def _page_config(translator: Translator, palette: Optional[List[dict]],
                       for r in ("native", "training"))
   signature = native if (translator.requested_resolution != "training" and
                          native in translator.signatures) else training
-  return {"kind": "labels" if palette else "edges",
-          "max_pixels": max_pixels,
-          "palette": palette or [],
-          "size": translator.metadata.get("image_size", 256),
-          "sizes": canvas_sizes(translator.metadata, max_pixels),
-          "signature": signature,
-          "model": MODEL_NAME}
+  return {**drawing_config(translator.metadata, palette, max_pixels),
+          "signature": signature, "model": MODEL_NAME}
 
 
 def _error(status: int, message: str):

@@ -1,0 +1,292 @@
+"""`export --format=web`: a static folder that translates in the browser,
+with no server holding the model.
+
+    python -m pix2pix_tf.export --model_dir=runs/facades --format=web \\
+        --export_dir=site
+    python -m http.server --directory site     # then open the page
+
+The folder holds
+
+* `index.html`: `serve`'s drawing page (pages/translate.html: the palette's
+  legend, brushes, upload, canvas sizes, download), told to run the model
+  itself. Its Content-Security-Policy allows the folder's own files and
+  WebAssembly, nothing else: no request leaves the folder.
+* `model.onnx`: the generator as `--format=onnx` writes it and checks it
+  with ONNX Runtime; float16 weights by default (half the download),
+  float32 with `--precision=float32`.
+* `ort/`: the ONNX Runtime Web files the page loads: its WebAssembly build,
+  and its WebGPU build, which the page uses where the browser offers WebGPU.
+* `isolation.js`: a service worker that adds the headers of cross-origin
+  isolation to the folder's files, which WebAssembly's threads need and a
+  static file server does not send (the page reloads once under it).
+* `export.json`: where the runtime came from (npm name, version, the
+  archive's sha256) and every file's sha256.
+
+The runtime is the npm registry's archive of onnxruntime-web
+RUNTIME_VERSION, fetched by keras.utils.get_file (cached in ~/.keras, and
+checked against RUNTIME_SHA256), or what --web_runtime names: such an
+archive (`npm pack onnxruntime-web`) or an unpacked package folder
+(node_modules/onnxruntime-web), whose version its package.json gives.
+"""
+
+import base64
+import contextlib
+import hashlib
+import json
+import os
+import tarfile
+from typing import Dict, Optional, Tuple
+
+import keras
+
+from pix2pix_tf import config as config_lib
+from pix2pix_tf import outputs
+from pix2pix_tf import temporaries
+from pix2pix_tf.serving import formats
+from pix2pix_tf.serving import portable
+from pix2pix_tf.serving import saved_model as saved_model_lib
+from pix2pix_tf.serving import server as server_lib
+from pix2pix_tf.serving import signatures
+from pix2pix_tf.serving import web
+
+RUNTIME_NAME, RUNTIME_VERSION = "onnxruntime-web", "1.31.1"
+RUNTIME_URL = (f"https://registry.npmjs.org/{RUNTIME_NAME}/-/"
+               f"{RUNTIME_NAME}-{RUNTIME_VERSION}.tgz")
+# The registry's archive, as downloaded and checked on 2026-12-05 (its
+# sha512 is the registry's `integrity` of that version).
+RUNTIME_SHA256 = (
+    "bdccdb9fbb9ab537247c0c734e9b1d2b1b338b4f2a09faa58f0dc1cfa27c312c")
+# The files of the package's dist/ that the page loads: the WebAssembly
+# build (ort.wasm) and the WebGPU build (ort.webgpu, on the asyncify
+# binary), each a module and the binary it names.
+RUNTIME_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs",
+                 "ort-wasm-simd-threaded.wasm", "ort.webgpu.min.mjs",
+                 "ort-wasm-simd-threaded.asyncify.mjs",
+                 "ort-wasm-simd-threaded.asyncify.wasm")
+MODEL_FILE, PAGE_FILE, RECORD_FILE = "model.onnx", "index.html", "export.json"
+# The service worker that makes the page cross-origin isolated (pages/).
+ISOLATION_FILE = "isolation.js"
+# The largest image the page translates: 1024x1024 takes unet_256 about 6 s
+# on two WebAssembly threads (docs/inference.md); the page does not tile, and
+# an image four times as large would keep it busy for half a minute.
+PAGE_MAX_PIXELS = 1024 * 1024
+DEFAULT_PATH = "web"  # In the run folder.
+
+
+def fetch_runtime(cache_dir: Optional[str] = None,
+                  origin: str = RUNTIME_URL,
+                  sha256: str = RUNTIME_SHA256) -> str:
+  """The path of onnxruntime-web's npm archive: downloaded once into
+  `cache_dir` (default ~/.keras/pix2pix_tf) and checked against `sha256`
+  (a mismatch is an ExportError, and the download is deleted)."""
+  name = os.path.basename(origin)
+  # Keras's own cache (KERAS_HOME, else ~/.keras), made first: get_file
+  # falls back to /tmp/.keras for a folder it cannot write to, and one that
+  # does not exist yet is such a folder.
+  folder = cache_dir or os.path.join(
+      os.environ.get("KERAS_HOME") or os.path.expanduser("~/.keras"),
+      "pix2pix_tf")
+  try:
+    os.makedirs(folder, exist_ok=True)
+    return os.path.normpath(keras.utils.get_file(
+        name, origin, file_hash=sha256, hash_algorithm="sha256",
+        cache_dir=folder, cache_subdir="."))
+  except OSError as e:
+    raise saved_model_lib.ExportError(
+        f"Could not write {folder} ({e}): set KERAS_HOME to a folder you "
+        "can write to, or give the runtime's archive as --web_runtime."
+    ) from None
+  except ValueError as e:  # get_file's refusal of the download's digest.
+    # get_file keeps the file it refused: not a runtime to leave behind.
+    temporaries.remove(os.path.join(folder, name))
+    raise saved_model_lib.ExportError(
+        f"The download of {origin} does not have the sha256 pix2pix_tf "
+        f"records ({e}). Download it with `npm pack "
+        f"{RUNTIME_NAME}@{RUNTIME_VERSION}` and give it as --web_runtime."
+    ) from None
+  except Exception as e:  # get_file raises Exception for network errors.
+    raise saved_model_lib.ExportError(
+        f"Could not download {origin} ({e}). Without network access, give "
+        f"the archive of `npm pack {RUNTIME_NAME}@{RUNTIME_VERSION}` (or "
+        f"node_modules/{RUNTIME_NAME}) as --web_runtime.") from None
+
+
+def read_runtime(source: str) -> Tuple[Dict[str, bytes], Dict]:
+  """The page's runtime files from an npm archive or an unpacked package
+  folder at `source`, and a record of what they are (name, version, the
+  archive's sha256). ExportError naming `source` when it is neither, or
+  lacks a file the page needs."""
+  flag = f"--web_runtime={source}"
+  try:
+    with contextlib.ExitStack() as stack:
+      if os.path.isdir(source):
+        def read(name):
+          with open(os.path.join(source, name), "rb") as file:
+            return file.read()
+        digest = None
+      else:
+        archive = stack.enter_context(tarfile.open(source, "r:gz"))
+        def read(name):  # npm's archives hold the package in package/.
+          member = archive.extractfile("package/" + name)
+          if member is None:
+            raise KeyError(name)
+          return member.read()
+        digest = outputs.sha256(source)
+      package = json.loads(read("package.json"))
+      files = {name: read("dist/" + name) for name in RUNTIME_FILES}
+  except (OSError, KeyError, ValueError, tarfile.TarError) as e:
+    raise saved_model_lib.ExportError(
+        f"{flag} is not a usable {RUNTIME_NAME} package ({e}): give the "
+        f"archive of `npm pack {RUNTIME_NAME}@{RUNTIME_VERSION}` or its "
+        "unpacked folder.") from None
+  if (package.get("name"), package.get("version")) != (RUNTIME_NAME,
+                                                        RUNTIME_VERSION):
+    # The page loads the files that this version's bundles name.
+    raise saved_model_lib.ExportError(
+        f"{flag} is {package.get('name')!r} {package.get('version')}, not "
+        f"{RUNTIME_NAME} {RUNTIME_VERSION}: give the archive of `npm pack "
+        f"{RUNTIME_NAME}@{RUNTIME_VERSION}`.")
+  # The archive's name, not its path on this machine: the record is
+  # published with the site.
+  runtime = {"name": RUNTIME_NAME, "version": RUNTIME_VERSION,
+             "source": os.path.basename(os.path.normpath(source)),
+             "archive_sha256": digest}
+  return files, runtime
+
+
+def page_config(metadata: Dict, runtime: Dict) -> Dict:
+  """What the exported page is told: `serve`'s page config (brushes,
+  canvas sizes, the pixel limit), and the model and runtime it runs."""
+  max_pixels = min(metadata["max_pixels"], PAGE_MAX_PIXELS)
+  return {**server_lib.drawing_config(metadata, metadata.get("palette"),
+                                      max_pixels),
+          "browser": {"model": MODEL_FILE, "runtime": "ort/",
+                      "isolation": ISOLATION_FILE,
+                      "version": runtime["version"],
+                      "input": portable.INPUT, "output": portable.OUTPUT,
+                      "multiple": metadata["size_multiple"]}}
+
+
+def static_page(config: Dict) -> str:
+  """pages/translate.html with `config`, and a Content-Security-Policy
+  that lets it load only the folder's own files (its one inline script by
+  its hash, as a static page has no server to give it a nonce)."""
+  html = web.read_page("translate.html").replace(
+      "__CONFIG__", web.script_json(config))
+  start = html.index("<script>") + len("<script>")
+  script = html[start:html.index("</script>", start)]
+  digest = base64.b64encode(
+      hashlib.sha256(script.encode()).digest()).decode()
+  policy = ("default-src 'self'; "
+            f"script-src 'self' 'sha256-{digest}' 'wasm-unsafe-eval'; "
+            "style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+            "connect-src 'self'; object-src 'none'; base-uri 'none'; "
+            "form-action 'none'")
+  return html.replace(
+      '<meta charset="utf-8">',
+      '<meta charset="utf-8">\n<meta http-equiv="Content-Security-Policy" '
+      f'content="{policy}">', 1)
+
+
+def write_site(generator: keras.Model, config: config_lib.Config, path: str,
+               inference_mode: str, precision: str = "fp16",
+               runtime: Optional[str] = None, step: int = 0) -> Dict:
+  """Writes the web export of `generator` (in `inference_mode`, trained
+  `step` steps) to the folder `path`, staged and swapped in (only over an
+  earlier web export), and returns what its export.json records."""
+  if (config.data.input_channels, config.data.output_channels) != (3, 3):
+    raise saved_model_lib.ExportError(
+        "--format=web draws and shows RGB images; this run's generator "
+        f"takes {config.data.input_channels} channels and gives "
+        f"{config.data.output_channels}: export it --format=onnx instead.")
+  folder, name = outputs.folder_output(
+      path, "export_dir", recognize=is_own_site, kind="web")
+  files, runtime_record = read_runtime(runtime or fetch_runtime())
+  if not runtime:
+    runtime_record["source"] = RUNTIME_URL
+  metadata = portable.file_metadata(server_lib.public_metadata(
+      signatures.export_metadata(config, step, inference_mode,
+                                 config_lib.DEFAULT_MAX_PIXELS)),
+                                    precision == "fp16")
+  record = {"runtime": runtime_record}
+
+  def write(staging, relative, data):
+    target = os.path.join(staging, relative)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    with open(target, "wb") as file:
+      file.write(data)
+
+  def build(staging):
+    written = formats.write_format(
+        generator, config, "onnx", os.path.join(staging, MODEL_FILE),
+        inference_mode, precision, step=step)
+    os.remove(os.path.join(staging, outputs.MANIFEST))  # Not the site's.
+    for file_name, data in files.items():
+      write(staging, os.path.join("ort", file_name), data)
+    write(staging, ISOLATION_FILE, web.read_page(ISOLATION_FILE).encode())
+    write(staging, PAGE_FILE,
+          static_page(page_config(metadata, runtime_record)).encode())
+    record["model"] = {"file": MODEL_FILE, "precision": precision,
+                       "max_difference": written.max_difference,
+                       "checked_without_dropout":
+                           written.checked_without_dropout,
+                       "metadata": metadata}
+    record["files"] = {
+        os.path.relpath(os.path.join(parent, f), staging):
+            outputs.sha256(os.path.join(parent, f))
+        for parent, _, names in os.walk(staging) for f in names}
+    write(staging, RECORD_FILE,
+          json.dumps(record, indent=1, sort_keys=True).encode())
+
+  record["path"] = folder.replace_folder(name, build, is_own_site)
+  return record
+
+
+def is_own_site(path: str) -> bool:
+  """Whether the folder at `path` is a web export as written: its files
+  are exactly those its export.json lists, with their sha256, so that a
+  file the user added or edited is never replaced."""
+  try:
+    with open(os.path.join(path, RECORD_FILE), encoding="utf-8") as file:
+      listed = json.load(file)["files"]
+  except (OSError, ValueError, KeyError, TypeError):
+    return False
+  found = {os.path.relpath(os.path.join(parent, f), path)
+           for parent, _, names in os.walk(path) for f in names}
+  return (found == set(listed) | {RECORD_FILE} and
+          all(outputs.sha256(os.path.join(path, f)) == digest
+              for f, digest in listed.items()))
+
+
+def summary(record: Dict) -> str:
+  """What the export command prints about a web export."""
+  site, model, runtime = record["path"], record["model"], record["runtime"]
+  size = os.path.getsize(os.path.join(site, model["file"])) / 2**20
+  return (f"Exported to {site}: {PAGE_FILE}, {model['file']} ({size:.2f} "
+          f"MiB, {model['precision']} weights; checked with ONNX Runtime: "
+          f"largest difference to the TensorFlow model "
+          f"{model['max_difference']:.2g}"
+          + (", compared without dropout, which varies from call to call"
+             if model["checked_without_dropout"] else "")
+          + f") and {runtime['name']} "
+          f"{runtime['version']} in ort/. Open it with `python -m "
+          f"http.server --directory {site}` and http://127.0.0.1:8000/.")
+
+
+def export_site(model_dir: str, path: Optional[str] = None,
+                checkpoint: Optional[str] = None,
+                inference_mode: Optional[str] = None,
+                precision: str = "fp16",
+                runtime: Optional[str] = None) -> Dict:
+  """A run's generator (its latest checkpoint, or `checkpoint`) as a web
+  export at `path` (default <model_dir>/web)."""
+  config = saved_model_lib.load_run_config(model_dir)
+  path = path or os.path.join(model_dir, DEFAULT_PATH)
+  formats.require("onnx")
+  outputs.folder_output(path, "export_dir", recognize=is_own_site,
+                        kind="web")  # Before the work.
+  generator, step = saved_model_lib.restore_generator(
+      config, checkpoint or saved_model_lib.latest_checkpoint(model_dir))
+  return write_site(generator, config, path,
+                    inference_mode or config.outputs.inference_mode,
+                    precision, runtime, step)

@@ -1,0 +1,415 @@
+"""export --format=web: a folder with the drawing page, the ONNX model and
+ONNX Runtime Web, which translates in the browser with no model server."""
+
+import base64
+import contextlib
+import functools
+import hashlib
+import http.server
+import io
+import json
+import os
+import re
+import tarfile
+import threading
+import urllib.parse
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from browser import chromium_driver, requested_urls
+from conftest import run_command, small_config, visible_generator
+from pix2pix_tf import outputs
+from pix2pix_tf import serving
+from pix2pix_tf.data import demo
+from pix2pix_tf.serving import portable
+from pix2pix_tf.serving import web_export
+
+
+def fake_runtime(folder, name="onnxruntime-web", missing=(),
+                 version=web_export.RUNTIME_VERSION):
+  """A small package laid out as onnxruntime-web's (package.json and the
+  dist/ files the page loads), as an npm archive: its path."""
+  path = os.path.join(folder, f"{name}.tgz")
+  with tarfile.open(path, "w:gz") as archive:
+    entries = {"package/package.json": json.dumps(
+        {"name": name, "version": version}).encode()}
+    entries.update({f"package/dist/{f}": f"// {f}\n".encode()
+                    for f in web_export.RUNTIME_FILES if f not in missing})
+    for entry, data in entries.items():
+      info = tarfile.TarInfo(entry)
+      info.size = len(data)
+      archive.addfile(info, io.BytesIO(data))
+  return path
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+  """A visible 32x32 labels -> photo generator with the demo palette, and
+  its eval-mode SavedModel."""
+  root = tmp_path_factory.mktemp("web")
+  data_dir = demo.write_dataset(str(root / "data"), 2, 0, 32)
+  config = small_config(data_dir, root / "run", direction="BtoA",
+                        inference_mode="eval",
+                        label_palette=os.path.join(data_dir, "palette.json"))
+  generator = visible_generator(config)
+  saved_model = serving.save(generator, config, 7, str(root / "export"),
+                             "eval")
+  return config, generator, saved_model, root
+
+
+@pytest.fixture
+def runtime(tmp_path):
+  return fake_runtime(str(tmp_path))
+
+
+def test_the_runtime_is_read_from_an_archive_or_its_folder(tmp_path):
+  archive = fake_runtime(str(tmp_path))
+  files, record = web_export.read_runtime(archive)
+  assert sorted(files) == sorted(web_export.RUNTIME_FILES)
+  assert files["ort.wasm.min.mjs"] == b"// ort.wasm.min.mjs\n"
+  # The archive's name: the record is published with the site.
+  assert record == {"name": "onnxruntime-web", "version": "1.31.1",
+                    "source": "onnxruntime-web.tgz",
+                    "archive_sha256": outputs.sha256(archive)}
+  with tarfile.open(archive) as unpacked:
+    unpacked.extractall(tmp_path / "node_modules", filter="data")
+  folder = str(tmp_path / "node_modules" / "package")
+  folder_files, folder_record = web_export.read_runtime(folder)
+  assert folder_files == files
+  assert (folder_record["source"], folder_record["archive_sha256"]) == (
+      "package", None)
+
+
+@pytest.mark.parametrize("kind,message", [
+    ("other package", "is 'left-pad' 1.31.1, not onnxruntime-web 1.31.1"),
+    ("other version", "is 'onnxruntime-web' 1.22.0, not onnxruntime-web "
+     "1.31.1"),
+    ("a file missing", "is not a usable onnxruntime-web package"),
+    ("not an archive", "is not a usable onnxruntime-web package"),
+    ("absent", "is not a usable onnxruntime-web package")])
+def test_a_runtime_that_is_not_onnxruntime_web_is_refused(tmp_path, kind,
+                                                          message):
+  path = {"other package": lambda: fake_runtime(str(tmp_path), "left-pad"),
+          "other version": lambda: fake_runtime(str(tmp_path),
+                                                version="1.22.0"),
+          "a file missing": lambda: fake_runtime(
+              str(tmp_path), missing=("ort-wasm-simd-threaded.wasm",)),
+          "not an archive": lambda: str(tmp_path / "notes.txt"),
+          "absent": lambda: str(tmp_path / "nothing.tgz")}[kind]()
+  if kind == "not an archive":
+    (tmp_path / "notes.txt").write_text("not gzip")
+  with pytest.raises(serving.ExportError) as raised:
+    web_export.read_runtime(path)
+  assert f"--web_runtime={path} {message}" in str(raised.value)
+  assert "npm pack onnxruntime-web" in str(raised.value)
+
+
+@contextlib.contextmanager
+def file_server(folder):
+  """`folder` served over HTTP on 127.0.0.1 by a thread: (its URL, the
+  paths requested)."""
+  requested = []
+
+  class Handler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+      requested.append(urllib.parse.unquote(self.path))
+
+  server = http.server.ThreadingHTTPServer(
+      ("127.0.0.1", 0), functools.partial(Handler, directory=str(folder)))
+  thread = threading.Thread(target=server.serve_forever, daemon=True)
+  thread.start()
+  try:
+    yield f"http://127.0.0.1:{server.server_port}", requested
+  finally:
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_runtime_downloads_once_and_is_checked(tmp_path):
+  served = tmp_path / "served"
+  served.mkdir()
+  archive = fake_runtime(str(served))
+  digest = outputs.sha256(archive)
+  cache = tmp_path / "cache"
+  with file_server(served) as (url, requested):
+    origin = f"{url}/onnxruntime-web.tgz"
+    path = web_export.fetch_runtime(str(cache), origin, digest)
+    assert open(path, "rb").read() == open(archive, "rb").read()
+    assert web_export.fetch_runtime(str(cache), origin, digest) == path
+    assert requested == ["/onnxruntime-web.tgz"]  # Cached, then.
+    os.remove(path)
+    with pytest.raises(serving.ExportError) as raised:
+      web_export.fetch_runtime(str(cache), origin, "0" * 64)
+    assert (f"The download of {origin} does not have the sha256 "
+            "pix2pix_tf records") in str(raised.value)
+    assert os.listdir(cache) == []  # Nothing of it is left.
+  with pytest.raises(serving.ExportError,
+                     match=f"Could not download {origin} .*give the archive "
+                     "of `npm pack onnxruntime-web@1.31.1`"):
+    web_export.fetch_runtime(str(cache), origin, digest)
+  assert os.listdir(cache) == []
+
+
+def inline_script_hash(html):
+  script = re.search(r"<script>(.*?)</script>", html, re.S).group(1)
+  return base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+
+
+def test_the_site_holds_the_page_the_model_and_the_runtime(model, runtime,
+                                                           tmp_path):
+  config, generator, _, _ = model
+  site = tmp_path / "site"
+  record = web_export.write_site(generator, config, str(site), "eval",
+                                 runtime=runtime, step=7)
+  assert record["path"] == str(site)
+  assert sorted(os.listdir(site)) == ["export.json", "index.html",
+                                      "isolation.js", "model.onnx", "ort"]
+  assert sorted(os.listdir(site / "ort")) == sorted(web_export.RUNTIME_FILES)
+  written = json.loads((site / "export.json").read_text())
+  assert written == {k: v for k, v in record.items() if k != "path"}
+  assert written["runtime"] == {
+      "name": "onnxruntime-web", "version": "1.31.1",
+      "source": "onnxruntime-web.tgz",
+      "archive_sha256": outputs.sha256(runtime)}
+  assert written["files"] == {
+      os.path.relpath(os.path.join(parent, name), site):
+          outputs.sha256(os.path.join(parent, name))
+      for parent, _, names in os.walk(site) for name in names
+      if name != "export.json"}
+  assert written["model"]["precision"] == "fp16"  # The default.
+  assert 0 < written["model"]["max_difference"] <= 2e-2
+  assert written["model"]["metadata"]["weights"] == "float16"
+  html = (site / "index.html").read_text()
+  # Only the folder's own files: the page's one script by its hash.
+  policy = re.search(r'http-equiv="Content-Security-Policy" content="'
+                     r'([^"]*)"', html).group(1)
+  assert policy.startswith("default-src 'self'; script-src 'self' "
+                           f"'sha256-{inline_script_hash(html)}' "
+                           "'wasm-unsafe-eval';")
+  assert "connect-src 'self'" in policy
+  page = json.loads(re.search(r"const CONFIG = (.*);", html).group(1))
+  assert page["browser"] == {
+      "model": "model.onnx", "runtime": "ort/", "isolation": "isolation.js",
+      "version": "1.31.1",
+      "input": portable.INPUT, "output": portable.OUTPUT,
+      "multiple": 2 ** config.model.generator_depth}
+  assert page["kind"] == "labels"
+  assert [entry["name"] for entry in page["palette"]] == list(demo.PALETTE)
+  # What two WebAssembly threads translate in seconds, not the server's
+  # 4096x4096.
+  assert page["max_pixels"] == 1024 * 1024
+  assert page["sizes"] == [32, 256, 512, 1024]
+
+
+def test_a_web_export_replaces_only_its_own_folder(model, runtime, tmp_path):
+  config, generator, _, _ = model
+  site = tmp_path / "site"
+  site.mkdir()
+  (site / "index.html").write_text("the user's own page")
+  with pytest.raises(outputs.OutputError, match="--export_dir"):
+    web_export.write_site(generator, config, str(site), "eval",
+                          runtime=runtime)
+  assert os.listdir(site) == ["index.html"]
+  assert (site / "index.html").read_text() == "the user's own page"
+  ours = tmp_path / "ours"
+  for precision in ("float32", "fp16"):
+    record = web_export.write_site(generator, config, str(ours), "eval",
+                                   precision, runtime)
+    assert record["model"]["precision"] == precision
+  assert json.loads((ours / "export.json").read_text())["model"][
+      "precision"] == "fp16"
+  # An export the user has since added to, or edited, is theirs.
+  for change in ("add", "edit"):
+    if change == "add":
+      (ours / "CNAME").write_text("pix2pix.example.org")
+    else:
+      (ours / "index.html").write_text("edited")
+    before = {f: (ours / f).read_bytes() for f in os.listdir(ours)
+              if (ours / f).is_file()}
+    with pytest.raises(outputs.OutputError, match="--export_dir"):
+      web_export.write_site(generator, config, str(ours), "eval",
+                            runtime=runtime)
+    assert {f: (ours / f).read_bytes() for f in os.listdir(ours)
+            if (ours / f).is_file()} == before
+    (ours / "CNAME").unlink(missing_ok=True)
+
+
+def test_a_generator_that_is_not_rgb_to_rgb_is_refused(model, runtime,
+                                                       tmp_path):
+  config, _, _, _ = model
+  gray = config.replace(input_channels=1, output_channels=3)
+  with pytest.raises(serving.ExportError,
+                     match="takes 1 channels and gives 3: export it "
+                     "--format=onnx instead"):
+    web_export.write_site(None, gray, str(tmp_path / "site"), "eval",
+                          runtime=runtime)
+  assert not (tmp_path / "site").exists()
+
+
+@pytest.mark.slow
+def test_the_export_command_writes_a_site(trained_run, tmp_path):
+  runtime = fake_runtime(str(tmp_path))
+  model_dir = trained_run.outputs.model_dir
+  out = run_command("export", f"--model_dir={model_dir}", "--format=web",
+                    f"--web_runtime={runtime}")
+  assert out.returncode == 0, out.stderr[-2000:]
+  site = os.path.join(model_dir, "web")
+  assert out.stdout.startswith(f"Exported to {site}: index.html, model.onnx")
+  assert "fp16 weights" in out.stdout
+  # The run's paper-mode generator has dropout: checked without it.
+  assert "compared without dropout" in out.stdout
+  assert f"python -m http.server --directory {site}" in out.stdout
+  assert json.load(open(os.path.join(site, "export.json")))["runtime"][
+      "archive_sha256"] == outputs.sha256(runtime)
+  out = run_command("export", f"--model_dir={model_dir}", "--format=onnx",
+                    f"--web_runtime={runtime}")
+  assert out.returncode != 0
+  assert "--web_runtime is for --format=web." in out.stderr
+
+
+def real_runtime():
+  """onnxruntime-web's npm archive, which `make test` fetches and names in
+  PIX2PIX_WEB_RUNTIME; without it the browser test is skipped (a failure
+  where PIX2PIX_REQUIRE_BROWSER=1, as in CI)."""
+  path = os.environ.get("PIX2PIX_WEB_RUNTIME", "")
+  if os.path.isfile(path):
+    return path
+  message = ("The browser test of --format=web needs onnxruntime-web's npm "
+             "archive in PIX2PIX_WEB_RUNTIME (make test fetches it).")
+  if os.environ.get("PIX2PIX_REQUIRE_BROWSER") == "1":
+    pytest.fail(message)
+  pytest.skip(message)
+
+
+def test_the_runtime_files_are_those_its_bundles_load():
+  """Each module the page imports names the binary it loads: the files
+  copied are exactly those, in the real archive."""
+  files, _ = web_export.read_runtime(real_runtime())
+  named = set()
+  for bundle in ("ort.wasm.min.mjs", "ort.webgpu.min.mjs"):
+    for module in re.findall(rb"ort-wasm-simd-threaded[a-z.]*\.mjs",
+                             files[bundle]):
+      named |= {module.decode(), module.decode()[:-4] + ".wasm"}
+  assert {"ort-wasm-simd-threaded.asyncify.mjs"} <= named
+  assert set(web_export.RUNTIME_FILES) == named | {"ort.wasm.min.mjs",
+                                                   "ort.webgpu.min.mjs"}
+
+
+OUTPUT_PIXELS = """
+    const img = document.getElementById('output');
+    const c = document.createElement('canvas');
+    c.width = img.naturalWidth; c.height = img.naturalHeight;
+    c.getContext('2d').drawImage(img, 0, 0);
+    return c.toDataURL('image/png');"""
+
+
+def decoded(data_url):
+  return np.asarray(Image.open(io.BytesIO(base64.b64decode(
+      data_url.split(",", 1)[1]))).convert("RGB"))
+
+
+# Largest difference to the SavedModel, in 8-bit levels, of a page that runs
+# the float16 weights (README, "Translate in your browser"): their outputs
+# differ by about 1e-3 of the [-1, 1] range, so rounding may differ by one.
+FP16_LEVELS = 1
+
+
+def output_is(driver, width, height):
+  """Whether the page shows a decoded output of width x height."""
+  return driver.execute_script(
+      "const img = document.getElementById('output');"
+      "return img.hasAttribute('src') && img.complete && "
+      "img.naturalWidth === arguments[0] && img.naturalHeight === arguments[1];",
+      width, height)
+
+
+@pytest.mark.parametrize("backend", ["wasm", "webgpu"])
+def test_the_page_translates_in_the_browser_as_the_saved_model(
+    model, tmp_path, backend):
+  """On WebAssembly (headless Chromium has no WebGPU adapter) and on WebGPU
+  (SwiftShader's adapter, on the CPU)."""
+  from selenium.webdriver.common.action_chains import ActionChains
+  from selenium.webdriver.common.by import By
+  from selenium.webdriver.support.ui import WebDriverWait
+
+  config, generator, saved_model, _ = model
+  site = tmp_path / "site"
+  web_export.write_site(generator, config, str(site), "eval",
+                        runtime=real_runtime())
+  translate = serving.load(saved_model, resolution="native")
+  upload = tmp_path / "upload.png"
+  classes = np.array(list(demo.PALETTE.values()), np.uint8)
+  y, x = np.mgrid[0:45, 0:70]  # Not multiples of 32: reflect-padded.
+  Image.fromarray(classes[(x // 9 + y // 7) % len(classes)]).save(upload)
+  driver = chromium_driver(network_log=True, webgpu=backend == "webgpu")
+  with file_server(site) as (url, requested):
+    try:
+      wait = WebDriverWait(driver, 60)
+      driver.get(url + "/")
+      # The page reloads once, under its service worker, then loads the
+      # model.
+      wait.until(lambda d: d.execute_script(
+          "return document.getElementById('runtime').dataset.backend"))
+      status = driver.find_element(By.ID, "runtime")
+      assert status.get_attribute("data-backend") == backend
+      # Under the folder's service worker: isolated, so with threads.
+      threads = min(4, driver.execute_script(
+          "return navigator.hardwareConcurrency"))
+      assert driver.execute_script("return self.crossOriginIsolated")
+      assert status.text.startswith(
+          "Translates in this browser: ONNX Runtime Web 1.31.1 on " + (
+              "WebGPU;" if backend == "webgpu" else
+              f"WebAssembly ({threads} thread{'s' if threads > 1 else ''});"))
+      driver.find_element(By.CSS_SELECTOR,
+                          "#size option[value='256']").click()
+      canvas = driver.find_element(By.ID, "canvas")
+      swatches = driver.find_elements(By.CSS_SELECTOR, ".swatch")
+      assert len(swatches) == len(demo.PALETTE)
+      for swatch, (start, end) in zip(swatches[2:4], (((-90, -80), (80, 60)),
+                                                      ((-60, 90), (70, -90)))):
+        swatch.click()
+        ActionChains(driver).move_to_element_with_offset(
+            canvas, *start).click_and_hold().move_to_element_with_offset(
+                canvas, *end).release().perform()
+      drawing = decoded(driver.execute_script(
+          "return arguments[0].toDataURL('image/png')", canvas))
+      assert len(np.unique(drawing.reshape(-1, 3), axis=0)) >= 3
+      driver.find_element(By.ID, "translate").click()
+      wait.until(lambda d: output_is(d, 256, 256))
+      assert driver.find_element(By.ID, "error").text == ""
+      generated = decoded(driver.execute_script(OUTPUT_PIXELS))
+      expected = np.asarray(translate(drawing))
+      assert generated.shape == expected.shape == (256, 256, 3)
+      assert np.abs(generated.astype(int) - expected).max() <= FP16_LEVELS
+      assert expected.std() > 5  # Not a blank image.
+      # An upload: translated at its own size, as the SavedModel does.
+      driver.find_element(By.ID, "upload").send_keys(str(upload))
+      driver.find_element(By.ID, "translate").click()
+      wait.until(lambda d: output_is(d, 70, 45))
+      generated = decoded(driver.execute_script(OUTPUT_PIXELS))
+      expected = np.asarray(translate(np.asarray(Image.open(upload))))
+      assert np.abs(generated.astype(int) - expected).max() <= FP16_LEVELS
+      # Over the page's pixel limit: a sentence, and no translation.
+      large = tmp_path / "large.png"
+      Image.new("RGB", (1100, 1000)).save(large)
+      driver.find_element(By.ID, "upload").send_keys(str(large))
+      wait.until(lambda d: d.find_element(By.ID, "error").text)
+      assert driver.find_element(By.ID, "error").text == (
+          "This image is 1100x1000; this page translates up to 1024x1024 "
+          "(1,048,576 pixels). Scale it down and upload it again.")
+      urls = requested_urls(driver)
+    finally:
+      driver.quit()
+  # No request left the folder: every one was for one of its files.
+  files = {"/" + f for f in json.loads((site / "export.json").read_text())[
+      "files"]}
+  # (data: and blob: URLs are the page's own memory: the upload's preview,
+  # the output.)
+  fetched = [u for u in urls if not u.startswith(("data:", "blob:"))]
+  assert all(u.startswith(url + "/") for u in fetched), urls
+  paths = [urllib.parse.urlparse(u).path for u in fetched]
+  assert set(paths) <= files | {"/"}, paths
+  assert {"/", "/model.onnx", f"/ort/ort.{backend}.min.mjs"} <= set(paths)
+  assert set(requested) <= files | {"/"}, requested

@@ -1,0 +1,91 @@
+r"""Times a web export (`export --format=web`) in headless Chromium: how long
+its model takes to load, and each translation of a drawing.
+
+    python tools/web_timing.py runs/facades/web --size=256 --repeats=5
+
+The folder is served on 127.0.0.1 as `python -m http.server` would serve
+it; the page is opened (it reloads once under its service worker, which
+gives WebAssembly its threads), and Translate is pressed `--repeats` times
+on a canvas of `--size`, one translation after the other. The times are the
+page's own (`performance.now()` around the model's load, and around each
+run of the model: not the drawing's conversion to a tensor and back),
+printed as JSON with the backend and the WebAssembly threads the page chose
+(up to 4, one per core). Needs Debian's chromium and chromium-driver, and selenium
+(pip install 'pix2pix_tf[test]').
+"""
+
+import argparse
+import functools
+import http.server
+import json
+import os
+import statistics
+import sys
+import threading
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), "tests"))
+from browser import chromium_driver  # noqa: E402  (the tests' browser)
+
+
+def parse_args():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("site", help="A folder written by export --format=web.")
+  parser.add_argument("--size", type=int, default=256,
+                      help="The canvas size (one the page offers).")
+  parser.add_argument("--repeats", type=int, default=5)
+  return parser.parse_args()
+
+
+def serve(folder):
+  """An HTTP server of `folder` on 127.0.0.1 (a thread): its URL."""
+  class Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+      pass
+
+  server = http.server.ThreadingHTTPServer(
+      ("127.0.0.1", 0), functools.partial(Quiet, directory=folder))
+  threading.Thread(target=server.serve_forever, daemon=True).start()
+  return f"http://127.0.0.1:{server.server_port}/"
+
+
+def main():
+  args = parse_args()
+  from selenium.webdriver.support.ui import WebDriverWait
+  url = serve(os.path.abspath(args.site))
+  driver = chromium_driver()
+  state = ("const s = document.getElementById('runtime').dataset; "
+           "return [s.backend, s.loadSeconds, s.translateSeconds, "
+           "s.threads];")
+  try:
+    wait = WebDriverWait(driver, 600)
+    driver.get(url)
+    wait.until(lambda d: d.execute_script(state)[0])
+    backend, load, _, threads = driver.execute_script(state)
+    status = driver.execute_script(
+        "return document.getElementById('runtime').textContent")
+    driver.execute_script(
+        "const s = document.getElementById('size');"
+        "s.value = arguments[0]; s.onchange();", str(args.size))
+    times = []
+    for _ in range(args.repeats):
+      driver.execute_script("document.getElementById('output')"
+                            ".removeAttribute('src');"
+                            "document.getElementById('translate').click();")
+      wait.until(lambda d: d.execute_script(
+          "return document.getElementById('output').getAttribute('src')"))
+      times.append(float(driver.execute_script(state)[2]))
+  finally:
+    driver.quit()
+  print(json.dumps({
+      "site": args.site, "page": status, "backend": backend,
+      "threads": int(threads) if threads else None,
+      "model_bytes": os.path.getsize(os.path.join(args.site, "model.onnx")),
+      "load_seconds": round(float(load), 2), "size": args.size,
+      "translate_seconds": [round(t, 3) for t in times],
+      "translate_median_seconds": round(statistics.median(times), 3),
+      "cpu": os.cpu_count()}, indent=1))
+
+
+if __name__ == "__main__":
+  main()
