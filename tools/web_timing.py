@@ -64,6 +64,11 @@ def main():
     backend, load, _, threads = driver.execute_script(state)
     status = driver.execute_script(
         "return document.getElementById('runtime').textContent")
+    sizes = driver.execute_script(
+        "return Array.from(document.getElementById('size').options, "
+        "(o) => Number(o.value))")
+    if args.size not in sizes:
+      sys.exit(f"--size={args.size}: the page offers {sizes}.")
     driver.execute_script(
         "const s = document.getElementById('size');"
         "s.value = arguments[0]; s.onchange();", str(args.size))

@@ -173,17 +173,19 @@ def input_shape(config: config_lib.Config,
 def write_format(generator: keras.Model, config: config_lib.Config,
                  fmt: str, path: str, inference_mode: str,
                  precision: str = "float32", seed: int = 0,
-                 step: int = 0) -> Written:
+                 step: int = 0, metadata: Optional[Dict] = None) -> Written:
   """Writes `generator` (in `inference_mode`, trained `step` steps) as
-  `fmt` to `path` atomically, and checks the file with its runtime."""
+  `fmt` to `path` atomically, and checks the file with its runtime.
+  `metadata`: what the file carries (default: the export's metadata and
+  how to feed the file, portable.file_metadata)."""
   require(fmt)
   if precision != "float32" and fmt == "keras":
     raise saved_model_lib.ExportError(
         "--precision=fp16 is for --format=litert and onnx; a .keras file "
         "keeps the model's own weights.")
-  metadata = portable.file_metadata(signatures.export_metadata(
+  metadata = metadata or portable.file_metadata(signatures.export_metadata(
       config, step, inference_mode, config_lib.DEFAULT_MAX_PIXELS),
-                                    precision == "fp16")
+                                                precision == "fp16")
   check_path(path, fmt)
   paper = inference_mode == "paper"
   model = models.paper_mode(generator) if paper else generator

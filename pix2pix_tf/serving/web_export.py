@@ -88,14 +88,15 @@ def fetch_runtime(cache_dir: Optional[str] = None,
       "pix2pix_tf")
   try:
     os.makedirs(folder, exist_ok=True)
-    return os.path.normpath(keras.utils.get_file(
-        name, origin, file_hash=sha256, hash_algorithm="sha256",
-        cache_dir=folder, cache_subdir="."))
   except OSError as e:
     raise saved_model_lib.ExportError(
         f"Could not write {folder} ({e}): set KERAS_HOME to a folder you "
         "can write to, or give the runtime's archive as --web_runtime."
     ) from None
+  try:
+    return os.path.normpath(keras.utils.get_file(
+        name, origin, file_hash=sha256, hash_algorithm="sha256",
+        cache_dir=folder, cache_subdir="."))
   except ValueError as e:  # get_file's refusal of the download's digest.
     # get_file keeps the file it refused: not a runtime to leave behind.
     temporaries.remove(os.path.join(folder, name))
@@ -133,19 +134,21 @@ def read_runtime(source: str) -> Tuple[Dict[str, bytes], Dict]:
           return member.read()
         digest = outputs.sha256(source)
       package = json.loads(read("package.json"))
+      if (package.get("name"), package.get("version")) != (RUNTIME_NAME,
+                                                            RUNTIME_VERSION):
+        # The page loads the files that this version's bundles name.
+        raise saved_model_lib.ExportError(
+            f"{flag} is {package.get('name')!r} {package.get('version')}, "
+            f"not {RUNTIME_NAME} {RUNTIME_VERSION}: give the archive of "
+            f"`npm pack {RUNTIME_NAME}@{RUNTIME_VERSION}`.")
       files = {name: read("dist/" + name) for name in RUNTIME_FILES}
+  except saved_model_lib.ExportError:
+    raise
   except (OSError, KeyError, ValueError, tarfile.TarError) as e:
     raise saved_model_lib.ExportError(
         f"{flag} is not a usable {RUNTIME_NAME} package ({e}): give the "
         f"archive of `npm pack {RUNTIME_NAME}@{RUNTIME_VERSION}` or its "
         "unpacked folder.") from None
-  if (package.get("name"), package.get("version")) != (RUNTIME_NAME,
-                                                        RUNTIME_VERSION):
-    # The page loads the files that this version's bundles name.
-    raise saved_model_lib.ExportError(
-        f"{flag} is {package.get('name')!r} {package.get('version')}, not "
-        f"{RUNTIME_NAME} {RUNTIME_VERSION}: give the archive of `npm pack "
-        f"{RUNTIME_NAME}@{RUNTIME_VERSION}`.")
   # The archive's name, not its path on this machine: the record is
   # published with the site.
   runtime = {"name": RUNTIME_NAME, "version": RUNTIME_VERSION,
@@ -204,10 +207,11 @@ def write_site(generator: keras.Model, config: config_lib.Config, path: str,
   files, runtime_record = read_runtime(runtime or fetch_runtime())
   if not runtime:
     runtime_record["source"] = RUNTIME_URL
+  # Published with the site: without the training machine's paths, and
+  # with the page's own pixel limit.
   metadata = portable.file_metadata(server_lib.public_metadata(
       signatures.export_metadata(config, step, inference_mode,
-                                 config_lib.DEFAULT_MAX_PIXELS)),
-                                    precision == "fp16")
+                                 PAGE_MAX_PIXELS)), precision == "fp16")
   record = {"runtime": runtime_record}
 
   def write(staging, relative, data):
@@ -219,7 +223,7 @@ def write_site(generator: keras.Model, config: config_lib.Config, path: str,
   def build(staging):
     written = formats.write_format(
         generator, config, "onnx", os.path.join(staging, MODEL_FILE),
-        inference_mode, precision, step=step)
+        inference_mode, precision, step=step, metadata=metadata)
     os.remove(os.path.join(staging, outputs.MANIFEST))  # Not the site's.
     for file_name, data in files.items():
       write(staging, os.path.join("ort", file_name), data)
@@ -248,7 +252,7 @@ def is_own_site(path: str) -> bool:
   file the user added or edited is never replaced."""
   try:
     with open(os.path.join(path, RECORD_FILE), encoding="utf-8") as file:
-      listed = json.load(file)["files"]
+      listed = dict(json.load(file)["files"])
   except (OSError, ValueError, KeyError, TypeError):
     return False
   found = {os.path.relpath(os.path.join(parent, f), path)

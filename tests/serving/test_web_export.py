@@ -92,8 +92,10 @@ def test_the_runtime_is_read_from_an_archive_or_its_folder(tmp_path):
 def test_a_runtime_that_is_not_onnxruntime_web_is_refused(tmp_path, kind,
                                                           message):
   path = {"other package": lambda: fake_runtime(str(tmp_path), "left-pad"),
-          "other version": lambda: fake_runtime(str(tmp_path),
-                                                version="1.22.0"),
+          # Named first, though it lacks this version's files.
+          "other version": lambda: fake_runtime(
+              str(tmp_path), version="1.22.0",
+              missing=("ort-wasm-simd-threaded.asyncify.mjs",)),
           "a file missing": lambda: fake_runtime(
               str(tmp_path), missing=("ort-wasm-simd-threaded.wasm",)),
           "not an archive": lambda: str(tmp_path / "notes.txt"),
@@ -181,6 +183,18 @@ def test_the_site_holds_the_page_the_model_and_the_runtime(model, runtime,
   assert written["model"]["precision"] == "fp16"  # The default.
   assert 0 < written["model"]["max_difference"] <= 2e-2
   assert written["model"]["metadata"]["weights"] == "float16"
+  # Published with the site: no path of the machine that trained it (the
+  # run's and the data's folders are under `root`), in any file.
+  _, _, _, root = model
+  for parent, _, names in os.walk(site):
+    for name in names:
+      with open(os.path.join(parent, name), "rb") as file:
+        assert str(root).encode() not in file.read(), name
+  import onnx
+  props = {p.key: p.value for p in onnx.load(str(site / "model.onnx"))
+           .metadata_props}
+  assert "data_dir" not in json.loads(props["flags"])
+  assert json.loads(props["max_pixels"]) == 1024 * 1024
   html = (site / "index.html").read_text()
   # Only the folder's own files: the page's one script by its hash.
   policy = re.search(r'http-equiv="Content-Security-Policy" content="'
@@ -346,7 +360,11 @@ def test_the_page_translates_in_the_browser_as_the_saved_model(
   driver = chromium_driver(network_log=True, webgpu=backend == "webgpu")
   with file_server(site) as (url, requested):
     try:
-      wait = WebDriverWait(driver, 60)
+      # The page reloads once under its service worker: an element may go
+      # stale between two polls.
+      from selenium.common.exceptions import WebDriverException
+      wait = WebDriverWait(driver, 60,
+                           ignored_exceptions=(WebDriverException,))
       driver.get(url + "/")
       # The page reloads once, under its service worker, then loads the
       # model.
@@ -390,6 +408,19 @@ def test_the_page_translates_in_the_browser_as_the_saved_model(
       wait.until(lambda d: output_is(d, 70, 45))
       generated = decoded(driver.execute_script(OUTPUT_PIXELS))
       expected = np.asarray(translate(np.asarray(Image.open(upload))))
+      assert np.abs(generated.astype(int) - expected).max() <= FP16_LEVELS
+      # Transparency composited on white, as the SavedModel decodes it.
+      rgba = np.dstack([np.asarray(Image.open(upload)),
+                        np.where(x < 35, 255, 0).astype(np.uint8)])
+      Image.fromarray(rgba).save(tmp_path / "transparent.png")
+      driver.find_element(By.ID, "upload").send_keys(
+          str(tmp_path / "transparent.png"))
+      wait.until(lambda d: not d.find_element(By.ID, "output")
+                 .get_attribute("src"))  # The new upload cleared it.
+      driver.find_element(By.ID, "translate").click()
+      wait.until(lambda d: output_is(d, 70, 45))
+      generated = decoded(driver.execute_script(OUTPUT_PIXELS))
+      expected = np.asarray(translate(rgba))
       assert np.abs(generated.astype(int) - expected).max() <= FP16_LEVELS
       # Over the page's pixel limit: a sentence, and no translation.
       large = tmp_path / "large.png"
