@@ -300,9 +300,10 @@ class RunConfig:
   mixed_precision: str = option(
       "auto",
       "Compute dtype of the layers: none (float32), bf16, fp16 with loss "
-      "scaling, or auto (bf16 on GPUs of compute capability 8.0+ and CPUs "
-      "with AMX, else none). Variables, the tanh output, the discriminator "
-      "logits and the losses stay float32.",
+      "scaling, or auto (this kind of machine's choice: bf16 on GPUs of "
+      "compute capability 8.0+ and CPUs with AMX or AVX-512 BF16, else "
+      "none). Variables, the tanh output, the discriminator logits "
+      "and the losses stay float32.",
       choices=MIXED_PRECISIONS)
   steps_per_execution: int = option(1, "Training steps per tf.function call.")
   deterministic: bool = option(
@@ -315,30 +316,27 @@ class RunConfig:
 @dataclasses.dataclass(frozen=True)
 class KernelConfig:
   """Which kernels train the networks (pix2pix_tf.kernels), not what they
-  compute; all false: Keras's and TensorFlow's own."""
+  compute. Unset: this kind of machine's default (kernels.machines)."""
 
-  fused_updates: bool = option(
-      True,
+  fused_updates: Optional[bool] = option(
+      None,
       "Adam as TensorFlow's one fused kernel per variable (the same "
       "arithmetic, less memory traffic); false: Keras's ops.")
-  fused_batch_norm: bool = option(
-      True,
-      "Train batch norm with TensorFlow's fused kernels (one forward, one "
-      "backward; same arithmetic and variables as Keras's); false: Keras's "
-      "separate float32 ops.")
-  matmul_small_convs: bool = option(
-      True,
-      "On machines without a GPU, train strided convolutions over small "
-      "maps (at most 1,024 positions over the batch: at batch 1 the "
-      "U-Net's maps up to 32x32) as matrix multiplies over image patches: "
-      "the same sums as TensorFlow's convolution kernels, faster there; "
-      "false, or with a GPU: the kernels.")
-  compiled_activations: bool = option(
-      True,
-      "On machines without a GPU, train bfloat16 LeakyReLU and ReLU "
-      "layers as XLA-compiled programs (the same values as TensorFlow's "
-      "kernels, faster there); false, with a GPU or in float32: "
-      "TensorFlow's kernels.")
+  fused_batch_norm: Optional[bool] = option(
+      None,
+      "Batch norm as TensorFlow's fused kernels (Keras's arithmetic and "
+      "variables); false: Keras's separate float32 ops.")
+  matmul_small_convs: Optional[bool] = option(
+      None,
+      "Without a GPU, train strided convolutions over small maps (at most "
+      "1,024 positions over the batch) as matrix multiplies over image "
+      "patches: the same sums as TensorFlow's convolution kernels; false, "
+      "or with a GPU: the kernels.")
+  compiled_activations: Optional[bool] = option(
+      None,
+      "Without a GPU, train bfloat16 LeakyReLU and ReLU layers as "
+      "XLA-compiled programs (TensorFlow's values); false, with a GPU or "
+      "in float32: TensorFlow's kernels.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -627,6 +625,8 @@ def flag_help(field: dataclasses.Field) -> str:
   text, choices = field.metadata["help"], field.metadata["choices"]
   if choices and field.type is str:
     return f"<{'|'.join(choices)}>: {text}"
+  if field.type == Optional[bool]:
+    return f"Unset: this kind of machine's default. {text}"
   return text  # An int's choices are in its help text (checked when made).
 
 
@@ -674,9 +674,9 @@ def define_one_flag(flag_values: flags.FlagValues, name: str, kind: type,
     flags.DEFINE_enum(name, default, choices, text, flag_values=flag_values,
                       **kwargs)
     return
-  define = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer,
-            float: flags.DEFINE_float, list: flags.DEFINE_list}.get(
-                kind, flags.DEFINE_string)
+  define = {bool: flags.DEFINE_bool, Optional[bool]: flags.DEFINE_bool,
+            int: flags.DEFINE_integer, float: flags.DEFINE_float,
+            list: flags.DEFINE_list}.get(kind, flags.DEFINE_string)
   define(name, default, text, flag_values=flag_values, **kwargs)
 
 

@@ -110,7 +110,9 @@ def small_config(data_dir, model_dir, **overrides):
       batch_size=2, epochs=1, epochs_decay=1, num_samples=2,
       log_every_steps=2, sample_every_steps=2, eval_every_steps=2,
       checkpoint_every_steps=2, strategy="one_device",
-      mixed_precision="none", steps_per_execution=1)
+      mixed_precision="none", steps_per_execution=1,
+      # The same kernels on every machine (unset: the machine's own).
+      **dict.fromkeys(config_lib.KERNEL_OPTIONS, True))
   values.update(overrides)
   return config_lib.Config().replace(**values)
 

@@ -68,15 +68,15 @@ def test_combined_takes_what_helped(benchmark):
 
 def test_all_variants_skip_precisions_without_fast_kernels(
     benchmark, monkeypatch):
-  from pix2pix_tf.training import precision
-  monkeypatch.setattr(precision, "fast_bfloat16", lambda: False)
+  from pix2pix_tf.kernels import machines
+  monkeypatch.setattr(machines, "auto_precision", lambda: "none")
   variants = benchmark.all_variants()
   assert "bf16" not in variants and "default" in variants
   assert "compiled_activations" not in variants
   assert "fused" in variants and "baseline" in variants
   # No GPU here: float16 is emulated and not timed by default.
   assert "fp16" not in variants
-  monkeypatch.setattr(precision, "fast_bfloat16", lambda: True)
+  monkeypatch.setattr(machines, "auto_precision", lambda: "bf16")
   assert {"bf16", "compiled_activations"} <= set(benchmark.all_variants())
 
 
@@ -263,6 +263,65 @@ def test_the_default_meets_the_plain_step_with_its_own_kernels(
     assert "ratio_to_plain_same_kernels" not in result
 
 
+@pytest.mark.parametrize("precision, auto", [
+    ("none", "bf16"), ("bf16", "bf16"), ("none", "none")])
+def test_each_default_is_timed_in_turn_with_the_step_without_it(
+    benchmark, monkeypatch, tmp_path, precision, auto):
+  """--kernels_in_turn: every kernel option, then bfloat16 against float32,
+  timed in turn off and on with the rest of the step as the defaults make
+  it here (a kind whose row turns on two kernels), the compiled activations
+  in bfloat16 (the only precision they train); x is on over off. Where
+  auto is float32, nothing in bfloat16 (AVX2 has no bfloat16
+  convolutions)."""
+  from pix2pix_tf.kernels import machines
+  monkeypatch.setitem(machines.KINDS, "test", machines.Kind(
+      "test", auto, frozenset({"fused_updates", "matmul_small_convs"})))
+  monkeypatch.setattr(machines, "this_machine", lambda: "test")
+  clock, built = [0.0], []
+
+  def runner(config, split, batch_size):
+    used = machines.kernels_used(config.kernels, "none-set")
+    built.append((config.run.mixed_precision, used))
+    seconds = 1.0 if len(built) % 2 == 0 else 2.0  # "on" twice as fast.
+
+    def run(n):
+      clock[0] += n * seconds
+
+    return run, batch_size, 1
+
+  monkeypatch.setitem(machines.KINDS, "none-set", machines.Kind(
+      "none set", "none", frozenset()))
+  monkeypatch.setattr(benchmark, "training_runner", runner)
+  monkeypatch.setattr(benchmark, "time", types.SimpleNamespace(
+      perf_counter=lambda: clock[0]))
+  monkeypatch.setattr(benchmark, "FLAGS", types.SimpleNamespace(
+      steps_per_repeat=2, warmup_steps=1, seconds_per_row=1e6, repeats=3))
+  config = small_config(tmp_path, tmp_path, mixed_precision=precision,
+                        **dict.fromkeys(config_lib.KERNEL_OPTIONS, None))
+  rows = benchmark.kernels_in_turn(config, None, 2)
+  defaults = {"fused_updates": True, "fused_batch_norm": False,
+              "matmul_small_convs": True, "compiled_activations": False}
+  names = list(config_lib.KERNEL_OPTIONS) + ["bf16"]
+  if auto == "none":
+    names = names[:-1]
+    names.remove("compiled_activations")
+  assert list(rows) == names and len(built) == 2 * len(names)
+  for i, name in enumerate(names):
+    (off_precision, off), (on_precision, on) = built[2 * i:2 * i + 2]
+    if name == "bf16":
+      assert (off_precision, on_precision) == ("none", "bf16")
+      assert off == on == defaults
+      assert rows[name]["precision"] == "none -> bf16"
+      continue
+    expected = "bf16" if name == "compiled_activations" else precision
+    assert off_precision == on_precision == expected
+    assert rows[name]["precision"] == expected
+    assert off == {**defaults, name: False} and on == {**defaults, name: True}
+    assert rows[name]["ratio"] == pytest.approx(2.0)
+    assert rows[name]["on_images_per_second"] == pytest.approx(2.0)
+    assert rows[name]["off_images_per_second"] == pytest.approx(1.0)
+
+
 def test_largest_batch_doubles_then_bisects(benchmark, monkeypatch):
   """Against a machine where batches up to 37 fit: the answer is within an
   eighth of 37, and a batch that fails is named."""
@@ -327,7 +386,7 @@ def test_the_quality_check_compares_means_over_seeds(
     trained.append((config.run.mixed_precision, config.optimisation.seed) +
                    kernels)
     value = {"none": 0.25, "bf16": 0.26}[config.run.mixed_precision]
-    if not config.kernels.fused_updates:
+    if config.kernels.fused_updates is False:
       value = 0.24  # Keras's kernels.
     return {"val_l1": value + 0.01 * config.optimisation.seed}
 
@@ -335,8 +394,9 @@ def test_the_quality_check_compares_means_over_seeds(
   data_dir = demo.write_dataset(str(tmp_path / "data"), 2, 1, 32)
   runs = benchmark.quality_check(5, data_dir, ["none", "bf16"], seeds=3)
   every = len(config_lib.KERNEL_OPTIONS)
+  # Keras's kernels, then this machine's default ones (unset).
   assert trained == [("none", s) + (False,) * every for s in range(3)] + [
-      (p, s) + (True,) * every for p in ("none", "bf16") for s in range(3)]
+      (p, s) + (None,) * every for p in ("none", "bf16") for s in range(3)]
   report, lines = benchmark.quality_report(5, runs)
   assert report["val_l1_per_seed"]["bf16"] == pytest.approx(
       [0.26, 0.27, 0.28])

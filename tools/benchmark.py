@@ -13,7 +13,7 @@ times --repeats rounds whatever a step takes):
       call, Keras's Adam ops and batch norm) and of each optimisation alone and
       combined, as
       ratios to the baseline at the same batch size; by default, reduced
-      precisions this machine has no fast kernels for are not timed;
+      precisions --mixed_precision=auto does not choose here are not timed;
   (c) SavedModel inference images/s and p50/p95 latency at batch 1 and 8;
   (d) achieved GFLOP/s, from the FLOPs per training step that this tool
       counts from the models' convolution layers;
@@ -35,7 +35,10 @@ times --repeats rounds whatever a step takes):
       its rate between its first and last logged window against (f)'s;
   (h) --largest_batch: the largest batch that trains, found by running two
       steps per batch size in a child process, doubling until one runs out
-      of memory, then bisecting.
+      of memory, then bisecting;
+  (i) --kernels_in_turn: the default step timed in turn with itself less
+      each kernel option, then bfloat16 against float32: what this kind of
+      machine's defaults (pix2pix_tf/kernels/machines.py) rest on.
 
 --quality_steps=N also trains the demo configuration N steps in fp32 with
 Keras's Adam ops, batch norm, convolutions and activations (the step before any
@@ -83,9 +86,9 @@ flags.DEFINE_list("variants", ["default", "baseline"],
                   "(--bench_spe steps per call), combined (every "
                   "optimisation that beat the baseline alone at this batch "
                   "size, the faster of bf16 and fp16); or all: every one, "
-                  "less the reduced precisions this machine has no fast "
-                  "kernels for (fp16 without a GPU; bf16 without a GPU of "
-                  "compute capability 8.0+ or a CPU with AMX).")
+                  "less the reduced precisions --mixed_precision=auto "
+                  "does not choose here (fp16 without a GPU; bf16 where "
+                  "auto is float32).")
 flags.DEFINE_integer("matmul_size", 2048, "Side of the square matrices that "
                      "measure the matrix-multiply peak.")
 flags.DEFINE_integer("bench_spe", 4, "Steps per call of the spe variants.")
@@ -127,6 +130,12 @@ flags.DEFINE_bool("largest_batch", False,
                   "run it on a machine of your own.")
 flags.DEFINE_integer("largest_batch_limit", 1024,
                      "The largest batch size --largest_batch tries.")
+flags.DEFINE_bool("kernels_in_turn", False,
+                  "At each batch size, time the default step in turn with "
+                  "itself less each kernel option it uses, and with each "
+                  "one it leaves off turned on, then bfloat16 against "
+                  "float32: what this machine's defaults rest on "
+                  "(pix2pix_tf/kernels/machines.py).")
 flags.DEFINE_string("output", None, "Write the results as JSON here.")
 FLAGS = flags.FLAGS
 
@@ -195,14 +204,14 @@ def variant_overrides(name: str, rows: dict, bench_spe: int) -> dict:
 
 
 def all_variants() -> list:
-  """Every variant, less the reduced precisions without fast kernels here."""
+  """Every variant, less the reduced precisions auto does not choose here."""
   import tensorflow as tf
-  from pix2pix_tf.training import precision
+  from pix2pix_tf.kernels import machines
 
   names = list(VARIANTS)
   if not tf.config.list_physical_devices("GPU"):
     names.remove("fp16")
-  if not precision.fast_bfloat16():
+  if machines.auto_precision() != "bf16":
     names.remove("bf16")
     names.remove("compiled_activations")
   return names
@@ -525,11 +534,14 @@ def compare_plain(config, split, batch_size):
   same kernels: like for like, the cost of the strategy, the metrics and the
   loop. Each pair is timed in turn (`seconds_in_turn`); the ratio is the
   median over the rounds of the two rates within a round."""
+  from pix2pix_tf.kernels import machines
+
   result = {}
   plains = {"": (config.replace(**dict.fromkeys(
       config_lib.KERNEL_OPTIONS, False)), False)}
-  if any(getattr(config.kernels, name) for name in config_lib.KERNEL_OPTIONS):
-    plains["_same_kernels"] = (config, config.kernels.fused_updates)
+  used = machines.kernels_used(config.kernels)
+  if any(used.values()):
+    plains["_same_kernels"] = (config.replace(**used), used["fused_updates"])
   for suffix, (plain_config, fused) in plains.items():
     try:
       rates, ratio = plain_pair(config, plain_config, fused, split,
@@ -552,21 +564,76 @@ def compare_plain(config, split, batch_size):
 
 def plain_pair(config, plain_config, fused_updates, split, batch_size):
   """pix2pix_tf's step of `config` and the plain step of `plain_config`
-  timed in turn (`seconds_in_turn`): each one's images/s (median over the
-  rounds) and pix2pix_tf's ratio to the plain step, the median over the
-  rounds of the two rates within a round."""
+  timed in turn: each one's images/s and pix2pix_tf's ratio to the plain
+  step (`pair_in_turn`)."""
   fresh_session()
-  runs = {"plain": plain_runner(plain_config, split, batch_size,
-                                fused_updates),
-          "pix2pix_tf": training_runner(config, split, batch_size)}
+  return pair_in_turn({
+      "plain": plain_runner(plain_config, split, batch_size, fused_updates),
+      "pix2pix_tf": training_runner(config, split, batch_size)})
+
+
+def pair_in_turn(runs):
+  """Two runs (name -> (run, images per call, steps per call)) timed in
+  turn (`seconds_in_turn`): each one's images/s (median over the rounds)
+  and the second's rate over the first's, the median over the rounds of
+  the two rates within a round."""
   images, seconds = seconds_in_turn(runs, FLAGS.steps_per_repeat,
                                     FLAGS.warmup_steps + 1)
   rates = {name: images[name] / statistics.median(times)
            for name, times in seconds.items()}
+  first, second = runs
   ratio = statistics.median(
-      images["pix2pix_tf"] / ours / (images["plain"] / theirs)
-      for ours, theirs in zip(seconds["pix2pix_tf"], seconds["plain"]))
+      images[second] / ours / (images[first] / theirs)
+      for ours, theirs in zip(seconds[second], seconds[first]))
   return rates, ratio
+
+
+def kernel_toggles(config):
+  """(name, the flags without it, the flags with it) of each choice this
+  machine's defaults make: every kernel option, then bfloat16 against
+  float32 (both with `config`'s kernels). The compiled activations apply
+  in bfloat16 only: in a float32 configuration they are timed in
+  bfloat16. Where neither --mixed_precision=auto nor the flags train in
+  bfloat16, nothing is timed in bfloat16 (without AVX-512 TensorFlow's own
+  kernels compute it, slowly)."""
+  from pix2pix_tf.kernels import machines
+  from pix2pix_tf.training import precision
+
+  used = machines.kernels_used(config.kernels)
+  mode = precision.resolve_mixed_precision(config.run.mixed_precision)
+  bfloat16 = "bf16" in (mode, machines.auto_precision())
+  toggles = []
+  for name in config_lib.KERNEL_OPTIONS:
+    if name == "compiled_activations" and not bfloat16:
+      continue
+    fixed = {**used, "mixed_precision": (
+        "bf16" if name == "compiled_activations" else mode)}
+    toggles.append((name, {**fixed, name: False}, {**fixed, name: True}))
+  if bfloat16:
+    toggles.append(("bf16", {**used, "mixed_precision": "none"},
+                    {**used, "mixed_precision": "bf16"}))
+  return toggles
+
+
+def kernels_in_turn(config, split, batch_size):
+  """Each of `kernel_toggles` timed in turn, off and on: images/s each way
+  and x, on over off (the median within a round)."""
+  rows = {}
+  for name, off, on in kernel_toggles(config):
+    fresh_session()
+    rates, ratio = pair_in_turn({
+        "off": training_runner(config.replace(**off), split, batch_size),
+        "on": training_runner(config.replace(**on), split, batch_size)})
+    gc.collect()  # The pair's models, before the next pair's.
+    # The precision of both sides; of the off side first for bf16's row.
+    precisions = dict.fromkeys((off["mixed_precision"], on["mixed_precision"]))
+    rows[name] = {"off_images_per_second": rates["off"],
+                  "on_images_per_second": rates["on"], "ratio": ratio,
+                  "precision": " -> ".join(precisions)}
+    print(f"batch {batch_size}: {name} off {rates['off']:.2f} images/s, on "
+          f"{rates['on']:.2f} ({rows[name]['precision']}): x{ratio:.2f}, "
+          "timed in turn", flush=True)
+  return rows
 
 
 def compare_default(config, split, batch_size, rate):
@@ -766,7 +833,7 @@ def bench_inference(config, batch_sizes, repeats):
 
 def quality_check(steps, data_dir, precisions, seeds=1):
   """val L1 of the demo configuration after `steps` steps per precision
-  (every one of `config_lib.KERNEL_OPTIONS`), and in fp32 with Keras's
+  (with this machine's default kernels), and in fp32 with Keras's
   Adam, batch norm, convolutions and activations ("keras_kernels", the
   reference point: the step before any optimisation): a list per
   configuration, one run per seed in range(`seeds`)."""
@@ -791,7 +858,9 @@ def quality_check(steps, data_dir, precisions, seeds=1):
             max_steps=steps,
             seed=seed,
             mixed_precision="none" if name == "keras_kernels" else name,
-            **dict.fromkeys(config_lib.KERNEL_OPTIONS, name != "keras_kernels"),
+            # Keras's kernels, or this machine's default ones.
+            **dict.fromkeys(config_lib.KERNEL_OPTIONS,
+                            False if name == "keras_kernels" else None),
             num_samples=0,
             label_palette="",
             eval_every_steps=steps,
@@ -827,11 +896,14 @@ def quality_report(steps, runs):
 def machine_description():
   import platform
   import tensorflow as tf
+  from pix2pix_tf.kernels import machines
   gpus = tf.config.list_physical_devices("GPU")
   names = [tf.config.experimental.get_device_details(g).get("device_name",
                                                            g.name)
            for g in gpus]
-  return {"cpu_cores": os.cpu_count(), "gpus": names,
+  return {"cpu": machines.cpu_model(), "kind": machines.this_machine(),
+          "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
+          "cpu_cores": os.cpu_count(), "gpus": names,
           "platform": platform.platform(), "tensorflow": tf.__version__,
           "date": time.strftime("%Y-%m-%d")}
 
@@ -912,6 +984,9 @@ def main(argv):
       default = base.replace(batch_size=batch)
       report["default"][batch] = compare_default(
           default, split, batch, rows["default"]["images_per_second"])
+    if FLAGS.kernels_in_turn:
+      report.setdefault("kernels_in_turn", {})[batch] = kernels_in_turn(
+          base.replace(batch_size=batch), split, batch)
     write_report(report, report_output)
 
   if FLAGS.train_command_steps:
@@ -1019,6 +1094,14 @@ def format_report(report) -> str:
         for batch, ms in profiles.items():
           lines.append(f"| {batch} | " + " | ".join(
               f"{ms[n]:.1f} ms" for n in names) + " |")
+  if report.get("kernels_in_turn"):
+    lines += ["", "| batch | choice | precision | off, images/s | on, images/s "
+              "| x on over off, timed in turn |", "|---" * 6 + "|"]
+    for batch, rows in report["kernels_in_turn"].items():
+      lines += [f"| {batch} | {name} | {row['precision']} | "
+                f"{row['off_images_per_second']:.2f} | "
+                f"{row['on_images_per_second']:.2f} | x{row['ratio']:.2f} |"
+                for name, row in rows.items()]
   best = max(row["images_per_second"] for rows in report["training"].values()
              for row in rows.values())
   pipeline = max(report["input_pipeline"].values())

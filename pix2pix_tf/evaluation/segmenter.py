@@ -32,12 +32,15 @@ from pix2pix_tf.evaluation.segmentation import IGNORE, colors_to_classes
 def build_segmenter(num_classes: int, depth: int, filters: int
                     ) -> keras.Model:
   """This package's U-Net, ending in per-class logits instead of tanh,
-  trained on the kernels of pix2pix runs."""
+  trained on the layer kernels a pix2pix run uses on this machine by
+  default (`kernels.machines`)."""
   unet = models.unet_generator(depth, 3, num_classes, filters, norm="batch",
                                dropout=0.0, name="segmenter")
+  used = kernels.machines.kernels_used()
   return kernels.with_kernels(
       keras.Model(unet.input, unet.get_layer("up0_conv").output,
-                  name="segmenter"), kernels.LAYER_OPTIONS)
+                  name="segmenter"),
+      [option for option in kernels.LAYER_OPTIONS if used[option]])
 
 
 def segmenter_dataset(files: Sequence[str], palette: Palette,

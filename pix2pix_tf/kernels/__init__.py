@@ -13,7 +13,8 @@ the segmenter's SavedModel hold the kernel classes, which infer as Keras's
 layers do; importing `pix2pix_tf.kernels` registers them for loading.)
 
 Each kernel option (the "kernels" group of the training flags; all false
-is Keras's and TensorFlow's own kernels):
+is Keras's and TensorFlow's own kernels; unset, this kind of machine's
+default, from the table in `machines`, as `--mixed_precision=auto` is):
 
 * `--fused_batch_norm`: batch norm trained with TensorFlow's fused
   FusedBatchNormV3 (`batch_norm.FusedBatchNormalization`).
@@ -25,8 +26,8 @@ is Keras's and TensorFlow's own kernels):
 * `--fused_updates`: Adam's update as TensorFlow's `ResourceApplyAdam`, one
   kernel per variable (`adam`).
 
-What each one gains, measured by `tools/benchmark.py`, is in
-docs/performance.md.
+What each one gains on each kind of machine, measured by
+`tools/benchmark.py --kernels_in_turn`, is in docs/performance.md.
 """
 
 from pix2pix_tf.kernels.activations import LeakyReLU, ReLU
@@ -36,8 +37,9 @@ from pix2pix_tf.kernels.apply import (LAYER_OPTIONS, SWAPS, for_training,
 from pix2pix_tf.kernels.batch_norm import FusedBatchNormalization
 from pix2pix_tf.kernels.convolutions import (Conv2D, Conv2DTranspose,
                                              used_here)
+from pix2pix_tf.kernels import machines
 
 __all__ = [
     "Conv2D", "Conv2DTranspose", "FusedBatchNormalization", "FusedUpdates",
     "LAYER_OPTIONS", "LeakyReLU", "ReLU", "SWAPS", "for_training",
-    "fused_adam", "used_here", "with_kernels"]
+    "fused_adam", "machines", "used_here", "with_kernels"]

@@ -8,7 +8,7 @@ from keras import layers
 
 from pix2pix_tf import config as config_lib
 from pix2pix_tf import models
-from pix2pix_tf.kernels import activations, batch_norm, convolutions
+from pix2pix_tf.kernels import activations, batch_norm, convolutions, machines
 from pix2pix_tf.kernels.adam import fused_adam
 
 # (kernel option, Keras's layer class, the class that trains it on that
@@ -82,12 +82,13 @@ def for_training(config: config_lib.Config, generator: keras.Model,
                  adam: type) -> Tuple[keras.Model, keras.Model, type]:
   """(generator, discriminator, Adam class) of a run of `config`: the
   networks `with_kernels`, and `adam` as one fused kernel per variable
-  with `config.kernels.fused_updates`. All kernel options false: the arguments,
-  unchanged."""
-  options = {option for option in LAYER_OPTIONS
-             if getattr(config.kernels, option)}
+  with fused updates: the kernels `config` turns on, or where it leaves
+  them unset, this machine's (`machines.kernels_used`). All kernel options
+  false: the arguments, unchanged."""
+  used = machines.kernels_used(config.kernels)
+  options = {option for option in LAYER_OPTIONS if used[option]}
   if options:
     generator = with_kernels(generator, options)
     discriminator = with_kernels(discriminator, options)
   return (generator, discriminator,
-          fused_adam(adam) if config.kernels.fused_updates else adam)
+          fused_adam(adam) if used["fused_updates"] else adam)

@@ -31,9 +31,11 @@ def image_grid(input_image: tf.Tensor, generated_image: tf.Tensor,
 
 
 def hparams_of(config: config_lib.Config) -> Dict[str, object]:
-  """The options as TensorBoard hparams (bool, int, float or str)."""
+  """The options as TensorBoard hparams (bool, int, float or str; an
+  unset kernel option as "unset")."""
   return {name: value if isinstance(value, (bool, int, float, str))
-          else str(value) for name, value in config.flat().items()}
+          else "unset" if value is None else str(value)
+          for name, value in config.flat().items()}
 
 
 def format_metrics(values: Dict[str, float]) -> str:

@@ -5,32 +5,45 @@ import contextlib
 from typing import Iterator
 
 import keras
-import tensorflow as tf
+
+from pix2pix_tf import config as config_lib
+from pix2pix_tf.kernels import machines
 
 
 POLICIES = {"none": "float32", "bf16": "mixed_bfloat16",
             "fp16": "mixed_float16"}
 
 
-def fast_bfloat16() -> bool:
-  """Whether this machine computes bfloat16 faster than float32: GPUs of
-  compute capability 8.0 or newer (A100, H100, ...), or CPUs with AMX."""
-  gpus = tf.config.list_physical_devices("GPU")
-  if gpus:
-    return all(tf.config.experimental.get_device_details(gpu).get(
-        "compute_capability", (0, 0)) >= (8, 0) for gpu in gpus)
-  try:
-    with open("/proc/cpuinfo") as f:
-      return "amx_bf16" in f.read().split()
-  except OSError:
-    return False
-
-
 def resolve_mixed_precision(mixed_precision: str) -> str:
-  """--mixed_precision, with auto resolved to bf16 where it is fast."""
+  """--mixed_precision, with auto resolved to this kind of machine's
+  measured choice (`kernels.machines`)."""
   if mixed_precision == "auto":
-    return "bf16" if fast_bfloat16() else "none"
+    return machines.auto_precision()
   return mixed_precision
+
+
+def check_precision(mixed_precision: str) -> None:
+  """Refuses bfloat16 where oneDNN cannot compute it, before a run starts.
+
+  Raises:
+    config.ConfigError: naming --mixed_precision and what to use instead.
+  """
+  reason = (machines.bfloat16_refusal()
+            if resolve_mixed_precision(mixed_precision) == "bf16" else None)
+  if reason:
+    raise config_lib.ConfigError(
+        f"--mixed_precision={mixed_precision}: {reason}. Use "
+        "--mixed_precision=none (float32; auto chooses it here).")
+
+
+def describe(config: config_lib.Config) -> str:
+  """The policy and kernel options a run of `config` trains with here, and
+  this machine's kind, for the run's first line."""
+  used = machines.kernels_used(config.kernels)
+  return (f"{POLICIES[resolve_mixed_precision(config.run.mixed_precision)]}"
+          ", kernel options on: "
+          f"{', '.join(name for name in used if used[name]) or 'none'} "
+          f"(this machine: {machines.this_machine()})")
 
 
 @contextlib.contextmanager

@@ -201,12 +201,11 @@ def setup(config: config_lib.Config,
   check_cache_folder(config)
   check_resumed_config(config)
   data = prepare_data(config)
-  policy = precision.POLICIES[precision.resolve_mixed_precision(
-      config.run.mixed_precision)]
   print(f"Training on {strategy.num_replicas_in_sync} replica(s) "
-        f"({', '.join(strategy.extended.worker_devices)}), {policy}; "
-        f"{data.train.count} training pairs, {data.steps_per_epoch} steps per "
-        f"epoch, {data.total_steps} steps.", flush=True)
+        f"({', '.join(strategy.extended.worker_devices)}), "
+        f"{precision.describe(config)}; {data.train.count} training pairs, "
+        f"{data.steps_per_epoch} steps per epoch, {data.total_steps} steps.",
+        flush=True)
   keras.utils.set_random_seed(config.optimisation.seed)
   chief = distribution.is_chief(strategy)
   # Non-chief workers write to a scratch folder, removed at the end.
@@ -312,13 +311,15 @@ def open_run_folder(model_dir: str, data_dir: str = "") -> outputs.Folder:
 def check_run(config: config_lib.Config,
               strategy: tf.distribute.Strategy) -> None:
   """What a config's own check cannot know, before a run writes anything:
-  --batch_size, the global batch, splits evenly across the strategy's
-  replicas, and the files the objective's terms read are files (a config
-  is also read back from runs and exports on machines without them).
+  this CPU computes the precision, --batch_size (the global batch) splits
+  evenly across the strategy's replicas, and the files the objective's
+  terms read are files (a config is also read back from runs and exports
+  on machines without them).
 
   Raises:
     config_lib.ConfigError: naming the flag.
   """
+  precision.check_precision(config.run.mixed_precision)
   replicas = strategy.num_replicas_in_sync
   if config.optimisation.batch_size % replicas:
     raise config_lib.ConfigError(
@@ -374,8 +375,8 @@ def check_resumed_config(config: config_lib.Config) -> None:
 
 def write_run_config(config: config_lib.Config,
                      folder: outputs.Folder) -> None:
-  """Saves the resolved flags in the run's folder: flags.txt (a flagfile)
-  and config.json, each replaced whole.
+  """Saves the flags in the run's folder (unset kernel options unset):
+  flags.txt (a flagfile) and config.json, each replaced whole.
 
   --force_config is a one-time permission, not part of the run's flags.
   """
@@ -385,10 +386,12 @@ def write_run_config(config: config_lib.Config,
 
 
 def flagfile_text(config: config_lib.Config) -> str:
-  """`config` as a flagfile: one `--name=value` line per option."""
+  """`config` as a flagfile: one `--name=value` line per option, an unset
+  kernel option as a comment (absl has no value for unset)."""
   lines = []
   for name, value in config.flat().items():
     if isinstance(value, bool):
       value = str(value).lower()
-    lines.append(f"--{name}={value}\n")
+    lines.append(f"# --{name}: unset, this kind of machine's default\n"
+                 if value is None else f"--{name}={value}\n")
   return "".join(lines)

@@ -57,6 +57,7 @@ def create_state(config: config_lib.Config, steps_per_epoch: int,
   """Builds models, optimizers, step counter and the loss terms' frozen
   networks under the strategy's scope; the networks and the optimizers
   train on the kernels the config's kernel options ask for."""
+  precision.check_precision(config.run.mixed_precision)
   with strategy.scope(), precision.dtype_policy(config.run.mixed_precision):
     generator, discriminator, adam_class = kernels.for_training(
         config, models.build_generator(config),

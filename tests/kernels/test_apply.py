@@ -40,8 +40,7 @@ def test_the_models_hold_kerass_layers_only(generator, tmp_path):
   size = max(32, 2 ** depth)
   config = small_config(tmp_path, tmp_path / "run", generator=generator,
                         load_size=size, crop_size=size, num_discriminators=2,
-                        d_layers=2)
-  assert all(getattr(config.kernels, option) for option in OPTIONS)
+                        d_layers=2, **dict.fromkeys(OPTIONS, True))
   for model in networks(config):
     assert models.flat_layers(model)
     assert not kernel_layers(model)
@@ -127,7 +126,8 @@ def _setting(layer):
 def test_the_copy_keeps_nothing_of_the_model_alive(tmp_path):
   """The networks a run trains hold no reference to the ones built before
   the kernels were applied: their weights are freed."""
-  config = small_config(tmp_path, tmp_path / "run", norm="batch")
+  config = small_config(tmp_path, tmp_path / "run", norm="batch",
+                        **dict.fromkeys(OPTIONS, True))
   generator, discriminator = networks(config)
   originals = [weakref.ref(layer) for model in (generator, discriminator)
                for layer in models.flat_layers(model)]
@@ -146,7 +146,8 @@ def test_a_run_trains_on_the_kernels_and_checkpoints_kerass_layers(
   as a run resumes it, from its optimizer's list), and G back into a run's
   state."""
   config = small_config(tmp_path, tmp_path / "run", norm="batch",
-                        num_discriminators=2, d_layers=2)
+                        num_discriminators=2, d_layers=2,
+                        **dict.fromkeys(OPTIONS, True))
   strategy = training.make_strategy("one_device")
   state = training.build(config, strategy, steps_per_epoch=10).state
   assert kernel_layers(state.generator)
@@ -174,12 +175,21 @@ def test_a_run_trains_on_the_kernels_and_checkpoints_kerass_layers(
     np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
-def test_the_segmenter_trains_on_the_kernels():
+@pytest.mark.parametrize("kind", sorted(kernels.machines.KINDS))
+def test_the_segmenter_trains_on_the_machines_kernels(kind, monkeypatch):
+  """The segmenter's U-Net takes the layer kernels a run takes on each kind
+  of machine."""
   from pix2pix_tf.evaluation import segmenter
+  monkeypatch.setattr(kernels.machines, "this_machine", lambda: kind)
   model = segmenter.build_segmenter(5, 3, 8)
-  kinds = {type(layer) for layer in kernel_layers(model)}
-  assert kinds == {kernels.FusedBatchNormalization, kernels.Conv2D,
-                   kernels.Conv2DTranspose, kernels.LeakyReLU, kernels.ReLU}
+  found = {type(layer) for layer in kernel_layers(model)}
+  assert found == {kernel for option, _, kernel in kernels.SWAPS
+                   if option in kernels.machines.KINDS[kind].kernels}
+  monkeypatch.setitem(kernels.machines.KINDS, kind, kernels.machines.Kind(
+      "test", "none", frozenset({"fused_batch_norm"})))
+  found = {type(layer) for layer in kernel_layers(
+      segmenter.build_segmenter(5, 3, 8))}
+  assert found == {kernels.FusedBatchNormalization}
 
 
 def test_fused_adam_refuses_an_optimizer_without_the_terms():

@@ -1,6 +1,7 @@
 """--deterministic gives bit-identical weights for every shipped flagfile,
 at its own crop size, on one replica and on two, in float32 (the default
-where the CPU has no AMX) and in this machine's default precision."""
+on CPUs without AMX or AVX-512 BF16) and in this machine's default
+precision."""
 
 import glob
 import json
@@ -81,7 +82,8 @@ def test_two_replicas_repeat_bit_for_bit(two_replicas, flagfile):
 
 
 def test_in_the_default_precision_too():
-  """The default precision of this machine (bfloat16 with AMX)."""
+  """The default precision of this machine (bfloat16 with AMX or AVX-512
+  BF16)."""
   from pix2pix_tf import training
   facades = os.path.join(ROOT, "configs", "facades.flags")
   result = run_check("--replicas=1", facades)["configs/facades.flags"]

@@ -163,22 +163,3 @@ def test_every_combination_lowers_the_loss(tmp_path, precision, jit):
   # Each number of steps per call ran its own function.
   assert step.single.experimental_get_tracing_count() == 1
   assert step.several.experimental_get_tracing_count() == 1
-
-
-@pytest.mark.parametrize("cpuinfo, expected", [
-    ("flags : fpu avx512f avx512_bf16 amx_bf16 amx_tile", "bf16"),
-    ("flags : fpu avx2 fma", "none"),
-])
-def test_auto_precision_picks_bf16_where_it_is_fast(monkeypatch, tmp_path,
-                                                    cpuinfo, expected):
-  import builtins
-  fake = tmp_path / "cpuinfo"
-  fake.write_text(cpuinfo)
-  real_open = builtins.open
-  monkeypatch.setattr(
-      training.precision, "open",
-      lambda path, *a, **k: real_open(fake if path == "/proc/cpuinfo"
-                                      else path, *a, **k), raising=False)
-  assert training.resolve_mixed_precision("auto") == expected
-  assert training.resolve_mixed_precision("none") == "none"
-  assert training.resolve_mixed_precision("fp16") == "fp16"
