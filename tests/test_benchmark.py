@@ -454,3 +454,15 @@ def test_the_memory_column_says_whose_peak_it_is(benchmark):
       {**report, "peak_host_memory_per_row": True})
   assert "| peak host MiB of the process so far |" in (
       benchmark.format_report({**report, "peak_host_memory_per_row": False}))
+
+
+def test_the_machine_is_described_with_onednns_limit_under_either_name(
+    monkeypatch):
+  from pix2pix_tf.kernels import machines
+  monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+  monkeypatch.setenv("DNNL_MAX_CPU_ISA", "AVX2")
+  monkeypatch.setattr(machines, "this_machine", lambda: "cpu")
+  described = load_tool("benchmark").machine_description()
+  assert described["onednn_max_cpu_isa"] == "AVX2"
+  assert described["kind"] == "cpu"
+  assert described["kind_description"] == machines.KINDS["cpu"].description

@@ -901,8 +901,10 @@ def machine_description():
   names = [tf.config.experimental.get_device_details(g).get("device_name",
                                                            g.name)
            for g in gpus]
-  return {"cpu": machines.cpu_model(), "kind": machines.this_machine(),
-          "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
+  kind, limit = machines.this_machine(), machines.onednn_limit()
+  return {"cpu": machines.cpu_model(), "kind": kind,
+          "kind_description": machines.KINDS[kind].description,
+          "onednn_max_cpu_isa": limit[1] if limit else None,
           "cpu_cores": os.cpu_count(), "gpus": names,
           "platform": platform.platform(), "tensorflow": tf.__version__,
           "date": time.strftime("%Y-%m-%d")}

@@ -15,7 +15,7 @@ import dataclasses
 import functools
 import math
 import os
-from typing import Dict, FrozenSet, Mapping, Optional
+from typing import Dict, FrozenSet, Mapping, Optional, Tuple
 
 import tensorflow as tf
 
@@ -73,10 +73,18 @@ def _allows(max_isa: Optional[str], isa: str) -> bool:
   return _ISAS.index(isa) <= limit
 
 
-def onednn_limit() -> Optional[str]:
-  """ONEDNN_MAX_CPU_ISA (or its older name DNNL_MAX_CPU_ISA), if set."""
-  return (os.environ.get("ONEDNN_MAX_CPU_ISA") or
-          os.environ.get("DNNL_MAX_CPU_ISA"))
+def onednn_limit() -> Optional[Tuple[str, str]]:
+  """(the variable, its value) of ONEDNN_MAX_CPU_ISA, or of its older name
+  DNNL_MAX_CPU_ISA where only that is set; None where neither is."""
+  for variable in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+    if os.environ.get(variable):
+      return variable, os.environ[variable]
+  return None
+
+
+def _limit_value(limit: Optional[Tuple[str, str]]) -> Optional[str]:
+  """The instruction set named by an `onednn_limit()` (None: no limit)."""
+  return limit[1] if limit else None
 
 
 def onednn_on() -> bool:
@@ -99,30 +107,32 @@ def cpu_kind(features: FrozenSet[str],
 
 
 def bfloat16_refusal(features: Optional[FrozenSet[str]] = None,
-                     max_isa: Optional[str] = None) -> Optional[str]:
+                     limit: Optional[Tuple[str, str]] = None
+                     ) -> Optional[str]:
   """Why bfloat16 cannot train on this CPU, or None. TensorFlow hands
   bfloat16 convolutions to oneDNN on CPUs with AVX-512 or AVX-NE-CONVERT
   (elsewhere its own kernels compute them, slowly); held by
   ONEDNN_MAX_CPU_ISA below AVX512_CORE (or AVX2_VNNI_2), oneDNN has none
   and the first convolution fails. `features`: /proc/cpuinfo's flags,
-  `max_isa` oneDNN's limit (default: this machine's; with a GPU, None)."""
+  `limit` oneDNN's as `onednn_limit()` gives it (default: this machine's;
+  with a GPU, None)."""
   if features is None:
     if tf.config.list_physical_devices("GPU") or not onednn_on():
       return None  # cuDNN's kernels, or TensorFlow's own.
-    features, max_isa = cpu_flags(), onednn_limit()
+    features, limit = cpu_flags(), onednn_limit()
+  max_isa = _limit_value(limit)
   avx512 = "avx512f" in features
   ne_convert = "avx_ne_convert" in features
   if not (avx512 or ne_convert) or (avx512 and _allows(
       max_isa, "AVX512_CORE")) or (ne_convert and _allows(
           max_isa, "AVX2_VNNI_2")):
     return None
-  variable = ("DNNL_MAX_CPU_ISA" if os.environ.get("DNNL_MAX_CPU_ISA") and
-              not os.environ.get("ONEDNN_MAX_CPU_ISA") else
-              "ONEDNN_MAX_CPU_ISA")
-  return (f"{variable}={max_isa.strip()} leaves oneDNN no bfloat16 "
+  variable, value = limit
+  return (f"{variable}={value.strip()} leaves oneDNN no bfloat16 "
           "convolutions, which TensorFlow hands it on this CPU")
 
 
+@functools.lru_cache(maxsize=None)
 def cpu_flags() -> FrozenSet[str]:
   """This CPU's feature flags as Linux lists them (none elsewhere)."""
   return frozenset(_cpuinfo("flags").split())
@@ -155,7 +165,9 @@ def this_machine() -> str:
     oldest = min(tf.config.experimental.get_device_details(gpu).get(
         "compute_capability", (0, 0)) for gpu in gpus)
     return "gpu_bf16" if oldest >= (8, 0) else "gpu"
-  return cpu_kind(cpu_flags(), onednn_limit()) if onednn_on() else "cpu"
+  if not onednn_on():
+    return "cpu"
+  return cpu_kind(cpu_flags(), _limit_value(onednn_limit()))
 
 
 def kernels_used(options: Optional[config_lib.KernelConfig] = None,

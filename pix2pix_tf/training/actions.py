@@ -15,6 +15,8 @@ from tensorboard.plugins.hparams import api as hparams_api
 from pix2pix_tf import config as config_lib
 from pix2pix_tf import data as data_lib
 from pix2pix_tf import outputs
+from pix2pix_tf.kernels import machines
+from pix2pix_tf.training import precision
 from pix2pix_tf.training import run as run_lib
 from pix2pix_tf.training import step as step_lib
 
@@ -31,11 +33,12 @@ def image_grid(input_image: tf.Tensor, generated_image: tf.Tensor,
 
 
 def hparams_of(config: config_lib.Config) -> Dict[str, object]:
-  """The options as TensorBoard hparams (bool, int, float or str; an
-  unset kernel option as "unset")."""
-  return {name: value if isinstance(value, (bool, int, float, str))
-          else "unset" if value is None else str(value)
-          for name, value in config.flat().items()}
+  """The options as TensorBoard hparams, auto and unset kernel options as
+  this machine resolves them: the HParams tab compares what ran
+  (config.json keeps them as given, for a resume elsewhere)."""
+  return {**config.flat(), **machines.kernels_used(config.kernels),
+          "mixed_precision": precision.resolve_mixed_precision(
+              config.run.mixed_precision)}
 
 
 def format_metrics(values: Dict[str, float]) -> str:

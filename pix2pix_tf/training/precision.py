@@ -40,10 +40,11 @@ def describe(config: config_lib.Config) -> str:
   """The policy and kernel options a run of `config` trains with here, and
   this machine's kind, for the run's first line."""
   used = machines.kernels_used(config.kernels)
+  kind = machines.this_machine()
   return (f"{POLICIES[resolve_mixed_precision(config.run.mixed_precision)]}"
           ", kernel options on: "
           f"{', '.join(name for name in used if used[name]) or 'none'} "
-          f"(this machine: {machines.this_machine()})")
+          f"(this machine: {kind}, {machines.KINDS[kind].description})")
 
 
 @contextlib.contextmanager

@@ -3,6 +3,7 @@ options left unset resolve from what the hardware offers, through one
 table, in every command that trains."""
 
 import builtins
+import json
 
 import pytest
 
@@ -51,6 +52,7 @@ def fake_cpuinfo(monkeypatch, tmp_path, cpu_flags, max_isa=None):
   if max_isa:
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", max_isa)
   machines.this_machine.cache_clear()
+  machines.cpu_flags.cache_clear()
   devices = machines.tf.config.list_physical_devices
   monkeypatch.setattr(
       machines.tf.config, "list_physical_devices",
@@ -61,6 +63,7 @@ def fake_cpuinfo(monkeypatch, tmp_path, cpu_flags, max_isa=None):
 def _fresh_machine():
   yield
   machines.this_machine.cache_clear()
+  machines.cpu_flags.cache_clear()
 
 
 @pytest.mark.parametrize("cpu_flags, max_isa, kind, auto", [
@@ -160,8 +163,8 @@ def test_the_run_is_built_with_the_kinds_kernels(monkeypatch, tmp_path):
 ])
 def test_bfloat16_is_refused_where_onednn_gets_it_without_convolutions(
     monkeypatch, cpu_flags, max_isa, refused):
-  monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
-  found = machines.bfloat16_refusal(frozenset(cpu_flags.split()), max_isa)
+  limit = ("ONEDNN_MAX_CPU_ISA", max_isa) if max_isa else None
+  found = machines.bfloat16_refusal(frozenset(cpu_flags.split()), limit)
   if refused:
     assert found == (f"ONEDNN_MAX_CPU_ISA={max_isa.strip()} leaves oneDNN "
                      "no bfloat16 convolutions, which TensorFlow hands it "
@@ -178,13 +181,17 @@ def test_auto_never_chooses_a_refused_precision(cpu_flags, max_isa):
   features = frozenset(cpu_flags.split())
   kind = machines.cpu_kind(features, max_isa)
   if machines.KINDS[kind].precision == "bf16":
-    assert machines.bfloat16_refusal(features, max_isa) is None
+    assert machines.bfloat16_refusal(
+        features, max_isa and ("ONEDNN_MAX_CPU_ISA", max_isa)) is None
 
 
 @pytest.mark.parametrize("environ, kind", [
     ({}, "cpu_amx"),
     ({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"}, "cpu_avx512_bf16"),
     ({"DNNL_MAX_CPU_ISA": "AVX2"}, "cpu"),  # oneDNN's older name.
+    # Both set: oneDNN reads ONEDNN_MAX_CPU_ISA.
+    ({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16", "DNNL_MAX_CPU_ISA": "AVX2"},
+     "cpu_avx512_bf16"),
     ({"ONEDNN_MAX_CPU_ISA": "NOT_AN_ISA"}, "cpu_amx"),
     ({"TF_ENABLE_ONEDNN_OPTS": "0"}, "cpu"),  # TensorFlow's own kernels.
 ])
@@ -196,8 +203,8 @@ def test_the_kind_follows_onednns_environment(monkeypatch, tmp_path,
   assert machines.this_machine() == kind
   assert machines.bfloat16_refusal() == (
       "DNNL_MAX_CPU_ISA=AVX2 leaves oneDNN no bfloat16 convolutions, "
-      "which TensorFlow hands it on this CPU" if "DNNL_MAX_CPU_ISA" in environ
-      else None)
+      "which TensorFlow hands it on this CPU" if environ == {
+          "DNNL_MAX_CPU_ISA": "AVX2"} else None)
 
 
 def test_every_command_that_builds_a_run_refuses_what_the_cpu_cannot(
@@ -269,4 +276,37 @@ def test_train_names_the_flag_where_the_cpu_has_no_bfloat16(tmp_path):
   auto = train()
   assert auto.returncode == 0, auto.stderr
   assert "float32, kernel options on: " in auto.stdout
-  assert "(this machine: cpu)" in auto.stdout
+  assert (f"(this machine: cpu, {machines.KINDS['cpu'].description})"
+          in auto.stdout)
+
+
+def test_onednns_limit_is_read_from_either_name(monkeypatch):
+  for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+    monkeypatch.delenv(name, raising=False)
+  assert machines.onednn_limit() is None
+  monkeypatch.setenv("DNNL_MAX_CPU_ISA", "AVX2")
+  assert machines.onednn_limit() == ("DNNL_MAX_CPU_ISA", "AVX2")
+  monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE")
+  assert machines.onednn_limit() == ("ONEDNN_MAX_CPU_ISA", "AVX512_CORE")
+
+
+def test_hparams_record_what_the_run_trains_with(monkeypatch, tmp_path):
+  """TensorBoard's hparams hold auto and unset kernel options as this
+  machine resolves them; config.json keeps them as given."""
+  from pix2pix_tf.training import actions
+  monkeypatch.setitem(machines.KINDS, "test", machines.Kind(
+      "test", "bf16", frozenset({"fused_batch_norm", "fused_updates"})))
+  monkeypatch.setattr(machines, "this_machine", lambda: "test")
+  config = config_lib.Config().replace(fused_updates=False,
+                                       matmul_small_convs=True)
+  hparams = actions.hparams_of(config)
+  assert {name: hparams[name] for name in config_lib.KERNEL_OPTIONS} == {
+      "fused_updates": False, "fused_batch_norm": True,
+      "matmul_small_convs": True, "compiled_activations": False}
+  assert hparams["mixed_precision"] == "bf16"
+  assert hparams["crop_size"] == 256
+  assert all(isinstance(value, (bool, int, float, str))
+             for value in hparams.values())
+  recorded = json.loads(config.to_json())
+  assert recorded["mixed_precision"] == "auto"
+  assert recorded["fused_batch_norm"] is None
