@@ -397,15 +397,13 @@ def limit_file_size():
 def test_a_file_size_limit_is_one_line_and_keeps_what_was_there(
     trained, tmp_path, command):
   world = World(tmp_path, trained)
-  run = str(tmp_path / "new")
   if command == "export":  # Replacing the run's own export.
     arguments = [f"--model_dir={world.run}"]
-  else:  # Resuming a run: its next checkpoint does not fit.
-    arguments = [f"--data_dir={world.data}", f"--model_dir={run}",
-                 *TRAIN_FLAGS]
-    first = run_command("train", *arguments)
-    assert first.returncode == 0, first.stderr
-    arguments[-1] = "--max_steps=2"
+  else:  # Resuming the run with its flagfile: its next checkpoint does not
+    # fit.
+    arguments = [f"--flagfile={world.run}/flags.txt",
+                 f"--data_dir={world.data}", f"--model_dir={world.run}",
+                 f"--max_steps={trained.optimisation.max_steps + 1}"]
   before = tree(tmp_path)
   result = subprocess.run(
       [sys.executable, "-m", f"pix2pix_tf.{command}", *arguments],
@@ -423,13 +421,13 @@ def test_a_file_size_limit_is_one_line_and_keeps_what_was_there(
   else:
     # The resumed run records its new --max_steps (its own files) and may
     # add logs and a sample; its checkpoints and export are as they were.
-    rewritten = {os.path.join("new", name) for name in (
+    rewritten = {os.path.join("run", name) for name in (
         "flags.txt", "config.json", outputs.MANIFEST)}
     assert {k: v for k, v in after.items()
             if k in before and k not in rewritten} == {
                 k: v for k, v in before.items() if k not in rewritten}
     added = set(after) - set(before)
-    assert not any(k.startswith(("new/checkpoints", "new/export"))
+    assert not any(k.startswith(("run/checkpoints", "run/export"))
                    for k in added), added
 
 

@@ -15,6 +15,13 @@ compared with the state after a restore of the checkpoint of step 1 and
 the rest of the steps from the data stream a resumed run reads: the same
 steps again, from the same state, in one process. The traced step is
 shared, which makes this fast enough to run for every flagfile.
+
+Flagfiles that train the same thing (every option equal but those that
+say where the data and outputs are and how often a run logs, samples,
+scores and saves, none of which this check runs) are trained once: the
+line of each names the flagfile it shares the run with ("trained_as") and
+the digest of the options trained ("trained"), which the test compares
+with that of its own flagfile.
 """
 
 import argparse
@@ -119,25 +126,53 @@ def farthest(written_a, written_b):
   return worst, differing
 
 
-def check(flagfile, args, strategy, scratch):
-  import keras
+# Options that do not change what this check trains: where the data and the
+# run's outputs are, and how often a run logs, samples, scores and saves
+# (it does none of these). The data a flagfile is checked on is generated
+# from its batch and load sizes, which stay in the comparison.
+NOT_TRAINED = ("data_dir", "model_dir", "label_palette", "segmenter",
+               "checkpoint_every_steps", "keep_checkpoints", "log_every_steps",
+               "sample_every_steps", "eval_every_steps", "num_samples",
+               "profile_steps", "inference_mode", "force_config")
+
+
+def trained_config(flagfile, replicas, mixed_precision, scratch=""):
+  """The configuration the check trains for `flagfile`: its own, under
+  --deterministic, with at least one pair per replica, on generated data
+  in `scratch`."""
   from pix2pix_tf import config as config_lib
-  from pix2pix_tf import data as data_lib
-  from pix2pix_tf import training
-  from pix2pix_tf.data import demo
   with open(flagfile) as f:
     config = config_lib.Config().with_flags(f.read())
   name = os.path.splitext(os.path.basename(flagfile))[0]
-  data_dir = demo.write_dataset(os.path.join(scratch, name), 4 * max(
-      config.optimisation.batch_size, args.replicas), 0, config.data.load_size)
-  config = config.replace(data_dir=data_dir,
-                          model_dir=os.path.join(scratch, f"{name}-run"),
-                          label_palette="",
-                          deterministic=True,
-                          batch_size=max(config.optimisation.batch_size,
-                                         args.replicas),
-                          mixed_precision=args.mixed_precision,
-                          steps_per_execution=1)
+  return config.replace(data_dir=os.path.join(scratch, name),
+                        model_dir=os.path.join(scratch, f"{name}-run"),
+                        label_palette="",
+                        deterministic=True,
+                        batch_size=max(config.optimisation.batch_size,
+                                       replicas),
+                        mixed_precision=mixed_precision,
+                        steps_per_execution=1)
+
+
+def trained_digest(config):
+  """A digest of every option of `config` that changes what is trained."""
+  options = {name: value for name, value in config.flat().items()
+             if name not in NOT_TRAINED}
+  return hashlib.sha256(json.dumps(options, sort_keys=True).encode()
+                        ).hexdigest()[:16]
+
+
+def check(flagfile, args, strategy, scratch):
+  import keras
+  from pix2pix_tf import data as data_lib
+  from pix2pix_tf import training
+  from pix2pix_tf.data import demo
+  config = trained_config(flagfile, args.replicas, args.mixed_precision,
+                          scratch)
+  demo.write_dataset(config.data.data_dir,
+                     4 * config.optimisation.batch_size, 0,
+                     config.data.load_size)
+  name = os.path.basename(config.data.data_dir)
   training.check_run(config, strategy)  # As a run starts.
   split = data_lib.open_split(config.data.data_dir, "train")
   steps_per_epoch = split.count // config.optimisation.batch_size
@@ -171,6 +206,8 @@ def check(flagfile, args, strategy, scratch):
               for k in initial_digests)
   result = {
       "flagfile": os.path.relpath(os.path.abspath(flagfile), ROOT),
+      "trained_as": os.path.relpath(os.path.abspath(flagfile), ROOT),
+      "trained": trained_digest(config),
       "crop_size": config.data.crop_size,
       "batch_size": config.optimisation.batch_size,
       "replicas": strategy.num_replicas_in_sync,
@@ -200,10 +237,16 @@ def main():
   # (their collective ops would share keys).
   strategy = tf.distribute.MirroredStrategy(
       [f"/cpu:{i}" for i in range(args.replicas)])
+  checked = {}  # Results by the digest of what was trained.
   for flagfile in args.flagfiles:
-    # A scratch folder per flagfile, gone before the next one starts.
-    with tempfile.TemporaryDirectory() as scratch:
-      result = check(flagfile, args, strategy, scratch)
+    digest = trained_digest(trained_config(flagfile, args.replicas,
+                                           args.mixed_precision))
+    if digest not in checked:
+      # A scratch folder per flagfile, gone before the next one starts.
+      with tempfile.TemporaryDirectory() as scratch:
+        checked[digest] = check(flagfile, args, strategy, scratch)
+    result = {**checked[digest],
+              "flagfile": os.path.relpath(os.path.abspath(flagfile), ROOT)}
     print(json.dumps(result), flush=True)
 
 

@@ -12,6 +12,7 @@ import sys
 import numpy as np
 import pytest
 
+import determinism_check
 from conftest import ENV, ROOT
 from pix2pix_tf import config as config_lib
 from pix2pix_tf.data import demo
@@ -39,9 +40,14 @@ def own_crop_size(flagfile):
   return int(sizes[-1]) if sizes else config_lib.Config().data.crop_size
 
 
-def assert_identical(result, replicas, policy):
+def assert_identical(result, replicas, policy, mixed_precision="none"):
   assert (result["replicas"], result["policy"]) == (replicas, policy)
   assert result["crop_size"] == own_crop_size(result["flagfile"])
+  # What was trained is this flagfile's configuration, whichever flagfile
+  # the check trained it for.
+  assert result["trained"] == determinism_check.trained_digest(
+      determinism_check.trained_config(os.path.join(ROOT, result["flagfile"]),
+                                       replicas, mixed_precision)), result
   assert result["moved"] > 100  # The steps trained: weights and slots.
   assert result["resumed_run"] == [0.0, []], result
   # At most two states on disk at once (the checkpoint of step 1 and the
@@ -87,7 +93,8 @@ def test_in_the_default_precision_too():
   from pix2pix_tf import training
   facades = os.path.join(ROOT, "configs", "facades.flags")
   result = run_check("--replicas=1", facades)["configs/facades.flags"]
-  assert_identical(result, 1, training.resolve_mixed_precision("auto"))
+  assert_identical(result, 1, training.resolve_mixed_precision("auto"),
+                   "auto")
 
 
 def checkpoint_state(model_dir):
@@ -122,3 +129,24 @@ def test_two_runs_of_the_facades_flagfile_end_bit_identical(tmp_path):
   assert int(first["step/.ATTRIBUTES/VARIABLE_VALUE"]) == 10
   for key in first:
     np.testing.assert_array_equal(first[key], second[key], err_msg=key)
+
+
+def test_flagfiles_share_a_check_only_when_they_train_alike():
+  """The options left out of the comparison are where a run's data and
+  outputs go and how often it writes them; changing any trained option
+  (here the direction, the seed, where to start from) makes another
+  check."""
+  import dataclasses
+  outputs = {f.name for f in dataclasses.fields(config_lib.OutputConfig)}
+  assert set(determinism_check.NOT_TRAINED) <= outputs | {"data_dir"}
+  assert "init_from" not in determinism_check.NOT_TRAINED
+  base = determinism_check.trained_config(FLAGFILES[0], 1, "none")
+  digest = determinism_check.trained_digest
+  assert digest(base) == digest(base.replace(
+      data_dir="elsewhere", model_dir="other", eval_every_steps=7,
+      label_palette="facades", num_samples=1))
+  for change in (dict(direction="AtoB" if base.data.direction == "BtoA"
+                      else "BtoA"),
+                 dict(seed=base.optimisation.seed + 1),
+                 dict(init_from="runs/other")):
+    assert digest(base) != digest(base.replace(**change)), change
