@@ -56,6 +56,7 @@ TOLERANCES = {("keras", "float32"): 1e-5, ("onnx", "float32"): 1e-4,
 # Format -> (module, pip extra) the format needs beyond TensorFlow.
 NEEDS = {"litert": (("ai_edge_litert", "litert"),),
          "onnx": (("tf2onnx", "onnx"), ("onnxruntime", "onnx"))}
+NEEDS["web"] = NEEDS["onnx"]  # The web export's model is an ONNX file.
 
 
 @dataclasses.dataclass(frozen=True)

@@ -157,12 +157,23 @@ def read_runtime(source: str) -> Tuple[Dict[str, bytes], Dict]:
   return files, runtime
 
 
+def load_runtime(source: Optional[str] = None
+                 ) -> Tuple[Dict[str, bytes], Dict]:
+  """`read_runtime` of `source`, or of the archive `fetch_runtime`
+  downloads (recorded by its address)."""
+  if source:
+    return read_runtime(source)
+  files, record = read_runtime(fetch_runtime())
+  record["source"] = RUNTIME_URL
+  return files, record
+
+
 def page_config(metadata: Dict, runtime: Dict) -> Dict:
   """What the exported page is told: `serve`'s page config (brushes,
-  canvas sizes, the pixel limit), and the model and runtime it runs."""
-  max_pixels = min(metadata["max_pixels"], PAGE_MAX_PIXELS)
+  canvas sizes, the page's pixel limit, which `metadata` carries), and the
+  model and runtime it runs."""
   return {**server_lib.drawing_config(metadata, metadata.get("palette"),
-                                      max_pixels),
+                                      metadata["max_pixels"]),
           "browser": {"model": MODEL_FILE, "runtime": "ort/",
                       "isolation": ISOLATION_FILE,
                       "version": runtime["version"],
@@ -191,22 +202,27 @@ def static_page(config: Dict) -> str:
       f'content="{policy}">', 1)
 
 
-def write_site(generator: keras.Model, config: config_lib.Config, path: str,
-               inference_mode: str, precision: str = "fp16",
-               runtime: Optional[str] = None, step: int = 0) -> Dict:
-  """Writes the web export of `generator` (in `inference_mode`, trained
-  `step` steps) to the folder `path`, staged and swapped in (only over an
-  earlier web export), and returns what its export.json records."""
+def _check_rgb(config: config_lib.Config) -> None:
+  """ExportError unless the run's generator translates RGB to RGB."""
   if (config.data.input_channels, config.data.output_channels) != (3, 3):
     raise saved_model_lib.ExportError(
         "--format=web draws and shows RGB images; this run's generator "
         f"takes {config.data.input_channels} channels and gives "
         f"{config.data.output_channels}: export it --format=onnx instead.")
+
+
+def write_site(generator: keras.Model, config: config_lib.Config, path: str,
+               inference_mode: str, precision: str = "fp16",
+               runtime: Optional[Tuple[Dict[str, bytes], Dict]] = None,
+               step: int = 0) -> Dict:
+  """Writes the web export of `generator` (in `inference_mode`, trained
+  `step` steps) with the `runtime` `load_runtime` gave (default: the
+  download's) to the folder `path`, staged and swapped in (only over an
+  earlier web export), and returns what its export.json records."""
+  _check_rgb(config)
   folder, name = outputs.folder_output(
       path, "export_dir", recognize=is_own_site, kind="web")
-  files, runtime_record = read_runtime(runtime or fetch_runtime())
-  if not runtime:
-    runtime_record["source"] = RUNTIME_URL
+  files, runtime_record = runtime or load_runtime()
   # Published with the site: without the training machine's paths, and
   # with the page's own pixel limit.
   metadata = portable.file_metadata(server_lib.public_metadata(
@@ -286,11 +302,14 @@ def export_site(model_dir: str, path: Optional[str] = None,
   export at `path` (default <model_dir>/web)."""
   config = saved_model_lib.load_run_config(model_dir)
   path = path or os.path.join(model_dir, DEFAULT_PATH)
-  formats.require("onnx")
+  formats.require("web")
+  _check_rgb(config)
+  # Each refusal, and the runtime's download, before the restore.
   outputs.folder_output(path, "export_dir", recognize=is_own_site,
-                        kind="web")  # Before the work.
+                        kind="web")
+  runtime_files = load_runtime(runtime)
   generator, step = saved_model_lib.restore_generator(
       config, checkpoint or saved_model_lib.latest_checkpoint(model_dir))
   return write_site(generator, config, path,
                     inference_mode or config.outputs.inference_mode,
-                    precision, runtime, step)
+                    precision, runtime_files, step)

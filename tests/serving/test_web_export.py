@@ -5,6 +5,7 @@ import base64
 import contextlib
 import functools
 import hashlib
+import importlib
 import http.server
 import io
 import json
@@ -164,7 +165,8 @@ def test_the_site_holds_the_page_the_model_and_the_runtime(model, runtime,
   config, generator, _, _ = model
   site = tmp_path / "site"
   record = web_export.write_site(generator, config, str(site), "eval",
-                                 runtime=runtime, step=7)
+                                 runtime=web_export.load_runtime(runtime),
+                                 step=7)
   assert record["path"] == str(site)
   assert sorted(os.listdir(site)) == ["export.json", "index.html",
                                       "isolation.js", "model.onnx", "ort"]
@@ -224,13 +226,14 @@ def test_a_web_export_replaces_only_its_own_folder(model, runtime, tmp_path):
   (site / "index.html").write_text("the user's own page")
   with pytest.raises(outputs.OutputError, match="--export_dir"):
     web_export.write_site(generator, config, str(site), "eval",
-                          runtime=runtime)
+                          runtime=web_export.load_runtime(runtime))
   assert os.listdir(site) == ["index.html"]
   assert (site / "index.html").read_text() == "the user's own page"
   ours = tmp_path / "ours"
   for precision in ("float32", "fp16"):
     record = web_export.write_site(generator, config, str(ours), "eval",
-                                   precision, runtime)
+                                   precision,
+                                   web_export.load_runtime(runtime))
     assert record["model"]["precision"] == precision
   assert json.loads((ours / "export.json").read_text())["model"][
       "precision"] == "fp16"
@@ -244,7 +247,7 @@ def test_a_web_export_replaces_only_its_own_folder(model, runtime, tmp_path):
               if (ours / f).is_file()}
     with pytest.raises(outputs.OutputError, match="--export_dir"):
       web_export.write_site(generator, config, str(ours), "eval",
-                            runtime=runtime)
+                            runtime=web_export.load_runtime(runtime))
     assert {f: (ours / f).read_bytes() for f in os.listdir(ours)
             if (ours / f).is_file()} == before
     (ours / "CNAME").unlink(missing_ok=True)
@@ -258,7 +261,7 @@ def test_a_generator_that_is_not_rgb_to_rgb_is_refused(model, runtime,
                      match="takes 1 channels and gives 3: export it "
                      "--format=onnx instead"):
     web_export.write_site(None, gray, str(tmp_path / "site"), "eval",
-                          runtime=runtime)
+                          runtime=web_export.load_runtime(runtime))
   assert not (tmp_path / "site").exists()
 
 
@@ -351,7 +354,7 @@ def test_the_page_translates_in_the_browser_as_the_saved_model(
   config, generator, saved_model, _ = model
   site = tmp_path / "site"
   web_export.write_site(generator, config, str(site), "eval",
-                        runtime=real_runtime())
+                        runtime=web_export.load_runtime(real_runtime()))
   translate = serving.load(saved_model, resolution="native")
   upload = tmp_path / "upload.png"
   classes = np.array(list(demo.PALETTE.values()), np.uint8)
@@ -444,3 +447,38 @@ def test_the_page_translates_in_the_browser_as_the_saved_model(
   assert set(paths) <= files | {"/"}, paths
   assert {"/", "/model.onnx", f"/ort/ort.{backend}.min.mjs"} <= set(paths)
   assert set(requested) <= files | {"/"}, requested
+
+
+
+def test_the_export_refuses_before_it_restores_the_generator(
+    model, tmp_path, monkeypatch):
+  """A bad --web_runtime, or a run whose generator is not RGB to RGB, is
+  named before the checkpoint is read; without the ONNX packages, the
+  refusal names --format=web."""
+  config = model[0]
+
+  def restore(*args):
+    raise AssertionError("restored before the refusal")
+
+  def without_tf2onnx(name, real=importlib.import_module):
+    if name == "tf2onnx":
+      raise ImportError(name)
+    return real(name)
+
+  monkeypatch.setattr(serving.saved_model, "restore_generator", restore)
+  monkeypatch.setattr(serving.saved_model, "load_run_config",
+                      lambda model_dir: config)
+  site = str(tmp_path / "site")
+  bad = tmp_path / "not_a_runtime.tgz"
+  bad.write_bytes(b"not an archive")
+  with pytest.raises(serving.ExportError, match=f"--web_runtime={bad}"):
+    web_export.export_site(str(tmp_path), site, runtime=str(bad))
+  config = config.replace(input_channels=1)
+  with pytest.raises(serving.ExportError, match="takes 1 channels"):
+    web_export.export_site(str(tmp_path), site,
+                           runtime=fake_runtime(str(tmp_path)))
+  monkeypatch.setattr(importlib, "import_module", without_tf2onnx)
+  with pytest.raises(serving.ExportError,
+                     match=r"--format=web needs the tf2onnx package"):
+    web_export.export_site(str(tmp_path), site)
+  assert not os.path.exists(site)
