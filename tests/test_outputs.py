@@ -399,8 +399,8 @@ def test_a_file_size_limit_is_one_line_and_keeps_what_was_there(
   world = World(tmp_path, trained)
   if command == "export":  # Replacing the run's own export.
     arguments = [f"--model_dir={world.run}"]
-  else:  # Resuming the run with its flagfile: its next checkpoint does not
-    # fit.
+  else:
+    # Resuming the run with its flagfile: its next checkpoint does not fit.
     arguments = [f"--flagfile={world.run}/flags.txt",
                  f"--data_dir={world.data}", f"--model_dir={world.run}",
                  f"--max_steps={trained.optimisation.max_steps + 1}"]
@@ -429,6 +429,8 @@ def test_a_file_size_limit_is_one_line_and_keeps_what_was_there(
     added = set(after) - set(before)
     assert not any(k.startswith(("run/checkpoints", "run/export"))
                    for k in added), added
+    assert (f"at step {trained.optimisation.max_steps}." in result.stdout and
+            "Resumed from" in result.stdout), result.stdout
 
 
 def test_an_output_inside_an_input_folder_is_refused(tmp_path):

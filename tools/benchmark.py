@@ -904,7 +904,7 @@ def machine_description():
   kind, limit = machines.this_machine(), machines.onednn_limit()
   return {"cpu": machines.cpu_model(), "kind": kind,
           "kind_description": machines.KINDS[kind].description,
-          "onednn_max_cpu_isa": limit[1] if limit else None,
+          "onednn_max_cpu_isa": machines.limit_value(limit),
           "cpu_cores": os.cpu_count(), "gpus": names,
           "platform": platform.platform(), "tensorflow": tf.__version__,
           "date": time.strftime("%Y-%m-%d")}

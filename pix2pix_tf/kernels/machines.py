@@ -3,8 +3,8 @@
 `--mixed_precision=auto` and every kernel option left unset take this
 machine's row of `KINDS`. The kind is read from what the hardware offers
 (a GPU's compute capability; a CPU's AMX and AVX-512 BF16 units, as
-/proc/cpuinfo lists them and as far as ONEDNN_MAX_CPU_ISA lets oneDNN use
-them). The rows hold what `tools/benchmark.py --kernels_in_turn` measured
+/proc/cpuinfo lists them and as far as ONEDNN_MAX_CPU_ISA, or its older
+name DNNL_MAX_CPU_ISA, lets oneDNN use them). The rows hold what `tools/benchmark.py --kernels_in_turn` measured
 where a kind was timed kernel by kernel; docs/performance.md has each
 kind's tables, machine and command, and says which rows were not timed
 kernel by kernel (those keep every kernel on). An option given explicitly
@@ -82,9 +82,12 @@ def onednn_limit() -> Optional[Tuple[str, str]]:
   return None
 
 
-def _limit_value(limit: Optional[Tuple[str, str]]) -> Optional[str]:
-  """The instruction set named by an `onednn_limit()` (None: no limit)."""
-  return limit[1] if limit else None
+def limit_value(limit: Optional[Tuple[str, str]]) -> Optional[str]:
+  """The instruction set an `onednn_limit()` names (None: no limit)."""
+  if limit is None:
+    return None
+  variable, value = limit  # A bare name would pass for no limit.
+  return value
 
 
 def onednn_on() -> bool:
@@ -120,7 +123,7 @@ def bfloat16_refusal(features: Optional[FrozenSet[str]] = None,
     if tf.config.list_physical_devices("GPU") or not onednn_on():
       return None  # cuDNN's kernels, or TensorFlow's own.
     features, limit = cpu_flags(), onednn_limit()
-  max_isa = _limit_value(limit)
+  max_isa = limit_value(limit)
   avx512 = "avx512f" in features
   ne_convert = "avx_ne_convert" in features
   if not (avx512 or ne_convert) or (avx512 and _allows(
@@ -167,7 +170,7 @@ def this_machine() -> str:
     return "gpu_bf16" if oldest >= (8, 0) else "gpu"
   if not onednn_on():
     return "cpu"
-  return cpu_kind(cpu_flags(), _limit_value(onednn_limit()))
+  return cpu_kind(cpu_flags(), limit_value(onednn_limit()))
 
 
 def kernels_used(options: Optional[config_lib.KernelConfig] = None,

@@ -310,3 +310,10 @@ def test_hparams_record_what_the_run_trains_with(monkeypatch, tmp_path):
   recorded = json.loads(config.to_json())
   assert recorded["mixed_precision"] == "auto"
   assert recorded["fused_batch_norm"] is None
+
+
+def test_a_limit_is_a_variable_and_its_value():
+  assert machines.limit_value(None) is None
+  assert machines.limit_value(("DNNL_MAX_CPU_ISA", "AVX2")) == "AVX2"
+  with pytest.raises(ValueError):
+    machines.limit_value("AVX2")  # Not an onednn_limit(): refused.

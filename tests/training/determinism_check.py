@@ -209,6 +209,8 @@ def check(flagfile, args, strategy, scratch):
       "trained_as": os.path.relpath(os.path.abspath(flagfile), ROOT),
       "trained": trained_digest(config),
       "crop_size": config.data.crop_size,
+      "load_size": config.data.load_size,
+      "direction": config.data.direction,
       "batch_size": config.optimisation.batch_size,
       "replicas": strategy.num_replicas_in_sync,
       "policy": training.resolve_mixed_precision(config.run.mixed_precision),
@@ -242,7 +244,7 @@ def main():
     digest = trained_digest(trained_config(flagfile, args.replicas,
                                            args.mixed_precision))
     if digest not in checked:
-      # A scratch folder per flagfile, gone before the next one starts.
+      # A scratch folder per configuration, gone before the next starts.
       with tempfile.TemporaryDirectory() as scratch:
         checked[digest] = check(flagfile, args, strategy, scratch)
     result = {**checked[digest],

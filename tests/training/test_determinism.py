@@ -31,22 +31,38 @@ def run_check(*args):
   return {result["flagfile"]: result for result in results}
 
 
-def own_crop_size(flagfile):
-  """The --crop_size a flagfile sets (Config's default where it sets
-  none)."""
+def flag_lines(flagfile):
+  """A flagfile's --name=value lines, read as text."""
   with open(os.path.join(ROOT, flagfile)) as file:
-    sizes = [line.split("=", 1)[1] for line in file
-             if line.startswith("--crop_size=")]
-  return int(sizes[-1]) if sizes else config_lib.Config().data.crop_size
+    return [line.strip() for line in file if line.startswith("--")]
+
+
+def own_option(flagfile, name):
+  """The value a flagfile sets for --name, as text (Config's default where
+  it sets none)."""
+  values = [line.split("=", 1)[1] for line in flag_lines(flagfile)
+            if line.startswith(f"--{name}=")]
+  return values[-1] if values else str(config_lib.Config().flat()[name])
+
+
+def trained_lines(flagfile):
+  """The flagfile's lines that set an option the check trains with."""
+  return {line for line in flag_lines(flagfile) if line.split("=", 1)[0][2:]
+          not in determinism_check.NOT_TRAINED}
 
 
 def assert_identical(result, replicas, policy, mixed_precision="none"):
+  flagfile = result["flagfile"]
   assert (result["replicas"], result["policy"]) == (replicas, policy)
-  assert result["crop_size"] == own_crop_size(result["flagfile"])
+  for name in ("crop_size", "load_size", "direction"):
+    assert str(result[name]) == own_option(flagfile, name), (name, result)
+  assert result["batch_size"] == max(int(own_option(flagfile, "batch_size")),
+                                     replicas)
   # What was trained is this flagfile's configuration, whichever flagfile
-  # the check trained it for.
+  # the check trained it for: the two set the same trained options.
+  assert trained_lines(flagfile) == trained_lines(result["trained_as"])
   assert result["trained"] == determinism_check.trained_digest(
-      determinism_check.trained_config(os.path.join(ROOT, result["flagfile"]),
+      determinism_check.trained_config(os.path.join(ROOT, flagfile),
                                        replicas, mixed_precision)), result
   assert result["moved"] > 100  # The steps trained: weights and slots.
   assert result["resumed_run"] == [0.0, []], result
@@ -131,15 +147,32 @@ def test_two_runs_of_the_facades_flagfile_end_bit_identical(tmp_path):
     np.testing.assert_array_equal(first[key], second[key], err_msg=key)
 
 
+# What the check runs of a run: the state, the step, the objective, the
+# optimizers and schedules, the networks, the kernels and the data stream.
+TRAINING_PATH = ["training/state.py", "training/step.py", "training/losses.py",
+                 "training/optimizers.py", "training/schedules.py",
+                 "training/distribution.py", "training/precision.py",
+                 "data/*.py", "models/*.py", "kernels/*.py"]
+
+
 def test_flagfiles_share_a_check_only_when_they_train_alike():
   """The options left out of the comparison are where a run's data and
-  outputs go and how often it writes them; changing any trained option
-  (here the direction, the seed, where to start from) makes another
-  check."""
+  outputs go and how often it writes them, which nothing the check runs
+  reads; changing a trained option (here the direction, the seed, the
+  generator's width) makes another check."""
+  import ast
   import dataclasses
   outputs = {f.name for f in dataclasses.fields(config_lib.OutputConfig)}
   assert set(determinism_check.NOT_TRAINED) <= outputs | {"data_dir"}
-  assert "init_from" not in determinism_check.NOT_TRAINED
+  package = os.path.join(ROOT, "pix2pix_tf")
+  for pattern in TRAINING_PATH:
+    for path in glob.glob(os.path.join(package, pattern)):
+      with open(path) as file:
+        tree = ast.parse(file.read())
+      assert not [node.lineno for node in ast.walk(tree)
+                  if isinstance(node, ast.Attribute) and
+                  node.attr == "outputs" and
+                  ast.unparse(node.value).endswith("config")], path
   base = determinism_check.trained_config(FLAGFILES[0], 1, "none")
   digest = determinism_check.trained_digest
   assert digest(base) == digest(base.replace(
@@ -148,5 +181,5 @@ def test_flagfiles_share_a_check_only_when_they_train_alike():
   for change in (dict(direction="AtoB" if base.data.direction == "BtoA"
                       else "BtoA"),
                  dict(seed=base.optimisation.seed + 1),
-                 dict(init_from="runs/other")):
+                 dict(ngf=base.model.ngf // 2)):
     assert digest(base) != digest(base.replace(**change)), change
