@@ -4,8 +4,9 @@
 machine's row of `KINDS`. The kind is read from what the hardware offers
 (a GPU's compute capability; a CPU's AMX and AVX-512 BF16 units, as
 /proc/cpuinfo lists them and as far as ONEDNN_MAX_CPU_ISA, or its older
-name DNNL_MAX_CPU_ISA, lets oneDNN use them). The rows hold what `tools/benchmark.py --kernels_in_turn` measured
-where a kind was timed kernel by kernel; docs/performance.md has each
+name DNNL_MAX_CPU_ISA, lets oneDNN use them). The rows hold what
+`tools/benchmark.py --kernels_in_turn` measured where a kind was timed
+kernel by kernel; docs/performance.md has each
 kind's tables, machine and command, and says which rows were not timed
 kernel by kernel (those keep every kernel on). An option given explicitly
 wins over the row.
@@ -86,8 +87,10 @@ def limit_value(limit: Optional[Tuple[str, str]]) -> Optional[str]:
   """The instruction set an `onednn_limit()` names (None: no limit)."""
   if limit is None:
     return None
-  variable, value = limit  # A bare name would pass for no limit.
-  return value
+  if not (isinstance(limit, tuple) and len(limit) == 2):
+    # A bare name would read as no limit, silently.
+    raise TypeError(f"{limit!r} is not (variable, value).")
+  return limit[1]
 
 
 def onednn_on() -> bool:

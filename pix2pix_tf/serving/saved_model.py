@@ -161,12 +161,7 @@ def restore_generator(config: config_lib.Config,
   (model, step). A checkpoint that lacks a weight or holds one of another
   shape is an ExportError: an export with weights left at their random
   initial values must never be written."""
-
-  if not tf.io.gfile.exists(checkpoint_path + ".index"):
-    raise ExportError(f"Checkpoint {checkpoint_path} not found (no "
-                      f"{checkpoint_path}.index). Name one listed in the "
-                      "run's checkpoints/ folder, or leave --checkpoint out "
-                      "for the latest.")
+  check_checkpoint(checkpoint_path)
   generator = models.build_generator(config)
   step = tf.Variable(0, dtype=tf.int64, trainable=False)
   checkpoint = tf.train.Checkpoint(generator=generator, step=step)
@@ -181,6 +176,15 @@ def restore_generator(config: config_lib.Config,
   except config_lib.ConfigError as e:
     raise ExportError(str(e)) from None
   return generator, int(step.numpy())
+
+
+def check_checkpoint(checkpoint_path: str) -> None:
+  """ExportError unless a checkpoint was written at `checkpoint_path`."""
+  if not tf.io.gfile.exists(checkpoint_path + ".index"):
+    raise ExportError(f"Checkpoint {checkpoint_path} not found (no "
+                      f"{checkpoint_path}.index). Name one listed in the "
+                      "run's checkpoints/ folder, or leave --checkpoint out "
+                      "for the latest.")
 
 
 def latest_checkpoint(model_dir: str) -> str:

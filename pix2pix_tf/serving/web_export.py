@@ -304,12 +304,14 @@ def export_site(model_dir: str, path: Optional[str] = None,
   path = path or os.path.join(model_dir, DEFAULT_PATH)
   formats.require("web")
   _check_rgb(config)
-  # Each refusal, and the runtime's download, before the restore.
+  # Each refusal before the runtime's download, and that before the
+  # generator is built and restored.
   outputs.folder_output(path, "export_dir", recognize=is_own_site,
                         kind="web")
+  checkpoint = checkpoint or saved_model_lib.latest_checkpoint(model_dir)
+  saved_model_lib.check_checkpoint(checkpoint)
   runtime_files = load_runtime(runtime)
-  generator, step = saved_model_lib.restore_generator(
-      config, checkpoint or saved_model_lib.latest_checkpoint(model_dir))
+  generator, step = saved_model_lib.restore_generator(config, checkpoint)
   return write_site(generator, config, path,
                     inference_mode or config.outputs.inference_mode,
                     precision, runtime_files, step)

@@ -449,16 +449,19 @@ def test_the_page_translates_in_the_browser_as_the_saved_model(
   assert set(requested) <= files | {"/"}, requested
 
 
-
-def test_the_export_refuses_before_it_restores_the_generator(
+def test_the_export_refuses_before_it_downloads_or_restores(
     model, tmp_path, monkeypatch):
-  """A bad --web_runtime, or a run whose generator is not RGB to RGB, is
-  named before the checkpoint is read; without the ONNX packages, the
-  refusal names --format=web."""
+  """A missing checkpoint is named before the runtime is downloaded; a bad
+  --web_runtime, or a generator that is not RGB to RGB, before the
+  checkpoint is restored; without the ONNX packages, the refusal names
+  --format=web."""
   config = model[0]
 
   def restore(*args):
     raise AssertionError("restored before the refusal")
+
+  def download(*args, **kwargs):
+    raise AssertionError("downloaded before the refusal")
 
   def without_tf2onnx(name, real=importlib.import_module):
     if name == "tf2onnx":
@@ -468,17 +471,25 @@ def test_the_export_refuses_before_it_restores_the_generator(
   monkeypatch.setattr(serving.saved_model, "restore_generator", restore)
   monkeypatch.setattr(serving.saved_model, "load_run_config",
                       lambda model_dir: config)
-  site = str(tmp_path / "site")
+  monkeypatch.setattr(web_export, "fetch_runtime", download)
+  run, site = str(tmp_path), str(tmp_path / "site")
+  with pytest.raises(serving.ExportError, match="No checkpoint in"):
+    web_export.export_site(run, site)
+  with pytest.raises(serving.ExportError, match="ckpt-9 not found"):
+    web_export.export_site(run, site, checkpoint=str(tmp_path / "ckpt-9"))
+  (tmp_path / "ckpt-1.index").write_bytes(b"")
+  checkpoint = str(tmp_path / "ckpt-1")
   bad = tmp_path / "not_a_runtime.tgz"
   bad.write_bytes(b"not an archive")
-  with pytest.raises(serving.ExportError, match=f"--web_runtime={bad}"):
-    web_export.export_site(str(tmp_path), site, runtime=str(bad))
+  with pytest.raises(serving.ExportError,
+                     match=re.escape(f"--web_runtime={bad} is not")):
+    web_export.export_site(run, site, checkpoint, runtime=str(bad))
   config = config.replace(input_channels=1)
   with pytest.raises(serving.ExportError, match="takes 1 channels"):
-    web_export.export_site(str(tmp_path), site,
+    web_export.export_site(run, site, checkpoint,
                            runtime=fake_runtime(str(tmp_path)))
   monkeypatch.setattr(importlib, "import_module", without_tf2onnx)
   with pytest.raises(serving.ExportError,
-                     match=r"--format=web needs the tf2onnx package"):
-    web_export.export_site(str(tmp_path), site)
+                     match="--format=web needs the tf2onnx package"):
+    web_export.export_site(run, site, checkpoint)
   assert not os.path.exists(site)

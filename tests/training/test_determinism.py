@@ -3,6 +3,8 @@ at its own crop size, on one replica and on two, in float32 (the default
 on CPUs without AMX or AVX-512 BF16) and in this machine's default
 precision."""
 
+import ast
+import dataclasses
 import glob
 import json
 import os
@@ -31,24 +33,26 @@ def run_check(*args):
   return {result["flagfile"]: result for result in results}
 
 
-def flag_lines(flagfile):
-  """A flagfile's --name=value lines, read as text."""
+def set_options(flagfile):
+  """What a flagfile's --name=value lines set, read as text: name -> the
+  last value given (the shipped flagfiles use no other form)."""
   with open(os.path.join(ROOT, flagfile)) as file:
-    return [line.strip() for line in file if line.startswith("--")]
+    lines = [line.strip() for line in file]
+  return dict(line[2:].split("=", 1) for line in lines
+              if line.startswith("--"))
 
 
 def own_option(flagfile, name):
   """The value a flagfile sets for --name, as text (Config's default where
   it sets none)."""
-  values = [line.split("=", 1)[1] for line in flag_lines(flagfile)
-            if line.startswith(f"--{name}=")]
-  return values[-1] if values else str(config_lib.Config().flat()[name])
+  return set_options(flagfile).get(name,
+                                   str(config_lib.Config().flat()[name]))
 
 
-def trained_lines(flagfile):
-  """The flagfile's lines that set an option the check trains with."""
-  return {line for line in flag_lines(flagfile) if line.split("=", 1)[0][2:]
-          not in determinism_check.NOT_TRAINED}
+def trained_options(flagfile):
+  """What the flagfile sets of the options the check trains with."""
+  return {name: value for name, value in set_options(flagfile).items()
+          if name not in determinism_check.NOT_TRAINED}
 
 
 def assert_identical(result, replicas, policy, mixed_precision="none"):
@@ -60,7 +64,7 @@ def assert_identical(result, replicas, policy, mixed_precision="none"):
                                      replicas)
   # What was trained is this flagfile's configuration, whichever flagfile
   # the check trained it for: the two set the same trained options.
-  assert trained_lines(flagfile) == trained_lines(result["trained_as"])
+  assert trained_options(flagfile) == trained_options(result["trained_as"])
   assert result["trained"] == determinism_check.trained_digest(
       determinism_check.trained_config(os.path.join(ROOT, flagfile),
                                        replicas, mixed_precision)), result
@@ -148,11 +152,20 @@ def test_two_runs_of_the_facades_flagfile_end_bit_identical(tmp_path):
 
 
 # What the check runs of a run: the state, the step, the objective, the
-# optimizers and schedules, the networks, the kernels and the data stream.
+# optimizers and schedules, the networks, the kernels and the data stream
+# (whole modules), and the functions of training/run.py it calls.
 TRAINING_PATH = ["training/state.py", "training/step.py", "training/losses.py",
                  "training/optimizers.py", "training/schedules.py",
                  "training/distribution.py", "training/precision.py",
                  "data/*.py", "models/*.py", "kernels/*.py"]
+RUN_FUNCTIONS = ("build", "train_iterator", "check_run")
+
+
+def reads_output_options(tree):
+  """The lines of `tree` that read a config's output options."""
+  return [node.lineno for node in ast.walk(tree)
+          if isinstance(node, ast.Attribute) and node.attr == "outputs" and
+          ast.unparse(node.value).endswith("config")]
 
 
 def test_flagfiles_share_a_check_only_when_they_train_alike():
@@ -160,19 +173,21 @@ def test_flagfiles_share_a_check_only_when_they_train_alike():
   outputs go and how often it writes them, which nothing the check runs
   reads; changing a trained option (here the direction, the seed, the
   generator's width) makes another check."""
-  import ast
-  import dataclasses
   outputs = {f.name for f in dataclasses.fields(config_lib.OutputConfig)}
   assert set(determinism_check.NOT_TRAINED) <= outputs | {"data_dir"}
   package = os.path.join(ROOT, "pix2pix_tf")
   for pattern in TRAINING_PATH:
-    for path in glob.glob(os.path.join(package, pattern)):
+    paths = glob.glob(os.path.join(package, pattern))
+    assert paths, pattern
+    for path in paths:
       with open(path) as file:
-        tree = ast.parse(file.read())
-      assert not [node.lineno for node in ast.walk(tree)
-                  if isinstance(node, ast.Attribute) and
-                  node.attr == "outputs" and
-                  ast.unparse(node.value).endswith("config")], path
+        assert not reads_output_options(ast.parse(file.read())), path
+  with open(os.path.join(package, "training", "run.py")) as file:
+    functions = {node.name: node for node in ast.parse(file.read()).body
+                 if isinstance(node, ast.FunctionDef)}
+  for name in RUN_FUNCTIONS:
+    assert not reads_output_options(functions[name]), name
+  assert reads_output_options(functions["setup"])  # What it finds.
   base = determinism_check.trained_config(FLAGFILES[0], 1, "none")
   digest = determinism_check.trained_digest
   assert digest(base) == digest(base.replace(
