@@ -19,7 +19,8 @@ setuptools.setup(
     packages=setuptools.find_packages(include=["pix2pix_tf", "pix2pix_tf.*"]),
     package_data={"pix2pix_tf": ["configs/*.flags", "data/palettes/*.json",
                                  "serving/pages/*.html",
-                                 "serving/pages/*.js"]},
+                                 "serving/pages/*.js",
+                                 "serving/pages/*.mjs"]},
     # What CI proves (.ci/wheel_check): the wheel installed on the lowest
     # Python with every lower bound below (.ci/lower_bounds.txt), and on the
     # highest with the newest releases, trains, exports and translates.

@@ -61,7 +61,15 @@ OPTIONS = (
                    "decoding them."),
     RESOLUTION.but(help="The resolution predict, evaluate and serve "
                    "use by default. Default: what the run's --preprocess "
-                   "implies (native for crop and none)."))
+                   "implies (native for crop and none); for web, the "
+                   "page's: native (as serve's page) unless training."),
+    Option("tile", int, 0, "web: the tiles the page offers at native "
+           "resolution, for images too large to translate whole (as "
+           "predict --tile). Default: the training crop size.",
+           lower_bound=0),
+    Option("overlap", int, None, "web: the pixels neighbouring tiles "
+           "share, blended (as predict --overlap). Default: 32, or half "
+           "the tile if smaller.", lower_bound=0))
 
 
 def main(argv):
@@ -70,8 +78,9 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   if not FLAGS.model_dir:
     raise app.UsageError("--model_dir is required.")
-  if FLAGS.web_runtime and FLAGS.format != "web":
-    raise app.UsageError("--web_runtime is for --format=web.")
+  for name in ("web_runtime", "tile", "overlap"):
+    if FLAGS[name].present and FLAGS.format != "web":
+      raise app.UsageError(f"--{name} is for --format=web.")
   from pix2pix_tf import serving  # After the flags: a fast --help.
   if FLAGS.format == "saved_model":
     path = serving.export(FLAGS.model_dir, FLAGS.export_dir,
@@ -81,7 +90,8 @@ def main(argv):
     from pix2pix_tf.serving import web_export
     record = web_export.export_site(
         FLAGS.model_dir, FLAGS.export_dir, FLAGS.checkpoint,
-        FLAGS.inference_mode, FLAGS.precision or "fp16", FLAGS.web_runtime)
+        FLAGS.inference_mode, FLAGS.precision or "fp16", FLAGS.web_runtime,
+        FLAGS.resolution, FLAGS.tile, FLAGS.overlap)
     print(web_export.summary(record))
     return
   else:

@@ -6,9 +6,10 @@ its model takes to load, and each translation of a drawing.
 The folder is served on 127.0.0.1 as `python -m http.server` would serve
 it; the page is opened (it reloads once under its service worker, which
 gives WebAssembly its threads), and Translate is pressed `--repeats` times
-on a canvas of `--size`, one translation after the other. The times are the
-page's own (`performance.now()` around the model's load, and around each
-run of the model: not the drawing's conversion to a tensor and back),
+on a canvas of `--size`, one translation after the other (in the page's
+tiles with `--tiles`). The times are the page's own (`performance.now()`
+around the model's load, and around each run of the model, summed over a
+translation's tiles: not the drawing's conversion to a tensor and back),
 printed as JSON with the backend and the WebAssembly threads the page chose
 (up to 4, one per core). Needs Debian's chromium and chromium-driver, and selenium
 (pip install 'pix2pix_tf[test]').
@@ -34,6 +35,8 @@ def parse_args():
   parser.add_argument("--size", type=int, default=256,
                       help="The canvas size (one the page offers).")
   parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--tiles", action="store_true",
+                      help="Translate in the tiles the page offers.")
   return parser.parse_args()
 
 
@@ -72,6 +75,13 @@ def main():
     driver.execute_script(
         "const s = document.getElementById('size');"
         "s.value = arguments[0]; s.onchange();", str(args.size))
+    if args.tiles:
+      tiles = driver.execute_script("return CONFIG.browser.tiles")
+      if not tiles:
+        sys.exit("--tiles: this page translates at the training "
+                 "resolution, which has no tiles.")
+      driver.execute_script("document.getElementById('tiling').value = "
+                            "'tiles';")
     times = []
     for _ in range(args.repeats):
       driver.execute_script("document.getElementById('output')"
@@ -87,6 +97,7 @@ def main():
       "threads": int(threads) if threads else None,
       "model_bytes": os.path.getsize(os.path.join(args.site, "model.onnx")),
       "load_seconds": round(float(load), 2), "size": args.size,
+      "tiles": tiles if args.tiles else None,
       "translate_seconds": [round(t, 3) for t in times],
       "translate_median_seconds": round(statistics.median(times), 3),
       "cpu": os.cpu_count()}, indent=1))

@@ -16,6 +16,9 @@ The folder holds
   float32 with `--precision=float32`.
 * `ort/`: the ONNX Runtime Web files the page loads: its WebAssembly build,
   and its WebGPU build, which the page uses where the browser offers WebGPU.
+* `in_browser.mjs`: the page's translation, as the SavedModel's: at native
+  resolution, whole or (on request) in blended tiles as predict --tile, or
+  with --resolution=training resized to the training size and back.
 * `isolation.js`: a service worker that adds the headers of cross-origin
   isolation to the folder's files, which WebAssembly's threads need and a
   static file server does not send (the page reloads once under it).
@@ -47,6 +50,7 @@ from pix2pix_tf.serving import portable
 from pix2pix_tf.serving import saved_model as saved_model_lib
 from pix2pix_tf.serving import server as server_lib
 from pix2pix_tf.serving import signatures
+from pix2pix_tf.serving import tiling
 from pix2pix_tf.serving import web
 
 RUNTIME_NAME, RUNTIME_VERSION = "onnxruntime-web", "1.31.1"
@@ -64,12 +68,18 @@ RUNTIME_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs",
                  "ort-wasm-simd-threaded.asyncify.mjs",
                  "ort-wasm-simd-threaded.asyncify.wasm")
 MODEL_FILE, PAGE_FILE, RECORD_FILE = "model.onnx", "index.html", "export.json"
-# The service worker that makes the page cross-origin isolated (pages/).
-ISOLATION_FILE = "isolation.js"
-# The largest image the page translates: 1024x1024 takes unet_256 about 6 s
-# on two WebAssembly threads (docs/inference.md); the page does not tile, and
-# an image four times as large would keep it busy for half a minute.
+# The service worker that makes the page cross-origin isolated, and the
+# module that translates as the SavedModel does (pages/).
+ISOLATION_FILE, SCRIPT_FILE = "isolation.js", "in_browser.mjs"
+# The largest image the page translates whole: 1024x1024 takes unet_256
+# about 6 s on two WebAssembly threads (docs/inference.md), and its
+# activations about 1.5 GB of the browser's memory.
 PAGE_MAX_PIXELS = 1024 * 1024
+# In tiles, memory is bounded by the tile, and time grows with the pixels:
+# about 100 s for the largest image on two threads.
+TILED_MAX_PIXELS = 4096 * 4096
+# predict's --overlap, at most half the tile.
+DEFAULT_OVERLAP = 32
 DEFAULT_PATH = "web"  # In the run folder.
 
 
@@ -168,17 +178,49 @@ def load_runtime(source: Optional[str] = None
   return files, record
 
 
-def page_config(metadata: Dict, runtime: Dict) -> Dict:
+def page_tiles(config: config_lib.Config, resolution: Optional[str],
+               tile: int = 0, overlap: Optional[int] = None
+               ) -> Optional[Dict]:
+  """The tiles the page offers, as predict's --tile and --overlap, or None
+  at the training resolution (which resizes each image to one tile).
+  Default: tiles of the training crop (rounded down to a multiple of the
+  generator's downsampling), overlapping by 32 pixels or half a tile.
+
+  Raises:
+    CommandError: naming the flag, for tiles the generator cannot run, or
+      tiles at the training resolution.
+  """
+  if resolution == "training":
+    if tile or overlap is not None:
+      raise saved_model_lib.ExportError(
+          "--tile and --overlap are for the page's native resolution: "
+          "leave out --resolution=training (or them).")
+    return None
+  multiple = 2 ** config.model.generator_depth
+  tile = tile or max(multiple, config.data.crop_size // multiple * multiple)
+  overlap = min(DEFAULT_OVERLAP, tile // 2) if overlap is None else overlap
+  tiling.check_tiling(tile, overlap, multiple)
+  return {"tile": tile, "overlap": overlap, "max_pixels": TILED_MAX_PIXELS}
+
+
+def page_config(metadata: Dict, runtime: Dict,
+                tiles: Optional[Dict] = None) -> Dict:
   """What the exported page is told: `serve`'s page config (brushes,
-  canvas sizes, the page's pixel limit, which `metadata` carries), and the
-  model and runtime it runs."""
+  canvas sizes, the page's pixel limit, which `metadata` carries), the
+  model and runtime it runs, where it runs it (`metadata`'s resolution,
+  and the `tiles` it offers there) and what it needs to resize to the
+  training resolution."""
   return {**server_lib.drawing_config(metadata, metadata.get("palette"),
                                       metadata["max_pixels"]),
           "browser": {"model": MODEL_FILE, "runtime": "ort/",
                       "isolation": ISOLATION_FILE,
                       "version": runtime["version"],
                       "input": portable.INPUT, "output": portable.OUTPUT,
-                      "multiple": metadata["size_multiple"]}}
+                      "multiple": metadata["size_multiple"],
+                      "resolution": metadata["resolution"],
+                      **{key: metadata[key] for key in (
+                          "image_size", "load_size", "preprocess")},
+                      "tiles": tiles}}
 
 
 def static_page(config: Dict) -> str:
@@ -214,12 +256,19 @@ def _check_rgb(config: config_lib.Config) -> None:
 def write_site(generator: keras.Model, config: config_lib.Config, path: str,
                inference_mode: str, precision: str = "fp16",
                runtime: Optional[Tuple[Dict[str, bytes], Dict]] = None,
-               step: int = 0) -> Dict:
+               step: int = 0, resolution: Optional[str] = None,
+               tile: int = 0, overlap: Optional[int] = None) -> Dict:
   """Writes the web export of `generator` (in `inference_mode`, trained
   `step` steps) with the `runtime` `load_runtime` gave (default: the
   download's) to the folder `path`, staged and swapped in (only over an
-  earlier web export), and returns what its export.json records."""
+  earlier web export), and returns what its export.json records.
+
+  The page translates at native resolution, offering the tiles of
+  `page_tiles(tile, overlap)`, unless `resolution` is "training" (as
+  `serve`'s page).
+  """
   _check_rgb(config)
+  tiles = page_tiles(config, resolution, tile, overlap)
   folder, name = outputs.folder_output(
       path, "export_dir", recognize=is_own_site, kind="web")
   files, runtime_record = runtime or load_runtime()
@@ -227,7 +276,8 @@ def write_site(generator: keras.Model, config: config_lib.Config, path: str,
   # with the page's own pixel limit.
   metadata = portable.file_metadata(server_lib.public_metadata(
       signatures.export_metadata(config, step, inference_mode,
-                                 PAGE_MAX_PIXELS)), precision == "fp16")
+                                 PAGE_MAX_PIXELS, resolution or "native")),
+      precision == "fp16")
   record = {"runtime": runtime_record}
 
   def write(staging, relative, data):
@@ -243,9 +293,10 @@ def write_site(generator: keras.Model, config: config_lib.Config, path: str,
     os.remove(os.path.join(staging, outputs.MANIFEST))  # Not the site's.
     for file_name, data in files.items():
       write(staging, os.path.join("ort", file_name), data)
-    write(staging, ISOLATION_FILE, web.read_page(ISOLATION_FILE).encode())
+    for page_file in (ISOLATION_FILE, SCRIPT_FILE):
+      write(staging, page_file, web.read_page(page_file).encode())
     write(staging, PAGE_FILE,
-          static_page(page_config(metadata, runtime_record)).encode())
+          static_page(page_config(metadata, runtime_record, tiles)).encode())
     record["model"] = {"file": MODEL_FILE, "precision": precision,
                        "max_difference": written.max_difference,
                        "checked_without_dropout":
@@ -297,13 +348,17 @@ def export_site(model_dir: str, path: Optional[str] = None,
                 checkpoint: Optional[str] = None,
                 inference_mode: Optional[str] = None,
                 precision: str = "fp16",
-                runtime: Optional[str] = None) -> Dict:
+                runtime: Optional[str] = None,
+                resolution: Optional[str] = None, tile: int = 0,
+                overlap: Optional[int] = None) -> Dict:
   """A run's generator (its latest checkpoint, or `checkpoint`) as a web
-  export at `path` (default <model_dir>/web)."""
+  export at `path` (default <model_dir>/web); `resolution`, `tile`,
+  `overlap`: see `write_site`."""
   config = saved_model_lib.load_run_config(model_dir)
   path = path or os.path.join(model_dir, DEFAULT_PATH)
   formats.require("web")
   _check_rgb(config)
+  page_tiles(config, resolution, tile, overlap)
   # Each refusal before the runtime's download, and that before the
   # generator is built and restored.
   outputs.folder_output(path, "export_dir", recognize=is_own_site,
@@ -314,4 +369,4 @@ def export_site(model_dir: str, path: Optional[str] = None,
   generator, step = saved_model_lib.restore_generator(config, checkpoint)
   return write_site(generator, config, path,
                     inference_mode or config.outputs.inference_mode,
-                    precision, runtime_files, step)
+                    precision, runtime_files, step, resolution, tile, overlap)

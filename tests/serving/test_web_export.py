@@ -10,6 +10,7 @@ import http.server
 import io
 import json
 import os
+import pathlib
 import re
 import tarfile
 import threading
@@ -25,6 +26,7 @@ from pix2pix_tf import outputs
 from pix2pix_tf import serving
 from pix2pix_tf.data import demo
 from pix2pix_tf.serving import portable
+from pix2pix_tf.serving import tiling
 from pix2pix_tf.serving import web_export
 
 
@@ -168,8 +170,9 @@ def test_the_site_holds_the_page_the_model_and_the_runtime(model, runtime,
                                  runtime=web_export.load_runtime(runtime),
                                  step=7)
   assert record["path"] == str(site)
-  assert sorted(os.listdir(site)) == ["export.json", "index.html",
-                                      "isolation.js", "model.onnx", "ort"]
+  assert sorted(os.listdir(site)) == ["export.json", "in_browser.mjs",
+                                      "index.html", "isolation.js",
+                                      "model.onnx", "ort"]
   assert sorted(os.listdir(site / "ort")) == sorted(web_export.RUNTIME_FILES)
   written = json.loads((site / "export.json").read_text())
   assert written == {k: v for k, v in record.items() if k != "path"}
@@ -210,13 +213,48 @@ def test_the_site_holds_the_page_the_model_and_the_runtime(model, runtime,
       "model": "model.onnx", "runtime": "ort/", "isolation": "isolation.js",
       "version": "1.31.1",
       "input": portable.INPUT, "output": portable.OUTPUT,
-      "multiple": 2 ** config.model.generator_depth}
+      "multiple": 2 ** config.model.generator_depth,
+      # Native resolution, as serve's page, in tiles of the training crop
+      # on request.
+      "resolution": "native", "image_size": 32, "load_size": 36,
+      "preprocess": "resize_and_crop",
+      "tiles": {"tile": 32, "overlap": 16, "max_pixels": 4096 * 4096}}
+  assert written["model"]["metadata"]["resolution"] == "native"
   assert page["kind"] == "labels"
   assert [entry["name"] for entry in page["palette"]] == list(demo.PALETTE)
   # What two WebAssembly threads translate in seconds, not the server's
   # 4096x4096.
   assert page["max_pixels"] == 1024 * 1024
   assert page["sizes"] == [32, 256, 512, 1024]
+
+
+def page_of(site):
+  """The CONFIG of the page in the folder `site`."""
+  return json.loads(re.search(r"const CONFIG = (.*);",
+                              (site / "index.html").read_text()).group(1))
+
+
+def test_the_page_translates_where_and_in_the_tiles_it_is_told(
+    model, runtime, tmp_path):
+  config, generator, _, _ = model
+  write = functools.partial(web_export.write_site, generator, config,
+                            runtime=web_export.load_runtime(runtime))
+  write(str(tmp_path / "training"), "eval", resolution="training")
+  page = page_of(tmp_path / "training")["browser"]
+  assert (page["resolution"], page["tiles"]) == ("training", None)
+  write(str(tmp_path / "tiles"), "eval", tile=64, overlap=10)
+  assert page_of(tmp_path / "tiles")["browser"]["tiles"] == {
+      "tile": 64, "overlap": 10, "max_pixels": 4096 * 4096}
+  for given, message in (
+      (dict(tile=48), "--tile=48 is not a multiple of 32"),
+      (dict(tile=64, overlap=40), "--overlap=40 must be from 2 to half of "
+       "--tile"),
+      (dict(resolution="training", tile=64), "--tile and --overlap are for "
+       "the page's native resolution")):
+    with pytest.raises(serving.ExportError if "resolution" in given
+                       else ValueError, match=message):
+      write(str(tmp_path / "refused"), "eval", **given)
+    assert not (tmp_path / "refused").exists()
 
 
 def test_a_web_export_replaces_only_its_own_folder(model, runtime, tmp_path):
@@ -280,10 +318,19 @@ def test_the_export_command_writes_a_site(trained_run, tmp_path):
   assert f"python -m http.server --directory {site}" in out.stdout
   assert json.load(open(os.path.join(site, "export.json")))["runtime"][
       "archive_sha256"] == outputs.sha256(runtime)
-  out = run_command("export", f"--model_dir={model_dir}", "--format=onnx",
-                    f"--web_runtime={runtime}")
-  assert out.returncode != 0
-  assert "--web_runtime is for --format=web." in out.stderr
+  for flag in (f"--web_runtime={runtime}", "--tile=64", "--overlap=8"):
+    out = run_command("export", f"--model_dir={model_dir}", "--format=onnx",
+                      flag)
+    assert out.returncode != 0
+    assert f"{flag.split('=')[0]} is for --format=web." in out.stderr
+  # Its tiles, as asked; the folder, an export of its own, replaced.
+  out = run_command("export", f"--model_dir={model_dir}", "--format=web",
+                    f"--web_runtime={runtime}", "--tile=64", "--overlap=8")
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert json.load(open(os.path.join(site, "export.json")))["model"][
+      "metadata"]["resolution"] == "native"
+  assert page_of(pathlib.Path(site))["browser"]["tiles"] == {
+      "tile": 64, "overlap": 8, "max_pixels": 4096 * 4096}
 
 
 def real_runtime():
@@ -342,6 +389,116 @@ def output_is(driver, width, height):
       width, height)
 
 
+# A stand-in generator, the same in TensorFlow and in the page's JavaScript:
+# each output pixel mixes its input with a neighbouring channel, the row
+# below and the column two along (wrapping round), and its row's place in
+# what it was given, so that a shifted pad, crop, resize, tile or blend
+# shows.
+def stand_in(images):
+  import tensorflow as tf
+  height = tf.shape(images)[1]
+  row = tf.reshape(tf.range(height, dtype=tf.float32), [1, -1, 1, 1])
+  return tf.tanh(0.8 * images - 0.3 * tf.roll(images, -1, 3) +
+                 0.2 * tf.roll(images, -1, 1) - 0.1 * tf.roll(images, -2, 2)
+                 + 0.5 * row / tf.cast(height, tf.float32))
+
+
+STAND_IN_JS = """
+const run = async (x, height, width) => {
+  const y = new Float32Array(x.length);
+  const at = (i, j, c) => x[(((i % height) * width + (j % width)) * 3) + c % 3];
+  for (let i = 0; i < height; i++) for (let j = 0; j < width; j++)
+    for (let c = 0; c < 3; c++) y[(i * width + j) * 3 + c] = Math.tanh(
+        0.8 * at(i, j, c) - 0.3 * at(i, j, c + 1) + 0.2 * at(i + 1, j, c) -
+        0.1 * at(i, j + 2, c) + 0.5 * i / height);
+  return y;
+};"""
+
+# (image height, width, the page's CONFIG.browser): native resolution at a
+# size that is not a multiple; the training resolution shrinking and
+# growing, square and (scale_width) keeping the aspect; tiles of two sizes.
+PAGE_CASES = {
+    "native": (45, 70, {"resolution": "native"}),
+    "training, grown": (45, 70, {"resolution": "training"}),
+    "training, shrunk": (150, 97, {"resolution": "training"}),
+    "scale_width, grown": (45, 70, {"resolution": "training",
+                                    "preprocess": "scale_width"}),
+    # 96 x 150 / 93 = 154.8: the height floored, as the reference does.
+    "scale_width, taller": (150, 93, {"resolution": "training",
+                                      "preprocess": "scale_width"}),
+    "tiles": (100, 83, {"tiles": {"tile": 32, "overlap": 8}}),
+    # Columns start at 0, 16.5 and 33: a half, rounded to even.
+    "wide tiles": (100, 81, {"tiles": {"tile": 48, "overlap": 20}}),
+}
+
+
+def expected_page_output(image, model):
+  """What the SavedModel's signatures (and predict --tile) give for
+  `image` with the stand-in generator, for the page's `model`."""
+  from pix2pix_tf import data as data_lib
+  from pix2pix_tf.serving import signatures
+  from pix2pix_tf.serving import tiling
+
+  def translate(pixels, resolution):
+    return data_lib.to_uint8(signatures.translate_at(
+        stand_in, np.asarray(pixels, np.float32)[None], resolution,
+        {**model, "size_multiple": model["multiple"]}))[0].numpy()
+
+  if model["tiles"]:
+    return tiling.translate_tiled(lambda t: translate(t, "native"), image,
+                                  model["tiles"]["tile"],
+                                  model["tiles"]["overlap"])
+  return translate(image, model["resolution"])
+
+
+def test_the_page_computes_as_the_saved_model(tmp_path):
+  """in_browser.mjs, run in Chromium on a stand-in generator, against the
+  signatures' TensorFlow code and predict's tiling on the same one: native
+  resolution, the training resolution's resize, and tiles."""
+  from pix2pix_tf.serving import web
+  (tmp_path / "in_browser.mjs").write_text(web.read_page("in_browser.mjs"))
+  (tmp_path / "index.html").write_text("<!DOCTYPE html><title>t</title>")
+  rng = np.random.default_rng(3)
+  driver = chromium_driver()
+  with file_server(tmp_path) as (url, _):
+    try:
+      driver.get(url + "/")
+      driver.set_script_timeout(60)
+      for name, (height, width, case) in PAGE_CASES.items():
+        model = {"resolution": "native", "multiple": 16, "image_size": 64,
+                 "load_size": 96, "preprocess": "resize_and_crop",
+                 "tiles": None, **case}
+        # Half the pixels black or white: the resizes overshoot 0..255
+        # there, and are clipped.
+        image = np.where(rng.random((height, width, 1)) < 0.5,
+                         rng.integers(0, 2, (height, width, 3)) * 255,
+                         rng.integers(0, 256, (height, width, 3))
+                         ).astype(np.uint8)
+        generated = driver.execute_async_script(
+            STAND_IN_JS + """
+            const [model, width, height, pixels, done] = arguments;
+            const data = new ImageData(width, height);
+            pixels.forEach((v, k) => { data.data[k] = v; });
+            import("./in_browser.mjs").then((page) => page.translateImage(
+                run, data, model, Boolean(model.tiles), () => {}))
+              .then((out) => done(Array.from(out.data)),
+                    (err) => done(String(err)));""",
+            model, width, height,
+            np.dstack([image, np.full((height, width), 255, np.uint8)])
+            .ravel().tolist())
+        assert isinstance(generated, list), (name, generated)
+        generated = np.array(generated, np.uint8).reshape(height, width, 4)
+        expected = expected_page_output(image, model)
+        difference = np.abs(generated[..., :3].astype(int) - expected)
+        # The resizes' sums, in another order, may move a value across a
+        # half level; everything else is computed as in TensorFlow.
+        assert difference.max() <= 1, name
+        assert (difference == 0).mean() > 0.999, name
+        assert (generated[..., 3] == 255).all()
+    finally:
+      driver.quit()
+
+
 @pytest.mark.parametrize("backend", ["wasm", "webgpu"])
 def test_the_page_translates_in_the_browser_as_the_saved_model(
     model, tmp_path, backend):
@@ -349,7 +506,7 @@ def test_the_page_translates_in_the_browser_as_the_saved_model(
   (SwiftShader's adapter, on the CPU)."""
   from selenium.webdriver.common.action_chains import ActionChains
   from selenium.webdriver.common.by import By
-  from selenium.webdriver.support.ui import WebDriverWait
+  from selenium.webdriver.support.ui import Select, WebDriverWait
 
   config, generator, saved_model, _ = model
   site = tmp_path / "site"
@@ -425,14 +582,54 @@ def test_the_page_translates_in_the_browser_as_the_saved_model(
       generated = decoded(driver.execute_script(OUTPUT_PIXELS))
       expected = np.asarray(translate(rgba))
       assert np.abs(generated.astype(int) - expected).max() <= FP16_LEVELS
-      # Over the page's pixel limit: a sentence, and no translation.
-      large = tmp_path / "large.png"
-      Image.new("RGB", (1100, 1000)).save(large)
-      driver.find_element(By.ID, "upload").send_keys(str(large))
+      # In tiles of the training crop (32, overlapping by 16), as predict
+      # --tile: the busy indicator counts them.
+      driver.execute_script("""
+          window.busyTexts = [];
+          new MutationObserver(() => busyTexts.push(
+              document.getElementById('busy-text').textContent)).observe(
+              document.getElementById('busy-text'), {childList: true});""")
+      Select(driver.find_element(By.ID, "tiling")).select_by_value("tiles")
+      assert driver.find_element(By.ID, "tiling-choice").text.endswith(
+          "in tiles of 32 x 32")
+      driver.find_element(By.ID, "upload").send_keys(str(upload))
+      driver.find_element(By.ID, "translate").click()
+      wait.until(lambda d: output_is(d, 70, 45))
+      generated = decoded(driver.execute_script(OUTPUT_PIXELS))
+      native = serving.load(saved_model, resolution="native")
+      expected = tiling.translate_tiled(native, np.asarray(Image.open(upload)),
+                                        32, 16)
+      assert np.abs(generated.astype(int) - expected).max() <= FP16_LEVELS
+      assert np.abs(generated.astype(int) -
+                    np.asarray(translate(np.asarray(Image.open(upload))))
+                    ).max() > FP16_LEVELS  # Not the whole image's.
+      assert driver.execute_script("return busyTexts").count(
+          "Translating tile 8 of 8…") == 1  # 2 rows of 4 tiles.
+      # Over the page's pixel limits: a sentence, and no translation.
+      for tiled, (width, height), sentence in (
+          (False, (1100, 1000), "This image is 1100x1000; this page "
+           "translates up to 1024x1024 (1,048,576 pixels) whole. Choose to "
+           "translate it in tiles, or scale it down and upload it again."),
+          (True, (4100, 4100), "This image is 4100x4100; this page "
+           "translates up to 4096x4096 (16,777,216 pixels) in tiles. Scale "
+           "it down and upload it again.")):
+        Select(driver.find_element(By.ID, "tiling")).select_by_value(
+            "tiles" if tiled else "whole")
+        large = tmp_path / f"large{width}.png"
+        Image.new("RGB", (width, height)).save(large)
+        driver.find_element(By.ID, "upload").send_keys(str(large))
+        wait.until(lambda d: d.find_element(By.ID, "error").text)
+        assert driver.find_element(By.ID, "error").text == sentence
+        driver.find_element(By.ID, "translate").click()
+        assert driver.find_element(By.ID, "error").text == sentence
+        assert not driver.find_element(By.ID, "output").get_attribute("src")
+      # Within the limit in tiles: choosing them takes the sentence away.
+      Select(driver.find_element(By.ID, "tiling")).select_by_value("whole")
+      driver.find_element(By.ID, "upload").send_keys(
+          str(tmp_path / "large1100.png"))
       wait.until(lambda d: d.find_element(By.ID, "error").text)
-      assert driver.find_element(By.ID, "error").text == (
-          "This image is 1100x1000; this page translates up to 1024x1024 "
-          "(1,048,576 pixels). Scale it down and upload it again.")
+      Select(driver.find_element(By.ID, "tiling")).select_by_value("tiles")
+      wait.until(lambda d: not d.find_element(By.ID, "error").text)
       urls = requested_urls(driver)
     finally:
       driver.quit()
@@ -451,8 +648,8 @@ def test_the_page_translates_in_the_browser_as_the_saved_model(
 
 def test_the_export_refuses_before_it_downloads_or_restores(
     model, tmp_path, monkeypatch):
-  """A missing checkpoint is named before the runtime is downloaded; a bad
-  --web_runtime, or a generator that is not RGB to RGB, before the
+  """A missing checkpoint, or tiles the generator cannot run, is named
+  before the runtime is downloaded; a bad --web_runtime, or a generator that is not RGB to RGB, before the
   checkpoint is restored; without the ONNX packages, the refusal names
   --format=web."""
   config = model[0]
@@ -475,6 +672,9 @@ def test_the_export_refuses_before_it_downloads_or_restores(
   run, site = str(tmp_path), str(tmp_path / "site")
   with pytest.raises(serving.ExportError, match="No checkpoint in"):
     web_export.export_site(run, site)
+  # Tiles the generator cannot run: before the checkpoint is looked for.
+  with pytest.raises(ValueError, match="--tile=40 is not a multiple"):
+    web_export.export_site(run, site, tile=40)
   with pytest.raises(serving.ExportError, match="ckpt-9 not found"):
     web_export.export_site(run, site, checkpoint=str(tmp_path / "ckpt-9"))
   (tmp_path / "ckpt-1.index").write_bytes(b"")
