@@ -6,10 +6,9 @@ machine's row of `KINDS`. The kind is read from what the hardware offers
 /proc/cpuinfo lists them and as far as ONEDNN_MAX_CPU_ISA, or its older
 name DNNL_MAX_CPU_ISA, lets oneDNN use them). The rows hold what
 `tools/benchmark.py --kernels_in_turn` measured where a kind was timed
-kernel by kernel; docs/performance.md has each
-kind's tables, machine and command, and says which rows were not timed
-kernel by kernel (those keep every kernel on). An option given explicitly
-wins over the row.
+kernel by kernel; docs/performance.md has each kind's tables, machine and
+command, and says which rows were not timed kernel by kernel (those keep
+every kernel on). An option given explicitly wins over the row.
 """
 
 import dataclasses
@@ -102,9 +101,10 @@ def onednn_on() -> bool:
 
 
 def cpu_kind(features: FrozenSet[str],
-             max_isa: Optional[str] = None) -> str:
-  """The kind of a CPU with these /proc/cpuinfo flags, oneDNN limited to
-  `max_isa` (None: unlimited)."""
+             limit: Optional[Tuple[str, str]] = None) -> str:
+  """The kind of a CPU with these /proc/cpuinfo flags, oneDNN limited as
+  `onednn_limit()` gives it (None: unlimited)."""
+  max_isa = limit_value(limit)
   if "amx_bf16" in features and _allows(max_isa, "AVX10_1_512_AMX"):
     return "cpu_amx"
   if "avx512_bf16" in features and _allows(max_isa, "AVX512_CORE_BF16"):
@@ -123,7 +123,7 @@ def bfloat16_refusal(features: Optional[FrozenSet[str]] = None,
   `limit` oneDNN's as `onednn_limit()` gives it (default: this machine's;
   with a GPU, None)."""
   if features is None:
-    if tf.config.list_physical_devices("GPU") or not onednn_on():
+    if this_machine().startswith("gpu") or not onednn_on():
       return None  # cuDNN's kernels, or TensorFlow's own.
     features, limit = cpu_flags(), onednn_limit()
   max_isa = limit_value(limit)
@@ -173,7 +173,7 @@ def this_machine() -> str:
     return "gpu_bf16" if oldest >= (8, 0) else "gpu"
   if not onednn_on():
     return "cpu"
-  return cpu_kind(cpu_flags(), limit_value(onednn_limit()))
+  return cpu_kind(cpu_flags(), onednn_limit())
 
 
 def kernels_used(options: Optional[config_lib.KernelConfig] = None,

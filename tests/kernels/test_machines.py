@@ -33,7 +33,8 @@ AVX2 = "fpu sse2 avx2 fma"
     ("", None, "cpu"),  # Arm, or no /proc/cpuinfo.
 ])
 def test_the_cpu_kind_is_what_onednn_may_use(cpu_flags, max_isa, kind):
-  assert machines.cpu_kind(frozenset(cpu_flags.split()), max_isa) == kind
+  limit = max_isa and ("ONEDNN_MAX_CPU_ISA", max_isa)
+  assert machines.cpu_kind(frozenset(cpu_flags.split()), limit) == kind
 
 
 def fake_cpuinfo(monkeypatch, tmp_path, cpu_flags, max_isa=None):
@@ -179,10 +180,9 @@ def test_bfloat16_is_refused_where_onednn_gets_it_without_convolutions(
                                      "AVX512_CORE_AMX", "UNKNOWN"])
 def test_auto_never_chooses_a_refused_precision(cpu_flags, max_isa):
   features = frozenset(cpu_flags.split())
-  kind = machines.cpu_kind(features, max_isa)
-  if machines.KINDS[kind].precision == "bf16":
-    assert machines.bfloat16_refusal(
-        features, max_isa and ("ONEDNN_MAX_CPU_ISA", max_isa)) is None
+  limit = max_isa and ("ONEDNN_MAX_CPU_ISA", max_isa)
+  if machines.KINDS[machines.cpu_kind(features, limit)].precision == "bf16":
+    assert machines.bfloat16_refusal(features, limit) is None
 
 
 @pytest.mark.parametrize("environ, kind", [

@@ -204,8 +204,7 @@ def check(flagfile, args, strategy, scratch):
   unbroken_digests = digests(unbroken)[0]
   moved = sum(unbroken_digests[k] != initial_digests[k]
               for k in initial_digests)
-  result = {
-      "flagfile": os.path.relpath(os.path.abspath(flagfile), ROOT),
+  result = {  # main() adds the flagfile each row asked for.
       "trained_as": os.path.relpath(os.path.abspath(flagfile), ROOT),
       "trained": trained_digest(config),
       "crop_size": config.data.crop_size,
