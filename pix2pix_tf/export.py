@@ -58,11 +58,15 @@ OPTIONS = (
            "--inference_mode.", choices=INFERENCE_MODES),
     MAX_PIXELS.but(help="translate_encoded refuses images whose header "
                    "declares more pixels (width x height), before "
-                   "decoding them."),
+                   "decoding them; recorded in the other formats' "
+                   "metadata. web: the largest image the page translates "
+                   "whole (default 1048576, 1024x1024)."),
     RESOLUTION.but(help="The resolution predict, evaluate and serve "
-                   "use by default. Default: what the run's --preprocess "
-                   "implies (native for crop and none); for web, the "
-                   "page's: native (as serve's page) unless training."),
+                   "use by default (recorded in the other formats' "
+                   "metadata). Default: what the run's --preprocess "
+                   "implies (native for crop and none). web: where the "
+                   "page translates: native (as serve's page) unless "
+                   "training."),
     Option("tile", int, 0, "web: the tiles the page offers at native "
            "resolution, for images too large to translate whole (as "
            "predict --tile). Default: the training crop size.",
@@ -81,6 +85,11 @@ def main(argv):
   for name in ("web_runtime", "tile", "overlap"):
     if FLAGS[name].present and FLAGS.format != "web":
       raise app.UsageError(f"--{name} is for --format=web.")
+  for name in ("resolution", "max_pixels"):
+    if FLAGS[name].present and FLAGS.format == "keras":
+      raise app.UsageError(
+          f"--{name} is recorded in an export's metadata, and a .keras "
+          "file carries none: leave it out, or choose another --format.")
   from pix2pix_tf import serving  # After the flags: a fast --help.
   if FLAGS.format == "saved_model":
     path = serving.export(FLAGS.model_dir, FLAGS.export_dir,
@@ -88,16 +97,21 @@ def main(argv):
                           FLAGS.max_pixels, FLAGS.resolution)
   elif FLAGS.format == "web":
     from pix2pix_tf.serving import web_export
+    page = web_export.PageOptions(
+        FLAGS.resolution, FLAGS.tile, FLAGS.overlap,
+        FLAGS.max_pixels if FLAGS["max_pixels"].present
+        else web_export.PAGE_MAX_PIXELS)
     record = web_export.export_site(
         FLAGS.model_dir, FLAGS.export_dir, FLAGS.checkpoint,
         FLAGS.inference_mode, FLAGS.precision or "fp16", FLAGS.web_runtime,
-        FLAGS.resolution, FLAGS.tile, FLAGS.overlap)
+        page)
     print(web_export.summary(record))
     return
   else:
     written = serving.export_format(
         FLAGS.model_dir, FLAGS.format, FLAGS.export_dir, FLAGS.checkpoint,
-        FLAGS.inference_mode, FLAGS.precision or "float32")
+        FLAGS.inference_mode, FLAGS.precision or "float32", FLAGS.max_pixels,
+        FLAGS.resolution)
   if FLAGS.format == "saved_model":
     print(f"Exported to {path}")
     return

@@ -8,8 +8,9 @@ it; the page is opened (it reloads once under its service worker, which
 gives WebAssembly its threads), and Translate is pressed `--repeats` times
 on a canvas of `--size`, one translation after the other (in the page's
 tiles with `--tiles`). The times are the page's own (`performance.now()`
-around the model's load, and around each run of the model, summed over a
-translation's tiles: not the drawing's conversion to a tensor and back),
+around the model's load; around each run of the model, summed over a
+translation's tiles; and around the whole translation, with the page's own
+work: the drawing's conversion to a tensor and back, resizes, blending),
 printed as JSON with the backend and the WebAssembly threads the page chose
 (up to 4, one per core). Needs Debian's chromium and chromium-driver, and selenium
 (pip install 'pix2pix_tf[test]').
@@ -59,12 +60,12 @@ def main():
   driver = chromium_driver()
   state = ("const s = document.getElementById('runtime').dataset; "
            "return [s.backend, s.loadSeconds, s.translateSeconds, "
-           "s.threads];")
+           "s.threads, s.pageSeconds];")
   try:
     wait = WebDriverWait(driver, 600)
     driver.get(url)
     wait.until(lambda d: d.execute_script(state)[0])
-    backend, load, _, threads = driver.execute_script(state)
+    backend, load, _, threads, _ = driver.execute_script(state)
     status = driver.execute_script(
         "return document.getElementById('runtime').textContent")
     sizes = driver.execute_script(
@@ -82,7 +83,7 @@ def main():
                  "resolution, which has no tiles.")
       driver.execute_script("document.getElementById('tiling').value = "
                             "'tiles';")
-    times = []
+    times, page_times = [], []
     for _ in range(args.repeats):
       driver.execute_script("document.getElementById('output')"
                             ".removeAttribute('src');"
@@ -90,6 +91,7 @@ def main():
       wait.until(lambda d: d.execute_script(
           "return document.getElementById('output').getAttribute('src')"))
       times.append(float(driver.execute_script(state)[2]))
+      page_times.append(float(driver.execute_script(state)[4]))
   finally:
     driver.quit()
   print(json.dumps({
@@ -100,6 +102,7 @@ def main():
       "tiles": tiles if args.tiles else None,
       "translate_seconds": [round(t, 3) for t in times],
       "translate_median_seconds": round(statistics.median(times), 3),
+      "with_page_seconds": [round(t, 3) for t in page_times],
       "cpu": os.cpu_count()}, indent=1))
 
 

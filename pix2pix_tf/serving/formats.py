@@ -171,22 +171,32 @@ def input_shape(config: config_lib.Config,
   return [None, None, None, config.data.input_channels]
 
 
+def format_metadata(config: config_lib.Config, step: int,
+                    inference_mode: str, precision: str,
+                    max_pixels: int = config_lib.DEFAULT_MAX_PIXELS,
+                    resolution: Optional[str] = None) -> Dict:
+  """What a file carries: the export's metadata (with export's
+  --max_pixels and --resolution, for the apps that read them) and how to
+  feed the file (portable.file_metadata)."""
+  return portable.file_metadata(signatures.export_metadata(
+      config, step, inference_mode, max_pixels, resolution),
+                                precision == "fp16")
+
+
 def write_format(generator: keras.Model, config: config_lib.Config,
                  fmt: str, path: str, inference_mode: str,
                  precision: str = "float32", seed: int = 0,
                  step: int = 0, metadata: Optional[Dict] = None) -> Written:
   """Writes `generator` (in `inference_mode`, trained `step` steps) as
   `fmt` to `path` atomically, and checks the file with its runtime.
-  `metadata`: what the file carries (default: the export's metadata and
-  how to feed the file, portable.file_metadata)."""
+  `metadata`: what the file carries (default: `format_metadata`'s)."""
   require(fmt)
   if precision != "float32" and fmt == "keras":
     raise saved_model_lib.ExportError(
         "--precision=fp16 is for --format=litert and onnx; a .keras file "
         "keeps the model's own weights.")
-  metadata = metadata or portable.file_metadata(signatures.export_metadata(
-      config, step, inference_mode, config_lib.DEFAULT_MAX_PIXELS),
-                                                precision == "fp16")
+  metadata = metadata or format_metadata(config, step, inference_mode,
+                                         precision)
   check_path(path, fmt)
   paper = inference_mode == "paper"
   model = models.paper_mode(generator) if paper else generator
@@ -249,15 +259,20 @@ def _difference(model: keras.Model, run: Callable, config: config_lib.Config,
 def export_format(model_dir: str, fmt: str, path: Optional[str] = None,
                   checkpoint: Optional[str] = None,
                   inference_mode: Optional[str] = None,
-                  precision: str = "float32") -> Written:
+                  precision: str = "float32",
+                  max_pixels: int = config_lib.DEFAULT_MAX_PIXELS,
+                  resolution: Optional[str] = None) -> Written:
   """A run's generator (its latest checkpoint, or `checkpoint`) as a
-  `fmt` file; default path `default_path`."""
+  `fmt` file; default path `default_path`. `max_pixels` and `resolution`
+  are recorded in its metadata."""
   config = saved_model_lib.load_run_config(model_dir)
   path = path or default_path(model_dir, fmt, precision)
   require(fmt)
   check_path(path, fmt)
   generator, step = saved_model_lib.restore_generator(
       config, checkpoint or saved_model_lib.latest_checkpoint(model_dir))
-  return write_format(generator, config, fmt, path,
-                      inference_mode or config.outputs.inference_mode,
-                      precision, step=step)
+  mode = inference_mode or config.outputs.inference_mode
+  return write_format(generator, config, fmt, path, mode, precision,
+                      step=step, metadata=format_metadata(
+                          config, step, mode, precision, max_pixels,
+                          resolution))

@@ -34,6 +34,7 @@ archive (`npm pack onnxruntime-web`) or an unpacked package folder
 
 import base64
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -71,12 +72,13 @@ MODEL_FILE, PAGE_FILE, RECORD_FILE = "model.onnx", "index.html", "export.json"
 # The service worker that makes the page cross-origin isolated, and the
 # module that translates as the SavedModel does (pages/).
 ISOLATION_FILE, SCRIPT_FILE = "isolation.js", "in_browser.mjs"
-# The largest image the page translates whole: 1024x1024 takes unet_256
-# about 6 s on two WebAssembly threads (docs/inference.md), and its
-# activations about 1.5 GB of the browser's memory.
+# The largest image the page translates whole by default (--max_pixels):
+# 1024x1024 takes unet_256 3.6 to 5.8 s on two WebAssembly threads
+# (docs/inference.md).
 PAGE_MAX_PIXELS = 1024 * 1024
-# In tiles, memory is bounded by the tile, and time grows with the pixels:
-# about 100 s for the largest image on two threads.
+# In tiles, the model's memory is that of a tile, and the time grows with
+# the pixels: 25 tiles of 256 took 5.8 s, so the 361 of the largest image
+# would take about a minute and a half (an estimate, not measured).
 TILED_MAX_PIXELS = 4096 * 4096
 # predict's --overlap, at most half the tile.
 DEFAULT_OVERLAP = 32
@@ -178,8 +180,18 @@ def load_runtime(source: Optional[str] = None
   return files, record
 
 
-def page_tiles(config: config_lib.Config, resolution: Optional[str],
-               tile: int = 0, overlap: Optional[int] = None
+@dataclasses.dataclass(frozen=True)
+class PageOptions:
+  """Where the page translates, and how large an image it takes (export's
+  --resolution, --tile, --overlap, --max_pixels)."""
+
+  resolution: Optional[str] = None  # "training"; else native, as serve's.
+  tile: int = 0  # The tiles' side; 0: the training crop.
+  overlap: Optional[int] = None  # None: 32, or half the tile.
+  max_pixels: int = PAGE_MAX_PIXELS  # Translated whole.
+
+
+def page_tiles(config: config_lib.Config, page: PageOptions
                ) -> Optional[Dict]:
   """The tiles the page offers, as predict's --tile and --overlap, or None
   at the training resolution (which resizes each image to one tile).
@@ -187,20 +199,33 @@ def page_tiles(config: config_lib.Config, resolution: Optional[str],
   generator's downsampling), overlapping by 32 pixels or half a tile.
 
   Raises:
-    CommandError: naming the flag, for tiles the generator cannot run, or
-      tiles at the training resolution.
+    CommandError: naming the flag, for tiles the generator cannot run,
+      tiles larger than the page translates whole, or tiles at the
+      training resolution.
   """
-  if resolution == "training":
-    if tile or overlap is not None:
+  if page.resolution == "training":
+    if page.tile or page.overlap is not None:
       raise saved_model_lib.ExportError(
           "--tile and --overlap are for the page's native resolution: "
           "leave out --resolution=training (or them).")
     return None
   multiple = 2 ** config.model.generator_depth
-  tile = tile or max(multiple, config.data.crop_size // multiple * multiple)
-  overlap = min(DEFAULT_OVERLAP, tile // 2) if overlap is None else overlap
+  tile = page.tile or max(multiple,
+                          config.data.crop_size // multiple * multiple)
+  overlap = (min(DEFAULT_OVERLAP, tile // 2) if page.overlap is None
+             else page.overlap)
+  if not page.tile and not 2 <= overlap <= tile // 2:
+    raise saved_model_lib.ExportError(
+        f"--overlap={overlap} must be from 2 to half of the page's tiles, "
+        f"the training crop of {tile} (or give --tile).")
   tiling.check_tiling(tile, overlap, multiple)
-  return {"tile": tile, "overlap": overlap, "max_pixels": TILED_MAX_PIXELS}
+  if tile * tile > page.max_pixels:
+    raise saved_model_lib.ExportError(
+        f"--tile={tile} makes tiles of {tile * tile:,} pixels, more than "
+        f"the page translates whole (--max_pixels={page.max_pixels}): "
+        "choose a smaller --tile, or a larger --max_pixels.")
+  return {"tile": tile, "overlap": overlap,
+          "max_pixels": max(TILED_MAX_PIXELS, page.max_pixels)}
 
 
 def page_config(metadata: Dict, runtime: Dict,
@@ -256,19 +281,18 @@ def _check_rgb(config: config_lib.Config) -> None:
 def write_site(generator: keras.Model, config: config_lib.Config, path: str,
                inference_mode: str, precision: str = "fp16",
                runtime: Optional[Tuple[Dict[str, bytes], Dict]] = None,
-               step: int = 0, resolution: Optional[str] = None,
-               tile: int = 0, overlap: Optional[int] = None) -> Dict:
+               step: int = 0, page: PageOptions = PageOptions()) -> Dict:
   """Writes the web export of `generator` (in `inference_mode`, trained
   `step` steps) with the `runtime` `load_runtime` gave (default: the
   download's) to the folder `path`, staged and swapped in (only over an
   earlier web export), and returns what its export.json records.
 
   The page translates at native resolution, offering the tiles of
-  `page_tiles(tile, overlap)`, unless `resolution` is "training" (as
-  `serve`'s page).
+  `page_tiles`, unless `page.resolution` is "training" (as `serve`'s
+  page).
   """
   _check_rgb(config)
-  tiles = page_tiles(config, resolution, tile, overlap)
+  tiles = page_tiles(config, page)
   folder, name = outputs.folder_output(
       path, "export_dir", recognize=is_own_site, kind="web")
   files, runtime_record = runtime or load_runtime()
@@ -276,7 +300,7 @@ def write_site(generator: keras.Model, config: config_lib.Config, path: str,
   # with the page's own pixel limit.
   metadata = portable.file_metadata(server_lib.public_metadata(
       signatures.export_metadata(config, step, inference_mode,
-                                 PAGE_MAX_PIXELS, resolution or "native")),
+                                 page.max_pixels, page.resolution or "native")),
       precision == "fp16")
   record = {"runtime": runtime_record}
 
@@ -349,16 +373,15 @@ def export_site(model_dir: str, path: Optional[str] = None,
                 inference_mode: Optional[str] = None,
                 precision: str = "fp16",
                 runtime: Optional[str] = None,
-                resolution: Optional[str] = None, tile: int = 0,
-                overlap: Optional[int] = None) -> Dict:
+                page: PageOptions = PageOptions()) -> Dict:
   """A run's generator (its latest checkpoint, or `checkpoint`) as a web
-  export at `path` (default <model_dir>/web); `resolution`, `tile`,
-  `overlap`: see `write_site`."""
+  export at `path` (default <model_dir>/web) whose page translates as
+  `page` says (see `write_site`)."""
   config = saved_model_lib.load_run_config(model_dir)
   path = path or os.path.join(model_dir, DEFAULT_PATH)
   formats.require("web")
   _check_rgb(config)
-  page_tiles(config, resolution, tile, overlap)
+  page_tiles(config, page)
   # Each refusal before the runtime's download, and that before the
   # generator is built and restored.
   outputs.folder_output(path, "export_dir", recognize=is_own_site,
@@ -369,4 +392,4 @@ def export_site(model_dir: str, path: Optional[str] = None,
   generator, step = saved_model_lib.restore_generator(config, checkpoint)
   return write_site(generator, config, path,
                     inference_mode or config.outputs.inference_mode,
-                    precision, runtime_files, step, resolution, tile, overlap)
+                    precision, runtime_files, step, page)

@@ -317,8 +317,12 @@ def test_bad_paths_are_refused(exported):
 @pytest.mark.slow
 def test_export_command_writes_and_checks_each_format(trained_run):
   for fmt in ("onnx", "litert", "keras"):
+    # ONNX with the export's --resolution and --max_pixels, for its
+    # metadata.
+    given = (["--resolution=native", "--max_pixels=12345"] if fmt == "onnx"
+             else [])
     out = run_command("export", f"--model_dir={trained_run.outputs.model_dir}",
-                      f"--format={fmt}")
+                      f"--format={fmt}", *given)
     assert out.returncode == 0, out.stderr[-2000:]
     path = formats.default_path(trained_run.outputs.model_dir, fmt, "float32")
     assert f"Exported to {path}" in out.stdout
@@ -326,3 +330,16 @@ def test_export_command_writes_and_checks_each_format(trained_run):
     # The run's paper-mode generator has dropout: compared without it.
     assert "compared without dropout" in out.stdout
     assert os.path.getsize(path) > 0
+    if fmt == "keras":
+      refused = run_command(
+          "export", f"--model_dir={trained_run.outputs.model_dir}",
+          "--format=keras", "--resolution=native")
+      assert refused.returncode != 0
+      assert ("--resolution is recorded in an export's metadata, and a "
+              ".keras file carries none") in refused.stderr
+    if fmt == "onnx":
+      import onnx
+      props = {p.key: p.value for p in onnx.load(path).metadata_props}
+      # (The run trains resize_and_crop, whose default is training.)
+      assert props["resolution"] == "native"
+      assert json.loads(props["max_pixels"]) == 12345

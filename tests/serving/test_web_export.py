@@ -239,21 +239,36 @@ def test_the_page_translates_where_and_in_the_tiles_it_is_told(
   config, generator, _, _ = model
   write = functools.partial(web_export.write_site, generator, config,
                             runtime=web_export.load_runtime(runtime))
-  write(str(tmp_path / "training"), "eval", resolution="training")
+  def options(**given):
+    return web_export.PageOptions(**given)
+
+  write(str(tmp_path / "training"), "eval",
+        page=options(resolution="training"))
   page = page_of(tmp_path / "training")["browser"]
   assert (page["resolution"], page["tiles"]) == ("training", None)
-  write(str(tmp_path / "tiles"), "eval", tile=64, overlap=10)
+  write(str(tmp_path / "tiles"), "eval", page=options(tile=64, overlap=10))
   assert page_of(tmp_path / "tiles")["browser"]["tiles"] == {
       "tile": 64, "overlap": 10, "max_pixels": 4096 * 4096}
+  # A whole-image limit of its own: the canvases within it, and the
+  # tiles' limit at least as large.
+  write(str(tmp_path / "limit"), "eval",
+        page=options(max_pixels=5000 * 5000))
+  limited = page_of(tmp_path / "limit")
+  assert limited["max_pixels"] == 5000 * 5000
+  assert limited["browser"]["tiles"]["max_pixels"] == 5000 * 5000
   for given, message in (
       (dict(tile=48), "--tile=48 is not a multiple of 32"),
       (dict(tile=64, overlap=40), "--overlap=40 must be from 2 to half of "
        "--tile"),
+      # The default tile is the training crop, 32: named, not --tile.
+      (dict(overlap=20), "--overlap=20 must be from 2 to half of the "
+       "page's tiles, the training crop of 32 (or give --tile)"),
+      (dict(tile=64, max_pixels=4000), "--tile=64 makes tiles of 4,096 "
+       "pixels, more than the page translates whole (--max_pixels=4000)"),
       (dict(resolution="training", tile=64), "--tile and --overlap are for "
        "the page's native resolution")):
-    with pytest.raises(serving.ExportError if "resolution" in given
-                       else ValueError, match=message):
-      write(str(tmp_path / "refused"), "eval", **given)
+    with pytest.raises(ValueError, match=re.escape(message)):
+      write(str(tmp_path / "refused"), "eval", page=options(**given))
     assert not (tmp_path / "refused").exists()
 
 
@@ -323,14 +338,19 @@ def test_the_export_command_writes_a_site(trained_run, tmp_path):
                       flag)
     assert out.returncode != 0
     assert f"{flag.split('=')[0]} is for --format=web." in out.stderr
-  # Its tiles, as asked; the folder, an export of its own, replaced.
+  assert page_of(pathlib.Path(site))["max_pixels"] == 1024 * 1024
+  # Its tiles and limit, as asked; the folder, an export of its own,
+  # replaced.
   out = run_command("export", f"--model_dir={model_dir}", "--format=web",
-                    f"--web_runtime={runtime}", "--tile=64", "--overlap=8")
+                    f"--web_runtime={runtime}", "--tile=64", "--overlap=8",
+                    "--max_pixels=300000", "--resolution=native")
   assert out.returncode == 0, out.stderr[-2000:]
   assert json.load(open(os.path.join(site, "export.json")))["model"][
       "metadata"]["resolution"] == "native"
-  assert page_of(pathlib.Path(site))["browser"]["tiles"] == {
+  page = page_of(pathlib.Path(site))
+  assert page["browser"]["tiles"] == {
       "tile": 64, "overlap": 8, "max_pixels": 4096 * 4096}
+  assert page["max_pixels"] == 300000
 
 
 def real_runtime():
@@ -426,9 +446,12 @@ PAGE_CASES = {
     # 96 x 150 / 93 = 154.8: the height floored, as the reference does.
     "scale_width, taller": (150, 93, {"resolution": "training",
                                       "preprocess": "scale_width"}),
+    "scale_width_and_crop": (45, 70, {"resolution": "training",
+                                      "preprocess": "scale_width_and_crop"}),
     "tiles": (100, 83, {"tiles": {"tile": 32, "overlap": 8}}),
-    # Columns start at 0, 16.5 and 33: a half, rounded to even.
-    "wide tiles": (100, 81, {"tiles": {"tile": 48, "overlap": 20}}),
+    # Rows start at 0, 17.5 and 35, columns at 0, 16.5 and 33: halves,
+    # rounded to even, up and down.
+    "wide tiles": (83, 81, {"tiles": {"tile": 48, "overlap": 20}}),
 }
 
 
@@ -492,8 +515,11 @@ def test_the_page_computes_as_the_saved_model(tmp_path):
         difference = np.abs(generated[..., :3].astype(int) - expected)
         # The resizes' sums, in another order, may move a value across a
         # half level; everything else is computed as in TensorFlow.
-        assert difference.max() <= 1, name
-        assert (difference == 0).mean() > 0.999, name
+        if model["resolution"] == "training":
+          assert difference.max() <= 1, name
+          assert (difference == 0).mean() > 0.999, name
+        else:
+          assert difference.max() == 0, name
         assert (generated[..., 3] == 255).all()
     finally:
       driver.quit()
@@ -646,6 +672,91 @@ def test_the_page_translates_in_the_browser_as_the_saved_model(
   assert set(requested) <= files | {"/"}, requested
 
 
+def test_an_upload_refused_whole_translates_in_tiles_and_at_training_size(
+    model, tmp_path):
+  """A page whose whole-image limit the upload exceeds: refused, with the
+  upload kept, and translated once tiles are chosen, as predict --tile;
+  and a page told --resolution=training, as the SavedModel's
+  translate_uint8."""
+  from selenium.common.exceptions import WebDriverException
+  from selenium.webdriver.common.by import By
+  from selenium.webdriver.support.ui import Select, WebDriverWait
+
+  config, generator, saved_model, _ = model
+  runtime = web_export.load_runtime(real_runtime())
+  for name, page in (("small", web_export.PageOptions(max_pixels=3000)),
+                     ("training", web_export.PageOptions(
+                         resolution="training"))):
+    web_export.write_site(generator, config, str(tmp_path / name), "eval",
+                          runtime=runtime, page=page)
+  upload = tmp_path / "upload.png"
+  classes = np.array(list(demo.PALETTE.values()), np.uint8)
+  y, x = np.mgrid[0:45, 0:70]  # 3,150 pixels: over the small page's 3,000.
+  image = classes[(x // 9 + y // 7) % len(classes)]
+  Image.fromarray(image).save(upload)
+  driver = chromium_driver()
+  wait = WebDriverWait(driver, 60, ignored_exceptions=(WebDriverException,))
+
+  def open_page(url):
+    driver.get(url + "/")
+    wait.until(lambda d: d.execute_script(
+        "return document.getElementById('runtime').dataset.backend"))
+    driver.find_element(By.ID, "upload").send_keys(str(upload))
+
+  def error():
+    return driver.find_element(By.ID, "error").text
+
+  try:
+    with file_server(tmp_path / "small") as (url, _):
+      open_page(url)
+      wait.until(lambda d: error())
+      sentence = ("This image is 70x45; this page translates up to 3,000 "
+                  "pixels whole. Choose to translate it in tiles, or scale "
+                  "it down and upload it again.")
+      assert error() == sentence
+      driver.find_element(By.ID, "translate").click()
+      wait.until(lambda d: d.find_element(By.ID, "translate").is_enabled())
+      assert error() == sentence
+      assert not driver.find_element(By.ID, "output").get_attribute("src")
+      # The upload is still the one to translate: in tiles, it fits.
+      Select(driver.find_element(By.ID, "tiling")).select_by_value("tiles")
+      wait.until(lambda d: not error())
+      driver.find_element(By.ID, "translate").click()
+      wait.until(lambda d: output_is(d, 70, 45))
+      generated = decoded(driver.execute_script(OUTPUT_PIXELS))
+      native = serving.load(saved_model, resolution="native")
+      expected = tiling.translate_tiled(native, image, 32, 16)
+      assert np.abs(generated.astype(int) - expected).max() <= FP16_LEVELS
+      # The busy indicator, hidden, says what it says for the next one.
+      assert driver.find_element(By.ID, "busy-text").get_attribute(
+          "textContent") == "Translating…"
+      # A file this browser cannot read keeps its sentence whatever the
+      # choice.
+      (tmp_path / "notes.png").write_text("not an image")
+      driver.find_element(By.ID, "upload").send_keys(
+          str(tmp_path / "notes.png"))
+      unreadable = "notes.png is not an image this browser can read."
+      wait.until(lambda d: error() == unreadable)
+      Select(driver.find_element(By.ID, "tiling")).select_by_value("whole")
+      # (The choice's handler has run: its promise settles in a microtask,
+      # before the browser answers the next command.)
+      assert error() == unreadable
+    with file_server(tmp_path / "training") as (url, _):
+      open_page(url)
+      assert not driver.find_element(By.ID, "tiling-choice").is_displayed()
+      assert driver.find_element(By.ID, "runtime").text.endswith(
+          "Each image is resized to the scale the model was trained at, "
+          "and back.")
+      driver.find_element(By.ID, "translate").click()
+      wait.until(lambda d: output_is(d, 70, 45))
+      generated = decoded(driver.execute_script(OUTPUT_PIXELS))
+      expected = serving.load(saved_model, resolution="training")(image)
+      assert np.abs(generated.astype(int) - expected).max() <= FP16_LEVELS
+      assert np.abs(generated.astype(int) - native(image)).max() > 2
+  finally:
+    driver.quit()
+
+
 def test_the_export_refuses_before_it_downloads_or_restores(
     model, tmp_path, monkeypatch):
   """A missing checkpoint, or tiles the generator cannot run, is named
@@ -674,7 +785,7 @@ def test_the_export_refuses_before_it_downloads_or_restores(
     web_export.export_site(run, site)
   # Tiles the generator cannot run: before the checkpoint is looked for.
   with pytest.raises(ValueError, match="--tile=40 is not a multiple"):
-    web_export.export_site(run, site, tile=40)
+    web_export.export_site(run, site, page=web_export.PageOptions(tile=40))
   with pytest.raises(serving.ExportError, match="ckpt-9 not found"):
     web_export.export_site(run, site, checkpoint=str(tmp_path / "ckpt-9"))
   (tmp_path / "ckpt-1.index").write_bytes(b"")

@@ -10,8 +10,9 @@
 //   trained at, with TensorFlow's antialiased bicubic resize, translated,
 //   and the output resized back.
 //
-// Images are {width, height, data}, data holding height x width x 3
-// values, row by row; `run(data, height, width)` runs the generator on
+// Images are {width, height, data, step}: data holds a pixel's values at
+// every `step` (3, or 4 for a canvas's RGBA, whose alpha is passed over),
+// row by row. `run(data, height, width)` runs the generator on
 // [1, height, width, 3] floats in [-1, 1] and resolves to its output.
 
 // Indices into a side of `side` pixels that mirror it, without repeating
@@ -35,7 +36,8 @@ async function native(run, image, multiple) {
   const x = new Float32Array(height * width * 3);
   for (let i = 0; i < height; i++) {
     for (let j = 0; j < width; j++) {
-      const from = (rows[i] * w + cols[j]) * 3, to = (i * width + j) * 3;
+      const from = (rows[i] * w + cols[j]) * image.step;
+      const to = (i * width + j) * 3;
       for (let c = 0; c < 3; c++) x[to + c] = image.data[from + c] / 127.5 - 1;
     }
   }
@@ -45,15 +47,18 @@ async function native(run, image, multiple) {
     out.set(y.subarray(((i + top) * width + left) * 3,
                        ((i + top) * width + left + w) * 3), i * w * 3);
   }
-  return {width: w, height: h, data: out};
+  return {width: w, height: h, data: out, step: 3};
 }
 
-// [-1, 1] -> 0..255, clipped and rounded half to even (a
-// Uint8ClampedArray's conversion), as the SavedModel's to_uint8.
+// [-1, 1] -> 0..255 as the SavedModel's to_uint8: (v + 1) * 127.5 in
+// float32 (Math.fround), clipped and rounded half to even (a
+// Uint8ClampedArray's conversion).
 function toUint8(image) {
   const data = new Uint8ClampedArray(image.data.length);
-  for (let k = 0; k < data.length; k++) data[k] = (image.data[k] + 1) * 127.5;
-  return {width: image.width, height: image.height, data};
+  for (let k = 0; k < data.length; k++) {
+    data[k] = Math.fround(Math.fround(image.data[k] + 1) * 127.5);
+  }
+  return {width: image.width, height: image.height, data, step: 3};
 }
 
 // Keys's cubic (a = -0.5), the kernel of tf.image.resize's bicubic.
@@ -86,14 +91,14 @@ function resampling(inSize, outSize) {
 
 // `image` resized to width x height (float values), one axis at a time.
 function resize(image, width, height) {
-  const across = resampling(image.width, width);
+  const across = resampling(image.width, width), step = image.step;
   const wide = new Float32Array(image.height * width * 3);
   for (let i = 0; i < image.height; i++) {
     across.forEach(({start, weights}, j) => {
       for (let c = 0; c < 3; c++) {
         let sum = 0;
         weights.forEach((v, k) => {
-          sum += v * image.data[(i * image.width + start + k) * 3 + c];
+          sum += v * image.data[(i * image.width + start + k) * step + c];
         });
         wide[(i * width + j) * 3 + c] = sum;
       }
@@ -104,11 +109,13 @@ function resize(image, width, height) {
   down.forEach(({start, weights}, i) => {
     for (let j = 0; j < width * 3; j++) {
       let sum = 0;
-      weights.forEach((v, k) => { sum += v * wide[(start + k) * width * 3 + j]; });
+      weights.forEach((v, k) => {
+        sum += v * wide[(start + k) * width * 3 + j];
+      });
       out[i * width * 3 + j] = sum;
     }
   });
-  return {width, height, data: out};
+  return {width, height, data: out, step: 3};
 }
 
 // The size the generator was trained at, for an image of `height` x
@@ -184,14 +191,14 @@ async function inTiles(run, image, model, progress) {
     const rowWeights = ramp(y, tileHeight, height, overlap);
     for (const [n, x] of columns.entries()) {
       progress(m * columns.length + n + 1, rows.length * columns.length);
-      const piece = new Float32Array(tileHeight * tileWidth * 3);
+      const step = image.step, span = tileWidth * step;
+      const piece = new image.data.constructor(tileHeight * span);
       for (let i = 0; i < tileHeight; i++) {
-        piece.set(image.data.subarray(((y + i) * width + x) * 3,
-                                      ((y + i) * width + x + tileWidth) * 3),
-                  i * tileWidth * 3);
+        const from = ((y + i) * width + x) * step;
+        piece.set(image.data.subarray(from, from + span), i * span);
       }
       const translated = toUint8(await native(
-          run, {width: tileWidth, height: tileHeight, data: piece},
+          run, {width: tileWidth, height: tileHeight, data: piece, step},
           model.multiple)).data;
       // In float32 arithmetic (Math.fround), as tiling.py's numpy: a blend
       // of two tiles often lands on a half level exactly, and which way it
@@ -217,9 +224,9 @@ async function inTiles(run, image, model, progress) {
             Math.fround(total[at * 3 + c] / weight[at]);
       }
     }
-    const kept = total.slice(done * width * 3), keptWeight = weight.slice(done * width);
-    total = new Float32Array(total.length); total.set(kept);
-    weight = new Float32Array(weight.length); weight.set(keptWeight);
+    for (const [sums, size] of [[total, width * 3], [weight, width]]) {
+      sums.copyWithin(0, done * size).fill(0, sums.length - done * size);
+    }
   }
   return {width, height, data: out};
 }
@@ -229,17 +236,16 @@ async function inTiles(run, image, model, progress) {
 // else at native resolution. ImageData of the same size.
 export async function translateImage(run, pixels, model, tiled, progress) {
   const {width, height} = pixels;
-  const image = {width, height, data: new Float32Array(width * height * 3)};
-  for (let k = 0; k < width * height; k++) {
-    for (let c = 0; c < 3; c++) image.data[k * 3 + c] = pixels.data[k * 4 + c];
-  }
+  const image = {width, height, data: pixels.data, step: 4};
   const translated = model.resolution === "training" ?
       await atTrainingSize(run, image, model) :
       tiled ? await inTiles(run, image, model, progress) :
       toUint8(await native(run, image, model.multiple));
   const out = new ImageData(width, height);
   for (let k = 0; k < width * height; k++) {
-    for (let c = 0; c < 3; c++) out.data[k * 4 + c] = translated.data[k * 3 + c];
+    for (let c = 0; c < 3; c++) {
+      out.data[k * 4 + c] = translated.data[k * 3 + c];
+    }
     out.data[k * 4 + 3] = 255;
   }
   return out;
