@@ -272,6 +272,57 @@ def test_the_page_translates_where_and_in_the_tiles_it_is_told(
     assert not (tmp_path / "refused").exists()
 
 
+def test_a_page_opened_as_a_file_says_to_serve_its_folder(model, runtime,
+                                                          tmp_path):
+  from selenium.webdriver.support.ui import WebDriverWait
+  config, generator, _, _ = model
+  site = tmp_path / "site"
+  web_export.write_site(generator, config, str(site), "eval",
+                        runtime=web_export.load_runtime(runtime))
+  driver = chromium_driver()
+  try:
+    driver.get((site / "index.html").as_uri())
+    status = "return document.getElementById('runtime').textContent"
+    WebDriverWait(driver, 30).until(
+        lambda d: "did not load" in d.execute_script(status))
+    assert driver.execute_script(status) == (
+        "The model did not load in this browser: a page opened as a file "
+        "cannot load its model: serve its folder, e.g. `python -m "
+        "http.server --directory FOLDER`, and open http://127.0.0.1:8000/.")
+  finally:
+    driver.quit()
+
+
+def test_a_page_its_worker_cannot_isolate_reloads_once(model, tmp_path):
+  """Where the service worker registers but its headers do not make the
+  page cross-origin isolated (here: a worker that adds none), the page
+  reloads once, then runs WebAssembly on one thread: no reload loop."""
+  from selenium.webdriver.support.ui import WebDriverWait
+  config, generator, _, _ = model
+  site = tmp_path / "site"
+  web_export.write_site(generator, config, str(site), "eval",
+                        runtime=web_export.load_runtime(real_runtime()))
+  (site / "isolation.js").write_text(
+      'self.addEventListener("install", () => self.skipWaiting());\n'
+      'self.addEventListener("activate", (e) => '
+      'e.waitUntil(self.clients.claim()));\n')
+  driver = chromium_driver()
+  with file_server(site) as (url, requested):
+    try:
+      driver.get(url + "/")
+      WebDriverWait(driver, 60).until(lambda d: d.execute_script(
+          "return document.getElementById('runtime').dataset.backend"))
+      assert not driver.execute_script("return self.crossOriginIsolated")
+      assert driver.execute_script(
+          "return document.getElementById('runtime').dataset.threads") == "1"
+      assert driver.execute_script(
+          "return performance.getEntriesByType('navigation')[0].type"
+      ) == "reload"
+    finally:
+      driver.quit()
+  assert requested.count("/") == 2  # The first load, and one reload.
+
+
 def test_a_web_export_replaces_only_its_own_folder(model, runtime, tmp_path):
   config, generator, _, _ = model
   site = tmp_path / "site"
