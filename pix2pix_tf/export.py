@@ -90,6 +90,10 @@ def main(argv):
       raise app.UsageError(
           f"--{name} is recorded in an export's metadata, and a .keras "
           "file carries none: leave it out, or choose another --format.")
+  if FLAGS["resolution"].present and FLAGS.format == "litert":
+    raise app.UsageError(
+        "--resolution: a LiteRT file takes images at the training size "
+        "only ([1, S, S, C]); leave it out, or choose another --format.")
   from pix2pix_tf import serving  # After the flags: a fast --help.
   if FLAGS.format == "saved_model":
     path = serving.export(FLAGS.model_dir, FLAGS.export_dir,
@@ -98,9 +102,9 @@ def main(argv):
   elif FLAGS.format == "web":
     from pix2pix_tf.serving import web_export
     page = web_export.PageOptions(
-        FLAGS.resolution, FLAGS.tile, FLAGS.overlap,
-        FLAGS.max_pixels if FLAGS["max_pixels"].present
-        else web_export.PAGE_MAX_PIXELS)
+        resolution=FLAGS.resolution, tile=FLAGS.tile, overlap=FLAGS.overlap,
+        max_pixels=(FLAGS.max_pixels if FLAGS["max_pixels"].present
+                    else web_export.PAGE_MAX_PIXELS))
     record = web_export.export_site(
         FLAGS.model_dir, FLAGS.export_dir, FLAGS.checkpoint,
         FLAGS.inference_mode, FLAGS.precision or "fp16", FLAGS.web_runtime,

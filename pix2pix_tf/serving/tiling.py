@@ -50,15 +50,19 @@ def ramp(start: int, size: int, length: int, overlap: int) -> np.ndarray:
   return weights
 
 
-def check_tiling(tile: int, overlap: int, multiple: int) -> None:
-  """ValueError, naming the flag, for a tiling the generator cannot run."""
+def check_tiling(tile: int, overlap: int, multiple: int,
+                 tile_name: str = "--tile") -> None:
+  """ValueError, naming the flag, for a tiling the generator cannot run;
+  `tile_name` names the tile in the overlap's sentence."""
   if tile % multiple:
-    raise errors.CommandError(f"--tile={tile} is not a multiple of {multiple}, as "
-                     "the generator needs; choose e.g. --tile="
-                     f"{max(multiple, tile // multiple * multiple)}.")
+    suggestion = max(multiple, tile // multiple * multiple)
+    raise errors.CommandError(
+        f"--tile={tile} is not a multiple of {multiple}, as the generator "
+        f"needs; choose e.g. --tile={suggestion}.")
   if not 2 <= overlap <= tile // 2:
-    raise errors.CommandError(f"--overlap={overlap} must be from 2 to half of --tile "
-                     f"({tile // 2}): tiles blend over the overlap.")
+    raise errors.CommandError(
+        f"--overlap={overlap} must be from 2 to half of {tile_name} "
+        f"({tile // 2}): tiles blend over the overlap.")
 
 
 def translate_tiled(translate: Callable[[np.ndarray], np.ndarray],

@@ -50,7 +50,6 @@ from pix2pix_tf.serving import formats
 from pix2pix_tf.serving import portable
 from pix2pix_tf.serving import saved_model as saved_model_lib
 from pix2pix_tf.serving import server as server_lib
-from pix2pix_tf.serving import signatures
 from pix2pix_tf.serving import tiling
 from pix2pix_tf.serving import web
 
@@ -77,8 +76,8 @@ ISOLATION_FILE, SCRIPT_FILE = "isolation.js", "in_browser.mjs"
 # (docs/inference.md).
 PAGE_MAX_PIXELS = 1024 * 1024
 # In tiles, the model's memory is that of a tile, and the time grows with
-# the pixels: 25 tiles of 256 took 5.8 s, so the 361 of the largest image
-# would take about a minute and a half (an estimate, not measured).
+# the pixels: 25 tiles of 256 took 5.3 to 6.1 s, so the 361 of the largest
+# image would take about 80 s (an estimate, not measured).
 TILED_MAX_PIXELS = 4096 * 4096
 # predict's --overlap, at most half the tile.
 DEFAULT_OVERLAP = 32
@@ -199,10 +198,16 @@ def page_tiles(config: config_lib.Config, page: PageOptions
   generator's downsampling), overlapping by 32 pixels or half a tile.
 
   Raises:
-    CommandError: naming the flag, for tiles the generator cannot run,
-      tiles larger than the page translates whole, or tiles at the
-      training resolution.
+    CommandError: naming the flag, for a whole-image limit below the
+      canvas's training size, tiles the generator cannot run, tiles larger
+      than the page translates whole, or tiles at the training resolution.
   """
+  size = config.data.crop_size
+  if page.max_pixels < size * size:
+    raise saved_model_lib.ExportError(
+        f"--max_pixels={page.max_pixels} is less than the {size}x{size} "
+        f"canvas the page offers at the training size: give at least "
+        f"{size * size}.")
   if page.resolution == "training":
     if page.tile or page.overlap is not None:
       raise saved_model_lib.ExportError(
@@ -214,11 +219,8 @@ def page_tiles(config: config_lib.Config, page: PageOptions
                           config.data.crop_size // multiple * multiple)
   overlap = (min(DEFAULT_OVERLAP, tile // 2) if page.overlap is None
              else page.overlap)
-  if not page.tile and not 2 <= overlap <= tile // 2:
-    raise saved_model_lib.ExportError(
-        f"--overlap={overlap} must be from 2 to half of the page's tiles, "
-        f"the training crop of {tile} (or give --tile).")
-  tiling.check_tiling(tile, overlap, multiple)
+  tiling.check_tiling(tile, overlap, multiple, "--tile" if page.tile else
+                      f"the page's default tile, the training crop of {tile}")
   if tile * tile > page.max_pixels:
     raise saved_model_lib.ExportError(
         f"--tile={tile} makes tiles of {tile * tile:,} pixels, more than "
@@ -298,10 +300,9 @@ def write_site(generator: keras.Model, config: config_lib.Config, path: str,
   files, runtime_record = runtime or load_runtime()
   # Published with the site: without the training machine's paths, and
   # with the page's own pixel limit.
-  metadata = portable.file_metadata(server_lib.public_metadata(
-      signatures.export_metadata(config, step, inference_mode,
-                                 page.max_pixels, page.resolution or "native")),
-      precision == "fp16")
+  metadata = server_lib.public_metadata(formats.format_metadata(
+      config, step, inference_mode, precision, page.max_pixels,
+      page.resolution or "native"))
   record = {"runtime": runtime_record}
 
   def write(staging, relative, data):

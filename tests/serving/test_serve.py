@@ -513,7 +513,7 @@ def test_browser_busy_indicator_shows_while_translating(stub_page):
 
 
 def test_browser_an_oversized_upload_is_explained(stub_page, tmp_path):
-  driver, _ = stub_page
+  driver, translator = stub_page
   upload(driver, solid_png(tmp_path / "big.png", 320, 240, "wall"))
   driver.execute_script(TRANSLATE)
   message = wait_for_message(driver, "This image is ")
@@ -521,6 +521,11 @@ def test_browser_an_oversized_upload_is_explained(stub_page, tmp_path):
                      "256x256 (65,536 pixels). Scale it down and upload it "
                      "again.")
   assert shown(driver) == {**NOTHING_SHOWN, "message": message}
+  # The refused upload is spent: Translate again sends the drawing.
+  calls = translator.calls
+  driver.execute_script(TRANSLATE)
+  wait_until(driver, lambda d: shown(d)["output"])
+  assert translator.calls == calls + 1
   # Within the pixel limit, but more bytes than the server takes (0.05 MB).
   noise = tmp_path / "noise.png"
   Image.fromarray(np.random.RandomState(0).randint(

@@ -262,7 +262,9 @@ def test_the_page_translates_where_and_in_the_tiles_it_is_told(
        "--tile"),
       # The default tile is the training crop, 32: named, not --tile.
       (dict(overlap=20), "--overlap=20 must be from 2 to half of the "
-       "page's tiles, the training crop of 32 (or give --tile)"),
+       "page's default tile, the training crop of 32 (16)"),
+      (dict(max_pixels=1000), "--max_pixels=1000 is less than the 32x32 "
+       "canvas the page offers at the training size: give at least 1024."),
       (dict(tile=64, max_pixels=4000), "--tile=64 makes tiles of 4,096 "
        "pixels, more than the page translates whole (--max_pixels=4000)"),
       (dict(resolution="training", tile=64), "--tile and --overlap are for "
@@ -781,6 +783,48 @@ def test_an_upload_refused_whole_translates_in_tiles_and_at_training_size(
       # The busy indicator, hidden, says what it says for the next one.
       assert driver.find_element(By.ID, "busy-text").get_attribute(
           "textContent") == "Translating…"
+      # A run that fails whole (as out of memory would): the page offers
+      # tiles, and the upload is still the one they translate.
+      Select(driver.find_element(By.ID, "tiling")).select_by_value("whole")
+      small = tmp_path / "small.png"
+      Image.fromarray(image[:30, :40]).save(small)
+      driver.find_element(By.ID, "upload").send_keys(str(small))
+      driver.execute_script("""
+          return session.then(({model}) => {
+            const run = model.run.bind(model);
+            let failed = false;
+            model.run = (...args) => failed ? run(...args) :
+                (failed = true, Promise.reject(new Error("out of memory")));
+          });""")
+      driver.find_element(By.ID, "translate").click()
+      wait.until(lambda d: error())
+      assert error().splitlines() == [
+          "This browser could not translate the image. Try it in tiles, or "
+          "reload the page.", "ONNX Runtime said: “out of memory”"]
+      Select(driver.find_element(By.ID, "tiling")).select_by_value("tiles")
+      driver.find_element(By.ID, "translate").click()
+      wait.until(lambda d: output_is(d, 40, 30))
+      generated = decoded(driver.execute_script(OUTPUT_PIXELS))
+      expected = tiling.translate_tiled(native, image[:30, :40], 32, 16)
+      assert np.abs(generated.astype(int) - expected).max() <= FP16_LEVELS
+      # An upload during a translation in tiles gives it up at the next
+      # tile: the page is free again long before its 4,216 tiles.
+      large = tmp_path / "large.png"
+      Image.new("RGB", (1100, 1000)).save(large)
+      driver.find_element(By.ID, "upload").send_keys(str(large))
+      driver.find_element(By.ID, "translate").click()
+      wait.until(lambda d: re.fullmatch(
+          r"Translating tile \d+ of 4216…", d.find_element(
+              By.ID, "busy-text").get_attribute("textContent")))
+      driver.find_element(By.ID, "upload").send_keys(str(upload))
+      wait.until(lambda d: d.find_element(By.ID, "translate").is_enabled())
+      last = driver.find_element(By.ID, "busy-text").get_attribute(
+          "textContent")
+      assert not driver.find_element(By.ID, "output").get_attribute("src")
+      assert not error()
+      driver.find_element(By.ID, "translate").click()
+      wait.until(lambda d: output_is(d, 70, 45))
+      assert last == "Translating…"  # Reset when it was given up.
       # A file this browser cannot read keeps its sentence whatever the
       # choice.
       (tmp_path / "notes.png").write_text("not an image")
