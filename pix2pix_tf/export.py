@@ -62,8 +62,9 @@ OPTIONS = (
                    "metadata. web: the largest image the page translates "
                    "whole (default 1048576, 1024x1024)."),
     RESOLUTION.but(help="The resolution predict, evaluate and serve "
-                   "use by default (recorded in the other formats' "
-                   "metadata). Default: what the run's --preprocess "
+                   "use by default (recorded in an ONNX file's metadata; "
+                   "a LiteRT file takes the training resolution only). "
+                   "Default: what the run's --preprocess "
                    "implies (native for crop and none). web: where the "
                    "page translates: native (as serve's page) unless "
                    "training."),
@@ -85,15 +86,10 @@ def main(argv):
   for name in ("web_runtime", "tile", "overlap"):
     if FLAGS[name].present and FLAGS.format != "web":
       raise app.UsageError(f"--{name} is for --format=web.")
-  for name in ("resolution", "max_pixels"):
-    if FLAGS[name].present and FLAGS.format == "keras":
-      raise app.UsageError(
-          f"--{name} is recorded in an export's metadata, and a .keras "
-          "file carries none: leave it out, or choose another --format.")
-  if FLAGS["resolution"].present and FLAGS.format == "litert":
+  if FLAGS["max_pixels"].present and FLAGS.format == "keras":
     raise app.UsageError(
-        "--resolution: a LiteRT file takes images at the training size "
-        "only ([1, S, S, C]); leave it out, or choose another --format.")
+        "--max_pixels is recorded in an export's metadata, and a keras "
+        "file carries none: leave it out, or choose another --format.")
   from pix2pix_tf import serving  # After the flags: a fast --help.
   if FLAGS.format == "saved_model":
     path = serving.export(FLAGS.model_dir, FLAGS.export_dir,

@@ -174,10 +174,14 @@ def input_shape(config: config_lib.Config,
 def format_metadata(config: config_lib.Config, step: int,
                     inference_mode: str, precision: str,
                     max_pixels: int = config_lib.DEFAULT_MAX_PIXELS,
-                    resolution: Optional[str] = None) -> Dict:
-  """What a file carries: the export's metadata (with export's
-  --max_pixels and --resolution, for the apps that read them) and how to
-  feed the file (portable.file_metadata)."""
+                    resolution: Optional[str] = None,
+                    fmt: str = "onnx") -> Dict:
+  """What a `fmt` file carries: the export's metadata (with export's
+  --max_pixels and --resolution, for the apps that read them; a LiteRT
+  file, [1, S, S, C], takes the training resolution only) and how to feed
+  the file (portable.file_metadata)."""
+  if fmt == "litert":
+    resolution = "training"
   return portable.file_metadata(signatures.export_metadata(
       config, step, inference_mode, max_pixels, resolution),
                                 precision == "fp16")
@@ -196,7 +200,7 @@ def write_format(generator: keras.Model, config: config_lib.Config,
         "--precision=fp16 is for --format=litert and onnx; a .keras file "
         "keeps the model's own weights.")
   metadata = metadata or format_metadata(config, step, inference_mode,
-                                         precision)
+                                         precision, fmt=fmt)
   check_path(path, fmt)
   paper = inference_mode == "paper"
   model = models.paper_mode(generator) if paper else generator
@@ -267,6 +271,12 @@ def export_format(model_dir: str, fmt: str, path: Optional[str] = None,
   are recorded in its metadata."""
   config = saved_model_lib.load_run_config(model_dir)
   path = path or default_path(model_dir, fmt, precision)
+  if resolution and fmt in ("litert", "keras"):
+    raise saved_model_lib.ExportError(
+        f"--resolution is recorded in an export's metadata, and a {fmt} "
+        "file " + ("takes images at the training size only ([1, S, S, C])"
+                   if fmt == "litert" else "carries none") +
+        ": leave it out, or choose another --format.")
   require(fmt)
   check_path(path, fmt)
   generator, step = saved_model_lib.restore_generator(
@@ -275,4 +285,4 @@ def export_format(model_dir: str, fmt: str, path: Optional[str] = None,
   return write_format(generator, config, fmt, path, mode, precision,
                       step=step, metadata=format_metadata(
                           config, step, mode, precision, max_pixels,
-                          resolution))
+                          resolution, fmt))

@@ -337,14 +337,15 @@ def test_export_command_writes_and_checks_each_format(trained_run):
             "--format=keras", flag)
         assert refused.returncode != 0
         assert (f"{flag.split('=')[0]} is recorded in an export's metadata, "
-                "and a .keras file carries none") in refused.stderr
+                "and a keras file carries none") in refused.stderr
     if fmt == "litert":
       refused = run_command(
           "export", f"--model_dir={trained_run.outputs.model_dir}",
           "--format=litert", "--resolution=native")
       assert refused.returncode != 0
-      assert ("--resolution: a LiteRT file takes images at the training "
-              "size only") in refused.stderr
+      assert ("--resolution is recorded in an export's metadata, and a "
+              "litert file takes images at the training size only"
+              ) in refused.stderr
     if fmt == "onnx":
       import onnx
       props = {p.key: p.value for p in onnx.load(path).metadata_props}
