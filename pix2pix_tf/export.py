@@ -86,10 +86,6 @@ def main(argv):
   for name in ("web_runtime", "tile", "overlap"):
     if FLAGS[name].present and FLAGS.format != "web":
       raise app.UsageError(f"--{name} is for --format=web.")
-  if FLAGS["max_pixels"].present and FLAGS.format == "keras":
-    raise app.UsageError(
-        "--max_pixels is recorded in an export's metadata, and a keras "
-        "file carries none: leave it out, or choose another --format.")
   from pix2pix_tf import serving  # After the flags: a fast --help.
   if FLAGS.format == "saved_model":
     path = serving.export(FLAGS.model_dir, FLAGS.export_dir,
@@ -110,7 +106,8 @@ def main(argv):
   else:
     written = serving.export_format(
         FLAGS.model_dir, FLAGS.format, FLAGS.export_dir, FLAGS.checkpoint,
-        FLAGS.inference_mode, FLAGS.precision or "float32", FLAGS.max_pixels,
+        FLAGS.inference_mode, FLAGS.precision or "float32",
+        FLAGS.max_pixels if FLAGS["max_pixels"].present else None,
         FLAGS.resolution)
   if FLAGS.format == "saved_model":
     print(f"Exported to {path}")

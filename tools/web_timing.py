@@ -90,8 +90,9 @@ def main():
                             "document.getElementById('translate').click();")
       wait.until(lambda d: d.execute_script(
           "return document.getElementById('output').getAttribute('src')"))
-      times.append(float(driver.execute_script(state)[2]))
-      page_times.append(float(driver.execute_script(state)[4]))
+      _, _, seconds, _, page_seconds = driver.execute_script(state)
+      times.append(float(seconds))
+      page_times.append(float(page_seconds))
   finally:
     driver.quit()
   print(json.dumps({

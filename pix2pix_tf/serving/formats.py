@@ -264,19 +264,27 @@ def export_format(model_dir: str, fmt: str, path: Optional[str] = None,
                   checkpoint: Optional[str] = None,
                   inference_mode: Optional[str] = None,
                   precision: str = "float32",
-                  max_pixels: int = config_lib.DEFAULT_MAX_PIXELS,
+                  max_pixels: Optional[int] = None,
                   resolution: Optional[str] = None) -> Written:
   """A run's generator (its latest checkpoint, or `checkpoint`) as a
-  `fmt` file; default path `default_path`. `max_pixels` and `resolution`
-  are recorded in its metadata."""
+  `fmt` file; default path `default_path`. `max_pixels` (default
+  config_lib.DEFAULT_MAX_PIXELS) and `resolution` are recorded in its
+  metadata; a .keras file carries none, and a LiteRT file takes the
+  training resolution only, so they are refused there."""
+  if fmt == "keras" and (max_pixels is not None or resolution):
+    flag = "--max_pixels" if max_pixels is not None else "--resolution"
+    raise saved_model_lib.ExportError(
+        f"{flag} is recorded in an export's metadata, and a keras file "
+        "carries none: leave it out, or choose another --format.")
+  if fmt == "litert" and resolution:
+    raise saved_model_lib.ExportError(
+        "--resolution is recorded in an export's metadata, and a litert "
+        "file takes images at the training size only ([1, S, S, C]): leave "
+        "it out, or choose another --format.")
   config = saved_model_lib.load_run_config(model_dir)
   path = path or default_path(model_dir, fmt, precision)
-  if resolution and fmt in ("litert", "keras"):
-    raise saved_model_lib.ExportError(
-        f"--resolution is recorded in an export's metadata, and a {fmt} "
-        "file " + ("takes images at the training size only ([1, S, S, C])"
-                   if fmt == "litert" else "carries none") +
-        ": leave it out, or choose another --format.")
+  if max_pixels is None:
+    max_pixels = config_lib.DEFAULT_MAX_PIXELS
   require(fmt)
   check_path(path, fmt)
   generator, step = saved_model_lib.restore_generator(

@@ -215,8 +215,7 @@ def page_tiles(config: config_lib.Config, page: PageOptions
           "leave out --resolution=training (or them).")
     return None
   multiple = 2 ** config.model.generator_depth
-  tile = page.tile or max(multiple,
-                          config.data.crop_size // multiple * multiple)
+  tile = page.tile or max(multiple, size // multiple * multiple)
   overlap = (min(DEFAULT_OVERLAP, tile // 2) if page.overlap is None
              else page.overlap)
   tiling.check_tiling(tile, overlap, multiple, "--tile" if page.tile else
@@ -280,6 +279,17 @@ def _check_rgb(config: config_lib.Config) -> None:
         f"{config.data.output_channels}: export it --format=onnx instead.")
 
 
+def check_site(config: config_lib.Config, path: str, page: PageOptions
+               ) -> Tuple[Optional[Dict], Tuple[outputs.Folder, str]]:
+  """(the tiles the page offers, `outputs.folder_output`'s (folder, name)
+  for `path`), or the ExportError or OutputError of what makes the site
+  unwritable: a generator that is not RGB to RGB, `page`'s options, or a
+  path that is not an earlier web export."""
+  _check_rgb(config)
+  return page_tiles(config, page), outputs.folder_output(
+      path, "export_dir", recognize=is_own_site, kind="web")
+
+
 def write_site(generator: keras.Model, config: config_lib.Config, path: str,
                inference_mode: str, precision: str = "fp16",
                runtime: Optional[Tuple[Dict[str, bytes], Dict]] = None,
@@ -293,10 +303,7 @@ def write_site(generator: keras.Model, config: config_lib.Config, path: str,
   `page_tiles`, unless `page.resolution` is "training" (as `serve`'s
   page).
   """
-  _check_rgb(config)
-  tiles = page_tiles(config, page)
-  folder, name = outputs.folder_output(
-      path, "export_dir", recognize=is_own_site, kind="web")
+  tiles, (folder, name) = check_site(config, path, page)
   files, runtime_record = runtime or load_runtime()
   # Published with the site: without the training machine's paths, and
   # with the page's own pixel limit.
@@ -381,12 +388,9 @@ def export_site(model_dir: str, path: Optional[str] = None,
   config = saved_model_lib.load_run_config(model_dir)
   path = path or os.path.join(model_dir, DEFAULT_PATH)
   formats.require("web")
-  _check_rgb(config)
-  page_tiles(config, page)
   # Each refusal before the runtime's download, and that before the
   # generator is built and restored.
-  outputs.folder_output(path, "export_dir", recognize=is_own_site,
-                        kind="web")
+  check_site(config, path, page)
   checkpoint = checkpoint or saved_model_lib.latest_checkpoint(model_dir)
   saved_model_lib.check_checkpoint(checkpoint)
   runtime_files = load_runtime(runtime)

@@ -299,6 +299,29 @@ def test_a_file_that_computes_otherwise_replaces_nothing(exported,
   assert path.read_bytes() == b"an earlier export"
 
 
+def test_options_a_format_cannot_record_are_refused_before_reading(tmp_path):
+  """export_format itself refuses --max_pixels and --resolution for a
+  .keras file (which carries no metadata) and --resolution for LiteRT
+  (training size only), before it reads the run: the folder is absent."""
+  missing = str(tmp_path / "no run here")
+  for fmt, given, says in [
+      ("keras", dict(max_pixels=5), "--max_pixels is recorded in an "
+       "export's metadata, and a keras file carries none"),
+      ("keras", dict(resolution="native"), "--resolution is recorded in an "
+       "export's metadata, and a keras file carries none"),
+      ("litert", dict(resolution="native"), "--resolution is recorded in an "
+       "export's metadata, and a litert file takes images at the training "
+       "size only")]:
+    with pytest.raises(serving.ExportError, match=re.escape(says)):
+      formats.export_format(missing, fmt, **given)
+  # What each format can record is read from the run: the missing folder.
+  for fmt, given in [("onnx", dict(max_pixels=5, resolution="native")),
+                     ("litert", dict(max_pixels=5))]:
+    with pytest.raises(serving.ExportError, match="no run here"):
+      formats.export_format(missing, fmt, **given)
+  assert not os.path.exists(missing)
+
+
 def test_bad_paths_are_refused(exported):
   config, generator, _, root = exported
   for given, example in [(root / "x.tflite", root / "x.onnx"),
