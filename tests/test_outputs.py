@@ -142,6 +142,12 @@ ROWS = {
         f"--from_pytorch={PTH}/unet_batch.pth", f"--model_dir={t}",
         *CONVERT_FLAGS], lambda w: os.path.join(PTH, "unet_batch.pth"),
                    ["flags.txt", "config.json", "checkpoints/checkpoint"]),
+    # Pointed at a server that is not there: the run's refusal comes first.
+    "convert --pretrained": Row("convert", lambda w, t: [
+        "--pretrained=facades_label2photo", f"--model_dir={t}",
+        "--base_url=http://127.0.0.1:9", "--retries=0"], None,
+                                ["flags.txt", "config.json",
+                                 "checkpoints/checkpoint"]),
     "summary": Row("summary", lambda w, t: [
         f"--data_dir={w.data}", f"--model_dir={t}", *TRAIN_FLAGS],
                    lambda w: w.data),

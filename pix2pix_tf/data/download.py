@@ -1,4 +1,6 @@
-"""The standard pix2pix datasets, downloaded and extracted into place.
+"""Downloads: the standard pix2pix datasets, downloaded and extracted into
+place, and the one download rule they share with the reference's
+published generators (`convert --pretrained`).
 
     python -m pix2pix_tf.datasets download facades   # -> datasets/facades/{train,val,test}
 
@@ -12,7 +14,6 @@ error is tried again (`--retries`); a missing archive or a wrong digest is
 not.
 """
 
-import hashlib
 import http.client
 import os
 import re
@@ -33,15 +34,6 @@ class DownloadError(errors.CommandError):
   """A download or an archive that failed, in a sentence."""
 
 
-def sha256_of(path: str) -> str:
-  """The file's SHA-256, hex (read in 1 MiB chunks)."""
-  digest = hashlib.sha256()
-  with open(path, "rb") as file:
-    while chunk := file.read(1 << 20):
-      digest.update(chunk)
-  return digest.hexdigest()
-
-
 def checked_sha256(sha256: Optional[str]) -> Optional[str]:
   """A --sha256 value as get_file compares it (lower case), or
   DownloadError for one that is not a SHA-256."""
@@ -53,8 +45,20 @@ def checked_sha256(sha256: Optional[str]) -> Optional[str]:
   return sha256.strip().lower()
 
 
+def cache_folder() -> str:
+  """pix2pix_tf's folder in Keras's cache (KERAS_HOME, else ~/.keras), where
+  downloads that are kept for the next run go. Callers make it first:
+  get_file falls back to /tmp/.keras for a folder it cannot write to, and
+  one that does not exist yet is such a folder."""
+  return os.path.join(
+      os.environ.get("KERAS_HOME") or os.path.expanduser("~/.keras"),
+      "pix2pix_tf")
+
+
 def download(url: str, folder: str, sha256: Optional[str] = None,
-             timeout: float = 60, retries: int = 2) -> str:
+             timeout: float = 60, retries: int = 2,
+             by_hand: str = "download the archive by hand and extract it "
+             "into the destination folder") -> str:
   """`url` downloaded into `folder` by keras.utils.get_file (checked
   against `sha256` when given); returns the file's path. A connection
   silent for `timeout` seconds fails (get_file takes no timeout of its
@@ -62,20 +66,20 @@ def download(url: str, folder: str, sha256: Optional[str] = None,
   repeat (no connection, a silent or cut one, HTTP 5xx, 408 or 429) is
   tried again up to `retries` times (none for 0 or less), after 2, 4,
   8... (at most 60) seconds; get_file has no retries of its own. Any other
-  failure is final."""
+  failure is final. A failure leaves no file of the download behind;
+  `by_hand` is what the last sentence offers instead."""
   sha256 = checked_sha256(sha256)
   attempts = max(retries, 0) + 1
   for attempt in range(1, attempts + 1):
     try:
-      return _get_file(url, folder, sha256, timeout)
+      return _get_file(url, folder, sha256, timeout, by_hand)
     except _Transient as e:
       if attempt == attempts:
         tries = "one attempt" if attempts == 1 else f"{attempts} attempts"
         raise DownloadError(
             f"Could not download {url} in {tries}: {e}. Check "
-            "the network connection (or --base_url), try again later, or "
-            "download the archive by hand and extract it into the "
-            "destination folder.") from None
+            f"the network connection (or --base_url), try again later, or "
+            f"{by_hand}.") from None
       wait = min(2 ** attempt, 60)
       # The line starts anew: get_file's progress bar may have none.
       print(f"\nDownload failed ({e}); trying again in {wait} s ({attempt} "
@@ -88,7 +92,7 @@ class _Transient(Exception):
 
 
 def _get_file(url: str, folder: str, sha256: Optional[str],
-              timeout: float) -> str:
+              timeout: float, by_hand: str) -> str:
   """One keras.utils.get_file attempt; _Transient for a failure worth
   another, DownloadError for one that is final."""
   path = os.path.join(folder, os.path.basename(url))
@@ -106,17 +110,20 @@ def _get_file(url: str, folder: str, sha256: Optional[str],
       if cause.code >= 500 or cause.code in (408, 429):
         raise _Transient(str(e)) from None
       raise DownloadError(f"Could not download {url}: {e}. Check "
-                          "--base_url and the dataset's name.") from None
+                          f"--base_url and the name, or {by_hand}.") from None
     if isinstance(cause, (urllib.error.URLError, TimeoutError,
                           ConnectionError, http.client.HTTPException)):
       raise _Transient(str(e)) from None
     if isinstance(e, ValueError) and sha256 and os.path.exists(path):
+      digest = outputs.sha256(path)
+      os.remove(path)  # get_file keeps the file it refused.
       raise DownloadError(
-          f"{url} has the SHA-256 {sha256_of(path)}, not --sha256={sha256}. "
+          f"{url} has the SHA-256 {digest}, not --sha256={sha256}. "
           "Run the command again, or check the value you gave.") from None
     if isinstance(e, OSError):
       raise DownloadError(f"Could not write {path}: {e}. Free some space "
-                          "or choose another --output.") from None
+                          "there, or choose another folder (--output; "
+                          "KERAS_HOME for Keras's cache).") from None
     raise DownloadError(f"Could not download {url}: {e}. Check "
                         "--base_url.") from None
   finally:
@@ -180,7 +187,7 @@ def fetch(name: str, output: str, base_url: str,
   def build(staging):
     print(f"Downloading {url}")
     archive = download(url, staging, sha256, timeout, retries)
-    print(f"SHA-256 of {name}.tar.gz: {sha256_of(archive)}")
+    print(f"SHA-256 of {name}.tar.gz: {outputs.sha256(archive)}")
     extract(archive, name, staging)
     os.remove(archive)
 

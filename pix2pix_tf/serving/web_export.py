@@ -46,6 +46,7 @@ import keras
 from pix2pix_tf import config as config_lib
 from pix2pix_tf import outputs
 from pix2pix_tf import temporaries
+from pix2pix_tf.data import download
 from pix2pix_tf.serving import formats
 from pix2pix_tf.serving import portable
 from pix2pix_tf.serving import saved_model as saved_model_lib
@@ -91,12 +92,7 @@ def fetch_runtime(cache_dir: Optional[str] = None,
   `cache_dir` (default ~/.keras/pix2pix_tf) and checked against `sha256`
   (a mismatch is an ExportError, and the download is deleted)."""
   name = os.path.basename(origin)
-  # Keras's own cache (KERAS_HOME, else ~/.keras), made first: get_file
-  # falls back to /tmp/.keras for a folder it cannot write to, and one that
-  # does not exist yet is such a folder.
-  folder = cache_dir or os.path.join(
-      os.environ.get("KERAS_HOME") or os.path.expanduser("~/.keras"),
-      "pix2pix_tf")
+  folder = cache_dir or download.cache_folder()
   try:
     os.makedirs(folder, exist_ok=True)
   except OSError as e:

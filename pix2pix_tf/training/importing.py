@@ -1,41 +1,98 @@
 """A run made from the reference implementation's PyTorch checkpoints
 (`python -m pix2pix_tf.convert`): the weights proven equal in
 models.pytorch_weights, a checkpoint at step 0 that `train` resumes from
-(fine-tuning: fresh optimizers), the run's flags and an export."""
+(fine-tuning: fresh optimizers), the run's flags and an export; the
+reference's published generators downloaded by name (pix2pix_tf.pretrained)."""
 
-from typing import Optional
+import os
+from typing import Dict, Optional
 
+import numpy as np
 import tensorflow as tf
 
 from pix2pix_tf import config as config_lib
+from pix2pix_tf import errors
+from pix2pix_tf import outputs
+from pix2pix_tf import pretrained
 from pix2pix_tf import serving
+from pix2pix_tf.data import download
 from pix2pix_tf.models import pytorch_weights
 from pix2pix_tf.training import run as run_lib
 from pix2pix_tf.training import state as state_lib
 
 
+def import_pretrained(name: str, config: config_lib.Config,
+                      base_url: str = pretrained.URL,
+                      sha256: Optional[str] = None, timeout: float = 60,
+                      retries: int = 2) -> str:
+  """Downloads the reference's generator `name` (once, into Keras's cache,
+  checked against `sha256` or the recorded digest) and writes the run of
+  `config` from it, as `import_pytorch`; returns the export's folder.
+
+  Raises:
+    download.DownloadError: a failed or refused download (none of it kept).
+    config_lib.ConfigError, outputs.OutputError: --model_dir cannot take a
+      run (checked before the download).
+  """
+  check_model_dir(config)
+  folder = os.path.join(download.cache_folder(), "pretrained")
+  try:
+    os.makedirs(folder, exist_ok=True)
+  except OSError as e:
+    raise download.DownloadError(
+        f"Could not write {folder} ({e}): set KERAS_HOME to a folder you "
+        "can write to.") from None
+  url = f"{base_url.rstrip('/')}/{name}.pth"
+  path = download.download(
+      url, folder, sha256 or pretrained.DIGESTS.get(name), timeout, retries,
+      by_hand=pretrained.by_hand(name))
+  print(f"SHA-256 of {name}.pth: {outputs.sha256(path)} (--sha256 pins "
+        "it)")
+  try:
+    state = pytorch_weights.read_state_dict(path)
+  except (ValueError, OSError) as e:
+    os.remove(path)  # Not a checkpoint: the next run downloads it anew.
+    raise errors.CommandError(
+        f"What {url} sent is not a PyTorch checkpoint that pix2pix_tf "
+        f"reads, and was deleted. Check --base_url, or "
+        f"{pretrained.by_hand(name)}. The reader's words: {e}") from None
+  return import_pytorch(config, path, generator_state=state)
+
+
+def check_model_dir(config: config_lib.Config) -> None:
+  """--model_dir can take a new run: it holds no run's checkpoints, nothing
+  of the user's where a run writes, and no export that is not a run's."""
+  checkpoints = run_lib.RunPaths(config.outputs.model_dir).checkpoints
+  if tf.train.latest_checkpoint(checkpoints):
+    raise config_lib.ConfigError(
+        f"{config.outputs.model_dir} already holds a run's checkpoints; "
+        "convert into a new --model_dir.")
+  run_lib.open_run_folder(config.outputs.model_dir)
+  serving.check_export_dir(config.outputs.model_dir)
+
+
 def import_pytorch(config: config_lib.Config, generator_path: str,
-                   discriminator_path: Optional[str] = None) -> str:
+                   discriminator_path: Optional[str] = None,
+                   generator_state: Optional[Dict[str, np.ndarray]] = None
+                   ) -> str:
   """Writes a run in config.outputs.model_dir from the reference's `.pth` files;
   returns its export folder.
+
+  `generator_state`: the generator file's tensors, where they were read.
 
   Raises:
     config_lib.ConfigError: --model_dir already holds checkpoints.
     ValueError: a file that cannot be read safely, or that does not fit the
       architecture the flags describe (naming the tensor and the flag).
   """
-  checkpoints = run_lib.RunPaths(config.outputs.model_dir).checkpoints
-  if tf.train.latest_checkpoint(checkpoints):
-    raise config_lib.ConfigError(
-        f"{config.outputs.model_dir} already holds a run's checkpoints; "
-        "convert into a new --model_dir.")
+  check_model_dir(config)
   folder = run_lib.open_run_folder(config.outputs.model_dir)
-  serving.check_export_dir(config.outputs.model_dir)
   # Fresh optimizers at step 0: resuming this run fine-tunes the weights.
   state = state_lib.create_state(config, 1,
                                  tf.distribute.OneDeviceStrategy("/cpu:0"))
   pytorch_weights.load_weights(
-      state.generator, pytorch_weights.read_state_dict(generator_path),
+      state.generator, (pytorch_weights.read_state_dict(generator_path)
+                        if generator_state is None else generator_state),
       pytorch_weights.generator_layers(config), generator_path)
   if discriminator_path:
     layers = pytorch_weights.discriminator_layers(config)

@@ -134,7 +134,8 @@ def test_missing_archive_is_a_clear_error(server, tmp_path):
   result = run_tool("cityscapes", tmp_path / "d", f"--base_url={url}")
   assert result.returncode != 0
   assert "404" in result.stderr and "cityscapes.tar.gz" in result.stderr
-  assert "Check --base_url and the dataset's name" in result.stderr
+  assert ("Check --base_url and the name, or download the archive by hand"
+          in result.stderr)
   assert "trying again" not in result.stdout  # A 404 is final.
   assert not (tmp_path / "d" / "cityscapes").exists()
 
