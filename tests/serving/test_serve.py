@@ -490,6 +490,40 @@ def test_browser_a_new_upload_clears_the_output(stub_page, tmp_path):
   assert shown(driver) == {**NOTHING_SHOWN, "message": ""}
 
 
+# The page's Image, made to hold each decoded upload's onload until the test
+# calls its release(): window.held, in the order the uploads came.
+HOLD_PREVIEWS = """
+    const RealImage = window.Image;
+    window.held = [];
+    window.Image = function () {
+      const image = new RealImage();
+      let onload = null;
+      Object.defineProperty(image, 'onload', {
+        set(handler) { onload = handler; }, get() { return onload; }});
+      image.addEventListener('load', () => { image.loaded = true; });
+      image.release = () => onload();
+      window.held.push(image);
+      return image;
+    };"""
+
+
+def test_browser_a_slow_uploads_preview_gives_way_to_a_later_one(
+    stub_page, tmp_path):
+  """Two uploads whose files decode in the other order: the later upload's
+  preview stays on the canvas."""
+  driver, _ = stub_page
+  driver.execute_script(HOLD_PREVIEWS)
+  for name in ("wall", "door"):
+    driver.find_element("id", "upload").send_keys(
+        str(solid_png(tmp_path / f"{name}.png", 48, 40, name)))
+  wait_until(driver, lambda d: d.execute_script(
+      "return window.held.length === 2 && "
+      "window.held.every((image) => image.loaded);"))
+  driver.execute_script("window.held[1].release(); window.held[0].release();")
+  assert driver.execute_script(CENTRE) == list(demo.PALETTE["door"])
+  assert shown(driver) == {**NOTHING_SHOWN, "message": ""}
+
+
 def test_browser_busy_indicator_shows_while_translating(stub_page):
   driver, translator = stub_page
   disabled = "return document.getElementById('translate').disabled"
