@@ -69,5 +69,13 @@ def config_for(name: str, command_line: str) -> config_lib.Config:
     shipped = file.read()
   own = (f"--direction={entry.direction} --generator=unet_256 --norm=batch "
          f"--dropout_placement=reference --model_dir=runs/{name}_pretrained")
-  return config_lib.Config().with_flags(
+  config = config_lib.Config().with_flags(
       "\n".join([shipped, own, command_line]))
+  # The weights translate one way: a run recording the other would be
+  # served backwards.
+  if config.data.direction != entry.direction:
+    raise config_lib.ConfigError(
+        f"--pretrained={name} translates {entry.translates}: "
+        f"--direction={entry.direction}. Leave out the flag or flagfile "
+        f"that sets --direction={config.data.direction}.")
+  return config

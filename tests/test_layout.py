@@ -20,8 +20,8 @@ COMMANDS = ("train", "export", "predict", "evaluate", "serve", "study",
             "datasets", "summary", "convert", "segmenter")
 # Each library part may import only parts of a lower rank (and itself).
 RANKS = {"errors": 0, "lazy": 0, "temporaries": 0, "architectures": 0,
-         "flagfiles": 0, "outputs": 1, "config": 1, "options": 2, "pretrained": 2, "models": 2,
-         "data": 2, "kernels": 3, "serving": 3, "evaluation": 4,
+         "flagfiles": 0, "outputs": 1, "config": 1, "options": 2,
+         "pretrained": 2, "models": 2, "data": 2, "kernels": 3, "serving": 3, "evaluation": 4,
          "training": 5}
 SUBPACKAGES = ("models", "data", "kernels", "training", "evaluation",
                "serving")

@@ -48,8 +48,8 @@ def checked_sha256(sha256: Optional[str]) -> Optional[str]:
 def cache_folder() -> str:
   """pix2pix_tf's folder in Keras's cache (KERAS_HOME, else ~/.keras), where
   downloads that are kept for the next run go. Callers make it first:
-  get_file falls back to /tmp/.keras for a folder it cannot write to, and
-  one that does not exist yet is such a folder."""
+  get_file falls back to /tmp/.keras for a folder it cannot write to, as
+  one that does not exist yet is."""
   return os.path.join(
       os.environ.get("KERAS_HOME") or os.path.expanduser("~/.keras"),
       "pix2pix_tf")
@@ -58,7 +58,8 @@ def cache_folder() -> str:
 def download(url: str, folder: str, sha256: Optional[str] = None,
              timeout: float = 60, retries: int = 2,
              by_hand: str = "download the archive by hand and extract it "
-             "into the destination folder") -> str:
+             "into the destination folder",
+             elsewhere: str = "choose another --output") -> str:
   """`url` downloaded into `folder` by keras.utils.get_file (checked
   against `sha256` when given); returns the file's path. A connection
   silent for `timeout` seconds fails (get_file takes no timeout of its
@@ -67,12 +68,13 @@ def download(url: str, folder: str, sha256: Optional[str] = None,
   tried again up to `retries` times (none for 0 or less), after 2, 4,
   8... (at most 60) seconds; get_file has no retries of its own. Any other
   failure is final. A failure leaves no file of the download behind;
-  `by_hand` is what the last sentence offers instead."""
+  `by_hand` is what its sentence offers instead of the download, and
+  `elsewhere` where to write when the folder cannot be written."""
   sha256 = checked_sha256(sha256)
   attempts = max(retries, 0) + 1
   for attempt in range(1, attempts + 1):
     try:
-      return _get_file(url, folder, sha256, timeout, by_hand)
+      return _get_file(url, folder, sha256, timeout, by_hand, elsewhere)
     except _Transient as e:
       if attempt == attempts:
         tries = "one attempt" if attempts == 1 else f"{attempts} attempts"
@@ -92,7 +94,7 @@ class _Transient(Exception):
 
 
 def _get_file(url: str, folder: str, sha256: Optional[str],
-              timeout: float, by_hand: str) -> str:
+              timeout: float, by_hand: str, elsewhere: str) -> str:
   """One keras.utils.get_file attempt; _Transient for a failure worth
   another, DownloadError for one that is final."""
   path = os.path.join(folder, os.path.basename(url))
@@ -122,8 +124,7 @@ def _get_file(url: str, folder: str, sha256: Optional[str],
           "Run the command again, or check the value you gave.") from None
     if isinstance(e, OSError):
       raise DownloadError(f"Could not write {path}: {e}. Free some space "
-                          "there, or choose another folder (--output; "
-                          "KERAS_HOME for Keras's cache).") from None
+                          f"there, or {elsewhere}.") from None
     raise DownloadError(f"Could not download {url}: {e}. Check "
                         "--base_url.") from None
   finally:

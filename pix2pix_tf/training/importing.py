@@ -26,11 +26,13 @@ def import_pretrained(name: str, config: config_lib.Config,
                       sha256: Optional[str] = None, timeout: float = 60,
                       retries: int = 2) -> str:
   """Downloads the reference's generator `name` (once, into Keras's cache,
-  checked against `sha256` or the recorded digest) and writes the run of
-  `config` from it, as `import_pytorch`; returns the export's folder.
+  checked against `sha256`, else against pretrained.DIGESTS' digest where
+  it has one) and writes the run of `config` from it, as `import_pytorch`;
+  returns the export's folder.
 
   Raises:
     download.DownloadError: a failed or refused download (none of it kept).
+    errors.CommandError: what was downloaded is not a checkpoint (deleted).
     config_lib.ConfigError, outputs.OutputError: --model_dir cannot take a
       run (checked before the download).
   """
@@ -45,17 +47,21 @@ def import_pretrained(name: str, config: config_lib.Config,
   url = f"{base_url.rstrip('/')}/{name}.pth"
   path = download.download(
       url, folder, sha256 or pretrained.DIGESTS.get(name), timeout, retries,
-      by_hand=pretrained.by_hand(name))
-  print(f"SHA-256 of {name}.pth: {outputs.sha256(path)} (--sha256 pins "
-        "it)")
+      by_hand=pretrained.by_hand(name),
+      elsewhere="set KERAS_HOME to a folder with room")
   try:
     state = pytorch_weights.read_state_dict(path)
-  except (ValueError, OSError) as e:
-    os.remove(path)  # Not a checkpoint: the next run downloads it anew.
+  except (ValueError, OSError):
+    # Also a download cut short by a killed process, which get_file keeps
+    # under its final name: the next run downloads it anew.
+    os.remove(path)
     raise errors.CommandError(
         f"What {url} sent is not a PyTorch checkpoint that pix2pix_tf "
-        f"reads, and was deleted. Check --base_url, or "
-        f"{pretrained.by_hand(name)}. The reader's words: {e}") from None
+        "reads; it was deleted. Run the command again to download it anew; "
+        f"if that fails too, check --base_url, or {pretrained.by_hand(name)}."
+    ) from None
+  print(f"SHA-256 of {name}.pth: {outputs.sha256(path)} (--sha256 pins "
+        "it)")
   return import_pytorch(config, path, generator_state=state)
 
 

@@ -117,6 +117,12 @@ def test_each_name_has_a_shipped_configuration_and_a_direction():
   config = pretrained.config_for("map2sat", "--model_dir=elsewhere --ngf=8")
   assert (config.outputs.model_dir, config.model.ngf,
           config.data.direction) == ("elsewhere", 8, "BtoA")
+  # But not the direction: the weights translate one way.
+  with pytest.raises(config_lib.ConfigError, match="--pretrained=map2sat "
+                     "translates maps to aerial photos: --direction=BtoA. "
+                     "Leave out the flag or flagfile that sets "
+                     "--direction=AtoB"):
+    pretrained.config_for("map2sat", "--direction=AtoB")
 
 
 @pytest.mark.slow
@@ -181,7 +187,9 @@ def test_a_name_downloads_once_and_converts(tmp_path, narrow_file,
                         "it publishes no discriminator"),
                        (["--pretrained=map2sat", "--config=maps"],
                         "--pretrained=map2sat is converted with --config=maps "
-                        "--direction=BtoA; leave out --config=maps")):
+                        "--direction=BtoA; leave out --config=maps"),
+                       (["--pretrained=map2sat", "--flagfile=maps"],
+                        "that sets --direction=AtoB")):
       result = run_command("convert", *bad, f"--model_dir={tmp_path / 'c'}",
                            f"--base_url={url}")
       assert result.returncode != 0 and words in result.stderr, result.stderr
@@ -237,4 +245,5 @@ def test_a_missing_file_is_named(tmp_path, monkeypatch):
 def test_a_page_that_is_no_checkpoint_is_named(tmp_path, monkeypatch):
   message = failed_download(tmp_path, monkeypatch, b"<html>moved</html>")
   assert (f"/{NAME}.pth sent is not a PyTorch checkpoint that pix2pix_tf "
-          "reads, and was deleted. Check --base_url, or download") in message
+          "reads; it was deleted. Run the command again to download it "
+          "anew; if that fails too, check --base_url, or download") in message
