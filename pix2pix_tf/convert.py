@@ -54,13 +54,7 @@ OPTIONS = (
            choices=("list",) + tuple(pretrained.PRETRAINED)),
     Option("base_url", str, pretrained.URL, "--pretrained: "
            "where NAME.pth is downloaded from."),
-    options_lib.SHA256.but(help="--pretrained: the file's SHA-256; a "
-                           "download that differs is refused."),
-    options_lib.TIMEOUT.but(help="--pretrained: seconds a silent "
-                            "connection is waited for."),
-    options_lib.RETRIES.but(help="--pretrained: times a lost connection, a "
-                            "cut download or a server error (HTTP 5xx) is "
-                            "tried again."))
+    *options_lib.download_options("--pretrained"))
 
 
 def main(argv):

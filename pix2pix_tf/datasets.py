@@ -63,13 +63,7 @@ OPTIONS = (
            "default datasets/NAME)."),
     Option("base_url", str, "http://efrosgans.eecs.berkeley.edu/pix2pix/"
            "datasets", "download: where NAME.tar.gz is downloaded from."),
-    options_lib.SHA256.but(help="download: the archive's SHA-256; a "
-                           "download that differs is refused."),
-    options_lib.TIMEOUT.but(help="download: seconds a silent connection "
-                            "is waited for."),
-    options_lib.RETRIES.but(help="download: times a lost connection, a cut "
-                            "download or a server error (HTTP 5xx) is "
-                            "tried again."),
+    *options_lib.download_options("download"),
     Option("split", str, "train",
            "Subfolder of --output to write pairs into."),
     Option("size", int, None, "Resize each half to size x size (combine "

@@ -52,19 +52,24 @@ CONFIG = Option("config", str, None, "A shipped configuration, by name: "
                 "its flagfile (pix2pix_tf/configs/NAME.flags), read where it "
                 "stands; the flags after it override it.",
                 choices=flagfiles.names())
-# A download's options (datasets download, convert --pretrained).
-SHA256 = Option("sha256", str, None, "The download's SHA-256; a download "
-                "that differs is refused.")
-TIMEOUT = Option("timeout", float, 60, "Seconds a silent connection is "
-                 "waited for.", lower_bound=1)
-RETRIES = Option("retries", int, 2, "Times a lost connection, a cut "
-                 "download or a server error (HTTP 5xx) is tried again.",
-                 lower_bound=0)
 RESOLUTION = Option(
     "resolution", str, None, "native: the generator runs on each image at "
     "its own size (reflect-padded to a multiple of 2**depth, cropped back); "
     "training: resized to the scale training saw and back. Default: the "
     "export's (what the run's --preprocess implies).", choices=RESOLUTIONS)
+
+
+def download_options(scope: str) -> Tuple[Option, ...]:
+  """A download's --sha256, --timeout and --retries (datasets download,
+  convert --pretrained), their help naming what they apply to, `scope`."""
+  return (
+      Option("sha256", str, None, f"{scope}: the downloaded file's SHA-256; "
+             "a download that differs is refused."),
+      Option("timeout", float, 60, f"{scope}: seconds a silent connection "
+             "is waited for.", lower_bound=1),
+      Option("retries", int, 2, f"{scope}: times a lost connection, a cut "
+             "download or a server error (HTTP 5xx) is tried again.",
+             lower_bound=0))
 
 
 def define_command_flags(options: Sequence[Option],

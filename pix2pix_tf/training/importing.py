@@ -65,16 +65,18 @@ def import_pretrained(name: str, config: config_lib.Config,
   return import_pytorch(config, path, generator_state=state)
 
 
-def check_model_dir(config: config_lib.Config) -> None:
-  """--model_dir can take a new run: it holds no run's checkpoints, nothing
-  of the user's where a run writes, and no export that is not a run's."""
+def check_model_dir(config: config_lib.Config) -> outputs.Folder:
+  """--model_dir, checked to take a new run: it holds no run's checkpoints,
+  nothing of the user's where a run writes, and no export that is not a
+  run's."""
   checkpoints = run_lib.RunPaths(config.outputs.model_dir).checkpoints
   if tf.train.latest_checkpoint(checkpoints):
     raise config_lib.ConfigError(
         f"{config.outputs.model_dir} already holds a run's checkpoints; "
         "convert into a new --model_dir.")
-  run_lib.open_run_folder(config.outputs.model_dir)
+  folder = run_lib.open_run_folder(config.outputs.model_dir)
   serving.check_export_dir(config.outputs.model_dir)
+  return folder
 
 
 def import_pytorch(config: config_lib.Config, generator_path: str,
@@ -91,8 +93,7 @@ def import_pytorch(config: config_lib.Config, generator_path: str,
     ValueError: a file that cannot be read safely, or that does not fit the
       architecture the flags describe (naming the tensor and the flag).
   """
-  check_model_dir(config)
-  folder = run_lib.open_run_folder(config.outputs.model_dir)
+  folder = check_model_dir(config)
   # Fresh optimizers at step 0: resuming this run fine-tunes the weights.
   state = state_lib.create_state(config, 1,
                                  tf.distribute.OneDeviceStrategy("/cpu:0"))
