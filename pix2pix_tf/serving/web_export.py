@@ -21,7 +21,9 @@ The folder holds
   with --resolution=training resized to the training size and back.
 * `isolation.js`: a service worker that adds the headers of cross-origin
   isolation to the folder's files, which WebAssembly's threads need and a
-  static file server does not send (the page reloads once under it).
+  static file server does not send (the page reloads once under it), and a
+  Content-Security-Policy to its workers' scripts, which the meta tag's
+  does not bind.
 * `export.json`: where the runtime came from (npm name, version, the
   archive's sha256) and every file's sha256.
 

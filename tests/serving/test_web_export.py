@@ -325,6 +325,35 @@ def test_a_page_its_worker_cannot_isolate_reloads_once(model, tmp_path):
   assert requested.count("/") == 2  # The first load, and one reload.
 
 
+def test_the_pages_workers_run_under_the_folders_policy(model, tmp_path):
+  """The page's policy is a meta tag, which does not bind its workers: the
+  service worker gives the folder's worker scripts a policy header (here a
+  probe's, which tries eval: allowed to a worker without one)."""
+  from selenium.webdriver.support.ui import WebDriverWait
+  config, generator, _, _ = model
+  site = tmp_path / "site"
+  web_export.write_site(generator, config, str(site), "eval",
+                        runtime=web_export.load_runtime(real_runtime()))
+  (site / "probe.js").write_text(
+      'let verdict = "eval ran";\n'
+      'try { eval("1"); } catch (error) { verdict = error.name; }\n'
+      'postMessage(verdict);\n')
+  driver = chromium_driver()
+  with file_server(site) as (url, _):
+    try:
+      driver.get(url + "/")
+      WebDriverWait(driver, 60).until(lambda d: d.execute_script(
+          "return document.getElementById('runtime').dataset.backend"))
+      assert driver.execute_script("return self.crossOriginIsolated")
+      assert driver.execute_async_script(
+          "const done = arguments[0], worker = new Worker('probe.js');"
+          "worker.onmessage = (event) => done(event.data);"
+          "worker.onerror = (event) => done('failed: ' + event.message);"
+      ) == "EvalError"
+    finally:
+      driver.quit()
+
+
 def test_a_web_export_replaces_only_its_own_folder(model, runtime, tmp_path):
   config, generator, _, _ = model
   site = tmp_path / "site"

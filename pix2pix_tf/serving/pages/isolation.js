@@ -2,6 +2,14 @@
 // headers of cross-origin isolation (COOP and COEP), which a static file
 // server does not send and which WebAssembly threads need (SharedArrayBuffer).
 // Every file of the export is same-origin, so requiring CORP blocks nothing.
+//
+// It also gives the scripts the page starts as workers (ONNX Runtime's and
+// their threads) a Content-Security-Policy: the page's own comes from a meta
+// tag, which binds the page but not its workers, whose policy is their
+// script's response header. The workers load, fetch and compile only the
+// folder's files.
+const WORKER_POLICY = "default-src 'self'; script-src 'self' " +
+    "'wasm-unsafe-eval'; object-src 'none'; base-uri 'none'";
 self.addEventListener("install", () => self.skipWaiting());
 self.addEventListener("activate", (event) => event.waitUntil(self.clients.claim()));
 // Only the export's page is served with them: a navigation to any other page
@@ -22,6 +30,9 @@ self.addEventListener("fetch", (event) => {
     const headers = new Headers(response.headers);
     headers.set("Cross-Origin-Opener-Policy", "same-origin");
     headers.set("Cross-Origin-Embedder-Policy", "require-corp");
+    if (["worker", "sharedworker"].includes(request.destination)) {
+      headers.set("Content-Security-Policy", WORKER_POLICY);
+    }
     return new Response(response.body, {status: response.status,
                                         statusText: response.statusText, headers});
   }));
