@@ -22,8 +22,8 @@ The folder holds
 * `isolation.js`: a service worker that adds the headers of cross-origin
   isolation to the folder's files, which WebAssembly's threads need and a
   static file server does not send (the page reloads once under it), and a
-  Content-Security-Policy to its workers' scripts, which the meta tag's
-  does not bind.
+  Content-Security-Policy to its workers' scripts, which no page's policy
+  reaches.
 * `export.json`: where the runtime came from (npm name, version, the
   archive's sha256) and every file's sha256.
 

@@ -326,9 +326,10 @@ def test_a_page_its_worker_cannot_isolate_reloads_once(model, tmp_path):
 
 
 def test_the_pages_workers_run_under_the_folders_policy(model, tmp_path):
-  """The page's policy is a meta tag, which does not bind its workers: the
-  service worker gives the folder's worker scripts a policy header (here a
-  probe's, which tries eval: allowed to a worker without one)."""
+  """No page's policy reaches a worker loaded from a URL: the service worker
+  gives the folder's worker scripts a policy header (here a probe's, which
+  tries eval: allowed to a worker without one)."""
+  from selenium.common.exceptions import WebDriverException
   from selenium.webdriver.support.ui import WebDriverWait
   config, generator, _, _ = model
   site = tmp_path / "site"
@@ -342,8 +343,11 @@ def test_the_pages_workers_run_under_the_folders_policy(model, tmp_path):
   with file_server(site) as (url, _):
     try:
       driver.get(url + "/")
-      WebDriverWait(driver, 60).until(lambda d: d.execute_script(
-          "return document.getElementById('runtime').dataset.backend"))
+      # The page reloads once under its service worker.
+      WebDriverWait(driver, 60, ignored_exceptions=(WebDriverException,)
+                    ).until(lambda d: d.execute_script(
+                        "return document.getElementById('runtime')"
+                        ".dataset.backend"))
       assert driver.execute_script("return self.crossOriginIsolated")
       assert driver.execute_async_script(
           "const done = arguments[0], worker = new Worker('probe.js');"
@@ -752,6 +756,53 @@ def test_the_page_translates_in_the_browser_as_the_saved_model(
   assert set(paths) <= files | {"/"}, paths
   assert {"/", "/model.onnx", f"/ort/ort.{backend}.min.mjs"} <= set(paths)
   assert set(requested) <= files | {"/"}, requested
+
+
+def test_a_webgpu_run_that_fails_gives_way_to_webassembly(model, tmp_path):
+  """WebGPU loaded the model, then fails a run (as a lost device or a
+  tensor over its limits would): the page translates on WebAssembly, says
+  so, and stays there."""
+  from selenium.common.exceptions import WebDriverException
+  from selenium.webdriver.common.by import By
+  from selenium.webdriver.support.ui import WebDriverWait
+
+  config, generator, saved_model, _ = model
+  site = tmp_path / "site"
+  web_export.write_site(generator, config, str(site), "eval",
+                        runtime=web_export.load_runtime(real_runtime()))
+  translate = serving.load(saved_model, resolution="native")
+  driver = chromium_driver(webgpu=True)
+  backend = "return document.getElementById('runtime').dataset.backend"
+  with file_server(site) as (url, _):
+    try:
+      wait = WebDriverWait(driver, 60,
+                           ignored_exceptions=(WebDriverException,))
+      driver.get(url + "/")
+      wait.until(lambda d: d.execute_script(backend))
+      assert driver.execute_script(backend) == "webgpu"
+      driver.execute_async_script("""
+          const done = arguments[0];
+          session.then(({model}) => {
+            model.run = () => Promise.reject(new Error("device lost"));
+            done();
+          });""")
+      canvas = driver.find_element(By.ID, "canvas")
+      drawing = decoded(driver.execute_script(
+          "return arguments[0].toDataURL('image/png')", canvas))
+      for _ in range(2):  # The second translation starts on WebAssembly.
+        driver.execute_script("document.getElementById('output')"
+                              ".removeAttribute('src')")
+        driver.find_element(By.ID, "translate").click()
+        wait.until(lambda d: output_is(d, *drawing.shape[1::-1]))
+        assert driver.find_element(By.ID, "error").text == ""
+        assert driver.execute_script(backend) == "wasm"
+        generated = decoded(driver.execute_script(OUTPUT_PIXELS))
+        assert np.abs(generated.astype(int) -
+                      np.asarray(translate(drawing))).max() <= FP16_LEVELS
+      assert ", as WebGPU failed to translate;" in driver.find_element(
+          By.ID, "runtime").text
+    finally:
+      driver.quit()
 
 
 def test_an_upload_refused_whole_translates_in_tiles_and_at_training_size(

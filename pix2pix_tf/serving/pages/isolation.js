@@ -4,10 +4,10 @@
 // Every file of the export is same-origin, so requiring CORP blocks nothing.
 //
 // It also gives the scripts the page starts as workers (ONNX Runtime's and
-// their threads) a Content-Security-Policy: the page's own comes from a meta
-// tag, which binds the page but not its workers, whose policy is their
-// script's response header. The workers load, fetch and compile only the
-// folder's files.
+// their threads) a Content-Security-Policy: no page's policy reaches a worker
+// loaded from a URL, whose policy is its script's response header alone. The
+// workers load, fetch and compile only the folder's files. The header is
+// added to any the server sends, so that both bind.
 const WORKER_POLICY = "default-src 'self'; script-src 'self' " +
     "'wasm-unsafe-eval'; object-src 'none'; base-uri 'none'";
 self.addEventListener("install", () => self.skipWaiting());
@@ -31,7 +31,7 @@ self.addEventListener("fetch", (event) => {
     headers.set("Cross-Origin-Opener-Policy", "same-origin");
     headers.set("Cross-Origin-Embedder-Policy", "require-corp");
     if (["worker", "sharedworker"].includes(request.destination)) {
-      headers.set("Content-Security-Policy", WORKER_POLICY);
+      headers.append("Content-Security-Policy", WORKER_POLICY);
     }
     return new Response(response.body, {status: response.status,
                                         statusText: response.statusText, headers});
