@@ -295,15 +295,36 @@ def test_a_page_opened_as_a_file_says_to_serve_its_folder(model, runtime,
     driver.quit()
 
 
-def test_a_page_its_worker_cannot_isolate_reloads_once(model, tmp_path):
-  """Where the service worker registers but its headers do not make the
-  page cross-origin isolated (here: a worker that adds none), the page
-  reloads once, then runs WebAssembly on one thread: no reload loop."""
-  from selenium.webdriver.support.ui import WebDriverWait
+def real_site(model, tmp_path):
+  """`model`'s web export (eval inference) with the real ONNX Runtime Web,
+  in tmp_path/site."""
   config, generator, _, _ = model
   site = tmp_path / "site"
   web_export.write_site(generator, config, str(site), "eval",
                         runtime=web_export.load_runtime(real_runtime()))
+  return site
+
+
+BACKEND = "return document.getElementById('runtime').dataset.backend"
+
+
+def opened(driver, url):
+  """Opens the page at `url` and waits until its model has loaded; returns
+  the backend it loaded on. The page reloads once under its service worker,
+  so an element may go stale between two polls."""
+  from selenium.common.exceptions import WebDriverException
+  from selenium.webdriver.support.ui import WebDriverWait
+  driver.get(url + "/")
+  WebDriverWait(driver, 60, ignored_exceptions=(WebDriverException,)).until(
+      lambda d: d.execute_script(BACKEND))
+  return driver.execute_script(BACKEND)
+
+
+def test_a_page_its_worker_cannot_isolate_reloads_once(model, tmp_path):
+  """Where the service worker registers but its headers do not make the
+  page cross-origin isolated (here: a worker that adds none), the page
+  reloads once, then runs WebAssembly on one thread: no reload loop."""
+  site = real_site(model, tmp_path)
   (site / "isolation.js").write_text(
       'self.addEventListener("install", () => self.skipWaiting());\n'
       'self.addEventListener("activate", (e) => '
@@ -311,9 +332,7 @@ def test_a_page_its_worker_cannot_isolate_reloads_once(model, tmp_path):
   driver = chromium_driver()
   with file_server(site) as (url, requested):
     try:
-      driver.get(url + "/")
-      WebDriverWait(driver, 60).until(lambda d: d.execute_script(
-          "return document.getElementById('runtime').dataset.backend"))
+      opened(driver, url)
       assert not driver.execute_script("return self.crossOriginIsolated")
       assert driver.execute_script(
           "return document.getElementById('runtime').dataset.threads") == "1"
@@ -329,12 +348,7 @@ def test_the_pages_workers_run_under_the_folders_policy(model, tmp_path):
   """No page's policy reaches a worker loaded from a URL: the service worker
   gives the folder's worker scripts a policy header (here a probe's, which
   tries eval: allowed to a worker without one)."""
-  from selenium.common.exceptions import WebDriverException
-  from selenium.webdriver.support.ui import WebDriverWait
-  config, generator, _, _ = model
-  site = tmp_path / "site"
-  web_export.write_site(generator, config, str(site), "eval",
-                        runtime=web_export.load_runtime(real_runtime()))
+  site = real_site(model, tmp_path)
   (site / "probe.js").write_text(
       'let verdict = "eval ran";\n'
       'try { eval("1"); } catch (error) { verdict = error.name; }\n'
@@ -342,12 +356,7 @@ def test_the_pages_workers_run_under_the_folders_policy(model, tmp_path):
   driver = chromium_driver()
   with file_server(site) as (url, _):
     try:
-      driver.get(url + "/")
-      # The page reloads once under its service worker.
-      WebDriverWait(driver, 60, ignored_exceptions=(WebDriverException,)
-                    ).until(lambda d: d.execute_script(
-                        "return document.getElementById('runtime')"
-                        ".dataset.backend"))
+      opened(driver, url)
       assert driver.execute_script("return self.crossOriginIsolated")
       assert driver.execute_async_script(
           "const done = arguments[0], worker = new Worker('probe.js');"
@@ -620,10 +629,8 @@ def test_the_page_translates_in_the_browser_as_the_saved_model(
   from selenium.webdriver.common.by import By
   from selenium.webdriver.support.ui import Select, WebDriverWait
 
-  config, generator, saved_model, _ = model
-  site = tmp_path / "site"
-  web_export.write_site(generator, config, str(site), "eval",
-                        runtime=web_export.load_runtime(real_runtime()))
+  _, _, saved_model, _ = model
+  site = real_site(model, tmp_path)
   translate = serving.load(saved_model, resolution="native")
   upload = tmp_path / "upload.png"
   classes = np.array(list(demo.PALETTE.values()), np.uint8)
@@ -637,11 +644,7 @@ def test_the_page_translates_in_the_browser_as_the_saved_model(
       from selenium.common.exceptions import WebDriverException
       wait = WebDriverWait(driver, 60,
                            ignored_exceptions=(WebDriverException,))
-      driver.get(url + "/")
-      # The page reloads once, under its service worker, then loads the
-      # model.
-      wait.until(lambda d: d.execute_script(
-          "return document.getElementById('runtime').dataset.backend"))
+      opened(driver, url)
       status = driver.find_element(By.ID, "runtime")
       assert status.get_attribute("data-backend") == backend
       # Under the folder's service worker: isolated, so with threads.
@@ -766,20 +769,15 @@ def test_a_webgpu_run_that_fails_gives_way_to_webassembly(model, tmp_path):
   from selenium.webdriver.common.by import By
   from selenium.webdriver.support.ui import WebDriverWait
 
-  config, generator, saved_model, _ = model
-  site = tmp_path / "site"
-  web_export.write_site(generator, config, str(site), "eval",
-                        runtime=web_export.load_runtime(real_runtime()))
+  _, _, saved_model, _ = model
+  site = real_site(model, tmp_path)
   translate = serving.load(saved_model, resolution="native")
   driver = chromium_driver(webgpu=True)
-  backend = "return document.getElementById('runtime').dataset.backend"
   with file_server(site) as (url, _):
     try:
       wait = WebDriverWait(driver, 60,
                            ignored_exceptions=(WebDriverException,))
-      driver.get(url + "/")
-      wait.until(lambda d: d.execute_script(backend))
-      assert driver.execute_script(backend) == "webgpu"
+      assert opened(driver, url) == "webgpu"
       driver.execute_async_script("""
           const done = arguments[0];
           session.then(({model}) => {
@@ -795,7 +793,7 @@ def test_a_webgpu_run_that_fails_gives_way_to_webassembly(model, tmp_path):
         driver.find_element(By.ID, "translate").click()
         wait.until(lambda d: output_is(d, *drawing.shape[1::-1]))
         assert driver.find_element(By.ID, "error").text == ""
-        assert driver.execute_script(backend) == "wasm"
+        assert driver.execute_script(BACKEND) == "wasm"
         generated = decoded(driver.execute_script(OUTPUT_PIXELS))
         assert np.abs(generated.astype(int) -
                       np.asarray(translate(drawing))).max() <= FP16_LEVELS
@@ -831,9 +829,7 @@ def test_an_upload_refused_whole_translates_in_tiles_and_at_training_size(
   wait = WebDriverWait(driver, 60, ignored_exceptions=(WebDriverException,))
 
   def open_page(url):
-    driver.get(url + "/")
-    wait.until(lambda d: d.execute_script(
-        "return document.getElementById('runtime').dataset.backend"))
+    opened(driver, url)
     driver.find_element(By.ID, "upload").send_keys(str(upload))
 
   def error():
