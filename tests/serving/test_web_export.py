@@ -620,7 +620,9 @@ def test_the_page_computes_as_the_saved_model(tmp_path):
       driver.quit()
 
 
-@pytest.mark.parametrize("backend", ["wasm", "webgpu"])
+# WebGPU runs on SwiftShader, on the CPU: the slowest of the page's tests.
+@pytest.mark.parametrize("backend", [
+    "wasm", pytest.param("webgpu", marks=pytest.mark.slow)])
 def test_the_page_translates_in_the_browser_as_the_saved_model(
     model, tmp_path, backend):
   """On WebAssembly (headless Chromium has no WebGPU adapter) and on WebGPU
@@ -761,6 +763,7 @@ def test_the_page_translates_in_the_browser_as_the_saved_model(
   assert set(requested) <= files | {"/"}, requested
 
 
+@pytest.mark.slow
 def test_a_webgpu_run_that_fails_gives_way_to_webassembly(model, tmp_path):
   """WebGPU loaded the model, then fails a run (as a lost device or a
   tensor over its limits would): the page translates on WebAssembly, says
