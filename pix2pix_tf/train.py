@@ -5,7 +5,8 @@ r"""Trains pix2pix on a folder of side-by-side A|B image pairs.
     python -m pix2pix_tf.train --data_dir=datasets/maps --model_dir=runs/maps
 
 Running the same command again resumes from the latest checkpoint in
-<model_dir>/checkpoints. Every flag's default is the paper's value.
+<model_dir>/checkpoints. Every flag's default is the paper's value, but the
+speed options' (precision and kernels), which this machine's kind chooses.
 """
 
 from absl import app
