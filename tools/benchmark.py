@@ -1,7 +1,7 @@
 r"""Measures pix2pix_tf's speed and memory against a plain baseline, in one run.
 
     python tools/benchmark.py --flagfile=configs/facades.flags \
-        --data_dir=../shared/data/facades --batch_sizes=1,16 --output=bench.json
+        --data_dir=datasets/facades --batch_sizes=1,16 --output=bench.json
 
 In one process, with warm-up (tracing, compilation) excluded and the median
 of timed repeats (at most --repeats of --steps_per_repeat steps, fewer where

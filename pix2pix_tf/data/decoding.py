@@ -186,8 +186,8 @@ def decode_image(contents: tf.Tensor, dtype: tf.DType = tf.uint8
     images are then scaled by 257, so 255 is 65535); with uint8 it is
     reduced to its high bytes.
   * The Exif orientation of a JPEG is applied (see `exif_orientation`).
-  * Gray becomes RGB; palette images become RGB (or RGBA with a
-    transparent entry); transparency is composited on white. BMP alpha is
+  * Gray becomes RGB; palette images (PNG, GIF, 8-bit BMP) become RGB (or
+    RGBA with a transparent entry); transparency is composited on white. BMP alpha is
     ignored, as Pillow does: 32-bit BMPs often leave that byte 0.
 
   Exif in PNG and WebP files, the single transparent colour of gray and RGB
@@ -227,7 +227,37 @@ def _decode_uint8(contents):
                                 dct_method="INTEGER_ACCURATE"),
       lambda: tf.io.decode_image(contents, channels=0, dtype=tf.uint8,
                                  expand_animations=False))
-  return _rgb_upright(image, contents)
+  return _rgb_upright(_bmp_colours(image, contents), contents)
+
+
+def _bmp_colours(image, contents):
+  """An 8-bit BMP's pixels as the colours of its colour table. TensorFlow's
+  BMP decoder returns the table's indices as gray; the table follows the
+  header (of at least 40 bytes), one (blue, green, red, 0) entry per colour,
+  as many as the header's count (256 where it says 0)."""
+  def little(offset, size):
+    raw = tf.io.decode_raw(tf.strings.substr(contents, offset, size),
+                           tf.uint8)
+    return tf.reduce_sum(tf.cast(raw, tf.int64) *
+                         256 ** tf.range(size, dtype=tf.int64))
+
+  def colours():
+    header = little(14, 4)
+    count = little(46, 4)
+    count = tf.where(tf.equal(count, 0), tf.constant(256, tf.int64), count)
+    table = tf.io.decode_raw(
+        tf.strings.substr(contents, 14 + header, 4 * count), tf.uint8)
+    rgb = tf.reverse(tf.reshape(table, [-1, 4])[:, :3], [1])
+    return tf.gather(rgb, tf.cast(image[..., 0], tf.int32))
+
+  indexed = tf.logical_and(
+      tf.equal(tf.strings.substr(contents, 0, 2), b"BM"),
+      tf.equal(tf.shape(image)[-1], 1))
+  # Only a BMP of one channel reads its header (two ops otherwise).
+  indexed = tf.cond(indexed, lambda: tf.logical_and(
+      tf.greater_equal(little(14, 4), 40), tf.equal(little(28, 2), 8)),
+                    lambda: tf.constant(False))
+  return tf.cond(indexed, colours, lambda: image)
 
 
 # Each rule is traced once per process and called as a function from every

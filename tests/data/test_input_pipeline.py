@@ -179,7 +179,8 @@ def test_exif_after_jfif_big_endian_and_broken_exif(tmp_path):
 
 
 def test_decoding_rule_matches_read_rgb_on_every_kind_of_file(tmp_path):
-  """Transparency on white, palettes, 16-bit samples, BMP, GIF and WebP:
+  """Transparency on white, palettes (PNG and 8-bit BMP, of 256 colours and
+  of fewer), 16-bit samples, BMP, GIF and WebP:
   the pipeline's decode_image and Pillow's read_rgb give equal bytes."""
   from pix2pix_tf import data as data_lib
   rng = np.random.default_rng(0)
@@ -189,6 +190,8 @@ def test_decoding_rule_matches_read_rgb_on_every_kind_of_file(tmp_path):
   palette = Image.fromarray(rgba[..., :3]).convert("P")
   palette.save(tmp_path / "palette.png")
   palette.save(tmp_path / "transparent_entry.png", transparency=3)
+  palette.save(tmp_path / "palette.bmp")  # Its pixels index its table.
+  Image.fromarray(rgba[..., :3]).quantize(16).save(tmp_path / "sixteen.bmp")
   sixteen = rng.integers(0, 65536, (8, 10)).astype(np.uint16)
   Image.fromarray(sixteen).save(tmp_path / "sixteen.png")
   Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.bmp")
