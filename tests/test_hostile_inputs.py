@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import socket
+import struct
 import threading
 import time
 
@@ -22,6 +23,8 @@ from conftest import (NO_TENSORFLOW, run_command, run_saying_imports,
                       small_config)
 from pix2pix_tf.data import building
 from pix2pix_tf.data import demo
+from pix2pix_tf.data import headers
+from pix2pix_tf.data import images as images_lib
 from pix2pix_tf import outputs
 from pix2pix_tf import serving
 from pix2pix_tf import data as data_lib
@@ -319,7 +322,7 @@ def encode(array, image_format, **options):
 @pytest.mark.parametrize("image_format, mode, options", [
     ("PNG", "RGB", {}), ("PNG", "RGBA", {}), ("PNG", "L", {}),
     ("JPEG", "RGB", {}), ("GIF", "P", {}), ("BMP", "RGB", {}),
-    ("WEBP", "RGB", {"lossless": False}), ("WEBP", "RGB", {"lossless": True}),
+    ("BMP", "P", {}), ("BMP", "L", {}), ("WEBP", "RGB", {"lossless": False}), ("WEBP", "RGB", {"lossless": True}),
     ("WEBP", "RGBA", {"lossless": False})])
 def test_the_declared_size_is_read_from_the_header_alone(image_format, mode,
                                                         options):
@@ -338,6 +341,40 @@ def test_the_declared_size_is_read_from_the_header_alone(image_format, mode,
   if image_format not in ("JPEG", "GIF"):
     assert int(data_lib.encoded_pixels(
         tf.constant(contents[:32]))) == 37 * 23
+
+
+def os2_bmp(rgb):
+  """A 24-bit BMP with the 12-byte OS/2 1.x header, rows bottom-up, each
+  padded to 4 bytes (Pillow reads it; it writes Windows headers only)."""
+  height, width, _ = rgb.shape
+  stride = (3 * width + 3) // 4 * 4
+  rows = b"".join(row[:, ::-1].tobytes().ljust(stride, b"\0")
+                  for row in rgb[::-1])
+  offset = 14 + 12
+  return (b"BM" + (offset + len(rows)).to_bytes(4, "little") + b"\0" * 4 +
+          offset.to_bytes(4, "little") + (12).to_bytes(4, "little") +
+          width.to_bytes(2, "little") + height.to_bytes(2, "little") +
+          (1).to_bytes(2, "little") + (24).to_bytes(2, "little") + rows)
+
+
+def top_down_bmp(rgb):
+  """A 24-bit Windows BMP whose height is negative: rows top-down."""
+  buffer = io.BytesIO()
+  Image.fromarray(rgb[::-1]).save(buffer, format="BMP")
+  contents = bytearray(buffer.getvalue())
+  contents[22:26] = (-rgb.shape[0]).to_bytes(4, "little", signed=True)
+  return bytes(contents)
+
+
+@pytest.mark.parametrize("write", [os2_bmp, top_down_bmp])
+def test_a_bmps_size_is_read_from_either_header_and_either_row_order(write):
+  rgb = np.random.RandomState(0).randint(0, 255, (23, 37, 3), np.uint8)
+  contents = write(rgb)
+  image = Image.open(io.BytesIO(contents))
+  assert image.size == (37, 23)
+  np.testing.assert_array_equal(np.asarray(image.convert("RGB")), rgb)
+  assert int(data_lib.encoded_pixels(tf.constant(contents))) == 37 * 23
+  assert int(data_lib.encoded_pixels(tf.constant(contents[:32]))) == 37 * 23
 
 
 @pytest.mark.parametrize("frames, side", [(1, 30), (2, 30), (7, 64),
@@ -466,6 +503,114 @@ def test_formats_the_gate_cannot_size_are_never_decoded():
     with pytest.raises(tf.errors.InvalidArgumentError,
                        match="not a JPEG, PNG, GIF, BMP or WebP image"):
       data_lib.decode_image(tf.constant(contents))
+
+
+def windows_bmp(pixels, width, height, bits, compression=0, table=b"",
+                colours=0):
+  """A BMP with a 40-byte Windows header; `pixels` as stored (bottom-up
+  rows, each padded to 4 bytes) and `table` (colour entries, or
+  BI_BITFIELDS masks) between the header and them."""
+  offset = 14 + 40 + len(table)
+  return (b"BM" + struct.pack("<IHHI", offset + len(pixels), 0, 0, offset) +
+          struct.pack("<IiiHHIIiiII", 40, width, height, 1, bits, compression,
+                      len(pixels), 2835, 2835, colours, 0) + table + pixels)
+
+
+def bmp_colour_table(count):
+  """`count` random colours and their (blue, green, red, 0) entries."""
+  rgb = np.random.RandomState(1).randint(0, 255, (count, 3), np.uint8)
+  return rgb, b"".join(bytes([b, g, r, 0]) for r, g, b in rgb)
+
+
+def four_bit_bmp(height=3, width=5):
+  rgb, table = bmp_colour_table(16)
+  index = np.random.RandomState(2).randint(0, 16, (height, width))
+  rows = b""
+  for row in index[::-1]:
+    packed = bytes(int(row[i]) << 4 | (int(row[i + 1]) if i + 1 < width
+                                       else 0) for i in range(0, width, 2))
+    rows += packed.ljust(-(-len(packed) // 4) * 4, b"\0")
+  return windows_bmp(rows, width, height, 4, 0, table, 16)
+
+
+def rle8_bmp(height=3, width=5):
+  """8 bits per pixel, RLE8-compressed: one run of one pixel at a time."""
+  rgb, table = bmp_colour_table(4)
+  index = np.random.RandomState(3).randint(0, 4, (height, width))
+  runs = b"".join(b"".join(bytes([1, int(i)]) for i in row) + b"\0\0"
+                  for row in index[::-1])
+  return windows_bmp(runs + b"\0\1", width, height, 8, 1, table, 4)
+
+
+def bitfields_bmp(masks, height=3, width=5):
+  """32 bits per pixel with BI_BITFIELDS (red, green, blue) `masks`, whose
+  fourth byte is 255."""
+  rgb = np.random.RandomState(4).randint(0, 255, (height, width, 3))
+  shifts = [m.bit_length() - 8 for m in masks]
+  alpha = ({0, 8, 16, 24} - set(shifts)).pop()
+  words = sum(rgb[..., c].astype(np.uint32) << s
+              for c, s in enumerate(shifts)) + (np.uint32(255) << alpha)
+  return windows_bmp(words[::-1].astype("<u4").tobytes(), width, height, 32,
+                     3, struct.pack("<III", *masks))
+
+
+def pillow_bmp(mode):
+  rgb = np.random.RandomState(0).randint(0, 255, (3, 5, 3), np.uint8)
+  return encode(np.asarray(Image.fromarray(rgb).convert(mode)), "BMP")
+
+
+RGB_23_BY_37 = np.random.RandomState(0).randint(0, 255, (23, 37, 3), np.uint8)
+
+
+# Every BMP kind Pillow reads: whether TensorFlow's decoder reads it as
+# Pillow does.
+BMPS = {
+    "8 bits, gray": (lambda: pillow_bmp("L"), True),
+    "8 bits, palette": (lambda: pillow_bmp("P"), True),
+    "24 bits": (lambda: pillow_bmp("RGB"), True),
+    "24 bits, top-down": (lambda: top_down_bmp(RGB_23_BY_37), True),
+    "32 bits": (lambda: pillow_bmp("RGBA"), True),
+    "32 bits, BGRX bitfields": (
+        lambda: bitfields_bmp((0xFF0000, 0xFF00, 0xFF)), True),
+    "32 bits, XBGR bitfields": (
+        lambda: bitfields_bmp((0xFF000000, 0xFF0000, 0xFF00)), False),
+    "1 bit": (lambda: pillow_bmp("1"), False),
+    "4 bits": (four_bit_bmp, False),
+    "8 bits, RLE8": (rle8_bmp, False),
+    "OS/2 header": (lambda: os2_bmp(RGB_23_BY_37), False),
+}
+
+
+@pytest.mark.parametrize("kind", BMPS)
+def test_bmps_tensorflow_does_not_read_are_refused_by_name(kind, tmp_path):
+  """The kinds TensorFlow's decoder reads as Pillow does decode; each other
+  kind, which it would refuse with a message about channels or decode wrong,
+  is refused by both gates, the Python one naming the file."""
+  write, read = BMPS[kind]
+  contents = write()
+  pillow = np.asarray(Image.open(io.BytesIO(contents)).convert("RGB"))
+  assert images_lib.is_unread_bmp(contents) is not read
+  assert bool(headers.unread_bmp(tf.constant(contents))) is not read
+  if not read:  # TensorFlow's own decoder fails, or decodes it wrong.
+    try:
+      decoded = tf.io.decode_image(contents, channels=3).numpy()
+      assert decoded.shape != pillow.shape or (decoded != pillow).any()
+    except tf.errors.InvalidArgumentError:
+      pass
+  path = tmp_path / "image.bmp"
+  path.write_bytes(contents)
+  if read:
+    np.testing.assert_array_equal(
+        data_lib.decode_image(tf.constant(contents)), pillow)
+    data_lib.check_pixels(str(path), 10**6)
+    return
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match="a BMP of a kind that TensorFlow does not decode"):
+    data_lib.decode_image(tf.constant(contents))
+  with pytest.raises(data_lib.UnsupportedImageError,
+                     match=f"{path} is a BMP of a kind that TensorFlow does "
+                     r"not decode \(1, 4 or 16 bits .*save it as PNG"):
+    data_lib.check_pixels(str(path), 10**6)
 
 
 @pytest.mark.slow

@@ -187,8 +187,10 @@ def decode_image(contents: tf.Tensor, dtype: tf.DType = tf.uint8
     reduced to its high bytes.
   * The Exif orientation of a JPEG is applied (see `exif_orientation`).
   * Gray becomes RGB; palette images (PNG, GIF, 8-bit BMP) become RGB (or
-    RGBA with a transparent entry); transparency is composited on white. BMP alpha is
-    ignored, as Pillow does: 32-bit BMPs often leave that byte 0.
+    RGBA with a transparent entry); transparency is composited on white.
+    BMP alpha is ignored, as Pillow does: 32-bit BMPs often leave that byte
+    0. BMPs TensorFlow's decoder does not read (1, 4 or 16 bits per pixel,
+    RLE-compressed, OS/2 headers) are refused by name.
 
   Exif in PNG and WebP files, the single transparent colour of gray and RGB
   PNGs and GIF transparency are not used (Pillow would use some of them by
@@ -233,31 +235,30 @@ def _decode_uint8(contents):
 def _bmp_colours(image, contents):
   """An 8-bit BMP's pixels as the colours of its colour table. TensorFlow's
   BMP decoder returns the table's indices as gray; the table follows the
-  header (of at least 40 bytes), one (blue, green, red, 0) entry per colour,
-  as many as the header's count (256 where it says 0)."""
-  def little(offset, size):
-    raw = tf.io.decode_raw(tf.strings.substr(contents, offset, size),
-                           tf.uint8)
-    return tf.reduce_sum(tf.cast(raw, tf.int64) *
-                         256 ** tf.range(size, dtype=tf.int64))
-
-  def colours():
-    header = little(14, 4)
-    count = little(46, 4)
-    count = tf.where(tf.equal(count, 0), tf.constant(256, tf.int64), count)
+  header (a Windows one: the OS/2 1.x header's 8-bit files are not read),
+  one (blue, green, red, 0) entry per colour."""
+  def lookup(header):
+    count = tf.where(tf.equal(header.colours, 0), tf.constant(256, tf.int64),
+                     header.colours)
     table = tf.io.decode_raw(
-        tf.strings.substr(contents, 14 + header, 4 * count), tf.uint8)
+        tf.strings.substr(contents, 14 + header.size, 4 * count), tf.uint8)
     rgb = tf.reverse(tf.reshape(table, [-1, 4])[:, :3], [1])
     return tf.gather(rgb, tf.cast(image[..., 0], tf.int32))
 
-  indexed = tf.logical_and(
-      tf.equal(tf.strings.substr(contents, 0, 2), b"BM"),
-      tf.equal(tf.shape(image)[-1], 1))
-  # Only a BMP of one channel reads its header (two ops otherwise).
-  indexed = tf.cond(indexed, lambda: tf.logical_and(
-      tf.greater_equal(little(14, 4), 40), tf.equal(little(28, 2), 8)),
-                    lambda: tf.constant(False))
-  return tf.cond(indexed, colours, lambda: image)
+  def from_table():
+    header = headers.bmp_header(contents)
+    indexed = tf.logical_and(tf.greater_equal(header.size, 40),
+                             tf.equal(header.bits, 8))
+    return tf.cond(indexed, lambda: lookup(header), lambda: image)
+
+  # Only a BMP of one channel reads its header.
+  return tf.cond(tf.logical_and(_is_bmp(contents),
+                                tf.equal(tf.shape(image)[-1], 1)),
+                 from_table, lambda: image)
+
+
+def _is_bmp(contents):
+  return tf.equal(tf.strings.substr(contents, 0, 2), images.BMP_SIGNATURE)
 
 
 # Each rule is traced once per process and called as a function from every
@@ -280,8 +281,8 @@ def decode_float(contents: tf.Tensor) -> tf.Tensor:
 def _rgb_upright(image, contents):
   """Decoded pixels of 1 to 4 channels -> RGB, upright (`decode_image`)."""
   channels = tf.shape(image)[-1]
-  is_bmp = tf.equal(tf.strings.substr(contents, 0, 2), b"BM")
-  channels = tf.where(tf.logical_and(is_bmp, tf.equal(channels, 4)), 3,
+  channels = tf.where(tf.logical_and(_is_bmp(contents),
+                                     tf.equal(channels, 4)), 3,
                       channels)
   image = tf.switch_case(channels - 1, [
       # (concat, not tf.tile, which has no uint16 kernel.)

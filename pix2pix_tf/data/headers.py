@@ -1,10 +1,15 @@
 """What an encoded image's header declares, read in TensorFlow before any
 decoding: its pixels (the gate against --max_pixels inside tf.data and the
-SavedModel), its format, a 16-bit PNG, an animated WebP."""
+SavedModel), its format, a 16-bit PNG, an animated WebP, a BMP's fields."""
 
-from typing import Union
+from typing import NamedTuple, Union
 
 import tensorflow as tf
+
+from pix2pix_tf.data import images
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def _gif_frames_at_most(contents: tf.Tensor) -> tf.Tensor:
@@ -40,6 +45,76 @@ def _gif_frames_at_most(contents: tf.Tensor) -> tf.Tensor:
   return tf.reduce_sum(tf.cast(frames, tf.int64))
 
 
+def _first_bytes(contents: tf.Tensor, size: int) -> tf.Tensor:
+  """The first `size` bytes of encoded bytes as an int64 vector of `size`,
+  zeros past the end of a shorter file."""
+  head = tf.io.decode_raw(tf.strings.substr(contents, 0, size), tf.uint8)
+  return tf.concat([tf.cast(head, tf.int64), tf.zeros([size], tf.int64)],
+                   0)[:size]
+
+
+def _little(head: tf.Tensor, at: int, size: int) -> tf.Tensor:
+  """The unsigned little-endian integer in head[at:at + size]."""
+  return tf.add_n([head[at + k] * 256 ** k for k in range(size)])
+
+
+def _big(head: tf.Tensor, at: int, size: int) -> tf.Tensor:
+  """The unsigned big-endian integer in head[at:at + size]."""
+  return tf.add_n([head[at + k] * 256 ** (size - 1 - k)
+                   for k in range(size)])
+
+
+class BmpHeader(NamedTuple):
+  """A BMP's header fields (int64 scalars), of either kind: the OS/2 1.x
+  header of 12 bytes, or a Windows header of 40 bytes or more."""
+  size: tf.Tensor  # The header's own size in bytes; the colour table follows.
+  width: tf.Tensor
+  height: tf.Tensor  # Its magnitude: negative in the file for top-down rows.
+  bits: tf.Tensor  # Bits per pixel.
+  compression: tf.Tensor  # 0 for none, 3 for BI_BITFIELDS masks.
+  masks: tf.Tensor  # (red, green, blue) masks of BI_BITFIELDS.
+  colours: tf.Tensor  # The colour table's entries (0: all 2**bits).
+
+
+def bmp_header(contents: tf.Tensor) -> BmpHeader:
+  """The header fields of a BMP (meaningless for other formats)."""
+  head = _first_bytes(contents, 66)
+  os2 = tf.equal(_little(head, 14, 4), 12)
+  zero = tf.constant(0, tf.int64)
+
+  def signed32(value):
+    return tf.abs(tf.where(value >= 2 ** 31, value - 2 ** 32, value))
+
+  return BmpHeader(
+      size=_little(head, 14, 4),
+      width=tf.where(os2, _little(head, 18, 2),
+                     signed32(_little(head, 18, 4))),
+      height=tf.where(os2, _little(head, 20, 2),
+                      signed32(_little(head, 22, 4))),
+      bits=tf.where(os2, _little(head, 24, 2), _little(head, 28, 2)),
+      compression=tf.where(os2, zero, _little(head, 30, 4)),
+      masks=tf.stack([_little(head, at, 4) for at in (54, 58, 62)]),
+      colours=tf.where(os2, zero, _little(head, 46, 4)))
+
+
+def unread_bmp(contents: tf.Tensor) -> tf.Tensor:
+  """Whether encoded bytes are a BMP of a kind TensorFlow's decoder does
+  not read as Pillow does (bool scalar; `images.is_unread_bmp`'s rule)."""
+  header = bmp_header(contents)
+  plain = tf.logical_and(
+      tf.equal(header.compression, 0),
+      tf.reduce_any(tf.equal(header.bits, images.BMP_BITS)))
+  masked = tf.logical_and(
+      tf.logical_and(tf.equal(header.compression, 3),
+                     tf.equal(header.bits, 32)),
+      tf.reduce_all(tf.equal(header.masks, images.BMP_MASKS)))
+  readable = tf.logical_and(tf.greater_equal(header.size, 40),
+                            tf.logical_or(plain, masked))
+  return tf.logical_and(
+      tf.equal(tf.strings.substr(contents, 0, 2), images.BMP_SIGNATURE),
+      tf.logical_not(readable))
+
+
 def encoded_pixels(contents: tf.Tensor) -> tf.Tensor:
   """The pixels that decoding an encoded image holds, as its header declares
   them, int64 scalar: width x height (x a bound on the frames of a GIF).
@@ -52,37 +127,27 @@ def encoded_pixels(contents: tf.Tensor) -> tf.Tensor:
   kinds), WebP (VP8, VP8L and VP8X) and JPEG; -1 for anything else, which
   then fails to decode.
   """
-  head = tf.io.decode_raw(tf.strings.substr(contents, 0, 32), tf.uint8)
-  padded = tf.concat([tf.cast(head, tf.int64), tf.zeros([32], tf.int64)], 0)
-
-  def little(i, n):
-    return tf.add_n([padded[i + k] * 256 ** k for k in range(n)])
-
-  def big(i, n):
-    return tf.add_n([padded[i + k] * 256 ** (n - 1 - k) for k in range(n)])
-
-  def signed32(value):
-    return tf.abs(tf.where(value >= 2 ** 31, value - 2 ** 32, value))
+  head = _first_bytes(contents, 32)
 
   def starts(offset, magic):
     return tf.equal(tf.strings.substr(contents, offset, len(magic)), magic)
 
-  png = big(16, 4) * big(20, 4)
+  png = _big(head, 16, 4) * _big(head, 20, 4)
   # Read only for a GIF.
-  gif = little(6, 2) * little(8, 2) * tf.cond(
+  gif = _little(head, 6, 2) * _little(head, 8, 2) * tf.cond(
       starts(0, b"GIF8"), lambda: _gif_frames_at_most(contents),
       lambda: tf.constant(1, tf.int64))
-  bmp = tf.where(tf.equal(little(14, 4), 12),
-                 little(18, 2) * little(20, 2),  # OS/2 1.x header.
-                 signed32(little(18, 4)) * signed32(little(22, 4)))
+  bmp = bmp_header(contents)
   # VP8L packs width - 1 and height - 1 into 14 bits each.
-  vp8l = ((padded[21] + (padded[22] % 64) * 256 + 1) *
-          (padded[22] // 64 + padded[23] * 4 + (padded[24] % 16) * 1024 + 1))
+  vp8l = ((head[21] + (head[22] % 64) * 256 + 1) *
+          (head[22] // 64 + head[23] * 4 + (head[24] % 16) * 1024 + 1))
   webp = tf.where(
-      starts(12, b"VP8X"), (little(24, 3) + 1) * (little(27, 3) + 1),
+      starts(12, b"VP8X"),
+      (_little(head, 24, 3) + 1) * (_little(head, 27, 3) + 1),
       tf.where(starts(12, b"VP8L"), vp8l,
                tf.where(starts(12, b"VP8 "),
-                        (little(26, 2) % 16384) * (little(28, 2) % 16384),
+                        (_little(head, 26, 2) % 16384) *
+                        (_little(head, 28, 2) % 16384),
                         tf.constant(-1, tf.int64))))
   is_webp = tf.logical_and(starts(0, b"RIFF"), starts(8, b"WEBP"))
 
@@ -92,9 +157,10 @@ def encoded_pixels(contents: tf.Tensor) -> tf.Tensor:
 
   def other():
     return tf.where(
-        starts(0, b"\x89PNG\r\n\x1a\n"), png,
+        starts(0, PNG_SIGNATURE), png,
         tf.where(starts(0, b"GIF8"), gif,
-                 tf.where(starts(0, b"BM"), bmp,
+                 tf.where(starts(0, images.BMP_SIGNATURE),
+                          bmp.width * bmp.height,
                           tf.where(is_webp, webp,
                                    tf.constant(-1, tf.int64)))))
 
@@ -113,11 +179,9 @@ def check_encoded_pixels(contents: tf.Tensor, max_pixels: int) -> tf.Tensor:
     return tf.identity(contents)
 
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
 # The first bytes by which TensorFlow's decoders tell the formats apart.
-_SIGNATURES = (b"\xff\xd8\xff", PNG_SIGNATURE, b"GIF", b"BM")
+_SIGNATURES = (b"\xff\xd8\xff", PNG_SIGNATURE, b"GIF",
+               images.BMP_SIGNATURE)
 
 
 def is_encoded_image(contents: bytes) -> bool:
@@ -171,14 +235,17 @@ def is_known_format(contents: tf.Tensor) -> tf.Tensor:
 
 
 def check_decodable(contents: tf.Tensor) -> tf.Tensor:
-  """`contents`, once it is of a format whose size the gate reads and not
-  an animated WebP: an InvalidArgumentError saying which otherwise, before
+  """`contents`, once it is of a format whose size the gate reads, and not
+  an animated WebP or a BMP of a kind TensorFlow's decoder does not read
+  (`unread_bmp`): an InvalidArgumentError saying which otherwise, before
   TensorFlow's decoder sees it. TensorFlow decodes more (JPEG XL) than the
   gate can size; those are refused rather than decoded unmeasured."""
   checks = [
       tf.debugging.Assert(is_known_format(contents),
                           [tf.constant(UNKNOWN_FORMAT)]),
       tf.debugging.Assert(tf.logical_not(is_animated_webp(contents)),
-                          [tf.constant(ANIMATED_WEBP)])]
+                          [tf.constant(ANIMATED_WEBP)]),
+      tf.debugging.Assert(tf.logical_not(unread_bmp(contents)),
+                          [tf.constant(images.UNREAD_BMP)])]
   with tf.control_dependencies(checks):
     return tf.identity(contents)

@@ -73,7 +73,7 @@ class RefusedImageError(errors.CommandError):
 
 
 class UnsupportedImageError(RefusedImageError):
-  """An image of a kind that is not read (an animated WebP)."""
+  """An image of a kind that is not read (an animated WebP, some BMPs)."""
 
 
 class TooLargeError(RefusedImageError):
@@ -110,6 +110,8 @@ def check_pixels(source: Union[str, bytes], max_pixels: int,
   Raises:
     TooLargeError: naming the image, its declared size and --max_pixels
       (sizes past Pillow's own bomb limit included).
+    UnsupportedImageError: an animated WebP, or a BMP of a kind that is not
+      read (`is_unread_bmp`).
     OSError: for data whose header Pillow cannot read.
   """
   name = name or _label(source)
@@ -124,6 +126,8 @@ def check_pixels(source: Union[str, bytes], max_pixels: int,
     width, height = header.size
     check_size(name, width, height, max_pixels)
     image_format, frames = header.format, _frames(header)
+  if image_format == "BMP" and is_unread_bmp(_first_bytes(source, 66)):
+    raise UnsupportedImageError(name, f"{name} is {UNREAD_BMP}.")
   if image_format == "WEBP" and frames > 1:
     raise UnsupportedImageError(
         name, f"{name} is an animated WebP image, which is not read "
@@ -137,6 +141,33 @@ def check_pixels(source: Union[str, bytes], max_pixels: int,
         f"--max_pixels={max_pixels}. Send its first frame as a still image, "
         "or raise --max_pixels if the machine has the memory."))
   return declared
+
+
+# The BMPs TensorFlow's decoder reads as Pillow does: a Windows header (40
+# bytes or more), uncompressed pixels of 8, 24 or 32 bits, or 32 bits whose
+# BI_BITFIELDS masks are those of uncompressed ones (it ignores the masks).
+# Others fail to decode or decode wrong; both rules refuse them by name.
+BMP_SIGNATURE = b"BM"
+BMP_BITS = (8, 24, 32)
+BMP_MASKS = (0xFF0000, 0xFF00, 0xFF)  # Red, green, blue.
+UNREAD_BMP = ("a BMP of a kind that TensorFlow does not decode (1, 4 or 16 "
+              "bits per pixel, RLE-compressed, unusual colour masks or an "
+              "OS/2 header); save it as PNG")
+
+
+def is_unread_bmp(contents: bytes) -> bool:
+  """Whether encoded bytes (the first 66 suffice) are a BMP of a kind that
+  is not read (see BMP_BITS); the Python twin of `headers.unread_bmp`."""
+  if not contents.startswith(BMP_SIGNATURE):
+    return False
+  head = contents[:66].ljust(66, b"\0")
+  size, = struct.unpack_from("<I", head, 14)
+  bits, compression = struct.unpack_from("<HI", head, 28)
+  if size < 40:
+    return True
+  if compression == 3 and bits == 32:
+    return struct.unpack_from("<III", head, 54) != BMP_MASKS
+  return compression != 0 or bits not in BMP_BITS
 
 
 def _frames(header: Image.Image) -> int:
@@ -199,6 +230,14 @@ def _open_header(source: Union[str, bytes]) -> Image.Image:
         continue
   raise TooLargeError(_label(source), f"{_label(source)} declares more "
                       "pixels than Pillow reads the size of.")
+
+
+def _first_bytes(source: Union[str, bytes], size: int) -> bytes:
+  """The first `size` bytes of a path's file, or of encoded bytes."""
+  if isinstance(source, bytes):
+    return source[:size]
+  with open(source, "rb") as file:
+    return file.read(size)
 
 
 def _label(source: Union[str, bytes]) -> str:

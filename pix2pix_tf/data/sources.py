@@ -21,7 +21,7 @@ from pix2pix_tf.data import transforms
 # that are not images at all before training starts.
 _MAGIC = {
     ".jpg": (b"\xff\xd8",), ".jpeg": (b"\xff\xd8",),
-    ".png": (b"\x89PNG",), ".bmp": (b"BM",),
+    ".png": (b"\x89PNG",), ".bmp": (images.BMP_SIGNATURE,),
 }
 
 
