@@ -582,28 +582,33 @@ BMPS = {
 
 
 @pytest.mark.parametrize("kind", BMPS)
-def test_bmps_tensorflow_does_not_read_are_refused_by_name(kind, tmp_path):
-  """The kinds TensorFlow's decoder reads as Pillow does decode; each other
-  kind, which it would refuse with a message about channels or decode wrong,
-  is refused by both gates, the Python one naming the file."""
+def test_bmps_tensorflow_does_not_read_are_refused_where_it_decodes(
+    kind, tmp_path, decoding_server):
+  """Each kind TensorFlow's decoder reads as Pillow does decodes by the
+  rule. Each other kind, which it would refuse with a message about
+  channels or decode wrong, is refused by name where TensorFlow decodes
+  (the rule, the gate of training and the server), and read with Pillow
+  where Pillow decodes (the dataset tools, predict)."""
   write, read = BMPS[kind]
   contents = write()
   pillow = np.asarray(Image.open(io.BytesIO(contents)).convert("RGB"))
   assert images_lib.is_unread_bmp(contents) is not read
   assert bool(headers.unread_bmp(tf.constant(contents))) is not read
-  if not read:  # TensorFlow's own decoder fails, or decodes it wrong.
-    try:
-      decoded = tf.io.decode_image(contents, channels=3).numpy()
-      assert decoded.shape != pillow.shape or (decoded != pillow).any()
-    except tf.errors.InvalidArgumentError:
-      pass
   path = tmp_path / "image.bmp"
   path.write_bytes(contents)
+  np.testing.assert_array_equal(data_lib.read_rgb(str(path)), pillow)
+  np.testing.assert_array_equal(serving.translation.read_image(
+      str(path), serving.translation.decoder()), pillow)
   if read:
     np.testing.assert_array_equal(
         data_lib.decode_image(tf.constant(contents)), pillow)
     data_lib.check_pixels(str(path), 10**6)
     return
+  try:  # TensorFlow's own decoder fails, or decodes it wrong.
+    decoded = tf.io.decode_image(contents, channels=3).numpy()
+    assert decoded.shape != pillow.shape or (decoded != pillow).any()
+  except tf.errors.InvalidArgumentError:
+    pass
   with pytest.raises(tf.errors.InvalidArgumentError,
                      match="a BMP of a kind that TensorFlow does not decode"):
     data_lib.decode_image(tf.constant(contents))
@@ -611,6 +616,14 @@ def test_bmps_tensorflow_does_not_read_are_refused_by_name(kind, tmp_path):
                      match=f"{path} is a BMP of a kind that TensorFlow does "
                      r"not decode \(1, 4 or 16 bits .*save it as PNG"):
     data_lib.check_pixels(str(path), 10**6)
+  with pytest.raises(data_lib.UnsupportedImageError, match=str(path)):
+    data_lib.check_headers([str(path)])  # Training's, before a step.
+  status, _, reply = http(decoding_server, "POST",
+                          "/v1/models/pix2pix:predict", b64_body(contents),
+                          {"Content-Type": "application/json"})
+  assert status == 400, reply[:300]
+  assert "a BMP of a kind that TensorFlow does not decode" in json.loads(
+      reply)["error"]
 
 
 @pytest.mark.slow

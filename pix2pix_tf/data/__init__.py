@@ -29,7 +29,7 @@ __all__, __getattr__, __dir__ = lazy.exports(__name__, {
                 "is_animated_webp", "is_encoded_image"],
     "images": ["Declared", "IMAGE_EXTENSIONS", "PAIR_EXTENSIONS",
                "TooLargeError", "UnsupportedImageError", "check_pixels",
-               "check_size", "list_images", "open_image", "png_names",
+               "check_size", "is_unread_bmp", "list_images", "open_image", "png_names",
                "read_rgb"],
     "palettes": ["Palette", "load_palette"],
     "pipeline": ["cache_path", "make_dataset"],

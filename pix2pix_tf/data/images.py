@@ -96,7 +96,8 @@ _ANIMATED_FORMATS = ("GIF", "WEBP")
 
 
 def check_pixels(source: Union[str, bytes], max_pixels: int,
-                 name: Optional[str] = None) -> Declared:
+                 name: Optional[str] = None,
+                 tensorflow: bool = True) -> Declared:
   """The gate every image passes before it is decoded: its size as its
   header declares it (every frame of an animation counted), nothing
   decoded, and a refusal above `max_pixels` pixels, so that a small file
@@ -106,12 +107,14 @@ def check_pixels(source: Union[str, bytes], max_pixels: int,
     source: a path, or an encoded image's bytes.
     max_pixels: the most width x height allowed (--max_pixels).
     name: what a refusal calls the image (default: the path).
+    tensorflow: whether TensorFlow's decoder reads it next (Pillow's
+      otherwise, which reads every BMP).
 
   Raises:
     TooLargeError: naming the image, its declared size and --max_pixels
       (sizes past Pillow's own bomb limit included).
-    UnsupportedImageError: an animated WebP, or a BMP of a kind that is not
-      read (`is_unread_bmp`).
+    UnsupportedImageError: an animated WebP, or (for `tensorflow`) a BMP
+      of a kind TensorFlow does not read (`is_unread_bmp`).
     OSError: for data whose header Pillow cannot read.
   """
   name = name or _label(source)
@@ -126,7 +129,8 @@ def check_pixels(source: Union[str, bytes], max_pixels: int,
     width, height = header.size
     check_size(name, width, height, max_pixels)
     image_format, frames = header.format, _frames(header)
-  if image_format == "BMP" and is_unread_bmp(_first_bytes(source, 66)):
+  if (tensorflow and image_format == "BMP" and
+      is_unread_bmp(_first_bytes(source, 66))):
     raise UnsupportedImageError(name, f"{name} is {UNREAD_BMP}.")
   if image_format == "WEBP" and frames > 1:
     raise UnsupportedImageError(
@@ -258,7 +262,7 @@ def open_image(path: str, max_pixels: int) -> Image.Image:
   """The image at `path` opened by Pillow, nothing decoded yet, once its
   header passed `check_pixels`; opened past Pillow's own bomb limit too,
   since --max_pixels is the limit (and its refusal the one a user reads)."""
-  check_pixels(path, max_pixels)
+  check_pixels(path, max_pixels, tensorflow=False)
   return _open_header(path)
 
 

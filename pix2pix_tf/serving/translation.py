@@ -48,15 +48,18 @@ def read_image(path: str, decode: Callable,
                max_pixels: Optional[int] = None) -> np.ndarray:
   """The file's pixels by the decoding rule of training and the SavedModel
   (`decode`: `decoder()`, uint16 for 16-bit PNGs); Pillow, by the same
-  rule, for the formats TensorFlow cannot read (TIFF). An image larger than
-  `max_pixels` is refused (data_lib.TooLargeError) before it is decoded;
-  one that cannot be decoded is an UnreadableImageError naming it."""
+  rule, for what TensorFlow cannot read (TIFF, the BMPs of
+  data_lib.is_unread_bmp). An image larger than `max_pixels` is refused
+  (data_lib.TooLargeError) before it is decoded; one that cannot be
+  decoded is an UnreadableImageError naming it."""
   max_pixels = max_pixels or config_lib.DEFAULT_MAX_PIXELS
   try:
     if path.lower().endswith(data_lib.TENSORFLOW_FORMATS):
-      data_lib.check_pixels(path, max_pixels)
       with open(path, "rb") as f:
-        return decode(f.read()).numpy()
+        contents = f.read()
+      if not data_lib.is_unread_bmp(contents):
+        data_lib.check_pixels(contents, max_pixels, path)
+        return decode(contents).numpy()
     return np.asarray(data_lib.read_rgb(path, max_pixels))  # Checks it too.
   except errors.CommandError:
     raise
