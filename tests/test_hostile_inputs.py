@@ -322,7 +322,8 @@ def encode(array, image_format, **options):
 @pytest.mark.parametrize("image_format, mode, options", [
     ("PNG", "RGB", {}), ("PNG", "RGBA", {}), ("PNG", "L", {}),
     ("JPEG", "RGB", {}), ("GIF", "P", {}), ("BMP", "RGB", {}),
-    ("BMP", "P", {}), ("BMP", "L", {}), ("WEBP", "RGB", {"lossless": False}), ("WEBP", "RGB", {"lossless": True}),
+    ("BMP", "P", {}), ("BMP", "L", {}),
+    ("WEBP", "RGB", {"lossless": False}), ("WEBP", "RGB", {"lossless": True}),
     ("WEBP", "RGBA", {"lossless": False})])
 def test_the_declared_size_is_read_from_the_header_alone(image_format, mode,
                                                         options):
@@ -506,14 +507,16 @@ def test_formats_the_gate_cannot_size_are_never_decoded():
 
 
 def windows_bmp(pixels, width, height, bits, compression=0, table=b"",
-                colours=0):
-  """A BMP with a 40-byte Windows header; `pixels` as stored (bottom-up
-  rows, each padded to 4 bytes) and `table` (colour entries, or
-  BI_BITFIELDS masks) between the header and them."""
+                colours=0, header=40):
+  """A BMP with a Windows header of `header` bytes whose first 40 are
+  written here; `pixels` as stored (bottom-up rows, each padded to 4 bytes)
+  and `table` (the rest of the header, then colour entries or BI_BITFIELDS
+  masks) between those 40 bytes and them."""
   offset = 14 + 40 + len(table)
   return (b"BM" + struct.pack("<IHHI", offset + len(pixels), 0, 0, offset) +
-          struct.pack("<IiiHHIIiiII", 40, width, height, 1, bits, compression,
-                      len(pixels), 2835, 2835, colours, 0) + table + pixels)
+          struct.pack("<IiiHHIIiiII", header, width, height, 1, bits,
+                      compression, len(pixels), 2835, 2835, colours, 0) +
+          table + pixels)
 
 
 def bmp_colour_table(count):
@@ -544,7 +547,7 @@ def rle8_bmp(height=3, width=5):
 
 def bitfields_bmp(masks, height=3, width=5):
   """32 bits per pixel with BI_BITFIELDS (red, green, blue) `masks`, whose
-  fourth byte is 255."""
+  fourth byte is 255; a 40-byte header and its masks after it."""
   rgb = np.random.RandomState(4).randint(0, 255, (height, width, 3))
   shifts = [m.bit_length() - 8 for m in masks]
   alpha = ({0, 8, 16, 24} - set(shifts)).pop()
@@ -552,6 +555,31 @@ def bitfields_bmp(masks, height=3, width=5):
               for c, s in enumerate(shifts)) + (np.uint32(255) << alpha)
   return windows_bmp(words[::-1].astype("<u4").tobytes(), width, height, 32,
                      3, struct.pack("<III", *masks))
+
+
+def v5_bmp(height=3, width=5):
+  """32 bits per pixel, BI_BITFIELDS, with the 124-byte header (red, green,
+  blue and alpha masks in it, then an sRGB colour space) GIMP writes."""
+  rgba = np.random.RandomState(5).randint(0, 255, (height, width, 4))
+  rest = struct.pack("<IIII", 0xFF0000, 0xFF00, 0xFF, 0xFF000000) + b"BGRs"
+  return windows_bmp(rgba[::-1, :, [2, 1, 0, 3]].astype(np.uint8).tobytes(),
+                     width, height, 32, 3, rest.ljust(124 - 40, b"\0"),
+                     header=124)
+
+
+def sixteen_bit_bmp(green_bits, height=3, width=5):
+  """16 bits per pixel: uncompressed (5 bits each, `green_bits` 5), or with
+  BI_BITFIELDS masks of 5, 6 and 5 bits (`green_bits` 6)."""
+  rgb = np.random.RandomState(6).randint(0, 255, (height, width, 3))
+  words = ((rgb[..., 0] >> 3) << (5 + green_bits) |
+           (rgb[..., 1] >> (8 - green_bits)) << 5 | rgb[..., 2] >> 3)
+  rows = b"".join(row.astype("<u2").tobytes().ljust(-(-2 * width // 4) * 4,
+                                                    b"\0")
+                  for row in words[::-1])
+  if green_bits == 5:
+    return windows_bmp(rows, width, height, 16)
+  return windows_bmp(rows, width, height, 16, 3,
+                     struct.pack("<III", 0xF800, 0x7E0, 0x1F))
 
 
 def pillow_bmp(mode):
@@ -562,8 +590,8 @@ def pillow_bmp(mode):
 RGB_23_BY_37 = np.random.RandomState(0).randint(0, 255, (23, 37, 3), np.uint8)
 
 
-# Every BMP kind Pillow reads: whether TensorFlow's decoder reads it as
-# Pillow does.
+# BMPs of the kinds Pillow reads: whether TensorFlow's decoder reads each
+# as Pillow does.
 BMPS = {
     "8 bits, gray": (lambda: pillow_bmp("L"), True),
     "8 bits, palette": (lambda: pillow_bmp("P"), True),
@@ -572,13 +600,40 @@ BMPS = {
     "32 bits": (lambda: pillow_bmp("RGBA"), True),
     "32 bits, BGRX bitfields": (
         lambda: bitfields_bmp((0xFF0000, 0xFF00, 0xFF)), True),
+    "32 bits, 124-byte header": (v5_bmp, True),
     "32 bits, XBGR bitfields": (
         lambda: bitfields_bmp((0xFF000000, 0xFF0000, 0xFF00)), False),
     "1 bit": (lambda: pillow_bmp("1"), False),
     "4 bits": (four_bit_bmp, False),
+    "16 bits": (lambda: sixteen_bit_bmp(5), False),
+    "16 bits, 565 bitfields": (lambda: sixteen_bit_bmp(6), False),
     "8 bits, RLE8": (rle8_bmp, False),
     "OS/2 header": (lambda: os2_bmp(RGB_23_BY_37), False),
 }
+
+
+def test_the_two_bmp_rules_are_one():
+  """images.is_unread_bmp (Python, before decoding) and headers.unread_bmp
+  (in every graph that decodes) agree on each header a BMP can have: sizes
+  of each header kind, every bit depth and compression, masks of either
+  order, and files cut short."""
+  rule = tf.function(headers.unread_bmp,
+                     input_signature=[tf.TensorSpec([], tf.string)])
+  count = 0
+  for size in (12, 16, 39, 40, 52, 56, 64, 108, 124):
+    for bits in (1, 4, 8, 16, 24, 32):
+      for compression in (0, 1, 2, 3, 4, 5, 6):
+        for masks in ((0xFF0000, 0xFF00, 0xFF), (0xFF, 0xFF00, 0xFF0000)):
+          contents = (b"BM" + bytes(12) + struct.pack(
+              "<IiiHHI", size, 5, 3, 1, bits, compression) + bytes(20) +
+                      struct.pack("<III", *masks))
+          for cut in (len(contents), 50, 30):
+            assert images_lib.is_unread_bmp(contents[:cut]) == bool(
+                rule(contents[:cut])), (size, bits, compression, masks, cut)
+            count += 1
+  assert count == 9 * 6 * 7 * 2 * 3
+  assert not images_lib.is_unread_bmp(b"\x89PNG\r\n\x1a\n")
+  assert not bool(rule(b"\x89PNG\r\n\x1a\n"))
 
 
 @pytest.mark.parametrize("kind", BMPS)
@@ -610,11 +665,12 @@ def test_bmps_tensorflow_does_not_read_are_refused_where_it_decodes(
   except tf.errors.InvalidArgumentError:
     pass
   with pytest.raises(tf.errors.InvalidArgumentError,
-                     match="a BMP of a kind that TensorFlow does not decode"):
+                     match="a BMP of a kind that TensorFlow does not read"):
     data_lib.decode_image(tf.constant(contents))
   with pytest.raises(data_lib.UnsupportedImageError,
                      match=f"{path} is a BMP of a kind that TensorFlow does "
-                     r"not decode \(1, 4 or 16 bits .*save it as PNG"):
+                     r"not read as Pillow does \(1, 4 or 16 bits .*save it "
+                     "as PNG"):
     data_lib.check_pixels(str(path), 10**6)
   with pytest.raises(data_lib.UnsupportedImageError, match=str(path)):
     data_lib.check_headers([str(path)])  # Training's, before a step.
@@ -622,7 +678,7 @@ def test_bmps_tensorflow_does_not_read_are_refused_where_it_decodes(
                           "/v1/models/pix2pix:predict", b64_body(contents),
                           {"Content-Type": "application/json"})
   assert status == 400, reply[:300]
-  assert "a BMP of a kind that TensorFlow does not decode" in json.loads(
+  assert "a BMP of a kind that TensorFlow does not read" in json.loads(
       reply)["error"]
 
 

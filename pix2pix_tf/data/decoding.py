@@ -189,8 +189,9 @@ def decode_image(contents: tf.Tensor, dtype: tf.DType = tf.uint8
   * Gray becomes RGB; palette images (PNG, GIF, 8-bit BMP) become RGB (or
     RGBA with a transparent entry); transparency is composited on white.
     BMP alpha is ignored, as Pillow does: 32-bit BMPs often leave that byte
-    0. BMPs TensorFlow's decoder does not read (1, 4 or 16 bits per pixel,
-    RLE-compressed, OS/2 headers) are refused by name.
+    0. BMPs TensorFlow's decoder does not read as Pillow does (1, 4 or 16
+    bits per pixel, RLE-compressed, unusual masks, OS/2 headers) are
+    refused (`headers.unread_bmp`).
 
   Exif in PNG and WebP files, the single transparent colour of gray and RGB
   PNGs and GIF transparency are not used (Pillow would use some of them by

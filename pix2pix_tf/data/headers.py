@@ -65,8 +65,10 @@ def _big(head: tf.Tensor, at: int, size: int) -> tf.Tensor:
 
 
 class BmpHeader(NamedTuple):
-  """A BMP's header fields (int64 scalars), of either kind: the OS/2 1.x
-  header of 12 bytes, or a Windows header of 40 bytes or more."""
+  """A BMP's header fields (int64 scalars). The size is read from both
+  kinds of header, the OS/2 1.x one of 12 bytes and the Windows ones of 40
+  bytes or more; the rest from a Windows header (no OS/2 1.x BMP is
+  decoded: see `unread_bmp`)."""
   size: tf.Tensor  # The header's own size in bytes; the colour table follows.
   width: tf.Tensor
   height: tf.Tensor  # Its magnitude: negative in the file for top-down rows.
@@ -80,7 +82,6 @@ def bmp_header(contents: tf.Tensor) -> BmpHeader:
   """The header fields of a BMP (meaningless for other formats)."""
   head = _first_bytes(contents, 66)
   os2 = tf.equal(_little(head, 14, 4), 12)
-  zero = tf.constant(0, tf.int64)
 
   def signed32(value):
     return tf.abs(tf.where(value >= 2 ** 31, value - 2 ** 32, value))
@@ -91,15 +92,16 @@ def bmp_header(contents: tf.Tensor) -> BmpHeader:
                      signed32(_little(head, 18, 4))),
       height=tf.where(os2, _little(head, 20, 2),
                       signed32(_little(head, 22, 4))),
-      bits=tf.where(os2, _little(head, 24, 2), _little(head, 28, 2)),
-      compression=tf.where(os2, zero, _little(head, 30, 4)),
+      bits=_little(head, 28, 2),
+      compression=_little(head, 30, 4),
       masks=tf.stack([_little(head, at, 4) for at in (54, 58, 62)]),
-      colours=tf.where(os2, zero, _little(head, 46, 4)))
+      colours=_little(head, 46, 4))
 
 
 def unread_bmp(contents: tf.Tensor) -> tf.Tensor:
   """Whether encoded bytes are a BMP of a kind TensorFlow's decoder does
-  not read as Pillow does (bool scalar; `images.is_unread_bmp`'s rule)."""
+  not read as Pillow does (bool scalar): `images.is_unread_bmp`'s rule,
+  for the graphs that decode."""
   header = bmp_header(contents)
   plain = tf.logical_and(
       tf.equal(header.compression, 0),

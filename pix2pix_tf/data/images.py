@@ -97,7 +97,7 @@ _ANIMATED_FORMATS = ("GIF", "WEBP")
 
 def check_pixels(source: Union[str, bytes], max_pixels: int,
                  name: Optional[str] = None,
-                 tensorflow: bool = True) -> Declared:
+                 for_tensorflow: bool = True) -> Declared:
   """The gate every image passes before it is decoded: its size as its
   header declares it (every frame of an animation counted), nothing
   decoded, and a refusal above `max_pixels` pixels, so that a small file
@@ -107,13 +107,13 @@ def check_pixels(source: Union[str, bytes], max_pixels: int,
     source: a path, or an encoded image's bytes.
     max_pixels: the most width x height allowed (--max_pixels).
     name: what a refusal calls the image (default: the path).
-    tensorflow: whether TensorFlow's decoder reads it next (Pillow's
+    for_tensorflow: whether TensorFlow's decoder reads it next (Pillow's
       otherwise, which reads every BMP).
 
   Raises:
     TooLargeError: naming the image, its declared size and --max_pixels
       (sizes past Pillow's own bomb limit included).
-    UnsupportedImageError: an animated WebP, or (for `tensorflow`) a BMP
+    UnsupportedImageError: an animated WebP, or (`for_tensorflow`) a BMP
       of a kind TensorFlow does not read (`is_unread_bmp`).
     OSError: for data whose header Pillow cannot read.
   """
@@ -129,8 +129,8 @@ def check_pixels(source: Union[str, bytes], max_pixels: int,
     width, height = header.size
     check_size(name, width, height, max_pixels)
     image_format, frames = header.format, _frames(header)
-  if (tensorflow and image_format == "BMP" and
-      is_unread_bmp(_first_bytes(source, 66))):
+  if (for_tensorflow and image_format == "BMP" and
+      is_unread_bmp(_read_head(source, 66))):
     raise UnsupportedImageError(name, f"{name} is {UNREAD_BMP}.")
   if image_format == "WEBP" and frames > 1:
     raise UnsupportedImageError(
@@ -150,18 +150,20 @@ def check_pixels(source: Union[str, bytes], max_pixels: int,
 # The BMPs TensorFlow's decoder reads as Pillow does: a Windows header (40
 # bytes or more), uncompressed pixels of 8, 24 or 32 bits, or 32 bits whose
 # BI_BITFIELDS masks are those of uncompressed ones (it ignores the masks).
-# Others fail to decode or decode wrong; both rules refuse them by name.
+# It fails on others, or decodes them wrong: where it decodes, they are
+# refused (`check_pixels` names the file); where Pillow decodes, read.
 BMP_SIGNATURE = b"BM"
 BMP_BITS = (8, 24, 32)
 BMP_MASKS = (0xFF0000, 0xFF00, 0xFF)  # Red, green, blue.
-UNREAD_BMP = ("a BMP of a kind that TensorFlow does not decode (1, 4 or 16 "
-              "bits per pixel, RLE-compressed, unusual colour masks or an "
-              "OS/2 header); save it as PNG")
+UNREAD_BMP = ("a BMP of a kind that TensorFlow does not read as Pillow does "
+              "(1, 4 or 16 bits per pixel, RLE-compressed, unusual colour "
+              "masks or an OS/2 header); save it as PNG")
 
 
 def is_unread_bmp(contents: bytes) -> bool:
-  """Whether encoded bytes (the first 66 suffice) are a BMP of a kind that
-  is not read (see BMP_BITS); the Python twin of `headers.unread_bmp`."""
+  """Whether encoded bytes (the first 66 suffice) are a BMP of a kind
+  TensorFlow does not read (see the rule above BMP_SIGNATURE); the Python
+  twin of `headers.unread_bmp`."""
   if not contents.startswith(BMP_SIGNATURE):
     return False
   head = contents[:66].ljust(66, b"\0")
@@ -236,7 +238,7 @@ def _open_header(source: Union[str, bytes]) -> Image.Image:
                       "pixels than Pillow reads the size of.")
 
 
-def _first_bytes(source: Union[str, bytes], size: int) -> bytes:
+def _read_head(source: Union[str, bytes], size: int) -> bytes:
   """The first `size` bytes of a path's file, or of encoded bytes."""
   if isinstance(source, bytes):
     return source[:size]
@@ -262,7 +264,7 @@ def open_image(path: str, max_pixels: int) -> Image.Image:
   """The image at `path` opened by Pillow, nothing decoded yet, once its
   header passed `check_pixels`; opened past Pillow's own bomb limit too,
   since --max_pixels is the limit (and its refusal the one a user reads)."""
-  check_pixels(path, max_pixels, tensorflow=False)
+  check_pixels(path, max_pixels, for_tensorflow=False)
   return _open_header(path)
 
 

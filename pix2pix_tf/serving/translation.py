@@ -55,10 +55,11 @@ def read_image(path: str, decode: Callable,
   max_pixels = max_pixels or config_lib.DEFAULT_MAX_PIXELS
   try:
     if path.lower().endswith(data_lib.TENSORFLOW_FORMATS):
+      # Its size checked from the header before the file is read whole.
+      data_lib.check_pixels(path, max_pixels, for_tensorflow=False)
       with open(path, "rb") as f:
         contents = f.read()
       if not data_lib.is_unread_bmp(contents):
-        data_lib.check_pixels(contents, max_pixels, path)
         return decode(contents).numpy()
     return np.asarray(data_lib.read_rgb(path, max_pixels))  # Checks it too.
   except errors.CommandError:

@@ -58,8 +58,8 @@ class RunData:
   skipped: List[str]
 
 
-BAD_IMAGE = ("corrupt, truncated, of a kind that is not read (a BMP of 1, "
-             "4 or 16 bits), narrower than 2 pixels or larger than "
+BAD_IMAGE = ("corrupt, truncated, of a kind that is not read (such as a "
+             "BMP of 1 or 4 bits), narrower than 2 pixels or larger than "
              "--max_pixels")
 
 
