@@ -38,7 +38,7 @@ from pix2pix_tf.options import Option
 FLAGS = flags.FLAGS
 
 # This command's flags (an option several commands take is defined once, in
-# config).
+# options).
 OPTIONS = (
     options_lib.CONFIG,
     Option("from_pytorch", str, None, "The reference's generator "

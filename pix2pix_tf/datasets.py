@@ -51,7 +51,7 @@ from pix2pix_tf.data import demo
 COMMANDS = ("combine", "colorize", "edges", "split", "demo", "download")
 
 # This command's flags (an option several commands take is defined once, in
-# config).
+# options).
 OPTIONS = (
     Option("a_dir", str, None, "combine: folder of A (input) images."),
     Option("b_dir", str, None, "combine: folder of B (target) images."),

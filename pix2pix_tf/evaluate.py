@@ -35,7 +35,7 @@ from pix2pix_tf.options import (CHECKPOINT, MAX_PIXELS, Option, RESOLUTION,
                                 RUN_DIR, SAVED_MODEL)
 
 # This command's flags (an option several commands take is defined once, in
-# config).
+# options).
 OPTIONS = (
     SAVED_MODEL,
     RUN_DIR.but(help="A training run: uses its export "

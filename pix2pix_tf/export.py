@@ -29,7 +29,7 @@ from pix2pix_tf.options import (CHECKPOINT, MAX_PIXELS, Option, RESOLUTION,
 FLAGS = flags.FLAGS
 
 # This command's flags (an option several commands take is defined once, in
-# config).
+# options).
 OPTIONS = (
     RUN_DIR.but(help="The training run to export from."),
     CHECKPOINT.but(help="A checkpoint path (e.g. "

@@ -38,7 +38,7 @@ from pix2pix_tf.options import (MAX_PIXELS, Option, RESOLUTION, RUN_DIR,
 FLAGS = flags.FLAGS
 
 # This command's flags (an option several commands take is defined once, in
-# config).
+# options).
 OPTIONS = (
     SAVED_MODEL, RUN_DIR,
     Option("input", str, None, "An image file or a folder of images."),

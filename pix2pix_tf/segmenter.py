@@ -19,7 +19,7 @@ from pix2pix_tf.options import Option, SEED
 FLAGS = flags.FLAGS
 
 # This command's flags (an option several commands take is defined once, in
-# config).
+# options).
 OPTIONS = (
     Option("data_dir", str, None, "Dataset with train/ A|B pairs."),
     Option("label_palette", str, None,

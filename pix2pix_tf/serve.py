@@ -21,7 +21,7 @@ from pix2pix_tf.options import (HOST, MAX_PIXELS, Option, PORT, RESOLUTION,
                                 SAVED_MODEL)
 
 # This command's flags (an option several commands take is defined once, in
-# config).
+# options).
 OPTIONS = (
     SAVED_MODEL, HOST, PORT,
     Option("palette", str, None, "A palette (cityscapes, facades or a "

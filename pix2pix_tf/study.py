@@ -25,7 +25,7 @@ from pix2pix_tf.serving import study as study_lib
 from pix2pix_tf.serving import web
 
 # This command's flags (an option several commands take is defined once, in
-# config).
+# options).
 OPTIONS = (
     Option("real_dir", str, None, "Folder of real images (e.g. "
            "predict --paired's targets/)."),

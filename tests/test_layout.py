@@ -328,7 +328,7 @@ def second_names(tree):
                          ids=[os.path.relpath(p, PACKAGE) for _, p in LIBRARY])
 def test_no_second_name_for_one_thing(part, path):
   """A table or function is used by its one name, not re-exported under
-  another (as models' build_discriminator once was build_discriminators)."""
+  another (a `build_discriminators` beside `build_discriminator`)."""
   del part
   aliases = list(second_names(ast.parse(open(path).read())))
   assert not aliases, f"{os.path.relpath(path, PACKAGE)}: {aliases}"

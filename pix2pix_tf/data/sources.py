@@ -168,8 +168,8 @@ def check_headers(files: Sequence[str],
   narrower than 2 pixels (which hold no two halves) and images that declare
   more than `max_pixels` pixels (decompression bombs included).
 
-  Reads only each file's header (about 0.1 ms per file), so it is cheap
-  even for large datasets. Corrupt image data beyond the header is found
+  Reads only each file's header, so it is cheap even for large
+  datasets. Corrupt image data beyond the header is found
   when decoding (see `find_undecodable`).
 
   Raises:

@@ -3,10 +3,10 @@
 
 TensorFlow's CPU kernels for these activations and their gradients
 (Eigen's) are slow on bfloat16 maps, slower than on float32 maps of twice
-the bytes; compiled by XLA the same computations take less than half the
-time. In float32 XLA's were no faster, so these two activations only, in
-bfloat16 only. TensorFlow has no such kernels of its own to select, hence
-these two subclasses (their gain: docs/performance.md).
+the bytes; compiled by XLA the same computations are faster. In float32
+XLA's are not, so these two activations only, in bfloat16 only. TensorFlow
+has no such kernels of its own to select, hence these two subclasses (their
+gain: docs/performance.md).
 
 While training, in bfloat16, on machines without a GPU
 (`convolutions.used_here`: on GPUs they were not measured), LeakyReLU

@@ -187,7 +187,12 @@ def generator_layers(config: config_lib.Config) -> List[Tuple[str, str, str]]:
   generator = architectures.GENERATORS[config.model.generator]
   if generator.family == "resnet":
     return resnet_layers(generator.blocks, config.model.dropout > 0)
-  return unet_layers(config.model.generator_depth)
+  if generator.family == "unet":
+    return unet_layers(config.model.generator_depth)
+  raise errors.CommandError(
+      f"--generator={config.model.generator} is of the {generator.family} "
+      "family, which the reference does not have: PyTorch weights import "
+      "into its U-Net and ResNet generators only.")
 
 
 def discriminator_layers(config: config_lib.Config) -> List[Tuple[str, str, str]]:

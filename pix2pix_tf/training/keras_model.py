@@ -136,10 +136,11 @@ class Pix2Pix(keras.Model):
 
   def test_step(self, data: Tuple[tf.Tensor, tf.Tensor]
                 ) -> Dict[str, tf.Tensor]:
-    """The objective's losses on a batch, no weight updated (for
+    """The objective's losses on a batch, no trainable weight updated (for
     `evaluate` and `fit(validation_data=...)`): G translates as the export
-    does (`inference_mode`), D judges with batch statistics as in
-    training."""
+    does (`inference_mode`), D judges with batch statistics as in training
+    (so its moving statistics, which nothing reads, move, and with
+    --gan_mode=wgangp the gradient penalty draws from the step's noise)."""
     input_image, target_image = data
     generated_image = self._generate(input_image)
     metrics = (self._update.discriminator_losses(

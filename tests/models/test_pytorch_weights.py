@@ -177,6 +177,20 @@ def test_resnet_9blocks_by_its_flags_computes_what_pytorch_computed():
   np.testing.assert_allclose(got, expected["eval"], atol=1e-4)
 
 
+def test_a_generator_family_the_reference_lacks_is_refused(monkeypatch):
+  """A new family's generator gets no U-Net's layer names: its import is
+  refused, naming the flag."""
+  from pix2pix_tf import architectures
+  from pix2pix_tf import config as config_lib
+  config = config_lib.Config().replace(generator="unet", unet_depth=5)
+  assert len(pytorch_weights.generator_layers(config)) > 10
+  monkeypatch.setitem(architectures.GENERATORS, "unet",
+                      architectures.Generator("transformer", None))
+  with pytest.raises(errors.CommandError,
+                     match="--generator=unet is of the transformer family"):
+    pytorch_weights.generator_layers(config)
+
+
 @pytest.mark.parametrize("saved,flag", [("plain", 0.5), ("dropout", 0.0)])
 def test_a_resnet_dropout_mismatch_names_the_flag(saved, flag):
   from pix2pix_tf import models
