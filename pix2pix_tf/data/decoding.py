@@ -253,13 +253,9 @@ def _bmp_colours(image, contents):
     return tf.cond(indexed, lambda: lookup(header), lambda: image)
 
   # Only a BMP of one channel reads its header.
-  return tf.cond(tf.logical_and(_is_bmp(contents),
+  return tf.cond(tf.logical_and(headers.is_bmp(contents),
                                 tf.equal(tf.shape(image)[-1], 1)),
                  from_table, lambda: image)
-
-
-def _is_bmp(contents):
-  return tf.equal(tf.strings.substr(contents, 0, 2), images.BMP_SIGNATURE)
 
 
 # Each rule is traced once per process and called as a function from every
@@ -282,7 +278,7 @@ def decode_float(contents: tf.Tensor) -> tf.Tensor:
 def _rgb_upright(image, contents):
   """Decoded pixels of 1 to 4 channels -> RGB, upright (`decode_image`)."""
   channels = tf.shape(image)[-1]
-  channels = tf.where(tf.logical_and(_is_bmp(contents),
+  channels = tf.where(tf.logical_and(headers.is_bmp(contents),
                                      tf.equal(channels, 4)), 3,
                       channels)
   image = tf.switch_case(channels - 1, [

@@ -98,23 +98,28 @@ def bmp_header(contents: tf.Tensor) -> BmpHeader:
       colours=_little(head, 46, 4))
 
 
+def is_bmp(contents: tf.Tensor) -> tf.Tensor:
+  """Whether encoded bytes begin as a BMP (bool scalar)."""
+  return tf.equal(tf.strings.substr(contents, 0, 2), images.BMP_SIGNATURE)
+
+
 def unread_bmp(contents: tf.Tensor) -> tf.Tensor:
   """Whether encoded bytes are a BMP of a kind TensorFlow's decoder does
   not read as Pillow does (bool scalar): `images.is_unread_bmp`'s rule,
-  for the graphs that decode."""
-  header = bmp_header(contents)
-  plain = tf.logical_and(
-      tf.equal(header.compression, 0),
-      tf.reduce_any(tf.equal(header.bits, images.BMP_BITS)))
-  masked = tf.logical_and(
-      tf.logical_and(tf.equal(header.compression, 3),
-                     tf.equal(header.bits, 32)),
-      tf.reduce_all(tf.equal(header.masks, images.BMP_MASKS)))
-  readable = tf.logical_and(tf.greater_equal(header.size, 40),
-                            tf.logical_or(plain, masked))
-  return tf.logical_and(
-      tf.equal(tf.strings.substr(contents, 0, 2), images.BMP_SIGNATURE),
-      tf.logical_not(readable))
+  for the graphs that decode. Only a BMP's header is read."""
+  def unread():
+    header = bmp_header(contents)
+    plain = tf.logical_and(
+        tf.equal(header.compression, 0),
+        tf.reduce_any(tf.equal(header.bits, images.BMP_BITS)))
+    masked = tf.logical_and(
+        tf.logical_and(tf.equal(header.compression, 3),
+                       tf.equal(header.bits, 32)),
+        tf.reduce_all(tf.equal(header.masks, images.BMP_MASKS)))
+    return tf.logical_not(tf.logical_and(
+        tf.greater_equal(header.size, 40), tf.logical_or(plain, masked)))
+
+  return tf.cond(is_bmp(contents), unread, lambda: tf.constant(False))
 
 
 def encoded_pixels(contents: tf.Tensor) -> tf.Tensor:
