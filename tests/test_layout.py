@@ -364,12 +364,17 @@ def test_a_new_loss_is_one_function_and_one_line_of_the_objective():
   """A loss term's weight (a `lambda_*` option) is read, and a term named
   (`gen_*`, `disc_*`), only in training/losses.py, where build_objective
   lists the terms: the step, the logging, the state and the checks use
-  the objective it builds, so adding a term touches no other module."""
+  the objective it builds, so adding a term touches no other module. It is
+  built once per run, with the run's state (training/state.py); check_run
+  lists its terms' files before the state is built (training/run.py)."""
   from pix2pix_tf import config as config_lib
   weights = {field.name for _, field in config_lib.option_fields()
              if field.name.startswith("lambda_")}
+  builders = set()
   for _, path in LIBRARY:
     relative = os.path.relpath(path, PACKAGE)
+    if "build_objective(" in open(path).read():
+      builders.add(relative)
     if relative in (os.path.join("training", "losses.py"), "config.py"):
       continue
     tree = ast.parse(open(path).read())
@@ -381,3 +386,5 @@ def test_a_new_loss_is_one_function_and_one_line_of_the_objective():
     assert not read and not named, (
         f"{relative} reads {read} and names {named}: go through "
         "losses.build_objective")
+  assert builders == {os.path.join("training", name) for name in (
+      "losses.py", "state.py", "run.py")}, builders

@@ -28,8 +28,7 @@ from pix2pix_tf.training.run import (BAD_IMAGE, RUN, RUN_FILES, RUN_FOLDERS,
                                      write_run_config)
 from pix2pix_tf.training.schedules import LinearDecay, learning_rate_schedule
 from pix2pix_tf.training.state import TrainState, create_state
-from pix2pix_tf.training.step import (TrainStep, make_train_step,
-                                      metric_names)
+from pix2pix_tf.training.step import TrainStep, make_train_step
 
 __all__ = [
     "BAD_IMAGE", "Built", "LinearDecay", "NumericalError", "POLICIES",
@@ -39,7 +38,7 @@ __all__ = [
     "is_chief",
     "learning_rate_schedule", "make_deterministic", "make_distributed_step",
     "make_strategy",
-    "make_train_step", "metric_names", "open_run_folder",
+    "make_train_step", "open_run_folder",
     "resolve_mixed_precision", "setup", "total_steps", "train_and_evaluate",
     "train_iterator",
     "weights_digest", "write_run_config"]

@@ -18,7 +18,6 @@ from pix2pix_tf import outputs
 from pix2pix_tf.kernels import machines
 from pix2pix_tf.training import precision
 from pix2pix_tf.training import run as run_lib
-from pix2pix_tf.training import step as step_lib
 
 
 def image_grid(input_image: tf.Tensor, generated_image: tf.Tensor,
@@ -366,7 +365,7 @@ def standard_actions(run: run_lib.Run, generate: Callable,
              "hparams": tf.summary.create_file_writer(paths.logs(""))}
   if validator is not None:
     writers["val"] = tf.summary.create_file_writer(paths.logs("val"))
-  window = Window(step_lib.metric_names(config))
+  window = Window(run.built.train_step.metric_names)
   results: Dict[str, float] = {}
   periodic: List[PeriodicAction] = [LogScalars(
       config.outputs.log_every_steps, writers["train"], window, run.schedule,

@@ -1,7 +1,8 @@
 """A run's state: what one checkpoint holds (G, D, both optimizers, the
-step counter and the random states), and the frozen helper networks some
-loss terms use (read from their own weights files, not checkpointed); built
-under the strategy's scope and restored with every variable matched."""
+step counter and the random states), the run's objective, and the frozen
+helper networks some of its terms use (read from their own weights files,
+not checkpointed); built under the strategy's scope and restored with every
+variable matched."""
 
 import dataclasses
 from typing import Dict, List
@@ -21,7 +22,8 @@ from pix2pix_tf.training import schedules
 @dataclasses.dataclass
 class TrainState:
   """G, D, their optimizers, the step and the noise (what `checkpoint`
-  holds), and the loss terms' frozen networks (read from their files)."""
+  holds); the objective, built once from the config, and its terms' frozen
+  networks (read from their files)."""
   generator: keras.Model
   discriminator: keras.Model
   generator_optimizer: keras.optimizers.Optimizer
@@ -29,6 +31,8 @@ class TrainState:
   step: tf.Variable
   # Random state of the step's own noise (the gradient penalty's mixing).
   noise: keras.random.SeedGenerator
+  # The run's loss terms: what the step computes and what it reports.
+  objective: losses.Objective
   # Frozen networks of loss terms, by name (losses.Views.helpers).
   helpers: Dict[str, keras.Model] = dataclasses.field(default_factory=dict)
 
@@ -54,9 +58,9 @@ class TrainState:
 def create_state(config: config_lib.Config, steps_per_epoch: int,
                  strategy: tf.distribute.Strategy,
                  total_steps: int = 0) -> TrainState:
-  """Builds models, optimizers, step counter and the loss terms' frozen
-  networks under the strategy's scope; the networks and the optimizers
-  train on the kernels the config's kernel options ask for."""
+  """Builds models, optimizers, step counter, the objective and its terms'
+  frozen networks under the strategy's scope; the networks and the
+  optimizers train on the kernels the config's kernel options ask for."""
   precision.check_precision(config.run.mixed_precision)
   with strategy.scope(), precision.dtype_policy(config.run.mixed_precision):
     generator, discriminator, adam_class = kernels.for_training(
@@ -64,9 +68,9 @@ def create_state(config: config_lib.Config, steps_per_epoch: int,
         models.build_discriminators(config), optimizers.Adam)
     # Frozen networks compute in float32: the losses are float32, and
     # bfloat16 would round the small differences a term compares.
+    objective = losses.build_objective(config)
     with precision.dtype_policy("none"):
-      helpers = {name: build() for name, build in
-                 losses.build_objective(config).helpers.items()}
+      helpers = {name: build() for name, build in objective.helpers.items()}
 
     def adam():
       schedule = schedules.learning_rate_schedule(config, steps_per_epoch,
@@ -84,7 +88,7 @@ def create_state(config: config_lib.Config, steps_per_epoch: int,
         generator, discriminator, adam(), adam(),
         tf.Variable(0, dtype=tf.int64, trainable=False, name="step"),
         keras.random.SeedGenerator(config.optimisation.seed, name="noise"),
-        helpers)
+        objective, helpers)
     # Create the optimizer slots now so a checkpoint restores into them.
     state.generator_optimizer.build(generator.trainable_variables)
     state.discriminator_optimizer.build(discriminator.trainable_variables)

@@ -3,8 +3,8 @@
 `TrainStep.update` is the paper's order: generate; one D step on the real
 pair and the generated pair (G's output held fixed); then one G step whose
 adversarial term comes from the *updated* D. The losses are the run's
-`losses.Objective`: named, weighted terms, whose dict is also what the step
-reports. `SimultaneousStep` is the one variant of the order
+`losses.Objective` (`TrainState.objective`): named, weighted terms, whose
+dict is also what the step reports. `SimultaneousStep` is the one variant of the order
 (`--update_order=simultaneous`).
 
 Per-example losses are averaged over the global batch, so that summing the
@@ -23,15 +23,9 @@ from pix2pix_tf.training.state import TrainState
 Metrics = Dict[str, tf.Tensor]
 
 
-def metric_names(config: config_lib.Config) -> Sequence[str]:
-  """The losses a run's step reports (and logs): the totals and each term
-  of `losses.build_objective(config)`."""
-  return losses.build_objective(config).metric_names
-
-
 class TrainStep:
   """The per-replica pix2pix update for one batch: `step(batch)` applies it
-  and returns the losses named by `metric_names`."""
+  and returns the losses named by `metric_names` (the objective's)."""
 
   # Forward and backward passes XLA compiles with --jit_compile; applying
   # the gradients stays outside, where the strategy all-reduces them.
@@ -42,7 +36,7 @@ class TrainStep:
     self.state = state
     self.config = config
     self.global_batch_size = global_batch_size
-    self.objective = losses.build_objective(config)
+    self.objective = state.objective
     self.metric_names = self.objective.metric_names
     if config.run.jit_compile:
       for name in self.COMPILED:

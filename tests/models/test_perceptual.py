@@ -78,11 +78,11 @@ def test_a_run_trains_with_it_logs_it_and_keeps_vgg_frozen_and_out_of_the_checkp
   data_dir = demo.write_dataset(str(tmp_path / "data"), 4, 0, 32)
   config = small_config(data_dir, tmp_path / "run", max_steps=2,
                         lambda_vgg=10.0, vgg_weights=vgg_file[0])
-  assert training.metric_names(config)[:3] == (
-      "gen_total_loss", "gen_gan_loss", "gen_l1_loss")
-  assert "gen_vgg_loss" in training.metric_names(config)
   strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
   built = training.build(config, strategy, 2)
+  names = built.train_step.metric_names
+  assert names[:3] == ("gen_total_loss", "gen_gan_loss", "gen_l1_loss")
+  assert "gen_vgg_loss" in names
   vgg = built.state.helpers["vgg"]
   before = [w.numpy().copy() for w in vgg.weights]
   generator_before = built.state.generator.trainable_weights[0].numpy().copy()
@@ -133,8 +133,8 @@ def test_missing_or_wrong_weights_are_named_with_what_to_give(tmp_path):
 
 
 def test_a_term_declares_the_frozen_networks_it_reads(monkeypatch, vgg_file):
-  """The run builds what the objective's terms name, and nothing else: a
-  new term with a helper needs no other edit."""
+  """The run builds its objective once, and the frozen networks its terms
+  name, and nothing else: a new term with a helper needs no other edit."""
   config = small_config(".", ".", lambda_vgg=1.0, vgg_weights=vgg_file[0])
   objective = losses.build_objective(config)
   assert list(objective.helpers) == ["vgg"]
@@ -151,6 +151,12 @@ def test_a_term_declares_the_frozen_networks_it_reads(monkeypatch, vgg_file):
   built = training.create_state(config, 1, strategy)
   assert list(built.helpers) == ["vgg"]
   assert built.helpers["vgg"].compute_dtype == "float32"
-  monkeypatch.setattr(losses, "build_objective", lambda config: widened)
-  assert list(training.create_state(config, 1, strategy).helpers) == [
-      "vgg", "tiny"]
+  # Built once per run: the step computes and reports the state's terms.
+  calls = []
+  monkeypatch.setattr(losses, "build_objective",
+                      lambda config: calls.append(config) or widened)
+  run = training.build(config, strategy, 1)
+  assert calls == [config]
+  assert run.train_step.objective is run.state.objective is widened
+  assert list(run.state.helpers) == ["vgg", "tiny"]
+  assert "gen_extra_loss" in run.train_step.metric_names

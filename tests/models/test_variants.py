@@ -54,7 +54,7 @@ def test_variant_builds_and_trains(tmp_path, name):
   disc_before = [w.numpy().copy()
                  for w in state.discriminator.trainable_weights]
   metrics = {k: float(v) for k, v in step(iterator).items()}
-  assert set(metrics) == set(training.metric_names(config))
+  assert set(metrics) == set(state.objective.metric_names)
   assert all(np.isfinite(v) for v in metrics.values()), metrics
   changed = lambda old, new: any(  # noqa: E731
       not np.array_equal(a, b.numpy()) for a, b in zip(old, new))
@@ -67,11 +67,12 @@ def test_variant_builds_and_trains(tmp_path, name):
 def test_unconditional_and_pixel_terms_are_reported():
   config = small_config(".", ".", gan_mode="wgangp", lambda_l2=1.0,
                         lambda_feature_matching=1.0)
-  assert training.metric_names(config) == (
+  assert losses.build_objective(config).metric_names == (
       "gen_total_loss", "gen_gan_loss", "gen_l1_loss", "gen_l2_loss",
       "gen_feature_matching_loss", "disc_loss", "disc_real_loss",
       "disc_generated_loss", "disc_gradient_penalty")
-  assert training.metric_names(small_config(".", ".", gan_mode="none")) == (
+  assert losses.build_objective(
+      small_config(".", ".", gan_mode="none")).metric_names == (
       "gen_total_loss", "gen_l1_loss")
 
 
