@@ -139,15 +139,20 @@ class Pix2Pix(keras.Model):
     """The objective's losses on a batch, no trainable weight updated (for
     `evaluate` and `fit(validation_data=...)`): G translates as the export
     does (`inference_mode`), D judges with batch statistics as in training
-    (so its moving statistics, which nothing reads, move, and with
-    --gan_mode=wgangp the gradient penalty draws from the step's noise)."""
+    (so its moving statistics, which nothing reads, move). With
+    --gan_mode=wgangp the gradient penalty draws from the step's noise,
+    whose state is then put back: validating leaves the training that
+    follows as it would have been, as the train command's validation does."""
     input_image, target_image = data
+    noise = self.state.noise.state
+    noise_before = tf.identity(noise)
     generated_image = self._generate(input_image)
     metrics = (self._update.discriminator_losses(
         input_image, target_image, generated_image)
                if self._update.objective.discriminator else {})
     metrics.update(self._update.generator_losses(input_image, target_image,
                                                  generated_image))
+    noise.assign(noise_before)
     return self._logged({name: metrics[name]
                          for name in self._update.metric_names}, input_image)
 

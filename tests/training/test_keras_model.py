@@ -136,6 +136,30 @@ def test_validation_and_evaluate_report_the_losses_without_training(
 
 
 @pytest.mark.slow
+def test_validation_leaves_the_training_that_follows_as_it_was(
+    tiny_dataset, tmp_path):
+  """With --gan_mode=wgangp validation draws the gradient penalty's mixing
+  from the step's noise; the epochs after it train as they would have
+  without it, as after the train command's validation."""
+  config = small_config(tiny_dataset, tmp_path / "run", gan_mode="wgangp")
+  fitted = []
+  for validation in (None, "val"):
+    model = pix2pix_tf.Pix2Pix(config)
+    model.compile()
+    history = model.fit(
+        model.dataset(), epochs=2, steps_per_epoch=1, verbose=0,
+        validation_data=validation and model.dataset(validation))
+    fitted.append((weights_by_path(model), model.state.noise.state.numpy()))
+  assert "val_disc_gradient_penalty" in history.history
+  (without, noise_without), (validated, noise_validated) = fitted
+  np.testing.assert_array_equal(noise_validated, noise_without)
+  assert without.keys() == validated.keys()
+  for path in without:
+    np.testing.assert_array_equal(validated[path], without[path],
+                                  err_msg=path)
+
+
+@pytest.mark.slow
 def test_losses_are_the_batchs_on_two_replicas(tiny_dataset, tmp_path):
   """Each replica's losses are divided by the global batch: fit logs
   their sum, the loss of the whole batch, as on one device. (G in eval
