@@ -29,6 +29,24 @@ sys.path.insert(0, os.path.join(ROOT, "tools"))
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
+def browser_needed(message):
+  """Skips a browser test that cannot run here, saying why; where
+  PIX2PIX_REQUIRE_BROWSER=1 (set by .ci/run) it fails instead."""
+  if os.environ.get("PIX2PIX_REQUIRE_BROWSER") == "1":
+    pytest.fail(message)
+  pytest.skip(message)
+
+
+def headless_chromium(**options):
+  """tools/browser.py's headless Chromium (`chromium_driver(**options)`);
+  the caller quits it."""
+  import browser
+  try:
+    return browser.chromium_driver(**options)
+  except browser.BrowserMissing as missing:
+    browser_needed(str(missing))
+
+
 def load_tool(name):
   """tools/<name>.py as a module: the tools are scripts, not a package."""
   import importlib

@@ -1140,7 +1140,7 @@ def test_a_silent_connection_does_not_hold_the_study(study_server):
 
 
 def test_study_page_shows_hostile_file_names_as_text(tmp_path):
-  from browser import chromium_driver
+  from conftest import headless_chromium
   from selenium.webdriver.common.by import By
   from selenium.webdriver.support.ui import WebDriverWait
 
@@ -1152,7 +1152,7 @@ def test_study_page_shows_hostile_file_names_as_text(tmp_path):
     the_study.answer(trial["id"], "real")
   httpd = web.make_server("127.0.0.1", 0, study.create_app(the_study), 5.0)
   threading.Thread(target=httpd.serve_forever, daemon=True).start()
-  driver = chromium_driver()
+  driver = headless_chromium()
   try:
     driver.get(f"http://127.0.0.1:{httpd.server_port}/")
     WebDriverWait(driver, 20, poll_frequency=0.05).until(

@@ -234,6 +234,22 @@ SOURCES = [(part, path) for part, path in modules()] + [
     for name in sorted(names) if name.endswith(".py")]
 
 
+SCRIPTS = [(part, path) for part, path in SOURCES
+           if not os.path.relpath(path, ROOT).startswith("tests")]
+
+
+@pytest.mark.parametrize("part, path", SCRIPTS,
+                         ids=[os.path.relpath(p, ROOT) for _, p in SCRIPTS])
+def test_the_library_and_the_tools_never_edit_sys_path(part, path):
+  """They import the package as installed, and a tool the tools beside it
+  (tools/ is the script's own folder when it runs)."""
+  del part
+  edits = [node.lineno for node in ast.walk(ast.parse(open(path).read()))
+           if isinstance(node, ast.Attribute) and node.attr == "path"
+           and isinstance(node.value, ast.Name) and node.value.id == "sys"]
+  assert not edits, f"{os.path.relpath(path, ROOT)}:{edits}: sys.path"
+
+
 @pytest.mark.parametrize("part, path", SOURCES,
                          ids=[os.path.relpath(p, ROOT) for _, p in SOURCES])
 def test_every_name_used_from_a_module_exists(part, path):

@@ -25,9 +25,7 @@ import statistics
 import sys
 import threading
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))), "tests"))
-from browser import chromium_driver  # noqa: E402  (the tests' browser)
+import browser
 
 
 def parse_args():
@@ -57,7 +55,10 @@ def main():
   args = parse_args()
   from selenium.webdriver.support.ui import WebDriverWait
   url = serve(os.path.abspath(args.site))
-  driver = chromium_driver()
+  try:
+    driver = browser.chromium_driver()
+  except browser.BrowserMissing as missing:
+    sys.exit(f"web_timing: {missing}")
   state = ("const s = document.getElementById('runtime').dataset; "
            "return [s.backend, s.loadSeconds, s.translateSeconds, "
            "s.threads, s.pageSeconds];")

@@ -19,8 +19,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from browser import chromium_driver
-from conftest import ENV, Lines, gradient_image, small_config
+from conftest import (ENV, Lines, gradient_image, headless_chromium,
+                      small_config)
 from pix2pix_tf.data import demo
 from pix2pix_tf.serving import server as server_lib
 from pix2pix_tf import training
@@ -241,7 +241,7 @@ def test_page_in_a_real_browser(server, tmp_path):
   url, _ = server
   bad = tmp_path / "not_an_image.png"
   bad.write_bytes(b"just text")
-  driver = chromium_driver()
+  driver = headless_chromium()
   try:
     wait = WebDriverWait(driver, 30)
     driver.get(url + "/")
@@ -380,7 +380,7 @@ def stub_server():
 
 @pytest.fixture(scope="module")
 def browser_driver():
-  driver = chromium_driver()
+  driver = headless_chromium()
   yield driver
   driver.quit()
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from browser import chromium_driver
+from conftest import headless_chromium
 from pix2pix_tf import data as data_lib
 from pix2pix_tf import outputs
 from pix2pix_tf.serving import study as study_lib
@@ -422,7 +422,7 @@ def page(served):
   the answers file)."""
   from selenium.webdriver.support.ui import WebDriverWait
   study, url, answers = served
-  driver = chromium_driver()
+  driver = headless_chromium()
   try:
     driver.get(url)
     yield study, driver, WebDriverWait(driver, 20, poll_frequency=0.05), answers

@@ -20,8 +20,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from browser import chromium_driver, requested_urls
-from conftest import run_command, small_config, visible_generator
+from browser import requested_urls
+from conftest import (browser_needed, headless_chromium, run_command,
+                      small_config, visible_generator)
 from pix2pix_tf import outputs
 from pix2pix_tf import serving
 from pix2pix_tf.data import demo
@@ -281,7 +282,7 @@ def test_a_page_opened_as_a_file_says_to_serve_its_folder(model, runtime,
   site = tmp_path / "site"
   web_export.write_site(generator, config, str(site), "eval",
                         runtime=web_export.load_runtime(runtime))
-  driver = chromium_driver()
+  driver = headless_chromium()
   try:
     driver.get((site / "index.html").as_uri())
     status = "return document.getElementById('runtime').textContent"
@@ -329,7 +330,7 @@ def test_a_page_its_worker_cannot_isolate_reloads_once(model, tmp_path):
       'self.addEventListener("install", () => self.skipWaiting());\n'
       'self.addEventListener("activate", (e) => '
       'e.waitUntil(self.clients.claim()));\n')
-  driver = chromium_driver()
+  driver = headless_chromium()
   with file_server(site) as (url, requested):
     try:
       opened(driver, url)
@@ -353,7 +354,7 @@ def test_the_pages_workers_run_under_the_folders_policy(model, tmp_path):
       'let verdict = "eval ran";\n'
       'try { eval("1"); } catch (error) { verdict = error.name; }\n'
       'postMessage(verdict);\n')
-  driver = chromium_driver()
+  driver = headless_chromium()
   with file_server(site) as (url, _):
     try:
       opened(driver, url)
@@ -455,11 +456,8 @@ def real_runtime():
   path = os.environ.get("PIX2PIX_WEB_RUNTIME", "")
   if os.path.isfile(path):
     return path
-  message = ("The browser test of --format=web needs onnxruntime-web's npm "
-             "archive in PIX2PIX_WEB_RUNTIME (make test fetches it).")
-  if os.environ.get("PIX2PIX_REQUIRE_BROWSER") == "1":
-    pytest.fail(message)
-  pytest.skip(message)
+  browser_needed("The browser test of --format=web needs onnxruntime-web's "
+                 "npm archive in PIX2PIX_WEB_RUNTIME (make test fetches it).")
 
 
 def test_the_runtime_files_are_those_its_bundles_load():
@@ -577,7 +575,7 @@ def test_the_page_computes_as_the_saved_model(tmp_path):
   (tmp_path / "in_browser.mjs").write_text(web.read_page("in_browser.mjs"))
   (tmp_path / "index.html").write_text("<!DOCTYPE html><title>t</title>")
   rng = np.random.default_rng(3)
-  driver = chromium_driver()
+  driver = headless_chromium()
   with file_server(tmp_path) as (url, _):
     try:
       driver.get(url + "/")
@@ -638,7 +636,7 @@ def test_the_page_translates_in_the_browser_as_the_saved_model(
   classes = np.array(list(demo.PALETTE.values()), np.uint8)
   y, x = np.mgrid[0:45, 0:70]  # Not multiples of 32: reflect-padded.
   Image.fromarray(classes[(x // 9 + y // 7) % len(classes)]).save(upload)
-  driver = chromium_driver(network_log=True, webgpu=backend == "webgpu")
+  driver = headless_chromium(network_log=True, webgpu=backend == "webgpu")
   with file_server(site) as (url, requested):
     try:
       # The page reloads once under its service worker: an element may go
@@ -775,7 +773,7 @@ def test_a_webgpu_run_that_fails_gives_way_to_webassembly(model, tmp_path):
   _, _, saved_model, _ = model
   site = real_site(model, tmp_path)
   translate = serving.load(saved_model, resolution="native")
-  driver = chromium_driver(webgpu=True)
+  driver = headless_chromium(webgpu=True)
   with file_server(site) as (url, _):
     try:
       wait = WebDriverWait(driver, 60,
@@ -828,7 +826,7 @@ def test_an_upload_refused_whole_translates_in_tiles_and_at_training_size(
   y, x = np.mgrid[0:45, 0:70]  # 3,150 pixels: over the small page's 3,000.
   image = classes[(x // 9 + y // 7) % len(classes)]
   Image.fromarray(image).save(upload)
-  driver = chromium_driver()
+  driver = headless_chromium()
   wait = WebDriverWait(driver, 60, ignored_exceptions=(WebDriverException,))
 
   def open_page(url):

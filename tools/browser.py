@@ -1,33 +1,38 @@
-"""Headless Chromium from Debian's packages, driven by Selenium.
+"""Headless Chromium from Debian's packages, driven by Selenium: for
+`web_timing` and for the tests that drive the web pages.
 
-Nothing downloads a browser: the test uses /usr/bin/chromium and
+Nothing downloads a browser: it is /usr/bin/chromium and
 /usr/bin/chromedriver (`apt-get install chromium chromium-driver`; .ci/run
-installs them). Without them the browser tests are skipped, unless
-PIX2PIX_REQUIRE_BROWSER=1 (set by .ci/run) makes that a failure.
+installs them), and selenium (pip install 'pix2pix_tf[test]').
 """
 
 import json
 import os
 import shutil
 import tempfile
-
-import pytest
+from typing import List
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 
 
-def chromium_driver(network_log=False, webgpu=False):
+class BrowserMissing(RuntimeError):
+  """Debian's chromium or chromium-driver is not installed."""
+
+
+def chromium_driver(network_log: bool = False, webgpu: bool = False):
   """A headless Chromium WebDriver; the caller quits it. With
   `network_log`, `requested_urls(driver)` lists every request the pages
   made; with `webgpu`, pages get a WebGPU adapter (SwiftShader's, on the
-  CPU)."""
+  CPU).
+
+  Raises:
+    BrowserMissing: saying what to install.
+  """
   if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
-    message = ("Debian's chromium and chromium-driver are not installed "
-               "(apt-get install chromium chromium-driver).")
-    if os.environ.get("PIX2PIX_REQUIRE_BROWSER") == "1":
-      pytest.fail(message)
-    pytest.skip(message)
+    raise BrowserMissing(
+        "Debian's chromium and chromium-driver are not installed "
+        "(apt-get install chromium chromium-driver).")
   from selenium import webdriver
   from selenium.webdriver.chrome.service import Service
 
@@ -59,7 +64,7 @@ def chromium_driver(network_log=False, webgpu=False):
   return driver
 
 
-def requested_urls(driver):
+def requested_urls(driver) -> List[str]:
   """The URLs of the requests the pages made since the last call (a driver
   made with `network_log`), from the DevTools protocol's Network
   events."""
