@@ -45,8 +45,9 @@ setuptools.setup(
         # Runtime that check Keras's exports.
         "litert": ["ai-edge-litert>=2.0"],
         "onnx": ["tf2onnx>=1.16", "onnx>=1.16", "onnxruntime>=1.18"],
-        # tools/ablate.py draws its figures with matplotlib.
-        "tools": ["matplotlib>=3.7"],
+        # tools/ablate.py draws its figures with matplotlib; web_timing
+        # drives Chromium with selenium.
+        "tools": ["matplotlib>=3.7", "selenium>=4.20"],
         # The browser tests drive Debian's chromium with Selenium;
         # pytest-xdist runs the suite on two processes (make test); build
         # makes the release files (test_packaging), nbclient and ipykernel

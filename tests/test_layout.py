@@ -234,15 +234,18 @@ SOURCES = [(part, path) for part, path in modules()] + [
     for name in sorted(names) if name.endswith(".py")]
 
 
+# The library, the tools and the scripts among the tests (not the tests and
+# conftest, which puts tools/ on the path for them).
 SCRIPTS = [(part, path) for part, path in SOURCES
-           if not os.path.relpath(path, ROOT).startswith("tests")]
+           if not os.path.relpath(path, ROOT).startswith("tests") or
+           not os.path.basename(path).startswith(("test_", "conftest"))]
 
 
 @pytest.mark.parametrize("part, path", SCRIPTS,
                          ids=[os.path.relpath(p, ROOT) for _, p in SCRIPTS])
-def test_the_library_and_the_tools_never_edit_sys_path(part, path):
-  """They import the package as installed, and a tool the tools beside it
-  (tools/ is the script's own folder when it runs)."""
+def test_the_library_and_the_scripts_never_edit_sys_path(part, path):
+  """They import the package as installed, and a script the modules beside
+  it (its own folder is first on the path when it runs)."""
   del part
   edits = [node.lineno for node in ast.walk(ast.parse(open(path).read()))
            if isinstance(node, ast.Attribute) and node.attr == "path"
@@ -381,16 +384,20 @@ def test_a_new_loss_is_one_function_and_one_line_of_the_objective():
   (`gen_*`, `disc_*`), only in training/losses.py, where build_objective
   lists the terms: the step, the logging, the state and the checks use
   the objective it builds, so adding a term touches no other module. It is
-  built once per run, with the run's state (training/state.py); check_run
-  lists its terms' files before the state is built (training/run.py)."""
+  built once for a run's state (create_state); check_run lists its terms'
+  files before the state is built."""
   from pix2pix_tf import config as config_lib
   weights = {field.name for _, field in config_lib.option_fields()
              if field.name.startswith("lambda_")}
   builders = set()
   for _, path in LIBRARY:
     relative = os.path.relpath(path, PACKAGE)
-    if "build_objective(" in open(path).read():
-      builders.add(relative)
+    for function in ast.walk(ast.parse(open(path).read())):
+      if isinstance(function, ast.FunctionDef) and any(
+          isinstance(node, ast.Call) and "build_objective" in (
+              getattr(node.func, "attr", None), getattr(node.func, "id", None))
+          for node in ast.walk(function)):
+        builders.add((relative, function.name))
     if relative in (os.path.join("training", "losses.py"), "config.py"):
       continue
     tree = ast.parse(open(path).read())
@@ -402,5 +409,6 @@ def test_a_new_loss_is_one_function_and_one_line_of_the_objective():
     assert not read and not named, (
         f"{relative} reads {read} and names {named}: go through "
         "losses.build_objective")
-  assert builders == {os.path.join("training", name) for name in (
-      "losses.py", "state.py", "run.py")}, builders
+  assert builders == {(os.path.join("training", "state.py"), "create_state"),
+                      (os.path.join("training", "run.py"), "check_run")
+                      }, builders

@@ -3,7 +3,7 @@
 
 Nothing downloads a browser: it is /usr/bin/chromium and
 /usr/bin/chromedriver (`apt-get install chromium chromium-driver`; .ci/run
-installs them), and selenium (pip install 'pix2pix_tf[test]').
+installs them), and selenium (pip install 'pix2pix_tf[tools]', or [test]).
 """
 
 import json

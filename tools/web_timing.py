@@ -12,8 +12,8 @@ around the model's load; around each run of the model, summed over a
 translation's tiles; and around the whole translation, with the page's own
 work: the drawing's conversion to a tensor and back, resizes, blending),
 printed as JSON with the backend and the WebAssembly threads the page chose
-(up to 4, one per core). Needs Debian's chromium and chromium-driver, and selenium
-(pip install 'pix2pix_tf[test]').
+(up to 4, one per core). Needs Debian's chromium and chromium-driver, and
+selenium (pip install 'pix2pix_tf[tools]').
 """
 
 import argparse

@@ -141,15 +141,16 @@ class Pix2Pix(keras.Model):
     does (`inference_mode`), D judges with batch statistics as in training
     (so its moving statistics, which nothing reads, move). With
     --gan_mode=wgangp the gradient penalty draws from the step's noise,
-    whose state is then put back: validating leaves the training that
-    follows as it would have been, as the train command's validation does."""
+    whose state is then put back (each batch draws the mixing the next
+    training step will): validating leaves the training that follows as it
+    would have been, as the train command's validation does."""
     input_image, target_image = data
     noise = self.state.noise.state
     noise_before = tf.identity(noise)
     generated_image = self._generate(input_image)
     metrics = (self._update.discriminator_losses(
         input_image, target_image, generated_image)
-               if self._update.objective.discriminator else {})
+               if self.state.objective.discriminator else {})
     metrics.update(self._update.generator_losses(input_image, target_image,
                                                  generated_image))
     noise.assign(noise_before)

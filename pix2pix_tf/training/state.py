@@ -66,9 +66,9 @@ def create_state(config: config_lib.Config, steps_per_epoch: int,
     generator, discriminator, adam_class = kernels.for_training(
         config, models.build_generator(config),
         models.build_discriminators(config), optimizers.Adam)
+    objective = losses.build_objective(config)
     # Frozen networks compute in float32: the losses are float32, and
     # bfloat16 would round the small differences a term compares.
-    objective = losses.build_objective(config)
     with precision.dtype_policy("none"):
       helpers = {name: build() for name, build in objective.helpers.items()}
 

@@ -2,10 +2,10 @@
 
 `TrainStep.update` is the paper's order: generate; one D step on the real
 pair and the generated pair (G's output held fixed); then one G step whose
-adversarial term comes from the *updated* D. The losses are the run's
+adversarial term comes from the *updated* D. The losses are the state's
 `losses.Objective` (`TrainState.objective`): named, weighted terms, whose
-dict is also what the step reports. `SimultaneousStep` is the one variant of the order
-(`--update_order=simultaneous`).
+dict is also what the step reports. `SimultaneousStep` is the one variant
+of the order (`--update_order=simultaneous`).
 
 Per-example losses are averaged over the global batch, so that summing the
 replicas' gradients gives the gradient of the global mean.
@@ -36,8 +36,7 @@ class TrainStep:
     self.state = state
     self.config = config
     self.global_batch_size = global_batch_size
-    self.objective = state.objective
-    self.metric_names = self.objective.metric_names
+    self.metric_names = state.objective.metric_names
     if config.run.jit_compile:
       for name in self.COMPILED:
         setattr(self, name, tf.function(getattr(self, name),
@@ -55,7 +54,7 @@ class TrainStep:
     with tf.GradientTape() as gen_tape:
       generated_image = self.generate(input_image)
       metrics = {}
-      if self.objective.discriminator:
+      if state.objective.discriminator:
         with gen_tape.stop_recording():
           disc_gradients, metrics = self.discriminator_gradients(
               input_image, target_image, generated_image)
@@ -104,7 +103,7 @@ class TrainStep:
                            generated_image: tf.Tensor) -> Metrics:
     """D's terms on the real pair and the (fixed) generated pair."""
     return self.averaged(
-        self.objective.discriminator,
+        self.state.objective.discriminator,
         self.views(input_image, target_image,
                    tf.stop_gradient(generated_image)),
         losses.DISCRIMINATOR_TOTAL)
@@ -112,7 +111,7 @@ class TrainStep:
   def generator_losses(self, input_image: tf.Tensor, target_image: tf.Tensor,
                        generated_image: tf.Tensor) -> Metrics:
     """G's terms, against the discriminator as it is now."""
-    return self.averaged(self.objective.generator,
+    return self.averaged(self.state.objective.generator,
                          self.views(input_image, target_image,
                                     generated_image),
                          losses.GENERATOR_TOTAL)
@@ -178,13 +177,13 @@ class SimultaneousStep(TrainStep):
       metrics = {}
       # D's terms first: D sees the real pair, then the generated one, as
       # in the paper's order (its batch-norm moving statistics follow).
-      if self.objective.discriminator:
-        metrics = self.averaged(self.objective.discriminator, views,
+      if state.objective.discriminator:
+        metrics = self.averaged(state.objective.discriminator, views,
                                 losses.DISCRIMINATOR_TOTAL)
         # Scaled inside the tapes, so that the scaling is differentiated.
         disc_loss = self.scale(state.discriminator_optimizer,
                                metrics[losses.DISCRIMINATOR_TOTAL])
-      metrics.update(self.averaged(self.objective.generator, views,
+      metrics.update(self.averaged(state.objective.generator, views,
                                    losses.GENERATOR_TOTAL))
       gen_loss = self.scale(state.generator_optimizer,
                             metrics[losses.GENERATOR_TOTAL])
@@ -192,7 +191,7 @@ class SimultaneousStep(TrainStep):
                                       state.generator.trainable_variables)
     disc_gradients = (
         disc_tape.gradient(disc_loss, state.discriminator.trainable_variables)
-        if self.objective.discriminator else None)
+        if state.objective.discriminator else None)
     return gen_gradients, disc_gradients, metrics
 
 

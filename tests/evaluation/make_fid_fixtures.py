@@ -16,7 +16,6 @@ the two image sets of `fid_fixtures.images`:
 """
 
 import os
-import sys
 import tempfile
 
 import numpy as np
@@ -25,8 +24,7 @@ from pytorch_fid import fid_score
 from pytorch_fid import inception
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import fid_fixtures  # pylint: disable=g-import-not-at-top
+import fid_fixtures  # Beside this script, which is run as one.
 
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 

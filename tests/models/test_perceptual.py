@@ -133,8 +133,9 @@ def test_missing_or_wrong_weights_are_named_with_what_to_give(tmp_path):
 
 
 def test_a_term_declares_the_frozen_networks_it_reads(monkeypatch, vgg_file):
-  """The run builds its objective once, and the frozen networks its terms
-  name, and nothing else: a new term with a helper needs no other edit."""
+  """A run's state holds its objective, built once, and the frozen networks
+  its terms name, and nothing else: a new term with a helper needs no other
+  edit."""
   config = small_config(".", ".", lambda_vgg=1.0, vgg_weights=vgg_file[0])
   objective = losses.build_objective(config)
   assert list(objective.helpers) == ["vgg"]
@@ -151,12 +152,12 @@ def test_a_term_declares_the_frozen_networks_it_reads(monkeypatch, vgg_file):
   built = training.create_state(config, 1, strategy)
   assert list(built.helpers) == ["vgg"]
   assert built.helpers["vgg"].compute_dtype == "float32"
-  # Built once per run: the step computes and reports the state's terms.
+  # Built once for the state: the step computes and reports its terms.
   calls = []
   monkeypatch.setattr(losses, "build_objective",
                       lambda config: calls.append(config) or widened)
   run = training.build(config, strategy, 1)
   assert calls == [config]
-  assert run.train_step.objective is run.state.objective is widened
+  assert run.state.objective is widened
   assert list(run.state.helpers) == ["vgg", "tiny"]
   assert "gen_extra_loss" in run.train_step.metric_names

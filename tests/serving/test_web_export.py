@@ -21,8 +21,8 @@ import pytest
 from PIL import Image
 
 from browser import requested_urls
-from conftest import (browser_needed, headless_chromium, run_command,
-                      small_config, visible_generator)
+from conftest import (browser_needed, headless_chromium, load_tool,
+                      run_command, small_config, visible_generator)
 from pix2pix_tf import outputs
 from pix2pix_tf import serving
 from pix2pix_tf.data import demo
@@ -759,6 +759,27 @@ def test_the_page_translates_in_the_browser_as_the_saved_model(
   assert set(paths) <= files | {"/"}, paths
   assert {"/", "/model.onnx", f"/ort/ort.{backend}.min.mjs"} <= set(paths)
   assert set(requested) <= files | {"/"}, requested
+
+
+def test_web_timing_reports_the_pages_own_times(model, tmp_path, capsys,
+                                               monkeypatch):
+  """tools/web_timing.py on a real site: the page's backend and threads, its
+  model's size, and one time per translation."""
+  headless_chromium().quit()  # Skipped or failed here without Chromium.
+  site = real_site(model, tmp_path)
+  monkeypatch.setattr("sys.argv", ["web_timing.py", str(site), "--size=256",
+                                   "--repeats=2"])
+  load_tool("web_timing").main()
+  timing = json.loads(capsys.readouterr().out)
+  threads = min(4, os.cpu_count())
+  assert (timing["backend"], timing["threads"], timing["size"]) == (
+      "wasm", threads, 256)
+  assert timing["model_bytes"] == os.path.getsize(site / "model.onnx")
+  assert timing["page"].startswith("Translates in this browser")
+  assert timing["load_seconds"] > 0
+  assert len(timing["translate_seconds"]) == 2
+  assert all(page >= run > 0 for page, run in zip(
+      timing["with_page_seconds"], timing["translate_seconds"]))
 
 
 @pytest.mark.slow

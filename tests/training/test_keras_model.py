@@ -140,8 +140,10 @@ def test_validation_leaves_the_training_that_follows_as_it_was(
     tiny_dataset, tmp_path):
   """With --gan_mode=wgangp validation draws the gradient penalty's mixing
   from the step's noise; the epochs after it train as they would have
-  without it, as after the train command's validation."""
-  config = small_config(tiny_dataset, tmp_path / "run", gan_mode="wgangp")
+  without it, as after the train command's validation. (Deterministic:
+  the pipeline's order is fixed.)"""
+  config = small_config(tiny_dataset, tmp_path / "run", gan_mode="wgangp",
+                        deterministic=True)
   fitted = []
   for validation in (None, "val"):
     model = pix2pix_tf.Pix2Pix(config)
@@ -164,17 +166,27 @@ def test_losses_are_the_batchs_on_two_replicas(tiny_dataset, tmp_path):
   """Each replica's losses are divided by the global batch: fit logs
   their sum, the loss of the whole batch, as on one device. (G in eval
   mode, each image translated alike on either; D's batch statistics are
-  per replica, so only G's L1 compares.)"""
+  per replica, so only G's L1 compares.) Each replica's copy of the
+  step's noise is as it was."""
   strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
   config = small_config(tiny_dataset, tmp_path / "run", max_steps=1,
-                        mixed_precision="none", inference_mode="eval")
+                        mixed_precision="none", inference_mode="eval",
+                        gan_mode="wgangp")
   batch = next(iter(pix2pix_tf.Pix2Pix(config).dataset("val").take(1)))
   results = []
   for scope in (tf.distribute.get_strategy(), strategy):
     with scope.scope():
       model = pix2pix_tf.Pix2Pix(config)
       model.compile()
+    noise = lambda: [copy.numpy() for copy in  # noqa: E731
+                     scope.experimental_local_results(
+                         model.state.noise.state.value)]
+    before = noise()
     results.append(model.evaluate(
         tf.data.Dataset.from_tensors(batch), return_dict=True, verbose=0))
+    # The gradient penalty drew from the step's noise; each replica put its
+    # own copy back.
+    np.testing.assert_array_equal(noise(), before)
+  assert len(before) == 2 and "disc_gradient_penalty" in results[-1]
   one, two = results
   assert two["gen_l1_loss"] == pytest.approx(one["gen_l1_loss"], rel=1e-4)
