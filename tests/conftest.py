@@ -25,6 +25,7 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 # The tools are scripts that import each other (benchmark uses
 # step_profile), as they do run from tools/.
 sys.path.insert(0, os.path.join(ROOT, "tools"))
+import browser  # noqa: E402  (tools/browser.py)
 # The environment of the commands the tests start: TensorFlow's C++ log quiet.
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
@@ -40,7 +41,6 @@ def browser_needed(message):
 def headless_chromium(**options):
   """tools/browser.py's headless Chromium (`chromium_driver(**options)`);
   the caller quits it."""
-  import browser
   try:
     return browser.chromium_driver(**options)
   except browser.BrowserMissing as missing:

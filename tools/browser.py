@@ -20,6 +20,14 @@ class BrowserMissing(RuntimeError):
   """Debian's chromium or chromium-driver is not installed."""
 
 
+def missing() -> str:
+  """What to install before `chromium_driver` can run, or ""."""
+  if os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER):
+    return ""
+  return ("Debian's chromium and chromium-driver are not installed "
+          "(apt-get install chromium chromium-driver).")
+
+
 def chromium_driver(network_log: bool = False, webgpu: bool = False):
   """A headless Chromium WebDriver; the caller quits it. With
   `network_log`, `requested_urls(driver)` lists every request the pages
@@ -29,10 +37,8 @@ def chromium_driver(network_log: bool = False, webgpu: bool = False):
   Raises:
     BrowserMissing: saying what to install.
   """
-  if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
-    raise BrowserMissing(
-        "Debian's chromium and chromium-driver are not installed "
-        "(apt-get install chromium chromium-driver).")
+  if missing():
+    raise BrowserMissing(missing())
   from selenium import webdriver
   from selenium.webdriver.chrome.service import Service
 

@@ -36,11 +36,15 @@ def parse_args():
   parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--tiles", action="store_true",
                       help="Translate in the tiles the page offers.")
+  parser.add_argument("--timeout", type=float, default=600,
+                      help="Seconds to wait for the model's load and for "
+                      "each translation.")
   return parser.parse_args()
 
 
 def serve(folder):
-  """An HTTP server of `folder` on 127.0.0.1 (a thread): its URL."""
+  """An HTTP server of `folder` on 127.0.0.1 (a thread): its URL, and the
+  server to shut down."""
   class Quiet(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args):
       pass
@@ -48,22 +52,26 @@ def serve(folder):
   server = http.server.ThreadingHTTPServer(
       ("127.0.0.1", 0), functools.partial(Quiet, directory=folder))
   threading.Thread(target=server.serve_forever, daemon=True).start()
-  return f"http://127.0.0.1:{server.server_port}/"
+  return f"http://127.0.0.1:{server.server_port}/", server
 
 
 def main():
   args = parse_args()
+  from selenium.common.exceptions import WebDriverException
   from selenium.webdriver.support.ui import WebDriverWait
-  url = serve(os.path.abspath(args.site))
   try:
     driver = browser.chromium_driver()
   except browser.BrowserMissing as missing:
     sys.exit(f"web_timing: {missing}")
+  url, server = serve(os.path.abspath(args.site))
   state = ("const s = document.getElementById('runtime').dataset; "
            "return [s.backend, s.loadSeconds, s.translateSeconds, "
            "s.threads, s.pageSeconds];")
   try:
-    wait = WebDriverWait(driver, 600)
+    # The page reloads once under its service worker: an element may go
+    # stale between two polls.
+    wait = WebDriverWait(driver, args.timeout,
+                         ignored_exceptions=(WebDriverException,))
     driver.get(url)
     wait.until(lambda d: d.execute_script(state)[0])
     backend, load, _, threads, _ = driver.execute_script(state)
@@ -96,6 +104,8 @@ def main():
       page_times.append(float(page_seconds))
   finally:
     driver.quit()
+    server.shutdown()
+    server.server_close()
   print(json.dumps({
       "site": args.site, "page": status, "backend": backend,
       "threads": int(threads) if threads else None,

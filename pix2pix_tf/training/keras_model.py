@@ -145,15 +145,15 @@ class Pix2Pix(keras.Model):
     training step will): validating leaves the training that follows as it
     would have been, as the train command's validation does."""
     input_image, target_image = data
-    noise = self.state.noise.state
-    noise_before = tf.identity(noise)
+    noise_state = self.state.noise.state
+    noise_before = tf.identity(noise_state)
     generated_image = self._generate(input_image)
     metrics = (self._update.discriminator_losses(
         input_image, target_image, generated_image)
                if self.state.objective.discriminator else {})
     metrics.update(self._update.generator_losses(input_image, target_image,
                                                  generated_image))
-    noise.assign(noise_before)
+    noise_state.assign(noise_before)
     return self._logged({name: metrics[name]
                          for name in self._update.metric_names}, input_image)
 

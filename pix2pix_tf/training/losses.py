@@ -3,8 +3,9 @@
 A term is a small function of `Views` (the batch, G's output, and D's
 outputs computed on first use) that returns a per-example loss of shape
 (batch,). `build_objective` lists the terms the config switches on, once
-for a run's state (`TrainState.objective`); `weighted_sum` adds them up. The dict it returns, each term by
-its name and the total, is what the step averages, differentiates and logs.
+for a run's state (`TrainState.objective`); `weighted_sum` adds them up.
+The dict it returns, each term by its name and the total, is what the step
+averages, differentiates and logs.
 
 Adding a term is one function here, one config field for its weight, and
 one line in `build_objective`; a term that reads a frozen network (VGG19

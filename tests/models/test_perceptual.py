@@ -149,15 +149,15 @@ def test_a_term_declares_the_frozen_networks_it_reads(monkeypatch, vgg_file):
   strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
   without = training.create_state(small_config(".", "."), 1, strategy)
   assert without.helpers == {}
-  built = training.create_state(config, 1, strategy)
-  assert list(built.helpers) == ["vgg"]
-  assert built.helpers["vgg"].compute_dtype == "float32"
+  state = training.create_state(config, 1, strategy)
+  assert list(state.helpers) == ["vgg"]
+  assert state.helpers["vgg"].compute_dtype == "float32"
   # Built once for the state: the step computes and reports its terms.
   calls = []
   monkeypatch.setattr(losses, "build_objective",
                       lambda config: calls.append(config) or widened)
-  run = training.build(config, strategy, 1)
+  built = training.build(config, strategy, 1)
   assert calls == [config]
-  assert run.state.objective is widened
-  assert list(run.state.helpers) == ["vgg", "tiny"]
-  assert "gen_extra_loss" in run.train_step.metric_names
+  assert built.state.objective is widened
+  assert list(built.state.helpers) == ["vgg", "tiny"]
+  assert "gen_extra_loss" in built.train_step.metric_names
