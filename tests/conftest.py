@@ -38,13 +38,18 @@ def browser_needed(message):
   pytest.skip(message)
 
 
+def chromium_needed():
+  """Skips (or fails) a test that needs Debian's Chromium where it is not
+  installed."""
+  if browser.missing():
+    browser_needed(browser.missing())
+
+
 def headless_chromium(**options):
   """tools/browser.py's headless Chromium (`chromium_driver(**options)`);
   the caller quits it."""
-  try:
-    return browser.chromium_driver(**options)
-  except browser.BrowserMissing as missing:
-    browser_needed(str(missing))
+  chromium_needed()
+  return browser.chromium_driver(**options)
 
 
 def load_tool(name):

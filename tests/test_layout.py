@@ -392,7 +392,8 @@ def test_a_new_loss_is_one_function_and_one_line_of_the_objective():
   builders = set()
   for _, path in LIBRARY:
     relative = os.path.relpath(path, PACKAGE)
-    for function in ast.walk(ast.parse(open(path).read())):
+    tree = ast.parse(open(path).read())
+    for function in ast.walk(tree):
       if isinstance(function, ast.FunctionDef) and any(
           isinstance(node, ast.Call) and "build_objective" in (
               getattr(node.func, "attr", None), getattr(node.func, "id", None))
@@ -400,7 +401,6 @@ def test_a_new_loss_is_one_function_and_one_line_of_the_objective():
         builders.add((relative, function.name))
     if relative in (os.path.join("training", "losses.py"), "config.py"):
       continue
-    tree = ast.parse(open(path).read())
     read = sorted({node.attr for node in ast.walk(tree)
                    if isinstance(node, ast.Attribute)
                    and node.attr in weights})

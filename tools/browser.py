@@ -37,8 +37,9 @@ def chromium_driver(network_log: bool = False, webgpu: bool = False):
   Raises:
     BrowserMissing: saying what to install.
   """
-  if missing():
-    raise BrowserMissing(missing())
+  reason = missing()
+  if reason:
+    raise BrowserMissing(reason)
   from selenium import webdriver
   from selenium.webdriver.chrome.service import Service
 
@@ -68,6 +69,19 @@ def chromium_driver(network_log: bool = False, webgpu: bool = False):
 
   driver.quit = quit_and_clean
   return driver
+
+
+def open_page(driver, url: str, timeout: float = 60) -> str:
+  """Opens a translate page at `url` and waits until its model has loaded;
+  returns the backend it loaded on. The page reloads once under its
+  service worker, so an element may go stale between two polls."""
+  from selenium.common.exceptions import WebDriverException
+  from selenium.webdriver.support.ui import WebDriverWait
+  backend = "return document.getElementById('runtime').dataset.backend"
+  driver.get(url)
+  WebDriverWait(driver, timeout, ignored_exceptions=(WebDriverException,)
+                ).until(lambda d: d.execute_script(backend))
+  return driver.execute_script(backend)
 
 
 def requested_urls(driver) -> List[str]:

@@ -57,7 +57,6 @@ def serve(folder):
 
 def main():
   args = parse_args()
-  from selenium.common.exceptions import WebDriverException
   from selenium.webdriver.support.ui import WebDriverWait
   try:
     driver = browser.chromium_driver()
@@ -68,13 +67,9 @@ def main():
            "return [s.backend, s.loadSeconds, s.translateSeconds, "
            "s.threads, s.pageSeconds];")
   try:
-    # The page reloads once under its service worker: an element may go
-    # stale between two polls.
-    wait = WebDriverWait(driver, args.timeout,
-                         ignored_exceptions=(WebDriverException,))
-    driver.get(url)
-    wait.until(lambda d: d.execute_script(state)[0])
-    backend, load, _, threads, _ = driver.execute_script(state)
+    backend = browser.open_page(driver, url, args.timeout)
+    wait = WebDriverWait(driver, args.timeout)
+    _, load, _, threads, _ = driver.execute_script(state)
     status = driver.execute_script(
         "return document.getElementById('runtime').textContent")
     sizes = driver.execute_script(

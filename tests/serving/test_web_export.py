@@ -21,8 +21,8 @@ import pytest
 from PIL import Image
 
 import browser
-from conftest import (browser_needed, headless_chromium, load_tool,
-                      run_command, small_config, visible_generator)
+from conftest import (browser_needed, chromium_needed, headless_chromium,
+                      load_tool, run_command, small_config, visible_generator)
 from pix2pix_tf import outputs
 from pix2pix_tf import serving
 from pix2pix_tf.data import demo
@@ -309,18 +309,6 @@ def real_site(model, tmp_path):
 BACKEND = "return document.getElementById('runtime').dataset.backend"
 
 
-def opened(driver, url):
-  """Opens the page at `url` and waits until its model has loaded; returns
-  the backend it loaded on. The page reloads once under its service worker,
-  so an element may go stale between two polls."""
-  from selenium.common.exceptions import WebDriverException
-  from selenium.webdriver.support.ui import WebDriverWait
-  driver.get(url + "/")
-  WebDriverWait(driver, 60, ignored_exceptions=(WebDriverException,)).until(
-      lambda d: d.execute_script(BACKEND))
-  return driver.execute_script(BACKEND)
-
-
 def test_a_page_its_worker_cannot_isolate_reloads_once(model, tmp_path):
   """Where the service worker registers but its headers do not make the
   page cross-origin isolated (here: a worker that adds none), the page
@@ -333,7 +321,7 @@ def test_a_page_its_worker_cannot_isolate_reloads_once(model, tmp_path):
   driver = headless_chromium()
   with file_server(site) as (url, requested):
     try:
-      opened(driver, url)
+      browser.open_page(driver, url + "/")
       assert not driver.execute_script("return self.crossOriginIsolated")
       assert driver.execute_script(
           "return document.getElementById('runtime').dataset.threads") == "1"
@@ -357,7 +345,7 @@ def test_the_pages_workers_run_under_the_folders_policy(model, tmp_path):
   driver = headless_chromium()
   with file_server(site) as (url, _):
     try:
-      opened(driver, url)
+      browser.open_page(driver, url + "/")
       assert driver.execute_script("return self.crossOriginIsolated")
       assert driver.execute_async_script(
           "const done = arguments[0], worker = new Worker('probe.js');"
@@ -644,7 +632,7 @@ def test_the_page_translates_in_the_browser_as_the_saved_model(
       from selenium.common.exceptions import WebDriverException
       wait = WebDriverWait(driver, 60,
                            ignored_exceptions=(WebDriverException,))
-      opened(driver, url)
+      browser.open_page(driver, url + "/")
       status = driver.find_element(By.ID, "runtime")
       assert status.get_attribute("data-backend") == backend
       # Under the folder's service worker: isolated, so with threads.
@@ -765,8 +753,7 @@ def test_web_timing_reports_the_pages_own_times(model, tmp_path, capsys,
                                                monkeypatch):
   """tools/web_timing.py on a real site: the page's backend and threads, its
   model's size, and one time per translation."""
-  if browser.missing():
-    browser_needed(browser.missing())
+  chromium_needed()
   site = real_site(model, tmp_path)
   monkeypatch.setattr("sys.argv", ["web_timing.py", str(site), "--size=256",
                                    "--repeats=2", "--timeout=60"])
@@ -800,7 +787,7 @@ def test_a_webgpu_run_that_fails_gives_way_to_webassembly(model, tmp_path):
     try:
       wait = WebDriverWait(driver, 60,
                            ignored_exceptions=(WebDriverException,))
-      assert opened(driver, url) == "webgpu"
+      assert browser.open_page(driver, url + "/") == "webgpu"
       driver.execute_async_script("""
           const done = arguments[0];
           session.then(({model}) => {
@@ -852,7 +839,7 @@ def test_an_upload_refused_whole_translates_in_tiles_and_at_training_size(
   wait = WebDriverWait(driver, 60, ignored_exceptions=(WebDriverException,))
 
   def open_page(url):
-    opened(driver, url)
+    browser.open_page(driver, url + "/")
     driver.find_element(By.ID, "upload").send_keys(str(upload))
 
   def error():
