@@ -8,6 +8,7 @@ dependencies), and keeps modules and functions short.
 """
 
 import ast
+import glob
 import os
 import re
 
@@ -379,13 +380,50 @@ def test_a_new_generator_is_one_row_of_the_table():
                          "them from architectures.GENERATORS")
 
 
+def mentions(tree, name):
+  """The function (innermost def, async or not; "<module>" outside any)
+  around each mention of `name` in `tree`: a call, a reference that makes
+  an alias, an attribute or an import."""
+  found = []
+
+  def visit(node, function):
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+      function = node.name
+    if (getattr(node, "attr", None) == name or getattr(node, "id", None) ==
+        name or (isinstance(node, ast.alias) and
+                 node.name.rsplit(".", 1)[-1] == name)):
+      found.append(function)
+    for child in ast.iter_child_nodes(node):
+      visit(child, function)
+
+  visit(tree, "<module>")
+  return found
+
+
+def test_mentions_sees_aliases_imports_and_async_functions():
+  tree = ast.parse("from pix2pix_tf.training.losses import build_objective\n"
+                   "async def later(config):\n"
+                   "  build = losses.build_objective\n"
+                   "  return build(config)\n")
+  assert mentions(tree, "build_objective") == ["<module>", "later"]
+
+
+def loss_names():
+  """The names the objective gives its terms and totals: the `gen_*` and
+  `disc_*` strings of training/losses.py."""
+  path = os.path.join(PACKAGE, "training", "losses.py")
+  return {value for value in string_constants(path)
+          if re.fullmatch(r"(gen|disc)_\w*", value)}
+
+
 def test_a_new_loss_is_one_function_and_one_line_of_the_objective():
   """A loss term's weight (a `lambda_*` option) is read, and a term named
   (`gen_*`, `disc_*`), only in training/losses.py, where build_objective
   lists the terms: the step, the logging, the state and the checks use
   the objective it builds, so adding a term touches no other module. It is
   built once for a run's state (create_state); check_run lists its terms'
-  files before the state is built."""
+  files before the state is built. The tools read a loss by the constant
+  losses.py names it with, never by a name of their own."""
   from pix2pix_tf import config as config_lib
   weights = {field.name for _, field in config_lib.option_fields()
              if field.name.startswith("lambda_")}
@@ -393,12 +431,8 @@ def test_a_new_loss_is_one_function_and_one_line_of_the_objective():
   for _, path in LIBRARY:
     relative = os.path.relpath(path, PACKAGE)
     tree = ast.parse(open(path).read())
-    for function in ast.walk(tree):
-      if isinstance(function, ast.FunctionDef) and any(
-          isinstance(node, ast.Call) and "build_objective" in (
-              getattr(node.func, "attr", None), getattr(node.func, "id", None))
-          for node in ast.walk(function)):
-        builders.add((relative, function.name))
+    builders.update((relative, function)
+                    for function in mentions(tree, "build_objective"))
     if relative in (os.path.join("training", "losses.py"), "config.py"):
       continue
     read = sorted({node.attr for node in ast.walk(tree)
@@ -412,3 +446,11 @@ def test_a_new_loss_is_one_function_and_one_line_of_the_objective():
   assert builders == {(os.path.join("training", "state.py"), "create_state"),
                       (os.path.join("training", "run.py"), "check_run")
                       }, builders
+  names = loss_names()
+  assert {"gen_total_loss", "disc_loss", "gen_l1_loss", "gen_vgg_loss",
+          "disc_gradient_penalty"} <= names
+  tools = glob.glob(os.path.join(ROOT, "tools", "*.py"))
+  for path in tools:
+    written = sorted(set(string_constants(path)) & names)
+    assert not written, (f"tools/{os.path.basename(path)} names {written}: "
+                         "read them from training/losses.py's constants")

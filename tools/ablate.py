@@ -542,8 +542,11 @@ def plot_losses(names: Sequence[str], out: outputs.Folder
   import matplotlib.pyplot as plt
   from matplotlib.lines import Line2D
 
-  panels = [("gen_l1_loss", "generator L1"), ("gen_gan_loss", "generator GAN"),
-            ("disc_loss", "discriminator")]
+  from pix2pix_tf.training import losses
+
+  panels = [(losses.GENERATOR_L1, "generator L1"),
+            (losses.GENERATOR_GAN, "generator GAN"),
+            (losses.DISCRIMINATOR_TOTAL, "discriminator")]
   colors = {name: f"C{i % 10}" for i, name in enumerate(names)}
   fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6))
   drawn = {}

@@ -374,6 +374,7 @@ def training_runner(config, split, batch_size):
   calls of `config`'s training step at `batch_size` (steps_per_execution
   steps each)."""
   from pix2pix_tf import training
+  from pix2pix_tf.training import losses
 
   strategy = training.make_strategy(config.run.strategy)
   config = config.replace(batch_size=batch_size)
@@ -384,7 +385,7 @@ def training_runner(config, split, batch_size):
   def run(n):
     for _ in range(n):
       metrics = step(iterator, per_call)
-    float(metrics["gen_total_loss"])  # Waits for the device.
+    float(metrics[losses.GENERATOR_TOTAL])  # Waits for the device.
 
   return run, per_call * batch_size, per_call
 
@@ -459,6 +460,7 @@ def bench_profile(config, split, batch_size, repeats):
   import tensorflow as tf
   from pix2pix_tf import data as data_lib
   from pix2pix_tf import training
+  from pix2pix_tf.training import losses
   import step_profile as profile
 
   fresh_session()
@@ -469,7 +471,7 @@ def bench_profile(config, split, batch_size, repeats):
   iterators = []
 
   def whole():
-    float(built.distributed_step(iterators[0], 1)["gen_total_loss"])
+    float(built.distributed_step(iterators[0], 1)[losses.GENERATOR_TOTAL])
 
   def make_whole():
     # The training input starts here: its threads must not run while the
@@ -720,6 +722,7 @@ ONE_STEP = """
 import json, resource, sys
 import tensorflow as tf
 from pix2pix_tf import config as config_lib, training
+from pix2pix_tf.training import losses
 config = config_lib.Config.from_json(sys.stdin.read())
 strategy = training.make_strategy(config.run.strategy)
 built = training.build(config, strategy, 100, 10000)
@@ -729,7 +732,7 @@ batch = (tf.random.uniform(shape + (config.data.input_channels,), -1, 1),
 iterator = iter(strategy.experimental_distribute_dataset(
     tf.data.Dataset.from_tensors(batch).repeat()))
 for _ in range(2):
-  float(built.distributed_step(iterator, 1)["gen_total_loss"])
+  float(built.distributed_step(iterator, 1)[losses.GENERATOR_TOTAL])
 print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
 """
 

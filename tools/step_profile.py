@@ -71,7 +71,7 @@ class PlainStep:
     # The objective's own list of terms: a term added later is refused too.
     terms = [t.name for t in losses.build_objective(config).generator]
     if (config.objective.gan_mode != "vanilla" or
-        terms != ["gen_gan_loss", "gen_l1_loss"] or
+        terms != [losses.GENERATOR_GAN, losses.GENERATOR_L1] or
         len(self.discriminator.discriminators) != 1):
       raise ValueError("The plain step is the paper's objective: "
                        "--gan_mode=vanilla, L1 only, one discriminator.")
@@ -204,7 +204,7 @@ def step_prefixes(train_step: step_lib.TrainStep, input_image: tf.Tensor,
         return done([generated])
       with gen_tape.stop_recording(), tf.GradientTape() as disc_tape:
         disc_loss = train_step.discriminator_losses(
-            input_image, target_image, generated)["disc_loss"]
+            input_image, target_image, generated)[losses.DISCRIMINATOR_TOTAL]
       if last == "discriminator_forwards":
         return disc_loss
       with gen_tape.stop_recording():
@@ -217,7 +217,7 @@ def step_prefixes(train_step: step_lib.TrainStep, input_image: tf.Tensor,
       if last == "discriminator_update":
         return state.discriminator_optimizer.iterations
       gen_loss = train_step.generator_losses(
-          input_image, target_image, generated)["gen_total_loss"]
+          input_image, target_image, generated)[losses.GENERATOR_TOTAL]
       if last == "generator_objective":
         return gen_loss
     gen_gradients = gen_tape.gradient(gen_loss, g_vars)

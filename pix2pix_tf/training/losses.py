@@ -27,8 +27,13 @@ import tensorflow as tf
 from pix2pix_tf import config as config_lib
 from pix2pix_tf import models
 
+# The names the step reports and the logs carry that code outside this
+# module reads (the tools' timings, plots and checks): the two totals and
+# the paper's two generator terms.
 GENERATOR_TOTAL = "gen_total_loss"
 DISCRIMINATOR_TOTAL = "disc_loss"
+GENERATOR_GAN = "gen_gan_loss"
+GENERATOR_L1 = "gen_l1_loss"
 
 
 class Views:
@@ -129,9 +134,9 @@ def build_objective(config: config_lib.Config) -> Objective:
   term is always reported, even at weight 0), then the variants'."""
   objective = config.objective
   gan_mode = objective.gan_mode
-  generator = [Term("gen_l1_loss", objective.lambda_l1, l1_loss)]
+  generator = [Term(GENERATOR_L1, objective.lambda_l1, l1_loss)]
   if gan_mode != "none":
-    generator.insert(0, Term("gen_gan_loss", 1.0, functools.partial(
+    generator.insert(0, Term(GENERATOR_GAN, 1.0, functools.partial(
         adversarial_loss, gan_mode=gan_mode)))
   optional = [Term("gen_l2_loss", objective.lambda_l2, l2_loss),
               Term("gen_feature_matching_loss",
