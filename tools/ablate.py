@@ -426,6 +426,7 @@ def run_variant(name: str, flags: Flags, args: dict, strategy: object,
   """Trains (or continues) and scores one variant; returns its result row.
   Exits, writing no row, when SIGTERM stops the training."""
   from pix2pix_tf import training
+  from pix2pix_tf.training import losses
 
   config, text = variant_config(flags, args, name)
   model_dir = config.outputs.model_dir  # --out/NAME, as variant_config chose.
@@ -443,8 +444,10 @@ def run_variant(name: str, flags: Flags, args: dict, strategy: object,
   row = {"variant": name, "flags": text,
          "steps": final["step"], "settings": settings(flags, args),
          **{k: round(v, 5) for k, v in values.items()},
-         **{f"train_{k}": round(v, 5) for k, v in final.items()
-            if k.startswith(("gen_", "disc_"))}}
+         # The last logged losses (none when the run had no step left).
+         **{f"train_{k}": round(final[k], 5)
+            for k in losses.build_objective(config).metric_names
+            if k in final}}
   run_folder.write_text("metrics.json", json.dumps(row, indent=2))
   return row
 

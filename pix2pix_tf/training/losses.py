@@ -27,9 +27,9 @@ import tensorflow as tf
 from pix2pix_tf import config as config_lib
 from pix2pix_tf import models
 
-# The names the step reports and the logs carry that code outside this
-# module reads (the tools' timings, plots and checks): the two totals and
-# the paper's two generator terms.
+# Loss names read outside this module (by the step, and by the tools'
+# timings, plots and checks): the two totals and the paper's two generator
+# terms.
 GENERATOR_TOTAL = "gen_total_loss"
 DISCRIMINATOR_TOTAL = "disc_loss"
 GENERATOR_GAN = "gen_gan_loss"

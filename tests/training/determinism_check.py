@@ -84,7 +84,7 @@ def state_reader(written):
   are not among them: they always judge with batch statistics, so nothing
   reads them.) Variables are read one at a time, and a reader is dropped
   before its files are deleted (an open reader keeps them on disk): a
-  256x256 state with its Adam slots is about 650 MB, and the suite runs
+  256x256 state with its Adam slots is about 650 MiB, and the suite runs
   beside other work on a machine of 24 GiB."""
   import tensorflow as tf
   reader = tf.train.load_checkpoint(written)
