@@ -26,10 +26,15 @@ class Generator(NamedTuple):
   about: str = ""
 
 
+# The paper's generator: --generator's default, and the network of the
+# reference's published weights (convert --pretrained).
+PAPER_GENERATOR = "unet_256"
+
 # The --generator values, in the order --help lists them.
 GENERATORS = {
-    "unet_256": Generator("unet", 8, about="the paper's U-Net, 8 "
-                          "downsamplings (a 1x1 bottleneck at 256x256)"),
+    PAPER_GENERATOR: Generator("unet", 8, about="the paper's U-Net, 8 "
+                               "downsamplings (a 1x1 bottleneck at "
+                               "256x256)"),
     "unet_128": Generator("unet", 7, about="7 downsamplings"),
     "unet": Generator("unet", None, about="--unet_depth downsamplings"),
     "resnet_9blocks": Generator("resnet", 2, blocks=9,

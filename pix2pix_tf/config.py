@@ -39,8 +39,6 @@ PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width",
                     "scale_width_and_crop", "none")
 # --resolution of inference (see data.transforms.implied_resolution).
 RESOLUTIONS = ("native", "training")
-# export --format (see serving.formats, serving.web_export).
-EXPORT_FORMATS = ("saved_model", "keras", "litert", "onnx", "web")
 # What `evaluate --metrics` computes (fid and kid need Inception weights).
 METRICS = ("l1", "mse", "psnr", "ssim", "pixel_accuracy", "color", "fid",
            "kid")
@@ -168,7 +166,8 @@ class DataConfig:
 class ModelConfig:
   """The networks: generator, discriminators, normalisation, dropout."""
 
-  generator: str = option("unet_256", architectures.generator_help(),
+  generator: str = option(architectures.PAPER_GENERATOR,
+                          architectures.generator_help(),
                           choices=architectures.GENERATORS)
   unet_depth: int = option(8, "Downsamplings of --generator=unet.")
   ngf: int = option(64, "Generator filters in the first layer.")

@@ -22,11 +22,14 @@ from absl import flags
 from absl import logging
 
 from pix2pix_tf import options as options_lib
-from pix2pix_tf.config import EXPORT_FORMATS, INFERENCE_MODES
+from pix2pix_tf.config import INFERENCE_MODES
 from pix2pix_tf.options import (CHECKPOINT, MAX_PIXELS, Option, RESOLUTION,
                                 RUN_DIR)
 
 FLAGS = flags.FLAGS
+
+# --format (see serving.formats, serving.web_export).
+FORMATS = ("saved_model", "keras", "litert", "onnx", "web")
 
 # This command's flags (an option several commands take is defined once, in
 # options).
@@ -42,7 +45,7 @@ OPTIONS = (
            "checked with its runtime (litert: [1, S, S, C] at the "
            "training crop size), or web: a folder with the drawing page, "
            "the ONNX model and ONNX Runtime Web, which translates in the "
-           "browser.", choices=EXPORT_FORMATS),
+           "browser.", choices=FORMATS),
     Option("precision", str, None, "litert, onnx, web: fp16 stores the "
            "weights in float16, half the file (computed in float32 where "
            "the runtime has no float16 kernels). Default: fp16 for web, "

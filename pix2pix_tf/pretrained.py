@@ -5,6 +5,7 @@ each translates and the configuration each is converted with."""
 import dataclasses
 from typing import Dict
 
+from pix2pix_tf import architectures
 from pix2pix_tf import config as config_lib
 from pix2pix_tf import flagfiles
 
@@ -48,8 +49,8 @@ def table() -> str:
           f"--direction={entry.direction})"
           for name, entry in PRETRAINED.items()]
   return "\n".join(rows + [
-      f"Each is the reference's unet_256 with batch norm, about "
-      f"{BYTES / 2**20:.0f} MiB, from {URL}."])
+      f"Each is the reference's {architectures.PAPER_GENERATOR} with batch "
+      f"norm, about {BYTES / 2**20:.0f} MiB, from {URL}."])
 
 
 def by_hand(name: str) -> str:
@@ -57,7 +58,7 @@ def by_hand(name: str) -> str:
   entry = PRETRAINED[name]
   return (f"download {name}.pth by hand and give it as --from_pytorch, "
           f"with --config={entry.config} --direction={entry.direction} "
-          "--generator=unet_256 --norm=batch")
+          f"--generator={architectures.PAPER_GENERATOR} --norm=batch")
 
 
 def config_for(name: str, command_line: str) -> config_lib.Config:
@@ -67,7 +68,8 @@ def config_for(name: str, command_line: str) -> config_lib.Config:
   entry = PRETRAINED[name]
   with open(flagfiles.path(entry.config)) as file:
     shipped = file.read()
-  own = (f"--direction={entry.direction} --generator=unet_256 --norm=batch "
+  own = (f"--direction={entry.direction} "
+         f"--generator={architectures.PAPER_GENERATOR} --norm=batch "
          f"--dropout_placement=reference --model_dir=runs/{name}_pretrained")
   config = config_lib.Config().with_flags(
       "\n".join([shipped, own, command_line]))

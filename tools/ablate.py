@@ -42,6 +42,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from pix2pix_tf import architectures
 from pix2pix_tf import config as config_lib
 from pix2pix_tf import errors
 from pix2pix_tf import outputs
@@ -67,6 +68,14 @@ def without_jitter_or_mirroring(base: config_lib.Config) -> str:
   return without_jitter(base) + " --flip=false"
 
 
+def field_variant(field: int) -> Tuple[str, str]:
+  """The variant whose discriminator sees `field` x `field` pixels, by
+  architectures.RECEPTIVE_FIELDS: the PixelGAN, or a PatchGAN's layers."""
+  layers = architectures.RECEPTIVE_FIELDS[field]
+  return (f"{field}x{field}",
+          f"--d_layers={layers}" if layers else "--discriminator=pixel")
+
+
 # The studies' comparisons. Each variant: (name, training flags), the flags
 # as text or, where they depend on --steps or --image_size, a function of
 # the base config (--image_size, --steps and --flags applied) that writes
@@ -87,13 +96,8 @@ STUDIES = {
         ("L2+cGAN", "--lambda_l1=0 --lambda_l2=100"),
     ],
     # Paper Table 3 and the follow-up receptive-field study, cGAN + L1.
-    "receptive_field": [
-        ("1x1", "--discriminator=pixel"),
-        ("16x16", "--d_layers=1"),
-        ("70x70", "--d_layers=3"),
-        ("142x142", "--d_layers=4"),
-        ("286x286", "--d_layers=5"),
-    ],
+    "receptive_field": [field_variant(field)
+                        for field in (1, 16, 70, 142, 286)],
     # The loss study at 70x70.
     "loss": [
         ("cGAN", "--lambda_l1=0"),

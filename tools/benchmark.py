@@ -660,8 +660,8 @@ def compare_default(config, split, batch_size, rate):
     print(f"batch {batch_size}: profile skipped: {unprofiled}", flush=True)
   elif FLAGS.profile:
     # --repeats rounds of the seven prefixes, and as many whole steps,
-    # however long a step: fewer left a part within the noise (the
-    # optimizer updates came out at 25 ms at batch 16 and 64 at batch 1).
+    # however long a step: the shortest parts (the optimizer updates) need
+    # that many rounds to stand out of the machine's noise.
     found, ops = bench_profile(config, split, batch_size, FLAGS.repeats)
     result["profile_ms"] = {name: 1000 * seconds for name, seconds in
                             {**found.parts(), "step": found.step}.items()}

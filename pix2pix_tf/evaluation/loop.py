@@ -29,19 +29,25 @@ from pix2pix_tf.serving import saved_model as saved_model_lib
 VALIDATION_METRICS = ("l1", "mse", "psnr", "ssim")
 
 
+def _not_a_segmenter(path: str) -> str:
+  """The refusal of a --segmenter that is not a SavedModel."""
+  return (f"--segmenter={path} is not a SavedModel. Train one with "
+          "python -m pix2pix_tf.segmenter.")
+
+
 def load_segmenter(path: str) -> Callable[[tf.Tensor], tf.Tensor]:
   """A SavedModel mapping [-1, 1] photos to per-pixel class logits."""
   if not saved_model_lib.is_saved_model(path):
-    raise errors.CommandError(f"--segmenter={path} is not a SavedModel. Train one with "
-                     "python -m pix2pix_tf.segmenter.")
+    raise errors.CommandError(_not_a_segmenter(path))
   try:
     signature = tf.saved_model.load(path).signatures["serving_default"]
   except Exception as e:  # pylint: disable=broad-except
     # TensorFlow's own message runs to pages; one line names the problem.
     first_line = (str(e).strip().splitlines() or [""])[0][:200]
-    raise errors.CommandError(f"--segmenter={path} could not be loaded "
-                     f"({type(e).__name__}: {first_line}). Train it again "
-                     "with python -m pix2pix_tf.segmenter.") from None
+    raise errors.CommandError(
+        f"--segmenter={path} could not be loaded ({type(e).__name__}: "
+        f"{first_line}). Train it again with python -m "
+        "pix2pix_tf.segmenter.") from None
   output = list(signature.structured_outputs)[0]
   name = list(signature.structured_input_signature[1])[0]
   return lambda photos: signature(**{name: tf.cast(photos, tf.float32)})[
@@ -160,9 +166,7 @@ def check_evaluation_files(config: config_lib.Config) -> None:
       raise config_lib.ConfigError(str(e)) from e
   if config.outputs.segmenter and not saved_model_lib.is_saved_model(
       config.outputs.segmenter):
-    raise config_lib.ConfigError(
-        f"--segmenter={config.outputs.segmenter} is not a SavedModel. Train "
-        "one with python -m pix2pix_tf.segmenter.")
+    raise config_lib.ConfigError(_not_a_segmenter(config.outputs.segmenter))
 
 
 @dataclasses.dataclass(frozen=True)

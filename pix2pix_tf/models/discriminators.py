@@ -100,15 +100,18 @@ def pixel_discriminator(input_channels: int = 3, output_channels: int = 3,
   inputs, x = _discriminator_inputs(input_channels, output_channels,
                                     conditional)
   x = _downsample(x, downsample, name)
+  # C64 without norm, 1x1: (batch, 256, 256, 64) for a 256x256 pair.
   x = layers.Conv2D(ndf, 1, kernel_initializer=conv_initializer(),
                     name="conv0")(x)
   x = layers.LeakyReLU(LEAKY_SLOPE, name="conv0_lrelu")(x)
   features = [x]
+  # C128, 1x1: (batch, 256, 256, 128).
   x = layers.Conv2D(ndf * 2, 1, use_bias=bias,
                     kernel_initializer=conv_initializer(), name="conv1")(x)
   x = apply_norm(x, norm, "conv1_norm")
   x = layers.LeakyReLU(LEAKY_SLOPE, name="conv1_lrelu")(x)
   features.append(x)
+  # One logit per pixel: (batch, 256, 256, 1).
   x = layers.Conv2D(1, 1, use_bias=bias, kernel_initializer=conv_initializer(),
                     name="logits")(x)
   logits = layers.Activation("linear", dtype="float32", name="patch_logits")(x)

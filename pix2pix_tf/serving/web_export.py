@@ -79,7 +79,7 @@ ISOLATION_FILE, SCRIPT_FILE = "isolation.js", "in_browser.mjs"
 # "Speed").
 PAGE_MAX_PIXELS = 1024 * 1024
 # In tiles, the model's memory is that of a tile, and the time grows with
-# the pixels: the largest image, 361 tiles of 256, takes a minute or more.
+# the pixels (docs/inference.md, "Speed").
 TILED_MAX_PIXELS = 4096 * 4096
 # predict's --overlap, at most half the tile.
 DEFAULT_OVERLAP = 32
