@@ -1,5 +1,6 @@
 """The networks the flags name, as data: the one table of --generator values
-and the one table of --d_receptive_fields values.
+(and the paper's among them, PAPER_GENERATOR) and the one table of
+--d_receptive_fields values.
 
 `config` takes the flags' choices from these tables and `models` builds
 from them, so that a new generator is one row here (and, for a new family,

@@ -41,7 +41,7 @@ OPTIONS = (
     Option("export_dir", str, None, "Where to write (default: "
            "<model_dir>/export, or export.keras, .tflite, .onnx, or the "
            "folder <model_dir>/web)."),
-    Option("format", str, "saved_model", "The SavedModel, one file "
+    Option("format", str, FORMATS[0], "The SavedModel, one file "
            "checked with its runtime (litert: [1, S, S, C] at the "
            "training crop size), or web: a folder with the drawing page, "
            "the ONNX model and ONNX Runtime Web, which translates in the "

@@ -354,10 +354,7 @@ def test_no_second_name_for_one_thing(part, path):
   assert not aliases, f"{os.path.relpath(path, PACKAGE)}: {aliases}"
 
 
-def string_constants(path):
-  """The string literals of a module."""
-  return [node.value for node in ast.walk(ast.parse(open(path).read()))
-          if isinstance(node, ast.Constant) and isinstance(node.value, str)]
+TOOLS = sorted(glob.glob(os.path.join(ROOT, "tools", "*.py")))
 
 
 def code_strings(path):
@@ -384,9 +381,9 @@ def test_a_new_generator_is_one_row_of_the_table():
   from pix2pix_tf import architectures
   names = set(architectures.GENERATORS) - {
       generator.family for generator in architectures.GENERATORS.values()}
-  for _, path in LIBRARY:
-    relative = os.path.relpath(path, PACKAGE)
-    if relative == "architectures.py":
+  for path in [path for _, path in modules()] + TOOLS:
+    relative = os.path.relpath(path, ROOT)
+    if relative == os.path.join("pix2pix_tf", "architectures.py"):
       continue
     written = [word for word in code_strings(path) if word in names]
     assert not written, (f"{relative} names generators {written}: read "
@@ -443,19 +440,17 @@ def test_a_new_loss_is_one_function_and_one_line_of_the_objective():
     read = sorted({node.attr for node in ast.walk(tree)
                    if isinstance(node, ast.Attribute)
                    and node.attr in weights})
-    named = sorted({value for value in string_constants(path)
-                    if re.fullmatch(r"(gen|disc)_\w*", value)})
+    named = sorted({word for word in code_strings(path)
+                    if re.fullmatch(r"(gen|disc)_\w*", word)})
     assert not read and not named, (
         f"{relative} reads {read} and names {named}: go through "
         "losses.build_objective")
   assert builders == {(os.path.join("training", "state.py"), "create_state"),
                       (os.path.join("training", "run.py"), "check_run")
                       }, builders
-  for path in glob.glob(os.path.join(ROOT, "tools", "*.py")):
-    # Words, not whole strings: a tool's code strings (benchmark's child
-    # step) and prefixes count too.
-    written = sorted({word for value in string_constants(path)
-                      for word in re.findall(r"\w+", value)
+  for path in TOOLS:
+    # Prefixes count too (a filter by "gen_").
+    written = sorted({word for word in code_strings(path)
                       if re.fullmatch(r"(gen|disc)_\w*", word)})
     assert not written, (
         f"tools/{os.path.basename(path)} writes {written}: read the names "

@@ -661,7 +661,7 @@ def compare_default(config, split, batch_size, rate):
   elif FLAGS.profile:
     # --repeats rounds of the seven prefixes, and as many whole steps,
     # however long a step: the shortest parts (the optimizer updates) need
-    # that many rounds to stand out of the machine's noise.
+    # that many rounds to stand out from the machine's noise.
     found, ops = bench_profile(config, split, batch_size, FLAGS.repeats)
     result["profile_ms"] = {name: 1000 * seconds for name, seconds in
                             {**found.parts(), "step": found.step}.items()}

@@ -29,16 +29,17 @@ from pix2pix_tf.serving import saved_model as saved_model_lib
 VALIDATION_METRICS = ("l1", "mse", "psnr", "ssim")
 
 
-def _not_a_segmenter(path: str) -> str:
-  """The refusal of a --segmenter that is not a SavedModel."""
-  return (f"--segmenter={path} is not a SavedModel. Train one with "
-          "python -m pix2pix_tf.segmenter.")
+def _check_segmenter(path: str) -> None:
+  """A ConfigError unless --segmenter names a SavedModel."""
+  if not saved_model_lib.is_saved_model(path):
+    raise config_lib.ConfigError(
+        f"--segmenter={path} is not a SavedModel. Train one with python -m "
+        "pix2pix_tf.segmenter.")
 
 
 def load_segmenter(path: str) -> Callable[[tf.Tensor], tf.Tensor]:
   """A SavedModel mapping [-1, 1] photos to per-pixel class logits."""
-  if not saved_model_lib.is_saved_model(path):
-    raise errors.CommandError(_not_a_segmenter(path))
+  _check_segmenter(path)
   try:
     signature = tf.saved_model.load(path).signatures["serving_default"]
   except Exception as e:  # pylint: disable=broad-except
@@ -164,9 +165,8 @@ def check_evaluation_files(config: config_lib.Config) -> None:
       data_lib.load_palette(config.outputs.label_palette)
     except ValueError as e:
       raise config_lib.ConfigError(str(e)) from e
-  if config.outputs.segmenter and not saved_model_lib.is_saved_model(
-      config.outputs.segmenter):
-    raise config_lib.ConfigError(_not_a_segmenter(config.outputs.segmenter))
+  if config.outputs.segmenter:
+    _check_segmenter(config.outputs.segmenter)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -74,9 +74,8 @@ MODEL_FILE, PAGE_FILE, RECORD_FILE = "model.onnx", "index.html", "export.json"
 # The service worker that makes the page cross-origin isolated, and the
 # module that translates as the SavedModel does (pages/).
 ISOLATION_FILE, SCRIPT_FILE = "isolation.js", "in_browser.mjs"
-# The largest image the page translates whole by default (--max_pixels):
-# a few seconds for unet_256 on two WebAssembly threads (docs/inference.md,
-# "Speed").
+# The largest image the page translates whole by default (--max_pixels);
+# its time: docs/inference.md, "Speed".
 PAGE_MAX_PIXELS = 1024 * 1024
 # In tiles, the model's memory is that of a tile, and the time grows with
 # the pixels (docs/inference.md, "Speed").
