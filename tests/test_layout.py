@@ -371,6 +371,13 @@ def code_strings(path):
           for word in re.findall(r"\w+", node.value)]
 
 
+def loss_words(path):
+  """The words of a module's code strings that look like a loss's name
+  (`gen_*`, `disc_*`; a bare prefix too)."""
+  return sorted({word for word in code_strings(path)
+                 if re.fullmatch(r"(gen|disc)_\w*", word)})
+
+
 def test_a_new_generator_is_one_row_of_the_table():
   """The --generator values are written only in architectures.py (the
   GENERATORS table, and PAPER_GENERATOR, the default and the reference's
@@ -440,8 +447,7 @@ def test_a_new_loss_is_one_function_and_one_line_of_the_objective():
     read = sorted({node.attr for node in ast.walk(tree)
                    if isinstance(node, ast.Attribute)
                    and node.attr in weights})
-    named = sorted({word for word in code_strings(path)
-                    if re.fullmatch(r"(gen|disc)_\w*", word)})
+    named = loss_words(path)
     assert not read and not named, (
         f"{relative} reads {read} and names {named}: go through "
         "losses.build_objective")
@@ -449,9 +455,7 @@ def test_a_new_loss_is_one_function_and_one_line_of_the_objective():
                       (os.path.join("training", "run.py"), "check_run")
                       }, builders
   for path in TOOLS:
-    # Prefixes count too (a filter by "gen_").
-    written = sorted({word for word in code_strings(path)
-                      if re.fullmatch(r"(gen|disc)_\w*", word)})
+    written = loss_words(path)
     assert not written, (
         f"tools/{os.path.basename(path)} writes {written}: read the names "
         "from the objective or a constant of training/losses.py")

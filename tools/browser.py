@@ -14,6 +14,8 @@ from typing import List
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
+# A translate page's backend once its model has loaded (empty before).
+BACKEND = "return document.getElementById('runtime').dataset.backend"
 
 
 class BrowserMissing(RuntimeError):
@@ -77,11 +79,10 @@ def open_page(driver, url: str, timeout: float = 60) -> str:
   service worker, so an element may go stale between two polls."""
   from selenium.common.exceptions import WebDriverException
   from selenium.webdriver.support.ui import WebDriverWait
-  backend = "return document.getElementById('runtime').dataset.backend"
   driver.get(url)
   WebDriverWait(driver, timeout, ignored_exceptions=(WebDriverException,)
-                ).until(lambda d: d.execute_script(backend))
-  return driver.execute_script(backend)
+                ).until(lambda d: d.execute_script(BACKEND))
+  return driver.execute_script(BACKEND)
 
 
 def requested_urls(driver) -> List[str]:

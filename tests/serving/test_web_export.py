@@ -306,9 +306,6 @@ def real_site(model, tmp_path):
   return site
 
 
-BACKEND = "return document.getElementById('runtime').dataset.backend"
-
-
 def test_a_page_its_worker_cannot_isolate_reloads_once(model, tmp_path):
   """Where the service worker registers but its headers do not make the
   page cross-origin isolated (here: a worker that adds none), the page
@@ -803,7 +800,7 @@ def test_a_webgpu_run_that_fails_gives_way_to_webassembly(model, tmp_path):
         driver.find_element(By.ID, "translate").click()
         wait.until(lambda d: output_is(d, *drawing.shape[1::-1]))
         assert driver.find_element(By.ID, "error").text == ""
-        assert driver.execute_script(BACKEND) == "wasm"
+        assert driver.execute_script(browser.BACKEND) == "wasm"
         generated = decoded(driver.execute_script(OUTPUT_PIXELS))
         assert np.abs(generated.astype(int) -
                       np.asarray(translate(drawing))).max() <= FP16_LEVELS
