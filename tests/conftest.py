@@ -2,6 +2,7 @@
 
 import glob
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -252,17 +253,30 @@ def visible_generator(config):
   return generator
 
 
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
+@pytest.fixture(scope="session")
+def shared_run(tmp_path_factory):
   """A run of three steps on four 32x32 demo pairs (two in val); the training
-  loop exports it to <model_dir>/export. One per test module."""
+  loop exports it to <model_dir>/export. Trained once per test process and
+  never written to: the tests use trained_run's copies."""
   from pix2pix_tf import training
-  root = tmp_path_factory.mktemp("run")
+  root = tmp_path_factory.mktemp("shared_run")
   data_dir = demo.write_dataset(str(root / "data"), 4, 2, 32)
   config = small_config(data_dir, root / "model", max_steps=3)
   training.train_and_evaluate(config,
                              tf.distribute.OneDeviceStrategy("/cpu:0"))
   return config
+
+
+@pytest.fixture(scope="module")
+def trained_run(shared_run, tmp_path_factory):
+  """shared_run's run and data, copied for one test module, which may
+  write into them (exports beside the run's, edited files): its config
+  names the copies."""
+  root = tmp_path_factory.mktemp("run")
+  data_dir, model_dir = str(root / "data"), str(root / "model")
+  shutil.copytree(shared_run.data.data_dir, data_dir)
+  shutil.copytree(shared_run.outputs.model_dir, model_dir)
+  return shared_run.replace(data_dir=data_dir, model_dir=model_dir)
 
 
 @pytest.fixture
