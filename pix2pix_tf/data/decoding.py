@@ -4,6 +4,9 @@ PNGs at 16 bits where asked (else their high byte). What a header declares,
 read before decoding, is `headers`'."""
 
 
+import functools
+from typing import Callable
+
 import tensorflow as tf
 
 from pix2pix_tf.data import headers
@@ -207,9 +210,9 @@ def decode_image(contents: tf.Tensor, dtype: tf.DType = tf.uint8
   Returns:
     `dtype` (height, width, 3), upright.
   """
-  if dtype not in _DECODERS:
+  if dtype not in _RULES:
     raise ValueError(f"decode_image decodes to uint8 or uint16, not {dtype}.")
-  return _DECODERS[dtype](headers.check_decodable(contents))
+  return _decoder(dtype)(headers.check_decodable(contents))
 
 
 def _decode_uint16(contents):
@@ -217,7 +220,7 @@ def _decode_uint16(contents):
       headers.is_16_bit_png(contents),
       lambda: _rgb_upright(tf.io.decode_png(contents, channels=0,
                                             dtype=tf.uint16), contents),
-      lambda: tf.cast(_DECODERS[tf.uint8](contents), tf.uint16) * 257)
+      lambda: tf.cast(_decoder(tf.uint8)(contents), tf.uint16) * 257)
 
 
 def _decode_uint8(contents):
@@ -258,14 +261,20 @@ def _bmp_colours(image, contents):
                  from_table, lambda: image)
 
 
-# Each rule is traced once per process and called as a function from every
-# graph that decodes (tf.data's maps, each signature of a SavedModel, which
-# stores it once): the Exif reader alone is thousands of ops. Plain graph
-# code, so AutoGraph has nothing to convert.
-_DECODERS = {dtype: tf.function(
-    fn, autograph=False, input_signature=[tf.TensorSpec([], tf.string)])
-             for dtype, fn in ((tf.uint8, _decode_uint8),
-                               (tf.uint16, _decode_uint16))}
+_RULES = {tf.uint8: _decode_uint8, tf.uint16: _decode_uint16}
+
+
+@functools.cache
+def _decoder(dtype: tf.DType) -> Callable[[tf.Tensor], tf.Tensor]:
+  """The rule for `dtype` as one graph, traced once per process and called
+  as a function from every graph that decodes (tf.data's maps, each
+  signature of a SavedModel, which stores it once): the Exif reader alone
+  is thousands of ops. A concrete function, not the tf.function itself,
+  which traces again under a distribution strategy's scope (the scope is
+  part of its cache key). Plain graph code, so AutoGraph has nothing to
+  convert."""
+  return tf.function(_RULES[dtype], autograph=False).get_concrete_function(
+      tf.TensorSpec([], tf.string))
 
 
 def decode_float(contents: tf.Tensor) -> tf.Tensor:

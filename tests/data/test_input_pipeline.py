@@ -131,6 +131,45 @@ def decoded(path):
   return data_lib.decode_image(tf.io.read_file(str(path))).numpy()
 
 
+def test_the_rule_is_traced_once_wherever_it_decodes(tmp_path, monkeypatch):
+  """Eagerly, in tf.data, under a strategy's scope (which a tf.function
+  keys its traces on) and in a SavedModel's signature: one trace of each
+  rule per process (the Exif reader alone is thousands of ops)."""
+  from pix2pix_tf.data import decoding
+  traced = []
+  for dtype, rule in dict(decoding._RULES).items():
+    def counted(contents, dtype=dtype, rule=rule):
+      traced.append(dtype.name)
+      return rule(contents)
+    monkeypatch.setitem(decoding._RULES, dtype, counted)
+  decoding._decoder.cache_clear()  # Traced again below, then as before.
+  try:
+    path = write_pair(tmp_path / "pair.png", gradient_image(8, 8),
+                      gradient_image(8, 8))
+    contents = tf.io.read_file(path)
+    expected = decoding.decode_float(contents).numpy()
+    files = tf.data.Dataset.from_tensors(path)
+    for strategy in (tf.distribute.get_strategy(),
+                     tf.distribute.OneDeviceStrategy("/cpu:0"),
+                     tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])):
+      with strategy.scope():
+        decoded_there = files.map(
+            lambda f: decoding.decode_float(tf.io.read_file(f)))
+        np.testing.assert_array_equal(next(iter(decoded_there)), expected)
+
+    class Signature(tf.Module):
+      @tf.function(input_signature=[tf.TensorSpec([], tf.string)])
+      def decode(self, contents):
+        return decoding.decode_float(contents)
+
+    tf.saved_model.save(Signature(), str(tmp_path / "model"))
+    loaded = tf.saved_model.load(str(tmp_path / "model"))
+    np.testing.assert_array_equal(loaded.decode(contents), expected)
+  finally:
+    decoding._decoder.cache_clear()
+  assert sorted(traced) == ["uint16", "uint8"]
+
+
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_every_exif_orientation_is_applied_as_pillow_does(tmp_path,
                                                           orientation):
