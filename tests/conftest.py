@@ -270,13 +270,18 @@ def shared_run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained_run(shared_run, tmp_path_factory):
   """shared_run's run and data, copied for one test module, which may
-  write into them (exports beside the run's, edited files): its config
-  names the copies."""
+  write into them (exports beside the run's, edited files). The config and
+  the copy's flags.txt and config.json name the copies, so that a command
+  resumed from them writes into the copy."""
+  from pix2pix_tf import training
   root = tmp_path_factory.mktemp("run")
   data_dir, model_dir = str(root / "data"), str(root / "model")
   shutil.copytree(shared_run.data.data_dir, data_dir)
   shutil.copytree(shared_run.outputs.model_dir, model_dir)
-  return shared_run.replace(data_dir=data_dir, model_dir=model_dir)
+  config = shared_run.replace(data_dir=data_dir, model_dir=model_dir)
+  training.write_run_config(config,
+                            training.open_run_folder(model_dir, data_dir))
+  return config
 
 
 @pytest.fixture

@@ -266,10 +266,11 @@ _RULES = {tf.uint8: _decode_uint8, tf.uint16: _decode_uint16}
 
 @functools.cache
 def _decoder(dtype: tf.DType) -> Callable[[tf.Tensor], tf.Tensor]:
-  """The rule for `dtype` as one graph, traced once per process and called
-  as a function from every graph that decodes (tf.data's maps, each
-  signature of a SavedModel, which stores it once): the Exif reader alone
-  is thousands of ops. A concrete function, not the tf.function itself,
+  """The rule for `dtype` as one graph, traced once per process (by each
+  thread that asks at the same first moment, at worst) and called as a
+  function from every graph that decodes (tf.data's maps, each signature
+  of a SavedModel, which stores it once): the Exif reader alone is
+  thousands of ops. A concrete function, not the tf.function itself,
   which traces again under a distribution strategy's scope (the scope is
   part of its cache key). Plain graph code, so AutoGraph has nothing to
   convert."""

@@ -9,6 +9,7 @@ from PIL import Image
 from conftest import (gradient_image, small_config, truncate_after_header,
                       write_pair)
 from pix2pix_tf import data as data_lib
+from pix2pix_tf.data import decoding
 
 
 def make_split(tmp_path, pairs, split="train"):
@@ -131,45 +132,6 @@ def decoded(path):
   return data_lib.decode_image(tf.io.read_file(str(path))).numpy()
 
 
-def test_the_rule_is_traced_once_wherever_it_decodes(tmp_path, monkeypatch):
-  """Eagerly, in tf.data, under a strategy's scope (which a tf.function
-  keys its traces on) and in a SavedModel's signature: one trace of each
-  rule per process (the Exif reader alone is thousands of ops)."""
-  from pix2pix_tf.data import decoding
-  traced = []
-  for dtype, rule in dict(decoding._RULES).items():
-    def counted(contents, dtype=dtype, rule=rule):
-      traced.append(dtype.name)
-      return rule(contents)
-    monkeypatch.setitem(decoding._RULES, dtype, counted)
-  decoding._decoder.cache_clear()  # Traced again below, then as before.
-  try:
-    path = write_pair(tmp_path / "pair.png", gradient_image(8, 8),
-                      gradient_image(8, 8))
-    contents = tf.io.read_file(path)
-    expected = decoding.decode_float(contents).numpy()
-    files = tf.data.Dataset.from_tensors(path)
-    for strategy in (tf.distribute.get_strategy(),
-                     tf.distribute.OneDeviceStrategy("/cpu:0"),
-                     tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])):
-      with strategy.scope():
-        decoded_there = files.map(
-            lambda f: decoding.decode_float(tf.io.read_file(f)))
-        np.testing.assert_array_equal(next(iter(decoded_there)), expected)
-
-    class Signature(tf.Module):
-      @tf.function(input_signature=[tf.TensorSpec([], tf.string)])
-      def decode(self, contents):
-        return decoding.decode_float(contents)
-
-    tf.saved_model.save(Signature(), str(tmp_path / "model"))
-    loaded = tf.saved_model.load(str(tmp_path / "model"))
-    np.testing.assert_array_equal(loaded.decode(contents), expected)
-  finally:
-    decoding._decoder.cache_clear()
-  assert sorted(traced) == ["uint16", "uint8"]
-
-
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_every_exif_orientation_is_applied_as_pillow_does(tmp_path,
                                                           orientation):
@@ -257,6 +219,52 @@ def test_bmp_and_jpeg_files_are_read(tmp_path):
     image.save(tmp_path / name)
     input_image, _ = data_lib.load_pair(str(tmp_path / name))
     assert input_image.shape == (16, 16, 3)
+
+
+def counting(rule, traced):
+  """`rule`, noting in `traced` each time it runs (is traced)."""
+  def counted(contents):
+    traced.append(rule.__name__)
+    return rule(contents)
+  return counted
+
+
+@pytest.mark.slow  # Two strategies, a SavedModel and two traces: 8 s.
+def test_the_rule_is_traced_once_wherever_it_decodes(tmp_path, monkeypatch):
+  """Eagerly, in tf.data, under a strategy's scope (which a tf.function
+  keys its traces on) and in a SavedModel's signature: one trace of each
+  rule per process (the Exif reader alone is thousands of ops)."""
+  traced = []
+  for dtype, rule in dict(decoding._RULES).items():
+    monkeypatch.setitem(decoding._RULES, dtype, counting(rule, traced))
+  # Forget the traces of the real rules: the counted ones are traced below,
+  # and the real ones again by the next test that decodes.
+  decoding._decoder.cache_clear()
+  try:
+    path = write_pair(tmp_path / "pair.png", gradient_image(8, 8),
+                      gradient_image(8, 8))
+    contents = tf.io.read_file(path)
+    expected = decoding.decode_float(contents).numpy()
+    files = tf.data.Dataset.from_tensors(path)
+    for strategy in (tf.distribute.get_strategy(),
+                     tf.distribute.OneDeviceStrategy("/cpu:0"),
+                     tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])):
+      with strategy.scope():
+        decoded_there = files.map(
+            lambda f: decoding.decode_float(tf.io.read_file(f)))
+        np.testing.assert_array_equal(next(iter(decoded_there)), expected)
+
+    class Signature(tf.Module):
+      @tf.function(input_signature=[tf.TensorSpec([], tf.string)])
+      def decode(self, contents):
+        return decoding.decode_float(contents)
+
+    tf.saved_model.save(Signature(), str(tmp_path / "model"))
+    loaded = tf.saved_model.load(str(tmp_path / "model"))
+    np.testing.assert_array_equal(loaded.decode(contents), expected)
+  finally:
+    decoding._decoder.cache_clear()
+  assert sorted(traced) == ["_decode_uint16", "_decode_uint8"]
 
 
 def test_one_channel_inputs_and_targets(tmp_path):
