@@ -229,7 +229,7 @@ def counting(rule, traced):
   return counted
 
 
-@pytest.mark.slow  # Two strategies, a SavedModel and two traces: 8 s.
+@pytest.mark.slow  # Two strategies, a SavedModel and two traces of the rules.
 def test_the_rule_is_traced_once_wherever_it_decodes(tmp_path, monkeypatch):
   """Eagerly, in tf.data, under a strategy's scope (which a tf.function
   keys its traces on) and in a SavedModel's signature: one trace of each
