@@ -85,6 +85,10 @@ def open_page(driver, url: str, timeout: float = 60) -> str:
   return driver.execute_script(BACKEND)
 
 
+# The schemes of the browser's own pages, whose requests are not a page's.
+BROWSER_PAGES = ("chrome://", "chrome-untrusted://")
+
+
 def requested_urls(driver) -> List[str]:
   """The URLs of the requests the pages made since the last call (a driver
   made with `network_log`), from the DevTools protocol's Network
@@ -92,8 +96,10 @@ def requested_urls(driver) -> List[str]:
   urls = []
   for entry in driver.get_log("performance"):
     message = json.loads(entry["message"])["message"]
-    # Not the browser's own pages (its start page loads chrome:// files).
+    # Not the browser's own pages: its start page loads chrome:// files and
+    # a chrome-untrusted:// frame.
     if (message["method"] == "Network.requestWillBeSent" and not
-        message["params"].get("documentURL", "").startswith("chrome://")):
+        message["params"].get("documentURL", "").startswith(
+            BROWSER_PAGES)):
       urls.append(message["params"]["request"]["url"])
   return urls

@@ -603,6 +603,35 @@ def test_the_page_computes_as_the_saved_model(tmp_path):
       driver.quit()
 
 
+class LoggingDriver:
+  """A driver whose DevTools performance log holds `requests`, (the page
+  that made it, the URL) each."""
+
+  def __init__(self, requests):
+    self.requests = requests
+
+  def get_log(self, kind):
+    assert kind == "performance"
+    return [{"message": json.dumps({"message": {
+        "method": "Network.requestWillBeSent",
+        "params": {"documentURL": page, "request": {"url": url}}}})}
+            for page, url in self.requests]
+
+
+def test_the_network_log_is_the_pages_requests_not_the_browsers():
+  """Chromium's start page loads chrome:// files and (Debian's Chromium
+  150) a chrome-untrusted:// frame, whatever page is opened next."""
+  page = "http://127.0.0.1:8000/"
+  driver = LoggingDriver([
+      ("chrome://new-tab-page/", "chrome://resources/js/cr.js"),
+      ("chrome-untrusted://new-tab-page/one-google-bar",
+       "chrome-untrusted://new-tab-page/one-google-bar"),
+      (page, page), (page, "https://example.com/tracker.js"),
+      (page, "blob:http://127.0.0.1:8000/1")])
+  assert browser.requested_urls(driver) == [
+      page, "https://example.com/tracker.js", "blob:http://127.0.0.1:8000/1"]
+
+
 # WebGPU runs on SwiftShader, on the CPU: the slowest of the page's tests.
 @pytest.mark.parametrize("backend", [
     "wasm", pytest.param("webgpu", marks=pytest.mark.slow)])
