@@ -605,7 +605,7 @@ def test_the_page_computes_as_the_saved_model(tmp_path):
 
 class LoggingDriver:
   """A driver whose DevTools performance log holds `requests`, (the page
-  that made it, the URL) each."""
+  that made it, None where the event names none; the URL) each."""
 
   def __init__(self, requests):
     self.requests = requests
@@ -614,7 +614,8 @@ class LoggingDriver:
     assert kind == "performance"
     return [{"message": json.dumps({"message": {
         "method": "Network.requestWillBeSent",
-        "params": {"documentURL": page, "request": {"url": url}}}})}
+        "params": {"request": {"url": url},
+                   **({"documentURL": page} if page is not None else {})}}})}
             for page, url in self.requests]
 
 
@@ -627,9 +628,11 @@ def test_the_network_log_is_the_pages_requests_not_the_browsers():
       ("chrome-untrusted://new-tab-page/one-google-bar",
        "chrome-untrusted://new-tab-page/one-google-bar"),
       (page, page), (page, "https://example.com/tracker.js"),
-      (page, "blob:http://127.0.0.1:8000/1")])
+      (page, "blob:http://127.0.0.1:8000/1"),
+      (None, "https://example.com/from-a-worker.js")])
   assert browser.requested_urls(driver) == [
-      page, "https://example.com/tracker.js", "blob:http://127.0.0.1:8000/1"]
+      page, "https://example.com/tracker.js", "blob:http://127.0.0.1:8000/1",
+      "https://example.com/from-a-worker.js"]
 
 
 # WebGPU runs on SwiftShader, on the CPU: the slowest of the page's tests.
