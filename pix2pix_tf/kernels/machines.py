@@ -43,8 +43,8 @@ KINDS: Mapping[str, Kind] = {
     # Each kernel and bfloat16 timed in turn (docs/benchmark_amx_kernels.json).
     "cpu_amx": Kind("CPUs with AMX (Intel Xeon, Sapphire Rapids and later)",
                     "bf16", ALL_KERNELS),
-    # Each kernel and bfloat16 timed in turn
-    # (docs/benchmark_epyc_kernels.json).
+    # Each kernel and bfloat16 timed in turn, bfloat16's quality checked
+    # (docs/benchmark_epyc_kernels.json, docs/benchmark_epyc_quality.json).
     "cpu_avx512_bf16": Kind(
         "CPUs with AVX-512 BF16 and no AMX (AMD EPYC Zen 4 and later)",
         "bf16", ALL_KERNELS),
