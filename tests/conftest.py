@@ -1,5 +1,6 @@
 """Shared fixtures. Tests run on the CPU, split into two logical devices."""
 
+import contextlib
 import glob
 import os
 import shutil
@@ -57,6 +58,24 @@ def load_tool(name):
   """tools/<name>.py as a module: the tools are scripts, not a package."""
   import importlib
   return importlib.import_module(name)
+
+
+@contextlib.contextmanager
+def serving_in_thread(server):
+  """Serves `server` (a socketserver, werkzeug's included) from a daemon
+  thread for the block, then stops it and closes its socket.
+
+  The thread looks for the stop every 10 ms rather than socketserver's
+  default half second: each test waits for its server to stop, and the
+  suite starts about a hundred of them."""
+  thread = threading.Thread(target=server.serve_forever,
+                            kwargs={"poll_interval": 0.01}, daemon=True)
+  thread.start()
+  try:
+    yield server
+  finally:
+    server.shutdown()
+    server.server_close()
 
 
 def run_command(command, *args, timeout=600):

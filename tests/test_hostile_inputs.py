@@ -20,7 +20,7 @@ import tensorflow as tf
 from PIL import Image
 
 from conftest import (NO_TENSORFLOW, run_command, run_saying_imports,
-                      small_config)
+                      serving_in_thread, small_config)
 from pix2pix_tf.data import building
 from pix2pix_tf.data import demo
 from pix2pix_tf.data import headers
@@ -749,11 +749,9 @@ class Decoding(Unused):
 
 def served(app):
   """Serves `app` on a free port in this process: yields the port."""
-  httpd = web.make_server("127.0.0.1", 0, app, request_timeout=1.0)
-  thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-  thread.start()
-  yield httpd.server_port
-  httpd.shutdown()
+  with serving_in_thread(web.make_server("127.0.0.1", 0, app,
+                                         request_timeout=1.0)) as httpd:
+    yield httpd.server_port
 
 
 @pytest.fixture
@@ -1069,10 +1067,9 @@ def study_server(request, tmp_path):
       data_lib.list_images(real, required=True),
       data_lib.list_images(generated, required=True),
       str(tmp_path / "answers.jsonl")))
-  httpd = web.make_server("127.0.0.1", 0, app, request_timeout=1.0)
-  threading.Thread(target=httpd.serve_forever, daemon=True).start()
-  yield httpd.server_port, tree(tmp_path), request.param
-  httpd.shutdown()
+  with serving_in_thread(web.make_server("127.0.0.1", 0, app,
+                                         request_timeout=1.0)) as httpd:
+    yield httpd.server_port, tree(tmp_path), request.param
 
 
 HOSTILE_ANSWERS = [
@@ -1150,23 +1147,22 @@ def test_study_page_shows_hostile_file_names_as_text(tmp_path):
                           str(tmp_path / "answers.jsonl"))
   for trial in the_study.trials:
     the_study.answer(trial["id"], "real")
-  httpd = web.make_server("127.0.0.1", 0, study.create_app(the_study), 5.0)
-  threading.Thread(target=httpd.serve_forever, daemon=True).start()
-  driver = headless_chromium()
-  try:
-    driver.get(f"http://127.0.0.1:{httpd.server_port}/")
-    WebDriverWait(driver, 20, poll_frequency=0.05).until(
-        lambda d: len(d.find_elements(By.CSS_SELECTOR, "#answers figure"))
-        == 4)
-    # One image per figure: the names became alt text, not elements.
-    assert len(driver.find_elements(By.CSS_SELECTOR, "#answers img")) == 4
-    alts = sorted(i.get_attribute("alt") for i in
-                  driver.find_elements(By.CSS_SELECTOR, "#answers img"))
-    assert alts[:2] == ['"><img src=x onerror=alert(0)>.png',
-                        '"><img src=x onerror=alert(1)>.png']
-  finally:
-    driver.quit()
-    httpd.shutdown()
+  server = web.make_server("127.0.0.1", 0, study.create_app(the_study), 5.0)
+  with serving_in_thread(server) as httpd:
+    driver = headless_chromium()
+    try:
+      driver.get(f"http://127.0.0.1:{httpd.server_port}/")
+      WebDriverWait(driver, 20, poll_frequency=0.05).until(
+          lambda d: len(d.find_elements(By.CSS_SELECTOR, "#answers figure"))
+          == 4)
+      # One image per figure: the names became alt text, not elements.
+      assert len(driver.find_elements(By.CSS_SELECTOR, "#answers img")) == 4
+      alts = sorted(i.get_attribute("alt") for i in
+                    driver.find_elements(By.CSS_SELECTOR, "#answers img"))
+      assert alts[:2] == ['"><img src=x onerror=alert(0)>.png',
+                          '"><img src=x onerror=alert(1)>.png']
+    finally:
+      driver.quit()
 
 
 # --- Dataset tools ---------------------------------------------------------

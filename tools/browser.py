@@ -80,7 +80,8 @@ def open_page(driver, url: str, timeout: float = 60) -> str:
   from selenium.common.exceptions import WebDriverException
   from selenium.webdriver.support.ui import WebDriverWait
   driver.get(url)
-  WebDriverWait(driver, timeout, ignored_exceptions=(WebDriverException,)
+  WebDriverWait(driver, timeout, poll_frequency=0.05,
+                ignored_exceptions=(WebDriverException,)
                 ).until(lambda d: d.execute_script(BACKEND))
   return driver.execute_script(BACKEND)
 

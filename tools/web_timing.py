@@ -51,7 +51,10 @@ def serve(folder):
 
   server = http.server.ThreadingHTTPServer(
       ("127.0.0.1", 0), functools.partial(Quiet, directory=folder))
-  threading.Thread(target=server.serve_forever, daemon=True).start()
+  # Looks for the stop every 10 ms: the default half second would be
+  # added to the command's time.
+  threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01},
+                   daemon=True).start()
   return f"http://127.0.0.1:{server.server_port}/", server
 
 
@@ -68,7 +71,7 @@ def main():
            "s.threads, s.pageSeconds];")
   try:
     backend = browser.open_page(driver, url, args.timeout)
-    wait = WebDriverWait(driver, args.timeout)
+    wait = WebDriverWait(driver, args.timeout, poll_frequency=0.05)
     _, load, _, threads, _ = driver.execute_script(state)
     status = driver.execute_script(
         "return document.getElementById('runtime').textContent")

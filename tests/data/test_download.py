@@ -7,11 +7,10 @@ import io
 import os
 import socket
 import tarfile
-import threading
 
 import pytest
 
-from conftest import run_command
+from conftest import run_command, serving_in_thread
 from pix2pix_tf import outputs
 
 
@@ -32,12 +31,9 @@ def server(tmp_path):
   root.mkdir()
   handler = functools.partial(http.server.SimpleHTTPRequestHandler,
                               directory=str(root))
-  httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-  thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-  thread.start()
-  yield root, f"http://127.0.0.1:{httpd.server_address[1]}"
-  httpd.shutdown()
-  httpd.server_close()
+  with serving_in_thread(http.server.ThreadingHTTPServer(
+      ("127.0.0.1", 0), handler)) as httpd:
+    yield root, f"http://127.0.0.1:{httpd.server_address[1]}"
 
 
 def run_tool(name, dest, *args):
@@ -172,16 +168,12 @@ def test_a_server_error_and_a_cut_download_are_tried_again(tmp_path):
   digest = hashlib.sha256((root / "facades.tar.gz").read_bytes()).hexdigest()
   flaky = flaky_handler()
   handler = functools.partial(flaky, directory=str(root))
-  httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-  threading.Thread(target=httpd.serve_forever, daemon=True).start()
-  try:
+  with serving_in_thread(http.server.ThreadingHTTPServer(
+      ("127.0.0.1", 0), handler)) as httpd:
     url = f"http://127.0.0.1:{httpd.server_address[1]}"
     dest = tmp_path / "datasets"
     result = run_tool("facades", dest, f"--base_url={url}",
                       f"--sha256={digest}")
-  finally:
-    httpd.shutdown()
-    httpd.server_close()
   assert result.returncode == 0, result.stderr
   assert flaky.answered == 3
   assert "503" in result.stdout

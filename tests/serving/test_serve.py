@@ -20,7 +20,7 @@ import tensorflow as tf
 from PIL import Image
 
 from conftest import (ENV, Lines, gradient_image, headless_chromium,
-                      small_config)
+                      serving_in_thread, small_config)
 from pix2pix_tf.data import demo
 from pix2pix_tf.serving import server as server_lib
 from pix2pix_tf import training
@@ -44,13 +44,9 @@ def exported(tmp_path_factory):
 def serving(app):
   """`app` served on a free local port by a thread: its URL."""
   from werkzeug.serving import make_server
-  httpd = make_server("127.0.0.1", 0, app, threaded=True)
-  thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-  thread.start()
-  try:
+  with serving_in_thread(make_server("127.0.0.1", 0, app,
+                                     threaded=True)) as httpd:
     yield f"http://127.0.0.1:{httpd.server_port}"
-  finally:
-    httpd.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -243,7 +239,7 @@ def test_page_in_a_real_browser(server, tmp_path):
   bad.write_bytes(b"just text")
   driver = headless_chromium()
   try:
-    wait = WebDriverWait(driver, 30)
+    wait = WebDriverWait(driver, 30, poll_frequency=0.05)
     driver.get(url + "/")
     swatches = driver.find_elements(By.CSS_SELECTOR, ".swatch")
     assert len(swatches) == len(demo.PALETTE)
@@ -424,7 +420,7 @@ def shown(driver):
 def wait_until(driver, condition):
   """`condition(driver)`, once it is true (at most 30 s)."""
   from selenium.webdriver.support.ui import WebDriverWait
-  return WebDriverWait(driver, 30).until(condition)
+  return WebDriverWait(driver, 30, poll_frequency=0.05).until(condition)
 
 
 def wait_for_message(driver, start=""):

@@ -6,13 +6,12 @@ import json
 import math
 import os
 import statistics
-import threading
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import headless_chromium
+from conftest import headless_chromium, serving_in_thread
 from pix2pix_tf import data as data_lib
 from pix2pix_tf import outputs
 from pix2pix_tf.serving import study as study_lib
@@ -380,12 +379,10 @@ def served(request, folders, tmp_path):
   from werkzeug.serving import make_server
   answers = tmp_path / "answers.jsonl"
   study = new_study(request.param, folders, answers, seed=3)
-  server = make_server("127.0.0.1", 0, study_lib.create_app(study),
-                       threaded=True)
-  thread = threading.Thread(target=server.serve_forever, daemon=True)
-  thread.start()
-  yield study, f"http://127.0.0.1:{server.server_port}/", answers
-  server.shutdown()
+  with serving_in_thread(make_server("127.0.0.1", 0,
+                                     study_lib.create_app(study),
+                                     threaded=True)) as server:
+    yield study, f"http://127.0.0.1:{server.server_port}/", answers
 
 
 def click_through(driver, answers, values, total):

@@ -13,7 +13,6 @@ import os
 import pathlib
 import re
 import tarfile
-import threading
 import urllib.parse
 
 import numpy as np
@@ -22,7 +21,8 @@ from PIL import Image
 
 import browser
 from conftest import (browser_needed, chromium_needed, headless_chromium,
-                      load_tool, run_command, small_config, visible_generator)
+                      load_tool, run_command, serving_in_thread, small_config,
+                      visible_generator)
 from pix2pix_tf import outputs
 from pix2pix_tf import serving
 from pix2pix_tf.data import demo
@@ -122,15 +122,10 @@ def file_server(folder):
     def log_message(self, *args):
       requested.append(urllib.parse.unquote(self.path))
 
-  server = http.server.ThreadingHTTPServer(
+  with serving_in_thread(http.server.ThreadingHTTPServer(
       ("127.0.0.1", 0), functools.partial(Handler, directory=str(folder)))
-  thread = threading.Thread(target=server.serve_forever, daemon=True)
-  thread.start()
-  try:
+  ) as server:
     yield f"http://127.0.0.1:{server.server_port}", requested
-  finally:
-    server.shutdown()
-    server.server_close()
 
 
 def test_the_runtime_downloads_once_and_is_checked(tmp_path):
@@ -286,7 +281,7 @@ def test_a_page_opened_as_a_file_says_to_serve_its_folder(model, runtime,
   try:
     driver.get((site / "index.html").as_uri())
     status = "return document.getElementById('runtime').textContent"
-    WebDriverWait(driver, 30).until(
+    WebDriverWait(driver, 30, poll_frequency=0.05).until(
         lambda d: "did not load" in d.execute_script(status))
     assert driver.execute_script(status) == (
         "The model did not load in this browser: a page opened as a file "
@@ -659,7 +654,7 @@ def test_the_page_translates_in_the_browser_as_the_saved_model(
       # The page reloads once under its service worker: an element may go
       # stale between two polls.
       from selenium.common.exceptions import WebDriverException
-      wait = WebDriverWait(driver, 60,
+      wait = WebDriverWait(driver, 60, poll_frequency=0.05,
                            ignored_exceptions=(WebDriverException,))
       browser.open_page(driver, url + "/")
       status = driver.find_element(By.ID, "runtime")
@@ -814,7 +809,7 @@ def test_a_webgpu_run_that_fails_gives_way_to_webassembly(model, tmp_path):
   driver = headless_chromium(webgpu=True)
   with file_server(site) as (url, _):
     try:
-      wait = WebDriverWait(driver, 60,
+      wait = WebDriverWait(driver, 60, poll_frequency=0.05,
                            ignored_exceptions=(WebDriverException,))
       assert browser.open_page(driver, url + "/") == "webgpu"
       driver.execute_async_script("""
@@ -865,7 +860,8 @@ def test_an_upload_refused_whole_translates_in_tiles_and_at_training_size(
   image = classes[(x // 9 + y // 7) % len(classes)]
   Image.fromarray(image).save(upload)
   driver = headless_chromium()
-  wait = WebDriverWait(driver, 60, ignored_exceptions=(WebDriverException,))
+  wait = WebDriverWait(driver, 60, poll_frequency=0.05,
+                       ignored_exceptions=(WebDriverException,))
 
   def open_page(url):
     browser.open_page(driver, url + "/")

@@ -7,14 +7,13 @@ import contextlib
 import http.server
 import json
 import os
-import threading
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import pth_writer
-from conftest import ENV, run_command
+from conftest import ENV, run_command, serving_in_thread
 from pix2pix_tf import config as config_lib
 from pix2pix_tf import errors
 from pix2pix_tf import outputs
@@ -74,13 +73,9 @@ def serving(files):
     def log_message(self, *args):
       pass
 
-  server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-  threading.Thread(target=server.serve_forever, daemon=True).start()
-  try:
+  with serving_in_thread(http.server.ThreadingHTTPServer(
+      ("127.0.0.1", 0), Handler)) as server:
     yield f"http://127.0.0.1:{server.server_port}", requested
-  finally:
-    server.shutdown()
-    server.server_close()
 
 
 @pytest.fixture(scope="module")
