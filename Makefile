@@ -1,4 +1,4 @@
-# make demo: set up .venv, build the demo data, train on it (CPU: 4 to 6 min on 2 cores),
+# make demo: set up .venv, build the demo data, train on it (CPU: 4 to 6 min on 2 AMX or AVX-512 BF16 cores),
 #            export the generator and translate the val split with it.
 # make test: set up .venv and run the test suite.
 
